@@ -1,0 +1,41 @@
+//! `switchyard demo`: the sample gateway in one process, for a first look.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use switchyard_worker::sample_upstream::SampleUpstream;
+use switchyard_worker::{AccessLogTarget, WorkerOptions};
+
+/// The addresses the example manifests point at.
+const UPSTREAMS: [(&str, &str); 2] = [
+    ("127.0.0.1:18081", "blue-1"),
+    ("127.0.0.1:18082", "green-1"),
+];
+
+pub async fn run(config: PathBuf, listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    for (addr, id) in UPSTREAMS {
+        let addr: SocketAddr = addr.parse()?;
+        SampleUpstream::start(addr, id, stop_rx.clone())
+            .await
+            .with_context(|| format!("cannot start the sample upstream on {addr}"))?;
+        tracing::info!(%addr, id, "sample upstream listening");
+    }
+    eprintln!(
+        "\nSwitchyard demo: gateway on http://{listen}, admin on http://{admin}\n\
+         try:\n  curl -i http://{listen}/payments/42\n  curl -s http://{admin}/status\n\
+         then edit {} (e.g. x-release: blue -> green) and curl again: the change is live.\n",
+        config.display()
+    );
+    let options = WorkerOptions {
+        config,
+        access_log: AccessLogTarget::Stdout,
+        watch: true,
+        drain_timeout: Duration::from_secs(10),
+    };
+    let result = crate::run_worker(options, listen, admin).await;
+    let _ = stop_tx.send(true);
+    result
+}

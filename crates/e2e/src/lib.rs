@@ -1,0 +1,259 @@
+//! Test harness for end-to-end tests: real sample upstreams on port 0, a real Worker in
+//! the test process (as a task, like Sozu's e2e), real TCP clients, configuration written
+//! to a temporary directory exactly as an operator would.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use switchyard_worker::sample_upstream::SampleUpstream;
+use switchyard_worker::{Worker, WorkerHandle, WorkerOptions};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How long any wait in a test may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A proxy manifest pointing `/payments` at `target`, tagging responses with `release`.
+pub fn payments_manifest(release: &str, target: SocketAddr, extra_upstream: &str) -> String {
+    format!(
+        r#"apiVersion: switchyard.dev/v1
+kind: Proxy
+metadata:
+  name: payments
+  labels: {{ owner: payments-team }}
+spec:
+  routes:
+    - pathPrefix: /payments
+  upstream:
+    targets:
+      - url: http://{target}
+{extra_upstream}
+  policies:
+    - type: headers
+      response:
+        set: {{ x-release: {release} }}
+      request:
+        set: {{ x-from-gateway: "yes" }}
+"#
+    )
+}
+
+/// A config directory the Worker watches. Writes are atomic (temp file + rename), as
+/// deploy tools do, so the Worker never reads a half-written file.
+pub struct ConfigDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl ConfigDir {
+    pub fn new() -> ConfigDir {
+        ConfigDir {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, name: &str, content: &str) {
+        let tmp: PathBuf = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join(name)).unwrap();
+    }
+}
+
+impl Default for ConfigDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Everything one test runs against.
+pub struct Harness {
+    pub stop: watch::Sender<bool>,
+    pub upstreams: Vec<SampleUpstream>,
+}
+
+impl Harness {
+    /// Starts `ids.len()` sample upstreams on port 0.
+    pub async fn upstreams(ids: &[&str]) -> Harness {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut upstreams = Vec::new();
+        for id in ids {
+            let up = SampleUpstream::start("127.0.0.1:0".parse().unwrap(), id, stop_rx.clone())
+                .await
+                .unwrap();
+            upstreams.push(up);
+        }
+        Harness { stop, upstreams }
+    }
+
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.upstreams[i].addr
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// A Worker running as a task on port 0.
+pub struct RunningWorker {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub handle: WorkerHandle,
+    pub shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: JoinHandle<()>,
+}
+
+impl RunningWorker {
+    pub async fn start(config: &Path) -> RunningWorker {
+        Self::start_with(WorkerOptions::new(config)).await
+    }
+
+    pub async fn start_with(options: WorkerOptions) -> RunningWorker {
+        let worker = Worker::new(options).unwrap();
+        let handle = worker.handle();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let admin_addr = admin.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            worker
+                .run(listener, Some(admin), async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        RunningWorker {
+            addr,
+            admin: admin_addr,
+            handle,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    /// Waits (bounded by [`DEADLINE`]) until the Worker serves at least `revision`.
+    pub async fn wait_for_revision(&self, revision: u64) {
+        let mut rx = self.handle.subscribe();
+        tokio::time::timeout(DEADLINE, rx.wait_for(|r| *r >= revision))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "worker did not reach revision {revision} in time (at {})",
+                    self.handle.revision()
+                )
+            })
+            .unwrap();
+    }
+
+    /// Starts a graceful shutdown.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Polls `cond` until it holds, failing the test after [`DEADLINE`].
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// One HTTP/1.1 keep-alive connection, requests sent one after another on it.
+pub struct Conn {
+    sender: http1::SendRequest<Empty<Bytes>>,
+    pub addr: SocketAddr,
+}
+
+/// A response read in full.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+impl Conn {
+    pub async fn open(addr: SocketAddr) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Conn { sender, addr })
+    }
+
+    /// Sends a GET with extra headers and reads the whole response.
+    pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Answer, String> {
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| format!("connection not ready: {e}"))?;
+        let mut req = Request::get(path).header("host", "gateway.test");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Empty::new()).map_err(|e| e.to_string())?;
+        let resp: Response<hyper::body::Incoming> = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| format!("body failed: {e}"))?
+            .to_bytes();
+        Ok(Answer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+}
+
+/// GET on a fresh connection (admin endpoints and one-off requests).
+pub async fn get_once(addr: SocketAddr, path: &str) -> Answer {
+    let mut c = Conn::open(addr).await.unwrap();
+    c.get(path, &[]).await.unwrap()
+}

@@ -1,0 +1,151 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::load::parse_str;
+
+const PAYMENTS: &str = r#"apiVersion: switchyard.dev/v1
+kind: Proxy
+metadata:
+  name: payments
+  labels: { owner: payments-team }
+spec:
+  routes:
+    - pathPrefix: /payments        # longest prefix wins; also `path` for exact
+      hosts: [api.example.com]     # optional, `*.example.com` allowed; absent = any host
+      methods: [GET, POST]         # optional; absent = any
+      stripPrefix: false
+  upstream:
+    targets:
+      - url: http://127.0.0.1:18081
+        weight: 1
+    loadBalancing: round-robin     # also least-requests, weighted
+    timeouts: { connect: 2s, request: 30s }
+    retries: { attempts: 1 }       # only on connect failure, to another target
+  policies:
+    - type: headers
+      response:
+        set: { x-release: blue }
+      request:
+        set: { x-from-gateway: "yes" }
+        remove: [x-internal]
+"#;
+
+fn parse(text: &str) -> Result<Vec<Located<Manifest>>, ConfigErrors> {
+    parse_str(Arc::from("payments.yaml"), text)
+}
+
+fn compile_text(text: &str) -> Result<Compiled, ConfigErrors> {
+    compile(&parse(text)?, None)
+}
+
+fn first_error(text: &str) -> String {
+    match compile_text(text) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.0[0].to_string(),
+    }
+}
+
+#[test]
+fn issue_example_compiles() {
+    let c = compile_text(PAYMENTS).unwrap();
+    let s = &c.snapshot;
+    assert_eq!(s.revision, 1);
+    let p = s.proxy("payments").unwrap();
+    assert_eq!(p.version, 1);
+    assert_eq!(p.labels["owner"], "payments-team");
+    assert_eq!(p.upstream.targets[0].authority.as_str(), "127.0.0.1:18081");
+    assert_eq!(p.upstream.connect_timeout.as_secs(), 2);
+    let m = s
+        .route(Some("api.example.com"), "/payments/1", &http::Method::POST)
+        .unwrap();
+    assert_eq!(&*m.2.id, "payments#0");
+    assert!(
+        s.route(Some("api.example.com"), "/payments", &http::Method::DELETE)
+            .is_none()
+    );
+}
+
+/// Each edit of the issue example, and the exact error it must produce.
+#[test]
+fn issue_example_error_messages() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "connect: 2s",
+            "connect: 2 s",
+            "payments.yaml:17:26: proxy \"payments\": spec.upstream.timeouts.connect: \
+             invalid duration \"2 s\": expected a number followed by a unit (ms, s, m, h), \
+             e.g. \"2s\" or \"1m30s\"",
+        ),
+        (
+            "weight: 1",
+            "weight: 1\n        wieght: 2",
+            "payments.yaml:16:9: proxy \"payments\": spec.upstream.targets[0].wieght: \
+             unknown field `wieght`, expected one of url, weight",
+        ),
+        (
+            "type: headers",
+            "type: header",
+            "payments.yaml:20:13: proxy \"payments\": spec.policies[0].type: \
+             unknown variant `header`, expected one of headers",
+        ),
+        (
+            "x-release: blue",
+            "\"x release\": blue",
+            "payments.yaml:4:9: proxy \"payments\": spec.policies[0].response.set.x release: \
+             invalid header name \"x release\"",
+        ),
+        (
+            "http://127.0.0.1:18081",
+            "ftp://x",
+            "payments.yaml:14:14: proxy \"payments\": spec.upstream.targets[0].url: \
+             invalid URL \"ftp://x\": unsupported scheme \"ftp\", expected http",
+        ),
+        (
+            "- url: http://127.0.0.1:18081\n        weight: 1",
+            "[]",
+            "payments.yaml:14:7: proxy \"payments\": spec.upstream.targets: \
+             an upstream needs at least one target",
+        ),
+        (
+            "    - type: headers\n      response:",
+            "    - type: headers\n      bogus: 1\n      response:",
+            "payments.yaml:21:7: proxy \"payments\": spec.policies[0].bogus: \
+             unknown field `bogus`, expected one of request, response",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        assert_eq!(PAYMENTS.matches(from).count(), 1, "{from:?}");
+        let bad = PAYMENTS.replacen(from, to, 1);
+        assert_eq!(first_error(&bad), *expected, "{from:?} -> {to:?}");
+    }
+}
+
+#[test]
+fn issue_example_twice_is_a_duplicate() {
+    let twice = format!("{PAYMENTS}---\n{PAYMENTS}");
+    assert_eq!(
+        first_error(&twice),
+        "payments.yaml:30:9: proxy \"payments\": metadata.name: duplicate name: \
+         proxy \"payments\" is already defined at payments.yaml:4:9"
+    );
+}
+
+#[test]
+fn issue_example_pipeline_edits_headers() {
+    let c = compile_text(PAYMENTS).unwrap();
+    let p = c.snapshot.proxy("payments").unwrap();
+    let mut req = http::HeaderMap::new();
+    req.insert("x-internal", http::HeaderValue::from_static("secret"));
+    p.pipeline.on_request(&mut req);
+    assert!(req.get("x-internal").is_none());
+    assert_eq!(req["x-from-gateway"], "yes");
+    let mut resp = http::HeaderMap::new();
+    p.pipeline.on_response(&mut resp);
+    assert_eq!(resp["x-release"], "blue");
+    assert_eq!(
+        p.digest,
+        proxy_digest(match &parse(PAYMENTS).unwrap()[0].value {
+            Manifest::Proxy(m) => m,
+        })
+    );
+}

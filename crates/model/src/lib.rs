@@ -1,0 +1,17 @@
+//! Switchyard's configuration model: the public manifest schema ([`manifest`]), loading with
+//! precise errors ([`load`], [`error`]), whole-set validation and compilation ([`compile`])
+//! into the immutable runtime [`runtime::Snapshot`] the Worker serves from.
+
+pub mod compile;
+pub mod duration;
+pub mod error;
+pub mod load;
+pub mod manifest;
+pub mod runtime;
+mod validate;
+
+pub use compile::{ChangeKind, Compiled, ProxyChange, compile};
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{Located, load_path, parse_str};
+pub use manifest::Manifest;
+pub use runtime::Snapshot;

@@ -1,0 +1,125 @@
+//! Checks over the whole set of manifests: names and route ownership.
+
+use std::collections::HashMap;
+
+use crate::error::{ConfigError, Position, SourceRef};
+use crate::runtime::{HostPattern, PathPattern, RouteRule};
+
+/// Where a name was declared, to report duplicates against the first declaration.
+#[derive(Debug)]
+pub(crate) struct Declared<'a> {
+    pub kind: &'static str,
+    pub name: &'a str,
+    pub source: &'a SourceRef,
+    pub position: Position,
+}
+
+/// Two documents of one kind may not share a name.
+pub(crate) fn duplicate_names(decls: &[Declared<'_>]) -> Vec<ConfigError> {
+    let mut seen: HashMap<(&str, &str), &Declared<'_>> = HashMap::new();
+    let mut errors = Vec::new();
+    for d in decls {
+        if let Some(first) = seen.get(&(d.kind, d.name)) {
+            errors.push(
+                ConfigError::new(
+                    d.source,
+                    d.position,
+                    format!(
+                        "duplicate name: {} {:?} is already defined at {}",
+                        d.kind.to_ascii_lowercase(),
+                        d.name,
+                        place(first.source, first.position)
+                    ),
+                )
+                .entity(d.kind, d.name)
+                .field("metadata.name"),
+            );
+        } else {
+            seen.insert((d.kind, d.name), d);
+        }
+    }
+    errors
+}
+
+/// A route as claimed by a proxy, with where it was written.
+#[derive(Debug)]
+pub(crate) struct Claim<'a> {
+    pub proxy: &'a str,
+    pub route_index: usize,
+    pub rule: &'a RouteRule,
+    pub source: &'a SourceRef,
+    pub position: Position,
+}
+
+/// No two routes (in one proxy or in two) may claim the same host + path + method: the
+/// gateway could not tell which one a request belongs to.
+pub(crate) fn route_conflicts(claims: &[Claim<'_>]) -> Vec<ConfigError> {
+    type Key<'a> = (Option<&'a HostPattern>, &'a PathPattern, Option<&'a str>);
+    let mut owners: HashMap<Key<'_>, &Claim<'_>> = HashMap::new();
+    let mut errors = Vec::new();
+    for c in claims {
+        let hosts: Vec<Option<&HostPattern>> = if c.rule.hosts.is_empty() {
+            vec![None]
+        } else {
+            c.rule.hosts.iter().map(Some).collect()
+        };
+        let methods: Vec<Option<&str>> = match &c.rule.methods {
+            None => vec![None],
+            Some(ms) => ms.iter().map(|m| Some(m.as_str())).collect(),
+        };
+        let mut reported = false;
+        for host in &hosts {
+            for method in &methods {
+                let key = (*host, &c.rule.path, *method);
+                match owners.get(&key) {
+                    Some(first) if !reported => {
+                        reported = true;
+                        errors.push(
+                            ConfigError::new(
+                                c.source,
+                                c.position,
+                                format!(
+                                    "route conflict: {} is already claimed by proxy {:?} \
+                                     (spec.routes[{}] at {})",
+                                    describe(*host, &c.rule.path, *method),
+                                    first.proxy,
+                                    first.route_index,
+                                    place(first.source, first.position)
+                                ),
+                            )
+                            .entity("Proxy", c.proxy)
+                            .field(format!("spec.routes[{}]", c.route_index)),
+                        );
+                    }
+                    Some(_) => {}
+                    None => {
+                        owners.insert(key, c);
+                    }
+                }
+            }
+        }
+    }
+    errors
+}
+
+fn describe(host: Option<&HostPattern>, path: &PathPattern, method: Option<&str>) -> String {
+    let host = match host {
+        None => "any host".to_string(),
+        Some(HostPattern::Exact(h)) => format!("host {h}"),
+        Some(HostPattern::Wildcard(s)) => format!("host *{s}"),
+    };
+    let path = match path {
+        PathPattern::Exact(p) => format!("path {p}"),
+        PathPattern::Prefix(p) => format!("pathPrefix {p}"),
+    };
+    let method = method.unwrap_or("any method");
+    format!("{host} + {path} + {method}")
+}
+
+fn place(source: &SourceRef, position: Position) -> String {
+    if position.line > 0 {
+        format!("{}:{}:{}", source.file, position.line, position.column)
+    } else {
+        format!("{} document {}", source.file, source.document)
+    }
+}

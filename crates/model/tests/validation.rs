@@ -1,0 +1,511 @@
+//! Whole-set checks: names, route ownership, and every field the compiler validates.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+
+use common::{PAYMENTS, compile_err, compile_ok, docs, edit, proxy, rendered, single};
+use http::Method;
+use switchyard_model::{Snapshot, compile, load_path};
+
+/// The proxy that serves a request, by name.
+fn served_by(s: &Snapshot, host: Option<&str>, path: &str, method: Method) -> Option<String> {
+    s.route(host, path, &method)
+        .map(|(_, p, _)| p.name.to_string())
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+// ---- names ----
+
+#[test]
+fn duplicate_proxy_names_across_two_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.yaml", &proxy("payments", "{path: /a}"));
+    let b = write(
+        dir.path(),
+        "b.yaml",
+        &format!("# a copy\n{}", proxy("payments", "{path: /b}")),
+    );
+    let manifests = load_path(dir.path()).unwrap();
+    let e = compile(&manifests, None).unwrap_err();
+    assert_eq!(
+        single(&e),
+        format!(
+            "{b}:5:9: proxy \"payments\": metadata.name: duplicate name: \
+             proxy \"payments\" is already defined at {a}:4:9"
+        )
+    );
+}
+
+#[test]
+fn duplicate_proxy_names_in_one_file() {
+    let e = compile_err(&docs(&[
+        &proxy("a", "{path: /a}"),
+        &proxy("b", "{path: /b}"),
+        &proxy("a", "{path: /c}"),
+    ]));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:26:9: proxy \"a\": metadata.name: duplicate name: \
+         proxy \"a\" is already defined at payments.yaml:4:9"
+    );
+}
+
+#[test]
+fn invalid_proxy_name() {
+    let e = compile_err(&edit(PAYMENTS, "name: payments", "name: Payments"));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:4:9: proxy \"Payments\": metadata.name: invalid name \"Payments\": \
+         use lowercase letters, digits, '-', '_' and '.', starting with a letter or digit"
+    );
+    for ok in ["a", "0", "a-b_c.d", "payments-v2"] {
+        compile_ok(&proxy(ok, "{path: /}"));
+    }
+    for bad in ["-a", ".a", "a b", "é", "\"\""] {
+        let e = compile_err(&proxy(bad, "{path: /}"));
+        assert_eq!(e.first().unwrap().field, "metadata.name", "{bad}");
+    }
+}
+
+// ---- route conflicts ----
+
+#[test]
+fn two_proxies_claiming_the_same_host_path_and_method() {
+    let e = compile_err(&docs(&[
+        &proxy(
+            "a",
+            "{pathPrefix: /x, hosts: [api.example.com], methods: [GET, POST]}",
+        ),
+        &proxy(
+            "b",
+            "{pathPrefix: /x, hosts: [api.example.com], methods: [post]}",
+        ),
+    ]));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:18:7: proxy \"b\": spec.routes[0]: route conflict: \
+         host api.example.com + pathPrefix /x + POST is already claimed by proxy \"a\" \
+         (spec.routes[0] at payments.yaml:7:7)"
+    );
+}
+
+#[test]
+fn conflicts_without_hosts_or_methods() {
+    let e = compile_err(&docs(&[
+        &proxy("a", "{path: /x}"),
+        &proxy("b", "{path: /x}"),
+    ]));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:18:7: proxy \"b\": spec.routes[0]: route conflict: \
+         any host + path /x + any method is already claimed by proxy \"a\" \
+         (spec.routes[0] at payments.yaml:7:7)"
+    );
+}
+
+#[test]
+fn conflicting_wildcard_hosts_are_compared_normalised() {
+    let e = compile_err(&docs(&[
+        &proxy("a", "{pathPrefix: /x, hosts: [a.com, \"*.b.com\"]}"),
+        &proxy("b", "{pathPrefix: /x, hosts: [\"*.B.com.\"]}"),
+    ]));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:18:7: proxy \"b\": spec.routes[0]: route conflict: \
+         host *.b.com + pathPrefix /x + any method is already claimed by proxy \"a\" \
+         (spec.routes[0] at payments.yaml:7:7)"
+    );
+}
+
+#[test]
+fn conflict_within_one_proxy() {
+    let e = compile_err(&proxy(
+        "a",
+        "{path: /x}\n    - {path: /y}\n    - {path: /x}",
+    ));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:9:7: proxy \"a\": spec.routes[2]: route conflict: \
+         any host + path /x + any method is already claimed by proxy \"a\" \
+         (spec.routes[0] at payments.yaml:7:7)"
+    );
+}
+
+#[test]
+fn every_later_claimant_is_reported_once() {
+    let e = compile_err(&docs(&[
+        &proxy("a", "{path: /x, hosts: [a.com, b.com]}"),
+        &proxy("b", "{path: /x, hosts: [a.com, b.com]}"),
+        &proxy("c", "{path: /x, hosts: [b.com]}"),
+    ]));
+    assert_eq!(
+        rendered(&e),
+        [
+            "payments.yaml:18:7: proxy \"b\": spec.routes[0]: route conflict: \
+             host a.com + path /x + any method is already claimed by proxy \"a\" \
+             (spec.routes[0] at payments.yaml:7:7)",
+            "payments.yaml:29:7: proxy \"c\": spec.routes[0]: route conflict: \
+             host b.com + path /x + any method is already claimed by proxy \"a\" \
+             (spec.routes[0] at payments.yaml:7:7)",
+        ]
+    );
+}
+
+#[test]
+fn same_path_with_disjoint_methods_is_not_a_conflict() {
+    let c = compile_ok(&docs(&[
+        &proxy("a", "{pathPrefix: /x, methods: [GET, HEAD]}"),
+        &proxy("b", "{pathPrefix: /x, methods: [POST]}"),
+    ]));
+    let s = &c.snapshot;
+    assert_eq!(
+        served_by(s, None, "/x/1", Method::GET).as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        served_by(s, None, "/x/1", Method::POST).as_deref(),
+        Some("b")
+    );
+    assert_eq!(served_by(s, None, "/x/1", Method::DELETE), None);
+}
+
+#[test]
+fn any_method_and_get_on_the_same_path_is_not_a_conflict() {
+    let c = compile_ok(&docs(&[
+        &proxy("a", "{path: /x}"),
+        &proxy("b", "{path: /x, methods: [GET]}"),
+    ]));
+    let s = &c.snapshot;
+    assert_eq!(served_by(s, None, "/x", Method::GET).as_deref(), Some("b"));
+    assert_eq!(
+        served_by(s, None, "/x", Method::DELETE).as_deref(),
+        Some("a")
+    );
+}
+
+#[test]
+fn different_hosts_or_path_kinds_are_not_conflicts() {
+    let c = compile_ok(&docs(&[
+        &proxy("a", "{pathPrefix: /x}"),
+        &proxy("b", "{pathPrefix: /x, hosts: [a.example.com]}"),
+        &proxy("c", "{pathPrefix: /x, hosts: [\"*.example.com\"]}"),
+        &proxy("d", "{path: /x}"),
+    ]));
+    let s = &c.snapshot;
+    assert_eq!(
+        served_by(s, Some("a.example.com"), "/x/1", Method::GET).as_deref(),
+        Some("b")
+    );
+    assert_eq!(
+        served_by(s, Some("b.example.com"), "/x/1", Method::GET).as_deref(),
+        Some("c")
+    );
+    assert_eq!(
+        served_by(s, Some("other.org"), "/x/1", Method::GET).as_deref(),
+        Some("a")
+    );
+    assert_eq!(served_by(s, None, "/x", Method::GET).as_deref(), Some("d"));
+}
+
+// ---- routes ----
+
+#[test]
+fn empty_route_list() {
+    let e = compile_err(&edit(
+        &proxy("a", "{path: /}"),
+        "routes:\n    - {path: /}\n",
+        "routes: []\n",
+    ));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:6:11: proxy \"a\": spec.routes: a proxy needs at least one route"
+    );
+}
+
+#[test]
+fn route_with_both_path_and_path_prefix() {
+    let e = compile_err(&proxy("a", "{path: /a, pathPrefix: /a}"));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:7:7: proxy \"a\": spec.routes[0]: set either `path` or `pathPrefix`, not both"
+    );
+    let e = compile_err(&proxy("a", "{methods: [GET]}"));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:7:7: proxy \"a\": spec.routes[0]: a route needs `path` or `pathPrefix`"
+    );
+}
+
+#[test]
+fn path_must_start_with_a_slash() {
+    let e = compile_err(&edit(
+        PAYMENTS,
+        "pathPrefix: /payments",
+        "pathPrefix: payments",
+    ));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:8:7: proxy \"payments\": spec.routes[0].pathPrefix: \
+         invalid path \"payments\": must start with '/'"
+    );
+    let e = compile_err(&proxy("a", "{path: \"/a?b=1\"}"));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:7:7: proxy \"a\": spec.routes[0].path: \
+         invalid path \"/a?b=1\": no query, fragment, spaces or control characters"
+    );
+}
+
+#[test]
+fn invalid_host() {
+    let e = compile_err(&edit(
+        PAYMENTS,
+        "[api.example.com]",
+        "[api.example.com, \"api.example.com:80\"]",
+    ));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:8:7: proxy \"payments\": spec.routes[0].hosts[1]: \
+         invalid host \"api.example.com:80\": expected a host name such as api.example.com \
+         or *.example.com (no port)"
+    );
+    for bad in [
+        "*", "*.", "-a.com", "a-.com", "a..com", "a_b.com", "a.*.com", "**.a.com", "",
+    ] {
+        let e = compile_err(&proxy("a", &format!("{{path: /, hosts: [\"{bad}\"]}}")));
+        assert_eq!(
+            e.first().unwrap().field,
+            "spec.routes[0].hosts[0]",
+            "{bad:?}"
+        );
+        assert!(
+            e.first().unwrap().message.starts_with("invalid host"),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn wildcard_and_mixed_case_hosts_are_accepted() {
+    let c = compile_ok(&proxy(
+        "a",
+        "{path: /, hosts: [\"*.example.com\", \"API.Other.ORG.\"]}",
+    ));
+    let s = &c.snapshot;
+    assert_eq!(
+        served_by(s, Some("x.example.com"), "/", Method::GET).as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        served_by(s, Some("a.b.example.com:8080"), "/", Method::GET).as_deref(),
+        Some("a")
+    );
+    assert_eq!(served_by(s, Some("example.com"), "/", Method::GET), None);
+    assert_eq!(
+        served_by(s, Some("api.other.org"), "/", Method::GET).as_deref(),
+        Some("a")
+    );
+}
+
+#[test]
+fn empty_host_list() {
+    let e = compile_err(&edit(PAYMENTS, "hosts: [api.example.com]", "hosts: []"));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:8:7: proxy \"payments\": spec.routes[0].hosts: \
+         empty list: omit `hosts` to match any host"
+    );
+}
+
+#[test]
+fn empty_or_invalid_methods() {
+    let e = compile_err(&edit(PAYMENTS, "methods: [GET, POST]", "methods: []"));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:8:7: proxy \"payments\": spec.routes[0].methods: \
+         empty list: omit `methods` to match any method"
+    );
+    let e = compile_err(&edit(
+        PAYMENTS,
+        "methods: [GET, POST]",
+        "methods: [GET, \"PO ST\"]",
+    ));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:8:7: proxy \"payments\": spec.routes[0].methods[1]: invalid method \"PO ST\""
+    );
+}
+
+// ---- upstream ----
+
+#[test]
+fn empty_target_list() {
+    let e = compile_err(&edit(
+        PAYMENTS,
+        "    targets:\n      - url: http://127.0.0.1:18081\n        weight: 1\n",
+        "    targets: []\n",
+    ));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:13:14: proxy \"payments\": spec.upstream.targets: \
+         an upstream needs at least one target"
+    );
+}
+
+#[test]
+fn zero_weight() {
+    let e = compile_err(&edit(PAYMENTS, "weight: 1", "weight: 0"));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:14:7: proxy \"payments\": spec.upstream.targets[0].weight: \
+         weight must be at least 1"
+    );
+}
+
+#[test]
+fn retries_above_ten_are_refused() {
+    let e = compile_err(&edit(PAYMENTS, "attempts: 1 }", "attempts: 11 }"));
+    // Fields without a recorded position point at the proxy's name.
+    assert_eq!(
+        single(&e),
+        "payments.yaml:4:9: proxy \"payments\": spec.upstream.retries.attempts: at most 10"
+    );
+    let c = compile_ok(&edit(PAYMENTS, "attempts: 1 }", "attempts: 10 }"));
+    assert_eq!(
+        c.snapshot
+            .proxy("payments")
+            .unwrap()
+            .upstream
+            .retry_attempts,
+        10
+    );
+    let c = compile_ok(&edit(PAYMENTS, "attempts: 1 }", "attempts: 0 }"));
+    assert_eq!(
+        c.snapshot
+            .proxy("payments")
+            .unwrap()
+            .upstream
+            .retry_attempts,
+        0
+    );
+}
+
+#[test]
+fn zero_timeouts_are_refused() {
+    let e = compile_err(&edit(
+        PAYMENTS,
+        "{ connect: 2s, request: 30s }",
+        "{ connect: 0s, request: 0ms }",
+    ));
+    assert_eq!(
+        rendered(&e),
+        [
+            "payments.yaml:4:9: proxy \"payments\": spec.upstream.timeouts.connect: must be greater than 0",
+            "payments.yaml:4:9: proxy \"payments\": spec.upstream.timeouts.request: must be greater than 0",
+        ]
+    );
+}
+
+// ---- headers policy ----
+
+#[test]
+fn invalid_header_name() {
+    let e = compile_err(&edit(PAYMENTS, "x-release: blue", "\"x release\": blue"));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:4:9: proxy \"payments\": spec.policies[0].response.set.x release: \
+         invalid header name \"x release\""
+    );
+    let e = compile_err(&edit(
+        PAYMENTS,
+        "remove: [x-internal]",
+        "remove: [x-internal, \"\"]",
+    ));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:4:9: proxy \"payments\": spec.policies[0].request.remove[1]: \
+         invalid header name \"\""
+    );
+}
+
+#[test]
+fn invalid_header_value() {
+    let e = compile_err(&edit(
+        PAYMENTS,
+        "x-release: blue",
+        "x-release: \"blue\\nx-evil: 1\"",
+    ));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:4:9: proxy \"payments\": spec.policies[0].response.set.x-release: \
+         invalid header value \"blue\\nx-evil: 1\""
+    );
+}
+
+#[test]
+fn hop_by_hop_headers_are_refused_in_policies() {
+    let e = compile_err(&edit(PAYMENTS, "x-release: blue", "connection: close"));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:4:9: proxy \"payments\": spec.policies[0].response.set.connection: \
+         \"connection\" is a hop-by-hop header and cannot be changed by a policy"
+    );
+    let text = edit(
+        PAYMENTS,
+        "remove: [x-internal]",
+        "remove: [x-internal, Keep-Alive]\n        add: { Transfer-Encoding: chunked, te: trailers }",
+    );
+    assert_eq!(
+        rendered(&compile_err(&text)),
+        [
+            "payments.yaml:4:9: proxy \"payments\": spec.policies[0].request.add.Transfer-Encoding: \
+             \"Transfer-Encoding\" is a hop-by-hop header and cannot be changed by a policy",
+            "payments.yaml:4:9: proxy \"payments\": spec.policies[0].request.add.te: \
+             \"te\" is a hop-by-hop header and cannot be changed by a policy",
+            "payments.yaml:4:9: proxy \"payments\": spec.policies[0].request.remove[1]: \
+             \"Keep-Alive\" is a hop-by-hop header and cannot be changed by a policy",
+        ]
+    );
+}
+
+// ---- several errors ----
+
+#[test]
+fn all_errors_of_a_set_are_reported() {
+    let a = edit(
+        &edit(PAYMENTS, "weight: 1", "weight: 0"),
+        "attempts: 1 }",
+        "attempts: 11 }",
+    );
+    let a = edit(&a, "x-release: blue", "connection: close");
+    let b = edit(
+        &proxy("b", "{path: /b}"),
+        "routes:\n    - {path: /b}\n",
+        "routes: []\n",
+    );
+    let c = proxy("c", "{path: b}");
+    let e = compile_err(&docs(&[&a, &b, &c]));
+    assert_eq!(
+        rendered(&e),
+        [
+            "payments.yaml:14:7: proxy \"payments\": spec.upstream.targets[0].weight: \
+             weight must be at least 1",
+            "payments.yaml:4:9: proxy \"payments\": spec.upstream.retries.attempts: at most 10",
+            "payments.yaml:4:9: proxy \"payments\": spec.policies[0].response.set.connection: \
+             \"connection\" is a hop-by-hop header and cannot be changed by a policy",
+            "payments.yaml:32:11: proxy \"b\": spec.routes: a proxy needs at least one route",
+            "payments.yaml:43:7: proxy \"c\": spec.routes[0].path: \
+             invalid path \"b\": must start with '/'",
+        ]
+    );
+    assert_eq!(e.len(), 5);
+    // The set renders as one error per line.
+    assert_eq!(e.to_string().lines().count(), 5);
+}

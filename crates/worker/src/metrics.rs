@@ -1,0 +1,172 @@
+//! Prometheus metrics. Per-proxy handles are resolved when a snapshot is built, so the
+//! request path only touches atomics it already holds.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::proxy::error::UpstreamErrorKind;
+
+type Labels1 = [(&'static str, String); 1];
+type Labels2 = [(&'static str, String); 2];
+
+fn duration_buckets() -> Histogram {
+    // 0.5 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+fn build_buckets() -> Histogram {
+    // 0.1 ms .. ~3 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// Status classes, indexed by `status / 100 - 1`.
+pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<Labels2, Counter>,
+    durations: Family<Labels1, Histogram, fn() -> Histogram>,
+    upstream_errors: Family<Labels2, Counter>,
+    pub revision: Gauge,
+    pub swaps: Counter,
+    pub rejected: Counter,
+    pub build_seconds: Histogram,
+    pub live_generations: Gauge,
+    per_proxy: Mutex<HashMap<Arc<str>, Arc<ProxyMetrics>>>,
+}
+
+/// The handles one proxy's requests update.
+pub struct ProxyMetrics {
+    pub by_class: [Counter; 5],
+    pub duration: Histogram,
+    pub upstream_errors: [Counter; UpstreamErrorKind::COUNT],
+}
+
+impl ProxyMetrics {
+    pub fn record(&self, status: u16, seconds: f64) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.by_class[class].inc();
+        self.duration.observe(seconds);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("switchyard");
+        let requests = Family::<Labels2, Counter>::default();
+        let durations =
+            Family::<Labels1, Histogram, fn() -> Histogram>::new_with_constructor(duration_buckets);
+        let upstream_errors = Family::<Labels2, Counter>::default();
+        let revision = Gauge::default();
+        let swaps = Counter::default();
+        let rejected = Counter::default();
+        let build_seconds = build_buckets();
+        let live_generations = Gauge::default();
+        registry.register(
+            "requests",
+            "Requests answered, by proxy and status class",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from accepting a request to the end of its response body",
+            durations.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Failed upstream attempts, by proxy and kind",
+            upstream_errors.clone(),
+        );
+        registry.register(
+            "config_revision",
+            "Configuration revision being served",
+            revision.clone(),
+        );
+        registry.register(
+            "config_swaps",
+            "Configuration snapshots swapped in",
+            swaps.clone(),
+        );
+        registry.register(
+            "config_rejected",
+            "Configuration sets rejected (the previous one kept serving)",
+            rejected.clone(),
+        );
+        registry.register(
+            "config_build_seconds",
+            "Time to load, validate and compile a configuration set",
+            build_seconds.clone(),
+        );
+        registry.register(
+            "snapshot_generations_live",
+            "Configuration generations still referenced (current plus those held by in-flight requests)",
+            live_generations.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            durations,
+            upstream_errors,
+            revision,
+            swaps,
+            rejected,
+            build_seconds,
+            live_generations,
+            per_proxy: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The handles for one proxy; created once per proxy name, shared across versions.
+    pub fn proxy(&self, name: &Arc<str>) -> Arc<ProxyMetrics> {
+        let mut map = self
+            .per_proxy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(name.clone())
+            .or_insert_with(|| {
+                let by_class = CLASSES.map(|c| {
+                    self.requests
+                        .get_or_create(&[("proxy", name.to_string()), ("class", c.to_string())])
+                        .clone()
+                });
+                let duration = self
+                    .durations
+                    .get_or_create(&[("proxy", name.to_string())])
+                    .clone();
+                let upstream_errors = UpstreamErrorKind::ALL.map(|k| {
+                    self.upstream_errors
+                        .get_or_create(&[
+                            ("proxy", name.to_string()),
+                            ("kind", k.as_str().to_string()),
+                        ])
+                        .clone()
+                });
+                Arc::new(ProxyMetrics {
+                    by_class,
+                    duration,
+                    upstream_errors,
+                })
+            })
+            .clone()
+    }
+
+    /// Prometheus/OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

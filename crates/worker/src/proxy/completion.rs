@@ -1,0 +1,80 @@
+//! What happens when a request is over: in-flight counters, metrics, the access-log line.
+//! Runs exactly once, when the response body ends or is dropped, and releases the
+//! request's hold on its configuration generation.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime};
+
+use http::{Method, Uri};
+
+use crate::access_log::AccessEntry;
+use crate::runtime::Runtime;
+
+pub struct Completion {
+    pub runtime: Arc<Runtime>,
+    pub started: Instant,
+    pub client: IpAddr,
+    pub method: Method,
+    pub uri: Uri,
+    pub host: Option<http::HeaderValue>,
+    pub proxy: Option<usize>,
+    pub route: Option<usize>,
+    /// The target of the last upstream attempt.
+    pub target: Option<usize>,
+    /// Whether that target's in-flight counter still includes this request.
+    pub in_flight: bool,
+    pub status: u16,
+    pub bytes: u64,
+    pub error: Option<&'static str>,
+}
+
+impl Completion {
+    pub fn add_bytes(&mut self, n: usize) {
+        self.bytes += n as u64;
+    }
+
+    pub fn body_error(&mut self) {
+        self.error.get_or_insert("response_body_interrupted");
+    }
+
+    pub fn finish(self) {
+        let rt = &self.runtime;
+        let proxy = self.proxy.and_then(|i| rt.snapshot.proxies.get(i));
+        if let (true, Some(p), Some(t)) = (self.in_flight, proxy, self.target)
+            && let Some(target) = p.upstream.targets.get(t)
+        {
+            target.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        let elapsed = self.started.elapsed();
+        let metrics = match self.proxy.and_then(|i| rt.proxies.get(i)) {
+            Some(ext) => &ext.metrics,
+            None => &rt.unmatched,
+        };
+        metrics.record(self.status, elapsed.as_secs_f64());
+        let log = &rt.obs.access_log;
+        if log.enabled() {
+            let route = proxy.zip(self.route).and_then(|(p, r)| p.routes.get(r));
+            log.write(&AccessEntry {
+                time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+                client: self.client,
+                method: self.method.as_str(),
+                host: self.host.as_ref().and_then(|h| h.to_str().ok()),
+                path: self.uri.path(),
+                status: self.status,
+                proxy: proxy.map(|p| &*p.name),
+                route: route.map(|r| &*r.id),
+                version: proxy.map(|p| p.version),
+                revision: rt.snapshot.revision,
+                upstream: proxy
+                    .zip(self.target)
+                    .and_then(|(p, t)| p.upstream.targets.get(t))
+                    .map(|t| &*t.url),
+                duration_ms: elapsed.as_secs_f64() * 1000.0,
+                bytes: self.bytes,
+                error: self.error,
+            });
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Building and swapping configuration generations. Off the request path: parse, validate
+//! and compile happen here; the request path sees only the finished `Arc<Runtime>`,
+//! published with one atomic pointer store.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use switchyard_model::{ChangeKind, ConfigErrors, compile, load_path};
+use tokio::sync::watch;
+
+use crate::runtime::{ClientPool, Observability, Runtime};
+use crate::status::{ProxyStatus, ReloadReport, ReloadResult, StatusReport};
+
+/// What one reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// A new generation is serving.
+    Applied { revision: u64, changed: usize },
+    /// The files compile to exactly what is already served; nothing was swapped.
+    Unchanged { revision: u64 },
+    /// The files are invalid; the previous generation keeps serving.
+    Rejected { revision: u64, errors: ConfigErrors },
+}
+
+pub struct Reloader {
+    config: PathBuf,
+    current: Arc<ArcSwap<Runtime>>,
+    obs: Arc<Observability>,
+    clients: ClientPool,
+    /// Serialises reloads; held only by the (blocking) reload itself.
+    reload_lock: Mutex<()>,
+    last: Mutex<Option<ReloadReport>>,
+    revision_tx: watch::Sender<u64>,
+    draining: AtomicBool,
+}
+
+impl Reloader {
+    pub fn initial(
+        config: PathBuf,
+        obs: Arc<Observability>,
+        clients: ClientPool,
+    ) -> Result<Reloader, ConfigErrors> {
+        let started = Instant::now();
+        let manifests = load_path(&config)?;
+        let compiled = compile(&manifests, None)?;
+        let mut snapshot = compiled.snapshot;
+        snapshot.revision = snapshot.revision.max(1);
+        let revision = snapshot.revision;
+        let runtime = Runtime::new(snapshot, &obs, &clients);
+        obs.metrics
+            .revision
+            .set(i64::try_from(revision).unwrap_or(i64::MAX));
+        obs.metrics
+            .build_seconds
+            .observe(started.elapsed().as_secs_f64());
+        tracing::info!(
+            revision,
+            proxies = runtime.snapshot.proxies.len(),
+            config = %config.display(),
+            "configuration loaded"
+        );
+        let (revision_tx, _) = watch::channel(revision);
+        Ok(Reloader {
+            config,
+            current: Arc::new(ArcSwap::from_pointee(runtime)),
+            obs,
+            clients,
+            reload_lock: Mutex::new(()),
+            last: Mutex::new(None),
+            revision_tx,
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    pub fn current(&self) -> Arc<ArcSwap<Runtime>> {
+        self.current.clone()
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.current.load().snapshot.revision
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.revision_tx.subscribe()
+    }
+
+    pub fn live_generations(&self) -> i64 {
+        self.obs.metrics.live_generations.get()
+    }
+
+    pub fn metrics_text(&self) -> String {
+        self.obs.metrics.encode()
+    }
+
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn reload(&self) -> ReloadOutcome {
+        let _serial = self
+            .reload_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let started = Instant::now();
+        let prev = self.current.load_full();
+        let result = load_path(&self.config).and_then(|m| compile(&m, Some(&prev.snapshot)));
+        let (outcome, changes) = match result {
+            Ok(compiled) if compiled.changes.is_empty() => (
+                ReloadOutcome::Unchanged {
+                    revision: prev.snapshot.revision,
+                },
+                Vec::new(),
+            ),
+            Ok(compiled) => {
+                let revision = compiled.snapshot.revision;
+                let changes: Vec<String> = compiled
+                    .changes
+                    .iter()
+                    .map(|c| match c.kind {
+                        ChangeKind::Added => {
+                            format!("{} added (v{})", c.name, c.new_version.unwrap_or(0))
+                        }
+                        ChangeKind::Updated => format!(
+                            "{} v{} -> v{}",
+                            c.name,
+                            c.old_version.unwrap_or(0),
+                            c.new_version.unwrap_or(0)
+                        ),
+                        ChangeKind::Removed => {
+                            format!("{} removed (was v{})", c.name, c.old_version.unwrap_or(0))
+                        }
+                    })
+                    .collect();
+                let runtime = Runtime::new(compiled.snapshot, &self.obs, &self.clients);
+                // The swap: one atomic pointer store. Requests that already loaded the old
+                // generation keep it until they finish; new ones get this one.
+                self.current.store(Arc::new(runtime));
+                self.obs.metrics.swaps.inc();
+                self.obs
+                    .metrics
+                    .revision
+                    .set(i64::try_from(revision).unwrap_or(i64::MAX));
+                self.revision_tx.send_replace(revision);
+                tracing::info!(
+                    revision,
+                    rebuilt = compiled.rebuilt,
+                    changes = ?changes,
+                    build_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "configuration swapped"
+                );
+                (
+                    ReloadOutcome::Applied {
+                        revision,
+                        changed: compiled.changes.len(),
+                    },
+                    changes,
+                )
+            }
+            Err(errors) => {
+                self.obs.metrics.rejected.inc();
+                tracing::error!(
+                    revision = prev.snapshot.revision,
+                    "configuration rejected, still serving the previous one:\n{errors}"
+                );
+                (
+                    ReloadOutcome::Rejected {
+                        revision: prev.snapshot.revision,
+                        errors,
+                    },
+                    Vec::new(),
+                )
+            }
+        };
+        drop(prev);
+        let elapsed = started.elapsed();
+        self.obs
+            .metrics
+            .build_seconds
+            .observe(elapsed.as_secs_f64());
+        let (result, revision, error) = match &outcome {
+            ReloadOutcome::Applied { revision, .. } => (ReloadResult::Applied, *revision, None),
+            ReloadOutcome::Unchanged { revision } => (ReloadResult::Unchanged, *revision, None),
+            ReloadOutcome::Rejected { revision, errors } => {
+                (ReloadResult::Rejected, *revision, Some(errors.to_string()))
+            }
+        };
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(ReloadReport {
+            result,
+            at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            revision,
+            build_ms: elapsed.as_secs_f64() * 1e3,
+            changes,
+            error,
+        });
+        outcome
+    }
+
+    pub fn status(&self) -> StatusReport {
+        let rt = self.current.load_full();
+        let last_reload = self
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        StatusReport {
+            revision: rt.snapshot.revision,
+            proxies: rt
+                .snapshot
+                .proxies
+                .iter()
+                .map(|p| ProxyStatus {
+                    name: p.name.to_string(),
+                    version: p.version,
+                    digest: p.digest.clone(),
+                    routes: p.routes.len(),
+                    targets: p
+                        .upstream
+                        .targets
+                        .iter()
+                        .map(|t| t.url.to_string())
+                        .collect(),
+                })
+                .collect(),
+            last_reload,
+            live_generations: self.live_generations(),
+            swaps_total: self.obs.metrics.swaps.get(),
+            rejected_total: self.obs.metrics.rejected.get(),
+        }
+    }
+}

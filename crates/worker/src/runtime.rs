@@ -1,0 +1,110 @@
+//! The Worker's view of one configuration generation: the compiled model snapshot plus
+//! what the Worker attaches to each proxy (metric handles, the upstream connection pool).
+//! One `Arc<Runtime>` is loaded per request and held until its response body ends.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus_client::metrics::gauge::Gauge;
+use switchyard_model::Snapshot;
+
+use crate::access_log::AccessLog;
+use crate::metrics::{Metrics, ProxyMetrics};
+use crate::proxy::body::RequestBody;
+
+pub type UpstreamClient = Client<HttpConnector, RequestBody>;
+
+/// Idle upstream connections are closed after this long: shorter than the keep-alive of
+/// common upstream servers (Node.js 5 s, Apache 5 s, nginx 75 s), so the gateway closes an
+/// idle connection before the upstream does and never reuses one that is being closed.
+pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Shared by every generation: metrics and the access log.
+pub struct Observability {
+    pub metrics: Metrics,
+    pub access_log: AccessLog,
+}
+
+/// One configuration generation.
+pub struct Runtime {
+    pub snapshot: Snapshot,
+    /// Parallel to `snapshot.proxies`.
+    pub proxies: Vec<ProxyExt>,
+    pub unmatched: Arc<ProxyMetrics>,
+    pub obs: Arc<Observability>,
+    _generation: GenerationToken,
+}
+
+pub struct ProxyExt {
+    pub metrics: Arc<ProxyMetrics>,
+    pub client: UpstreamClient,
+}
+
+impl Runtime {
+    pub fn new(snapshot: Snapshot, obs: &Arc<Observability>, clients: &ClientPool) -> Runtime {
+        let proxies = snapshot
+            .proxies
+            .iter()
+            .map(|p| ProxyExt {
+                metrics: obs.metrics.proxy(&p.name),
+                client: clients.get(p.upstream.connect_timeout),
+            })
+            .collect();
+        Runtime {
+            unmatched: obs.metrics.proxy(&Arc::from("_unmatched")),
+            _generation: GenerationToken::new(&obs.metrics.live_generations),
+            obs: obs.clone(),
+            snapshot,
+            proxies,
+        }
+    }
+}
+
+/// Counts live generations: +1 when a runtime is built, -1 when the last request holding it
+/// ends and it is dropped.
+struct GenerationToken(Gauge);
+
+impl GenerationToken {
+    fn new(g: &Gauge) -> Self {
+        g.inc();
+        GenerationToken(g.clone())
+    }
+}
+
+impl Drop for GenerationToken {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Upstream HTTP clients, one per connect timeout, kept across generations so a swap
+/// never throws away warm keep-alive connections.
+#[derive(Default)]
+pub struct ClientPool {
+    by_connect_timeout: Mutex<HashMap<Duration, UpstreamClient>>,
+}
+
+impl ClientPool {
+    pub fn get(&self, connect_timeout: Duration) -> UpstreamClient {
+        self.by_connect_timeout
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(connect_timeout)
+            .or_insert_with(|| {
+                let mut connector = HttpConnector::new();
+                connector.set_connect_timeout(Some(connect_timeout));
+                connector.set_nodelay(true);
+                connector.enforce_http(true);
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
+                    .pool_timer(TokioTimer::new())
+                    .timer(TokioTimer::new())
+                    .build(connector)
+            })
+            .clone()
+    }
+}
