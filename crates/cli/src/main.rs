@@ -146,6 +146,7 @@ pub(crate) async fn run_worker(
     let admin = tokio::net::TcpListener::bind(admin_listen)
         .await
         .with_context(|| format!("cannot listen on {admin_listen} (admin)"))?;
+    let (listen, admin_listen) = (listener.local_addr()?, admin.local_addr()?);
     tracing::info!(%listen, admin = %admin_listen, "worker listening");
     signals::reload_on_sighup(worker.handle());
     worker
@@ -195,6 +196,7 @@ fn init_tracing(format: &str) {
         EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();

@@ -176,3 +176,98 @@ async fn http2_cleartext_clients_are_served() {
         assert!(!body.is_empty());
     }
 }
+
+/// Bodies are streamed both ways: the upstream sees the first request chunk before the
+/// client has sent the second, and the client gets the first response chunk before the
+/// upstream has written the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_in_both_directions_without_buffering() {
+    use hyper::body::Frame;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // A raw upstream, so the test controls every byte and its timing.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    let (saw_first_tx, saw_first_rx) = tokio::sync::oneshot::channel::<()>();
+    let (send_rest_tx, send_rest_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = upstream.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("first-chunk") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "gateway closed early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        saw_first_tx.send(()).unwrap();
+        while !String::from_utf8_lossy(&seen).contains("second-chunk") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "gateway closed early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            .await
+            .unwrap();
+        send_rest_rx.await.unwrap();
+        s.write_all(b"6\r\n world\r\n0\r\n\r\n").await.unwrap();
+        String::from_utf8_lossy(&seen).to_string()
+    });
+
+    let cfg = ConfigDir::new();
+    cfg.write("p.yaml", &payments_manifest("blue", up_addr, ""));
+    let w = RunningWorker::start(cfg.path()).await;
+
+    let (body_tx, body_rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
+    let tcp = tokio::net::TcpStream::connect(w.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post("/payments/upload")
+        .header("host", "gateway.test")
+        .body(ChannelBody(body_rx))
+        .unwrap();
+    let response = tokio::spawn(async move { send.send_request(req).await });
+
+    body_tx
+        .send(Ok(Frame::data(Bytes::from_static(b"first-chunk;"))))
+        .await
+        .unwrap();
+    saw_first_rx.await.unwrap(); // the upstream has it while the client still holds the rest
+    body_tx
+        .send(Ok(Frame::data(Bytes::from_static(b"second-chunk"))))
+        .await
+        .unwrap();
+    drop(body_tx);
+
+    let resp = response.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-release"], "blue");
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(
+        &first[..],
+        b"hello",
+        "first response chunk arrives before the rest is written"
+    );
+    send_rest_tx.send(()).unwrap();
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], b" world");
+    let seen = server.await.unwrap();
+    assert!(seen.contains("transfer-encoding: chunked"), "{seen}");
+}
+
+/// A request body fed frame by frame from a channel.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Result<hyper::body::Frame<Bytes>, std::io::Error>>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.0.poll_recv(cx)
+    }
+}

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 
+use crate::duration::HumanDuration;
 use crate::error::{ConfigError, ConfigErrors, Position, SourceRef};
 use crate::load::Located;
 use crate::manifest::{
@@ -18,6 +20,11 @@ use crate::runtime::{
     RouteRule, RouteTable, Snapshot, Target, Upstream,
 };
 use crate::validate::{self, Claim, Declared};
+
+/// Longest connect timeout accepted.
+pub const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest request timeout accepted (long polls and slow reports fit; typos like `30000h` don't).
+pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// The most retry attempts a proxy may ask for.
 pub const MAX_RETRY_ATTEMPTS: u32 = 10;
@@ -449,19 +456,23 @@ fn compile_upstream(u: &UpstreamSpec, errs: &mut ProxyErrors<'_>) -> Option<Upst
             Err(msg) => errs.push(errs.at(&u.targets), format!("{field}.url"), msg),
         }
     }
-    if u.timeouts.connect.0.is_zero() {
-        errs.push(
-            None,
-            "spec.upstream.timeouts.connect".into(),
-            "must be greater than 0".into(),
-        );
-    }
-    if u.timeouts.request.0.is_zero() {
-        errs.push(
-            None,
-            "spec.upstream.timeouts.request".into(),
-            "must be greater than 0".into(),
-        );
+    for (field, value, max) in [
+        ("connect", u.timeouts.connect, MAX_CONNECT_TIMEOUT),
+        ("request", u.timeouts.request, MAX_REQUEST_TIMEOUT),
+    ] {
+        let message = if value.0.is_zero() {
+            Some("must be greater than 0".to_string())
+        } else if value.0 > max {
+            Some(format!(
+                "{value} is more than the {} maximum",
+                HumanDuration(max)
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = message {
+            errs.push(None, format!("spec.upstream.timeouts.{field}"), message);
+        }
     }
     if u.retries.attempts > MAX_RETRY_ATTEMPTS {
         errs.push(

@@ -509,3 +509,17 @@ fn all_errors_of_a_set_are_reported() {
     // The set renders as one error per line.
     assert_eq!(e.to_string().lines().count(), 5);
 }
+
+#[test]
+fn absurd_timeouts_are_refused() {
+    let text = common::PAYMENTS.replace(
+        "connect: 2s, request: 30s",
+        "connect: 2s, request: 18446744073709551615ms",
+    );
+    let e = switchyard_model::compile(&common::parse(&text).unwrap(), None).unwrap_err();
+    assert!(
+        e.to_string().contains("spec.upstream.timeouts.request: ")
+            && e.to_string().contains("maximum"),
+        "{e}"
+    );
+}

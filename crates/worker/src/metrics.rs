@@ -38,6 +38,7 @@ pub struct Metrics {
     pub rejected: Counter,
     pub build_seconds: Histogram,
     pub live_generations: Gauge,
+    pub in_flight: Gauge,
     per_proxy: Mutex<HashMap<Arc<str>, Arc<ProxyMetrics>>>,
 }
 
@@ -74,6 +75,7 @@ impl Metrics {
         let rejected = Counter::default();
         let build_seconds = build_buckets();
         let live_generations = Gauge::default();
+        let in_flight = Gauge::default();
         registry.register(
             "requests",
             "Requests answered, by proxy and status class",
@@ -114,6 +116,11 @@ impl Metrics {
             "Configuration generations still referenced (current plus those held by in-flight requests)",
             live_generations.clone(),
         );
+        registry.register(
+            "requests_in_flight",
+            "Requests accepted and not yet finished (response body still being sent included)",
+            in_flight.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -124,6 +131,7 @@ impl Metrics {
             rejected,
             build_seconds,
             live_generations,
+            in_flight,
             per_proxy: Mutex::new(HashMap::new()),
         }
     }

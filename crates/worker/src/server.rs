@@ -67,9 +67,11 @@ fn spawn_connection(
     remote: SocketAddr,
     current: Arc<ArcSwap<Runtime>>,
 ) {
+    let client = std::sync::Arc::new(proxy::forward::client_value(remote.ip()));
     let svc = service_fn(move |req| {
         let current = current.clone();
-        async move { proxy::handle(&current, remote, req).await }
+        let client = client.clone();
+        async move { proxy::handle(&current, remote, &client, req).await }
     });
     let conn = builder
         .serve_connection(TokioIo::new(stream), svc)

@@ -136,10 +136,9 @@ impl ResponseBody {
         }
     }
 
+    /// Ends the request's accounting now (dropping the completion records it).
     fn finish(&mut self) {
-        if let Some(c) = self.completion.take() {
-            c.finish();
-        }
+        self.completion.take();
     }
 }
 
@@ -187,11 +186,5 @@ impl Body for ResponseBody {
             Inner::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Inner::Full(None) => SizeHint::with_exact(0),
         }
-    }
-}
-
-impl Drop for ResponseBody {
-    fn drop(&mut self) {
-        self.finish();
     }
 }

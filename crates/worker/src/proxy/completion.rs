@@ -1,6 +1,7 @@
 //! What happens when a request is over: in-flight counters, metrics, the access-log line.
-//! Runs exactly once, when the response body ends or is dropped, and releases the
-//! request's hold on its configuration generation.
+//! Runs exactly once, when the `Completion` is dropped: after the response body ends, or
+//! when the client goes away first (then the status is 499, as nginx logs it). Dropping it
+//! releases the request's hold on its configuration generation.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -39,8 +40,41 @@ impl Completion {
         self.error.get_or_insert("response_body_interrupted");
     }
 
-    pub fn finish(self) {
+    /// Status logged for a request whose client went away before any response.
+    pub const CLIENT_CLOSED: u16 = 499;
+
+    /// Starts tracking a request (counted in `switchyard_requests_in_flight`).
+    pub fn start(
+        runtime: Arc<Runtime>,
+        started: Instant,
+        client: IpAddr,
+        method: Method,
+        uri: Uri,
+        host: Option<http::HeaderValue>,
+    ) -> Completion {
+        runtime.obs.metrics.in_flight.inc();
+        Completion {
+            runtime,
+            started,
+            client,
+            method,
+            uri,
+            host,
+            proxy: None,
+            route: None,
+            target: None,
+            in_flight: false,
+            status: Self::CLIENT_CLOSED,
+            bytes: 0,
+            error: None,
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
         let rt = &self.runtime;
+        rt.obs.metrics.in_flight.dec();
         let proxy = self.proxy.and_then(|i| rt.snapshot.proxies.get(i));
         if let (true, Some(p), Some(t)) = (self.in_flight, proxy, self.target)
             && let Some(target) = p.upstream.targets.get(t)

@@ -46,18 +46,20 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Sets `X-Forwarded-For` (appending the client), `-Proto` and `-Host`, and drops `Host`
 /// (the upstream client sets it to the target's authority).
-pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, host: Option<&HeaderValue>) {
+///
+/// `client` is the peer address as a header value, made once per connection.
+pub fn set_forwarded(headers: &mut HeaderMap, client: &HeaderValue, host: Option<&HeaderValue>) {
     let xff = match headers.get(&X_FORWARDED_FOR) {
         Some(prev) => {
-            let mut b = BytesMut::with_capacity(prev.len() + 41);
+            let mut b = BytesMut::with_capacity(prev.len() + 2 + client.len());
             b.put_slice(prev.as_bytes());
             b.put_slice(b", ");
-            b.put_slice(client.to_string().as_bytes());
-            HeaderValue::from_maybe_shared(b.freeze())
+            b.put_slice(client.as_bytes());
+            HeaderValue::from_maybe_shared(b.freeze()).ok()
         }
-        None => HeaderValue::from_str(&client.to_string()),
+        None => Some(client.clone()),
     };
-    if let Ok(v) = xff {
+    if let Some(v) = xff {
         headers.insert(&X_FORWARDED_FOR, v);
     }
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
@@ -104,6 +106,11 @@ pub fn upstream_uri(target: &Target, route: &Route, original: &Uri) -> Option<Ur
         .ok()
 }
 
+/// The peer address as an `X-Forwarded-For` element.
+pub fn client_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,7 +137,11 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         h.insert(header::HOST, HeaderValue::from_static("api.example.com"));
         let host = h.get(header::HOST).cloned();
-        set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), host.as_ref());
+        set_forwarded(
+            &mut h,
+            &HeaderValue::from_static("127.0.0.1"),
+            host.as_ref(),
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example.com");

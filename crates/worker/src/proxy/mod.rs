@@ -26,6 +26,7 @@ use crate::runtime::Runtime;
 pub async fn handle(
     current: &ArcSwap<Runtime>,
     remote: SocketAddr,
+    client: &http::HeaderValue,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
@@ -35,21 +36,14 @@ pub async fn handle(
             .authority()
             .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
     });
-    let mut done = Completion {
+    let mut done = Completion::start(
         runtime,
         started,
-        client: remote.ip(),
-        method: req.method().clone(),
-        uri: req.uri().clone(),
+        remote.ip(),
+        req.method().clone(),
+        req.uri().clone(),
         host,
-        proxy: None,
-        route: None,
-        target: None,
-        in_flight: false,
-        status: 0,
-        bytes: 0,
-        error: None,
-    };
+    );
     let rt = done.runtime.clone();
     let host_str = done.host.as_ref().and_then(|h| h.to_str().ok());
     let Some((m, proxy, route)) = rt.snapshot.route(host_str, req.uri().path(), req.method())
@@ -66,10 +60,14 @@ pub async fn handle(
     let original_uri = parts.uri;
     let mut headers = parts.headers;
     forward::remove_hop_by_hop(&mut headers);
-    forward::set_forwarded(&mut headers, remote.ip(), done.host.as_ref());
+    forward::set_forwarded(&mut headers, client, done.host.as_ref());
     proxy.pipeline.on_request(&mut headers);
 
-    let deadline = tokio::time::Instant::now() + upstream.request_timeout;
+    // Timeouts are bounded when compiled; `checked_add` keeps even a bad value from panicking.
+    let now = tokio::time::Instant::now();
+    let deadline = now
+        .checked_add(upstream.request_timeout)
+        .unwrap_or(now + std::time::Duration::from_secs(86_400));
     let may_retry = upstream.retry_attempts > 0 && upstream.targets.len() > 1;
     let (mut next_body, slot) = if may_retry {
         let (b, slot) = RequestBody::parked(body);

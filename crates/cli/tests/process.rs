@@ -1,0 +1,210 @@
+//! The real `switchyard` binary as an operator runs it: separate processes, real signals.
+//! SIGHUP reloads, SIGTERM drains an in-flight request and exits 0, the access log records
+//! the configuration version each request ran under.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<serde_json::Value>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["--log-format", "json"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        Proc { child, lines }
+    }
+
+    /// Waits for the log line whose message is `message` and returns its fields.
+    fn wait_log(&self, message: &str) -> serde_json::Value {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line {message:?}"));
+            if v["fields"]["message"] == message {
+                return v["fields"].clone();
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn addr(v: &serde_json::Value, field: &str) -> SocketAddr {
+    v[field].as_str().unwrap().parse().unwrap()
+}
+
+/// A minimal HTTP/1.1 exchange on an open connection; returns (status, headers, body).
+fn exchange(stream: &mut TcpStream, path: &str, extra: &str) -> (u16, String, String) {
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: gw.test\r\n{extra}\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    let status = head[9..12].parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).unwrap();
+    (status, head, String::from_utf8(body).unwrap())
+}
+
+fn get(to: SocketAddr, path: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(to).unwrap();
+    exchange(&mut s, path, "")
+}
+
+fn manifest(release: &str, upstream: SocketAddr) -> String {
+    format!(
+        "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: payments }}\nspec:\n  routes: [{{ pathPrefix: /payments }}]\n  upstream:\n    targets: [{{ url: \"http://{upstream}\" }}]\n  policies:\n    - type: headers\n      response: {{ set: {{ x-release: {release} }} }}\n"
+    )
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn sighup_reloads_sigterm_drains_and_the_access_log_records_versions() {
+    let upstream = Proc::spawn(&["upstream", "--listen", "127.0.0.1:0", "--id", "a"]);
+    let up = addr(&upstream.wait_log("sample upstream listening"), "addr");
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    std::fs::create_dir(&cfg).unwrap();
+    std::fs::write(cfg.join("payments.yaml"), manifest("blue", up)).unwrap();
+    let access_log = dir.path().join("access.log");
+    let worker = Proc::spawn(&[
+        "worker",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--no-watch",
+        "--access-log",
+        access_log.to_str().unwrap(),
+    ]);
+    let listening = worker.wait_log("worker listening");
+    let (gw, admin) = (addr(&listening, "listen"), addr(&listening, "admin"));
+
+    let (status, head, _) = get(gw, "/payments/1");
+    assert_eq!(status, 200);
+    assert!(head.contains("x-release: blue"), "{head}");
+
+    // With --no-watch a file change alone does nothing; SIGHUP applies it.
+    std::fs::write(cfg.join("payments.yaml"), manifest("green", up)).unwrap();
+    assert!(get(gw, "/payments/2").1.contains("x-release: blue"));
+    worker.signal("HUP");
+    wait_until("revision 2 after SIGHUP", || {
+        get(admin, "/status").2.contains("\"revision\": 2")
+    });
+    assert!(get(gw, "/payments/3").1.contains("x-release: green"));
+
+    // SIGTERM while a request is in flight (the upstream answers it after 2 s): it
+    // completes with `Connection: close`, then the process exits 0.
+    let mut slow = TcpStream::connect(gw).unwrap();
+    let slow_thread =
+        std::thread::spawn(move || exchange(&mut slow, "/payments/slow?delay_ms=2000", ""));
+    wait_until("the slow request is in flight", || {
+        get(admin, "/metrics")
+            .2
+            .contains("switchyard_requests_in_flight 1")
+    });
+    worker.signal("TERM");
+    let (status, head, body) = slow_thread.join().unwrap();
+    assert_eq!(status, 200, "{head}{body}");
+    assert!(head.contains("x-release: green"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    let mut worker = worker;
+    let deadline = Instant::now() + DEADLINE;
+    let exit = loop {
+        if let Some(s) = worker.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(exit.success(), "worker exit status {exit}");
+
+    let log = std::fs::read_to_string(&access_log).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 3, "{log}");
+    assert_eq!(lines[0]["proxy"], "payments");
+    assert_eq!(lines[0]["path"], "/payments/1");
+    assert_eq!(lines[0]["status"], 200);
+    assert_eq!(lines[0]["version"], 1);
+    assert_eq!(lines[0]["revision"], 1);
+    assert_eq!(lines[0]["upstream"], format!("http://{up}"));
+    assert_eq!(
+        lines[2]["version"], 2,
+        "request after SIGHUP ran under version 2"
+    );
+    for l in &lines {
+        for field in ["time", "method", "route", "duration_ms", "bytes", "client"] {
+            assert!(l.get(field).is_some(), "missing {field} in {l}");
+        }
+    }
+}
