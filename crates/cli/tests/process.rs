@@ -2,6 +2,8 @@
 //! SIGHUP reloads, SIGTERM drains an in-flight request and exits 0, the access log records
 //! the configuration version each request ran under.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
