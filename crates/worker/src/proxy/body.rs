@@ -129,13 +129,6 @@ impl ResponseBody {
         }
     }
 
-    pub fn empty() -> Self {
-        ResponseBody {
-            inner: Inner::Full(None),
-            completion: None,
-        }
-    }
-
     /// Ends the request's accounting now (dropping the completion records it).
     fn finish(&mut self) {
         self.completion.take();
