@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use switchyard_worker::sample_upstream::SampleUpstream;
-use switchyard_worker::{AccessLogTarget, WorkerOptions};
+use switchyard_worker::{AccessLogTarget, ConfigSource, WorkerOptions};
 
 /// The addresses the example manifests point at.
 const UPSTREAMS: [(&str, &str); 2] = [
@@ -30,9 +30,11 @@ pub async fn run(config: PathBuf, listen: SocketAddr, admin: SocketAddr) -> anyh
         config.display()
     );
     let options = WorkerOptions {
-        config,
+        source: ConfigSource::Files {
+            path: config,
+            watch: true,
+        },
         access_log: AccessLogTarget::Stdout,
-        watch: true,
         drain_timeout: Duration::from_secs(10),
     };
     let result = crate::run_worker(options, listen, admin).await;

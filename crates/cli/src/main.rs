@@ -1,8 +1,14 @@
 //! `switchyard`: the one binary. Subcommands run a Worker, a sample upstream, the demo
 //! gateway, and check manifests.
 
+// A command-line tool: its results go to stdout by design.
+#![allow(clippy::print_stdout)]
+
+mod admin_client;
+mod apply;
 mod demo;
 mod signals;
+mod up;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use switchyard_worker::{AccessLogTarget, Worker, WorkerOptions};
+use switchyard_worker::{AccessLogTarget, ConfigSource, ManagedOptions, Worker, WorkerOptions};
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +54,31 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin_listen: SocketAddr,
     },
+    /// Run a Manager (control plane) with its embedded store, or manage its tokens.
+    Manager(ManagerArgs),
+    /// Apply manifests to an environment: validated locally, sent as one batch, one revision.
+    Apply(ApplyArgs),
+    /// Create an environment.
+    Env {
+        #[command(subcommand)]
+        action: EnvAction,
+    },
+    /// The embedded cluster in one command: a Manager, two Workers for `dev`, sample
+    /// upstreams, and ./examples applied.
+    Up {
+        #[arg(long, default_value = "switchyard-data")]
+        data: PathBuf,
+        #[arg(long, default_value = "examples")]
+        config: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        manager_listen: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin_listen: SocketAddr,
+        #[arg(long, default_value_t = 2)]
+        workers: u16,
+    },
     /// Check manifests without running anything: prints every problem with file:line:col.
     Validate {
         /// Files or directories.
@@ -57,10 +88,99 @@ enum Command {
 }
 
 #[derive(clap::Args)]
-struct WorkerArgs {
-    /// Manifest file or directory.
+#[command(args_conflicts_with_subcommands = true)]
+struct ManagerArgs {
+    #[command(subcommand)]
+    action: Option<ManagerAction>,
+    /// Data directory: the SQLite store and, after the first start, `admin.token`.
+    #[arg(long, default_value = "switchyard-data")]
+    data: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
+}
+
+#[derive(Subcommand)]
+enum ManagerAction {
+    /// Manage API tokens directly in the store (the Manager may be running).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token and print it once.
+    Create {
+        #[arg(long, default_value = "switchyard-data")]
+        data: PathBuf,
+        /// admin, deployer, viewer or worker.
+        #[arg(long)]
+        role: String,
+        /// Environment(s) the token is scoped to (deployer: one or more; worker: exactly one).
+        #[arg(long = "env")]
+        envs: Vec<String>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum EnvAction {
+    /// Create an environment (admin token).
+    Create {
+        name: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct ConnArgs {
+    /// The Manager's URL.
+    #[arg(
+        long,
+        env = "SWITCHYARD_MANAGER",
+        default_value = "http://127.0.0.1:9000"
+    )]
+    manager: String,
+    /// An API token.
+    #[arg(long, env = "SWITCHYARD_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+#[derive(clap::Args)]
+struct ApplyArgs {
     #[arg(long)]
-    config: PathBuf,
+    env: String,
+    /// Manifest files or directories (shell globs welcome).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+#[derive(clap::Args)]
+struct WorkerArgs {
+    /// Standalone mode: a manifest file or directory.
+    #[arg(long, required_unless_present = "manager", conflicts_with = "manager")]
+    config: Option<PathBuf>,
+    /// Manager mode: follow an environment on this Manager (http://host:port).
+    #[arg(long, env = "SWITCHYARD_MANAGER", requires_all = ["env", "token"])]
+    manager: Option<String>,
+    /// Manager mode: the environment to serve.
+    #[arg(long)]
+    env: Option<String>,
+    /// Manager mode: a worker token for the environment.
+    #[arg(long, env = "SWITCHYARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Manager mode: this Worker's id in the Manager's status and audit trail
+    /// (default: host name and listen port).
+    #[arg(long)]
+    worker_id: Option<String>,
+    /// Manager mode: where the last-known-good cache is kept.
+    #[arg(long, default_value = "switchyard-cache")]
+    cache_dir: PathBuf,
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     #[arg(long, default_value = "127.0.0.1:9901")]
@@ -101,10 +221,31 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Worker(args) => {
+            let source = match (args.config, args.manager) {
+                (Some(path), _) => ConfigSource::Files {
+                    path,
+                    watch: !args.no_watch,
+                },
+                (None, Some(manager)) => {
+                    let env = args.env.context("--env is required with --manager")?;
+                    let token = args
+                        .token
+                        .context("--token (or SWITCHYARD_TOKEN) is required with --manager")?;
+                    let worker_id = args
+                        .worker_id
+                        .unwrap_or_else(|| default_worker_id(args.listen));
+                    let mut m =
+                        ManagedOptions::new(&manager, &env, &token, &worker_id, args.cache_dir);
+                    m.address = Some(args.listen.to_string());
+                    ConfigSource::Manager(m)
+                }
+                (None, None) => anyhow::bail!(
+                    "give --config DIR (standalone) or --manager URL --env ENV --token T"
+                ),
+            };
             let options = WorkerOptions {
-                config: args.config,
+                source,
                 access_log: args.access_log,
-                watch: !args.no_watch,
                 drain_timeout: args.drain_timeout,
             };
             run_worker(options, args.listen, args.admin_listen).await?;
@@ -130,7 +271,108 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { paths } => Ok(validate(&paths)),
+        Command::Manager(args) => {
+            run_manager(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Apply(args) => {
+            let manifests = apply::read_manifests(&args.files)?;
+            let client = admin_client::AdminClient::new(&args.conn.manager, &args.conn.token)?;
+            let result = apply::apply(&client, &args.env, &manifests).await?;
+            println!("{}", apply::describe(&result));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Env {
+            action: EnvAction::Create { name, conn },
+        } => {
+            let client = admin_client::AdminClient::new(&conn.manager, &conn.token)?;
+            let _: serde_json::Value = client
+                .post("/v1/envs", &serde_json::json!({ "name": name }))
+                .await?;
+            println!("environment {name} created");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Up {
+            data,
+            config,
+            manager_listen,
+            listen,
+            admin_listen,
+            workers,
+        } => {
+            up::run(up::UpOptions {
+                data,
+                config,
+                manager: manager_listen,
+                gateway: listen,
+                admin: admin_listen,
+                workers,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+async fn run_manager(args: ManagerArgs) -> anyhow::Result<()> {
+    use switchyard_manager::{Manager, ManagerOptions};
+    match args.action {
+        Some(ManagerAction::Token {
+            action:
+                TokenAction::Create {
+                    data,
+                    role,
+                    envs,
+                    name,
+                },
+        }) => {
+            let role = switchyard_store::Role::parse(&role).with_context(|| {
+                format!("unknown role {role:?}: use admin, deployer, viewer or worker")
+            })?;
+            let store = switchyard_store::SqliteStore::open(&data.join("switchyard.db")).await?;
+            let name = name.unwrap_or_else(|| format!("{}-cli", role.as_str()));
+            let (id, secret) = switchyard_manager::create_token(
+                &store,
+                &name,
+                role,
+                envs,
+                "cli (manager token create)",
+            )
+            .await?;
+            eprintln!(
+                "created token {id} ({}); it is shown only once:",
+                role.as_str()
+            );
+            println!("{secret}");
+            Ok(())
+        }
+        None => {
+            let manager = Manager::open(ManagerOptions::new(&args.data)).await?;
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            tracing::info!(listen = %listener.local_addr()?, data = %args.data.display(), "manager listening");
+            manager.serve(listener, signals::terminated()).await?;
+            tracing::info!("manager stopped");
+            Ok(())
+        }
+    }
+}
+
+/// Writes a secret to a file only its owner can read.
+pub(crate) fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(secret.as_bytes())?;
+    f.write_all(b"\n")?;
+    Ok(())
 }
 
 /// Starts a Worker on the given addresses and runs it until SIGTERM/SIGINT.
@@ -139,7 +381,7 @@ pub(crate) async fn run_worker(
     listen: SocketAddr,
     admin_listen: SocketAddr,
 ) -> anyhow::Result<()> {
-    let worker = Worker::new(options)?;
+    let worker = Worker::connect(options).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -203,4 +445,14 @@ fn init_tracing(format: &str) {
     } else {
         builder.init();
     }
+}
+
+/// `host-port`: stable across restarts of the same Worker on the same machine.
+fn default_worker_id(listen: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_string());
+    format!("{host}-{}", listen.port())
 }

@@ -1,13 +1,13 @@
 //! Manifests → runtime snapshot. Unchanged proxies are carried over from the previous
 //! snapshot as the same `Arc` (not recompiled); only changed or new proxies are built.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 use serde_saphyr::Spanned;
-use sha2::{Digest, Sha256};
 
 use crate::duration::HumanDuration;
 use crate::error::{ConfigError, ConfigErrors, Position, SourceRef};
@@ -56,9 +56,7 @@ pub enum ChangeKind {
 /// SHA-256 (hex) of a proxy manifest's canonical JSON form: equal for equal content,
 /// whatever the formatting, comments or position in the file.
 pub fn proxy_digest(m: &ProxyManifest) -> String {
-    let bytes = serde_json::to_vec(m).unwrap_or_default();
-    let hash = Sha256::digest(&bytes);
-    hash.iter().map(|b| format!("{b:02x}")).collect()
+    crate::manifest::sha256_hex(&serde_json::to_vec(m).unwrap_or_default())
 }
 
 /// Compiles a full manifest set. With `prev`, unchanged proxies are reused and versions
@@ -67,6 +65,25 @@ pub fn proxy_digest(m: &ProxyManifest) -> String {
 pub fn compile(
     manifests: &[Located<Manifest>],
     prev: Option<&Snapshot>,
+) -> Result<Compiled, ConfigErrors> {
+    compile_with(manifests, prev, &CompileOptions::default())
+}
+
+/// Versions and revision decided elsewhere (by the Manager) instead of counted locally.
+#[derive(Debug, Default, Clone)]
+pub struct CompileOptions {
+    /// The revision the new snapshot carries (default: previous + 1 when anything changed).
+    pub revision: Option<u64>,
+    /// Proxy versions by name (default: previous version + 1 for changed proxies).
+    pub versions: HashMap<String, u64>,
+}
+
+/// [`compile`] with the revision and proxy versions given by the caller. A proxy is reused
+/// from `prev` only when both its digest and its version are unchanged.
+pub fn compile_with(
+    manifests: &[Located<Manifest>],
+    prev: Option<&Snapshot>,
+    options: &CompileOptions,
 ) -> Result<Compiled, ConfigErrors> {
     let mut errors = Vec::new();
     let proxies: Vec<(&SourceRef, &ProxyManifest)> = manifests
@@ -95,9 +112,18 @@ pub fn compile(
         let name = manifest.metadata.name.value.as_str();
         let previous = prev.and_then(|s| s.proxy(name));
         match previous {
-            Some(p) if p.digest == digest => built.push(p.clone()),
+            Some(p)
+                if p.digest == digest
+                    && options.versions.get(name).is_none_or(|v| *v == p.version) =>
+            {
+                built.push(p.clone())
+            }
             _ => {
-                let version = previous.map_or(1, |p| p.version + 1);
+                let version = options
+                    .versions
+                    .get(name)
+                    .copied()
+                    .unwrap_or_else(|| previous.map_or(1, |p| p.version + 1));
                 match compile_proxy(source, manifest, version, digest) {
                     Ok(p) => {
                         rebuilt += 1;
@@ -161,10 +187,10 @@ pub fn compile(
     built.sort_by(|a, b| a.name.cmp(&b.name));
     let routes = build_route_table(&built);
     let prev_revision = prev.map_or(0, |s| s.revision);
-    let revision = if changes.is_empty() {
-        prev_revision
-    } else {
-        prev_revision + 1
+    let revision = match options.revision {
+        Some(r) => r,
+        None if changes.is_empty() => prev_revision,
+        None => prev_revision + 1,
     };
     Ok(Compiled {
         snapshot: Snapshot {

@@ -7,10 +7,11 @@ pub mod duration;
 pub mod error;
 pub mod load;
 pub mod manifest;
+pub mod protocol;
 pub mod runtime;
 mod validate;
 
-pub use compile::{ChangeKind, Compiled, ProxyChange, compile};
+pub use compile::{ChangeKind, CompileOptions, Compiled, ProxyChange, compile, compile_with};
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{Located, load_path, parse_str};
 pub use manifest::Manifest;

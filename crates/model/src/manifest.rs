@@ -29,6 +29,39 @@ impl Manifest {
             Manifest::Proxy(p) => &p.metadata.name.value,
         }
     }
+
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        match self {
+            Manifest::Proxy(p) => &p.metadata.labels,
+        }
+    }
+
+    /// The canonical form stored by the Manager and sent to Workers: compact JSON with
+    /// defaults filled in and maps sorted. JSON is YAML, so Workers read it with the same
+    /// parser as files. Equal content gives equal text, whatever the original formatting.
+    pub fn canonical_json(&self) -> String {
+        let json = match self {
+            Manifest::Proxy(p) => serde_json::to_string(p),
+        };
+        json.unwrap_or_default()
+    }
+
+    /// SHA-256 (hex) of [`Manifest::canonical_json`].
+    pub fn digest(&self) -> String {
+        sha256_hex(self.canonical_json().as_bytes())
+    }
+}
+
+/// SHA-256 of `bytes`, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for b in hash {
+        out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+        out.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
+    }
+    out
 }
 
 /// The fields every document has, read first to decide how to read the rest.

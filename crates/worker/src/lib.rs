@@ -11,6 +11,7 @@ mod runtime;
 pub mod sample_upstream;
 mod server;
 pub mod status;
+pub mod sync;
 mod watch;
 
 use std::future::Future;
@@ -23,30 +24,45 @@ use tokio::net::TcpListener;
 
 pub use access_log::AccessLogTarget;
 pub use reload::ReloadOutcome;
-pub use status::{ReloadResult, StatusReport};
+pub use status::{ReloadResult, StatusReport, SyncStatus};
+pub use sync::ManagedOptions;
 
 use crate::access_log::AccessLog;
 use crate::reload::Reloader;
 use crate::runtime::{ClientPool, Observability, Runtime};
 
+/// Where a Worker's configuration comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// Standalone: a manifest file or a directory of them, reloaded on change (`watch`)
+    /// and on SIGHUP.
+    Files { path: PathBuf, watch: bool },
+    /// Follows one environment on a Manager.
+    Manager(ManagedOptions),
+}
+
 /// How a Worker is set up.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
-    /// A manifest file or a directory of them.
-    pub config: PathBuf,
+    pub source: ConfigSource,
     pub access_log: AccessLogTarget,
-    /// Reload when files under `config` change.
-    pub watch: bool,
     /// How long in-flight requests may take to finish on shutdown.
     pub drain_timeout: Duration,
 }
 
 impl WorkerOptions {
+    /// Standalone, watching `config`.
     pub fn new(config: impl Into<PathBuf>) -> Self {
-        WorkerOptions {
-            config: config.into(),
-            access_log: AccessLogTarget::Off,
+        Self::with_source(ConfigSource::Files {
+            path: config.into(),
             watch: true,
+        })
+    }
+
+    pub fn with_source(source: ConfigSource) -> Self {
+        WorkerOptions {
+            source,
+            access_log: AccessLogTarget::Off,
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -58,6 +74,12 @@ pub enum WorkerError {
     Config(#[from] switchyard_model::ConfigErrors),
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
+    #[error(transparent)]
+    Start(#[from] sync::StartError),
+    #[error("{0}")]
+    Client(#[from] sync::ClientError),
+    #[error("this operation needs a {0} Worker")]
+    WrongMode(&'static str),
     #[error("cannot watch {path}: {source}")]
     Watch {
         path: PathBuf,
@@ -69,6 +91,8 @@ pub enum WorkerError {
 pub struct Worker {
     reloader: Arc<Reloader>,
     options: WorkerOptions,
+    /// Manager mode: the state the sync task starts from.
+    sync_state: Option<sync::SyncState>,
 }
 
 /// A cheap handle to a running Worker: its revision, status, and a way to reload now.
@@ -78,18 +102,53 @@ pub struct WorkerHandle {
 }
 
 impl Worker {
-    /// Loads and compiles the configuration; fails (naming every problem) if it is invalid.
+    /// Standalone mode: loads and compiles the files; fails (naming every problem) if
+    /// they are invalid.
     pub fn new(options: WorkerOptions) -> Result<Worker, WorkerError> {
-        let access_log = AccessLog::open(&options.access_log).map_err(WorkerError::AccessLog)?;
-        let obs = Arc::new(Observability {
-            metrics: metrics::Metrics::new(),
-            access_log,
-        });
-        let reloader = Reloader::initial(options.config.clone(), obs, ClientPool::default())?;
+        let ConfigSource::Files { path, .. } = &options.source else {
+            return Err(WorkerError::WrongMode("files (use Worker::connect)"));
+        };
+        let obs = Self::observability(&options)?;
+        let reloader = Reloader::initial(path.clone(), obs, ClientPool::default())?;
         Ok(Worker {
             reloader: Arc::new(reloader),
             options,
+            sync_state: None,
         })
+    }
+
+    /// Either mode. In Manager mode, pulls the environment's current revision (or, if the
+    /// Manager does not answer in time, serves the last-known-good cache).
+    pub async fn connect(options: WorkerOptions) -> Result<Worker, WorkerError> {
+        let ConfigSource::Manager(managed) = &options.source else {
+            return Self::new(options);
+        };
+        let obs = Self::observability(&options)?;
+        let (reloader, state, served_from, manager_error) =
+            sync::Syncer::start(managed.clone(), |m, o| {
+                Reloader::from_set(m, o, obs.clone(), ClientPool::default())
+            })
+            .await?;
+        reloader.update_sync_status(|s| {
+            s.manager = managed.manager.clone();
+            s.env = managed.env.clone();
+            s.worker_id = managed.worker_id.clone();
+            s.served_from = served_from.to_string();
+            s.last_error = manager_error;
+        });
+        Ok(Worker {
+            reloader: Arc::new(reloader),
+            options,
+            sync_state: Some(state),
+        })
+    }
+
+    fn observability(options: &WorkerOptions) -> Result<Arc<Observability>, WorkerError> {
+        let access_log = AccessLog::open(&options.access_log).map_err(WorkerError::AccessLog)?;
+        Ok(Arc::new(Observability {
+            metrics: metrics::Metrics::new(),
+            access_log,
+        }))
     }
 
     pub fn handle(&self) -> WorkerHandle {
@@ -102,21 +161,26 @@ impl Worker {
     /// completes, then drains: stops accepting, lets in-flight requests finish within the
     /// drain timeout, and returns.
     pub async fn run(
-        self,
+        mut self,
         listener: TcpListener,
         admin: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), WorkerError> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let _watcher = if self.options.watch {
-            Some(watch::spawn(
-                self.handle(),
-                &self.options.config,
-                stop_rx.clone(),
-            )?)
-        } else {
-            None
-        };
+        let mut _watcher = None;
+        let mut sync_task = None;
+        let handle = self.handle();
+        match (&self.options.source, self.sync_state.take()) {
+            (ConfigSource::Files { path, watch: true }, _) => {
+                _watcher = Some(watch::spawn(handle, path, stop_rx.clone())?);
+            }
+            (ConfigSource::Files { .. }, _) => {}
+            (ConfigSource::Manager(managed), Some(state)) => {
+                let syncer = sync::Syncer::new(managed.clone(), self.reloader.clone(), state)?;
+                sync_task = Some(tokio::spawn(syncer.run(stop_rx.clone())));
+            }
+            (ConfigSource::Manager(_), None) => return Err(WorkerError::WrongMode("connected")),
+        }
         let admin_task =
             admin.map(|l| tokio::spawn(admin::serve(l, self.handle(), stop_rx.clone())));
         let current: Arc<ArcSwap<Runtime>> = self.reloader.current();
@@ -130,6 +194,9 @@ impl Worker {
         self.reloader.set_draining();
         let _ = stop_tx.send(true);
         let _ = server.await;
+        if let Some(t) = sync_task {
+            let _ = t.await;
+        }
         if let Some(t) = admin_task {
             let _ = t.await;
         }

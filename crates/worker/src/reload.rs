@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use switchyard_model::{ChangeKind, ConfigErrors, compile, load_path};
+use switchyard_model::{
+    ChangeKind, CompileOptions, Compiled, ConfigErrors, Located, Manifest, compile_with, load_path,
+};
 use tokio::sync::watch;
 
 use crate::runtime::{ClientPool, Observability, Runtime};
-use crate::status::{ProxyStatus, ReloadReport, ReloadResult, StatusReport};
+use crate::status::{ProxyStatus, ReloadReport, ReloadResult, StatusReport, SyncStatus};
 
 /// What one reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +28,8 @@ pub enum ReloadOutcome {
 }
 
 pub struct Reloader {
-    config: PathBuf,
+    /// Files mode: the manifest file or directory. `None` when a Manager is the source.
+    config: Option<PathBuf>,
     current: Arc<ArcSwap<Runtime>>,
     obs: Arc<Observability>,
     clients: ClientPool,
@@ -35,19 +38,37 @@ pub struct Reloader {
     last: Mutex<Option<ReloadReport>>,
     revision_tx: watch::Sender<u64>,
     draining: AtomicBool,
+    /// Manager mode: connection and sync state, for `/status`.
+    sync_status: Mutex<Option<SyncStatus>>,
 }
 
 impl Reloader {
+    /// Files mode: loads and compiles `config`; fails if it is invalid.
     pub fn initial(
         config: PathBuf,
         obs: Arc<Observability>,
         clients: ClientPool,
     ) -> Result<Reloader, ConfigErrors> {
-        let started = Instant::now();
         let manifests = load_path(&config)?;
-        let compiled = compile(&manifests, None)?;
+        let reloader = Self::from_set(&manifests, &CompileOptions::default(), obs, clients)?;
+        tracing::info!(config = %config.display(), "configuration files loaded");
+        Ok(Reloader {
+            config: Some(config),
+            ..reloader
+        })
+    }
+
+    /// Builds the first generation from a manifest set (Manager mode, or the cache).
+    pub fn from_set(
+        manifests: &[Located<Manifest>],
+        options: &CompileOptions,
+        obs: Arc<Observability>,
+        clients: ClientPool,
+    ) -> Result<Reloader, ConfigErrors> {
+        let started = Instant::now();
+        let compiled = compile_with(manifests, None, options)?;
         let mut snapshot = compiled.snapshot;
-        snapshot.revision = snapshot.revision.max(1);
+        snapshot.revision = options.revision.unwrap_or(snapshot.revision.max(1));
         let revision = snapshot.revision;
         let runtime = Runtime::new(snapshot, &obs, &clients);
         obs.metrics
@@ -59,12 +80,11 @@ impl Reloader {
         tracing::info!(
             revision,
             proxies = runtime.snapshot.proxies.len(),
-            config = %config.display(),
-            "configuration loaded"
+            "configuration compiled"
         );
         let (revision_tx, _) = watch::channel(revision);
         Ok(Reloader {
-            config,
+            config: None,
             current: Arc::new(ArcSwap::from_pointee(runtime)),
             obs,
             clients,
@@ -72,6 +92,7 @@ impl Reloader {
             last: Mutex::new(None),
             revision_tx,
             draining: AtomicBool::new(false),
+            sync_status: Mutex::new(None),
         })
     }
 
@@ -95,6 +116,15 @@ impl Reloader {
         self.obs.metrics.encode()
     }
 
+    /// Updates the Manager-sync part of `/status`.
+    pub fn update_sync_status(&self, f: impl FnOnce(&mut SyncStatus)) {
+        let mut guard = self
+            .sync_status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        f(guard.get_or_insert_with(SyncStatus::default));
+    }
+
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Release);
     }
@@ -103,14 +133,50 @@ impl Reloader {
         self.draining.load(Ordering::Acquire)
     }
 
+    /// Files mode: re-reads the files and applies them. In Manager mode there is nothing
+    /// to re-read; the current revision is reported unchanged.
     pub fn reload(&self) -> ReloadOutcome {
+        let Some(config) = &self.config else {
+            return ReloadOutcome::Unchanged {
+                revision: self.revision(),
+            };
+        };
+        match load_path(config) {
+            Ok(manifests) => self.apply(&manifests, &CompileOptions::default()),
+            Err(errors) => {
+                let _serial = self
+                    .reload_lock
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                self.apply_result(Err(errors), Instant::now())
+            }
+        }
+    }
+
+    /// Compiles `manifests` against the current generation and swaps the result in when it
+    /// differs. Invalid sets are rejected and the current generation keeps serving.
+    pub fn apply(
+        &self,
+        manifests: &[Located<Manifest>],
+        options: &CompileOptions,
+    ) -> ReloadOutcome {
+        let started = Instant::now();
         let _serial = self
             .reload_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let started = Instant::now();
         let prev = self.current.load_full();
-        let result = load_path(&self.config).and_then(|m| compile(&m, Some(&prev.snapshot)));
+        let result = compile_with(manifests, Some(&prev.snapshot), options);
+        drop(prev);
+        self.apply_result(result, started)
+    }
+
+    fn apply_result(
+        &self,
+        result: Result<Compiled, ConfigErrors>,
+        started: Instant,
+    ) -> ReloadOutcome {
+        let prev = self.current.load_full();
         let (outcome, changes) = match result {
             Ok(compiled) if compiled.changes.is_empty() => (
                 ReloadOutcome::Unchanged {
@@ -232,6 +298,11 @@ impl Reloader {
             live_generations: self.live_generations(),
             swaps_total: self.obs.metrics.swaps.get(),
             rejected_total: self.obs.metrics.rejected.get(),
+            sync: self
+                .sync_status
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         }
     }
 }

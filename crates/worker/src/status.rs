@@ -11,6 +11,32 @@ pub struct StatusReport {
     pub live_generations: i64,
     pub swaps_total: u64,
     pub rejected_total: u64,
+    /// Manager mode only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncStatus>,
+}
+
+/// How a Manager-driven Worker is doing.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncStatus {
+    pub manager: String,
+    pub env: String,
+    pub worker_id: String,
+    /// Whether the notification stream is open right now.
+    pub connected: bool,
+    /// `manager` when the served revision came from the Manager, `cache` when it was read
+    /// from the last-known-good cache because the Manager was unreachable at start.
+    pub served_from: String,
+    /// Latest revision known to exist on the Manager.
+    pub manager_revision: Option<u64>,
+    pub last_sync_at: Option<String>,
+    pub last_error: Option<String>,
+    /// A revision this Worker rejected (NACKed), if the Manager has not moved past it.
+    pub rejected_revision: Option<u64>,
+    /// Problem with the local cache file, if any (e.g. corrupt: not served).
+    pub cache_error: Option<String>,
+    /// Reports not yet delivered to the Manager.
+    pub pending_reports: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -149,3 +149,15 @@ fn issue_example_pipeline_edits_headers() {
         })
     );
 }
+
+#[test]
+fn canonical_json_is_readable_as_yaml_and_keeps_the_digest() {
+    let m = parse(PAYMENTS).unwrap();
+    let json = m[0].value.canonical_json();
+    assert!(json.starts_with('{'));
+    let again = parse_str(Arc::from("manager:dev/Proxy/payments"), &json).unwrap();
+    assert_eq!(again[0].value.canonical_json(), json);
+    assert_eq!(again[0].value.digest(), m[0].value.digest());
+    let Manifest::Proxy(p) = &m[0].value;
+    assert_eq!(proxy_digest(p), m[0].value.digest());
+}

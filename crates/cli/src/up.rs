@@ -1,0 +1,155 @@
+//! `switchyard up`: the embedded cluster in one command — a Manager (SQLite in a local data
+//! dir), two Workers following `dev`, two sample upstreams, and the `examples/` manifests
+//! applied through the real admin API.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use switchyard_manager::{Manager, ManagerOptions};
+use switchyard_worker::sample_upstream::SampleUpstream;
+use switchyard_worker::{AccessLogTarget, ConfigSource, ManagedOptions, Worker, WorkerOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin_client::AdminClient;
+use crate::apply;
+
+pub struct UpOptions {
+    pub data: PathBuf,
+    pub config: PathBuf,
+    pub manager: SocketAddr,
+    /// First Worker's traffic port; the second uses the next one.
+    pub gateway: SocketAddr,
+    /// First Worker's admin port; the second uses the next one.
+    pub admin: SocketAddr,
+    pub workers: u16,
+}
+
+const UPSTREAMS: [(&str, &str); 2] = [
+    ("127.0.0.1:18081", "blue-1"),
+    ("127.0.0.1:18082", "green-1"),
+];
+const ENV: &str = "dev";
+
+fn nth(addr: SocketAddr, i: u16) -> SocketAddr {
+    SocketAddr::new(addr.ip(), addr.port() + i)
+}
+
+pub async fn run(o: UpOptions) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    for (addr, id) in UPSTREAMS {
+        let addr: SocketAddr = addr.parse()?;
+        SampleUpstream::start(addr, id, stop_rx.clone())
+            .await
+            .with_context(|| format!("cannot start the sample upstream on {addr}"))?;
+    }
+
+    let manager = Manager::open(ManagerOptions::new(&o.data)).await?;
+    let admin_token_path = o.data.join("admin.token");
+    let admin_token = std::fs::read_to_string(&admin_token_path).with_context(|| {
+        format!(
+            "cannot read {}: it is written on the Manager's first start; remove {} to start afresh",
+            admin_token_path.display(),
+            o.data.display()
+        )
+    })?;
+    let listener = TcpListener::bind(o.manager)
+        .await
+        .with_context(|| format!("cannot listen on {} (Manager)", o.manager))?;
+    let manager_url = format!("http://{}", listener.local_addr()?);
+    let mut stop = stop_rx.clone();
+    let manager_task = tokio::spawn(manager.serve(listener, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }));
+
+    let client = AdminClient::new(&manager_url, &admin_token)?;
+    ensure_env(&client, ENV).await?;
+    let worker_token = worker_token(&client, &o.data, ENV).await?;
+    let manifests = apply::read_manifests(std::slice::from_ref(&o.config))?;
+    let applied = apply::apply(&client, ENV, &manifests).await?;
+    tracing::info!("{}", apply::describe(&applied));
+
+    let mut workers = Vec::new();
+    for i in 0..o.workers {
+        let listen = nth(o.gateway, i);
+        let admin = nth(o.admin, i);
+        let mut m = ManagedOptions::new(
+            &manager_url,
+            ENV,
+            &worker_token,
+            &format!("up-worker-{}", i + 1),
+            o.data.join("cache").join(format!("worker-{}", i + 1)),
+        );
+        m.address = Some(listen.to_string());
+        let worker = Worker::connect(WorkerOptions {
+            source: ConfigSource::Manager(m),
+            access_log: AccessLogTarget::Off,
+            drain_timeout: Duration::from_secs(10),
+        })
+        .await?;
+        let l = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let a = TcpListener::bind(admin)
+            .await
+            .with_context(|| format!("cannot listen on {admin}"))?;
+        let mut stop = stop_rx.clone();
+        workers.push(tokio::spawn(worker.run(l, Some(a), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })));
+    }
+
+    let first = o.gateway;
+    eprintln!(
+        "\nSwitchyard is up: Manager {manager_url} (env {ENV}), {n} Workers on {first} .. {last}\n\
+         admin token: {token} (Authorization: Bearer $(cat {token}))\n\
+         try:\n  curl -i http://{first}/payments/42\n  curl -s -H \"Authorization: Bearer $(cat {token})\" {manager_url}/v1/envs/{ENV}/workers\n\
+         change something live:\n  sed -i 's/x-release: blue/x-release: green/' {cfg}/payments.yaml\n  \
+         SWITCHYARD_TOKEN=$(cat {token}) switchyard apply --manager {manager_url} --env {ENV} {cfg}\n\
+         Ctrl-C stops everything.\n",
+        n = o.workers,
+        last = nth(o.gateway, o.workers.saturating_sub(1)),
+        token = admin_token_path.display(),
+        cfg = o.config.display(),
+    );
+    crate::signals::terminated().await;
+    let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    let _ = manager_task.await;
+    Ok(())
+}
+
+async fn ensure_env(client: &AdminClient, env: &str) -> anyhow::Result<()> {
+    let envs: Vec<serde_json::Value> = client.get("/v1/envs").await?;
+    if envs.iter().any(|e| e["name"] == env) {
+        return Ok(());
+    }
+    let _: serde_json::Value = client
+        .post("/v1/envs", &serde_json::json!({ "name": env }))
+        .await?;
+    Ok(())
+}
+
+/// The Workers' token, created once and kept (mode 0600) in the data dir.
+async fn worker_token(client: &AdminClient, data: &Path, env: &str) -> anyhow::Result<String> {
+    let path = data.join(format!("worker-{env}.token"));
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return Ok(t.trim().to_string());
+    }
+    let created: serde_json::Value = client
+        .post(
+            "/v1/tokens",
+            &serde_json::json!({ "name": format!("up-workers-{env}"), "role": "worker", "envs": [env] }),
+        )
+        .await?;
+    let token = created["token"]
+        .as_str()
+        .context("the Manager did not return a token")?
+        .to_string();
+    crate::write_secret(&path, &token)?;
+    Ok(token)
+}

@@ -1,0 +1,222 @@
+//! `POST /v1/envs/{env}/apply`: one batch of manifests, validated against the whole
+//! environment, committed as one revision (or nothing, when nothing changed).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use switchyard_model::protocol::{EntityRef, RevisionEvent};
+use switchyard_model::{Located, Manifest, compile, parse_str};
+use switchyard_store::{AppliedChange, Change, CommitRequest, Operation};
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    /// Manifest documents (YAML or JSON text), one per entry; multi-document text is fine.
+    pub manifests: Vec<String>,
+    /// Refuse with 409 unless the environment is still at this revision.
+    #[serde(default)]
+    pub expected_revision: Option<u64>,
+    /// Validate and report what would change, without writing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Serialize)]
+pub struct ApplyResponse {
+    pub env: String,
+    pub revision: u64,
+    pub previous_revision: u64,
+    /// False when the batch matched what is deployed (no new revision).
+    pub changed: bool,
+    pub dry_run: bool,
+    pub changes: Vec<AppliedChange>,
+}
+
+pub async fn apply(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(env): Path<String>,
+    Json(req): Json<ApplyRequest>,
+) -> ApiResult<Json<ApplyResponse>> {
+    who.require_write(&env)?;
+    let info = state
+        .store
+        .env(&env)
+        .await?
+        .ok_or_else(|| super::envs::unknown_env(&env))?;
+
+    let batch = parse_batch(&req.manifests)?;
+    if batch.is_empty() {
+        return Err(ApiError::bad_request("no manifests in the request"));
+    }
+    // Validate the environment as it would be after the change: every stored entity,
+    // overlaid with the batch.
+    let stored = state.store.entities(&env, None).await?;
+    let mut all: Vec<Located<Manifest>> = Vec::with_capacity(stored.len() + batch.len());
+    for e in &stored {
+        if batch
+            .iter()
+            .any(|b| b.value.kind() == e.kind && b.value.name() == e.name)
+        {
+            continue;
+        }
+        let name: Arc<str> = format!("{env}/{}/{} (deployed)", e.kind, e.name).into();
+        match parse_str(name, &e.manifest) {
+            Ok(mut docs) => all.append(&mut docs),
+            Err(errors) => {
+                return Err(invalid(
+                    format!("stored entity {}/{} no longer reads", e.kind, e.name),
+                    errors.0.iter().map(ToString::to_string).collect(),
+                ));
+            }
+        }
+    }
+    all.extend(batch.iter().cloned());
+    if let Err(errors) = compile(&all, None) {
+        return Err(invalid(
+            format!("the change would leave {env:?} invalid"),
+            errors.0.iter().map(ToString::to_string).collect(),
+        ));
+    }
+
+    let changes: Vec<Change> = batch
+        .iter()
+        .map(|m| Change::Upsert {
+            kind: m.value.kind().to_string(),
+            name: m.value.name().to_string(),
+            digest: m.value.digest(),
+            manifest: m.value.canonical_json(),
+            labels: m.value.labels().clone(),
+        })
+        .collect();
+
+    if req.dry_run {
+        let changes = plan(&stored, &changes);
+        return Ok(Json(ApplyResponse {
+            env,
+            revision: info.revision,
+            previous_revision: info.revision,
+            changed: !changes.is_empty(),
+            dry_run: true,
+            changes,
+        }));
+    }
+
+    let outcome = state
+        .store
+        .commit(CommitRequest {
+            env: env.clone(),
+            actor: who.actor(),
+            operation: Operation::Apply,
+            expected_revision: req.expected_revision,
+            changes,
+            detail: None,
+        })
+        .await?;
+    let changed = !outcome.changes.is_empty();
+    if changed {
+        state
+            .metrics
+            .commits
+            .get_or_create(&[("env", env.clone())])
+            .inc();
+        state.fanout.publish(
+            RevisionEvent {
+                env: env.clone(),
+                revision: outcome.revision,
+                changes: outcome
+                    .changes
+                    .iter()
+                    .map(|c| EntityRef {
+                        kind: c.kind.clone(),
+                        name: c.name.clone(),
+                        version: c.new_version,
+                    })
+                    .collect(),
+            },
+            outcome.committed_at,
+        );
+        tracing::info!(env = %env, revision = outcome.revision, changes = outcome.changes.len(), actor = %who.actor(), "revision committed");
+    }
+    Ok(Json(ApplyResponse {
+        env,
+        revision: outcome.revision,
+        previous_revision: outcome.previous_revision,
+        changed,
+        dry_run: false,
+        changes: outcome.changes,
+    }))
+}
+
+fn parse_batch(texts: &[String]) -> ApiResult<Vec<Located<Manifest>>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        match parse_str(format!("manifests[{i}]").into(), text) {
+            Ok(mut docs) => out.append(&mut docs),
+            Err(e) => errors.extend(e.0.iter().map(ToString::to_string)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(invalid("invalid manifests".to_string(), errors));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for m in &out {
+        if !seen.insert((m.value.kind(), m.value.name().to_string())) {
+            return Err(invalid(
+                "duplicate entity in one apply".to_string(),
+                vec![format!(
+                    "{} {:?} appears more than once",
+                    m.value.kind(),
+                    m.value.name()
+                )],
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn invalid(message: String, details: Vec<String>) -> ApiError {
+    let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", message);
+    e.details = details;
+    e
+}
+
+/// What a commit of `changes` would do to `stored`.
+fn plan(stored: &[switchyard_store::EntityRecord], changes: &[Change]) -> Vec<AppliedChange> {
+    changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Upsert {
+                kind, name, digest, ..
+            } => {
+                let current = stored.iter().find(|e| &e.kind == kind && &e.name == name);
+                match current {
+                    Some(e) if &e.digest == digest => None,
+                    Some(e) => Some(AppliedChange {
+                        kind: kind.clone(),
+                        name: name.clone(),
+                        old_version: Some(e.version),
+                        new_version: Some(e.version + 1),
+                        digest: digest.clone(),
+                    }),
+                    None => Some(AppliedChange {
+                        kind: kind.clone(),
+                        name: name.clone(),
+                        old_version: None,
+                        new_version: Some(1),
+                        digest: digest.clone(),
+                    }),
+                }
+            }
+            Change::Delete { .. } => None,
+        })
+        .collect()
+}

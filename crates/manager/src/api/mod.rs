@@ -1,0 +1,76 @@
+//! The admin REST API under `/v1`.
+
+mod apply;
+mod envs;
+mod sync;
+mod tokens;
+mod views;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Largest request body accepted (an apply of many manifests fits comfortably).
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/envs", get(envs::list).post(envs::create))
+        .route("/v1/envs/{env}", get(envs::get_one))
+        .route("/v1/envs/{env}/apply", post(apply::apply))
+        .route("/v1/envs/{env}/entities", get(views::entities))
+        .route("/v1/envs/{env}/revisions", get(views::revisions))
+        .route("/v1/envs/{env}/revisions/{rev}", get(views::revision))
+        .route("/v1/envs/{env}/workers", get(views::workers))
+        .route("/v1/envs/{env}/sync", get(sync::pull))
+        .route("/v1/envs/{env}/events", get(sync::events))
+        .route("/v1/envs/{env}/reports", post(sync::report))
+        .route("/v1/audit", get(views::audit))
+        .route("/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            ApiError::not_found("not_found", "no such endpoint; the API lives under /v1")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    for (env, n) in state.fanout.connected_counts() {
+        state
+            .metrics
+            .connected
+            .get_or_create(&[("env", env)])
+            .set(n as i64);
+    }
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+/// Environment names: lowercase letters, digits and '-', 1..=63 characters.
+pub fn check_env_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid environment name {name:?}: use lowercase letters, digits and '-'"
+        )))
+    }
+}

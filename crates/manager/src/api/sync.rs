@@ -1,0 +1,241 @@
+//! The Worker side of the API: pull (`sync`), notifications (`events`, SSE), and
+//! ACK/NACK reports.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use serde::Deserialize;
+use switchyard_model::protocol::{
+    ReportBody, RevisionEvent, SyncEntity, SyncPayload, WORKER_ADDRESS_HEADER, WORKER_ID_HEADER,
+    state_digest,
+};
+use switchyard_store::{ReportStatus, WorkerReport, now_millis};
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::{Stream, StreamExt};
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct PullQuery {
+    #[serde(default)]
+    since: u64,
+}
+
+/// Everything that changed after `since` (all live entities when `since` is 0 or ahead of
+/// the Manager), with the digest of the full state to check against.
+pub async fn pull(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(env): Path<String>,
+    Query(q): Query<PullQuery>,
+) -> ApiResult<Json<SyncPayload>> {
+    who.require_read(&env)?;
+    let info = state
+        .store
+        .env(&env)
+        .await?
+        .ok_or_else(|| super::envs::unknown_env(&env))?;
+    let full = q.since == 0 || q.since > info.revision;
+    let (revision, entities) = if full {
+        let current = state.store.entities(&env, Some(info.revision)).await?;
+        (info.revision, current)
+    } else {
+        state.store.changes_since(&env, q.since).await?
+    };
+    // The digest of the state at exactly `revision`, whatever was committed since.
+    let at = state.store.entities(&env, Some(revision)).await?;
+    let digest = state_digest(at.iter().map(|e| {
+        (
+            e.kind.as_str(),
+            e.name.as_str(),
+            e.version,
+            e.digest.as_str(),
+        )
+    }));
+    Ok(Json(SyncPayload {
+        env,
+        revision,
+        since: if full { 0 } else { q.since },
+        full,
+        entities: entities
+            .into_iter()
+            .filter(|e| e.revision <= revision)
+            .map(|e| SyncEntity {
+                kind: e.kind,
+                name: e.name,
+                version: e.version,
+                digest: e.digest,
+                manifest: e.manifest,
+                deleted: e.deleted,
+            })
+            .collect(),
+        state_digest: digest,
+    }))
+}
+
+/// Server-Sent Events: one `revision` event per commit (id = revision), no payload beyond
+/// the revision and the changed entities' versions. On connect, the current revision is
+/// sent at once when the client's `Last-Event-ID` is behind. Heartbeat comments keep the
+/// connection observably alive.
+pub async fn events(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(env): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    who.require_read(&env)?;
+    let info = state
+        .store
+        .env(&env)
+        .await?
+        .ok_or_else(|| super::envs::unknown_env(&env))?;
+    let worker =
+        header(&headers, WORKER_ID_HEADER).map(|id| (id, header(&headers, WORKER_ADDRESS_HEADER)));
+    let last_seen: Option<u64> = header(&headers, "last-event-id").and_then(|v| v.parse().ok());
+    let sub = state.fanout.subscribe(&env, worker);
+    let initial = (last_seen.is_none_or(|seen| seen < info.revision)).then(|| RevisionEvent {
+        env: env.clone(),
+        revision: info.revision,
+        changes: Vec::new(),
+    });
+    let crate::fanout::Subscription { rx, guard } = sub;
+    let live = BroadcastStream::new(rx).filter_map(move |msg| {
+        let _connected = &guard;
+        // A lagging subscriber skips events: harmless, the next one carries a newer
+        // revision and the Worker pulls by revision anyway.
+        msg.ok()
+    });
+    // Ends the stream when the Manager shuts down.
+    let shutdown = state.shutdown.clone();
+    let stop = tokio_stream::once(()).then(move |()| {
+        let mut shutdown = shutdown.clone();
+        async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+            None::<RevisionEvent>
+        }
+    });
+    let stream = tokio_stream::iter(initial)
+        .chain(live)
+        .map(Some)
+        .merge(stop)
+        .take_while(Option::is_some)
+        .filter_map(|ev| ev.map(|ev| Ok(to_event(&ev))));
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(state.heartbeat).text("heartbeat")))
+}
+
+fn to_event(ev: &RevisionEvent) -> Event {
+    Event::default()
+        .event("revision")
+        .id(ev.revision.to_string())
+        .data(serde_json::to_string(ev).unwrap_or_default())
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty() && s.len() <= 200)
+}
+
+/// A Worker's ACK or NACK. Stored with an audit record on that Worker.
+pub async fn report(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(env): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<ReportBody>,
+) -> ApiResult<StatusCode> {
+    who.require_worker(&env)?;
+    let worker_id = header(&headers, WORKER_ID_HEADER)
+        .ok_or_else(|| ApiError::bad_request(format!("missing {WORKER_ID_HEADER} header")))?;
+    let status = match body.status.as_str() {
+        "ack" => ReportStatus::Ack,
+        "nack" => ReportStatus::Nack,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown report status {other:?}: use ack or nack"
+            )));
+        }
+    };
+    state
+        .store
+        .record_report(WorkerReport {
+            env: env.clone(),
+            worker_id: worker_id.clone(),
+            revision: body.revision,
+            status,
+            error: body.error.clone(),
+            applied_at: body.applied_at,
+            received_at: now_millis(),
+            address: body.address.clone(),
+        })
+        .await?;
+    state
+        .metrics
+        .reports
+        .get_or_create(&[("env", env.clone()), ("status", body.status.clone())])
+        .inc();
+    match status {
+        ReportStatus::Ack => {
+            tracing::info!(env = %env, worker = %worker_id, revision = body.revision, "worker ACK")
+        }
+        ReportStatus::Nack => {
+            tracing::warn!(env = %env, worker = %worker_id, revision = body.revision, error = body.error.as_deref().unwrap_or(""), "worker NACK")
+        }
+    }
+    if status == ReportStatus::Ack {
+        observe_propagation(&state, &env, body.revision, &worker_id).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// When this ACK is the one that completes the set of Workers expected for the revision,
+/// record commit → last swap as the propagation time, and the completeness ratio.
+async fn observe_propagation(state: &AppState, env: &str, revision: u64, worker: &str) {
+    let Some(info) = state.fanout.commit_info(env, revision) else {
+        return;
+    };
+    if info.expected.is_empty() || !info.expected.iter().any(|w| w == worker) {
+        return;
+    }
+    let Ok(reports) = state.store.reports_for(env, revision).await else {
+        return;
+    };
+    let acked: HashSet<&str> = reports
+        .iter()
+        .filter(|r| r.status == ReportStatus::Ack)
+        .map(|r| r.worker_id.as_str())
+        .collect();
+    let done = info
+        .expected
+        .iter()
+        .filter(|w| acked.contains(w.as_str()))
+        .count();
+    let completeness = done as f64 / info.expected.len() as f64;
+    state
+        .metrics
+        .completeness
+        .get_or_create(&[("env", env.to_string())])
+        .set(completeness);
+    if done == info.expected.len() {
+        let last_swap = reports
+            .iter()
+            .filter(|r| r.status == ReportStatus::Ack && info.expected.contains(&r.worker_id))
+            .map(|r| r.applied_at)
+            .max()
+            .unwrap_or(info.committed_at);
+        let seconds = (last_swap - info.committed_at).max(0) as f64 / 1000.0;
+        state
+            .metrics
+            .propagation
+            .get_or_create(&[("env", env.to_string())])
+            .observe(seconds);
+    }
+}

@@ -1,0 +1,293 @@
+//! Read-only views: entities, revisions with their propagation numbers, Workers, audit.
+
+use std::collections::{BTreeMap, HashSet};
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use switchyard_store::{
+    AuditQuery, AuditRecord, Millis, ReportStatus, RevisionRecord, WorkerReport, now_millis,
+};
+
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+#[derive(Serialize)]
+pub struct EntityView {
+    kind: String,
+    name: String,
+    version: u64,
+    revision: u64,
+    digest: String,
+    labels: BTreeMap<String, String>,
+    manifest: serde_json::Value,
+}
+
+pub async fn entities(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(env): Path<String>,
+) -> ApiResult<Json<Vec<EntityView>>> {
+    who.require_read(&env)?;
+    ensure_env(&state, &env).await?;
+    let list = state.store.entities(&env, None).await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|e| EntityView {
+                manifest: serde_json::from_str(&e.manifest).unwrap_or(serde_json::Value::Null),
+                kind: e.kind,
+                name: e.name,
+                version: e.version,
+                revision: e.revision,
+                digest: e.digest,
+                labels: e.labels,
+            })
+            .collect(),
+    ))
+}
+
+async fn ensure_env(state: &AppState, env: &str) -> ApiResult<u64> {
+    state
+        .store
+        .env(env)
+        .await?
+        .map(|e| e.revision)
+        .ok_or_else(|| super::envs::unknown_env(env))
+}
+
+#[derive(Deserialize)]
+pub struct Limit {
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+fn default_limit() -> u32 {
+    50
+}
+
+pub async fn revisions(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(env): Path<String>,
+    Query(q): Query<Limit>,
+) -> ApiResult<Json<Vec<RevisionRecord>>> {
+    who.require_read(&env)?;
+    ensure_env(&state, &env).await?;
+    Ok(Json(state.store.revisions(&env, q.limit.min(1000)).await?))
+}
+
+/// One revision with its propagation numbers.
+#[derive(Serialize)]
+pub struct RevisionView {
+    #[serde(flatten)]
+    record: RevisionRecord,
+    /// Workers connected to the notification stream when the revision was committed
+    /// (`null` when the Manager restarted since and no longer knows).
+    expected_workers: Option<Vec<String>>,
+    reports: Vec<WorkerReport>,
+    acks: usize,
+    nacks: usize,
+    /// Commit → the last expected Worker's swap, in ms (`null` until all have ACKed).
+    propagation_ms: Option<Millis>,
+    /// Commit → the first Worker's swap, in ms.
+    first_swap_ms: Option<Millis>,
+    /// ACK records from expected Workers / expected Workers (0..1).
+    audit_completeness: Option<f64>,
+}
+
+pub async fn revision(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((env, rev)): Path<(String, u64)>,
+) -> ApiResult<Json<RevisionView>> {
+    who.require_read(&env)?;
+    ensure_env(&state, &env).await?;
+    let record = state.store.revision(&env, rev).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_revision",
+            format!("environment {env:?} has no revision {rev}"),
+        )
+    })?;
+    let reports = state.store.reports_for(&env, rev).await?;
+    let info = state.fanout.commit_info(&env, rev);
+    let acks: Vec<&WorkerReport> = reports
+        .iter()
+        .filter(|r| r.status == ReportStatus::Ack)
+        .collect();
+    let nacks = reports.len() - acks.len();
+    let committed = record.committed_at;
+    let first_swap_ms = acks.iter().map(|r| (r.applied_at - committed).max(0)).min();
+    let (propagation_ms, audit_completeness) = match &info {
+        Some(info) if !info.expected.is_empty() => {
+            let acked: HashSet<&str> = acks.iter().map(|r| r.worker_id.as_str()).collect();
+            let done = info
+                .expected
+                .iter()
+                .filter(|w| acked.contains(w.as_str()))
+                .count();
+            let complete = done == info.expected.len();
+            let last = acks
+                .iter()
+                .filter(|r| info.expected.contains(&r.worker_id))
+                .map(|r| (r.applied_at - committed).max(0))
+                .max();
+            (
+                if complete { last } else { None },
+                Some(done as f64 / info.expected.len() as f64),
+            )
+        }
+        Some(_) => (None, None),
+        None => (
+            acks.iter().map(|r| (r.applied_at - committed).max(0)).max(),
+            None,
+        ),
+    };
+    Ok(Json(RevisionView {
+        record,
+        expected_workers: info.map(|i| i.expected),
+        acks: acks.len(),
+        nacks,
+        reports,
+        propagation_ms,
+        first_swap_ms,
+        audit_completeness,
+    }))
+}
+
+#[derive(Serialize)]
+pub struct WorkerView {
+    id: String,
+    address: Option<String>,
+    connected: bool,
+    /// Latest revision this Worker ACKed.
+    revision: Option<u64>,
+    /// Environment revision minus `revision`.
+    lag: Option<u64>,
+    last_report: Option<WorkerReport>,
+    /// Last time the Manager heard from it (ms since epoch).
+    last_seen: Option<Millis>,
+}
+
+pub async fn workers(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(env): Path<String>,
+) -> ApiResult<Json<Vec<WorkerView>>> {
+    who.require_read(&env)?;
+    let current = ensure_env(&state, &env).await?;
+    let connected = state.fanout.connected(&env);
+    let reports = state.store.latest_reports(&env).await?;
+    let mut ids: Vec<String> = connected
+        .iter()
+        .map(|w| w.id.clone())
+        .chain(reports.iter().map(|r| r.worker_id.clone()))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let now = now_millis();
+    let views = ids
+        .into_iter()
+        .map(|id| {
+            let conn = connected.iter().find(|w| w.id == id);
+            let last = reports.iter().find(|r| r.worker_id == id).cloned();
+            let acked = last
+                .as_ref()
+                .filter(|r| r.status == ReportStatus::Ack)
+                .map(|r| r.revision);
+            WorkerView {
+                address: conn
+                    .and_then(|c| c.address.clone())
+                    .or_else(|| last.as_ref().and_then(|r| r.address.clone())),
+                connected: conn.is_some(),
+                revision: acked,
+                lag: acked.map(|r| current.saturating_sub(r)),
+                last_seen: if conn.is_some() {
+                    Some(now)
+                } else {
+                    last.as_ref().map(|r| r.received_at)
+                },
+                last_report: last,
+                id,
+            }
+        })
+        .collect();
+    Ok(Json(views))
+}
+
+#[derive(Deserialize)]
+pub struct AuditParams {
+    env: Option<String>,
+    /// `proxy/payments`, or a kind alone (`proxy`).
+    entity: Option<String>,
+    actor: Option<String>,
+    /// A duration back from now (`1h`, `30m`) or unix milliseconds.
+    since: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+pub async fn audit(
+    State(state): State<AppState>,
+    who: Principal,
+    Query(q): Query<AuditParams>,
+) -> ApiResult<Json<Vec<AuditRecord>>> {
+    match &q.env {
+        Some(env) => who.require_read(env)?,
+        None if matches!(
+            who.role,
+            switchyard_store::Role::Admin | switchyard_store::Role::Viewer
+        ) => {}
+        None => {
+            return Err(ApiError::forbidden(
+                "this token may only read the audit trail of its environments: add ?env=NAME",
+            ));
+        }
+    }
+    let (entity_kind, entity_name) = match q.entity.as_deref() {
+        None => (None, None),
+        Some(e) => {
+            let (kind, name) = match e.split_once('/') {
+                Some((k, n)) => (k, Some(n.to_string())),
+                None => (e, None),
+            };
+            (Some(capitalize(kind)), name)
+        }
+    };
+    let since = match q.since.as_deref() {
+        None => None,
+        Some(s) => Some(match s.parse::<i64>() {
+            Ok(ms) => ms,
+            Err(_) => {
+                let d = humantime::parse_duration(s).map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "invalid since {s:?}: use a duration such as 1h or unix milliseconds"
+                    ))
+                })?;
+                now_millis() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+            }
+        }),
+    };
+    Ok(Json(
+        state
+            .store
+            .audit(AuditQuery {
+                env: q.env,
+                entity_kind,
+                entity_name,
+                actor: q.actor,
+                since,
+                limit: q.limit.min(1000),
+            })
+            .await?,
+    ))
+}
+
+/// `proxy` → `Proxy`: kinds are stored as written in manifests.
+fn capitalize(kind: &str) -> String {
+    let mut c = kind.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,159 @@
+//! Bearer tokens and roles. Tokens are random secrets shown once; only their SHA-256 is
+//! stored. Every admin request names its token; the token's role and environments decide.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use switchyard_model::manifest::sha256_hex;
+use switchyard_store::{Role, TokenRecord, now_millis};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Who is asking.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub token_id: String,
+    pub name: String,
+    pub role: Role,
+    pub envs: Vec<String>,
+}
+
+impl Principal {
+    /// The actor recorded in audit records.
+    pub fn actor(&self) -> String {
+        format!("{} ({})", self.name, self.token_id)
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "token {} has role {}, this needs admin",
+                self.token_id,
+                self.role.as_str()
+            )))
+        }
+    }
+
+    /// May change entities of `env`.
+    pub fn require_write(&self, env: &str) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Deployer if self.envs.iter().any(|e| e == env) => Ok(()),
+            Role::Deployer => Err(ApiError::forbidden(format!(
+                "token {} may deploy to {:?}, not to {env:?}",
+                self.token_id, self.envs
+            ))),
+            role => Err(ApiError::forbidden(format!(
+                "token {} has role {}, which cannot change {env:?}",
+                self.token_id,
+                role.as_str()
+            ))),
+        }
+    }
+
+    /// May read `env` (workers: only their own environment).
+    pub fn require_read(&self, env: &str) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin | Role::Viewer => Ok(()),
+            Role::Deployer | Role::Worker if self.envs.iter().any(|e| e == env) => Ok(()),
+            role => Err(ApiError::forbidden(format!(
+                "token {} ({}) cannot read {env:?}",
+                self.token_id,
+                role.as_str()
+            ))),
+        }
+    }
+
+    /// Workers may only act on their own environment.
+    pub fn require_worker(&self, env: &str) -> Result<(), ApiError> {
+        match self.role {
+            Role::Worker | Role::Admin => self.require_read(env),
+            role => Err(ApiError::forbidden(format!(
+                "token {} has role {}, this needs a worker token",
+                self.token_id,
+                role.as_str()
+            ))),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
+        let secret = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("malformed Authorization header; expected Bearer <token>")
+            })?;
+        let token = state
+            .store
+            .token_by_hash(&hash_secret(secret))
+            .await?
+            .filter(|t| !t.revoked)
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+        Ok(Principal {
+            token_id: token.id,
+            name: token.name,
+            role: token.role,
+            envs: token.envs,
+        })
+    }
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    sha256_hex(secret.as_bytes())
+}
+
+/// A new token: the record to store and the secret to show once.
+pub fn new_token(
+    name: &str,
+    role: Role,
+    envs: Vec<String>,
+) -> Result<(TokenRecord, String), ApiError> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "no_randomness",
+            format!("cannot generate a token: {e}"),
+        )
+    })?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = format!("sy_{hex}");
+    let id = format!("tok_{}", &hex[..10]);
+    let record = TokenRecord {
+        id,
+        name: name.to_string(),
+        hash: hash_secret(&secret),
+        role,
+        envs,
+        created_at: now_millis(),
+        revoked: false,
+    };
+    Ok((record, secret))
+}
+
+/// Checks that a role/env combination makes sense.
+pub fn check_scope(role: Role, envs: &[String]) -> Result<(), ApiError> {
+    match role {
+        Role::Worker if envs.len() != 1 => Err(ApiError::bad_request(
+            "a worker token is scoped to exactly one environment (--env NAME)",
+        )),
+        Role::Deployer if envs.is_empty() => Err(ApiError::bad_request(
+            "a deployer token needs at least one environment (--env NAME)",
+        )),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,160 @@
+//! Notification fan-out: one broadcast channel per environment, the Workers connected to
+//! each, and which Workers were connected when each revision was committed (the
+//! denominator of audit completeness). Writes never wait for Workers: a publish is a
+//! non-blocking send, and a slow subscriber that lags simply re-syncs by revision.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::Serialize;
+use switchyard_model::protocol::RevisionEvent;
+use switchyard_store::{Millis, now_millis};
+use tokio::sync::broadcast;
+
+/// How many recent commits per environment keep their expected-Worker list.
+const TRACKED_COMMITS: usize = 1024;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectedWorker {
+    pub id: String,
+    pub address: Option<String>,
+    pub connected_at: Millis,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitInfo {
+    pub committed_at: Millis,
+    /// Workers connected to the environment's stream at commit time.
+    pub expected: Vec<String>,
+}
+
+#[derive(Default)]
+struct EnvState {
+    tx: Option<broadcast::Sender<RevisionEvent>>,
+    /// worker id → (connection count, info)
+    workers: HashMap<String, (usize, ConnectedWorker)>,
+    commits: BTreeMap<u64, CommitInfo>,
+}
+
+#[derive(Default, Clone)]
+pub struct Fanout {
+    envs: Arc<Mutex<HashMap<String, EnvState>>>,
+}
+
+/// Keeps a Worker listed as connected while its stream is open.
+pub struct Subscription {
+    pub rx: broadcast::Receiver<RevisionEvent>,
+    /// Keep alive as long as the stream is.
+    pub guard: ConnectionGuard,
+}
+
+pub struct ConnectionGuard {
+    fanout: Fanout,
+    env: String,
+    worker: Option<String>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let Some(id) = &self.worker else { return };
+        let mut envs = self.fanout.lock();
+        if let Some(state) = envs.get_mut(&self.env)
+            && let Some((count, _)) = state.workers.get_mut(id)
+        {
+            *count -= 1;
+            if *count == 0 {
+                state.workers.remove(id);
+                tracing::info!(env = %self.env, worker = %id, "worker disconnected");
+            }
+        }
+    }
+}
+
+impl Fanout {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, EnvState>> {
+        self.envs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Subscribes to an environment's notifications; `worker` (if any) is listed as
+    /// connected until the subscription is dropped.
+    pub fn subscribe(&self, env: &str, worker: Option<(String, Option<String>)>) -> Subscription {
+        let mut envs = self.lock();
+        let state = envs.entry(env.to_string()).or_default();
+        let tx = state
+            .tx
+            .get_or_insert_with(|| broadcast::channel(256).0)
+            .clone();
+        let worker_id = worker.map(|(id, address)| {
+            let entry = state.workers.entry(id.clone()).or_insert_with(|| {
+                tracing::info!(env, worker = %id, "worker connected");
+                (
+                    0,
+                    ConnectedWorker {
+                        id: id.clone(),
+                        address: address.clone(),
+                        connected_at: now_millis(),
+                    },
+                )
+            });
+            entry.0 += 1;
+            if address.is_some() {
+                entry.1.address = address;
+            }
+            id
+        });
+        Subscription {
+            rx: tx.subscribe(),
+            guard: ConnectionGuard {
+                fanout: self.clone(),
+                env: env.to_string(),
+                worker: worker_id,
+            },
+        }
+    }
+
+    /// Records who should pick up `event` and notifies every subscriber (never waits).
+    pub fn publish(&self, event: RevisionEvent, committed_at: Millis) {
+        let mut envs = self.lock();
+        let state = envs.entry(event.env.clone()).or_default();
+        let mut expected: Vec<String> = state.workers.keys().cloned().collect();
+        expected.sort();
+        state.commits.insert(
+            event.revision,
+            CommitInfo {
+                committed_at,
+                expected,
+            },
+        );
+        while state.commits.len() > TRACKED_COMMITS {
+            state.commits.pop_first();
+        }
+        if let Some(tx) = &state.tx {
+            // No receivers is fine: nobody is connected.
+            let _ = tx.send(event);
+        }
+    }
+
+    pub fn connected(&self, env: &str) -> Vec<ConnectedWorker> {
+        let envs = self.lock();
+        let mut out: Vec<ConnectedWorker> = envs
+            .get(env)
+            .map(|s| s.workers.values().map(|(_, w)| w.clone()).collect())
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    pub fn commit_info(&self, env: &str, revision: u64) -> Option<CommitInfo> {
+        self.lock()
+            .get(env)
+            .and_then(|s| s.commits.get(&revision).cloned())
+    }
+
+    /// Number of connected Workers per environment.
+    pub fn connected_counts(&self) -> Vec<(String, usize)> {
+        self.lock()
+            .iter()
+            .map(|(env, s)| (env.clone(), s.workers.len()))
+            .collect()
+    }
+}

@@ -1,0 +1,176 @@
+//! The Switchyard Manager (control plane): the source of truth for every environment's
+//! entities, the admin API, the audit trail, and the fan-out that tells Workers a new
+//! revision exists. See `ARCHITECTURE.md`.
+
+mod api;
+pub mod auth;
+pub mod error;
+pub mod fanout;
+pub mod metrics;
+pub mod state;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_store::{Role, SqliteStore, Store, StoreError};
+use tokio::net::TcpListener;
+
+pub use crate::state::AppState;
+
+#[derive(Debug, Clone)]
+pub struct ManagerOptions {
+    /// Holds `switchyard.db` and `admin.token`.
+    pub data_dir: PathBuf,
+    /// Interval of SSE heartbeat comments.
+    pub heartbeat: Duration,
+}
+
+impl ManagerOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ManagerOptions {
+            data_dir: data_dir.into(),
+            heartbeat: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Api(String),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+pub struct Manager {
+    state: AppState,
+    shutdown_tx: tokio::sync::watch::Sender<bool>,
+    /// Set when this start created the first admin token (written to `admin.token`).
+    pub created_admin_token: Option<PathBuf>,
+}
+
+impl Manager {
+    /// Opens (or creates) the embedded store in `data_dir`. On first start, creates an
+    /// admin token and writes it to `DATA/admin.token` (mode 0600).
+    pub async fn open(options: ManagerOptions) -> Result<Manager, ManagerError> {
+        std::fs::create_dir_all(&options.data_dir).map_err(|source| ManagerError::DataDir {
+            path: options.data_dir.clone(),
+            source,
+        })?;
+        let store = SqliteStore::open(&options.data_dir.join("switchyard.db")).await?;
+        Self::with_store(Arc::new(store), &options).await
+    }
+
+    /// A Manager over any store (tests use this to inject a store of their choosing).
+    pub async fn with_store(
+        store: Arc<dyn Store>,
+        options: &ManagerOptions,
+    ) -> Result<Manager, ManagerError> {
+        let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+        let state = AppState {
+            store,
+            fanout: fanout::Fanout::default(),
+            metrics: Arc::new(metrics::ManagerMetrics::new()),
+            heartbeat: options.heartbeat,
+            shutdown,
+        };
+        let created_admin_token = bootstrap_admin(&state, &options.data_dir).await?;
+        Ok(Manager {
+            state,
+            shutdown_tx,
+            created_admin_token,
+        })
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn router(&self) -> axum::Router {
+        api::router(self.state.clone())
+    }
+
+    /// Serves the admin API until `shutdown` completes, then finishes in-flight requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ManagerError> {
+        let router = self.router();
+        let tx = self.shutdown_tx;
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                // End the Workers' event streams; they reconnect to another Manager or
+                // retry with backoff.
+                let _ = tx.send(true);
+            })
+            .await
+            .map_err(ManagerError::Serve)
+    }
+}
+
+/// Creates a token directly in the store (the CLI's `manager token create`). Returns the
+/// record id and the secret, which is not stored.
+pub async fn create_token(
+    store: &dyn Store,
+    name: &str,
+    role: Role,
+    envs: Vec<String>,
+    actor: &str,
+) -> Result<(String, String), ManagerError> {
+    auth::check_scope(role, &envs).map_err(|e| ManagerError::Api(e.message))?;
+    let (record, secret) =
+        auth::new_token(name, role, envs).map_err(|e| ManagerError::Api(e.message))?;
+    let id = record.id.clone();
+    store.create_token(record, actor).await?;
+    Ok((id, secret))
+}
+
+async fn bootstrap_admin(
+    state: &AppState,
+    data_dir: &Path,
+) -> Result<Option<PathBuf>, ManagerError> {
+    if !state.store.list_tokens().await?.is_empty() {
+        return Ok(None);
+    }
+    let (id, secret) = create_token(
+        state.store.as_ref(),
+        "bootstrap-admin",
+        Role::Admin,
+        Vec::new(),
+        "manager",
+    )
+    .await?;
+    let path = data_dir.join("admin.token");
+    write_secret_file(&path, &secret).map_err(|source| ManagerError::DataDir {
+        path: path.clone(),
+        source,
+    })?;
+    tracing::info!(token = %id, path = %path.display(), "first start: created an admin token (mode 0600); keep it safe");
+    Ok(Some(path))
+}
+
+/// Writes `secret` to a new file readable only by its owner.
+fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(secret.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}

@@ -1,0 +1,79 @@
+//! The Manager's Prometheus metrics: commits, reports, propagation time, completeness.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type EnvLabel = [(&'static str, String); 1];
+type StatusLabels = [(&'static str, String); 2];
+
+pub struct ManagerMetrics {
+    registry: Registry,
+    pub commits: Family<EnvLabel, Counter>,
+    pub reports: Family<StatusLabels, Counter>,
+    pub propagation: Family<EnvLabel, Histogram, fn() -> Histogram>,
+    pub completeness: Family<EnvLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub connected: Family<EnvLabel, Gauge>,
+}
+
+fn propagation_buckets() -> Histogram {
+    // 1 ms .. ~65 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+impl Default for ManagerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ManagerMetrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("switchyard_manager");
+        let commits = Family::<EnvLabel, Counter>::default();
+        let reports = Family::<StatusLabels, Counter>::default();
+        let propagation = Family::<EnvLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            propagation_buckets,
+        );
+        let completeness = Family::<EnvLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let connected = Family::<EnvLabel, Gauge>::default();
+        registry.register("commits", "Revisions committed", commits.clone());
+        registry.register(
+            "worker_reports",
+            "Worker ACKs and NACKs received",
+            reports.clone(),
+        );
+        registry.register(
+            "propagation_seconds",
+            "Commit to the last expected Worker's swap (from ACKs)",
+            propagation.clone(),
+        );
+        registry.register(
+            "audit_completeness",
+            "ACK records / Workers connected at commit, for the latest revision",
+            completeness.clone(),
+        );
+        registry.register(
+            "connected_workers",
+            "Workers on the notification stream",
+            connected.clone(),
+        );
+        ManagerMetrics {
+            registry,
+            commits,
+            reports,
+            propagation,
+            completeness,
+            connected,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,155 @@
+//! The store's queries, written once for every backend.
+//!
+//! Portable SQL only: `$n` placeholders (SQLite accepts them, a placeholder may repeat),
+//! BIGINT millis, JSON as TEXT, booleans as BIGINT 0/1, `INSERT … ON CONFLICT … DO UPDATE`
+//! (SQLite ≥ 3.24 and PostgreSQL), no backend-specific functions. A PostgreSQL
+//! implementation reuses these strings; only connection setup, the transaction start and
+//! error classification differ.
+
+// ---- environments ----
+
+pub(crate) const ENV_GET: &str =
+    "SELECT name, revision, created_at FROM environments WHERE name = $1";
+
+pub(crate) const ENV_LIST: &str =
+    "SELECT name, revision, created_at FROM environments ORDER BY name";
+
+pub(crate) const ENV_REVISION: &str = "SELECT revision FROM environments WHERE name = $1";
+
+pub(crate) const ENV_INSERT: &str =
+    "INSERT INTO environments (name, revision, created_at) VALUES ($1, 0, $2)";
+
+pub(crate) const ENV_SET_REVISION: &str =
+    "UPDATE environments SET revision = $2 WHERE name = $1 AND revision = $3";
+
+// ---- entities ----
+
+/// The stored state of one entity (live or tombstone), for planning a change.
+pub(crate) const ENTITY_STATE: &str =
+    "SELECT version, deleted, digest FROM entities WHERE env = $1 AND kind = $2 AND name = $3";
+
+pub(crate) const ENTITY_UPSERT: &str = "INSERT INTO entities \
+     (env, kind, name, version, revision, deleted, digest, manifest, labels) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+     ON CONFLICT (env, kind, name) DO UPDATE SET \
+     version = excluded.version, revision = excluded.revision, deleted = excluded.deleted, \
+     digest = excluded.digest, manifest = excluded.manifest, labels = excluded.labels";
+
+pub(crate) const HISTORY_INSERT: &str = "INSERT INTO entity_history \
+     (env, kind, name, version, revision, deleted, digest, manifest, labels) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// Live entities now.
+pub(crate) const ENTITIES_LIVE: &str = "SELECT kind, name, version, revision, deleted, digest, \
+     manifest, labels FROM entities WHERE env = $1 AND deleted = 0 ORDER BY kind, name";
+
+/// Live entities as they were at revision `$2`: per entity, the latest history row with
+/// revision <= $2, unless that row is a tombstone.
+pub(crate) const ENTITIES_AT: &str = "SELECT h.kind, h.name, h.version, h.revision, \
+     h.deleted, h.digest, h.manifest, h.labels \
+     FROM entity_history h \
+     JOIN (SELECT kind, name, MAX(version) AS version FROM entity_history \
+           WHERE env = $1 AND revision <= $2 GROUP BY kind, name) m \
+       ON h.kind = m.kind AND h.name = m.name AND h.version = m.version \
+     WHERE h.env = $1 AND h.deleted = 0 \
+     ORDER BY h.kind, h.name";
+
+/// The latest version of every entity changed after revision `$2`, tombstones included.
+/// The `entities` row is by construction the latest version of each entity.
+pub(crate) const ENTITIES_CHANGED_SINCE: &str = "SELECT kind, name, version, revision, \
+     deleted, digest, manifest, labels FROM entities \
+     WHERE env = $1 AND revision > $2 ORDER BY kind, name";
+
+// ---- revisions ----
+
+pub(crate) const REVISION_INSERT: &str = "INSERT INTO revisions \
+     (env, revision, committed_at, actor, operation, changes) VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub(crate) const REVISION_GET: &str = "SELECT env, revision, committed_at, actor, operation, \
+     changes FROM revisions WHERE env = $1 AND revision = $2";
+
+pub(crate) const REVISION_LIST: &str = "SELECT env, revision, committed_at, actor, operation, \
+     changes FROM revisions WHERE env = $1 ORDER BY revision DESC LIMIT $2";
+
+// ---- audit ----
+
+pub(crate) const AUDIT_INSERT: &str = "INSERT INTO audit \
+     (at, actor, env, entity_kind, entity_name, old_version, new_version, digest, operation, \
+     revision, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+/// The start of an audit query; filters are appended with `AND …` by a query builder.
+pub(crate) const AUDIT_SELECT: &str = "SELECT id, at, actor, env, entity_kind, entity_name, \
+     old_version, new_version, digest, operation, revision, detail FROM audit WHERE 1 = 1";
+
+// ---- worker reports ----
+
+pub(crate) const REPORT_UPSERT: &str = "INSERT INTO worker_reports \
+     (env, worker_id, revision, status, error, applied_at, received_at, address) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (env, worker_id, revision) DO UPDATE SET \
+     status = excluded.status, error = excluded.error, applied_at = excluded.applied_at, \
+     received_at = excluded.received_at, address = excluded.address";
+
+pub(crate) const REPORTS_FOR: &str = "SELECT env, worker_id, revision, status, error, \
+     applied_at, received_at, address FROM worker_reports \
+     WHERE env = $1 AND revision = $2 ORDER BY worker_id";
+
+/// Per Worker, the report with the highest revision (ties: the latest received).
+pub(crate) const REPORTS_LATEST: &str = "SELECT r.env, r.worker_id, r.revision, r.status, \
+     r.error, r.applied_at, r.received_at, r.address FROM worker_reports r \
+     WHERE r.env = $1 AND NOT EXISTS ( \
+       SELECT 1 FROM worker_reports o \
+       WHERE o.env = r.env AND o.worker_id = r.worker_id \
+         AND (o.revision > r.revision \
+              OR (o.revision = r.revision AND o.received_at > r.received_at))) \
+     ORDER BY r.worker_id";
+
+// ---- tokens ----
+
+pub(crate) const TOKEN_INSERT: &str = "INSERT INTO tokens \
+     (id, name, hash, role, envs, created_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+pub(crate) const TOKEN_BY_HASH: &str = "SELECT id, name, hash, role, envs, created_at, revoked \
+     FROM tokens WHERE hash = $1";
+
+pub(crate) const TOKEN_LIST: &str = "SELECT id, name, hash, role, envs, created_at, revoked \
+     FROM tokens ORDER BY created_at, id";
+
+/// The audit query for `q`: its filters combined with AND, newest first, `limit` rows
+/// (0 → [`DEFAULT_LIMIT`]). Values are bound, never spliced into the SQL.
+pub(crate) fn audit_query<DB>(q: &crate::AuditQuery) -> sqlx::QueryBuilder<DB>
+where
+    DB: sqlx::Database,
+    DB::Arguments: Default,
+    for<'e> String: sqlx::Encode<'e, DB> + sqlx::Type<DB>,
+    for<'e> i64: sqlx::Encode<'e, DB> + sqlx::Type<DB>,
+{
+    let mut qb = sqlx::QueryBuilder::<DB>::new(AUDIT_SELECT);
+    let text_filters = [
+        ("env", &q.env),
+        ("entity_kind", &q.entity_kind),
+        ("entity_name", &q.entity_name),
+        ("actor", &q.actor),
+    ];
+    for (column, value) in text_filters {
+        if let Some(value) = value {
+            qb.push(" AND ")
+                .push(column)
+                .push(" = ")
+                .push_bind(value.clone());
+        }
+    }
+    if let Some(since) = q.since {
+        qb.push(" AND at >= ").push_bind(since);
+    }
+    let limit = if q.limit == 0 {
+        DEFAULT_LIMIT
+    } else {
+        i64::from(q.limit)
+    };
+    qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+    qb
+}
+
+/// Rows returned by [`audit_query`] and revision listings when the caller asks for 0.
+pub(crate) const DEFAULT_LIMIT: i64 = 100;

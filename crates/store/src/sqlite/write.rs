@@ -1,0 +1,455 @@
+//! The write transactions of the SQLite store: commits, environments, reports, tokens.
+
+use std::collections::HashSet;
+
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{Sqlite, Transaction};
+
+use super::rows::{self, audit_failed, db, stored};
+use super::{SqliteStore, env_revision};
+use crate::{
+    AppliedChange, Change, CommitOutcome, CommitRequest, EnvInfo, Operation, ReportStatus, Result,
+    StoreError, TokenRecord, WorkerReport, now_millis, sql,
+};
+
+/// One audit record about to be written.
+struct AuditEntry<'a> {
+    at: i64,
+    actor: &'a str,
+    env: Option<&'a str>,
+    entity_kind: &'a str,
+    entity_name: &'a str,
+    old_version: Option<u64>,
+    new_version: Option<u64>,
+    digest: Option<&'a str>,
+    operation: Operation,
+    revision: Option<u64>,
+    detail: Option<&'a str>,
+}
+
+/// Writes one audit record; any failure is [`StoreError::AuditFailed`].
+async fn insert_audit(conn: &mut SqliteConnection, e: AuditEntry<'_>) -> Result<()> {
+    let version = |v: Option<u64>| v.map(|v| stored(v, "version")).transpose();
+    sqlx::query(sql::AUDIT_INSERT)
+        .bind(e.at)
+        .bind(e.actor)
+        .bind(e.env)
+        .bind(e.entity_kind)
+        .bind(e.entity_name)
+        .bind(version(e.old_version)?)
+        .bind(version(e.new_version)?)
+        .bind(e.digest)
+        .bind(e.operation.as_str())
+        .bind(e.revision.map(|r| stored(r, "revision")).transpose()?)
+        .bind(e.detail)
+        .execute(conn)
+        .await
+        .map_err(audit_failed)?;
+    Ok(())
+}
+
+/// Ends a write transaction: commits it when `result` is `Ok` and `keep` says it wrote
+/// something, rolls it back otherwise (returning the original error, not the rollback's).
+async fn finish<T>(
+    tx: Transaction<'static, Sqlite>,
+    result: Result<T>,
+    keep: impl FnOnce(&T) -> bool,
+    op: &'static str,
+) -> Result<T> {
+    match result {
+        Ok(value) if keep(&value) => tx.commit().await.map(|()| value).map_err(db(op)),
+        Ok(value) => tx.rollback().await.map(|()| value).map_err(db(op)),
+        Err(e) => {
+            // If the rollback fails too, the connection discards the transaction when it is
+            // next used or closed; the caller needs the first error.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// One entity write planned by a commit.
+struct Planned<'a> {
+    kind: &'a str,
+    name: &'a str,
+    /// The version this write creates (a tombstone gets a version of its own, so a
+    /// re-creation continues after it).
+    version: u64,
+    /// The version shown as "old" (`None` when the entity did not exist or was deleted).
+    old_version: Option<u64>,
+    deleted: bool,
+    digest: &'a str,
+    manifest: &'a str,
+    labels: String,
+}
+
+/// What is stored for one entity.
+struct Stored {
+    version: u64,
+    deleted: bool,
+    digest: String,
+}
+
+fn change_key(change: &Change) -> (&str, &str) {
+    match change {
+        Change::Upsert { kind, name, .. } | Change::Delete { kind, name } => (kind, name),
+    }
+}
+
+fn next_version(v: u64) -> Result<u64> {
+    v.checked_add(1)
+        .ok_or_else(|| StoreError::Database("version overflow".into()))
+}
+
+/// The write `change` needs given what is stored, or `None` when it changes nothing.
+fn plan<'a>(change: &'a Change, current: Option<&Stored>) -> Result<Option<Planned<'a>>> {
+    Ok(match (change, current) {
+        (Change::Upsert { digest, .. }, Some(s)) if !s.deleted && s.digest == *digest => None,
+        (
+            Change::Upsert {
+                kind,
+                name,
+                digest,
+                manifest,
+                labels,
+            },
+            current,
+        ) => {
+            let (version, old_version) = match current {
+                None => (1, None),
+                Some(s) if s.deleted => (next_version(s.version)?, None),
+                Some(s) => (next_version(s.version)?, Some(s.version)),
+            };
+            Some(Planned {
+                kind,
+                name,
+                version,
+                old_version,
+                deleted: false,
+                digest,
+                manifest,
+                labels: rows::to_json(labels, "labels")?,
+            })
+        }
+        (Change::Delete { .. }, None) => None,
+        (Change::Delete { .. }, Some(s)) if s.deleted => None,
+        (Change::Delete { kind, name }, Some(s)) => Some(Planned {
+            kind,
+            name,
+            version: next_version(s.version)?,
+            old_version: Some(s.version),
+            deleted: true,
+            digest: "",
+            manifest: "",
+            labels: "{}".to_owned(),
+        }),
+    })
+}
+
+async fn stored_entity(
+    conn: &mut SqliteConnection,
+    env: &str,
+    kind: &str,
+    name: &str,
+) -> Result<Option<Stored>> {
+    let row: Option<(i64, i64, String)> = sqlx::query_as(sql::ENTITY_STATE)
+        .bind(env)
+        .bind(kind)
+        .bind(name)
+        .fetch_optional(conn)
+        .await
+        .map_err(db("commit: read entity"))?;
+    row.map(|(version, deleted, digest)| {
+        Ok(Stored {
+            version: rows::unsigned(version, "version")?,
+            deleted: deleted != 0,
+            digest,
+        })
+    })
+    .transpose()
+}
+
+async fn write_entity(
+    conn: &mut SqliteConnection,
+    env: &str,
+    revision: i64,
+    p: &Planned<'_>,
+) -> Result<()> {
+    let version = stored(p.version, "version")?;
+    for (statement, what) in [
+        (sql::ENTITY_UPSERT, "commit: write entity"),
+        (sql::HISTORY_INSERT, "commit: write entity history"),
+    ] {
+        sqlx::query(statement)
+            .bind(env)
+            .bind(p.kind)
+            .bind(p.name)
+            .bind(version)
+            .bind(revision)
+            .bind(i64::from(p.deleted))
+            .bind(p.digest)
+            .bind(p.manifest)
+            .bind(p.labels.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(db(what))?;
+    }
+    Ok(())
+}
+
+/// Refuses a batch that names one entity twice.
+fn check_no_duplicates(changes: &[Change]) -> Result<()> {
+    let mut seen = HashSet::new();
+    for change in changes {
+        let (kind, name) = change_key(change);
+        if !seen.insert((kind, name)) {
+            return Err(StoreError::Database(format!(
+                "duplicate entity in batch: {kind}/{name}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn commit(store: &SqliteStore, req: CommitRequest) -> Result<CommitOutcome> {
+    check_no_duplicates(&req.changes)?;
+    let (_guard, mut tx) = store.begin_write().await?;
+    let result = commit_in(&mut tx, req).await;
+    // A commit that changed nothing is rolled back: no writes at all.
+    finish(tx, result, |out| !out.changes.is_empty(), "commit").await
+}
+
+async fn commit_in(conn: &mut SqliteConnection, req: CommitRequest) -> Result<CommitOutcome> {
+    let previous = env_revision(conn, &req.env).await?;
+    if let Some(expected) = req.expected_revision
+        && expected != previous
+    {
+        return Err(StoreError::Conflict {
+            env: req.env,
+            expected,
+            actual: previous,
+        });
+    }
+
+    let mut planned = Vec::new();
+    for change in &req.changes {
+        let (kind, name) = change_key(change);
+        let current = stored_entity(conn, &req.env, kind, name).await?;
+        if let Some(p) = plan(change, current.as_ref())? {
+            planned.push(p);
+        }
+    }
+
+    let committed_at = now_millis();
+    if planned.is_empty() {
+        return Ok(CommitOutcome {
+            env: req.env,
+            revision: previous,
+            previous_revision: previous,
+            committed_at,
+            changes: Vec::new(),
+        });
+    }
+
+    let revision = previous
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Database("revision overflow".into()))?;
+    let revision_param = stored(revision, "revision")?;
+    let mut changes = Vec::with_capacity(planned.len());
+    for p in &planned {
+        write_entity(conn, &req.env, revision_param, p).await?;
+        let change = AppliedChange {
+            kind: p.kind.to_owned(),
+            name: p.name.to_owned(),
+            old_version: p.old_version,
+            new_version: (!p.deleted).then_some(p.version),
+            digest: p.digest.to_owned(),
+        };
+        insert_audit(
+            conn,
+            AuditEntry {
+                at: committed_at,
+                actor: &req.actor,
+                env: Some(&req.env),
+                entity_kind: p.kind,
+                entity_name: p.name,
+                old_version: change.old_version,
+                new_version: change.new_version,
+                digest: Some(p.digest),
+                operation: req.operation,
+                revision: Some(revision),
+                detail: req.detail.as_deref(),
+            },
+        )
+        .await?;
+        changes.push(change);
+    }
+
+    sqlx::query(sql::REVISION_INSERT)
+        .bind(req.env.as_str())
+        .bind(revision_param)
+        .bind(committed_at)
+        .bind(req.actor.as_str())
+        .bind(req.operation.as_str())
+        .bind(rows::to_json(&changes, "revision changes")?)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("commit: write revision"))?;
+    let updated = sqlx::query(sql::ENV_SET_REVISION)
+        .bind(req.env.as_str())
+        .bind(revision_param)
+        .bind(stored(previous, "revision")?)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("commit: update environment revision"))?;
+    if updated.rows_affected() != 1 {
+        return Err(StoreError::Database(
+            "commit: environment revision changed during the transaction".into(),
+        ));
+    }
+    Ok(CommitOutcome {
+        env: req.env,
+        revision,
+        previous_revision: previous,
+        committed_at,
+        changes,
+    })
+}
+
+pub(super) async fn create_env(store: &SqliteStore, name: &str, actor: &str) -> Result<EnvInfo> {
+    let (_guard, mut tx) = store.begin_write().await?;
+    let result = create_env_in(&mut tx, name, actor).await;
+    finish(tx, result, |_| true, "create environment: commit").await
+}
+
+async fn create_env_in(conn: &mut SqliteConnection, name: &str, actor: &str) -> Result<EnvInfo> {
+    match env_revision(conn, name).await {
+        Ok(_) => return Err(StoreError::EnvExists(name.to_owned())),
+        Err(StoreError::NoSuchEnv(_)) => {}
+        Err(e) => return Err(e),
+    }
+    let created_at = now_millis();
+    sqlx::query(sql::ENV_INSERT)
+        .bind(name)
+        .bind(created_at)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("create environment"))?;
+    insert_audit(
+        conn,
+        AuditEntry {
+            at: created_at,
+            actor,
+            env: Some(name),
+            entity_kind: "Environment",
+            entity_name: name,
+            old_version: None,
+            new_version: None,
+            digest: None,
+            operation: Operation::CreateEnv,
+            revision: Some(0),
+            detail: None,
+        },
+    )
+    .await?;
+    Ok(EnvInfo {
+        name: name.to_owned(),
+        revision: 0,
+        created_at,
+    })
+}
+
+pub(super) async fn record_report(store: &SqliteStore, report: WorkerReport) -> Result<()> {
+    let (_guard, mut tx) = store.begin_write().await?;
+    let result = record_report_in(&mut tx, report).await;
+    finish(tx, result, |_| true, "record report: commit").await
+}
+
+async fn record_report_in(conn: &mut SqliteConnection, report: WorkerReport) -> Result<()> {
+    env_revision(conn, &report.env).await?;
+    let revision = stored(report.revision, "revision")?;
+    sqlx::query(sql::REPORT_UPSERT)
+        .bind(report.env.as_str())
+        .bind(report.worker_id.as_str())
+        .bind(revision)
+        .bind(rows::status_str(report.status))
+        .bind(report.error.as_deref())
+        .bind(report.applied_at)
+        .bind(report.received_at)
+        .bind(report.address.as_deref())
+        .execute(&mut *conn)
+        .await
+        .map_err(db("record report"))?;
+    let detail = match (report.status, &report.error) {
+        (ReportStatus::Ack, _) => "ack".to_owned(),
+        (ReportStatus::Nack, Some(error)) => format!("nack: {error}"),
+        (ReportStatus::Nack, None) => "nack".to_owned(),
+    };
+    insert_audit(
+        conn,
+        AuditEntry {
+            at: now_millis(),
+            actor: &format!("worker:{}", report.worker_id),
+            env: Some(&report.env),
+            entity_kind: "Worker",
+            entity_name: &report.worker_id,
+            old_version: None,
+            new_version: None,
+            digest: None,
+            operation: Operation::Report,
+            revision: Some(report.revision),
+            detail: Some(&detail),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn create_token(
+    store: &SqliteStore,
+    token: TokenRecord,
+    created_by: &str,
+) -> Result<()> {
+    let (_guard, mut tx) = store.begin_write().await?;
+    let result = create_token_in(&mut tx, token, created_by).await;
+    finish(tx, result, |_| true, "create token: commit").await
+}
+
+async fn create_token_in(
+    conn: &mut SqliteConnection,
+    token: TokenRecord,
+    created_by: &str,
+) -> Result<()> {
+    let envs = rows::to_json(&token.envs, "token envs")?;
+    sqlx::query(sql::TOKEN_INSERT)
+        .bind(token.id.as_str())
+        .bind(token.name.as_str())
+        .bind(token.hash.as_str())
+        .bind(token.role.as_str())
+        .bind(envs.as_str())
+        .bind(token.created_at)
+        .bind(i64::from(token.revoked))
+        .execute(&mut *conn)
+        .await
+        .map_err(db("create token"))?;
+    // The secret's hash is never audited: the record names the token by its public id.
+    let detail = format!("{} token {:?}", token.role.as_str(), token.name);
+    insert_audit(
+        conn,
+        AuditEntry {
+            at: now_millis(),
+            actor: created_by,
+            env: None,
+            entity_kind: "Token",
+            entity_name: &token.id,
+            old_version: None,
+            new_version: None,
+            digest: None,
+            operation: Operation::CreateToken,
+            revision: None,
+            detail: Some(&detail),
+        },
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! Helpers shared by the store's integration tests.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use switchyard_store::{
+    AuditQuery, AuditRecord, Change, CommitOutcome, CommitRequest, Operation, SqliteStore, Store,
+};
+
+/// A store in a fresh temporary directory (kept alive by the returned guard).
+pub async fn file_store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("store.db"))
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+/// An upsert whose manifest and digest are derived from `body`.
+pub fn upsert(kind: &str, name: &str, body: &str) -> Change {
+    Change::Upsert {
+        kind: kind.into(),
+        name: name.into(),
+        digest: format!("digest-{body}"),
+        manifest: format!("{{\"body\":\"{body}\"}}"),
+        labels: BTreeMap::from([("team".to_string(), "edge".to_string())]),
+    }
+}
+
+pub fn delete(kind: &str, name: &str) -> Change {
+    Change::Delete {
+        kind: kind.into(),
+        name: name.into(),
+    }
+}
+
+pub fn request(env: &str, changes: Vec<Change>) -> CommitRequest {
+    CommitRequest {
+        env: env.into(),
+        actor: "alice".into(),
+        operation: Operation::Apply,
+        expected_revision: None,
+        changes,
+        detail: None,
+    }
+}
+
+pub async fn apply(store: &SqliteStore, env: &str, changes: Vec<Change>) -> CommitOutcome {
+    store.commit(request(env, changes)).await.unwrap()
+}
+
+/// Every audit record, newest first.
+pub async fn all_audit(store: &SqliteStore) -> Vec<AuditRecord> {
+    store
+        .audit(AuditQuery {
+            limit: 100_000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// Row count of `table`, read straight from the database.
+pub async fn count(store: &SqliteStore, table: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+/// Row counts of every table that a commit writes.
+pub async fn snapshot(store: &SqliteStore) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for table in [
+        "entities",
+        "entity_history",
+        "revisions",
+        "audit",
+        "worker_reports",
+    ] {
+        counts.push(count(store, table).await);
+    }
+    counts
+}

@@ -1,0 +1,206 @@
+//! Worker reports and tokens.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{all_audit, file_store};
+use switchyard_store::{
+    AuditQuery, Operation, ReportStatus, Role, SqliteStore, Store, StoreError, TokenRecord,
+    WorkerReport,
+};
+
+fn report(
+    worker: &str,
+    revision: u64,
+    status: ReportStatus,
+    error: Option<&str>,
+    received_at: i64,
+) -> WorkerReport {
+    WorkerReport {
+        env: "prod".into(),
+        worker_id: worker.into(),
+        revision,
+        status,
+        error: error.map(str::to_owned),
+        applied_at: received_at - 5,
+        received_at,
+        address: Some(format!("{worker}.internal:8080")),
+    }
+}
+
+#[tokio::test]
+async fn worker_reports_ack_nack_replace_and_latest() {
+    let (_dir, store) = file_store().await;
+    store.create_env("prod", "admin").await.unwrap();
+
+    store
+        .record_report(report("w1", 1, ReportStatus::Ack, None, 100))
+        .await
+        .unwrap();
+    store
+        .record_report(report("w1", 2, ReportStatus::Ack, None, 200))
+        .await
+        .unwrap();
+    store
+        .record_report(report("w2", 1, ReportStatus::Ack, None, 110))
+        .await
+        .unwrap();
+    store
+        .record_report(report(
+            "w2",
+            2,
+            ReportStatus::Nack,
+            Some("bad upstream"),
+            210,
+        ))
+        .await
+        .unwrap();
+    store
+        .record_report(report("w3", 1, ReportStatus::Nack, Some("boom"), 120))
+        .await
+        .unwrap();
+
+    let r2 = store.reports_for("prod", 2).await.unwrap();
+    assert_eq!(r2.len(), 2);
+    assert_eq!(r2[1].worker_id, "w2");
+    assert_eq!(r2[1].status, ReportStatus::Nack);
+    assert_eq!(r2[1].error.as_deref(), Some("bad upstream"));
+    assert_eq!(r2[1].address.as_deref(), Some("w2.internal:8080"));
+    assert_eq!(r2[1].applied_at, 205);
+
+    // A repeated report for the same revision replaces the earlier one.
+    store
+        .record_report(report("w2", 2, ReportStatus::Ack, None, 250))
+        .await
+        .unwrap();
+    let r2 = store.reports_for("prod", 2).await.unwrap();
+    assert_eq!(r2.len(), 2);
+    assert_eq!(
+        (r2[1].status, r2[1].error.as_deref(), r2[1].received_at),
+        (ReportStatus::Ack, None, 250)
+    );
+    assert_eq!(store.reports_for("prod", 1).await.unwrap().len(), 3);
+    assert!(store.reports_for("prod", 3).await.unwrap().is_empty());
+
+    let latest = store.latest_reports("prod").await.unwrap();
+    let summary: Vec<_> = latest
+        .iter()
+        .map(|r| (r.worker_id.as_str(), r.revision, r.status))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("w1", 2, ReportStatus::Ack),
+            ("w2", 2, ReportStatus::Ack),
+            ("w3", 1, ReportStatus::Nack)
+        ]
+    );
+
+    let audit = store
+        .audit(AuditQuery {
+            entity_kind: Some("Worker".into()),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        audit.len(),
+        6,
+        "every report is audited, replacements included"
+    );
+    let nack = audit.iter().find(|a| a.entity_name == "w3").unwrap();
+    assert_eq!(nack.actor, "worker:w3");
+    assert_eq!(nack.env.as_deref(), Some("prod"));
+    assert_eq!(nack.operation, Operation::Report);
+    assert_eq!(nack.revision, Some(1));
+    assert_eq!(nack.detail.as_deref(), Some("nack: boom"));
+    assert_eq!(audit[0].detail.as_deref(), Some("ack"));
+
+    let err = store
+        .record_report(WorkerReport {
+            env: "nope".into(),
+            ..report("w1", 1, ReportStatus::Ack, None, 1)
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NoSuchEnv(_)), "{err}");
+}
+
+fn token(id: &str, hash: &str, role: Role, envs: &[&str]) -> TokenRecord {
+    TokenRecord {
+        id: id.into(),
+        name: format!("{id} token"),
+        hash: hash.into(),
+        role,
+        envs: envs.iter().map(|e| e.to_string()).collect(),
+        created_at: 1_700_000_000_000,
+        revoked: false,
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_stored_by_hash_and_audited_without_secrets() {
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    let deployer = token(
+        "tok-deploy",
+        "hash-of-deploy-secret",
+        Role::Deployer,
+        &["prod", "stage"],
+    );
+    let admin = token("tok-admin", "hash-of-admin-secret", Role::Admin, &[]);
+    store
+        .create_token(deployer.clone(), "bootstrap")
+        .await
+        .unwrap();
+    store
+        .create_token(admin.clone(), "bootstrap")
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.token_by_hash("hash-of-deploy-secret").await.unwrap(),
+        Some(deployer.clone())
+    );
+    assert_eq!(store.token_by_hash("unknown").await.unwrap(), None);
+    let ids: Vec<_> = store
+        .list_tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(ids, ["tok-admin", "tok-deploy"]);
+
+    // Same id or same hash again: refused, and nothing audited for it.
+    let err = store
+        .create_token(token("tok-admin", "other", Role::Viewer, &[]), "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err}");
+    let err = store
+        .create_token(
+            token("tok-new", "hash-of-admin-secret", Role::Viewer, &[]),
+            "x",
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err}");
+
+    let audit = all_audit(&store).await;
+    assert_eq!(audit.len(), 2);
+    let record = &audit[1];
+    assert_eq!(record.operation, Operation::CreateToken);
+    assert_eq!(record.actor, "bootstrap");
+    assert_eq!(
+        (record.entity_kind.as_str(), record.entity_name.as_str()),
+        ("Token", "tok-deploy")
+    );
+    assert_eq!(record.env, None);
+    let audit_json = serde_json::to_string(&audit).unwrap();
+    assert!(!audit_json.contains("hash-of"), "{audit_json}");
+
+    let json = serde_json::to_string(&deployer).unwrap();
+    assert!(!json.contains("hash"), "{json}");
+    assert!(json.contains("deployer") && json.contains("stage"));
+}

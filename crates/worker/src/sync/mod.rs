@@ -1,0 +1,523 @@
+//! Manager mode: the Worker follows one environment on a Manager.
+//!
+//! Notifications (SSE) are hints: on each, and on a periodic revision check, the Worker
+//! pulls what changed since the revision it serves, verifies digests, compiles, swaps, and
+//! reports ACK or NACK. It never goes backwards, never waits for other Workers, keeps
+//! serving its last good revision when the Manager is down or a revision is rejected, and
+//! keeps a last-known-good cache on disk for starts without a Manager.
+
+pub mod cache;
+mod client;
+pub mod sse;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http_body_util::BodyExt;
+use switchyard_model::protocol::{ReportBody, SyncEntity, SyncPayload, state_digest};
+use switchyard_model::{CompileOptions, ConfigErrors, Located, Manifest, parse_str};
+use tokio::sync::watch;
+
+pub use self::client::ClientError;
+use self::client::ManagerClient;
+use self::sse::{SseItem, SseParser};
+use crate::reload::{ReloadOutcome, Reloader};
+
+/// How a Worker finds and follows its Manager.
+#[derive(Debug, Clone)]
+pub struct ManagedOptions {
+    /// `http://host:port` of the Manager.
+    pub manager: String,
+    pub env: String,
+    /// A `worker` token for `env`.
+    pub token: String,
+    /// Names this Worker in the Manager's status and audit records.
+    pub worker_id: String,
+    /// Where the last-known-good cache lives.
+    pub cache_dir: PathBuf,
+    /// The Worker's traffic address, reported to the Manager.
+    pub address: Option<String>,
+    /// How often the Worker compares its revision with the Manager's (catches missed
+    /// notifications even when the stream looks healthy).
+    pub check_interval: Duration,
+    /// The stream is considered dead after this long without a byte (heartbeats included).
+    pub stream_timeout: Duration,
+    /// How long to wait for the Manager at start before falling back to the cache.
+    pub start_timeout: Duration,
+}
+
+impl ManagedOptions {
+    pub fn new(manager: &str, env: &str, token: &str, worker_id: &str, cache_dir: PathBuf) -> Self {
+        ManagedOptions {
+            manager: manager.to_string(),
+            env: env.to_string(),
+            token: token.to_string(),
+            worker_id: worker_id.to_string(),
+            cache_dir,
+            address: None,
+            check_interval: Duration::from_secs(5),
+            stream_timeout: Duration::from_secs(15),
+            start_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "cannot start: the Manager is unreachable ({manager}) and there is no usable cache ({cache})"
+    )]
+    NoConfig { manager: String, cache: String },
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+type Key = (String, String);
+
+/// The sync task's own state: the entity set of the revision being served.
+pub struct SyncState {
+    entities: BTreeMap<Key, SyncEntity>,
+    revision: u64,
+    /// A revision that failed to compile here; not retried until the Manager moves on.
+    rejected: Option<u64>,
+    /// Reports not yet delivered (delivered in order once the Manager answers).
+    pending: Vec<ReportBody>,
+}
+
+pub struct Syncer {
+    opts: ManagedOptions,
+    client: ManagerClient,
+    reloader: Arc<Reloader>,
+    state: SyncState,
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn now_text() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// The manifests and versions to compile for an entity set.
+fn manifests_of(
+    env: &str,
+    entities: &BTreeMap<Key, SyncEntity>,
+    revision: u64,
+) -> Result<(Vec<Located<Manifest>>, CompileOptions), ConfigErrors> {
+    let mut manifests = Vec::with_capacity(entities.len());
+    let mut errors = Vec::new();
+    let mut options = CompileOptions {
+        revision: Some(revision),
+        ..CompileOptions::default()
+    };
+    for e in entities.values().filter(|e| !e.deleted) {
+        let name = format!("{env}/{}/{} v{}", e.kind, e.name, e.version);
+        match parse_str(name.into(), &e.manifest) {
+            Ok(mut docs) => manifests.append(&mut docs),
+            Err(mut err) => errors.append(&mut err.0),
+        }
+        options.versions.insert(e.name.clone(), e.version);
+    }
+    if errors.is_empty() {
+        Ok((manifests, options))
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Applies a pull to an entity set, checking every digest and the state digest.
+fn merge(
+    base: &BTreeMap<Key, SyncEntity>,
+    payload: &SyncPayload,
+) -> Result<BTreeMap<Key, SyncEntity>, String> {
+    let mut next = if payload.full {
+        BTreeMap::new()
+    } else {
+        base.clone()
+    };
+    for e in &payload.entities {
+        if !e.verify() {
+            return Err(format!(
+                "digest mismatch for {}/{} v{}",
+                e.kind, e.name, e.version
+            ));
+        }
+        let key = (e.kind.clone(), e.name.clone());
+        if e.deleted {
+            next.remove(&key);
+        } else {
+            next.insert(key, e.clone());
+        }
+    }
+    let digest = state_digest(next.values().map(|e| {
+        (
+            e.kind.as_str(),
+            e.name.as_str(),
+            e.version,
+            e.digest.as_str(),
+        )
+    }));
+    if digest != payload.state_digest {
+        return Err(format!(
+            "state digest mismatch at revision {} (local merge differs from the Manager)",
+            payload.revision
+        ));
+    }
+    Ok(next)
+}
+
+impl Syncer {
+    /// Builds the first generation: from the Manager if it answers in time, else from the
+    /// last-known-good cache.
+    pub async fn start(
+        opts: ManagedOptions,
+        build: impl Fn(&[Located<Manifest>], &CompileOptions) -> Result<Reloader, ConfigErrors>,
+    ) -> Result<(Reloader, SyncState, &'static str, Option<String>), StartError> {
+        let client = ManagerClient::new(&opts)?;
+        let mut pending = Vec::new();
+        let manager_error = match tokio::time::timeout(opts.start_timeout, client.pull(0)).await {
+            Ok(Ok(payload)) => match merge(&BTreeMap::new(), &payload) {
+                Ok(entities) => {
+                    let built = manifests_of(&opts.env, &entities, payload.revision)
+                        .and_then(|(m, o)| build(&m, &o));
+                    match built {
+                        Ok(reloader) => {
+                            if let Err(e) = cache::save(
+                                &opts.cache_dir,
+                                &opts.env,
+                                payload.revision,
+                                &entities.values().cloned().collect::<Vec<_>>(),
+                            ) {
+                                tracing::warn!(error = %e, "cannot write the last-known-good cache");
+                            }
+                            pending.push(report(payload.revision, None, opts.address.clone()));
+                            return Ok((
+                                reloader,
+                                SyncState {
+                                    entities,
+                                    revision: payload.revision,
+                                    rejected: None,
+                                    pending,
+                                },
+                                "manager",
+                                None,
+                            ));
+                        }
+                        Err(errors) => {
+                            pending.push(report(
+                                payload.revision,
+                                Some(errors.to_string()),
+                                opts.address.clone(),
+                            ));
+                            format!("revision {} rejected: {errors}", payload.revision)
+                        }
+                    }
+                }
+                Err(e) => e,
+            },
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {:?}", opts.start_timeout),
+        };
+        tracing::warn!(error = %manager_error, "Manager unavailable at start; trying the last-known-good cache");
+        let cached = cache::load(&opts.cache_dir, &opts.env);
+        let file = match cached {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                return Err(StartError::NoConfig {
+                    manager: manager_error,
+                    cache: format!(
+                        "{} does not exist",
+                        cache::path(&opts.cache_dir, &opts.env).display()
+                    ),
+                });
+            }
+            Err(e) => {
+                return Err(StartError::NoConfig {
+                    manager: manager_error,
+                    cache: e,
+                });
+            }
+        };
+        let entities: BTreeMap<Key, SyncEntity> = file
+            .entities
+            .into_iter()
+            .filter(|e| !e.deleted)
+            .map(|e| ((e.kind.clone(), e.name.clone()), e))
+            .collect();
+        let reloader = manifests_of(&opts.env, &entities, file.revision)
+            .and_then(|(m, o)| build(&m, &o))
+            .map_err(|e| StartError::NoConfig {
+                manager: manager_error.clone(),
+                cache: format!(
+                    "the cached revision {} does not compile: {e}",
+                    file.revision
+                ),
+            })?;
+        tracing::warn!(
+            revision = file.revision,
+            "serving the last-known-good cache until the Manager answers"
+        );
+        Ok((
+            reloader,
+            SyncState {
+                entities,
+                revision: file.revision,
+                rejected: None,
+                pending,
+            },
+            "cache",
+            Some(manager_error),
+        ))
+    }
+
+    pub fn new(
+        opts: ManagedOptions,
+        reloader: Arc<Reloader>,
+        state: SyncState,
+    ) -> Result<Syncer, ClientError> {
+        Ok(Syncer {
+            client: ManagerClient::new(&opts)?,
+            opts,
+            reloader,
+            state,
+        })
+    }
+
+    /// Follows the Manager until `stop` turns true.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new(&self.opts.worker_id);
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let result = self.follow(&mut stop, &mut backoff).await;
+            self.set_connected(false);
+            match result {
+                Ok(()) => return,
+                Err(e) => {
+                    let delay = backoff.next();
+                    tracing::warn!(error = %e, retry_in = ?delay, "lost the Manager; still serving revision {}", self.state.revision);
+                    self.reloader.update_sync_status(|s| s.last_error = Some(e));
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = crate::server::stopped(&mut stop) => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// One connection's life: catch up, open the stream, react to events and to the
+    /// periodic check. Returns `Ok` on shutdown, `Err` when the Manager was lost.
+    async fn follow(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+        backoff: &mut Backoff,
+    ) -> Result<(), String> {
+        self.flush_reports().await;
+        self.catch_up().await?;
+        let mut body = self
+            .client
+            .events(self.state.revision)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.set_connected(true);
+        backoff.attempts = 0;
+        tracing::info!(manager = %self.opts.manager, env = %self.opts.env, "following the Manager");
+        let mut parser = SseParser::default();
+        let mut check = tokio::time::interval(self.opts.check_interval);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                frame = tokio::time::timeout(self.opts.stream_timeout, body.frame()) => {
+                    let frame = match frame {
+                        Err(_) => return Err(format!("no heartbeat for {:?}", self.opts.stream_timeout)),
+                        Ok(None) => return Err("the Manager closed the event stream".into()),
+                        Ok(Some(Err(e))) => return Err(format!("event stream broken: {e}")),
+                        Ok(Some(Ok(f))) => f,
+                    };
+                    let Ok(data) = frame.into_data() else { continue };
+                    let items = parser.push(&data).map_err(str::to_string)?;
+                    let mut newer = false;
+                    for item in items {
+                        if let SseItem::Event(ev) = item
+                            && ev.event == "revision"
+                            && let Some(rev) = ev.id.as_deref().and_then(|s| s.parse::<u64>().ok())
+                        {
+                            self.reloader.update_sync_status(|s| s.manager_revision = Some(rev));
+                            newer |= rev > self.state.revision;
+                        }
+                    }
+                    if newer {
+                        self.catch_up().await?;
+                    }
+                }
+                _ = check.tick() => {
+                    let rev = self.client.revision().await.map_err(|e| e.to_string())?;
+                    self.reloader.update_sync_status(|s| s.manager_revision = Some(rev));
+                    if rev > self.state.revision {
+                        tracing::info!(manager_revision = rev, serving = self.state.revision, "periodic check found a newer revision");
+                        self.catch_up().await?;
+                    }
+                    self.flush_reports().await;
+                }
+                _ = crate::server::stopped(stop) => return Ok(()),
+            }
+        }
+    }
+
+    /// Pulls and applies everything newer than the served revision.
+    async fn catch_up(&mut self) -> Result<(), String> {
+        let payload = self
+            .client
+            .pull(self.state.revision)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.reloader
+            .update_sync_status(|s| s.manager_revision = Some(payload.revision));
+        if payload.revision <= self.state.revision && !payload.full {
+            return Ok(());
+        }
+        if payload.revision < self.state.revision {
+            // Never go backwards (a Manager restored from an older backup, say).
+            tracing::warn!(
+                manager = payload.revision,
+                serving = self.state.revision,
+                "the Manager is behind this Worker; keeping the newer revision"
+            );
+            return Ok(());
+        }
+        if self.state.rejected == Some(payload.revision) {
+            return Ok(());
+        }
+        let merged = match merge(&self.state.entities, &payload) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "incremental pull did not verify; pulling everything");
+                let full = self.client.pull(0).await.map_err(|e| e.to_string())?;
+                merge(&BTreeMap::new(), &full)
+                    .map_err(|e| format!("full pull did not verify: {e}"))?
+            }
+        };
+        let revision = payload.revision;
+        let outcome = match manifests_of(&self.opts.env, &merged, revision) {
+            Ok((manifests, options)) => {
+                let reloader = self.reloader.clone();
+                tokio::task::spawn_blocking(move || reloader.apply(&manifests, &options))
+                    .await
+                    .map_err(|e| format!("compile task failed: {e}"))?
+            }
+            Err(errors) => ReloadOutcome::Rejected {
+                revision: self.state.revision,
+                errors,
+            },
+        };
+        match outcome {
+            ReloadOutcome::Applied { .. } | ReloadOutcome::Unchanged { .. } => {
+                self.state.entities = merged;
+                self.state.revision = revision;
+                self.state.rejected = None;
+                let list: Vec<SyncEntity> = self.state.entities.values().cloned().collect();
+                let cache_error =
+                    cache::save(&self.opts.cache_dir, &self.opts.env, revision, &list).err();
+                if let Some(e) = &cache_error {
+                    tracing::warn!(error = %e, "cannot write the last-known-good cache");
+                }
+                self.reloader.update_sync_status(|s| {
+                    s.served_from = "manager".into();
+                    s.last_sync_at = Some(now_text());
+                    s.rejected_revision = None;
+                    s.last_error = None;
+                    s.cache_error = cache_error;
+                });
+                self.state
+                    .pending
+                    .push(report(revision, None, self.opts.address.clone()));
+            }
+            ReloadOutcome::Rejected { errors, .. } => {
+                tracing::error!(
+                    revision,
+                    "revision rejected; still serving {}:\n{errors}",
+                    self.state.revision
+                );
+                self.state.rejected = Some(revision);
+                self.reloader
+                    .update_sync_status(|s| s.rejected_revision = Some(revision));
+                self.state.pending.push(report(
+                    revision,
+                    Some(errors.to_string()),
+                    self.opts.address.clone(),
+                ));
+            }
+        }
+        self.flush_reports().await;
+        Ok(())
+    }
+
+    /// Delivers pending reports in order; keeps the rest for later if the Manager is down.
+    async fn flush_reports(&mut self) {
+        while let Some(r) = self.state.pending.first() {
+            match self.client.report(r).await {
+                Ok(()) => {
+                    self.state.pending.remove(0);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "report not delivered yet");
+                    break;
+                }
+            }
+        }
+        let n = self.state.pending.len();
+        self.reloader.update_sync_status(|s| s.pending_reports = n);
+    }
+
+    fn set_connected(&self, connected: bool) {
+        self.reloader
+            .update_sync_status(|s| s.connected = connected);
+    }
+}
+
+fn report(revision: u64, error: Option<String>, address: Option<String>) -> ReportBody {
+    ReportBody {
+        revision,
+        status: if error.is_some() { "nack" } else { "ack" }.to_string(),
+        error,
+        applied_at: now_millis(),
+        address,
+    }
+}
+
+/// Exponential backoff with full jitter: 100 ms doubling up to 5 s.
+struct Backoff {
+    attempts: u32,
+    seed: u64,
+}
+
+impl Backoff {
+    fn new(worker_id: &str) -> Backoff {
+        let mut seed = now_millis() as u64 ^ 0x9e37_79b9_7f4a_7c15;
+        for b in worker_id.bytes() {
+            seed = seed.rotate_left(5) ^ u64::from(b);
+        }
+        Backoff {
+            attempts: 0,
+            seed: seed | 1,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let cap_ms = (100u64 << self.attempts.min(6)).min(5_000);
+        self.attempts += 1;
+        // xorshift64
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        Duration::from_millis(cap_ms / 2 + self.seed % (cap_ms / 2 + 1))
+    }
+}
