@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod cluster;
+pub mod forwarder;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,0 +1,246 @@
+//! A Manager and managed Workers in the test process, on port 0, with real sockets.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use switchyard_manager::{Manager, ManagerOptions};
+use switchyard_store::{SqliteStore, Store};
+use switchyard_worker::{ConfigSource, ManagedOptions, Worker, WorkerHandle, WorkerOptions};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::DEADLINE;
+
+/// One JSON call to the Manager on a fresh connection: (status, body).
+pub async fn api(
+    addr: SocketAddr,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let bytes = body
+        .map(|b| Bytes::from(serde_json::to_vec(&b).unwrap()))
+        .unwrap_or_default();
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "manager.test")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Full::new(bytes))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
+    };
+    (status, value)
+}
+
+/// A Manager serving from a data dir; can be stopped and started again on the same port.
+pub struct RunningManager {
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    pub admin_token: String,
+    pub store: Arc<SqliteStore>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RunningManager {
+    pub async fn start(data: &Path) -> RunningManager {
+        Self::start_on(data, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn start_on(data: &Path, addr: SocketAddr) -> RunningManager {
+        std::fs::create_dir_all(data).unwrap();
+        let store = Arc::new(
+            SqliteStore::open(&data.join("switchyard.db"))
+                .await
+                .unwrap(),
+        );
+        let mut options = ManagerOptions::new(data);
+        options.heartbeat = Duration::from_millis(500);
+        let manager = Manager::with_store(store.clone() as Arc<dyn Store>, &options)
+            .await
+            .unwrap();
+        let admin_token = std::fs::read_to_string(data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            manager
+                .serve(listener, async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        RunningManager {
+            addr,
+            data: data.to_path_buf(),
+            admin_token,
+            store,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        api(self.addr, &self.admin_token, method, path, body).await
+    }
+
+    /// Creates an environment and a worker token for it.
+    pub async fn env_with_worker_token(&self, env: &str) -> String {
+        let (s, b) = self
+            .call(
+                Method::POST,
+                "/v1/envs",
+                Some(serde_json::json!({ "name": env })),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        self.token("worker", &[env]).await
+    }
+
+    pub async fn token(&self, role: &str, envs: &[&str]) -> String {
+        let (s, b) = self
+            .call(
+                Method::POST,
+                "/v1/tokens",
+                Some(serde_json::json!({ "name": format!("test-{role}"), "role": role, "envs": envs })),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        b["token"].as_str().unwrap().to_string()
+    }
+
+    /// Applies manifests (YAML text) with the admin token; returns (status, body).
+    pub async fn apply(&self, env: &str, manifests: &[String]) -> (u16, Value) {
+        self.call(
+            Method::POST,
+            &format!("/v1/envs/{env}/apply"),
+            Some(serde_json::json!({ "manifests": manifests })),
+        )
+        .await
+    }
+
+    /// Stops the Manager (graceful) and waits until it has.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(DEADLINE, t).await.unwrap().unwrap();
+        }
+        self.store.close().await;
+    }
+}
+
+/// A Worker following a Manager.
+pub struct ManagedWorker {
+    pub id: String,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub handle: WorkerHandle,
+    pub cache: PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl ManagedWorker {
+    pub fn options(
+        manager: &str,
+        env: &str,
+        token: &str,
+        id: &str,
+        cache: &Path,
+    ) -> ManagedOptions {
+        let mut m = ManagedOptions::new(manager, env, token, id, cache.to_path_buf());
+        m.check_interval = Duration::from_millis(300);
+        m.stream_timeout = Duration::from_secs(3);
+        m.start_timeout = Duration::from_secs(2);
+        m
+    }
+
+    pub async fn start(
+        options: ManagedOptions,
+    ) -> Result<ManagedWorker, switchyard_worker::WorkerError> {
+        let id = options.worker_id.clone();
+        let cache = options.cache_dir.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let admin_addr = admin.local_addr().unwrap();
+        let mut options = options;
+        options.address = Some(addr.to_string());
+        let worker =
+            Worker::connect(WorkerOptions::with_source(ConfigSource::Manager(options))).await?;
+        let handle = worker.handle();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            worker
+                .run(listener, Some(admin), async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        Ok(ManagedWorker {
+            id,
+            addr,
+            admin: admin_addr,
+            handle,
+            cache,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    pub async fn wait_for_revision(&self, revision: u64) {
+        let mut rx = self.handle.subscribe();
+        tokio::time::timeout(DEADLINE, rx.wait_for(|r| *r >= revision))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "worker {} did not reach revision {revision} (at {}, status {:?})",
+                    self.id,
+                    self.handle.revision(),
+                    self.handle.status().sync
+                )
+            })
+            .unwrap();
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(DEADLINE, t).await.unwrap().unwrap();
+        }
+    }
+}
