@@ -95,12 +95,11 @@ async fn wait_connected(m: &RunningManager, env: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_under_load_reach_three_workers_with_acks_and_complete_audit() {
-    // More with SWITCHYARD_E2E_changes=100 (used for the numbers in BENCHMARKS.md).
-    let changes_wanted = std::env::var("SWITCHYARD_E2E_changes")
+    // More with SWITCHYARD_E2E_CHANGES=100 (used for the numbers in BENCHMARKS.md).
+    let changes = std::env::var("SWITCHYARD_E2E_CHANGES")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(10);
-    let changes = changes_wanted;
     let h = Harness::upstreams(&["a", "b"]).await;
     let data = tempfile::tempdir().unwrap();
     let m = RunningManager::start(&data.path().join("manager")).await;
