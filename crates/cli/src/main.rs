@@ -370,6 +370,7 @@ pub(crate) fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Resu
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     f.write_all(secret.as_bytes())?;
     f.write_all(b"\n")?;
     Ok(())

@@ -57,8 +57,11 @@ impl Principal {
     /// May read `env` (workers: only their own environment).
     pub fn require_read(&self, env: &str) -> Result<(), ApiError> {
         match self.role {
-            Role::Admin | Role::Viewer => Ok(()),
-            Role::Deployer | Role::Worker if self.envs.iter().any(|e| e == env) => Ok(()),
+            Role::Admin => Ok(()),
+            Role::Viewer if self.envs.is_empty() => Ok(()),
+            Role::Viewer | Role::Deployer | Role::Worker if self.envs.iter().any(|e| e == env) => {
+                Ok(())
+            }
             role => Err(ApiError::forbidden(format!(
                 "token {} ({}) cannot read {env:?}",
                 self.token_id,
@@ -122,7 +125,8 @@ pub fn new_token(
     role: Role,
     envs: Vec<String>,
 ) -> Result<(TokenRecord, String), ApiError> {
-    let mut bytes = [0u8; 24];
+    // 24 random bytes of secret, and 5 separate ones for the public id.
+    let mut bytes = [0u8; 29];
     getrandom::fill(&mut bytes).map_err(|e| {
         ApiError::new(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
@@ -130,9 +134,9 @@ pub fn new_token(
             format!("cannot generate a token: {e}"),
         )
     })?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let secret = format!("sy_{hex}");
-    let id = format!("tok_{}", &hex[..10]);
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let secret = format!("sy_{}", hex(&bytes[..24]));
+    let id = format!("tok_{}", hex(&bytes[24..]));
     let record = TokenRecord {
         id,
         name: name.to_string(),
@@ -153,6 +157,9 @@ pub fn check_scope(role: Role, envs: &[String]) -> Result<(), ApiError> {
         )),
         Role::Deployer if envs.is_empty() => Err(ApiError::bad_request(
             "a deployer token needs at least one environment (--env NAME)",
+        )),
+        Role::Admin if !envs.is_empty() => Err(ApiError::bad_request(
+            "an admin token applies to every environment; give no --env",
         )),
         _ => Ok(()),
     }

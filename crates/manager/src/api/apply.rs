@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use switchyard_model::protocol::{EntityRef, RevisionEvent};
 use switchyard_model::{Located, Manifest, compile, parse_str};
-use switchyard_store::{AppliedChange, Change, CommitRequest, Operation};
+use switchyard_store::{AppliedChange, Change, CommitRequest, EntityRecord, Operation, StoreError};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -39,6 +39,10 @@ pub struct ApplyResponse {
     pub changes: Vec<AppliedChange>,
 }
 
+/// How often an apply that did not pin a revision is re-validated and retried when another
+/// write lands between its validation and its commit.
+const MAX_ATTEMPTS: usize = 5;
+
 pub async fn apply(
     State(state): State<AppState>,
     who: Principal,
@@ -46,46 +50,10 @@ pub async fn apply(
     Json(req): Json<ApplyRequest>,
 ) -> ApiResult<Json<ApplyResponse>> {
     who.require_write(&env)?;
-    let info = state
-        .store
-        .env(&env)
-        .await?
-        .ok_or_else(|| super::envs::unknown_env(&env))?;
-
     let batch = parse_batch(&req.manifests)?;
     if batch.is_empty() {
         return Err(ApiError::bad_request("no manifests in the request"));
     }
-    // Validate the environment as it would be after the change: every stored entity,
-    // overlaid with the batch.
-    let stored = state.store.entities(&env, None).await?;
-    let mut all: Vec<Located<Manifest>> = Vec::with_capacity(stored.len() + batch.len());
-    for e in &stored {
-        if batch
-            .iter()
-            .any(|b| b.value.kind() == e.kind && b.value.name() == e.name)
-        {
-            continue;
-        }
-        let name: Arc<str> = format!("{env}/{}/{} (deployed)", e.kind, e.name).into();
-        match parse_str(name, &e.manifest) {
-            Ok(mut docs) => all.append(&mut docs),
-            Err(errors) => {
-                return Err(invalid(
-                    format!("stored entity {}/{} no longer reads", e.kind, e.name),
-                    errors.0.iter().map(ToString::to_string).collect(),
-                ));
-            }
-        }
-    }
-    all.extend(batch.iter().cloned());
-    if let Err(errors) = compile(&all, None) {
-        return Err(invalid(
-            format!("the change would leave {env:?} invalid"),
-            errors.0.iter().map(ToString::to_string).collect(),
-        ));
-    }
-
     let changes: Vec<Change> = batch
         .iter()
         .map(|m| Change::Upsert {
@@ -97,29 +65,53 @@ pub async fn apply(
         })
         .collect();
 
-    if req.dry_run {
-        let changes = plan(&stored, &changes);
-        return Ok(Json(ApplyResponse {
-            env,
-            revision: info.revision,
-            previous_revision: info.revision,
-            changed: !changes.is_empty(),
-            dry_run: true,
-            changes,
-        }));
-    }
-
-    let outcome = state
-        .store
-        .commit(CommitRequest {
-            env: env.clone(),
-            actor: who.actor(),
-            operation: Operation::Apply,
-            expected_revision: req.expected_revision,
-            changes,
-            detail: None,
-        })
-        .await?;
+    let mut attempt = 0;
+    let outcome = loop {
+        attempt += 1;
+        let info = state
+            .store
+            .env(&env)
+            .await?
+            .ok_or_else(|| super::envs::unknown_env(&env))?;
+        // Validate against exactly the revision the commit will be conditional on, so no
+        // concurrent write can slip in between and leave the environment invalid.
+        let base = req.expected_revision.unwrap_or(info.revision);
+        let stored = state
+            .store
+            .entities(&env, Some(base.min(info.revision)))
+            .await?;
+        validate(&env, &stored, &batch)?;
+        if req.dry_run {
+            let planned = plan(&stored, &changes);
+            return Ok(Json(ApplyResponse {
+                env,
+                revision: info.revision,
+                previous_revision: info.revision,
+                changed: !planned.is_empty(),
+                dry_run: true,
+                changes: planned,
+            }));
+        }
+        let result = state
+            .store
+            .commit(CommitRequest {
+                env: env.clone(),
+                actor: who.actor(),
+                operation: Operation::Apply,
+                expected_revision: Some(base),
+                changes: changes.clone(),
+                detail: None,
+            })
+            .await;
+        match result {
+            Err(StoreError::Conflict { .. })
+                if req.expected_revision.is_none() && attempt < MAX_ATTEMPTS =>
+            {
+                tracing::debug!(env = %env, attempt, "environment moved during apply; re-validating");
+            }
+            other => break other?,
+        }
+    };
     let changed = !outcome.changes.is_empty();
     if changed {
         state
@@ -153,6 +145,37 @@ pub async fn apply(
         dry_run: false,
         changes: outcome.changes,
     }))
+}
+
+/// The environment as it would be after the change (stored entities overlaid with the
+/// batch) must compile.
+fn validate(env: &str, stored: &[EntityRecord], batch: &[Located<Manifest>]) -> ApiResult<()> {
+    let mut all: Vec<Located<Manifest>> = Vec::with_capacity(stored.len() + batch.len());
+    for e in stored {
+        if batch
+            .iter()
+            .any(|b| b.value.kind() == e.kind && b.value.name() == e.name)
+        {
+            continue;
+        }
+        let name: Arc<str> = format!("{env}/{}/{} (deployed)", e.kind, e.name).into();
+        match parse_str(name, &e.manifest) {
+            Ok(mut docs) => all.append(&mut docs),
+            Err(errors) => {
+                return Err(invalid(
+                    format!("stored entity {}/{} no longer reads", e.kind, e.name),
+                    errors.0.iter().map(ToString::to_string).collect(),
+                ));
+            }
+        }
+    }
+    all.extend(batch.iter().cloned());
+    compile(&all, None).map(|_| ()).map_err(|errors| {
+        invalid(
+            format!("the change would leave {env:?} invalid"),
+            errors.0.iter().map(ToString::to_string).collect(),
+        )
+    })
 }
 
 fn parse_batch(texts: &[String]) -> ApiResult<Vec<Located<Manifest>>> {
@@ -190,7 +213,7 @@ fn invalid(message: String, details: Vec<String>) -> ApiError {
 }
 
 /// What a commit of `changes` would do to `stored`.
-fn plan(stored: &[switchyard_store::EntityRecord], changes: &[Change]) -> Vec<AppliedChange> {
+fn plan(stored: &[EntityRecord], changes: &[Change]) -> Vec<AppliedChange> {
     changes
         .iter()
         .filter_map(|c| match c {
