@@ -617,3 +617,79 @@ async fn token_scopes_are_checked_and_honoured() {
     let (s, b) = api(m.addr, &viewer, Method::GET, "/v1/envs/prod", None).await;
     assert_error(s, &b, 403, "forbidden");
 }
+
+/// Credentials: sealed in the Manager's store and in the Worker's cache, redacted in every
+/// answer, in clear only on the Worker pull (worker tokens), and idempotent to re-apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_sealed_at_rest_and_never_shown() {
+    const SECRET: &str = "sk-live-5f1d2b9c0a7e44d1";
+    const API_KEY: &str = "acme-key-0123456789";
+    let h = Harness::upstreams(&["a"]).await;
+    let data = tempfile::tempdir().unwrap();
+    let m = RunningManager::start(&data.path().join("m")).await;
+    let worker_token = m.env_with_worker_token("dev").await;
+    let creds = format!(
+        "apiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: {{ name: llm-provider-key }}\nspec:\n  type: secret\n  value: \"{SECRET}\"\n---\napiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: {{ name: chat-clients }}\nspec:\n  type: api-keys\n  keys:\n    - {{ consumer: acme, key: \"{API_KEY}\" }}\n"
+    );
+    let proxy = payments_manifest("blue", h.addr(0), "");
+    let (s, b) = m.apply("dev", &[creds.clone(), proxy.clone()]).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = m.apply("dev", &[creds.clone(), proxy]).await;
+    assert_eq!(
+        (s, &b["changed"]),
+        (200, &json!(false)),
+        "re-applying a secret is a no-op: {b}"
+    );
+
+    let w = ManagedWorker::start(ManagedWorker::options(
+        &m.url(),
+        "dev",
+        &worker_token,
+        "w1",
+        &data.path().join("c"),
+    ))
+    .await
+    .unwrap();
+    w.wait_for_revision(1).await;
+
+    // Redacted for people, whatever their role.
+    let entities = get(&m, "/v1/envs/dev/entities").await.to_string();
+    assert!(entities.contains("<redacted>"), "{entities}");
+    let audit = get(&m, "/v1/audit?limit=1000").await.to_string();
+    let viewer = m.token("viewer", &[]).await;
+    let (s, _) = api(
+        m.addr,
+        &viewer,
+        Method::GET,
+        "/v1/envs/dev/sync?since=0",
+        None,
+    )
+    .await;
+    assert_eq!(s, 403, "only Workers pull secrets");
+    // In clear only on the Worker's pull.
+    let (s, pulled) = api(
+        m.addr,
+        &worker_token,
+        Method::GET,
+        "/v1/envs/dev/sync?since=0",
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(pulled.to_string().contains(SECRET));
+
+    let db = std::fs::read(data.path().join("m/switchyard.db")).unwrap();
+    let wal = std::fs::read(data.path().join("m/switchyard.db-wal")).unwrap_or_default();
+    let cache = std::fs::read_to_string(data.path().join("c/dev.lkg.json")).unwrap();
+    for secret in [SECRET, API_KEY] {
+        assert!(!entities.contains(secret), "entities view leaks {secret}");
+        assert!(!audit.contains(secret), "audit leaks {secret}");
+        assert!(!cache.contains(secret), "worker cache leaks {secret}");
+        for bytes in [&db, &wal] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "store file leaks {secret}"
+            );
+        }
+    }
+}

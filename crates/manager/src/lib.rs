@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchyard_model::secretbox::SecretBox;
 use switchyard_store::{Role, SqliteStore, Store, StoreError};
 use tokio::net::TcpListener;
 
@@ -25,6 +26,9 @@ pub struct ManagerOptions {
     pub data_dir: PathBuf,
     /// Interval of SSE heartbeat comments.
     pub heartbeat: Duration,
+    /// The key that seals credentials at rest (base64 or hex of 32 bytes). Default: read
+    /// `DATA/secret.key`, created (mode 0600) on first start.
+    pub secret_key: Option<String>,
 }
 
 impl ManagerOptions {
@@ -32,6 +36,7 @@ impl ManagerOptions {
         ManagerOptions {
             data_dir: data_dir.into(),
             heartbeat: Duration::from_secs(5),
+            secret_key: None,
         }
     }
 }
@@ -75,6 +80,11 @@ impl Manager {
         store: Arc<dyn Store>,
         options: &ManagerOptions,
     ) -> Result<Manager, ManagerError> {
+        let key = match &options.secret_key {
+            Some(text) => SecretBox::key_from_text(text).map_err(ManagerError::Api)?,
+            None => SecretBox::load_or_create(&options.data_dir.join("secret.key"))
+                .map_err(ManagerError::Api)?,
+        };
         let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
         let state = AppState {
             store,
@@ -82,6 +92,7 @@ impl Manager {
             metrics: Arc::new(metrics::ManagerMetrics::new()),
             heartbeat: options.heartbeat,
             shutdown,
+            secrets: Arc::new(SecretBox::new(&key)),
         };
         let created_admin_token = bootstrap_admin(&state, &options.data_dir).await?;
         Ok(Manager {

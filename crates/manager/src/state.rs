@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use switchyard_store::Store;
+use switchyard_model::secretbox::SecretBox;
+use switchyard_store::{EntityRecord, Store};
+
+use crate::error::ApiError;
 
 use crate::fanout::Fanout;
 use crate::metrics::ManagerMetrics;
@@ -17,4 +20,29 @@ pub struct AppState {
     /// Turns true when the Manager shuts down: long-lived streams end so the graceful
     /// shutdown does not wait for Workers to hang up.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Seals credentials at rest.
+    pub secrets: Arc<SecretBox>,
+}
+
+impl AppState {
+    /// A stored manifest in clear (credentials are stored sealed). Never show the result
+    /// to anyone but a Worker: use `switchyard_model::manifest::redact_json` for people.
+    pub fn reveal(&self, e: &EntityRecord) -> Result<String, ApiError> {
+        if SecretBox::is_sealed(&e.manifest) {
+            self.secrets.open(&e.manifest).map_err(|why| {
+                tracing::error!(kind = %e.kind, name = %e.name, "cannot decrypt a stored secret: {why}");
+                ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "secret_unreadable",
+                    format!(
+                        "{}/{} cannot be decrypted with this Manager's key ({why}); \
+                         check SWITCHYARD_SECRET_KEY or DATA/secret.key",
+                        e.kind, e.name
+                    ),
+                )
+            })
+        } else {
+            Ok(e.manifest.clone())
+        }
+    }
 }

@@ -88,21 +88,30 @@ pub fn compile_with(
     let mut errors = Vec::new();
     let proxies: Vec<(&SourceRef, &ProxyManifest)> = manifests
         .iter()
-        .map(|m| match &m.value {
-            Manifest::Proxy(p) => (&m.source, p),
+        .filter_map(|m| match &m.value {
+            Manifest::Proxy(p) => Some((&m.source, p)),
+            Manifest::Credential(_) => None,
         })
         .collect();
 
-    let decls: Vec<Declared<'_>> = proxies
+    let decls: Vec<Declared<'_>> = manifests
         .iter()
-        .map(|(source, p)| Declared {
-            kind: "Proxy",
-            name: &p.metadata.name.value,
-            source,
-            position: Position::from_location(source, p.metadata.name.referenced),
+        .map(|m| {
+            let meta = m.value.metadata();
+            Declared {
+                kind: m.value.kind(),
+                name: &meta.name.value,
+                source: &m.source,
+                position: Position::from_location(&m.source, meta.name.referenced),
+            }
         })
         .collect();
     errors.extend(validate::duplicate_names(&decls));
+    for m in manifests {
+        if let Manifest::Credential(c) = &m.value {
+            errors.extend(validate::credential(&m.source, c));
+        }
+    }
 
     let mut built: Vec<Arc<Proxy>> = Vec::with_capacity(proxies.len());
     let mut changes = Vec::new();

@@ -9,6 +9,7 @@ pub mod load;
 pub mod manifest;
 pub mod protocol;
 pub mod runtime;
+pub mod secretbox;
 mod validate;
 
 pub use compile::{ChangeKind, CompileOptions, Compiled, ProxyChange, compile, compile_with};

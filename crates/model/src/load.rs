@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ConfigError, ConfigErrors, Position, SourceRef};
-use crate::manifest::{API_VERSION, DocumentHeader, Manifest, ProxyManifest};
+use crate::manifest::{API_VERSION, CredentialManifest, DocumentHeader, Manifest, ProxyManifest};
 
 /// A manifest with the place it was read from.
 #[derive(Debug, Clone)]
@@ -295,6 +295,10 @@ fn parse_document(source: &SourceRef, text: &str) -> Result<Manifest, ConfigErro
         "Proxy" => deserialize_with_path::<ProxyManifest>(source, text)
             .map(Manifest::Proxy)
             .map_err(with_entity),
+        "Credential" => deserialize_with_path::<CredentialManifest>(source, text)
+            .map(Manifest::Credential)
+            // Never echo what was written inside a credential: it may be a secret.
+            .map_err(|e| with_entity(scrub_secret_echo(e))),
         other => Err(ConfigError::new(
             source,
             at(&kind),
@@ -308,7 +312,7 @@ fn parse_document(source: &SourceRef, text: &str) -> Result<Manifest, ConfigErro
 }
 
 /// The kinds this version understands.
-const KNOWN_KINDS: &[&str] = &["Proxy"];
+const KNOWN_KINDS: &[&str] = &["Proxy", "Credential"];
 
 /// Where a document's content begins: the first line that is not blank, a comment, a
 /// directive or a document marker. Used for errors about the document as a whole.
@@ -388,4 +392,17 @@ fn clean_spanned_path(path: &str) -> String {
         out.clear();
     }
     out
+}
+
+/// Parser messages can quote the offending value (`invalid type: string "…"`); inside a
+/// credential that value may be a secret, so the quote is cut.
+fn scrub_secret_echo(mut e: ConfigError) -> ConfigError {
+    if let Some(i) = e.message.find(['"', '`']) {
+        let quoted_value = e.message[i..].starts_with('"');
+        if quoted_value {
+            e.message.truncate(i);
+            e.message.push_str("(value not shown: credential)");
+        }
+    }
+    e
 }

@@ -15,25 +15,35 @@ pub const API_VERSION: &str = "switchyard.dev/v1";
 #[derive(Debug, Clone)]
 pub enum Manifest {
     Proxy(ProxyManifest),
+    Credential(CredentialManifest),
 }
 
 impl Manifest {
     pub fn kind(&self) -> &'static str {
         match self {
             Manifest::Proxy(_) => "Proxy",
+            Manifest::Credential(_) => "Credential",
         }
     }
 
     pub fn name(&self) -> &str {
+        &self.metadata().name.value
+    }
+
+    pub fn metadata(&self) -> &Metadata {
         match self {
-            Manifest::Proxy(p) => &p.metadata.name.value,
+            Manifest::Proxy(p) => &p.metadata,
+            Manifest::Credential(c) => &c.metadata,
         }
     }
 
     pub fn labels(&self) -> &BTreeMap<String, String> {
-        match self {
-            Manifest::Proxy(p) => &p.metadata.labels,
-        }
+        &self.metadata().labels
+    }
+
+    /// Whether the manifest carries secret values (stored encrypted, shown redacted).
+    pub fn is_secret(&self) -> bool {
+        matches!(self, Manifest::Credential(_))
     }
 
     /// The canonical form stored by the Manager and sent to Workers: compact JSON with
@@ -42,6 +52,7 @@ impl Manifest {
     pub fn canonical_json(&self) -> String {
         let json = match self {
             Manifest::Proxy(p) => serde_json::to_string(p),
+            Manifest::Credential(c) => serde_json::to_string(c),
         };
         json.unwrap_or_default()
     }
@@ -380,4 +391,71 @@ pub struct HeaderOpsSpec {
     /// Remove these headers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<String>,
+}
+
+/// A secret the gateway uses or checks: API keys of consumers, or one secret value (e.g. an
+/// upstream's key). Stored encrypted by the Manager, redacted in every answer and log.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialManifest {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: CredentialSpec,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum CredentialSpec {
+    /// One secret value.
+    Secret { value: String },
+    /// API keys, each naming the consumer it identifies.
+    ApiKeys { keys: Vec<ApiKeyEntry> },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiKeyEntry {
+    pub consumer: String,
+    pub key: String,
+}
+
+/// What every secret value is replaced with when shown.
+pub const REDACTED: &str = "<redacted>";
+
+impl CredentialManifest {
+    /// The same credential with every secret value replaced by [`REDACTED`].
+    pub fn redacted(&self) -> CredentialManifest {
+        let mut c = self.clone();
+        match &mut c.spec {
+            CredentialSpec::Secret { value } => *value = REDACTED.to_string(),
+            CredentialSpec::ApiKeys { keys } => {
+                for k in keys {
+                    k.key = REDACTED.to_string();
+                }
+            }
+        }
+        c
+    }
+}
+
+/// Replaces the secret values in a credential's canonical JSON with [`REDACTED`]; other
+/// kinds pass through. Used wherever stored manifests are shown.
+pub fn redact_json(kind: &str, json: &str) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_str(json).unwrap_or(serde_json::Value::Null);
+    if kind == "Credential"
+        && let Some(spec) = v.get_mut("spec")
+    {
+        if let Some(value) = spec.get_mut("value") {
+            *value = serde_json::Value::String(REDACTED.into());
+        }
+        if let Some(keys) = spec.get_mut("keys").and_then(|k| k.as_array_mut()) {
+            for k in keys {
+                if let Some(key) = k.get_mut("key") {
+                    *key = serde_json::Value::String(REDACTED.into());
+                }
+            }
+        }
+    }
+    v
 }

@@ -123,3 +123,56 @@ fn place(source: &SourceRef, position: Position) -> String {
         format!("{} document {}", source.file, source.document)
     }
 }
+
+/// A credential must hold something, and its keys must tell consumers apart. Messages never
+/// contain a secret value.
+pub(crate) fn credential(
+    source: &SourceRef,
+    c: &crate::manifest::CredentialManifest,
+) -> Vec<ConfigError> {
+    use crate::manifest::CredentialSpec;
+    let name = &c.metadata.name.value;
+    let at = Position::from_location(source, c.metadata.name.referenced);
+    let err = |field: String, message: &str| {
+        ConfigError::new(source, at, message)
+            .entity("Credential", name)
+            .field(field)
+    };
+    let mut errors = Vec::new();
+    match &c.spec {
+        CredentialSpec::Secret { value } if value.is_empty() => {
+            errors.push(err("spec.value".into(), "empty secret"));
+        }
+        CredentialSpec::Secret { .. } => {}
+        CredentialSpec::ApiKeys { keys } => {
+            if keys.is_empty() {
+                errors.push(err(
+                    "spec.keys".into(),
+                    "an api-keys credential needs at least one key",
+                ));
+            }
+            let mut seen = std::collections::HashSet::new();
+            for (i, k) in keys.iter().enumerate() {
+                if k.consumer.is_empty() {
+                    errors.push(err(
+                        format!("spec.keys[{i}].consumer"),
+                        "empty consumer name",
+                    ));
+                }
+                if k.key.len() < 8 {
+                    errors.push(err(
+                        format!("spec.keys[{i}].key"),
+                        "a key must be at least 8 characters",
+                    ));
+                }
+                if !seen.insert(k.key.as_str()) {
+                    errors.push(err(
+                        format!("spec.keys[{i}].key"),
+                        "the same key is listed twice (it could not tell consumers apart)",
+                    ));
+                }
+            }
+        }
+    }
+    errors
+}

@@ -157,7 +157,9 @@ fn markers_inside_content_do_not_split() {
     );
     let m = parse(&text).unwrap();
     assert_eq!(layout(&m), [(1, 0, "payments".into())]);
-    let Manifest::Proxy(p) = &m[0].value;
+    let Manifest::Proxy(p) = &m[0].value else {
+        panic!("not a proxy")
+    };
     assert_eq!(p.metadata.labels["note"], "--- not a marker");
     assert_eq!(p.metadata.labels["x"], "-----");
 }

@@ -128,7 +128,9 @@ fn policy_values_read_the_same_whatever_the_key_order() {
     );
     for text in [first, last] {
         let m = parse(&text).unwrap();
-        let switchyard_model::Manifest::Proxy(p) = &m[0].value;
+        let switchyard_model::Manifest::Proxy(p) = &m[0].value else {
+            panic!("not a proxy")
+        };
         let switchyard_model::manifest::PolicySpec::Headers(h) = &p.spec.policies[0];
         assert_eq!(h.response.set["x-release"], "5");
     }
@@ -316,13 +318,13 @@ fn unknown_kind() {
     let e = parse_err(&edit(PAYMENTS, "kind: Proxy", "kind: Gateway"));
     assert_eq!(
         single(&e),
-        "payments.yaml:2:7: document 1: kind: unknown kind \"Gateway\", expected one of: Proxy"
+        "payments.yaml:2:7: document 1: kind: unknown kind \"Gateway\", expected one of: Proxy, Credential"
     );
     // Kinds are case-sensitive.
     let e = parse_err(&edit(PAYMENTS, "kind: Proxy", "kind: proxy"));
     assert_eq!(
         single(&e),
-        "payments.yaml:2:7: document 1: kind: unknown kind \"proxy\", expected one of: Proxy"
+        "payments.yaml:2:7: document 1: kind: unknown kind \"proxy\", expected one of: Proxy, Credential"
     );
 }
 

@@ -166,7 +166,9 @@ metadata:
 ";
     let original = parse(PAYMENTS).unwrap();
     let moved = parse(&format!("{ORDERS}---\n\n\n{payments}")).unwrap();
-    let (Manifest::Proxy(x), Manifest::Proxy(y)) = (&original[0].value, &moved[1].value);
+    let (Manifest::Proxy(x), Manifest::Proxy(y)) = (&original[0].value, &moved[1].value) else {
+        panic!("not proxies")
+    };
     assert_eq!(proxy_digest(x), proxy_digest(y));
     assert_ne!(original[0].source.line_offset, moved[1].source.line_offset);
 

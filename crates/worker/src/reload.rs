@@ -178,12 +178,19 @@ impl Reloader {
     ) -> ReloadOutcome {
         let prev = self.current.load_full();
         let (outcome, changes) = match result {
-            Ok(compiled) if compiled.changes.is_empty() => (
-                ReloadOutcome::Unchanged {
-                    revision: prev.snapshot.revision,
-                },
-                Vec::new(),
-            ),
+            // A new revision that changed no proxy (e.g. only a credential) still becomes the
+            // served generation, so the served revision always matches what was applied.
+            Ok(compiled)
+                if compiled.changes.is_empty()
+                    && compiled.snapshot.revision == prev.snapshot.revision =>
+            {
+                (
+                    ReloadOutcome::Unchanged {
+                        revision: prev.snapshot.revision,
+                    },
+                    Vec::new(),
+                )
+            }
             Ok(compiled) => {
                 let revision = compiled.snapshot.revision;
                 let changes: Vec<String> = compiled

@@ -54,16 +54,26 @@ pub async fn apply(
     if batch.is_empty() {
         return Err(ApiError::bad_request("no manifests in the request"));
     }
-    let changes: Vec<Change> = batch
-        .iter()
-        .map(|m| Change::Upsert {
+    let mut changes: Vec<Change> = Vec::with_capacity(batch.len());
+    for m in &batch {
+        let json = m.value.canonical_json();
+        // Credentials are stored sealed; the digest is of the clear form, so re-applying
+        // the same secret changes nothing.
+        let manifest = if m.value.is_secret() {
+            state.secrets.seal(&json).map_err(|why| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "seal_failed", why)
+            })?
+        } else {
+            json
+        };
+        changes.push(Change::Upsert {
             kind: m.value.kind().to_string(),
             name: m.value.name().to_string(),
             digest: m.value.digest(),
-            manifest: m.value.canonical_json(),
+            manifest,
             labels: m.value.labels().clone(),
-        })
-        .collect();
+        });
+    }
 
     let mut attempt = 0;
     let outcome = loop {
@@ -80,7 +90,7 @@ pub async fn apply(
             .store
             .entities(&env, Some(base.min(info.revision)))
             .await?;
-        validate(&env, &stored, &batch)?;
+        validate(&state, &env, &stored, &batch)?;
         if req.dry_run {
             let planned = plan(&stored, &changes);
             return Ok(Json(ApplyResponse {
@@ -149,7 +159,12 @@ pub async fn apply(
 
 /// The environment as it would be after the change (stored entities overlaid with the
 /// batch) must compile.
-fn validate(env: &str, stored: &[EntityRecord], batch: &[Located<Manifest>]) -> ApiResult<()> {
+fn validate(
+    state: &AppState,
+    env: &str,
+    stored: &[EntityRecord],
+    batch: &[Located<Manifest>],
+) -> ApiResult<()> {
     let mut all: Vec<Located<Manifest>> = Vec::with_capacity(stored.len() + batch.len());
     for e in stored {
         if batch
@@ -159,7 +174,7 @@ fn validate(env: &str, stored: &[EntityRecord], batch: &[Located<Manifest>]) -> 
             continue;
         }
         let name: Arc<str> = format!("{env}/{}/{} (deployed)", e.kind, e.name).into();
-        match parse_str(name, &e.manifest) {
+        match parse_str(name, &state.reveal(e)?) {
             Ok(mut docs) => all.append(&mut docs),
             Err(errors) => {
                 return Err(invalid(

@@ -35,7 +35,8 @@ pub async fn pull(
     Path(env): Path<String>,
     Query(q): Query<PullQuery>,
 ) -> ApiResult<Json<SyncPayload>> {
-    who.require_read(&env)?;
+    // Pulls carry credentials in clear: Workers (and admins) only.
+    who.require_worker(&env)?;
     let info = state
         .store
         .env(&env)
@@ -58,23 +59,24 @@ pub async fn pull(
             e.digest.as_str(),
         )
     }));
+    let mut out = Vec::with_capacity(entities.len());
+    for e in entities.into_iter().filter(|e| e.revision <= revision) {
+        let manifest = state.reveal(&e)?;
+        out.push(SyncEntity {
+            kind: e.kind,
+            name: e.name,
+            version: e.version,
+            digest: e.digest,
+            manifest,
+            deleted: e.deleted,
+        });
+    }
     Ok(Json(SyncPayload {
         env,
         revision,
         since: if full { 0 } else { q.since },
         full,
-        entities: entities
-            .into_iter()
-            .filter(|e| e.revision <= revision)
-            .map(|e| SyncEntity {
-                kind: e.kind,
-                name: e.name,
-                version: e.version,
-                digest: e.digest,
-                manifest: e.manifest,
-                deleted: e.deleted,
-            })
-            .collect(),
+        entities: out,
         state_digest: digest,
     }))
 }

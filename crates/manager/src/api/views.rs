@@ -9,6 +9,8 @@ use switchyard_store::{
     AuditQuery, AuditRecord, Millis, ReportStatus, RevisionRecord, WorkerReport, now_millis,
 };
 
+use switchyard_model::manifest::redact_json;
+
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -32,19 +34,21 @@ pub async fn entities(
     who.require_read(&env)?;
     ensure_env(&state, &env).await?;
     let list = state.store.entities(&env, None).await?;
-    Ok(Json(
-        list.into_iter()
-            .map(|e| EntityView {
-                manifest: serde_json::from_str(&e.manifest).unwrap_or(serde_json::Value::Null),
-                kind: e.kind,
-                name: e.name,
-                version: e.version,
-                revision: e.revision,
-                digest: e.digest,
-                labels: e.labels,
-            })
-            .collect(),
-    ))
+    let mut out = Vec::with_capacity(list.len());
+    for e in list {
+        // Secret values are never shown, whoever asks.
+        let manifest = redact_json(&e.kind, &state.reveal(&e)?);
+        out.push(EntityView {
+            manifest,
+            kind: e.kind,
+            name: e.name,
+            version: e.version,
+            revision: e.revision,
+            digest: e.digest,
+            labels: e.labels,
+        });
+    }
+    Ok(Json(out))
 }
 
 async fn ensure_env(state: &AppState, env: &str) -> ApiResult<u64> {

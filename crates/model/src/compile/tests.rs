@@ -146,6 +146,7 @@ fn issue_example_pipeline_edits_headers() {
         p.digest,
         proxy_digest(match &parse(PAYMENTS).unwrap()[0].value {
             Manifest::Proxy(m) => m,
+            Manifest::Credential(_) => panic!("not a proxy"),
         })
     );
 }
@@ -158,6 +159,8 @@ fn canonical_json_is_readable_as_yaml_and_keeps_the_digest() {
     let again = parse_str(Arc::from("manager:dev/Proxy/payments"), &json).unwrap();
     assert_eq!(again[0].value.canonical_json(), json);
     assert_eq!(again[0].value.digest(), m[0].value.digest());
-    let Manifest::Proxy(p) = &m[0].value;
+    let Manifest::Proxy(p) = &m[0].value else {
+        panic!("not a proxy")
+    };
     assert_eq!(proxy_digest(p), m[0].value.digest());
 }

@@ -1,12 +1,15 @@
 //! The last-known-good cache: the entity set of the revision a Worker serves, written with
 //! an atomic replace and a checksum, so a Worker that starts while the Manager is down can
-//! serve it — and a corrupt file is detected, reported and never served.
+//! serve it — and a corrupt file is detected, reported and never served. Credentials are
+//! sealed with the Worker's own key (`cache.key` beside the cache, mode 0600): no secret is
+//! ever written in clear.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use switchyard_model::manifest::sha256_hex;
 use switchyard_model::protocol::{SyncEntity, state_digest};
+use switchyard_model::secretbox::SecretBox;
 
 const FORMAT: u32 = 1;
 
@@ -26,9 +29,28 @@ pub fn path(dir: &Path, env: &str) -> PathBuf {
     dir.join(format!("{env}.lkg.json"))
 }
 
+/// The key that seals credentials in this cache directory (created on first use).
+pub fn key(dir: &Path) -> Result<SecretBox, String> {
+    SecretBox::load_or_create(&dir.join("cache.key")).map(|k| SecretBox::new(&k))
+}
+
+fn is_secret(e: &SyncEntity) -> bool {
+    e.kind == "Credential" && !e.deleted
+}
+
 /// Writes the cache atomically: temp file, fsync, rename, fsync of the directory.
 pub fn save(dir: &Path, env: &str, revision: u64, entities: &[SyncEntity]) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let sealer = key(dir)?;
+    let mut stored = Vec::with_capacity(entities.len());
+    for e in entities {
+        let mut e = e.clone();
+        if is_secret(&e) {
+            e.manifest = sealer.seal(&e.manifest)?;
+        }
+        stored.push(e);
+    }
+    let entities = &stored[..];
     let body = serde_json::to_string(entities).map_err(|e| e.to_string())?;
     let file = CacheFile {
         format: FORMAT,
@@ -83,6 +105,15 @@ pub fn load(dir: &Path, env: &str) -> Result<Option<CacheFile>, String> {
     if sha256_hex(body.as_bytes()) != file.checksum {
         return Err(corrupt("checksum mismatch".into()));
     }
+    let mut file = file;
+    if file.entities.iter().any(is_secret) {
+        let opener = key(dir).map_err(corrupt)?;
+        for e in file.entities.iter_mut().filter(|e| is_secret(e)) {
+            e.manifest = opener
+                .open(&e.manifest)
+                .map_err(|why| corrupt(format!("{}/{}: {why}", e.kind, e.name)))?;
+        }
+    }
     if let Some(bad) = file.entities.iter().find(|e| !e.verify()) {
         return Err(corrupt(format!(
             "digest mismatch for {}/{}",
@@ -117,6 +148,28 @@ mod tests {
             manifest,
             deleted: false,
         }
+    }
+
+    #[test]
+    fn credentials_are_sealed_in_the_file_and_clear_after_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = "{\"spec\":{\"value\":\"hunter2-secret\"}}".to_string();
+        let cred = SyncEntity {
+            kind: "Credential".into(),
+            name: "k".into(),
+            version: 1,
+            digest: sha256_hex(manifest.as_bytes()),
+            manifest: manifest.clone(),
+            deleted: false,
+        };
+        save(dir.path(), "dev", 2, &[cred.clone(), entity()]).unwrap();
+        let text = std::fs::read_to_string(path(dir.path(), "dev")).unwrap();
+        assert!(!text.contains("hunter2-secret"), "{text}");
+        let loaded = load(dir.path(), "dev").unwrap().unwrap();
+        assert_eq!(loaded.entities[0], cred);
+        // Without the key the cache is unreadable, and said to be.
+        std::fs::remove_file(dir.path().join("cache.key")).unwrap();
+        assert!(load(dir.path(), "dev").unwrap_err().contains("corrupt"));
     }
 
     #[test]

@@ -122,7 +122,9 @@ fn manifests_of(
             Ok(mut docs) => manifests.append(&mut docs),
             Err(mut err) => errors.append(&mut err.0),
         }
-        options.versions.insert(e.name.clone(), e.version);
+        if e.kind == "Proxy" {
+            options.versions.insert(e.name.clone(), e.version);
+        }
     }
     if errors.is_empty() {
         Ok((manifests, options))
