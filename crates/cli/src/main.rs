@@ -97,6 +97,10 @@ struct ManagerArgs {
     data: PathBuf,
     #[arg(long, default_value = "127.0.0.1:9000")]
     listen: SocketAddr,
+    /// Key that seals credentials at rest (base64 or hex, 32 bytes). Default: DATA/secret.key,
+    /// created on first start.
+    #[arg(long, env = "SWITCHYARD_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -347,7 +351,9 @@ async fn run_manager(args: ManagerArgs) -> anyhow::Result<()> {
             Ok(())
         }
         None => {
-            let manager = Manager::open(ManagerOptions::new(&args.data)).await?;
+            let mut options = ManagerOptions::new(&args.data);
+            options.secret_key = args.secret_key;
+            let manager = Manager::open(options).await?;
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;
