@@ -367,19 +367,8 @@ async fn run_manager(args: ManagerArgs) -> anyhow::Result<()> {
 
 /// Writes a secret to a file only its owner can read.
 pub(crate) fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    f.write_all(secret.as_bytes())?;
-    f.write_all(b"\n")?;
-    Ok(())
+    switchyard_model::secretbox::write_private(path, secret)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Starts a Worker on the given addresses and runs it until SIGTERM/SIGINT.
