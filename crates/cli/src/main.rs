@@ -79,6 +79,11 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         workers: u16,
     },
+    /// Measure the hot-deployment contract and the proxy on this machine.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
     /// Check manifests without running anything: prints every problem with file:line:col.
     Validate {
         /// Files or directories.
@@ -126,6 +131,31 @@ enum TokenAction {
         envs: Vec<String>,
         #[arg(long)]
         name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// A Manager, N Worker processes and local upstreams; steady load while changes are
+    /// applied through the admin API; reports dropped requests, mixed-version responses,
+    /// propagation, memory and audit completeness. Exits 1 if anything was dropped, mixed
+    /// or not audited.
+    Swap {
+        #[arg(long, default_value_t = 3)]
+        workers: usize,
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value_t = 5.0)]
+        changes_per_sec: f64,
+        /// Keep-alive connections, spread over the Workers.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// New connections per second (one request each), on top of the keep-alive ones.
+        #[arg(long, default_value_t = 10.0)]
+        new_connections_per_sec: f64,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
 }
 
@@ -202,7 +232,13 @@ struct WorkerArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log_format);
+    // The bench prints a report; the components it runs in-process log warnings only.
+    let default_level = if matches!(cli.command, Command::Bench { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
+    init_tracing(&cli.log_format, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -275,6 +311,37 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { paths } => Ok(validate(&paths)),
+        Command::Bench {
+            which:
+                BenchCommand::Swap {
+                    workers,
+                    duration,
+                    changes_per_sec,
+                    connections,
+                    new_connections_per_sec,
+                    json,
+                },
+        } => {
+            let report = switchyard_bench::swap(switchyard_bench::SwapOptions {
+                workers,
+                duration,
+                changes_per_sec,
+                connections,
+                new_connections_per_sec,
+                binary: std::env::current_exe().context("cannot find the switchyard binary")?,
+            })
+            .await?;
+            print!("{}", report.to_text());
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(if report.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Manager(args) => {
             run_manager(args).await?;
             Ok(ExitCode::SUCCESS)
@@ -428,10 +495,10 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: &str, default_level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
-        EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+        EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -15,10 +15,14 @@ pub struct ApiError {
     pub details: Vec<String>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The JSON body of the API's error responses.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody<'a> {
+    /// Stable machine-readable code, e.g. `unknown_environment`, `revision_conflict`.
     code: &'a str,
+    /// What went wrong, for humans.
     message: &'a str,
+    /// Extra structured detail (e.g. every validation error); omitted when empty.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     details: &'a [String],
 }
@@ -87,7 +91,7 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
+        let body = ErrorBody {
             code: self.code,
             message: &self.message,
             details: &self.details,

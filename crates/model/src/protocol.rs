@@ -11,6 +11,7 @@ pub const WORKER_ID_HEADER: &str = "x-switchyard-worker";
 pub const WORKER_ADDRESS_HEADER: &str = "x-switchyard-address";
 
 /// A notification: environment `env` is now at `revision`; these entities changed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevisionEvent {
     pub env: String,
@@ -18,6 +19,7 @@ pub struct RevisionEvent {
     pub changes: Vec<EntityRef>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityRef {
     pub kind: String,
@@ -27,6 +29,7 @@ pub struct EntityRef {
 }
 
 /// The answer to a pull: what changed after `since` (or everything, when `full`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncPayload {
     pub env: String,
@@ -39,6 +42,7 @@ pub struct SyncPayload {
     pub state_digest: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncEntity {
     pub kind: String,
@@ -80,6 +84,7 @@ pub fn state_digest<'a>(
 }
 
 /// A Worker's ACK or NACK of a revision.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportBody {
     pub revision: u64,

@@ -49,8 +49,9 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// What kind of operation produced a revision or audit record.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Operation {
     Apply,
     Delete,
@@ -89,10 +90,12 @@ impl Operation {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvInfo {
     pub name: String,
     pub revision: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Millis,
 }
 
@@ -144,6 +147,7 @@ pub struct CommitRequest {
 }
 
 /// What one entity change did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedChange {
     pub kind: String,
@@ -167,16 +171,19 @@ pub struct CommitOutcome {
     pub changes: Vec<AppliedChange>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevisionRecord {
     pub env: String,
     pub revision: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub committed_at: Millis,
     pub actor: String,
     pub operation: Operation,
     pub changes: Vec<AppliedChange>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReportStatus {
@@ -185,6 +192,7 @@ pub enum ReportStatus {
 }
 
 /// A Worker's ACK or NACK of a revision.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerReport {
     pub env: String,
@@ -194,16 +202,20 @@ pub struct WorkerReport {
     /// The Worker-side error, for a NACK.
     pub error: Option<String>,
     /// When the Worker swapped the revision in (Worker clock).
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub applied_at: Millis,
     /// When the Manager received the report (Manager clock).
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub received_at: Millis,
     /// The Worker's traffic address, as it reports it.
     pub address: Option<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub id: i64,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub at: Millis,
     pub actor: String,
     pub env: Option<String>,
@@ -228,6 +240,7 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -259,6 +272,7 @@ impl Role {
 }
 
 /// A token as stored: only the SHA-256 of the secret, never the secret.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
     /// Public id (shown in audit records as the actor).
@@ -269,6 +283,7 @@ pub struct TokenRecord {
     pub role: Role,
     /// Environments a `deployer` may change / a `worker` may read; empty = all (admin, viewer).
     pub envs: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Millis,
     pub revoked: bool,
 }

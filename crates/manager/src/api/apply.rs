@@ -11,11 +11,15 @@ use switchyard_model::protocol::{EntityRef, RevisionEvent};
 use switchyard_model::{Located, Manifest, compile, parse_str};
 use switchyard_store::{AppliedChange, Change, CommitRequest, EntityRecord, Operation, StoreError};
 
+use super::openapi::{
+    AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, PAYLOAD_TOO_LARGE, SERVER_ERROR, UNAUTHORIZED,
+    UNKNOWN_ENV, UNSUPPORTED_MEDIA_TYPE,
+};
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyRequest {
     /// Manifest documents (YAML or JSON text), one per entry; multi-document text is fine.
@@ -28,7 +32,7 @@ pub struct ApplyRequest {
     pub dry_run: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ApplyResponse {
     pub env: String,
     pub revision: u64,
@@ -43,6 +47,37 @@ pub struct ApplyResponse {
 /// write lands between its validation and its commit.
 const MAX_ATTEMPTS: usize = 5;
 
+/// Apply a batch of manifests to an environment as one revision.
+///
+/// The batch is validated against the whole environment (stored entities overlaid with the
+/// batch must compile) and committed as one revision, or nothing when nothing changed.
+#[utoipa::path(
+    post,
+    path = "/v1/envs/{env}/apply",
+    operation_id = "apply",
+    tag = "entities",
+    params(("env" = String, Path, description = "Environment name")),
+    request_body = ApplyRequest,
+    responses(
+        (status = 200, description = "Committed (or, with `dry_run`, planned); `changed` is false when nothing changed", body = ApplyResponse),
+        (status = 400, description = BAD_REQUEST_BODY, content(
+            (ErrorBody = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
+        (status = 409, description = "The environment is no longer at `expected_revision` (`revision_conflict`)", body = ErrorBody),
+        (status = 413, description = PAYLOAD_TOO_LARGE, body = String),
+        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = String),
+        (status = 422, description = "Invalid manifests, or the change would leave the environment invalid (`invalid_config`, every error in `details`); plain text when the JSON body does not have the expected fields", content(
+            (ErrorBody = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 500, description = SERVER_ERROR, body = ErrorBody),
+        (status = 503, description = AUDIT_FAILED, body = ErrorBody),
+    )
+)]
 pub async fn apply(
     State(state): State<AppState>,
     who: Principal,

@@ -6,15 +6,34 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use switchyard_store::EnvInfo;
 
+use super::openapi::{
+    AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV,
+    UNPROCESSABLE_BODY, UNSUPPORTED_MEDIA_TYPE,
+};
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEnv {
+    /// Lowercase letters, digits and '-', 1..=63 characters, not starting with '-'.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     name: String,
 }
+
+/// List the environments this token may read.
+#[utoipa::path(
+    get,
+    path = "/v1/envs",
+    operation_id = "listEnvs",
+    tag = "environments",
+    responses(
+        (status = 200, description = "The environments the token may read", body = Vec<EnvInfo>),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 500, description = SERVER_ERROR, body = ErrorBody),
+    )
+)]
 
 pub async fn list(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Vec<EnvInfo>>> {
     let envs = state.store.list_envs().await?;
@@ -25,6 +44,28 @@ pub async fn list(State(state): State<AppState>, who: Principal) -> ApiResult<Js
     ))
 }
 
+/// Create an environment at revision 0 (admin).
+#[utoipa::path(
+    post,
+    path = "/v1/envs",
+    operation_id = "createEnv",
+    tag = "environments",
+    request_body = CreateEnv,
+    responses(
+        (status = 201, description = "The environment was created", body = EnvInfo),
+        (status = 400, description = BAD_REQUEST_BODY, content(
+            (ErrorBody = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 409, description = "The environment already exists (`environment_exists`)", body = ErrorBody),
+        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = String),
+        (status = 422, description = UNPROCESSABLE_BODY, body = String),
+        (status = 500, description = SERVER_ERROR, body = ErrorBody),
+        (status = 503, description = AUDIT_FAILED, body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     who: Principal,
@@ -37,6 +78,21 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(env)))
 }
 
+/// Show one environment and its current revision.
+#[utoipa::path(
+    get,
+    path = "/v1/envs/{env}",
+    operation_id = "getEnv",
+    tag = "environments",
+    params(("env" = String, Path, description = "Environment name")),
+    responses(
+        (status = 200, description = "The environment", body = EnvInfo),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
+        (status = 500, description = SERVER_ERROR, body = ErrorBody),
+    )
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     who: Principal,

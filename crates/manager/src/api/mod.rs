@@ -2,6 +2,7 @@
 
 mod apply;
 mod envs;
+mod openapi;
 mod sync;
 mod tokens;
 mod views;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/envs/{env}/reports", post(sync::report))
         .route("/v1/audit", get(views::audit))
         .route("/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/v1/openapi.json", get(openapi::openapi_json))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .fallback(|| async {

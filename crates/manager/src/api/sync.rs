@@ -17,18 +17,41 @@ use switchyard_store::{ReportStatus, WorkerReport, now_millis};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
 
+use super::openapi::{
+    AUDIT_FAILED, BAD_QUERY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV,
+    UNPROCESSABLE_BODY, UNSUPPORTED_MEDIA_TYPE,
+};
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PullQuery {
+    /// The revision the Worker has; 0 (or one ahead of the Manager) pulls everything.
     #[serde(default)]
     since: u64,
 }
 
+/// Pull what changed after a revision, with credentials in clear (Workers and admins).
+///
 /// Everything that changed after `since` (all live entities when `since` is 0 or ahead of
 /// the Manager), with the digest of the full state to check against.
+#[utoipa::path(
+    get,
+    path = "/v1/envs/{env}/sync",
+    operation_id = "pull",
+    tag = "workers",
+    params(("env" = String, Path, description = "Environment name"), PullQuery),
+    responses(
+        (status = 200, description = "The entities that changed (all of them when `full`) and the state digest", body = SyncPayload),
+        (status = 400, description = BAD_QUERY, body = String),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = "Not a worker token of this environment, nor an admin token (`forbidden`)", body = ErrorBody),
+        (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
+        (status = 500, description = SERVER_ERROR, body = ErrorBody),
+    )
+)]
 pub async fn pull(
     State(state): State<AppState>,
     who: Principal,
@@ -81,10 +104,31 @@ pub async fn pull(
     }))
 }
 
+/// Stream revision notifications (Server-Sent Events).
+///
 /// Server-Sent Events: one `revision` event per commit (id = revision), no payload beyond
 /// the revision and the changed entities' versions. On connect, the current revision is
 /// sent at once when the client's `Last-Event-ID` is behind. Heartbeat comments keep the
 /// connection observably alive.
+#[utoipa::path(
+    get,
+    path = "/v1/envs/{env}/events",
+    operation_id = "events",
+    tag = "workers",
+    params(
+        ("env" = String, Path, description = "Environment name"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "The last revision the client saw; the current revision is sent at once when this is behind or absent"),
+        ("x-switchyard-worker" = Option<String>, Header, description = "The Worker's id: the connection counts as that Worker's"),
+        ("x-switchyard-address" = Option<String>, Header, description = "The Worker's traffic address, shown in `GET /v1/envs/{env}/workers`"),
+    ),
+    responses(
+        (status = 200, description = "An event stream: `event: revision`, `id: <revision>`, `data:` a `RevisionEvent` as JSON; `heartbeat` comments keep it alive", content_type = "text/event-stream", body = String),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
+        (status = 500, description = SERVER_ERROR, body = ErrorBody),
+    )
+)]
 pub async fn events(
     State(state): State<AppState>,
     who: Principal,
@@ -146,7 +190,34 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter(|s| !s.is_empty() && s.len() <= 200)
 }
 
+/// Report a Worker's ACK or NACK of a revision.
+///
 /// A Worker's ACK or NACK. Stored with an audit record on that Worker.
+#[utoipa::path(
+    post,
+    path = "/v1/envs/{env}/reports",
+    operation_id = "report",
+    tag = "workers",
+    params(
+        ("env" = String, Path, description = "Environment name"),
+        ("x-switchyard-worker" = String, Header, description = "The reporting Worker's id"),
+    ),
+    request_body = ReportBody,
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 400, description = "Missing `x-switchyard-worker` header or unknown `status` (JSON error), or a body that is not JSON (plain text)", content(
+            (ErrorBody = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = "Not a worker token of this environment, nor an admin token (`forbidden`)", body = ErrorBody),
+        (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
+        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = String),
+        (status = 422, description = UNPROCESSABLE_BODY, body = String),
+        (status = 500, description = SERVER_ERROR, body = ErrorBody),
+        (status = 503, description = AUDIT_FAILED, body = ErrorBody),
+    )
+)]
 pub async fn report(
     State(state): State<AppState>,
     who: Principal,

@@ -6,20 +6,28 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use switchyard_store::{Role, TokenRecord};
 
+use super::openapi::{
+    AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNPROCESSABLE_BODY,
+    UNSUPPORTED_MEDIA_TYPE,
+};
 use crate::auth::{Principal, check_scope, new_token};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     name: String,
+    /// `admin`, `deployer`, `viewer` or `worker`.
+    #[schema(example = "deployer")]
     role: String,
+    /// Environments: exactly one for `worker`, at least one for `deployer`, none for
+    /// `admin`; optional for `viewer` (none = all).
     #[serde(default)]
     envs: Vec<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     id: String,
     name: String,
@@ -29,6 +37,27 @@ pub struct CreatedToken {
     token: String,
 }
 
+/// Create a token (admin); its secret is in the response, and only there.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    operation_id = "createToken",
+    tag = "tokens",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "The token, with its secret (shown once)", body = CreatedToken),
+        (status = 400, description = BAD_REQUEST_BODY, content(
+            (ErrorBody = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = String),
+        (status = 422, description = UNPROCESSABLE_BODY, body = String),
+        (status = 500, description = SERVER_ERROR, body = ErrorBody),
+        (status = 503, description = AUDIT_FAILED, body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     who: Principal,
@@ -63,6 +92,19 @@ pub async fn create(
     ))
 }
 
+/// List every token (admin); secrets are never shown.
+#[utoipa::path(
+    get,
+    path = "/v1/tokens",
+    operation_id = "listTokens",
+    tag = "tokens",
+    responses(
+        (status = 200, description = "Every token, revoked ones included", body = Vec<TokenRecord>),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 500, description = SERVER_ERROR, body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,

@@ -11,11 +11,13 @@ use switchyard_store::{
 
 use switchyard_model::manifest::redact_json;
 
+use super::openapi::{BAD_QUERY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV};
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 
-#[derive(Serialize)]
+/// An entity at its latest version; secret values are redacted.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EntityView {
     kind: String,
     name: String,
@@ -23,9 +25,25 @@ pub struct EntityView {
     revision: u64,
     digest: String,
     labels: BTreeMap<String, String>,
+    /// The manifest as JSON, secret values redacted.
     manifest: serde_json::Value,
 }
 
+/// List an environment's live entities (secret values redacted).
+#[utoipa::path(
+    get,
+    path = "/v1/envs/{env}/entities",
+    operation_id = "listEntities",
+    tag = "entities",
+    params(("env" = String, Path, description = "Environment name")),
+    responses(
+        (status = 200, description = "The live entities at the current revision", body = Vec<EntityView>),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
+        (status = 500, description = SERVER_ERROR, body = ErrorBody),
+    )
+)]
 pub async fn entities(
     State(state): State<AppState>,
     who: Principal,
@@ -60,9 +78,12 @@ async fn ensure_env(state: &AppState, env: &str) -> ApiResult<u64> {
         .ok_or_else(|| super::envs::unknown_env(env))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Limit {
+    /// How many records to return, newest first (at most 1000).
     #[serde(default = "default_limit")]
+    #[param(default = default_limit)]
     limit: u32,
 }
 
@@ -70,6 +91,22 @@ fn default_limit() -> u32 {
     50
 }
 
+/// List an environment's revisions, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/envs/{env}/revisions",
+    operation_id = "listRevisions",
+    tag = "revisions",
+    params(("env" = String, Path, description = "Environment name"), Limit),
+    responses(
+        (status = 200, description = "Revisions, newest first", body = Vec<RevisionRecord>),
+        (status = 400, description = BAD_QUERY, body = String),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
+        (status = 500, description = SERVER_ERROR, body = ErrorBody),
+    )
+)]
 pub async fn revisions(
     State(state): State<AppState>,
     who: Principal,
@@ -82,7 +119,7 @@ pub async fn revisions(
 }
 
 /// One revision with its propagation numbers.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct RevisionView {
     #[serde(flatten)]
     record: RevisionRecord,
@@ -93,13 +130,34 @@ pub struct RevisionView {
     acks: usize,
     nacks: usize,
     /// Commit → the last expected Worker's swap, in ms (`null` until all have ACKed).
+    #[schema(value_type = Option<i64>)]
     propagation_ms: Option<Millis>,
     /// Commit → the first Worker's swap, in ms.
+    #[schema(value_type = Option<i64>)]
     first_swap_ms: Option<Millis>,
     /// ACK records from expected Workers / expected Workers (0..1).
     audit_completeness: Option<f64>,
 }
 
+/// Show one revision with its Workers' reports and propagation numbers.
+#[utoipa::path(
+    get,
+    path = "/v1/envs/{env}/revisions/{rev}",
+    operation_id = "getRevision",
+    tag = "revisions",
+    params(
+        ("env" = String, Path, description = "Environment name"),
+        ("rev" = u64, Path, description = "Revision number"),
+    ),
+    responses(
+        (status = 200, description = "The revision, its reports and propagation numbers", body = RevisionView),
+        (status = 400, description = "`rev` is not a number (plain text)", body = String),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = "No such environment (`unknown_environment`) or revision (`unknown_revision`)", body = ErrorBody),
+        (status = 500, description = SERVER_ERROR, body = ErrorBody),
+    )
+)]
 pub async fn revision(
     State(state): State<AppState>,
     who: Principal,
@@ -159,7 +217,8 @@ pub async fn revision(
     }))
 }
 
-#[derive(Serialize)]
+/// A Worker known to the environment: connected now, or one that reported.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct WorkerView {
     id: String,
     address: Option<String>,
@@ -170,9 +229,25 @@ pub struct WorkerView {
     lag: Option<u64>,
     last_report: Option<WorkerReport>,
     /// Last time the Manager heard from it (ms since epoch).
+    #[schema(value_type = Option<i64>)]
     last_seen: Option<Millis>,
 }
 
+/// List the Workers of an environment: connected, or known from their reports.
+#[utoipa::path(
+    get,
+    path = "/v1/envs/{env}/workers",
+    operation_id = "listWorkers",
+    tag = "workers",
+    params(("env" = String, Path, description = "Environment name")),
+    responses(
+        (status = 200, description = "The Workers, by id", body = Vec<WorkerView>),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
+        (status = 500, description = SERVER_ERROR, body = ErrorBody),
+    )
+)]
 pub async fn workers(
     State(state): State<AppState>,
     who: Principal,
@@ -219,18 +294,41 @@ pub async fn workers(
     Ok(Json(views))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
+    /// Only this environment's records (required for tokens scoped to environments).
     env: Option<String>,
     /// `proxy/payments`, or a kind alone (`proxy`).
     entity: Option<String>,
+    /// Only this actor's records (as recorded, e.g. `ci (tok_…)`).
     actor: Option<String>,
     /// A duration back from now (`1h`, `30m`) or unix milliseconds.
     since: Option<String>,
+    /// How many records to return, newest first (at most 1000).
     #[serde(default = "default_limit")]
+    #[param(default = default_limit)]
     limit: u32,
 }
 
+/// Read the audit trail, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    operation_id = "listAudit",
+    tag = "audit",
+    params(AuditParams),
+    responses(
+        (status = 200, description = "Audit records, newest first", body = Vec<AuditRecord>),
+        (status = 400, description = "Invalid `since` (JSON error), or another invalid query parameter (plain text)", content(
+            (ErrorBody = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = "The token may not read this environment, or is scoped to environments and gave no `env` (`forbidden`)", body = ErrorBody),
+        (status = 500, description = SERVER_ERROR, body = ErrorBody),
+    )
+)]
 pub async fn audit(
     State(state): State<AppState>,
     who: Principal,

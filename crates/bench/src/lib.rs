@@ -1,0 +1,21 @@
+//! `switchyard bench`: measures, on the operator's own machine, the numbers the
+//! hot-deployment contract is about — dropped requests during swaps, propagation time,
+//! Worker memory, audit completeness — and the proxy's speed.
+
+mod http;
+pub mod load;
+pub mod procs;
+pub mod report;
+pub mod stats;
+pub mod swap;
+
+pub use report::SwapReport;
+pub use swap::{SwapOptions, run as swap};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("setup failed: {0}")]
+    Setup(String),
+    #[error("{0}")]
+    Http(String),
+}

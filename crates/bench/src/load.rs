@@ -1,0 +1,206 @@
+//! The load generator: keep-alive connections sending continuously, plus a trickle of new
+//! connections, every answer recorded with the revision that served it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// What happened to one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub worker: u16,
+    /// Seconds since the bench started, when the request was sent.
+    pub at: f64,
+    pub latency_ms: f32,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A response: status, the revision in `x-release` (0 if absent), the upstream id byte.
+    Response {
+        status: u16,
+        revision: u64,
+        upstream: u8,
+    },
+    Refused,
+    Reset,
+    Timeout,
+    Other,
+}
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct LoadPlan {
+    pub targets: Vec<SocketAddr>,
+    pub connections: usize,
+    pub new_connections_per_sec: f64,
+    pub path: String,
+    pub host: String,
+}
+
+/// Runs until `stop` is set; returns every sample.
+pub async fn run(plan: LoadPlan, start: Instant, stop: Arc<AtomicBool>) -> Vec<Sample> {
+    let plan = Arc::new(plan);
+    let mut tasks = Vec::new();
+    for c in 0..plan.connections {
+        let (plan, stop) = (plan.clone(), stop.clone());
+        let worker = c % plan.targets.len();
+        tasks.push(tokio::spawn(async move {
+            keep_alive(plan, worker, start, stop).await
+        }));
+    }
+    if plan.new_connections_per_sec > 0.0 {
+        let (plan, stop) = (plan.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move { churn(plan, start, stop).await }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        if let Ok(mut s) = t.await {
+            all.append(&mut s);
+        }
+    }
+    all
+}
+
+async fn keep_alive(
+    plan: Arc<LoadPlan>,
+    worker: usize,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+) -> Vec<Sample> {
+    let mut samples = Vec::with_capacity(16 * 1024);
+    let addr = plan.targets[worker];
+    let mut conn = None;
+    while !stop.load(Ordering::Relaxed) {
+        let sent = Instant::now();
+        let at = sent.duration_since(start).as_secs_f64();
+        if conn.is_none() {
+            match connect(addr).await {
+                Ok(c) => conn = Some(c),
+                Err(outcome) => {
+                    samples.push(sample(worker, at, sent, outcome));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(sender) = conn.as_mut() else {
+            continue;
+        };
+        let outcome = request(sender, &plan).await;
+        if !matches!(outcome, Outcome::Response { .. }) {
+            conn = None;
+        }
+        samples.push(sample(worker, at, sent, outcome));
+    }
+    samples
+}
+
+async fn churn(plan: Arc<LoadPlan>, start: Instant, stop: Arc<AtomicBool>) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    let every = Duration::from_secs_f64(1.0 / plan.new_connections_per_sec);
+    let mut tick = tokio::time::interval(every);
+    let mut n = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        let worker = n % plan.targets.len();
+        n += 1;
+        let sent = Instant::now();
+        let at = sent.duration_since(start).as_secs_f64();
+        let outcome = match connect(plan.targets[worker]).await {
+            Ok(mut s) => request(&mut s, &plan).await,
+            Err(o) => o,
+        };
+        samples.push(sample(worker, at, sent, outcome));
+    }
+    samples
+}
+
+fn sample(worker: usize, at: f64, sent: Instant, outcome: Outcome) -> Sample {
+    Sample {
+        worker: u16::try_from(worker).unwrap_or(u16::MAX),
+        at,
+        latency_ms: sent.elapsed().as_secs_f32() * 1000.0,
+        outcome,
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Result<http1::SendRequest<Empty<Bytes>>, Outcome> {
+    let stream = match tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(addr)).await {
+        Err(_) => return Err(Outcome::Timeout),
+        Ok(Err(e)) => return Err(io_outcome(&e)),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| Outcome::Other)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+fn io_outcome(e: &std::io::Error) -> Outcome {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => Outcome::Refused,
+        std::io::ErrorKind::ConnectionReset
+        | std::io::ErrorKind::ConnectionAborted
+        | std::io::ErrorKind::BrokenPipe => Outcome::Reset,
+        std::io::ErrorKind::TimedOut => Outcome::Timeout,
+        _ => Outcome::Other,
+    }
+}
+
+async fn request(sender: &mut http1::SendRequest<Empty<Bytes>>, plan: &LoadPlan) -> Outcome {
+    let exchange = async {
+        sender.ready().await.map_err(|_| Outcome::Reset)?;
+        let req = Request::get(plan.path.as_str())
+            .header("host", plan.host.as_str())
+            .body(Empty::new())
+            .map_err(|_| Outcome::Other)?;
+        let resp = sender.send_request(req).await.map_err(|e| {
+            if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+                Outcome::Reset
+            } else {
+                Outcome::Other
+            }
+        })?;
+        let status = resp.status().as_u16();
+        let revision = resp
+            .headers()
+            .get("x-release")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix('r'))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let upstream = resp
+            .headers()
+            .get("x-upstream-id")
+            .and_then(|v| v.as_bytes().first().copied())
+            .unwrap_or(0);
+        resp.into_body()
+            .collect()
+            .await
+            .map_err(|_| Outcome::Reset)?;
+        Ok::<_, Outcome>(Outcome::Response {
+            status,
+            revision,
+            upstream,
+        })
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+        Err(_) => Outcome::Timeout,
+        Ok(Err(o)) => o,
+        Ok(Ok(o)) => o,
+    }
+}

@@ -1,0 +1,131 @@
+//! Workers as separate OS processes (so their memory is real), their addresses read from
+//! their JSON logs, their RSS read from /proc.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::BenchError;
+
+pub struct WorkerProcess {
+    pub id: String,
+    pub child: Child,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+pub struct WorkerSpec<'a> {
+    pub binary: &'a Path,
+    pub manager: &'a str,
+    pub env: &'a str,
+    pub token: &'a str,
+    pub id: String,
+    pub cache_dir: &'a Path,
+}
+
+impl WorkerProcess {
+    pub fn spawn(spec: WorkerSpec<'_>) -> Result<WorkerProcess, BenchError> {
+        let mut child = Command::new(spec.binary)
+            .args([
+                "--log-format",
+                "json",
+                "worker",
+                "--manager",
+                spec.manager,
+                "--env",
+                spec.env,
+            ])
+            .args([
+                "--worker-id",
+                &spec.id,
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--access-log", "off", "--cache-dir"])
+            .arg(spec.cache_dir)
+            .env("SWITCHYARD_TOKEN", spec.token)
+            .env("SWITCHYARD_LOG", "warn,switchyard=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                BenchError::Setup(format!("cannot start {}: {e}", spec.binary.display()))
+            })?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| BenchError::Setup("no stderr from the worker".into()))?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["fields"]["message"] == "worker listening"
+                {
+                    let _ = tx.send(v["fields"].clone());
+                }
+                // Keep draining so the child never blocks on a full pipe.
+            }
+        });
+        let fields = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| {
+            BenchError::Setup(format!("worker {} did not start (see its stderr)", spec.id))
+        })?;
+        let addr = |f: &str| -> Result<SocketAddr, BenchError> {
+            fields[f]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| {
+                    BenchError::Setup(format!("worker {} logged no {f} address", spec.id))
+                })
+        };
+        Ok(WorkerProcess {
+            listen: addr("listen")?,
+            admin: addr("admin")?,
+            id: spec.id,
+            child,
+        })
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kb(&self) -> Option<u64> {
+        rss_kb(self.child.id())
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits for it.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
