@@ -42,14 +42,16 @@ enum ChangeKind {
     UpstreamSwitch,
     RouteAdd,
     RouteRemove,
+    CredentialRotation,
 }
 
 impl ChangeKind {
-    const CYCLE: [ChangeKind; 4] = [
+    const CYCLE: [ChangeKind; 5] = [
         ChangeKind::Header,
         ChangeKind::UpstreamSwitch,
         ChangeKind::RouteAdd,
         ChangeKind::RouteRemove,
+        ChangeKind::CredentialRotation,
     ];
 
     fn name(self) -> &'static str {
@@ -58,6 +60,7 @@ impl ChangeKind {
             ChangeKind::UpstreamSwitch => "upstream target switch",
             ChangeKind::RouteAdd => "route addition",
             ChangeKind::RouteRemove => "route removal",
+            ChangeKind::CredentialRotation => "credential rotation",
         }
     }
 }
@@ -69,9 +72,22 @@ struct Shape {
     /// 0 → upstream "a", 1 → upstream "b".
     upstream: usize,
     extra_route: bool,
+    /// Bumped by each credential rotation.
+    credential: u64,
 }
 
-fn manifest(shape: Shape, upstreams: &[SocketAddr; 2]) -> String {
+/// The bench's manifests at one revision: the proxy and the credential it rotates.
+fn manifests(shape: Shape, upstreams: &[SocketAddr; 2]) -> [String; 2] {
+    [
+        proxy_manifest(shape, upstreams),
+        format!(
+            "apiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: {{ name: bench-upstream-key }}\nspec:\n  type: secret\n  value: \"bench-secret-{}\"\n",
+            shape.credential
+        ),
+    ]
+}
+
+fn proxy_manifest(shape: Shape, upstreams: &[SocketAddr; 2]) -> String {
     let extra = if shape.extra_route {
         "\n    - pathPrefix: /extra"
     } else {
@@ -143,6 +159,7 @@ pub async fn run(o: SwapOptions) -> Result<SwapReport, BenchError> {
         revision: 1,
         upstream: 0,
         extra_route: false,
+        credential: 1,
     };
     let first = apply(maddr, &admin_token, shape, &upstreams).await?;
     if first != 1 {
@@ -217,6 +234,7 @@ pub async fn run(o: SwapOptions) -> Result<SwapReport, BenchError> {
             ChangeKind::UpstreamSwitch => shape.upstream ^= 1,
             ChangeKind::RouteAdd => shape.extra_route = true,
             ChangeKind::RouteRemove => shape.extra_route = false,
+            ChangeKind::CredentialRotation => shape.credential += 1,
         }
         let sent_at = start.elapsed().as_secs_f64();
         let got = apply(maddr, &admin_token, shape, &upstreams).await?;
@@ -472,7 +490,7 @@ async fn apply(
         Method::POST,
         &format!("/v1/envs/{ENV}/apply"),
         token,
-        Some(&serde_json::json!({ "manifests": [manifest(shape, upstreams)] })),
+        Some(&serde_json::json!({ "manifests": manifests(shape, upstreams) })),
     )
     .await?;
     v["revision"]

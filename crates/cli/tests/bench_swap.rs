@@ -52,6 +52,7 @@ fn a_short_bench_swap_drops_nothing_mixes_nothing_and_audits_everything() {
         "upstream target switch",
         "route addition",
         "route removal",
+        "credential rotation",
     ] {
         assert!(kinds.contains(&kind), "{kinds:?}");
     }

@@ -187,6 +187,7 @@ impl Worker {
         let server = tokio::spawn(server::serve(
             listener,
             current,
+            self.reloader.draining_flag(),
             stop_rx,
             self.options.drain_timeout,
         ));

@@ -37,7 +37,7 @@ pub struct Reloader {
     reload_lock: Mutex<()>,
     last: Mutex<Option<ReloadReport>>,
     revision_tx: watch::Sender<u64>,
-    draining: AtomicBool,
+    draining: Arc<AtomicBool>,
     /// Manager mode: connection and sync state, for `/status`.
     sync_status: Mutex<Option<SyncStatus>>,
 }
@@ -91,7 +91,7 @@ impl Reloader {
             reload_lock: Mutex::new(()),
             last: Mutex::new(None),
             revision_tx,
-            draining: AtomicBool::new(false),
+            draining: Arc::new(AtomicBool::new(false)),
             sync_status: Mutex::new(None),
         })
     }
@@ -123,6 +123,12 @@ impl Reloader {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         f(guard.get_or_insert_with(SyncStatus::default));
+    }
+
+    /// Shared with the request path, which closes HTTP/1 connections after their current
+    /// response once draining has begun.
+    pub fn draining_flag(&self) -> Arc<AtomicBool> {
+        self.draining.clone()
     }
 
     pub fn set_draining(&self) {

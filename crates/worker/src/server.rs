@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -22,6 +23,7 @@ use crate::runtime::Runtime;
 pub async fn serve(
     listener: TcpListener,
     current: Arc<ArcSwap<Runtime>>,
+    draining: Arc<AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
@@ -41,7 +43,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
-                    spawn_connection(&builder, &graceful, stream, remote, current.clone());
+                    spawn_connection(&builder, &graceful, stream, remote, current.clone(), draining.clone());
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -66,12 +68,14 @@ fn spawn_connection(
     stream: tokio::net::TcpStream,
     remote: SocketAddr,
     current: Arc<ArcSwap<Runtime>>,
+    draining: Arc<AtomicBool>,
 ) {
     let client = std::sync::Arc::new(proxy::forward::client_value(remote.ip()));
     let svc = service_fn(move |req| {
         let current = current.clone();
         let client = client.clone();
-        async move { proxy::handle(&current, remote, &client, req).await }
+        let draining = draining.clone();
+        async move { proxy::handle(&current, &draining, remote, &client, req).await }
     });
     let conn = builder
         .serve_connection(TokioIo::new(stream), svc)

@@ -7,7 +7,7 @@ pub mod forward;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -22,13 +22,30 @@ use crate::runtime::Runtime;
 
 /// Handles one request. The configuration generation is loaded once, here, and everything
 /// the request does (route, policies, targets, timeouts, retries) comes from it; the
-/// response body keeps it alive until the last byte is sent.
+/// response body keeps it alive until the last byte is sent. Once the Worker is draining,
+/// HTTP/1 responses carry `Connection: close`, so keep-alive clients move elsewhere.
 pub async fn handle(
     current: &ArcSwap<Runtime>,
+    draining: &AtomicBool,
     remote: SocketAddr,
     client: &http::HeaderValue,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    let http1 = req.version() < Version::HTTP_2;
+    let mut resp = proxy(current, remote, client, req).await;
+    if http1 && draining.load(Ordering::Relaxed) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    Ok(resp)
+}
+
+async fn proxy(
+    current: &ArcSwap<Runtime>,
+    remote: SocketAddr,
+    client: &http::HeaderValue,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
     let started = Instant::now();
     let runtime = current.load_full();
     let host = req.headers().get(header::HOST).cloned().or_else(|| {
@@ -48,7 +65,7 @@ pub async fn handle(
     let host_str = done.host.as_ref().and_then(|h| h.to_str().ok());
     let Some((m, proxy, route)) = rt.snapshot.route(host_str, req.uri().path(), req.method())
     else {
-        return Ok(error_response(GatewayError::NoRoute, done));
+        return error_response(GatewayError::NoRoute, done);
     };
     done.proxy = Some(m.proxy);
     done.route = Some(m.route);
@@ -84,10 +101,7 @@ pub async fn handle(
         tried.insert(t);
         let target = &upstream.targets[t];
         let Some(uri) = forward::upstream_uri(target, route, &original_uri) else {
-            return Ok(error_response(
-                GatewayError::Internal("cannot build upstream URI"),
-                done,
-            ));
+            return error_response(GatewayError::Internal("cannot build upstream URI"), done);
         };
         let Some(body) = next_body.take() else {
             break Err(UpstreamErrorKind::ConnectFailed);
@@ -132,12 +146,9 @@ pub async fn handle(
             forward::remove_hop_by_hop(&mut parts.headers);
             proxy.pipeline.on_response(&mut parts.headers);
             done.status = parts.status.as_u16();
-            Ok(Response::from_parts(
-                parts,
-                ResponseBody::upstream(body, done),
-            ))
+            Response::from_parts(parts, ResponseBody::upstream(body, done))
         }
-        Err(kind) => Ok(error_response(GatewayError::Upstream(kind), done)),
+        Err(kind) => error_response(GatewayError::Upstream(kind), done),
     }
 }
 
