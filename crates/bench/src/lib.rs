@@ -2,6 +2,7 @@
 //! hot-deployment contract is about — dropped requests during swaps, propagation time,
 //! Worker memory, audit completeness — and the proxy's speed.
 
+pub mod fanout;
 mod http;
 pub mod load;
 pub mod procs;
@@ -9,6 +10,7 @@ pub mod report;
 pub mod stats;
 pub mod swap;
 
+pub use fanout::{FanoutOptions, FanoutReport, run as fanout};
 pub use report::SwapReport;
 pub use swap::{SwapOptions, run as swap};
 

@@ -129,3 +129,88 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
 }
+
+/// A Manager as its own process, so its CPU time can be read on its own.
+pub struct ManagerProcess {
+    pub child: Child,
+    pub listen: SocketAddr,
+    data: std::path::PathBuf,
+}
+
+impl ManagerProcess {
+    pub fn spawn(binary: &Path, data: &Path) -> Result<ManagerProcess, BenchError> {
+        let mut child = Command::new(binary)
+            .args([
+                "--log-format",
+                "json",
+                "manager",
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
+            .arg(data)
+            .env("SWITCHYARD_LOG", "warn,switchyard=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| BenchError::Setup(format!("cannot start {}: {e}", binary.display())))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| BenchError::Setup("no stderr from the manager".into()))?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["fields"]["message"] == "manager listening"
+                {
+                    let _ = tx.send(
+                        v["fields"]["listen"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
+                }
+            }
+        });
+        let listen = rx
+            .recv_timeout(Duration::from_secs(30))
+            .ok()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| BenchError::Setup("the manager did not start".into()))?;
+        Ok(ManagerProcess {
+            child,
+            listen,
+            data: data.to_path_buf(),
+        })
+    }
+
+    pub fn admin_token(&self) -> Result<String, BenchError> {
+        std::fs::read_to_string(self.data.join("admin.token"))
+            .map(|t| t.trim().to_string())
+            .map_err(|e| BenchError::Setup(format!("admin token: {e}")))
+    }
+
+    /// User + system CPU time so far, in milliseconds.
+    pub fn cpu_ms(&self) -> u64 {
+        cpu_ms(self.child.id()).unwrap_or(0)
+    }
+}
+
+impl Drop for ManagerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// utime + stime of a process from /proc/PID/stat, in ms (assumes the usual 100 Hz ticks).
+pub fn cpu_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) * 10)
+}

@@ -157,6 +157,18 @@ enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// A Manager process and simulated Workers (real streams, pulls and ACKs, no
+    /// proxying): propagation versus subscriber count (1, 10, 100, … up to N), Manager CPU
+    /// and bytes sent per change.
+    Fanout {
+        #[arg(long, default_value_t = 500)]
+        subscribers: usize,
+        /// Changes measured at each subscriber count.
+        #[arg(long, default_value_t = 20)]
+        changes: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -311,6 +323,27 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { paths } => Ok(validate(&paths)),
+        Command::Bench {
+            which:
+                BenchCommand::Fanout {
+                    subscribers,
+                    changes,
+                    json,
+                },
+        } => {
+            let report = switchyard_bench::fanout(switchyard_bench::FanoutOptions {
+                subscribers,
+                changes,
+                binary: std::env::current_exe().context("cannot find the switchyard binary")?,
+            })
+            .await?;
+            print!("{}", report.to_text());
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench {
             which:
                 BenchCommand::Swap {
