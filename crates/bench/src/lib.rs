@@ -7,11 +7,13 @@ mod http;
 pub mod load;
 pub mod procs;
 pub mod report;
+pub mod scale;
 pub mod stats;
 pub mod swap;
 
 pub use fanout::{FanoutOptions, FanoutReport, run as fanout};
 pub use report::SwapReport;
+pub use scale::{ScaleReport, run as scale};
 pub use swap::{SwapOptions, run as swap};
 
 #[derive(Debug, thiserror::Error)]

@@ -157,6 +157,17 @@ enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// The cost of a one-proxy change when many proxies exist: compile + swap time, memory
+    /// per proxy, route lookup time, at 10, 1,000, 10,000 … up to N proxies.
+    Scale {
+        #[arg(long, default_value_t = 10_000)]
+        proxies: usize,
+        /// One-proxy changes measured at each size.
+        #[arg(long, default_value_t = 50)]
+        swaps: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// A Manager process and simulated Workers (real streams, pulls and ACKs, no
     /// proxying): propagation versus subscriber count (1, 10, 100, … up to N), Manager CPU
     /// and bytes sent per change.
@@ -323,6 +334,24 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { paths } => Ok(validate(&paths)),
+        Command::Bench {
+            which:
+                BenchCommand::Scale {
+                    proxies,
+                    swaps,
+                    json,
+                },
+        } => {
+            let report =
+                tokio::task::spawn_blocking(move || switchyard_bench::scale(proxies, swaps))
+                    .await??;
+            print!("{}", report.to_text());
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench {
             which:
                 BenchCommand::Fanout {

@@ -85,11 +85,24 @@ pub fn compile_with(
     prev: Option<&Snapshot>,
     options: &CompileOptions,
 ) -> Result<Compiled, ConfigErrors> {
+    let refs: Vec<&Located<Manifest>> = manifests.iter().collect();
+    compile_refs(&refs, prev, options)
+}
+
+/// [`compile_with`] over borrowed manifests (callers that keep parsed manifests across
+/// compiles avoid copying them). Cost is linear in the number of proxies with small
+/// constants (digests are computed when manifests are read, not here); only changed
+/// proxies are compiled.
+pub fn compile_refs(
+    manifests: &[&Located<Manifest>],
+    prev: Option<&Snapshot>,
+    options: &CompileOptions,
+) -> Result<Compiled, ConfigErrors> {
     let mut errors = Vec::new();
-    let proxies: Vec<(&SourceRef, &ProxyManifest)> = manifests
+    let proxies: Vec<(&SourceRef, &ProxyManifest, &str)> = manifests
         .iter()
         .filter_map(|m| match &m.value {
-            Manifest::Proxy(p) => Some((&m.source, p)),
+            Manifest::Proxy(p) => Some((&m.source, p, m.digest.as_str())),
             Manifest::Credential(_) => None,
         })
         .collect();
@@ -116,8 +129,8 @@ pub fn compile_with(
     let mut built: Vec<Arc<Proxy>> = Vec::with_capacity(proxies.len());
     let mut changes = Vec::new();
     let mut rebuilt = 0;
-    for (source, manifest) in &proxies {
-        let digest = proxy_digest(manifest);
+    for (source, manifest, digest) in &proxies {
+        let digest = *digest;
         let name = manifest.metadata.name.value.as_str();
         let previous = prev.and_then(|s| s.proxy(name));
         match previous {
@@ -133,7 +146,7 @@ pub fn compile_with(
                     .get(name)
                     .copied()
                     .unwrap_or_else(|| previous.map_or(1, |p| p.version + 1));
-                match compile_proxy(source, manifest, version, digest) {
+                match compile_proxy(source, manifest, version, digest.to_string()) {
                     Ok(p) => {
                         rebuilt += 1;
                         changes.push(ProxyChange {
@@ -158,7 +171,7 @@ pub fn compile_with(
         let claims: Vec<Claim<'_>> = proxies
             .iter()
             .zip(&built)
-            .flat_map(|((source, manifest), proxy)| {
+            .flat_map(|((source, manifest, _), proxy)| {
                 proxy.routes.iter().enumerate().map(move |(i, r)| Claim {
                     proxy: &proxy.name,
                     route_index: i,
@@ -182,8 +195,9 @@ pub fn compile_with(
     }
 
     if let Some(prev) = prev {
+        let present: std::collections::HashSet<&str> = built.iter().map(|b| &*b.name).collect();
         for p in &prev.proxies {
-            if !built.iter().any(|b| b.name == p.name) {
+            if !present.contains(&*p.name) {
                 changes.push(ProxyChange {
                     name: p.name.to_string(),
                     kind: ChangeKind::Removed,

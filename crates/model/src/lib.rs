@@ -12,7 +12,9 @@ pub mod runtime;
 pub mod secretbox;
 mod validate;
 
-pub use compile::{ChangeKind, CompileOptions, Compiled, ProxyChange, compile, compile_with};
+pub use compile::{
+    ChangeKind, CompileOptions, Compiled, ProxyChange, compile, compile_refs, compile_with,
+};
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{Located, load_path, parse_str};
 pub use manifest::Manifest;

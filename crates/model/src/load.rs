@@ -13,6 +13,8 @@ use crate::manifest::{API_VERSION, CredentialManifest, DocumentHeader, Manifest,
 pub struct Located<T> {
     pub source: SourceRef,
     pub value: T,
+    /// SHA-256 of the value's canonical JSON, computed once when read.
+    pub digest: String,
 }
 
 /// Largest manifest file accepted; guards the parser against accidental huge inputs.
@@ -150,7 +152,14 @@ pub fn parse_str(file: Arc<str>, text: &str) -> Result<Vec<Located<Manifest>>, C
             continue;
         }
         match parse_document(&source, doc.text) {
-            Ok(value) => out.push(Located { source, value }),
+            Ok(value) => {
+                let digest = value.digest();
+                out.push(Located {
+                    source,
+                    value,
+                    digest,
+                })
+            }
             Err(e) => errors.push(e),
         }
     }

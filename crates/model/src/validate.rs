@@ -1,6 +1,7 @@
 //! Checks over the whole set of manifests: names and route ownership.
 
-use std::collections::HashMap;
+/// Fast, seeded (DoS-resistant) hashing: request paths and hosts are attacker-chosen.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use crate::error::{ConfigError, Position, SourceRef};
 use crate::runtime::{HostPattern, PathPattern, RouteRule};
@@ -16,7 +17,7 @@ pub(crate) struct Declared<'a> {
 
 /// Two documents of one kind may not share a name.
 pub(crate) fn duplicate_names(decls: &[Declared<'_>]) -> Vec<ConfigError> {
-    let mut seen: HashMap<(&str, &str), &Declared<'_>> = HashMap::new();
+    let mut seen: HashMap<(&str, &str), &Declared<'_>> = HashMap::default();
     let mut errors = Vec::new();
     for d in decls {
         if let Some(first) = seen.get(&(d.kind, d.name)) {
@@ -55,7 +56,7 @@ pub(crate) struct Claim<'a> {
 /// gateway could not tell which one a request belongs to.
 pub(crate) fn route_conflicts(claims: &[Claim<'_>]) -> Vec<ConfigError> {
     type Key<'a> = (Option<&'a HostPattern>, &'a PathPattern, Option<&'a str>);
-    let mut owners: HashMap<Key<'_>, &Claim<'_>> = HashMap::new();
+    let mut owners: HashMap<Key<'_>, &Claim<'_>> = HashMap::default();
     let mut errors = Vec::new();
     for c in claims {
         let hosts: Vec<Option<&HostPattern>> = if c.rule.hosts.is_empty() {

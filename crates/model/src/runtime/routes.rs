@@ -8,7 +8,8 @@
 //!    Prefixes match whole segments: `/pay` matches `/pay` and `/pay/x`, not `/payments`.
 //! 3. method: a route listing the method beats a route without `methods`.
 
-use std::collections::HashMap;
+/// Fast, seeded (DoS-resistant) hashing: request paths and hosts are attacker-chosen.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use http::Method;
 
@@ -77,7 +78,7 @@ impl PathTable {
                 let pos = match self.prefixes.binary_search_by(|(l, _)| len.cmp(l)) {
                     Ok(i) => i,
                     Err(i) => {
-                        self.prefixes.insert(i, (len, HashMap::new()));
+                        self.prefixes.insert(i, (len, HashMap::default()));
                         i
                     }
                 };
@@ -119,7 +120,7 @@ impl PathTable {
 impl RouteTable {
     pub fn build(rules: impl IntoIterator<Item = RouteRule>) -> RouteTable {
         let mut table = RouteTable::default();
-        let mut wildcards: HashMap<String, PathTable> = HashMap::new();
+        let mut wildcards: HashMap<String, PathTable> = HashMap::default();
         for rule in rules {
             let entry = Entry {
                 methods: rule.methods.clone(),
