@@ -9,7 +9,8 @@ use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use switchyard_model::{
-    ChangeKind, CompileOptions, Compiled, ConfigErrors, Located, Manifest, compile_with, load_path,
+    ChangeKind, CompileOptions, Compiled, ConfigErrors, Located, Manifest, compile_refs,
+    compile_with, load_path,
 };
 use tokio::sync::watch;
 
@@ -173,6 +174,23 @@ impl Reloader {
             .unwrap_or_else(PoisonError::into_inner);
         let prev = self.current.load_full();
         let result = compile_with(manifests, Some(&prev.snapshot), options);
+        drop(prev);
+        self.apply_result(result, started)
+    }
+
+    /// [`Reloader::apply`] over borrowed manifests.
+    pub fn apply_refs(
+        &self,
+        manifests: &[&Located<Manifest>],
+        options: &CompileOptions,
+    ) -> ReloadOutcome {
+        let started = Instant::now();
+        let _serial = self
+            .reload_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let prev = self.current.load_full();
+        let result = compile_refs(manifests, Some(&prev.snapshot), options);
         drop(prev);
         self.apply_result(result, started)
     }

@@ -79,6 +79,8 @@ type Key = (String, String);
 /// The sync task's own state: the entity set of the revision being served.
 pub struct SyncState {
     entities: BTreeMap<Key, SyncEntity>,
+    /// The parsed form of `entities` (live ones).
+    parsed: Parsed,
     revision: u64,
     /// A revision that failed to compile here; not retried until the Manager moves on.
     rejected: Option<u64>,
@@ -104,33 +106,55 @@ fn now_text() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// The manifests and versions to compile for an entity set.
-fn manifests_of(
+/// Parsed manifests of the live entities, with the version each was parsed from. Kept
+/// across syncs so a change re-parses only the entities that changed.
+type Parsed = BTreeMap<Key, (u64, Arc<Located<Manifest>>)>;
+
+/// Parses what is not parsed yet (or changed version) and returns the compile options
+/// (the Manager's revision and proxy versions).
+fn parse_set(
     env: &str,
     entities: &BTreeMap<Key, SyncEntity>,
     revision: u64,
-) -> Result<(Vec<Located<Manifest>>, CompileOptions), ConfigErrors> {
-    let mut manifests = Vec::with_capacity(entities.len());
+    cache: &Parsed,
+) -> Result<(Parsed, CompileOptions), ConfigErrors> {
+    let mut parsed = Parsed::new();
     let mut errors = Vec::new();
     let mut options = CompileOptions {
         revision: Some(revision),
         ..CompileOptions::default()
     };
-    for e in entities.values().filter(|e| !e.deleted) {
-        let name = format!("{env}/{}/{} v{}", e.kind, e.name, e.version);
-        match parse_str(name.into(), &e.manifest) {
-            Ok(mut docs) => manifests.append(&mut docs),
-            Err(mut err) => errors.append(&mut err.0),
-        }
+    for (key, e) in entities.iter().filter(|(_, e)| !e.deleted) {
         if e.kind == "Proxy" {
             options.versions.insert(e.name.clone(), e.version);
         }
+        if let Some((v, m)) = cache.get(key)
+            && *v == e.version
+        {
+            parsed.insert(key.clone(), (*v, m.clone()));
+            continue;
+        }
+        let name = format!("{env}/{}/{} v{}", e.kind, e.name, e.version);
+        match parse_str(name.into(), &e.manifest) {
+            Ok(docs) => {
+                for d in docs {
+                    parsed.insert(key.clone(), (e.version, Arc::new(d)));
+                }
+            }
+            Err(mut err) => errors.append(&mut err.0),
+        }
     }
     if errors.is_empty() {
-        Ok((manifests, options))
+        Ok((parsed, options))
     } else {
         Err(ConfigErrors(errors))
     }
+}
+
+/// Compiles and swaps a parsed set (blocking).
+fn apply_parsed(reloader: &Reloader, parsed: &Parsed, options: &CompileOptions) -> ReloadOutcome {
+    let refs: Vec<&Located<Manifest>> = parsed.values().map(|(_, m)| m.as_ref()).collect();
+    reloader.apply_refs(&refs, options)
 }
 
 /// Applies a pull to an entity set, checking every digest and the state digest.
@@ -186,10 +210,10 @@ impl Syncer {
         let manager_error = match tokio::time::timeout(opts.start_timeout, client.pull(0)).await {
             Ok(Ok(payload)) => match merge(&BTreeMap::new(), &payload) {
                 Ok(entities) => {
-                    let built = manifests_of(&opts.env, &entities, payload.revision)
-                        .and_then(|(m, o)| build(&m, &o));
+                    let built = parse_set(&opts.env, &entities, payload.revision, &Parsed::new())
+                        .and_then(|(p, o)| build(&to_vec(&p), &o).map(|r| (r, p)));
                     match built {
-                        Ok(reloader) => {
+                        Ok((reloader, parsed)) => {
                             if let Err(e) = cache::save(
                                 &opts.cache_dir,
                                 &opts.env,
@@ -203,6 +227,7 @@ impl Syncer {
                                 reloader,
                                 SyncState {
                                     entities,
+                                    parsed,
                                     revision: payload.revision,
                                     rejected: None,
                                     pending,
@@ -252,8 +277,8 @@ impl Syncer {
             .filter(|e| !e.deleted)
             .map(|e| ((e.kind.clone(), e.name.clone()), e))
             .collect();
-        let reloader = manifests_of(&opts.env, &entities, file.revision)
-            .and_then(|(m, o)| build(&m, &o))
+        let (reloader, parsed) = parse_set(&opts.env, &entities, file.revision, &Parsed::new())
+            .and_then(|(p, o)| build(&to_vec(&p), &o).map(|r| (r, p)))
             .map_err(|e| StartError::NoConfig {
                 manager: manager_error.clone(),
                 cache: format!(
@@ -269,6 +294,7 @@ impl Syncer {
             reloader,
             SyncState {
                 entities,
+                parsed,
                 revision: file.revision,
                 rejected: None,
                 pending,
@@ -408,21 +434,32 @@ impl Syncer {
             }
         };
         let revision = payload.revision;
-        let outcome = match manifests_of(&self.opts.env, &merged, revision) {
-            Ok((manifests, options)) => {
-                let reloader = self.reloader.clone();
-                tokio::task::spawn_blocking(move || reloader.apply(&manifests, &options))
+        let (outcome, parsed) =
+            match parse_set(&self.opts.env, &merged, revision, &self.state.parsed) {
+                Ok((parsed, options)) => {
+                    let reloader = self.reloader.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let outcome = apply_parsed(&reloader, &parsed, &options);
+                        (outcome, Some(parsed))
+                    })
                     .await
                     .map_err(|e| format!("compile task failed: {e}"))?
-            }
-            Err(errors) => ReloadOutcome::Rejected {
-                revision: self.state.revision,
-                errors,
-            },
-        };
+                }
+                Err(errors) => (
+                    ReloadOutcome::Rejected {
+                        revision: self.state.revision,
+                        errors,
+                    },
+                    None,
+                ),
+            };
+        let applied_at = now_millis();
         match outcome {
             ReloadOutcome::Applied { .. } | ReloadOutcome::Unchanged { .. } => {
                 self.state.entities = merged;
+                if let Some(parsed) = parsed {
+                    self.state.parsed = parsed;
+                }
                 self.state.revision = revision;
                 self.state.rejected = None;
                 let list: Vec<SyncEntity> = self.state.entities.values().cloned().collect();
@@ -438,9 +475,9 @@ impl Syncer {
                     s.last_error = None;
                     s.cache_error = cache_error;
                 });
-                self.state
-                    .pending
-                    .push(report(revision, None, self.opts.address.clone()));
+                let mut ack = report(revision, None, self.opts.address.clone());
+                ack.applied_at = applied_at;
+                self.state.pending.push(ack);
             }
             ReloadOutcome::Rejected { errors, .. } => {
                 tracing::error!(
@@ -522,4 +559,8 @@ impl Backoff {
         self.seed ^= self.seed << 17;
         Duration::from_millis(cap_ms / 2 + self.seed % (cap_ms / 2 + 1))
     }
+}
+
+fn to_vec(parsed: &Parsed) -> Vec<Located<Manifest>> {
+    parsed.values().map(|(_, m)| m.as_ref().clone()).collect()
 }
