@@ -6,12 +6,14 @@ pub mod fanout;
 mod http;
 pub mod load;
 pub mod procs;
+pub mod proxy;
 pub mod report;
 pub mod scale;
 pub mod stats;
 pub mod swap;
 
 pub use fanout::{FanoutOptions, FanoutReport, run as fanout};
+pub use proxy::{ProxyOptions, ProxyReport, run as proxy};
 pub use report::SwapReport;
 pub use scale::{ScaleReport, run as scale};
 pub use swap::{SwapOptions, run as swap};

@@ -10,6 +10,63 @@ use std::time::{Duration, Instant};
 
 use crate::BenchError;
 
+/// Starts `cmd` (which must log JSON to stderr) and waits for the log line whose message is
+/// `message`; returns the child and that line's fields. stderr keeps being drained.
+pub fn spawn_logged(
+    mut cmd: Command,
+    message: &'static str,
+) -> Result<(Child, serde_json::Value), BenchError> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| BenchError::Setup(format!("cannot start {program}: {e}")))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| BenchError::Setup(format!("no stderr from {program}")))?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["fields"]["message"] == message
+            {
+                let _ = tx.send(v["fields"].clone());
+            }
+            // Keep draining so the child never blocks on a full pipe.
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(fields) => Ok((child, fields)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(BenchError::Setup(format!(
+                "{program} never logged {message:?}"
+            )))
+        }
+    }
+}
+
+/// A socket address from a log line's field.
+pub fn field_addr(fields: &serde_json::Value, name: &str) -> Result<SocketAddr, BenchError> {
+    fields[name]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| BenchError::Setup(format!("no {name} address in {fields}")))
+}
+
+/// Any child process, killed when dropped.
+pub struct Service(pub Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub struct WorkerProcess {
     pub id: String,
     pub child: Child,
@@ -28,63 +85,32 @@ pub struct WorkerSpec<'a> {
 
 impl WorkerProcess {
     pub fn spawn(spec: WorkerSpec<'_>) -> Result<WorkerProcess, BenchError> {
-        let mut child = Command::new(spec.binary)
-            .args([
-                "--log-format",
-                "json",
-                "worker",
-                "--manager",
-                spec.manager,
-                "--env",
-                spec.env,
-            ])
-            .args([
-                "--worker-id",
-                &spec.id,
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--access-log", "off", "--cache-dir"])
-            .arg(spec.cache_dir)
-            .env("SWITCHYARD_TOKEN", spec.token)
-            .env("SWITCHYARD_LOG", "warn,switchyard=info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                BenchError::Setup(format!("cannot start {}: {e}", spec.binary.display()))
-            })?;
-        let stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| BenchError::Setup("no stderr from the worker".into()))?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && v["fields"]["message"] == "worker listening"
-                {
-                    let _ = tx.send(v["fields"].clone());
-                }
-                // Keep draining so the child never blocks on a full pipe.
-            }
-        });
-        let fields = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| {
-            BenchError::Setup(format!("worker {} did not start (see its stderr)", spec.id))
-        })?;
-        let addr = |f: &str| -> Result<SocketAddr, BenchError> {
-            fields[f]
-                .as_str()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| {
-                    BenchError::Setup(format!("worker {} logged no {f} address", spec.id))
-                })
-        };
+        let mut cmd = Command::new(spec.binary);
+        cmd.args([
+            "--log-format",
+            "json",
+            "worker",
+            "--manager",
+            spec.manager,
+            "--env",
+            spec.env,
+        ])
+        .args([
+            "--worker-id",
+            &spec.id,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--access-log", "off", "--cache-dir"])
+        .arg(spec.cache_dir)
+        .env("SWITCHYARD_TOKEN", spec.token)
+        .env("SWITCHYARD_LOG", "warn,switchyard=info");
+        let (child, fields) = spawn_logged(cmd, "worker listening")?;
         Ok(WorkerProcess {
-            listen: addr("listen")?,
-            admin: addr("admin")?,
+            listen: field_addr(&fields, "listen")?,
+            admin: field_addr(&fields, "admin")?,
             id: spec.id,
             child,
         })
@@ -139,48 +165,21 @@ pub struct ManagerProcess {
 
 impl ManagerProcess {
     pub fn spawn(binary: &Path, data: &Path) -> Result<ManagerProcess, BenchError> {
-        let mut child = Command::new(binary)
-            .args([
-                "--log-format",
-                "json",
-                "manager",
-                "--listen",
-                "127.0.0.1:0",
-                "--data",
-            ])
-            .arg(data)
-            .env("SWITCHYARD_LOG", "warn,switchyard=info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| BenchError::Setup(format!("cannot start {}: {e}", binary.display())))?;
-        let stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| BenchError::Setup("no stderr from the manager".into()))?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && v["fields"]["message"] == "manager listening"
-                {
-                    let _ = tx.send(
-                        v["fields"]["listen"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
-                    );
-                }
-            }
-        });
-        let listen = rx
-            .recv_timeout(Duration::from_secs(30))
-            .ok()
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| BenchError::Setup("the manager did not start".into()))?;
+        let mut cmd = Command::new(binary);
+        cmd.args([
+            "--log-format",
+            "json",
+            "manager",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data)
+        .env("SWITCHYARD_LOG", "warn,switchyard=info");
+        let (child, fields) = spawn_logged(cmd, "manager listening")?;
         Ok(ManagerProcess {
             child,
-            listen,
+            listen: field_addr(&fields, "listen")?,
             data: data.to_path_buf(),
         })
     }

@@ -6,6 +6,7 @@
 
 mod admin_client;
 mod apply;
+mod bench;
 mod demo;
 mod signals;
 mod up;
@@ -82,7 +83,7 @@ enum Command {
     /// Measure the hot-deployment contract and the proxy on this machine.
     Bench {
         #[command(subcommand)]
-        which: BenchCommand,
+        which: bench::BenchCommand,
     },
     /// Check manifests without running anything: prints every problem with file:line:col.
     Validate {
@@ -131,54 +132,6 @@ enum TokenAction {
         envs: Vec<String>,
         #[arg(long)]
         name: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// A Manager, N Worker processes and local upstreams; steady load while changes are
-    /// applied through the admin API; reports dropped requests, mixed-version responses,
-    /// propagation, memory and audit completeness. Exits 1 if anything was dropped, mixed
-    /// or not audited.
-    Swap {
-        #[arg(long, default_value_t = 3)]
-        workers: usize,
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        duration: Duration,
-        #[arg(long, default_value_t = 5.0)]
-        changes_per_sec: f64,
-        /// Keep-alive connections, spread over the Workers.
-        #[arg(long, default_value_t = 64)]
-        connections: usize,
-        /// New connections per second (one request each), on top of the keep-alive ones.
-        #[arg(long, default_value_t = 10.0)]
-        new_connections_per_sec: f64,
-        /// Also write the report as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
-    /// The cost of a one-proxy change when many proxies exist: compile + swap time, memory
-    /// per proxy, route lookup time, at 10, 1,000, 10,000 … up to N proxies.
-    Scale {
-        #[arg(long, default_value_t = 10_000)]
-        proxies: usize,
-        /// One-proxy changes measured at each size.
-        #[arg(long, default_value_t = 50)]
-        swaps: usize,
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
-    /// A Manager process and simulated Workers (real streams, pulls and ACKs, no
-    /// proxying): propagation versus subscriber count (1, 10, 100, … up to N), Manager CPU
-    /// and bytes sent per change.
-    Fanout {
-        #[arg(long, default_value_t = 500)]
-        subscribers: usize,
-        /// Changes measured at each subscriber count.
-        #[arg(long, default_value_t = 20)]
-        changes: usize,
-        #[arg(long)]
-        json: Option<PathBuf>,
     },
 }
 
@@ -334,76 +287,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { paths } => Ok(validate(&paths)),
-        Command::Bench {
-            which:
-                BenchCommand::Scale {
-                    proxies,
-                    swaps,
-                    json,
-                },
-        } => {
-            let report =
-                tokio::task::spawn_blocking(move || switchyard_bench::scale(proxies, swaps))
-                    .await??;
-            print!("{}", report.to_text());
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench {
-            which:
-                BenchCommand::Fanout {
-                    subscribers,
-                    changes,
-                    json,
-                },
-        } => {
-            let report = switchyard_bench::fanout(switchyard_bench::FanoutOptions {
-                subscribers,
-                changes,
-                binary: std::env::current_exe().context("cannot find the switchyard binary")?,
-            })
-            .await?;
-            print!("{}", report.to_text());
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench {
-            which:
-                BenchCommand::Swap {
-                    workers,
-                    duration,
-                    changes_per_sec,
-                    connections,
-                    new_connections_per_sec,
-                    json,
-                },
-        } => {
-            let report = switchyard_bench::swap(switchyard_bench::SwapOptions {
-                workers,
-                duration,
-                changes_per_sec,
-                connections,
-                new_connections_per_sec,
-                binary: std::env::current_exe().context("cannot find the switchyard binary")?,
-            })
-            .await?;
-            print!("{}", report.to_text());
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            Ok(if report.passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        Command::Bench { which } => bench::run(which).await,
         Command::Manager(args) => {
             run_manager(args).await?;
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,159 @@
+//! `switchyard bench …`: the measuring instruments (see the bench crate).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde::Serialize;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// A Manager, N Worker processes and local upstreams; steady load while changes are
+    /// applied through the admin API; reports dropped requests, mixed-version responses,
+    /// propagation, memory and audit completeness. Exits 1 if anything was dropped, mixed
+    /// or not audited.
+    Swap {
+        #[arg(long, default_value_t = 3)]
+        workers: usize,
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value_t = 5.0)]
+        changes_per_sec: f64,
+        /// Keep-alive connections, spread over the Workers.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// New connections per second (one request each), on top of the keep-alive ones.
+        #[arg(long, default_value_t = 10.0)]
+        new_connections_per_sec: f64,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Throughput and latency of one Worker vs the upstream directly vs nginx (if
+    /// installed), interleaved runs, medians and ratios.
+    Proxy {
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long)]
+        no_nginx: bool,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// The cost of a one-proxy change when many proxies exist: compile + swap time, memory
+    /// per proxy, route lookup time, at 10, 1,000, 10,000 … up to N proxies.
+    Scale {
+        #[arg(long, default_value_t = 10_000)]
+        proxies: usize,
+        /// One-proxy changes measured at each size.
+        #[arg(long, default_value_t = 50)]
+        swaps: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// A Manager process and simulated Workers (real streams, pulls and ACKs, no
+    /// proxying): propagation versus subscriber count (1, 10, 100, … up to N), Manager CPU
+    /// and bytes sent per change.
+    Fanout {
+        #[arg(long, default_value_t = 500)]
+        subscribers: usize,
+        /// Changes measured at each subscriber count.
+        #[arg(long, default_value_t = 20)]
+        changes: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+fn binary() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("cannot find the switchyard binary")
+}
+
+fn write_json(path: Option<&Path>, report: &impl Serialize) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, serde_json::to_vec_pretty(report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
+    match which {
+        BenchCommand::Swap {
+            workers,
+            duration,
+            changes_per_sec,
+            connections,
+            new_connections_per_sec,
+            json,
+        } => {
+            let report = switchyard_bench::swap(switchyard_bench::SwapOptions {
+                workers,
+                duration,
+                changes_per_sec,
+                connections,
+                new_connections_per_sec,
+                binary: binary()?,
+            })
+            .await?;
+            print!("{}", report.to_text());
+            write_json(json.as_deref(), &report)?;
+            Ok(if report.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        BenchCommand::Proxy {
+            duration,
+            connections,
+            rounds,
+            no_nginx,
+            json,
+        } => {
+            let report = switchyard_bench::proxy(switchyard_bench::ProxyOptions {
+                duration,
+                connections,
+                rounds,
+                no_nginx,
+                binary: binary()?,
+            })
+            .await?;
+            print!("{}", report.to_text());
+            write_json(json.as_deref(), &report)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Fanout {
+            subscribers,
+            changes,
+            json,
+        } => {
+            let report = switchyard_bench::fanout(switchyard_bench::FanoutOptions {
+                subscribers,
+                changes,
+                binary: binary()?,
+            })
+            .await?;
+            print!("{}", report.to_text());
+            write_json(json.as_deref(), &report)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Scale {
+            proxies,
+            swaps,
+            json,
+        } => {
+            let report =
+                tokio::task::spawn_blocking(move || switchyard_bench::scale(proxies, swaps))
+                    .await??;
+            print!("{}", report.to_text());
+            write_json(json.as_deref(), &report)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
