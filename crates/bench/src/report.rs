@@ -56,6 +56,9 @@ pub struct WorkerReport {
     pub rss_peak_kb: u64,
     pub rss_end_kb: u64,
     pub live_generations_end: Option<f64>,
+    /// Mean bytes allocated to build and swap one generation; only when the Workers run a
+    /// bench build (`--features alloc-stats`).
+    pub alloc_bytes_per_swap: Option<f64>,
     pub requests: u64,
 }
 
@@ -129,13 +132,18 @@ impl SwapReport {
         for w in &self.workers {
             let _ = writeln!(
                 s,
-                "worker {}: RSS start {} KiB, peak {} KiB, end {} KiB; live generations at end {}; {} requests",
+                "worker {}: RSS start {} KiB, peak {} KiB, end {} KiB; live generations at end {}; {}; {} requests",
                 w.id,
                 w.rss_start_kb,
                 w.rss_peak_kb,
                 w.rss_end_kb,
                 w.live_generations_end
                     .map_or("?".into(), |g| format!("{g}")),
+                w.alloc_bytes_per_swap.map_or_else(
+                    || "allocations per swap not measured (build with --features alloc-stats)"
+                        .to_string(),
+                    |b| format!("{b:.0} bytes allocated per swap")
+                ),
                 w.requests
             );
         }

@@ -309,6 +309,15 @@ pub async fn run(o: SwapOptions) -> Result<SwapReport, BenchError> {
         }
         generations.push(g);
     }
+    let mut alloc = Vec::new();
+    for w in &workers {
+        let sum = gauge(w.admin, "switchyard_swap_allocated_bytes_sum").await;
+        let count = gauge(w.admin, "switchyard_swap_allocated_bytes_count").await;
+        alloc.push(match (sum, count) {
+            (Some(s), Some(c)) if c > 0.0 => Some(s / c),
+            _ => None,
+        });
+    }
     sampling.store(true, Ordering::Relaxed);
     let _ = sampler.await;
     let peaks = peaks
@@ -334,6 +343,7 @@ pub async fn run(o: SwapOptions) -> Result<SwapReport, BenchError> {
                     rss_peak_kb: peaks[i].max(rss_end[i]),
                     rss_end_kb: rss_end[i],
                     live_generations_end: generations[i],
+                    alloc_bytes_per_swap: alloc[i],
                     requests: 0,
                 })
                 .collect(),

@@ -36,6 +36,7 @@ pub async fn run(config: PathBuf, listen: SocketAddr, admin: SocketAddr) -> anyh
         },
         access_log: AccessLogTarget::Stdout,
         drain_timeout: Duration::from_secs(10),
+        thread_allocated: crate::thread_allocated(),
     };
     let result = crate::run_worker(options, listen, admin).await;
     let _ = stop_tx.send(true);

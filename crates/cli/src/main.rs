@@ -5,6 +5,30 @@
 #![allow(clippy::print_stdout)]
 
 mod admin_client;
+
+// Bench builds (`--features alloc-stats`): jemalloc, which can tell how much each thread
+// allocated, so Workers report what a configuration swap costs in memory.
+#[cfg(feature = "alloc-stats")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Reads the calling thread's allocated-bytes counter, when the allocator keeps one.
+pub(crate) fn thread_allocated() -> Option<fn() -> u64> {
+    #[cfg(feature = "alloc-stats")]
+    {
+        fn read() -> u64 {
+            tikv_jemalloc_ctl::thread::allocatedp::read()
+                .map(|p| p.get())
+                .unwrap_or(0)
+        }
+        Some(read)
+    }
+    #[cfg(not(feature = "alloc-stats"))]
+    {
+        None
+    }
+}
+
 mod apply;
 mod bench;
 mod demo;
@@ -263,6 +287,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 source,
                 access_log: args.access_log,
                 drain_timeout: args.drain_timeout,
+                thread_allocated: thread_allocated(),
             };
             run_worker(options, args.listen, args.admin_listen).await?;
             Ok(ExitCode::SUCCESS)

@@ -87,6 +87,7 @@ pub async fn run(o: UpOptions) -> anyhow::Result<()> {
             source: ConfigSource::Manager(m),
             access_log: AccessLogTarget::Off,
             drain_timeout: Duration::from_secs(10),
+            thread_allocated: crate::thread_allocated(),
         })
         .await?;
         let l = TcpListener::bind(listen)

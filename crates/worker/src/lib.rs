@@ -48,6 +48,10 @@ pub struct WorkerOptions {
     pub access_log: AccessLogTarget,
     /// How long in-flight requests may take to finish on shutdown.
     pub drain_timeout: Duration,
+    /// Bytes allocated so far by the calling thread, when the binary's allocator can tell
+    /// (bench builds). Each swap's allocations are then reported in
+    /// `switchyard_swap_allocated_bytes`.
+    pub thread_allocated: Option<fn() -> u64>,
 }
 
 impl WorkerOptions {
@@ -64,6 +68,7 @@ impl WorkerOptions {
             source,
             access_log: AccessLogTarget::Off,
             drain_timeout: Duration::from_secs(30),
+            thread_allocated: None,
         }
     }
 }
@@ -109,7 +114,8 @@ impl Worker {
             return Err(WorkerError::WrongMode("files (use Worker::connect)"));
         };
         let obs = Self::observability(&options)?;
-        let reloader = Reloader::initial(path.clone(), obs, ClientPool::default())?;
+        let mut reloader = Reloader::initial(path.clone(), obs, ClientPool::default())?;
+        reloader.thread_allocated = options.thread_allocated;
         Ok(Worker {
             reloader: Arc::new(reloader),
             options,
@@ -124,11 +130,12 @@ impl Worker {
             return Self::new(options);
         };
         let obs = Self::observability(&options)?;
-        let (reloader, state, served_from, manager_error) =
+        let (mut reloader, state, served_from, manager_error) =
             sync::Syncer::start(managed.clone(), |m, o| {
                 Reloader::from_set(m, o, obs.clone(), ClientPool::default())
             })
             .await?;
+        reloader.thread_allocated = options.thread_allocated;
         reloader.update_sync_status(|s| {
             s.manager = managed.manager.clone();
             s.env = managed.env.clone();

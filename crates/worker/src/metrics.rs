@@ -39,6 +39,7 @@ pub struct Metrics {
     pub build_seconds: Histogram,
     pub live_generations: Gauge,
     pub in_flight: Gauge,
+    pub swap_allocated_bytes: Histogram,
     per_proxy: Mutex<HashMap<Arc<str>, Arc<ProxyMetrics>>>,
 }
 
@@ -76,6 +77,8 @@ impl Metrics {
         let build_seconds = build_buckets();
         let live_generations = Gauge::default();
         let in_flight = Gauge::default();
+        // 1 KiB .. 1 GiB
+        let swap_allocated_bytes = Histogram::new(exponential_buckets(1024.0, 4.0, 11));
         registry.register(
             "requests",
             "Requests answered, by proxy and status class",
@@ -121,6 +124,11 @@ impl Metrics {
             "Requests accepted and not yet finished (response body still being sent included)",
             in_flight.clone(),
         );
+        registry.register(
+            "swap_allocated_bytes",
+            "Bytes allocated to build and swap each applied generation (bench builds only)",
+            swap_allocated_bytes.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -132,6 +140,7 @@ impl Metrics {
             build_seconds,
             live_generations,
             in_flight,
+            swap_allocated_bytes,
             per_proxy: Mutex::new(HashMap::new()),
         }
     }

@@ -41,6 +41,8 @@ pub struct Reloader {
     draining: Arc<AtomicBool>,
     /// Manager mode: connection and sync state, for `/status`.
     sync_status: Mutex<Option<SyncStatus>>,
+    /// See `WorkerOptions::thread_allocated`.
+    pub thread_allocated: Option<fn() -> u64>,
 }
 
 impl Reloader {
@@ -94,6 +96,7 @@ impl Reloader {
             revision_tx,
             draining: Arc::new(AtomicBool::new(false)),
             sync_status: Mutex::new(None),
+            thread_allocated: None,
         })
     }
 
@@ -172,10 +175,13 @@ impl Reloader {
             .reload_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let allocated = self.thread_allocated.map(|f| f());
         let prev = self.current.load_full();
         let result = compile_with(manifests, Some(&prev.snapshot), options);
         drop(prev);
-        self.apply_result(result, started)
+        let outcome = self.apply_result(result, started);
+        self.record_allocations(allocated, &outcome);
+        outcome
     }
 
     /// [`Reloader::apply`] over borrowed manifests.
@@ -189,10 +195,25 @@ impl Reloader {
             .reload_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let allocated = self.thread_allocated.map(|f| f());
         let prev = self.current.load_full();
         let result = compile_refs(manifests, Some(&prev.snapshot), options);
         drop(prev);
-        self.apply_result(result, started)
+        let outcome = self.apply_result(result, started);
+        self.record_allocations(allocated, &outcome);
+        outcome
+    }
+
+    /// Bytes this thread allocated to build and swap a generation (bench builds).
+    fn record_allocations(&self, before: Option<u64>, outcome: &ReloadOutcome) {
+        if let (Some(before), Some(now), ReloadOutcome::Applied { .. }) =
+            (before, self.thread_allocated.map(|f| f()), outcome)
+        {
+            self.obs
+                .metrics
+                .swap_allocated_bytes
+                .observe(now.saturating_sub(before) as f64);
+        }
     }
 
     fn apply_result(
