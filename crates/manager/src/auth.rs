@@ -100,12 +100,20 @@ impl FromRequestParts<AppState> for Principal {
             .ok_or_else(|| {
                 ApiError::unauthorized("malformed Authorization header; expected Bearer <token>")
             })?;
-        let token = state
-            .store
-            .token_by_hash(&hash_secret(secret))
-            .await?
-            .filter(|t| !t.revoked)
-            .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+        let hash = hash_secret(secret);
+        let token = match state.tokens.get(&hash) {
+            Some(t) => t,
+            None => {
+                let t = state
+                    .store
+                    .token_by_hash(&hash)
+                    .await?
+                    .filter(|t| !t.revoked)
+                    .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+                state.tokens.put(hash, t.clone());
+                t
+            }
+        };
         Ok(Principal {
             token_id: token.id,
             name: token.name,
@@ -162,5 +170,48 @@ pub fn check_scope(role: Role, envs: &[String]) -> Result<(), ApiError> {
             "an admin token applies to every environment; give no --env",
         )),
         _ => Ok(()),
+    }
+}
+
+/// Verified tokens by hash, each trusted for [`TokenCache::TTL`] before the store is asked
+/// again: a token revoked in the store stops working within that time. Only successful
+/// lookups are cached; unknown tokens always go to the store.
+#[derive(Default)]
+pub struct TokenCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (TokenRecord, std::time::Instant)>>,
+}
+
+impl TokenCache {
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(5);
+    /// Bound on cached tokens (a flood of distinct valid tokens cannot grow it further).
+    const MAX: usize = 10_000;
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<String, (TokenRecord, std::time::Instant)>,
+    > {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn get(&self, hash: &str) -> Option<TokenRecord> {
+        let map = self.lock();
+        map.get(hash)
+            .filter(|(_, at)| at.elapsed() < Self::TTL)
+            .map(|(t, _)| t.clone())
+    }
+
+    pub fn put(&self, hash: String, token: TokenRecord) {
+        let mut map = self.lock();
+        if map.len() >= Self::MAX {
+            map.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+            if map.len() >= Self::MAX {
+                map.clear();
+            }
+        }
+        map.insert(hash, (token, std::time::Instant::now()));
     }
 }

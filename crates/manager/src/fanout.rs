@@ -24,8 +24,23 @@ pub struct ConnectedWorker {
 #[derive(Debug, Clone, Serialize)]
 pub struct CommitInfo {
     pub committed_at: Millis,
-    /// Workers connected to the environment's stream at commit time.
+    /// Workers connected to the environment's stream at commit time (sorted).
     pub expected: Vec<String>,
+    /// Expected Workers that have ACKed, with their swap time.
+    #[serde(skip)]
+    acked: HashMap<String, Millis>,
+}
+
+/// Where a revision stands after an ACK.
+#[derive(Debug, Clone, Copy)]
+pub struct AckProgress {
+    pub done: usize,
+    pub expected: usize,
+    /// This ACK was the one that completed the set.
+    pub completed_now: bool,
+    pub committed_at: Millis,
+    /// The latest swap time among the expected Workers' ACKs.
+    pub last_swap: Millis,
 }
 
 #[derive(Default)]
@@ -123,6 +138,7 @@ impl Fanout {
             CommitInfo {
                 committed_at,
                 expected,
+                acked: HashMap::new(),
             },
         );
         while state.commits.len() > TRACKED_COMMITS {
@@ -142,6 +158,41 @@ impl Fanout {
             .unwrap_or_default();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
+    }
+
+    /// Records an ACK from `worker` for `revision`, if that Worker was expected to pick it
+    /// up; in memory, so each ACK costs O(1) however many Workers there are.
+    pub fn record_ack(
+        &self,
+        env: &str,
+        revision: u64,
+        worker: &str,
+        applied_at: Millis,
+    ) -> Option<AckProgress> {
+        let mut envs = self.lock();
+        let info = envs.get_mut(env)?.commits.get_mut(&revision)?;
+        if info
+            .expected
+            .binary_search_by(|w| w.as_str().cmp(worker))
+            .is_err()
+        {
+            return None;
+        }
+        let before = info.acked.len();
+        info.acked.insert(worker.to_string(), applied_at);
+        let done = info.acked.len();
+        Some(AckProgress {
+            done,
+            expected: info.expected.len(),
+            completed_now: done == info.expected.len() && before < done,
+            committed_at: info.committed_at,
+            last_swap: info
+                .acked
+                .values()
+                .copied()
+                .max()
+                .unwrap_or(info.committed_at),
+        })
     }
 
     pub fn commit_info(&self, env: &str, revision: u64) -> Option<CommitInfo> {

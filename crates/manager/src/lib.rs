@@ -93,6 +93,7 @@ impl Manager {
             heartbeat: options.heartbeat,
             shutdown,
             secrets: Arc::new(SecretBox::new(&key)),
+            tokens: Arc::new(auth::TokenCache::default()),
         };
         let created_admin_token = bootstrap_admin(&state, &options.data_dir).await?;
         Ok(Manager {

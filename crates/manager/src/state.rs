@@ -22,6 +22,9 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Seals credentials at rest.
     pub secrets: Arc<SecretBox>,
+    /// Recently verified tokens, so Workers' frequent pulls and reports do not each hit the
+    /// store (see `auth.rs` for the lifetime).
+    pub tokens: Arc<crate::auth::TokenCache>,
 }
 
 impl AppState {

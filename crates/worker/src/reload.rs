@@ -170,18 +170,8 @@ impl Reloader {
         manifests: &[Located<Manifest>],
         options: &CompileOptions,
     ) -> ReloadOutcome {
-        let started = Instant::now();
-        let _serial = self
-            .reload_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let allocated = self.thread_allocated.map(|f| f());
-        let prev = self.current.load_full();
-        let result = compile_with(manifests, Some(&prev.snapshot), options);
-        drop(prev);
-        let outcome = self.apply_result(result, started);
-        self.record_allocations(allocated, &outcome);
-        outcome
+        let refs: Vec<&Located<Manifest>> = manifests.iter().collect();
+        self.apply_refs(&refs, options)
     }
 
     /// [`Reloader::apply`] over borrowed manifests.

@@ -1,7 +1,6 @@
 //! The Worker side of the API: pull (`sync`), notifications (`events`, SSE), and
 //! ACK/NACK reports.
 
-use std::collections::HashSet;
 use std::convert::Infallible;
 
 use axum::Json;
@@ -264,51 +263,35 @@ pub async fn report(
         }
     }
     if status == ReportStatus::Ack {
-        observe_propagation(&state, &env, body.revision, &worker_id).await;
+        observe_propagation(&state, &env, body.revision, &worker_id, body.applied_at).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// When this ACK is the one that completes the set of Workers expected for the revision,
 /// record commit → last swap as the propagation time, and the completeness ratio.
-async fn observe_propagation(state: &AppState, env: &str, revision: u64, worker: &str) {
-    let Some(info) = state.fanout.commit_info(env, revision) else {
+async fn observe_propagation(
+    state: &AppState,
+    env: &str,
+    revision: u64,
+    worker: &str,
+    applied_at: i64,
+) {
+    let Some(p) = state.fanout.record_ack(env, revision, worker, applied_at) else {
         return;
     };
-    if info.expected.is_empty() || !info.expected.iter().any(|w| w == worker) {
-        return;
-    }
-    let Ok(reports) = state.store.reports_for(env, revision).await else {
-        return;
-    };
-    let acked: HashSet<&str> = reports
-        .iter()
-        .filter(|r| r.status == ReportStatus::Ack)
-        .map(|r| r.worker_id.as_str())
-        .collect();
-    let done = info
-        .expected
-        .iter()
-        .filter(|w| acked.contains(w.as_str()))
-        .count();
-    let completeness = done as f64 / info.expected.len() as f64;
+    let labels = [("env", env.to_string())];
     state
         .metrics
         .completeness
-        .get_or_create(&[("env", env.to_string())])
-        .set(completeness);
-    if done == info.expected.len() {
-        let last_swap = reports
-            .iter()
-            .filter(|r| r.status == ReportStatus::Ack && info.expected.contains(&r.worker_id))
-            .map(|r| r.applied_at)
-            .max()
-            .unwrap_or(info.committed_at);
-        let seconds = (last_swap - info.committed_at).max(0) as f64 / 1000.0;
+        .get_or_create(&labels)
+        .set(p.done as f64 / p.expected.max(1) as f64);
+    if p.completed_now {
+        let seconds = (p.last_swap - p.committed_at).max(0) as f64 / 1000.0;
         state
             .metrics
             .propagation
-            .get_or_create(&[("env", env.to_string())])
+            .get_or_create(&labels)
             .observe(seconds);
     }
 }
