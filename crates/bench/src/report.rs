@@ -55,6 +55,9 @@ pub struct WorkerReport {
     pub rss_start_kb: u64,
     pub rss_peak_kb: u64,
     pub rss_end_kb: u64,
+    /// RSS right after the 100th change was applied (absent in shorter runs): the
+    /// baseline for "memory after many swaps".
+    pub rss_after_100_swaps_kb: Option<u64>,
     pub live_generations_end: Option<f64>,
     /// Mean bytes allocated to build and swap one generation; only when the Workers run a
     /// bench build (`--features alloc-stats`).
@@ -132,9 +135,11 @@ impl SwapReport {
         for w in &self.workers {
             let _ = writeln!(
                 s,
-                "worker {}: RSS start {} KiB, peak {} KiB, end {} KiB; live generations at end {}; {}; {} requests",
+                "worker {}: RSS start {} KiB, after 100 swaps {}, peak {} KiB, end {} KiB; live generations at end {}; {}; {} requests",
                 w.id,
                 w.rss_start_kb,
+                w.rss_after_100_swaps_kb
+                    .map_or("-".into(), |k| format!("{k} KiB")),
                 w.rss_peak_kb,
                 w.rss_end_kb,
                 w.live_generations_end

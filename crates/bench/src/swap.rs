@@ -218,6 +218,7 @@ pub async fn run(o: SwapOptions) -> Result<SwapReport, BenchError> {
 
     // Changes at the requested rate, leaving a quiet second at both ends.
     let mut changes = Vec::new();
+    let mut rss_after_100: Vec<Option<u64>> = vec![None; workers.len()];
     let interval = Duration::from_secs_f64(1.0 / o.changes_per_sec.max(0.01));
     let quiet = Duration::from_secs(1).min(o.duration / 4);
     tokio::time::sleep(quiet).await;
@@ -252,6 +253,9 @@ pub async fn run(o: SwapOptions) -> Result<SwapReport, BenchError> {
             },
             shape.upstream,
         ));
+        if changes.len() == 100 {
+            rss_after_100 = workers.iter().map(WorkerProcess::rss_kb).collect();
+        }
     }
     tokio::time::sleep_until((start + o.duration).into()).await;
     stop_load.store(true, Ordering::Relaxed);
@@ -342,6 +346,7 @@ pub async fn run(o: SwapOptions) -> Result<SwapReport, BenchError> {
                     rss_start_kb: rss_start[i],
                     rss_peak_kb: peaks[i].max(rss_end[i]),
                     rss_end_kb: rss_end[i],
+                    rss_after_100_swaps_kb: rss_after_100[i],
                     live_generations_end: generations[i],
                     alloc_bytes_per_swap: alloc[i],
                     requests: 0,

@@ -76,6 +76,9 @@ pub enum StartError {
 
 type Key = (String, String);
 
+/// At most this many revisions are ACKed when a Worker catches up over a gap.
+const MAX_ACKS_PER_CATCH_UP: u64 = 256;
+
 /// The sync task's own state: the entity set of the revision being served.
 pub struct SyncState {
     entities: BTreeMap<Key, SyncEntity>,
@@ -454,6 +457,7 @@ impl Syncer {
                 ),
             };
         let applied_at = now_millis();
+        let previous = self.state.revision;
         match outcome {
             ReloadOutcome::Applied { .. } | ReloadOutcome::Unchanged { .. } => {
                 self.state.entities = merged;
@@ -475,9 +479,16 @@ impl Syncer {
                     s.last_error = None;
                     s.cache_error = cache_error;
                 });
-                let mut ack = report(revision, None, self.opts.address.clone());
-                ack.applied_at = applied_at;
-                self.state.pending.push(ack);
+                // A Worker that jumped several revisions applied each of their changes at
+                // this moment (the newest state contains them): it ACKs every one, so the
+                // audit trail records the change on this Worker. Bounded for very long
+                // absences.
+                let first = (previous + 1).max(revision.saturating_sub(MAX_ACKS_PER_CATCH_UP - 1));
+                for rev in first..=revision {
+                    let mut ack = report(rev, None, self.opts.address.clone());
+                    ack.applied_at = applied_at;
+                    self.state.pending.push(ack);
+                }
             }
             ReloadOutcome::Rejected { errors, .. } => {
                 tracing::error!(
