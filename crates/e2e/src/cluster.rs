@@ -200,15 +200,7 @@ impl ManagedWorker {
         let worker =
             Worker::connect(WorkerOptions::with_source(ConfigSource::Manager(options))).await?;
         let handle = worker.handle();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            worker
-                .run(listener, Some(admin), async move {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
+        let (tx, task) = crate::spawn_worker(worker, listener, admin);
         Ok(ManagedWorker {
             id,
             addr,

@@ -132,15 +132,7 @@ impl RunningWorker {
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let admin_addr = admin.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            worker
-                .run(listener, Some(admin), async move {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
+        let (tx, task) = spawn_worker(worker, listener, admin);
         RunningWorker {
             addr,
             admin: admin_addr,
@@ -170,6 +162,24 @@ impl RunningWorker {
             let _ = tx.send(());
         }
     }
+}
+
+/// Runs a Worker as a task; the sender starts its graceful shutdown.
+pub fn spawn_worker(
+    worker: Worker,
+    listener: TcpListener,
+    admin: TcpListener,
+) -> (tokio::sync::oneshot::Sender<()>, JoinHandle<()>) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        worker
+            .run(listener, Some(admin), async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    (tx, task)
 }
 
 /// Polls `cond` until it holds, failing the test after [`DEADLINE`].

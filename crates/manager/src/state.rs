@@ -28,6 +28,14 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The environment, or the 404 that names it.
+    pub async fn env_info(&self, env: &str) -> Result<switchyard_store::EnvInfo, ApiError> {
+        self.store
+            .env(env)
+            .await?
+            .ok_or_else(|| ApiError::from(switchyard_store::StoreError::NoSuchEnv(env.to_string())))
+    }
+
     /// A stored manifest in clear (credentials are stored sealed). Never show the result
     /// to anyone but a Worker: use `switchyard_model::manifest::redact_json` for people.
     pub fn reveal(&self, e: &EntityRecord) -> Result<String, ApiError> {

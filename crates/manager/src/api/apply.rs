@@ -113,11 +113,7 @@ pub async fn apply(
     let mut attempt = 0;
     let outcome = loop {
         attempt += 1;
-        let info = state
-            .store
-            .env(&env)
-            .await?
-            .ok_or_else(|| super::envs::unknown_env(&env))?;
+        let info = state.env_info(&env).await?;
         // Validate against exactly the revision the commit will be conditional on, so no
         // concurrent write can slip in between and leave the environment invalid.
         let base = req.expected_revision.unwrap_or(info.revision);

@@ -11,7 +11,7 @@ use super::openapi::{
     UNPROCESSABLE_BODY, UNSUPPORTED_MEDIA_TYPE,
 };
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -99,14 +99,5 @@ pub async fn get_one(
     Path(env): Path<String>,
 ) -> ApiResult<Json<EnvInfo>> {
     who.require_read(&env)?;
-    state
-        .store
-        .env(&env)
-        .await?
-        .map(Json)
-        .ok_or_else(|| unknown_env(&env))
-}
-
-pub fn unknown_env(env: &str) -> ApiError {
-    ApiError::from(switchyard_store::StoreError::NoSuchEnv(env.to_string()))
+    state.env_info(&env).await.map(Json)
 }

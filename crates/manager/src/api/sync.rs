@@ -59,11 +59,7 @@ pub async fn pull(
 ) -> ApiResult<Json<SyncPayload>> {
     // Pulls carry credentials in clear: Workers (and admins) only.
     who.require_worker(&env)?;
-    let info = state
-        .store
-        .env(&env)
-        .await?
-        .ok_or_else(|| super::envs::unknown_env(&env))?;
+    let info = state.env_info(&env).await?;
     let full = q.since == 0 || q.since > info.revision;
     let (revision, entities) = if full {
         let current = state.store.entities(&env, Some(info.revision)).await?;
@@ -135,11 +131,7 @@ pub async fn events(
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     who.require_read(&env)?;
-    let info = state
-        .store
-        .env(&env)
-        .await?
-        .ok_or_else(|| super::envs::unknown_env(&env))?;
+    let info = state.env_info(&env).await?;
     let worker =
         header(&headers, WORKER_ID_HEADER).map(|id| (id, header(&headers, WORKER_ADDRESS_HEADER)));
     let last_seen: Option<u64> = header(&headers, "last-event-id").and_then(|v| v.parse().ok());
@@ -263,20 +255,14 @@ pub async fn report(
         }
     }
     if status == ReportStatus::Ack {
-        observe_propagation(&state, &env, body.revision, &worker_id, body.applied_at).await;
+        observe_propagation(&state, &env, body.revision, &worker_id, body.applied_at);
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// When this ACK is the one that completes the set of Workers expected for the revision,
 /// record commit → last swap as the propagation time, and the completeness ratio.
-async fn observe_propagation(
-    state: &AppState,
-    env: &str,
-    revision: u64,
-    worker: &str,
-    applied_at: i64,
-) {
+fn observe_propagation(state: &AppState, env: &str, revision: u64, worker: &str, applied_at: i64) {
     let Some(p) = state.fanout.record_ack(env, revision, worker, applied_at) else {
         return;
     };

@@ -50,7 +50,7 @@ pub async fn entities(
     Path(env): Path<String>,
 ) -> ApiResult<Json<Vec<EntityView>>> {
     who.require_read(&env)?;
-    ensure_env(&state, &env).await?;
+    state.env_info(&env).await?;
     let list = state.store.entities(&env, None).await?;
     let mut out = Vec::with_capacity(list.len());
     for e in list {
@@ -67,15 +67,6 @@ pub async fn entities(
         });
     }
     Ok(Json(out))
-}
-
-async fn ensure_env(state: &AppState, env: &str) -> ApiResult<u64> {
-    state
-        .store
-        .env(env)
-        .await?
-        .map(|e| e.revision)
-        .ok_or_else(|| super::envs::unknown_env(env))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -114,7 +105,7 @@ pub async fn revisions(
     Query(q): Query<Limit>,
 ) -> ApiResult<Json<Vec<RevisionRecord>>> {
     who.require_read(&env)?;
-    ensure_env(&state, &env).await?;
+    state.env_info(&env).await?;
     Ok(Json(state.store.revisions(&env, q.limit.min(1000)).await?))
 }
 
@@ -164,7 +155,7 @@ pub async fn revision(
     Path((env, rev)): Path<(String, u64)>,
 ) -> ApiResult<Json<RevisionView>> {
     who.require_read(&env)?;
-    ensure_env(&state, &env).await?;
+    state.env_info(&env).await?;
     let record = state.store.revision(&env, rev).await?.ok_or_else(|| {
         ApiError::not_found(
             "unknown_revision",
@@ -254,7 +245,7 @@ pub async fn workers(
     Path(env): Path<String>,
 ) -> ApiResult<Json<Vec<WorkerView>>> {
     who.require_read(&env)?;
-    let current = ensure_env(&state, &env).await?;
+    let current = state.env_info(&env).await?.revision;
     let connected = state.fanout.connected(&env);
     let reports = state.store.latest_reports(&env).await?;
     let mut ids: Vec<String> = connected
