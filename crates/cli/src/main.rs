@@ -450,7 +450,7 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
                 eprintln!(
                     "ok: {} document(s), {} proxy(ies), no problems found",
                     manifests.len(),
-                    c.snapshot.proxies.len()
+                    c.snapshot.proxy_count()
                 );
             }
             Err(e) => {

@@ -1,25 +1,27 @@
-//! Manifests → runtime snapshot. Unchanged proxies are carried over from the previous
-//! snapshot as the same `Arc` (not recompiled); only changed or new proxies are built.
+//! Manifests → runtime snapshot. Only new or changed entities are compiled and checked;
+//! everything else is carried over from the previous snapshot, shared (the same `Arc`s, the
+//! same persistent map nodes).
+//!
+//! Two entry points: [`compile_refs`] (and its wrappers) takes the full manifest set and
+//! diffs it against the previous snapshot; [`compile_changes`] takes only what changed,
+//! so its cost grows with the change and not with the number of proxies.
+
+mod credentials;
+mod diff;
+mod engine;
+mod proxy;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue, Method};
-use serde_saphyr::Spanned;
-
-use crate::duration::HumanDuration;
-use crate::error::{ConfigError, ConfigErrors, Position, SourceRef};
+use crate::error::ConfigErrors;
 use crate::load::Located;
-use crate::manifest::{
-    HeaderOpsSpec, Manifest, PolicySpec, ProxyManifest, RouteSpec, TargetUrl, UpstreamSpec,
-};
-use crate::runtime::{
-    HeaderOps, HeadersPolicy, HostPattern, PathPattern, Pipeline, Policy, Proxy, Route, RouteMatch,
-    RouteRule, RouteTable, Snapshot, Target, Upstream,
-};
-use crate::validate::{self, Claim, Declared};
+use crate::manifest::{Manifest, ProxyManifest};
+use crate::runtime::Snapshot;
+
+use self::diff::Diff;
+use self::engine::Batch;
+pub use self::proxy::is_hop_by_hop;
 
 /// Longest connect timeout accepted.
 pub const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -33,6 +35,7 @@ pub const MAX_RETRY_ATTEMPTS: u32 = 10;
 #[derive(Debug)]
 pub struct Compiled {
     pub snapshot: Snapshot,
+    /// Added and updated proxies in the order compiled, then removed ones by name.
     pub changes: Vec<ProxyChange>,
     /// Proxies compiled by this call (the rest were shared with the previous snapshot).
     pub rebuilt: usize,
@@ -59,23 +62,25 @@ pub fn proxy_digest(m: &ProxyManifest) -> String {
     crate::manifest::sha256_hex(&serde_json::to_vec(m).unwrap_or_default())
 }
 
-/// Compiles a full manifest set. With `prev`, unchanged proxies are reused and versions
-/// continue from it; the new snapshot's revision is `prev.revision + 1` when anything changed
-/// (equal to `prev.revision` when nothing did: the caller should then keep `prev`).
-pub fn compile(
-    manifests: &[Located<Manifest>],
-    prev: Option<&Snapshot>,
-) -> Result<Compiled, ConfigErrors> {
-    compile_with(manifests, prev, &CompileOptions::default())
-}
-
 /// Versions and revision decided elsewhere (by the Manager) instead of counted locally.
 #[derive(Debug, Default, Clone)]
 pub struct CompileOptions {
     /// The revision the new snapshot carries (default: previous + 1 when anything changed).
     pub revision: Option<u64>,
-    /// Proxy versions by name (default: previous version + 1 for changed proxies).
+    /// Proxy versions by name (default: previous version + 1 for changed proxies). A proxy
+    /// recompiled only because a credential it uses changed keeps the version given here.
     pub versions: HashMap<String, u64>,
+}
+
+/// Compiles a full manifest set. With `prev`, unchanged proxies are reused and versions
+/// continue from it; the new snapshot's revision is `prev.revision + 1` when anything
+/// changed (a proxy or a credential), and equal to `prev.revision` when nothing did: the
+/// caller should then keep `prev`.
+pub fn compile(
+    manifests: &[Located<Manifest>],
+    prev: Option<&Snapshot>,
+) -> Result<Compiled, ConfigErrors> {
+    compile_with(manifests, prev, &CompileOptions::default())
 }
 
 /// [`compile`] with the revision and proxy versions given by the caller. A proxy is reused
@@ -90,520 +95,63 @@ pub fn compile_with(
 }
 
 /// [`compile_with`] over borrowed manifests (callers that keep parsed manifests across
-/// compiles avoid copying them). Cost is linear in the number of proxies with small
-/// constants (digests are computed when manifests are read, not here); only changed
-/// proxies are compiled.
+/// compiles avoid copying them). The set is diffed against `prev` (one lookup per manifest;
+/// digests are computed when manifests are read) and only the difference is compiled, as
+/// by [`compile_changes`]. Errors are reported in manifest order: a rejected set is checked
+/// again as a whole, so a rejection costs a full compile.
 pub fn compile_refs(
     manifests: &[&Located<Manifest>],
     prev: Option<&Snapshot>,
     options: &CompileOptions,
 ) -> Result<Compiled, ConfigErrors> {
-    let mut errors = Vec::new();
-    let proxies: Vec<(&SourceRef, &ProxyManifest, &str)> = manifests
-        .iter()
-        .filter_map(|m| match &m.value {
-            Manifest::Proxy(p) => Some((&m.source, p, m.digest.as_str())),
-            Manifest::Credential(_) => None,
-        })
-        .collect();
-
-    let decls: Vec<Declared<'_>> = manifests
-        .iter()
-        .map(|m| {
-            let meta = m.value.metadata();
-            Declared {
-                kind: m.value.kind(),
-                name: &meta.name.value,
-                source: &m.source,
-                position: Position::from_location(&m.source, meta.name.referenced),
-            }
-        })
-        .collect();
-    errors.extend(validate::duplicate_names(&decls));
-    for m in manifests {
-        if let Manifest::Credential(c) = &m.value {
-            errors.extend(validate::credential(&m.source, c));
-        }
-    }
-
-    let mut built: Vec<Arc<Proxy>> = Vec::with_capacity(proxies.len());
-    let mut changes = Vec::new();
-    let mut rebuilt = 0;
-    for (source, manifest, digest) in &proxies {
-        let digest = *digest;
-        let name = manifest.metadata.name.value.as_str();
-        let previous = prev.and_then(|s| s.proxy(name));
-        match previous {
-            Some(p)
-                if p.digest == digest
-                    && options.versions.get(name).is_none_or(|v| *v == p.version) =>
-            {
-                built.push(p.clone())
-            }
-            _ => {
-                let version = options
-                    .versions
-                    .get(name)
-                    .copied()
-                    .unwrap_or_else(|| previous.map_or(1, |p| p.version + 1));
-                match compile_proxy(source, manifest, version, digest.to_string()) {
-                    Ok(p) => {
-                        rebuilt += 1;
-                        changes.push(ProxyChange {
-                            name: name.to_string(),
-                            kind: if previous.is_some() {
-                                ChangeKind::Updated
-                            } else {
-                                ChangeKind::Added
-                            },
-                            old_version: previous.map(|p| p.version),
-                            new_version: Some(version),
-                        });
-                        built.push(Arc::new(p));
-                    }
-                    Err(mut e) => errors.append(&mut e),
-                }
-            }
-        }
-    }
-
-    if errors.is_empty() {
-        let claims: Vec<Claim<'_>> = proxies
-            .iter()
-            .zip(&built)
-            .flat_map(|((source, manifest, _), proxy)| {
-                proxy.routes.iter().enumerate().map(move |(i, r)| Claim {
-                    proxy: &proxy.name,
-                    route_index: i,
-                    rule: &r.rule,
-                    source,
-                    position: manifest
-                        .spec
-                        .routes
-                        .value
-                        .get(i)
-                        .map_or(Position::UNKNOWN, |s| {
-                            Position::from_location(source, s.referenced)
-                        }),
-                })
-            })
-            .collect();
-        errors.extend(validate::route_conflicts(&claims));
-    }
-    if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
-    }
-
-    if let Some(prev) = prev {
-        let present: std::collections::HashSet<&str> = built.iter().map(|b| &*b.name).collect();
-        for p in &prev.proxies {
-            if !present.contains(&*p.name) {
-                changes.push(ProxyChange {
-                    name: p.name.to_string(),
-                    kind: ChangeKind::Removed,
-                    old_version: Some(p.version),
-                    new_version: None,
-                });
-            }
-        }
-    }
-    built.sort_by(|a, b| a.name.cmp(&b.name));
-    let routes = build_route_table(&built);
-    let prev_revision = prev.map_or(0, |s| s.revision);
-    let revision = match options.revision {
-        Some(r) => r,
-        None if changes.is_empty() => prev_revision,
-        None => prev_revision + 1,
+    let whole = Batch {
+        upserts: manifests,
+        removed: &[],
     };
-    Ok(Compiled {
-        snapshot: Snapshot {
-            revision,
-            proxies: built,
-            routes,
-        },
-        changes,
-        rebuilt,
-    })
-}
-
-fn build_route_table(proxies: &[Arc<Proxy>]) -> RouteTable {
-    RouteTable::build(proxies.iter().enumerate().flat_map(|(pi, p)| {
-        p.routes.iter().enumerate().map(move |(ri, r)| RouteRule {
-            target: RouteMatch {
-                proxy: pi,
-                route: ri,
-            },
-            ..r.rule.clone()
-        })
-    }))
-}
-
-/// Errors of one proxy, all tagged with its name.
-struct ProxyErrors<'a> {
-    source: &'a SourceRef,
-    name: &'a str,
-    fallback: Position,
-    errors: Vec<ConfigError>,
-}
-
-impl ProxyErrors<'_> {
-    fn push(&mut self, position: Option<Position>, field: String, message: String) {
-        self.errors.push(
-            ConfigError::new(self.source, position.unwrap_or(self.fallback), message)
-                .entity("Proxy", self.name)
-                .field(field),
-        );
-    }
-
-    fn at<T>(&self, s: &Spanned<T>) -> Option<Position> {
-        let p = Position::from_location(self.source, s.referenced);
-        (p.line > 0).then_some(p)
-    }
-}
-
-fn compile_proxy(
-    source: &SourceRef,
-    m: &ProxyManifest,
-    version: u64,
-    digest: String,
-) -> Result<Proxy, Vec<ConfigError>> {
-    let name: Arc<str> = m.metadata.name.value.as_str().into();
-    let mut errs = ProxyErrors {
-        source,
-        name: &name,
-        fallback: Position::from_location(source, m.metadata.name.referenced),
-        errors: Vec::new(),
+    let Some(prev) = prev else {
+        return engine::apply(None, Snapshot::default(), whole, options).map_err(ConfigErrors);
     };
-    if let Err(msg) = check_name(&name) {
-        errs.push(None, "metadata.name".into(), msg);
-    }
-    if m.spec.routes.value.is_empty() {
-        errs.push(
-            errs.at(&m.spec.routes),
-            "spec.routes".into(),
-            "a proxy needs at least one route".into(),
-        );
-    }
-    let mut routes = Vec::with_capacity(m.spec.routes.value.len());
-    for (i, r) in m.spec.routes.value.iter().enumerate() {
-        match compile_route(&r.value) {
-            Ok((rule, strip)) => routes.push(Route {
-                id: format!("{name}#{i}").into(),
-                strip,
-                rule,
-            }),
-            Err((field, msg)) => {
-                let field = if field.is_empty() {
-                    format!("spec.routes[{i}]")
-                } else {
-                    format!("spec.routes[{i}].{field}")
-                };
-                errs.push(errs.at(r), field, msg);
-            }
-        }
-    }
-    let upstream = compile_upstream(&m.spec.upstream, &mut errs);
-    let mut policies = Vec::with_capacity(m.spec.policies.len());
-    for (i, p) in m.spec.policies.iter().enumerate() {
-        match p {
-            PolicySpec::Headers(h) => {
-                let request = compile_header_ops(
-                    &h.request,
-                    &format!("spec.policies[{i}].request"),
-                    &mut errs,
-                );
-                let response = compile_header_ops(
-                    &h.response,
-                    &format!("spec.policies[{i}].response"),
-                    &mut errs,
-                );
-                policies.push(Policy::Headers(HeadersPolicy { request, response }));
-            }
-        }
-    }
-    if !errs.errors.is_empty() {
-        return Err(errs.errors);
-    }
-    let Some(upstream) = upstream else {
-        return Err(errs.errors);
+    let whole_errors = |delta_errors| match engine::apply(None, Snapshot::default(), whole, options)
+    {
+        Err(errors) => ConfigErrors(errors),
+        Ok(_) => ConfigErrors(delta_errors),
     };
-    Ok(Proxy {
-        name,
-        version,
-        digest,
-        labels: m.metadata.labels.clone(),
-        routes,
-        pipeline: Pipeline { policies },
-        upstream,
-    })
-}
-
-fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_'
-        })
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid name {name:?}: use lowercase letters, digits, '-', '_' and '.', starting with a letter or digit"
-        ))
+    match diff::diff(manifests, prev, options) {
+        Diff::Duplicates => Err(whole_errors(Vec::new())),
+        Diff::Changes { upserts, removed } => {
+            let batch = Batch {
+                upserts: &upserts,
+                removed: &removed,
+            };
+            engine::apply(Some(prev), prev.clone(), batch, options).map_err(whole_errors)
+        }
     }
 }
 
-type FieldError = (String, String);
-
-fn compile_route(r: &RouteSpec) -> Result<(RouteRule, Option<String>), FieldError> {
-    let path = match (&r.path, &r.path_prefix) {
-        (Some(_), Some(_)) => {
-            return Err((
-                String::new(),
-                "set either `path` or `pathPrefix`, not both".into(),
-            ));
-        }
-        (None, None) => {
-            return Err((String::new(), "a route needs `path` or `pathPrefix`".into()));
-        }
-        (Some(p), None) => PathPattern::Exact(check_path(p).map_err(|m| ("path".into(), m))?),
-        (None, Some(p)) => {
-            PathPattern::Prefix(check_path(p).map_err(|m| ("pathPrefix".into(), m))?)
-        }
-    };
-    let hosts = match &r.hosts {
-        None => Vec::new(),
-        Some(hs) if hs.is_empty() => {
-            return Err((
-                "hosts".into(),
-                "empty list: omit `hosts` to match any host".into(),
-            ));
-        }
-        Some(hs) => hs
-            .iter()
-            .enumerate()
-            .map(|(i, h)| check_host(h).map_err(|m| (format!("hosts[{i}]"), m)))
-            .collect::<Result<Vec<_>, _>>()?,
-    };
-    let methods = match &r.methods {
-        None => None,
-        Some(ms) if ms.is_empty() => {
-            return Err((
-                "methods".into(),
-                "empty list: omit `methods` to match any method".into(),
-            ));
-        }
-        Some(ms) => Some(
-            ms.iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-                        .map_err(|_| (format!("methods[{i}]"), format!("invalid method {m:?}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-    };
-    let strip = match (&path, r.strip_prefix) {
-        (_, false) => None,
-        (PathPattern::Exact(p) | PathPattern::Prefix(p), true) => {
-            Some(p.trim_end_matches('/').to_string())
-        }
-    };
-    Ok((
-        RouteRule {
-            hosts,
-            path,
-            methods,
-            target: RouteMatch { proxy: 0, route: 0 },
-        },
-        strip,
-    ))
-}
-
-fn check_path(p: &str) -> Result<String, String> {
-    if !p.starts_with('/') {
-        return Err(format!("invalid path {p:?}: must start with '/'"));
-    }
-    if p.contains(['?', '#']) || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "invalid path {p:?}: no query, fragment, spaces or control characters"
-        ));
-    }
-    Ok(p.to_string())
-}
-
-fn check_host(h: &str) -> Result<HostPattern, String> {
-    let lower = h.to_ascii_lowercase();
-    let lower = lower.strip_suffix('.').unwrap_or(&lower);
-    let (wildcard, rest) = match lower.strip_prefix("*.") {
-        Some(rest) => (true, rest),
-        None => (false, lower),
-    };
-    let valid_label = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    if rest.is_empty() || !rest.split('.').all(valid_label) {
-        return Err(format!(
-            "invalid host {h:?}: expected a host name such as api.example.com or *.example.com (no port)"
-        ));
-    }
-    Ok(if wildcard {
-        HostPattern::Wildcard(format!(".{rest}"))
-    } else {
-        HostPattern::Exact(rest.to_string())
-    })
-}
-
-fn compile_upstream(u: &UpstreamSpec, errs: &mut ProxyErrors<'_>) -> Option<Upstream> {
-    let before = errs.errors.len();
-    if u.targets.value.is_empty() {
-        errs.push(
-            errs.at(&u.targets),
-            "spec.upstream.targets".into(),
-            "an upstream needs at least one target".into(),
-        );
-    }
-    let mut targets = Vec::with_capacity(u.targets.value.len());
-    for (i, t) in u.targets.value.iter().enumerate() {
-        let field = format!("spec.upstream.targets[{i}]");
-        if t.weight == 0 {
-            errs.push(
-                errs.at(&u.targets),
-                format!("{field}.weight"),
-                "weight must be at least 1".into(),
-            );
-        }
-        match TargetUrl::parse(&t.url.0) {
-            Ok(uri) => {
-                let (Some(scheme), Some(authority)) =
-                    (uri.scheme().cloned(), uri.authority().cloned())
-                else {
-                    errs.push(
-                        errs.at(&u.targets),
-                        format!("{field}.url"),
-                        format!("invalid URL {:?}", t.url.0),
-                    );
-                    continue;
-                };
-                targets.push(Target {
-                    url: t.url.0.as_str().into(),
-                    scheme,
-                    authority,
-                    base_path: uri.path().trim_end_matches('/').to_string(),
-                    weight: t.weight,
-                    in_flight: AtomicUsize::new(0),
-                });
-            }
-            Err(msg) => errs.push(errs.at(&u.targets), format!("{field}.url"), msg),
-        }
-    }
-    for (field, value, max) in [
-        ("connect", u.timeouts.connect, MAX_CONNECT_TIMEOUT),
-        ("request", u.timeouts.request, MAX_REQUEST_TIMEOUT),
-    ] {
-        let message = if value.0.is_zero() {
-            Some("must be greater than 0".to_string())
-        } else if value.0 > max {
-            Some(format!(
-                "{value} is more than the {} maximum",
-                HumanDuration(max)
-            ))
-        } else {
-            None
-        };
-        if let Some(message) = message {
-            errs.push(None, format!("spec.upstream.timeouts.{field}"), message);
-        }
-    }
-    if u.retries.attempts > MAX_RETRY_ATTEMPTS {
-        errs.push(
-            None,
-            "spec.upstream.retries.attempts".into(),
-            format!("at most {MAX_RETRY_ATTEMPTS}"),
-        );
-    }
-    if errs.errors.len() > before {
-        return None;
-    }
-    Some(Upstream::new(
-        targets,
-        u.load_balancing,
-        u.timeouts.connect.0,
-        u.timeouts.request.0,
-        u.retries.attempts,
-    ))
-}
-
-fn compile_header_ops(spec: &HeaderOpsSpec, field: &str, errs: &mut ProxyErrors<'_>) -> HeaderOps {
-    let mut ops = HeaderOps::default();
-    let name =
-        |n: &str, f: String, errs: &mut ProxyErrors<'_>| match HeaderName::from_bytes(n.as_bytes())
-        {
-            Ok(h) if is_hop_by_hop(&h) => {
-                errs.push(
-                    None,
-                    f,
-                    format!("{n:?} is a hop-by-hop header and cannot be changed by a policy"),
-                );
-                None
-            }
-            Ok(h) => Some(h),
-            Err(_) => {
-                errs.push(None, f, format!("invalid header name {n:?}"));
-                None
-            }
-        };
-    let pairs =
-        |map: &std::collections::BTreeMap<String, String>, op: &str, errs: &mut ProxyErrors<'_>| {
-            let mut out = Vec::new();
-            for (n, v) in map {
-                let f = format!("{field}.{op}.{n}");
-                let hn = name(n, f.clone(), errs);
-                let hv = match HeaderValue::from_str(v) {
-                    Ok(v) => Some(v),
-                    Err(_) => {
-                        errs.push(None, f, format!("invalid header value {v:?}"));
-                        None
-                    }
-                };
-                if let (Some(n), Some(v)) = (hn, hv) {
-                    out.push((n, v));
-                }
-            }
-            out
-        };
-    ops.set = pairs(&spec.set, "set", errs);
-    ops.add = pairs(&spec.add, "add", errs);
-    for (i, n) in spec.remove.iter().enumerate() {
-        if let Some(h) = name(n, format!("{field}.remove[{i}]"), errs) {
-            ops.remove.push(h);
-        }
-    }
-    ops
-}
-
-/// Connection-level headers (RFC 9110 §7.6.1): never forwarded, never set by policies.
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    use http::header::*;
-    name == CONNECTION
-        || name == TE
-        || name == TRAILER
-        || name == TRANSFER_ENCODING
-        || name == UPGRADE
-        || name == PROXY_AUTHORIZATION
-        || name == PROXY_AUTHENTICATE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
+/// Compiles a change against `prev`. `upserts` are new or changed manifests (one equal to
+/// what `prev` holds, by digest and version, changes nothing); `removed` names deleted
+/// entities as `(kind, name)`, e.g. `("Proxy", "payments")` (unknown ones are ignored).
+///
+/// Cost grows with the change, not with the snapshot: only the given proxies, and those
+/// using a changed credential, are compiled and checked (against the persistent indexes
+/// of `prev`, in O(log n) each), and the result shares everything else with `prev`.
+/// Errors are those a full compile of the resulting set would report with the unchanged
+/// entities listed before `upserts`: an unchanged proxy keeps the routes it owns, and a
+/// conflicting upsert is reported against it.
+pub fn compile_changes(
+    prev: &Snapshot,
+    upserts: &[&Located<Manifest>],
+    removed: &[(&str, &str)],
+    options: &CompileOptions,
+) -> Result<Compiled, ConfigErrors> {
+    let batch = Batch { upserts, removed };
+    engine::apply(Some(prev), prev.clone(), batch, options).map_err(ConfigErrors)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod credential_tests;

@@ -13,7 +13,8 @@ pub mod secretbox;
 mod validate;
 
 pub use compile::{
-    ChangeKind, CompileOptions, Compiled, ProxyChange, compile, compile_refs, compile_with,
+    ChangeKind, CompileOptions, Compiled, ProxyChange, compile, compile_changes, compile_refs,
+    compile_with,
 };
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{Located, load_path, parse_str};

@@ -1,10 +1,12 @@
-//! Checks over the whole set of manifests: names and route ownership.
+//! Checks across entities: unique names, route ownership, credential contents.
 
 /// Fast, seeded (DoS-resistant) hashing: request paths and hosts are attacker-chosen.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+use http::Method;
+
 use crate::error::{ConfigError, Position, SourceRef};
-use crate::runtime::{HostPattern, PathPattern, RouteRule};
+use crate::runtime::{HostPattern, PathPattern, Proxy, RouteMatch, RouteTable};
 
 /// Where a name was declared, to report duplicates against the first declaration.
 #[derive(Debug)]
@@ -42,65 +44,59 @@ pub(crate) fn duplicate_names(decls: &[Declared<'_>]) -> Vec<ConfigError> {
     errors
 }
 
-/// A route as claimed by a proxy, with where it was written.
-#[derive(Debug)]
-pub(crate) struct Claim<'a> {
-    pub proxy: &'a str,
-    pub route_index: usize,
-    pub rule: &'a RouteRule,
-    pub source: &'a SourceRef,
-    pub position: Position,
-}
-
-/// No two routes (in one proxy or in two) may claim the same host + path + method: the
-/// gateway could not tell which one a request belongs to.
-pub(crate) fn route_conflicts(claims: &[Claim<'_>]) -> Vec<ConfigError> {
-    type Key<'a> = (Option<&'a HostPattern>, &'a PathPattern, Option<&'a str>);
-    let mut owners: HashMap<Key<'_>, &Claim<'_>> = HashMap::default();
-    let mut errors = Vec::new();
-    for c in claims {
-        let hosts: Vec<Option<&HostPattern>> = if c.rule.hosts.is_empty() {
-            vec![None]
-        } else {
-            c.rule.hosts.iter().map(Some).collect()
-        };
-        let methods: Vec<Option<&str>> = match &c.rule.methods {
-            None => vec![None],
-            Some(ms) => ms.iter().map(|m| Some(m.as_str())).collect(),
-        };
-        let mut reported = false;
-        for host in &hosts {
-            for method in &methods {
-                let key = (*host, &c.rule.path, *method);
-                match owners.get(&key) {
-                    Some(first) if !reported => {
-                        reported = true;
-                        errors.push(
-                            ConfigError::new(
-                                c.source,
-                                c.position,
-                                format!(
-                                    "route conflict: {} is already claimed by proxy {:?} \
-                                     (spec.routes[{}] at {})",
-                                    describe(*host, &c.rule.path, *method),
-                                    first.proxy,
-                                    first.route_index,
-                                    place(first.source, first.position)
-                                ),
-                            )
-                            .entity("Proxy", c.proxy)
-                            .field(format!("spec.routes[{}]", c.route_index)),
-                        );
-                    }
-                    Some(_) => {}
-                    None => {
-                        owners.insert(key, c);
-                    }
-                }
+/// The first conflict of route `index` of `proxy` with a route already in `table`, or with
+/// an earlier host + method of the same route: no two routes may claim the same host + path
+/// + method, or the gateway could not tell which one a request belongs to.
+pub(crate) fn route_conflict(
+    table: &RouteTable<RouteMatch>,
+    proxy: &Proxy,
+    index: usize,
+) -> Option<ConfigError> {
+    let route = proxy.routes.get(index)?;
+    let rule = &route.rule;
+    let hosts: Vec<Option<&HostPattern>> = if rule.hosts.is_empty() {
+        vec![None]
+    } else {
+        rule.hosts.iter().map(Some).collect()
+    };
+    let methods: Vec<Option<&Method>> = match &rule.methods {
+        None => vec![None],
+        Some(ms) => ms.iter().map(Some).collect(),
+    };
+    let mut seen = Vec::new();
+    for host in &hosts {
+        for method in &methods {
+            let owner = match table.claimant(*host, &rule.path, *method) {
+                Some(m) => Some((&*m.proxy, m.route)),
+                None if seen.contains(&(*host, *method)) => Some((proxy, index)),
+                None => None,
+            };
+            if let Some((owner, owner_index)) = owner {
+                let owner_position = owner
+                    .routes
+                    .get(owner_index)
+                    .map_or(Position::UNKNOWN, |r| r.position);
+                return Some(
+                    ConfigError::new(
+                        &proxy.source,
+                        route.position,
+                        format!(
+                            "route conflict: {} is already claimed by proxy {:?} \
+                             (spec.routes[{}] at {})",
+                            describe(*host, &rule.path, method.map(Method::as_str)),
+                            owner.name,
+                            owner_index,
+                            place(&owner.source, owner_position)
+                        ),
+                    )
+                    .entity("Proxy", &proxy.name)
+                    .field(format!("spec.routes[{index}]")),
+                );
             }
+            seen.push((*host, *method));
         }
     }
-    errors
+    None
 }
 
 fn describe(host: Option<&HostPattern>, path: &PathPattern, method: Option<&str>) -> String {

@@ -87,7 +87,7 @@ fn loads_manifests_in_file_order_and_names_their_files() {
     ]
     .map(|(n, f)| (n.to_string(), f.to_string()));
     assert_eq!(got, expected);
-    assert_eq!(compile(&manifests, None).unwrap().snapshot.proxies.len(), 5);
+    assert_eq!(compile(&manifests, None).unwrap().snapshot.proxy_count(), 5);
 }
 
 #[test]
@@ -123,7 +123,7 @@ fn empty_directory_has_no_manifests() {
     let dir = tempfile::tempdir().unwrap();
     assert!(load_path(dir.path()).unwrap().is_empty());
     let c = compile(&[], None).unwrap();
-    assert!(c.snapshot.proxies.is_empty());
+    assert!(c.snapshot.proxy_count() == 0);
     assert!(c.changes.is_empty());
     assert_eq!(c.snapshot.revision, 0);
 }

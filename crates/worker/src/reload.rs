@@ -9,8 +9,8 @@ use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use switchyard_model::{
-    ChangeKind, CompileOptions, Compiled, ConfigErrors, Located, Manifest, compile_refs,
-    compile_with, load_path,
+    ChangeKind, CompileOptions, Compiled, ConfigErrors, Located, Manifest, compile_changes,
+    compile_refs, compile_with, load_path,
 };
 use tokio::sync::watch;
 
@@ -33,7 +33,7 @@ pub struct Reloader {
     config: Option<PathBuf>,
     current: Arc<ArcSwap<Runtime>>,
     obs: Arc<Observability>,
-    clients: ClientPool,
+    clients: Arc<ClientPool>,
     /// Serialises reloads; held only by the (blocking) reload itself.
     reload_lock: Mutex<()>,
     last: Mutex<Option<ReloadReport>>,
@@ -73,7 +73,8 @@ impl Reloader {
         let mut snapshot = compiled.snapshot;
         snapshot.revision = options.revision.unwrap_or(snapshot.revision.max(1));
         let revision = snapshot.revision;
-        let runtime = Runtime::new(snapshot, &obs, &clients);
+        let clients = Arc::new(clients);
+        let runtime = Runtime::new(snapshot, &compiled.changes, &obs, &clients);
         obs.metrics
             .revision
             .set(i64::try_from(revision).unwrap_or(i64::MAX));
@@ -82,7 +83,7 @@ impl Reloader {
             .observe(started.elapsed().as_secs_f64());
         tracing::info!(
             revision,
-            proxies = runtime.snapshot.proxies.len(),
+            proxies = runtime.snapshot.proxy_count(),
             "configuration compiled"
         );
         let (revision_tx, _) = watch::channel(revision);
@@ -194,6 +195,29 @@ impl Reloader {
         outcome
     }
 
+    /// Applies a change (Manager mode, where each pull says what changed): compiles only
+    /// the upserted manifests and the removals against the current generation, and swaps
+    /// the result in. Cost grows with the change, not with the number of proxies.
+    pub fn apply_changes(
+        &self,
+        upserts: &[&Located<Manifest>],
+        removed: &[(&str, &str)],
+        options: &CompileOptions,
+    ) -> ReloadOutcome {
+        let started = Instant::now();
+        let _serial = self
+            .reload_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let allocated = self.thread_allocated.map(|f| f());
+        let prev = self.current.load_full();
+        let result = compile_changes(&prev.snapshot, upserts, removed, options);
+        drop(prev);
+        let outcome = self.apply_result(result, started);
+        self.record_allocations(allocated, &outcome);
+        outcome
+    }
+
     /// Bytes this thread allocated to build and swap a generation (bench builds).
     fn record_allocations(&self, before: Option<u64>, outcome: &ReloadOutcome) {
         if let (Some(before), Some(now), ReloadOutcome::Applied { .. }) =
@@ -246,7 +270,12 @@ impl Reloader {
                         }
                     })
                     .collect();
-                let runtime = Runtime::new(compiled.snapshot, &self.obs, &self.clients);
+                let runtime = Runtime::new(
+                    compiled.snapshot,
+                    &compiled.changes,
+                    &self.obs,
+                    &self.clients,
+                );
                 // The swap: one atomic pointer store. Requests that already loaded the old
                 // generation keep it until they finish; new ones get this one.
                 self.current.store(Arc::new(runtime));
@@ -321,8 +350,7 @@ impl Reloader {
             revision: rt.snapshot.revision,
             proxies: rt
                 .snapshot
-                .proxies
-                .iter()
+                .proxies()
                 .map(|p| ProxyStatus {
                     name: p.name.to_string(),
                     version: p.version,

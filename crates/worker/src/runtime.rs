@@ -10,7 +10,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
-use switchyard_model::Snapshot;
+use switchyard_model::runtime::Proxy;
+use switchyard_model::{ChangeKind, ProxyChange, Snapshot};
 
 use crate::access_log::AccessLog;
 use crate::metrics::{Metrics, ProxyMetrics};
@@ -32,35 +33,52 @@ pub struct Observability {
 /// One configuration generation.
 pub struct Runtime {
     pub snapshot: Snapshot,
-    /// Parallel to `snapshot.proxies`.
-    pub proxies: Vec<ProxyExt>,
     pub unmatched: Arc<ProxyMetrics>,
     pub obs: Arc<Observability>,
+    clients: Arc<ClientPool>,
     _generation: GenerationToken,
 }
 
+/// What the Worker attaches to each proxy version (as its `Attachment`): built once, when
+/// the version is compiled, and kept by every generation that shares the proxy.
 pub struct ProxyExt {
     pub metrics: Arc<ProxyMetrics>,
     pub client: UpstreamClient,
 }
 
 impl Runtime {
-    pub fn new(snapshot: Snapshot, obs: &Arc<Observability>, clients: &ClientPool) -> Runtime {
-        let proxies = snapshot
-            .proxies
-            .iter()
-            .map(|p| ProxyExt {
-                metrics: obs.metrics.proxy(&p.name),
-                client: clients.get(p.upstream.connect_timeout),
-            })
-            .collect();
-        Runtime {
+    /// A generation serving `snapshot`. Only the proxies `changes` names as added or
+    /// updated get their `ProxyExt` built here (a swap costs O(changed)); the others are
+    /// shared with the previous generation and keep theirs.
+    pub fn new(
+        snapshot: Snapshot,
+        changes: &[ProxyChange],
+        obs: &Arc<Observability>,
+        clients: &Arc<ClientPool>,
+    ) -> Runtime {
+        let runtime = Runtime {
             unmatched: obs.metrics.proxy(&Arc::from("_unmatched")),
             _generation: GenerationToken::new(&obs.metrics.live_generations),
             obs: obs.clone(),
+            clients: clients.clone(),
             snapshot,
-            proxies,
+        };
+        for c in changes.iter().filter(|c| c.kind != ChangeKind::Removed) {
+            if let Some(p) = runtime.snapshot.proxy(&c.name) {
+                runtime.ext(p);
+            }
         }
+        runtime
+    }
+
+    /// The Worker's part of `proxy`. Attached when the proxy's version was compiled, so
+    /// this is one atomic load and a type check; a proxy somehow not attached yet is
+    /// attached now. `None` only if something else is attached to the proxy.
+    pub fn ext<'a>(&self, proxy: &'a Proxy) -> Option<&'a ProxyExt> {
+        proxy.attachment.get_or_init(|| ProxyExt {
+            metrics: self.obs.metrics.proxy(&proxy.name),
+            client: self.clients.get(proxy.upstream.connect_timeout),
+        })
     }
 }
 

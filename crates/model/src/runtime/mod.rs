@@ -8,6 +8,11 @@ pub mod snapshot;
 pub mod upstream;
 
 pub use pipeline::{HeaderOps, HeadersPolicy, Pipeline, Policy};
-pub use routes::{HostPattern, PathPattern, RouteMatch, RouteRule, RouteTable};
-pub use snapshot::{Proxy, Route, Snapshot};
+pub use routes::{HostPattern, PathPattern, RouteRule, RouteTable};
+pub use snapshot::{Attachment, Credential, Proxy, Route, RouteMatch, Snapshot};
 pub use upstream::{LoadBalancing, Target, Tried, Upstream};
+
+/// A persistent hash map: clones share structure and an update copies O(log n) nodes.
+/// Seeded hashing: hosts and paths are attacker-chosen.
+pub(crate) type PMap<K, V> =
+    imbl::GenericHashMap<K, V, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;

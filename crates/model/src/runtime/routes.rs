@@ -7,26 +7,23 @@
 //! 2. path: an exact `path` beats any `pathPrefix`; a longer prefix beats a shorter one.
 //!    Prefixes match whole segments: `/pay` matches `/pay` and `/pay/x`, not `/payments`.
 //! 3. method: a route listing the method beats a route without `methods`.
+//!
+//! The table is persistent: a clone shares everything with the original, and inserting or
+//! removing one route copies only the O(log n) nodes on its way, so each snapshot's table
+//! is the previous one plus the changed routes.
 
-/// Fast, seeded (DoS-resistant) hashing: request paths and hosts are attacker-chosen.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use std::sync::Arc;
 
 use http::Method;
 
-/// Where a matched route points: indices into the snapshot's proxies and that proxy's routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteMatch {
-    pub proxy: usize,
-    pub route: usize,
-}
+use super::PMap;
 
-/// One route as the table needs it.
-#[derive(Debug, Clone)]
+/// One route's match rule: hosts, path and methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteRule {
     pub hosts: Vec<HostPattern>,
     pub path: PathPattern,
     pub methods: Option<Vec<Method>>,
-    pub target: RouteMatch,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -42,59 +39,146 @@ pub enum PathPattern {
     Prefix(String),
 }
 
-#[derive(Debug, Default)]
-pub struct RouteTable {
-    exact_hosts: HashMap<String, PathTable>,
-    /// Longest suffix first.
-    wildcard_hosts: Vec<(String, PathTable)>,
-    any_host: PathTable,
-}
-
-#[derive(Debug, Default)]
-struct PathTable {
-    exact: HashMap<String, Vec<Entry>>,
-    /// Grouped by prefix length, longest first.
-    prefixes: Vec<(usize, HashMap<String, Vec<Entry>>)>,
-}
-
+/// Routes by host, path and method, each leading to a `T`.
 #[derive(Debug, Clone)]
-struct Entry {
-    methods: Option<Vec<Method>>,
-    target: RouteMatch,
+pub struct RouteTable<T> {
+    exact_hosts: PMap<Arc<str>, Arc<PathTable<T>>>,
+    /// By suffix: `*.example.com` is found under `.example.com`.
+    wildcard_hosts: PMap<Arc<str>, Arc<PathTable<T>>>,
+    any_host: PathTable<T>,
 }
 
-impl Entry {
-    fn accepts(&self, method: &Method) -> bool {
-        self.methods.as_ref().is_none_or(|m| m.contains(method))
+impl<T> Default for RouteTable<T> {
+    fn default() -> Self {
+        RouteTable {
+            exact_hosts: PMap::default(),
+            wildcard_hosts: PMap::default(),
+            any_host: PathTable::default(),
+        }
     }
 }
 
-impl PathTable {
-    fn insert(&mut self, path: &PathPattern, entry: Entry) {
-        let list = match path {
-            PathPattern::Exact(p) => self.exact.entry(p.clone()).or_default(),
+/// The routes of one host group.
+#[derive(Debug, Clone)]
+struct PathTable<T> {
+    exact: PathMap<T>,
+    /// Grouped by prefix length, longest first (a short list: one per distinct length).
+    prefixes: Vec<(usize, PathMap<T>)>,
+}
+
+impl<T> Default for PathTable<T> {
+    fn default() -> Self {
+        PathTable {
+            exact: PMap::default(),
+            prefixes: Vec::new(),
+        }
+    }
+}
+
+/// The routes of one host + path, method-specific ones first, each group in insertion order.
+type Entries<T> = Arc<[Entry<T>]>;
+
+type PathMap<T> = PMap<Arc<str>, Entries<T>>;
+
+#[derive(Debug, Clone)]
+struct Entry<T> {
+    methods: Option<Vec<Method>>,
+    target: T,
+}
+
+impl<T> Entry<T> {
+    fn accepts(&self, method: &Method) -> bool {
+        self.methods.as_ref().is_none_or(|m| m.contains(method))
+    }
+
+    /// Whether this entry claims `method` (`None`: the "any method" claim).
+    fn claims(&self, method: Option<&Method>) -> bool {
+        match (&self.methods, method) {
+            (None, None) => true,
+            (Some(ms), Some(m)) => ms.contains(m),
+            _ => false,
+        }
+    }
+}
+
+impl<T: Clone> PathTable<T> {
+    fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.prefixes.is_empty()
+    }
+
+    /// The map holding `path`'s entries, created when `create` is set.
+    fn map_mut<'a, 'p>(
+        &'a mut self,
+        path: &'p PathPattern,
+        create: bool,
+    ) -> Option<(&'a mut PathMap<T>, &'p str)> {
+        match path {
+            PathPattern::Exact(p) => Some((&mut self.exact, p)),
             PathPattern::Prefix(p) => {
                 let len = p.len();
                 let pos = match self.prefixes.binary_search_by(|(l, _)| len.cmp(l)) {
                     Ok(i) => i,
+                    Err(_) if !create => return None,
                     Err(i) => {
-                        self.prefixes.insert(i, (len, HashMap::default()));
+                        self.prefixes.insert(i, (len, PMap::default()));
                         i
                     }
                 };
-                self.prefixes[pos].1.entry(p.clone()).or_default()
+                Some((&mut self.prefixes[pos].1, p))
             }
+        }
+    }
+
+    fn insert(&mut self, path: &PathPattern, entry: Entry<T>) {
+        let Some((map, key)) = self.map_mut(path, true) else {
+            return;
         };
+        let mut list: Vec<Entry<T>> = map.get(key).map_or_else(Vec::new, |l| l.to_vec());
         list.push(entry);
         // Method-specific routes are tried before method-less ones.
         list.sort_by_key(|e| e.methods.is_none());
+        map.insert(Arc::from(key), list.into());
     }
 
-    fn lookup(&self, path: &str, method: &Method) -> Option<RouteMatch> {
+    fn remove(&mut self, path: &PathPattern, is_target: &impl Fn(&T) -> bool) {
+        let Some((map, key)) = self.map_mut(path, false) else {
+            return;
+        };
+        let Some(list) = map.get(key) else {
+            return;
+        };
+        let before = list.len();
+        let kept: Vec<Entry<T>> = list
+            .iter()
+            .filter(|e| !is_target(&e.target))
+            .cloned()
+            .collect();
+        if kept.is_empty() {
+            map.remove(key);
+            self.prefixes.retain(|(_, m)| !m.is_empty());
+        } else if kept.len() < before {
+            map.insert(Arc::from(key), kept.into());
+        }
+    }
+
+    fn entries(&self, path: &PathPattern) -> Option<&Entries<T>> {
+        match path {
+            PathPattern::Exact(p) => self.exact.get(p.as_str()),
+            PathPattern::Prefix(p) => {
+                let len = p.len();
+                let i = self.prefixes.binary_search_by(|(l, _)| len.cmp(l)).ok()?;
+                self.prefixes[i].1.get(p.as_str())
+            }
+        }
+    }
+}
+
+impl<T> PathTable<T> {
+    fn lookup(&self, path: &str, method: &Method) -> Option<&T> {
         if let Some(entries) = self.exact.get(path)
             && let Some(e) = entries.iter().find(|e| e.accepts(method))
         {
-            return Some(e.target);
+            return Some(&e.target);
         }
         for (len, map) in &self.prefixes {
             let len = *len;
@@ -110,49 +194,82 @@ impl PathTable {
             if let Some(entries) = map.get(candidate)
                 && let Some(e) = entries.iter().find(|e| e.accepts(method))
             {
-                return Some(e.target);
+                return Some(&e.target);
             }
         }
         None
     }
 }
 
-impl RouteTable {
-    pub fn build(rules: impl IntoIterator<Item = RouteRule>) -> RouteTable {
+impl<T: Clone> RouteTable<T> {
+    /// A table of `rules`, in order.
+    pub fn build(rules: impl IntoIterator<Item = (RouteRule, T)>) -> RouteTable<T> {
         let mut table = RouteTable::default();
-        let mut wildcards: HashMap<String, PathTable> = HashMap::default();
-        for rule in rules {
-            let entry = Entry {
-                methods: rule.methods.clone(),
-                target: rule.target,
-            };
-            if rule.hosts.is_empty() {
-                table.any_host.insert(&rule.path, entry);
-                continue;
-            }
-            for host in &rule.hosts {
-                match host {
-                    HostPattern::Exact(h) => table
-                        .exact_hosts
-                        .entry(h.clone())
-                        .or_default()
-                        .insert(&rule.path, entry.clone()),
-                    HostPattern::Wildcard(s) => wildcards
-                        .entry(s.clone())
-                        .or_default()
-                        .insert(&rule.path, entry.clone()),
-                }
-            }
+        for (rule, target) in rules {
+            table.insert(&rule, target);
         }
-        table.wildcard_hosts = wildcards.into_iter().collect();
-        table
-            .wildcard_hosts
-            .sort_by(|(a, _), (b, _)| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         table
     }
 
+    /// Adds a route after the routes already at its hosts and path.
+    pub fn insert(&mut self, rule: &RouteRule, target: T) {
+        let entry = Entry {
+            methods: rule.methods.clone(),
+            target,
+        };
+        self.for_each_host(rule, |t| t.insert(&rule.path, entry.clone()));
+    }
+
+    /// Removes the entries of `rule`'s hosts and path whose target `is_target` accepts.
+    pub fn remove(&mut self, rule: &RouteRule, is_target: impl Fn(&T) -> bool) {
+        self.for_each_host(rule, |t| t.remove(&rule.path, &is_target));
+    }
+
+    /// The first route already claiming exactly this host pattern, path pattern and method
+    /// (`None`: any host, any method), in the order routes were inserted.
+    pub fn claimant(
+        &self,
+        host: Option<&HostPattern>,
+        path: &PathPattern,
+        method: Option<&Method>,
+    ) -> Option<&T> {
+        let table = match host {
+            None => &self.any_host,
+            Some(HostPattern::Exact(h)) => self.exact_hosts.get(h.as_str())?,
+            Some(HostPattern::Wildcard(s)) => self.wildcard_hosts.get(s.as_str())?,
+        };
+        table
+            .entries(path)?
+            .iter()
+            .find(|e| e.claims(method))
+            .map(|e| &e.target)
+    }
+
+    fn for_each_host(&mut self, rule: &RouteRule, mut f: impl FnMut(&mut PathTable<T>)) {
+        if rule.hosts.is_empty() {
+            f(&mut self.any_host);
+        }
+        for host in &rule.hosts {
+            let (map, key) = match host {
+                HostPattern::Exact(h) => (&mut self.exact_hosts, h),
+                HostPattern::Wildcard(s) => (&mut self.wildcard_hosts, s),
+            };
+            let mut table = map
+                .get(key.as_str())
+                .map_or_else(PathTable::default, |t| PathTable::clone(t));
+            f(&mut table);
+            if table.is_empty() {
+                map.remove(key.as_str());
+            } else {
+                map.insert(Arc::from(key.as_str()), Arc::new(table));
+            }
+        }
+    }
+}
+
+impl<T> RouteTable<T> {
     /// Finds the route for a request. `host` may carry a port and any letter case.
-    pub fn lookup(&self, host: Option<&str>, path: &str, method: &Method) -> Option<RouteMatch> {
+    pub fn lookup(&self, host: Option<&str>, path: &str, method: &Method) -> Option<&T> {
         if let Some(host) = host.map(strip_port).filter(|h| !h.is_empty()) {
             let lowered;
             let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -169,12 +286,19 @@ impl RouteTable {
             {
                 return Some(m);
             }
-            for (suffix, t) in &self.wildcard_hosts {
-                if host.len() > suffix.len()
-                    && host.ends_with(suffix.as_str())
-                    && let Some(m) = t.lookup(path, method)
-                {
-                    return Some(m);
+            if !self.wildcard_hosts.is_empty() {
+                // `*.example.com` matches `a.example.com` and `a.b.example.com`, never
+                // `example.com`: suffixes start at a dot after the first character, and the
+                // longest (leftmost) one is tried first.
+                for (i, b) in host.bytes().enumerate().skip(1) {
+                    if b == b'.'
+                        && let Some(m) = self
+                            .wildcard_hosts
+                            .get(&host[i..])
+                            .and_then(|t| t.lookup(path, method))
+                    {
+                        return Some(m);
+                    }
                 }
             }
         }
@@ -206,8 +330,8 @@ mod tests {
         hosts: &[&str],
         path: PathPattern,
         methods: Option<&[&str]>,
-    ) -> RouteRule {
-        RouteRule {
+    ) -> (RouteRule, usize) {
+        let rule = RouteRule {
             hosts: hosts
                 .iter()
                 .map(|h| match h.strip_prefix('*') {
@@ -217,8 +341,8 @@ mod tests {
                 .collect(),
             path,
             methods: methods.map(|m| m.iter().map(|s| s.parse().unwrap()).collect()),
-            target: RouteMatch { proxy, route: 0 },
-        }
+        };
+        (rule, proxy)
     }
 
     fn prefix(p: &str) -> PathPattern {
@@ -229,9 +353,13 @@ mod tests {
         PathPattern::Exact(p.into())
     }
 
-    fn proxy_for(t: &RouteTable, host: Option<&str>, path: &str, method: &str) -> Option<usize> {
-        t.lookup(host, path, &method.parse().unwrap())
-            .map(|m| m.proxy)
+    fn proxy_for(
+        t: &RouteTable<usize>,
+        host: Option<&str>,
+        path: &str,
+        method: &str,
+    ) -> Option<usize> {
+        t.lookup(host, path, &method.parse().unwrap()).copied()
     }
 
     #[test]
@@ -274,7 +402,25 @@ mod tests {
         assert_eq!(proxy_for(&t, Some("web.example.com"), "/", "GET"), Some(2));
         assert_eq!(proxy_for(&t, Some("a.eu.example.com"), "/", "GET"), Some(4));
         assert_eq!(proxy_for(&t, Some("example.com"), "/", "GET"), Some(1));
+        assert_eq!(proxy_for(&t, Some(".example.com"), "/", "GET"), Some(1));
         assert_eq!(proxy_for(&t, None, "/", "GET"), Some(1));
+    }
+
+    #[test]
+    fn a_longer_wildcard_without_the_path_falls_back_to_a_shorter_one() {
+        let t = RouteTable::build([
+            rule(1, &["*.example.com"], prefix("/a"), None),
+            rule(2, &["*.eu.example.com"], prefix("/b"), None),
+        ]);
+        assert_eq!(
+            proxy_for(&t, Some("x.eu.example.com"), "/a", "GET"),
+            Some(1)
+        );
+        assert_eq!(
+            proxy_for(&t, Some("x.eu.example.com"), "/b", "GET"),
+            Some(2)
+        );
+        assert_eq!(proxy_for(&t, Some("x.example.com"), "/b", "GET"), None);
     }
 
     #[test]
@@ -300,6 +446,53 @@ mod tests {
         assert_eq!(proxy_for(&t, None, "/payments", "GET"), Some(1));
         assert_eq!(proxy_for(&t, None, "/admin", "GET"), Some(3));
         assert_eq!(proxy_for(&t, None, "/admin", "DELETE"), None);
+    }
+
+    #[test]
+    fn removing_restores_the_previous_table_and_leaves_the_original_alone() {
+        let (a, b) = (
+            rule(1, &["api.example.com"], prefix("/x"), None),
+            rule(2, &["*.example.com"], exact("/y"), Some(&["GET"])),
+        );
+        let before = RouteTable::build([a.clone()]);
+        let mut after = before.clone();
+        after.insert(&b.0, b.1);
+        after.insert(&b.0, 3);
+        assert_eq!(
+            proxy_for(&after, Some("w.example.com"), "/y", "GET"),
+            Some(2)
+        );
+        after.remove(&b.0, |t| *t == 2);
+        assert_eq!(
+            proxy_for(&after, Some("w.example.com"), "/y", "GET"),
+            Some(3)
+        );
+        after.remove(&b.0, |t| *t == 3);
+        assert_eq!(proxy_for(&after, Some("w.example.com"), "/y", "GET"), None);
+        assert!(after.wildcard_hosts.is_empty());
+        after.remove(&a.0, |t| *t == 1);
+        assert!(after.exact_hosts.is_empty());
+        assert_eq!(
+            proxy_for(&before, Some("api.example.com"), "/x/1", "GET"),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn claimants_are_per_host_path_kind_and_method() {
+        let t = RouteTable::build([
+            rule(1, &["a.com"], prefix("/x"), Some(&["GET", "POST"])),
+            rule(2, &["a.com"], prefix("/x"), None),
+        ]);
+        let host = HostPattern::Exact("a.com".into());
+        let post: Method = "POST".parse().unwrap();
+        assert_eq!(
+            t.claimant(Some(&host), &prefix("/x"), Some(&post)),
+            Some(&1)
+        );
+        assert_eq!(t.claimant(Some(&host), &prefix("/x"), None), Some(&2));
+        assert_eq!(t.claimant(Some(&host), &exact("/x"), None), None);
+        assert_eq!(t.claimant(None, &prefix("/x"), None), None);
     }
 
     #[test]

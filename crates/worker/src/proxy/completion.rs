@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use http::{Method, Uri};
+use switchyard_model::runtime::Proxy;
 
 use crate::access_log::AccessEntry;
 use crate::runtime::Runtime;
@@ -20,7 +21,7 @@ pub struct Completion {
     pub method: Method,
     pub uri: Uri,
     pub host: Option<http::HeaderValue>,
-    pub proxy: Option<usize>,
+    pub proxy: Option<Arc<Proxy>>,
     pub route: Option<usize>,
     /// The target of the last upstream attempt.
     pub target: Option<usize>,
@@ -75,14 +76,14 @@ impl Drop for Completion {
     fn drop(&mut self) {
         let rt = &self.runtime;
         rt.obs.metrics.in_flight.dec();
-        let proxy = self.proxy.and_then(|i| rt.snapshot.proxies.get(i));
+        let proxy = self.proxy.as_deref();
         if let (true, Some(p), Some(t)) = (self.in_flight, proxy, self.target)
             && let Some(target) = p.upstream.targets.get(t)
         {
             target.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
         let elapsed = self.started.elapsed();
-        let metrics = match self.proxy.and_then(|i| rt.proxies.get(i)) {
+        let metrics = match proxy.and_then(|p| rt.ext(p)) {
             Some(ext) => &ext.metrics,
             None => &rt.unmatched,
         };

@@ -67,9 +67,11 @@ async fn proxy(
     else {
         return error_response(GatewayError::NoRoute, done);
     };
-    done.proxy = Some(m.proxy);
+    done.proxy = Some(proxy.clone());
     done.route = Some(m.route);
-    let ext = &rt.proxies[m.proxy];
+    let Some(ext) = rt.ext(proxy) else {
+        return error_response(GatewayError::Internal("proxy without its attachment"), done);
+    };
     let upstream = &proxy.upstream;
 
     let (parts, body) = req.into_parts();

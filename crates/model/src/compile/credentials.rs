@@ -1,0 +1,72 @@
+//! References from proxies to credentials, and the reverse index (credential → proxies)
+//! that lets a changed credential recompile exactly the proxies that use it.
+
+use std::sync::Arc;
+
+use imbl::OrdMap;
+
+use crate::manifest::{Manifest, ProxyManifest};
+use crate::runtime::{Credential, Proxy, Snapshot};
+
+/// Credentials by name, as a snapshot holds them.
+pub(crate) type Credentials = OrdMap<Arc<str>, Arc<Credential>>;
+
+/// The credentials a proxy's policies reference, by name. None do yet: when a policy gains
+/// a credential field (api-key keys, an upstream credential), return its value here; the
+/// compiler then checks that the credential exists, keeps the proxy's manifest, and
+/// recompiles the proxy whenever that credential changes or goes away.
+pub(crate) fn credential_refs(m: &ProxyManifest) -> Vec<&str> {
+    #[cfg(test)]
+    if let Some(name) = m.metadata.labels.get(TEST_REFERENCE_LABEL) {
+        return vec![name.as_str()];
+    }
+    let _ = m;
+    Vec::new()
+}
+
+/// Unit tests only: a proxy carrying this label references the credential it names.
+#[cfg(test)]
+pub(crate) const TEST_REFERENCE_LABEL: &str = "test.switchyard.dev/credential";
+
+/// Names of `p`'s references (empty unless it kept its manifest).
+fn refs_of(p: &Proxy) -> Vec<&str> {
+    match p.manifest.as_deref().map(|m| &m.value) {
+        Some(Manifest::Proxy(m)) => credential_refs(m),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether every credential `p` references is the same in `next` as in `prev`.
+pub(crate) fn unchanged(p: &Proxy, prev: Option<&Snapshot>, next: &Snapshot) -> bool {
+    refs_of(p).into_iter().all(|name| {
+        match (
+            prev.and_then(|s| s.credentials.get(name)),
+            next.credentials.get(name),
+        ) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    })
+}
+
+/// Records `p` as a user of each credential it references.
+pub(crate) fn add_user(next: &mut Snapshot, p: &Proxy) {
+    for name in refs_of(p) {
+        next.credential_users
+            .entry(name.into())
+            .or_default()
+            .insert(p.name.clone());
+    }
+}
+
+/// Forgets `p` as a user of the credentials it references.
+pub(crate) fn remove_user(next: &mut Snapshot, p: &Proxy) {
+    for name in refs_of(p) {
+        if let Some(users) = next.credential_users.get_mut(name) {
+            users.remove(&*p.name);
+            if users.is_empty() {
+                next.credential_users.remove(name);
+            }
+        }
+    }
+}
