@@ -110,8 +110,9 @@ fn now_text() -> String {
 }
 
 /// Parsed manifests of the live entities, with the version each was parsed from. Kept
-/// across syncs so a change re-parses only the entities that changed.
-type Parsed = BTreeMap<Key, (u64, Arc<Located<Manifest>>)>;
+/// across syncs so a change re-parses only the entities that changed; persistent, so the
+/// next set is a cheap copy plus the change.
+type Parsed = imbl::OrdMap<Key, (u64, Arc<Located<Manifest>>)>;
 
 /// Parses what is not parsed yet (or changed version) and returns the compile options
 /// (the Manager's revision and proxy versions).
@@ -158,6 +159,91 @@ fn parse_set(
 fn apply_parsed(reloader: &Reloader, parsed: &Parsed, options: &CompileOptions) -> ReloadOutcome {
     let refs: Vec<&Located<Manifest>> = parsed.values().map(|(_, m)| m.as_ref()).collect();
     reloader.apply_refs(&refs, options)
+}
+
+/// The entities an incremental pull changed, parsed.
+struct ParsedChanges {
+    /// The parsed set after the change.
+    parsed: Parsed,
+    /// New or changed entities, by kind and name.
+    upserts: Vec<Arc<Located<Manifest>>>,
+    removed: Vec<Key>,
+    /// The Manager's revision and the versions of the upserted proxies.
+    options: CompileOptions,
+}
+
+/// Parses the entities of an incremental pull (the last word on each, as [`merge`] takes
+/// it), reusing `cache` for versions already parsed. Work grows with the pull, not with
+/// the environment.
+fn parse_changes(
+    env: &str,
+    changed: &[SyncEntity],
+    revision: u64,
+    cache: &Parsed,
+) -> Result<ParsedChanges, ConfigErrors> {
+    let last: BTreeMap<Key, &SyncEntity> = changed
+        .iter()
+        .map(|e| ((e.kind.clone(), e.name.clone()), e))
+        .collect();
+    let mut out = ParsedChanges {
+        parsed: cache.clone(),
+        upserts: Vec::new(),
+        removed: Vec::new(),
+        options: CompileOptions {
+            revision: Some(revision),
+            ..CompileOptions::default()
+        },
+    };
+    let mut errors = Vec::new();
+    for (key, e) in last {
+        if e.deleted {
+            out.parsed.remove(&key);
+            out.removed.push(key);
+            continue;
+        }
+        if e.kind == "Proxy" {
+            out.options.versions.insert(e.name.clone(), e.version);
+        }
+        let manifest = match cache.get(&key) {
+            Some((v, m)) if *v == e.version => Some(m.clone()),
+            _ => {
+                let name = format!("{env}/{}/{} v{}", e.kind, e.name, e.version);
+                match parse_str(name.into(), &e.manifest) {
+                    Ok(docs) => docs.into_iter().last().map(Arc::new),
+                    Err(mut err) => {
+                        errors.append(&mut err.0);
+                        continue;
+                    }
+                }
+            }
+        };
+        match manifest {
+            Some(m) => {
+                out.parsed.insert(key, (e.version, m.clone()));
+                out.upserts.push(m);
+            }
+            None => {
+                out.parsed.remove(&key);
+                out.removed.push(key);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Compiles and swaps the change only (blocking).
+fn apply_changes(reloader: &Reloader, changes: &ParsedChanges) -> ReloadOutcome {
+    let upserts: Vec<&Located<Manifest>> = changes.upserts.iter().map(|m| m.as_ref()).collect();
+    let removed: Vec<(&str, &str)> = changes
+        .removed
+        .iter()
+        .map(|(kind, name)| (kind.as_str(), name.as_str()))
+        .collect();
+    reloader.apply_changes(&upserts, &removed, &changes.options)
 }
 
 /// Applies a pull to an entity set, checking every digest and the state digest.
@@ -427,35 +513,56 @@ impl Syncer {
         if self.state.rejected == Some(payload.revision) {
             return Ok(());
         }
-        let merged = match merge(&self.state.entities, &payload) {
-            Ok(m) => m,
+        // An incremental pull that verifies is compiled as a change; anything else (a full
+        // pull, or a fallback to one) as a whole set.
+        let (merged, incremental) = match merge(&self.state.entities, &payload) {
+            Ok(m) => (m, !payload.full),
             Err(e) => {
                 tracing::warn!(error = %e, "incremental pull did not verify; pulling everything");
                 let full = self.client.pull(0).await.map_err(|e| e.to_string())?;
-                merge(&BTreeMap::new(), &full)
-                    .map_err(|e| format!("full pull did not verify: {e}"))?
+                let m = merge(&BTreeMap::new(), &full)
+                    .map_err(|e| format!("full pull did not verify: {e}"))?;
+                (m, false)
             }
         };
         let revision = payload.revision;
-        let (outcome, parsed) =
-            match parse_set(&self.opts.env, &merged, revision, &self.state.parsed) {
-                Ok((parsed, options)) => {
-                    let reloader = self.reloader.clone();
+        let reloader = self.reloader.clone();
+        let parsed = if incremental {
+            parse_changes(
+                &self.opts.env,
+                &payload.entities,
+                revision,
+                &self.state.parsed,
+            )
+            .map(|changes| {
+                tokio::task::spawn_blocking(move || {
+                    (apply_changes(&reloader, &changes), changes.parsed)
+                })
+            })
+        } else {
+            parse_set(&self.opts.env, &merged, revision, &self.state.parsed).map(
+                |(parsed, options)| {
                     tokio::task::spawn_blocking(move || {
-                        let outcome = apply_parsed(&reloader, &parsed, &options);
-                        (outcome, Some(parsed))
+                        (apply_parsed(&reloader, &parsed, &options), parsed)
                     })
+                },
+            )
+        };
+        let (outcome, parsed) = match parsed {
+            Ok(task) => {
+                let (outcome, parsed) = task
                     .await
-                    .map_err(|e| format!("compile task failed: {e}"))?
-                }
-                Err(errors) => (
-                    ReloadOutcome::Rejected {
-                        revision: self.state.revision,
-                        errors,
-                    },
-                    None,
-                ),
-            };
+                    .map_err(|e| format!("compile task failed: {e}"))?;
+                (outcome, Some(parsed))
+            }
+            Err(errors) => (
+                ReloadOutcome::Rejected {
+                    revision: self.state.revision,
+                    errors,
+                },
+                None,
+            ),
+        };
         let applied_at = now_millis();
         let previous = self.state.revision;
         match outcome {
