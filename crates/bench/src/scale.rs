@@ -1,13 +1,14 @@
-//! `switchyard bench scale`: what a one-proxy change costs when many proxies exist — time to
-//! compile the new snapshot (unchanged proxies reused) and swap it, memory per proxy, and
-//! route lookup time, at 10, 1,000 and 10,000 proxies (up to `--proxies`).
+//! `switchyard bench scale`: what a one-proxy change costs when many proxies exist, through
+//! the Worker's own build-and-swap path ([`SwapPath`]): in files mode (the full set, diffed
+//! against the served snapshot) and in Manager mode (only the change, as each pull names
+//! it), each compile + runtime build + atomic swap; plus memory per proxy and route lookup
+//! time, at 10, 1,000 and 10,000 proxies (up to `--proxies`).
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use serde::Serialize;
-use switchyard_model::{Located, Manifest, Snapshot, compile, parse_str};
+use switchyard_model::{CompileOptions, Located, Manifest, Snapshot, compile, parse_str};
+use switchyard_worker::{ReloadOutcome, SwapPath};
 
 use crate::BenchError;
 use crate::stats::{Percentiles, percentiles};
@@ -15,10 +16,12 @@ use crate::stats::{Percentiles, percentiles};
 #[derive(Debug, Clone, Serialize)]
 pub struct ScaleStep {
     pub proxies: usize,
-    /// Compile of the full set after one proxy changed, plus the atomic swap.
-    pub one_proxy_swap_ms: Percentiles,
-    /// Proxies compiled by that change (the rest were reused).
-    pub rebuilt: usize,
+    /// Files mode: the full set compiled against the served snapshot (only the changed
+    /// proxy is rebuilt), the runtime built, swapped.
+    pub full_set_swap_ms: Percentiles,
+    /// Manager mode: only the changed proxy compiled against the served snapshot, the
+    /// runtime built, swapped.
+    pub delta_swap_ms: Percentiles,
     /// The first, full compile.
     pub full_build_ms: f64,
     /// Resident memory added per proxy by the snapshot (manifests and snapshot).
@@ -35,19 +38,15 @@ pub struct ScaleReport {
 impl ScaleReport {
     pub fn to_text(&self) -> String {
         let mut s = String::from(
-            "proxies  one-proxy swap p50 / p99 / max (ms)  rebuilt  full build (ms)  bytes/proxy  lookup (ns)\n",
+            "one-proxy swap (compile + runtime + swap), p50 / p99 / max in ms:\n\
+             proxies    full set (files mode)    delta (Manager mode)  full build (ms)  bytes/proxy  lookup (ns)\n",
         );
         for st in &self.steps {
+            let (f, d) = (&st.full_set_swap_ms, &st.delta_swap_ms);
             s.push_str(&format!(
-                "{:>7}  {:>10.3} / {:>7.3} / {:>7.3}            {:>7}  {:>15.1}  {:>11.0}  {:>11.0}\n",
-                st.proxies,
-                st.one_proxy_swap_ms.p50,
-                st.one_proxy_swap_ms.p99,
-                st.one_proxy_swap_ms.max,
-                st.rebuilt,
-                st.full_build_ms,
-                st.bytes_per_proxy,
-                st.lookup_ns
+                "{:>7}  {:>7.3} / {:>6.3} / {:>6.3}  {:>6.3} / {:>6.3} / {:>6.3}  {:>15.1}  {:>11.0}  {:>11.0}\n",
+                st.proxies, f.p50, f.p99, f.max, d.p50, d.p99, d.max,
+                st.full_build_ms, st.bytes_per_proxy, st.lookup_ns
             ));
         }
         s
@@ -78,34 +77,50 @@ pub fn run(max: usize, swaps: usize) -> Result<ScaleReport, BenchError> {
     if counts.last() != Some(&max) {
         counts.push(max);
     }
+    let setup = |e: switchyard_model::ConfigErrors| BenchError::Setup(e.to_string());
     let mut steps = Vec::new();
     for n in counts {
         let rss_before = crate::procs::rss_kb(std::process::id()).unwrap_or(0);
         let mut set = (0..n).map(|i| parse(i, 0)).collect::<Result<Vec<_>, _>>()?;
         let started = Instant::now();
-        let first = compile(&set, None).map_err(|e| BenchError::Setup(e.to_string()))?;
+        let first = compile(&set, None).map_err(setup)?;
         let full_build_ms = started.elapsed().as_secs_f64() * 1e3;
-        let current = ArcSwap::from_pointee(first.snapshot);
         let rss_after = crate::procs::rss_kb(std::process::id()).unwrap_or(0);
+        drop(first);
 
-        let mut times = Vec::with_capacity(swaps);
-        let mut rebuilt = 0;
-        for k in 1..=swaps {
+        let worker = SwapPath::new(&set).map_err(setup)?;
+        let mut full_set = Vec::with_capacity(swaps);
+        let mut delta = Vec::with_capacity(swaps);
+        for k in 1..=2 * swaps {
             let i = (k * 7919) % n;
             set[i] = parse(i, k)?;
             let started = Instant::now();
-            let prev = current.load_full();
-            let next = compile(&set, Some(&prev)).map_err(|e| BenchError::Setup(e.to_string()))?;
-            rebuilt = next.rebuilt;
-            current.store(Arc::new(next.snapshot));
-            times.push(started.elapsed().as_secs_f64() * 1e3);
+            let outcome = if k <= swaps {
+                let refs: Vec<&Located<Manifest>> = set.iter().collect();
+                worker.apply_set(&refs)
+            } else {
+                worker.apply_changes(&[&set[i]], &[], &CompileOptions::default())
+            };
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            match outcome {
+                ReloadOutcome::Applied { changed: 1, .. } => {}
+                other => {
+                    return Err(BenchError::Setup(format!(
+                        "a one-proxy change was not applied as one: {other:?}"
+                    )));
+                }
+            }
+            if k <= swaps {
+                full_set.push(ms);
+            } else {
+                delta.push(ms);
+            }
         }
-        let snapshot: Arc<Snapshot> = current.load_full();
-        let lookup_ns = lookup_ns(&snapshot, n)?;
+        let lookup_ns = lookup_ns(&worker.snapshot(), n)?;
         steps.push(ScaleStep {
             proxies: n,
-            one_proxy_swap_ms: percentiles(&mut times),
-            rebuilt,
+            full_set_swap_ms: percentiles(&mut full_set),
+            delta_swap_ms: percentiles(&mut delta),
             full_build_ms,
             bytes_per_proxy: (rss_after.saturating_sub(rss_before) as f64 * 1024.0) / n as f64,
             lookup_ns,

@@ -11,6 +11,7 @@ mod runtime;
 pub mod sample_upstream;
 mod server;
 pub mod status;
+mod swap_path;
 pub mod sync;
 mod watch;
 
@@ -25,6 +26,7 @@ use tokio::net::TcpListener;
 pub use access_log::AccessLogTarget;
 pub use reload::ReloadOutcome;
 pub use status::{ReloadResult, StatusReport, SyncStatus};
+pub use swap_path::SwapPath;
 pub use sync::ManagedOptions;
 
 use crate::access_log::AccessLog;
