@@ -121,7 +121,9 @@ fn routing(s: &Snapshot) -> Vec<String> {
 
 /// Every proxy and credential, as `kind name digest`.
 fn content(s: &Snapshot) -> Vec<String> {
-    let proxies = s.proxies().map(|p| format!("Proxy {} {}", p.name, p.digest));
+    let proxies = s
+        .proxies()
+        .map(|p| format!("Proxy {} {}", p.name, p.digest));
     let credentials = s
         .credentials()
         .map(|c| format!("Credential {} {}", c.name, c.digest));

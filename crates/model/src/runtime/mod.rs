@@ -2,6 +2,7 @@
 //! [`crate::compile`], and read by the Worker on the request path. Nothing in here is
 //! part of the public manifest schema.
 
+mod methods;
 pub mod pipeline;
 pub mod routes;
 pub mod snapshot;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use http::Method;
 
 use super::PMap;
+use super::methods::MethodSet;
 
 /// One route's match rule: hosts, path and methods.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,27 +77,53 @@ impl<T> Default for PathTable<T> {
 }
 
 /// The routes of one host + path, method-specific ones first, each group in insertion order.
-type Entries<T> = Arc<[Entry<T>]>;
+/// One route (the usual case) is held inline: no pointer to follow on a lookup.
+#[derive(Debug, Clone)]
+enum Entries<T> {
+    One(Entry<T>),
+    Many(Arc<[Entry<T>]>),
+}
+
+impl<T> Entries<T> {
+    fn as_slice(&self) -> &[Entry<T>] {
+        match self {
+            Entries::One(e) => std::slice::from_ref(e),
+            Entries::Many(list) => list,
+        }
+    }
+}
+
+impl<T> From<Vec<Entry<T>>> for Entries<T> {
+    fn from(mut list: Vec<Entry<T>>) -> Self {
+        match list.pop() {
+            Some(e) if list.is_empty() => Entries::One(e),
+            Some(e) => {
+                list.push(e);
+                Entries::Many(list.into())
+            }
+            None => Entries::Many(Arc::from([])),
+        }
+    }
+}
 
 type PathMap<T> = PMap<Arc<str>, Entries<T>>;
 
 #[derive(Debug, Clone)]
 struct Entry<T> {
-    methods: Option<Vec<Method>>,
+    methods: MethodSet,
     target: T,
 }
 
 impl<T> Entry<T> {
     fn accepts(&self, method: &Method) -> bool {
-        self.methods.as_ref().is_none_or(|m| m.contains(method))
+        self.methods.accepts(method)
     }
 
     /// Whether this entry claims `method` (`None`: the "any method" claim).
     fn claims(&self, method: Option<&Method>) -> bool {
-        match (&self.methods, method) {
-            (None, None) => true,
-            (Some(ms), Some(m)) => ms.contains(m),
-            _ => false,
+        match method {
+            None => self.methods.is_any(),
+            Some(m) => self.methods.lists(m),
         }
     }
 }
@@ -133,10 +160,12 @@ impl<T: Clone> PathTable<T> {
         let Some((map, key)) = self.map_mut(path, true) else {
             return;
         };
-        let mut list: Vec<Entry<T>> = map.get(key).map_or_else(Vec::new, |l| l.to_vec());
+        let mut list: Vec<Entry<T>> = map
+            .get(key)
+            .map_or_else(Vec::new, |l| l.as_slice().to_vec());
         list.push(entry);
         // Method-specific routes are tried before method-less ones.
-        list.sort_by_key(|e| e.methods.is_none());
+        list.sort_by_key(|e| e.methods.is_any());
         map.insert(Arc::from(key), list.into());
     }
 
@@ -147,8 +176,9 @@ impl<T: Clone> PathTable<T> {
         let Some(list) = map.get(key) else {
             return;
         };
-        let before = list.len();
+        let before = list.as_slice().len();
         let kept: Vec<Entry<T>> = list
+            .as_slice()
             .iter()
             .filter(|e| !is_target(&e.target))
             .cloned()
@@ -176,7 +206,7 @@ impl<T: Clone> PathTable<T> {
 impl<T> PathTable<T> {
     fn lookup(&self, path: &str, method: &Method) -> Option<&T> {
         if let Some(entries) = self.exact.get(path)
-            && let Some(e) = entries.iter().find(|e| e.accepts(method))
+            && let Some(e) = entries.as_slice().iter().find(|e| e.accepts(method))
         {
             return Some(&e.target);
         }
@@ -192,7 +222,7 @@ impl<T> PathTable<T> {
                 continue;
             }
             if let Some(entries) = map.get(candidate)
-                && let Some(e) = entries.iter().find(|e| e.accepts(method))
+                && let Some(e) = entries.as_slice().iter().find(|e| e.accepts(method))
             {
                 return Some(&e.target);
             }
@@ -214,7 +244,7 @@ impl<T: Clone> RouteTable<T> {
     /// Adds a route after the routes already at its hosts and path.
     pub fn insert(&mut self, rule: &RouteRule, target: T) {
         let entry = Entry {
-            methods: rule.methods.clone(),
+            methods: MethodSet::new(rule.methods.as_deref()),
             target,
         };
         self.for_each_host(rule, |t| t.insert(&rule.path, entry.clone()));
@@ -240,6 +270,7 @@ impl<T: Clone> RouteTable<T> {
         };
         table
             .entries(path)?
+            .as_slice()
             .iter()
             .find(|e| e.claims(method))
             .map(|e| &e.target)
@@ -270,7 +301,12 @@ impl<T: Clone> RouteTable<T> {
 impl<T> RouteTable<T> {
     /// Finds the route for a request. `host` may carry a port and any letter case.
     pub fn lookup(&self, host: Option<&str>, path: &str, method: &Method) -> Option<&T> {
-        if let Some(host) = host.map(strip_port).filter(|h| !h.is_empty()) {
+        let host_routes = !self.exact_hosts.is_empty() || !self.wildcard_hosts.is_empty();
+        if let Some(host) = host
+            .filter(|_| host_routes)
+            .map(strip_port)
+            .filter(|h| !h.is_empty())
+        {
             let lowered;
             let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
                 lowered = host.to_ascii_lowercase();
