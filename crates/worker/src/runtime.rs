@@ -126,3 +126,46 @@ impl ClientPool {
             .clone()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use switchyard_model::{
+        CompileOptions, Located, Manifest, compile, compile_changes, parse_str,
+    };
+
+    use super::*;
+
+    fn proxy(name: &str, port: u16) -> Located<Manifest> {
+        let text = format!(
+            "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: {name} }}\nspec:\n  routes:\n    - pathPrefix: /{name}\n  upstream:\n    targets:\n      - url: http://127.0.0.1:{port}\n"
+        );
+        parse_str(format!("{name}.yaml").into(), &text)
+            .unwrap()
+            .pop()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_swap_attaches_only_changed_proxies() {
+        let obs = Arc::new(Observability {
+            metrics: Metrics::new(),
+            access_log: AccessLog::off(),
+        });
+        let clients = Arc::new(ClientPool::default());
+        let first = compile(&[proxy("a", 1), proxy("b", 1)], None).unwrap();
+        let a = Runtime::new(first.snapshot, &first.changes, &obs, &clients);
+        for p in a.snapshot.proxies() {
+            assert!(p.attachment.get::<ProxyExt>().is_some(), "{}", p.name);
+        }
+        let b2 = proxy("b", 2);
+        let next = compile_changes(&a.snapshot, &[&b2], &[], &CompileOptions::default()).unwrap();
+        let b = Runtime::new(next.snapshot, &next.changes, &obs, &clients);
+        let ext = |rt: &Runtime, name: &str| {
+            let p = rt.snapshot.proxy(name).unwrap();
+            std::ptr::from_ref(p.attachment.get::<ProxyExt>().unwrap())
+        };
+        assert_eq!(ext(&a, "a"), ext(&b, "a"));
+        assert_ne!(ext(&a, "b"), ext(&b, "b"));
+    }
+}

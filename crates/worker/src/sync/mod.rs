@@ -682,3 +682,63 @@ impl Backoff {
 fn to_vec(parsed: &Parsed) -> Vec<Located<Manifest>> {
     parsed.values().map(|(_, m)| m.as_ref().clone()).collect()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn proxy(name: &str, version: u64, path: &str) -> SyncEntity {
+        let manifest = format!(
+            r#"{{"apiVersion":"switchyard.dev/v1","kind":"Proxy","metadata":{{"name":"{name}"}},"spec":{{"routes":[{{"pathPrefix":"{path}"}}],"upstream":{{"targets":[{{"url":"http://127.0.0.1:1"}}]}}}}}}"#
+        );
+        SyncEntity {
+            kind: "Proxy".into(),
+            name: name.into(),
+            version,
+            digest: switchyard_model::manifest::sha256_hex(manifest.as_bytes()),
+            manifest,
+            deleted: false,
+        }
+    }
+
+    #[test]
+    fn a_pull_is_parsed_as_a_change_against_the_cache() {
+        let base: BTreeMap<Key, SyncEntity> = [proxy("a", 1, "/a"), proxy("b", 1, "/b")]
+            .into_iter()
+            .map(|e| ((e.kind.clone(), e.name.clone()), e))
+            .collect();
+        let (cache, _) = parse_set("dev", &base, 1, &Parsed::new()).unwrap();
+        let deleted = SyncEntity {
+            deleted: true,
+            manifest: String::new(),
+            ..proxy("b", 2, "/b")
+        };
+        // `c` twice: the last word counts, as in `merge`.
+        let pull = [
+            proxy("c", 1, "/c"),
+            deleted,
+            proxy("a", 1, "/a"),
+            proxy("c", 2, "/c2"),
+        ];
+        let changes = parse_changes("dev", &pull, 2, &cache).unwrap();
+        assert_eq!(changes.removed, [("Proxy".to_string(), "b".to_string())]);
+        let names: Vec<(&str, u64)> = changes
+            .parsed
+            .iter()
+            .map(|((_, n), (v, _))| (n.as_str(), *v))
+            .collect();
+        assert_eq!(names, [("a", 1), ("c", 2)]);
+        assert_eq!(changes.upserts.len(), 2);
+        // `a` was not parsed again.
+        let cached_a = &cache
+            .get(&("Proxy".to_string(), "a".to_string()))
+            .unwrap()
+            .1;
+        assert!(changes.upserts.iter().any(|m| Arc::ptr_eq(m, cached_a)));
+        assert_eq!(changes.options.revision, Some(2));
+        assert_eq!(changes.options.versions.get("c"), Some(&2));
+        // The cache itself is unchanged.
+        assert_eq!(cache.len(), 2);
+    }
+}
