@@ -76,12 +76,16 @@ pub enum StartError {
 
 type Key = (String, String);
 
+/// The live entities by kind and name; persistent, so applying a pull to a copy costs
+/// O(pulled · log n), not a copy of the environment.
+type Entities = imbl::OrdMap<Key, SyncEntity>;
+
 /// At most this many revisions are ACKed when a Worker catches up over a gap.
 const MAX_ACKS_PER_CATCH_UP: u64 = 256;
 
 /// The sync task's own state: the entity set of the revision being served.
 pub struct SyncState {
-    entities: BTreeMap<Key, SyncEntity>,
+    entities: Entities,
     /// The parsed form of `entities` (live ones).
     parsed: Parsed,
     revision: u64,
@@ -118,7 +122,7 @@ type Parsed = imbl::OrdMap<Key, (u64, Arc<Located<Manifest>>)>;
 /// (the Manager's revision and proxy versions).
 fn parse_set(
     env: &str,
-    entities: &BTreeMap<Key, SyncEntity>,
+    entities: &Entities,
     revision: u64,
     cache: &Parsed,
 ) -> Result<(Parsed, CompileOptions), ConfigErrors> {
@@ -247,12 +251,9 @@ fn apply_changes(reloader: &Reloader, changes: &ParsedChanges) -> ReloadOutcome 
 }
 
 /// Applies a pull to an entity set, checking every digest and the state digest.
-fn merge(
-    base: &BTreeMap<Key, SyncEntity>,
-    payload: &SyncPayload,
-) -> Result<BTreeMap<Key, SyncEntity>, String> {
+fn merge(base: &Entities, payload: &SyncPayload) -> Result<Entities, String> {
     let mut next = if payload.full {
-        BTreeMap::new()
+        Entities::new()
     } else {
         base.clone()
     };
@@ -297,7 +298,7 @@ impl Syncer {
         let client = ManagerClient::new(&opts)?;
         let mut pending = Vec::new();
         let manager_error = match tokio::time::timeout(opts.start_timeout, client.pull(0)).await {
-            Ok(Ok(payload)) => match merge(&BTreeMap::new(), &payload) {
+            Ok(Ok(payload)) => match merge(&Entities::new(), &payload) {
                 Ok(entities) => {
                     let built = parse_set(&opts.env, &entities, payload.revision, &Parsed::new())
                         .and_then(|(p, o)| build(&to_vec(&p), &o).map(|r| (r, p)));
@@ -360,7 +361,7 @@ impl Syncer {
                 });
             }
         };
-        let entities: BTreeMap<Key, SyncEntity> = file
+        let entities: Entities = file
             .entities
             .into_iter()
             .filter(|e| !e.deleted)
@@ -520,7 +521,7 @@ impl Syncer {
             Err(e) => {
                 tracing::warn!(error = %e, "incremental pull did not verify; pulling everything");
                 let full = self.client.pull(0).await.map_err(|e| e.to_string())?;
-                let m = merge(&BTreeMap::new(), &full)
+                let m = merge(&Entities::new(), &full)
                     .map_err(|e| format!("full pull did not verify: {e}"))?;
                 (m, false)
             }
@@ -704,7 +705,7 @@ mod tests {
 
     #[test]
     fn a_pull_is_parsed_as_a_change_against_the_cache() {
-        let base: BTreeMap<Key, SyncEntity> = [proxy("a", 1, "/a"), proxy("b", 1, "/b")]
+        let base: Entities = [proxy("a", 1, "/a"), proxy("b", 1, "/b")]
             .into_iter()
             .map(|e| ((e.kind.clone(), e.name.clone()), e))
             .collect();
