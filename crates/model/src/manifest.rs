@@ -19,6 +19,9 @@ pub enum Manifest {
 }
 
 impl Manifest {
+    /// Every kind a manifest document can have.
+    pub const KINDS: [&'static str; 2] = ["Proxy", "Credential"];
+
     pub fn kind(&self) -> &'static str {
         match self {
             Manifest::Proxy(_) => "Proxy",
