@@ -40,6 +40,7 @@ pub struct Metrics {
     pub live_generations: Gauge,
     pub in_flight: Gauge,
     pub swap_allocated_bytes: Histogram,
+    resident_memory: Gauge,
     per_proxy: Mutex<HashMap<Arc<str>, Arc<ProxyMetrics>>>,
 }
 
@@ -79,6 +80,7 @@ impl Metrics {
         let in_flight = Gauge::default();
         // 1 KiB .. 1 GiB
         let swap_allocated_bytes = Histogram::new(exponential_buckets(1024.0, 4.0, 11));
+        let resident_memory = Gauge::default();
         registry.register(
             "requests",
             "Requests answered, by proxy and status class",
@@ -129,8 +131,14 @@ impl Metrics {
             "Bytes allocated to build and swap each applied generation (bench builds only)",
             swap_allocated_bytes.clone(),
         );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of this Worker process (read from /proc at each scrape; 0 where unavailable)",
+            resident_memory.clone(),
+        );
         Metrics {
             registry,
+            resident_memory,
             requests,
             durations,
             upstream_errors,
@@ -181,9 +189,25 @@ impl Metrics {
 
     /// Prometheus/OpenMetrics text.
     pub fn encode(&self) -> String {
+        self.resident_memory.set(
+            resident_memory_bytes()
+                .and_then(|b| i64::try_from(b).ok())
+                .unwrap_or(0),
+        );
         let mut out = String::with_capacity(8 * 1024);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// This process's resident set size, from `/proc/self/status` (Linux).
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
 }
