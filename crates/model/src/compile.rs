@@ -15,6 +15,8 @@ use crate::load::Located;
 use crate::manifest::{
     HeaderOpsSpec, Manifest, PolicySpec, ProxyManifest, RouteSpec, TargetUrl, UpstreamSpec,
 };
+use crate::runtime::policy::rate_limit::Limiters;
+use crate::runtime::policy::{self as policies, CompileCtx, Credentials};
 use crate::runtime::{
     HeaderOps, HeadersPolicy, HostPattern, PathPattern, Pipeline, Policy, Proxy, Route, RouteMatch,
     RouteRule, RouteTable, Snapshot, Target, Upstream,
@@ -76,6 +78,9 @@ pub struct CompileOptions {
     pub revision: Option<u64>,
     /// Proxy versions by name (default: previous version + 1 for changed proxies).
     pub versions: HashMap<String, u64>,
+    /// Rate-limit counters kept across compiles (a Worker passes the same registry to every
+    /// compile so counters survive swaps).
+    pub limiters: Limiters,
 }
 
 /// [`compile`] with the revision and proxy versions given by the caller. A proxy is reused
@@ -126,11 +131,25 @@ pub fn compile_refs(
         }
     }
 
+    let credentials: Credentials<'_> = manifests
+        .iter()
+        .filter_map(|m| match &m.value {
+            Manifest::Credential(c) => Some((c.metadata.name.value.as_str(), &c.spec)),
+            Manifest::Proxy(_) => None,
+        })
+        .collect();
+    let credential_digests: HashMap<&str, &str> = manifests
+        .iter()
+        .filter(|m| matches!(m.value, Manifest::Credential(_)))
+        .map(|m| (m.value.name(), m.digest.as_str()))
+        .collect();
+
     let mut built: Vec<Arc<Proxy>> = Vec::with_capacity(proxies.len());
     let mut changes = Vec::new();
     let mut rebuilt = 0;
     for (source, manifest, digest) in &proxies {
-        let digest = *digest;
+        let digest = inputs_digest(digest, manifest, &credential_digests);
+        let digest = digest.as_str();
         let name = manifest.metadata.name.value.as_str();
         let previous = prev.and_then(|s| s.proxy(name));
         match previous {
@@ -146,7 +165,11 @@ pub fn compile_refs(
                     .get(name)
                     .copied()
                     .unwrap_or_else(|| previous.map_or(1, |p| p.version + 1));
-                match compile_proxy(source, manifest, version, digest.to_string()) {
+                let deps = Deps {
+                    credentials: &credentials,
+                    limiters: &options.limiters,
+                };
+                match compile_proxy(source, manifest, version, digest.to_string(), &deps) {
                     Ok(p) => {
                         rebuilt += 1;
                         changes.push(ProxyChange {
@@ -261,11 +284,46 @@ impl ProxyErrors<'_> {
     }
 }
 
+/// A proxy's digest as far as reuse is concerned: its manifest plus the credentials its
+/// policies name (a rotated credential recompiles exactly the proxies that use it).
+fn inputs_digest(
+    manifest_digest: &str,
+    m: &ProxyManifest,
+    credentials: &HashMap<&str, &str>,
+) -> String {
+    let mut refs: Vec<&str> = m
+        .spec
+        .policies
+        .iter()
+        .flat_map(PolicySpec::credential_refs)
+        .collect();
+    if refs.is_empty() {
+        return manifest_digest.to_string();
+    }
+    refs.sort_unstable();
+    refs.dedup();
+    let mut text = String::from(manifest_digest);
+    for r in refs {
+        text.push('\n');
+        text.push_str(r);
+        text.push('=');
+        text.push_str(credentials.get(r).copied().unwrap_or("-"));
+    }
+    crate::manifest::sha256_hex(text.as_bytes())
+}
+
+/// What compiling a proxy's policies may consult besides the proxy itself.
+struct Deps<'a> {
+    credentials: &'a Credentials<'a>,
+    limiters: &'a Limiters,
+}
+
 fn compile_proxy(
     source: &SourceRef,
     m: &ProxyManifest,
     version: u64,
     digest: String,
+    deps: &Deps<'_>,
 ) -> Result<Proxy, Vec<ConfigError>> {
     let name: Arc<str> = m.metadata.name.value.as_str().into();
     let mut errs = ProxyErrors {
@@ -304,20 +362,41 @@ fn compile_proxy(
     }
     let upstream = compile_upstream(&m.spec.upstream, &mut errs);
     let mut policies = Vec::with_capacity(m.spec.policies.len());
+    let mut rate_limits = 0;
+    let mut authenticated = false;
     for (i, p) in m.spec.policies.iter().enumerate() {
-        match p {
+        let field = format!("spec.policies[{i}]");
+        let compiled = match p {
             PolicySpec::Headers(h) => {
-                let request = compile_header_ops(
-                    &h.request,
-                    &format!("spec.policies[{i}].request"),
-                    &mut errs,
-                );
-                let response = compile_header_ops(
-                    &h.response,
-                    &format!("spec.policies[{i}].response"),
-                    &mut errs,
-                );
-                policies.push(Policy::Headers(HeadersPolicy { request, response }));
+                let request =
+                    compile_header_ops(&h.request, &format!("{field}.request"), &mut errs);
+                let response =
+                    compile_header_ops(&h.response, &format!("{field}.response"), &mut errs);
+                Ok(Policy::Headers(HeadersPolicy { request, response }))
+            }
+            other => {
+                let ctx = CompileCtx {
+                    proxy: &name,
+                    credentials: deps.credentials,
+                    limiters: deps.limiters,
+                    rate_limit_ordinal: rate_limits,
+                    authenticated,
+                };
+                compile_policy(other, &ctx)
+            }
+        };
+        match compiled {
+            Ok(policy) => {
+                if matches!(policy, Policy::RateLimit(_)) {
+                    rate_limits += 1;
+                }
+                authenticated |= policy.authenticates();
+                policies.push(policy);
+            }
+            Err(field_errors) => {
+                for e in field_errors {
+                    errs.push(None, format!("{field}.{}", e.field), e.message);
+                }
             }
         }
     }
@@ -335,6 +414,35 @@ fn compile_proxy(
         routes,
         pipeline: Pipeline { policies },
         upstream,
+    })
+}
+
+/// Every policy type but `headers` (compiled here, with positions).
+fn compile_policy(
+    spec: &PolicySpec,
+    ctx: &CompileCtx<'_>,
+) -> Result<Policy, Vec<policies::FieldError>> {
+    Ok(match spec {
+        PolicySpec::Headers(_) => {
+            return Err(vec![policies::FieldError::new(
+                "type",
+                "internal: headers compiled elsewhere",
+            )]);
+        }
+        PolicySpec::ApiKey(s) => Policy::ApiKey(policies::api_key::compile(s, ctx)?),
+        PolicySpec::BasicAuth(s) => Policy::BasicAuth(policies::basic_auth::compile(s, ctx)?),
+        PolicySpec::Jwt(s) => Policy::Jwt(policies::jwt::compile(s, ctx)?),
+        PolicySpec::IpFilter(s) => Policy::IpFilter(policies::ip_filter::compile(s)?),
+        PolicySpec::RateLimit(s) => Policy::RateLimit(policies::rate_limit::compile(s, ctx)?),
+        PolicySpec::RequestSize(s) => Policy::RequestSize(policies::request_size::compile(s)),
+        PolicySpec::Cors(s) => Policy::Cors(policies::cors::compile(s)?),
+        PolicySpec::PromptFirewall(s) => {
+            Policy::PromptFirewall(policies::prompt_firewall::compile(s)?)
+        }
+        PolicySpec::MockResponse(s) => Policy::MockResponse(policies::mock_response::compile(s)?),
+        PolicySpec::UpstreamCredential(s) => {
+            Policy::UpstreamCredential(policies::upstream_credential::compile(s, ctx)?)
+        }
     })
 }
 

@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod protocol;
 pub mod runtime;
 pub mod secretbox;
+pub mod size;
 mod validate;
 
 pub use compile::{

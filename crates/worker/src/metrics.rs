@@ -14,6 +14,7 @@ use crate::proxy::error::UpstreamErrorKind;
 
 type Labels1 = [(&'static str, String); 1];
 type Labels2 = [(&'static str, String); 2];
+type Labels3 = [(&'static str, String); 3];
 
 fn duration_buckets() -> Histogram {
     // 0.5 ms .. ~16 s
@@ -41,6 +42,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub swap_allocated_bytes: Histogram,
     resident_memory: Gauge,
+    policy_denials: Family<Labels3, Counter>,
+    prompt_matches: Family<Labels2, Counter>,
     per_proxy: Mutex<HashMap<Arc<str>, Arc<ProxyMetrics>>>,
 }
 
@@ -81,6 +84,18 @@ impl Metrics {
         // 1 KiB .. 1 GiB
         let swap_allocated_bytes = Histogram::new(exponential_buckets(1024.0, 4.0, 11));
         let resident_memory = Gauge::default();
+        let policy_denials = Family::<Labels3, Counter>::default();
+        let prompt_matches = Family::<Labels2, Counter>::default();
+        registry.register(
+            "policy_denials",
+            "Requests answered by a policy with an error, by proxy, policy and code",
+            policy_denials.clone(),
+        );
+        registry.register(
+            "prompt_firewall_matches",
+            "Requests denied by a prompt-firewall rule, by proxy and rule",
+            prompt_matches.clone(),
+        );
         registry.register(
             "requests",
             "Requests answered, by proxy and status class",
@@ -139,6 +154,8 @@ impl Metrics {
         Metrics {
             registry,
             resident_memory,
+            policy_denials,
+            prompt_matches,
             requests,
             durations,
             upstream_errors,
@@ -185,6 +202,28 @@ impl Metrics {
                 })
             })
             .clone()
+    }
+
+    /// Counts a request denied by a policy (`detail`: the prompt-firewall rule, if any).
+    pub fn policy_denial(
+        &self,
+        proxy: &str,
+        policy: &'static str,
+        code: &str,
+        detail: Option<&str>,
+    ) {
+        self.policy_denials
+            .get_or_create(&[
+                ("proxy", proxy.to_string()),
+                ("policy", policy.to_string()),
+                ("code", code.to_string()),
+            ])
+            .inc();
+        if let (Some(rule), "prompt-firewall") = (detail, policy) {
+            self.prompt_matches
+                .get_or_create(&[("proxy", proxy.to_string()), ("rule", rule.to_string())])
+                .inc();
+        }
     }
 
     /// Prometheus/OpenMetrics text.

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
+use switchyard_model::runtime::policy::rate_limit::Limiters;
 use switchyard_model::{
     ChangeKind, CompileOptions, Compiled, ConfigErrors, Located, Manifest, compile_refs,
     compile_with, load_path,
@@ -43,6 +44,8 @@ pub struct Reloader {
     sync_status: Mutex<Option<SyncStatus>>,
     /// See `WorkerOptions::thread_allocated`.
     pub thread_allocated: Option<fn() -> u64>,
+    /// Rate-limit counters, shared by every compile so they survive swaps.
+    limiters: Limiters,
 }
 
 impl Reloader {
@@ -97,7 +100,13 @@ impl Reloader {
             draining: Arc::new(AtomicBool::new(false)),
             sync_status: Mutex::new(None),
             thread_allocated: None,
+            limiters: options.limiters.clone(),
         })
+    }
+
+    /// The rate-limit counters every compile of this Worker shares.
+    pub fn limiters(&self) -> &Limiters {
+        &self.limiters
     }
 
     pub fn current(&self) -> Arc<ArcSwap<Runtime>> {
@@ -187,7 +196,15 @@ impl Reloader {
             .unwrap_or_else(PoisonError::into_inner);
         let allocated = self.thread_allocated.map(|f| f());
         let prev = self.current.load_full();
-        let result = compile_refs(manifests, Some(&prev.snapshot), options);
+        let result = if options.limiters.same(&self.limiters) {
+            compile_refs(manifests, Some(&prev.snapshot), options)
+        } else {
+            let options = CompileOptions {
+                limiters: self.limiters.clone(),
+                ..options.clone()
+            };
+            compile_refs(manifests, Some(&prev.snapshot), &options)
+        };
         drop(prev);
         let outcome = self.apply_result(result, started);
         self.record_allocations(allocated, &outcome);

@@ -86,7 +86,7 @@ fn issue_example_error_messages() {
             "type: headers",
             "type: header",
             "payments.yaml:20:13: proxy \"payments\": spec.policies[0].type: \
-             unknown variant `header`, expected one of headers",
+             unknown variant `header`, expected one of headers, api-key, basic-auth, jwt, ip-filter, rate-limit, request-size, cors, prompt-firewall, mock-response, upstream-credential",
         ),
         (
             "x-release: blue",
@@ -136,11 +136,29 @@ fn issue_example_pipeline_edits_headers() {
     let p = c.snapshot.proxy("payments").unwrap();
     let mut req = http::HeaderMap::new();
     req.insert("x-internal", http::HeaderValue::from_static("secret"));
-    p.pipeline.on_request(&mut req);
+    let mut uri: http::Uri = "/payments".parse().unwrap();
+    let mut ex = crate::runtime::policy::Exchange::default();
+    for policy in &p.pipeline.policies {
+        let step = policy.on_request(
+            &mut crate::runtime::policy::RequestView {
+                method: &http::Method::GET,
+                uri: &mut uri,
+                headers: &mut req,
+                peer: [127, 0, 0, 1].into(),
+            },
+            &mut ex,
+            std::time::Instant::now(),
+            std::time::SystemTime::now(),
+        );
+        assert!(matches!(
+            step,
+            crate::runtime::policy::Step::Done(crate::runtime::policy::Verdict::Continue)
+        ));
+    }
     assert!(req.get("x-internal").is_none());
     assert_eq!(req["x-from-gateway"], "yes");
     let mut resp = http::HeaderMap::new();
-    p.pipeline.on_response(&mut resp);
+    p.pipeline.on_response(&ex, &mut resp);
     assert_eq!(resp["x-release"], "blue");
     assert_eq!(
         p.digest,

@@ -3,6 +3,7 @@
 //! part of the public manifest schema.
 
 pub mod pipeline;
+pub mod policy;
 pub mod routes;
 pub mod snapshot;
 pub mod upstream;

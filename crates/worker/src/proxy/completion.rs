@@ -29,6 +29,8 @@ pub struct Completion {
     pub status: u16,
     pub bytes: u64,
     pub error: Option<&'static str>,
+    /// The consumer an authentication policy identified.
+    pub consumer: Option<Arc<str>>,
 }
 
 impl Completion {
@@ -67,6 +69,7 @@ impl Completion {
             status: Self::CLIENT_CLOSED,
             bytes: 0,
             error: None,
+            consumer: None,
         }
     }
 }
@@ -108,6 +111,7 @@ impl Drop for Completion {
                 duration_ms: elapsed.as_secs_f64() * 1000.0,
                 bytes: self.bytes,
                 error: self.error,
+                consumer: self.consumer.as_deref(),
             });
         }
     }

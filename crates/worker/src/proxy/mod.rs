@@ -4,6 +4,7 @@ pub mod body;
 pub mod completion;
 pub mod error;
 pub mod forward;
+pub mod policies;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use self::body::{RequestBody, ResponseBody};
 use self::completion::Completion;
 use self::error::{GatewayError, UpstreamErrorKind};
 use crate::runtime::Runtime;
+use switchyard_model::runtime::policy::{Exchange, Reply};
 
 /// Handles one request. The configuration generation is loaded once, here, and everything
 /// the request does (route, policies, targets, timeouts, retries) comes from it; the
@@ -74,17 +76,38 @@ async fn proxy(
 
     let (parts, body) = req.into_parts();
     let method = parts.method;
-    let original_uri = parts.uri;
+    let mut original_uri = parts.uri;
     let mut headers = parts.headers;
     forward::remove_hop_by_hop(&mut headers);
     forward::set_forwarded(&mut headers, client, done.host.as_ref());
-    proxy.pipeline.on_request(&mut headers);
 
     // Timeouts are bounded when compiled; `checked_add` keeps even a bad value from panicking.
     let now = tokio::time::Instant::now();
     let deadline = now
         .checked_add(upstream.request_timeout)
         .unwrap_or(now + std::time::Duration::from_secs(86_400));
+
+    let mut ex = Exchange::default();
+    let phase = policies::request_phase(
+        &proxy.pipeline,
+        policies::RequestParts {
+            method: &method,
+            uri: &mut original_uri,
+            headers: &mut headers,
+            peer: remote.ip(),
+        },
+        body,
+        &mut ex,
+        deadline,
+    )
+    .await;
+    done.consumer = ex.consumer.clone();
+    let body = match phase {
+        policies::Outcome::Forward(body) => body,
+        policies::Outcome::Reply { reply, policy } => {
+            return policy_reply(reply, policy, proxy, &ex, done);
+        }
+    };
     let may_retry = upstream.retry_attempts > 0 && upstream.targets.len() > 1;
     let (mut next_body, slot) = if may_retry {
         let (b, slot) = RequestBody::parked(body);
@@ -124,7 +147,15 @@ async fn proxy(
         let outcome = tokio::time::timeout_at(deadline, ext.client.request(up_req)).await;
         let kind = match outcome {
             Ok(Ok(resp)) => break Ok(resp),
-            Ok(Err(e)) => UpstreamErrorKind::classify(&e),
+            Ok(Err(e)) => {
+                if let Some(max) = body::too_large(&e) {
+                    target.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    done.in_flight = false;
+                    let reply = switchyard_model::runtime::policy::request_size::too_large(max);
+                    return policy_reply(reply, "request-size", proxy, &ex, done);
+                }
+                UpstreamErrorKind::classify(&e)
+            }
             Err(_) => UpstreamErrorKind::Timeout,
         };
         target.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -144,12 +175,42 @@ async fn proxy(
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             forward::remove_hop_by_hop(&mut parts.headers);
-            proxy.pipeline.on_response(&mut parts.headers);
+            proxy.pipeline.on_response(&ex, &mut parts.headers);
             done.status = parts.status.as_u16();
             Response::from_parts(parts, ResponseBody::upstream(body, done))
         }
         Err(kind) => error_response(GatewayError::Upstream(kind), done),
     }
+}
+
+/// An answer given by a policy (a denial, a CORS preflight, a mock), with the response
+/// phase applied (CORS and `RateLimit-*` headers reach denials too).
+fn policy_reply(
+    reply: Reply,
+    policy: &'static str,
+    proxy: &switchyard_model::runtime::Proxy,
+    ex: &Exchange,
+    mut done: Completion,
+) -> Response<ResponseBody> {
+    done.status = reply.status.as_u16();
+    if reply.status.as_u16() >= 400 {
+        done.error = Some(reply.code);
+        done.runtime.obs.metrics.policy_denial(
+            &proxy.name,
+            policy,
+            reply.code,
+            reply.detail.as_deref(),
+        );
+    }
+    let mut resp = Response::new(ResponseBody::full(reply.body, None));
+    *resp.status_mut() = reply.status;
+    let headers = resp.headers_mut();
+    for (name, value) in reply.headers {
+        headers.append(name, value);
+    }
+    proxy.pipeline.on_response(ex, headers);
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, body.with_completion(done))
 }
 
 fn error_response(err: GatewayError, mut done: Completion) -> Response<ResponseBody> {

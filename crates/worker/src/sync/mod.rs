@@ -439,8 +439,9 @@ impl Syncer {
         let revision = payload.revision;
         let (outcome, parsed) =
             match parse_set(&self.opts.env, &merged, revision, &self.state.parsed) {
-                Ok((parsed, options)) => {
+                Ok((parsed, mut options)) => {
                     let reloader = self.reloader.clone();
+                    options.limiters = reloader.limiters().clone();
                     tokio::task::spawn_blocking(move || {
                         let outcome = apply_parsed(&reloader, &parsed, &options);
                         (outcome, Some(parsed))
