@@ -171,14 +171,22 @@ impl BenchCluster {
                 pid: None,
             });
         }
-        let connected = connected_workers(manager, &x.token, &x.env).await?;
-        if connected < workers.len() {
-            return Err(BenchError::Setup(format!(
-                "only {connected} Workers are connected to {:?} but {} targets were named",
-                x.env,
-                workers.len()
-            )));
-        }
+        // Workers that just started (or are reconnecting) get a few seconds to subscribe.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let connected = loop {
+            let n = connected_workers(manager, &x.token, &x.env).await?;
+            if n >= workers.len() {
+                break n;
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Setup(format!(
+                    "only {n} Workers are connected to {:?} but {} targets were named",
+                    x.env,
+                    workers.len()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         let tag = format!(
             "{:x}{:x}",
             std::process::id(),
