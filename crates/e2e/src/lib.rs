@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod forwarder;
+pub mod send;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -149,8 +150,9 @@ impl RunningWorker {
             .await
             .unwrap_or_else(|_| {
                 panic!(
-                    "worker did not reach revision {revision} in time (at {})",
-                    self.handle.revision()
+                    "worker did not reach revision {revision} in time (at {}; last reload: {:?})",
+                    self.handle.revision(),
+                    self.handle.status().last_reload
                 )
             })
             .unwrap();
