@@ -4,6 +4,7 @@
 
 pub mod compile;
 pub mod duration;
+pub mod env_refs;
 pub mod error;
 pub mod load;
 pub mod manifest;
