@@ -207,7 +207,7 @@ spec:
         kid: ec-1
         crv: P-256
         x: 30OXEyzfkWDXONiLALFHtd8S6B542o6Ea9pQBP4FTAE
-        "y": i6BPNMZPUz5m4lrMtUGBt8qRfJPbC0dnd8GsNe9Usj4
+        y: i6BPNMZPUz5m4lrMtUGBt8qRfJPbC0dnd8GsNe9Usj4
 ---
 apiVersion: switchyard.dev/v1
 kind: Proxy
