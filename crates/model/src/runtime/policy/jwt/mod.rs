@@ -66,6 +66,10 @@ impl std::fmt::Debug for JwtPolicy {
 }
 
 pub fn compile(spec: &JwtSpec, ctx: &CompileCtx<'_>) -> Result<JwtPolicy, Vec<FieldError>> {
+    // `jsonwebtoken` picks its crypto backend from its features and panics when it cannot
+    // tell (should another crate ever enable a second one); name ours explicitly. Does
+    // nothing when a backend is already installed.
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
     let mut errors = Vec::new();
 
     let mut algs: Vec<Alg> = Vec::new();
