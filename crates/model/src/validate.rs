@@ -166,11 +166,10 @@ pub(crate) fn credential(
                         "the same username is listed twice",
                     ));
                 }
-                if !(u.password_hash.starts_with("$argon2") || u.password_hash.starts_with("$2")) {
-                    errors.push(err(
-                        format!("spec.users[{i}].passwordHash"),
-                        "expected an argon2 hash ($argon2id$…) or a bcrypt hash ($2b$…), never a clear password",
-                    ));
+                if let Err(why) =
+                    crate::runtime::policy::basic_auth::check_password_hash(&u.password_hash)
+                {
+                    errors.push(err(format!("spec.users[{i}].passwordHash"), &why));
                 }
             }
         }

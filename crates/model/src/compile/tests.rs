@@ -182,3 +182,88 @@ fn canonical_json_is_readable_as_yaml_and_keeps_the_digest() {
     };
     assert_eq!(proxy_digest(p), m[0].value.digest());
 }
+
+/// A proxy guarded by `basic-auth` and one by `jwt`, with their credentials, as operators
+/// write them (the JWKS as YAML, the leeway as a duration).
+fn auth_config(password_hash: &str) -> String {
+    format!(
+        r#"apiVersion: switchyard.dev/v1
+kind: Credential
+metadata: {{ name: staff }}
+spec:
+  type: basic-users
+  users:
+    - username: alice
+      passwordHash: "{password_hash}"
+---
+apiVersion: switchyard.dev/v1
+kind: Credential
+metadata: {{ name: idp }}
+spec:
+  type: jwks
+  jwks:
+    keys:
+      - kty: EC
+        kid: ec-1
+        crv: P-256
+        x: 30OXEyzfkWDXONiLALFHtd8S6B542o6Ea9pQBP4FTAE
+        y: i6BPNMZPUz5m4lrMtUGBt8qRfJPbC0dnd8GsNe9Usj4
+---
+apiVersion: switchyard.dev/v1
+kind: Proxy
+metadata: {{ name: admin }}
+spec:
+  routes: [{{ pathPrefix: /admin }}]
+  upstream: {{ targets: [{{ url: "http://127.0.0.1:18081" }}] }}
+  policies:
+    - type: basic-auth
+      credentials: [staff]
+      realm: Admin
+---
+apiVersion: switchyard.dev/v1
+kind: Proxy
+metadata: {{ name: orders }}
+spec:
+  routes: [{{ pathPrefix: /orders }}]
+  upstream: {{ targets: [{{ url: "http://127.0.0.1:18081" }}] }}
+  policies:
+    - type: jwt
+      algorithms: [ES256]
+      jwks: idp
+      issuer: https://idp.example.com
+      audiences: [orders]
+      leeway: 30s
+      consumerClaim: client_id
+"#
+    )
+}
+
+#[test]
+#[allow(clippy::unwrap_used)]
+fn auth_policies_compile_from_yaml_with_their_credentials() {
+    let hash = bcrypt::hash("alice-pw", 4).unwrap();
+    let c = compile_text(&auth_config(&hash)).unwrap();
+    let s = &c.snapshot;
+    let admin = s.proxy("admin").unwrap();
+    assert!(matches!(admin.pipeline.policies[0], Policy::BasicAuth(_)));
+    let orders = s.proxy("orders").unwrap();
+    assert!(matches!(orders.pipeline.policies[0], Policy::Jwt(_)));
+
+    // A clear password is refused where the credential is written, and not repeated.
+    let e = compile_text(&auth_config("alice-pw")).unwrap_err().0;
+    let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("spec.users[0].passwordHash")
+                && t.contains("never a clear password")),
+        "{text:?}"
+    );
+    assert!(text.iter().all(|t| !t.contains("alice-pw")), "{text:?}");
+    // So is a hash that merely looks like one.
+    let e = compile_text(&auth_config(&hash[..40])).unwrap_err().0;
+    assert!(
+        e.iter()
+            .any(|e| e.to_string().contains("not a valid bcrypt hash")),
+        "{e:?}"
+    );
+}
