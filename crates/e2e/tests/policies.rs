@@ -471,3 +471,37 @@ async fn an_upstream_credential_rotated_under_load_never_fails_authentication() 
         ok.load(Ordering::Relaxed)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_verifies_off_the_async_threads_and_names_the_consumer() {
+    let h = Harness::upstreams(&["a"]).await;
+    let hash = bcrypt::hash("s3cret-pass", 4).unwrap();
+    let dir = ConfigDir::new();
+    dir.write(
+        "ops.yaml",
+        &format!(
+            "apiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: {{ name: ops-users }}\nspec:\n  type: basic-users\n  users: [{{ username: ops, passwordHash: \"{hash}\" }}]\n---\napiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: ops }}\nspec:\n  routes: [{{ pathPrefix: /ops }}]\n  upstream:\n    targets: [{{ url: \"http://{}\" }}]\n  policies:\n    - type: basic-auth\n      credentials: [ops-users]\n    - type: rate-limit\n      key: consumer\n      limit: 100\n      per: 1m\n",
+            h.addr(0)
+        ),
+    );
+    let w = RunningWorker::start(dir.path()).await;
+    let good = format!("Basic {}", base64_encode(b"ops:s3cret-pass"));
+    let bad = format!("Basic {}", base64_encode(b"ops:wrong"));
+    // Twice: the first verifies the hash on the blocking pool, the second hits the cache.
+    for _ in 0..2 {
+        let a = get(&w, "/ops/x", &[("authorization", &good)]).await;
+        assert_eq!(a.status, 200, "{a:?}");
+        // Hidden from the upstream by default.
+        assert!(a.json()["headers"].get("authorization").is_none());
+    }
+    let a = get(&w, "/ops/x", &[("authorization", &bad)]).await;
+    assert_denied(&a, 401, "invalid_credentials", "basic-auth");
+    assert!(a.header("www-authenticate").unwrap().starts_with("Basic"));
+    let a = get(&w, "/ops/x", &[]).await;
+    assert_denied(&a, 401, "missing_credentials", "basic-auth");
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
