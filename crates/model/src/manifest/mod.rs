@@ -126,7 +126,7 @@ pub struct Metadata {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProxySpec {
     pub routes: Spanned<Vec<Spanned<RouteSpec>>>,
-    pub upstream: UpstreamSpec,
+    pub upstream: Box<UpstreamSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<PolicySpec>,
 }

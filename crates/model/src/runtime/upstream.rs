@@ -345,7 +345,9 @@ impl Upstream {
 
 /// The retry budget: a token bucket. Every request deposits `ratio` tokens, `min_per_second`
 /// tokens are added each second, and a retry withdraws one. The bucket holds at most
-/// `max(10, 10 × min_per_second)` tokens and starts with `min_per_second` (capped).
+/// 10 seconds of `min_per_second`, and at least 10 tokens when `ratio` is not 0 (with both
+/// 0, nothing: no retries at all). It starts full, so a quiet upstream can retry a short
+/// burst of failures at once.
 ///
 /// The request path only bumps a counter ([`RetryBudget::deposit`]); deposits and the
 /// refill are settled when a retry asks for a token (rare), under a short lock. Settling
@@ -380,14 +382,15 @@ impl RetryBudget {
         } else {
             0.0
         };
-        let cap = (10.0 * min_per_second).max(10.0);
+        let floor = if ratio > 0.0 { 10.0 } else { 0.0 };
+        let cap = (10.0 * min_per_second).max(floor);
         RetryBudget {
             ratio,
             min_per_second,
             cap,
             requests: AtomicU64::new(0),
             state: Mutex::new(BudgetState {
-                tokens: min_per_second.min(cap),
+                tokens: cap,
                 settled: 0,
                 at: now,
             }),

@@ -438,20 +438,26 @@ fn the_limit_holds_under_concurrent_picks() {
 
 // ---- retry budget ----
 
+/// Takes every token there is now; returns how many.
+fn drain(b: &RetryBudget, now: Instant) -> usize {
+    std::iter::from_fn(|| b.withdraw(now).then_some(())).count()
+}
+
 #[test]
-fn the_budget_starts_with_one_second_of_refill() {
+fn the_budget_starts_full() {
     let t0 = Instant::now();
-    let b = RetryBudget::new(0.2, 3.0, t0);
-    assert!(b.withdraw(t0));
-    assert!(b.withdraw(t0));
-    assert!(b.withdraw(t0));
-    assert!(!b.withdraw(t0));
+    // Cap: 10 seconds of minPerSecond...
+    assert_eq!(drain(&RetryBudget::new(0.2, 3.0, t0), t0), 30);
+    // ... and at least 10 when requests earn retries.
+    assert_eq!(drain(&RetryBudget::new(0.2, 0.0, t0), t0), 10);
+    assert_eq!(drain(&RetryBudget::new(0.0, 0.5, t0), t0), 5);
 }
 
 #[test]
 fn requests_deposit_the_ratio_and_time_refills() {
     let t0 = Instant::now();
     let b = RetryBudget::new(0.2, 0.0, t0);
+    drain(&b, t0);
     assert!(!b.withdraw(t0));
     for _ in 0..10 {
         b.deposit();
@@ -461,28 +467,36 @@ fn requests_deposit_the_ratio_and_time_refills() {
     assert!(b.withdraw(t0));
     assert!(b.withdraw(t0));
     assert!(!b.withdraw(t0));
+    // No time-based refill with minPerSecond 0.
+    assert!(!b.withdraw(t0 + Duration::from_secs(60)));
 
     let b = RetryBudget::new(0.0, 4.0, t0);
-    for _ in 0..4 {
-        assert!(b.withdraw(t0));
-    }
-    assert!(!b.withdraw(t0));
+    assert_eq!(drain(&b, t0), 40);
     // A quarter of a second later: one more.
     let later = t0 + Duration::from_millis(250);
     assert!(b.withdraw(later));
     assert!(!b.withdraw(later));
+    // Deposits and refill add up.
+    let b = RetryBudget::new(0.5, 2.0, t0);
+    drain(&b, t0);
+    b.deposit();
+    b.deposit();
+    let later = t0 + Duration::from_millis(1500);
+    assert!((b.tokens(later) - 4.0).abs() < 1e-9);
 }
 
 #[test]
 fn the_budget_is_capped() {
     let t0 = Instant::now();
     let b = RetryBudget::new(0.5, 3.0, t0);
+    drain(&b, t0);
     for _ in 0..1000 {
         b.deposit();
     }
-    // Cap: max(10, 10 × 3) = 30, however much was deposited or how long it was quiet.
+    // However much was deposited or how long it was quiet: 30.
     assert!((b.tokens(t0 + Duration::from_secs(3600)) - 30.0).abs() < 1e-9);
     let b = RetryBudget::new(0.2, 0.0, t0);
+    drain(&b, t0);
     for _ in 0..1000 {
         b.deposit();
     }
