@@ -414,6 +414,12 @@ impl RetryBudget {
         }
     }
 
+    /// Gives back a token taken for a retry that could not be made (no target left).
+    pub fn refund(&self) {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.tokens = (s.tokens + 1.0).min(self.cap);
+    }
+
     /// Tokens available now.
     pub fn tokens(&self, now: Instant) -> f64 {
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);

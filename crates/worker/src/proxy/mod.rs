@@ -126,22 +126,26 @@ async fn proxy(
     let result = loop {
         // `pick` claims an in-flight slot on the target; every path below gives it back
         // (`release`, or the completion when the response is over).
+        // A retry needs a token from the budget (taken before picking, so a refused retry
+        // does not move the load balancer on).
+        if let Some(kind) = last_error
+            && !upstream.budget.withdraw(Instant::now())
+        {
+            tracing::debug!(proxy = %proxy.name, "retry budget exhausted; not retrying");
+            break Err(kind);
+        }
         let t = match upstream.pick(tried, key, Instant::now()) {
             Pick::Target(t) => t,
             Pick::Overloaded if last_error.is_none() => {
                 return error_response(GatewayError::Overloaded, done);
             }
             Pick::Overloaded | Pick::Exhausted => {
+                if last_error.is_some() {
+                    upstream.budget.refund();
+                }
                 break Err(last_error.unwrap_or(UpstreamErrorKind::ConnectFailed));
             }
         };
-        if let Some(kind) = last_error
-            && !upstream.budget.withdraw(Instant::now())
-        {
-            upstream.release(t);
-            tracing::debug!(proxy = %proxy.name, "retry budget exhausted; not retrying");
-            break Err(kind);
-        }
         tried.insert(t);
         done.target = Some(t);
         done.in_flight = true;

@@ -486,6 +486,17 @@ fn requests_deposit_the_ratio_and_time_refills() {
 }
 
 #[test]
+fn a_refund_gives_a_token_back_within_the_cap() {
+    let t0 = Instant::now();
+    let b = RetryBudget::new(0.2, 0.0, t0);
+    b.refund();
+    assert!((b.tokens(t0) - 10.0).abs() < 1e-9);
+    assert!(b.withdraw(t0));
+    b.refund();
+    assert_eq!(drain(&b, t0), 10);
+}
+
+#[test]
 fn the_budget_is_capped() {
     let t0 = Instant::now();
     let b = RetryBudget::new(0.5, 3.0, t0);
