@@ -235,11 +235,24 @@ impl Conn {
 
     /// Sends a GET with extra headers and reads the whole response.
     pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Answer, String> {
+        self.request(http::Method::GET, path, headers).await
+    }
+
+    /// Sends a request without a body and reads the whole response.
+    pub async fn request(
+        &mut self,
+        method: http::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, String> {
         self.sender
             .ready()
             .await
             .map_err(|e| format!("connection not ready: {e}"))?;
-        let mut req = Request::get(path).header("host", "gateway.test");
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "gateway.test");
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
@@ -13,13 +12,15 @@ use crate::duration::HumanDuration;
 use crate::error::{ConfigError, ConfigErrors, Position, SourceRef};
 use crate::load::Located;
 use crate::manifest::{
-    HeaderOpsSpec, Manifest, PolicySpec, ProxyManifest, RouteSpec, TargetUrl, UpstreamSpec,
+    HeaderOpsSpec, HealthCheckSpec, LoadBalancing, Manifest, PolicySpec, ProxyManifest, RouteSpec,
+    TargetUrl, UpstreamSpec,
 };
+use crate::runtime::health::{ActiveCheck, HealthConfig, HealthRegistry, PassiveCheck};
 use crate::runtime::policy::rate_limit::Limiters;
 use crate::runtime::policy::{self as policies, CompileCtx, Credentials};
 use crate::runtime::{
-    HeaderOps, HeadersPolicy, HostPattern, PathPattern, Pipeline, Policy, Proxy, Route, RouteMatch,
-    RouteRule, RouteTable, Snapshot, Target, Upstream,
+    HashOn, HeaderOps, HeadersPolicy, HostPattern, PathPattern, Pipeline, Policy, Proxy, Route,
+    RouteMatch, RouteRule, RouteTable, Snapshot, Target, Upstream, UpstreamConfig,
 };
 use crate::validate::{self, Claim, Declared};
 
@@ -30,6 +31,18 @@ pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// The most retry attempts a proxy may ask for.
 pub const MAX_RETRY_ATTEMPTS: u32 = 10;
+/// Bounds of `retries.budget.minPerSecond`.
+pub const MAX_BUDGET_MIN_PER_SECOND: u32 = 10_000;
+/// Bounds of an active health check's `interval`.
+pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+pub const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+/// Longest active health check `timeout`.
+pub const MAX_CHECK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest health check threshold (`healthyThreshold`, `unhealthyThreshold`,
+/// `consecutiveFailures`).
+pub const MAX_HEALTH_THRESHOLD: u32 = 1000;
+/// Longest passive `coolOff`.
+pub const MAX_COOL_OFF: Duration = Duration::from_secs(24 * 3600);
 
 /// What a compile produced, and how it differs from the previous snapshot.
 #[derive(Debug)]
@@ -81,6 +94,9 @@ pub struct CompileOptions {
     /// Rate-limit counters kept across compiles (a Worker passes the same registry to every
     /// compile so counters survive swaps).
     pub limiters: Limiters,
+    /// Per-target health and in-flight counts kept across compiles (a Worker passes the
+    /// same registry to every compile so a swap keeps the state of unchanged targets).
+    pub health: HealthRegistry,
 }
 
 /// [`compile`] with the revision and proxy versions given by the caller. A proxy is reused
@@ -168,6 +184,7 @@ pub fn compile_refs(
                 let deps = Deps {
                     credentials: &credentials,
                     limiters: &options.limiters,
+                    health: &options.health,
                 };
                 match compile_proxy(source, manifest, version, digest.to_string(), &deps) {
                     Ok(p) => {
@@ -316,6 +333,7 @@ fn inputs_digest(
 struct Deps<'a> {
     credentials: &'a Credentials<'a>,
     limiters: &'a Limiters,
+    health: &'a HealthRegistry,
 }
 
 fn compile_proxy(
@@ -360,7 +378,7 @@ fn compile_proxy(
             }
         }
     }
-    let upstream = compile_upstream(&m.spec.upstream, &mut errs);
+    let upstream = compile_upstream(&m.spec.upstream, &name, deps.health, &mut errs);
     let mut policies = Vec::with_capacity(m.spec.policies.len());
     let mut rate_limits = 0;
     let mut authenticated = false;
@@ -570,7 +588,12 @@ fn check_host(h: &str) -> Result<HostPattern, String> {
     })
 }
 
-fn compile_upstream(u: &UpstreamSpec, errs: &mut ProxyErrors<'_>) -> Option<Upstream> {
+fn compile_upstream(
+    u: &UpstreamSpec,
+    proxy: &Arc<str>,
+    registry: &HealthRegistry,
+    errs: &mut ProxyErrors<'_>,
+) -> Option<Upstream> {
     let before = errs.errors.len();
     if u.targets.value.is_empty() {
         errs.push(
@@ -579,6 +602,7 @@ fn compile_upstream(u: &UpstreamSpec, errs: &mut ProxyErrors<'_>) -> Option<Upst
             "an upstream needs at least one target".into(),
         );
     }
+    let health = compile_health(u.health_check.as_ref(), errs);
     let mut targets = Vec::with_capacity(u.targets.value.len());
     for (i, t) in u.targets.value.iter().enumerate() {
         let field = format!("spec.upstream.targets[{i}]");
@@ -591,9 +615,9 @@ fn compile_upstream(u: &UpstreamSpec, errs: &mut ProxyErrors<'_>) -> Option<Upst
         }
         match TargetUrl::parse(&t.url.0) {
             Ok(uri) => {
-                let (Some(scheme), Some(authority)) =
-                    (uri.scheme().cloned(), uri.authority().cloned())
-                else {
+                let url: Arc<str> = t.url.0.as_str().into();
+                let state = registry.get(proxy, &url);
+                let Some(target) = Target::new(url, &uri, t.weight, state) else {
                     errs.push(
                         errs.at(&u.targets),
                         format!("{field}.url"),
@@ -601,13 +625,9 @@ fn compile_upstream(u: &UpstreamSpec, errs: &mut ProxyErrors<'_>) -> Option<Upst
                     );
                     continue;
                 };
-                targets.push(Target {
-                    url: t.url.0.as_str().into(),
-                    scheme,
-                    authority,
-                    base_path: uri.path().trim_end_matches('/').to_string(),
-                    weight: t.weight,
-                    in_flight: AtomicUsize::new(0),
+                targets.push(match health.as_ref().and_then(|h| h.active.as_ref()) {
+                    Some(active) => target.with_check(&active.path),
+                    None => target,
                 });
             }
             Err(msg) => errs.push(errs.at(&u.targets), format!("{field}.url"), msg),
@@ -617,17 +637,7 @@ fn compile_upstream(u: &UpstreamSpec, errs: &mut ProxyErrors<'_>) -> Option<Upst
         ("connect", u.timeouts.connect, MAX_CONNECT_TIMEOUT),
         ("request", u.timeouts.request, MAX_REQUEST_TIMEOUT),
     ] {
-        let message = if value.0.is_zero() {
-            Some("must be greater than 0".to_string())
-        } else if value.0 > max {
-            Some(format!(
-                "{value} is more than the {} maximum",
-                HumanDuration(max)
-            ))
-        } else {
-            None
-        };
-        if let Some(message) = message {
+        if let Some(message) = check_duration(value, Duration::from_millis(1), max) {
             errs.push(None, format!("spec.upstream.timeouts.{field}"), message);
         }
     }
@@ -638,16 +648,182 @@ fn compile_upstream(u: &UpstreamSpec, errs: &mut ProxyErrors<'_>) -> Option<Upst
             format!("at most {MAX_RETRY_ATTEMPTS}"),
         );
     }
+    let budget = u.retries.budget;
+    if !(budget.ratio.is_finite() && (0.0..=1.0).contains(&budget.ratio)) {
+        errs.push(
+            None,
+            "spec.upstream.retries.budget.ratio".into(),
+            format!(
+                "{} is not between 0 and 1 (retries allowed per request)",
+                budget.ratio
+            ),
+        );
+    }
+    if budget.min_per_second > MAX_BUDGET_MIN_PER_SECOND {
+        errs.push(
+            None,
+            "spec.upstream.retries.budget.minPerSecond".into(),
+            format!("at most {MAX_BUDGET_MIN_PER_SECOND}"),
+        );
+    }
+    let hash_on = match (&u.hash_on, u.load_balancing) {
+        (None, LoadBalancing::ConsistentHash) => {
+            errs.push(
+                None,
+                "spec.upstream.hashOn".into(),
+                "required with `loadBalancing: consistent-hash`: client-ip or header:<name>".into(),
+            );
+            None
+        }
+        (None, _) => None,
+        (Some(_), lb) if lb != LoadBalancing::ConsistentHash => {
+            errs.push(
+                None,
+                "spec.upstream.hashOn".into(),
+                "only used with `loadBalancing: consistent-hash`".into(),
+            );
+            None
+        }
+        (Some(on), _) => match parse_hash_on(on) {
+            Ok(h) => Some(h),
+            Err(message) => {
+                errs.push(None, "spec.upstream.hashOn".into(), message);
+                None
+            }
+        },
+    };
+    if u.max_concurrent_requests == Some(0) {
+        errs.push(
+            None,
+            "spec.upstream.maxConcurrentRequests".into(),
+            "must be at least 1 (leave it out for no limit)".into(),
+        );
+    }
     if errs.errors.len() > before {
         return None;
     }
     Some(Upstream::new(
         targets,
-        u.load_balancing,
-        u.timeouts.connect.0,
-        u.timeouts.request.0,
-        u.retries.attempts,
+        UpstreamConfig {
+            load_balancing: u.load_balancing,
+            hash_on,
+            connect_timeout: u.timeouts.connect.0,
+            request_timeout: u.timeouts.request.0,
+            retry_attempts: u.retries.attempts,
+            budget_ratio: budget.ratio,
+            budget_min_per_second: budget.min_per_second,
+            health: health.unwrap_or_default(),
+            max_concurrent_requests: u
+                .max_concurrent_requests
+                .map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
+        },
     ))
+}
+
+/// `None` when the duration is within `min..=max`, else why not.
+fn check_duration(value: HumanDuration, min: Duration, max: Duration) -> Option<String> {
+    if value.0.is_zero() {
+        Some("must be greater than 0".to_string())
+    } else if value.0 < min {
+        Some(format!(
+            "{value} is less than the {} minimum",
+            HumanDuration(min)
+        ))
+    } else if value.0 > max {
+        Some(format!(
+            "{value} is more than the {} maximum",
+            HumanDuration(max)
+        ))
+    } else {
+        None
+    }
+}
+
+fn parse_hash_on(on: &str) -> Result<HashOn, String> {
+    if on == "client-ip" {
+        return Ok(HashOn::ClientIp);
+    }
+    match on.strip_prefix("header:") {
+        Some(name) => HeaderName::from_bytes(name.as_bytes())
+            .map(HashOn::Header)
+            .map_err(|_| format!("invalid header name {name:?}")),
+        None => Err(format!(
+            "invalid value {on:?}: use client-ip or header:<name>"
+        )),
+    }
+}
+
+/// `healthCheck`, checked; `None` when absent or invalid (errors pushed).
+fn compile_health(
+    spec: Option<&HealthCheckSpec>,
+    errs: &mut ProxyErrors<'_>,
+) -> Option<HealthConfig> {
+    let spec = spec?;
+    const FIELD: &str = "spec.upstream.healthCheck";
+    if spec.active.is_none() && spec.passive.is_none() {
+        errs.push(
+            None,
+            FIELD.into(),
+            "set `active`, `passive` or both (leave healthCheck out for no checks)".into(),
+        );
+        return None;
+    }
+    let threshold = |errs: &mut ProxyErrors<'_>, field: &str, n: u32| {
+        if n == 0 || n > MAX_HEALTH_THRESHOLD {
+            errs.push(
+                None,
+                format!("{FIELD}.{field}"),
+                format!("must be between 1 and {MAX_HEALTH_THRESHOLD}"),
+            );
+        }
+    };
+    let mut config = HealthConfig::default();
+    if let Some(a) = &spec.active {
+        let path = if !a.path.starts_with('/')
+            || a.path.contains('#')
+            || a.path.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            None
+        } else {
+            a.path.parse::<http::uri::PathAndQuery>().ok()
+        };
+        if path.is_none() {
+            errs.push(
+                None,
+                format!("{FIELD}.active.path"),
+                format!(
+                    "invalid path {:?}: must start with '/', no fragment, spaces or control characters",
+                    a.path
+                ),
+            );
+        }
+        if let Some(m) = check_duration(a.interval, MIN_CHECK_INTERVAL, MAX_CHECK_INTERVAL) {
+            errs.push(None, format!("{FIELD}.active.interval"), m);
+        }
+        if let Some(m) = check_duration(a.timeout, Duration::from_millis(1), MAX_CHECK_TIMEOUT) {
+            errs.push(None, format!("{FIELD}.active.timeout"), m);
+        }
+        threshold(errs, "active.healthyThreshold", a.healthy_threshold);
+        threshold(errs, "active.unhealthyThreshold", a.unhealthy_threshold);
+        config.active = path.map(|path| ActiveCheck {
+            path,
+            interval: a.interval.0,
+            timeout: a.timeout.0,
+            healthy_threshold: a.healthy_threshold,
+            unhealthy_threshold: a.unhealthy_threshold,
+        });
+    }
+    if let Some(p) = &spec.passive {
+        threshold(errs, "passive.consecutiveFailures", p.consecutive_failures);
+        if let Some(m) = check_duration(p.cool_off, Duration::from_millis(1), MAX_COOL_OFF) {
+            errs.push(None, format!("{FIELD}.passive.coolOff"), m);
+        }
+        config.passive = Some(PassiveCheck {
+            consecutive_failures: p.consecutive_failures,
+            cool_off: p.cool_off.0,
+        });
+    }
+    Some(config)
 }
 
 fn compile_header_ops(spec: &HeaderOpsSpec, field: &str, errs: &mut ProxyErrors<'_>) -> HeaderOps {

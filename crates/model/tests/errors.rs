@@ -211,7 +211,7 @@ fn unknown_load_balancing() {
     assert_eq!(
         single(&e),
         "payments.yaml:16:20: proxy \"payments\": spec.upstream.loadBalancing: \
-         unknown variant `random`, expected one of round-robin, least-requests, weighted"
+         unknown variant `random`, expected one of round-robin, least-requests, weighted, consistent-hash"
     );
 }
 

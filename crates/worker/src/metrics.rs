@@ -44,6 +44,7 @@ pub struct Metrics {
     resident_memory: Gauge,
     policy_denials: Family<Labels3, Counter>,
     prompt_matches: Family<Labels2, Counter>,
+    target_healthy: Family<Labels2, Gauge>,
     per_proxy: Mutex<HashMap<Arc<str>, Arc<ProxyMetrics>>>,
 }
 
@@ -86,6 +87,12 @@ impl Metrics {
         let resident_memory = Gauge::default();
         let policy_denials = Family::<Labels3, Counter>::default();
         let prompt_matches = Family::<Labels2, Counter>::default();
+        let target_healthy = Family::<Labels2, Gauge>::default();
+        registry.register(
+            "upstream_target_healthy",
+            "1 when an upstream target is healthy (load balancing sends it requests), 0 when it is unhealthy (active checks) or ejected (passive checks)",
+            target_healthy.clone(),
+        );
         registry.register(
             "policy_denials",
             "Requests answered by a policy with an error, by proxy, policy and code",
@@ -156,6 +163,7 @@ impl Metrics {
             resident_memory,
             policy_denials,
             prompt_matches,
+            target_healthy,
             requests,
             durations,
             upstream_errors,
@@ -223,6 +231,17 @@ impl Metrics {
             self.prompt_matches
                 .get_or_create(&[("proxy", proxy.to_string()), ("rule", rule.to_string())])
                 .inc();
+        }
+    }
+
+    /// Sets `switchyard_upstream_target_healthy` to exactly these (proxy, target, healthy)
+    /// (targets no longer configured disappear).
+    pub fn set_target_health<'a>(&self, targets: impl Iterator<Item = (&'a str, &'a str, bool)>) {
+        self.target_healthy.clear();
+        for (proxy, target, healthy) in targets {
+            self.target_healthy
+                .get_or_create(&[("proxy", proxy.to_string()), ("target", target.to_string())])
+                .set(i64::from(healthy));
         }
     }
 

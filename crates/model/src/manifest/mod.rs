@@ -126,7 +126,7 @@ pub struct Metadata {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProxySpec {
     pub routes: Spanned<Vec<Spanned<RouteSpec>>>,
-    pub upstream: UpstreamSpec,
+    pub upstream: Box<UpstreamSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<PolicySpec>,
 }
@@ -166,6 +166,19 @@ pub struct UpstreamSpec {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub retries: Retries,
+    /// `client-ip` or `header:<name>`: what `consistent-hash` hashes (required for it,
+    /// refused with any other `loadBalancing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_on: Option<String>,
+    /// Active and/or passive health checking of the targets. Absent: every target is
+    /// always considered healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckSpec>,
+    /// Requests one target may have in flight at once (applies to each target). A target
+    /// at its limit is skipped; when every target is, the request is refused with 503
+    /// `upstream_overloaded`. Absent: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_requests: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -233,6 +246,9 @@ pub enum LoadBalancing {
     RoundRobin,
     LeastRequests,
     Weighted,
+    /// Rendezvous hashing on `hashOn`: a key keeps its target while that target is
+    /// healthy; removing a target only moves the keys it had.
+    ConsistentHash,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -263,13 +279,17 @@ impl Default for Timeouts {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Retries {
-    /// Extra attempts, each on another target, made only when connecting failed (the request
-    /// was never sent, so retrying is always safe).
+    /// Extra attempts, each on another target. Made only when it is safe: connecting failed
+    /// (nothing was sent), or an idempotent request (GET, HEAD, OPTIONS, PUT, DELETE, TRACE)
+    /// whose body was not started was reset before any response byte. Each retry also
+    /// needs a token from the `budget`.
     #[serde(default = "default_attempts")]
     pub attempts: u32,
+    #[serde(default, skip_serializing_if = "RetryBudgetSpec::is_default")]
+    pub budget: RetryBudgetSpec,
 }
 
 fn default_attempts() -> u32 {
@@ -280,6 +300,113 @@ impl Default for Retries {
     fn default() -> Self {
         Self {
             attempts: default_attempts(),
+            budget: RetryBudgetSpec::default(),
+        }
+    }
+}
+
+/// A token bucket per upstream: every request adds `ratio` tokens, `minPerSecond` tokens
+/// are added each second whatever the traffic, a retry takes one token; no token, no retry.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryBudgetSpec {
+    #[serde(default = "default_budget_ratio")]
+    pub ratio: f64,
+    #[serde(default = "default_budget_min_per_second")]
+    pub min_per_second: u32,
+}
+
+fn default_budget_ratio() -> f64 {
+    0.2
+}
+
+fn default_budget_min_per_second() -> u32 {
+    3
+}
+
+impl RetryBudgetSpec {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for RetryBudgetSpec {
+    fn default() -> Self {
+        Self {
+            ratio: default_budget_ratio(),
+            min_per_second: default_budget_min_per_second(),
+        }
+    }
+}
+
+/// `healthCheck`: `active` probes, `passive` ejection on failed requests, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheckSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<ActiveHealthCheckSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passive: Option<PassiveHealthCheckSpec>,
+}
+
+/// Every `interval`, `GET path` on each target; 2xx and 3xx answers within `timeout` are
+/// successes. `unhealthyThreshold` failures in a row mark a target unhealthy,
+/// `healthyThreshold` successes in a row mark it healthy again.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ActiveHealthCheckSpec {
+    /// Path (and optional query) below the target's URL, e.g. `/healthz`.
+    pub path: String,
+    #[serde(default = "default_check_interval")]
+    pub interval: HumanDuration,
+    #[serde(default = "default_check_timeout")]
+    pub timeout: HumanDuration,
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: u32,
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+}
+
+fn default_check_interval() -> HumanDuration {
+    HumanDuration::from_secs(5)
+}
+
+fn default_check_timeout() -> HumanDuration {
+    HumanDuration::from_secs(1)
+}
+
+fn default_healthy_threshold() -> u32 {
+    2
+}
+
+fn default_unhealthy_threshold() -> u32 {
+    3
+}
+
+/// `consecutiveFailures` failed requests in a row (connect failure, reset, timeout, or a
+/// 5xx answer) eject a target for `coolOff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PassiveHealthCheckSpec {
+    #[serde(default = "default_consecutive_failures")]
+    pub consecutive_failures: u32,
+    #[serde(default = "default_cool_off")]
+    pub cool_off: HumanDuration,
+}
+
+fn default_consecutive_failures() -> u32 {
+    5
+}
+
+fn default_cool_off() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+
+impl Default for PassiveHealthCheckSpec {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: default_consecutive_failures(),
+            cool_off: default_cool_off(),
         }
     }
 }

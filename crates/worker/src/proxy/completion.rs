@@ -5,7 +5,6 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use http::{Method, Uri};
@@ -24,7 +23,8 @@ pub struct Completion {
     pub route: Option<usize>,
     /// The target of the last upstream attempt.
     pub target: Option<usize>,
-    /// Whether that target's in-flight counter still includes this request.
+    /// Whether that target's in-flight count still includes this request (the slot
+    /// `Upstream::pick` claimed).
     pub in_flight: bool,
     pub status: u16,
     pub bytes: u64,
@@ -79,10 +79,10 @@ impl Drop for Completion {
         let rt = &self.runtime;
         rt.obs.metrics.in_flight.dec();
         let proxy = self.proxy.and_then(|i| rt.snapshot.proxies.get(i));
-        if let (true, Some(p), Some(t)) = (self.in_flight, proxy, self.target)
-            && let Some(target) = p.upstream.targets.get(t)
-        {
-            target.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let (true, Some(p), Some(t)) = (self.in_flight, proxy, self.target) {
+            // The slot lives in the target's shared state: given back to the same counter
+            // whatever generation is current now.
+            p.upstream.release(t);
         }
         let elapsed = self.started.elapsed();
         let metrics = match self.proxy.and_then(|i| rt.proxies.get(i)) {

@@ -14,7 +14,8 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use http::{Request, Response, Version, header};
 use hyper::body::Incoming;
-use switchyard_model::runtime::Tried;
+use switchyard_model::runtime::upstream::is_idempotent;
+use switchyard_model::runtime::{Pick, Target, Tried};
 
 use self::body::{RequestBody, ResponseBody};
 use self::completion::Completion;
@@ -110,24 +111,50 @@ async fn proxy(
     };
     let may_retry = upstream.retry_attempts > 0 && upstream.targets.len() > 1;
     let (mut next_body, slot) = if may_retry {
+        upstream.budget.deposit();
         let (b, slot) = RequestBody::parked(body);
         (Some(b), Some(slot))
     } else {
         (Some(RequestBody::Direct(body)), None)
     };
+    // A reset may be retried only for methods that can safely be sent twice.
+    let idempotent = is_idempotent(&method);
+    let key = upstream.hash_key(&headers, ex.client_ip(remote.ip()));
     let mut tried = Tried::default();
     let mut attempt = 0u32;
+    let mut last_error = None::<UpstreamErrorKind>;
     let result = loop {
-        let Some(t) = upstream.pick(tried) else {
-            break Err(UpstreamErrorKind::ConnectFailed);
+        // `pick` claims an in-flight slot on the target; every path below gives it back
+        // (`release`, or the completion when the response is over).
+        // A retry needs a token from the budget (taken before picking, so a refused retry
+        // does not move the load balancer on).
+        if let Some(kind) = last_error
+            && !upstream.budget.withdraw(Instant::now())
+        {
+            tracing::debug!(proxy = %proxy.name, "retry budget exhausted; not retrying");
+            break Err(kind);
+        }
+        let t = match upstream.pick(tried, key, Instant::now()) {
+            Pick::Target(t) => t,
+            Pick::Overloaded if last_error.is_none() => {
+                return error_response(GatewayError::Overloaded, done);
+            }
+            Pick::Overloaded | Pick::Exhausted => {
+                if last_error.is_some() {
+                    upstream.budget.refund();
+                }
+                break Err(last_error.unwrap_or(UpstreamErrorKind::ConnectFailed));
+            }
         };
         tried.insert(t);
+        done.target = Some(t);
+        done.in_flight = true;
         let target = &upstream.targets[t];
         let Some(uri) = forward::upstream_uri(target, route, &original_uri) else {
             return error_response(GatewayError::Internal("cannot build upstream URI"), done);
         };
         let Some(body) = next_body.take() else {
-            break Err(UpstreamErrorKind::ConnectFailed);
+            break Err(last_error.unwrap_or(UpstreamErrorKind::ConnectFailed));
         };
         // Keep a copy of the headers only while another attempt is still possible.
         let last_chance = attempt >= upstream.retry_attempts || !may_retry;
@@ -141,15 +168,18 @@ async fn proxy(
         *up_req.uri_mut() = uri;
         *up_req.version_mut() = Version::HTTP_11;
         *up_req.headers_mut() = attempt_headers;
-        target.in_flight.fetch_add(1, Ordering::Relaxed);
-        done.target = Some(t);
-        done.in_flight = true;
         let outcome = tokio::time::timeout_at(deadline, ext.client.request(up_req)).await;
         let kind = match outcome {
-            Ok(Ok(resp)) => break Ok(resp),
+            Ok(Ok(resp)) => {
+                let ok = !resp.status().is_server_error();
+                if upstream.report(t, ok, Instant::now()) {
+                    ejected(proxy, target);
+                }
+                break Ok(resp);
+            }
             Ok(Err(e)) => {
                 if let Some(max) = body::too_large(&e) {
-                    target.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    upstream.release(t);
                     done.in_flight = false;
                     let reply = switchyard_model::runtime::policy::request_size::too_large(max);
                     return policy_reply(reply, "request-size", proxy, &ex, done);
@@ -158,18 +188,25 @@ async fn proxy(
             }
             Err(_) => UpstreamErrorKind::Timeout,
         };
-        target.in_flight.fetch_sub(1, Ordering::Relaxed);
+        upstream.release(t);
         done.in_flight = false;
+        if upstream.report(t, false, Instant::now()) {
+            ejected(proxy, target);
+        }
         ext.metrics.upstream_errors[kind.index()].inc();
         tracing::debug!(proxy = %proxy.name, target = %target.url, error = kind.as_str(), "upstream attempt failed");
         attempt += 1;
-        if !kind.is_connect() || last_chance {
+        // Safe to send again: nothing was sent (connect failure), or an idempotent request
+        // was reset before any response byte and its body was never started (below).
+        let safe = kind.is_connect() || (kind == UpstreamErrorKind::Reset && idempotent);
+        if !safe || last_chance {
             break Err(kind);
         }
         next_body = slot.as_ref().and_then(RequestBody::retry);
         if next_body.is_none() {
             break Err(kind);
         }
+        last_error = Some(kind);
     };
     match result {
         Ok(resp) => {
@@ -181,6 +218,17 @@ async fn proxy(
         }
         Err(kind) => error_response(GatewayError::Upstream(kind), done),
     }
+}
+
+/// Passive health checking just took `target` out of rotation.
+fn ejected(proxy: &switchyard_model::runtime::Proxy, target: &Target) {
+    let cool_off = proxy.upstream.health.passive.map(|p| p.cool_off);
+    tracing::warn!(
+        proxy = %proxy.name,
+        target = %target.url,
+        cool_off = ?cool_off,
+        "upstream target ejected after consecutive failures"
+    );
 }
 
 /// An answer given by a policy (a denial, a CORS preflight, a mock), with the response

@@ -442,6 +442,7 @@ impl Syncer {
                 Ok((parsed, mut options)) => {
                     let reloader = self.reloader.clone();
                     options.limiters = reloader.limiters().clone();
+                    options.health = reloader.health().clone();
                     tokio::task::spawn_blocking(move || {
                         let outcome = apply_parsed(&reloader, &parsed, &options);
                         (outcome, Some(parsed))
