@@ -579,7 +579,7 @@ async fn a_prompt_firewall_hotfix_applies_to_every_request_after_the_swap() {
     for c in clients {
         c.await.unwrap();
     }
-    let results = results.lock().unwrap();
+    let results = results.lock().unwrap().clone();
     let of = |p: u64| {
         results
             .iter()
