@@ -52,7 +52,7 @@ spec:
 /// A ~2 KB OpenAI-style chat body that matches no rule.
 fn chat_body() -> Vec<u8> {
     let sentence = "Summarise the quarterly figures for the board and keep it short. ";
-    let user = sentence.repeat(24);
+    let user = sentence.repeat(30);
     let body = serde_json::json!({
         "model": "gpt-4o",
         "messages": [
