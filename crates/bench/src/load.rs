@@ -25,11 +25,13 @@ pub struct Sample {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// A response: status, the revision in `x-release` (0 if absent), the upstream id byte.
+    /// A response: status, the revision in `x-release` (0 if absent), the upstream id byte,
+    /// and the number of the upstream credential the upstream saw (0 if none).
     Response {
         status: u16,
         revision: u64,
         upstream: u8,
+        credential: u64,
     },
     Refused,
     Reset,
@@ -188,6 +190,13 @@ async fn request(sender: &mut http1::SendRequest<Empty<Bytes>>, plan: &LoadPlan)
             .get("x-upstream-id")
             .and_then(|v| v.as_bytes().first().copied())
             .unwrap_or(0);
+        let credential = resp
+            .headers()
+            .get("x-seen-authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit('-').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         resp.into_body()
             .collect()
             .await
@@ -196,6 +205,7 @@ async fn request(sender: &mut http1::SendRequest<Empty<Bytes>>, plan: &LoadPlan)
             status,
             revision,
             upstream,
+            credential,
         })
     };
     match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {

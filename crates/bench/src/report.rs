@@ -13,7 +13,8 @@ pub struct SwapReport {
     pub connection_errors: ConnectionErrors,
     /// Requests that did not get the response their pinned config should give.
     pub dropped_requests: u64,
-    /// Responses whose header and upstream came from different revisions. Must be 0.
+    /// Responses whose header, upstream and upstream credential did not all come from the
+    /// one configuration that served the request. Must be 0.
     pub mixed_version_responses: u64,
     /// ACK records found / (changes × Workers), 0..1.
     pub audit_completeness: f64,

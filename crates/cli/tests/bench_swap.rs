@@ -53,6 +53,7 @@ fn a_short_bench_swap_drops_nothing_mixes_nothing_and_audits_everything() {
         "route addition",
         "route removal",
         "credential rotation",
+        "policy edit",
     ] {
         assert!(kinds.contains(&kind), "{kinds:?}");
     }

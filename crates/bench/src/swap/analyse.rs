@@ -19,6 +19,8 @@ pub struct Change {
     pub sent_at: f64,
     /// The upstream id byte this change routes to.
     pub upstream: u8,
+    /// The upstream credential number this change sends.
+    pub credential: u64,
 }
 
 pub struct Analysis {
@@ -39,10 +41,10 @@ pub fn analyse(samples: &[Sample], changes: &[Change], a: Analysis) -> SwapRepor
     let mut dropped = 0u64;
     let mut mixed = 0u64;
     let mut workers = a.workers;
-    // change number → expected upstream id byte
-    let mut expected: HashMap<u64, u8> = HashMap::new();
+    // change number → the upstream and credential its configuration gives
+    let mut expected: HashMap<u64, (u8, u64)> = HashMap::new();
     for c in changes {
-        expected.insert(c.seq, c.upstream);
+        expected.insert(c.seq, (c.upstream, c.credential));
     }
     // (change number, worker) → first time seen
     let mut first_seen: HashMap<(u64, u16), f64> = HashMap::new();
@@ -62,6 +64,7 @@ pub fn analyse(samples: &[Sample], changes: &[Change], a: Analysis) -> SwapRepor
                 status,
                 revision,
                 upstream,
+                credential,
             } => {
                 match status / 100 {
                     2 => classes.s2xx += 1,
@@ -71,7 +74,7 @@ pub fn analyse(samples: &[Sample], changes: &[Change], a: Analysis) -> SwapRepor
                 }
                 if status != 200 || revision == 0 {
                     dropped += 1;
-                } else if expected.get(&revision) != Some(&upstream) {
+                } else if expected.get(&revision) != Some(&(upstream, credential)) {
                     mixed += 1;
                 } else {
                     let e = first_seen.entry((revision, s.worker)).or_insert(f64::MAX);

@@ -12,15 +12,17 @@ pub enum ChangeKind {
     RouteAdd,
     RouteRemove,
     CredentialRotation,
+    PolicyEdit,
 }
 
 impl ChangeKind {
-    pub const CYCLE: [ChangeKind; 5] = [
+    pub const CYCLE: [ChangeKind; 6] = [
         ChangeKind::Header,
         ChangeKind::UpstreamSwitch,
         ChangeKind::RouteAdd,
         ChangeKind::RouteRemove,
         ChangeKind::CredentialRotation,
+        ChangeKind::PolicyEdit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -30,6 +32,7 @@ impl ChangeKind {
             ChangeKind::RouteAdd => "route addition",
             ChangeKind::RouteRemove => "route removal",
             ChangeKind::CredentialRotation => "credential rotation",
+            ChangeKind::PolicyEdit => "policy edit",
         }
     }
 }
@@ -76,8 +79,10 @@ pub struct Shape {
     /// 0 → upstream "a", 1 → upstream "b".
     pub upstream: usize,
     pub extra_route: bool,
-    /// Bumped by each credential rotation.
+    /// Bumped by each credential rotation; the upstream sees `Bearer bench-secret-<n>`.
     pub credential: u64,
+    /// Toggled by each policy edit (the rate limit's `limit`, far above the load).
+    pub policy: bool,
 }
 
 impl Shape {
@@ -87,6 +92,7 @@ impl Shape {
             upstream: 0,
             extra_route: false,
             credential: 1,
+            policy: false,
         }
     }
 
@@ -100,6 +106,7 @@ impl Shape {
             ChangeKind::RouteAdd => s.extra_route = true,
             ChangeKind::RouteRemove => s.extra_route = false,
             ChangeKind::CredentialRotation => s.credential += 1,
+            ChangeKind::PolicyEdit => s.policy = !s.policy,
         }
         s
     }
@@ -132,9 +139,14 @@ fn proxy_manifest(names: &Names, shape: Shape, upstreams: &[String; 2]) -> Strin
     } else {
         String::new()
     };
+    let limit = if shape.policy {
+        999_999_999
+    } else {
+        1_000_000_000
+    };
     format!(
-        "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: {}, labels: {{ owner: switchyard-bench }} }}\nspec:\n  routes:\n    - pathPrefix: /bench{hosts}{extra}\n  upstream:\n    targets:\n      - url: http://{}\n  policies:\n    - type: headers\n      response:\n        set: {{ x-release: r{} }}\n",
-        names.proxy, upstreams[shape.upstream], shape.seq
+        "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: {}, labels: {{ owner: switchyard-bench }} }}\nspec:\n  routes:\n    - pathPrefix: /bench{hosts}{extra}\n  upstream:\n    targets:\n      - url: http://{}\n  policies:\n    - type: rate-limit\n      key: client-ip\n      limit: {limit}\n      per: 1s\n    - type: upstream-credential\n      credential: {}\n      format: \"Bearer {{}}\"\n    - type: headers\n      response:\n        set: {{ x-release: r{} }}\n",
+        names.proxy, upstreams[shape.upstream], names.credential, shape.seq
     )
 }
 

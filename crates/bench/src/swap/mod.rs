@@ -100,6 +100,7 @@ async fn drive(
         kind: ChangeKind::Header,
         sent_at: 0.0,
         upstream: shape.upstream_id(),
+        credential: shape.credential,
     }];
     cluster.start_workers().await?;
     let workers = &cluster.workers;
@@ -152,6 +153,7 @@ async fn drive(
             kind,
             sent_at,
             upstream: shape.upstream_id(),
+            credential: shape.credential,
         });
         if changes.len() == 101 {
             rss_after_100 = rss_all(workers).await;
