@@ -47,6 +47,8 @@ pub struct LoadPlan {
     pub new_connections_per_sec: f64,
     pub path: String,
     pub host: String,
+    /// Extra request headers (e.g. an API key).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// Runs until `stop` is set; returns every sample.
@@ -166,10 +168,13 @@ fn io_outcome(e: &std::io::Error) -> Outcome {
 async fn request(sender: &mut http1::SendRequest<Empty<Bytes>>, plan: &LoadPlan) -> Outcome {
     let exchange = async {
         sender.ready().await.map_err(|_| Outcome::Reset)?;
-        let req = Request::get(plan.path.as_str())
+        let mut req = Request::get(plan.path.as_str())
             .header("host", plan.host.as_str())
             .body(Empty::new())
             .map_err(|_| Outcome::Other)?;
+        for (name, value) in &plan.headers {
+            req.headers_mut().insert(name.clone(), value.clone());
+        }
         let resp = sender.send_request(req).await.map_err(|e| {
             if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
                 Outcome::Reset

@@ -44,6 +44,9 @@ pub enum BenchCommand {
         rounds: usize,
         #[arg(long)]
         no_nginx: bool,
+        /// Also measure a proxy with api-key + rate-limit + headers.
+        #[arg(long)]
+        pipeline: bool,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -165,6 +168,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
             connections,
             rounds,
             no_nginx,
+            pipeline,
             json,
         } => {
             let report = switchyard_bench::proxy(switchyard_bench::ProxyOptions {
@@ -172,6 +176,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
                 connections,
                 rounds,
                 no_nginx,
+                pipeline,
                 binary: binary()?,
             })
             .await?;

@@ -120,6 +120,7 @@ async fn drive(
         new_connections_per_sec: o.new_connections_per_sec,
         path: "/bench/item".into(),
         host: cluster.names.request_host(),
+        headers: Vec::new(),
     };
     let load_task = tokio::spawn(load::run(plan, start, stop_load.clone()));
 
