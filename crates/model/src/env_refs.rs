@@ -61,6 +61,13 @@ pub fn expand<'t>(
             };
             let reference = &rest[i + 2..i + end];
             let prefix_in_line = &line[..col + i];
+            if matches!(quoting(prefix_in_line), Quoting::Comment) {
+                // Comments are left as written.
+                out.push_str(&rest[i..i + end + 1]);
+                col += i + end + 1;
+                rest = &rest[i + end + 1..];
+                continue;
+            }
             match reference.strip_prefix("env:") {
                 None => errors.push(ConfigError::new(
                     &source,
@@ -112,17 +119,23 @@ enum Quoting {
     Plain,
     Single,
     Double,
+    /// After a `#` that starts a comment: left as written.
+    Comment,
 }
 
 /// The kind of scalar a reference stands in, from the text before it on its line.
 fn quoting(before: &str) -> Quoting {
     let mut state = Quoting::Plain;
+    let mut prev = ' ';
     let mut chars = before.chars().peekable();
     while let Some(c) = chars.next() {
+        let after_space = prev.is_whitespace();
+        prev = c;
         state = match (state, c) {
             (Quoting::Plain, '"') => Quoting::Double,
             (Quoting::Plain, '\'') => Quoting::Single,
-            (Quoting::Plain, '#') => return Quoting::Plain,
+            // A comment starts at `#` after whitespace (or at the start of the line).
+            (Quoting::Plain, '#') if after_space => return Quoting::Comment,
             (Quoting::Double, '\\') => {
                 chars.next();
                 Quoting::Double
@@ -144,6 +157,7 @@ fn quoting(before: &str) -> Quoting {
 
 fn escape(before: &str, value: &str) -> Result<String, String> {
     match quoting(before) {
+        Quoting::Comment => Err("is in a comment".into()),
         Quoting::Double => {
             let mut out = String::with_capacity(value.len());
             for c in value.chars() {
@@ -240,6 +254,15 @@ mod tests {
         );
         assert_eq!(run("a: \"$${literal}\"").unwrap(), "a: \"${literal}\"");
         assert_eq!(run("no references").unwrap(), "no references");
+        // Comments are left alone, references and all.
+        assert_eq!(
+            run("# use ${env:SWITCHYARD_NOPE} here\nk: v # ${env:X}\n").unwrap(),
+            "# use ${env:SWITCHYARD_NOPE} here\nk: v # ${env:X}\n"
+        );
+        assert_eq!(
+            run("k: a#${env:SWITCHYARD_ACME_KEY}").unwrap(),
+            "k: a#acme-123"
+        );
     }
 
     #[test]
