@@ -45,3 +45,50 @@ pub fn compile(spec: &MockResponseSpec) -> Result<MockResponsePolicy, Vec<FieldE
         Err(errors)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn spec(status: u16, headers: &[(&str, &str)], body: &str) -> MockResponseSpec {
+        MockResponseSpec {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn the_fixed_answer_is_compiled_once() {
+        let p = compile(&spec(
+            201,
+            &[("content-type", "application/json")],
+            "{\"ok\":true}",
+        ))
+        .unwrap();
+        assert_eq!(p.reply.status, 201);
+        assert_eq!(p.reply.headers[0].1, "application/json");
+        assert_eq!(&p.reply.body[..], b"{\"ok\":true}");
+        assert_eq!(p.reply.code, "mock_response");
+    }
+
+    #[test]
+    fn bad_statuses_and_headers_are_named() {
+        let e = compile(&spec(99, &[], "")).unwrap_err();
+        assert_eq!(e[0].field, "status");
+        let e = compile(&spec(
+            200,
+            &[("bad header", "x"), ("x-ok", "line\nbreak")],
+            "",
+        ))
+        .unwrap_err();
+        assert_eq!(e.len(), 2);
+        assert!(e.iter().all(|e| e.field.starts_with("headers.")), "{e:?}");
+    }
+}

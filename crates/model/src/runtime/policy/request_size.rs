@@ -43,3 +43,48 @@ pub fn too_large(max: u64) -> Reply {
         format!("the request body is larger than {max} bytes"),
     )
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use http::{HeaderMap, HeaderValue, Method, Uri};
+
+    use super::*;
+    use crate::size::ByteSize;
+
+    fn check(p: &RequestSizePolicy, length: Option<&str>) -> Verdict {
+        let mut h = HeaderMap::new();
+        if let Some(l) = length {
+            h.insert(
+                http::header::CONTENT_LENGTH,
+                HeaderValue::from_str(l).unwrap(),
+            );
+        }
+        let mut uri: Uri = "/".parse().unwrap();
+        p.on_request(
+            &mut RequestView {
+                method: &Method::POST,
+                uri: &mut uri,
+                headers: &mut h,
+                peer: [127, 0, 0, 1].into(),
+            },
+            &mut Exchange::default(),
+        )
+    }
+
+    #[test]
+    fn a_declared_length_over_the_limit_is_refused_up_front() {
+        let p = compile(&RequestSizeSpec {
+            max_bytes: ByteSize(1024),
+        });
+        assert!(matches!(check(&p, Some("1024")), Verdict::Continue));
+        assert!(matches!(check(&p, None), Verdict::Continue));
+        match check(&p, Some("1025")) {
+            Verdict::Reply(r) => {
+                assert_eq!(r.status, 413);
+                assert_eq!(r.code, "request_too_large");
+            }
+            Verdict::Continue => panic!("let through"),
+        }
+    }
+}

@@ -70,3 +70,72 @@ pub fn compile(
         _ => Err(errors),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::runtime::policy::Credentials;
+    use crate::runtime::policy::rate_limit::Limiters;
+
+    fn compile_with(
+        cred: &CredentialSpec,
+        format: &str,
+    ) -> Result<UpstreamCredentialPolicy, Vec<FieldError>> {
+        let mut map = Credentials::new();
+        map.insert("provider", cred);
+        let limiters = Limiters::default();
+        let ctx = CompileCtx {
+            proxy: "llm",
+            credentials: &map,
+            limiters: &limiters,
+            rate_limit_ordinal: 0,
+            authenticated: false,
+        };
+        compile(
+            &UpstreamCredentialSpec {
+                credential: "provider".into(),
+                header: "authorization".into(),
+                format: format.into(),
+            },
+            &ctx,
+        )
+    }
+
+    #[test]
+    fn the_secret_is_formatted_into_a_sensitive_header() {
+        let p = compile_with(
+            &CredentialSpec::Secret {
+                value: "sk-1".into(),
+            },
+            "Bearer {}",
+        )
+        .unwrap();
+        assert_eq!(p.header, "authorization");
+        assert_eq!(p.value, "Bearer sk-1");
+        assert!(p.value.is_sensitive());
+        assert!(!format!("{p:?}").contains("sk-1"));
+    }
+
+    #[test]
+    fn formats_credentials_and_values_are_checked() {
+        let secret = CredentialSpec::Secret {
+            value: "sk-1".into(),
+        };
+        let e = compile_with(&secret, "Bearer").unwrap_err();
+        assert_eq!(e[0].field, "format");
+        let e = compile_with(&secret, "{} {}").unwrap_err();
+        assert_eq!(e[0].field, "format");
+        let e = compile_with(&CredentialSpec::ApiKeys { keys: vec![] }, "{}").unwrap_err();
+        assert!(e[0].message.contains("of type \"api-keys\""), "{e:?}");
+        let e = compile_with(
+            &CredentialSpec::Secret {
+                value: "a\nb".into(),
+            },
+            "{}",
+        )
+        .unwrap_err();
+        assert!(e[0].message.contains("cannot be sent in a header"), "{e:?}");
+        assert!(!e[0].message.contains("a\nb"));
+    }
+}
