@@ -25,11 +25,13 @@ pub struct Sample {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// A response: status, the revision in `x-release` (0 if absent), the upstream id byte.
+    /// A response: status, the revision in `x-release` (0 if absent), the upstream id byte,
+    /// and the number of the upstream credential the upstream saw (0 if none).
     Response {
         status: u16,
         revision: u64,
         upstream: u8,
+        credential: u64,
     },
     Refused,
     Reset,
@@ -45,6 +47,8 @@ pub struct LoadPlan {
     pub new_connections_per_sec: f64,
     pub path: String,
     pub host: String,
+    /// Extra request headers (e.g. an API key).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// Runs until `stop` is set; returns every sample.
@@ -164,10 +168,13 @@ fn io_outcome(e: &std::io::Error) -> Outcome {
 async fn request(sender: &mut http1::SendRequest<Empty<Bytes>>, plan: &LoadPlan) -> Outcome {
     let exchange = async {
         sender.ready().await.map_err(|_| Outcome::Reset)?;
-        let req = Request::get(plan.path.as_str())
+        let mut req = Request::get(plan.path.as_str())
             .header("host", plan.host.as_str())
             .body(Empty::new())
             .map_err(|_| Outcome::Other)?;
+        for (name, value) in &plan.headers {
+            req.headers_mut().insert(name.clone(), value.clone());
+        }
         let resp = sender.send_request(req).await.map_err(|e| {
             if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
                 Outcome::Reset
@@ -188,6 +195,13 @@ async fn request(sender: &mut http1::SendRequest<Empty<Bytes>>, plan: &LoadPlan)
             .get("x-upstream-id")
             .and_then(|v| v.as_bytes().first().copied())
             .unwrap_or(0);
+        let credential = resp
+            .headers()
+            .get("x-seen-authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit('-').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         resp.into_body()
             .collect()
             .await
@@ -196,6 +210,7 @@ async fn request(sender: &mut http1::SendRequest<Empty<Bytes>>, plan: &LoadPlan)
             status,
             revision,
             upstream,
+            credential,
         })
     };
     match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {

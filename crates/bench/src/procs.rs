@@ -57,11 +57,22 @@ pub fn field_addr(fields: &serde_json::Value, name: &str) -> Result<SocketAddr, 
         .ok_or_else(|| BenchError::Setup(format!("no {name} address in {fields}")))
 }
 
-/// Any child process, killed when dropped.
+/// Any child process, stopped when dropped: SIGTERM first (so a master process such as
+/// nginx's takes its workers down with it), SIGKILL if it has not exited within 5 s.
 pub struct Service(pub Child);
 
 impl Drop for Service {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -25,6 +25,8 @@ pub struct ProxyOptions {
     pub binary: PathBuf,
     /// Skip nginx even if it is installed.
     pub no_nginx: bool,
+    /// Also measure a proxy with a realistic pipeline (api-key + rate-limit + headers).
+    pub pipeline: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,10 +68,10 @@ impl ProxyReport {
             self.duration_s,
             self.runs.len()
         );
-        s.push_str("target           req/s (median)   p50 ms   p99 ms   errors\n");
+        s.push_str("target                 req/s (median)   p50 ms   p99 ms   errors\n");
         for t in &self.summary {
             s.push_str(&format!(
-                "{:<15}  {:>14.0}  {:>7.3}  {:>7.3}  {:>7}\n",
+                "{:<21}  {:>14.0}  {:>7.3}  {:>7.3}  {:>7}\n",
                 t.target, t.requests_per_sec, t.p50_ms, t.p99_ms, t.errors
             ));
         }
@@ -99,10 +101,15 @@ pub async fn run(o: ProxyOptions) -> Result<ProxyReport, BenchError> {
     let _upstream = Service(up);
     let upstream = field_addr(&fields, "addr")?;
 
+    let pipeline_proxy = if o.pipeline {
+        PIPELINE_PROXY.replace("UPSTREAM", &upstream.to_string())
+    } else {
+        String::new()
+    };
     std::fs::write(
         dir.path().join("bench.yaml"),
         format!(
-            "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: bench }}\nspec:\n  routes: [{{ pathPrefix: / }}]\n  upstream:\n    targets: [{{ url: \"http://{upstream}\" }}]\n  policies:\n    - type: headers\n      response: {{ set: {{ x-release: blue }} }}\n"
+            "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: bench }}\nspec:\n  routes: [{{ pathPrefix: / }}]\n  upstream:\n    targets: [{{ url: \"http://{upstream}\" }}]\n  policies:\n    - type: headers\n      response: {{ set: {{ x-release: blue }} }}\n{pipeline_proxy}"
         ),
     )
     .map_err(|e| BenchError::Setup(e.to_string()))?;
@@ -132,19 +139,24 @@ pub async fn run(o: ProxyOptions) -> Result<ProxyReport, BenchError> {
         }
     };
 
-    let mut targets: Vec<(&str, SocketAddr)> =
-        vec![("upstream direct", upstream), ("switchyard", gateway)];
+    let mut targets: Vec<(&str, SocketAddr, Load)> = vec![
+        ("upstream direct", upstream, Load::Plain),
+        ("switchyard", gateway, Load::Plain),
+    ];
+    if o.pipeline {
+        targets.push(("switchyard + pipeline", gateway, Load::Pipeline));
+    }
     if let Some((_, addr)) = &nginx {
-        targets.push(("nginx", *addr));
+        targets.push(("nginx", *addr, Load::Plain));
     }
     // Warm-up: connections, pools, caches.
-    for (_, addr) in &targets {
-        measure(*addr, o.connections, Duration::from_secs(1)).await;
+    for (_, addr, load) in &targets {
+        measure(*addr, *load, o.connections, Duration::from_secs(1)).await;
     }
     let mut runs = Vec::new();
     for round in 1..=o.rounds.max(1) {
-        for (name, addr) in &targets {
-            let mut r = measure(*addr, o.connections, o.duration).await;
+        for (name, addr, load) in &targets {
+            let mut r = measure(*addr, *load, o.connections, o.duration).await;
             r.target = (*name).to_string();
             r.round = round;
             runs.push(r);
@@ -152,7 +164,7 @@ pub async fn run(o: ProxyOptions) -> Result<ProxyReport, BenchError> {
     }
     let summary: Vec<TargetSummary> = targets
         .iter()
-        .map(|(name, _)| {
+        .map(|(name, _, _)| {
             let mine: Vec<&Run> = runs.iter().filter(|r| r.target == *name).collect();
             TargetSummary {
                 target: (*name).to_string(),
@@ -200,15 +212,36 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-async fn measure(addr: SocketAddr, connections: usize, duration: Duration) -> Run {
+/// The second proxy `bench proxy --pipeline` measures: an API key, a rate limit by
+/// consumer far above the load, and header edits both ways.
+const PIPELINE_PROXY: &str = "---\napiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: { name: bench-clients }\nspec:\n  type: api-keys\n  keys: [{ consumer: bench, key: \"bench-live-key-0001\" }]\n---\napiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: { name: bench-pipeline }\nspec:\n  routes: [{ pathPrefix: /pipeline }]\n  upstream:\n    targets: [{ url: \"http://UPSTREAM\" }]\n  policies:\n    - type: api-key\n      credentials: [bench-clients]\n    - type: rate-limit\n      key: consumer\n      limit: 1000000000\n      per: 1s\n    - type: headers\n      request: { set: { x-gateway: switchyard } }\n      response: { set: { x-release: blue } }\n";
+
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    Plain,
+    Pipeline,
+}
+
+async fn measure(addr: SocketAddr, load: Load, connections: usize, duration: Duration) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
+    let (path, headers) = match load {
+        Load::Plain => ("/", Vec::new()),
+        Load::Pipeline => (
+            "/pipeline/item",
+            vec![(
+                http::HeaderName::from_static("x-api-key"),
+                http::HeaderValue::from_static("bench-live-key-0001"),
+            )],
+        ),
+    };
     let plan = LoadPlan {
         targets: vec![addr],
         connections,
         new_connections_per_sec: 0.0,
-        path: "/".into(),
+        path: path.into(),
         host: "bench.test".into(),
+        headers,
     };
     let task = tokio::spawn(load::run(plan, start, stop.clone()));
     tokio::time::sleep(duration).await;

@@ -13,7 +13,8 @@ pub struct SwapReport {
     pub connection_errors: ConnectionErrors,
     /// Requests that did not get the response their pinned config should give.
     pub dropped_requests: u64,
-    /// Responses whose header and upstream came from different revisions. Must be 0.
+    /// Responses whose header, upstream and upstream credential did not all come from the
+    /// one configuration that served the request. Must be 0.
     pub mixed_version_responses: u64,
     /// ACK records found / (changes × Workers), 0..1.
     pub audit_completeness: f64,
@@ -52,9 +53,11 @@ pub struct ConnectionErrors {
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerReport {
     pub id: String,
-    pub rss_start_kb: u64,
-    pub rss_peak_kb: u64,
-    pub rss_end_kb: u64,
+    /// Resident memory (KiB); null when it cannot be read (a remote Worker without
+    /// `--worker-admins`).
+    pub rss_start_kb: Option<u64>,
+    pub rss_peak_kb: Option<u64>,
+    pub rss_end_kb: Option<u64>,
     /// RSS right after the 100th change was applied (absent in shorter runs): the
     /// baseline for "memory after many swaps".
     pub rss_after_100_swaps_kb: Option<u64>,
@@ -70,6 +73,10 @@ pub struct LatencyReport {
     /// Requests sent within one second after a change was sent.
     pub around_swaps: Percentiles,
     pub between_swaps: Percentiles,
+}
+
+fn kib(k: Option<u64>) -> String {
+    k.map_or("-".into(), |k| format!("{k} KiB"))
 }
 
 fn pct(p: &Percentiles) -> String {
@@ -135,13 +142,12 @@ impl SwapReport {
         for w in &self.workers {
             let _ = writeln!(
                 s,
-                "worker {}: RSS start {} KiB, after 100 swaps {}, peak {} KiB, end {} KiB; live generations at end {}; {}; {} requests",
+                "worker {}: RSS start {}, after 100 swaps {}, peak {}, end {}; live generations at end {}; {}; {} requests",
                 w.id,
-                w.rss_start_kb,
-                w.rss_after_100_swaps_kb
-                    .map_or("-".into(), |k| format!("{k} KiB")),
-                w.rss_peak_kb,
-                w.rss_end_kb,
+                kib(w.rss_start_kb),
+                kib(w.rss_after_100_swaps_kb),
+                kib(w.rss_peak_kb),
+                kib(w.rss_end_kb),
                 w.live_generations_end
                     .map_or("?".into(), |g| format!("{g}")),
                 w.alloc_bytes_per_swap.map_or_else(

@@ -30,6 +30,8 @@ pub enum BenchCommand {
         /// Also write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        #[command(flatten)]
+        existing: ExistingArgs,
     },
     /// Throughput and latency of one Worker vs the upstream directly vs nginx (if
     /// installed), interleaved runs, medians and ratios.
@@ -42,6 +44,9 @@ pub enum BenchCommand {
         rounds: usize,
         #[arg(long)]
         no_nginx: bool,
+        /// Also measure a proxy with api-key + rate-limit + headers.
+        #[arg(long)]
+        pipeline: bool,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -70,6 +75,53 @@ pub enum BenchCommand {
     },
 }
 
+/// Measure an existing cluster instead of starting one. The bench adds a proxy and a
+/// credential of its own (unique names, a host of its own), drives load through the named
+/// Workers, changes them while the load runs, and deletes them at the end.
+#[derive(clap::Args)]
+pub struct ExistingArgs {
+    /// The cluster's Manager (plain HTTP admin API).
+    #[arg(long, requires_all = ["env", "targets"])]
+    manager: Option<String>,
+    /// The environment to change (an admin or deployer token for it is needed).
+    #[arg(long)]
+    env: Option<String>,
+    #[arg(long, env = "SWITCHYARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The Workers to load (their traffic listeners), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    targets: Vec<String>,
+    /// The Workers' admin listeners, same order as --targets (memory, generations).
+    #[arg(long, value_delimiter = ',')]
+    worker_admins: Vec<String>,
+    /// Where the bench's two upstreams listen (Workers must reach them).
+    #[arg(long, default_value = "127.0.0.1")]
+    upstream_bind: std::net::IpAddr,
+    /// The address Workers reach the bench's upstreams by (default: --upstream-bind).
+    #[arg(long)]
+    upstream_host: Option<String>,
+}
+
+impl ExistingArgs {
+    fn cluster(self) -> anyhow::Result<Option<switchyard_bench::ExistingCluster>> {
+        let Some(manager) = self.manager else {
+            return Ok(None);
+        };
+        let token = self
+            .token
+            .context("--manager needs a token: --token or SWITCHYARD_TOKEN")?;
+        Ok(Some(switchyard_bench::ExistingCluster {
+            manager,
+            token,
+            env: self.env.unwrap_or_default(),
+            targets: self.targets,
+            admins: self.worker_admins,
+            upstream_bind: self.upstream_bind,
+            upstream_host: self.upstream_host,
+        }))
+    }
+}
+
 fn binary() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("cannot find the switchyard binary")
 }
@@ -91,6 +143,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
             connections,
             new_connections_per_sec,
             json,
+            existing,
         } => {
             let report = switchyard_bench::swap(switchyard_bench::SwapOptions {
                 workers,
@@ -99,6 +152,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
                 connections,
                 new_connections_per_sec,
                 binary: binary()?,
+                existing: existing.cluster()?,
             })
             .await?;
             print!("{}", report.to_text());
@@ -114,6 +168,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
             connections,
             rounds,
             no_nginx,
+            pipeline,
             json,
         } => {
             let report = switchyard_bench::proxy(switchyard_bench::ProxyOptions {
@@ -121,6 +176,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
                 connections,
                 rounds,
                 no_nginx,
+                pipeline,
                 binary: binary()?,
             })
             .await?;

@@ -106,3 +106,36 @@ fn sighup_reloads_sigterm_drains_and_the_access_log_records_versions() {
         }
     }
 }
+
+/// `${env:SWITCHYARD_…}` references are filled in from the environment of the process that
+/// reads the files; a missing one is an error naming the file and place.
+#[test]
+fn env_references_come_from_the_applying_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: { name: chat-clients }\nspec:\n  type: api-keys\n  keys:\n    - { consumer: acme, key: \"${env:SWITCHYARD_ACME_KEY}\" }\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let (ok, out, err) = common::run(&["validate", path], &[]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains(
+            "keys.yaml:7:31: `${env:SWITCHYARD_ACME_KEY}`: SWITCHYARD_ACME_KEY is not set"
+        ),
+        "{err}"
+    );
+    let (ok, out, err) = common::run(
+        &["validate", path],
+        &[("SWITCHYARD_ACME_KEY", "acme-key-123456")],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(!out.contains("acme-key-123456") && !err.contains("acme-key-123456"));
+    // Other variables of the process are not reachable.
+    std::fs::write(&file, "apiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: { name: k }\nspec: { type: secret, value: \"${env:HOME}\" }\n").unwrap();
+    let (ok, _, err) = common::run(&["validate", path], &[]);
+    assert!(!ok);
+    assert!(err.contains("start with SWITCHYARD_"), "{err}");
+}

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod forwarder;
+pub mod send;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -149,8 +150,9 @@ impl RunningWorker {
             .await
             .unwrap_or_else(|_| {
                 panic!(
-                    "worker did not reach revision {revision} in time (at {})",
-                    self.handle.revision()
+                    "worker did not reach revision {revision} in time (at {}; last reload: {:?})",
+                    self.handle.revision(),
+                    self.handle.status().last_reload
                 )
             })
             .unwrap();
@@ -233,11 +235,24 @@ impl Conn {
 
     /// Sends a GET with extra headers and reads the whole response.
     pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Answer, String> {
+        self.request(http::Method::GET, path, headers).await
+    }
+
+    /// Sends a request without a body and reads the whole response.
+    pub async fn request(
+        &mut self,
+        method: http::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, String> {
         self.sender
             .ready()
             .await
             .map_err(|e| format!("connection not ready: {e}"))?;
-        let mut req = Request::get(path).header("host", "gateway.test");
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "gateway.test");
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

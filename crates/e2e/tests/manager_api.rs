@@ -693,3 +693,127 @@ async fn credentials_are_sealed_at_rest_and_never_shown() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletions_are_planned_committed_audited_and_propagated() {
+    let h = Harness::upstreams(&["a"]).await;
+    let data = tempfile::tempdir().unwrap();
+    let m = RunningManager::start(data.path()).await;
+    let worker_token = m.env_with_worker_token("dev").await;
+    let orders = "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: { name: orders }\nspec:\n  routes:\n    - pathPrefix: /orders\n  upstream:\n    targets:\n      - url: http://ADDR\n".replace("ADDR", &h.addr(0).to_string());
+    let (s, b) = m
+        .apply("dev", &[payments_manifest("r1", h.addr(0), ""), orders])
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let cache = tempfile::tempdir().unwrap();
+    let mut w = ManagedWorker::start(ManagedWorker::options(
+        &m.url(),
+        "dev",
+        &worker_token,
+        "w1",
+        cache.path(),
+    ))
+    .await
+    .unwrap();
+    w.wait_for_revision(1).await;
+    assert_eq!(
+        switchyard_e2e::get_once(w.addr, "/orders/1").await.status,
+        200
+    );
+
+    let path = "/v1/envs/dev/apply";
+    let delete = json!([{ "kind": "Proxy", "name": "orders" }]);
+    // A dry run plans the deletion and changes nothing.
+    let (s, b) = m
+        .call(
+            Method::POST,
+            path,
+            Some(json!({ "manifests": [], "delete": delete, "dry_run": true })),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["changed"], true, "{b}");
+    assert_eq!(b["changes"][0]["name"], "orders", "{b}");
+    assert_eq!(b["changes"][0]["new_version"], Value::Null, "{b}");
+    assert_eq!(revision(&m, "dev").await, 1);
+
+    // Bad deletions name the problem and change nothing.
+    let (s, b) = m
+        .call(
+            Method::POST,
+            path,
+            Some(json!({ "manifests": [], "delete": [{ "kind": "Proxi", "name": "orders" }] })),
+        )
+        .await;
+    assert_error(s, &b, 422, "invalid_config");
+    assert!(
+        b["details"][0]
+            .as_str()
+            .unwrap()
+            .contains("unknown kind \"Proxi\""),
+        "{b}"
+    );
+    let (s, b) = m
+        .call(
+            Method::POST,
+            path,
+            Some(json!({ "manifests": [payments_manifest("r2", h.addr(0), "")], "delete": [{ "kind": "Proxy", "name": "payments" }] })),
+        )
+        .await;
+    assert_error(s, &b, 422, "invalid_config");
+    assert!(
+        b["details"][0]
+            .as_str()
+            .unwrap()
+            .contains("also in the manifests"),
+        "{b}"
+    );
+    let (s, b) = m
+        .call(Method::POST, path, Some(json!({ "manifests": [] })))
+        .await;
+    assert_error(s, &b, 400, "bad_request");
+    assert_eq!(revision(&m, "dev").await, 1);
+
+    // The deletion: one revision, one audit record, the Worker stops routing /orders.
+    let (s, b) = m
+        .call(
+            Method::POST,
+            path,
+            Some(json!({ "manifests": [], "delete": delete })),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["revision"], 2, "{b}");
+    w.wait_for_revision(2).await;
+    assert_eq!(
+        switchyard_e2e::get_once(w.addr, "/orders/1").await.status,
+        404
+    );
+    assert_eq!(
+        switchyard_e2e::get_once(w.addr, "/payments/1").await.status,
+        200
+    );
+    let records = audit(&m, "dev").await;
+    let deletion = records
+        .iter()
+        .find(|r| r["revision"] == 2 && r["entity_kind"] == "Proxy" && r["entity_name"] == "orders")
+        .unwrap_or_else(|| panic!("no audit record for the deletion: {records:?}"));
+    assert_eq!(deletion["old_version"], 1, "{deletion}");
+    assert_eq!(deletion["new_version"], Value::Null, "{deletion}");
+    assert_eq!(deletion["operation"], "apply", "{deletion}");
+
+    // Deleting what no longer exists is a no-op: no revision, no audit noise.
+    let (s, b) = m
+        .call(
+            Method::POST,
+            path,
+            Some(json!({ "manifests": [], "delete": delete })),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["changed"], false, "{b}");
+    // (Worker ACKs are audited too and may still arrive; count the changes only.)
+    let changes = |r: &[Value]| r.iter().filter(|r| r["operation"] != "report").count();
+    assert_eq!(changes(&audit(&m, "dev").await), changes(&records));
+    w.stop().await;
+}

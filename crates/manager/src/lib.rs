@@ -7,6 +7,8 @@ pub mod auth;
 pub mod error;
 pub mod fanout;
 pub mod metrics;
+mod pull_cache;
+mod reports;
 pub mod state;
 
 use std::future::Future;
@@ -86,6 +88,7 @@ impl Manager {
                 .map_err(ManagerError::Api)?,
         };
         let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+        let reports = reports::ReportWriter::start(store.clone());
         let state = AppState {
             store,
             fanout: fanout::Fanout::default(),
@@ -94,6 +97,8 @@ impl Manager {
             shutdown,
             secrets: Arc::new(SecretBox::new(&key)),
             tokens: Arc::new(auth::TokenCache::default()),
+            pulls: Arc::new(pull_cache::PullCache::default()),
+            reports,
         };
         let created_admin_token = bootstrap_admin(&state, &options.data_dir).await?;
         Ok(Manager {

@@ -25,6 +25,10 @@ pub struct AppState {
     /// Recently verified tokens, so Workers' frequent pulls and reports do not each hit the
     /// store (see `auth.rs` for the lifetime).
     pub tokens: Arc<crate::auth::TokenCache>,
+    /// Pull answers, shared by the Workers that ask for the same revision.
+    pub pulls: Arc<crate::pull_cache::PullCache>,
+    /// Worker reports, group-committed.
+    pub reports: crate::reports::ReportWriter,
 }
 
 impl AppState {

@@ -18,6 +18,8 @@ use crate::error::ConfigErrors;
 use crate::load::Located;
 use crate::manifest::{Manifest, ProxyManifest};
 use crate::runtime::Snapshot;
+use crate::runtime::health::HealthRegistry;
+use crate::runtime::policy::rate_limit::Limiters;
 
 use self::diff::Diff;
 use self::engine::Batch;
@@ -30,6 +32,18 @@ pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// The most retry attempts a proxy may ask for.
 pub const MAX_RETRY_ATTEMPTS: u32 = 10;
+/// Bounds of `retries.budget.minPerSecond`.
+pub const MAX_BUDGET_MIN_PER_SECOND: u32 = 10_000;
+/// Bounds of an active health check's `interval`.
+pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+pub const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+/// Longest active health check `timeout`.
+pub const MAX_CHECK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest health check threshold (`healthyThreshold`, `unhealthyThreshold`,
+/// `consecutiveFailures`).
+pub const MAX_HEALTH_THRESHOLD: u32 = 1000;
+/// Longest passive `coolOff`.
+pub const MAX_COOL_OFF: Duration = Duration::from_secs(24 * 3600);
 
 /// What a compile produced, and how it differs from the previous snapshot.
 #[derive(Debug)]
@@ -70,6 +84,12 @@ pub struct CompileOptions {
     /// Proxy versions by name (default: previous version + 1 for changed proxies). A proxy
     /// recompiled only because a credential it uses changed keeps the version given here.
     pub versions: HashMap<String, u64>,
+    /// Rate-limit counters kept across compiles (a Worker passes the same registry to every
+    /// compile so counters survive swaps).
+    pub limiters: Limiters,
+    /// Per-target health and in-flight counts kept across compiles (a Worker passes the
+    /// same registry to every compile so a swap keeps the state of unchanged targets).
+    pub health: HealthRegistry,
 }
 
 /// Compiles a full manifest set. With `prev`, unchanged proxies are reused and versions

@@ -4,12 +4,14 @@
 
 pub mod compile;
 pub mod duration;
+pub mod env_refs;
 pub mod error;
 pub mod load;
 pub mod manifest;
 pub mod protocol;
 pub mod runtime;
 pub mod secretbox;
+pub mod size;
 mod validate;
 
 pub use compile::{

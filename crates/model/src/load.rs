@@ -21,7 +21,8 @@ pub struct Located<T> {
 const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Reads a file, or every `*.yaml`/`*.yml` file below a directory (sorted, hidden files and
-/// editor backups skipped), and parses every document. All errors are collected.
+/// editor backups skipped), fills in `${env:SWITCHYARD_…}` references from this process's
+/// environment (see `env_refs`), and parses every document. All errors are collected.
 pub fn load_path(path: &Path) -> Result<Vec<Located<Manifest>>, ConfigErrors> {
     let files = manifest_files(path)?;
     let mut out = Vec::new();
@@ -35,6 +36,13 @@ pub fn load_path(path: &Path) -> Result<Vec<Located<Manifest>>, ConfigErrors> {
                     position,
                     ..io_error(&name, message)
                 });
+                continue;
+            }
+        };
+        let text = match crate::env_refs::expand(&name, &text, |n| std::env::var(n).ok()) {
+            Ok(t) => t,
+            Err(mut e) => {
+                errors.append(&mut e);
                 continue;
             }
         };

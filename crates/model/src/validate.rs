@@ -141,6 +141,51 @@ pub(crate) fn credential(
             errors.push(err("spec.value".into(), "empty secret"));
         }
         CredentialSpec::Secret { .. } => {}
+        CredentialSpec::BasicUsers { users } => {
+            if users.is_empty() {
+                errors.push(err(
+                    "spec.users".into(),
+                    "a basic-users credential needs at least one user",
+                ));
+            }
+            let mut seen = std::collections::HashSet::new();
+            for (i, u) in users.iter().enumerate() {
+                if u.username.is_empty() || u.username.contains(':') {
+                    errors.push(err(
+                        format!("spec.users[{i}].username"),
+                        "a username must be non-empty and cannot contain ':'",
+                    ));
+                }
+                if !seen.insert(u.username.as_str()) {
+                    errors.push(err(
+                        format!("spec.users[{i}].username"),
+                        "the same username is listed twice",
+                    ));
+                }
+                if let Err(why) =
+                    crate::runtime::policy::basic_auth::check_password_hash(&u.password_hash)
+                {
+                    errors.push(err(format!("spec.users[{i}].passwordHash"), &why));
+                }
+            }
+        }
+        CredentialSpec::Jwks { jwks } => {
+            let set = match jwks {
+                serde_json::Value::String(text) => serde_json::from_str(text).ok(),
+                other => Some(other.clone()),
+            };
+            let has_keys = set
+                .as_ref()
+                .and_then(|s| s.get("keys"))
+                .and_then(|k| k.as_array())
+                .is_some_and(|k| !k.is_empty());
+            if !has_keys {
+                errors.push(err(
+                    "spec.jwks".into(),
+                    "expected a JSON Web Key Set: {\"keys\": [ … ]} with at least one key",
+                ));
+            }
+        }
         CredentialSpec::ApiKeys { keys } => {
             if keys.is_empty() {
                 errors.push(err(

@@ -356,6 +356,7 @@ fn manager_versions_are_taken_as_given() {
     let options = CompileOptions {
         revision: Some(40),
         versions: [("a".to_string(), 7)].into(),
+        ..CompileOptions::default()
     };
     let c = compile_changes(&s, &[&a2], &[], &options).unwrap();
     assert_eq!(c.snapshot.revision, 40);

@@ -60,7 +60,7 @@ fn unknown_policy_type() {
     assert_eq!(
         single(&e),
         "payments.yaml:20:13: proxy \"payments\": spec.policies[0].type: \
-         unknown variant `header`, expected one of headers"
+         unknown variant `header`, expected one of headers, api-key, basic-auth, jwt, ip-filter, rate-limit, request-size, cors, prompt-firewall, mock-response, upstream-credential"
     );
 }
 
@@ -110,7 +110,7 @@ fn policy_type_may_come_last() {
     assert_eq!(
         single(&parse_err(&bad)),
         "payments.yaml:25:13: proxy \"payments\": spec.policies[0].type: \
-         unknown variant `headerz`, expected one of headers"
+         unknown variant `headerz`, expected one of headers, api-key, basic-auth, jwt, ip-filter, rate-limit, request-size, cors, prompt-firewall, mock-response, upstream-credential"
     );
 }
 
@@ -131,7 +131,9 @@ fn policy_values_read_the_same_whatever_the_key_order() {
         let switchyard_model::Manifest::Proxy(p) = &m[0].value else {
             panic!("not a proxy")
         };
-        let switchyard_model::manifest::PolicySpec::Headers(h) = &p.spec.policies[0];
+        let switchyard_model::manifest::PolicySpec::Headers(h) = &p.spec.policies[0] else {
+            panic!("not a headers policy")
+        };
         assert_eq!(h.response.set["x-release"], "5");
     }
 }
@@ -209,7 +211,7 @@ fn unknown_load_balancing() {
     assert_eq!(
         single(&e),
         "payments.yaml:16:20: proxy \"payments\": spec.upstream.loadBalancing: \
-         unknown variant `random`, expected one of round-robin, least-requests, weighted"
+         unknown variant `random`, expected one of round-robin, least-requests, weighted, consistent-hash"
     );
 }
 

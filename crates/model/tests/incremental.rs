@@ -204,6 +204,53 @@ fn defaults_written_out_or_left_out_have_the_same_digest() {
 }
 
 #[test]
+fn new_upstream_fields_left_out_do_not_change_the_digest() {
+    // Manifests written before these fields existed keep their digest (no new version on
+    // upgrade), and defaults written out equal defaults left out.
+    let a = build(PAYMENTS, None);
+    let written = edit(
+        PAYMENTS,
+        "retries: { attempts: 1 }",
+        "retries: { attempts: 1, budget: { ratio: 0.2, minPerSecond: 3 } }",
+    );
+    let b = build(&written, Some(&a.snapshot));
+    assert!(b.changes.is_empty(), "{:?}", b.changes);
+    let json = Manifest::canonical_json(&parse(PAYMENTS).unwrap()[0].value);
+    for field in ["hashOn", "healthCheck", "maxConcurrentRequests", "budget"] {
+        assert!(!json.contains(field), "{field} in {json}");
+    }
+}
+
+#[test]
+fn a_changed_proxy_keeps_the_state_of_targets_it_still_has() {
+    use switchyard_model::CompileOptions;
+    use switchyard_model::runtime::HealthRegistry;
+    let options = CompileOptions {
+        health: HealthRegistry::default(),
+        ..CompileOptions::default()
+    };
+    let a = switchyard_model::compile_with(&parse(PAYMENTS).unwrap(), None, &options).unwrap();
+    let before = a.snapshot.proxy("payments").unwrap().clone();
+    let edited = edit(PAYMENTS, "owner: payments-team", "owner: billing");
+    let b = switchyard_model::compile_with(&parse(&edited).unwrap(), Some(&a.snapshot), &options)
+        .unwrap();
+    let after = b.snapshot.proxy("payments").unwrap();
+    assert!(!Arc::ptr_eq(&before, after), "recompiled");
+    assert!(Arc::ptr_eq(
+        &before.upstream.targets[0].state,
+        &after.upstream.targets[0].state
+    ));
+    // A target that changed URL starts afresh.
+    let moved = edit(PAYMENTS, "127.0.0.1:18081", "127.0.0.1:18082");
+    let c = switchyard_model::compile_with(&parse(&moved).unwrap(), Some(&b.snapshot), &options)
+        .unwrap();
+    assert!(!Arc::ptr_eq(
+        &after.upstream.targets[0].state,
+        &c.snapshot.proxy("payments").unwrap().upstream.targets[0].state
+    ));
+}
+
+#[test]
 fn a_label_change_is_an_update() {
     let a = build(PAYMENTS, None);
     let b = build(
@@ -317,12 +364,14 @@ fn shared_proxies_keep_their_load_balancer_state() {
     let a = build(&set_a(), None);
     let before = a.snapshot.proxy("payments").unwrap().clone();
     before.upstream.targets[0]
+        .state
         .in_flight
         .store(5, std::sync::atomic::Ordering::Relaxed);
     let b = build(&set_a2(), Some(&a.snapshot));
     let after = b.snapshot.proxy("payments").unwrap();
     assert_eq!(
         after.upstream.targets[0]
+            .state
             .in_flight
             .load(std::sync::atomic::Ordering::Relaxed),
         5

@@ -413,6 +413,205 @@ fn zero_timeouts_are_refused() {
     );
 }
 
+// ---- upstream resilience ----
+
+/// PAYMENTS with `extra` (indented upstream fields) after its `retries` line.
+fn upstream_with(extra: &str) -> String {
+    edit(
+        PAYMENTS,
+        "    retries: { attempts: 1 }       # only on connect failure, to another target\n",
+        &format!("    retries: {{ attempts: 1 }}\n{extra}"),
+    )
+}
+
+fn errors_of(extra: &str) -> Vec<String> {
+    rendered(&compile_err(&upstream_with(extra)))
+}
+
+const AT: &str = "payments.yaml:4:9: proxy \"payments\": ";
+
+#[test]
+fn every_resilience_field_compiles_with_its_values() {
+    let c = compile_ok(&edit(
+        &upstream_with(
+            "    hashOn: header:x-user\n\
+             \x20   maxConcurrentRequests: 100\n\
+             \x20   healthCheck:\n\
+             \x20     active: { path: /healthz, interval: 2s, timeout: 500ms, healthyThreshold: 1, unhealthyThreshold: 4 }\n\
+             \x20     passive: { consecutiveFailures: 3, coolOff: 10s }\n",
+        ),
+        "loadBalancing: round-robin",
+        "loadBalancing: consistent-hash",
+    ));
+    let u = &c.snapshot.proxy("payments").unwrap().upstream;
+    assert_eq!(
+        u.hash_on,
+        Some(switchyard_model::runtime::HashOn::Header(
+            http::HeaderName::from_static("x-user")
+        ))
+    );
+    assert_eq!(u.max_concurrent_requests, Some(100));
+    let active = u.health.active.as_ref().unwrap();
+    assert_eq!(active.path.as_str(), "/healthz");
+    assert_eq!(active.interval, std::time::Duration::from_secs(2));
+    assert_eq!(active.timeout, std::time::Duration::from_millis(500));
+    assert_eq!(
+        (active.healthy_threshold, active.unhealthy_threshold),
+        (1, 4)
+    );
+    let passive = u.health.passive.unwrap();
+    assert_eq!(passive.consecutive_failures, 3);
+    assert_eq!(passive.cool_off, std::time::Duration::from_secs(10));
+    assert_eq!(
+        u.targets[0].check_uri.as_ref().unwrap().to_string(),
+        "http://127.0.0.1:18081/healthz"
+    );
+}
+
+#[test]
+fn health_check_defaults() {
+    let c = compile_ok(&upstream_with(
+        "    healthCheck: { active: { path: /up }, passive: {} }\n",
+    ));
+    let u = &c.snapshot.proxy("payments").unwrap().upstream;
+    let active = u.health.active.as_ref().unwrap();
+    assert_eq!(active.interval, std::time::Duration::from_secs(5));
+    assert_eq!(active.timeout, std::time::Duration::from_secs(1));
+    assert_eq!(
+        (active.healthy_threshold, active.unhealthy_threshold),
+        (2, 3)
+    );
+    let passive = u.health.passive.unwrap();
+    assert_eq!(passive.consecutive_failures, 5);
+    assert_eq!(passive.cool_off, std::time::Duration::from_secs(30));
+    // Without healthCheck: no checks, no limit, no hash key.
+    let c = compile_ok(PAYMENTS);
+    let u = &c.snapshot.proxy("payments").unwrap().upstream;
+    assert!(!u.health.is_enabled());
+    assert_eq!(u.max_concurrent_requests, None);
+    assert_eq!(u.hash_on, None);
+    assert!(u.targets[0].check_uri.is_none());
+}
+
+#[test]
+fn consistent_hash_needs_hash_on_and_only_it_takes_it() {
+    let e = compile_err(&edit(
+        PAYMENTS,
+        "loadBalancing: round-robin",
+        "loadBalancing: consistent-hash",
+    ));
+    assert_eq!(
+        single(&e),
+        format!(
+            "{AT}spec.upstream.hashOn: required with `loadBalancing: consistent-hash`: \
+             client-ip or header:<name>"
+        )
+    );
+    assert_eq!(
+        errors_of("    hashOn: client-ip\n"),
+        [format!(
+            "{AT}spec.upstream.hashOn: only used with `loadBalancing: consistent-hash`"
+        )]
+    );
+    for (value, message) in [
+        (
+            "cookie:session",
+            "invalid value \"cookie:session\": use client-ip or header:<name>",
+        ),
+        ("\"header:x user\"", "invalid header name \"x user\""),
+    ] {
+        let e = compile_err(&edit(
+            &upstream_with(&format!("    hashOn: {value}\n")),
+            "loadBalancing: round-robin",
+            "loadBalancing: consistent-hash",
+        ));
+        assert_eq!(single(&e), format!("{AT}spec.upstream.hashOn: {message}"));
+    }
+}
+
+#[test]
+fn health_check_fields_are_validated() {
+    assert_eq!(
+        errors_of("    healthCheck: {}\n"),
+        [format!(
+            "{AT}spec.upstream.healthCheck: set `active`, `passive` or both \
+             (leave healthCheck out for no checks)"
+        )]
+    );
+    assert_eq!(
+        errors_of(
+            "    healthCheck:\n\
+             \x20     active: { path: healthz, interval: 10ms, timeout: 2m, healthyThreshold: 0, unhealthyThreshold: 1001 }\n\
+             \x20     passive: { consecutiveFailures: 0, coolOff: 0s }\n"
+        ),
+        [
+            format!(
+                "{AT}spec.upstream.healthCheck.active.path: invalid path \"healthz\": \
+                 must start with '/', no fragment, spaces or control characters"
+            ),
+            format!(
+                "{AT}spec.upstream.healthCheck.active.interval: 10ms is less than the 100ms minimum"
+            ),
+            format!("{AT}spec.upstream.healthCheck.active.timeout: 2m is more than the 1m maximum"),
+            format!(
+                "{AT}spec.upstream.healthCheck.active.healthyThreshold: must be between 1 and 1000"
+            ),
+            format!(
+                "{AT}spec.upstream.healthCheck.active.unhealthyThreshold: must be between 1 and 1000"
+            ),
+            format!(
+                "{AT}spec.upstream.healthCheck.passive.consecutiveFailures: must be between 1 and 1000"
+            ),
+            format!("{AT}spec.upstream.healthCheck.passive.coolOff: must be greater than 0"),
+        ]
+    );
+    // `path` is required; unknown fields are refused.
+    assert!(
+        common::parse(&upstream_with(
+            "    healthCheck: { active: { interval: 1s } }\n"
+        ))
+        .is_err()
+    );
+    assert!(
+        common::parse(&upstream_with(
+            "    healthCheck: { passive: { failures: 3 } }\n"
+        ))
+        .is_err()
+    );
+}
+
+#[test]
+fn retry_budget_and_concurrency_limit_are_validated() {
+    assert_eq!(
+        errors_of("    maxConcurrentRequests: 0\n"),
+        [format!(
+            "{AT}spec.upstream.maxConcurrentRequests: must be at least 1 (leave it out for no limit)"
+        )]
+    );
+    let with_budget = |budget: &str| {
+        edit(
+            PAYMENTS,
+            "retries: { attempts: 1 }",
+            &format!("retries: {{ attempts: 1, budget: {budget} }}"),
+        )
+    };
+    assert_eq!(
+        rendered(&compile_err(&with_budget(
+            "{ ratio: 1.5, minPerSecond: 10001 }"
+        ))),
+        [
+            format!(
+                "{AT}spec.upstream.retries.budget.ratio: 1.5 is not between 0 and 1 \
+                 (retries allowed per request)"
+            ),
+            format!("{AT}spec.upstream.retries.budget.minPerSecond: at most 10000"),
+        ]
+    );
+    assert!(common::parse(&with_budget("{ ratio: 0.1, perSecond: 1 }")).is_err());
+    compile_ok(&with_budget("{ ratio: 0, minPerSecond: 0 }"));
+    compile_ok(&with_budget("{ ratio: 1 }"));
+}
+
 // ---- headers policy ----
 
 #[test]

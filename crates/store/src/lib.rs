@@ -318,6 +318,9 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a Worker's ACK/NACK and an audit record for it, in one transaction.
     /// A repeated report for the same (env, worker, revision) replaces the earlier one.
     async fn record_report(&self, report: WorkerReport) -> Result<()>;
+    /// Stores several reports, each with its audit record, in one transaction: all or none.
+    /// (The Manager groups the ACKs that arrive together, one commit for all of them.)
+    async fn record_reports(&self, reports: Vec<WorkerReport>) -> Result<()>;
     /// Every report for one revision.
     async fn reports_for(&self, env: &str, revision: u64) -> Result<Vec<WorkerReport>>;
     /// The latest report of each Worker of an environment.

@@ -227,7 +227,11 @@ impl Store for SqliteStore {
     }
 
     async fn record_report(&self, report: WorkerReport) -> Result<()> {
-        write::record_report(self, report).await
+        write::record_reports(self, vec![report]).await
+    }
+
+    async fn record_reports(&self, reports: Vec<WorkerReport>) -> Result<()> {
+        write::record_reports(self, reports).await
     }
 
     async fn reports_for(&self, env: &str, revision: u64) -> Result<Vec<WorkerReport>> {

@@ -204,3 +204,37 @@ async fn tokens_are_stored_by_hash_and_audited_without_secrets() {
     assert!(!json.contains("hash"), "{json}");
     assert!(json.contains("deployer") && json.contains("stage"));
 }
+
+#[tokio::test]
+async fn a_batch_of_reports_is_stored_all_or_nothing() {
+    let (_dir, store) = file_store().await;
+    store.create_env("prod", "admin").await.unwrap();
+    let audit_before = all_audit(&store).await.len();
+
+    // One report of the batch names an unknown environment: nothing of it is stored.
+    let mut stray = report("w9", 1, ReportStatus::Ack, None, 100);
+    stray.env = "nowhere".into();
+    let err = store
+        .record_reports(vec![
+            report("w1", 1, ReportStatus::Ack, None, 100),
+            stray,
+            report("w2", 1, ReportStatus::Ack, None, 100),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NoSuchEnv(_)), "{err}");
+    assert!(store.reports_for("prod", 1).await.unwrap().is_empty());
+    assert_eq!(all_audit(&store).await.len(), audit_before);
+
+    // A good batch: every report and one audit record each.
+    store
+        .record_reports(
+            (1..=20)
+                .map(|i| report(&format!("w{i}"), 1, ReportStatus::Ack, None, 100))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.reports_for("prod", 1).await.unwrap().len(), 20);
+    assert_eq!(all_audit(&store).await.len(), audit_before + 20);
+}

@@ -100,4 +100,7 @@ pub struct AccessEntry<'a> {
     pub bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
+    /// The consumer an authentication policy identified (never the credential).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<&'a str>,
 }

@@ -4,6 +4,7 @@
 
 pub mod access_log;
 mod admin;
+mod health;
 mod metrics;
 pub mod proxy;
 mod reload;
@@ -193,6 +194,11 @@ impl Worker {
         let admin_task =
             admin.map(|l| tokio::spawn(admin::serve(l, self.handle(), stop_rx.clone())));
         let current: Arc<ArcSwap<Runtime>> = self.reloader.current();
+        let health_task = tokio::spawn(health::run(
+            current.clone(),
+            self.reloader.subscribe(),
+            stop_rx.clone(),
+        ));
         let server = tokio::spawn(server::serve(
             listener,
             current,
@@ -210,6 +216,7 @@ impl Worker {
         if let Some(t) = admin_task {
             let _ = t.await;
         }
+        let _ = health_task.await;
         Ok(())
     }
 }

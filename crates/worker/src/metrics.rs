@@ -14,6 +14,7 @@ use crate::proxy::error::UpstreamErrorKind;
 
 type Labels1 = [(&'static str, String); 1];
 type Labels2 = [(&'static str, String); 2];
+type Labels3 = [(&'static str, String); 3];
 
 fn duration_buckets() -> Histogram {
     // 0.5 ms .. ~16 s
@@ -40,6 +41,10 @@ pub struct Metrics {
     pub live_generations: Gauge,
     pub in_flight: Gauge,
     pub swap_allocated_bytes: Histogram,
+    resident_memory: Gauge,
+    policy_denials: Family<Labels3, Counter>,
+    prompt_matches: Family<Labels2, Counter>,
+    target_healthy: Family<Labels2, Gauge>,
     per_proxy: Mutex<HashMap<Arc<str>, Arc<ProxyMetrics>>>,
 }
 
@@ -79,6 +84,25 @@ impl Metrics {
         let in_flight = Gauge::default();
         // 1 KiB .. 1 GiB
         let swap_allocated_bytes = Histogram::new(exponential_buckets(1024.0, 4.0, 11));
+        let resident_memory = Gauge::default();
+        let policy_denials = Family::<Labels3, Counter>::default();
+        let prompt_matches = Family::<Labels2, Counter>::default();
+        let target_healthy = Family::<Labels2, Gauge>::default();
+        registry.register(
+            "upstream_target_healthy",
+            "1 when an upstream target is healthy (load balancing sends it requests), 0 when it is unhealthy (active checks) or ejected (passive checks)",
+            target_healthy.clone(),
+        );
+        registry.register(
+            "policy_denials",
+            "Requests answered by a policy with an error, by proxy, policy and code",
+            policy_denials.clone(),
+        );
+        registry.register(
+            "prompt_firewall_matches",
+            "Requests denied by a prompt-firewall rule, by proxy and rule",
+            prompt_matches.clone(),
+        );
         registry.register(
             "requests",
             "Requests answered, by proxy and status class",
@@ -129,8 +153,17 @@ impl Metrics {
             "Bytes allocated to build and swap each applied generation (bench builds only)",
             swap_allocated_bytes.clone(),
         );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of this Worker process (read from /proc at each scrape; 0 where unavailable)",
+            resident_memory.clone(),
+        );
         Metrics {
             registry,
+            resident_memory,
+            policy_denials,
+            prompt_matches,
+            target_healthy,
             requests,
             durations,
             upstream_errors,
@@ -179,11 +212,60 @@ impl Metrics {
             .clone()
     }
 
+    /// Counts a request denied by a policy (`detail`: the prompt-firewall rule, if any).
+    pub fn policy_denial(
+        &self,
+        proxy: &str,
+        policy: &'static str,
+        code: &str,
+        detail: Option<&str>,
+    ) {
+        self.policy_denials
+            .get_or_create(&[
+                ("proxy", proxy.to_string()),
+                ("policy", policy.to_string()),
+                ("code", code.to_string()),
+            ])
+            .inc();
+        if let (Some(rule), "prompt-firewall") = (detail, policy) {
+            self.prompt_matches
+                .get_or_create(&[("proxy", proxy.to_string()), ("rule", rule.to_string())])
+                .inc();
+        }
+    }
+
+    /// Sets `switchyard_upstream_target_healthy` to exactly these (proxy, target, healthy)
+    /// (targets no longer configured disappear).
+    pub fn set_target_health<'a>(&self, targets: impl Iterator<Item = (&'a str, &'a str, bool)>) {
+        self.target_healthy.clear();
+        for (proxy, target, healthy) in targets {
+            self.target_healthy
+                .get_or_create(&[("proxy", proxy.to_string()), ("target", target.to_string())])
+                .set(i64::from(healthy));
+        }
+    }
+
     /// Prometheus/OpenMetrics text.
     pub fn encode(&self) -> String {
+        self.resident_memory.set(
+            resident_memory_bytes()
+                .and_then(|b| i64::try_from(b).ok())
+                .unwrap_or(0),
+        );
         let mut out = String::with_capacity(8 * 1024);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// This process's resident set size, from `/proc/self/status` (Linux).
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
 }

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
+use switchyard_model::runtime::policy::rate_limit::Limiters;
+use switchyard_model::runtime::{HealthRegistry, TargetHealth};
 use switchyard_model::{
     ChangeKind, CompileOptions, Compiled, ConfigErrors, Located, Manifest, compile_changes,
     compile_refs, compile_with, load_path,
@@ -15,7 +17,9 @@ use switchyard_model::{
 use tokio::sync::watch;
 
 use crate::runtime::{ClientPool, Observability, Runtime};
-use crate::status::{ProxyStatus, ReloadReport, ReloadResult, StatusReport, SyncStatus};
+use crate::status::{
+    ProxyStatus, ReloadReport, ReloadResult, StatusReport, SyncStatus, TargetStatus,
+};
 
 /// What one reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +47,11 @@ pub struct Reloader {
     sync_status: Mutex<Option<SyncStatus>>,
     /// See `WorkerOptions::thread_allocated`.
     pub thread_allocated: Option<fn() -> u64>,
+    /// Rate-limit counters, shared by every compile so they survive swaps.
+    limiters: Limiters,
+    /// Per-target health and in-flight counts, shared by every compile so a swap keeps
+    /// them for every target it does not change.
+    health: HealthRegistry,
 }
 
 impl Reloader {
@@ -98,7 +107,19 @@ impl Reloader {
             draining: Arc::new(AtomicBool::new(false)),
             sync_status: Mutex::new(None),
             thread_allocated: None,
+            limiters: options.limiters.clone(),
+            health: options.health.clone(),
         })
+    }
+
+    /// The rate-limit counters every compile of this Worker shares.
+    pub fn limiters(&self) -> &Limiters {
+        &self.limiters
+    }
+
+    /// The target states every compile of this Worker shares.
+    pub fn health(&self) -> &HealthRegistry {
+        &self.health
     }
 
     pub fn current(&self) -> Arc<ArcSwap<Runtime>> {
@@ -118,6 +139,20 @@ impl Reloader {
     }
 
     pub fn metrics_text(&self) -> String {
+        let rt = self.current.load_full();
+        let now = Instant::now();
+        self.obs
+            .metrics
+            .set_target_health(rt.snapshot.proxies().flat_map(|p| {
+                p.upstream.targets.iter().enumerate().map(move |(i, t)| {
+                    (
+                        &*p.name,
+                        &*t.url,
+                        p.upstream.target_health(i, now).is_healthy(),
+                    )
+                })
+            }));
+        drop(rt);
         self.obs.metrics.encode()
     }
 
@@ -188,7 +223,16 @@ impl Reloader {
             .unwrap_or_else(PoisonError::into_inner);
         let allocated = self.thread_allocated.map(|f| f());
         let prev = self.current.load_full();
-        let result = compile_refs(manifests, Some(&prev.snapshot), options);
+        let result = if options.limiters.same(&self.limiters) && options.health.same(&self.health) {
+            compile_refs(manifests, Some(&prev.snapshot), options)
+        } else {
+            let options = CompileOptions {
+                limiters: self.limiters.clone(),
+                health: self.health.clone(),
+                ..options.clone()
+            };
+            compile_refs(manifests, Some(&prev.snapshot), &options)
+        };
         drop(prev);
         let outcome = self.apply_result(result, started);
         self.record_allocations(allocated, &outcome);
@@ -211,7 +255,16 @@ impl Reloader {
             .unwrap_or_else(PoisonError::into_inner);
         let allocated = self.thread_allocated.map(|f| f());
         let prev = self.current.load_full();
-        let result = compile_changes(&prev.snapshot, upserts, removed, options);
+        let result = if options.limiters.same(&self.limiters) && options.health.same(&self.health) {
+            compile_changes(&prev.snapshot, upserts, removed, options)
+        } else {
+            let options = CompileOptions {
+                limiters: self.limiters.clone(),
+                health: self.health.clone(),
+                ..options.clone()
+            };
+            compile_changes(&prev.snapshot, upserts, removed, &options)
+        };
         drop(prev);
         let outcome = self.apply_result(result, started);
         self.record_allocations(allocated, &outcome);
@@ -341,6 +394,7 @@ impl Reloader {
 
     pub fn status(&self) -> StatusReport {
         let rt = self.current.load_full();
+        let now = Instant::now();
         let last_reload = self
             .last
             .lock()
@@ -361,6 +415,26 @@ impl Reloader {
                         .targets
                         .iter()
                         .map(|t| t.url.to_string())
+                        .collect(),
+                    target_health: p
+                        .upstream
+                        .targets
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| {
+                            let health = p.upstream.target_health(i, now);
+                            TargetStatus {
+                                url: t.url.to_string(),
+                                health: health.as_str(),
+                                ejected_for_ms: match health {
+                                    TargetHealth::Ejected(d) => {
+                                        Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                                    }
+                                    _ => None,
+                                },
+                                in_flight: t.state.in_flight.load(Ordering::Relaxed),
+                            }
+                        })
                         .collect(),
                 })
                 .collect(),

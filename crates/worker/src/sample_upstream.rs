@@ -139,6 +139,11 @@ async fn answer(
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-upstream-id", v);
     }
+    // Shows which upstream credential the gateway sent (benches check rotations with it).
+    if let Some(auth) = parts.headers.get(http::header::AUTHORIZATION) {
+        resp.headers_mut()
+            .insert("x-seen-authorization", auth.clone());
+    }
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -46,6 +46,21 @@ pub struct ProxyStatus {
     pub digest: String,
     pub routes: usize,
     pub targets: Vec<String>,
+    /// Each target's health as load balancing sees it now.
+    pub target_health: Vec<TargetStatus>,
+}
+
+/// One upstream target's health. Targets start healthy; without `healthCheck` they stay so.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetStatus {
+    pub url: String,
+    /// `healthy`, `unhealthy` (active checks) or `ejected` (passive checks).
+    pub health: &'static str,
+    /// When ejected: for how much longer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ejected_for_ms: Option<u64>,
+    /// Requests in flight to this target, from every configuration generation.
+    pub in_flight: usize,
 }
 
 /// The outcome of the most recent reload attempt.

@@ -22,6 +22,7 @@ pub fn spawn(
     mut stop: watch::Receiver<bool>,
 ) -> Result<RecommendedWatcher, WorkerError> {
     let (tx, mut rx) = mpsc::channel::<()>(1);
+    let initial = tx.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         match res {
             Ok(ev) if is_change(&ev.kind) => {
@@ -53,6 +54,9 @@ pub fn spawn(
             path: target.to_path_buf(),
             source,
         })?;
+    // Files may have changed between the first load and this watch: check once now.
+    let _ = initial.try_send(());
+    drop(initial);
     tokio::spawn(async move {
         loop {
             tokio::select! {

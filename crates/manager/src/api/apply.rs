@@ -30,6 +30,18 @@ pub struct ApplyRequest {
     /// Validate and report what would change, without writing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Entities to delete in the same revision (skipped when they do not exist).
+    #[serde(default)]
+    pub delete: Vec<EntityKey>,
+}
+
+/// One entity by kind and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntityKey {
+    /// `Proxy` or `Credential`.
+    pub kind: String,
+    pub name: String,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -86,9 +98,12 @@ pub async fn apply(
 ) -> ApiResult<Json<ApplyResponse>> {
     who.require_write(&env)?;
     let batch = parse_batch(&req.manifests)?;
-    if batch.is_empty() {
-        return Err(ApiError::bad_request("no manifests in the request"));
+    if batch.is_empty() && req.delete.is_empty() {
+        return Err(ApiError::bad_request(
+            "nothing to do: no manifests and no deletions in the request",
+        ));
     }
+    check_deletions(&batch, &req.delete)?;
     let mut changes: Vec<Change> = Vec::with_capacity(batch.len());
     for m in &batch {
         let json = m.value.canonical_json();
@@ -110,6 +125,11 @@ pub async fn apply(
         });
     }
 
+    changes.extend(req.delete.iter().map(|k| Change::Delete {
+        kind: k.kind.clone(),
+        name: k.name.clone(),
+    }));
+
     let mut attempt = 0;
     let outcome = loop {
         attempt += 1;
@@ -121,7 +141,7 @@ pub async fn apply(
             .store
             .entities(&env, Some(base.min(info.revision)))
             .await?;
-        validate(&state, &env, &stored, &batch)?;
+        validate(&state, &env, &stored, &batch, &req.delete)?;
         if req.dry_run {
             let planned = plan(&stored, &changes);
             return Ok(Json(ApplyResponse {
@@ -188,19 +208,54 @@ pub async fn apply(
     }))
 }
 
+/// A deletion names a kind that exists and an entity the same batch does not also apply.
+fn check_deletions(batch: &[Located<Manifest>], delete: &[EntityKey]) -> ApiResult<()> {
+    let mut errors = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, k) in delete.iter().enumerate() {
+        if !Manifest::KINDS.contains(&k.kind.as_str()) {
+            errors.push(format!(
+                "delete[{i}].kind: unknown kind {:?} (expected one of {})",
+                k.kind,
+                Manifest::KINDS.join(", ")
+            ));
+        } else if batch
+            .iter()
+            .any(|b| b.value.kind() == k.kind && b.value.name() == k.name)
+        {
+            errors.push(format!(
+                "delete[{i}]: {} {:?} is also in the manifests of this request",
+                k.kind, k.name
+            ));
+        } else if !seen.insert(k) {
+            errors.push(format!(
+                "delete[{i}]: {} {:?} is listed twice",
+                k.kind, k.name
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid("invalid deletions".to_string(), errors))
+    }
+}
+
 /// The environment as it would be after the change (stored entities overlaid with the
-/// batch) must compile.
+/// batch, minus the deletions) must compile.
 fn validate(
     state: &AppState,
     env: &str,
     stored: &[EntityRecord],
     batch: &[Located<Manifest>],
+    delete: &[EntityKey],
 ) -> ApiResult<()> {
     let mut all: Vec<Located<Manifest>> = Vec::with_capacity(stored.len() + batch.len());
     for e in stored {
         if batch
             .iter()
             .any(|b| b.value.kind() == e.kind && b.value.name() == e.name)
+            || delete.iter().any(|k| k.kind == e.kind && k.name == e.name)
         {
             continue;
         }
@@ -285,7 +340,16 @@ fn plan(stored: &[EntityRecord], changes: &[Change]) -> Vec<AppliedChange> {
                     }),
                 }
             }
-            Change::Delete { .. } => None,
+            Change::Delete { kind, name } => stored
+                .iter()
+                .find(|e| &e.kind == kind && &e.name == name && !e.deleted)
+                .map(|e| AppliedChange {
+                    kind: kind.clone(),
+                    name: name.clone(),
+                    old_version: Some(e.version),
+                    new_version: None,
+                    digest: String::new(),
+                }),
         })
         .collect()
 }

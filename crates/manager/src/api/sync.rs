@@ -7,6 +7,8 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Deserialize;
 use switchyard_model::protocol::{
     ReportBody, RevisionEvent, SyncEntity, SyncPayload, WORKER_ADDRESS_HEADER, WORKER_ID_HEADER,
@@ -56,19 +58,42 @@ pub async fn pull(
     who: Principal,
     Path(env): Path<String>,
     Query(q): Query<PullQuery>,
-) -> ApiResult<Json<SyncPayload>> {
+) -> ApiResult<Response> {
     // Pulls carry credentials in clear: Workers (and admins) only.
     who.require_worker(&env)?;
     let info = state.env_info(&env).await?;
     let full = q.since == 0 || q.since > info.revision;
+    let since = if full { 0 } else { q.since };
+    let body = state
+        .pulls
+        .get_or_build(&env, since, info.revision, || {
+            build_pull(&state, &env, since, info.revision)
+        })
+        .await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+/// The pull answer: what changed after `since` (everything when 0), at `revision` or, when a
+/// commit lands meanwhile, at the newer revision (the payload is self-consistent either way:
+/// its entities and digest are of the revision it names).
+async fn build_pull(
+    state: &AppState,
+    env: &str,
+    since: u64,
+    revision: u64,
+) -> Result<Bytes, ApiError> {
+    let full = since == 0;
     let (revision, entities) = if full {
-        let current = state.store.entities(&env, Some(info.revision)).await?;
-        (info.revision, current)
+        (revision, state.store.entities(env, Some(revision)).await?)
     } else {
-        state.store.changes_since(&env, q.since).await?
+        state.store.changes_since(env, since).await?
     };
     // The digest of the state at exactly `revision`, whatever was committed since.
-    let at = state.store.entities(&env, Some(revision)).await?;
+    let at = state.store.entities(env, Some(revision)).await?;
     let digest = state_digest(at.iter().map(|e| {
         (
             e.kind.as_str(),
@@ -89,14 +114,21 @@ pub async fn pull(
             deleted: e.deleted,
         });
     }
-    Ok(Json(SyncPayload {
-        env,
+    let payload = SyncPayload {
+        env: env.to_string(),
         revision,
-        since: if full { 0 } else { q.since },
+        since,
         full,
         entities: out,
         state_digest: digest,
-    }))
+    };
+    serde_json::to_vec(&payload).map(Bytes::from).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("cannot encode the pull answer: {e}"),
+        )
+    })
 }
 
 /// Stream revision notifications (Server-Sent Events).
@@ -229,8 +261,8 @@ pub async fn report(
         }
     };
     state
-        .store
-        .record_report(WorkerReport {
+        .reports
+        .record(WorkerReport {
             env: env.clone(),
             worker_id: worker_id.clone(),
             revision: body.revision,

@@ -5,23 +5,37 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 
-use crate::manifest::{Manifest, ProxyManifest};
+use crate::manifest::{Manifest, PolicySpec, ProxyManifest};
 use crate::runtime::{Credential, Proxy, Snapshot};
 
 /// Credentials by name, as a snapshot holds them.
 pub(crate) type Credentials = OrdMap<Arc<str>, Arc<Credential>>;
 
-/// The credentials a proxy's policies reference, by name. None do yet: when a policy gains
-/// a credential field (api-key keys, an upstream credential), return its value here; the
-/// compiler then checks that the credential exists, keeps the proxy's manifest, and
-/// recompiles the proxy whenever that credential changes or goes away.
+/// The credentials a proxy's policies reference, by name, sorted and deduplicated
+/// ([`PolicySpec::credential_refs`]): the compiler keeps the proxy's manifest when there
+/// are any, and recompiles the proxy whenever one of them changes or goes away.
 pub(crate) fn credential_refs(m: &ProxyManifest) -> Vec<&str> {
+    let mut refs: Vec<&str> = m
+        .spec
+        .policies
+        .iter()
+        .flat_map(PolicySpec::credential_refs)
+        .collect();
     #[cfg(test)]
-    if let Some(name) = m.metadata.labels.get(TEST_REFERENCE_LABEL) {
-        return vec![name.as_str()];
-    }
-    let _ = m;
-    Vec::new()
+    refs.extend(test_label_refs(m));
+    refs.sort_unstable();
+    refs.dedup();
+    refs
+}
+
+/// Unit tests only: the credential named by [`TEST_REFERENCE_LABEL`], if any.
+#[cfg(test)]
+pub(crate) fn test_label_refs(m: &ProxyManifest) -> Vec<&str> {
+    m.metadata
+        .labels
+        .get(TEST_REFERENCE_LABEL)
+        .map(|n| vec![n.as_str()])
+        .unwrap_or_default()
 }
 
 /// Unit tests only: a proxy carrying this label references the credential it names.

@@ -221,7 +221,7 @@ fn build(
         return Ok(Built::Reused(p.clone()));
     }
     let version = wanted.unwrap_or_else(|| previous.map_or(1, |p| p.version + 1));
-    let compiled = proxy::compile_proxy(m, manifest, version, &next.credentials)?;
+    let compiled = proxy::compile_proxy(m, manifest, version, &next.credentials, options)?;
     let change = ProxyChange {
         name: name.to_string(),
         kind: if previous.is_some() {

@@ -2,22 +2,29 @@
 //! tagged with the proxy, the field path and the line it is written on.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 use serde_saphyr::Spanned;
 
 use super::credentials::{self, Credentials};
-use super::{MAX_CONNECT_TIMEOUT, MAX_REQUEST_TIMEOUT, MAX_RETRY_ATTEMPTS};
+use super::{
+    CompileOptions, MAX_BUDGET_MIN_PER_SECOND, MAX_CHECK_INTERVAL, MAX_CHECK_TIMEOUT,
+    MAX_CONNECT_TIMEOUT, MAX_COOL_OFF, MAX_HEALTH_THRESHOLD, MAX_REQUEST_TIMEOUT,
+    MAX_RETRY_ATTEMPTS, MIN_CHECK_INTERVAL,
+};
 use crate::duration::HumanDuration;
 use crate::error::{ConfigError, Position, SourceRef};
 use crate::load::Located;
 use crate::manifest::{
-    HeaderOpsSpec, Manifest, PolicySpec, ProxyManifest, RouteSpec, TargetUrl, UpstreamSpec,
+    HeaderOpsSpec, HealthCheckSpec, LoadBalancing, Manifest, PolicySpec, ProxyManifest, RouteSpec,
+    TargetUrl, UpstreamSpec,
 };
+use crate::runtime::health::{ActiveCheck, HealthConfig, HealthRegistry, PassiveCheck};
+use crate::runtime::policy::{self as policies, CompileCtx};
 use crate::runtime::{
-    Attachment, HeaderOps, HeadersPolicy, HostPattern, PathPattern, Pipeline, Policy, Proxy, Route,
-    RouteRule, Target, Upstream,
+    Attachment, HashOn, HeaderOps, HeadersPolicy, HostPattern, PathPattern, Pipeline, Policy,
+    Proxy, Route, RouteRule, Target, Upstream, UpstreamConfig,
 };
 
 /// Errors of one proxy, all tagged with its name.
@@ -44,12 +51,14 @@ impl ProxyErrors<'_> {
 }
 
 /// Compiles `m` (the proxy in `located`) at `version`; its credential references resolve
-/// against `credentials`.
+/// against `credentials` (the new snapshot's), rate limits and target health against the
+/// registries in `options`.
 pub(crate) fn compile_proxy(
     located: &Located<Manifest>,
     m: &ProxyManifest,
     version: u64,
     credentials: &Credentials,
+    options: &CompileOptions,
 ) -> Result<Proxy, Vec<ConfigError>> {
     let source = &located.source;
     let name: Arc<str> = m.metadata.name.value.as_str().into();
@@ -88,28 +97,55 @@ pub(crate) fn compile_proxy(
             }
         }
     }
-    let upstream = compile_upstream(&m.spec.upstream, &mut errs);
+    let refs = credentials::credential_refs(m);
+    // Policies see the credentials they name, looked up in the persistent map: O(refs · log n).
+    let by_name: policies::Credentials<'_> = refs
+        .iter()
+        .filter_map(|r| credentials.get(*r).map(|c| (*r, &c.spec)))
+        .collect();
+    let upstream = compile_upstream(&m.spec.upstream, &name, &options.health, &mut errs);
     let mut policies = Vec::with_capacity(m.spec.policies.len());
+    let mut rate_limits = 0;
+    let mut authenticated = false;
     for (i, p) in m.spec.policies.iter().enumerate() {
-        match p {
+        let field = format!("spec.policies[{i}]");
+        let compiled = match p {
             PolicySpec::Headers(h) => {
-                let request = compile_header_ops(
-                    &h.request,
-                    &format!("spec.policies[{i}].request"),
-                    &mut errs,
-                );
-                let response = compile_header_ops(
-                    &h.response,
-                    &format!("spec.policies[{i}].response"),
-                    &mut errs,
-                );
-                policies.push(Policy::Headers(HeadersPolicy { request, response }));
+                let request =
+                    compile_header_ops(&h.request, &format!("{field}.request"), &mut errs);
+                let response =
+                    compile_header_ops(&h.response, &format!("{field}.response"), &mut errs);
+                Ok(Policy::Headers(HeadersPolicy { request, response }))
+            }
+            other => {
+                let ctx = CompileCtx {
+                    proxy: &name,
+                    credentials: &by_name,
+                    limiters: &options.limiters,
+                    rate_limit_ordinal: rate_limits,
+                    authenticated,
+                };
+                compile_policy(other, &ctx)
+            }
+        };
+        match compiled {
+            Ok(policy) => {
+                if matches!(policy, Policy::RateLimit(_)) {
+                    rate_limits += 1;
+                }
+                authenticated |= policy.authenticates();
+                policies.push(policy);
+            }
+            Err(field_errors) => {
+                for e in field_errors {
+                    errs.push(None, format!("{field}.{}", e.field), e.message);
+                }
             }
         }
     }
-    let refs = credentials::credential_refs(m);
-    for r in &refs {
-        if !credentials.contains_key(*r) {
+    #[cfg(test)]
+    for r in credentials::test_label_refs(m) {
+        if !credentials.contains_key(r) {
             errs.push(
                 None,
                 "spec".into(),
@@ -134,6 +170,35 @@ pub(crate) fn compile_proxy(
         source: source.clone(),
         manifest: (!refs.is_empty()).then(|| Arc::new(located.clone())),
         attachment: Attachment::default(),
+    })
+}
+
+/// Every policy type but `headers` (compiled here, with positions).
+fn compile_policy(
+    spec: &PolicySpec,
+    ctx: &CompileCtx<'_>,
+) -> Result<Policy, Vec<policies::FieldError>> {
+    Ok(match spec {
+        PolicySpec::Headers(_) => {
+            return Err(vec![policies::FieldError::new(
+                "type",
+                "internal: headers compiled elsewhere",
+            )]);
+        }
+        PolicySpec::ApiKey(s) => Policy::ApiKey(policies::api_key::compile(s, ctx)?),
+        PolicySpec::BasicAuth(s) => Policy::BasicAuth(policies::basic_auth::compile(s, ctx)?),
+        PolicySpec::Jwt(s) => Policy::Jwt(policies::jwt::compile(s, ctx)?),
+        PolicySpec::IpFilter(s) => Policy::IpFilter(policies::ip_filter::compile(s)?),
+        PolicySpec::RateLimit(s) => Policy::RateLimit(policies::rate_limit::compile(s, ctx)?),
+        PolicySpec::RequestSize(s) => Policy::RequestSize(policies::request_size::compile(s)),
+        PolicySpec::Cors(s) => Policy::Cors(policies::cors::compile(s)?),
+        PolicySpec::PromptFirewall(s) => {
+            Policy::PromptFirewall(policies::prompt_firewall::compile(s)?)
+        }
+        PolicySpec::MockResponse(s) => Policy::MockResponse(policies::mock_response::compile(s)?),
+        PolicySpec::UpstreamCredential(s) => {
+            Policy::UpstreamCredential(policies::upstream_credential::compile(s, ctx)?)
+        }
     })
 }
 
@@ -260,7 +325,12 @@ fn check_host(h: &str) -> Result<HostPattern, String> {
     })
 }
 
-fn compile_upstream(u: &UpstreamSpec, errs: &mut ProxyErrors<'_>) -> Option<Upstream> {
+fn compile_upstream(
+    u: &UpstreamSpec,
+    proxy: &Arc<str>,
+    registry: &HealthRegistry,
+    errs: &mut ProxyErrors<'_>,
+) -> Option<Upstream> {
     let before = errs.errors.len();
     if u.targets.value.is_empty() {
         errs.push(
@@ -269,6 +339,7 @@ fn compile_upstream(u: &UpstreamSpec, errs: &mut ProxyErrors<'_>) -> Option<Upst
             "an upstream needs at least one target".into(),
         );
     }
+    let health = compile_health(u.health_check.as_ref(), errs);
     let mut targets = Vec::with_capacity(u.targets.value.len());
     for (i, t) in u.targets.value.iter().enumerate() {
         let field = format!("spec.upstream.targets[{i}]");
@@ -281,9 +352,9 @@ fn compile_upstream(u: &UpstreamSpec, errs: &mut ProxyErrors<'_>) -> Option<Upst
         }
         match TargetUrl::parse(&t.url.0) {
             Ok(uri) => {
-                let (Some(scheme), Some(authority)) =
-                    (uri.scheme().cloned(), uri.authority().cloned())
-                else {
+                let url: Arc<str> = t.url.0.as_str().into();
+                let state = registry.get(proxy, &url);
+                let Some(target) = Target::new(url, &uri, t.weight, state) else {
                     errs.push(
                         errs.at(&u.targets),
                         format!("{field}.url"),
@@ -291,13 +362,9 @@ fn compile_upstream(u: &UpstreamSpec, errs: &mut ProxyErrors<'_>) -> Option<Upst
                     );
                     continue;
                 };
-                targets.push(Target {
-                    url: t.url.0.as_str().into(),
-                    scheme,
-                    authority,
-                    base_path: uri.path().trim_end_matches('/').to_string(),
-                    weight: t.weight,
-                    in_flight: AtomicUsize::new(0),
+                targets.push(match health.as_ref().and_then(|h| h.active.as_ref()) {
+                    Some(active) => target.with_check(&active.path),
+                    None => target,
                 });
             }
             Err(msg) => errs.push(errs.at(&u.targets), format!("{field}.url"), msg),
@@ -307,17 +374,7 @@ fn compile_upstream(u: &UpstreamSpec, errs: &mut ProxyErrors<'_>) -> Option<Upst
         ("connect", u.timeouts.connect, MAX_CONNECT_TIMEOUT),
         ("request", u.timeouts.request, MAX_REQUEST_TIMEOUT),
     ] {
-        let message = if value.0.is_zero() {
-            Some("must be greater than 0".to_string())
-        } else if value.0 > max {
-            Some(format!(
-                "{value} is more than the {} maximum",
-                HumanDuration(max)
-            ))
-        } else {
-            None
-        };
-        if let Some(message) = message {
+        if let Some(message) = check_duration(value, Duration::from_millis(1), max) {
             errs.push(None, format!("spec.upstream.timeouts.{field}"), message);
         }
     }
@@ -328,16 +385,182 @@ fn compile_upstream(u: &UpstreamSpec, errs: &mut ProxyErrors<'_>) -> Option<Upst
             format!("at most {MAX_RETRY_ATTEMPTS}"),
         );
     }
+    let budget = u.retries.budget;
+    if !(budget.ratio.is_finite() && (0.0..=1.0).contains(&budget.ratio)) {
+        errs.push(
+            None,
+            "spec.upstream.retries.budget.ratio".into(),
+            format!(
+                "{} is not between 0 and 1 (retries allowed per request)",
+                budget.ratio
+            ),
+        );
+    }
+    if budget.min_per_second > MAX_BUDGET_MIN_PER_SECOND {
+        errs.push(
+            None,
+            "spec.upstream.retries.budget.minPerSecond".into(),
+            format!("at most {MAX_BUDGET_MIN_PER_SECOND}"),
+        );
+    }
+    let hash_on = match (&u.hash_on, u.load_balancing) {
+        (None, LoadBalancing::ConsistentHash) => {
+            errs.push(
+                None,
+                "spec.upstream.hashOn".into(),
+                "required with `loadBalancing: consistent-hash`: client-ip or header:<name>".into(),
+            );
+            None
+        }
+        (None, _) => None,
+        (Some(_), lb) if lb != LoadBalancing::ConsistentHash => {
+            errs.push(
+                None,
+                "spec.upstream.hashOn".into(),
+                "only used with `loadBalancing: consistent-hash`".into(),
+            );
+            None
+        }
+        (Some(on), _) => match parse_hash_on(on) {
+            Ok(h) => Some(h),
+            Err(message) => {
+                errs.push(None, "spec.upstream.hashOn".into(), message);
+                None
+            }
+        },
+    };
+    if u.max_concurrent_requests == Some(0) {
+        errs.push(
+            None,
+            "spec.upstream.maxConcurrentRequests".into(),
+            "must be at least 1 (leave it out for no limit)".into(),
+        );
+    }
     if errs.errors.len() > before {
         return None;
     }
     Some(Upstream::new(
         targets,
-        u.load_balancing,
-        u.timeouts.connect.0,
-        u.timeouts.request.0,
-        u.retries.attempts,
+        UpstreamConfig {
+            load_balancing: u.load_balancing,
+            hash_on,
+            connect_timeout: u.timeouts.connect.0,
+            request_timeout: u.timeouts.request.0,
+            retry_attempts: u.retries.attempts,
+            budget_ratio: budget.ratio,
+            budget_min_per_second: budget.min_per_second,
+            health: health.unwrap_or_default(),
+            max_concurrent_requests: u
+                .max_concurrent_requests
+                .map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
+        },
     ))
+}
+
+/// `None` when the duration is within `min..=max`, else why not.
+fn check_duration(value: HumanDuration, min: Duration, max: Duration) -> Option<String> {
+    if value.0.is_zero() {
+        Some("must be greater than 0".to_string())
+    } else if value.0 < min {
+        Some(format!(
+            "{value} is less than the {} minimum",
+            HumanDuration(min)
+        ))
+    } else if value.0 > max {
+        Some(format!(
+            "{value} is more than the {} maximum",
+            HumanDuration(max)
+        ))
+    } else {
+        None
+    }
+}
+
+fn parse_hash_on(on: &str) -> Result<HashOn, String> {
+    if on == "client-ip" {
+        return Ok(HashOn::ClientIp);
+    }
+    match on.strip_prefix("header:") {
+        Some(name) => HeaderName::from_bytes(name.as_bytes())
+            .map(HashOn::Header)
+            .map_err(|_| format!("invalid header name {name:?}")),
+        None => Err(format!(
+            "invalid value {on:?}: use client-ip or header:<name>"
+        )),
+    }
+}
+
+/// `healthCheck`, checked; `None` when absent or invalid (errors pushed).
+fn compile_health(
+    spec: Option<&HealthCheckSpec>,
+    errs: &mut ProxyErrors<'_>,
+) -> Option<HealthConfig> {
+    let spec = spec?;
+    const FIELD: &str = "spec.upstream.healthCheck";
+    if spec.active.is_none() && spec.passive.is_none() {
+        errs.push(
+            None,
+            FIELD.into(),
+            "set `active`, `passive` or both (leave healthCheck out for no checks)".into(),
+        );
+        return None;
+    }
+    let threshold = |errs: &mut ProxyErrors<'_>, field: &str, n: u32| {
+        if n == 0 || n > MAX_HEALTH_THRESHOLD {
+            errs.push(
+                None,
+                format!("{FIELD}.{field}"),
+                format!("must be between 1 and {MAX_HEALTH_THRESHOLD}"),
+            );
+        }
+    };
+    let mut config = HealthConfig::default();
+    if let Some(a) = &spec.active {
+        let path = if !a.path.starts_with('/')
+            || a.path.contains('#')
+            || a.path.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            None
+        } else {
+            a.path.parse::<http::uri::PathAndQuery>().ok()
+        };
+        if path.is_none() {
+            errs.push(
+                None,
+                format!("{FIELD}.active.path"),
+                format!(
+                    "invalid path {:?}: must start with '/', no fragment, spaces or control characters",
+                    a.path
+                ),
+            );
+        }
+        if let Some(m) = check_duration(a.interval, MIN_CHECK_INTERVAL, MAX_CHECK_INTERVAL) {
+            errs.push(None, format!("{FIELD}.active.interval"), m);
+        }
+        if let Some(m) = check_duration(a.timeout, Duration::from_millis(1), MAX_CHECK_TIMEOUT) {
+            errs.push(None, format!("{FIELD}.active.timeout"), m);
+        }
+        threshold(errs, "active.healthyThreshold", a.healthy_threshold);
+        threshold(errs, "active.unhealthyThreshold", a.unhealthy_threshold);
+        config.active = path.map(|path| ActiveCheck {
+            path,
+            interval: a.interval.0,
+            timeout: a.timeout.0,
+            healthy_threshold: a.healthy_threshold,
+            unhealthy_threshold: a.unhealthy_threshold,
+        });
+    }
+    if let Some(p) = &spec.passive {
+        threshold(errs, "passive.consecutiveFailures", p.consecutive_failures);
+        if let Some(m) = check_duration(p.cool_off, Duration::from_millis(1), MAX_COOL_OFF) {
+            errs.push(None, format!("{FIELD}.passive.coolOff"), m);
+        }
+        config.passive = Some(PassiveCheck {
+            consecutive_failures: p.consecutive_failures,
+            cool_off: p.cool_off.0,
+        });
+    }
+    Some(config)
 }
 
 fn compile_header_ops(spec: &HeaderOpsSpec, field: &str, errs: &mut ProxyErrors<'_>) -> HeaderOps {

@@ -2,16 +2,19 @@
 //! [`crate::compile`], and read by the Worker on the request path. Nothing in here is
 //! part of the public manifest schema.
 
+pub mod health;
 mod methods;
 pub mod pipeline;
+pub mod policy;
 pub mod routes;
 pub mod snapshot;
 pub mod upstream;
 
+pub use health::{HealthConfig, HealthRegistry, TargetHealth, TargetState};
 pub use pipeline::{HeaderOps, HeadersPolicy, Pipeline, Policy};
 pub use routes::{HostPattern, PathPattern, RouteRule, RouteTable};
 pub use snapshot::{Attachment, Credential, Proxy, Route, RouteMatch, Snapshot};
-pub use upstream::{LoadBalancing, Target, Tried, Upstream};
+pub use upstream::{HashOn, LoadBalancing, Pick, Target, Tried, Upstream, UpstreamConfig};
 
 /// A persistent hash map: clones share structure and an update copies O(log n) nodes.
 /// Seeded hashing: hosts and paths are attacker-chosen.

@@ -3,34 +3,35 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+pub use super::policy::{Exchange, Policy};
+
 /// The policies of one proxy version, in the order the manifest lists them.
 #[derive(Debug, Default)]
 pub struct Pipeline {
     pub policies: Vec<Policy>,
 }
 
-#[derive(Debug)]
-pub enum Policy {
-    Headers(HeadersPolicy),
-}
-
 impl Pipeline {
-    /// Runs the request phase of every policy, in order.
-    pub fn on_request(&self, headers: &mut HeaderMap) {
-        for p in &self.policies {
-            match p {
-                Policy::Headers(h) => h.request.apply(headers),
-            }
-        }
-    }
-
-    /// Runs the response phase of every policy, in order.
-    pub fn on_response(&self, headers: &mut HeaderMap) {
+    /// The response phase, in order: header edits, CORS headers, then what request-phase
+    /// policies left for the response (`RateLimit-*`).
+    pub fn on_response(&self, ex: &Exchange, headers: &mut HeaderMap) {
         for p in &self.policies {
             match p {
                 Policy::Headers(h) => h.response.apply(headers),
+                Policy::Cors(c) => c.on_response(ex, headers),
+                _ => {}
             }
         }
+        for (name, value) in &ex.response_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+
+    /// The largest request body any policy needs to see whole (prompt-firewall), if any.
+    pub fn inspects_body(&self) -> bool {
+        self.policies
+            .iter()
+            .any(|p| matches!(p, Policy::PromptFirewall(_)))
     }
 }
 

@@ -117,10 +117,7 @@ pub struct Credential {
 
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match &self.spec {
-            CredentialSpec::Secret { .. } => "secret",
-            CredentialSpec::ApiKeys { .. } => "api-keys",
-        };
+        let kind = self.spec.type_name();
         f.debug_struct("Credential")
             .field("name", &self.name)
             .field("digest", &self.digest)

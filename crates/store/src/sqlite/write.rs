@@ -359,10 +359,16 @@ async fn create_env_in(conn: &mut SqliteConnection, name: &str, actor: &str) -> 
     })
 }
 
-pub(super) async fn record_report(store: &SqliteStore, report: WorkerReport) -> Result<()> {
+pub(super) async fn record_reports(store: &SqliteStore, reports: Vec<WorkerReport>) -> Result<()> {
     let (_guard, mut tx) = store.begin_write().await?;
-    let result = record_report_in(&mut tx, report).await;
-    finish(tx, result, |_| true, "record report: commit").await
+    let mut result = Ok(());
+    for report in reports {
+        result = record_report_in(&mut tx, report).await;
+        if result.is_err() {
+            break;
+        }
+    }
+    finish(tx, result, |_| true, "record reports: commit").await
 }
 
 async fn record_report_in(conn: &mut SqliteConnection, report: WorkerReport) -> Result<()> {

@@ -1,5 +1,7 @@
 //! Bodies on both sides of the proxy, streamed frame by frame, never buffered.
 //!
+//! - [`ClientBody`] is the client's body as policies left it: streamed, read whole
+//!   (`prompt-firewall`), and/or cut off at a size limit (`request-size`).
 //! - [`RequestBody`] lets a request be re-sent to another target after a connect failure:
 //!   the client body is parked in a slot and only taken by the attempt that actually starts
 //!   sending it, so "nothing was read yet" is known exactly.
@@ -16,19 +18,152 @@ use hyper::body::Incoming;
 
 use super::completion::Completion;
 
-type Slot = Arc<Mutex<Option<Incoming>>>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body cut off by `request-size` at its limit.
+#[derive(Debug)]
+pub struct BodyTooLarge(pub u64);
+
+impl std::fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request body larger than {} bytes", self.0)
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
+/// The client's body as it goes upstream: streamed as received, already read whole (a
+/// policy inspected it), or partly read then streamed; optionally cut off at a size limit.
+pub struct ClientBody {
+    source: Source,
+    limit: Option<Limit>,
+}
+
+enum Source {
+    Incoming(Incoming),
+    Buffered(Option<Bytes>),
+    Prefixed {
+        prefix: Option<Bytes>,
+        rest: Incoming,
+    },
+}
+
+struct Limit {
+    max: u64,
+    seen: u64,
+}
+
+impl ClientBody {
+    pub fn streamed(body: Incoming) -> ClientBody {
+        ClientBody {
+            source: Source::Incoming(body),
+            limit: None,
+        }
+    }
+
+    pub fn buffered(bytes: Bytes) -> ClientBody {
+        ClientBody {
+            source: Source::Buffered(Some(bytes)),
+            limit: None,
+        }
+    }
+
+    /// `prefix` (already read) followed by the rest of the stream.
+    pub fn prefixed(prefix: Bytes, rest: Incoming) -> ClientBody {
+        ClientBody {
+            source: Source::Prefixed {
+                prefix: Some(prefix),
+                rest,
+            },
+            limit: None,
+        }
+    }
+
+    /// Fails the body (with [`BodyTooLarge`]) once more than `max` bytes have passed.
+    pub fn limit(mut self, max: u64) -> ClientBody {
+        let max = self.limit.as_ref().map_or(max, |l| l.max.min(max));
+        self.limit = Some(Limit { max, seen: 0 });
+        self
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled: Poll<Option<Result<Frame<Bytes>, BoxError>>> = match &mut this.source {
+            Source::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Source::Buffered(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Source::Prefixed { prefix, rest } => match prefix.take() {
+                Some(p) => Poll::Ready(Some(Ok(Frame::data(p)))),
+                None => Pin::new(rest).poll_frame(cx).map_err(Into::into),
+            },
+        };
+        if let (Some(limit), Poll::Ready(Some(Ok(frame)))) = (&mut this.limit, &polled)
+            && let Some(data) = frame.data_ref()
+        {
+            limit.seen += data.len() as u64;
+            if limit.seen > limit.max {
+                return Poll::Ready(Some(Err(Box::new(BodyTooLarge(limit.max)))));
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.source {
+            Source::Incoming(b) => b.is_end_stream(),
+            Source::Buffered(b) => b.is_none(),
+            Source::Prefixed { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.source {
+            Source::Incoming(b) => b.size_hint(),
+            Source::Buffered(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Source::Buffered(None) => SizeHint::with_exact(0),
+            Source::Prefixed { prefix, rest } => {
+                let mut h = rest.size_hint();
+                let p = prefix.as_ref().map_or(0, |p| p.len() as u64);
+                h.set_lower(h.lower() + p);
+                if let Some(u) = h.upper() {
+                    h.set_upper(u + p);
+                }
+                h
+            }
+        }
+    }
+}
+
+/// The limit, when an upstream request failed because `request-size` cut its body off.
+pub fn too_large(e: &(dyn std::error::Error + 'static)) -> Option<u64> {
+    std::iter::successors(Some(e), |e| e.source())
+        .find_map(|s| s.downcast_ref::<BodyTooLarge>())
+        .map(|b| b.0)
+}
+
+type Slot = Arc<Mutex<Option<ClientBody>>>;
 
 /// The body sent upstream.
 pub enum RequestBody {
     /// Not re-sendable: used when no retry is possible.
-    Direct(Incoming),
+    Direct(ClientBody),
     /// Taken from the shared slot on first poll.
-    Parked { slot: Slot, body: Option<Incoming> },
+    Parked {
+        slot: Slot,
+        body: Option<ClientBody>,
+    },
 }
 
 impl RequestBody {
     /// A body that a later attempt can take back as long as this one never polled it.
-    pub fn parked(body: Incoming) -> (RequestBody, Slot) {
+    pub fn parked(body: ClientBody) -> (RequestBody, Slot) {
         let slot = Arc::new(Mutex::new(Some(body)));
         (
             RequestBody::Parked {
@@ -54,12 +189,12 @@ impl RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             RequestBody::Direct(b) => Pin::new(b).poll_frame(cx),
             RequestBody::Parked { slot, body } => {
@@ -127,6 +262,12 @@ impl ResponseBody {
             inner: Inner::Full(Some(bytes)),
             completion,
         }
+    }
+
+    /// The same body, ending `completion` when it ends.
+    pub fn with_completion(mut self, completion: Completion) -> Self {
+        self.completion = Some(completion);
+        self
     }
 
     /// Ends the request's accounting now (dropping the completion records it).

@@ -5,7 +5,6 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use http::{Method, Uri};
@@ -25,11 +24,14 @@ pub struct Completion {
     pub route: Option<usize>,
     /// The target of the last upstream attempt.
     pub target: Option<usize>,
-    /// Whether that target's in-flight counter still includes this request.
+    /// Whether that target's in-flight count still includes this request (the slot
+    /// `Upstream::pick` claimed).
     pub in_flight: bool,
     pub status: u16,
     pub bytes: u64,
     pub error: Option<&'static str>,
+    /// The consumer an authentication policy identified.
+    pub consumer: Option<Arc<str>>,
 }
 
 impl Completion {
@@ -68,6 +70,7 @@ impl Completion {
             status: Self::CLIENT_CLOSED,
             bytes: 0,
             error: None,
+            consumer: None,
         }
     }
 }
@@ -77,10 +80,10 @@ impl Drop for Completion {
         let rt = &self.runtime;
         rt.obs.metrics.in_flight.dec();
         let proxy = self.proxy.as_deref();
-        if let (true, Some(p), Some(t)) = (self.in_flight, proxy, self.target)
-            && let Some(target) = p.upstream.targets.get(t)
-        {
-            target.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let (true, Some(p), Some(t)) = (self.in_flight, proxy, self.target) {
+            // The slot lives in the target's shared state: given back to the same counter
+            // whatever generation is current now.
+            p.upstream.release(t);
         }
         let elapsed = self.started.elapsed();
         let metrics = match proxy.and_then(|p| rt.ext(p)) {
@@ -109,6 +112,7 @@ impl Drop for Completion {
                 duration_ms: elapsed.as_secs_f64() * 1000.0,
                 bytes: self.bytes,
                 error: self.error,
+                consumer: self.consumer.as_deref(),
             });
         }
     }

@@ -106,6 +106,8 @@ fn source_chain<'a>(
 pub enum GatewayError {
     NoRoute,
     Upstream(UpstreamErrorKind),
+    /// Every target that could take the request is at `maxConcurrentRequests`.
+    Overloaded,
     Internal(&'static str),
 }
 
@@ -113,7 +115,7 @@ impl GatewayError {
     pub fn source(&self) -> ErrorSource {
         match self {
             GatewayError::NoRoute => ErrorSource::Client,
-            GatewayError::Upstream(_) => ErrorSource::Upstream,
+            GatewayError::Upstream(_) | GatewayError::Overloaded => ErrorSource::Upstream,
             GatewayError::Internal(_) => ErrorSource::Internal,
         }
     }
@@ -126,6 +128,7 @@ impl GatewayError {
                 StatusCode::GATEWAY_TIMEOUT
             }
             GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -141,6 +144,7 @@ impl GatewayError {
                 UpstreamErrorKind::Timeout => "upstream_timeout",
                 UpstreamErrorKind::Protocol => "upstream_protocol_error",
             },
+            GatewayError::Overloaded => "upstream_overloaded",
             GatewayError::Internal(_) => "internal_error",
         }
     }
@@ -177,6 +181,9 @@ impl fmt::Display for GatewayError {
                 }
                 UpstreamErrorKind::Protocol => f.write_str("the upstream sent an invalid response"),
             },
+            GatewayError::Overloaded => f.write_str(
+                "every upstream target is at its concurrent-request limit (maxConcurrentRequests); retry later",
+            ),
             GatewayError::Internal(what) => write!(f, "internal error: {what}"),
         }
     }

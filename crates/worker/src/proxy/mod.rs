@@ -4,6 +4,7 @@ pub mod body;
 pub mod completion;
 pub mod error;
 pub mod forward;
+pub mod policies;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,12 +14,14 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use http::{Request, Response, Version, header};
 use hyper::body::Incoming;
-use switchyard_model::runtime::Tried;
+use switchyard_model::runtime::upstream::is_idempotent;
+use switchyard_model::runtime::{Pick, Target, Tried};
 
 use self::body::{RequestBody, ResponseBody};
 use self::completion::Completion;
 use self::error::{GatewayError, UpstreamErrorKind};
 use crate::runtime::Runtime;
+use switchyard_model::runtime::policy::{Exchange, Reply};
 
 /// Handles one request. The configuration generation is loaded once, here, and everything
 /// the request does (route, policies, targets, timeouts, retries) comes from it; the
@@ -76,37 +79,84 @@ async fn proxy(
 
     let (parts, body) = req.into_parts();
     let method = parts.method;
-    let original_uri = parts.uri;
+    let mut original_uri = parts.uri;
     let mut headers = parts.headers;
     forward::remove_hop_by_hop(&mut headers);
     forward::set_forwarded(&mut headers, client, done.host.as_ref());
-    proxy.pipeline.on_request(&mut headers);
 
     // Timeouts are bounded when compiled; `checked_add` keeps even a bad value from panicking.
     let now = tokio::time::Instant::now();
     let deadline = now
         .checked_add(upstream.request_timeout)
         .unwrap_or(now + std::time::Duration::from_secs(86_400));
+
+    let mut ex = Exchange::default();
+    let phase = policies::request_phase(
+        &proxy.pipeline,
+        policies::RequestParts {
+            method: &method,
+            uri: &mut original_uri,
+            headers: &mut headers,
+            peer: remote.ip(),
+        },
+        body,
+        &mut ex,
+        deadline,
+    )
+    .await;
+    done.consumer = ex.consumer.clone();
+    let body = match phase {
+        policies::Outcome::Forward(body) => body,
+        policies::Outcome::Reply { reply, policy } => {
+            return policy_reply(reply, policy, proxy, &ex, done);
+        }
+    };
     let may_retry = upstream.retry_attempts > 0 && upstream.targets.len() > 1;
     let (mut next_body, slot) = if may_retry {
+        upstream.budget.deposit();
         let (b, slot) = RequestBody::parked(body);
         (Some(b), Some(slot))
     } else {
         (Some(RequestBody::Direct(body)), None)
     };
+    // A reset may be retried only for methods that can safely be sent twice.
+    let idempotent = is_idempotent(&method);
+    let key = upstream.hash_key(&headers, ex.client_ip(remote.ip()));
     let mut tried = Tried::default();
     let mut attempt = 0u32;
+    let mut last_error = None::<UpstreamErrorKind>;
     let result = loop {
-        let Some(t) = upstream.pick(tried) else {
-            break Err(UpstreamErrorKind::ConnectFailed);
+        // `pick` claims an in-flight slot on the target; every path below gives it back
+        // (`release`, or the completion when the response is over).
+        // A retry needs a token from the budget (taken before picking, so a refused retry
+        // does not move the load balancer on).
+        if let Some(kind) = last_error
+            && !upstream.budget.withdraw(Instant::now())
+        {
+            tracing::debug!(proxy = %proxy.name, "retry budget exhausted; not retrying");
+            break Err(kind);
+        }
+        let t = match upstream.pick(tried, key, Instant::now()) {
+            Pick::Target(t) => t,
+            Pick::Overloaded if last_error.is_none() => {
+                return error_response(GatewayError::Overloaded, done);
+            }
+            Pick::Overloaded | Pick::Exhausted => {
+                if last_error.is_some() {
+                    upstream.budget.refund();
+                }
+                break Err(last_error.unwrap_or(UpstreamErrorKind::ConnectFailed));
+            }
         };
         tried.insert(t);
+        done.target = Some(t);
+        done.in_flight = true;
         let target = &upstream.targets[t];
         let Some(uri) = forward::upstream_uri(target, route, &original_uri) else {
             return error_response(GatewayError::Internal("cannot build upstream URI"), done);
         };
         let Some(body) = next_body.take() else {
-            break Err(UpstreamErrorKind::ConnectFailed);
+            break Err(last_error.unwrap_or(UpstreamErrorKind::ConnectFailed));
         };
         // Keep a copy of the headers only while another attempt is still possible.
         let last_chance = attempt >= upstream.retry_attempts || !may_retry;
@@ -120,38 +170,97 @@ async fn proxy(
         *up_req.uri_mut() = uri;
         *up_req.version_mut() = Version::HTTP_11;
         *up_req.headers_mut() = attempt_headers;
-        target.in_flight.fetch_add(1, Ordering::Relaxed);
-        done.target = Some(t);
-        done.in_flight = true;
         let outcome = tokio::time::timeout_at(deadline, ext.client.request(up_req)).await;
         let kind = match outcome {
-            Ok(Ok(resp)) => break Ok(resp),
-            Ok(Err(e)) => UpstreamErrorKind::classify(&e),
+            Ok(Ok(resp)) => {
+                let ok = !resp.status().is_server_error();
+                if upstream.report(t, ok, Instant::now()) {
+                    ejected(proxy, target);
+                }
+                break Ok(resp);
+            }
+            Ok(Err(e)) => {
+                if let Some(max) = body::too_large(&e) {
+                    upstream.release(t);
+                    done.in_flight = false;
+                    let reply = switchyard_model::runtime::policy::request_size::too_large(max);
+                    return policy_reply(reply, "request-size", proxy, &ex, done);
+                }
+                UpstreamErrorKind::classify(&e)
+            }
             Err(_) => UpstreamErrorKind::Timeout,
         };
-        target.in_flight.fetch_sub(1, Ordering::Relaxed);
+        upstream.release(t);
         done.in_flight = false;
+        if upstream.report(t, false, Instant::now()) {
+            ejected(proxy, target);
+        }
         ext.metrics.upstream_errors[kind.index()].inc();
         tracing::debug!(proxy = %proxy.name, target = %target.url, error = kind.as_str(), "upstream attempt failed");
         attempt += 1;
-        if !kind.is_connect() || last_chance {
+        // Safe to send again: nothing was sent (connect failure), or an idempotent request
+        // was reset before any response byte and its body was never started (below).
+        let safe = kind.is_connect() || (kind == UpstreamErrorKind::Reset && idempotent);
+        if !safe || last_chance {
             break Err(kind);
         }
         next_body = slot.as_ref().and_then(RequestBody::retry);
         if next_body.is_none() {
             break Err(kind);
         }
+        last_error = Some(kind);
     };
     match result {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             forward::remove_hop_by_hop(&mut parts.headers);
-            proxy.pipeline.on_response(&mut parts.headers);
+            proxy.pipeline.on_response(&ex, &mut parts.headers);
             done.status = parts.status.as_u16();
             Response::from_parts(parts, ResponseBody::upstream(body, done))
         }
         Err(kind) => error_response(GatewayError::Upstream(kind), done),
     }
+}
+
+/// Passive health checking just took `target` out of rotation.
+fn ejected(proxy: &switchyard_model::runtime::Proxy, target: &Target) {
+    let cool_off = proxy.upstream.health.passive.map(|p| p.cool_off);
+    tracing::warn!(
+        proxy = %proxy.name,
+        target = %target.url,
+        cool_off = ?cool_off,
+        "upstream target ejected after consecutive failures"
+    );
+}
+
+/// An answer given by a policy (a denial, a CORS preflight, a mock), with the response
+/// phase applied (CORS and `RateLimit-*` headers reach denials too).
+fn policy_reply(
+    reply: Reply,
+    policy: &'static str,
+    proxy: &switchyard_model::runtime::Proxy,
+    ex: &Exchange,
+    mut done: Completion,
+) -> Response<ResponseBody> {
+    done.status = reply.status.as_u16();
+    if reply.status.as_u16() >= 400 {
+        done.error = Some(reply.code);
+        done.runtime.obs.metrics.policy_denial(
+            &proxy.name,
+            policy,
+            reply.code,
+            reply.detail.as_deref(),
+        );
+    }
+    let mut resp = Response::new(ResponseBody::full(reply.body, None));
+    *resp.status_mut() = reply.status;
+    let headers = resp.headers_mut();
+    for (name, value) in reply.headers {
+        headers.append(name, value);
+    }
+    proxy.pipeline.on_response(ex, headers);
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, body.with_completion(done))
 }
 
 fn error_response(err: GatewayError, mut done: Completion) -> Response<ResponseBody> {

@@ -535,14 +535,18 @@ impl Syncer {
                 revision,
                 &self.state.parsed,
             )
-            .map(|changes| {
+            .map(|mut changes| {
+                changes.options.limiters = reloader.limiters().clone();
+                changes.options.health = reloader.health().clone();
                 tokio::task::spawn_blocking(move || {
                     (apply_changes(&reloader, &changes), changes.parsed)
                 })
             })
         } else {
             parse_set(&self.opts.env, &merged, revision, &self.state.parsed).map(
-                |(parsed, options)| {
+                |(parsed, mut options)| {
+                    options.limiters = reloader.limiters().clone();
+                    options.health = reloader.health().clone();
                     tokio::task::spawn_blocking(move || {
                         (apply_parsed(&reloader, &parsed, &options), parsed)
                     })

@@ -9,6 +9,13 @@ use serde_saphyr::Spanned;
 
 use crate::duration::HumanDuration;
 
+mod credential;
+mod lenient;
+mod policy;
+
+pub use credential::*;
+pub use policy::*;
+
 pub const API_VERSION: &str = "switchyard.dev/v1";
 
 /// A manifest document of any kind, once its `kind` is known.
@@ -19,6 +26,9 @@ pub enum Manifest {
 }
 
 impl Manifest {
+    /// Every kind a manifest document can have.
+    pub const KINDS: [&'static str; 2] = ["Proxy", "Credential"];
+
     pub fn kind(&self) -> &'static str {
         match self {
             Manifest::Proxy(_) => "Proxy",
@@ -116,7 +126,7 @@ pub struct Metadata {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProxySpec {
     pub routes: Spanned<Vec<Spanned<RouteSpec>>>,
-    pub upstream: UpstreamSpec,
+    pub upstream: Box<UpstreamSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<PolicySpec>,
 }
@@ -156,6 +166,19 @@ pub struct UpstreamSpec {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub retries: Retries,
+    /// `client-ip` or `header:<name>`: what `consistent-hash` hashes (required for it,
+    /// refused with any other `loadBalancing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_on: Option<String>,
+    /// Active and/or passive health checking of the targets. Absent: every target is
+    /// always considered healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckSpec>,
+    /// Requests one target may have in flight at once (applies to each target). A target
+    /// at its limit is skipped; when every target is, the request is refused with 503
+    /// `upstream_overloaded`. Absent: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_requests: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -223,6 +246,9 @@ pub enum LoadBalancing {
     RoundRobin,
     LeastRequests,
     Weighted,
+    /// Rendezvous hashing on `hashOn`: a key keeps its target while that target is
+    /// healthy; removing a target only moves the keys it had.
+    ConsistentHash,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -253,13 +279,17 @@ impl Default for Timeouts {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Retries {
-    /// Extra attempts, each on another target, made only when connecting failed (the request
-    /// was never sent, so retrying is always safe).
+    /// Extra attempts, each on another target. Made only when it is safe: connecting failed
+    /// (nothing was sent), or an idempotent request (GET, HEAD, OPTIONS, PUT, DELETE, TRACE)
+    /// whose body was not started was reset before any response byte. Each retry also
+    /// needs a token from the `budget`.
     #[serde(default = "default_attempts")]
     pub attempts: u32,
+    #[serde(default, skip_serializing_if = "RetryBudgetSpec::is_default")]
+    pub budget: RetryBudgetSpec,
 }
 
 fn default_attempts() -> u32 {
@@ -270,192 +300,113 @@ impl Default for Retries {
     fn default() -> Self {
         Self {
             attempts: default_attempts(),
+            budget: RetryBudgetSpec::default(),
         }
     }
 }
 
-/// Buffered YAML scalars such as `5` or `true` back to the strings they were written as, as
-/// the streaming reader would read them: every field of a policy is a string (a policy type
-/// with other fields must be read some other way when `type` is not its first key).
-fn scalars_as_strings(v: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match v {
-        Value::Number(n) => Value::String(n.to_string()),
-        Value::Bool(b) => Value::String(b.to_string()),
-        Value::Array(a) => Value::Array(a.into_iter().map(scalars_as_strings).collect()),
-        Value::Object(o) => Value::Object(
-            o.into_iter()
-                .map(|(k, v)| (k, scalars_as_strings(v)))
-                .collect(),
-        ),
-        Value::Null | Value::String(_) => v,
-    }
-}
-
-/// A policy in a proxy's pipeline, selected by `type`.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum PolicySpec {
-    Headers(HeadersPolicySpec),
-}
-
-/// The `type` of a policy.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum PolicyType {
-    Headers,
-}
-
-/// Read by hand rather than with `#[serde(tag = "type")]`: serde's internally tagged enums
-/// buffer the whole mapping before reading it, which loses the line, column and field path
-/// of any error inside a policy. When `type` is the first key (the usual way to write it) the
-/// rest of the mapping is read straight from the parser, so errors keep their place.
-impl<'de> Deserialize<'de> for PolicySpec {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(PolicyVisitor)
-    }
-}
-
-struct PolicyVisitor;
-
-impl<'de> serde::de::Visitor<'de> for PolicyVisitor {
-    type Value = PolicySpec;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a policy mapping with a `type`")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PolicySpec, A::Error> {
-        use serde::de::Error;
-        use serde::de::value::MapAccessDeserializer;
-
-        let Some(first) = map.next_key::<String>()? else {
-            return Err(A::Error::missing_field("type"));
-        };
-        if first == "type" {
-            return match map.next_value::<PolicyType>()? {
-                PolicyType::Headers => {
-                    HeadersPolicySpec::deserialize(MapAccessDeserializer::new(map))
-                        .map(PolicySpec::Headers)
-                }
-            };
-        }
-        // `type` comes later: buffer the other keys until it is known.
-        let mut kind = None;
-        let mut rest = serde_json::Map::new();
-        let mut key = Some(first);
-        while let Some(k) = key {
-            if k == "type" {
-                kind = Some(map.next_value::<PolicyType>()?);
-            } else {
-                rest.insert(k, map.next_value::<serde_json::Value>()?);
-            }
-            key = map.next_key::<String>()?;
-        }
-        let rest = scalars_as_strings(serde_json::Value::Object(rest));
-        match kind {
-            None => Err(A::Error::missing_field("type")),
-            Some(PolicyType::Headers) => HeadersPolicySpec::deserialize(rest)
-                .map(PolicySpec::Headers)
-                .map_err(A::Error::custom),
-        }
-    }
-}
-
-impl PolicySpec {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            PolicySpec::Headers(_) => "headers",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// A token bucket per upstream: every request adds `ratio` tokens, `minPerSecond` tokens
+/// are added each second whatever the traffic, a retry takes one token; no token, no retry.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HeadersPolicySpec {
-    #[serde(default)]
-    pub request: HeaderOpsSpec,
-    #[serde(default)]
-    pub response: HeaderOpsSpec,
+pub struct RetryBudgetSpec {
+    #[serde(default = "default_budget_ratio")]
+    pub ratio: f64,
+    #[serde(default = "default_budget_min_per_second")]
+    pub min_per_second: u32,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HeaderOpsSpec {
-    /// Replace (or create) these headers.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub set: BTreeMap<String, String>,
-    /// Append these headers, keeping existing values.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub add: BTreeMap<String, String>,
-    /// Remove these headers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub remove: Vec<String>,
+fn default_budget_ratio() -> f64 {
+    0.2
 }
 
-/// A secret the gateway uses or checks: API keys of consumers, or one secret value (e.g. an
-/// upstream's key). Stored encrypted by the Manager, redacted in every answer and log.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CredentialManifest {
-    pub api_version: String,
-    pub kind: String,
-    pub metadata: Metadata,
-    pub spec: CredentialSpec,
+fn default_budget_min_per_second() -> u32 {
+    3
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum CredentialSpec {
-    /// One secret value.
-    Secret { value: String },
-    /// API keys, each naming the consumer it identifies.
-    ApiKeys { keys: Vec<ApiKeyEntry> },
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ApiKeyEntry {
-    pub consumer: String,
-    pub key: String,
-}
-
-/// What every secret value is replaced with when shown.
-pub const REDACTED: &str = "<redacted>";
-
-impl CredentialManifest {
-    /// The same credential with every secret value replaced by [`REDACTED`].
-    pub fn redacted(&self) -> CredentialManifest {
-        let mut c = self.clone();
-        match &mut c.spec {
-            CredentialSpec::Secret { value } => *value = REDACTED.to_string(),
-            CredentialSpec::ApiKeys { keys } => {
-                for k in keys {
-                    k.key = REDACTED.to_string();
-                }
-            }
-        }
-        c
+impl RetryBudgetSpec {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
     }
 }
 
-/// Replaces the secret values in a credential's canonical JSON with [`REDACTED`]; other
-/// kinds pass through. Used wherever stored manifests are shown.
-pub fn redact_json(kind: &str, json: &str) -> serde_json::Value {
-    let mut v: serde_json::Value = serde_json::from_str(json).unwrap_or(serde_json::Value::Null);
-    if kind == "Credential"
-        && let Some(spec) = v.get_mut("spec")
-    {
-        if let Some(value) = spec.get_mut("value") {
-            *value = serde_json::Value::String(REDACTED.into());
-        }
-        if let Some(keys) = spec.get_mut("keys").and_then(|k| k.as_array_mut()) {
-            for k in keys {
-                if let Some(key) = k.get_mut("key") {
-                    *key = serde_json::Value::String(REDACTED.into());
-                }
-            }
+impl Default for RetryBudgetSpec {
+    fn default() -> Self {
+        Self {
+            ratio: default_budget_ratio(),
+            min_per_second: default_budget_min_per_second(),
         }
     }
-    v
+}
+
+/// `healthCheck`: `active` probes, `passive` ejection on failed requests, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheckSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<ActiveHealthCheckSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passive: Option<PassiveHealthCheckSpec>,
+}
+
+/// Every `interval`, `GET path` on each target; 2xx and 3xx answers within `timeout` are
+/// successes. `unhealthyThreshold` failures in a row mark a target unhealthy,
+/// `healthyThreshold` successes in a row mark it healthy again.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ActiveHealthCheckSpec {
+    /// Path (and optional query) below the target's URL, e.g. `/healthz`.
+    pub path: String,
+    #[serde(default = "default_check_interval")]
+    pub interval: HumanDuration,
+    #[serde(default = "default_check_timeout")]
+    pub timeout: HumanDuration,
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: u32,
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+}
+
+fn default_check_interval() -> HumanDuration {
+    HumanDuration::from_secs(5)
+}
+
+fn default_check_timeout() -> HumanDuration {
+    HumanDuration::from_secs(1)
+}
+
+fn default_healthy_threshold() -> u32 {
+    2
+}
+
+fn default_unhealthy_threshold() -> u32 {
+    3
+}
+
+/// `consecutiveFailures` failed requests in a row (connect failure, reset, timeout, or a
+/// 5xx answer) eject a target for `coolOff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PassiveHealthCheckSpec {
+    #[serde(default = "default_consecutive_failures")]
+    pub consecutive_failures: u32,
+    #[serde(default = "default_cool_off")]
+    pub cool_off: HumanDuration,
+}
+
+fn default_consecutive_failures() -> u32 {
+    5
+}
+
+fn default_cool_off() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+
+impl Default for PassiveHealthCheckSpec {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: default_consecutive_failures(),
+            cool_off: default_cool_off(),
+        }
+    }
 }

@@ -1,0 +1,346 @@
+//! The cluster a swap bench runs against: one it starts itself (a Manager in this process,
+//! Worker processes), or an existing one named by URLs. Either way the bench applies its
+//! own proxy and credential through the admin API and drives load through the Workers.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use http::Method;
+use switchyard_manager::{Manager, ManagerOptions};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::changes::Names;
+use super::setup;
+use crate::BenchError;
+use crate::http::{gauge, json};
+use crate::procs::{WorkerProcess, WorkerSpec, rss_kb};
+
+/// An existing cluster to measure (`--manager URL --env E --targets URL,…`).
+#[derive(Debug, Clone)]
+pub struct ExistingCluster {
+    /// The Manager's admin API (plain HTTP), e.g. `http://10.0.0.2:7400`.
+    pub manager: String,
+    /// An admin or deployer token for `env`.
+    pub token: String,
+    pub env: String,
+    /// Worker traffic listeners (`http://host:port`), load goes through each.
+    pub targets: Vec<String>,
+    /// Worker admin listeners, same order as `targets` (optional: memory and generations
+    /// are read from them).
+    pub admins: Vec<String>,
+    /// Where the bench's upstreams listen, and the host Workers reach them by.
+    pub upstream_bind: std::net::IpAddr,
+    pub upstream_host: Option<String>,
+}
+
+/// One Worker under load.
+pub struct BenchWorker {
+    pub id: String,
+    pub listen: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    /// Local Workers: read memory from /proc.
+    pub pid: Option<u32>,
+}
+
+impl BenchWorker {
+    /// Resident memory in KiB: from /proc for local Workers, from the admin `/metrics`
+    /// otherwise.
+    pub async fn rss_kb(&self) -> Option<u64> {
+        if let Some(pid) = self.pid {
+            return rss_kb(pid);
+        }
+        let admin = self.admin?;
+        let bytes = gauge(admin, "switchyard_process_resident_memory_bytes").await?;
+        (bytes > 0.0).then_some((bytes / 1024.0) as u64)
+    }
+}
+
+pub struct BenchCluster {
+    pub manager: SocketAddr,
+    pub token: String,
+    pub env: String,
+    pub names: Names,
+    pub workers: Vec<BenchWorker>,
+    /// Workers expected to ACK every change (every Worker connected to the environment).
+    pub ackers: usize,
+    /// True when the bench owns the environment (nothing else writes to it).
+    pub owned: bool,
+    local: Option<Local>,
+}
+
+struct Local {
+    processes: Vec<WorkerProcess>,
+    binary: PathBuf,
+    worker_token: String,
+    stop: watch::Sender<bool>,
+    manager_task: JoinHandle<Result<(), switchyard_manager::ManagerError>>,
+    dir: tempfile::TempDir,
+}
+
+const OWN_ENV: &str = "bench";
+
+impl BenchCluster {
+    /// A Manager in this process (embedded store in a temp dir); the Worker processes
+    /// (run from `binary`) start with [`BenchCluster::start_workers`].
+    pub async fn start(workers: usize, binary: &Path) -> Result<BenchCluster, BenchError> {
+        let dir = tempfile::tempdir().map_err(setup)?;
+        let manager = Manager::open(ManagerOptions::new(dir.path().join("manager")))
+            .await
+            .map_err(setup)?;
+        let admin_token =
+            std::fs::read_to_string(dir.path().join("manager/admin.token")).map_err(setup)?;
+        let admin_token = admin_token.trim().to_string();
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .map_err(setup)?;
+        let maddr = listener.local_addr().map_err(setup)?;
+        let (stop, mut mstop) = watch::channel(false);
+        let manager_task = tokio::spawn(manager.serve(listener, async move {
+            let _ = mstop.wait_for(|s| *s).await;
+        }));
+        json(
+            maddr,
+            Method::POST,
+            "/v1/envs",
+            &admin_token,
+            Some(&serde_json::json!({ "name": OWN_ENV })),
+        )
+        .await?;
+        let token = json(
+            maddr,
+            Method::POST,
+            "/v1/tokens",
+            &admin_token,
+            Some(&serde_json::json!({ "name": "bench-workers", "role": "worker", "envs": [OWN_ENV] })),
+        )
+        .await?;
+        Ok(BenchCluster {
+            manager: maddr,
+            token: admin_token,
+            env: OWN_ENV.into(),
+            names: Names::own(),
+            workers: Vec::new(),
+            ackers: workers,
+            owned: true,
+            local: Some(Local {
+                processes: Vec::new(),
+                binary: binary.to_path_buf(),
+                worker_token: token["token"].as_str().unwrap_or_default().to_string(),
+                stop,
+                manager_task,
+                dir,
+            }),
+        })
+    }
+
+    /// Connects to an existing cluster; checks the token and that every target answers.
+    pub async fn existing(x: &ExistingCluster) -> Result<BenchCluster, BenchError> {
+        let manager = socket(&x.manager, "--manager")?;
+        if x.targets.is_empty() {
+            return Err(BenchError::Setup(
+                "--targets: name at least one Worker (http://host:port)".into(),
+            ));
+        }
+        if !x.admins.is_empty() && x.admins.len() != x.targets.len() {
+            return Err(BenchError::Setup(format!(
+                "--worker-admins: {} given for {} targets (same order, one per target)",
+                x.admins.len(),
+                x.targets.len()
+            )));
+        }
+        json(
+            manager,
+            Method::GET,
+            &format!("/v1/envs/{}", x.env),
+            &x.token,
+            None,
+        )
+        .await?;
+        let mut workers = Vec::new();
+        for (i, t) in x.targets.iter().enumerate() {
+            workers.push(BenchWorker {
+                id: t.clone(),
+                listen: socket(t, "--targets")?,
+                admin: x
+                    .admins
+                    .get(i)
+                    .map(|a| socket(a, "--worker-admins"))
+                    .transpose()?,
+                pid: None,
+            });
+        }
+        // Workers that just started (or are reconnecting) get a few seconds to subscribe.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let connected = loop {
+            let n = connected_workers(manager, &x.token, &x.env).await?;
+            if n >= workers.len() {
+                break n;
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Setup(format!(
+                    "only {n} Workers are connected to {:?} but {} targets were named",
+                    x.env,
+                    workers.len()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let tag = format!(
+            "{:x}{:x}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() % 0xffff)
+        );
+        Ok(BenchCluster {
+            manager,
+            token: x.token.clone(),
+            env: x.env.clone(),
+            names: Names::unique(&tag),
+            workers,
+            ackers: connected,
+            owned: false,
+            local: None,
+        })
+    }
+
+    /// Starts the local Worker processes (after the first apply, so they start on it) and
+    /// waits until all are connected. Nothing to do in an existing cluster.
+    pub async fn start_workers(&mut self) -> Result<(), BenchError> {
+        let Some(l) = &mut self.local else {
+            return Ok(());
+        };
+        let manager_url = format!("http://{}", self.manager);
+        for i in 0..self.ackers {
+            l.processes.push(WorkerProcess::spawn(WorkerSpec {
+                binary: &l.binary,
+                manager: &manager_url,
+                env: OWN_ENV,
+                token: &l.worker_token,
+                id: format!("bench-w{}", i + 1),
+                cache_dir: &l.dir.path().join(format!("worker-{}", i + 1)),
+            })?);
+        }
+        self.workers = l
+            .processes
+            .iter()
+            .map(|p| BenchWorker {
+                id: p.id.clone(),
+                listen: p.listen,
+                admin: Some(p.admin),
+                pid: Some(p.child.id()),
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n = connected_workers(self.manager, &self.token, &self.env).await?;
+            if n >= self.ackers {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Setup(format!(
+                    "only {n} of {} Workers connected",
+                    self.ackers
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Applies the bench's manifests; returns the Manager's revision.
+    pub async fn apply(&self, manifests: &[String]) -> Result<u64, BenchError> {
+        let v = json(
+            self.manager,
+            Method::POST,
+            &format!("/v1/envs/{}/apply", self.env),
+            &self.token,
+            Some(&serde_json::json!({ "manifests": manifests })),
+        )
+        .await?;
+        v["revision"]
+            .as_u64()
+            .ok_or_else(|| BenchError::Http(format!("apply answered without a revision: {v}")))
+    }
+
+    /// A revision's record (reports, propagation) from the Manager.
+    pub async fn revision(&self, revision: u64) -> Result<serde_json::Value, BenchError> {
+        json(
+            self.manager,
+            Method::GET,
+            &format!("/v1/envs/{}/revisions/{revision}", self.env),
+            &self.token,
+            None,
+        )
+        .await
+    }
+
+    /// Stops what the bench started; in an existing cluster, deletes the bench's entities.
+    pub async fn finish(mut self) -> Result<(), BenchError> {
+        match self.local.take() {
+            Some(mut l) => {
+                for w in &mut l.processes {
+                    w.stop();
+                }
+                let _ = l.stop.send(true);
+                let _ = l.manager_task.await;
+                Ok(())
+            }
+            None => json(
+                self.manager,
+                Method::POST,
+                &format!("/v1/envs/{}/apply", self.env),
+                &self.token,
+                Some(&serde_json::json!({
+                    "manifests": [],
+                    "delete": [
+                        { "kind": "Proxy", "name": self.names.proxy },
+                        { "kind": "Credential", "name": self.names.credential },
+                    ],
+                })),
+            )
+            .await
+            .map(|_| ()),
+        }
+    }
+}
+
+async fn connected_workers(
+    manager: SocketAddr,
+    token: &str,
+    env: &str,
+) -> Result<usize, BenchError> {
+    let v = json(
+        manager,
+        Method::GET,
+        &format!("/v1/envs/{env}/workers"),
+        token,
+        None,
+    )
+    .await?;
+    Ok(v.as_array()
+        .map(|a| a.iter().filter(|w| w["connected"] == true).count())
+        .unwrap_or(0))
+}
+
+/// `http://host:port` (or `host:port`) → a socket address.
+fn socket(url: &str, flag: &str) -> Result<SocketAddr, BenchError> {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    if url.starts_with("https://") {
+        return Err(BenchError::Setup(format!(
+            "{flag} {url}: https is not supported by the bench client; use the plain-HTTP address"
+        )));
+    }
+    let authority = rest.split('/').next().unwrap_or(rest);
+    use std::net::ToSocketAddrs;
+    authority
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            BenchError::Setup(format!(
+                "{flag} {url}: not an http://host:port address that resolves"
+            ))
+        })
+}

@@ -1,0 +1,290 @@
+//! `${env:NAME}` in manifest files: filled in from the environment of the process that
+//! reads the files (`switchyard apply` in CI, or a files-mode Worker), so secret values
+//! come from a secret store and never sit in git. Only names starting with `SWITCHYARD_`
+//! may be used (other variables of the process stay private). `$${` writes a literal `${`.
+//!
+//! The value is put into the YAML text where the reference stands, escaped for the kind of
+//! scalar around it (double-quoted, single-quoted or plain), so no value can change the
+//! document's structure; a value that cannot be written safely in a plain scalar is refused
+//! with advice to quote the reference. The Manager never expands references: a manifest it
+//! receives is taken as it is.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::error::{ConfigError, Position, SourceRef};
+
+pub const PREFIX: &str = "SWITCHYARD_";
+
+/// Expands every `${env:NAME}` in `text` with `lookup`.
+pub fn expand<'t>(
+    file: &Arc<str>,
+    text: &'t str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Cow<'t, str>, Vec<ConfigError>> {
+    if !text.contains("${") {
+        return Ok(Cow::Borrowed(text));
+    }
+    let source = SourceRef {
+        file: file.clone(),
+        document: 0,
+        line_offset: 0,
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut errors = Vec::new();
+    for (line_no, line) in text.split_inclusive('\n').enumerate() {
+        let mut rest = line;
+        let mut col = 0usize;
+        while let Some(i) = rest.find("${") {
+            // `$${` is an escaped literal `${`.
+            if i > 0 && rest.as_bytes()[i - 1] == b'$' {
+                out.push_str(&rest[..i - 1]);
+                out.push_str("${");
+                col += i + 2;
+                rest = &rest[i + 2..];
+                continue;
+            }
+            out.push_str(&rest[..i]);
+            let at = Position {
+                line: u32::try_from(line_no + 1).unwrap_or(u32::MAX),
+                column: u32::try_from(col + i + 1).unwrap_or(u32::MAX),
+            };
+            let Some(end) = rest[i..].find('}') else {
+                errors.push(ConfigError::new(
+                    &source,
+                    at,
+                    "unterminated `${`: expected `${env:NAME}` (write `$${` for a literal `${`)",
+                ));
+                out.push_str(&rest[i..]);
+                rest = "";
+                break;
+            };
+            let reference = &rest[i + 2..i + end];
+            let prefix_in_line = &line[..col + i];
+            if matches!(quoting(prefix_in_line), Quoting::Comment) {
+                // Comments are left as written.
+                out.push_str(&rest[i..i + end + 1]);
+                col += i + end + 1;
+                rest = &rest[i + end + 1..];
+                continue;
+            }
+            match reference.strip_prefix("env:") {
+                None => errors.push(ConfigError::new(
+                    &source,
+                    at,
+                    format!("unknown reference `${{{reference}}}`: only `${{env:NAME}}` is supported here (write `$${{` for a literal `${{`)"),
+                )),
+                Some(name) if !valid_name(name) => errors.push(ConfigError::new(
+                    &source,
+                    at,
+                    format!("`${{env:{name}}}`: only environment variables whose names start with {PREFIX} (letters, digits, _) can be used"),
+                )),
+                Some(name) => match lookup(name) {
+                    None => errors.push(ConfigError::new(
+                        &source,
+                        at,
+                        format!("`${{env:{name}}}`: {name} is not set in the environment of this process"),
+                    )),
+                    Some(value) => match escape(prefix_in_line, &value) {
+                        Ok(v) => out.push_str(&v),
+                        Err(why) => errors.push(ConfigError::new(
+                            &source,
+                            at,
+                            format!("`${{env:{name}}}`: the value {why}"),
+                        )),
+                    },
+                },
+            }
+            col += i + end + 1;
+            rest = &rest[i + end + 1..];
+        }
+        out.push_str(rest);
+    }
+    if errors.is_empty() {
+        Ok(Cow::Owned(out))
+    } else {
+        Err(errors)
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    name.len() > PREFIX.len()
+        && name.starts_with(PREFIX)
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+enum Quoting {
+    Plain,
+    Single,
+    Double,
+    /// After a `#` that starts a comment: left as written.
+    Comment,
+}
+
+/// The kind of scalar a reference stands in, from the text before it on its line.
+fn quoting(before: &str) -> Quoting {
+    let mut state = Quoting::Plain;
+    let mut prev = ' ';
+    let mut chars = before.chars().peekable();
+    while let Some(c) = chars.next() {
+        let after_space = prev.is_whitespace();
+        prev = c;
+        state = match (state, c) {
+            (Quoting::Plain, '"') => Quoting::Double,
+            (Quoting::Plain, '\'') => Quoting::Single,
+            // A comment starts at `#` after whitespace (or at the start of the line).
+            (Quoting::Plain, '#') if after_space => return Quoting::Comment,
+            (Quoting::Double, '\\') => {
+                chars.next();
+                Quoting::Double
+            }
+            (Quoting::Double, '"') => Quoting::Plain,
+            (Quoting::Single, '\'') => {
+                if chars.peek() == Some(&'\'') {
+                    chars.next();
+                    Quoting::Single
+                } else {
+                    Quoting::Plain
+                }
+            }
+            (s, _) => s,
+        };
+    }
+    state
+}
+
+fn escape(before: &str, value: &str) -> Result<String, String> {
+    match quoting(before) {
+        Quoting::Comment => Err("is in a comment".into()),
+        Quoting::Double => {
+            let mut out = String::with_capacity(value.len());
+            for c in value.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if c.is_control() => {
+                        return Err("contains a control character".into());
+                    }
+                    c => out.push(c),
+                }
+            }
+            Ok(out)
+        }
+        Quoting::Single => {
+            if value.contains(['\n', '\r']) {
+                return Err("spans several lines: put the reference in double quotes".into());
+            }
+            Ok(value.replace('\'', "''"))
+        }
+        Quoting::Plain => {
+            let unsafe_char = value.chars().any(|c| {
+                c.is_control()
+                    || matches!(
+                        c,
+                        ':' | '#'
+                            | '{'
+                            | '}'
+                            | '['
+                            | ']'
+                            | ','
+                            | '&'
+                            | '*'
+                            | '!'
+                            | '|'
+                            | '>'
+                            | '\''
+                            | '"'
+                            | '%'
+                            | '@'
+                            | '`'
+                    )
+            });
+            if unsafe_char || value.starts_with(' ') || value.ends_with(' ') || value.is_empty() {
+                Err("cannot be written in an unquoted YAML value: put the reference in double quotes (\"${env:…}\")".into())
+            } else {
+                Ok(value.to_string())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "SWITCHYARD_ACME_KEY" => Some("acme-123".into()),
+            "SWITCHYARD_TRICKY" => Some("a\"b\\c\nd: e".into()),
+            "SWITCHYARD_EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    fn run(text: &str) -> Result<String, Vec<String>> {
+        let f: Arc<str> = "keys.yaml".into();
+        expand(&f, text, env)
+            .map(Cow::into_owned)
+            .map_err(|e| e.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn references_are_filled_in_and_escaped_for_their_quoting() {
+        assert_eq!(
+            run("key: \"${env:SWITCHYARD_ACME_KEY}\"\n").unwrap(),
+            "key: \"acme-123\"\n"
+        );
+        assert_eq!(
+            run("key: ${env:SWITCHYARD_ACME_KEY}\n").unwrap(),
+            "key: acme-123\n"
+        );
+        assert_eq!(
+            run("key: \"${env:SWITCHYARD_TRICKY}\"\n").unwrap(),
+            "key: \"a\\\"b\\\\c\\nd: e\"\n"
+        );
+        assert_eq!(
+            run("a: 'x${env:SWITCHYARD_ACME_KEY}'").unwrap(),
+            "a: 'xacme-123'"
+        );
+        assert_eq!(run("a: \"$${literal}\"").unwrap(), "a: \"${literal}\"");
+        assert_eq!(run("no references").unwrap(), "no references");
+        // Comments are left alone, references and all.
+        assert_eq!(
+            run("# use ${env:SWITCHYARD_NOPE} here\nk: v # ${env:X}\n").unwrap(),
+            "# use ${env:SWITCHYARD_NOPE} here\nk: v # ${env:X}\n"
+        );
+        assert_eq!(
+            run("k: a#${env:SWITCHYARD_ACME_KEY}").unwrap(),
+            "k: a#acme-123"
+        );
+    }
+
+    #[test]
+    fn the_value_round_trips_through_yaml() {
+        let text = run("value: \"${env:SWITCHYARD_TRICKY}\"\n").unwrap();
+        let v: std::collections::BTreeMap<String, String> = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(v["value"], "a\"b\\c\nd: e");
+    }
+
+    #[test]
+    fn problems_name_the_place() {
+        let e = run("a: 1\nkey: \"${env:SWITCHYARD_MISSING}\"\n").unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("keys.yaml:2:7:"), "{e:?}");
+        assert!(e[0].contains("SWITCHYARD_MISSING is not set"), "{e:?}");
+        let e = run("key: ${env:HOME}").unwrap_err();
+        assert!(e[0].contains("start with SWITCHYARD_"), "{e:?}");
+        let e = run("key: ${SWITCHYARD_X}").unwrap_err();
+        assert!(e[0].contains("unknown reference"), "{e:?}");
+        let e = run("key: ${env:SWITCHYARD_TRICKY}").unwrap_err();
+        assert!(e[0].contains("double quotes"), "{e:?}");
+        let e = run("key: \"${env:SWITCHYARD_ACME_KEY\"").unwrap_err();
+        assert!(e[0].contains("unterminated"), "{e:?}");
+    }
+}
