@@ -54,6 +54,49 @@ pub async fn apply(
     client.post(&format!("/v1/envs/{env}/apply"), &body).await
 }
 
+/// The same batch as a dry run: what would change, nothing written.
+pub async fn plan(
+    client: &AdminClient,
+    env: &str,
+    manifests: &[Manifest],
+) -> anyhow::Result<ApplyResponse> {
+    let body = serde_json::json!({
+        "manifests": manifests.iter().map(Manifest::canonical_json).collect::<Vec<_>>(),
+        "dry_run": true,
+    });
+    client.post(&format!("/v1/envs/{env}/apply"), &body).await
+}
+
+/// A plan, entity by entity (entities in the files that would not change are listed too).
+pub fn describe_plan(r: &ApplyResponse) -> String {
+    if !r.changed {
+        return format!(
+            "no changes: {} (revision {}) already matches these manifests",
+            r.env, r.revision
+        );
+    }
+    let mut out = format!(
+        "{} (revision {}): {} change(s) would be applied as one revision",
+        r.env,
+        r.revision,
+        r.changes.len()
+    );
+    for c in &r.changes {
+        let what = match (c.old_version, c.new_version) {
+            (None, Some(_)) => "create".to_string(),
+            (Some(o), Some(v)) => format!("update v{o} -> v{v}"),
+            (Some(o), None) => format!("delete (v{o})"),
+            (None, None) => "unchanged".to_string(),
+        };
+        out.push_str(&format!(
+            "\n  {}/{}: {what}",
+            c.kind.to_ascii_lowercase(),
+            c.name
+        ));
+    }
+    out
+}
+
 pub fn describe(r: &ApplyResponse) -> String {
     if !r.changed {
         return format!(

@@ -83,6 +83,9 @@ enum Command {
     Manager(ManagerArgs),
     /// Apply manifests to an environment: validated locally, sent as one batch, one revision.
     Apply(ApplyArgs),
+    /// What `apply` would do, entity by entity, without changing anything. Exit status 0 when
+    /// nothing would change, 2 when something would, 1 on error.
+    Plan(ApplyArgs),
     /// Create an environment.
     Env {
         #[command(subcommand)]
@@ -323,6 +326,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let result = apply::apply(&client, &args.env, &manifests).await?;
             println!("{}", apply::describe(&result));
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan(args) => {
+            let manifests = apply::read_manifests(&args.files)?;
+            let client = admin_client::AdminClient::new(&args.conn.manager, &args.conn.token)?;
+            let result = apply::plan(&client, &args.env, &manifests).await?;
+            println!("{}", apply::describe_plan(&result));
+            Ok(if result.changed {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Env {
             action: EnvAction::Create { name, conn },

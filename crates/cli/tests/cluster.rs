@@ -78,6 +78,34 @@ fn manager_apply_and_worker_processes_deploy_live() {
     assert!(ok);
     assert!(out.contains("no changes"), "{out}");
 
+    // `plan`: exit 0 when nothing would change, 2 when something would; it writes nothing.
+    let plan = |env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.args(["plan", "--env", "dev", files.to_str().unwrap()]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = plan(&env);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("no changes"), "{out}");
+    std::fs::write(files.join("payments.yaml"), manifest("planned", up)).unwrap();
+    let (code, out) = plan(&env);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("proxy/payments: update v1 -> v2"), "{out}");
+    let (code, _) = plan(&env);
+    assert_eq!(
+        code,
+        Some(2),
+        "a plan changes nothing, so it says the same again"
+    );
+    std::fs::write(files.join("payments.yaml"), manifest("blue", up)).unwrap();
+
     // An invalid file is refused locally, naming the place; nothing is sent.
     std::fs::write(
         files.join("bad.yaml"),
