@@ -48,10 +48,7 @@ pub async fn apply(
     env: &str,
     manifests: &[Manifest],
 ) -> anyhow::Result<ApplyResponse> {
-    let body = serde_json::json!({
-        "manifests": manifests.iter().map(Manifest::canonical_json).collect::<Vec<_>>(),
-    });
-    client.post(&format!("/v1/envs/{env}/apply"), &body).await
+    send(client, env, manifests, false).await
 }
 
 /// The same batch as a dry run: what would change, nothing written.
@@ -60,14 +57,39 @@ pub async fn plan(
     env: &str,
     manifests: &[Manifest],
 ) -> anyhow::Result<ApplyResponse> {
+    send(client, env, manifests, true).await
+}
+
+async fn send(
+    client: &AdminClient,
+    env: &str,
+    manifests: &[Manifest],
+    dry_run: bool,
+) -> anyhow::Result<ApplyResponse> {
     let body = serde_json::json!({
         "manifests": manifests.iter().map(Manifest::canonical_json).collect::<Vec<_>>(),
-        "dry_run": true,
+        "dry_run": dry_run,
     });
     client.post(&format!("/v1/envs/{env}/apply"), &body).await
 }
 
-/// A plan, entity by entity (entities in the files that would not change are listed too).
+/// One line per change: `kind/name: what` (`what` from the old and new versions).
+fn change_lines(
+    out: &mut String,
+    r: &ApplyResponse,
+    what: impl Fn(Option<u64>, Option<u64>) -> String,
+) {
+    for c in &r.changes {
+        out.push_str(&format!(
+            "\n  {}/{}: {}",
+            c.kind.to_ascii_lowercase(),
+            c.name,
+            what(c.old_version, c.new_version)
+        ));
+    }
+}
+
+/// A plan, entity by entity.
 pub fn describe_plan(r: &ApplyResponse) -> String {
     if !r.changed {
         return format!(
@@ -81,19 +103,12 @@ pub fn describe_plan(r: &ApplyResponse) -> String {
         r.revision,
         r.changes.len()
     );
-    for c in &r.changes {
-        let what = match (c.old_version, c.new_version) {
-            (None, Some(_)) => "create".to_string(),
-            (Some(o), Some(v)) => format!("update v{o} -> v{v}"),
-            (Some(o), None) => format!("delete (v{o})"),
-            (None, None) => "unchanged".to_string(),
-        };
-        out.push_str(&format!(
-            "\n  {}/{}: {what}",
-            c.kind.to_ascii_lowercase(),
-            c.name
-        ));
-    }
+    change_lines(&mut out, r, |old, new| match (old, new) {
+        (None, Some(_)) => "create".to_string(),
+        (Some(o), Some(v)) => format!("update v{o} -> v{v}"),
+        (Some(o), None) => format!("delete (v{o})"),
+        (None, None) => "unchanged".to_string(),
+    });
     out
 }
 
@@ -111,18 +126,11 @@ pub fn describe(r: &ApplyResponse) -> String {
         r.previous_revision,
         r.changes.len()
     );
-    for c in &r.changes {
-        let what = match (c.old_version, c.new_version) {
-            (None, Some(v)) => format!("created v{v}"),
-            (Some(o), Some(v)) => format!("v{o} -> v{v}"),
-            (Some(o), None) => format!("deleted (was v{o})"),
-            (None, None) => "unchanged".to_string(),
-        };
-        out.push_str(&format!(
-            "\n  {}/{}: {what}",
-            c.kind.to_ascii_lowercase(),
-            c.name
-        ));
-    }
+    change_lines(&mut out, r, |old, new| match (old, new) {
+        (None, Some(v)) => format!("created v{v}"),
+        (Some(o), Some(v)) => format!("v{o} -> v{v}"),
+        (Some(o), None) => format!("deleted (was v{o})"),
+        (None, None) => "unchanged".to_string(),
+    });
     out
 }
