@@ -264,12 +264,6 @@ impl ResponseBody {
         }
     }
 
-    /// The same body, ending `completion` when it ends.
-    pub fn with_completion(mut self, completion: Completion) -> Self {
-        self.completion = Some(completion);
-        self
-    }
-
     /// Ends the request's accounting now (dropping the completion records it).
     fn finish(&mut self) {
         self.completion.take();

@@ -252,15 +252,14 @@ fn policy_reply(
             reply.detail.as_deref(),
         );
     }
-    let mut resp = Response::new(ResponseBody::full(reply.body, None));
+    let mut resp = Response::new(ResponseBody::full(reply.body, Some(done)));
     *resp.status_mut() = reply.status;
     let headers = resp.headers_mut();
     for (name, value) in reply.headers {
         headers.append(name, value);
     }
     proxy.pipeline.on_response(ex, headers);
-    let (parts, body) = resp.into_parts();
-    Response::from_parts(parts, body.with_completion(done))
+    resp
 }
 
 fn error_response(err: GatewayError, mut done: Completion) -> Response<ResponseBody> {

@@ -248,6 +248,28 @@ pub fn compile(
     })
 }
 
+/// An IP address as text, on the stack: the bucket key, without an allocation per request
+/// (the longest IPv6 text form is 45 bytes).
+struct IpText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: std::net::IpAddr) -> IpText {
+        use std::io::Write;
+        let mut buf = [0u8; 48];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        let _ = write!(cursor, "{ip}");
+        let len = usize::try_from(cursor.position()).unwrap_or(0);
+        IpText { buf, len }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
@@ -265,13 +287,13 @@ impl RateLimitPolicy {
             RateKey::Header(h) => match req.headers.get(h).and_then(|v| v.to_str().ok()) {
                 Some(v) => v,
                 None => {
-                    ip = ex.client_ip(req.peer).to_string();
-                    &ip
+                    ip = IpText::new(ex.client_ip(req.peer));
+                    ip.as_str()
                 }
             },
             RateKey::ClientIp => {
-                ip = ex.client_ip(req.peer).to_string();
-                &ip
+                ip = IpText::new(ex.client_ip(req.peer));
+                ip.as_str()
             }
         };
         let t = self.limiter.take(key, self.limit, self.per, now);
@@ -306,6 +328,18 @@ impl RateLimitPolicy {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_keys_are_the_addresses_text() {
+        for ip in [
+            "203.0.113.7",
+            "2001:db8::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(IpText::new(ip).as_str(), ip.to_string());
+        }
+    }
 
     #[test]
     fn a_bucket_empties_refills_and_reports() {
