@@ -79,7 +79,9 @@ mod fields {
     }
 }
 
-impl CredentialType {
+impl super::tagged::Tag for CredentialType {
+    type Out = CredentialSpec;
+
     fn read<'de, D: Deserializer<'de>>(self, d: D) -> Result<CredentialSpec, D::Error> {
         Ok(match self {
             CredentialType::Secret => CredentialSpec::Secret {
@@ -98,12 +100,9 @@ impl CredentialType {
     }
 }
 
-/// Read by hand rather than with `#[serde(tag = "type")]`, like policies: serde's
-/// internally tagged enums buffer the whole mapping through `deserialize_any`, which loses
-/// the place of errors and reads YAML 1.1 boolean words as booleans — including the keys
-/// `n` (RSA modulus) and `y` (EC coordinate) of a JWKS written as YAML, which then could not
-/// be read at all. When `type` comes first the rest is read straight from the parser, keys
-/// as text; otherwise the other entries are buffered with their keys read as text.
+/// Read by hand (see `tagged`): serde's internally tagged enums would also read the keys
+/// `n` (RSA modulus) and `y` (EC coordinate) of a JWKS written as YAML as booleans. Buffered
+/// entries keep their keys as text and their values as written.
 impl<'de> Deserialize<'de> for CredentialSpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(CredentialVisitor)
@@ -119,37 +118,8 @@ impl<'de> serde::de::Visitor<'de> for CredentialVisitor {
         f.write_str("a credential mapping with a `type`")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> Result<CredentialSpec, A::Error> {
-        use serde::de::Error;
-        use serde::de::value::MapAccessDeserializer;
-
-        let Some(first) = map.next_key::<String>()? else {
-            return Err(A::Error::missing_field("type"));
-        };
-        if first == "type" {
-            let kind = map.next_value::<CredentialType>()?;
-            return kind.read(MapAccessDeserializer::new(map));
-        }
-        let mut kind = None;
-        let mut rest = serde_json::Map::new();
-        let mut key = Some(first);
-        while let Some(k) = key {
-            if k == "type" {
-                kind = Some(map.next_value::<CredentialType>()?);
-            } else {
-                rest.insert(k, map.next_value::<serde_json::Value>()?);
-            }
-            key = map.next_key::<String>()?;
-        }
-        match kind {
-            None => Err(A::Error::missing_field("type")),
-            Some(kind) => kind
-                .read(serde_json::Value::Object(rest))
-                .map_err(A::Error::custom),
-        }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<CredentialSpec, A::Error> {
+        super::tagged::visit::<A, CredentialType>(map, |v| v)
     }
 }
 

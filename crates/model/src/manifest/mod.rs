@@ -12,6 +12,7 @@ use crate::duration::HumanDuration;
 mod credential;
 mod lenient;
 mod policy;
+mod tagged;
 
 pub use credential::*;
 pub use policy::*;

@@ -44,7 +44,9 @@ macro_rules! policies {
             $($variant,)*
         }
 
-        impl PolicyType {
+        impl super::tagged::Tag for PolicyType {
+            type Out = PolicySpec;
+
             fn read<'de, D: Deserializer<'de>>(self, d: D) -> Result<PolicySpec, D::Error> {
                 match self {
                     $(PolicyType::$variant => <$spec>::deserialize(d).map(PolicySpec::$variant),)*
@@ -90,10 +92,8 @@ impl PolicySpec {
     }
 }
 
-/// Read by hand rather than with `#[serde(tag = "type")]`: serde's internally tagged enums
-/// buffer the whole mapping before reading it, which loses the line, column and field path
-/// of any error inside a policy. When `type` is the first key (the usual way to write it) the
-/// rest of the mapping is read straight from the parser, so errors keep their place.
+/// Read by hand (see `tagged`) so errors inside a policy keep their line, column and field
+/// path; entries buffered before `type` get their scalars back as text (`scalars_as_strings`).
 impl<'de> Deserialize<'de> for PolicySpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(PolicyVisitor)
@@ -109,34 +109,8 @@ impl<'de> serde::de::Visitor<'de> for PolicyVisitor {
         f.write_str("a policy mapping with a `type`")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PolicySpec, A::Error> {
-        use serde::de::Error;
-        use serde::de::value::MapAccessDeserializer;
-
-        let Some(first) = map.next_key::<String>()? else {
-            return Err(A::Error::missing_field("type"));
-        };
-        if first == "type" {
-            let kind = map.next_value::<PolicyType>()?;
-            return kind.read(MapAccessDeserializer::new(map));
-        }
-        // `type` comes later: buffer the other keys until it is known.
-        let mut kind = None;
-        let mut rest = serde_json::Map::new();
-        let mut key = Some(first);
-        while let Some(k) = key {
-            if k == "type" {
-                kind = Some(map.next_value::<PolicyType>()?);
-            } else {
-                rest.insert(k, map.next_value::<serde_json::Value>()?);
-            }
-            key = map.next_key::<String>()?;
-        }
-        let rest = scalars_as_strings(serde_json::Value::Object(rest));
-        match kind {
-            None => Err(A::Error::missing_field("type")),
-            Some(kind) => kind.read(rest).map_err(A::Error::custom),
-        }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PolicySpec, A::Error> {
+        super::tagged::visit::<A, PolicyType>(map, scalars_as_strings)
     }
 }
 
