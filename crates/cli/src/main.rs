@@ -31,6 +31,7 @@ pub(crate) fn thread_allocated() -> Option<fn() -> u64> {
 
 mod apply;
 mod bench;
+mod conn;
 mod demo;
 mod signals;
 mod up;
@@ -42,6 +43,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use conn::ConnArgs;
 use switchyard_worker::{AccessLogTarget, ConfigSource, ManagedOptions, Worker, WorkerOptions};
 
 #[derive(Parser)]
@@ -170,20 +172,6 @@ enum EnvAction {
         #[command(flatten)]
         conn: ConnArgs,
     },
-}
-
-#[derive(clap::Args)]
-struct ConnArgs {
-    /// The Manager's URL.
-    #[arg(
-        long,
-        env = "SWITCHYARD_MANAGER",
-        default_value = "http://127.0.0.1:9000"
-    )]
-    manager: String,
-    /// An API token.
-    #[arg(long, env = "SWITCHYARD_TOKEN", hide_env_values = true)]
-    token: String,
 }
 
 #[derive(clap::Args)]
@@ -322,14 +310,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Apply(args) => {
             let manifests = apply::read_manifests(&args.files)?;
-            let client = admin_client::AdminClient::new(&args.conn.manager, &args.conn.token)?;
+            let client = args.conn.client()?;
             let result = apply::apply(&client, &args.env, &manifests).await?;
             println!("{}", apply::describe(&result));
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan(args) => {
             let manifests = apply::read_manifests(&args.files)?;
-            let client = admin_client::AdminClient::new(&args.conn.manager, &args.conn.token)?;
+            let client = args.conn.client()?;
             let result = apply::plan(&client, &args.env, &manifests).await?;
             println!("{}", apply::describe_plan(&result));
             Ok(if result.changed {
@@ -341,7 +329,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Env {
             action: EnvAction::Create { name, conn },
         } => {
-            let client = admin_client::AdminClient::new(&conn.manager, &conn.token)?;
+            let client = conn.client()?;
             let _: serde_json::Value = client
                 .post("/v1/envs", &serde_json::json!({ "name": name }))
                 .await?;
