@@ -1,13 +1,19 @@
-//! `${env:NAME}` in manifest files: filled in from the environment of the process that
-//! reads the files (`switchyard apply` in CI, or a files-mode Worker), so secret values
-//! come from a secret store and never sit in git. Only names starting with `SWITCHYARD_`
-//! may be used (other variables of the process stay private). `$${` writes a literal `${`.
+//! References in manifest text, filled in before the text is parsed:
 //!
-//! The value is put into the YAML text where the reference stands, escaped for the kind of
-//! scalar around it (double-quoted, single-quoted or plain), so no value can change the
-//! document's structure; a value that cannot be written safely in a plain scalar is refused
-//! with advice to quote the reference. The Manager never expands references: a manifest it
-//! receives is taken as it is.
+//! - `${env:NAME}`: from the environment of the process that reads the files (`switchyard
+//!   apply` in CI, or a files-mode Worker), so secret values come from a secret store and
+//!   never sit in git. Only names starting with `SWITCHYARD_` may be used (other variables
+//!   of the process stay private).
+//! - `${NAME}`: an environment's variable (`spec.variables` of its `kind: Environment`
+//!   document), so the same files serve dev, stage and prod. Resolved by `switchyard
+//!   apply --env` and by the Manager (which keeps the text as written, a *template*, so a
+//!   promotion can resolve it again with the target environment's variables).
+//!
+//! `$${` writes a literal `${`. A value is put into the YAML text where the reference
+//! stands, escaped for the kind of scalar around it (double-quoted, single-quoted or
+//! plain), so no value can change the document's structure; a value that cannot be written
+//! safely in a plain scalar is refused with advice to quote the reference. References in
+//! comments are left as written.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -16,98 +22,196 @@ use crate::error::{ConfigError, Position, SourceRef};
 
 pub const PREFIX: &str = "SWITCHYARD_";
 
-/// Expands every `${env:NAME}` in `text` with `lookup`.
+/// What to do with one family of references.
+pub enum Refs<'a> {
+    /// Fill in from `lookup`; a missing value is an error whose message ends with `hint`.
+    Expand {
+        lookup: &'a dyn Fn(&str) -> Option<String>,
+        hint: &'a str,
+    },
+    /// Leave as written (someone else resolves them later).
+    Keep,
+    /// Refuse, with this explanation.
+    Refuse(&'a str),
+}
+
+/// How a text's references are resolved.
+pub struct Resolver<'a> {
+    /// `${env:NAME}`.
+    pub env: Refs<'a>,
+    /// `${NAME}`.
+    pub vars: Refs<'a>,
+    /// Turn `$${` into `${` (the last pass over a text); otherwise leave it as written.
+    pub unescape: bool,
+}
+
+/// Why a files-mode read refuses `${NAME}`.
+pub const VARS_NEED_APPLY: &str = "environment variables (`${NAME}`) are resolved by `switchyard apply --env ENV` from the environment's kind: Environment document; here only `${env:SWITCHYARD_…}` can be used";
+
+/// Expands every `${env:NAME}` in `text` with `lookup` (a files-mode read: environment
+/// variables `${NAME}` are refused).
 pub fn expand<'t>(
     file: &Arc<str>,
     text: &'t str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Cow<'t, str>, Vec<ConfigError>> {
-    if !text.contains("${") {
-        return Ok(Cow::Borrowed(text));
+    Resolver {
+        env: Refs::Expand {
+            lookup: &lookup,
+            hint: "is not set in the environment of this process",
+        },
+        vars: Refs::Refuse(VARS_NEED_APPLY),
+        unescape: true,
     }
-    let source = SourceRef {
-        file: file.clone(),
-        document: 0,
-        line_offset: 0,
+    .run(file, text)
+}
+
+/// The environment variables (`${NAME}`) a text refers to, outside comments, in order of
+/// first use.
+pub fn variables_in(text: &str) -> Vec<String> {
+    let seen = std::cell::RefCell::new(Vec::<String>::new());
+    let record = |name: &str| {
+        let mut seen = seen.borrow_mut();
+        if !seen.iter().any(|s| s == name) {
+            seen.push(name.to_string());
+        }
+        Some("x".to_string())
     };
-    let mut out = String::with_capacity(text.len());
-    let mut errors = Vec::new();
-    for (line_no, line) in text.split_inclusive('\n').enumerate() {
-        let mut rest = line;
-        let mut col = 0usize;
-        while let Some(i) = rest.find("${") {
-            // `$${` is an escaped literal `${`.
-            if i > 0 && rest.as_bytes()[i - 1] == b'$' {
-                out.push_str(&rest[..i - 1]);
-                out.push_str("${");
-                col += i + 2;
-                rest = &rest[i + 2..];
-                continue;
-            }
-            out.push_str(&rest[..i]);
-            let at = Position {
-                line: u32::try_from(line_no + 1).unwrap_or(u32::MAX),
-                column: u32::try_from(col + i + 1).unwrap_or(u32::MAX),
-            };
-            let Some(end) = rest[i..].find('}') else {
-                errors.push(ConfigError::new(
-                    &source,
-                    at,
-                    "unterminated `${`: expected `${env:NAME}` (write `$${` for a literal `${`)",
-                ));
-                out.push_str(&rest[i..]);
-                rest = "";
-                break;
-            };
-            let reference = &rest[i + 2..i + end];
-            let prefix_in_line = &line[..col + i];
-            if matches!(quoting(prefix_in_line), Quoting::Comment) {
-                // Comments are left as written.
-                out.push_str(&rest[i..i + end + 1]);
+    let file: Arc<str> = "".into();
+    let _ = Resolver {
+        env: Refs::Keep,
+        vars: Refs::Expand {
+            lookup: &record,
+            hint: "",
+        },
+        unescape: false,
+    }
+    .run(&file, text);
+    seen.into_inner()
+}
+
+impl Resolver<'_> {
+    pub fn run<'t>(
+        &self,
+        file: &Arc<str>,
+        text: &'t str,
+    ) -> Result<Cow<'t, str>, Vec<ConfigError>> {
+        if !text.contains("${") {
+            return Ok(Cow::Borrowed(text));
+        }
+        let source = SourceRef {
+            file: file.clone(),
+            document: 0,
+            line_offset: 0,
+        };
+        let mut out = String::with_capacity(text.len());
+        let mut errors = Vec::new();
+        for (line_no, line) in text.split_inclusive('\n').enumerate() {
+            let mut rest = line;
+            let mut col = 0usize;
+            while let Some(i) = rest.find("${") {
+                // `$${` is an escaped literal `${`.
+                if i > 0 && rest.as_bytes()[i - 1] == b'$' {
+                    if self.unescape {
+                        out.push_str(&rest[..i - 1]);
+                        out.push_str("${");
+                    } else {
+                        out.push_str(&rest[..i + 2]);
+                    }
+                    col += i + 2;
+                    rest = &rest[i + 2..];
+                    continue;
+                }
+                out.push_str(&rest[..i]);
+                let at = Position {
+                    line: u32::try_from(line_no + 1).unwrap_or(u32::MAX),
+                    column: u32::try_from(col + i + 1).unwrap_or(u32::MAX),
+                };
+                let error = |message: String| {
+                    let mut e = ConfigError::new(&source, at, message);
+                    e.field = key_of_line(line);
+                    e
+                };
+                let Some(end) = rest[i..].find('}') else {
+                    errors.push(error(
+                        "unterminated `${`: expected `${env:NAME}` or `${NAME}` (write `$${` for a literal `${`)".into(),
+                    ));
+                    out.push_str(&rest[i..]);
+                    rest = "";
+                    break;
+                };
+                let written = &rest[i..i + end + 1];
+                let reference = &rest[i + 2..i + end];
+                let prefix_in_line = &line[..col + i];
                 col += i + end + 1;
                 rest = &rest[i + end + 1..];
-                continue;
-            }
-            match reference.strip_prefix("env:") {
-                None => errors.push(ConfigError::new(
-                    &source,
-                    at,
-                    format!("unknown reference `${{{reference}}}`: only `${{env:NAME}}` is supported here (write `$${{` for a literal `${{`)"),
-                )),
-                Some(name) if !valid_name(name) => errors.push(ConfigError::new(
-                    &source,
-                    at,
-                    format!("`${{env:{name}}}`: only environment variables whose names start with {PREFIX} (letters, digits, _) can be used"),
-                )),
-                Some(name) => match lookup(name) {
-                    None => errors.push(ConfigError::new(
-                        &source,
-                        at,
-                        format!("`${{env:{name}}}`: {name} is not set in the environment of this process"),
-                    )),
-                    Some(value) => match escape(prefix_in_line, &value) {
-                        Ok(v) => out.push_str(&v),
-                        Err(why) => errors.push(ConfigError::new(
-                            &source,
-                            at,
-                            format!("`${{env:{name}}}`: the value {why}"),
-                        )),
+                if matches!(quoting(prefix_in_line), Quoting::Comment) {
+                    // Comments are left as written.
+                    out.push_str(written);
+                    continue;
+                }
+                let (refs, name, shown, valid) = match reference.strip_prefix("env:") {
+                    Some(name) => (
+                        &self.env,
+                        name,
+                        format!("`${{env:{name}}}`"),
+                        valid_env_name(name),
+                    ),
+                    None => (
+                        &self.vars,
+                        reference,
+                        format!("`${{{reference}}}`"),
+                        valid_var_name(reference),
+                    ),
+                };
+                if !valid {
+                    errors.push(error(if reference.starts_with("env:") {
+                        format!("{shown}: only environment variables whose names start with {PREFIX} (letters, digits, _) can be used")
+                    } else {
+                        format!("unknown reference {shown}: expected `${{NAME}}` (an environment's variable: letters, digits, _) or `${{env:SWITCHYARD_…}}` (write `$${{` for a literal `${{`)")
+                    }));
+                    continue;
+                }
+                match refs {
+                    Refs::Keep => out.push_str(written),
+                    Refs::Refuse(why) => errors.push(error(format!("{shown}: {why}"))),
+                    Refs::Expand { lookup, hint } => match lookup(name) {
+                        None => errors.push(error(format!("{shown}: {name} {hint}"))),
+                        Some(value) => match escape(prefix_in_line, &value) {
+                            Ok(v) => out.push_str(&v),
+                            Err(why) => errors.push(error(format!("{shown}: the value {why}"))),
+                        },
                     },
-                },
+                }
             }
-            col += i + end + 1;
-            rest = &rest[i + end + 1..];
+            out.push_str(rest);
         }
-        out.push_str(rest);
-    }
-    if errors.is_empty() {
-        Ok(Cow::Owned(out))
-    } else {
-        Err(errors)
+        if errors.is_empty() {
+            Ok(Cow::Owned(out))
+        } else {
+            Err(errors)
+        }
     }
 }
 
-fn valid_name(name: &str) -> bool {
+/// The mapping key a line sets (`url` for `  - url: "${X}"`), to name the field in errors.
+fn key_of_line(line: &str) -> String {
+    let t = line.trim_start().trim_start_matches("- ").trim_start();
+    match t.find(':') {
+        Some(i) if i > 0 && !t[..i].contains(['{', '[', '"', '\'', ' ', '$']) => t[..i].to_string(),
+        _ => String::new(),
+    }
+}
+
+fn valid_var_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn valid_env_name(name: &str) -> bool {
     name.len() > PREFIX.len()
         && name.starts_with(PREFIX)
         && name
@@ -281,6 +385,9 @@ mod tests {
         let e = run("key: ${env:HOME}").unwrap_err();
         assert!(e[0].contains("start with SWITCHYARD_"), "{e:?}");
         let e = run("key: ${SWITCHYARD_X}").unwrap_err();
+        assert!(e[0].contains("switchyard apply --env"), "{e:?}");
+        assert!(e[0].contains(": key: "), "the field is named: {e:?}");
+        let e = run("key: ${no-such}").unwrap_err();
         assert!(e[0].contains("unknown reference"), "{e:?}");
         let e = run("key: ${env:SWITCHYARD_TRICKY}").unwrap_err();
         assert!(e[0].contains("double quotes"), "{e:?}");

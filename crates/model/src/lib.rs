@@ -6,6 +6,7 @@ pub mod compile;
 pub mod duration;
 pub mod env_refs;
 pub mod error;
+pub mod for_env;
 pub mod load;
 pub mod manifest;
 pub mod protocol;

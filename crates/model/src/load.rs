@@ -6,7 +6,9 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ConfigError, ConfigErrors, Position, SourceRef};
-use crate::manifest::{API_VERSION, CredentialManifest, DocumentHeader, Manifest, ProxyManifest};
+use crate::manifest::{
+    API_VERSION, CredentialManifest, DocumentHeader, EnvironmentManifest, Manifest, ProxyManifest,
+};
 
 /// A manifest with the place it was read from.
 #[derive(Debug, Clone)]
@@ -58,7 +60,7 @@ pub fn load_path(path: &Path) -> Result<Vec<Located<Manifest>>, ConfigErrors> {
     }
 }
 
-fn io_error(file: &Arc<str>, message: String) -> ConfigError {
+pub(crate) fn io_error(file: &Arc<str>, message: String) -> ConfigError {
     ConfigError {
         file: file.clone(),
         document: 0,
@@ -69,7 +71,7 @@ fn io_error(file: &Arc<str>, message: String) -> ConfigError {
     }
 }
 
-fn read_limited(file: &Path) -> Result<String, (Position, String)> {
+pub(crate) fn read_limited(file: &Path) -> Result<String, (Position, String)> {
     let unknown = |message: String| (Position::UNKNOWN, message);
     let meta = std::fs::metadata(file).map_err(|e| unknown(format!("cannot read: {e}")))?;
     if meta.len() > MAX_FILE_BYTES {
@@ -178,13 +180,13 @@ pub fn parse_str(file: Arc<str>, text: &str) -> Result<Vec<Located<Manifest>>, C
     }
 }
 
-struct RawDocument<'a> {
-    text: &'a str,
-    line_offset: u32,
+pub(crate) struct RawDocument<'a> {
+    pub(crate) text: &'a str,
+    pub(crate) line_offset: u32,
 }
 
 impl RawDocument<'_> {
-    fn is_blank(&self) -> bool {
+    pub(crate) fn is_blank(&self) -> bool {
         self.text.lines().all(|l| {
             let t = l.trim();
             t.is_empty() || t.starts_with('#') || is_marker(l)
@@ -200,7 +202,7 @@ impl RawDocument<'_> {
     }
 
     /// A YAML document: explicit, or with content. Comments or `...` lines alone are not.
-    fn is_document(&self) -> bool {
+    pub(crate) fn is_document(&self) -> bool {
         self.is_explicit() || !self.is_blank()
     }
 
@@ -225,7 +227,7 @@ fn is_marker(line: &str) -> bool {
     })
 }
 
-fn split_documents(text: &str) -> Vec<RawDocument<'_>> {
+pub(crate) fn split_documents(text: &str) -> Vec<RawDocument<'_>> {
     let mut docs = Vec::new();
     // A byte order mark is not part of the first line's content (markers, comments).
     let bom = if text.starts_with('\u{FEFF}') {
@@ -270,7 +272,7 @@ fn split_documents(text: &str) -> Vec<RawDocument<'_>> {
     docs
 }
 
-fn parse_document(source: &SourceRef, text: &str) -> Result<Manifest, ConfigError> {
+pub(crate) fn parse_document(source: &SourceRef, text: &str) -> Result<Manifest, ConfigError> {
     let header: DocumentHeader = deserialize_with_path(source, text)?;
     let at = |s: &serde_saphyr::Spanned<String>| Position::from_location(source, s.referenced);
     let Some(kind) = header.kind else {
@@ -316,6 +318,10 @@ fn parse_document(source: &SourceRef, text: &str) -> Result<Manifest, ConfigErro
             .map(Manifest::Credential)
             // Never echo what was written inside a credential: it may be a secret.
             .map_err(|e| with_entity(scrub_secret_echo(e))),
+        "Environment" => deserialize_with_path::<EnvironmentManifest>(source, text)
+            .and_then(|m| m.check(source).map(|()| m))
+            .map(Manifest::Environment)
+            .map_err(with_entity),
         other => Err(ConfigError::new(
             source,
             at(&kind),
@@ -329,7 +335,7 @@ fn parse_document(source: &SourceRef, text: &str) -> Result<Manifest, ConfigErro
 }
 
 /// The kinds this version understands.
-const KNOWN_KINDS: &[&str] = &["Proxy", "Credential"];
+const KNOWN_KINDS: &[&str] = &Manifest::KINDS;
 
 /// Where a document's content begins: the first line that is not blank, a comment, a
 /// directive or a document marker. Used for errors about the document as a whole.

@@ -42,6 +42,8 @@ pub(crate) fn diff<'a>(
                 kept_credentials += 1;
                 c.digest == m.digest
             }),
+            // Variables are resolved before compiling; nothing of them is served.
+            Manifest::Environment(_) => true,
         };
         if !unchanged {
             upserts.push(*m);

@@ -165,7 +165,7 @@ fn issue_example_pipeline_edits_headers() {
         p.digest,
         proxy_digest(match &parse(PAYMENTS).unwrap()[0].value {
             Manifest::Proxy(m) => m,
-            Manifest::Credential(_) => panic!("not a proxy"),
+            _ => panic!("not a proxy"),
         })
     );
 }

@@ -10,11 +10,13 @@ use serde_saphyr::Spanned;
 use crate::duration::HumanDuration;
 
 mod credential;
+mod environment;
 mod lenient;
 mod policy;
 mod tagged;
 
 pub use credential::*;
+pub use environment::*;
 pub use policy::*;
 
 pub const API_VERSION: &str = "switchyard.dev/v1";
@@ -24,16 +26,19 @@ pub const API_VERSION: &str = "switchyard.dev/v1";
 pub enum Manifest {
     Proxy(ProxyManifest),
     Credential(CredentialManifest),
+    /// An environment's variables; read by `apply` and the Manager, ignored by the compiler.
+    Environment(EnvironmentManifest),
 }
 
 impl Manifest {
     /// Every kind a manifest document can have.
-    pub const KINDS: [&'static str; 2] = ["Proxy", "Credential"];
+    pub const KINDS: [&'static str; 3] = ["Proxy", "Credential", "Environment"];
 
     pub fn kind(&self) -> &'static str {
         match self {
             Manifest::Proxy(_) => "Proxy",
             Manifest::Credential(_) => "Credential",
+            Manifest::Environment(_) => "Environment",
         }
     }
 
@@ -45,6 +50,7 @@ impl Manifest {
         match self {
             Manifest::Proxy(p) => &p.metadata,
             Manifest::Credential(c) => &c.metadata,
+            Manifest::Environment(e) => &e.metadata,
         }
     }
 
@@ -64,6 +70,7 @@ impl Manifest {
         let json = match self {
             Manifest::Proxy(p) => serde_json::to_string(p),
             Manifest::Credential(c) => serde_json::to_string(c),
+            Manifest::Environment(e) => serde_json::to_string(e),
         };
         json.unwrap_or_default()
     }
