@@ -9,6 +9,7 @@ pub mod error;
 pub mod for_env;
 pub mod load;
 pub mod manifest;
+pub mod plan;
 pub mod protocol;
 pub mod runtime;
 pub mod secretbox;

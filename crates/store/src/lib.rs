@@ -115,6 +115,9 @@ pub struct EntityRecord {
     pub labels: BTreeMap<String, String>,
     /// A tombstone: the entity was deleted at `revision`.
     pub deleted: bool,
+    /// The manifest as written, `${NAME}` variables unresolved (`None` when it uses none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }
 
 /// One entity change in a batch.
@@ -127,6 +130,8 @@ pub enum Change {
         digest: String,
         manifest: String,
         labels: BTreeMap<String, String>,
+        /// The manifest as written, when it uses environment variables.
+        template: Option<String>,
     },
     /// Delete. Skipped when the entity does not exist.
     Delete { kind: String, name: String },

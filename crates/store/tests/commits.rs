@@ -348,3 +348,24 @@ async fn revisions_are_listed_newest_first() {
         .collect();
     assert_eq!(two, [5, 4]);
 }
+
+#[tokio::test]
+async fn templates_are_kept_with_each_version() {
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    store.create_env("dev", "admin").await.unwrap();
+    let with_template = |body: &str, template: Option<&str>| {
+        let mut c = upsert("Proxy", "api", body);
+        if let switchyard_store::Change::Upsert { template: t, .. } = &mut c {
+            *t = template.map(str::to_string);
+        }
+        c
+    };
+    apply(&store, "dev", vec![with_template("a1", Some("url: ${A}"))]).await;
+    apply(&store, "dev", vec![with_template("a2", None)]).await;
+    let now = store.entities("dev", None).await.unwrap();
+    assert_eq!(now[0].template, None);
+    let then = store.entities("dev", Some(1)).await.unwrap();
+    assert_eq!(then[0].template.as_deref(), Some("url: ${A}"));
+    let (_, since) = store.changes_since("dev", 0).await.unwrap();
+    assert_eq!(since[0].template, None);
+}

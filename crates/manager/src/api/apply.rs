@@ -1,28 +1,32 @@
 //! `POST /v1/envs/{env}/apply`: one batch of manifests, validated against the whole
 //! environment, committed as one revision (or nothing, when nothing changed).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
-use switchyard_model::protocol::{EntityRef, RevisionEvent};
-use switchyard_model::{Located, Manifest, compile, parse_str};
-use switchyard_store::{AppliedChange, Change, CommitRequest, EntityRecord, Operation, StoreError};
+use serde::Deserialize;
+use switchyard_model::for_env::{EnvSource, resolve_template, resolve_texts};
+use switchyard_store::{EntityRecord, Operation};
 
+use super::batch::{self, Batch, BatchResponse, EntityKey, Upsert, invalid};
 use super::openapi::{
     AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, PAYLOAD_TOO_LARGE, SERVER_ERROR, UNAUTHORIZED,
     UNKNOWN_ENV, UNSUPPORTED_MEDIA_TYPE,
 };
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiResult, ErrorBody};
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyRequest {
     /// Manifest documents (YAML or JSON text), one per entry; multi-document text is fine.
+    /// `${NAME}` is resolved with the environment's variables: those of the
+    /// `kind: Environment` document named like the environment in this request, else the
+    /// ones the environment keeps. Documents that use variables are kept as written
+    /// (templates) for promotions. `${env:…}` is refused: the CLI fills those in.
     pub manifests: Vec<String>,
     /// Refuse with 409 unless the environment is still at this revision.
     #[serde(default)]
@@ -35,34 +39,13 @@ pub struct ApplyRequest {
     pub delete: Vec<EntityKey>,
 }
 
-/// One entity by kind and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EntityKey {
-    /// `Proxy` or `Credential`.
-    pub kind: String,
-    pub name: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ApplyResponse {
-    pub env: String,
-    pub revision: u64,
-    pub previous_revision: u64,
-    /// False when the batch matched what is deployed (no new revision).
-    pub changed: bool,
-    pub dry_run: bool,
-    pub changes: Vec<AppliedChange>,
-}
-
-/// How often an apply that did not pin a revision is re-validated and retried when another
-/// write lands between its validation and its commit.
-const MAX_ATTEMPTS: usize = 5;
-
 /// Apply a batch of manifests to an environment as one revision.
 ///
 /// The batch is validated against the whole environment (stored entities overlaid with the
 /// batch must compile) and committed as one revision, or nothing when nothing changed.
+/// A dry run lists each change with its field-level diff (secrets redacted) and whether it
+/// is applied hot. When the batch changes the environment's variables, deployed entities
+/// whose templates use them are re-resolved in the same revision.
 #[utoipa::path(
     post,
     path = "/v1/envs/{env}/apply",
@@ -71,7 +54,7 @@ const MAX_ATTEMPTS: usize = 5;
     params(("env" = String, Path, description = "Environment name")),
     request_body = ApplyRequest,
     responses(
-        (status = 200, description = "Committed (or, with `dry_run`, planned); `changed` is false when nothing changed", body = ApplyResponse),
+        (status = 200, description = "Committed (or, with `dry_run`, planned); `changed` is false when nothing changed", body = BatchResponse),
         (status = 400, description = BAD_REQUEST_BODY, content(
             (ErrorBody = "application/json"),
             (String = "text/plain"),
@@ -95,204 +78,66 @@ pub async fn apply(
     who: Principal,
     Path(env): Path<String>,
     Json(req): Json<ApplyRequest>,
-) -> ApiResult<Json<ApplyResponse>> {
+) -> ApiResult<Json<BatchResponse>> {
     who.require_write(&env)?;
-    let batch = parse_batch(&req.manifests)?;
-    if batch.is_empty() && req.delete.is_empty() {
-        return Err(ApiError::bad_request(
-            "nothing to do: no manifests and no deletions in the request",
-        ));
-    }
-    check_deletions(&batch, &req.delete)?;
-    let mut changes: Vec<Change> = Vec::with_capacity(batch.len());
-    for m in &batch {
-        let json = m.value.canonical_json();
-        // Credentials are stored sealed; the digest is of the clear form, so re-applying
-        // the same secret changes nothing.
-        let manifest = if m.value.is_secret() {
-            state.secrets.seal(&json).map_err(|why| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "seal_failed", why)
-            })?
-        } else {
-            json
-        };
-        changes.push(Change::Upsert {
-            kind: m.value.kind().to_string(),
-            name: m.value.name().to_string(),
-            digest: m.value.digest(),
-            manifest,
-            labels: m.value.labels().clone(),
-        });
-    }
-
-    changes.extend(req.delete.iter().map(|k| Change::Delete {
-        kind: k.kind.clone(),
-        name: k.name.clone(),
-    }));
-
-    let mut attempt = 0;
-    let outcome = loop {
-        attempt += 1;
-        let info = state.env_info(&env).await?;
-        // Validate against exactly the revision the commit will be conditional on, so no
-        // concurrent write can slip in between and leave the environment invalid.
-        let base = req.expected_revision.unwrap_or(info.revision);
-        let stored = state
-            .store
-            .entities(&env, Some(base.min(info.revision)))
-            .await?;
-        validate(&state, &env, &stored, &batch, &req.delete)?;
-        if req.dry_run {
-            let planned = plan(&stored, &changes);
-            return Ok(Json(ApplyResponse {
-                env,
-                revision: info.revision,
-                previous_revision: info.revision,
-                changed: !planned.is_empty(),
-                dry_run: true,
-                changes: planned,
-            }));
-        }
-        let result = state
-            .store
-            .commit(CommitRequest {
-                env: env.clone(),
-                actor: who.actor(),
-                operation: Operation::Apply,
-                expected_revision: Some(base),
-                changes: changes.clone(),
-                detail: None,
-            })
-            .await;
-        match result {
-            Err(StoreError::Conflict { .. })
-                if req.expected_revision.is_none() && attempt < MAX_ATTEMPTS =>
-            {
-                tracing::debug!(env = %env, attempt, "environment moved during apply; re-validating");
-            }
-            other => break other?,
-        }
-    };
-    let changed = !outcome.changes.is_empty();
-    if changed {
-        state
-            .metrics
-            .commits
-            .get_or_create(&[("env", env.clone())])
-            .inc();
-        state.fanout.publish(
-            RevisionEvent {
-                env: env.clone(),
-                revision: outcome.revision,
-                changes: outcome
-                    .changes
-                    .iter()
-                    .map(|c| EntityRef {
-                        kind: c.kind.clone(),
-                        name: c.name.clone(),
-                        version: c.new_version,
-                    })
-                    .collect(),
-            },
-            outcome.committed_at,
-        );
-        tracing::info!(env = %env, revision = outcome.revision, changes = outcome.changes.len(), actor = %who.actor(), "revision committed");
-    }
-    Ok(Json(ApplyResponse {
-        env,
-        revision: outcome.revision,
-        previous_revision: outcome.previous_revision,
-        changed,
-        dry_run: false,
-        changes: outcome.changes,
-    }))
+    let texts: Vec<(Arc<str>, String)> = req
+        .manifests
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (Arc::<str>::from(format!("manifests[{i}]")), t.clone()))
+        .collect();
+    let prepare = |stored: &[EntityRecord]| prepare(&state, &env, &texts, stored);
+    let response = batch::run(
+        &state,
+        &who,
+        &env,
+        Batch {
+            prepare: &prepare,
+            delete: req.delete,
+            expected_revision: req.expected_revision,
+            dry_run: req.dry_run,
+            operation: Operation::Apply,
+            detail: None,
+        },
+    )
+    .await?;
+    Ok(Json(response))
 }
 
-/// A deletion names a kind that exists and an entity the same batch does not also apply.
-fn check_deletions(batch: &[Located<Manifest>], delete: &[EntityKey]) -> ApiResult<()> {
-    let mut errors = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (i, k) in delete.iter().enumerate() {
-        if !Manifest::KINDS.contains(&k.kind.as_str()) {
-            errors.push(format!(
-                "delete[{i}].kind: unknown kind {:?} (expected one of {})",
-                k.kind,
-                Manifest::KINDS.join(", ")
-            ));
-        } else if batch
-            .iter()
-            .any(|b| b.value.kind() == k.kind && b.value.name() == k.name)
-        {
-            errors.push(format!(
-                "delete[{i}]: {} {:?} is also in the manifests of this request",
-                k.kind, k.name
-            ));
-        } else if !seen.insert(k) {
-            errors.push(format!(
-                "delete[{i}]: {} {:?} is listed twice",
-                k.kind, k.name
-            ));
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(invalid("invalid deletions".to_string(), errors))
-    }
-}
+/// `${env:…}` is the applying process's business, never the Manager's.
+pub const NO_PROCESS_ENV: &str = "`${env:…}` references are filled in by `switchyard apply` from its own environment; the Manager does not read its environment for manifests";
 
-/// The environment as it would be after the change (stored entities overlaid with the
-/// batch, minus the deletions) must compile.
-fn validate(
+/// The request's manifests resolved for `env`, plus the deployed entities whose templates
+/// resolve differently when the request changes the environment's variables.
+fn prepare(
     state: &AppState,
     env: &str,
+    texts: &[(Arc<str>, String)],
     stored: &[EntityRecord],
-    batch: &[Located<Manifest>],
-    delete: &[EntityKey],
-) -> ApiResult<()> {
-    let mut all: Vec<Located<Manifest>> = Vec::with_capacity(stored.len() + batch.len());
-    for e in stored {
-        if batch
-            .iter()
-            .any(|b| b.value.kind() == e.kind && b.value.name() == e.name)
-            || delete.iter().any(|k| k.kind == e.kind && k.name == e.name)
-        {
-            continue;
-        }
-        let name: Arc<str> = format!("{env}/{}/{} (deployed)", e.kind, e.name).into();
-        match parse_str(name, &state.reveal(e)?) {
-            Ok(mut docs) => all.append(&mut docs),
-            Err(errors) => {
-                return Err(invalid(
-                    format!("stored entity {}/{} no longer reads", e.kind, e.name),
-                    errors.0.iter().map(ToString::to_string).collect(),
-                ));
-            }
-        }
-    }
-    all.extend(batch.iter().cloned());
-    compile(&all, None).map(|_| ()).map_err(|errors| {
+) -> ApiResult<Vec<Upsert>> {
+    let kept = batch::stored_variables(state, env, stored)?;
+    let resolved = resolve_texts(
+        texts,
+        env,
+        kept.as_ref(),
+        &EnvSource::Refuse(NO_PROCESS_ENV),
+    )
+    .map_err(|e| {
         invalid(
-            format!("the change would leave {env:?} invalid"),
-            errors.0.iter().map(ToString::to_string).collect(),
+            "invalid manifests".to_string(),
+            e.0.iter().map(ToString::to_string).collect(),
         )
-    })
-}
-
-fn parse_batch(texts: &[String]) -> ApiResult<Vec<Located<Manifest>>> {
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    for (i, text) in texts.iter().enumerate() {
-        match parse_str(format!("manifests[{i}]").into(), text) {
-            Ok(mut docs) => out.append(&mut docs),
-            Err(e) => errors.extend(e.0.iter().map(ToString::to_string)),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(invalid("invalid manifests".to_string(), errors));
+    })?;
+    if let Some(other) = resolved.skipped_environments.first() {
+        return Err(invalid(
+            "an Environment document for another environment".to_string(),
+            vec![format!(
+                "kind: Environment {other:?} was sent in an apply to {env:?}: send only {env:?}'s (the CLI does)"
+            )],
+        ));
     }
     let mut seen = std::collections::HashSet::new();
-    for m in &out {
+    for m in &resolved.manifests {
         if !seen.insert((m.value.kind(), m.value.name().to_string())) {
             return Err(invalid(
                 "duplicate entity in one apply".to_string(),
@@ -304,52 +149,67 @@ fn parse_batch(texts: &[String]) -> ApiResult<Vec<Located<Manifest>>> {
             ));
         }
     }
-    Ok(out)
-}
-
-fn invalid(message: String, details: Vec<String>) -> ApiError {
-    let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", message);
-    e.details = details;
-    e
-}
-
-/// What a commit of `changes` would do to `stored`.
-fn plan(stored: &[EntityRecord], changes: &[Change]) -> Vec<AppliedChange> {
-    changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::Upsert {
-                kind, name, digest, ..
-            } => {
-                let current = stored.iter().find(|e| &e.kind == kind && &e.name == name);
-                match current {
-                    Some(e) if &e.digest == digest => None,
-                    Some(e) => Some(AppliedChange {
-                        kind: kind.clone(),
-                        name: name.clone(),
-                        old_version: Some(e.version),
-                        new_version: Some(e.version + 1),
-                        digest: digest.clone(),
-                    }),
-                    None => Some(AppliedChange {
-                        kind: kind.clone(),
-                        name: name.clone(),
-                        old_version: None,
-                        new_version: Some(1),
-                        digest: digest.clone(),
-                    }),
-                }
-            }
-            Change::Delete { kind, name } => stored
-                .iter()
-                .find(|e| &e.kind == kind && &e.name == name && !e.deleted)
-                .map(|e| AppliedChange {
-                    kind: kind.clone(),
-                    name: name.clone(),
-                    old_version: Some(e.version),
-                    new_version: None,
-                    digest: String::new(),
-                }),
+    let mut upserts: Vec<Upsert> = resolved
+        .manifests
+        .into_iter()
+        .zip(resolved.templates)
+        .map(|(manifest, template)| Upsert {
+            template: uses_variables(&template).then_some(template),
+            manifest,
+            labels: None,
         })
-        .collect()
+        .collect();
+    // New variables: deployed templates that use them follow in the same revision.
+    if let Some(vars) = resolved
+        .variables
+        .as_ref()
+        .filter(|v| Some(*v) != kept.as_ref())
+    {
+        upserts.extend(re_resolved(env, stored, &upserts, vars)?);
+    }
+    Ok(upserts)
+}
+
+fn uses_variables(template: &str) -> bool {
+    !switchyard_model::env_refs::variables_in(template).is_empty()
+}
+
+/// Deployed entities not in the batch whose templates resolve differently with `vars`.
+fn re_resolved(
+    env: &str,
+    stored: &[EntityRecord],
+    batch: &[Upsert],
+    vars: &BTreeMap<String, String>,
+) -> ApiResult<Vec<Upsert>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for e in stored {
+        let Some(template) = e.template.as_ref().filter(|_| !e.deleted) else {
+            continue;
+        };
+        if batch
+            .iter()
+            .any(|u| u.manifest.value.kind() == e.kind && u.manifest.value.name() == e.name)
+        {
+            continue;
+        }
+        let name: Arc<str> = format!("{env}/{}/{} (deployed template)", e.kind, e.name).into();
+        match resolve_template(&name, template, env, vars, NO_PROCESS_ENV) {
+            Ok(m) if m.digest == e.digest => {}
+            Ok(m) => out.push(Upsert {
+                manifest: m,
+                template: Some(template.clone()),
+                labels: Some(e.labels.clone()),
+            }),
+            Err(es) => errors.extend(es.0.iter().map(ToString::to_string)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(invalid(
+            format!("the new variables of {env:?} do not fit its deployed entities"),
+            errors,
+        ))
+    }
 }

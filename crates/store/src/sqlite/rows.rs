@@ -83,6 +83,7 @@ pub(super) fn entity(row: &SqliteRow) -> Result<EntityRecord, StoreError> {
         manifest: get(row, "manifest")?,
         labels: from_json::<BTreeMap<String, String>>(&labels, "labels")?,
         deleted: get::<i64>(row, "deleted")? != 0,
+        template: get(row, "template")?,
     })
 }
 

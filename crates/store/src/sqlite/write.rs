@@ -81,6 +81,7 @@ struct Planned<'a> {
     digest: &'a str,
     manifest: &'a str,
     labels: String,
+    template: Option<&'a str>,
 }
 
 /// What is stored for one entity.
@@ -112,6 +113,7 @@ fn plan<'a>(change: &'a Change, current: Option<&Stored>) -> Result<Option<Plann
                 digest,
                 manifest,
                 labels,
+                template,
             },
             current,
         ) => {
@@ -129,6 +131,7 @@ fn plan<'a>(change: &'a Change, current: Option<&Stored>) -> Result<Option<Plann
                 digest,
                 manifest,
                 labels: rows::to_json(labels, "labels")?,
+                template: template.as_deref(),
             })
         }
         (Change::Delete { .. }, None) => None,
@@ -142,6 +145,7 @@ fn plan<'a>(change: &'a Change, current: Option<&Stored>) -> Result<Option<Plann
             digest: "",
             manifest: "",
             labels: "{}".to_owned(),
+            template: None,
         }),
     })
 }
@@ -190,6 +194,7 @@ async fn write_entity(
             .bind(p.digest)
             .bind(p.manifest)
             .bind(p.labels.as_str())
+            .bind(p.template)
             .execute(&mut *conn)
             .await
             .map_err(db(what))?;

@@ -24,6 +24,7 @@ pub fn upsert(kind: &str, name: &str, body: &str) -> Change {
         digest: format!("digest-{body}"),
         manifest: format!("{{\"body\":\"{body}\"}}"),
         labels: BTreeMap::from([("team".to_string(), "edge".to_string())]),
+        template: None,
     }
 }
 
