@@ -85,9 +85,13 @@ enum Command {
     Manager(ManagerArgs),
     /// Apply manifests to an environment: validated locally, sent as one batch, one revision.
     Apply(ApplyArgs),
-    /// What `apply` would do, entity by entity, without changing anything. Exit status 0 when
-    /// nothing would change, 2 when something would, 1 on error.
+    /// What `apply` would do, entity by entity, with each changed field (secrets redacted)
+    /// and whether it is applied hot; changes nothing. Exit status 0 when nothing would
+    /// change, 2 when something would, 1 on error.
     Plan(ApplyArgs),
+    /// Copy proxies as deployed in one environment into another (stage -> prod), resolved
+    /// with the target's variables, as one audited revision.
+    Promote(PromoteArgs),
     /// Create an environment.
     Env {
         #[command(subcommand)]
@@ -178,9 +182,62 @@ enum EnvAction {
 struct ApplyArgs {
     #[arg(long)]
     env: String,
-    /// Manifest files or directories (shell globs welcome).
+    /// Manifest files or directories (shell globs welcome). `${NAME}` is resolved with the
+    /// variables of the `kind: Environment` document named like --env (or, without one,
+    /// the variables the Manager keeps for it); `${env:SWITCHYARD_…}` from this process.
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    /// Also delete the entities carrying the --selector labels that the files no longer
+    /// contain (never anything else).
+    #[arg(long, requires = "selector")]
+    prune: bool,
+    /// Labels that mark the entities these files own, `key=value[,key=value]` (with --prune).
+    #[arg(long)]
+    selector: Option<String>,
+    /// Only show what would change (the same as `switchyard plan`).
+    #[arg(long)]
+    dry_run: bool,
+    /// Refuse (409) unless the environment is still at this revision (the one a plan showed).
+    #[arg(long)]
+    expected_revision: Option<u64>,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+impl ApplyArgs {
+    fn request(&self, dry_run: bool) -> apply::Request<'_> {
+        apply::Request {
+            env: &self.env,
+            files: &self.files,
+            prune_selector: if self.prune {
+                self.selector.as_deref()
+            } else {
+                None
+            },
+            expected_revision: self.expected_revision,
+            dry_run: dry_run || self.dry_run,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct PromoteArgs {
+    /// The environment whose deployed proxies are copied.
+    #[arg(long)]
+    from: String,
+    /// The environment they are copied into (resolved with its own variables; the
+    /// credentials they use must exist there).
+    #[arg(long)]
+    to: String,
+    /// Proxies to promote (repeat the flag); default: every proxy of --from.
+    #[arg(long = "proxy")]
+    proxies: Vec<String>,
+    /// Only show what would change.
+    #[arg(long)]
+    dry_run: bool,
+    /// Refuse (409) unless --to is still at this revision.
+    #[arg(long)]
+    expected_revision: Option<u64>,
     #[command(flatten)]
     conn: ConnArgs,
 }
@@ -309,22 +366,30 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Apply(args) => {
-            let manifests = apply::read_manifests(&args.files)?;
             let client = args.conn.client()?;
-            let result = apply::apply(&client, &args.env, &manifests).await?;
-            println!("{}", apply::describe(&result));
-            Ok(ExitCode::SUCCESS)
+            let result = apply::send(&client, &args.request(false)).await?;
+            print_batch(&result, args.conn.output);
+            Ok(batch_exit(&result))
         }
         Command::Plan(args) => {
-            let manifests = apply::read_manifests(&args.files)?;
             let client = args.conn.client()?;
-            let result = apply::plan(&client, &args.env, &manifests).await?;
-            println!("{}", apply::describe_plan(&result));
-            Ok(if result.changed {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            })
+            let result = apply::send(&client, &args.request(true)).await?;
+            print_batch(&result, args.conn.output);
+            Ok(batch_exit(&result))
+        }
+        Command::Promote(args) => {
+            let client = args.conn.client()?;
+            let result = apply::promote(
+                &client,
+                &args.from,
+                &args.to,
+                &args.proxies,
+                args.dry_run,
+                args.expected_revision,
+            )
+            .await?;
+            print_batch(&result, args.conn.output);
+            Ok(batch_exit(&result))
         }
         Command::Env {
             action: EnvAction::Create { name, conn },
@@ -355,6 +420,22 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn print_batch(result: &apply::BatchResponse, output: conn::Output) {
+    output.print(result, || {
+        apply::describe(result, conn::stdout_is_terminal())
+    });
+}
+
+/// A dry run exits 2 when something would change (like `terraform plan
+/// -detailed-exitcode`); everything else that got an answer exits 0.
+fn batch_exit(result: &apply::BatchResponse) -> ExitCode {
+    if result.dry_run && result.changed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -67,9 +67,18 @@ pub async fn run(o: UpOptions) -> anyhow::Result<()> {
     let client = AdminClient::new(&manager_url, &admin_token)?;
     ensure_env(&client, ENV).await?;
     let worker_token = worker_token(&client, &o.data, ENV).await?;
-    let manifests = apply::read_manifests(std::slice::from_ref(&o.config))?;
-    let applied = apply::apply(&client, ENV, &manifests).await?;
-    tracing::info!("{}", apply::describe(&applied));
+    let applied = apply::send(
+        &client,
+        &apply::Request {
+            env: ENV,
+            files: std::slice::from_ref(&o.config),
+            prune_selector: None,
+            expected_revision: None,
+            dry_run: false,
+        },
+    )
+    .await?;
+    tracing::info!("{}", apply::describe(&applied, false));
 
     let mut workers = Vec::new();
     for i in 0..o.workers {

@@ -97,7 +97,11 @@ fn manager_apply_and_worker_processes_deploy_live() {
     std::fs::write(files.join("payments.yaml"), manifest("planned", up)).unwrap();
     let (code, out) = plan(&env);
     assert_eq!(code, Some(2), "{out}");
-    assert!(out.contains("proxy/payments: update v1 -> v2"), "{out}");
+    assert!(out.contains("~ proxy/payments: v1 -> v2 (hot)"), "{out}");
+    assert!(
+        out.contains("spec.policies[0].response.set.x-release: \"blue\" -> \"planned\""),
+        "the plan names the field that changes: {out}"
+    );
     let (code, _) = plan(&env);
     assert_eq!(
         code,

@@ -244,6 +244,7 @@ async fn a_revision_workers_reject_is_nacked_and_the_old_one_keeps_serving() {
                 digest: switchyard_model::manifest::sha256_hex(bad.as_bytes()),
                 manifest: bad.into(),
                 labels: Default::default(),
+                template: None,
             }],
             detail: None,
         })

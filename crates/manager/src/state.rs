@@ -42,6 +42,21 @@ impl AppState {
 
     /// A stored manifest in clear (credentials are stored sealed). Never show the result
     /// to anyone but a Worker: use `switchyard_model::manifest::redact_json` for people.
+    /// A stored template in clear (a credential's is sealed like its manifest).
+    pub fn reveal_template(&self, e: &EntityRecord) -> Result<Option<String>, ApiError> {
+        match &e.template {
+            Some(t) if SecretBox::is_sealed(t) => {
+                let sealed = EntityRecord {
+                    manifest: t.clone(),
+                    template: None,
+                    ..e.clone()
+                };
+                self.reveal(&sealed).map(Some)
+            }
+            other => Ok(other.clone()),
+        }
+    }
+
     pub fn reveal(&self, e: &EntityRecord) -> Result<String, ApiError> {
         if SecretBox::is_sealed(&e.manifest) {
             self.secrets.open(&e.manifest).map_err(|why| {

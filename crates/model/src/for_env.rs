@@ -47,6 +47,10 @@ impl ForEnv {
     }
 }
 
+/// Part of the error for a variable used when no Environment document for the target is
+/// around: the CLI then asks the Manager for the variables it keeps.
+pub const NO_ENVIRONMENT_DOCUMENT: &str = "no kind: Environment document named";
+
 /// Where `${env:…}` values come from.
 pub enum EnvSource<'a> {
     /// This process's environment (the CLI).

@@ -165,7 +165,7 @@ fn prepare(
         .as_ref()
         .filter(|v| Some(*v) != kept.as_ref())
     {
-        upserts.extend(re_resolved(env, stored, &upserts, vars)?);
+        upserts.extend(re_resolved(state, env, stored, &upserts, vars)?);
     }
     Ok(upserts)
 }
@@ -176,6 +176,7 @@ fn uses_variables(template: &str) -> bool {
 
 /// Deployed entities not in the batch whose templates resolve differently with `vars`.
 fn re_resolved(
+    state: &AppState,
     env: &str,
     stored: &[EntityRecord],
     batch: &[Upsert],
@@ -184,7 +185,10 @@ fn re_resolved(
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for e in stored {
-        let Some(template) = e.template.as_ref().filter(|_| !e.deleted) else {
+        if e.deleted {
+            continue;
+        }
+        let Some(template) = state.reveal_template(e)? else {
             continue;
         };
         if batch
@@ -194,11 +198,11 @@ fn re_resolved(
             continue;
         }
         let name: Arc<str> = format!("{env}/{}/{} (deployed template)", e.kind, e.name).into();
-        match resolve_template(&name, template, env, vars, NO_PROCESS_ENV) {
+        match resolve_template(&name, &template, env, vars, NO_PROCESS_ENV) {
             Ok(m) if m.digest == e.digest => {}
             Ok(m) => out.push(Upsert {
                 manifest: m,
-                template: Some(template.clone()),
+                template: Some(template),
                 labels: Some(e.labels.clone()),
             }),
             Err(es) => errors.extend(es.0.iter().map(ToString::to_string)),

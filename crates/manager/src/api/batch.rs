@@ -227,12 +227,17 @@ fn to_changes(
         let json = m.canonical_json();
         // Credentials are stored sealed; the digest is of the clear form, so re-applying
         // the same secret changes nothing.
-        let manifest = if m.is_secret() {
-            state.secrets.seal(&json).map_err(|why| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "seal_failed", why)
-            })?
+        let seal = |text: &str| {
+            state
+                .secrets
+                .seal(text)
+                .map_err(|why| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "seal_failed", why))
+        };
+        // A credential's template may hold secrets filled in from the CLI's environment.
+        let (manifest, template) = if m.is_secret() {
+            (seal(&json)?, u.template.as_deref().map(seal).transpose()?)
         } else {
-            json
+            (json, u.template.clone())
         };
         changes.push(Change::Upsert {
             kind: m.kind().to_string(),
@@ -240,7 +245,7 @@ fn to_changes(
             digest: u.manifest.digest.clone(),
             manifest,
             labels: u.labels.clone().unwrap_or_else(|| m.labels().clone()),
-            template: u.template.clone(),
+            template,
         });
     }
     changes.extend(delete.iter().map(|k| Change::Delete {
@@ -375,9 +380,14 @@ fn plan(
             Some(Change::Upsert { manifest, .. }) => Some(manifest.clone()),
             _ => None,
         };
+        // A creation or a deletion is the whole entity: only updates list fields.
+        let diff = match (&old_text, &new_text) {
+            (Some(_), Some(_)) => field_changes(kind, old_text.as_deref(), new_text.as_deref()),
+            _ => Vec::new(),
+        };
         out.push(PlannedChange {
             hot: hotness(kind),
-            diff: field_changes(kind, old_text.as_deref(), new_text.as_deref()),
+            diff,
             change,
         });
     }

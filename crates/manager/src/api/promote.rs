@@ -7,9 +7,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
-use switchyard_model::Manifest;
 use switchyard_model::for_env::resolve_template;
 use switchyard_model::manifest::PolicySpec;
+use switchyard_model::{Manifest, parse_str};
 use switchyard_store::{EntityRecord, Operation};
 
 use super::apply::NO_PROCESS_ENV;
@@ -77,6 +77,7 @@ pub async fn promote(
             "cannot promote {env:?} into itself: --from and --to must differ"
         )));
     }
+    state.env_info(&env).await?;
     let source_info = state.env_info(&req.from).await?;
     let source = state
         .store
@@ -87,7 +88,7 @@ pub async fn promote(
         "promoted from {} (revision {})",
         req.from, source_info.revision
     );
-    let prepare = |target: &[EntityRecord]| prepare(&state, &env, &selected, target);
+    let prepare = |target: &[EntityRecord]| prepare(&state, (&req.from, &env), &selected, target);
     let response = batch::run(
         &state,
         &who,
@@ -141,7 +142,7 @@ fn select<'s>(
 
 fn prepare(
     state: &AppState,
-    env: &str,
+    (from, env): (&str, &str),
     selected: &[&EntityRecord],
     target: &[EntityRecord],
 ) -> ApiResult<Vec<Upsert>> {
@@ -149,38 +150,41 @@ fn prepare(
     let mut upserts = Vec::with_capacity(selected.len());
     let mut errors = Vec::new();
     for e in selected {
-        let template = match &e.template {
-            Some(t) => t.clone(),
-            None => state.reveal(e)?,
-        };
-        let name: Arc<str> = format!("proxy {:?} (as deployed in the source)", e.name).into();
-        match resolve_template(&name, &template, env, &vars, NO_PROCESS_ENV) {
-            Ok(m) => {
-                if let Manifest::Proxy(p) = &m.value {
-                    let refs: BTreeSet<&str> = p
-                        .spec
-                        .policies
+        // The credentials it uses, as deployed in the source, must exist in the target.
+        let deployed = state.reveal(e)?;
+        if let Ok(docs) = parse_str(format!("{from}/Proxy/{}", e.name).into(), &deployed) {
+            for d in &docs {
+                let Manifest::Proxy(p) = &d.value else {
+                    continue;
+                };
+                let refs: BTreeSet<&str> = p
+                    .spec
+                    .policies
+                    .iter()
+                    .flat_map(PolicySpec::credential_refs)
+                    .collect();
+                for c in refs {
+                    let present = target
                         .iter()
-                        .flat_map(PolicySpec::credential_refs)
-                        .collect();
-                    for c in refs {
-                        let present = target
-                            .iter()
-                            .any(|t| t.kind == "Credential" && t.name == c && !t.deleted);
-                        if !present {
-                            errors.push(format!(
-                                "credential {c:?} (used by proxy {:?}) does not exist in {env:?}: create it there first, e.g. `switchyard credential set --env {env} {c} --from-env VAR`",
-                                e.name
-                            ));
-                        }
+                        .any(|t| t.kind == "Credential" && t.name == c && !t.deleted);
+                    if !present {
+                        errors.push(format!(
+                            "credential {c:?} (used by proxy {:?}) does not exist in {env:?}: create it there first, e.g. `switchyard credential set --env {env} {c} --from-env VAR`",
+                            e.name
+                        ));
                     }
                 }
-                upserts.push(Upsert {
-                    manifest: m,
-                    template: e.template.clone(),
-                    labels: Some(e.labels.clone()),
-                });
             }
+        }
+        // Only proxies are promoted: their templates are never sealed.
+        let template = e.template.clone().unwrap_or(deployed);
+        let name: Arc<str> = format!("proxy {:?} as deployed in {from:?}", e.name).into();
+        match resolve_template(&name, &template, env, &vars, NO_PROCESS_ENV) {
+            Ok(m) => upserts.push(Upsert {
+                manifest: m,
+                template: e.template.clone(),
+                labels: Some(e.labels.clone()),
+            }),
             Err(es) => errors.extend(es.0.iter().map(ToString::to_string)),
         }
     }

@@ -231,6 +231,10 @@ pub struct CompileCtx<'a> {
     pub authenticated: bool,
 }
 
+/// How an error about a missing credential starts: `switchyard apply` leaves those to the
+/// Manager, which knows the environment's credentials (the files may not hold them).
+pub const NO_SUCH_CREDENTIAL: &str = "no Credential named";
+
 impl CompileCtx<'_> {
     /// The credential `name`, which must be of type `want` (`field` names where it was asked).
     pub fn credential(
@@ -242,7 +246,7 @@ impl CompileCtx<'_> {
         match self.credentials.get(name) {
             None => Err(FieldError::new(
                 field,
-                format!("no Credential named {name:?} in this environment"),
+                format!("{NO_SUCH_CREDENTIAL} {name:?} in this environment"),
             )),
             Some(c) if c.type_name() != want => Err(FieldError::new(
                 field,

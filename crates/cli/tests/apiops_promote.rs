@@ -1,0 +1,601 @@
+//! APIops against a real Manager process: one set of files for every environment
+//! (`kind: Environment` variables), plan with field diffs, idempotent apply, prune scoped
+//! by a selector, promotion dev → stage → prod with the audit trail of each step, the 409
+//! of a stale plan, and the messages of bad input.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+
+use common::{Proc, addr, get, run, wait_until};
+
+const ENVIRONMENTS: &str = "\
+apiVersion: switchyard.dev/v1
+kind: Environment
+metadata: { name: dev }
+spec:
+  variables:
+    RELEASE: dev-build
+    UPSTREAM: \"http://UPSTREAM_ADDR\"
+---
+apiVersion: switchyard.dev/v1
+kind: Environment
+metadata: { name: stage }
+spec:
+  variables:
+    RELEASE: stage-build
+    UPSTREAM: \"http://UPSTREAM_ADDR\"
+";
+
+const PROD_WITHOUT_RELEASE: &str = "\
+apiVersion: switchyard.dev/v1
+kind: Environment
+metadata: { name: prod }
+spec:
+  variables:
+    UPSTREAM: \"http://UPSTREAM_ADDR\"
+";
+
+const PAYMENTS: &str = "\
+apiVersion: switchyard.dev/v1
+kind: Proxy
+metadata:
+  name: payments
+  labels: { owner: payments }
+spec:
+  routes: [{ pathPrefix: /payments }]
+  upstream:
+    targets:
+      - url: \"${UPSTREAM}\"
+  policies:
+    - type: upstream-credential
+      credential: payments-key
+      header: x-upstream-key
+    - type: headers
+      response: { set: { x-release: \"${RELEASE}\" } }
+";
+
+const CREDENTIAL: &str = "\
+apiVersion: switchyard.dev/v1
+kind: Credential
+metadata: { name: payments-key }
+spec:
+  type: secret
+  value: \"${env:SWITCHYARD_PAYMENTS_KEY}\"
+";
+
+fn proxy(name: &str, owner: &str, prefix: &str) -> String {
+    format!(
+        "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata:\n  name: {name}\n  labels: {{ owner: {owner} }}\nspec:\n  routes: [{{ pathPrefix: {prefix} }}]\n  upstream:\n    targets: [{{ url: \"${{UPSTREAM}}\" }}]\n"
+    )
+}
+
+struct Cluster {
+    _manager: Proc,
+    url: String,
+    admin: String,
+    data: std::path::PathBuf,
+}
+
+impl Cluster {
+    fn start(dir: &Path) -> Cluster {
+        let data = dir.join("data");
+        let manager = Proc::spawn(&[
+            "manager",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        let url = format!(
+            "http://{}",
+            addr(&manager.wait_log("manager listening"), "listen")
+        );
+        let admin = std::fs::read_to_string(data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Cluster {
+            _manager: manager,
+            url,
+            admin,
+            data,
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("SWITCHYARD_MANAGER", self.url.clone()),
+            ("SWITCHYARD_TOKEN", self.admin.clone()),
+            ("SWITCHYARD_PAYMENTS_KEY", "key-one".to_string()),
+        ]
+    }
+
+    /// `switchyard ARGS` with this cluster's Manager and admin token: (exit code, out, err).
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        self.cli_with(args, &[])
+    }
+
+    fn cli_with(&self, args: &[&str], extra: &[(&str, &str)]) -> (i32, String, String) {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.args(args);
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// GET on the admin API with the admin token.
+    fn api(&self, path: &str) -> serde_json::Value {
+        let host: SocketAddr = self.url.trim_start_matches("http://").parse().unwrap();
+        let mut s = std::net::TcpStream::connect(host).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: m\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            self.admin
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+        // Chunked or not: the JSON is the part between the first '{' or '[' and the last.
+        let start = body.find(['{', '[']).unwrap();
+        let end = body.rfind(['}', ']']).unwrap();
+        serde_json::from_str(&body[start..=end]).unwrap()
+    }
+
+    fn proxy_manifest(&self, env: &str, name: &str) -> serde_json::Value {
+        let list = self.api(&format!("/v1/envs/{env}/entities"));
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "Proxy" && e["name"] == name)
+            .map(|e| e["manifest"].clone())
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+fn release_of(manifest: &serde_json::Value) -> String {
+    manifest["spec"]["policies"][1]["response"]["set"]["x-release"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+#[test]
+fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Proc::spawn(&["upstream", "--listen", "127.0.0.1:0", "--id", "a"]);
+    let up = addr(&upstream.wait_log("sample upstream listening"), "addr");
+    let c = Cluster::start(dir.path());
+    for env in ["dev", "stage", "prod"] {
+        let (code, out, err) = c.cli(&["env", "create", env]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let files = dir.path().join("payments");
+    std::fs::create_dir(&files).unwrap();
+    let environments = ENVIRONMENTS.replace("UPSTREAM_ADDR", &up.to_string());
+    write(&files, "environments.yaml", &environments);
+    write(&files, "payments.yaml", PAYMENTS);
+    write(&files, "credential.yaml", CREDENTIAL);
+    write(
+        &files,
+        "legacy.yaml",
+        &proxy("legacy", "payments", "/legacy"),
+    );
+    let f = files.to_str().unwrap();
+
+    // Plan: every entity a create, hot; exit 2.
+    let (code, out, err) = c.cli(&["plan", "--env", "dev", f]);
+    assert_eq!(code, 2, "{out}{err}");
+    for line in [
+        "+ proxy/payments: create (hot)",
+        "+ credential/payments-key: create (hot)",
+        "+ environment/dev: create (hot)",
+        "+ proxy/legacy: create (hot)",
+    ] {
+        assert!(out.contains(line), "{line:?} in {out}");
+    }
+    assert!(
+        !out.contains("key-one"),
+        "a plan never shows a secret: {out}"
+    );
+    assert!(
+        !out.contains("stage"),
+        "other environments' documents are not sent: {out}"
+    );
+
+    // Apply, then apply again: the second changes nothing.
+    let (code, out, err) = c.cli(&["apply", "--env", "dev", f]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("dev: revision 1 (was 0), 4 change(s)"),
+        "{out}"
+    );
+    let (code, out, _) = c.cli(&["apply", "--env", "dev", f]);
+    assert_eq!(code, 0);
+    assert!(out.contains("no changes"), "{out}");
+    let (code, out, _) = c.cli(&["plan", "--env", "dev", f]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        release_of(&c.proxy_manifest("dev", "payments")),
+        "dev-build"
+    );
+
+    // A Manager-mode Worker serves dev with its variables (the Environment entity it
+    // receives is not served, only used).
+    let (ok, worker_token, err) = run(
+        &[
+            "manager",
+            "token",
+            "create",
+            "--data",
+            c.data.to_str().unwrap(),
+            "--role",
+            "worker",
+            "--env",
+            "dev",
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    let worker = Proc::spawn(&[
+        "worker",
+        "--manager",
+        &c.url,
+        "--env",
+        "dev",
+        "--token",
+        worker_token.trim(),
+        "--worker-id",
+        "dev-1",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--cache-dir",
+        dir.path().join("cache").to_str().unwrap(),
+        "--access-log",
+        "off",
+    ]);
+    let gw = addr(&worker.wait_log("worker listening"), "listen");
+    wait_until("dev serves payments", || {
+        get(gw, "/payments/1").1.contains("x-release: dev-build")
+    });
+    assert!(
+        get(gw, "/payments/1").2.contains("key-one"),
+        "credential injected"
+    );
+
+    // A new variable value alone re-resolves the deployed proxy in the same revision.
+    write(
+        &files,
+        "environments.yaml",
+        &environments.replace("dev-build", "dev-build-2"),
+    );
+    let envs_file = files.join("environments.yaml");
+    let (code, out, err) = c.cli(&["plan", "--env", "dev", envs_file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("~ environment/dev: v1 -> v2"), "{out}");
+    assert!(
+        out.contains("~ proxy/payments: v1 -> v2")
+            && out.contains("x-release: \"dev-build\" -> \"dev-build-2\""),
+        "{out}"
+    );
+    let (code, _, err) = c.cli(&["apply", "--env", "dev", envs_file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    wait_until("dev serves the new variable", || {
+        get(gw, "/payments/1").1.contains("x-release: dev-build-2")
+    });
+
+    // Prune: only entities with the selector's labels that the files no longer hold.
+    let other = dir.path().join("search.yaml");
+    std::fs::write(&other, proxy("search", "search", "/search")).unwrap();
+    let (code, _, err) = c.cli(&[
+        "apply",
+        "--env",
+        "dev",
+        other.to_str().unwrap(),
+        envs_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::remove_file(files.join("legacy.yaml")).unwrap();
+    let (code, out, err) = c.cli(&[
+        "plan",
+        "--env",
+        "dev",
+        "--prune",
+        "--selector",
+        "owner=payments",
+        f,
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("- proxy/legacy: delete (v1)"), "{out}");
+    assert!(!out.contains("search"), "{out}");
+    let (code, out, err) = c.cli(&[
+        "apply",
+        "--env",
+        "dev",
+        "--prune",
+        "--selector",
+        "owner=payments",
+        f,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("- proxy/legacy: deleted (was v1)"), "{out}");
+    assert_eq!(c.proxy_manifest("dev", "legacy"), serde_json::Value::Null);
+    assert_ne!(c.proxy_manifest("dev", "search"), serde_json::Value::Null);
+    let (code, out, _) = c.cli(&[
+        "plan",
+        "--env",
+        "dev",
+        "--prune",
+        "--selector",
+        "owner=payments",
+        f,
+    ]);
+    assert_eq!(code, 0, "pruned once, nothing left to prune: {out}");
+    let (code, _, err) = c.cli(&["apply", "--env", "dev", "--prune", f]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--selector"),
+        "--prune needs a selector: {err}"
+    );
+
+    // Promote dev → stage: stage's variables and its own credential.
+    let (code, _, err) = c.cli(&[
+        "apply",
+        "--env",
+        "stage",
+        envs_file.to_str().unwrap(),
+        files.join("credential.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = c.cli(&[
+        "promote",
+        "--from",
+        "dev",
+        "--to",
+        "stage",
+        "--proxy",
+        "payments",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("+ proxy/payments: create (hot)"), "{out}");
+    let (code, out, err) = c.cli(&[
+        "promote", "--from", "dev", "--to", "stage", "--proxy", "payments",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        release_of(&c.proxy_manifest("stage", "payments")),
+        "stage-build"
+    );
+    // What was promoted is exactly what the files say for stage.
+    let payments_file = files.join("payments.yaml");
+    let (code, out, err) = c.cli(&["plan", "--env", "stage", payments_file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // stage → prod: refused while prod lacks a variable, then while it lacks the credential.
+    let prod_envs = dir.path().join("prod.yaml");
+    std::fs::write(
+        &prod_envs,
+        PROD_WITHOUT_RELEASE.replace("UPSTREAM_ADDR", &up.to_string()),
+    )
+    .unwrap();
+    let (code, _, err) = c.cli(&["apply", "--env", "prod", prod_envs.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = c.cli(&["promote", "--from", "stage", "--to", "prod"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("RELEASE is not defined in \"prod\""), "{err}");
+    assert!(
+        err.contains(
+            "credential \"payments-key\" (used by proxy \"payments\") does not exist in \"prod\""
+        ),
+        "{err}"
+    );
+    std::fs::write(
+        &prod_envs,
+        PROD_WITHOUT_RELEASE.replace("UPSTREAM_ADDR", &up.to_string())
+            + "    RELEASE: prod-build\n",
+    )
+    .unwrap();
+    let (code, _, err) = c.cli(&[
+        "apply",
+        "--env",
+        "prod",
+        prod_envs.to_str().unwrap(),
+        files.join("credential.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = c.cli(&[
+        "promote", "--from", "stage", "--to", "prod", "--output", "json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let promoted: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(promoted["env"], "prod");
+    assert_eq!(promoted["changes"][0]["name"], "payments");
+    assert_eq!(promoted["changes"][0]["hot"]["hot"], true);
+    assert_eq!(
+        release_of(&c.proxy_manifest("prod", "payments")),
+        "prod-build"
+    );
+    let (code, out, _) = c.cli(&["promote", "--from", "stage", "--to", "prod"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("no changes"),
+        "promoting again changes nothing: {out}"
+    );
+
+    // The audit trail shows each step: who, what, from where, to where.
+    let audit = c.api("/v1/audit?entity=proxy/payments&limit=50");
+    let promotions: Vec<(String, String)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["operation"] == "promote")
+        .map(|a| {
+            (
+                a["env"].as_str().unwrap().to_string(),
+                a["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(promotions.len(), 2, "{audit}");
+    assert_eq!(promotions[0].0, "prod", "newest first");
+    assert!(
+        promotions[0].1.starts_with("promoted from stage (revision"),
+        "{promotions:?}"
+    );
+    assert_eq!(promotions[1].0, "stage");
+    assert!(
+        promotions[1].1.starts_with("promoted from dev (revision"),
+        "{promotions:?}"
+    );
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["actor"].as_str().is_some_and(|s| !s.is_empty()))
+    );
+
+    drop(worker);
+}
+
+#[test]
+fn a_stale_plan_conflicts_and_bad_input_is_named_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(dir.path());
+    let (code, _, _) = c.cli(&["env", "create", "dev"]);
+    assert_eq!(code, 0);
+    let files = dir.path().join("f");
+    std::fs::create_dir(&files).unwrap();
+    let environments = ENVIRONMENTS.replace("UPSTREAM_ADDR", "127.0.0.1:9");
+    write(&files, "environments.yaml", &environments);
+    write(&files, "a.yaml", &proxy("a", "t", "/a"));
+    let f = files.to_str().unwrap();
+
+    // 409: a plan at revision R, someone else applies, an apply pinned to R is refused.
+    let (code, out, _) = c.cli(&["plan", "--env", "dev", "--output", "json", f]);
+    assert_eq!(code, 2);
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let planned_at = plan["revision"].as_u64().unwrap().to_string();
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["changes"].as_array().unwrap().len(), 2);
+    let other = dir.path().join("b.yaml");
+    std::fs::write(&other, proxy("b", "t", "/b") + "---\n" + &environments).unwrap();
+    let (code, _, err) = c.cli(&["apply", "--env", "dev", other.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = c.cli(&[
+        "apply",
+        "--env",
+        "dev",
+        "--expected-revision",
+        &planned_at,
+        f,
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("409"), "{err}");
+    assert!(c.proxy_manifest("dev", "a").is_null(), "nothing changed");
+
+    // Bad input: each a message naming the cause; nothing changed.
+    let bad = |name: &str, text: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("x.yaml"), text).unwrap();
+        d.to_str().unwrap().to_string()
+    };
+    let undefined = bad(
+        "undefined",
+        &(proxy("c", "t", "/c").replace("UPSTREAM", "NOPE") + "---\n" + &environments),
+    );
+    let unknown_field = bad(
+        "unknown",
+        &proxy("c", "t", "/c").replace("pathPrefix", "pathPrefx"),
+    );
+    let yaml_error = bad("yaml", "apiVersion: switchyard.dev/v1\nkind: [Proxy\n");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "apply".into(),
+                "--env".into(),
+                "dev".into(),
+                undefined.clone(),
+            ],
+            "x.yaml:9:23: document 1: targets: `${NOPE}`",
+        ),
+        (
+            vec!["apply".into(), "--env".into(), "dev".into(), undefined],
+            "NOPE is not defined in spec.variables",
+        ),
+        (
+            vec!["apply".into(), "--env".into(), "dev".into(), unknown_field],
+            "unknown field `pathPrefx`",
+        ),
+        (
+            vec!["apply".into(), "--env".into(), "dev".into(), yaml_error],
+            "x.yaml:2:",
+        ),
+        (
+            vec![
+                "apply".into(),
+                "--env".into(),
+                "dev".into(),
+                dir.path().join("missing.yaml").to_str().unwrap().into(),
+            ],
+            "cannot read",
+        ),
+        (
+            vec!["apply".into(), "--env".into(), "nope".into(), f.into()],
+            "nope",
+        ),
+        (
+            vec![
+                "promote".into(),
+                "--from".into(),
+                "dev".into(),
+                "--to".into(),
+                "dev".into(),
+            ],
+            "must differ",
+        ),
+        (
+            vec![
+                "promote".into(),
+                "--from".into(),
+                "dev".into(),
+                "--to".into(),
+                "nope".into(),
+                "--proxy".into(),
+                "a".into(),
+            ],
+            "nope",
+        ),
+    ];
+    let before = c.api("/v1/envs/dev")["revision"].clone();
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = c.cli(&args);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert!(err.contains(expected), "{args:?}: {expected:?} in {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+    }
+    assert_eq!(c.api("/v1/envs/dev")["revision"], before, "nothing changed");
+}
