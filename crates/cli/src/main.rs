@@ -123,6 +123,10 @@ enum Command {
         /// Files or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Resolve `${NAME}` variables for this environment (from the files' kind:
+        /// Environment document named so), as `switchyard apply --env` would.
+        #[arg(long)]
+        env: Option<String>,
     },
 }
 
@@ -359,7 +363,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             demo::run(config, listen, admin_listen).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { paths } => Ok(validate(&paths)),
+        Command::Validate { paths, env } => Ok(validate(&paths, env.as_deref())),
         Command::Bench { which } => bench::run(which).await,
         Command::Manager(args) => {
             run_manager(args).await?;
@@ -515,10 +519,19 @@ pub(crate) async fn run_worker(
     Ok(())
 }
 
-fn validate(paths: &[PathBuf]) -> ExitCode {
+fn validate(paths: &[PathBuf], env: Option<&str>) -> ExitCode {
     let mut manifests = Vec::new();
     let mut failed = false;
-    for p in paths {
+    if let Some(env) = env {
+        match switchyard_model::for_env::load_paths(paths, env, None) {
+            Ok(set) => manifests = set.manifests,
+            Err(e) => {
+                eprintln!("{e}");
+                failed = true;
+            }
+        }
+    }
+    for p in paths.iter().filter(|_| env.is_none()) {
         match switchyard_model::load_path(p) {
             Ok(mut m) => manifests.append(&mut m),
             Err(e) => {
