@@ -30,10 +30,14 @@ pub(crate) fn thread_allocated() -> Option<fn() -> u64> {
 }
 
 mod apply;
+mod audit;
 mod bench;
 mod conn;
+mod credential;
 mod demo;
+mod dump;
 mod signals;
+mod status;
 mod up;
 
 use std::net::SocketAddr;
@@ -88,6 +92,19 @@ enum Command {
     /// What `apply` would do, entity by entity, without changing anything. Exit status 0 when
     /// nothing would change, 2 when something would, 1 on error.
     Plan(ApplyArgs),
+    /// An environment's Workers (revision, lag, last ACK/NACK) and its latest revisions
+    /// (propagation time, audit completeness).
+    Status(status::StatusArgs),
+    /// The audit trail, newest first: who changed what, where, when.
+    Audit(audit::AuditArgs),
+    /// An environment's live entities as YAML manifests (secret values as ${env:…}
+    /// references) that `apply` takes back unchanged.
+    Dump(dump::DumpArgs),
+    /// Set or rotate a secret credential's value without touching manifests.
+    Credential {
+        #[command(subcommand)]
+        action: credential::CredentialAction,
+    },
     /// Create an environment.
     Env {
         #[command(subcommand)]
@@ -326,6 +343,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Status(args) => status::run(args).await,
+        Command::Audit(args) => audit::run(args).await,
+        Command::Dump(args) => dump::run(args).await,
+        Command::Credential { action } => credential::run(action).await,
         Command::Env {
             action: EnvAction::Create { name, conn },
         } => {
