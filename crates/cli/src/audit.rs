@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::admin_client::encode;
@@ -23,15 +23,15 @@ pub struct AuditArgs {
     pub env: Option<String>,
     /// Only this entity's records: KIND/NAME, e.g. proxy/payments or credential/openai-key
     /// (the kind is case-insensitive).
-    #[arg(long, value_name = "KIND/NAME", value_parser = parse_entity)]
+    #[arg(long, value_name = "KIND/NAME")]
     pub entity: Option<String>,
     /// Only this actor's records, as shown in the ACTOR column (e.g. `ci (tok_1a2b3c)`).
     #[arg(long)]
     pub actor: Option<String>,
     /// Only records this recent: a duration (30m, 1h, 2d), an RFC 3339 time
     /// (2024-05-01T12:00:00Z) or unix milliseconds.
-    #[arg(long, value_parser = parse_since)]
-    pub since: Option<i64>,
+    #[arg(long)]
+    pub since: Option<String>,
     /// How many records at most (newest first).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
@@ -57,13 +57,22 @@ pub struct AuditRecord {
 }
 
 pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    // Checked here rather than by clap, so a mistake is one line naming the expected form.
+    let entity = match &args.entity {
+        Some(e) => Some(parse_entity(e).with_context(|| format!("--entity {e:?}"))?),
+        None => None,
+    };
+    let since = match &args.since {
+        Some(s) => Some(parse_since(s).with_context(|| format!("--since {s:?}"))?),
+        None => None,
+    };
     let client = args.conn.client()?;
     let mut query = vec![format!("limit={}", args.limit)];
     for (key, value) in [
         ("env", args.env.clone()),
-        ("entity", args.entity.clone()),
+        ("entity", entity),
         ("actor", args.actor.clone()),
-        ("since", args.since.map(|ms| ms.to_string())),
+        ("since", since.map(|ms| ms.to_string())),
     ] {
         if let Some(v) = value {
             query.push(format!("{key}={}", encode(&v)));
