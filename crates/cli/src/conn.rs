@@ -47,11 +47,13 @@ impl Output {
 }
 
 /// Whether stdout is a terminal (colours and progress only then).
+#[allow(dead_code)] // for plan/apply's coloured output (in progress on another branch)
 pub fn stdout_is_terminal() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stdout())
 }
 
 /// Whether stderr is a terminal (progress lines only then).
+#[allow(dead_code)] // for plan/apply's progress lines (in progress on another branch)
 pub fn stderr_is_terminal() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
