@@ -87,3 +87,27 @@ impl AdminClient {
         serde_json::from_slice(&body).with_context(|| format!("unexpected answer from {url}"))
     }
 }
+
+impl AdminClient {
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        self.send(Method::PUT, path, Some(body)).await
+    }
+}
+
+/// Percent-encodes `s` for a URL path segment or query value (RFC 3986 unreserved
+/// characters are kept).
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

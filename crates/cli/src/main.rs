@@ -30,10 +30,14 @@ pub(crate) fn thread_allocated() -> Option<fn() -> u64> {
 }
 
 mod apply;
+mod audit;
 mod bench;
 mod conn;
+mod credential;
 mod demo;
+mod dump;
 mod signals;
+mod status;
 mod up;
 
 use std::net::SocketAddr;
@@ -92,6 +96,19 @@ enum Command {
     /// Copy proxies as deployed in one environment into another (stage -> prod), resolved
     /// with the target's variables, as one audited revision.
     Promote(PromoteArgs),
+    /// An environment's Workers (revision, lag, last ACK/NACK) and its latest revisions
+    /// (propagation time, audit completeness).
+    Status(status::StatusArgs),
+    /// The audit trail, newest first: who changed what, where, when.
+    Audit(audit::AuditArgs),
+    /// An environment's live entities as YAML manifests (secret values as ${env:…}
+    /// references) that `apply` takes back unchanged.
+    Dump(dump::DumpArgs),
+    /// Set or rotate a secret credential's value without touching manifests.
+    Credential {
+        #[command(subcommand)]
+        action: credential::CredentialAction,
+    },
     /// Create an environment.
     Env {
         #[command(subcommand)]
@@ -395,6 +412,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             print_batch(&result, args.conn.output);
             Ok(batch_exit(&result))
         }
+        Command::Status(args) => status::run(args).await,
+        Command::Audit(args) => audit::run(args).await,
+        Command::Dump(args) => dump::run(args).await,
+        Command::Credential { action } => credential::run(action).await,
         Command::Env {
             action: EnvAction::Create { name, conn },
         } => {

@@ -358,6 +358,23 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
         "--prune needs a selector: {err}"
     );
 
+    // Dump keeps what uses variables as written, with the Environment document, so the
+    // dump plans back to no changes.
+    let dumped = dir.path().join("dumped");
+    let (code, _, err) = c.cli(&["dump", "--env", "dev", "--dir", dumped.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let payments = std::fs::read_to_string(dumped.join("proxies/payments.yaml")).unwrap();
+    assert!(
+        payments.contains("\"${UPSTREAM}\"") && payments.contains("${RELEASE}"),
+        "{payments}"
+    );
+    assert!(dumped.join("environments/dev.yaml").exists());
+    let (code, out, err) = c.cli_with(
+        &["plan", "--env", "dev", dumped.to_str().unwrap()],
+        &[("SWITCHYARD_CREDENTIAL_PAYMENTS_KEY", "key-one")],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+
     // Promote dev → stage: stage's variables and its own credential.
     let (code, _, err) = c.cli(&[
         "apply",

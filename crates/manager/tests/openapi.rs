@@ -21,6 +21,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/envs/{env}/apply", &["post"]),
     ("/v1/envs/{env}/promote", &["post"]),
     ("/v1/envs/{env}/entities", &["get"]),
+    ("/v1/envs/{env}/credentials/{name}/value", &["put"]),
     ("/v1/envs/{env}/revisions", &["get"]),
     ("/v1/envs/{env}/revisions/{rev}", &["get"]),
     ("/v1/envs/{env}/workers", &["get"]),
@@ -177,7 +178,7 @@ async fn openapi_document_is_public_and_lists_every_route() {
             }
         }
         // Requests with a JSON body name its schema.
-        if method == "post" {
+        if method == "post" || method == "put" {
             let body = &op["requestBody"]["content"]["application/json"]["schema"];
             assert!(resolve(&doc, body).is_object(), "{what}: no request body");
         }

@@ -61,6 +61,11 @@ pub enum Operation {
     Report,
     CreateEnv,
     CreateToken,
+    /// `switchyard credential set`: a secret credential's value set (or the credential
+    /// created) without a manifest.
+    SetCredential,
+    /// `switchyard credential rotate`: an existing secret credential's value replaced.
+    RotateCredential,
 }
 
 impl Operation {
@@ -73,6 +78,8 @@ impl Operation {
             Operation::Report => "report",
             Operation::CreateEnv => "create-env",
             Operation::CreateToken => "create-token",
+            Operation::SetCredential => "set-credential",
+            Operation::RotateCredential => "rotate-credential",
         }
     }
 
@@ -85,6 +92,8 @@ impl Operation {
             "report" => Operation::Report,
             "create-env" => Operation::CreateEnv,
             "create-token" => Operation::CreateToken,
+            "set-credential" => Operation::SetCredential,
+            "rotate-credential" => Operation::RotateCredential,
             _ => return None,
         })
     }
@@ -337,4 +346,31 @@ pub trait Store: Send + Sync + 'static {
     async fn create_token(&self, token: TokenRecord, created_by: &str) -> Result<()>;
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::Operation;
+
+    #[test]
+    fn operations_read_back_as_stored_and_as_serialized() {
+        for op in [
+            Operation::Apply,
+            Operation::Delete,
+            Operation::Promote,
+            Operation::Rollback,
+            Operation::Report,
+            Operation::CreateEnv,
+            Operation::CreateToken,
+            Operation::SetCredential,
+            Operation::RotateCredential,
+        ] {
+            assert_eq!(Operation::parse(op.as_str()), Some(op));
+            assert_eq!(
+                serde_json::to_value(op).unwrap(),
+                serde_json::Value::String(op.as_str().into())
+            );
+        }
+    }
 }

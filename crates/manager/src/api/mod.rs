@@ -2,6 +2,7 @@
 
 mod apply;
 mod batch;
+mod credentials;
 mod envs;
 mod openapi;
 mod promote;
@@ -13,7 +14,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -28,6 +29,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/envs/{env}/apply", post(apply::apply))
         .route("/v1/envs/{env}/promote", post(promote::promote))
         .route("/v1/envs/{env}/entities", get(views::entities))
+        .route(
+            "/v1/envs/{env}/credentials/{name}/value",
+            put(credentials::set_value),
+        )
         .route("/v1/envs/{env}/revisions", get(views::revisions))
         .route("/v1/envs/{env}/revisions/{rev}", get(views::revision))
         .route("/v1/envs/{env}/workers", get(views::workers))

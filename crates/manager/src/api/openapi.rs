@@ -10,7 +10,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{apply, envs, promote, sync, tokens, views};
+use super::{apply, credentials, envs, promote, sync, tokens, views};
 
 /// Name of the security scheme (`Authorization: Bearer <token>`) in the document; the
 /// `security(("bearer" = []))` below must name it (the attribute takes only a literal).
@@ -53,6 +53,7 @@ pub(super) const BAD_QUERY: &str = "Invalid query parameter (plain text)";
         envs::get_one,
         apply::apply,
         promote::promote,
+        credentials::set_value,
         views::entities,
         views::revisions,
         views::revision,

@@ -27,6 +27,10 @@ pub struct EntityView {
     labels: BTreeMap<String, String>,
     /// The manifest as JSON, secret values redacted.
     manifest: serde_json::Value,
+    /// The document as written, `${NAME}` variables unresolved, when it uses any (never
+    /// for credentials: theirs may hold secrets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    template: Option<String>,
 }
 
 /// List an environment's live entities (secret values redacted).
@@ -56,8 +60,14 @@ pub async fn entities(
     for e in list {
         // Secret values are never shown, whoever asks.
         let manifest = redact_json(&e.kind, &state.reveal(&e)?);
+        let template = if e.kind == "Credential" {
+            None
+        } else {
+            state.reveal_template(&e)?
+        };
         out.push(EntityView {
             manifest,
+            template,
             kind: e.kind,
             name: e.name,
             version: e.version,

@@ -167,26 +167,166 @@ impl CredentialManifest {
 /// kinds pass through. Used wherever stored manifests are shown.
 pub fn redact_json(kind: &str, json: &str) -> serde_json::Value {
     let mut v: serde_json::Value = serde_json::from_str(json).unwrap_or(serde_json::Value::Null);
-    if kind == "Credential"
-        && let Some(spec) = v.get_mut("spec")
-    {
-        let redacted = || serde_json::Value::String(REDACTED.into());
-        for field in ["value", "jwks"] {
-            if let Some(value) = spec.get_mut(field) {
-                *value = redacted();
-            }
+    for_each_secret(kind, &mut v, |_, value| {
+        *value = serde_json::Value::String(REDACTED.into());
+    });
+    v
+}
+
+/// One secret field of a credential, as [`for_each_secret`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretField {
+    /// `spec.value` of a `secret`.
+    Value,
+    /// `spec.jwks` of a `jwks`.
+    Jwks,
+    /// `spec.keys[index].key` of an `api-keys`.
+    ApiKey {
+        index: usize,
+        consumer: Option<String>,
+    },
+    /// `spec.users[index].passwordHash` of a `basic-users`.
+    PasswordHash {
+        index: usize,
+        username: Option<String>,
+    },
+}
+
+impl SecretField {
+    /// Where the field is in the manifest (`spec.keys[0].key`).
+    pub fn path(&self) -> String {
+        match self {
+            SecretField::Value => "spec.value".into(),
+            SecretField::Jwks => "spec.jwks".into(),
+            SecretField::ApiKey { index, .. } => format!("spec.keys[{index}].key"),
+            SecretField::PasswordHash { index, .. } => format!("spec.users[{index}].passwordHash"),
         }
-        for (list, field) in [("keys", "key"), ("users", "passwordHash")] {
-            if let Some(items) = spec.get_mut(list).and_then(|k| k.as_array_mut()) {
-                for item in items {
-                    if let Some(secret) = item.get_mut(field) {
-                        *secret = redacted();
-                    }
-                }
+    }
+
+    /// The field as a JSON pointer (`/spec/keys/0/key`).
+    pub fn pointer(&self) -> String {
+        match self {
+            SecretField::Value => "/spec/value".into(),
+            SecretField::Jwks => "/spec/jwks".into(),
+            SecretField::ApiKey { index, .. } => format!("/spec/keys/{index}/key"),
+            SecretField::PasswordHash { index, .. } => format!("/spec/users/{index}/passwordHash"),
+        }
+    }
+}
+
+/// Calls `f` on every secret field of a manifest (as JSON): the fields [`redact_json`]
+/// hides and [`reference_secrets`] turns into `${env:…}` references. Other kinds have none.
+pub fn for_each_secret(
+    kind: &str,
+    manifest: &mut serde_json::Value,
+    mut f: impl FnMut(SecretField, &mut serde_json::Value),
+) {
+    if kind != "Credential" {
+        return;
+    }
+    let Some(spec) = manifest.get_mut("spec") else {
+        return;
+    };
+    if let Some(value) = spec.get_mut("value") {
+        f(SecretField::Value, value);
+    }
+    if let Some(value) = spec.get_mut("jwks") {
+        f(SecretField::Jwks, value);
+    }
+    let text = |item: &serde_json::Value, field: &str| {
+        item.get(field)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+    };
+    if let Some(items) = spec.get_mut("keys").and_then(|k| k.as_array_mut()) {
+        for (index, item) in items.iter_mut().enumerate() {
+            let consumer = text(item, "consumer");
+            if let Some(secret) = item.get_mut("key") {
+                f(SecretField::ApiKey { index, consumer }, secret);
             }
         }
     }
-    v
+    if let Some(items) = spec.get_mut("users").and_then(|k| k.as_array_mut()) {
+        for (index, item) in items.iter_mut().enumerate() {
+            let username = text(item, "username");
+            if let Some(secret) = item.get_mut("passwordHash") {
+                f(SecretField::PasswordHash { index, username }, secret);
+            }
+        }
+    }
+}
+
+/// A secret field replaced by an environment reference (see [`reference_secrets`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretReference {
+    pub field: SecretField,
+    /// `SWITCHYARD_CREDENTIAL_…`: the variable `switchyard apply` reads the value from.
+    pub variable: String,
+}
+
+/// Replaces every secret field of a manifest (as JSON, redacted or not) with the text
+/// `${env:VARIABLE}`, so the manifest can be written to a file and applied back with the
+/// value taken from the environment (`env_refs`). Variable names are derived from the
+/// credential's name and the field, deterministically:
+///
+/// - `secret`: `SWITCHYARD_CREDENTIAL_<NAME>`
+/// - `jwks`: `SWITCHYARD_CREDENTIAL_<NAME>_JWKS` (the set as JSON text)
+/// - `api-keys`: `SWITCHYARD_CREDENTIAL_<NAME>_KEY_<i>` (`i`: the entry's index from 0)
+/// - `basic-users`: `SWITCHYARD_CREDENTIAL_<NAME>_<USERNAME>_HASH`
+///
+/// where `<NAME>` is the name upper-cased with every character other than A-Z and 0-9
+/// written `_`. A name already in `taken` (two names that differ only in punctuation) gets
+/// `_2`, `_3`, … appended; every name returned is added to `taken`.
+pub fn reference_secrets(
+    kind: &str,
+    manifest: &mut serde_json::Value,
+    taken: &mut std::collections::BTreeSet<String>,
+) -> Vec<SecretReference> {
+    let name = manifest
+        .pointer("/metadata/name")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let base = format!(
+        "{}CREDENTIAL_{}",
+        crate::env_refs::PREFIX,
+        variable_part(&name)
+    );
+    let mut out = Vec::new();
+    for_each_secret(kind, manifest, |field, value| {
+        let wanted = match &field {
+            SecretField::Value => base.clone(),
+            SecretField::Jwks => format!("{base}_JWKS"),
+            SecretField::ApiKey { index, .. } => format!("{base}_KEY_{index}"),
+            SecretField::PasswordHash { index, username } => match username {
+                Some(u) => format!("{base}_{}_HASH", variable_part(u)),
+                None => format!("{base}_USER_{index}_HASH"),
+            },
+        };
+        let mut variable = wanted.clone();
+        let mut n = 2;
+        while taken.contains(&variable) {
+            variable = format!("{wanted}_{n}");
+            n += 1;
+        }
+        taken.insert(variable.clone());
+        *value = serde_json::Value::String(format!("${{env:{variable}}}"));
+        out.push(SecretReference { field, variable });
+    });
+    out
+}
+
+/// `openai-key` → `OPENAI_KEY`.
+fn variable_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -251,5 +391,69 @@ mod tests {
         assert_eq!(jwks["keys"][0]["y"], "yy");
         let again: CredentialSpec = serde_json::from_str(&json).unwrap();
         assert_eq!(serde_json::to_string(&again).unwrap(), json);
+    }
+
+    #[test]
+    fn secret_fields_become_references_named_after_the_credential() {
+        let mut taken = std::collections::BTreeSet::new();
+        let mut v = serde_json::json!({"kind": "Credential", "metadata": {"name": "openai-key"},
+            "spec": {"type": "secret", "value": "s3cret"}});
+        let refs = reference_secrets("Credential", &mut v, &mut taken);
+        assert_eq!(
+            v["spec"]["value"],
+            "${env:SWITCHYARD_CREDENTIAL_OPENAI_KEY}"
+        );
+        assert_eq!(refs[0].variable, "SWITCHYARD_CREDENTIAL_OPENAI_KEY");
+        assert_eq!(refs[0].field.path(), "spec.value");
+
+        // The same name with other punctuation gets a suffix, never the same variable.
+        let mut v = serde_json::json!({"metadata": {"name": "openai.key"},
+            "spec": {"type": "secret", "value": "<redacted>"}});
+        let refs = reference_secrets("Credential", &mut v, &mut taken);
+        assert_eq!(refs[0].variable, "SWITCHYARD_CREDENTIAL_OPENAI_KEY_2");
+
+        let mut v = serde_json::json!({"metadata": {"name": "acme"},
+            "spec": {"type": "api-keys", "keys": [
+                {"consumer": "a", "key": "k-aaaaaaaa"}, {"consumer": "a", "key": "k-bbbbbbbb"}]}});
+        let refs = reference_secrets("Credential", &mut v, &mut taken);
+        assert_eq!(
+            v["spec"]["keys"][1]["key"],
+            "${env:SWITCHYARD_CREDENTIAL_ACME_KEY_1}"
+        );
+        assert_eq!(v["spec"]["keys"][1]["consumer"], "a");
+        assert_eq!(refs[1].field.path(), "spec.keys[1].key");
+        assert_eq!(
+            v.pointer(&refs[1].field.pointer()).unwrap(),
+            "${env:SWITCHYARD_CREDENTIAL_ACME_KEY_1}"
+        );
+
+        let mut v = serde_json::json!({"metadata": {"name": "ops"},
+            "spec": {"type": "basic-users", "users": [{"username": "alice.b", "passwordHash": "$argon2id$x"}]}});
+        reference_secrets("Credential", &mut v, &mut taken);
+        assert_eq!(
+            v["spec"]["users"][0]["passwordHash"],
+            "${env:SWITCHYARD_CREDENTIAL_OPS_ALICE_B_HASH}"
+        );
+
+        // Exactly the fields redact_json hides: a JWKS too.
+        let mut v = serde_json::json!({"metadata": {"name": "idp"},
+            "spec": {"type": "jwks", "jwks": {"keys": [{"kty": "EC"}]}}});
+        reference_secrets("Credential", &mut v, &mut taken);
+        assert_eq!(v["spec"]["jwks"], "${env:SWITCHYARD_CREDENTIAL_IDP_JWKS}");
+
+        // Other kinds pass through untouched.
+        let mut v = serde_json::json!({"metadata": {"name": "p"}, "spec": {"value": "x"}});
+        assert!(reference_secrets("Proxy", &mut v, &mut taken).is_empty());
+        assert_eq!(v["spec"]["value"], "x");
+    }
+
+    #[test]
+    fn redaction_hides_every_secret_field() {
+        let json = r#"{"kind":"Credential","spec":{"type":"api-keys","keys":[{"consumer":"a","key":"k-aaaaaaaa"}]}}"#;
+        let v = redact_json("Credential", json);
+        assert_eq!(v["spec"]["keys"][0]["key"], REDACTED);
+        assert_eq!(v["spec"]["keys"][0]["consumer"], "a");
+        let v = redact_json("Credential", r#"{"spec":{"type":"secret","value":"s"}}"#);
+        assert_eq!(v["spec"]["value"], REDACTED);
     }
 }

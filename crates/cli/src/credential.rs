@@ -1,0 +1,153 @@
+//! `switchyard credential set|rotate --env ENV NAME (--from-file F | --from-env VAR)`:
+//! change a `secret` credential's value without touching manifests. The value is read
+//! here, sent once to the Manager, and never printed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::admin_client::encode;
+use crate::conn::ConnArgs;
+
+#[derive(clap::Subcommand)]
+pub enum CredentialAction {
+    /// Set a `secret` credential's value: creates the credential (type secret) when it does
+    /// not exist, or replaces its value (the same value changes nothing).
+    #[command(after_help = "Examples:
+  switchyard credential set --env dev openai-key --from-file ./openai.key
+  switchyard credential set --env dev openai-key --from-env OPENAI_API_KEY
+
+One revision with its audit record; Workers pick the new value up as after an apply.
+Credentials of other types (api-keys, basic-users, jwks) change through manifests.")]
+    Set(CredentialArgs),
+    /// Rotate an existing `secret` credential to a new value (refused when the credential
+    /// does not exist or already has this value).
+    #[command(after_help = "Examples:
+  switchyard credential rotate --env prod openai-key --from-file ./new.key
+  vault read -field=key secret/openai | switchyard credential rotate --env prod openai-key --from-file /dev/stdin")]
+    Rotate(CredentialArgs),
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["from_file", "from_env"])))]
+pub struct CredentialArgs {
+    /// The environment.
+    #[arg(long)]
+    pub env: String,
+    /// The credential's name (metadata.name).
+    pub name: String,
+    /// Read the value from this file (one trailing newline is dropped).
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
+    /// Read the value from this environment variable of this process (any name).
+    #[arg(long, value_name = "VAR")]
+    pub from_env: Option<String>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+#[derive(Serialize)]
+struct Request<'a> {
+    value: &'a str,
+    rotate: bool,
+}
+
+/// The Manager's answer (never the value); printed as is with `--output json`.
+#[derive(Deserialize, Serialize)]
+pub struct Response {
+    env: String,
+    name: String,
+    revision: u64,
+    previous_revision: u64,
+    changed: bool,
+    created: bool,
+    rotated: bool,
+    old_version: Option<u64>,
+    new_version: u64,
+}
+
+pub async fn run(action: CredentialAction) -> anyhow::Result<ExitCode> {
+    let (args, rotate) = match action {
+        CredentialAction::Set(a) => (a, false),
+        CredentialAction::Rotate(a) => (a, true),
+    };
+    let value = read_value(&args)?;
+    let client = args.conn.client()?;
+    let r: Response = client
+        .put(
+            &format!(
+                "/v1/envs/{}/credentials/{}/value",
+                encode(&args.env),
+                encode(&args.name)
+            ),
+            &Request {
+                value: &value,
+                rotate,
+            },
+        )
+        .await?;
+    args.conn.output.print(&r, || describe(&r));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(r: &Response) -> String {
+    let what = match (r.changed, r.created, r.rotated, r.old_version) {
+        (false, ..) => format!("unchanged (v{}): it already has this value", r.new_version),
+        (true, true, ..) => format!("created (v{})", r.new_version),
+        (true, false, rotated, old) => format!(
+            "{} (v{} -> v{})",
+            if rotated { "rotated" } else { "set" },
+            old.unwrap_or_default(),
+            r.new_version
+        ),
+    };
+    format!(
+        "{}: credential {} {what}, revision {}",
+        r.env, r.name, r.revision
+    )
+}
+
+/// The value from `--from-file` (one trailing newline dropped) or `--from-env`.
+fn read_value(args: &CredentialArgs) -> anyhow::Result<String> {
+    let value = match (&args.from_file, &args.from_env) {
+        (Some(file), _) => {
+            let text = std::fs::read(file)
+                .with_context(|| format!("--from-file: cannot read {}", file.display()))?;
+            let mut text = String::from_utf8(text).map_err(|_| {
+                anyhow::anyhow!(
+                    "--from-file {}: the value is not UTF-8 text",
+                    file.display()
+                )
+            })?;
+            if text.ends_with('\n') {
+                text.pop();
+                if text.ends_with('\r') {
+                    text.pop();
+                }
+            }
+            if text.is_empty() {
+                bail!(
+                    "--from-file {}: the file is empty (a secret cannot be empty)",
+                    file.display()
+                );
+            }
+            text
+        }
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(v) if v.is_empty() => {
+                bail!("--from-env {var}: the variable is empty (a secret cannot be empty)")
+            }
+            Ok(v) => v,
+            Err(std::env::VarError::NotPresent) => {
+                bail!("--from-env {var}: the variable is not set in this environment")
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                bail!("--from-env {var}: the value is not UTF-8 text")
+            }
+        },
+        (None, None) => bail!("give the value with --from-file FILE or --from-env VAR"),
+    };
+    Ok(value)
+}
