@@ -159,13 +159,11 @@ pub async fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
 /// A template as one document without its own `---` marker, ending with a newline.
 fn as_document(template: &str) -> String {
     let mut lines: Vec<&str> = template.lines().collect();
-    if let Some(i) = lines
+    let first = lines
         .iter()
-        .position(|l| !l.trim().is_empty() && !l.starts_with('#'))
-    {
-        if lines[i].trim_end() == "---" {
-            lines.remove(i);
-        }
+        .position(|l| !l.trim().is_empty() && !l.starts_with('#'));
+    if let Some(i) = first.filter(|i| lines[*i].trim_end() == "---") {
+        lines.remove(i);
     }
     let mut out = lines.join("\n");
     out.push('\n');
