@@ -339,6 +339,8 @@ pub trait Store: Send + Sync + 'static {
     async fn reports_for(&self, env: &str, revision: u64) -> Result<Vec<WorkerReport>>;
     /// The latest report of each Worker of an environment.
     async fn latest_reports(&self, env: &str) -> Result<Vec<WorkerReport>>;
+    /// Per Worker, the highest revision it ACKed: what it serves, NACKs after it or not.
+    async fn acked_revisions(&self, env: &str) -> Result<Vec<(String, u64)>>;
 
     async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditRecord>>;
 

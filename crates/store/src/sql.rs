@@ -105,6 +105,11 @@ pub(crate) const REPORTS_LATEST: &str = "SELECT r.env, r.worker_id, r.revision, 
               OR (o.revision = r.revision AND o.received_at > r.received_at))) \
      ORDER BY r.worker_id";
 
+/// Per Worker, the highest revision it ACKed (the one it serves, even after later NACKs).
+pub(crate) const REPORTS_ACKED: &str = "SELECT worker_id, MAX(revision) AS revision \
+     FROM worker_reports WHERE env = $1 AND status = 'ack' GROUP BY worker_id \
+     ORDER BY worker_id";
+
 // ---- tokens ----
 
 pub(crate) const TOKEN_INSERT: &str = "INSERT INTO tokens \

@@ -259,6 +259,17 @@ impl Store for SqliteStore {
         rows::all(&rows, rows::report)
     }
 
+    async fn acked_revisions(&self, env: &str) -> Result<Vec<(String, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(sql::REPORTS_ACKED)
+            .bind(env)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("list acked revisions"))?;
+        rows.into_iter()
+            .map(|(w, r)| Ok((w, rows::unsigned(r, "revision")?)))
+            .collect()
+    }
+
     async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditRecord>> {
         let mut qb = sql::audit_query::<Sqlite>(&query);
         let rows = qb

@@ -95,6 +95,11 @@ async fn worker_reports_ack_nack_replace_and_latest() {
             ("w3", 1, ReportStatus::Nack)
         ]
     );
+    // What each Worker serves: its highest ACK (w3 NACKed its only report).
+    assert_eq!(
+        store.acked_revisions("prod").await.unwrap(),
+        [("w1".to_string(), 2), ("w2".to_string(), 2)]
+    );
 
     let audit = store
         .audit(AuditQuery {

@@ -224,7 +224,7 @@ pub struct WorkerView {
     id: String,
     address: Option<String>,
     connected: bool,
-    /// Latest revision this Worker ACKed.
+    /// Latest revision this Worker ACKed (what it serves, even after a later NACK).
     revision: Option<u64>,
     /// Environment revision minus `revision`.
     lag: Option<u64>,
@@ -258,6 +258,7 @@ pub async fn workers(
     let current = state.env_info(&env).await?.revision;
     let connected = state.fanout.connected(&env);
     let reports = state.store.latest_reports(&env).await?;
+    let acked = state.store.acked_revisions(&env).await?;
     let mut ids: Vec<String> = connected
         .iter()
         .map(|w| w.id.clone())
@@ -271,10 +272,8 @@ pub async fn workers(
         .map(|id| {
             let conn = connected.iter().find(|w| w.id == id);
             let last = reports.iter().find(|r| r.worker_id == id).cloned();
-            let acked = last
-                .as_ref()
-                .filter(|r| r.status == ReportStatus::Ack)
-                .map(|r| r.revision);
+            // A NACK keeps the Worker on its last good revision: that is what it serves.
+            let acked = acked.iter().find(|(w, _)| *w == id).map(|(_, r)| *r);
             WorkerView {
                 address: conn
                     .and_then(|c| c.address.clone())
