@@ -138,6 +138,7 @@ pub async fn read_for_env(
     env: &str,
     files: &[PathBuf],
 ) -> anyhow::Result<ForEnv> {
+    let files = &expand_globs(files)?;
     let set = match load_paths(files, env, None) {
         Ok(set) => set,
         Err(e)
@@ -175,6 +176,28 @@ pub async fn read_for_env(
         }
     }
     Ok(set)
+}
+
+/// Patterns the shell did not expand (quoted in CI scripts, or on Windows) are expanded
+/// here; a pattern that matches nothing is an error naming it.
+pub fn expand_globs(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        let text = p.to_string_lossy();
+        if p.exists() || !text.contains(['*', '?', '[']) {
+            out.push(p.clone());
+            continue;
+        }
+        let matches: Vec<PathBuf> = glob::glob(&text)
+            .with_context(|| format!("{text}: not a valid file pattern"))?
+            .filter_map(Result::ok)
+            .collect();
+        if matches.is_empty() {
+            bail!("{text}: no file matches this pattern");
+        }
+        out.extend(matches);
+    }
+    Ok(out)
 }
 
 /// The variables the Manager keeps for `env` (its Environment entity), if any.
@@ -344,6 +367,23 @@ pub async fn promote(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unexpanded_globs_are_expanded_and_empty_ones_named() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["a.yaml", "b.yaml", "c.txt"] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        let pattern = dir.path().join("*.yaml");
+        let got = expand_globs(&[pattern]).unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].ends_with("a.yaml") && got[1].ends_with("b.yaml"));
+        let none = dir.path().join("*.yml");
+        let e = expand_globs(&[none]).unwrap_err().to_string();
+        assert!(e.contains("no file matches"), "{e}");
+        let plain = dir.path().join("missing.yaml");
+        assert_eq!(expand_globs(std::slice::from_ref(&plain)).unwrap(), [plain]);
+    }
 
     #[test]
     fn selectors_read_pairs_and_name_bad_ones() {
