@@ -548,6 +548,12 @@ fn a_stale_plan_conflicts_and_bad_input_is_named_on_one_line() {
         &proxy("c", "t", "/c").replace("pathPrefix", "pathPrefx"),
     );
     let yaml_error = bad("yaml", "apiVersion: switchyard.dev/v1\nkind: [Proxy\n");
+    let bad_reference = bad(
+        "reference",
+        &(proxy("c", "t", "/c")
+            + "  policies:\n    - type: upstream-credential\n      credential: nowhere\n---\n"
+            + &environments),
+    );
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec![
@@ -582,6 +588,10 @@ fn a_stale_plan_conflicts_and_bad_input_is_named_on_one_line() {
         (
             vec!["apply".into(), "--env".into(), "nope".into(), f.into()],
             "nope",
+        ),
+        (
+            vec!["apply".into(), "--env".into(), "dev".into(), bad_reference],
+            "credential: no Credential named \"nowhere\" in this environment",
         ),
         (
             vec![
