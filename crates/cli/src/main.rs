@@ -161,6 +161,9 @@ enum TokenAction {
         envs: Vec<String>,
         #[arg(long)]
         name: Option<String>,
+        /// The token stops working after this long (`30d`, `12h`); default: never.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<Duration>,
     },
 }
 
@@ -368,6 +371,7 @@ async fn run_manager(args: ManagerArgs) -> anyhow::Result<()> {
                     role,
                     envs,
                     name,
+                    expires_in,
                 },
         }) => {
             let role = switchyard_store::Role::parse(&role).with_context(|| {
@@ -380,6 +384,10 @@ async fn run_manager(args: ManagerArgs) -> anyhow::Result<()> {
                 &name,
                 role,
                 envs,
+                expires_in.map(|d| {
+                    switchyard_store::now_millis()
+                        .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                }),
                 "cli (manager token create)",
             )
             .await?;

@@ -17,8 +17,8 @@ use super::{apply, envs, sync, tokens, views};
 const BEARER_SCHEME: &str = "bearer";
 
 // Descriptions of the error responses shared by many operations.
-pub(super) const UNAUTHORIZED: &str =
-    "Missing, malformed, unknown or revoked bearer token (`unauthorized`)";
+pub(super) const UNAUTHORIZED: &str = "Missing, malformed, unknown or revoked bearer token \
+    (`unauthorized`), or an expired one (`token_expired`, the message says when it expired)";
 pub(super) const FORBIDDEN: &str =
     "The token's role or environments do not allow this (`forbidden`)";
 pub(super) const UNKNOWN_ENV: &str = "No such environment (`unknown_environment`)";
