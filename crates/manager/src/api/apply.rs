@@ -7,7 +7,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use switchyard_model::protocol::{EntityRef, RevisionEvent};
 use switchyard_model::{Located, Manifest, compile, parse_str};
 use switchyard_store::{AppliedChange, Change, CommitRequest, EntityRecord, Operation, StoreError};
 
@@ -175,28 +174,7 @@ pub async fn apply(
     };
     let changed = !outcome.changes.is_empty();
     if changed {
-        state
-            .metrics
-            .commits
-            .get_or_create(&[("env", env.clone())])
-            .inc();
-        state.fanout.publish(
-            RevisionEvent {
-                env: env.clone(),
-                revision: outcome.revision,
-                changes: outcome
-                    .changes
-                    .iter()
-                    .map(|c| EntityRef {
-                        kind: c.kind.clone(),
-                        name: c.name.clone(),
-                        version: c.new_version,
-                    })
-                    .collect(),
-            },
-            outcome.committed_at,
-        );
-        tracing::info!(env = %env, revision = outcome.revision, changes = outcome.changes.len(), actor = %who.actor(), "revision committed");
+        super::commit::publish(&state, &env, &outcome, &who.actor());
     }
     Ok(Json(ApplyResponse {
         env,

@@ -1,8 +1,10 @@
 //! The admin REST API under `/v1`.
 
 mod apply;
+mod commit;
 mod envs;
 mod openapi;
+mod rollback;
 mod sync;
 mod tokens;
 mod views;
@@ -24,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/envs", get(envs::list).post(envs::create))
         .route("/v1/envs/{env}", get(envs::get_one))
         .route("/v1/envs/{env}/apply", post(apply::apply))
+        .route("/v1/envs/{env}/rollback", post(rollback::rollback))
         .route("/v1/envs/{env}/entities", get(views::entities))
         .route("/v1/envs/{env}/revisions", get(views::revisions))
         .route("/v1/envs/{env}/revisions/{rev}", get(views::revision))

@@ -10,7 +10,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{apply, envs, sync, tokens, views};
+use super::{apply, envs, rollback, sync, tokens, views};
 
 /// Name of the security scheme (`Authorization: Bearer <token>`) in the document; the
 /// `security(("bearer" = []))` below must name it (the attribute takes only a literal).
@@ -52,6 +52,7 @@ pub(super) const BAD_QUERY: &str = "Invalid query parameter (plain text)";
         envs::create,
         envs::get_one,
         apply::apply,
+        rollback::rollback,
         views::entities,
         views::revisions,
         views::revision,
@@ -69,7 +70,7 @@ pub(super) const BAD_QUERY: &str = "Invalid query parameter (plain text)";
     security(("bearer" = [])),
     tags(
         (name = "environments", description = "Environments and their current revision"),
-        (name = "entities", description = "Applying manifests and reading entities"),
+        (name = "entities", description = "Applying manifests, rolling back, and reading entities"),
         (name = "revisions", description = "Revisions and how they propagated to Workers"),
         (name = "workers", description = "Worker pull, notifications and ACK/NACK reports"),
         (name = "audit", description = "The audit trail"),
