@@ -71,11 +71,6 @@ impl AdminClient {
         }
         serde_json::from_slice(&body).with_context(|| format!("unexpected answer from {url}"))
     }
-
-    /// The Manager's URL, as given.
-    pub fn base(&self) -> &str {
-        &self.base
-    }
 }
 
 /// A Manager error as one line naming the cause and the fix, then the `details` (the

@@ -33,8 +33,10 @@ mod apply;
 mod bench;
 mod conn;
 mod demo;
+mod rollback;
 mod signals;
 mod up;
+mod wait;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -88,6 +90,8 @@ enum Command {
     /// What `apply` would do, entity by entity, without changing anything. Exit status 0 when
     /// nothing would change, 2 when something would, 1 on error.
     Plan(ApplyArgs),
+    /// Return an environment to an earlier revision's content, as a new revision.
+    Rollback(rollback::RollbackArgs),
     /// Create an environment.
     Env {
         #[command(subcommand)]
@@ -184,6 +188,9 @@ struct ApplyArgs {
     /// Manifest files or directories (shell globs welcome).
     #[arg(required = true)]
     files: Vec<PathBuf>,
+    /// `--wait` / `--timeout` (apply only).
+    #[command(flatten)]
+    wait: wait::WaitArgs,
     #[command(flatten)]
     conn: ConnArgs,
 }
@@ -316,8 +323,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let client = args.conn.client()?;
             let result = apply::apply(&client, &args.env, &manifests).await?;
             println!("{}", apply::describe(&result));
-            Ok(ExitCode::SUCCESS)
+            let revision = result.changed.then_some(result.revision);
+            wait::after_commit(&client, &args.env, revision, &args.wait, args.conn.output).await
         }
+        Command::Rollback(args) => rollback::run(args).await,
         Command::Plan(args) => {
             let manifests = apply::read_manifests(&args.files)?;
             let client = args.conn.client()?;
