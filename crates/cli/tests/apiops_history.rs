@@ -201,6 +201,13 @@ fn orders(upstream: SocketAddr) -> String {
     )
 }
 
+/// A credential no proxy uses (stored sealed by the Manager).
+fn secret(value: &str) -> String {
+    format!(
+        "apiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: {{ name: upstream-key }}\nspec:\n  type: secret\n  value: \"{value}\"\n"
+    )
+}
+
 /// Writes `files` (name, text) as the only files of `dir`.
 fn write_dir(dir: &Path, files: &[(&str, String)]) {
     if dir.exists() {
@@ -256,7 +263,13 @@ fn rollback_restores_an_earlier_revision_as_a_new_one() {
     let files_arg = files.to_str().unwrap().to_string();
 
     // r1, waited for: the one Worker ACKs.
-    write_dir(&files, &[("payments.yaml", payments("blue", up))]);
+    write_dir(
+        &files,
+        &[
+            ("payments.yaml", payments("blue", up)),
+            ("key.yaml", secret("s3cret-one")),
+        ],
+    );
     let (ok, out, err) = m.cli(&["apply", "--env", "dev", &files_arg, "--wait"]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("dev: revision 1 (was 0)"), "{out}");
@@ -266,12 +279,13 @@ fn rollback_restores_an_earlier_revision_as_a_new_one() {
     assert!(get(gw, "/payments/1").1.contains("x-release: blue"));
     let r1 = digests(&m);
 
-    // r2: payments changed, orders added.
+    // r2: payments and the credential changed, orders added.
     write_dir(
         &files,
         &[
             ("payments.yaml", payments("green", up)),
             ("orders.yaml", orders(up)),
+            ("key.yaml", secret("s3cret-two")),
         ],
     );
     let (ok, out, err) = m.cli(&["apply", "--env", "dev", &files_arg, "--wait"]);
@@ -292,7 +306,7 @@ fn rollback_restores_an_earlier_revision_as_a_new_one() {
     ]);
     assert!(ok, "{out}{err}");
     assert!(
-        out.contains("rollback to revision 1: dev (revision 2): 2 change(s) would be applied")
+        out.contains("rollback to revision 1: dev (revision 2): 3 change(s) would be applied")
             && out.contains("proxy/orders: delete (v1)")
             && out.contains("proxy/payments: update v2 -> v3"),
         "{out}"
@@ -303,7 +317,8 @@ fn rollback_restores_an_earlier_revision_as_a_new_one() {
     let (ok, out, err) = m.cli(&["rollback", "--env", "dev", "--to-revision", "1", "--wait"]);
     assert!(ok, "{out}{err}");
     assert!(
-        out.contains("dev: revision 3 (was 2), 2 change(s)")
+        out.contains("dev: revision 3 (was 2), 3 change(s)")
+            && out.contains("credential/upstream-key: v2 -> v3")
             && out.contains("proxy/orders: deleted (was v1)")
             && out.contains("proxy/payments: v2 -> v3")
             && out.contains("revision 3 has the content of revision 1")
@@ -327,7 +342,7 @@ fn rollback_restores_an_earlier_revision_as_a_new_one() {
         .iter()
         .filter(|a| a["operation"] == "rollback")
         .collect();
-    assert_eq!(rollbacks.len(), 2, "{audit_after:?}");
+    assert_eq!(rollbacks.len(), 3, "{audit_after:?}");
     for a in &rollbacks {
         assert_eq!(a["detail"], "rollback to revision 1");
         assert_eq!(a["revision"], 3);
@@ -371,12 +386,30 @@ fn rollback_restores_an_earlier_revision_as_a_new_one() {
     assert_eq!(docs[0]["revision"], 4);
     assert_eq!(docs[0]["previous_revision"], 3);
     assert_eq!(docs[0]["changed"], true);
-    assert_eq!(docs[0]["changes"].as_array().unwrap().len(), 2);
+    assert_eq!(docs[0]["changes"].as_array().unwrap().len(), 3);
     assert_eq!(docs[1]["revision"], 4);
     assert_eq!(docs[1]["outcome"], "acked");
     assert_eq!(docs[1]["workers"][0]["id"], "w1");
     assert_eq!(docs[1]["workers"][0]["status"], "ack");
     assert!(get(gw, "/payments/4").1.contains("x-release: green"));
+    assert_eq!(
+        get(gw, "/orders/3").0,
+        200,
+        "orders is back, after its tombstone"
+    );
+    let (_, r4) = m.api("GET", "/v1/envs/dev/revisions/4", None);
+    let orders_change = r4["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "orders")
+        .unwrap()
+        .clone();
+    assert_eq!(orders_change["old_version"], Value::Null);
+    assert_eq!(
+        orders_change["new_version"], 3,
+        "v1, the v2 tombstone, then v3"
+    );
 
     // To a revision that does not exist (yet), or 0: refused, nothing written.
     let (ok, _, err) = m.cli(&["rollback", "--env", "dev", "--to-revision", "9"]);
