@@ -11,6 +11,7 @@ use crate::wait::{self, WaitArgs};
 
 #[derive(clap::Args)]
 pub struct RollbackArgs {
+    /// The environment to roll back.
     #[arg(long)]
     pub env: String,
     /// The revision whose content the environment returns to.
