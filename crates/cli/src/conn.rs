@@ -47,6 +47,7 @@ impl Output {
 }
 
 /// Whether stdout is a terminal (colours and progress only then).
+#[allow(dead_code)] // for the commands that colour their output
 pub fn stdout_is_terminal() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stdout())
 }

@@ -36,9 +36,11 @@ mod conn;
 mod credential;
 mod demo;
 mod dump;
+mod rollback;
 mod signals;
 mod status;
 mod up;
+mod wait;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -109,6 +111,8 @@ enum Command {
         #[command(subcommand)]
         action: credential::CredentialAction,
     },
+    /// Return an environment to an earlier revision's content, as a new revision.
+    Rollback(rollback::RollbackArgs),
     /// Create an environment.
     Env {
         #[command(subcommand)]
@@ -186,6 +190,9 @@ enum TokenAction {
         envs: Vec<String>,
         #[arg(long)]
         name: Option<String>,
+        /// The token stops working after this long (`30d`, `12h`); default: never.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<Duration>,
     },
 }
 
@@ -221,6 +228,9 @@ struct ApplyArgs {
     /// Refuse (409) unless the environment is still at this revision (the one a plan showed).
     #[arg(long)]
     expected_revision: Option<u64>,
+    /// `--wait` / `--timeout` (apply only).
+    #[command(flatten)]
+    wait: wait::WaitArgs,
     #[command(flatten)]
     conn: ConnArgs,
 }
@@ -259,6 +269,9 @@ struct PromoteArgs {
     /// Refuse (409) unless --to is still at this revision.
     #[arg(long)]
     expected_revision: Option<u64>,
+    /// `--wait` / `--timeout` (apply only).
+    #[command(flatten)]
+    wait: wait::WaitArgs,
     #[command(flatten)]
     conn: ConnArgs,
 }
@@ -390,9 +403,19 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let client = args.conn.client()?;
             let result = apply::send(&client, &args.request(false)).await?;
             print_batch(&result, args.conn.output);
-            Ok(batch_exit(&result))
+            if result.dry_run {
+                return Ok(batch_exit(&result));
+            }
+            let revision = result.changed.then_some(result.revision);
+            wait::after_commit(&client, &args.env, revision, &args.wait, args.conn.output).await
         }
+        Command::Rollback(args) => rollback::run(args).await,
         Command::Plan(args) => {
+            if args.wait.wait {
+                anyhow::bail!(
+                    "plan commits nothing, so there is nothing to --wait for: use `switchyard apply --wait`"
+                );
+            }
             let client = args.conn.client()?;
             let result = apply::send(&client, &args.request(true)).await?;
             print_batch(&result, args.conn.output);
@@ -474,6 +497,7 @@ async fn run_manager(args: ManagerArgs) -> anyhow::Result<()> {
                     role,
                     envs,
                     name,
+                    expires_in,
                 },
         }) => {
             let role = switchyard_store::Role::parse(&role).with_context(|| {
@@ -486,6 +510,10 @@ async fn run_manager(args: ManagerArgs) -> anyhow::Result<()> {
                 &name,
                 role,
                 envs,
+                expires_in.map(|d| {
+                    switchyard_store::now_millis()
+                        .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                }),
                 "cli (manager token create)",
             )
             .await?;

@@ -156,7 +156,12 @@ fn manager_apply_and_worker_processes_deploy_live() {
 
     let (ok, _, err) = run(&["apply", "--env", "prod", files.to_str().unwrap()], &env);
     assert!(!ok);
-    assert!(err.contains("unknown_environment"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "environment prod does not exist on the Manager at {url}; create it with `switchyard env create prod`"
+        )),
+        "{err}"
+    );
 
     let mut worker = worker;
     let mut manager = manager;

@@ -5,7 +5,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use switchyard_model::manifest::sha256_hex;
-use switchyard_store::{Role, TokenRecord, now_millis};
+use switchyard_store::{Millis, Role, TokenRecord, now_millis};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -114,6 +114,8 @@ impl FromRequestParts<AppState> for Principal {
                 t
             }
         };
+        // Checked on every request, cached or not: the cache never outlives an expiry.
+        check_not_expired(&token, now_millis())?;
         Ok(Principal {
             token_id: token.id,
             name: token.name,
@@ -121,6 +123,32 @@ impl FromRequestParts<AppState> for Principal {
             envs: token.envs,
         })
     }
+}
+
+/// 401 `token_expired` once `now` has reached the token's expiry, naming when it expired
+/// and how to get a new one.
+pub fn check_not_expired(token: &TokenRecord, now: Millis) -> Result<(), ApiError> {
+    match token.expires_at {
+        Some(at) if token.expired_at(now) => Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "token_expired",
+            format!(
+                "token {} ({:?}) expired at {}; create a new one with \
+                 `switchyard manager token create` (or an admin's POST /v1/tokens)",
+                token.id,
+                token.name,
+                format_millis(at)
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Unix milliseconds as RFC 3339 UTC, to the second.
+pub fn format_millis(ms: Millis) -> String {
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 pub fn hash_secret(secret: &str) -> String {
@@ -132,6 +160,7 @@ pub fn new_token(
     name: &str,
     role: Role,
     envs: Vec<String>,
+    expires_at: Option<Millis>,
 ) -> Result<(TokenRecord, String), ApiError> {
     // 24 random bytes of secret, and 5 separate ones for the public id.
     let mut bytes = [0u8; 29];
@@ -153,6 +182,7 @@ pub fn new_token(
         envs,
         created_at: now_millis(),
         revoked: false,
+        expires_at,
     };
     Ok((record, secret))
 }
@@ -213,5 +243,31 @@ impl TokenCache {
             }
         }
         map.insert(hash, (token, std::time::Instant::now()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expired_token_is_refused_with_when_and_how_to_renew() {
+        let (mut token, _) = new_token("ci", Role::Deployer, vec!["dev".into()], None).unwrap();
+        assert!(
+            check_not_expired(&token, i64::MAX).is_ok(),
+            "no expiry: never"
+        );
+        token.expires_at = Some(1_700_000_000_000);
+        assert!(check_not_expired(&token, 1_699_999_999_999).is_ok());
+        let e = check_not_expired(&token, 1_700_000_000_000).unwrap_err();
+        assert_eq!(e.status, axum::http::StatusCode::UNAUTHORIZED);
+        assert_eq!(e.code, "token_expired");
+        assert!(
+            e.message.contains("expired at 2023-11-14T22:13:20Z")
+                && e.message.contains("switchyard manager token create")
+                && e.message.contains(&token.id),
+            "{}",
+            e.message
+        );
     }
 }

@@ -143,11 +143,12 @@ pub async fn create_token(
     name: &str,
     role: Role,
     envs: Vec<String>,
+    expires_at: Option<switchyard_store::Millis>,
     actor: &str,
 ) -> Result<(String, String), ManagerError> {
     auth::check_scope(role, &envs).map_err(|e| ManagerError::Api(e.message))?;
     let (record, secret) =
-        auth::new_token(name, role, envs).map_err(|e| ManagerError::Api(e.message))?;
+        auth::new_token(name, role, envs, expires_at).map_err(|e| ManagerError::Api(e.message))?;
     let id = record.id.clone();
     store.create_token(record, actor).await?;
     Ok((id, secret))
@@ -165,6 +166,7 @@ async fn bootstrap_admin(
         "bootstrap-admin",
         Role::Admin,
         Vec::new(),
+        None,
         "manager",
     )
     .await?;

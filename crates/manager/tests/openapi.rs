@@ -20,6 +20,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/envs/{env}", &["get"]),
     ("/v1/envs/{env}/apply", &["post"]),
     ("/v1/envs/{env}/promote", &["post"]),
+    ("/v1/envs/{env}/rollback", &["post"]),
     ("/v1/envs/{env}/entities", &["get"]),
     ("/v1/envs/{env}/credentials/{name}/value", &["put"]),
     ("/v1/envs/{env}/revisions", &["get"]),

@@ -300,6 +300,17 @@ pub struct TokenRecord {
     #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Millis,
     pub revoked: bool,
+    /// When the token stops working (ms since epoch); `null` = never.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
+    pub expires_at: Option<Millis>,
+}
+
+impl TokenRecord {
+    /// Whether the token has expired at `now` (ms since epoch).
+    pub fn expired_at(&self, now: Millis) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
 }
 
 /// The store contract. All methods are transactional on their own.

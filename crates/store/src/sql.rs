@@ -113,13 +113,14 @@ pub(crate) const REPORTS_ACKED: &str = "SELECT worker_id, MAX(revision) AS revis
 // ---- tokens ----
 
 pub(crate) const TOKEN_INSERT: &str = "INSERT INTO tokens \
-     (id, name, hash, role, envs, created_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+     (id, name, hash, role, envs, created_at, revoked, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
-pub(crate) const TOKEN_BY_HASH: &str = "SELECT id, name, hash, role, envs, created_at, revoked \
-     FROM tokens WHERE hash = $1";
+pub(crate) const TOKEN_BY_HASH: &str = "SELECT id, name, hash, role, envs, created_at, revoked, \
+     expires_at FROM tokens WHERE hash = $1";
 
-pub(crate) const TOKEN_LIST: &str = "SELECT id, name, hash, role, envs, created_at, revoked \
-     FROM tokens ORDER BY created_at, id";
+pub(crate) const TOKEN_LIST: &str = "SELECT id, name, hash, role, envs, created_at, revoked, \
+     expires_at FROM tokens ORDER BY created_at, id";
 
 /// The audit query for `q`: its filters combined with AND, newest first, `limit` rows
 /// (0 → [`DEFAULT_LIMIT`]). Values are bound, never spliced into the SQL.

@@ -141,6 +141,7 @@ fn token(id: &str, hash: &str, role: Role, envs: &[&str]) -> TokenRecord {
         envs: envs.iter().map(|e| e.to_string()).collect(),
         created_at: 1_700_000_000_000,
         revoked: false,
+        expires_at: None,
     }
 }
 
@@ -242,4 +243,43 @@ async fn a_batch_of_reports_is_stored_all_or_nothing() {
         .unwrap();
     assert_eq!(store.reports_for("prod", 1).await.unwrap().len(), 20);
     assert_eq!(all_audit(&store).await.len(), audit_before + 20);
+}
+
+#[tokio::test]
+async fn token_expiry_is_stored_and_listed() {
+    let store = SqliteStore::open_in_memory().await.unwrap();
+    let never = token("tok-never", "hash-never", Role::Viewer, &[]);
+    let expiring = TokenRecord {
+        expires_at: Some(1_700_000_060_000),
+        ..token("tok-expiring", "hash-expiring", Role::Viewer, &[])
+    };
+    store.create_token(never.clone(), "t").await.unwrap();
+    store.create_token(expiring.clone(), "t").await.unwrap();
+
+    let read = store.token_by_hash("hash-expiring").await.unwrap().unwrap();
+    assert_eq!(read, expiring);
+    assert!(!read.expired_at(1_700_000_059_999));
+    assert!(read.expired_at(1_700_000_060_000));
+    let read = store.token_by_hash("hash-never").await.unwrap().unwrap();
+    assert_eq!(read.expires_at, None);
+    assert!(!read.expired_at(i64::MAX));
+
+    let listed = store.list_tokens().await.unwrap();
+    let by_id = |id: &str| listed.iter().find(|t| t.id == id).unwrap().expires_at;
+    assert_eq!(by_id("tok-expiring"), Some(1_700_000_060_000));
+    assert_eq!(by_id("tok-never"), None);
+    // The listing shows the expiry (null when none).
+    let json = serde_json::to_value(&listed).unwrap();
+    assert!(
+        json.as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["expires_at"] == 1_700_000_060_000_i64)
+    );
+    assert!(
+        json.as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["expires_at"].is_null())
+    );
 }

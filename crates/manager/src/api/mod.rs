@@ -6,6 +6,7 @@ mod credentials;
 mod envs;
 mod openapi;
 mod promote;
+mod rollback;
 mod sync;
 mod tokens;
 mod views;
@@ -28,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/envs/{env}", get(envs::get_one))
         .route("/v1/envs/{env}/apply", post(apply::apply))
         .route("/v1/envs/{env}/promote", post(promote::promote))
+        .route("/v1/envs/{env}/rollback", post(rollback::rollback))
         .route("/v1/envs/{env}/entities", get(views::entities))
         .route(
             "/v1/envs/{env}/credentials/{name}/value",

@@ -10,15 +10,15 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{apply, credentials, envs, promote, sync, tokens, views};
+use super::{apply, credentials, envs, promote, rollback, sync, tokens, views};
 
 /// Name of the security scheme (`Authorization: Bearer <token>`) in the document; the
 /// `security(("bearer" = []))` below must name it (the attribute takes only a literal).
 const BEARER_SCHEME: &str = "bearer";
 
 // Descriptions of the error responses shared by many operations.
-pub(super) const UNAUTHORIZED: &str =
-    "Missing, malformed, unknown or revoked bearer token (`unauthorized`)";
+pub(super) const UNAUTHORIZED: &str = "Missing, malformed, unknown or revoked bearer token \
+    (`unauthorized`), or an expired one (`token_expired`, the message says when it expired)";
 pub(super) const FORBIDDEN: &str =
     "The token's role or environments do not allow this (`forbidden`)";
 pub(super) const UNKNOWN_ENV: &str = "No such environment (`unknown_environment`)";
@@ -54,6 +54,7 @@ pub(super) const BAD_QUERY: &str = "Invalid query parameter (plain text)";
         apply::apply,
         promote::promote,
         credentials::set_value,
+        rollback::rollback,
         views::entities,
         views::revisions,
         views::revision,
@@ -71,7 +72,7 @@ pub(super) const BAD_QUERY: &str = "Invalid query parameter (plain text)";
     security(("bearer" = [])),
     tags(
         (name = "environments", description = "Environments and their current revision"),
-        (name = "entities", description = "Applying manifests and reading entities"),
+        (name = "entities", description = "Applying manifests, rolling back, and reading entities"),
         (name = "revisions", description = "Revisions and how they propagated to Workers"),
         (name = "workers", description = "Worker pull, notifications and ACK/NACK reports"),
         (name = "audit", description = "The audit trail"),

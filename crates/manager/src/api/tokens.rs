@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use switchyard_store::{Role, TokenRecord};
+use switchyard_store::{Millis, Role, TokenRecord, now_millis};
 
 use super::openapi::{
     AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNPROCESSABLE_BODY,
@@ -25,6 +25,14 @@ pub struct CreateToken {
     /// `admin`; optional for `viewer` (none = all).
     #[serde(default)]
     envs: Vec<String>,
+    /// How long the token works, as a duration (`30d`, `12h`, `90m`); absent = never
+    /// expires. Give this or `expires_at`, not both.
+    #[serde(default)]
+    #[schema(example = "30d")]
+    expires_in: Option<String>,
+    /// When the token stops working, in unix milliseconds (must be in the future).
+    #[serde(default)]
+    expires_at: Option<i64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -33,6 +41,8 @@ pub struct CreatedToken {
     name: String,
     role: Role,
     envs: Vec<String>,
+    /// When the token stops working (unix ms); `null` = never.
+    expires_at: Option<i64>,
     /// The secret. Shown once; only its hash is stored.
     token: String,
 }
@@ -74,7 +84,8 @@ pub async fn create(
         super::check_env_name(env)?;
     }
     check_scope(role, &body.envs)?;
-    let (record, secret) = new_token(&body.name, role, body.envs)?;
+    let expires_at = expiry(body.expires_in.as_deref(), body.expires_at, now_millis())?;
+    let (record, secret) = new_token(&body.name, role, body.envs, expires_at)?;
     state
         .store
         .create_token(record.clone(), &who.actor())
@@ -87,6 +98,7 @@ pub async fn create(
             name: record.name,
             role,
             envs: record.envs,
+            expires_at: record.expires_at,
             token: secret,
         }),
     ))
@@ -111,4 +123,55 @@ pub async fn list(
 ) -> ApiResult<Json<Vec<TokenRecord>>> {
     who.require_admin()?;
     Ok(Json(state.store.list_tokens().await?))
+}
+
+/// The expiry a creation asks for: `expires_in` (a duration from `now`) or `expires_at`
+/// (unix ms, in the future), or none.
+fn expiry(
+    expires_in: Option<&str>,
+    expires_at: Option<Millis>,
+    now: Millis,
+) -> ApiResult<Option<Millis>> {
+    match (expires_in, expires_at) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "give expires_in or expires_at, not both",
+        )),
+        (Some(text), None) => {
+            let d = humantime::parse_duration(text).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "invalid expires_in {text:?} ({e}): use a duration such as 30d, 12h or 90m"
+                ))
+            })?;
+            if d.is_zero() {
+                return Err(ApiError::bad_request("expires_in must be more than 0"));
+            }
+            let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+            Ok(Some(now.saturating_add(ms)))
+        }
+        (None, Some(at)) if at <= now => Err(ApiError::bad_request(format!(
+            "expires_at {at} is not in the future"
+        ))),
+        (None, Some(at)) => Ok(Some(at)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expiry;
+
+    #[test]
+    fn expiry_from_a_duration_or_a_time() {
+        assert_eq!(expiry(None, None, 1000).unwrap(), None);
+        assert_eq!(
+            expiry(Some("30d"), None, 1000).unwrap(),
+            Some(1000 + 30 * 86_400_000)
+        );
+        assert_eq!(expiry(Some("1ms"), None, 1000).unwrap(), Some(1001));
+        assert_eq!(expiry(None, Some(5000), 1000).unwrap(), Some(5000));
+        assert!(expiry(Some("0s"), None, 1000).is_err());
+        assert!(expiry(Some("soon"), None, 1000).is_err());
+        assert!(expiry(None, Some(1000), 1000).is_err());
+        assert!(expiry(Some("1h"), Some(5000), 1000).is_err());
+    }
 }

@@ -160,6 +160,7 @@ pub(super) fn token(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
         envs: from_json::<Vec<String>>(&envs, "token envs")?,
         created_at: get(row, "created_at")?,
         revoked: get::<i64>(row, "revoked")? != 0,
+        expires_at: get(row, "expires_at")?,
     })
 }
 

@@ -440,6 +440,7 @@ async fn create_token_in(
         .bind(envs.as_str())
         .bind(token.created_at)
         .bind(i64::from(token.revoked))
+        .bind(token.expires_at)
         .execute(&mut *conn)
         .await
         .map_err(db("create token"))?;
