@@ -402,11 +402,24 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Apply(args) => {
             let client = args.conn.client()?;
             let result = apply::send(&client, &args.request(false)).await?;
+            let revision = (result.changed && !result.dry_run).then_some(result.revision);
+            if args.conn.output == conn::Output::Json {
+                // One JSON document: the apply, with the wait's report under "wait".
+                let report = wait::wait_if_asked(&client, &args.env, revision, &args.wait).await?;
+                let mut v = serde_json::to_value(&result)?;
+                if let Some(r) = &report {
+                    v["wait"] = serde_json::to_value(r)?;
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(match &report {
+                    Some(r) => wait::exit_code(r),
+                    None => batch_exit(&result),
+                });
+            }
             print_batch(&result, args.conn.output);
             if result.dry_run {
                 return Ok(batch_exit(&result));
             }
-            let revision = result.changed.then_some(result.revision);
             wait::after_commit(&client, &args.env, revision, &args.wait, args.conn.output).await
         }
         Command::Rollback(args) => rollback::run(args).await,

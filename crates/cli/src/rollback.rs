@@ -70,9 +70,17 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         .post(&format!("/v1/envs/{}/rollback", args.env), &body)
         .await?;
     result.to_revision = args.to_revision;
-    args.conn.output.print(&result, || {
-        describe(&result, crate::conn::stdout_is_terminal())
-    });
     let revision = (result.batch.changed && !result.batch.dry_run).then_some(result.batch.revision);
+    if args.conn.output == crate::conn::Output::Json {
+        // One JSON document: the rollback, with the wait's report under "wait".
+        let report = wait::wait_if_asked(&client, &args.env, revision, &args.wait).await?;
+        let mut v = serde_json::to_value(&result)?;
+        if let Some(r) = &report {
+            v["wait"] = serde_json::to_value(r)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(report.as_ref().map_or(ExitCode::SUCCESS, wait::exit_code));
+    }
+    println!("{}", describe(&result, crate::conn::stdout_is_terminal()));
     wait::after_commit(&client, &args.env, revision, &args.wait, args.conn.output).await
 }

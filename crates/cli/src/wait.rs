@@ -298,17 +298,35 @@ pub async fn after_commit(
     args: &WaitArgs,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
-    let (true, Some(revision)) = (args.wait, revision) else {
+    let Some(report) = wait_if_asked(client, env, revision, args).await? else {
         return Ok(ExitCode::SUCCESS);
     };
-    let progress = conn::stderr_is_terminal();
-    let report = wait_for_revision(client, env, revision, args.timeout, progress).await?;
     output.print(&report, || describe(&report));
-    Ok(if report.ok() {
+    Ok(exit_code(&report))
+}
+
+/// Waits when `--wait` was given and a revision was created.
+pub async fn wait_if_asked(
+    client: &AdminClient,
+    env: &str,
+    revision: Option<u64>,
+    args: &WaitArgs,
+) -> anyhow::Result<Option<WaitReport>> {
+    let (true, Some(revision)) = (args.wait, revision) else {
+        return Ok(None);
+    };
+    let progress = conn::stderr_is_terminal();
+    wait_for_revision(client, env, revision, args.timeout, progress)
+        .await
+        .map(Some)
+}
+
+pub fn exit_code(report: &WaitReport) -> ExitCode {
+    if report.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
 }
 
 #[cfg(test)]

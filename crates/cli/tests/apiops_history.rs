@@ -308,7 +308,7 @@ fn rollback_restores_an_earlier_revision_as_a_new_one() {
     assert!(
         out.contains("rollback to revision 1: dev (revision 2): 3 change(s) would be applied")
             && out.contains("proxy/orders: delete (v1)")
-            && out.contains("proxy/payments: update v2 -> v3"),
+            && out.contains("~ proxy/payments: v2 -> v3 (hot)"),
         "{out}"
     );
     assert_eq!(m.revision(), 2);
@@ -368,7 +368,7 @@ fn rollback_restores_an_earlier_revision_as_a_new_one() {
     assert_eq!(m.revision(), 3);
     assert_eq!(audit(&m).len(), audit_count, "no audit noise");
 
-    // Forward to r2's content, as JSON: the response, then the wait report.
+    // Forward to r2's content, as JSON: one document, the wait's report under "wait".
     let (ok, out, err) = m.cli(&[
         "rollback",
         "--env",
@@ -381,16 +381,17 @@ fn rollback_restores_an_earlier_revision_as_a_new_one() {
     ]);
     assert!(ok, "{out}{err}");
     let docs = json_docs(&out);
-    assert_eq!(docs.len(), 2, "{out}");
+    assert_eq!(docs.len(), 1, "{out}");
     assert_eq!(docs[0]["to_revision"], 2);
     assert_eq!(docs[0]["revision"], 4);
     assert_eq!(docs[0]["previous_revision"], 3);
     assert_eq!(docs[0]["changed"], true);
     assert_eq!(docs[0]["changes"].as_array().unwrap().len(), 3);
-    assert_eq!(docs[1]["revision"], 4);
-    assert_eq!(docs[1]["outcome"], "acked");
-    assert_eq!(docs[1]["workers"][0]["id"], "w1");
-    assert_eq!(docs[1]["workers"][0]["status"], "ack");
+    let wait = &docs[0]["wait"];
+    assert_eq!(wait["revision"], 4);
+    assert_eq!(wait["outcome"], "acked");
+    assert_eq!(wait["workers"][0]["id"], "w1");
+    assert_eq!(wait["workers"][0]["status"], "ack");
     assert!(get(gw, "/payments/4").1.contains("x-release: green"));
     assert_eq!(
         get(gw, "/orders/3").0,

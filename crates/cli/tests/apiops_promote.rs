@@ -529,7 +529,10 @@ fn a_stale_plan_conflicts_and_bad_input_is_named_on_one_line() {
         f,
     ]);
     assert_eq!(code, 1);
-    assert!(err.contains("409"), "{err}");
+    assert!(
+        err.contains("is at revision") && err.contains("re-run `switchyard plan`"),
+        "{err}"
+    );
     assert!(c.proxy_manifest("dev", "a").is_null(), "nothing changed");
 
     // Bad input: each a message naming the cause; nothing changed.
