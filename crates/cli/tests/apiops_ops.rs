@@ -23,21 +23,7 @@ impl Manager {
     fn start() -> Manager {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let proc = Proc::spawn(&[
-            "manager",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ]);
-        let url = format!(
-            "http://{}",
-            addr(&proc.wait_log("manager listening"), "listen")
-        );
-        let admin = std::fs::read_to_string(data.join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_string();
+        let (proc, url, admin) = common::spawn_manager(&data);
         let m = Manager {
             dir,
             _proc: proc,

@@ -84,21 +84,7 @@ struct Cluster {
 impl Cluster {
     fn start(dir: &Path) -> Cluster {
         let data = dir.join("data");
-        let manager = Proc::spawn(&[
-            "manager",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ]);
-        let url = format!(
-            "http://{}",
-            addr(&manager.wait_log("manager listening"), "listen")
-        );
-        let admin = std::fs::read_to_string(data.join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_string();
+        let (manager, url, admin) = common::spawn_manager(&data);
         Cluster {
             _manager: manager,
             url,

@@ -76,21 +76,7 @@ fn bench_swap_measures_an_existing_cluster_and_cleans_up() {
     use common::{Proc, addr};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let manager = Proc::spawn(&[
-        "manager",
-        "--data",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let url = format!(
-        "http://{}",
-        addr(&manager.wait_log("manager listening"), "listen")
-    );
-    let admin = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let (_manager, url, admin) = common::spawn_manager(&data);
     let env = [
         ("SWITCHYARD_MANAGER", url.as_str()),
         ("SWITCHYARD_TOKEN", admin.as_str()),

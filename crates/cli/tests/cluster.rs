@@ -23,21 +23,7 @@ fn manager_apply_and_worker_processes_deploy_live() {
 
     let upstream = Proc::spawn(&["upstream", "--listen", "127.0.0.1:0", "--id", "a"]);
     let up = addr(&upstream.wait_log("sample upstream listening"), "addr");
-    let manager = Proc::spawn(&[
-        "manager",
-        "--data",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let url = format!(
-        "http://{}",
-        addr(&manager.wait_log("manager listening"), "listen")
-    );
-    let admin = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let (manager, url, admin) = common::spawn_manager(&data);
 
     let (ok, out, err) = run(
         &["env", "create", "dev", "--manager", &url, "--token", &admin],

@@ -44,21 +44,7 @@ fn the_issue_example_works_as_written() {
     let data = dir.path().join("data");
     let upstream = Proc::spawn(&["upstream", "--listen", "127.0.0.1:0", "--id", "llm"]);
     let up = addr(&upstream.wait_log("sample upstream listening"), "addr");
-    let manager = Proc::spawn(&[
-        "manager",
-        "--data",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let url = format!(
-        "http://{}",
-        addr(&manager.wait_log("manager listening"), "listen")
-    );
-    let admin = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let (_manager, url, admin) = common::spawn_manager(&data);
     let env = [
         ("SWITCHYARD_MANAGER", url.as_str()),
         ("SWITCHYARD_TOKEN", admin.as_str()),

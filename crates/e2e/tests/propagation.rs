@@ -272,7 +272,10 @@ async fn a_revision_workers_reject_is_nacked_and_the_old_one_keeps_serving() {
     let (_, list) = m.call(Method::GET, "/v1/envs/dev/workers", None).await;
     for w in list.as_array().unwrap() {
         assert_eq!(w["last_report"]["status"], "nack", "{w}");
-        assert_eq!(w["revision"], 1, "a NACK keeps it on its last good revision: {w}");
+        assert_eq!(
+            w["revision"], 1,
+            "a NACK keeps it on its last good revision: {w}"
+        );
     }
 
     // A fixed revision moves everyone on.

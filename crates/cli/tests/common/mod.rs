@@ -127,3 +127,24 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A `switchyard manager` process on port 0 keeping its data in `data`: the process, its
+/// URL and the admin token it wrote on first start.
+pub fn spawn_manager(data: &std::path::Path) -> (Proc, String, String) {
+    let manager = Proc::spawn(&[
+        "manager",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let url = format!(
+        "http://{}",
+        addr(&manager.wait_log("manager listening"), "listen")
+    );
+    let admin = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    (manager, url, admin)
+}
