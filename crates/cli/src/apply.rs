@@ -23,6 +23,15 @@ pub struct BatchResponse {
     #[serde(default)]
     pub dry_run: bool,
     pub changes: Vec<Change>,
+    /// Dry runs: the entities of the batch that already match what is deployed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchanged: Vec<EntityKey>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct EntityKey {
+    pub kind: String,
+    pub name: String,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -265,15 +274,20 @@ pub fn describe(r: &BatchResponse, colour: bool) -> String {
             text.to_string()
         }
     };
+    let unchanged = if r.unchanged.is_empty() {
+        String::new()
+    } else {
+        format!(", {} unchanged", r.unchanged.len())
+    };
     if !r.changed {
         return format!(
-            "no changes: {} (revision {}) already matches",
+            "no changes: {} (revision {}) already matches{unchanged}",
             r.env, r.revision
         );
     }
     let mut out = if r.dry_run {
         format!(
-            "{} (revision {}): {} change(s) would be applied as one revision",
+            "{} (revision {}): {} change(s) would be applied as one revision{unchanged}",
             r.env,
             r.revision,
             r.changes.len()
@@ -408,13 +422,14 @@ mod tests {
                  "diff": [{"path": "spec.value", "old": "<redacted>", "new": "<redacted>", "secret": true}]},
                 {"kind": "Proxy", "name": "old", "old_version": 2, "new_version": null, "digest": "",
                  "hot": {"hot": true, "how": "swapped"}}
-            ]
+            ],
+            "unchanged": [{"kind": "Proxy", "name": "same"}]
         }))
         .unwrap();
         let text = describe(&r, false);
         assert_eq!(
             text,
-            "dev (revision 4): 3 change(s) would be applied as one revision\n  \
+            "dev (revision 4): 3 change(s) would be applied as one revision, 1 unchanged\n  \
              ~ proxy/payments: v3 -> v4 (hot)\n      \
              spec.upstream.targets[0].url: \"http://a\" -> \"http://b\"\n  \
              ~ credential/key: v1 -> v2 (hot)\n      \

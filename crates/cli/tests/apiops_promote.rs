@@ -219,6 +219,10 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
     assert!(out.contains("no changes"), "{out}");
     let (code, out, _) = c.cli(&["plan", "--env", "dev", f]);
     assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("already matches, 4 unchanged"),
+        "every entity is listed as unchanged: {out}"
+    );
     assert_eq!(
         release_of(&c.proxy_manifest("dev", "payments")),
         "dev-build"

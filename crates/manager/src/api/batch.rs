@@ -70,6 +70,9 @@ pub struct BatchResponse {
     pub changed: bool,
     pub dry_run: bool,
     pub changes: Vec<PlannedChange>,
+    /// Dry runs only: the entities of the batch that already match what is deployed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchanged: Vec<EntityKey>,
 }
 
 /// How often a batch that did not pin a revision is re-validated and retried when another
@@ -103,7 +106,7 @@ pub async fn run(
         validate(state, env, &stored, &upserts, &batch.delete)?;
         let changes = to_changes(state, &upserts, &batch.delete)?;
         if batch.dry_run {
-            let planned = plan(state, &stored, &changes)?;
+            let (planned, unchanged) = plan(state, &stored, &changes)?;
             return Ok(BatchResponse {
                 env: env.to_string(),
                 revision: info.revision,
@@ -111,6 +114,7 @@ pub async fn run(
                 changed: !planned.is_empty(),
                 dry_run: true,
                 changes: planned,
+                unchanged,
             });
         }
         let result = state
@@ -149,6 +153,7 @@ pub async fn run(
                 diff: Vec::new(),
             })
             .collect(),
+        unchanged: Vec::new(),
     })
 }
 
@@ -332,13 +337,15 @@ pub fn invalid(message: String, details: Vec<String>) -> ApiError {
     e
 }
 
-/// What a commit of `changes` would do to `stored`, with each changed entity's fields.
+/// What a commit of `changes` would do to `stored`, with each changed entity's fields,
+/// and the entities it would leave as they are.
 fn plan(
     state: &AppState,
     stored: &[EntityRecord],
     changes: &[Change],
-) -> ApiResult<Vec<PlannedChange>> {
+) -> ApiResult<(Vec<PlannedChange>, Vec<EntityKey>)> {
     let mut out = Vec::new();
+    let mut unchanged = Vec::new();
     for c in changes {
         let (kind, name) = match c {
             Change::Upsert { kind, name, .. } | Change::Delete { kind, name } => (kind, name),
@@ -347,7 +354,13 @@ fn plan(
             .iter()
             .find(|e| &e.kind == kind && &e.name == name && !e.deleted);
         let (change, new_text) = match (c, current) {
-            (Change::Upsert { digest, .. }, Some(e)) if &e.digest == digest => continue,
+            (Change::Upsert { digest, .. }, Some(e)) if &e.digest == digest => {
+                unchanged.push(EntityKey {
+                    kind: kind.clone(),
+                    name: name.clone(),
+                });
+                continue;
+            }
             (Change::Upsert { digest, .. }, current) => (
                 AppliedChange {
                     kind: kind.clone(),
@@ -391,5 +404,5 @@ fn plan(
             change,
         });
     }
-    Ok(out)
+    Ok((out, unchanged))
 }

@@ -124,6 +124,7 @@ pub async fn rollback(
                 changed: false,
                 dry_run: req.dry_run,
                 changes: Vec::new(),
+                unchanged: Vec::new(),
             }));
         }
         validate(&state, &env, to, &target)?;
@@ -135,6 +136,7 @@ pub async fn rollback(
                 changed: true,
                 dry_run: true,
                 changes: planned.into_iter().map(unplanned).collect(),
+                unchanged: Vec::new(),
             }));
         }
         let result = state
@@ -169,6 +171,7 @@ pub async fn rollback(
         changed,
         dry_run: false,
         changes: outcome.changes.into_iter().map(unplanned).collect(),
+        unchanged: Vec::new(),
     }))
 }
 
