@@ -98,6 +98,14 @@ pub async fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
     }
 
     match &args.dir {
+        None if args.conn.output == crate::conn::Output::Json => {
+            // The same documents, as JSON strings of YAML text: what `apply` takes.
+            let docs: Vec<serde_json::Value> = dumped
+                .iter()
+                .map(|d| serde_json::json!({ "kind": d.kind, "name": d.name, "yaml": d.yaml }))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&docs)?);
+        }
         None => {
             let docs: Vec<&str> = dumped.iter().map(|d| d.yaml.as_str()).collect();
             print!("{}", docs.join("---\n"));

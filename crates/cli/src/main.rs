@@ -456,10 +456,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             action: EnvAction::Create { name, conn },
         } => {
             let client = conn.client()?;
-            let _: serde_json::Value = client
+            let created: serde_json::Value = client
                 .post("/v1/envs", &serde_json::json!({ "name": name }))
                 .await?;
-            println!("environment {name} created");
+            conn.output
+                .print(&created, || format!("environment {name} created"));
             Ok(ExitCode::SUCCESS)
         }
         Command::Up {

@@ -499,6 +499,15 @@ fn a_stale_plan_conflicts_and_bad_input_is_named_on_one_line() {
     write(&files, "a.yaml", &proxy("a", "t", "/a"));
     let f = files.to_str().unwrap();
 
+    // Every command speaks JSON on request.
+    let (code, out, _) = c.cli(&["env", "create", "qa", "--output", "json"]);
+    assert_eq!(code, 0);
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (created["name"].as_str(), created["revision"].as_u64()),
+        (Some("qa"), Some(0))
+    );
+
     // 409: a plan at revision R, someone else applies, an apply pinned to R is refused.
     let (code, out, _) = c.cli(&["plan", "--env", "dev", "--output", "json", f]);
     assert_eq!(code, 2);
@@ -524,6 +533,16 @@ fn a_stale_plan_conflicts_and_bad_input_is_named_on_one_line() {
         "{err}"
     );
     assert!(c.proxy_manifest("dev", "a").is_null(), "nothing changed");
+    let (code, out, _) = c.cli(&["dump", "--env", "dev", "--output", "json"]);
+    assert_eq!(code, 0);
+    let dumped: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let b = dumped
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "b")
+        .unwrap();
+    assert!(b["yaml"].as_str().unwrap().contains("${UPSTREAM}"), "{b}");
 
     // Bad input: each a message naming the cause; nothing changed.
     let bad = |name: &str, text: &str| {
