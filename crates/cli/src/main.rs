@@ -519,20 +519,25 @@ async fn run_manager(args: ManagerArgs) -> anyhow::Result<()> {
             })?;
             let store = switchyard_store::SqliteStore::open(&data.join("switchyard.db")).await?;
             let name = name.unwrap_or_else(|| format!("{}-cli", role.as_str()));
+            let expires_at = expires_in.map(|d| {
+                switchyard_store::now_millis()
+                    .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            });
             let (id, secret) = switchyard_manager::create_token(
                 &store,
                 &name,
                 role,
                 envs,
-                expires_in.map(|d| {
-                    switchyard_store::now_millis()
-                        .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-                }),
+                expires_at,
                 "cli (manager token create)",
             )
             .await?;
+            let expiry = expires_at.map_or_else(
+                || "never expires".to_string(),
+                |at| format!("expires {}", status::rfc3339(at)),
+            );
             eprintln!(
-                "created token {id} ({}); it is shown only once:",
+                "created token {id} ({}, {expiry}); it is shown only once:",
                 role.as_str()
             );
             println!("{secret}");

@@ -31,7 +31,7 @@ pub struct WaitArgs {
     #[arg(long)]
     pub wait: bool,
     /// How long `--wait` waits (`30s`, `2m`).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, requires = "wait")]
     pub timeout: Duration,
 }
 
