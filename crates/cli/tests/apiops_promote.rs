@@ -638,3 +638,59 @@ fn a_stale_plan_conflicts_and_bad_input_is_named_on_one_line() {
     }
     assert_eq!(c.api("/v1/envs/dev")["revision"], before, "nothing changed");
 }
+
+#[test]
+fn introducing_a_variable_is_recorded_even_when_it_resolves_to_the_same_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(dir.path());
+    for env in ["dev", "stage"] {
+        let (code, _, err) = c.cli(&["env", "create", env]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let environments = ENVIRONMENTS.replace("UPSTREAM_ADDR", "127.0.0.1:9");
+    let envs = dir.path().join("environments.yaml");
+    std::fs::write(&envs, &environments).unwrap();
+    let files = dir.path().join("f");
+    std::fs::create_dir(&files).unwrap();
+    let literal = proxy("a", "t", "/a").replace("${UPSTREAM}", "http://127.0.0.1:9");
+    std::fs::write(files.join("a.yaml"), literal).unwrap();
+    let (code, _, err) = c.cli(&[
+        "apply",
+        "--env",
+        "dev",
+        files.to_str().unwrap(),
+        envs.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+
+    // dev's UPSTREAM is the same literal: the manifest does not change, the template does.
+    std::fs::write(files.join("a.yaml"), proxy("a", "t", "/a")).unwrap();
+    let (code, out, _) = c.cli(&["plan", "--env", "dev", files.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("~ proxy/a: v1 -> v2 (hot)") && out.contains("(template: "),
+        "{out}"
+    );
+    let (code, _, err) = c.cli(&["apply", "--env", "dev", files.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = c.cli(&["apply", "--env", "dev", files.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("no changes"), "{out}");
+
+    // So a promotion resolves the variable with the target's value, not dev's literal.
+    let stage_envs = dir.path().join("stage.yaml");
+    std::fs::write(
+        &stage_envs,
+        environments.replace(
+            "RELEASE: stage-build\n    UPSTREAM: \"http://127.0.0.1:9\"",
+            "RELEASE: stage-build\n    UPSTREAM: \"http://127.0.0.2:9\"",
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = c.cli(&["apply", "--env", "stage", stage_envs.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = c.cli(&["promote", "--from", "dev", "--to", "stage"]);
+    assert_eq!(code, 0, "{err}");
+    let url = c.proxy_manifest("stage", "a")["spec"]["upstream"]["targets"][0]["url"].clone();
+    assert_eq!(url, "http://127.0.0.2:9");
+}

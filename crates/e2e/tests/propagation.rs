@@ -245,6 +245,7 @@ async fn a_revision_workers_reject_is_nacked_and_the_old_one_keeps_serving() {
                 manifest: bad.into(),
                 labels: Default::default(),
                 template: None,
+                template_digest: None,
             }],
             detail: None,
         })

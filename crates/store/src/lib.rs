@@ -127,12 +127,16 @@ pub struct EntityRecord {
     /// The manifest as written, `${NAME}` variables unresolved (`None` when it uses none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    /// SHA-256 (hex) of the template's clear text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_digest: Option<String>,
 }
 
 /// One entity change in a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// Create or replace. Skipped (no new version) when `digest` equals the stored one.
+    /// Create or replace. Skipped (no new version) when `digest` and `template_digest`
+    /// equal the stored ones.
     Upsert {
         kind: String,
         name: String,
@@ -141,6 +145,9 @@ pub enum Change {
         labels: BTreeMap<String, String>,
         /// The manifest as written, when it uses environment variables.
         template: Option<String>,
+        /// SHA-256 of the template's clear text: an upsert whose `digest` and
+        /// `template_digest` both equal the stored ones changes nothing.
+        template_digest: Option<String>,
     },
     /// Delete. Skipped when the entity does not exist.
     Delete { kind: String, name: String },

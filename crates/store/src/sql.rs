@@ -25,29 +25,29 @@ pub(crate) const ENV_SET_REVISION: &str =
 // ---- entities ----
 
 /// The stored state of one entity (live or tombstone), for planning a change.
-pub(crate) const ENTITY_STATE: &str =
-    "SELECT version, deleted, digest FROM entities WHERE env = $1 AND kind = $2 AND name = $3";
+pub(crate) const ENTITY_STATE: &str = "SELECT version, deleted, digest, template_digest FROM entities \
+     WHERE env = $1 AND kind = $2 AND name = $3";
 
 pub(crate) const ENTITY_UPSERT: &str = "INSERT INTO entities \
-     (env, kind, name, version, revision, deleted, digest, manifest, labels, template) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+     (env, kind, name, version, revision, deleted, digest, manifest, labels, template, \
+     template_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
      ON CONFLICT (env, kind, name) DO UPDATE SET \
      version = excluded.version, revision = excluded.revision, deleted = excluded.deleted, \
      digest = excluded.digest, manifest = excluded.manifest, labels = excluded.labels, \
-     template = excluded.template";
+     template = excluded.template, template_digest = excluded.template_digest";
 
 pub(crate) const HISTORY_INSERT: &str = "INSERT INTO entity_history \
-     (env, kind, name, version, revision, deleted, digest, manifest, labels, template) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+     (env, kind, name, version, revision, deleted, digest, manifest, labels, template, \
+     template_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 /// Live entities now.
 pub(crate) const ENTITIES_LIVE: &str = "SELECT kind, name, version, revision, deleted, digest, \
-     manifest, labels, template FROM entities WHERE env = $1 AND deleted = 0 ORDER BY kind, name";
+     manifest, labels, template, template_digest FROM entities WHERE env = $1 AND deleted = 0 ORDER BY kind, name";
 
 /// Live entities as they were at revision `$2`: per entity, the latest history row with
 /// revision <= $2, unless that row is a tombstone.
 pub(crate) const ENTITIES_AT: &str = "SELECT h.kind, h.name, h.version, h.revision, \
-     h.deleted, h.digest, h.manifest, h.labels, h.template \
+     h.deleted, h.digest, h.manifest, h.labels, h.template, h.template_digest \
      FROM entity_history h \
      JOIN (SELECT kind, name, MAX(version) AS version FROM entity_history \
            WHERE env = $1 AND revision <= $2 GROUP BY kind, name) m \
@@ -58,7 +58,7 @@ pub(crate) const ENTITIES_AT: &str = "SELECT h.kind, h.name, h.version, h.revisi
 /// The latest version of every entity changed after revision `$2`, tombstones included.
 /// The `entities` row is by construction the latest version of each entity.
 pub(crate) const ENTITIES_CHANGED_SINCE: &str = "SELECT kind, name, version, revision, \
-     deleted, digest, manifest, labels, template FROM entities \
+     deleted, digest, manifest, labels, template, template_digest FROM entities \
      WHERE env = $1 AND revision > $2 ORDER BY kind, name";
 
 // ---- revisions ----

@@ -368,4 +368,23 @@ async fn templates_are_kept_with_each_version() {
     assert_eq!(then[0].template.as_deref(), Some("url: ${A}"));
     let (_, since) = store.changes_since("dev", 0).await.unwrap();
     assert_eq!(since[0].template, None);
+
+    // The same manifest from another template is a change; the same pair again is not.
+    let with_digest = |template: &str| {
+        let mut c = with_template("a2", Some(template));
+        if let switchyard_store::Change::Upsert {
+            template_digest, ..
+        } = &mut c
+        {
+            *template_digest = Some(format!("td-{template}"));
+        }
+        c
+    };
+    let out = apply(&store, "dev", vec![with_digest("url: ${B}")]).await;
+    assert_eq!(out.changes.len(), 1, "a new template is recorded");
+    let out = apply(&store, "dev", vec![with_digest("url: ${B}")]).await;
+    assert!(
+        out.changes.is_empty(),
+        "the same template again changes nothing"
+    );
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use switchyard_model::manifest::EnvironmentManifest;
+use switchyard_model::manifest::{EnvironmentManifest, sha256_hex};
 use switchyard_model::plan::{FieldChange, Hotness, field_changes, hotness};
 use switchyard_model::protocol::{EntityRef, RevisionEvent};
 use switchyard_model::{Located, Manifest, compile, parse_str};
@@ -251,6 +251,7 @@ fn to_changes(
             manifest,
             labels: u.labels.clone().unwrap_or_else(|| m.labels().clone()),
             template,
+            template_digest: u.template.as_deref().map(|t| sha256_hex(t.as_bytes())),
         });
     }
     changes.extend(delete.iter().map(|k| Change::Delete {
@@ -354,7 +355,14 @@ fn plan(
             .iter()
             .find(|e| &e.kind == kind && &e.name == name && !e.deleted);
         let (change, new_text) = match (c, current) {
-            (Change::Upsert { digest, .. }, Some(e)) if &e.digest == digest => {
+            (
+                Change::Upsert {
+                    digest,
+                    template_digest,
+                    ..
+                },
+                Some(e),
+            ) if &e.digest == digest && &e.template_digest == template_digest => {
                 unchanged.push(EntityKey {
                     kind: kind.clone(),
                     name: name.clone(),
@@ -394,10 +402,20 @@ fn plan(
             _ => None,
         };
         // A creation or a deletion is the whole entity: only updates list fields.
-        let diff = match (&old_text, &new_text) {
+        let mut diff = match (&old_text, &new_text) {
             (Some(_), Some(_)) => field_changes(kind, old_text.as_deref(), new_text.as_deref()),
             _ => Vec::new(),
         };
+        if current.is_some() && diff.is_empty() {
+            // Same manifest here, another text as written (e.g. a literal became a
+            // variable): recorded, so promotions resolve what is written now.
+            diff.push(FieldChange {
+                path: "(template: the document as written changed; it resolves to the same manifest here)".to_string(),
+                old: None,
+                new: None,
+                secret: false,
+            });
+        }
         out.push(PlannedChange {
             hot: hotness(kind),
             diff,

@@ -196,7 +196,11 @@ fn diff(stored: &[EntityRecord], target: &[EntityRecord]) -> (Vec<Change>, Vec<A
     for t in target {
         let current = now.get(&(t.kind.as_str(), t.name.as_str()));
         let (old_version, new_version) = match current {
-            Some(e) if !e.deleted && e.digest == t.digest => continue,
+            Some(e)
+                if !e.deleted && e.digest == t.digest && e.template_digest == t.template_digest =>
+            {
+                continue;
+            }
             Some(e) if e.deleted => (None, e.version + 1),
             Some(e) => (Some(e.version), e.version + 1),
             None => (None, 1),
@@ -209,6 +213,7 @@ fn diff(stored: &[EntityRecord], target: &[EntityRecord]) -> (Vec<Change>, Vec<A
             manifest: t.manifest.clone(),
             labels: t.labels.clone(),
             template: t.template.clone(),
+            template_digest: t.template_digest.clone(),
         });
         planned.push(AppliedChange {
             kind: t.kind.clone(),
@@ -280,6 +285,7 @@ mod tests {
             labels: Default::default(),
             deleted,
             template: None,
+            template_digest: None,
         }
     }
 

@@ -84,6 +84,7 @@ pub(super) fn entity(row: &SqliteRow) -> Result<EntityRecord, StoreError> {
         labels: from_json::<BTreeMap<String, String>>(&labels, "labels")?,
         deleted: get::<i64>(row, "deleted")? != 0,
         template: get(row, "template")?,
+        template_digest: get(row, "template_digest")?,
     })
 }
 

@@ -82,6 +82,7 @@ struct Planned<'a> {
     manifest: &'a str,
     labels: String,
     template: Option<&'a str>,
+    template_digest: Option<&'a str>,
 }
 
 /// What is stored for one entity.
@@ -89,6 +90,7 @@ struct Stored {
     version: u64,
     deleted: bool,
     digest: String,
+    template_digest: Option<String>,
 }
 
 fn change_key(change: &Change) -> (&str, &str) {
@@ -105,7 +107,14 @@ fn next_version(v: u64) -> Result<u64> {
 /// The write `change` needs given what is stored, or `None` when it changes nothing.
 fn plan<'a>(change: &'a Change, current: Option<&Stored>) -> Result<Option<Planned<'a>>> {
     Ok(match (change, current) {
-        (Change::Upsert { digest, .. }, Some(s)) if !s.deleted && s.digest == *digest => None,
+        (
+            Change::Upsert {
+                digest,
+                template_digest,
+                ..
+            },
+            Some(s),
+        ) if !s.deleted && s.digest == *digest && s.template_digest == *template_digest => None,
         (
             Change::Upsert {
                 kind,
@@ -114,6 +123,7 @@ fn plan<'a>(change: &'a Change, current: Option<&Stored>) -> Result<Option<Plann
                 manifest,
                 labels,
                 template,
+                template_digest,
             },
             current,
         ) => {
@@ -132,6 +142,7 @@ fn plan<'a>(change: &'a Change, current: Option<&Stored>) -> Result<Option<Plann
                 manifest,
                 labels: rows::to_json(labels, "labels")?,
                 template: template.as_deref(),
+                template_digest: template_digest.as_deref(),
             })
         }
         (Change::Delete { .. }, None) => None,
@@ -146,6 +157,7 @@ fn plan<'a>(change: &'a Change, current: Option<&Stored>) -> Result<Option<Plann
             manifest: "",
             labels: "{}".to_owned(),
             template: None,
+            template_digest: None,
         }),
     })
 }
@@ -156,18 +168,19 @@ async fn stored_entity(
     kind: &str,
     name: &str,
 ) -> Result<Option<Stored>> {
-    let row: Option<(i64, i64, String)> = sqlx::query_as(sql::ENTITY_STATE)
+    let row: Option<(i64, i64, String, Option<String>)> = sqlx::query_as(sql::ENTITY_STATE)
         .bind(env)
         .bind(kind)
         .bind(name)
         .fetch_optional(conn)
         .await
         .map_err(db("commit: read entity"))?;
-    row.map(|(version, deleted, digest)| {
+    row.map(|(version, deleted, digest, template_digest)| {
         Ok(Stored {
             version: rows::unsigned(version, "version")?,
             deleted: deleted != 0,
             digest,
+            template_digest,
         })
     })
     .transpose()
@@ -195,6 +208,7 @@ async fn write_entity(
             .bind(p.manifest)
             .bind(p.labels.as_str())
             .bind(p.template)
+            .bind(p.template_digest)
             .execute(&mut *conn)
             .await
             .map_err(db(what))?;

@@ -25,6 +25,7 @@ pub fn upsert(kind: &str, name: &str, body: &str) -> Change {
         manifest: format!("{{\"body\":\"{body}\"}}"),
         labels: BTreeMap::from([("team".to_string(), "edge".to_string())]),
         template: None,
+        template_digest: None,
     }
 }
 
