@@ -156,3 +156,35 @@ fn variables_in_lists_references_outside_comments() {
         ["A", "B"]
     );
 }
+
+#[test]
+fn arbitrary_text_never_panics_the_resolver() {
+    // A small deterministic generator over the characters that matter to the scanner.
+    let alphabet: Vec<char> = "${}:#'\"\\ \nABC_env-é字\t".chars().collect();
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let vars: BTreeMap<String, String> = [("A", "x: y"), ("B", "é'\"\n"), ("env", "1")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for _ in 0..3000 {
+        let len = (next() % 60) as usize;
+        let text: String = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        let named: Arc<str> = "fuzz.yaml".into();
+        let _ = resolve_texts(
+            &[(named.clone(), text.clone())],
+            "dev",
+            Some(&vars),
+            &EnvSource::Refuse("no"),
+        );
+        let _ = resolve_template(&named, &text, "dev", &vars, "no");
+        let _ = crate::env_refs::variables_in(&text);
+    }
+}
