@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
+use switchyard_model::compile;
 use switchyard_model::for_env::{ForEnv, NO_ENVIRONMENT_DOCUMENT, load_paths};
 use switchyard_model::runtime::policy::NO_SUCH_CREDENTIAL;
-use switchyard_model::{Manifest, compile};
 
 use crate::admin_client::AdminClient;
 use crate::conn::stderr_is_terminal;
@@ -160,13 +160,7 @@ pub async fn read_for_env(
         }
         Err(e) => bail!("{e}"),
     };
-    let manifests: Vec<_> = set
-        .manifests
-        .iter()
-        .filter(|m| !matches!(m.value, Manifest::Environment(_)))
-        .cloned()
-        .collect();
-    if manifests.is_empty() && set.environment().is_none() {
+    if set.manifests.is_empty() {
         bail!(
             "no manifests for {env:?} in {}",
             files
@@ -177,8 +171,9 @@ pub async fn read_for_env(
         );
     }
     // Credentials may live in the environment rather than in these files: the Manager
-    // checks those references against the environment as a whole.
-    if let Err(mut e) = compile(&manifests, None) {
+    // checks those references against the environment as a whole. (The compiler skips
+    // Environment documents.)
+    if let Err(mut e) = compile(&set.manifests, None) {
         e.0.retain(|e| !e.message.starts_with(NO_SUCH_CREDENTIAL));
         if !e.0.is_empty() {
             bail!("{e}");

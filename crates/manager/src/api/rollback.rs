@@ -261,13 +261,10 @@ fn validate(state: &AppState, env: &str, to: u64, target: &[EntityRecord]) -> Ap
     if errors.is_empty() {
         return Ok(());
     }
-    let mut e = ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_config",
+    Err(super::batch::invalid(
         format!("{env:?} at revision {to} does not compile any more; it cannot be rolled back to"),
-    );
-    e.details = errors;
-    Err(e)
+        errors,
+    ))
 }
 
 #[cfg(test)]
