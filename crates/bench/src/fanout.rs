@@ -270,7 +270,7 @@ fn request(
         .header("host", "manager")
         .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json")
-        .header(switchyard_model::protocol::WORKER_ID_HEADER, id)
+        .header(switchyard_api::sync::WORKER_ID_HEADER, id)
         .body(Full::new(body))
 }
 

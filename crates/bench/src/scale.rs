@@ -7,7 +7,8 @@
 use std::time::Instant;
 
 use serde::Serialize;
-use switchyard_model::{CompileOptions, Located, Manifest, Snapshot, compile, parse_str};
+use switchyard_config::{Located, Manifest, parse_str};
+use switchyard_engine::{CompileOptions, Snapshot, compile};
 use switchyard_worker::{ReloadOutcome, SwapPath};
 
 use crate::BenchError;
@@ -77,7 +78,7 @@ pub fn run(max: usize, swaps: usize) -> Result<ScaleReport, BenchError> {
     if counts.last() != Some(&max) {
         counts.push(max);
     }
-    let setup = |e: switchyard_model::ConfigErrors| BenchError::Setup(e.to_string());
+    let setup = |e: switchyard_config::ConfigErrors| BenchError::Setup(e.to_string());
     let mut steps = Vec::new();
     for n in counts {
         let rss_before = crate::procs::rss_kb(std::process::id()).unwrap_or(0);

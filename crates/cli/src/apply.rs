@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use switchyard_model::compile;
-use switchyard_model::for_env::{ForEnv, NO_ENVIRONMENT_DOCUMENT, load_paths};
-use switchyard_model::runtime::policy::NO_SUCH_CREDENTIAL;
+use switchyard_config::for_env::{ForEnv, NO_ENVIRONMENT_DOCUMENT, load_paths};
+use switchyard_engine::compile;
+use switchyard_engine::runtime::policy::NO_SUCH_CREDENTIAL;
 
 use crate::admin_client::AdminClient;
 use crate::conn::stderr_is_terminal;

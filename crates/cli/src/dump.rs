@@ -1,7 +1,7 @@
 //! `switchyard dump --env ENV [--dir DIR]`: the environment's live entities as YAML
 //! manifests that `switchyard apply` takes back unchanged (a plan of the dump shows no
 //! changes). Secret values are never written: each becomes an `${env:SWITCHYARD_…}`
-//! reference (`switchyard_model::manifest::reference_secrets`), and the variables the dump
+//! reference (`switchyard_config::manifest::reference_secrets`), and the variables the dump
 //! refers to are listed on stderr.
 
 use std::collections::BTreeSet;
@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize, Serializer};
-use switchyard_model::manifest::{SecretReference, reference_secrets};
+use switchyard_config::manifest::{SecretReference, reference_secrets};
 
 use crate::admin_client::encode;
 use crate::conn::ConnArgs;
@@ -299,7 +299,7 @@ mod tests {
     /// Reads YAML back the way `switchyard apply` does (references filled in from `vars`).
     fn read_back(yaml: &str, vars: &[(&str, &str)]) -> serde_json::Value {
         let file: Arc<str> = "dump.yaml".into();
-        let text = switchyard_model::env_refs::expand(&file, yaml, |name| {
+        let text = switchyard_config::env_refs::expand(&file, yaml, |name| {
             vars.iter()
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())

@@ -300,7 +300,7 @@ async fn run_manager(args: ManagerArgs) -> anyhow::Result<()> {
 
 /// Writes a secret to a file only its owner can read.
 pub(crate) fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
-    switchyard_model::secretbox::write_private(path, secret)
+    switchyard_config::secretbox::write_private(path, secret)
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -331,7 +331,7 @@ fn validate(paths: &[PathBuf], env: Option<&str>) -> ExitCode {
     let mut manifests = Vec::new();
     let mut failed = false;
     if let Some(env) = env {
-        match switchyard_model::for_env::load_paths(paths, env, None) {
+        match switchyard_config::for_env::load_paths(paths, env, None) {
             Ok(set) => manifests = set.manifests,
             Err(e) => {
                 eprintln!("{e}");
@@ -340,7 +340,7 @@ fn validate(paths: &[PathBuf], env: Option<&str>) -> ExitCode {
         }
     }
     for p in paths.iter().filter(|_| env.is_none()) {
-        match switchyard_model::load_path(p) {
+        match switchyard_config::load_path(p) {
             Ok(mut m) => manifests.append(&mut m),
             Err(e) => {
                 eprintln!("{e}");
@@ -349,7 +349,7 @@ fn validate(paths: &[PathBuf], env: Option<&str>) -> ExitCode {
         }
     }
     if !failed {
-        match switchyard_model::compile(&manifests, None) {
+        match switchyard_engine::compile(&manifests, None) {
             Ok(c) => {
                 eprintln!(
                     "ok: {} document(s), {} proxy(ies), no problems found",

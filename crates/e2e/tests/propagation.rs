@@ -241,7 +241,7 @@ async fn a_revision_workers_reject_is_nacked_and_the_old_one_keeps_serving() {
             changes: vec![switchyard_store::Change::Upsert {
                 kind: "Proxy".into(),
                 name: "payments".into(),
-                digest: switchyard_model::manifest::sha256_hex(bad.as_bytes()),
+                digest: switchyard_config::manifest::sha256_hex(bad.as_bytes()),
                 manifest: bad.into(),
                 labels: Default::default(),
                 template: None,

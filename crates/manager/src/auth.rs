@@ -4,7 +4,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use switchyard_model::manifest::sha256_hex;
+use switchyard_config::manifest::sha256_hex;
 use switchyard_store::{Millis, Role, TokenRecord, now_millis};
 
 use crate::error::ApiError;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
-use switchyard_model::protocol::RevisionEvent;
+use switchyard_api::sync::RevisionEvent;
 use switchyard_store::{Millis, now_millis};
 use tokio::sync::broadcast;
 

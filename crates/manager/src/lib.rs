@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_model::secretbox::SecretBox;
+use switchyard_config::secretbox::SecretBox;
 use switchyard_store::{Role, SqliteStore, Store, StoreError};
 use tokio::net::TcpListener;
 

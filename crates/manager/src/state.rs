@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use switchyard_model::secretbox::SecretBox;
+use switchyard_config::secretbox::SecretBox;
 use switchyard_store::{EntityRecord, Store};
 
 use crate::error::ApiError;
@@ -41,7 +41,7 @@ impl AppState {
     }
 
     /// A stored manifest in clear (credentials are stored sealed). Never show the result
-    /// to anyone but a Worker: use `switchyard_model::manifest::redact_json` for people.
+    /// to anyone but a Worker: use `switchyard_config::manifest::redact_json` for people.
     /// A stored template in clear (a credential's is sealed like its manifest).
     pub fn reveal_template(&self, e: &EntityRecord) -> Result<Option<String>, ApiError> {
         match &e.template {

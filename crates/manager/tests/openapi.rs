@@ -8,8 +8,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
+use switchyard_api::sync::{WORKER_ADDRESS_HEADER, WORKER_ID_HEADER};
 use switchyard_manager::{Manager, ManagerOptions};
-use switchyard_model::protocol::{WORKER_ADDRESS_HEADER, WORKER_ID_HEADER};
 use switchyard_store::SqliteStore;
 use tower::ServiceExt;
 

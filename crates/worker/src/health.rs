@@ -19,8 +19,8 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use switchyard_model::runtime::TargetState;
-use switchyard_model::runtime::health::{ActiveCheck, Transition};
+use switchyard_engine::runtime::TargetState;
+use switchyard_engine::runtime::health::{ActiveCheck, Transition};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 

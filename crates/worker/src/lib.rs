@@ -79,7 +79,7 @@ impl WorkerOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error("invalid configuration:\n{0}")]
-    Config(#[from] switchyard_model::ConfigErrors),
+    Config(#[from] switchyard_config::ConfigErrors),
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
     #[error(transparent)]

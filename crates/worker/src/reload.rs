@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use switchyard_model::runtime::policy::rate_limit::Limiters;
-use switchyard_model::runtime::{HealthRegistry, TargetHealth};
-use switchyard_model::{
-    ChangeKind, CompileOptions, Compiled, ConfigErrors, Located, Manifest, compile_changes,
-    compile_refs, compile_with, load_path,
+use switchyard_config::{ConfigErrors, Located, Manifest, load_path};
+use switchyard_engine::runtime::policy::rate_limit::Limiters;
+use switchyard_engine::runtime::{HealthRegistry, TargetHealth};
+use switchyard_engine::{
+    ChangeKind, CompileOptions, Compiled, compile_changes, compile_refs, compile_with,
 };
 use tokio::sync::watch;
 

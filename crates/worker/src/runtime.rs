@@ -10,8 +10,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
-use switchyard_model::runtime::Proxy;
-use switchyard_model::{ChangeKind, ProxyChange, Snapshot};
+use switchyard_engine::runtime::Proxy;
+use switchyard_engine::{ChangeKind, ProxyChange, Snapshot};
 
 use crate::access_log::AccessLog;
 use crate::metrics::{Metrics, ProxyMetrics};
@@ -130,9 +130,8 @@ impl ClientPool {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use switchyard_model::{
-        CompileOptions, Located, Manifest, compile, compile_changes, parse_str,
-    };
+    use switchyard_config::{Located, Manifest, parse_str};
+    use switchyard_engine::{CompileOptions, compile, compile_changes};
 
     use super::*;
 

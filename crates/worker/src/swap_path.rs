@@ -2,7 +2,9 @@
 //! scale benchmark measures. It serves generations exactly as a Worker does (same compile,
 //! same `Runtime` build, same atomic store and bookkeeping).
 
-use switchyard_model::{CompileOptions, ConfigErrors, Located, Manifest, Snapshot};
+use switchyard_config::{ConfigErrors, Located, Manifest};
+
+use switchyard_engine::{CompileOptions, Snapshot};
 
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::runtime::{ClientPool, Observability};

@@ -161,7 +161,8 @@ pub fn authority(host: &str, addr: SocketAddr) -> String {
 
 #[cfg(test)]
 mod tests {
-    use switchyard_model::{compile, parse_str};
+    use switchyard_config::parse_str;
+    use switchyard_engine::compile;
 
     use super::*;
 

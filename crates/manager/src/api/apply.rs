@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
-use switchyard_model::for_env::{EnvSource, resolve_template, resolve_texts};
+use switchyard_config::for_env::{EnvSource, resolve_template, resolve_texts};
 use switchyard_store::{EntityRecord, Operation};
 
 use super::batch::{self, Batch, BatchResponse, EntityKey, Upsert, invalid};
@@ -171,7 +171,7 @@ fn prepare(
 }
 
 fn uses_variables(template: &str) -> bool {
-    !switchyard_model::env_refs::variables_in(template).is_empty()
+    !switchyard_config::env_refs::variables_in(template).is_empty()
 }
 
 /// Deployed entities not in the batch whose templates resolve differently with `vars`.

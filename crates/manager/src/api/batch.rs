@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use switchyard_model::manifest::{EnvironmentManifest, sha256_hex};
-use switchyard_model::plan::{FieldChange, Hotness, field_changes, hotness};
-use switchyard_model::protocol::{EntityRef, RevisionEvent};
-use switchyard_model::{Located, Manifest, compile, parse_str};
+use switchyard_api::sync::{EntityRef, RevisionEvent};
+use switchyard_config::manifest::{EnvironmentManifest, sha256_hex};
+use switchyard_config::plan::{FieldChange, Hotness, field_changes, hotness};
+use switchyard_config::{Located, Manifest, parse_str};
+use switchyard_engine::compile;
 use switchyard_store::{
     AppliedChange, Change, CommitOutcome, CommitRequest, EntityRecord, Operation, StoreError,
 };

@@ -13,8 +13,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use switchyard_model::manifest::{API_VERSION, CredentialSpec};
-use switchyard_model::{Located, Manifest, parse_str};
+use switchyard_config::manifest::{API_VERSION, CredentialSpec};
+use switchyard_config::{Located, Manifest, parse_str};
 use switchyard_store::{EntityRecord, Operation};
 
 use super::batch::{self, Batch, Upsert, invalid};

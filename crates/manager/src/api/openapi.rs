@@ -67,7 +67,7 @@ pub(super) const BAD_QUERY: &str = "Invalid query parameter (plain text)";
         tokens::create,
         openapi_json,
     ),
-    components(schemas(switchyard_model::protocol::RevisionEvent)),
+    components(schemas(switchyard_api::sync::RevisionEvent)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(

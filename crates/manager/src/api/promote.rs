@@ -7,9 +7,9 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
-use switchyard_model::for_env::resolve_template;
-use switchyard_model::manifest::PolicySpec;
-use switchyard_model::{Manifest, parse_str};
+use switchyard_config::for_env::resolve_template;
+use switchyard_config::manifest::PolicySpec;
+use switchyard_config::{Manifest, parse_str};
 use switchyard_store::{EntityRecord, Operation};
 
 use super::apply::NO_PROCESS_ENV;

@@ -11,7 +11,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use switchyard_model::{compile, parse_str};
+use switchyard_config::parse_str;
+use switchyard_engine::compile;
 use switchyard_store::{AppliedChange, Change, CommitRequest, EntityRecord, Operation, StoreError};
 
 use super::batch::{BatchResponse, PlannedChange};
@@ -178,7 +179,7 @@ pub async fn rollback(
 /// A rollback restores stored versions as they were: no field diff is computed.
 fn unplanned(change: AppliedChange) -> PlannedChange {
     PlannedChange {
-        hot: switchyard_model::plan::hotness(&change.kind),
+        hot: switchyard_config::plan::hotness(&change.kind),
         change,
         diff: Vec::new(),
     }

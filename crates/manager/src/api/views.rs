@@ -9,7 +9,7 @@ use switchyard_store::{
     AuditQuery, AuditRecord, Millis, ReportStatus, RevisionRecord, WorkerReport, now_millis,
 };
 
-use switchyard_model::manifest::redact_json;
+use switchyard_config::manifest::redact_json;
 
 use super::openapi::{BAD_QUERY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV};
 use crate::auth::Principal;

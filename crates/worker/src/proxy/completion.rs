@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use http::{Method, Uri};
-use switchyard_model::runtime::Proxy;
+use switchyard_engine::runtime::Proxy;
 
 use crate::access_log::AccessEntry;
 use crate::runtime::Runtime;

@@ -14,14 +14,14 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use http::{Request, Response, Version, header};
 use hyper::body::Incoming;
-use switchyard_model::runtime::upstream::is_idempotent;
-use switchyard_model::runtime::{Pick, Target, Tried};
+use switchyard_engine::runtime::upstream::is_idempotent;
+use switchyard_engine::runtime::{Pick, Target, Tried};
 
 use self::body::{RequestBody, ResponseBody};
 use self::completion::Completion;
 use self::error::{GatewayError, UpstreamErrorKind};
 use crate::runtime::Runtime;
-use switchyard_model::runtime::policy::{Exchange, Reply};
+use switchyard_engine::runtime::policy::{Exchange, Reply};
 
 /// Handles one request. The configuration generation is loaded once, here, and everything
 /// the request does (route, policies, targets, timeouts, retries) comes from it; the
@@ -183,7 +183,7 @@ async fn proxy(
                 if let Some(max) = body::too_large(&e) {
                     upstream.release(t);
                     done.in_flight = false;
-                    let reply = switchyard_model::runtime::policy::request_size::too_large(max);
+                    let reply = switchyard_engine::runtime::policy::request_size::too_large(max);
                     return policy_reply(reply, "request-size", proxy, &ex, done);
                 }
                 UpstreamErrorKind::classify(&e)
@@ -223,7 +223,7 @@ async fn proxy(
 }
 
 /// Passive health checking just took `target` out of rotation.
-fn ejected(proxy: &switchyard_model::runtime::Proxy, target: &Target) {
+fn ejected(proxy: &switchyard_engine::runtime::Proxy, target: &Target) {
     let cool_off = proxy.upstream.health.passive.map(|p| p.cool_off);
     tracing::warn!(
         proxy = %proxy.name,
@@ -238,7 +238,7 @@ fn ejected(proxy: &switchyard_model::runtime::Proxy, target: &Target) {
 fn policy_reply(
     reply: Reply,
     policy: &'static str,
-    proxy: &switchyard_model::runtime::Proxy,
+    proxy: &switchyard_engine::runtime::Proxy,
     ex: &Exchange,
     mut done: Completion,
 ) -> Response<ResponseBody> {

@@ -10,8 +10,8 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use switchyard_model::runtime::Pipeline;
-use switchyard_model::runtime::policy::{
+use switchyard_engine::runtime::Pipeline;
+use switchyard_engine::runtime::policy::{
     Exchange, Reply, RequestView, Step, Verdict, request_size,
 };
 
@@ -100,7 +100,7 @@ pub async fn request_phase(
 /// Reads the body (up to the firewall's limit) and lets the firewall judge it.
 async fn inspect(
     held: Held,
-    firewall: &switchyard_model::runtime::policy::prompt_firewall::PromptFirewallPolicy,
+    firewall: &switchyard_engine::runtime::policy::prompt_firewall::PromptFirewallPolicy,
     size_limit: Option<u64>,
     deadline: tokio::time::Instant,
 ) -> (Held, Verdict) {

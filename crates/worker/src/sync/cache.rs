@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use switchyard_model::manifest::sha256_hex;
-use switchyard_model::protocol::{SyncEntity, state_digest};
-use switchyard_model::secretbox::SecretBox;
+use switchyard_api::sync::{SyncEntity, state_digest};
+use switchyard_config::manifest::sha256_hex;
+use switchyard_config::secretbox::SecretBox;
 
 const FORMAT: u32 = 1;
 

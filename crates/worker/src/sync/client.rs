@@ -10,9 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
-use switchyard_model::protocol::{
-    ReportBody, SyncPayload, WORKER_ADDRESS_HEADER, WORKER_ID_HEADER,
-};
+use switchyard_api::sync::{ReportBody, SyncPayload, WORKER_ADDRESS_HEADER, WORKER_ID_HEADER};
 
 use super::ManagedOptions;
 

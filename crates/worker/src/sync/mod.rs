@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http_body_util::BodyExt;
-use switchyard_model::protocol::{ReportBody, SyncEntity, SyncPayload, state_digest};
-use switchyard_model::{CompileOptions, ConfigErrors, Located, Manifest, parse_str};
+use switchyard_api::sync::{ReportBody, SyncEntity, SyncPayload, state_digest};
+use switchyard_config::{ConfigErrors, Located, Manifest, parse_str};
+use switchyard_engine::CompileOptions;
 use tokio::sync::watch;
 
 pub use self::client::ClientError;
@@ -701,7 +702,7 @@ mod tests {
             kind: "Proxy".into(),
             name: name.into(),
             version,
-            digest: switchyard_model::manifest::sha256_hex(manifest.as_bytes()),
+            digest: switchyard_config::manifest::sha256_hex(manifest.as_bytes()),
             manifest,
             deleted: false,
         }

@@ -1,0 +1,86 @@
+//! References from proxies to credentials, and the reverse index (credential → proxies)
+//! that lets a changed credential recompile exactly the proxies that use it.
+
+use std::sync::Arc;
+
+use imbl::OrdMap;
+
+use crate::runtime::{Credential, Proxy, Snapshot};
+use switchyard_config::manifest::{Manifest, PolicySpec, ProxyManifest};
+
+/// Credentials by name, as a snapshot holds them.
+pub(crate) type Credentials = OrdMap<Arc<str>, Arc<Credential>>;
+
+/// The credentials a proxy's policies reference, by name, sorted and deduplicated
+/// ([`PolicySpec::credential_refs`]): the compiler keeps the proxy's manifest when there
+/// are any, and recompiles the proxy whenever one of them changes or goes away.
+pub(crate) fn credential_refs(m: &ProxyManifest) -> Vec<&str> {
+    let mut refs: Vec<&str> = m
+        .spec
+        .policies
+        .iter()
+        .flat_map(PolicySpec::credential_refs)
+        .collect();
+    #[cfg(test)]
+    refs.extend(test_label_refs(m));
+    refs.sort_unstable();
+    refs.dedup();
+    refs
+}
+
+/// Unit tests only: the credential named by [`TEST_REFERENCE_LABEL`], if any.
+#[cfg(test)]
+pub(crate) fn test_label_refs(m: &ProxyManifest) -> Vec<&str> {
+    m.metadata
+        .labels
+        .get(TEST_REFERENCE_LABEL)
+        .map(|n| vec![n.as_str()])
+        .unwrap_or_default()
+}
+
+/// Unit tests only: a proxy carrying this label references the credential it names.
+#[cfg(test)]
+pub(crate) const TEST_REFERENCE_LABEL: &str = "test.switchyard.dev/credential";
+
+/// Names of `p`'s references (empty unless it kept its manifest).
+fn refs_of(p: &Proxy) -> Vec<&str> {
+    match p.manifest.as_deref().map(|m| &m.value) {
+        Some(Manifest::Proxy(m)) => credential_refs(m),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether every credential `p` references is the same in `next` as in `prev`.
+pub(crate) fn unchanged(p: &Proxy, prev: Option<&Snapshot>, next: &Snapshot) -> bool {
+    refs_of(p).into_iter().all(|name| {
+        match (
+            prev.and_then(|s| s.credentials.get(name)),
+            next.credentials.get(name),
+        ) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    })
+}
+
+/// Records `p` as a user of each credential it references.
+pub(crate) fn add_user(next: &mut Snapshot, p: &Proxy) {
+    for name in refs_of(p) {
+        next.credential_users
+            .entry(name.into())
+            .or_default()
+            .insert(p.name.clone());
+    }
+}
+
+/// Forgets `p` as a user of the credentials it references.
+pub(crate) fn remove_user(next: &mut Snapshot, p: &Proxy) {
+    for name in refs_of(p) {
+        if let Some(users) = next.credential_users.get_mut(name) {
+            users.remove(&*p.name);
+            if users.is_empty() {
+                next.credential_users.remove(name);
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Applies a batch of changes to a snapshot: the one compile path behind the full-set and
+//! the delta APIs. Work grows with the batch (times log n): the maps and the route table are
+//! persistent, so the result shares everything outside the batch with its base.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use super::{ChangeKind, CompileOptions, Compiled, ProxyChange, credentials, proxy};
+use crate::runtime::{Credential, Proxy, RouteMatch, Snapshot};
+use crate::validate::{self, Declared};
+use switchyard_config::error::{ConfigError, Position};
+use switchyard_config::load::Located;
+use switchyard_config::manifest::{Manifest, ProxyManifest};
+
+/// What changed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Batch<'a> {
+    /// New or changed manifests, in the order their errors are reported.
+    pub upserts: &'a [&'a Located<Manifest>],
+    /// `(kind, name)` of entities to delete; a name that is also upserted is replaced.
+    pub removed: &'a [(&'a str, &'a str)],
+}
+
+/// Applies `batch` to `base`: `prev`'s content (a delta), or empty (a whole set). `prev`
+/// decides reuse (same digest and version: the same `Arc`), versions, changes and revision.
+///
+/// Errors are those of the whole-set check over the base's entities followed by the
+/// upserts: duplicate names, credentials, proxies, then route conflicts (only when nothing
+/// else failed), each in that order. Proxies recompiled because a credential they use
+/// changed count as base entities, by name.
+pub(crate) fn apply(
+    prev: Option<&Snapshot>,
+    mut next: Snapshot,
+    batch: Batch<'_>,
+    options: &CompileOptions,
+) -> Result<Compiled, Vec<ConfigError>> {
+    let decls: Vec<Declared<'_>> = batch.upserts.iter().map(|m| declared(m)).collect();
+    let mut errors = validate::duplicate_names(&decls);
+    let upserted: HashSet<(&str, &str)> = decls.iter().map(|d| (d.kind, d.name)).collect();
+    let removed = |kind: &str| -> Vec<&str> {
+        batch
+            .removed
+            .iter()
+            .filter(|(k, n)| *k == kind && !upserted.contains(&(kind, *n)))
+            .map(|(_, n)| *n)
+            .collect()
+    };
+
+    // Credentials first: proxies resolve their references against the new set.
+    let mut changed_credentials: Vec<Arc<str>> = Vec::new();
+    for name in removed("Credential") {
+        if let Some(c) = next.credentials.remove(name) {
+            changed_credentials.push(c.name.clone());
+        }
+    }
+    for m in batch.upserts {
+        let Manifest::Credential(c) = &m.value else {
+            continue;
+        };
+        errors.extend(validate::credential(&m.source, c));
+        let name = c.metadata.name.value.as_str();
+        let unchanged = prev
+            .and_then(|p| p.credentials.get(name))
+            .filter(|old| old.digest == m.digest);
+        let credential = match unchanged {
+            Some(old) => old.clone(),
+            None => {
+                changed_credentials.push(name.into());
+                Arc::new(Credential {
+                    name: name.into(),
+                    digest: m.digest.clone(),
+                    spec: c.spec.clone(),
+                })
+            }
+        };
+        next.credentials.insert(credential.name.clone(), credential);
+    }
+
+    // Proxies leaving the base: removed, replaced, or using a changed credential.
+    let mut changes = Vec::new();
+    for name in removed("Proxy") {
+        if let Some(old) = take_out(&mut next, name) {
+            changes.push(ProxyChange {
+                name: old.name.to_string(),
+                kind: ChangeKind::Removed,
+                old_version: Some(old.version),
+                new_version: None,
+            });
+        }
+    }
+    changes.sort_by(|a, b| a.name.cmp(&b.name));
+    let removals = std::mem::take(&mut changes);
+    let mut dependents = BTreeSet::new();
+    for c in &changed_credentials {
+        if let Some(users) = next.credential_users.get(c) {
+            dependents.extend(
+                users
+                    .iter()
+                    .filter(|p| !upserted.contains(&("Proxy", &***p)))
+                    .cloned(),
+            );
+        }
+    }
+    // Only proxies that kept their manifest have users entries.
+    let dependents: Vec<Arc<Located<Manifest>>> = dependents
+        .iter()
+        .filter_map(|name| next.proxies.get(&**name)?.manifest.clone())
+        .collect();
+    for m in &dependents {
+        take_out(&mut next, &m.value.metadata().name.value);
+    }
+    for (kind, name) in &upserted {
+        if *kind == "Proxy" {
+            take_out(&mut next, name);
+        }
+    }
+
+    // Compile what is new or changed; reuse the rest.
+    let mut built = Vec::new();
+    let mut rebuilt = 0;
+    let proxies = dependents
+        .iter()
+        .map(|m| &**m)
+        .chain(batch.upserts.iter().copied());
+    for m in proxies {
+        let Manifest::Proxy(manifest) = &m.value else {
+            continue;
+        };
+        match build(prev, &next, m, manifest, options) {
+            Ok(Built::Reused(p)) => built.push(p),
+            Ok(Built::Compiled(p, change)) => {
+                rebuilt += 1;
+                changes.push(change);
+                built.push(p);
+            }
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    // Route conflicts: each route against the table, which holds the base's routes and
+    // those added before it.
+    for p in &built {
+        for (i, route) in p.routes.iter().enumerate() {
+            errors.extend(validate::route_conflict(&next.routes, p, i));
+            next.routes.insert(
+                &route.rule,
+                RouteMatch {
+                    proxy: p.clone(),
+                    route: i,
+                },
+            );
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    for p in built {
+        credentials::add_user(&mut next, &p);
+        next.proxies.insert(p.name.clone(), p);
+    }
+
+    changes.extend(removals);
+    let prev_revision = prev.map_or(0, |s| s.revision);
+    next.revision = match options.revision {
+        Some(r) => r,
+        None if changes.is_empty() && changed_credentials.is_empty() => prev_revision,
+        None => prev_revision + 1,
+    };
+    Ok(Compiled {
+        snapshot: next,
+        changes,
+        rebuilt,
+    })
+}
+
+fn declared<'a>(m: &'a Located<Manifest>) -> Declared<'a> {
+    let meta = m.value.metadata();
+    Declared {
+        kind: m.value.kind(),
+        name: &meta.name.value,
+        source: &m.source,
+        position: Position::from_location(&m.source, meta.name.referenced),
+    }
+}
+
+/// Removes a proxy, its routes and its credential references from `next`.
+fn take_out(next: &mut Snapshot, name: &str) -> Option<Arc<Proxy>> {
+    let old = next.proxies.remove(name)?;
+    for route in &old.routes {
+        next.routes
+            .remove(&route.rule, |m| Arc::ptr_eq(&m.proxy, &old));
+    }
+    credentials::remove_user(next, &old);
+    Some(old)
+}
+
+enum Built {
+    /// The previous version: same digest, same version, same credentials.
+    Reused(Arc<Proxy>),
+    Compiled(Arc<Proxy>, ProxyChange),
+}
+
+fn build(
+    prev: Option<&Snapshot>,
+    next: &Snapshot,
+    m: &Located<Manifest>,
+    manifest: &ProxyManifest,
+    options: &CompileOptions,
+) -> Result<Built, Vec<ConfigError>> {
+    let name = manifest.metadata.name.value.as_str();
+    let previous = prev.and_then(|s| s.proxies.get(name));
+    let wanted = options.versions.get(name).copied();
+    if let Some(p) = previous
+        && p.digest == m.digest
+        && wanted.is_none_or(|v| v == p.version)
+        && credentials::unchanged(p, prev, next)
+    {
+        return Ok(Built::Reused(p.clone()));
+    }
+    let version = wanted.unwrap_or_else(|| previous.map_or(1, |p| p.version + 1));
+    let compiled = proxy::compile_proxy(m, manifest, version, &next.credentials, options)?;
+    let change = ProxyChange {
+        name: name.to_string(),
+        kind: if previous.is_some() {
+            ChangeKind::Updated
+        } else {
+            ChangeKind::Added
+        },
+        old_version: previous.map(|p| p.version),
+        new_version: Some(version),
+    };
+    Ok(Built::Compiled(Arc::new(compiled), change))
+}

@@ -1,0 +1,14 @@
+//! Switchyard's compiled runtime model: what requests read. Manifests (`switchyard-config`)
+//! are validated as a whole set and compiled ([`compile`], full or as a delta against the
+//! served snapshot) into the immutable [`runtime::Snapshot`]: routes, policies, load
+//! balancing and health. No I/O, no sockets.
+
+pub mod compile;
+pub mod runtime;
+mod validate;
+
+pub use compile::{
+    ChangeKind, CompileOptions, Compiled, ProxyChange, compile, compile_changes, compile_refs,
+    compile_with,
+};
+pub use runtime::Snapshot;

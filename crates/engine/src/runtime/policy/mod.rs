@@ -1,0 +1,289 @@
+//! Compiled policies. Each file holds one policy: how its manifest form is checked and
+//! compiled (against the credentials it names), and what it does to a request. Everything
+//! is parsed and checked up front; the request path only applies ready-made values.
+//!
+//! Request-phase policies run in the order listed; a policy either lets the request go on
+//! (possibly editing it, or naming its consumer) or answers it (a denial as a JSON error
+//! with a stable code, a CORS preflight, a mock). Three need the Worker's help and are run
+//! by it: `basic-auth` (password hashes are verified off the async threads),
+//! `prompt-firewall` (needs the body) and `request-size` (limits the body as it streams).
+
+pub mod api_key;
+pub mod basic_auth;
+pub mod cors;
+pub mod ip_filter;
+pub mod jwt;
+pub mod mock_response;
+pub mod prompt_firewall;
+pub mod rate_limit;
+pub mod request_size;
+pub mod upstream_credential;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+
+use super::pipeline::HeadersPolicy;
+use switchyard_config::manifest::CredentialSpec;
+
+/// One compiled policy.
+#[derive(Debug)]
+pub enum Policy {
+    Headers(HeadersPolicy),
+    ApiKey(api_key::ApiKeyPolicy),
+    BasicAuth(basic_auth::BasicAuthPolicy),
+    Jwt(jwt::JwtPolicy),
+    IpFilter(ip_filter::IpFilterPolicy),
+    RateLimit(rate_limit::RateLimitPolicy),
+    RequestSize(request_size::RequestSizePolicy),
+    Cors(cors::CorsPolicy),
+    PromptFirewall(prompt_firewall::PromptFirewallPolicy),
+    MockResponse(mock_response::MockResponsePolicy),
+    UpstreamCredential(upstream_credential::UpstreamCredentialPolicy),
+}
+
+impl Policy {
+    /// The policy's `type` as written in manifests.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Policy::Headers(_) => "headers",
+            Policy::ApiKey(_) => "api-key",
+            Policy::BasicAuth(_) => "basic-auth",
+            Policy::Jwt(_) => "jwt",
+            Policy::IpFilter(_) => "ip-filter",
+            Policy::RateLimit(_) => "rate-limit",
+            Policy::RequestSize(_) => "request-size",
+            Policy::Cors(_) => "cors",
+            Policy::PromptFirewall(_) => "prompt-firewall",
+            Policy::MockResponse(_) => "mock-response",
+            Policy::UpstreamCredential(_) => "upstream-credential",
+        }
+    }
+
+    /// Whether the policy identifies a consumer (later policies may key on it).
+    pub fn authenticates(&self) -> bool {
+        matches!(
+            self,
+            Policy::ApiKey(_) | Policy::BasicAuth(_) | Policy::Jwt(_)
+        )
+    }
+}
+
+/// The request as request-phase policies see it (the body is handled by the Worker).
+pub struct RequestView<'a> {
+    pub method: &'a Method,
+    /// Policies may rewrite it (e.g. `api-key` removing the key from the query).
+    pub uri: &'a mut Uri,
+    pub headers: &'a mut HeaderMap,
+    /// The TCP peer.
+    pub peer: IpAddr,
+}
+
+/// What policies learn about a request and leave for later ones and for the response.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    /// Set by an authentication policy.
+    pub consumer: Option<Arc<str>>,
+    /// The client address as resolved by `ip-filter` (trusted proxies), else the peer.
+    pub client_ip: Option<IpAddr>,
+    /// Headers added to the response, whoever answers (e.g. `RateLimit-*`, CORS).
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The `Origin` of a CORS request allowed by the `cors` policy.
+    pub cors_origin: Option<HeaderValue>,
+}
+
+impl Exchange {
+    pub fn client_ip(&self, peer: IpAddr) -> IpAddr {
+        self.client_ip.unwrap_or(peer)
+    }
+}
+
+/// What a request-phase policy asks of the Worker.
+pub enum Step<'p> {
+    Done(Verdict),
+    /// `basic-auth`: verify this password off the async threads, then
+    /// [`basic_auth::BasicAuthPolicy::finish`].
+    VerifyPassword {
+        policy: &'p basic_auth::BasicAuthPolicy,
+        username: String,
+        password: String,
+    },
+    /// `prompt-firewall`: read the body (up to the policy's limit) and inspect it.
+    InspectBody(&'p prompt_firewall::PromptFirewallPolicy),
+    /// `request-size`: cut the body off (413) beyond this many bytes.
+    LimitBody(u64),
+}
+
+impl Policy {
+    /// The request phase of this policy. `now` drives rate limits, `wall` token expiry.
+    pub fn on_request(
+        &self,
+        req: &mut RequestView<'_>,
+        ex: &mut Exchange,
+        now: std::time::Instant,
+        wall: std::time::SystemTime,
+    ) -> Step<'_> {
+        let verdict = match self {
+            Policy::Headers(h) => {
+                h.request.apply(req.headers);
+                Verdict::Continue
+            }
+            Policy::ApiKey(p) => p.on_request(req, ex),
+            Policy::BasicAuth(p) => {
+                return match p.on_request(req, ex) {
+                    basic_auth::BasicAuthStep::Done(v) => Step::Done(v),
+                    basic_auth::BasicAuthStep::Verify { username, password } => {
+                        Step::VerifyPassword {
+                            policy: p,
+                            username,
+                            password,
+                        }
+                    }
+                };
+            }
+            Policy::Jwt(p) => p.on_request(req, ex, wall),
+            Policy::IpFilter(p) => p.on_request(req, ex),
+            Policy::RateLimit(p) => p.on_request(req, ex, now),
+            Policy::RequestSize(p) => match p.on_request(req, ex) {
+                Verdict::Continue => return Step::LimitBody(p.max_bytes),
+                reply => reply,
+            },
+            Policy::Cors(p) => p.on_request(req, ex),
+            Policy::PromptFirewall(p) => return Step::InspectBody(p),
+            Policy::MockResponse(p) => Verdict::Reply(p.reply.clone()),
+            Policy::UpstreamCredential(p) => {
+                req.headers.insert(p.header.clone(), p.value.clone());
+                Verdict::Continue
+            }
+        };
+        Step::Done(verdict)
+    }
+}
+
+/// A request-phase decision.
+#[derive(Debug)]
+pub enum Verdict {
+    Continue,
+    Reply(Reply),
+}
+
+/// An answer the gateway gives itself.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+    /// Stable code for logs and metrics (`invalid_api_key`, `rate_limited`, `mock`…).
+    pub code: &'static str,
+    /// What matched, for metrics (e.g. the prompt-firewall rule's name).
+    pub detail: Option<Arc<str>>,
+}
+
+impl Reply {
+    /// A denial: `{"error": code, "message": …, "source": "policy", "policy": type}`.
+    pub fn deny(
+        status: StatusCode,
+        code: &'static str,
+        policy: &'static str,
+        message: impl Into<String>,
+    ) -> Reply {
+        let v = serde_json::json!({
+            "error": code,
+            "message": message.into(),
+            "source": "policy",
+            "policy": policy,
+        });
+        let mut body = serde_json::to_vec(&v).unwrap_or_default();
+        body.push(b'\n');
+        Reply {
+            status,
+            headers: vec![(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body: body.into(),
+            code,
+            detail: None,
+        }
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Reply {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+/// Credentials by name, as policies are compiled against them.
+pub type Credentials<'a> = HashMap<&'a str, &'a CredentialSpec>;
+
+/// What compiling a policy may consult.
+pub struct CompileCtx<'a> {
+    pub proxy: &'a str,
+    pub credentials: &'a Credentials<'a>,
+    /// Rate-limit counters that outlive snapshots.
+    pub limiters: &'a rate_limit::Limiters,
+    /// Position of this policy among the proxy's rate-limit policies (for their identity).
+    pub rate_limit_ordinal: usize,
+    /// An authentication policy comes earlier in the pipeline.
+    pub authenticated: bool,
+}
+
+/// How an error about a missing credential starts: `switchyard apply` leaves those to the
+/// Manager, which knows the environment's credentials (the files may not hold them).
+pub const NO_SUCH_CREDENTIAL: &str = "no Credential named";
+
+impl CompileCtx<'_> {
+    /// The credential `name`, which must be of type `want` (`field` names where it was asked).
+    pub fn credential(
+        &self,
+        field: &str,
+        name: &str,
+        want: &'static str,
+    ) -> Result<&CredentialSpec, FieldError> {
+        match self.credentials.get(name) {
+            None => Err(FieldError::new(
+                field,
+                format!("{NO_SUCH_CREDENTIAL} {name:?} in this environment"),
+            )),
+            Some(c) if c.type_name() != want => Err(FieldError::new(
+                field,
+                format!(
+                    "Credential {name:?} is of type {:?}; this field needs one of type {want:?}",
+                    c.type_name()
+                ),
+            )),
+            Some(c) => Ok(c),
+        }
+    }
+}
+
+/// A problem in one field of a policy (`field` relative to the policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A header name as written in a manifest.
+pub fn header_name(field: &str, name: &str) -> Result<HeaderName, FieldError> {
+    HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| FieldError::new(field, format!("invalid header name {name:?}")))
+}
+
+/// A header value as written in a manifest.
+pub fn header_value(field: &str, value: &str) -> Result<HeaderValue, FieldError> {
+    HeaderValue::from_str(value)
+        .map_err(|_| FieldError::new(field, format!("invalid header value {value:?}")))
+}
