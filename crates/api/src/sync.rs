@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use switchyard_config::Kind;
 use switchyard_config::manifest::sha256_hex;
+
+use crate::records::ReportStatus;
 
 /// Header naming the Worker on every request it makes to the Manager.
 pub const WORKER_ID_HEADER: &str = "x-switchyard-worker";
@@ -22,7 +25,7 @@ pub struct RevisionEvent {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityRef {
-    pub kind: String,
+    pub kind: Kind,
     pub name: String,
     /// `None` when the entity was deleted.
     pub version: Option<u64>,
@@ -45,7 +48,7 @@ pub struct SyncPayload {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncEntity {
-    pub kind: String,
+    pub kind: Kind,
     pub name: String,
     pub version: u64,
     /// SHA-256 of `manifest`; checked by the Worker.
@@ -63,11 +66,14 @@ impl SyncEntity {
 }
 
 /// Digest of a whole environment state: SHA-256 over `kind\tname\tversion\tdigest\n` lines
-/// of the live entities, sorted by kind then name.
+/// of the live entities, sorted by kind (as written) then name.
 pub fn state_digest<'a>(
-    entities: impl IntoIterator<Item = (&'a str, &'a str, u64, &'a str)>,
+    entities: impl IntoIterator<Item = (Kind, &'a str, u64, &'a str)>,
 ) -> String {
-    let mut rows: Vec<_> = entities.into_iter().collect();
+    let mut rows: Vec<_> = entities
+        .into_iter()
+        .map(|(kind, name, version, digest)| (kind.as_str(), name, version, digest))
+        .collect();
     rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     let mut text = String::with_capacity(rows.len() * 96);
     for (kind, name, version, digest) in rows {
@@ -88,10 +94,42 @@ pub fn state_digest<'a>(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportBody {
     pub revision: u64,
-    /// `ack` or `nack`.
-    pub status: String,
+    pub status: ReportStatus,
     pub error: Option<String>,
     /// When the Worker swapped the revision in (unix millis, Worker clock).
     pub applied_at: i64,
     pub address: Option<String>,
+}
+
+/// `GET /v1/envs/{env}/sync?since=R`.
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct PullQuery {
+    /// The revision the Worker has; 0 (or one ahead of the Manager) pulls everything.
+    #[serde(default)]
+    pub since: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Kind, state_digest};
+
+    /// The digest is part of the wire format: rows sort by the kind as written
+    /// (`Credential` < `Proxy`), not by the enum's order.
+    #[test]
+    fn the_state_digest_sorts_kinds_as_written() {
+        let a = state_digest([
+            (Kind::Proxy, "p", 1, "d1"),
+            (Kind::Credential, "c", 2, "d2"),
+        ]);
+        let b = state_digest([
+            (Kind::Credential, "c", 2, "d2"),
+            (Kind::Proxy, "p", 1, "d1"),
+        ]);
+        assert_eq!(a, b);
+        assert_eq!(
+            a,
+            switchyard_config::manifest::sha256_hex(b"Credential\tc\t2\td2\nProxy\tp\t1\td1\n")
+        );
+    }
 }

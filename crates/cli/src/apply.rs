@@ -78,7 +78,7 @@ pub struct Request<'a> {
 /// An entity as listed by the Manager (secrets redacted).
 #[derive(Debug, Deserialize)]
 pub struct EntityView {
-    pub kind: String,
+    pub kind: switchyard_config::Kind,
     pub name: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -212,7 +212,7 @@ async fn stored_variables(
     let listed: Vec<EntityView> = client.get(&format!("/v1/envs/{env}/entities")).await?;
     Ok(listed
         .into_iter()
-        .find(|e| e.kind == "Environment" && e.name == env)
+        .find(|e| e.kind == switchyard_config::Kind::Environment && e.name == env)
         .and_then(|e| serde_json::from_value(e.manifest["spec"]["variables"].clone()).ok()))
 }
 
@@ -243,7 +243,7 @@ fn prune_list(
 ) -> Vec<serde_json::Value> {
     listed
         .iter()
-        .filter(|e| e.kind != "Environment")
+        .filter(|e| e.kind != switchyard_config::Kind::Environment)
         .filter(|e| selector.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
         .filter(|e| {
             !set.manifests

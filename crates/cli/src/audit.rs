@@ -193,7 +193,7 @@ mod tests {
             1_700_000_000_000
         );
         let hour_ago = parse_since("1h").unwrap();
-        let now = switchyard_store::now_millis();
+        let now = switchyard_api::records::now_millis();
         assert!((now - hour_ago - 3_600_000).abs() < 60_000);
         assert!(parse_since("yesterday").is_err());
     }

@@ -38,7 +38,7 @@ pub struct DumpArgs {
 /// `GET /v1/envs/{env}/entities` (one entry).
 #[derive(Deserialize)]
 struct EntityView {
-    kind: String,
+    kind: switchyard_config::Kind,
     name: String,
     /// Secret values redacted.
     manifest: serde_json::Value,
@@ -54,7 +54,7 @@ struct EnvInfo {
 
 /// One entity ready to write.
 struct Dumped {
-    kind: String,
+    kind: switchyard_config::Kind,
     name: String,
     yaml: String,
     references: Vec<SecretReference>,
@@ -68,7 +68,8 @@ pub async fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
     // Credentials first (proxies name them), then by name: the same environment always
     // dumps to the same text.
     entities.sort_by(|a, b| {
-        (a.kind != "Credential", &a.kind, &a.name).cmp(&(b.kind != "Credential", &b.kind, &b.name))
+        let key = |e: &EntityView| (!e.kind.is_secret(), e.kind.as_str(), e.name.clone());
+        key(a).cmp(&key(b))
     });
     let mut taken = BTreeSet::new();
     let mut dumped = Vec::with_capacity(entities.len());
@@ -85,7 +86,7 @@ pub async fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
             });
             continue;
         }
-        let references = reference_secrets(&entity.kind, &mut entity.manifest, &mut taken);
+        let references = reference_secrets(entity.kind, &mut entity.manifest, &mut taken);
         let pointers = references.iter().map(|r| r.field.pointer()).collect();
         let yaml = to_yaml(&entity.manifest, &pointers)
             .with_context(|| format!("cannot write {}/{} as YAML", entity.kind, entity.name))?;
@@ -114,7 +115,7 @@ pub async fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
             // Check every name before writing anything.
             let files = dumped
                 .iter()
-                .map(|d| file_for(dir, &d.kind, &d.name).map(|f| (f, d)))
+                .map(|d| file_for(dir, d.kind, &d.name).map(|f| (f, d)))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             for (file, d) in files {
                 if let Some(parent) = file.parent() {
@@ -155,7 +156,7 @@ pub async fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "  {:width$}  {}/{} {}",
                 r.variable,
-                d.kind.to_ascii_lowercase(),
+                d.kind.lower(),
                 d.name,
                 r.field.path()
             );
@@ -179,7 +180,7 @@ fn as_document(template: &str) -> String {
 }
 
 /// `DIR/<kind>s/<name>.yaml`; names that are not plain file names are refused.
-fn file_for(dir: &Path, kind: &str, name: &str) -> anyhow::Result<PathBuf> {
+fn file_for(dir: &Path, kind: switchyard_config::Kind, name: &str) -> anyhow::Result<PathBuf> {
     let plain = !name.is_empty()
         && !name.starts_with('.')
         && !name.contains(['/', '\\', '\0'])
@@ -187,10 +188,10 @@ fn file_for(dir: &Path, kind: &str, name: &str) -> anyhow::Result<PathBuf> {
     if !plain {
         bail!(
             "{}/{name}: this name cannot be a file name; dump to stdout instead (without --dir)",
-            kind.to_ascii_lowercase()
+            kind.lower()
         );
     }
-    let kind = kind.to_ascii_lowercase();
+    let kind = kind.lower();
     let folder = match kind.strip_suffix('y') {
         Some(stem) => format!("{stem}ies"),
         None => format!("{kind}s"),
@@ -344,15 +345,18 @@ mod tests {
     fn files_go_to_one_folder_per_kind_and_odd_names_are_refused() {
         let dir = Path::new("/d");
         assert_eq!(
-            file_for(dir, "Proxy", "payments").unwrap(),
+            file_for(dir, switchyard_config::Kind::Proxy, "payments").unwrap(),
             Path::new("/d/proxies/payments.yaml")
         );
         assert_eq!(
-            file_for(dir, "Credential", "openai-key").unwrap(),
+            file_for(dir, switchyard_config::Kind::Credential, "openai-key").unwrap(),
             Path::new("/d/credentials/openai-key.yaml")
         );
         for bad in ["../x", ".hidden", "a/b", ""] {
-            assert!(file_for(dir, "Credential", bad).is_err(), "{bad}");
+            assert!(
+                file_for(dir, switchyard_config::Kind::Credential, bad).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -254,13 +254,13 @@ async fn run_manager(args: ManagerArgs) -> anyhow::Result<()> {
                     expires_in,
                 },
         }) => {
-            let role = switchyard_store::Role::parse(&role).with_context(|| {
+            let role = switchyard_api::records::Role::parse(&role).with_context(|| {
                 format!("unknown role {role:?}: use admin, deployer, viewer or worker")
             })?;
             let store = switchyard_store::SqliteStore::open(&data.join("switchyard.db")).await?;
             let name = name.unwrap_or_else(|| format!("{}-cli", role.as_str()));
             let expires_at = expires_in.map(|d| {
-                switchyard_store::now_millis()
+                switchyard_api::records::now_millis()
                     .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             });
             let (id, secret) = switchyard_manager::create_token(

@@ -136,7 +136,7 @@ async fn fetch(client: &AdminClient, env: &str, revisions: u32) -> anyhow::Resul
     let e = encode(env);
     let info: EnvInfo = client.get(&format!("/v1/envs/{e}")).await?;
     let workers: Vec<WorkerView> = client.get(&format!("/v1/envs/{e}/workers")).await?;
-    let now = switchyard_store::now_millis();
+    let now = switchyard_api::records::now_millis();
     let workers = workers
         .into_iter()
         .map(|w| WorkerStatus {

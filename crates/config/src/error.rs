@@ -1,6 +1,8 @@
 //! Configuration errors that point at the place to fix: file, line, column, document, field.
 
 use std::fmt;
+
+use crate::Kind;
 use std::sync::Arc;
 
 /// Where a manifest document came from.
@@ -63,8 +65,8 @@ impl ConfigError {
         }
     }
 
-    pub fn entity(mut self, kind: &str, name: &str) -> Self {
-        self.entity = Some(format!("{} {name:?}", kind.to_ascii_lowercase()));
+    pub fn entity(mut self, kind: Kind, name: &str) -> Self {
+        self.entity = Some(format!("{} {name:?}", kind.lower()));
         self
     }
 

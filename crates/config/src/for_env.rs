@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::Kind;
 use crate::env_refs::{Refs, Resolver};
 use crate::error::{ConfigError, ConfigErrors, Position, SourceRef};
 use crate::load::{
@@ -135,7 +136,7 @@ pub fn resolve_texts(
     let mut target: Option<(SourceRef, EnvironmentManifest)> = None;
     for (name, text) in &expanded {
         for (source, doc) in documents(name, text) {
-            if !doc.contains("Environment") {
+            if !doc.contains(Kind::Environment.as_str()) {
                 continue;
             }
             let Ok(Manifest::Environment(e)) = parse_document(&source, &unescaped(doc)) else {
@@ -155,7 +156,7 @@ pub fn resolve_texts(
                             first.file
                         ),
                     )
-                    .entity("Environment", env),
+                    .entity(Kind::Environment, env),
                 );
             } else {
                 target = Some((source, e));

@@ -48,6 +48,11 @@ impl Kind {
         }
     }
 
+    /// Exactly as written in a manifest's `kind:` (`Proxy`).
+    pub fn parse_written(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     /// `Proxy` or `proxy` (as in `proxy/payments`).
     pub fn parse(s: &str) -> Option<Kind> {
         Kind::ALL

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use crate::Kind;
 use crate::error::{ConfigError, ConfigErrors, Position, SourceRef};
 use crate::manifest::{
     API_VERSION, CredentialManifest, DocumentHeader, EnvironmentManifest, Manifest, ProxyManifest,
@@ -284,7 +285,10 @@ pub(crate) fn parse_document(source: &SourceRef, text: &str) -> Result<Manifest,
     };
     let name = header.metadata.and_then(|m| m.name);
     let with_entity = |e: ConfigError| match &name {
-        Some(n) if KNOWN_KINDS.contains(&kind.value.as_str()) => e.entity(&kind.value, n),
+        Some(n) => match Kind::parse_written(&kind.value) {
+            Some(k) => e.entity(k, n),
+            None => e,
+        },
         _ => e,
     };
     match &header.api_version {
@@ -310,32 +314,30 @@ pub(crate) fn parse_document(source: &SourceRef, text: &str) -> Result<Manifest,
             )));
         }
     }
-    match kind.value.as_str() {
-        "Proxy" => deserialize_with_path::<ProxyManifest>(source, text)
+    match Kind::parse_written(&kind.value) {
+        Some(Kind::Proxy) => deserialize_with_path::<ProxyManifest>(source, text)
             .map(Manifest::Proxy)
             .map_err(with_entity),
-        "Credential" => deserialize_with_path::<CredentialManifest>(source, text)
+        Some(Kind::Credential) => deserialize_with_path::<CredentialManifest>(source, text)
             .map(Manifest::Credential)
             // Never echo what was written inside a credential: it may be a secret.
             .map_err(|e| with_entity(scrub_secret_echo(e))),
-        "Environment" => deserialize_with_path::<EnvironmentManifest>(source, text)
+        Some(Kind::Environment) => deserialize_with_path::<EnvironmentManifest>(source, text)
             .and_then(|m| m.check(source).map(|()| m))
             .map(Manifest::Environment)
             .map_err(with_entity),
-        other => Err(ConfigError::new(
+        None => Err(ConfigError::new(
             source,
             at(&kind),
             format!(
-                "unknown kind {other:?}, expected one of: {}",
-                KNOWN_KINDS.join(", ")
+                "unknown kind {:?}, expected one of: {}",
+                kind.value,
+                Kind::list()
             ),
         )
         .field("kind")),
     }
 }
-
-/// The kinds this version understands.
-const KNOWN_KINDS: &[&str] = &Manifest::KINDS;
 
 /// Where a document's content begins: the first line that is not blank, a comment, a
 /// directive or a document marker. Used for errors about the document as a whole.

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::Kind;
 use crate::manifest::redact_json;
 
 /// One field that differs. `path` is like `spec.upstream.targets[0].url`; `old` is absent
@@ -24,7 +25,7 @@ pub struct FieldChange {
 /// The fields that differ between two versions of an entity's canonical JSON (`None` =
 /// the entity does not exist on that side). Computed on the clear values, shown with the
 /// secret ones redacted.
-pub fn field_changes(kind: &str, old: Option<&str>, new: Option<&str>) -> Vec<FieldChange> {
+pub fn field_changes(kind: Kind, old: Option<&str>, new: Option<&str>) -> Vec<FieldChange> {
     let parse = |t: Option<&str>| t.and_then(|t| serde_json::from_str::<Value>(t).ok());
     let (clear_old, clear_new) = (parse(old), parse(new));
     let redacted_old = old.map(|t| redact_json(kind, t));
@@ -110,21 +111,20 @@ pub struct Hotness {
     pub how: String,
 }
 
-pub fn hotness(kind: &str) -> Hotness {
+pub fn hotness(kind: Kind) -> Hotness {
     let (hot, how) = match kind {
-        "Proxy" => (
+        Kind::Proxy => (
             true,
             "swapped atomically; requests in flight finish on the previous version",
         ),
-        "Credential" => (
+        Kind::Credential => (
             true,
             "the proxies that use it are recompiled and swapped atomically",
         ),
-        "Environment" => (
+        Kind::Environment => (
             true,
             "variables only; the entities they change are listed on their own",
         ),
-        _ => (false, "unknown kind"),
     };
     Hotness {
         hot,
@@ -141,7 +141,7 @@ mod tests {
     fn changed_added_and_removed_fields_are_listed_by_path() {
         let old = r#"{"spec":{"upstream":{"targets":[{"url":"http://a"}]},"routes":[{"pathPrefix":"/p"}]}}"#;
         let new = r#"{"spec":{"upstream":{"targets":[{"url":"http://b"},{"url":"http://c"}]},"policies":[]}}"#;
-        let c = field_changes("Proxy", Some(old), Some(new));
+        let c = field_changes(Kind::Proxy, Some(old), Some(new));
         let paths: Vec<&str> = c.iter().map(|c| c.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -169,12 +169,12 @@ mod tests {
     fn secret_values_are_never_shown() {
         let old = r#"{"kind":"Credential","spec":{"type":"secret","value":"s3cret-old"}}"#;
         let new = r#"{"kind":"Credential","spec":{"type":"secret","value":"s3cret-new"}}"#;
-        let c = field_changes("Credential", Some(old), Some(new));
+        let c = field_changes(Kind::Credential, Some(old), Some(new));
         assert_eq!(c.len(), 1);
         assert!(c[0].secret);
         let shown = serde_json::to_string(&c).unwrap();
         assert!(!shown.contains("s3cret"), "{shown}");
-        let created = field_changes("Credential", None, Some(new));
+        let created = field_changes(Kind::Credential, None, Some(new));
         assert!(!serde_json::to_string(&created).unwrap().contains("s3cret"));
     }
 }

@@ -236,10 +236,10 @@ async fn a_revision_workers_reject_is_nacked_and_the_old_one_keeps_serving() {
         .commit(switchyard_store::CommitRequest {
             env: "dev".into(),
             actor: "test (direct store write)".into(),
-            operation: switchyard_store::Operation::Apply,
+            operation: switchyard_api::records::Operation::Apply,
             expected_revision: Some(1),
             changes: vec![switchyard_store::Change::Upsert {
-                kind: "Proxy".into(),
+                kind: switchyard_config::Kind::Proxy,
                 name: "payments".into(),
                 digest: switchyard_config::manifest::sha256_hex(bad.as_bytes()),
                 manifest: bad.into(),

@@ -13,6 +13,7 @@ mod proxy;
 
 use std::collections::HashMap;
 use std::time::Duration;
+use switchyard_config::Kind;
 
 use crate::runtime::Snapshot;
 use crate::runtime::health::HealthRegistry;
@@ -150,7 +151,7 @@ pub fn compile_refs(
 
 /// Compiles a change against `prev`. `upserts` are new or changed manifests (one equal to
 /// what `prev` holds, by digest and version, changes nothing); `removed` names deleted
-/// entities as `(kind, name)`, e.g. `("Proxy", "payments")` (unknown ones are ignored).
+/// entities as `(kind, name)`, e.g. `(Kind::Proxy, "payments")` (unknown ones are ignored).
 ///
 /// Cost grows with the change, not with the snapshot: only the given proxies, and those
 /// using a changed credential, are compiled and checked (against the persistent indexes
@@ -161,7 +162,7 @@ pub fn compile_refs(
 pub fn compile_changes(
     prev: &Snapshot,
     upserts: &[&Located<Manifest>],
-    removed: &[(&str, &str)],
+    removed: &[(Kind, &str)],
     options: &CompileOptions,
 ) -> Result<Compiled, ConfigErrors> {
     let batch = Batch { upserts, removed };

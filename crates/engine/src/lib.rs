@@ -4,6 +4,7 @@
 //! balancing and health. No I/O, no sockets.
 
 pub mod compile;
+pub mod entity_set;
 pub mod runtime;
 mod validate;
 
@@ -11,4 +12,5 @@ pub use compile::{
     ChangeKind, CompileOptions, Compiled, ProxyChange, compile, compile_changes, compile_refs,
     compile_with,
 };
+pub use entity_set::EntitySet;
 pub use runtime::Snapshot;

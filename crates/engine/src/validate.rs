@@ -4,6 +4,7 @@
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use http::Method;
+use switchyard_config::Kind;
 
 use crate::runtime::{HostPattern, PathPattern, Proxy, RouteMatch, RouteTable};
 use switchyard_config::error::{ConfigError, Position, SourceRef};
@@ -11,7 +12,7 @@ use switchyard_config::error::{ConfigError, Position, SourceRef};
 /// Where a name was declared, to report duplicates against the first declaration.
 #[derive(Debug)]
 pub(crate) struct Declared<'a> {
-    pub kind: &'static str,
+    pub kind: Kind,
     pub name: &'a str,
     pub source: &'a SourceRef,
     pub position: Position,
@@ -19,7 +20,7 @@ pub(crate) struct Declared<'a> {
 
 /// Two documents of one kind may not share a name.
 pub(crate) fn duplicate_names(decls: &[Declared<'_>]) -> Vec<ConfigError> {
-    let mut seen: HashMap<(&str, &str), &Declared<'_>> = HashMap::default();
+    let mut seen: HashMap<(Kind, &str), &Declared<'_>> = HashMap::default();
     let mut errors = Vec::new();
     for d in decls {
         if let Some(first) = seen.get(&(d.kind, d.name)) {
@@ -29,7 +30,7 @@ pub(crate) fn duplicate_names(decls: &[Declared<'_>]) -> Vec<ConfigError> {
                     d.position,
                     format!(
                         "duplicate name: {} {:?} is already defined at {}",
-                        d.kind.to_ascii_lowercase(),
+                        d.kind.lower(),
                         d.name,
                         place(first.source, first.position)
                     ),
@@ -89,7 +90,7 @@ pub(crate) fn route_conflict(
                             place(&owner.source, owner_position)
                         ),
                     )
-                    .entity("Proxy", &proxy.name)
+                    .entity(Kind::Proxy, &proxy.name)
                     .field(format!("spec.routes[{index}]")),
                 );
             }
@@ -132,7 +133,7 @@ pub(crate) fn credential(
     let at = Position::from_location(source, c.metadata.name.referenced);
     let err = |field: String, message: &str| {
         ConfigError::new(source, at, message)
-            .entity("Credential", name)
+            .entity(Kind::Credential, name)
             .field(field)
     };
     let mut errors = Vec::new();

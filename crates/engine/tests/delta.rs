@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use common::{rendered, single};
 use http::Method;
+use switchyard_config::Kind;
 use switchyard_config::{ConfigErrors, Located, Manifest, parse_str};
 use switchyard_engine::{ChangeKind, CompileOptions, Compiled, Snapshot, compile, compile_changes};
 
@@ -196,9 +197,9 @@ fn run(seed: u64, steps: usize) -> (usize, usize) {
             .map(|((kind, name), text)| located(kind, name, text))
             .collect();
         let refs: Vec<&Located<Manifest>> = parsed.iter().collect();
-        let removed_refs: Vec<(&str, &str)> = removed
+        let removed_refs: Vec<(Kind, &str)> = removed
             .iter()
-            .map(|(k, n)| (k.as_str(), n.as_str()))
+            .map(|(k, n)| (Kind::parse(k).unwrap(), n.as_str()))
             .collect();
         let routing_before = routing(&snapshot);
 
@@ -274,7 +275,7 @@ fn proxy(name: &str, route: &str) -> Located<Manifest> {
     located("Proxy", name, &common::proxy(name, route))
 }
 
-fn apply(prev: &Snapshot, upserts: &[&Located<Manifest>], removed: &[(&str, &str)]) -> Compiled {
+fn apply(prev: &Snapshot, upserts: &[&Located<Manifest>], removed: &[(Kind, &str)]) -> Compiled {
     compile_changes(prev, upserts, removed, &CompileOptions::default()).unwrap()
 }
 
@@ -298,7 +299,7 @@ fn a_removed_proxy_frees_its_routes_and_a_returning_one_conflicts() {
     let a = proxy("a", "{pathPrefix: /x, methods: [GET]}");
     let s = compile(std::slice::from_ref(&a), None).unwrap().snapshot;
     let b = proxy("b", "{pathPrefix: /x, methods: [GET]}");
-    let s2 = apply(&s, &[&b], &[("Proxy", "a")]).snapshot;
+    let s2 = apply(&s, &[&b], &[(Kind::Proxy, "a")]).snapshot;
     let (_, served, _) = s2.route(None, "/x/1", &Method::GET).unwrap();
     assert_eq!(&*served.name, "b");
     let e = compile_changes(&s2, &[&a], &[], &CompileOptions::default()).unwrap_err();
@@ -336,7 +337,8 @@ fn names_are_unique_per_kind_only() {
 fn upserting_what_is_already_there_changes_nothing() {
     let a = proxy("a", "{path: /x}");
     let s = compile(std::slice::from_ref(&a), None).unwrap().snapshot;
-    let c = apply(&s, &[&a], &[("Proxy", "nope"), ("Other", "a")]);
+    // (An unknown kind can no longer be named: `Kind` has only the known ones.)
+    let c = apply(&s, &[&a], &[(Kind::Proxy, "nope")]);
     assert!(c.changes.is_empty());
     assert_eq!(c.rebuilt, 0);
     assert_eq!(c.snapshot.revision, s.revision);

@@ -4,11 +4,12 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use switchyard_api::records::{Millis, Role, TokenRecord, now_millis};
 use switchyard_config::manifest::sha256_hex;
-use switchyard_store::{Millis, Role, TokenRecord, now_millis};
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use switchyard_api::ErrorCode;
 
 /// Who is asking.
 #[derive(Debug, Clone)]
@@ -131,7 +132,7 @@ pub fn check_not_expired(token: &TokenRecord, now: Millis) -> Result<(), ApiErro
     match token.expires_at {
         Some(at) if token.expired_at(now) => Err(ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
-            "token_expired",
+            ErrorCode::TokenExpired,
             format!(
                 "token {} ({:?}) expired at {}; create a new one with \
                  `switchyard manager token create` (or an admin's POST /v1/tokens)",
@@ -167,7 +168,7 @@ pub fn new_token(
     getrandom::fill(&mut bytes).map_err(|e| {
         ApiError::new(
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "no_randomness",
+            ErrorCode::NoRandomness,
             format!("cannot generate a token: {e}"),
         )
     })?;
@@ -261,7 +262,7 @@ mod tests {
         assert!(check_not_expired(&token, 1_699_999_999_999).is_ok());
         let e = check_not_expired(&token, 1_700_000_000_000).unwrap_err();
         assert_eq!(e.status, axum::http::StatusCode::UNAUTHORIZED);
-        assert_eq!(e.code, "token_expired");
+        assert_eq!(e.code, ErrorCode::TokenExpired);
         assert!(
             e.message.contains("expired at 2023-11-14T22:13:20Z")
                 && e.message.contains("switchyard manager token create")

@@ -3,32 +3,21 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+pub(crate) use switchyard_api::ErrorBody;
+use switchyard_api::ErrorCode;
 use switchyard_store::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// Extra structured detail (e.g. every validation error).
     pub details: Vec<String>,
 }
 
-/// The JSON body of the API's error responses.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct ErrorBody<'a> {
-    /// Stable machine-readable code, e.g. `unknown_environment`, `revision_conflict`.
-    code: &'a str,
-    /// What went wrong, for humans.
-    message: &'a str,
-    /// Extra structured detail (e.g. every validation error); omitted when empty.
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    details: &'a [String],
-}
-
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -38,18 +27,18 @@ impl ApiError {
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
     }
 
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn not_found(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 }
@@ -59,21 +48,23 @@ impl From<StoreError> for ApiError {
         match &e {
             StoreError::Conflict { .. } => ApiError::new(
                 StatusCode::CONFLICT,
-                "revision_conflict",
+                ErrorCode::RevisionConflict,
                 format!("{e}; re-plan against the current revision and apply again"),
             ),
             StoreError::NoSuchEnv(env) => ApiError::not_found(
-                "unknown_environment",
+                ErrorCode::UnknownEnvironment,
                 format!("unknown environment {env:?}; an admin can create it with POST /v1/envs"),
             ),
-            StoreError::EnvExists(_) => {
-                ApiError::new(StatusCode::CONFLICT, "environment_exists", e.to_string())
-            }
+            StoreError::EnvExists(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::EnvironmentExists,
+                e.to_string(),
+            ),
             StoreError::AuditFailed(_) => {
                 tracing::error!(error = %e, "change refused: audit write failed");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "audit_failed",
+                    ErrorCode::AuditFailed,
                     e.to_string(),
                 )
             }
@@ -81,7 +72,7 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %e, "store error");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "store_error",
+                    ErrorCode::StoreError,
                     e.to_string(),
                 )
             }
@@ -93,8 +84,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             code: self.code,
-            message: &self.message,
-            details: &self.details,
+            message: self.message,
+            details: self.details,
         };
         (self.status, Json(body)).into_response()
     }

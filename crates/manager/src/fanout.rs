@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
+use switchyard_api::records::{Millis, now_millis};
 use switchyard_api::sync::RevisionEvent;
-use switchyard_store::{Millis, now_millis};
 use tokio::sync::broadcast;
 
 /// How many recent commits per environment keep their expected-Worker list.

@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchyard_api::records::Role;
 use switchyard_config::secretbox::SecretBox;
-use switchyard_store::{Role, SqliteStore, Store, StoreError};
+use switchyard_store::{SqliteStore, Store, StoreError};
 use tokio::net::TcpListener;
 
 pub use crate::state::AppState;
@@ -99,6 +100,7 @@ impl Manager {
             tokens: Arc::new(auth::TokenCache::default()),
             pulls: Arc::new(pull_cache::PullCache::default()),
             reports,
+            parsed: Arc::default(),
         };
         let created_admin_token = bootstrap_admin(&state, &options.data_dir).await?;
         Ok(Manager {
@@ -143,7 +145,7 @@ pub async fn create_token(
     name: &str,
     role: Role,
     envs: Vec<String>,
-    expires_at: Option<switchyard_store::Millis>,
+    expires_at: Option<switchyard_api::records::Millis>,
     actor: &str,
 ) -> Result<(String, String), ManagerError> {
     auth::check_scope(role, &envs).map_err(|e| ManagerError::Api(e.message))?;

@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use switchyard_store::{Store, StoreError, WorkerReport};
+use switchyard_store::{Store, StoreError};
+
+use switchyard_api::records::WorkerReport;
 use tokio::sync::{mpsc, oneshot};
 
 /// Reports written in one transaction at most.

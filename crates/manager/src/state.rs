@@ -1,11 +1,14 @@
 //! What every handler shares.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use switchyard_config::secretbox::SecretBox;
+use switchyard_engine::EntitySet;
 use switchyard_store::{EntityRecord, Store};
 
 use crate::error::ApiError;
+use switchyard_api::ErrorCode;
 
 use crate::fanout::Fanout;
 use crate::metrics::ManagerMetrics;
@@ -29,11 +32,31 @@ pub struct AppState {
     pub pulls: Arc<crate::pull_cache::PullCache>,
     /// Worker reports, group-committed.
     pub reports: crate::reports::ReportWriter,
+    /// Per environment, its entities (secrets excepted) as last parsed by a write: the next
+    /// write parses only what changed since (entities are reused by version and digest).
+    pub parsed: Arc<std::sync::Mutex<HashMap<String, EntitySet>>>,
 }
 
 impl AppState {
+    /// The environment's entities as last parsed (empty when none were).
+    pub fn parsed(&self, env: &str) -> EntitySet {
+        self.parsed
+            .lock()
+            .map(|m| m.get(env).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Keeps `set` (the environment's stored entities, parsed) for the next write; secrets
+    /// are never kept in clear: credentials are opened and parsed again when needed.
+    pub fn keep_parsed(&self, env: &str, set: &EntitySet) {
+        let kept = set.without_secrets();
+        if let Ok(mut m) = self.parsed.lock() {
+            m.insert(env.to_string(), kept);
+        }
+    }
+
     /// The environment, or the 404 that names it.
-    pub async fn env_info(&self, env: &str) -> Result<switchyard_store::EnvInfo, ApiError> {
+    pub async fn env_info(&self, env: &str) -> Result<switchyard_api::records::EnvInfo, ApiError> {
         self.store
             .env(env)
             .await?
@@ -63,7 +86,7 @@ impl AppState {
                 tracing::error!(kind = %e.kind, name = %e.name, "cannot decrypt a stored secret: {why}");
                 ApiError::new(
                     axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "secret_unreadable",
+                    ErrorCode::SecretUnreadable,
                     format!(
                         "{}/{} cannot be decrypted with this Manager's key ({why}); \
                          check SWITCHYARD_SECRET_KEY or DATA/secret.key",

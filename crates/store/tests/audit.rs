@@ -4,9 +4,8 @@
 mod common;
 
 use common::{all_audit, apply, delete, file_store, request, snapshot, upsert};
-use switchyard_store::{
-    AuditQuery, Operation, ReportStatus, Store, StoreError, WorkerReport, now_millis,
-};
+use switchyard_api::records::{Operation, ReportStatus, WorkerReport, now_millis};
+use switchyard_store::{AuditQuery, Store, StoreError};
 
 #[tokio::test]
 async fn one_audit_record_per_change_with_versions() {

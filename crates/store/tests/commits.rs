@@ -4,7 +4,8 @@
 mod common;
 
 use common::{apply, delete, file_store, request, snapshot, upsert};
-use switchyard_store::{Operation, SqliteStore, Store, StoreError};
+use switchyard_api::records::Operation;
+use switchyard_store::{SqliteStore, Store, StoreError};
 
 #[tokio::test]
 async fn create_and_list_environments() {

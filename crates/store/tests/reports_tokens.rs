@@ -4,10 +4,8 @@
 mod common;
 
 use common::{all_audit, file_store};
-use switchyard_store::{
-    AuditQuery, Operation, ReportStatus, Role, SqliteStore, Store, StoreError, TokenRecord,
-    WorkerReport,
-};
+use switchyard_api::records::{Operation, ReportStatus, Role, TokenRecord, WorkerReport};
+use switchyard_store::{AuditQuery, SqliteStore, Store, StoreError};
 
 fn report(
     worker: &str,

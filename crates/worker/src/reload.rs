@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
+use switchyard_config::Kind;
 use switchyard_config::{ConfigErrors, Located, Manifest, load_path};
 use switchyard_engine::runtime::policy::rate_limit::Limiters;
 use switchyard_engine::runtime::{HealthRegistry, TargetHealth};
@@ -245,7 +246,7 @@ impl Reloader {
     pub fn apply_changes(
         &self,
         upserts: &[&Located<Manifest>],
-        removed: &[(&str, &str)],
+        removed: &[(Kind, &str)],
         options: &CompileOptions,
     ) -> ReloadOutcome {
         let started = Instant::now();

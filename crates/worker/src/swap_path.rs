@@ -2,7 +2,7 @@
 //! scale benchmark measures. It serves generations exactly as a Worker does (same compile,
 //! same `Runtime` build, same atomic store and bookkeeping).
 
-use switchyard_config::{ConfigErrors, Located, Manifest};
+use switchyard_config::{ConfigErrors, Kind, Located, Manifest};
 
 use switchyard_engine::{CompileOptions, Snapshot};
 
@@ -39,7 +39,7 @@ impl SwapPath {
     pub fn apply_changes(
         &self,
         upserts: &[&Located<Manifest>],
-        removed: &[(&str, &str)],
+        removed: &[(Kind, &str)],
         options: &CompileOptions,
     ) -> ReloadOutcome {
         self.reloader.apply_changes(upserts, removed, options)

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::Metadata;
+use crate::Kind;
 
 /// A secret the gateway uses or checks: API keys of consumers, users with password hashes,
 /// a JWKS, or one secret value (e.g. an upstream's key or an HMAC secret).
@@ -165,7 +166,7 @@ impl CredentialManifest {
 
 /// Replaces the secret values in a credential's canonical JSON with [`REDACTED`]; other
 /// kinds pass through. Used wherever stored manifests are shown.
-pub fn redact_json(kind: &str, json: &str) -> serde_json::Value {
+pub fn redact_json(kind: Kind, json: &str) -> serde_json::Value {
     let mut v: serde_json::Value = serde_json::from_str(json).unwrap_or(serde_json::Value::Null);
     for_each_secret(kind, &mut v, |_, value| {
         *value = serde_json::Value::String(REDACTED.into());
@@ -217,11 +218,11 @@ impl SecretField {
 /// Calls `f` on every secret field of a manifest (as JSON): the fields [`redact_json`]
 /// hides and [`reference_secrets`] turns into `${env:…}` references. Other kinds have none.
 pub fn for_each_secret(
-    kind: &str,
+    kind: Kind,
     manifest: &mut serde_json::Value,
     mut f: impl FnMut(SecretField, &mut serde_json::Value),
 ) {
-    if kind != "Credential" {
+    if !kind.is_secret() {
         return;
     }
     let Some(spec) = manifest.get_mut("spec") else {
@@ -278,7 +279,7 @@ pub struct SecretReference {
 /// written `_`. A name already in `taken` (two names that differ only in punctuation) gets
 /// `_2`, `_3`, … appended; every name returned is added to `taken`.
 pub fn reference_secrets(
-    kind: &str,
+    kind: Kind,
     manifest: &mut serde_json::Value,
     taken: &mut std::collections::BTreeSet<String>,
 ) -> Vec<SecretReference> {
@@ -398,7 +399,7 @@ mod tests {
         let mut taken = std::collections::BTreeSet::new();
         let mut v = serde_json::json!({"kind": "Credential", "metadata": {"name": "openai-key"},
             "spec": {"type": "secret", "value": "s3cret"}});
-        let refs = reference_secrets("Credential", &mut v, &mut taken);
+        let refs = reference_secrets(Kind::Credential, &mut v, &mut taken);
         assert_eq!(
             v["spec"]["value"],
             "${env:SWITCHYARD_CREDENTIAL_OPENAI_KEY}"
@@ -409,13 +410,13 @@ mod tests {
         // The same name with other punctuation gets a suffix, never the same variable.
         let mut v = serde_json::json!({"metadata": {"name": "openai.key"},
             "spec": {"type": "secret", "value": "<redacted>"}});
-        let refs = reference_secrets("Credential", &mut v, &mut taken);
+        let refs = reference_secrets(Kind::Credential, &mut v, &mut taken);
         assert_eq!(refs[0].variable, "SWITCHYARD_CREDENTIAL_OPENAI_KEY_2");
 
         let mut v = serde_json::json!({"metadata": {"name": "acme"},
             "spec": {"type": "api-keys", "keys": [
                 {"consumer": "a", "key": "k-aaaaaaaa"}, {"consumer": "a", "key": "k-bbbbbbbb"}]}});
-        let refs = reference_secrets("Credential", &mut v, &mut taken);
+        let refs = reference_secrets(Kind::Credential, &mut v, &mut taken);
         assert_eq!(
             v["spec"]["keys"][1]["key"],
             "${env:SWITCHYARD_CREDENTIAL_ACME_KEY_1}"
@@ -429,7 +430,7 @@ mod tests {
 
         let mut v = serde_json::json!({"metadata": {"name": "ops"},
             "spec": {"type": "basic-users", "users": [{"username": "alice.b", "passwordHash": "$argon2id$x"}]}});
-        reference_secrets("Credential", &mut v, &mut taken);
+        reference_secrets(Kind::Credential, &mut v, &mut taken);
         assert_eq!(
             v["spec"]["users"][0]["passwordHash"],
             "${env:SWITCHYARD_CREDENTIAL_OPS_ALICE_B_HASH}"
@@ -438,22 +439,25 @@ mod tests {
         // Exactly the fields redact_json hides: a JWKS too.
         let mut v = serde_json::json!({"metadata": {"name": "idp"},
             "spec": {"type": "jwks", "jwks": {"keys": [{"kty": "EC"}]}}});
-        reference_secrets("Credential", &mut v, &mut taken);
+        reference_secrets(Kind::Credential, &mut v, &mut taken);
         assert_eq!(v["spec"]["jwks"], "${env:SWITCHYARD_CREDENTIAL_IDP_JWKS}");
 
         // Other kinds pass through untouched.
         let mut v = serde_json::json!({"metadata": {"name": "p"}, "spec": {"value": "x"}});
-        assert!(reference_secrets("Proxy", &mut v, &mut taken).is_empty());
+        assert!(reference_secrets(Kind::Proxy, &mut v, &mut taken).is_empty());
         assert_eq!(v["spec"]["value"], "x");
     }
 
     #[test]
     fn redaction_hides_every_secret_field() {
         let json = r#"{"kind":"Credential","spec":{"type":"api-keys","keys":[{"consumer":"a","key":"k-aaaaaaaa"}]}}"#;
-        let v = redact_json("Credential", json);
+        let v = redact_json(Kind::Credential, json);
         assert_eq!(v["spec"]["keys"][0]["key"], REDACTED);
         assert_eq!(v["spec"]["keys"][0]["consumer"], "a");
-        let v = redact_json("Credential", r#"{"spec":{"type":"secret","value":"s"}}"#);
+        let v = redact_json(
+            Kind::Credential,
+            r#"{"spec":{"type":"secret","value":"s"}}"#,
+        );
         assert_eq!(v["spec"]["value"], REDACTED);
     }
 }

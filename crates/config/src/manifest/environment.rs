@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Metadata;
+use crate::Kind;
 use crate::error::{ConfigError, Position, SourceRef};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -42,7 +43,7 @@ impl EnvironmentManifest {
                         "invalid variable name {name:?}: use letters, digits and '_', not starting with a digit"
                     ),
                 )
-                .entity("Environment", &self.metadata.name.value)
+                .entity(Kind::Environment, &self.metadata.name.value)
                 .field(format!("spec.variables.{name}")));
             }
         }

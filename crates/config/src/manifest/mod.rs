@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_saphyr::Spanned;
 
+use crate::Kind;
 use crate::duration::HumanDuration;
 
 mod credential;
@@ -31,14 +32,11 @@ pub enum Manifest {
 }
 
 impl Manifest {
-    /// Every kind a manifest document can have.
-    pub const KINDS: [&'static str; 3] = ["Proxy", "Credential", "Environment"];
-
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> Kind {
         match self {
-            Manifest::Proxy(_) => "Proxy",
-            Manifest::Credential(_) => "Credential",
-            Manifest::Environment(_) => "Environment",
+            Manifest::Proxy(_) => Kind::Proxy,
+            Manifest::Credential(_) => Kind::Credential,
+            Manifest::Environment(_) => Kind::Environment,
         }
     }
 
@@ -60,7 +58,7 @@ impl Manifest {
 
     /// Whether the manifest carries secret values (stored encrypted, shown redacted).
     pub fn is_secret(&self) -> bool {
-        matches!(self, Manifest::Credential(_))
+        self.kind().is_secret()
     }
 
     /// The canonical form stored by the Manager and sent to Workers: compact JSON with

@@ -2,6 +2,7 @@
 //! a changed credential recompiles exactly its users.
 
 use std::sync::Arc;
+use switchyard_config::Kind;
 
 use super::credentials::TEST_REFERENCE_LABEL;
 use super::*;
@@ -88,8 +89,13 @@ fn the_full_set_path_recompiles_users_of_a_changed_credential_too() {
 #[test]
 fn removing_a_used_credential_is_rejected() {
     let a = base().snapshot;
-    let e =
-        compile_changes(&a, &[], &[("Credential", "k")], &CompileOptions::default()).unwrap_err();
+    let e = compile_changes(
+        &a,
+        &[],
+        &[(Kind::Credential, "k")],
+        &CompileOptions::default(),
+    )
+    .unwrap_err();
     assert_eq!(
         e.to_string(),
         "a.yaml:3:19: proxy \"a\": spec: references credential \"k\", which does not exist"
@@ -98,7 +104,7 @@ fn removing_a_used_credential_is_rejected() {
     let b = compile_changes(
         &a,
         &[],
-        &[("Credential", "k"), ("Proxy", "a")],
+        &[(Kind::Credential, "k"), (Kind::Proxy, "a")],
         &CompileOptions::default(),
     )
     .unwrap();

@@ -3,6 +3,7 @@
 //! per manifest; nothing is compiled here.
 
 use std::collections::HashSet;
+use switchyard_config::Kind;
 
 use super::CompileOptions;
 use crate::runtime::Snapshot;
@@ -15,7 +16,7 @@ pub(crate) enum Diff<'a> {
     Changes {
         upserts: Vec<&'a Located<Manifest>>,
         /// `(kind, name)`.
-        removed: Vec<(&'static str, &'a str)>,
+        removed: Vec<(Kind, &'a str)>,
     },
 }
 
@@ -24,7 +25,7 @@ pub(crate) fn diff<'a>(
     prev: &'a Snapshot,
     options: &CompileOptions,
 ) -> Diff<'a> {
-    let mut seen: HashSet<(&str, &str), foldhash::fast::RandomState> =
+    let mut seen: HashSet<(Kind, &str), foldhash::fast::RandomState> =
         HashSet::with_capacity_and_hasher(manifests.len(), Default::default());
     let (mut kept_proxies, mut kept_credentials) = (0, 0);
     let mut upserts = Vec::new();
@@ -54,16 +55,16 @@ pub(crate) fn diff<'a>(
         removed.extend(
             prev.proxies
                 .keys()
-                .filter(|n| !seen.contains(&("Proxy", &***n)))
-                .map(|n| ("Proxy", &**n)),
+                .filter(|n| !seen.contains(&(Kind::Proxy, &***n)))
+                .map(|n| (Kind::Proxy, &**n)),
         );
     }
     if kept_credentials < prev.credentials.len() {
         removed.extend(
             prev.credentials
                 .keys()
-                .filter(|n| !seen.contains(&("Credential", &***n)))
-                .map(|n| ("Credential", &**n)),
+                .filter(|n| !seen.contains(&(Kind::Credential, &***n)))
+                .map(|n| (Kind::Credential, &**n)),
         );
     }
     Diff::Changes { upserts, removed }

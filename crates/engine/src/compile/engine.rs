@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
+use switchyard_config::Kind;
 
 use super::{ChangeKind, CompileOptions, Compiled, ProxyChange, credentials, proxy};
 use crate::runtime::{Credential, Proxy, RouteMatch, Snapshot};
@@ -18,7 +19,7 @@ pub(crate) struct Batch<'a> {
     /// New or changed manifests, in the order their errors are reported.
     pub upserts: &'a [&'a Located<Manifest>],
     /// `(kind, name)` of entities to delete; a name that is also upserted is replaced.
-    pub removed: &'a [(&'a str, &'a str)],
+    pub removed: &'a [(Kind, &'a str)],
 }
 
 /// Applies `batch` to `base`: `prev`'s content (a delta), or empty (a whole set). `prev`
@@ -36,8 +37,8 @@ pub(crate) fn apply(
 ) -> Result<Compiled, Vec<ConfigError>> {
     let decls: Vec<Declared<'_>> = batch.upserts.iter().map(|m| declared(m)).collect();
     let mut errors = validate::duplicate_names(&decls);
-    let upserted: HashSet<(&str, &str)> = decls.iter().map(|d| (d.kind, d.name)).collect();
-    let removed = |kind: &str| -> Vec<&str> {
+    let upserted: HashSet<(Kind, &str)> = decls.iter().map(|d| (d.kind, d.name)).collect();
+    let removed = |kind: Kind| -> Vec<&str> {
         batch
             .removed
             .iter()
@@ -48,7 +49,7 @@ pub(crate) fn apply(
 
     // Credentials first: proxies resolve their references against the new set.
     let mut changed_credentials: Vec<Arc<str>> = Vec::new();
-    for name in removed("Credential") {
+    for name in removed(Kind::Credential) {
         if let Some(c) = next.credentials.remove(name) {
             changed_credentials.push(c.name.clone());
         }
@@ -78,7 +79,7 @@ pub(crate) fn apply(
 
     // Proxies leaving the base: removed, replaced, or using a changed credential.
     let mut changes = Vec::new();
-    for name in removed("Proxy") {
+    for name in removed(Kind::Proxy) {
         if let Some(old) = take_out(&mut next, name) {
             changes.push(ProxyChange {
                 name: old.name.to_string(),
@@ -96,7 +97,7 @@ pub(crate) fn apply(
             dependents.extend(
                 users
                     .iter()
-                    .filter(|p| !upserted.contains(&("Proxy", &***p)))
+                    .filter(|p| !upserted.contains(&(Kind::Proxy, &***p)))
                     .cloned(),
             );
         }
@@ -110,7 +111,7 @@ pub(crate) fn apply(
         take_out(&mut next, &m.value.metadata().name.value);
     }
     for (kind, name) in &upserted {
-        if *kind == "Proxy" {
+        if *kind == Kind::Proxy {
             take_out(&mut next, name);
         }
     }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_config::Kind;
 
 use http::{HeaderName, HeaderValue, Method};
 use serde_saphyr::Spanned;
@@ -39,7 +40,7 @@ impl ProxyErrors<'_> {
     fn push(&mut self, position: Option<Position>, field: String, message: String) {
         self.errors.push(
             ConfigError::new(self.source, position.unwrap_or(self.fallback), message)
-                .entity("Proxy", self.name)
+                .entity(Kind::Proxy, self.name)
                 .field(field),
         );
     }

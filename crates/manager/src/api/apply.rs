@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::Deserialize;
+use switchyard_api::records::Operation;
 use switchyard_config::for_env::{EnvSource, resolve_template, resolve_texts};
-use switchyard_store::{EntityRecord, Operation};
+use switchyard_store::EntityRecord;
 
-use super::batch::{self, Batch, BatchResponse, EntityKey, Upsert, invalid};
+use super::batch::{self, Batch, Prepared, Upsert, invalid};
 use super::openapi::{
     AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, PAYLOAD_TOO_LARGE, SERVER_ERROR, UNAUTHORIZED,
     UNKNOWN_ENV, UNSUPPORTED_MEDIA_TYPE,
@@ -18,26 +18,8 @@ use super::openapi::{
 use crate::auth::Principal;
 use crate::error::{ApiResult, ErrorBody};
 use crate::state::AppState;
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ApplyRequest {
-    /// Manifest documents (YAML or JSON text), one per entry; multi-document text is fine.
-    /// `${NAME}` is resolved with the environment's variables: those of the
-    /// `kind: Environment` document named like the environment in this request, else the
-    /// ones the environment keeps. Documents that use variables are kept as written
-    /// (templates) for promotions. `${env:…}` is refused: the CLI fills those in.
-    pub manifests: Vec<String>,
-    /// Refuse with 409 unless the environment is still at this revision.
-    #[serde(default)]
-    pub expected_revision: Option<u64>,
-    /// Validate and report what would change, without writing.
-    #[serde(default)]
-    pub dry_run: bool,
-    /// Entities to delete in the same revision (skipped when they do not exist).
-    #[serde(default)]
-    pub delete: Vec<EntityKey>,
-}
+use switchyard_api::admin::ApplyRequest;
+use switchyard_api::admin::BatchResponse;
 
 /// Apply a batch of manifests to an environment as one revision.
 ///
@@ -86,18 +68,24 @@ pub async fn apply(
         .enumerate()
         .map(|(i, t)| (Arc::<str>::from(format!("manifests[{i}]")), t.clone()))
         .collect();
-    let prepare = |stored: &[EntityRecord]| prepare(&state, &env, &texts, stored);
+    let prepare = |stored: &[EntityRecord]| {
+        let upserts = prepare(&state, &env, &texts, stored)?;
+        let delete = batch::check_deletions(&upserts, &req.delete)?;
+        Ok(Prepared { upserts, delete })
+    };
     let response = batch::run(
         &state,
         &who,
         &env,
         Batch {
             prepare: &prepare,
-            delete: req.delete,
             expected_revision: req.expected_revision,
             dry_run: req.dry_run,
             operation: Operation::Apply,
             detail: None,
+            refuse_empty: true,
+            invalid_message: None,
+            field_diffs: true,
         },
     )
     .await?;
@@ -153,7 +141,7 @@ fn prepare(
         .manifests
         .into_iter()
         .zip(resolved.templates)
-        .map(|(manifest, template)| Upsert {
+        .map(|(manifest, template)| Upsert::Manifest {
             template: uses_variables(&template).then_some(template),
             manifest,
             labels: None,
@@ -191,16 +179,18 @@ fn re_resolved(
         let Some(template) = state.reveal_template(e)? else {
             continue;
         };
-        if batch
-            .iter()
-            .any(|u| u.manifest.value.kind() == e.kind && u.manifest.value.name() == e.name)
-        {
+        if batch.iter().any(|u| match u {
+            Upsert::Manifest { manifest, .. } => {
+                manifest.value.kind() == e.kind && manifest.value.name() == e.name
+            }
+            Upsert::Restore(_) => false,
+        }) {
             continue;
         }
         let name: Arc<str> = format!("{env}/{}/{} (deployed template)", e.kind, e.name).into();
         match resolve_template(&name, &template, env, vars, NO_PROCESS_ENV) {
             Ok(m) if m.digest == e.digest => {}
-            Ok(m) => out.push(Upsert {
+            Ok(m) => out.push(Upsert::Manifest {
                 manifest: m,
                 template: Some(template),
                 labels: Some(e.labels.clone()),

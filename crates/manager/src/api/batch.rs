@@ -1,79 +1,81 @@
-//! One batch of entity changes to one environment, the way `apply` and `promote` make
-//! them: validated as a whole against the revision it commits on, planned (with a
-//! field-level diff for a dry run), committed as one revision with its audit records, and
-//! published to the Workers.
+//! The one write path: a batch of entity changes to one environment, the way `apply`,
+//! `promote`, `credential set|rotate` and `rollback` make them — validated as a whole
+//! against the revision it commits on, planned (with a field-level diff for a dry run),
+//! committed as one revision with its audit records, and published to the Workers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use switchyard_api::ErrorCode;
+use switchyard_api::admin::{BatchResponse, EntityKey, PlannedChange};
+use switchyard_api::records::{AppliedChange, Operation};
 use switchyard_api::sync::{EntityRef, RevisionEvent};
 use switchyard_config::manifest::{EnvironmentManifest, sha256_hex};
-use switchyard_config::plan::{FieldChange, Hotness, field_changes, hotness};
-use switchyard_config::{Located, Manifest, parse_str};
-use switchyard_engine::compile;
-use switchyard_store::{
-    AppliedChange, Change, CommitOutcome, CommitRequest, EntityRecord, Operation, StoreError,
-};
+use switchyard_config::plan::{FieldChange, field_changes, hotness};
+use switchyard_config::{Kind, Located, Manifest};
+use switchyard_engine::entity_set::Stored;
+use switchyard_engine::{CompileOptions, EntitySet};
+use switchyard_store::{Change, CommitOutcome, CommitRequest, EntityRecord, StoreError};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-/// One entity by kind and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EntityKey {
-    /// `Proxy`, `Credential` or `Environment`.
-    pub kind: String,
-    pub name: String,
+/// An entity to write.
+// Short-lived and few per request: the size difference costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+pub enum Upsert {
+    /// A manifest, with the text it was resolved from when it uses variables.
+    Manifest {
+        manifest: Located<Manifest>,
+        template: Option<String>,
+        /// Labels to store (default: the manifest's own).
+        labels: Option<BTreeMap<String, String>>,
+    },
+    /// An entity exactly as it was stored at an earlier revision (a rollback): same
+    /// digest, a credential still sealed under the same key.
+    Restore(EntityRecord),
 }
 
-/// A manifest to write, with the text it was resolved from when it uses variables.
-pub struct Upsert {
-    pub manifest: Located<Manifest>,
-    pub template: Option<String>,
-    pub labels: Option<BTreeMap<String, String>>,
+impl Upsert {
+    fn key(&self) -> (Kind, &str) {
+        match self {
+            Upsert::Manifest { manifest, .. } => (manifest.value.kind(), manifest.value.name()),
+            Upsert::Restore(e) => (e.kind, &e.name),
+        }
+    }
 }
 
-/// Builds the upserts of one attempt, given the environment's entities at the revision
-/// the attempt commits on.
-pub type Prepare<'a> = dyn Fn(&[EntityRecord]) -> ApiResult<Vec<Upsert>> + Send + Sync + 'a;
+/// What one attempt writes, built from the environment's entities at the revision the
+/// attempt commits on.
+#[derive(Default)]
+pub struct Prepared {
+    pub upserts: Vec<Upsert>,
+    /// Entities to delete (skipped when they do not exist).
+    pub delete: Vec<(Kind, String)>,
+}
 
+/// Builds one attempt's changes from the stored entities it will commit on.
+pub type Prepare<'a> = dyn Fn(&[EntityRecord]) -> ApiResult<Prepared> + Send + Sync + 'a;
+
+/// One write: how to build it and how to commit it.
 pub struct Batch<'a> {
     pub prepare: &'a Prepare<'a>,
-    pub delete: Vec<EntityKey>,
     pub expected_revision: Option<u64>,
     pub dry_run: bool,
     pub operation: Operation,
+    /// Kept in the audit records (e.g. "promoted from stage (revision 12)").
     pub detail: Option<String>,
-}
-
-/// One planned or applied change.
-#[derive(Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PlannedChange {
-    #[serde(flatten)]
-    pub change: AppliedChange,
-    /// Whether the change is applied hot, and how.
-    pub hot: Hotness,
-    /// Dry runs only: the fields that differ (secret values redacted).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub diff: Vec<FieldChange>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct BatchResponse {
-    pub env: String,
-    pub revision: u64,
-    pub previous_revision: u64,
-    /// False when the batch matched what is deployed (no new revision).
-    pub changed: bool,
-    pub dry_run: bool,
-    pub changes: Vec<PlannedChange>,
-    /// Dry runs only: the entities of the batch that already match what is deployed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unchanged: Vec<EntityKey>,
+    /// A batch that names nothing to write is refused (an apply with no manifests and no
+    /// deletions); one that only finds nothing to change is not (a rollback to the
+    /// current content).
+    pub refuse_empty: bool,
+    /// What an invalid result is called, instead of "the change would leave ENV invalid".
+    pub invalid_message: Option<String>,
+    /// Dry runs list the fields that change (a rollback restores whole stored versions and
+    /// lists none).
+    pub field_diffs: bool,
 }
 
 /// How often a batch that did not pin a revision is re-validated and retried when another
@@ -97,25 +99,45 @@ pub async fn run(
             return Err(conflict(env, base, info.revision));
         }
         let stored = state.store.entities(env, Some(base)).await?;
-        let upserts = (batch.prepare)(&stored)?;
-        if upserts.is_empty() && batch.delete.is_empty() {
+        let prepared = (batch.prepare)(&stored)?;
+        if batch.refuse_empty && prepared.upserts.is_empty() && prepared.delete.is_empty() {
             return Err(ApiError::bad_request(
                 "nothing to do: no manifests and no deletions in the request",
             ));
         }
-        check_deletions(&upserts, &batch.delete)?;
-        validate(state, env, &stored, &upserts, &batch.delete)?;
-        let changes = to_changes(state, &upserts, &batch.delete)?;
+        let changes = to_changes(state, &prepared)?;
+        let plan = plan(
+            state,
+            env,
+            &stored,
+            &changes,
+            batch.dry_run,
+            batch.field_diffs,
+        )
+        .await?;
+        if !plan.changes.is_empty() {
+            validate(state, env, &stored, &prepared, &batch)?;
+        }
         if batch.dry_run {
-            let (planned, unchanged) = plan(state, &stored, &changes)?;
             return Ok(BatchResponse {
                 env: env.to_string(),
                 revision: info.revision,
                 previous_revision: info.revision,
-                changed: !planned.is_empty(),
+                changed: !plan.changes.is_empty(),
                 dry_run: true,
-                changes: planned,
-                unchanged,
+                changes: plan.changes,
+                unchanged: plan.unchanged,
+            });
+        }
+        if plan.changes.is_empty() {
+            return Ok(BatchResponse {
+                env: env.to_string(),
+                revision: info.revision,
+                previous_revision: info.revision,
+                changed: false,
+                dry_run: false,
+                changes: Vec::new(),
+                unchanged: Vec::new(),
             });
         }
         let result = state
@@ -149,7 +171,7 @@ pub async fn run(
             .changes
             .into_iter()
             .map(|c| PlannedChange {
-                hot: hotness(&c.kind),
+                hot: hotness(c.kind),
                 change: c,
                 diff: Vec::new(),
             })
@@ -167,7 +189,7 @@ fn conflict(env: &str, expected: u64, actual: u64) -> ApiError {
 }
 
 /// Tells the Workers about a committed revision.
-pub fn publish(state: &AppState, who: &Principal, outcome: &CommitOutcome, operation: Operation) {
+fn publish(state: &AppState, who: &Principal, outcome: &CommitOutcome, operation: Operation) {
     if outcome.changes.is_empty() {
         return;
     }
@@ -185,7 +207,7 @@ pub fn publish(state: &AppState, who: &Principal, outcome: &CommitOutcome, opera
                 .changes
                 .iter()
                 .map(|c| EntityRef {
-                    kind: c.kind.clone(),
+                    kind: c.kind,
                     name: c.name.clone(),
                     version: c.new_version,
                 })
@@ -204,16 +226,16 @@ pub fn stored_variables(
 ) -> ApiResult<Option<BTreeMap<String, String>>> {
     let Some(e) = stored
         .iter()
-        .find(|e| e.kind == "Environment" && e.name == env && !e.deleted)
+        .find(|e| e.kind == Kind::Environment && e.name == env && !e.deleted)
     else {
         return Ok(None);
     };
     let text = state.reveal(e)?;
-    match parse_str(format!("{env}/Environment (deployed)").into(), &text) {
-        Ok(docs) => Ok(docs.into_iter().find_map(|d| match d.value {
+    match EntitySet::parse_one(format!("{env}/Environment (deployed)").into(), &text) {
+        Ok(doc) => Ok(match doc.value {
             Manifest::Environment(EnvironmentManifest { spec, .. }) => Some(spec.variables),
             _ => None,
-        })),
+        }),
         Err(errors) => Err(invalid(
             format!("the stored Environment document of {env:?} no longer reads"),
             errors.0.iter().map(ToString::to_string).collect(),
@@ -221,141 +243,228 @@ pub fn stored_variables(
     }
 }
 
-/// Entity changes as the store takes them (credentials sealed).
-fn to_changes(
-    state: &AppState,
-    upserts: &[Upsert],
-    delete: &[EntityKey],
-) -> ApiResult<Vec<Change>> {
-    let mut changes = Vec::with_capacity(upserts.len() + delete.len());
-    for u in upserts {
-        let m = &u.manifest.value;
-        let json = m.canonical_json();
-        // Credentials are stored sealed; the digest is of the clear form, so re-applying
-        // the same secret changes nothing.
-        let seal = |text: &str| {
-            state
-                .secrets
-                .seal(text)
-                .map_err(|why| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "seal_failed", why))
-        };
-        // A credential's template may hold secrets filled in from the CLI's environment.
-        let (manifest, template) = if m.is_secret() {
-            (seal(&json)?, u.template.as_deref().map(seal).transpose()?)
-        } else {
-            (json, u.template.clone())
-        };
-        changes.push(Change::Upsert {
-            kind: m.kind().to_string(),
-            name: m.name().to_string(),
-            digest: u.manifest.digest.clone(),
-            manifest,
-            labels: u.labels.clone().unwrap_or_else(|| m.labels().clone()),
-            template,
-            template_digest: u.template.as_deref().map(|t| sha256_hex(t.as_bytes())),
-        });
-    }
-    changes.extend(delete.iter().map(|k| Change::Delete {
-        kind: k.kind.clone(),
-        name: k.name.clone(),
-    }));
-    Ok(changes)
-}
-
-/// A deletion names a kind that exists and an entity the same batch does not also write.
-fn check_deletions(upserts: &[Upsert], delete: &[EntityKey]) -> ApiResult<()> {
+/// The kinds of a request's deletions, each checked: a kind that exists, an entity the
+/// same batch does not also write, listed once.
+pub fn check_deletions(upserts: &[Upsert], delete: &[EntityKey]) -> ApiResult<Vec<(Kind, String)>> {
     let mut errors = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(delete.len());
+    let mut seen = HashSet::new();
     for (i, k) in delete.iter().enumerate() {
-        if !Manifest::KINDS.contains(&k.kind.as_str()) {
-            errors.push(format!(
-                "delete[{i}].kind: unknown kind {:?} (expected one of {})",
-                k.kind,
-                Manifest::KINDS.join(", ")
-            ));
-        } else if upserts
-            .iter()
-            .any(|u| u.manifest.value.kind() == k.kind && u.manifest.value.name() == k.name)
-        {
-            errors.push(format!(
-                "delete[{i}]: {} {:?} is also in the manifests of this request",
-                k.kind, k.name
-            ));
-        } else if !seen.insert(k) {
-            errors.push(format!(
-                "delete[{i}]: {} {:?} is listed twice",
-                k.kind, k.name
-            ));
+        match k.kind() {
+            Err(unknown) => errors.push(format!("delete[{i}].kind: {unknown}")),
+            Ok(kind) if upserts.iter().any(|u| u.key() == (kind, k.name.as_str())) => {
+                errors.push(format!(
+                    "delete[{i}]: {kind} {:?} is also in the manifests of this request",
+                    k.name
+                ));
+            }
+            Ok(kind) if !seen.insert((kind, k.name.as_str())) => {
+                errors.push(format!("delete[{i}]: {kind} {:?} is listed twice", k.name));
+            }
+            Ok(kind) => out.push((kind, k.name.clone())),
         }
     }
     if errors.is_empty() {
-        Ok(())
+        Ok(out)
     } else {
         Err(invalid("invalid deletions".to_string(), errors))
     }
 }
 
+fn seal_failed(why: String) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::SealFailed,
+        why,
+    )
+}
+
+/// Entity changes as the store takes them (credentials sealed).
+fn to_changes(state: &AppState, prepared: &Prepared) -> ApiResult<Vec<Change>> {
+    let mut changes = Vec::with_capacity(prepared.upserts.len() + prepared.delete.len());
+    for u in &prepared.upserts {
+        changes.push(match u {
+            Upsert::Manifest {
+                manifest,
+                template,
+                labels,
+            } => {
+                let m = &manifest.value;
+                let json = m.canonical_json();
+                // Credentials are stored sealed; the digest is of the clear form, so
+                // re-applying the same secret changes nothing.
+                let seal = |text: &str| state.secrets.seal(text).map_err(seal_failed);
+                // A credential's template may hold secrets filled in from the CLI's
+                // environment.
+                let (stored, stored_template) = if m.is_secret() {
+                    (seal(&json)?, template.as_deref().map(seal).transpose()?)
+                } else {
+                    (json, template.clone())
+                };
+                Change::Upsert {
+                    kind: m.kind(),
+                    name: m.name().to_string(),
+                    digest: manifest.digest.clone(),
+                    manifest: stored,
+                    labels: labels.clone().unwrap_or_else(|| m.labels().clone()),
+                    template: stored_template,
+                    template_digest: template.as_deref().map(|t| sha256_hex(t.as_bytes())),
+                }
+            }
+            Upsert::Restore(e) => Change::Upsert {
+                kind: e.kind,
+                name: e.name.clone(),
+                digest: e.digest.clone(),
+                manifest: e.manifest.clone(),
+                labels: e.labels.clone(),
+                template: e.template.clone(),
+                template_digest: e.template_digest.clone(),
+            },
+        });
+    }
+    changes.extend(prepared.delete.iter().map(|(kind, name)| Change::Delete {
+        kind: *kind,
+        name: name.clone(),
+    }));
+    Ok(changes)
+}
+
 /// The environment as it would be after the change (stored entities overlaid with the
-/// batch, minus the deletions) must compile.
+/// batch, minus the deletions) must compile. Stored entities are read through the
+/// environment's parse cache: only what changed since the last write is parsed again.
 fn validate(
     state: &AppState,
     env: &str,
     stored: &[EntityRecord],
-    upserts: &[Upsert],
-    delete: &[EntityKey],
+    prepared: &Prepared,
+    batch: &Batch<'_>,
 ) -> ApiResult<()> {
-    let mut all: Vec<Located<Manifest>> = Vec::with_capacity(stored.len() + upserts.len());
-    for e in stored {
-        if upserts
-            .iter()
-            .any(|u| u.manifest.value.kind() == e.kind && u.manifest.value.name() == e.name)
-            || delete.iter().any(|k| k.kind == e.kind && k.name == e.name)
-        {
-            continue;
-        }
+    let cache = state.parsed(env);
+    // What the batch replaces or deletes is not read: it may be what no longer reads.
+    let replaced: HashSet<(Kind, &str)> = prepared
+        .upserts
+        .iter()
+        .map(Upsert::key)
+        .chain(prepared.delete.iter().map(|(k, n)| (*k, n.as_str())))
+        .collect();
+    let by_key: BTreeMap<(Kind, &str), &EntityRecord> = stored
+        .iter()
+        .filter(|e| !replaced.contains(&(e.kind, e.name.as_str())))
+        .map(|e| ((e.kind, e.name.as_str()), e))
+        .collect();
+    let reads = stored
+        .iter()
+        .filter(|e| by_key.contains_key(&(e.kind, e.name.as_str())))
+        .map(|e| Stored {
+            kind: e.kind,
+            name: &e.name,
+            version: e.version,
+            digest: &e.digest,
+        });
+    let (mut set, unreadable) = cache.reread(reads, |s| {
+        let e = by_key[&(s.kind, s.name)];
         let name: Arc<str> = format!("{env}/{}/{} (deployed)", e.kind, e.name).into();
-        match parse_str(name, &state.reveal(e)?) {
-            Ok(mut docs) => all.append(&mut docs),
-            Err(errors) => {
-                return Err(invalid(
-                    format!("stored entity {}/{} no longer reads", e.kind, e.name),
-                    errors.0.iter().map(ToString::to_string).collect(),
-                ));
+        state.reveal(e).map(|text| (name, text.into()))
+    })?;
+    if let Some(u) = unreadable.first() {
+        return Err(invalid(
+            format!("stored entity {}/{} no longer reads", u.kind, u.name),
+            u.errors.0.iter().map(ToString::to_string).collect(),
+        ));
+    }
+    state.keep_parsed(env, &set);
+    let mut errors = Vec::new();
+    for u in &prepared.upserts {
+        match u {
+            Upsert::Manifest { manifest, .. } => {
+                set.insert(0, Arc::new(manifest.clone()));
+            }
+            Upsert::Restore(e) => {
+                let source: Arc<str> = format!("{env}/{}/{} (restored)", e.kind, e.name).into();
+                match EntitySet::parse_one(source, &state.reveal(e)?) {
+                    Ok(m) => {
+                        set.insert(e.version, Arc::new(m));
+                    }
+                    Err(es) => errors.extend(es.0.iter().map(ToString::to_string)),
+                }
             }
         }
     }
-    all.extend(upserts.iter().map(|u| u.manifest.clone()));
-    compile(&all, None).map(|_| ()).map_err(|errors| {
-        invalid(
-            format!("the change would leave {env:?} invalid"),
-            errors.0.iter().map(ToString::to_string).collect(),
-        )
-    })
+    if errors.is_empty()
+        && let Err(es) = set.compile(None, &CompileOptions::default())
+    {
+        errors.extend(es.0.iter().map(ToString::to_string));
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(invalid(
+        batch
+            .invalid_message
+            .clone()
+            .unwrap_or_else(|| format!("the change would leave {env:?} invalid")),
+        errors,
+    ))
 }
 
 pub fn invalid(message: String, details: Vec<String>) -> ApiError {
-    let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", message);
+    let mut e = ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::InvalidConfig,
+        message,
+    );
     e.details = details;
     e
 }
 
-/// What a commit of `changes` would do to `stored`, with each changed entity's fields,
-/// and the entities it would leave as they are.
-fn plan(
+/// What a commit of `changes` would do.
+struct Plan {
+    changes: Vec<PlannedChange>,
+    /// Entities of the batch that already match what is deployed.
+    unchanged: Vec<EntityKey>,
+}
+
+/// What a commit of `changes` to `stored` would do. For a dry run, versions are planned as
+/// the store will number them (a deleted entity that comes back continues after its
+/// tombstone's version) and, with `diffs`, each update lists the fields it changes.
+async fn plan(
     state: &AppState,
+    env: &str,
     stored: &[EntityRecord],
     changes: &[Change],
-) -> ApiResult<(Vec<PlannedChange>, Vec<EntityKey>)> {
-    let mut out = Vec::new();
-    let mut unchanged = Vec::new();
+    dry_run: bool,
+    diffs: bool,
+) -> ApiResult<Plan> {
+    let live: BTreeMap<(Kind, &str), &EntityRecord> = stored
+        .iter()
+        .filter(|e| !e.deleted)
+        .map(|e| ((e.kind, e.name.as_str()), e))
+        .collect();
+    let recreated = dry_run
+        && changes.iter().any(|c| match c {
+            Change::Upsert { kind, name, .. } => !live.contains_key(&(*kind, name.as_str())),
+            Change::Delete { .. } => false,
+        });
+    // Tombstones are read only when something is created (or comes back).
+    let tombstones: BTreeMap<(Kind, String), u64> = if recreated {
+        let (_, all) = state.store.changes_since(env, 0).await?;
+        all.into_iter()
+            .filter(|e| e.deleted)
+            .map(|e| ((e.kind, e.name), e.version))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    let mut out = Plan {
+        changes: Vec::new(),
+        unchanged: Vec::new(),
+    };
     for c in changes {
         let (kind, name) = match c {
-            Change::Upsert { kind, name, .. } | Change::Delete { kind, name } => (kind, name),
+            Change::Upsert { kind, name, .. } | Change::Delete { kind, name } => (*kind, name),
         };
-        let current = stored
-            .iter()
-            .find(|e| &e.kind == kind && &e.name == name && !e.deleted);
-        let (change, new_text) = match (c, current) {
+        let current = live.get(&(kind, name.as_str())).copied();
+        let change = match (c, current) {
             (
                 Change::Upsert {
                     digest,
@@ -364,64 +473,68 @@ fn plan(
                 },
                 Some(e),
             ) if &e.digest == digest && &e.template_digest == template_digest => {
-                unchanged.push(EntityKey {
-                    kind: kind.clone(),
-                    name: name.clone(),
-                });
+                out.unchanged.push(EntityKey::new(kind, name.clone()));
                 continue;
             }
-            (Change::Upsert { digest, .. }, current) => (
-                AppliedChange {
-                    kind: kind.clone(),
-                    name: name.clone(),
-                    old_version: current.map(|e| e.version),
-                    new_version: Some(current.map_or(1, |e| e.version + 1)),
-                    digest: digest.clone(),
-                },
-                Some(c),
-            ),
+            (Change::Upsert { digest, .. }, current) => AppliedChange {
+                kind,
+                name: name.clone(),
+                old_version: current.map(|e| e.version),
+                new_version: Some(match current {
+                    Some(e) => e.version + 1,
+                    None => tombstones.get(&(kind, name.clone())).map_or(1, |v| v + 1),
+                }),
+                digest: digest.clone(),
+            },
             (Change::Delete { .. }, None) => continue,
-            (Change::Delete { .. }, Some(e)) => (
-                AppliedChange {
-                    kind: kind.clone(),
-                    name: name.clone(),
-                    old_version: Some(e.version),
-                    new_version: None,
-                    digest: String::new(),
-                },
-                None,
-            ),
+            (Change::Delete { .. }, Some(e)) => AppliedChange {
+                kind,
+                name: name.clone(),
+                old_version: Some(e.version),
+                new_version: None,
+                digest: String::new(),
+            },
         };
-        let old_text = current.map(|e| state.reveal(e)).transpose()?;
-        let new_text = match new_text {
-            Some(Change::Upsert { manifest, .. }) if kind == "Credential" => {
-                Some(state.secrets.open(manifest).map_err(|why| {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "seal_failed", why)
-                })?)
+        let diff = match (c, current) {
+            (Change::Upsert { manifest, .. }, Some(e)) if dry_run && diffs => {
+                field_diff(state, kind, e, manifest)?
             }
-            Some(Change::Upsert { manifest, .. }) => Some(manifest.clone()),
-            _ => None,
-        };
-        // A creation or a deletion is the whole entity: only updates list fields.
-        let mut diff = match (&old_text, &new_text) {
-            (Some(_), Some(_)) => field_changes(kind, old_text.as_deref(), new_text.as_deref()),
             _ => Vec::new(),
         };
-        if current.is_some() && diff.is_empty() {
-            // Same manifest here, another text as written (e.g. a literal became a
-            // variable): recorded, so promotions resolve what is written now.
-            diff.push(FieldChange {
-                path: "(template: the document as written changed; it resolves to the same manifest here)".to_string(),
-                old: None,
-                new: None,
-                secret: false,
-            });
-        }
-        out.push(PlannedChange {
+        out.changes.push(PlannedChange {
             hot: hotness(kind),
             diff,
             change,
         });
     }
-    Ok((out, unchanged))
+    Ok(out)
+}
+
+/// The fields an update changes (secret values redacted).
+fn field_diff(
+    state: &AppState,
+    kind: Kind,
+    current: &EntityRecord,
+    new_stored: &str,
+) -> ApiResult<Vec<FieldChange>> {
+    let old_text = state.reveal(current)?;
+    let new_text = if kind.is_secret() {
+        state.secrets.open(new_stored).map_err(seal_failed)?
+    } else {
+        new_stored.to_string()
+    };
+    let mut diff = field_changes(kind, Some(&old_text), Some(&new_text));
+    if diff.is_empty() {
+        // Same manifest here, another text as written (e.g. a literal became a variable):
+        // recorded, so promotions resolve what is written now.
+        diff.push(FieldChange {
+            path:
+                "(template: the document as written changed; it resolves to the same manifest here)"
+                    .to_string(),
+            old: None,
+            new: None,
+            secret: false,
+        });
+    }
+    Ok(diff)
 }

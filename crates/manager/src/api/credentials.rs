@@ -12,12 +12,13 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use switchyard_api::records::Operation;
+use switchyard_config::Kind;
 use switchyard_config::manifest::{API_VERSION, CredentialSpec};
 use switchyard_config::{Located, Manifest, parse_str};
-use switchyard_store::{EntityRecord, Operation};
+use switchyard_store::EntityRecord;
 
-use super::batch::{self, Batch, Upsert, invalid};
+use super::batch::{self, Batch, Prepared, Upsert, invalid};
 use super::openapi::{
     AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, PAYLOAD_TOO_LARGE, SERVER_ERROR, UNAUTHORIZED,
     UNSUPPORTED_MEDIA_TYPE,
@@ -25,39 +26,8 @@ use super::openapi::{
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
-
-/// The new value of a `secret` credential.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CredentialValueRequest {
-    /// The secret value (non-empty). Never echoed.
-    pub value: String,
-    /// `false` (set): create a `type: secret` credential when there is none, or replace
-    /// the value (the same value changes nothing). `true` (rotate): the credential must
-    /// exist and the value must differ from the current one.
-    #[serde(default)]
-    pub rotate: bool,
-}
-
-/// What the change did (never the value).
-#[derive(Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CredentialValueResponse {
-    pub env: String,
-    /// The credential's name.
-    pub name: String,
-    /// The environment's revision after the change (unchanged when `changed` is false).
-    pub revision: u64,
-    pub previous_revision: u64,
-    /// False when `set` gave the value the credential already had (no new revision).
-    pub changed: bool,
-    /// True when the credential did not exist and was created.
-    pub created: bool,
-    pub rotated: bool,
-    /// The credential's version before (`null` when created).
-    pub old_version: Option<u64>,
-    /// The credential's version now.
-    pub new_version: u64,
-}
+use switchyard_api::ErrorCode;
+use switchyard_api::admin::{CredentialValueRequest, CredentialValueResponse};
 
 /// Set or rotate the value of a `secret` credential, as one revision.
 ///
@@ -115,14 +85,17 @@ pub async fn set_value(
     let prepare = |stored: &[EntityRecord]| {
         let current = stored
             .iter()
-            .find(|e| e.kind == "Credential" && e.name == name && !e.deleted);
+            .find(|e| e.kind == Kind::Credential && e.name == name && !e.deleted);
         let manifest = credential_with_value(&state, &env, &name, current, &req)?;
-        Ok(vec![Upsert {
-            manifest: read_manifest(&name, &manifest)?,
-            // The value is literal now: a template it came from no longer applies.
-            template: None,
-            labels: current.map(|e| e.labels.clone()),
-        }])
+        Ok(Prepared {
+            upserts: vec![Upsert::Manifest {
+                manifest: read_manifest(&name, &manifest)?,
+                // The value is literal now: a template it came from no longer applies.
+                template: None,
+                labels: current.map(|e| e.labels.clone()),
+            }],
+            delete: Vec::new(),
+        })
     };
     let response = batch::run(
         &state,
@@ -130,9 +103,11 @@ pub async fn set_value(
         &env,
         Batch {
             prepare: &prepare,
-            delete: Vec::new(),
             expected_revision: None,
             dry_run: false,
+            refuse_empty: true,
+            invalid_message: None,
+            field_diffs: true,
             operation: if req.rotate {
                 Operation::RotateCredential
             } else {
@@ -152,7 +127,7 @@ pub async fn set_value(
                 .entities(&env, Some(response.revision))
                 .await?
                 .into_iter()
-                .find(|e| e.kind == "Credential" && e.name == name)
+                .find(|e| e.kind == Kind::Credential && e.name == name)
                 .map(|e| e.version)
                 .unwrap_or_default();
             (Some(v), v)
@@ -183,7 +158,7 @@ fn credential_with_value(
     let Some(e) = current else {
         if req.rotate {
             return Err(ApiError::not_found(
-                "unknown_credential",
+                ErrorCode::UnknownCredential,
                 format!(
                     "environment {env:?} has no credential {name:?} to rotate; \
                      create it with `switchyard credential set`"
@@ -201,7 +176,7 @@ fn credential_with_value(
     let mut json: serde_json::Value = serde_json::from_str(&clear).map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "store_error",
+            ErrorCode::StoreError,
             format!("stored credential {name:?} is not JSON"),
         )
     })?;
@@ -213,7 +188,7 @@ fn credential_with_value(
     if kind != "secret" {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "not_a_secret",
+            ErrorCode::NotASecret,
             format!(
                 "credential {name:?} in {env:?} is of type {kind}, not secret: \
                  change it through a manifest (switchyard apply)"
@@ -223,7 +198,7 @@ fn credential_with_value(
     if req.rotate && json.pointer("/spec/value") == Some(&req.value.clone().into()) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "same_value",
+            ErrorCode::SameValue,
             format!(
                 "credential {name:?} in {env:?} already has this value: \
                  a rotation needs a new value"
@@ -251,7 +226,7 @@ fn read_manifest(name: &str, json: &serde_json::Value) -> ApiResult<Located<Mani
         }
         _ => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "the credential manifest did not read back as one secret",
         )),
     }

@@ -3,8 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use switchyard_store::EnvInfo;
+use switchyard_api::records::EnvInfo;
 
 use super::openapi::{
     AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV,
@@ -13,14 +12,7 @@ use super::openapi::{
 use crate::auth::Principal;
 use crate::error::{ApiResult, ErrorBody};
 use crate::state::AppState;
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateEnv {
-    /// Lowercase letters, digits and '-', 1..=63 characters, not starting with '-'.
-    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
-    name: String,
-}
+use switchyard_api::admin::CreateEnv;
 
 /// List the environments this token may read.
 #[utoipa::path(

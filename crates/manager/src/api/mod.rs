@@ -19,6 +19,7 @@ use axum::routing::{get, post, put};
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use switchyard_api::ErrorCode;
 
 /// Largest request body accepted (an apply of many manifests fits comfortably).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -47,7 +48,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .fallback(|| async {
-            ApiError::not_found("not_found", "no such endpoint; the API lives under /v1")
+            ApiError::not_found(
+                ErrorCode::NotFound,
+                "no such endpoint; the API lives under /v1",
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -3,39 +3,26 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use switchyard_config::Kind;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::Deserialize;
+use switchyard_api::records::Operation;
 use switchyard_config::for_env::resolve_template;
 use switchyard_config::manifest::PolicySpec;
 use switchyard_config::{Manifest, parse_str};
-use switchyard_store::{EntityRecord, Operation};
+use switchyard_store::EntityRecord;
 
 use super::apply::NO_PROCESS_ENV;
-use super::batch::{self, Batch, BatchResponse, Upsert, invalid};
+use super::batch::{self, Batch, Prepared, Upsert, invalid};
 use super::openapi::{
     AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV,
 };
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PromoteRequest {
-    /// The source environment.
-    pub from: String,
-    /// Proxies to promote, by name; empty = every proxy of the source.
-    #[serde(default)]
-    pub proxies: Vec<String>,
-    /// Refuse with 409 unless the target is still at this revision.
-    #[serde(default)]
-    pub expected_revision: Option<u64>,
-    /// Report what would change, without writing.
-    #[serde(default)]
-    pub dry_run: bool,
-}
+use switchyard_api::admin::BatchResponse;
+use switchyard_api::admin::PromoteRequest;
 
 /// Promote proxies from another environment into this one.
 ///
@@ -88,18 +75,25 @@ pub async fn promote(
         "promoted from {} (revision {})",
         req.from, source_info.revision
     );
-    let prepare = |target: &[EntityRecord]| prepare(&state, (&req.from, &env), &selected, target);
+    let prepare = |target: &[EntityRecord]| {
+        Ok(Prepared {
+            upserts: prepare(&state, (&req.from, &env), &selected, target)?,
+            delete: Vec::new(),
+        })
+    };
     let response = batch::run(
         &state,
         &who,
         &env,
         Batch {
             prepare: &prepare,
-            delete: Vec::new(),
             expected_revision: req.expected_revision,
             dry_run: req.dry_run,
             operation: Operation::Promote,
             detail: Some(detail),
+            refuse_empty: true,
+            invalid_message: None,
+            field_diffs: true,
         },
     )
     .await?;
@@ -114,7 +108,7 @@ fn select<'s>(
 ) -> ApiResult<Vec<&'s EntityRecord>> {
     let proxies: Vec<&EntityRecord> = source
         .iter()
-        .filter(|e| e.kind == "Proxy" && !e.deleted)
+        .filter(|e| e.kind == Kind::Proxy && !e.deleted)
         .collect();
     if names.is_empty() {
         if proxies.is_empty() {
@@ -166,7 +160,7 @@ fn prepare(
                 for c in refs {
                     let present = target
                         .iter()
-                        .any(|t| t.kind == "Credential" && t.name == c && !t.deleted);
+                        .any(|t| t.kind == Kind::Credential && t.name == c && !t.deleted);
                     if !present {
                         errors.push(format!(
                             "credential {c:?} (used by proxy {:?}) does not exist in {env:?}: create it there first, e.g. `switchyard credential set --env {env} {c} --from-env VAR`",
@@ -180,7 +174,7 @@ fn prepare(
         let template = e.template.clone().unwrap_or(deployed);
         let name: Arc<str> = format!("proxy {:?} as deployed in {from:?}", e.name).into();
         match resolve_template(&name, &template, env, &vars, NO_PROCESS_ENV) {
-            Ok(m) => upserts.push(Upsert {
+            Ok(m) => upserts.push(Upsert::Manifest {
                 manifest: m,
                 template: e.template.clone(),
                 labels: Some(e.labels.clone()),

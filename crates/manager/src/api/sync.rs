@@ -9,12 +9,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde::Deserialize;
+use switchyard_api::records::{ReportStatus, WorkerReport, now_millis};
 use switchyard_api::sync::{
     ReportBody, RevisionEvent, SyncEntity, SyncPayload, WORKER_ADDRESS_HEADER, WORKER_ID_HEADER,
     state_digest,
 };
-use switchyard_store::{ReportStatus, WorkerReport, now_millis};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
 
@@ -25,14 +24,8 @@ use super::openapi::{
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PullQuery {
-    /// The revision the Worker has; 0 (or one ahead of the Manager) pulls everything.
-    #[serde(default)]
-    since: u64,
-}
+use switchyard_api::ErrorCode;
+use switchyard_api::sync::PullQuery;
 
 /// Pull what changed after a revision, with credentials in clear (Workers and admins).
 ///
@@ -94,14 +87,10 @@ async fn build_pull(
     };
     // The digest of the state at exactly `revision`, whatever was committed since.
     let at = state.store.entities(env, Some(revision)).await?;
-    let digest = state_digest(at.iter().map(|e| {
-        (
-            e.kind.as_str(),
-            e.name.as_str(),
-            e.version,
-            e.digest.as_str(),
-        )
-    }));
+    let digest = state_digest(
+        at.iter()
+            .map(|e| (e.kind, e.name.as_str(), e.version, e.digest.as_str())),
+    );
     let mut out = Vec::with_capacity(entities.len());
     for e in entities.into_iter().filter(|e| e.revision <= revision) {
         let manifest = state.reveal(&e)?;
@@ -125,7 +114,7 @@ async fn build_pull(
     serde_json::to_vec(&payload).map(Bytes::from).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             format!("cannot encode the pull answer: {e}"),
         )
     })
@@ -228,7 +217,7 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     request_body = ReportBody,
     responses(
         (status = 204, description = "Recorded"),
-        (status = 400, description = "Missing `x-switchyard-worker` header or unknown `status` (JSON error), or a body that is not JSON (plain text)", content(
+        (status = 400, description = "Missing `x-switchyard-worker` header (JSON error), or a body that is not JSON (plain text)", content(
             (ErrorBody = "application/json"),
             (String = "text/plain"),
         )),
@@ -251,15 +240,7 @@ pub async fn report(
     who.require_worker(&env)?;
     let worker_id = header(&headers, WORKER_ID_HEADER)
         .ok_or_else(|| ApiError::bad_request(format!("missing {WORKER_ID_HEADER} header")))?;
-    let status = match body.status.as_str() {
-        "ack" => ReportStatus::Ack,
-        "nack" => ReportStatus::Nack,
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "unknown report status {other:?}: use ack or nack"
-            )));
-        }
-    };
+    let status = body.status;
     state
         .reports
         .record(WorkerReport {
@@ -276,7 +257,10 @@ pub async fn report(
     state
         .metrics
         .reports
-        .get_or_create(&[("env", env.clone()), ("status", body.status.clone())])
+        .get_or_create(&[
+            ("env", env.clone()),
+            ("status", status.as_str().to_string()),
+        ])
         .inc();
     match status {
         ReportStatus::Ack => {

@@ -3,8 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
-use switchyard_store::{Millis, Role, TokenRecord, now_millis};
+use switchyard_api::records::{Millis, Role, TokenRecord, now_millis};
 
 use super::openapi::{
     AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNPROCESSABLE_BODY,
@@ -13,39 +12,7 @@ use super::openapi::{
 use crate::auth::{Principal, check_scope, new_token};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateToken {
-    name: String,
-    /// `admin`, `deployer`, `viewer` or `worker`.
-    #[schema(example = "deployer")]
-    role: String,
-    /// Environments: exactly one for `worker`, at least one for `deployer`, none for
-    /// `admin`; optional for `viewer` (none = all).
-    #[serde(default)]
-    envs: Vec<String>,
-    /// How long the token works, as a duration (`30d`, `12h`, `90m`); absent = never
-    /// expires. Give this or `expires_at`, not both.
-    #[serde(default)]
-    #[schema(example = "30d")]
-    expires_in: Option<String>,
-    /// When the token stops working, in unix milliseconds (must be in the future).
-    #[serde(default)]
-    expires_at: Option<i64>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct CreatedToken {
-    id: String,
-    name: String,
-    role: Role,
-    envs: Vec<String>,
-    /// When the token stops working (unix ms); `null` = never.
-    expires_at: Option<i64>,
-    /// The secret. Shown once; only its hash is stored.
-    token: String,
-}
+use switchyard_api::admin::{CreateToken, CreatedToken};
 
 /// Create a token (admin); its secret is in the response, and only there.
 #[utoipa::path(

@@ -1,13 +1,14 @@
 //! Read-only views: entities, revisions with their propagation numbers, Workers, audit.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
+use switchyard_config::Kind;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use serde::{Deserialize, Serialize};
-use switchyard_store::{
-    AuditQuery, AuditRecord, Millis, ReportStatus, RevisionRecord, WorkerReport, now_millis,
+use switchyard_api::records::{
+    AuditRecord, ReportStatus, RevisionRecord, WorkerReport, now_millis,
 };
+use switchyard_store::AuditQuery;
 
 use switchyard_config::manifest::redact_json;
 
@@ -15,23 +16,8 @@ use super::openapi::{BAD_QUERY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_E
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
-
-/// An entity at its latest version; secret values are redacted.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct EntityView {
-    kind: String,
-    name: String,
-    version: u64,
-    revision: u64,
-    digest: String,
-    labels: BTreeMap<String, String>,
-    /// The manifest as JSON, secret values redacted.
-    manifest: serde_json::Value,
-    /// The document as written, `${NAME}` variables unresolved, when it uses any (never
-    /// for credentials: theirs may hold secrets).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    template: Option<String>,
-}
+use switchyard_api::ErrorCode;
+use switchyard_api::admin::{AuditParams, EntityView, Limit, RevisionView, WorkerView};
 
 /// List an environment's live entities (secret values redacted).
 #[utoipa::path(
@@ -59,8 +45,8 @@ pub async fn entities(
     let mut out = Vec::with_capacity(list.len());
     for e in list {
         // Secret values are never shown, whoever asks.
-        let manifest = redact_json(&e.kind, &state.reveal(&e)?);
-        let template = if e.kind == "Credential" {
+        let manifest = redact_json(e.kind, &state.reveal(&e)?);
+        let template = if e.kind == Kind::Credential {
             None
         } else {
             state.reveal_template(&e)?
@@ -77,19 +63,6 @@ pub async fn entities(
         });
     }
     Ok(Json(out))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct Limit {
-    /// How many records to return, newest first (at most 1000).
-    #[serde(default = "default_limit")]
-    #[param(default = default_limit)]
-    limit: u32,
-}
-
-fn default_limit() -> u32 {
-    50
 }
 
 /// List an environment's revisions, newest first.
@@ -117,27 +90,6 @@ pub async fn revisions(
     who.require_read(&env)?;
     state.env_info(&env).await?;
     Ok(Json(state.store.revisions(&env, q.limit.min(1000)).await?))
-}
-
-/// One revision with its propagation numbers.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct RevisionView {
-    #[serde(flatten)]
-    record: RevisionRecord,
-    /// Workers connected to the notification stream when the revision was committed
-    /// (`null` when the Manager restarted since and no longer knows).
-    expected_workers: Option<Vec<String>>,
-    reports: Vec<WorkerReport>,
-    acks: usize,
-    nacks: usize,
-    /// Commit → the last expected Worker's swap, in ms (`null` until all have ACKed).
-    #[schema(value_type = Option<i64>)]
-    propagation_ms: Option<Millis>,
-    /// Commit → the first Worker's swap, in ms.
-    #[schema(value_type = Option<i64>)]
-    first_swap_ms: Option<Millis>,
-    /// ACK records from expected Workers / expected Workers (0..1).
-    audit_completeness: Option<f64>,
 }
 
 /// Show one revision with its Workers' reports and propagation numbers.
@@ -168,7 +120,7 @@ pub async fn revision(
     state.env_info(&env).await?;
     let record = state.store.revision(&env, rev).await?.ok_or_else(|| {
         ApiError::not_found(
-            "unknown_revision",
+            ErrorCode::UnknownRevision,
             format!("environment {env:?} has no revision {rev}"),
         )
     })?;
@@ -216,22 +168,6 @@ pub async fn revision(
         first_swap_ms,
         audit_completeness,
     }))
-}
-
-/// A Worker known to the environment: connected now, or one that reported.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct WorkerView {
-    id: String,
-    address: Option<String>,
-    connected: bool,
-    /// Latest revision this Worker ACKed (what it serves, even after a later NACK).
-    revision: Option<u64>,
-    /// Environment revision minus `revision`.
-    lag: Option<u64>,
-    last_report: Option<WorkerReport>,
-    /// Last time the Manager heard from it (ms since epoch).
-    #[schema(value_type = Option<i64>)]
-    last_seen: Option<Millis>,
 }
 
 /// List the Workers of an environment: connected, or known from their reports.
@@ -294,23 +230,6 @@ pub async fn workers(
     Ok(Json(views))
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct AuditParams {
-    /// Only this environment's records (required for tokens scoped to environments).
-    env: Option<String>,
-    /// `proxy/payments`, or a kind alone (`proxy`).
-    entity: Option<String>,
-    /// Only this actor's records (as recorded, e.g. `ci (tok_…)`).
-    actor: Option<String>,
-    /// A duration back from now (`1h`, `30m`) or unix milliseconds.
-    since: Option<String>,
-    /// How many records to return, newest first (at most 1000).
-    #[serde(default = "default_limit")]
-    #[param(default = default_limit)]
-    limit: u32,
-}
-
 /// Read the audit trail, newest first.
 #[utoipa::path(
     get,
@@ -338,7 +257,7 @@ pub async fn audit(
         Some(env) => who.require_read(env)?,
         None if matches!(
             who.role,
-            switchyard_store::Role::Admin | switchyard_store::Role::Viewer
+            switchyard_api::records::Role::Admin | switchyard_api::records::Role::Viewer
         ) => {}
         None => {
             return Err(ApiError::forbidden(

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 use sqlx::sqlite::{Sqlite, SqliteRow};
+use switchyard_config::Kind;
 
 use crate::{
     AppliedChange, AuditRecord, EntityRecord, EnvInfo, Operation, ReportStatus, RevisionRecord,
@@ -59,6 +60,10 @@ where
         .map_err(|e| StoreError::Database(format!("decode column {column}: {e}")))
 }
 
+fn kind(s: &str) -> Result<Kind, StoreError> {
+    Kind::parse(s).ok_or_else(|| StoreError::Database(format!("stored kind {s:?} is unknown")))
+}
+
 fn operation(s: &str) -> Result<Operation, StoreError> {
     Operation::parse(s)
         .ok_or_else(|| StoreError::Database(format!("stored operation {s:?} is unknown")))
@@ -75,7 +80,7 @@ pub(super) fn env_info(row: &SqliteRow) -> Result<EnvInfo, StoreError> {
 pub(super) fn entity(row: &SqliteRow) -> Result<EntityRecord, StoreError> {
     let labels: String = get(row, "labels")?;
     Ok(EntityRecord {
-        kind: get(row, "kind")?,
+        kind: kind(&get::<String>(row, "kind")?)?,
         name: get(row, "name")?,
         version: unsigned(get(row, "version")?, "version")?,
         revision: unsigned(get(row, "revision")?, "revision")?,

@@ -5,6 +5,8 @@ use std::collections::HashSet;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Sqlite, Transaction};
 
+use switchyard_config::Kind;
+
 use super::rows::{self, audit_failed, db, stored};
 use super::{SqliteStore, env_revision};
 use crate::{
@@ -70,7 +72,7 @@ async fn finish<T>(
 
 /// One entity write planned by a commit.
 struct Planned<'a> {
-    kind: &'a str,
+    kind: Kind,
     name: &'a str,
     /// The version this write creates (a tombstone gets a version of its own, so a
     /// re-creation continues after it).
@@ -93,9 +95,9 @@ struct Stored {
     template_digest: Option<String>,
 }
 
-fn change_key(change: &Change) -> (&str, &str) {
+fn change_key(change: &Change) -> (Kind, &str) {
     match change {
-        Change::Upsert { kind, name, .. } | Change::Delete { kind, name } => (kind, name),
+        Change::Upsert { kind, name, .. } | Change::Delete { kind, name } => (*kind, name),
     }
 }
 
@@ -133,7 +135,7 @@ fn plan<'a>(change: &'a Change, current: Option<&Stored>) -> Result<Option<Plann
                 Some(s) => (next_version(s.version)?, Some(s.version)),
             };
             Some(Planned {
-                kind,
+                kind: *kind,
                 name,
                 version,
                 old_version,
@@ -148,7 +150,7 @@ fn plan<'a>(change: &'a Change, current: Option<&Stored>) -> Result<Option<Plann
         (Change::Delete { .. }, None) => None,
         (Change::Delete { .. }, Some(s)) if s.deleted => None,
         (Change::Delete { kind, name }, Some(s)) => Some(Planned {
-            kind,
+            kind: *kind,
             name,
             version: next_version(s.version)?,
             old_version: Some(s.version),
@@ -165,12 +167,12 @@ fn plan<'a>(change: &'a Change, current: Option<&Stored>) -> Result<Option<Plann
 async fn stored_entity(
     conn: &mut SqliteConnection,
     env: &str,
-    kind: &str,
+    kind: Kind,
     name: &str,
 ) -> Result<Option<Stored>> {
     let row: Option<(i64, i64, String, Option<String>)> = sqlx::query_as(sql::ENTITY_STATE)
         .bind(env)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(name)
         .fetch_optional(conn)
         .await
@@ -199,7 +201,7 @@ async fn write_entity(
     ] {
         sqlx::query(statement)
             .bind(env)
-            .bind(p.kind)
+            .bind(p.kind.as_str())
             .bind(p.name)
             .bind(version)
             .bind(revision)
@@ -278,7 +280,7 @@ async fn commit_in(conn: &mut SqliteConnection, req: CommitRequest) -> Result<Co
     for p in &planned {
         write_entity(conn, &req.env, revision_param, p).await?;
         let change = AppliedChange {
-            kind: p.kind.to_owned(),
+            kind: p.kind,
             name: p.name.to_owned(),
             old_version: p.old_version,
             new_version: (!p.deleted).then_some(p.version),
@@ -290,7 +292,7 @@ async fn commit_in(conn: &mut SqliteConnection, req: CommitRequest) -> Result<Co
                 at: committed_at,
                 actor: &req.actor,
                 env: Some(&req.env),
-                entity_kind: p.kind,
+                entity_kind: p.kind.as_str(),
                 entity_name: p.name,
                 old_version: change.old_version,
                 new_version: change.new_version,

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use switchyard_store::{
-    AuditQuery, AuditRecord, Change, CommitOutcome, CommitRequest, Operation, SqliteStore, Store,
-};
+use switchyard_store::{AuditQuery, Change, CommitOutcome, CommitRequest, SqliteStore, Store};
+
+use switchyard_api::records::{AuditRecord, Operation};
 
 /// A store in a fresh temporary directory (kept alive by the returned guard).
 pub async fn file_store() -> (tempfile::TempDir, SqliteStore) {
@@ -19,7 +19,7 @@ pub async fn file_store() -> (tempfile::TempDir, SqliteStore) {
 /// An upsert whose manifest and digest are derived from `body`.
 pub fn upsert(kind: &str, name: &str, body: &str) -> Change {
     Change::Upsert {
-        kind: kind.into(),
+        kind: switchyard_config::Kind::parse(kind).unwrap(),
         name: name.into(),
         digest: format!("digest-{body}"),
         manifest: format!("{{\"body\":\"{body}\"}}"),
@@ -31,7 +31,7 @@ pub fn upsert(kind: &str, name: &str, body: &str) -> Change {
 
 pub fn delete(kind: &str, name: &str) -> Change {
     Change::Delete {
-        kind: kind.into(),
+        kind: switchyard_config::Kind::parse(kind).unwrap(),
         name: name.into(),
     }
 }

@@ -35,7 +35,7 @@ pub fn key(dir: &Path) -> Result<SecretBox, String> {
 }
 
 fn is_secret(e: &SyncEntity) -> bool {
-    e.kind == "Credential" && !e.deleted
+    e.kind.is_secret() && !e.deleted
 }
 
 /// Writes the cache atomically: temp file, fsync, rename, fsync of the directory.
@@ -57,14 +57,12 @@ pub fn save(dir: &Path, env: &str, revision: u64, entities: &[SyncEntity]) -> Re
         env: env.to_string(),
         revision,
         saved_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-        state_digest: state_digest(entities.iter().filter(|e| !e.deleted).map(|e| {
-            (
-                e.kind.as_str(),
-                e.name.as_str(),
-                e.version,
-                e.digest.as_str(),
-            )
-        })),
+        state_digest: state_digest(
+            entities
+                .iter()
+                .filter(|e| !e.deleted)
+                .map(|e| (e.kind, e.name.as_str(), e.version, e.digest.as_str())),
+        ),
         entities: entities.to_vec(),
         checksum: sha256_hex(body.as_bytes()),
     };
@@ -120,14 +118,12 @@ pub fn load(dir: &Path, env: &str) -> Result<Option<CacheFile>, String> {
             bad.kind, bad.name
         )));
     }
-    let digest = state_digest(file.entities.iter().filter(|e| !e.deleted).map(|e| {
-        (
-            e.kind.as_str(),
-            e.name.as_str(),
-            e.version,
-            e.digest.as_str(),
-        )
-    }));
+    let digest = state_digest(
+        file.entities
+            .iter()
+            .filter(|e| !e.deleted)
+            .map(|e| (e.kind, e.name.as_str(), e.version, e.digest.as_str())),
+    );
     if digest != file.state_digest {
         return Err(corrupt("state digest mismatch".into()));
     }
@@ -137,11 +133,12 @@ pub fn load(dir: &Path, env: &str) -> Result<Option<CacheFile>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_config::Kind;
 
     fn entity() -> SyncEntity {
         let manifest = "{\"a\":1}".to_string();
         SyncEntity {
-            kind: "Proxy".into(),
+            kind: Kind::Proxy,
             name: "p".into(),
             version: 3,
             digest: sha256_hex(manifest.as_bytes()),
@@ -155,7 +152,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let manifest = "{\"spec\":{\"value\":\"hunter2-secret\"}}".to_string();
         let cred = SyncEntity {
-            kind: "Credential".into(),
+            kind: Kind::Credential,
             name: "k".into(),
             version: 1,
             digest: sha256_hex(manifest.as_bytes()),

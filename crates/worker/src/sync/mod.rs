@@ -7,7 +7,6 @@
 //! keeps a last-known-good cache on disk for starts without a Manager.
 
 pub mod cache;
-mod client;
 pub mod sse;
 
 use std::collections::BTreeMap;
@@ -16,15 +15,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http_body_util::BodyExt;
+use switchyard_api::records::ReportStatus;
 use switchyard_api::sync::{ReportBody, SyncEntity, SyncPayload, state_digest};
+use switchyard_config::Kind;
 use switchyard_config::{ConfigErrors, Located, Manifest, parse_str};
 use switchyard_engine::CompileOptions;
 use tokio::sync::watch;
 
-pub use self::client::ClientError;
-use self::client::ManagerClient;
 use self::sse::{SseItem, SseParser};
 use crate::reload::{ReloadOutcome, Reloader};
+pub use switchyard_api::ClientError;
+use switchyard_api::SyncClient;
 
 /// How a Worker finds and follows its Manager.
 #[derive(Debug, Clone)]
@@ -50,6 +51,17 @@ pub struct ManagedOptions {
 }
 
 impl ManagedOptions {
+    /// The client for this Worker's calls to its Manager.
+    fn client(&self) -> Result<SyncClient, ClientError> {
+        SyncClient::new(
+            &self.manager,
+            &self.token,
+            &self.env,
+            &self.worker_id,
+            self.address.as_deref(),
+        )
+    }
+
     pub fn new(manager: &str, env: &str, token: &str, worker_id: &str, cache_dir: PathBuf) -> Self {
         ManagedOptions {
             manager: manager.to_string(),
@@ -75,7 +87,7 @@ pub enum StartError {
     Client(#[from] ClientError),
 }
 
-type Key = (String, String);
+type Key = (Kind, String);
 
 /// The live entities by kind and name; persistent, so applying a pull to a copy costs
 /// O(pulled · log n), not a copy of the environment.
@@ -98,7 +110,7 @@ pub struct SyncState {
 
 pub struct Syncer {
     opts: ManagedOptions,
-    client: ManagerClient,
+    client: SyncClient,
     reloader: Arc<Reloader>,
     state: SyncState,
 }
@@ -134,7 +146,7 @@ fn parse_set(
         ..CompileOptions::default()
     };
     for (key, e) in entities.iter().filter(|(_, e)| !e.deleted) {
-        if e.kind == "Proxy" {
+        if e.kind == Kind::Proxy {
             options.versions.insert(e.name.clone(), e.version);
         }
         if let Some((v, m)) = cache.get(key)
@@ -188,7 +200,7 @@ fn parse_changes(
 ) -> Result<ParsedChanges, ConfigErrors> {
     let last: BTreeMap<Key, &SyncEntity> = changed
         .iter()
-        .map(|e| ((e.kind.clone(), e.name.clone()), e))
+        .map(|e| ((e.kind, e.name.clone()), e))
         .collect();
     let mut out = ParsedChanges {
         parsed: cache.clone(),
@@ -206,7 +218,7 @@ fn parse_changes(
             out.removed.push(key);
             continue;
         }
-        if e.kind == "Proxy" {
+        if e.kind == Kind::Proxy {
             out.options.versions.insert(e.name.clone(), e.version);
         }
         let manifest = match cache.get(&key) {
@@ -243,10 +255,10 @@ fn parse_changes(
 /// Compiles and swaps the change only (blocking).
 fn apply_changes(reloader: &Reloader, changes: &ParsedChanges) -> ReloadOutcome {
     let upserts: Vec<&Located<Manifest>> = changes.upserts.iter().map(|m| m.as_ref()).collect();
-    let removed: Vec<(&str, &str)> = changes
+    let removed: Vec<(Kind, &str)> = changes
         .removed
         .iter()
-        .map(|(kind, name)| (kind.as_str(), name.as_str()))
+        .map(|(kind, name)| (*kind, name.as_str()))
         .collect();
     reloader.apply_changes(&upserts, &removed, &changes.options)
 }
@@ -265,21 +277,17 @@ fn merge(base: &Entities, payload: &SyncPayload) -> Result<Entities, String> {
                 e.kind, e.name, e.version
             ));
         }
-        let key = (e.kind.clone(), e.name.clone());
+        let key = (e.kind, e.name.clone());
         if e.deleted {
             next.remove(&key);
         } else {
             next.insert(key, e.clone());
         }
     }
-    let digest = state_digest(next.values().map(|e| {
-        (
-            e.kind.as_str(),
-            e.name.as_str(),
-            e.version,
-            e.digest.as_str(),
-        )
-    }));
+    let digest = state_digest(
+        next.values()
+            .map(|e| (e.kind, e.name.as_str(), e.version, e.digest.as_str())),
+    );
     if digest != payload.state_digest {
         return Err(format!(
             "state digest mismatch at revision {} (local merge differs from the Manager)",
@@ -296,7 +304,7 @@ impl Syncer {
         opts: ManagedOptions,
         build: impl Fn(&[Located<Manifest>], &CompileOptions) -> Result<Reloader, ConfigErrors>,
     ) -> Result<(Reloader, SyncState, &'static str, Option<String>), StartError> {
-        let client = ManagerClient::new(&opts)?;
+        let client = opts.client()?;
         let mut pending = Vec::new();
         let manager_error = match tokio::time::timeout(opts.start_timeout, client.pull(0)).await {
             Ok(Ok(payload)) => match merge(&Entities::new(), &payload) {
@@ -366,7 +374,7 @@ impl Syncer {
             .entities
             .into_iter()
             .filter(|e| !e.deleted)
-            .map(|e| ((e.kind.clone(), e.name.clone()), e))
+            .map(|e| ((e.kind, e.name.clone()), e))
             .collect();
         let (reloader, parsed) = parse_set(&opts.env, &entities, file.revision, &Parsed::new())
             .and_then(|(p, o)| build(&to_vec(&p), &o).map(|r| (r, p)))
@@ -401,7 +409,7 @@ impl Syncer {
         state: SyncState,
     ) -> Result<Syncer, ClientError> {
         Ok(Syncer {
-            client: ManagerClient::new(&opts)?,
+            client: opts.client()?,
             opts,
             reloader,
             state,
@@ -649,7 +657,11 @@ impl Syncer {
 fn report(revision: u64, error: Option<String>, address: Option<String>) -> ReportBody {
     ReportBody {
         revision,
-        status: if error.is_some() { "nack" } else { "ack" }.to_string(),
+        status: if error.is_some() {
+            ReportStatus::Nack
+        } else {
+            ReportStatus::Ack
+        },
         error,
         applied_at: now_millis(),
         address,
@@ -699,7 +711,7 @@ mod tests {
             r#"{{"apiVersion":"switchyard.dev/v1","kind":"Proxy","metadata":{{"name":"{name}"}},"spec":{{"routes":[{{"pathPrefix":"{path}"}}],"upstream":{{"targets":[{{"url":"http://127.0.0.1:1"}}]}}}}}}"#
         );
         SyncEntity {
-            kind: "Proxy".into(),
+            kind: Kind::Proxy,
             name: name.into(),
             version,
             digest: switchyard_config::manifest::sha256_hex(manifest.as_bytes()),
@@ -712,7 +724,7 @@ mod tests {
     fn a_pull_is_parsed_as_a_change_against_the_cache() {
         let base: Entities = [proxy("a", 1, "/a"), proxy("b", 1, "/b")]
             .into_iter()
-            .map(|e| ((e.kind.clone(), e.name.clone()), e))
+            .map(|e| ((e.kind, e.name.clone()), e))
             .collect();
         let (cache, _) = parse_set("dev", &base, 1, &Parsed::new()).unwrap();
         let deleted = SyncEntity {
@@ -728,7 +740,7 @@ mod tests {
             proxy("c", 2, "/c2"),
         ];
         let changes = parse_changes("dev", &pull, 2, &cache).unwrap();
-        assert_eq!(changes.removed, [("Proxy".to_string(), "b".to_string())]);
+        assert_eq!(changes.removed, [(Kind::Proxy, "b".to_string())]);
         let names: Vec<(&str, u64)> = changes
             .parsed
             .iter()
@@ -737,10 +749,7 @@ mod tests {
         assert_eq!(names, [("a", 1), ("c", 2)]);
         assert_eq!(changes.upserts.len(), 2);
         // `a` was not parsed again.
-        let cached_a = &cache
-            .get(&("Proxy".to_string(), "a".to_string()))
-            .unwrap()
-            .1;
+        let cached_a = &cache.get(&(Kind::Proxy, "a".to_string())).unwrap().1;
         assert!(changes.upserts.iter().any(|m| Arc::ptr_eq(m, cached_a)));
         assert_eq!(changes.options.revision, Some(2));
         assert_eq!(changes.options.versions.get("c"), Some(&2));

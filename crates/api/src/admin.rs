@@ -1,0 +1,313 @@
+//! The admin API's request and response bodies (`/v1/envs`, apply, promote, rollback,
+//! credentials, views, tokens). The Manager answers with these; every client reads them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use switchyard_config::plan::{FieldChange, Hotness};
+use switchyard_config::{Kind, kind::UnknownKind};
+
+use crate::records::{AppliedChange, Millis, RevisionRecord, Role, WorkerReport};
+
+/// `POST /v1/envs`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnv {
+    /// Lowercase letters, digits and '-', 1..=63 characters, not starting with '-'.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$"))]
+    pub name: String,
+}
+
+/// One entity by kind and name.
+// The kind stays text on the wire so that the Manager can name an unknown one in its answer
+// (`delete[0].kind: unknown kind …`) instead of refusing the whole body.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityKey {
+    /// `Proxy`, `Credential` or `Environment`.
+    pub kind: String,
+    pub name: String,
+}
+
+impl EntityKey {
+    pub fn new(kind: Kind, name: impl Into<String>) -> EntityKey {
+        EntityKey {
+            kind: kind.as_str().to_string(),
+            name: name.into(),
+        }
+    }
+
+    /// The kind, when it is one.
+    pub fn kind(&self) -> Result<Kind, UnknownKind> {
+        self.kind.parse()
+    }
+}
+
+/// `POST /v1/envs/{env}/apply`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    /// Manifest documents (YAML or JSON text), one per entry; multi-document text is fine.
+    /// `${NAME}` is resolved with the environment's variables: those of the
+    /// `kind: Environment` document named like the environment in this request, else the
+    /// ones the environment keeps. Documents that use variables are kept as written
+    /// (templates) for promotions. `${env:…}` is refused: the CLI fills those in.
+    pub manifests: Vec<String>,
+    /// Refuse with 409 unless the environment is still at this revision.
+    #[serde(default)]
+    pub expected_revision: Option<u64>,
+    /// Validate and report what would change, without writing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Entities to delete in the same revision (skipped when they do not exist).
+    #[serde(default)]
+    pub delete: Vec<EntityKey>,
+}
+
+/// `POST /v1/envs/{env}/promote`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteRequest {
+    /// The source environment.
+    pub from: String,
+    /// Proxies to promote, by name; empty = every proxy of the source.
+    #[serde(default)]
+    pub proxies: Vec<String>,
+    /// Refuse with 409 unless the target is still at this revision.
+    #[serde(default)]
+    pub expected_revision: Option<u64>,
+    /// Report what would change, without writing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /v1/envs/{env}/rollback`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The revision whose content the environment returns to (1 ..= current).
+    pub to_revision: u64,
+    /// Refuse with 409 unless the environment is still at this revision.
+    #[serde(default)]
+    pub expected_revision: Option<u64>,
+    /// Validate and report what would change, without writing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// One planned or applied change.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlannedChange {
+    #[serde(flatten)]
+    pub change: AppliedChange,
+    /// Whether the change is applied hot, and how.
+    pub hot: Hotness,
+    /// Dry runs only: the fields that differ (secret values redacted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diff: Vec<FieldChange>,
+}
+
+/// What an apply, promote or rollback did (or, with `dry_run`, would do).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchResponse {
+    pub env: String,
+    pub revision: u64,
+    pub previous_revision: u64,
+    /// False when the batch matched what is deployed (no new revision).
+    pub changed: bool,
+    pub dry_run: bool,
+    pub changes: Vec<PlannedChange>,
+    /// Dry runs only: the entities of the batch that already match what is deployed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchanged: Vec<EntityKey>,
+}
+
+/// The new value of a `secret` credential.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialValueRequest {
+    /// The secret value (non-empty). Never echoed.
+    pub value: String,
+    /// `false` (set): create a `type: secret` credential when there is none, or replace
+    /// the value (the same value changes nothing). `true` (rotate): the credential must
+    /// exist and the value must differ from the current one.
+    #[serde(default)]
+    pub rotate: bool,
+}
+
+impl std::fmt::Debug for CredentialValueRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialValueRequest")
+            .field("value", &"<redacted>")
+            .field("rotate", &self.rotate)
+            .finish()
+    }
+}
+
+/// What the change did (never the value).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CredentialValueResponse {
+    pub env: String,
+    /// The credential's name.
+    pub name: String,
+    /// The environment's revision after the change (unchanged when `changed` is false).
+    pub revision: u64,
+    pub previous_revision: u64,
+    /// False when `set` gave the value the credential already had (no new revision).
+    pub changed: bool,
+    /// True when the credential did not exist and was created.
+    pub created: bool,
+    pub rotated: bool,
+    /// The credential's version before (`null` when created).
+    pub old_version: Option<u64>,
+    /// The credential's version now.
+    pub new_version: u64,
+}
+
+/// An entity at its latest version; secret values are redacted.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EntityView {
+    pub kind: Kind,
+    pub name: String,
+    pub version: u64,
+    pub revision: u64,
+    pub digest: String,
+    pub labels: BTreeMap<String, String>,
+    /// The manifest as JSON, secret values redacted.
+    pub manifest: serde_json::Value,
+    /// The document as written, `${NAME}` variables unresolved, when it uses any (never
+    /// for credentials: theirs may hold secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+}
+
+/// One revision with its propagation numbers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevisionView {
+    #[serde(flatten)]
+    pub record: RevisionRecord,
+    /// Workers connected to the notification stream when the revision was committed
+    /// (`null` when the Manager restarted since and no longer knows).
+    pub expected_workers: Option<Vec<String>>,
+    pub reports: Vec<WorkerReport>,
+    pub acks: usize,
+    pub nacks: usize,
+    /// Commit → the last expected Worker's swap, in ms (`null` until all have ACKed).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
+    pub propagation_ms: Option<Millis>,
+    /// Commit → the first Worker's swap, in ms.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
+    pub first_swap_ms: Option<Millis>,
+    /// ACK records from expected Workers / expected Workers (0..1).
+    pub audit_completeness: Option<f64>,
+}
+
+/// A Worker known to the environment: connected now, or one that reported.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerView {
+    pub id: String,
+    pub address: Option<String>,
+    pub connected: bool,
+    /// Latest revision this Worker ACKed (what it serves, even after a later NACK).
+    pub revision: Option<u64>,
+    /// Environment revision minus `revision`.
+    pub lag: Option<u64>,
+    pub last_report: Option<WorkerReport>,
+    /// Last time the Manager heard from it (ms since epoch).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
+    pub last_seen: Option<Millis>,
+}
+
+/// `?limit=`: how many records a list returns.
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Limit {
+    /// How many records to return, newest first (at most 1000).
+    #[serde(default = "default_limit")]
+    #[cfg_attr(feature = "openapi", param(default = default_limit))]
+    pub limit: u32,
+}
+
+pub fn default_limit() -> u32 {
+    50
+}
+
+/// The filters of `GET /v1/audit`.
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AuditParams {
+    /// Only this environment's records (required for tokens scoped to environments).
+    pub env: Option<String>,
+    /// `proxy/payments`, or a kind alone (`proxy`).
+    pub entity: Option<String>,
+    /// Only this actor's records (as recorded, e.g. `ci (tok_…)`).
+    pub actor: Option<String>,
+    /// A duration back from now (`1h`, `30m`) or unix milliseconds.
+    pub since: Option<String>,
+    /// How many records to return, newest first (at most 1000).
+    #[serde(default = "default_limit")]
+    #[cfg_attr(feature = "openapi", param(default = default_limit))]
+    pub limit: u32,
+}
+
+/// `POST /v1/tokens`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+    /// `admin`, `deployer`, `viewer` or `worker`.
+    #[cfg_attr(feature = "openapi", schema(example = "deployer"))]
+    pub role: String,
+    /// Environments: exactly one for `worker`, at least one for `deployer`, none for
+    /// `admin`; optional for `viewer` (none = all).
+    #[serde(default)]
+    pub envs: Vec<String>,
+    /// How long the token works, as a duration (`30d`, `12h`, `90m`); absent = never
+    /// expires. Give this or `expires_at`, not both.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(example = "30d"))]
+    pub expires_in: Option<String>,
+    /// When the token stops working, in unix milliseconds (must be in the future).
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+}
+
+/// A token just created, with its secret (shown once).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CreatedToken {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub envs: Vec<String>,
+    /// When the token stops working (unix ms); `null` = never.
+    pub expires_at: Option<i64>,
+    /// The secret. Shown once; only its hash is stored.
+    pub token: String,
+}
+
+impl std::fmt::Debug for CreatedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedToken")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("envs", &self.envs)
+            .field("expires_at", &self.expires_at)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}

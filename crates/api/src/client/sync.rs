@@ -1,0 +1,112 @@
+//! [`SyncClient`]: what a Worker asks of the Manager, for one environment.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::{HeaderValue, Method};
+use hyper::body::Incoming;
+
+use super::{ClientError, Transport, encode};
+use crate::records::EnvInfo;
+use crate::sync::{ReportBody, SyncPayload, WORKER_ADDRESS_HEADER, WORKER_ID_HEADER};
+
+/// How long one sync call (not the event stream's body) may take.
+pub const SYNC_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One Worker's calls for one environment: the revision check, pulls, reports and the
+/// notification stream, each naming the Worker (and its traffic address) in headers.
+#[derive(Debug, Clone)]
+pub struct SyncClient {
+    transport: Transport,
+    env: String,
+}
+
+impl SyncClient {
+    pub fn new(
+        base: &str,
+        token: &str,
+        env: &str,
+        worker_id: &str,
+        address: Option<&str>,
+    ) -> Result<SyncClient, ClientError> {
+        let mut b = Transport::builder(base, token)?
+            .timeout(SYNC_CALL_TIMEOUT)
+            .header(HeaderName::from_static(WORKER_ID_HEADER), worker_id)
+            .map_err(|_| ClientError::Config("the worker id contains invalid characters".into()))?;
+        if let Some(a) = address {
+            b = b.header(HeaderName::from_static(WORKER_ADDRESS_HEADER), a)?;
+        }
+        Ok(SyncClient {
+            transport: b.build(),
+            env: env.to_string(),
+        })
+    }
+
+    pub fn env(&self) -> &str {
+        &self.env
+    }
+
+    fn path(&self, rest: &str) -> String {
+        format!("/v1/envs/{}{rest}", encode(&self.env))
+    }
+
+    /// The environment's current revision.
+    pub async fn revision(&self) -> Result<u64, ClientError> {
+        let env: EnvInfo = self
+            .transport
+            .call(Method::GET, &self.path(""), None::<&()>)
+            .await?;
+        Ok(env.revision)
+    }
+
+    /// What changed after `since` (everything when `since` is 0).
+    pub async fn pull(&self, since: u64) -> Result<SyncPayload, ClientError> {
+        self.transport
+            .call(
+                Method::GET,
+                &self.path(&format!("/sync?since={since}")),
+                None::<&()>,
+            )
+            .await
+    }
+
+    pub async fn report(&self, report: &ReportBody) -> Result<(), ClientError> {
+        self.transport
+            .call::<serde_json::Value>(Method::POST, &self.path("/reports"), Some(report))
+            .await
+            .map(|_| ())
+    }
+
+    /// Opens the notification stream, resuming after `last_event_id`; returns its body.
+    pub async fn events(&self, last_event_id: u64) -> Result<Incoming, ClientError> {
+        let path = self.path("/events");
+        let mut extra = vec![(
+            header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        )];
+        if let Ok(v) = HeaderValue::from_str(&last_event_id.to_string()) {
+            extra.push((HeaderName::from_static("last-event-id"), v));
+        }
+        let resp = self
+            .transport
+            .open(Method::GET, &path, Bytes::new(), &extra)
+            .await?;
+        if resp.status().is_success() {
+            return Ok(resp.into_body());
+        }
+        let status = resp.status();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Err(self
+            .transport
+            .decode::<()>(&path, super::Reply { status, body })
+            .err()
+            .unwrap_or_else(|| ClientError::Decode {
+                url: path,
+                reason: "an error status without an error".into(),
+            }))
+    }
+}

@@ -1,0 +1,163 @@
+//! The Manager's error answers: a stable [`ErrorCode`], a message that names the problem,
+//! and details (e.g. every validation error with its file:line:column).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Every `code` the Manager answers with. Clients decide on these, never on messages.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Missing, malformed, unknown or revoked bearer token.
+    Unauthorized,
+    /// The token has expired (the message says when).
+    TokenExpired,
+    /// The token's role or environments do not allow this.
+    Forbidden,
+    /// The request is invalid (a query, a name, a field value).
+    BadRequest,
+    /// No such endpoint.
+    NotFound,
+    UnknownEnvironment,
+    UnknownRevision,
+    UnknownCredential,
+    EnvironmentExists,
+    /// The environment moved past the revision the change was planned against.
+    RevisionConflict,
+    /// Manifests, or the environment after the change, do not compile (`details`).
+    InvalidConfig,
+    /// Revision 0 is no revision to roll back to.
+    InvalidRevision,
+    /// `credential set|rotate` on a credential that is not `type: secret`.
+    NotASecret,
+    /// `credential rotate` to the value it already has.
+    SameValue,
+    /// The audit record could not be written, so nothing changed.
+    AuditFailed,
+    StoreError,
+    SealFailed,
+    /// A stored secret does not open with this Manager's key.
+    SecretUnreadable,
+    NoRandomness,
+    Internal,
+    /// A code this client does not know (a newer Manager), or an answer that was not JSON.
+    Other(String),
+}
+
+impl ErrorCode {
+    /// Every code the Manager answers with (all but [`ErrorCode::Other`]).
+    pub const KNOWN: [ErrorCode; 20] = [
+        ErrorCode::Unauthorized,
+        ErrorCode::TokenExpired,
+        ErrorCode::Forbidden,
+        ErrorCode::BadRequest,
+        ErrorCode::NotFound,
+        ErrorCode::UnknownEnvironment,
+        ErrorCode::UnknownRevision,
+        ErrorCode::UnknownCredential,
+        ErrorCode::EnvironmentExists,
+        ErrorCode::RevisionConflict,
+        ErrorCode::InvalidConfig,
+        ErrorCode::InvalidRevision,
+        ErrorCode::NotASecret,
+        ErrorCode::SameValue,
+        ErrorCode::AuditFailed,
+        ErrorCode::StoreError,
+        ErrorCode::SealFailed,
+        ErrorCode::SecretUnreadable,
+        ErrorCode::NoRandomness,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::UnknownEnvironment => "unknown_environment",
+            ErrorCode::UnknownRevision => "unknown_revision",
+            ErrorCode::UnknownCredential => "unknown_credential",
+            ErrorCode::EnvironmentExists => "environment_exists",
+            ErrorCode::RevisionConflict => "revision_conflict",
+            ErrorCode::InvalidConfig => "invalid_config",
+            ErrorCode::InvalidRevision => "invalid_revision",
+            ErrorCode::NotASecret => "not_a_secret",
+            ErrorCode::SameValue => "same_value",
+            ErrorCode::AuditFailed => "audit_failed",
+            ErrorCode::StoreError => "store_error",
+            ErrorCode::SealFailed => "seal_failed",
+            ErrorCode::SecretUnreadable => "secret_unreadable",
+            ErrorCode::NoRandomness => "no_randomness",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Other(s) => s,
+        }
+    }
+
+    pub fn parse(s: &str) -> ErrorCode {
+        ErrorCode::KNOWN
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .unwrap_or_else(|| ErrorCode::Other(s.to_string()))
+    }
+
+    /// Whether the same request may succeed later without being changed (the Manager's
+    /// store or audit log was briefly unavailable).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ErrorCode::AuditFailed | ErrorCode::StoreError)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(ErrorCode::parse(&s))
+    }
+}
+
+/// The JSON body of the API's error responses.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `unknown_environment`, `revision_conflict`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub code: ErrorCode,
+    /// What went wrong, for humans.
+    pub message: String,
+    /// Extra structured detail (e.g. every validation error); omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::{ErrorBody, ErrorCode};
+
+    #[test]
+    fn codes_read_back_and_unknown_ones_are_kept() {
+        for c in ErrorCode::KNOWN {
+            assert_eq!(ErrorCode::parse(c.as_str()), c);
+        }
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"code":"from_the_future","message":"m"}"#).unwrap();
+        assert_eq!(body.code, ErrorCode::Other("from_the_future".into()));
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"code":"from_the_future","message":"m"}"#
+        );
+    }
+}
