@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use switchyard_config::for_env::{ForEnv, NO_ENVIRONMENT_DOCUMENT, load_paths};
+use switchyard_config::error::Reason;
+use switchyard_config::for_env::{ForEnv, load_paths};
 use switchyard_engine::compile;
-use switchyard_engine::runtime::policy::NO_SUCH_CREDENTIAL;
 
 use crate::admin_client::AdminClient;
 use crate::conn::stderr_is_terminal;
@@ -153,7 +153,7 @@ pub async fn read_for_env(
         Err(e)
             if e.0
                 .iter()
-                .any(|e| e.message.contains(NO_ENVIRONMENT_DOCUMENT)) =>
+                .any(|e| e.reason == Reason::NoEnvironmentDocument) =>
         {
             let kept = stored_variables(client, env).await?;
             load_paths(files, env, kept.as_ref()).map_err(|e| anyhow::anyhow!("{e}"))?
@@ -174,7 +174,7 @@ pub async fn read_for_env(
     // checks those references against the environment as a whole. (The compiler skips
     // Environment documents.)
     if let Err(mut e) = compile(&set.manifests, None) {
-        e.0.retain(|e| !e.message.starts_with(NO_SUCH_CREDENTIAL));
+        e.0.retain(|e| e.reason != Reason::UnknownCredential);
         if !e.0.is_empty() {
             bail!("{e}");
         }

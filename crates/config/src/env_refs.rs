@@ -18,16 +18,18 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::error::{ConfigError, Position, SourceRef};
+use crate::error::{ConfigError, Position, Reason, SourceRef};
 
 pub const PREFIX: &str = "SWITCHYARD_";
 
 /// What to do with one family of references.
 pub enum Refs<'a> {
-    /// Fill in from `lookup`; a missing value is an error whose message ends with `hint`.
+    /// Fill in from `lookup`; a missing value is an error whose message ends with `hint`,
+    /// for `missing`.
     Expand {
         lookup: &'a dyn Fn(&str) -> Option<String>,
         hint: &'a str,
+        missing: Reason,
     },
     /// Leave as written (someone else resolves them later).
     Keep,
@@ -59,6 +61,7 @@ pub fn expand<'t>(
         env: Refs::Expand {
             lookup: &lookup,
             hint: "is not set in the environment of this process",
+            missing: Reason::Invalid,
         },
         vars: Refs::Refuse(VARS_NEED_APPLY),
         unescape: true,
@@ -83,6 +86,7 @@ pub fn variables_in(text: &str) -> Vec<String> {
         vars: Refs::Expand {
             lookup: &record,
             hint: "",
+            missing: Reason::Invalid,
         },
         unescape: false,
     }
@@ -175,8 +179,14 @@ impl Resolver<'_> {
                 match refs {
                     Refs::Keep => out.push_str(written),
                     Refs::Refuse(why) => errors.push(error(format!("{shown}: {why}"))),
-                    Refs::Expand { lookup, hint } => match lookup(name) {
-                        None => errors.push(error(format!("{shown}: {name} {hint}"))),
+                    Refs::Expand {
+                        lookup,
+                        hint,
+                        missing,
+                    } => match lookup(name) {
+                        None => {
+                            errors.push(error(format!("{shown}: {name} {hint}")).because(*missing))
+                        }
                         Some(value) => match escape(prefix_in_line, &value) {
                             Ok(v) => out.push_str(&v),
                             Err(why) => errors.push(error(format!("{shown}: the value {why}"))),

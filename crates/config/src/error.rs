@@ -40,6 +40,20 @@ impl Position {
     }
 }
 
+/// Why an error was reported, for callers that act on some of them (never on message text).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Reason {
+    /// The configuration is wrong as written.
+    #[default]
+    Invalid,
+    /// A policy names a credential the set being compiled does not hold (the environment
+    /// on the Manager may: `switchyard apply` leaves these to it).
+    UnknownCredential,
+    /// A `${NAME}` variable is used where no `kind: Environment` document defines
+    /// variables (the Manager may keep them: `switchyard apply` asks for them).
+    NoEnvironmentDocument,
+}
+
 /// One problem in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -51,6 +65,7 @@ pub struct ConfigError {
     /// Field path inside the document, e.g. `spec.upstream.timeouts.connect`; may be empty.
     pub field: String,
     pub message: String,
+    pub reason: Reason,
 }
 
 impl ConfigError {
@@ -62,7 +77,13 @@ impl ConfigError {
             entity: None,
             field: String::new(),
             message: message.into(),
+            reason: Reason::Invalid,
         }
+    }
+
+    pub fn because(mut self, reason: Reason) -> Self {
+        self.reason = reason;
+        self
     }
 
     pub fn entity(mut self, kind: Kind, name: &str) -> Self {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::Kind;
 use crate::env_refs::{Refs, Resolver};
-use crate::error::{ConfigError, ConfigErrors, Position, SourceRef};
+use crate::error::{ConfigError, ConfigErrors, Position, Reason, SourceRef};
 use crate::load::{
     Located, io_error, manifest_files, parse_document, read_limited, split_documents,
 };
@@ -47,10 +47,6 @@ impl ForEnv {
         })
     }
 }
-
-/// Part of the error for a variable used when no Environment document for the target is
-/// around: the CLI then asks the Manager for the variables it keeps.
-pub const NO_ENVIRONMENT_DOCUMENT: &str = "no kind: Environment document named";
 
 /// Where `${env:…}` values come from.
 pub enum EnvSource<'a> {
@@ -112,6 +108,7 @@ pub fn resolve_texts(
         EnvSource::Process => Refs::Expand {
             lookup: &process,
             hint: "is not set in the environment of this process",
+            missing: Reason::Invalid,
         },
         EnvSource::Refuse(why) => Refs::Refuse(why),
     };
@@ -184,6 +181,12 @@ pub fn resolve_texts(
         vars: Refs::Expand {
             lookup: &lookup,
             hint: &hint,
+            // With no variables anywhere, the Manager may keep some (the CLI asks it).
+            missing: if target.is_none() && fallback.is_none() {
+                Reason::NoEnvironmentDocument
+            } else {
+                Reason::Invalid
+            },
         },
         unescape: true,
     };
@@ -247,6 +250,7 @@ pub fn resolve_template(
         vars: Refs::Expand {
             lookup: &lookup,
             hint: &hint,
+            missing: Reason::Invalid,
         },
         unescape: true,
     };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use crate::Kind;
-use crate::error::{ConfigError, ConfigErrors, Position, SourceRef};
+use crate::error::{ConfigError, ConfigErrors, Position, Reason, SourceRef};
 use crate::manifest::{
     API_VERSION, CredentialManifest, DocumentHeader, EnvironmentManifest, Manifest, ProxyManifest,
 };
@@ -69,6 +69,7 @@ pub(crate) fn io_error(file: &Arc<str>, message: String) -> ConfigError {
         entity: None,
         field: String::new(),
         message,
+        reason: Reason::Invalid,
     }
 }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_config::Kind;
+use switchyard_config::error::Reason;
 
 use http::{HeaderName, HeaderValue, Method};
 use serde_saphyr::Spanned;
@@ -38,10 +39,21 @@ struct ProxyErrors<'a> {
 
 impl ProxyErrors<'_> {
     fn push(&mut self, position: Option<Position>, field: String, message: String) {
+        self.push_because(position, field, message, Reason::Invalid);
+    }
+
+    fn push_because(
+        &mut self,
+        position: Option<Position>,
+        field: String,
+        message: String,
+        reason: Reason,
+    ) {
         self.errors.push(
             ConfigError::new(self.source, position.unwrap_or(self.fallback), message)
                 .entity(Kind::Proxy, self.name)
-                .field(field),
+                .field(field)
+                .because(reason),
         );
     }
 
@@ -139,7 +151,7 @@ pub(crate) fn compile_proxy(
             }
             Err(field_errors) => {
                 for e in field_errors {
-                    errs.push(None, format!("{field}.{}", e.field), e.message);
+                    errs.push_because(None, format!("{field}.{}", e.field), e.message, e.reason);
                 }
             }
         }

@@ -22,6 +22,7 @@ pub mod upstream_credential;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use switchyard_config::error::Reason;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
@@ -231,10 +232,6 @@ pub struct CompileCtx<'a> {
     pub authenticated: bool,
 }
 
-/// How an error about a missing credential starts: `switchyard apply` leaves those to the
-/// Manager, which knows the environment's credentials (the files may not hold them).
-pub const NO_SUCH_CREDENTIAL: &str = "no Credential named";
-
 impl CompileCtx<'_> {
     /// The credential `name`, which must be of type `want` (`field` names where it was asked).
     pub fn credential(
@@ -244,10 +241,13 @@ impl CompileCtx<'_> {
         want: &'static str,
     ) -> Result<&CredentialSpec, FieldError> {
         match self.credentials.get(name) {
+            // `switchyard apply` leaves these to the Manager, which knows the environment's
+            // credentials (the files may not hold them).
             None => Err(FieldError::new(
                 field,
-                format!("{NO_SUCH_CREDENTIAL} {name:?} in this environment"),
-            )),
+                format!("no Credential named {name:?} in this environment"),
+            )
+            .because(Reason::UnknownCredential)),
             Some(c) if c.type_name() != want => Err(FieldError::new(
                 field,
                 format!(
@@ -265,6 +265,7 @@ impl CompileCtx<'_> {
 pub struct FieldError {
     pub field: String,
     pub message: String,
+    pub reason: Reason,
 }
 
 impl FieldError {
@@ -272,7 +273,13 @@ impl FieldError {
         FieldError {
             field: field.into(),
             message: message.into(),
+            reason: Reason::Invalid,
         }
+    }
+
+    pub fn because(mut self, reason: Reason) -> FieldError {
+        self.reason = reason;
+        self
     }
 }
 
