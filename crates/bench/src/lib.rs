@@ -24,4 +24,6 @@ pub enum BenchError {
     Setup(String),
     #[error("{0}")]
     Http(String),
+    #[error(transparent)]
+    Api(#[from] switchyard_api::ClientError),
 }

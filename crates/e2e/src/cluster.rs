@@ -5,21 +5,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, Request};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http::Method;
 use serde_json::Value;
+use switchyard_api::AdminClient;
 use switchyard_manager::{Manager, ManagerOptions};
 use switchyard_store::{SqliteStore, Store};
 use switchyard_worker::{ConfigSource, ManagedOptions, Worker, WorkerHandle, WorkerOptions};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::DEADLINE;
 
-/// One JSON call to the Manager on a fresh connection: (status, body).
+/// One call to the Manager's API with `token`, whatever its answer: (status, body as JSON;
+/// a plain-text answer as a JSON string).
 pub async fn api(
     addr: SocketAddr,
     token: &str,
@@ -27,30 +25,19 @@ pub async fn api(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
-    let bytes = body
-        .map(|b| Bytes::from(serde_json::to_vec(&b).unwrap()))
-        .unwrap_or_default();
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "manager.test")
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(Full::new(bytes))
-        .unwrap();
-    let resp = send.send_request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    let value = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
-    };
-    (status, value)
+    let client = AdminClient::new(&format!("http://{addr}"), token).unwrap();
+    raw(&client, method, path, body).await
+}
+
+/// [`api`] with a client already made.
+pub async fn raw(
+    client: &AdminClient,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let reply = client.raw(method, path, body.as_ref()).await.unwrap();
+    (reply.status.as_u16(), reply.json())
 }
 
 /// A Manager serving from a data dir; can be stopped and started again on the same port.
@@ -58,6 +45,8 @@ pub struct RunningManager {
     pub addr: SocketAddr,
     pub data: PathBuf,
     pub admin_token: String,
+    /// The admin API with the admin token.
+    pub client: AdminClient,
     pub store: Arc<SqliteStore>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -98,6 +87,7 @@ impl RunningManager {
         RunningManager {
             addr,
             data: data.to_path_buf(),
+            client: AdminClient::new(&format!("http://{addr}"), &admin_token).unwrap(),
             admin_token,
             store,
             shutdown: Some(tx),
@@ -110,7 +100,7 @@ impl RunningManager {
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        api(self.addr, &self.admin_token, method, path, body).await
+        raw(&self.client, method, path, body).await
     }
 
     /// Creates an environment and a worker token for it.

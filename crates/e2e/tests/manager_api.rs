@@ -7,15 +7,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, Request};
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http::header::{AUTHORIZATION, HeaderName};
+use http::{HeaderValue, Method};
 use serde_json::{Value, json};
+use switchyard_api::Transport;
 use switchyard_e2e::cluster::{ManagedWorker, RunningManager, api};
 use switchyard_e2e::{DEADLINE, Harness, payments_manifest};
-use tokio::net::TcpStream;
 
 // ---- helpers ----
 
@@ -26,23 +23,19 @@ async fn call_with_auth(
     method: Method,
     path: &str,
 ) -> (u16, Value) {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "manager.test");
-    if let Some(a) = auth {
-        req = req.header("authorization", a);
-    }
-    let resp = send
-        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
+    let transport = Transport::new(&format!("http://{addr}"), "").unwrap();
+    let extra: Vec<(HeaderName, HeaderValue)> = auth
+        .map(|a| (AUTHORIZATION, HeaderValue::from_str(a).unwrap()))
+        .into_iter()
+        .collect();
+    let reply = transport
+        .send_with(method, path, None::<&()>, &extra)
         .await
         .unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    (
+        reply.status.as_u16(),
+        serde_json::from_slice(&reply.body).unwrap_or(Value::Null),
+    )
 }
 
 async fn create_env(m: &RunningManager, env: &str) {

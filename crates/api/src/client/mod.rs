@@ -265,6 +265,18 @@ impl Transport {
         path: &str,
         body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<Reply, ClientError> {
+        self.send_with(method, path, body, &[]).await
+    }
+
+    /// [`Transport::send`] with more headers (e.g. a test's malformed `Authorization` on a
+    /// transport built without a token).
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Result<Reply, ClientError> {
         let bytes = match body {
             Some(b) => Bytes::from(
                 serde_json::to_vec(b)
@@ -272,7 +284,7 @@ impl Transport {
             ),
             None => Bytes::new(),
         };
-        let resp = self.open(method, path, bytes, &[]).await?;
+        let resp = self.open(method, path, bytes, extra).await?;
         let status = resp.status();
         let url = self.url(path);
         let after = self.inner.timeout;

@@ -96,8 +96,11 @@ impl SyncClient {
             return Ok(resp.into_body());
         }
         let status = resp.status();
-        let body = http_body_util::BodyExt::collect(resp.into_body())
+        let collect = http_body_util::BodyExt::collect(resp.into_body());
+        let body = tokio::time::timeout(SYNC_CALL_TIMEOUT, collect)
             .await
+            .ok()
+            .and_then(Result::ok)
             .map(|b| b.to_bytes())
             .unwrap_or_default();
         Err(self

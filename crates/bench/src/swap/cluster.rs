@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use http::Method;
+use switchyard_api::AdminClient;
+use switchyard_api::admin::{ApplyRequest, CreateToken, EntityKey, RevisionView};
+use switchyard_config::Kind;
 use switchyard_manager::{Manager, ManagerOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -14,7 +16,7 @@ use tokio::task::JoinHandle;
 use super::changes::Names;
 use super::setup;
 use crate::BenchError;
-use crate::http::{gauge, json};
+use crate::http::gauge;
 use crate::procs::{WorkerProcess, WorkerSpec, rss_kb};
 
 /// An existing cluster to measure (`--manager URL --env E --targets URL,…`).
@@ -59,7 +61,8 @@ impl BenchWorker {
 
 pub struct BenchCluster {
     pub manager: SocketAddr,
-    pub token: String,
+    /// The admin API, with the bench's token.
+    pub client: AdminClient,
     pub env: String,
     pub names: Names,
     pub workers: Vec<BenchWorker>,
@@ -100,25 +103,19 @@ impl BenchCluster {
         let manager_task = tokio::spawn(manager.serve(listener, async move {
             let _ = mstop.wait_for(|s| *s).await;
         }));
-        json(
-            maddr,
-            Method::POST,
-            "/v1/envs",
-            &admin_token,
-            Some(&serde_json::json!({ "name": OWN_ENV })),
-        )
-        .await?;
-        let token = json(
-            maddr,
-            Method::POST,
-            "/v1/tokens",
-            &admin_token,
-            Some(&serde_json::json!({ "name": "bench-workers", "role": "worker", "envs": [OWN_ENV] })),
-        )
-        .await?;
+        let client = AdminClient::new(&format!("http://{maddr}"), &admin_token)?;
+        client.create_env(OWN_ENV).await?;
+        let token = client
+            .create_token(&CreateToken {
+                name: "bench-workers".into(),
+                role: "worker".into(),
+                envs: vec![OWN_ENV.into()],
+                ..CreateToken::default()
+            })
+            .await?;
         Ok(BenchCluster {
             manager: maddr,
-            token: admin_token,
+            client,
             env: OWN_ENV.into(),
             names: Names::own(),
             workers: Vec::new(),
@@ -127,7 +124,7 @@ impl BenchCluster {
             local: Some(Local {
                 processes: Vec::new(),
                 binary: binary.to_path_buf(),
-                worker_token: token["token"].as_str().unwrap_or_default().to_string(),
+                worker_token: token.token,
                 stop,
                 manager_task,
                 dir,
@@ -150,14 +147,8 @@ impl BenchCluster {
                 x.targets.len()
             )));
         }
-        json(
-            manager,
-            Method::GET,
-            &format!("/v1/envs/{}", x.env),
-            &x.token,
-            None,
-        )
-        .await?;
+        let client = AdminClient::new(&format!("http://{manager}"), &x.token)?;
+        client.env(&x.env).await?;
         let mut workers = Vec::new();
         for (i, t) in x.targets.iter().enumerate() {
             workers.push(BenchWorker {
@@ -174,7 +165,7 @@ impl BenchCluster {
         // Workers that just started (or are reconnecting) get a few seconds to subscribe.
         let deadline = Instant::now() + Duration::from_secs(10);
         let connected = loop {
-            let n = connected_workers(manager, &x.token, &x.env).await?;
+            let n = connected_workers(&client, &x.env).await?;
             if n >= workers.len() {
                 break n;
             }
@@ -196,7 +187,7 @@ impl BenchCluster {
         );
         Ok(BenchCluster {
             manager,
-            token: x.token.clone(),
+            client,
             env: x.env.clone(),
             names: Names::unique(&tag),
             workers,
@@ -235,7 +226,7 @@ impl BenchCluster {
             .collect();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let n = connected_workers(self.manager, &self.token, &self.env).await?;
+            let n = connected_workers(&self.client, &self.env).await?;
             if n >= self.ackers {
                 return Ok(());
             }
@@ -251,29 +242,22 @@ impl BenchCluster {
 
     /// Applies the bench's manifests; returns the Manager's revision.
     pub async fn apply(&self, manifests: &[String]) -> Result<u64, BenchError> {
-        let v = json(
-            self.manager,
-            Method::POST,
-            &format!("/v1/envs/{}/apply", self.env),
-            &self.token,
-            Some(&serde_json::json!({ "manifests": manifests })),
-        )
-        .await?;
-        v["revision"]
-            .as_u64()
-            .ok_or_else(|| BenchError::Http(format!("apply answered without a revision: {v}")))
+        let applied = self
+            .client
+            .apply(
+                &self.env,
+                &ApplyRequest {
+                    manifests: manifests.to_vec(),
+                    ..ApplyRequest::default()
+                },
+            )
+            .await?;
+        Ok(applied.revision)
     }
 
     /// A revision's record (reports, propagation) from the Manager.
-    pub async fn revision(&self, revision: u64) -> Result<serde_json::Value, BenchError> {
-        json(
-            self.manager,
-            Method::GET,
-            &format!("/v1/envs/{}/revisions/{revision}", self.env),
-            &self.token,
-            None,
-        )
-        .await
+    pub async fn revision(&self, revision: u64) -> Result<RevisionView, BenchError> {
+        Ok(self.client.revision(&self.env, revision).await?)
     }
 
     /// Stops what the bench started; in an existing cluster, deletes the bench's entities.
@@ -287,41 +271,29 @@ impl BenchCluster {
                 let _ = l.manager_task.await;
                 Ok(())
             }
-            None => json(
-                self.manager,
-                Method::POST,
-                &format!("/v1/envs/{}/apply", self.env),
-                &self.token,
-                Some(&serde_json::json!({
-                    "manifests": [],
-                    "delete": [
-                        { "kind": "Proxy", "name": self.names.proxy },
-                        { "kind": "Credential", "name": self.names.credential },
-                    ],
-                })),
-            )
-            .await
-            .map(|_| ()),
+            None => {
+                let delete = vec![
+                    EntityKey::new(Kind::Proxy, self.names.proxy.as_str()),
+                    EntityKey::new(Kind::Credential, self.names.credential.as_str()),
+                ];
+                let req = ApplyRequest {
+                    delete,
+                    ..ApplyRequest::default()
+                };
+                self.client.apply(&self.env, &req).await.map(|_| ())?;
+                Ok(())
+            }
         }
     }
 }
 
-async fn connected_workers(
-    manager: SocketAddr,
-    token: &str,
-    env: &str,
-) -> Result<usize, BenchError> {
-    let v = json(
-        manager,
-        Method::GET,
-        &format!("/v1/envs/{env}/workers"),
-        token,
-        None,
-    )
-    .await?;
-    Ok(v.as_array()
-        .map(|a| a.iter().filter(|w| w["connected"] == true).count())
-        .unwrap_or(0))
+async fn connected_workers(client: &AdminClient, env: &str) -> Result<usize, BenchError> {
+    Ok(client
+        .workers(env)
+        .await?
+        .iter()
+        .filter(|w| w.connected)
+        .count())
 }
 
 /// `http://host:port` (or `host:port`) → a socket address.

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use switchyard_api::records::ReportStatus;
 
 use switchyard_worker::sample_upstream::SampleUpstream;
 use tokio::sync::watch;
@@ -169,7 +170,7 @@ async fn drive(
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let v = cluster.revision(last_revision).await?;
-        if v["acks"].as_u64().unwrap_or(0) >= cluster.ackers as u64 || Instant::now() > deadline {
+        if v.acks >= cluster.ackers || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -178,13 +179,14 @@ async fn drive(
     let mut acked = 0u64;
     for c in changes.iter().filter(|c| c.seq > 1) {
         let v = cluster.revision(c.revision).await?;
-        let acks = v["reports"]
-            .as_array()
-            .map(|r| r.iter().filter(|r| r["status"] == "ack").count())
-            .unwrap_or(0);
+        let acks = v
+            .reports
+            .iter()
+            .filter(|r| r.status == ReportStatus::Ack)
+            .count();
         acked += (acks as u64).min(cluster.ackers as u64);
-        if let Some(ms) = v["propagation_ms"].as_f64() {
-            propagation.push(ms);
+        if let Some(ms) = v.propagation_ms {
+            propagation.push(ms as f64);
         }
     }
 
@@ -295,9 +297,8 @@ fn spawn_sampler(
 async fn wait_for_revision(cluster: &BenchCluster, revision: u64) -> Result<(), BenchError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let v = cluster.revision(revision).await?;
-        let acks = v["acks"].as_u64().unwrap_or(0);
-        if acks >= cluster.ackers as u64 {
+        let acks = cluster.revision(revision).await?.acks;
+        if acks >= cluster.ackers {
             return Ok(());
         }
         if Instant::now() > deadline {
