@@ -150,6 +150,15 @@ pub struct WorkerReport {
     pub address: Option<String>,
 }
 
+/// `AuditRecord::entity_kind` of what is audited besides entities (whose records hold
+/// their [`Kind`]; an environment's creation is recorded under `Environment`).
+pub mod audit_subject {
+    /// A token's creation.
+    pub const TOKEN: &str = "Token";
+    /// A Worker's ACK or NACK.
+    pub const WORKER: &str = "Worker";
+}
+
 /// One audit record: who changed what, when, from which version to which.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

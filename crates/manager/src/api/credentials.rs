@@ -167,7 +167,7 @@ fn credential_with_value(
         }
         return Ok(serde_json::json!({
             "apiVersion": API_VERSION,
-            "kind": "Credential",
+            "kind": Kind::Credential.as_str(),
             "metadata": { "name": name },
             "spec": { "type": "secret", "value": req.value },
         }));

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Sqlite, Transaction};
 
+use switchyard_api::records::audit_subject;
 use switchyard_config::Kind;
 
 use super::rows::{self, audit_failed, db, stored};
@@ -362,7 +363,7 @@ async fn create_env_in(conn: &mut SqliteConnection, name: &str, actor: &str) -> 
             at: created_at,
             actor,
             env: Some(name),
-            entity_kind: "Environment",
+            entity_kind: Kind::Environment.as_str(),
             entity_name: name,
             old_version: None,
             new_version: None,
@@ -418,7 +419,7 @@ async fn record_report_in(conn: &mut SqliteConnection, report: WorkerReport) -> 
             at: now_millis(),
             actor: &format!("worker:{}", report.worker_id),
             env: Some(&report.env),
-            entity_kind: "Worker",
+            entity_kind: audit_subject::WORKER,
             entity_name: &report.worker_id,
             old_version: None,
             new_version: None,
@@ -468,7 +469,7 @@ async fn create_token_in(
             at: now_millis(),
             actor: created_by,
             env: None,
-            entity_kind: "Token",
+            entity_kind: audit_subject::TOKEN,
             entity_name: &token.id,
             old_version: None,
             new_version: None,
