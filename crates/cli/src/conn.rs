@@ -1,7 +1,9 @@
 //! Arguments every command that talks to a Manager shares: where it is, the token, and
 //! how to print the answer.
 
-use crate::admin_client::AdminClient;
+use switchyard_api::AdminClient;
+
+use crate::manager_error::Explain;
 
 #[derive(clap::Args, Clone)]
 pub struct ConnArgs {
@@ -23,7 +25,11 @@ pub struct ConnArgs {
 
 impl ConnArgs {
     pub fn client(&self) -> anyhow::Result<AdminClient> {
-        AdminClient::new(&self.manager, &self.token)
+        // The token goes in the header even when it is empty, as it always did: the
+        // Manager then names the form it expects (`Bearer <token>`).
+        AdminClient::new(&self.manager, "")
+            .and_then(|c| c.as_token(&self.token))
+            .explain()
     }
 }
 
@@ -47,7 +53,6 @@ impl Output {
 }
 
 /// Whether stdout is a terminal (colours and progress only then).
-#[allow(dead_code)] // for the commands that colour their output
 pub fn stdout_is_terminal() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stdout())
 }

@@ -15,10 +15,13 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use switchyard_api::AdminClient;
+use switchyard_api::admin::WorkerView;
+use switchyard_api::records::{ReportStatus, WorkerReport};
 
-use crate::admin_client::AdminClient;
 use crate::conn::{self, Output};
+use crate::manager_error::Explain;
 
 /// How often the Manager is asked while waiting.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -100,27 +103,6 @@ impl WaitReport {
     }
 }
 
-#[derive(Deserialize)]
-struct RevisionView {
-    expected_workers: Option<Vec<String>>,
-    reports: Vec<Report>,
-}
-
-#[derive(Deserialize)]
-struct Report {
-    worker_id: String,
-    status: String,
-    error: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WorkerView {
-    id: String,
-    connected: bool,
-    /// The latest revision it ACKed.
-    revision: Option<u64>,
-}
-
 /// Polls the Manager until every expected Worker has answered `revision` or `timeout`
 /// passes. With `progress`, one line on stderr is kept up to date while waiting.
 pub async fn wait_for_revision(
@@ -134,10 +116,8 @@ pub async fn wait_for_revision(
     let deadline = start + timeout;
     let mut connected_at_start: Option<Vec<String>> = None;
     let report = loop {
-        let view: RevisionView = client
-            .get(&format!("/v1/envs/{env}/revisions/{revision}"))
-            .await?;
-        let workers: Vec<WorkerView> = client.get(&format!("/v1/envs/{env}/workers")).await?;
+        let view = client.revision(env, revision).await.explain()?;
+        let workers = client.workers(env).await.explain()?;
         let (expected, from) = match view.expected_workers {
             Some(list) => (list, ExpectedFrom::Commit),
             None => (
@@ -209,7 +189,12 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// Where one expected Worker stands on `revision`.
-fn answer(id: &str, revision: u64, reports: &[Report], workers: &[WorkerView]) -> WorkerAnswer {
+fn answer(
+    id: &str,
+    revision: u64,
+    reports: &[WorkerReport],
+    workers: &[WorkerView],
+) -> WorkerAnswer {
     let report = reports.iter().find(|r| r.worker_id == id);
     let later_ack = workers
         .iter()
@@ -217,12 +202,10 @@ fn answer(id: &str, revision: u64, reports: &[Report], workers: &[WorkerView]) -
         .and_then(|w| w.revision)
         .filter(|&r| r >= revision);
     let (status, revision, error) = match (report, later_ack) {
-        (Some(r), _) if r.status == "ack" => (WorkerStatus::Ack, Some(revision), None),
+        (Some(r), _) if r.status == ReportStatus::Ack => (WorkerStatus::Ack, Some(revision), None),
         (_, Some(later)) => (WorkerStatus::Ack, Some(later), None),
-        (Some(r), None) if r.status == "nack" => {
-            (WorkerStatus::Nack, Some(revision), r.error.clone())
-        }
-        _ => (WorkerStatus::Pending, None, None),
+        (Some(r), None) => (WorkerStatus::Nack, Some(revision), r.error.clone()),
+        (None, None) => (WorkerStatus::Pending, None, None),
     };
     WorkerAnswer {
         id: id.to_string(),
@@ -305,6 +288,24 @@ pub async fn after_commit(
     Ok(exit_code(&report))
 }
 
+/// `--output json` of a command that may wait: one document, the command's `answer` with
+/// the wait's report under `"wait"` (absent when there was nothing to wait for).
+pub async fn print_json(
+    client: &AdminClient,
+    env: &str,
+    revision: Option<u64>,
+    args: &WaitArgs,
+    answer: &impl Serialize,
+) -> anyhow::Result<Option<WaitReport>> {
+    let report = wait_if_asked(client, env, revision, args).await?;
+    let mut v = serde_json::to_value(answer)?;
+    if let Some(r) = &report {
+        v["wait"] = serde_json::to_value(r)?;
+    }
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(report)
+}
+
 /// Waits when `--wait` was given and a revision was created.
 pub async fn wait_if_asked(
     client: &AdminClient,
@@ -333,34 +334,58 @@ pub fn exit_code(report: &WaitReport) -> ExitCode {
 mod tests {
     use super::*;
 
-    fn report(status: &str, error: Option<&str>) -> Report {
-        Report {
+    fn report(status: ReportStatus, error: Option<&str>) -> WorkerReport {
+        WorkerReport {
+            env: "dev".into(),
             worker_id: "w1".into(),
-            status: status.into(),
+            revision: 5,
+            status,
             error: error.map(str::to_string),
+            applied_at: 0,
+            received_at: 0,
+            address: None,
         }
     }
 
     fn worker(revision: Option<u64>) -> WorkerView {
         WorkerView {
             id: "w1".into(),
+            address: None,
             connected: true,
             revision,
+            lag: None,
+            last_report: None,
+            last_seen: None,
         }
     }
 
     #[test]
     fn a_later_ack_counts_and_a_nack_needs_no_later_ack() {
-        let a = answer("w1", 5, &[report("ack", None)], &[worker(Some(5))]);
+        let a = answer(
+            "w1",
+            5,
+            &[report(ReportStatus::Ack, None)],
+            &[worker(Some(5))],
+        );
         assert_eq!((a.status, a.revision), (WorkerStatus::Ack, Some(5)));
         let a = answer("w1", 5, &[], &[worker(Some(7))]);
         assert_eq!((a.status, a.revision), (WorkerStatus::Ack, Some(7)));
-        let a = answer("w1", 5, &[report("nack", Some("boom"))], &[worker(Some(4))]);
+        let a = answer(
+            "w1",
+            5,
+            &[report(ReportStatus::Nack, Some("boom"))],
+            &[worker(Some(4))],
+        );
         assert_eq!(
             (a.status, a.error.as_deref()),
             (WorkerStatus::Nack, Some("boom"))
         );
-        let a = answer("w1", 5, &[report("nack", Some("boom"))], &[worker(Some(6))]);
+        let a = answer(
+            "w1",
+            5,
+            &[report(ReportStatus::Nack, Some("boom"))],
+            &[worker(Some(6))],
+        );
         assert_eq!(a.status, WorkerStatus::Ack);
         let a = answer("w1", 5, &[], &[worker(Some(4))]);
         assert_eq!(a.status, WorkerStatus::Pending);

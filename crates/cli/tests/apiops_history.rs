@@ -7,175 +7,45 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
 
-use common::{Proc, addr, get, run, wait_until};
-use serde_json::{Value, json};
+use bytes::Bytes;
+use common::{Manager, Worker, get, run, upstream, wait_until};
+use http::{HeaderValue, Method, StatusCode, header};
+use serde_json::Value;
+use switchyard_api::admin::{CreateToken, EntityView};
+use switchyard_api::records::{AuditRecord, Operation, ReportStatus, TokenRecord};
+use switchyard_api::sync::ReportBody;
 
-/// A Manager process with a `dev` environment, and the admin token.
-struct Manager {
-    dir: tempfile::TempDir,
-    _proc: Proc,
-    addr: SocketAddr,
-    url: String,
-    admin: String,
+fn worker_token(m: &Manager) -> String {
+    m.token(&["--role", "worker", "--env", "dev"])
 }
 
-impl Manager {
-    fn start() -> Manager {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let (proc, url, admin) = common::spawn_manager(&data);
-        let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
-        let m = Manager {
-            dir,
-            _proc: proc,
-            addr,
-            url,
-            admin,
-        };
-        let (ok, out, err) = m.cli(&["env", "create", "dev"]);
-        assert!(ok, "{out}{err}");
-        m
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// `switchyard ARGS` with this Manager and the admin token in the environment.
-    fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        run(
-            args,
-            &[
-                ("SWITCHYARD_MANAGER", self.url.as_str()),
-                ("SWITCHYARD_TOKEN", self.admin.as_str()),
-            ],
-        )
-    }
-
-    /// `manager token create` straight into the store; returns the secret.
-    fn token(&self, extra: &[&str]) -> String {
-        let data = self.data();
-        let mut args = vec![
-            "manager",
-            "token",
-            "create",
-            "--data",
-            data.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        let (ok, out, err) = run(&args, &[]);
-        assert!(ok, "{err}");
-        out.trim().to_string()
-    }
-
-    fn worker_token(&self) -> String {
-        self.token(&["--role", "worker", "--env", "dev"])
-    }
-
-    /// An admin API call: (status, JSON body or Null).
-    fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        http(self.addr, method, path, &self.admin, &[], body)
-    }
-
-    fn revision(&self) -> u64 {
-        self.api("GET", "/v1/envs/dev", None).1["revision"]
-            .as_u64()
-            .unwrap()
-    }
-
-    fn connected(&self, worker: &str) -> bool {
-        let (_, workers) = self.api("GET", "/v1/envs/dev/workers", None);
-        workers
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|w| w["id"] == worker && w["connected"] == true)
-    }
-
-    /// A Manager-mode Worker process following `dev`; returns it and its traffic address.
-    fn worker(&self, id: &str) -> (Proc, SocketAddr) {
-        let token = self.worker_token();
-        let cache = self.dir.path().join(format!("cache-{id}"));
-        let worker = Proc::spawn(&[
-            "worker",
-            "--manager",
-            &self.url,
-            "--env",
-            "dev",
-            "--token",
-            &token,
-            "--worker-id",
-            id,
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--access-log",
-            "off",
-        ]);
-        let gw = addr(&worker.wait_log("worker listening"), "listen");
-        wait_until("the worker is connected to the manager", || {
-            self.connected(id)
-        });
-        (worker, gw)
-    }
-
-    /// Subscribes to `dev`'s notifications as Worker `id`, the way a Worker does, and
-    /// never answers: the Manager expects it to ACK every revision committed meanwhile.
-    fn silent_worker(&self, id: &str) -> TcpStream {
-        let token = self.worker_token();
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        write!(
-            s,
-            "GET /v1/envs/dev/events HTTP/1.1\r\nHost: manager\r\nAuthorization: Bearer {token}\r\n\
-             x-switchyard-worker: {id}\r\nAccept: text/event-stream\r\n\r\n"
-        )
-        .unwrap();
-        let mut reader = BufReader::new(s.try_clone().unwrap());
-        let mut status = String::new();
-        reader.read_line(&mut status).unwrap();
-        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-        wait_until("the silent worker is connected", || self.connected(id));
-        s
-    }
+/// A Manager-mode Worker process following `dev`, connected to the Manager.
+fn worker(m: &Manager, id: &str) -> Worker {
+    let worker = m.spawn_worker("dev", &worker_token(m), Some(id));
+    wait_until("the worker is connected to the manager", || {
+        m.connected("dev", id)
+    });
+    worker
 }
 
-/// One HTTP/1.1 request on a fresh connection: (status, JSON body or Null).
-fn http(
-    to: SocketAddr,
-    method: &str,
-    path: &str,
-    token: &str,
-    headers: &[(&str, &str)],
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut s = TcpStream::connect(to).unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: manager\r\nConnection: close\r\n\
-         Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n",
-        body.len()
+/// Subscribes to `dev`'s notifications as Worker `id`, the way a Worker does, and never
+/// answers: the Manager expects it to ACK every revision committed meanwhile. The stream
+/// stays open while the returned answer is kept.
+fn silent_worker(m: &Manager, id: &str) -> impl Sized {
+    let transport = m.worker_transport(&worker_token(m), id);
+    let accept = (
+        header::ACCEPT,
+        HeaderValue::from_static("text/event-stream"),
     );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(&body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head[9..12].parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let stream = m
+        .block_on(transport.open(Method::GET, "/v1/envs/dev/events", Bytes::new(), &[accept]))
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    wait_until("the silent worker is connected", || m.connected("dev", id));
+    stream
 }
 
 fn payments(release: &str, upstream: SocketAddr) -> String {
@@ -210,28 +80,14 @@ fn write_dir(dir: &Path, files: &[(&str, String)]) {
 
 /// kind/name → digest of the live entities.
 fn digests(m: &Manager) -> Vec<(String, String)> {
-    let (status, list) = m.api("GET", "/v1/envs/dev/entities", None);
-    assert_eq!(status, 200);
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                format!(
-                    "{}/{}",
-                    e["kind"].as_str().unwrap(),
-                    e["name"].as_str().unwrap()
-                ),
-                e["digest"].as_str().unwrap().to_string(),
-            )
-        })
+    m.get_200::<Vec<EntityView>>("/v1/envs/dev/entities")
+        .into_iter()
+        .map(|e| (format!("{}/{}", e.kind, e.name), e.digest))
         .collect()
 }
 
-fn audit(m: &Manager) -> Vec<Value> {
-    let (status, list) = m.api("GET", "/v1/audit?env=dev&limit=1000", None);
-    assert_eq!(status, 200);
-    list.as_array().unwrap().clone()
+fn audit(m: &Manager) -> Vec<AuditRecord> {
+    m.get_200("/v1/audit?env=dev&limit=1000")
 }
 
 /// Every JSON document printed on stdout, in order.
@@ -244,11 +100,11 @@ fn json_docs(out: &str) -> Vec<Value> {
 
 #[test]
 fn rollback_restores_an_earlier_revision_as_a_new_one() {
-    let upstream = Proc::spawn(&["upstream", "--listen", "127.0.0.1:0", "--id", "a"]);
-    let up = addr(&upstream.wait_log("sample upstream listening"), "addr");
-    let m = Manager::start();
-    let (_worker, gw) = m.worker("w1");
-    let files = m.dir.path().join("manifests");
+    let (_upstream, up) = upstream("a");
+    let m = Manager::with_env("dev");
+    let w1 = worker(&m, "w1");
+    let gw = w1.listen;
+    let files = m.dir().join("manifests");
     let files_arg = files.to_str().unwrap().to_string();
 
     // r1, waited for: the one Worker ACKs.
@@ -300,7 +156,7 @@ fn rollback_restores_an_earlier_revision_as_a_new_one() {
             && out.contains("~ proxy/payments: v2 -> v3 (hot)"),
         "{out}"
     );
-    assert_eq!(m.revision(), 2);
+    assert_eq!(m.revision("dev"), 2);
 
     // The rollback: revision 3, r1's content, the Worker back to r1's behaviour.
     let (ok, out, err) = m.cli(&["rollback", "--env", "dev", "--to-revision", "1", "--wait"]);
@@ -314,7 +170,7 @@ fn rollback_restores_an_earlier_revision_as_a_new_one() {
             && out.contains("revision 3: 1/1 Workers ACKed"),
         "{out}"
     );
-    assert_eq!(m.revision(), 3);
+    assert_eq!(m.revision("dev"), 3);
     assert_eq!(
         digests(&m),
         r1,
@@ -324,21 +180,22 @@ fn rollback_restores_an_earlier_revision_as_a_new_one() {
     assert_eq!(get(gw, "/orders/2").0, 404);
 
     // History is kept: r3 is a rollback, audited with its detail, one record per change.
-    let (_, rev) = m.api("GET", "/v1/envs/dev/revisions/3", None);
-    assert_eq!(rev["operation"], "rollback");
+    let rev = m.block_on(m.api.revision("dev", 3)).unwrap();
+    assert_eq!(rev.record.operation, Operation::Rollback);
     let audit_after = audit(&m);
-    let rollbacks: Vec<&Value> = audit_after
+    let rollbacks: Vec<&AuditRecord> = audit_after
         .iter()
-        .filter(|a| a["operation"] == "rollback")
+        .filter(|a| a.operation == Operation::Rollback)
         .collect();
     assert_eq!(rollbacks.len(), 3, "{audit_after:?}");
     for a in &rollbacks {
-        assert_eq!(a["detail"], "rollback to revision 1");
-        assert_eq!(a["revision"], 3);
+        assert_eq!(a.detail.as_deref(), Some("rollback to revision 1"));
+        assert_eq!(a.revision, Some(3));
     }
-    let (_, rev2) = m.api("GET", "/v1/envs/dev/revisions/2", None);
+    let rev2 = m.block_on(m.api.revision("dev", 2)).unwrap();
     assert_eq!(
-        rev2["operation"], "apply",
+        rev2.record.operation,
+        Operation::Apply,
         "earlier revisions are untouched"
     );
 
@@ -354,7 +211,7 @@ fn rollback_restores_an_earlier_revision_as_a_new_one() {
     // r1 has the same content as r3: no change either.
     let (ok, out, _) = m.cli(&["rollback", "--env", "dev", "--to-revision", "1"]);
     assert!(ok && out.contains("no changes"), "{out}");
-    assert_eq!(m.revision(), 3);
+    assert_eq!(m.revision("dev"), 3);
     assert_eq!(audit(&m).len(), audit_count, "no audit noise");
 
     // Forward to r2's content, as JSON: one document, the wait's report under "wait".
@@ -387,17 +244,18 @@ fn rollback_restores_an_earlier_revision_as_a_new_one() {
         200,
         "orders is back, after its tombstone"
     );
-    let (_, r4) = m.api("GET", "/v1/envs/dev/revisions/4", None);
-    let orders_change = r4["changes"]
-        .as_array()
-        .unwrap()
+    let r4 = m.block_on(m.api.revision("dev", 4)).unwrap();
+    let orders_change = r4
+        .record
+        .changes
         .iter()
-        .find(|c| c["name"] == "orders")
+        .find(|c| c.name == "orders")
         .unwrap()
         .clone();
-    assert_eq!(orders_change["old_version"], Value::Null);
+    assert_eq!(orders_change.old_version, None);
     assert_eq!(
-        orders_change["new_version"], 3,
+        orders_change.new_version,
+        Some(3),
         "v1, the v2 tombstone, then v3"
     );
 
@@ -411,14 +269,14 @@ fn rollback_restores_an_earlier_revision_as_a_new_one() {
     let (ok, _, err) = m.cli(&["rollback", "--env", "dev", "--to-revision", "0"]);
     assert!(!ok);
     assert!(err.contains("invalid_revision"), "{err}");
-    assert_eq!(m.revision(), 4);
+    assert_eq!(m.revision("dev"), 4);
 }
 
 #[test]
 fn apply_wait_with_no_change_returns_at_once() {
-    let m = Manager::start();
-    let _silent = m.silent_worker("never-answers");
-    let files = m.dir.path().join("manifests");
+    let m = Manager::with_env("dev");
+    let _silent = silent_worker(&m, "never-answers");
+    let files = m.dir().join("manifests");
     write_dir(
         &files,
         &[("orders.yaml", orders("127.0.0.1:1".parse().unwrap()))],
@@ -443,9 +301,9 @@ fn apply_wait_with_no_change_returns_at_once() {
 
 #[test]
 fn apply_wait_times_out_naming_the_worker_that_did_not_answer() {
-    let m = Manager::start();
-    let _silent = m.silent_worker("silent-worker");
-    let files = m.dir.path().join("manifests");
+    let m = Manager::with_env("dev");
+    let _silent = silent_worker(&m, "silent-worker");
+    let files = m.dir().join("manifests");
     write_dir(
         &files,
         &[("orders.yaml", orders("127.0.0.1:1".parse().unwrap()))],
@@ -470,45 +328,41 @@ fn apply_wait_times_out_naming_the_worker_that_did_not_answer() {
     );
     assert!(started.elapsed() < common::DEADLINE);
     // The revision was committed all the same.
-    assert_eq!(m.revision(), 1);
+    assert_eq!(m.revision("dev"), 1);
 }
 
 #[test]
 fn apply_wait_reports_a_nack_with_its_error() {
-    let m = Manager::start();
-    let _silent = m.silent_worker("nacking-worker");
-    let files = m.dir.path().join("manifests");
+    let m = Manager::with_env("dev");
+    let _silent = silent_worker(&m, "nacking-worker");
+    let files = m.dir().join("manifests");
     write_dir(
         &files,
         &[("orders.yaml", orders("127.0.0.1:1".parse().unwrap()))],
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["apply", "--env", "dev", files.to_str().unwrap()])
-        .args(["--wait", "--timeout", "20s"])
-        .env("SWITCHYARD_MANAGER", &m.url)
-        .env("SWITCHYARD_TOKEN", &m.admin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_until("revision 1 is committed", || m.revision() == 1);
+    let child = m.cli_child(&[
+        "apply",
+        "--env",
+        "dev",
+        files.to_str().unwrap(),
+        "--wait",
+        "--timeout",
+        "20s",
+    ]);
+    wait_until("revision 1 is committed", || m.revision("dev") == 1);
     // The Worker's NACK, as a Worker reports it.
-    let worker_token = m.worker_token();
-    let (status, _) = http(
-        m.addr,
-        "POST",
-        "/v1/envs/dev/reports",
-        &worker_token,
-        &[("x-switchyard-worker", "nacking-worker")],
-        Some(json!({
-            "revision": 1,
-            "status": "nack",
-            "error": "proxy orders: upstream http://127.0.0.1:1 refused",
-            "applied_at": 0,
-            "address": null,
-        })),
-    );
-    assert_eq!(status, 204);
+    let nack = ReportBody {
+        revision: 1,
+        status: ReportStatus::Nack,
+        error: Some("proxy orders: upstream http://127.0.0.1:1 refused".into()),
+        applied_at: 0,
+        address: None,
+    };
+    let transport = m.worker_transport(&worker_token(&m), "nacking-worker");
+    let reply = m
+        .block_on(transport.send(Method::POST, "/v1/envs/dev/reports", Some(&nack)))
+        .unwrap();
+    assert_eq!(reply.status, 204);
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -524,7 +378,7 @@ fn apply_wait_reports_a_nack_with_its_error() {
 
 #[test]
 fn an_expired_token_is_refused_with_when_and_how_to_renew() {
-    let m = Manager::start();
+    let m = Manager::with_env("dev");
     let short = m.token(&[
         "--role",
         "admin",
@@ -569,46 +423,43 @@ fn an_expired_token_is_refused_with_when_and_how_to_renew() {
     assert!(!ok && err.contains("has no revision 1"), "{err}");
 
     // The listing shows each token's expiry.
-    let (status, tokens) = m.api("GET", "/v1/tokens", None);
-    assert_eq!(status, 200);
-    let expiry = |name: &str| {
-        tokens
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["name"] == name)
-            .unwrap()["expires_at"]
-            .clone()
-    };
-    assert!(expiry("bootstrap-admin").is_null());
+    let tokens: Vec<TokenRecord> = m.get_200("/v1/tokens");
+    let expiry = |name: &str| tokens.iter().find(|t| t.name == name).unwrap().expires_at;
+    assert!(expiry("bootstrap-admin").is_none());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let long_at = expiry("long-lived").as_i64().unwrap();
+    let long_at = expiry("long-lived").unwrap();
     assert!(long_at > now + 29 * 86_400_000 && long_at <= now + 30 * 86_400_000);
-    assert!(expiry("short-lived").as_i64().unwrap() <= now);
+    assert!(expiry("short-lived").unwrap() <= now);
 
     // Through the API: expires_in as a duration.
-    let (status, created) = m.api(
-        "POST",
-        "/v1/tokens",
-        Some(json!({ "name": "api", "role": "viewer", "expires_in": "1h" })),
-    );
+    let create = |expires_in: &str| {
+        let request = CreateToken {
+            name: "api".into(),
+            role: "viewer".into(),
+            expires_in: Some(expires_in.into()),
+            ..CreateToken::default()
+        };
+        let call = m
+            .api
+            .transport()
+            .send(Method::POST, "/v1/tokens", Some(&request));
+        let reply = m.block_on(call).unwrap();
+        (reply.status, reply.json())
+    };
+    let (status, created) = create("1h");
     assert_eq!(status, 201, "{created}");
     assert!(created["expires_at"].as_i64().unwrap() > now);
-    let (status, err) = m.api(
-        "POST",
-        "/v1/tokens",
-        Some(json!({ "name": "api", "role": "viewer", "expires_in": "soon" })),
-    );
+    let (status, err) = create("soon");
     assert_eq!(status, 400, "{err}");
 }
 
 #[test]
 fn cli_errors_name_the_cause_and_the_fix() {
-    let m = Manager::start();
-    let files = m.dir.path().join("manifests");
+    let m = Manager::with_env("dev");
+    let files = m.dir().join("manifests");
     write_dir(
         &files,
         &[("orders.yaml", orders("127.0.0.1:1".parse().unwrap()))],

@@ -9,140 +9,19 @@ mod common;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use common::{Proc, addr, get, run, wait_until};
+use common::{Manager, get, upstream, wait_until};
 
-/// A Manager process with `dev` created and the admin token at hand.
-struct Manager {
-    dir: tempfile::TempDir,
-    _proc: Proc,
-    url: String,
-    admin: String,
+/// `manager token create` for `dev` with `role`, named `name`; returns the secret.
+fn token(m: &Manager, role: &str, name: &str) -> String {
+    m.token(&["--role", role, "--env", "dev", "--name", name])
 }
 
-impl Manager {
-    fn start() -> Manager {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let (proc, url, admin) = common::spawn_manager(&data);
-        let m = Manager {
-            dir,
-            _proc: proc,
-            url,
-            admin,
-        };
-        m.ok(&["env", "create", "dev"], &[]);
-        m
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// Runs `switchyard ARGS` as the admin.
-    fn sy(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-        self.sy_as(&self.admin, args, env)
-    }
-
-    fn sy_as(&self, token: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-        let mut all = vec![
-            ("SWITCHYARD_MANAGER", self.url.as_str()),
-            ("SWITCHYARD_TOKEN", token),
-        ];
-        all.extend_from_slice(env);
-        run(args, &all)
-    }
-
-    /// Runs `switchyard ARGS` as the admin and expects success; returns stdout.
-    fn ok(&self, args: &[&str], env: &[(&str, &str)]) -> String {
-        let (ok, out, err) = self.sy(args, env);
-        assert!(ok, "switchyard {args:?} failed:\n{out}\n{err}");
-        out
-    }
-
-    /// Runs `switchyard ARGS` and expects a one-line error; returns it.
-    fn fails(&self, args: &[&str], env: &[(&str, &str)]) -> String {
-        let (ok, out, err) = self.sy(args, env);
-        assert!(!ok, "switchyard {args:?} should fail:\n{out}\n{err}");
-        let err = err.trim().to_string();
-        assert!(!err.contains('\n'), "not one line: {err}");
-        err
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut args = args.to_vec();
-        args.extend(["--output", "json"]);
-        serde_json::from_str(&self.ok(&args, &[])).unwrap()
-    }
-
-    fn token(&self, role: &str, name: &str) -> String {
-        let (ok, out, err) = run(
-            &[
-                "manager",
-                "token",
-                "create",
-                "--data",
-                self.data().to_str().unwrap(),
-                "--role",
-                role,
-                "--env",
-                "dev",
-                "--name",
-                name,
-            ],
-            &[],
-        );
-        assert!(ok, "{err}");
-        out.trim().to_string()
-    }
-
-    fn revision(&self) -> u64 {
-        self.json(&["status", "--env", "dev", "--revisions", "0"])["revision"]
-            .as_u64()
-            .unwrap()
-    }
-
-    /// A Manager-mode Worker process for `dev`; returns it and its traffic address.
-    fn worker(&self, id: &str) -> (Proc, SocketAddr) {
-        let token = self.token("worker", id);
-        let worker = Proc::spawn(&[
-            "worker",
-            "--manager",
-            &self.url,
-            "--env",
-            "dev",
-            "--token",
-            &token,
-            "--worker-id",
-            id,
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--cache-dir",
-            self.dir
-                .path()
-                .join(format!("cache-{id}"))
-                .to_str()
-                .unwrap(),
-            "--access-log",
-            "off",
-        ]);
-        let gw = addr(&worker.wait_log("worker listening"), "listen");
-        (worker, gw)
-    }
-
-    fn write(&self, rel: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-fn upstream() -> (Proc, SocketAddr) {
-    let p = Proc::spawn(&["upstream", "--listen", "127.0.0.1:0", "--id", "up"]);
-    let a = addr(&p.wait_log("sample upstream listening"), "addr");
-    (p, a)
+/// Writes `text` to `rel` under the test's directory.
+fn write(m: &Manager, rel: &str, text: &str) -> PathBuf {
+    let path = m.dir().join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 fn proxy(name: &str, upstream: SocketAddr, extra: &str) -> String {
@@ -189,9 +68,9 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn status_shows_an_acked_worker_its_lag_and_the_revisions_propagation() {
-    let m = Manager::start();
-    let (_up, up) = upstream();
-    let (_worker, _gw) = m.worker("w1");
+    let m = Manager::with_env("dev");
+    let (_up, up) = upstream("up");
+    let _worker = m.worker("dev", "w1");
     // The Worker is connected before the commit, so it is expected to ACK it.
     wait_until("the Worker is connected", || {
         m.json(&["status", "--env", "dev"])["workers"]
@@ -200,7 +79,7 @@ fn status_shows_an_acked_worker_its_lag_and_the_revisions_propagation() {
             .iter()
             .any(|w| w["id"] == "w1" && w["connected"] == true)
     });
-    let file = m.write("files/a.yaml", &proxy("a", up, ""));
+    let file = write(&m, "files/a.yaml", &proxy("a", up, ""));
     m.ok(&["apply", "--env", "dev", file.to_str().unwrap()], &[]);
     wait_until("w1 ACKs revision 1", || {
         let s = m.json(&["status", "--env", "dev"]);
@@ -268,18 +147,19 @@ fn status_shows_an_acked_worker_its_lag_and_the_revisions_propagation() {
 
 #[test]
 fn audit_filters_by_env_entity_actor_and_age_newest_first() {
-    let m = Manager::start();
+    let m = Manager::with_env("dev");
     m.ok(&["env", "create", "stage"], &[]);
     let up: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let a = m.write("a/a.yaml", &proxy("a", up, ""));
-    let b = m.write("b/b.yaml", &proxy("b", up, ""));
+    let a = write(&m, "a/a.yaml", &proxy("a", up, ""));
+    let b = write(&m, "b/b.yaml", &proxy("b", up, ""));
     m.ok(&["apply", "--env", "dev", a.to_str().unwrap()], &[]);
     m.ok(&["apply", "--env", "stage", a.to_str().unwrap()], &[]);
-    let ci = m.token("deployer", "ci");
-    let (ok, out, err) = m.sy_as(&ci, &["apply", "--env", "dev", b.to_str().unwrap()], &[]);
+    let ci = token(&m, "deployer", "ci");
+    let (ok, out, err) = m.cli_as(&ci, &["apply", "--env", "dev", b.to_str().unwrap()], &[]);
     assert!(ok, "{out}{err}");
     // A second version of a, by the admin.
-    m.write(
+    write(
+        &m,
         "a/a.yaml",
         &proxy(
             "a",
@@ -378,7 +258,7 @@ fn audit_filters_by_env_entity_actor_and_age_newest_first() {
     let err = m.fails(&["audit", "--since", "yesterday"], &[]);
     assert!(err.contains("duration"), "{err}");
     // A deployer must name its environment.
-    let (ok, _, err) = m.sy_as(&ci, &["audit"], &[]);
+    let (ok, _, err) = m.cli_as(&ci, &["audit"], &[]);
     assert!(!ok && err.contains("env"), "{err}");
 }
 
@@ -387,15 +267,17 @@ const API_KEY: &str = "acme-key-0000001";
 
 #[test]
 fn dump_plans_back_to_no_changes_and_never_writes_a_secret() {
-    let m = Manager::start();
+    let m = Manager::with_env("dev");
     let up: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let files = m.dir.path().join("src");
-    m.write(
+    let files = m.dir().join("src");
+    write(
+        &m,
         "src/credentials.yaml",
         "apiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: { name: provider }\nspec:\n  type: secret\n  value: \"${env:SWITCHYARD_TEST_PROVIDER}\"\n---\napiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: { name: acme-keys, labels: { team: \"yes\" } }\nspec:\n  type: api-keys\n  keys:\n    - { consumer: acme, key: \"${env:SWITCHYARD_TEST_ACME}\" }\n",
     );
-    m.write("src/llm.yaml", &keyed_proxy(up));
-    m.write(
+    write(&m, "src/llm.yaml", &keyed_proxy(up));
+    write(
+        &m,
         "src/tricky.yaml",
         &proxy(
             "tricky",
@@ -417,12 +299,12 @@ fn dump_plans_back_to_no_changes_and_never_writes_a_secret() {
         ("SWITCHYARD_CREDENTIAL_ACME_KEYS_KEY_0", API_KEY),
     ];
     let plan = |path: &Path, env: &[(&str, &str)]| {
-        let (ok, out, err) = m.sy(&["plan", "--env", "dev", path.to_str().unwrap()], env);
+        let (ok, out, err) = m.cli_with(&["plan", "--env", "dev", path.to_str().unwrap()], env);
         (ok, out, err)
     };
 
     // One multi-document YAML on stdout.
-    let (ok, yaml, err) = m.sy(&["dump", "--env", "dev"], &[]);
+    let (ok, yaml, err) = m.cli_with(&["dump", "--env", "dev"], &[]);
     assert!(ok, "{err}");
     assert!(
         !yaml.contains(SECRET) && !err.contains(SECRET),
@@ -442,7 +324,7 @@ fn dump_plans_back_to_no_changes_and_never_writes_a_secret() {
     for (var, _) in dumped_vars {
         assert!(err.contains(var), "{var} not listed:\n{err}");
     }
-    let dump_file = m.write("dump.yaml", &yaml);
+    let dump_file = write(&m, "dump.yaml", &yaml);
     let (ok, out, err) = plan(&dump_file, &dumped_vars);
     assert!(ok, "{out}{err}");
     assert!(out.contains("no changes"), "{out}");
@@ -463,8 +345,8 @@ fn dump_plans_back_to_no_changes_and_never_writes_a_secret() {
     );
 
     // One file per entity.
-    let dir = m.dir.path().join("dump");
-    let (ok, out, err) = m.sy(
+    let dir = m.dir().join("dump");
+    let (ok, out, err) = m.cli_with(
         &["dump", "--env", "dev", "--dir", dir.to_str().unwrap()],
         &[],
     );
@@ -501,9 +383,9 @@ fn dump_plans_back_to_no_changes_and_never_writes_a_secret() {
 
 #[test]
 fn credential_set_and_rotate_reach_the_worker_and_are_audited() {
-    let m = Manager::start();
-    let (_up, up) = upstream();
-    let value_file = m.write("secret.txt", "first-secret\n");
+    let m = Manager::with_env("dev");
+    let (_up, up) = upstream("up");
+    let value_file = write(&m, "secret.txt", "first-secret\n");
     let vf = value_file.to_str().unwrap();
 
     // Rotating what does not exist is refused; nothing changes.
@@ -521,7 +403,7 @@ fn credential_set_and_rotate_reach_the_worker_and_are_audited() {
     );
     assert!(err.contains("unknown_credential"), "{err}");
     assert!(err.contains("credential set"), "{err}");
-    assert_eq!(m.revision(), 0);
+    assert_eq!(m.revision("dev"), 0);
 
     // set: creates a `type: secret` credential (the file's trailing newline dropped).
     let out = m.ok(
@@ -543,10 +425,9 @@ fn credential_set_and_rotate_reach_the_worker_and_are_audited() {
     // `apply` checks files locally, so the proxy goes with the credential's manifest (the
     // value from the environment): the same value as `set` gave, so the credential is
     // unchanged — `set` wrote exactly the manifest an operator would.
-    m.write("files/llm.yaml", &keyed_proxy(up));
+    write(&m, "files/llm.yaml", &keyed_proxy(up));
     let provider = "apiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: { name: provider }\nspec: { type: secret, value: \"${env:SWITCHYARD_TEST_PROVIDER}\" }\n";
-    let files = m
-        .write("files/provider.yaml", provider)
+    let files = write(&m, "files/provider.yaml", provider)
         .parent()
         .unwrap()
         .to_path_buf();
@@ -558,7 +439,8 @@ fn credential_set_and_rotate_reach_the_worker_and_are_audited() {
         out.contains("proxy/llm: created v1") && !out.contains("credential/provider"),
         "{out}"
     );
-    let (_worker, gw) = m.worker("w1");
+    let w1 = m.worker("dev", "w1");
+    let gw = w1.listen;
     wait_until("the Worker sends the first secret", || {
         upstream_key(gw) == "first-secret"
     });
@@ -616,7 +498,7 @@ fn credential_set_and_rotate_reach_the_worker_and_are_audited() {
         err.contains("same_value") && err.contains("new value"),
         "{err}"
     );
-    let (ok, out, err) = m.sy(
+    let (ok, out, err) = m.cli_with(
         &[
             "credential",
             "rotate",
@@ -647,12 +529,13 @@ fn credential_set_and_rotate_reach_the_worker_and_are_audited() {
     });
 
     // Other credential types change through manifests.
-    let keys = m.write(
+    let keys = write(
+        &m,
         "files/keys.yaml",
         "apiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: { name: keys }\nspec:\n  type: api-keys\n  keys: [{ consumer: a, key: k-aaaaaaaa }]\n",
     );
     m.ok(&["apply", "--env", "dev", keys.to_str().unwrap()], &[]);
-    let before = m.revision();
+    let before = m.revision("dev");
     for verb in ["set", "rotate"] {
         let err = m.fails(
             &[
@@ -673,7 +556,7 @@ fn credential_set_and_rotate_reach_the_worker_and_are_audited() {
     }
 
     // Bad input: one line naming the cause, nothing sent.
-    let empty = m.write("empty.txt", "\n");
+    let empty = write(&m, "empty.txt", "\n");
     let err = m.fails(
         &[
             "credential",
@@ -716,9 +599,9 @@ fn credential_set_and_rotate_reach_the_worker_and_are_audited() {
         &[],
     );
     assert!(err.contains("/nonexistent/x"), "{err}");
-    let (ok, _, err) = m.sy(&["credential", "set", "--env", "dev", "provider"], &[]);
+    let (ok, _, err) = m.cli_with(&["credential", "set", "--env", "dev", "provider"], &[]);
     assert!(!ok && err.contains("--from-file"), "{err}");
-    let (ok, _, err) = m.sy(
+    let (ok, _, err) = m.cli_with(
         &[
             "credential",
             "set",
@@ -747,8 +630,8 @@ fn credential_set_and_rotate_reach_the_worker_and_are_audited() {
     );
     assert!(err.contains("does not exist on the Manager"), "{err}");
     // A viewer may not change anything.
-    let viewer = m.token("viewer", "watcher");
-    let (ok, _, err) = m.sy_as(
+    let viewer = token(&m, "viewer", "watcher");
+    let (ok, _, err) = m.cli_as(
         &viewer,
         &[
             "credential",
@@ -762,7 +645,7 @@ fn credential_set_and_rotate_reach_the_worker_and_are_audited() {
         &[],
     );
     assert!(!ok && err.contains("may not do this"), "{err}");
-    assert_eq!(m.revision(), before);
+    assert_eq!(m.revision("dev"), before);
 
     // One audit record per change, newest first, with its operation.
     let trail = m.json(&["audit", "--env", "dev", "--entity", "credential/provider"]);
@@ -789,7 +672,7 @@ fn credential_set_and_rotate_reach_the_worker_and_are_audited() {
 
     // The values never appear in what the commands print, nor in the audit trail or a dump.
     let audit_text = m.ok(&["audit", "--env", "dev"], &[]);
-    let (_, dump, dump_err) = m.sy(&["dump", "--env", "dev"], &[]);
+    let (_, dump, dump_err) = m.cli_with(&["dump", "--env", "dev"], &[]);
     let status = m.ok(&["status", "--env", "dev"], &[]);
     for text in [&audit_text, &dump, &dump_err, &status, &trail.to_string()] {
         for secret in ["first-secret", "second-secret", "third-secret"] {

@@ -7,11 +7,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::path::Path;
 
-use common::{Proc, addr, get, run, wait_until};
+use common::{Manager, get, upstream, wait_until};
+use switchyard_api::admin::AuditParams;
+use switchyard_api::records::Operation;
+use switchyard_config::Kind;
 
 const ENVIRONMENTS: &str = "\
 apiVersion: switchyard.dev/v1
@@ -74,81 +75,33 @@ fn proxy(name: &str, owner: &str, prefix: &str) -> String {
     )
 }
 
-struct Cluster {
-    _manager: Proc,
-    url: String,
-    admin: String,
-    data: std::path::PathBuf,
+/// What these tests ask of the Manager (the shared fixture).
+trait PromoteTests {
+    /// `switchyard ARGS` as the admin, with the payments key in the environment: (exit
+    /// code, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        self.run_with(args, &[])
+    }
+
+    fn run_with(&self, args: &[&str], extra: &[(&str, &str)]) -> (i32, String, String);
+
+    /// The manifest of proxy `name` as deployed in `env` (null when there is none).
+    fn proxy_manifest(&self, env: &str, name: &str) -> serde_json::Value;
 }
 
-impl Cluster {
-    fn start(dir: &Path) -> Cluster {
-        let data = dir.join("data");
-        let (manager, url, admin) = common::spawn_manager(&data);
-        Cluster {
-            _manager: manager,
-            url,
-            admin,
-            data,
-        }
-    }
-
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("SWITCHYARD_MANAGER", self.url.clone()),
-            ("SWITCHYARD_TOKEN", self.admin.clone()),
-            ("SWITCHYARD_PAYMENTS_KEY", "key-one".to_string()),
-        ]
-    }
-
-    /// `switchyard ARGS` with this cluster's Manager and admin token: (exit code, out, err).
-    fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        self.cli_with(args, &[])
-    }
-
-    fn cli_with(&self, args: &[&str], extra: &[(&str, &str)]) -> (i32, String, String) {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
-        cmd.args(args);
-        for (k, v) in self.env() {
-            cmd.env(k, v);
-        }
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    /// GET on the admin API with the admin token.
-    fn api(&self, path: &str) -> serde_json::Value {
-        let host: SocketAddr = self.url.trim_start_matches("http://").parse().unwrap();
-        let mut s = std::net::TcpStream::connect(host).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: m\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-            self.admin
-        )
-        .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
-        // Chunked or not: the JSON is the part between the first '{' or '[' and the last.
-        let start = body.find(['{', '[']).unwrap();
-        let end = body.rfind(['}', ']']).unwrap();
-        serde_json::from_str(&body[start..=end]).unwrap()
+impl PromoteTests for Manager {
+    fn run_with(&self, args: &[&str], extra: &[(&str, &str)]) -> (i32, String, String) {
+        let mut env = vec![("SWITCHYARD_PAYMENTS_KEY", "key-one")];
+        env.extend_from_slice(extra);
+        self.code(args, &env)
     }
 
     fn proxy_manifest(&self, env: &str, name: &str) -> serde_json::Value {
-        let list = self.api(&format!("/v1/envs/{env}/entities"));
-        list.as_array()
+        self.block_on(self.api.entities(env))
             .unwrap()
-            .iter()
-            .find(|e| e["kind"] == "Proxy" && e["name"] == name)
-            .map(|e| e["manifest"].clone())
+            .into_iter()
+            .find(|e| e.kind == Kind::Proxy && e.name == name)
+            .map(|e| e.manifest)
             .unwrap_or(serde_json::Value::Null)
     }
 }
@@ -166,15 +119,14 @@ fn write(dir: &Path, name: &str, text: &str) {
 
 #[test]
 fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = Proc::spawn(&["upstream", "--listen", "127.0.0.1:0", "--id", "a"]);
-    let up = addr(&upstream.wait_log("sample upstream listening"), "addr");
-    let c = Cluster::start(dir.path());
+    let (_upstream, up) = upstream("a");
+    let c = Manager::start();
+    let dir = c.dir();
     for env in ["dev", "stage", "prod"] {
-        let (code, out, err) = c.cli(&["env", "create", env]);
+        let (code, out, err) = c.run(&["env", "create", env]);
         assert_eq!(code, 0, "{out}{err}");
     }
-    let files = dir.path().join("payments");
+    let files = dir.join("payments");
     std::fs::create_dir(&files).unwrap();
     let environments = ENVIRONMENTS.replace("UPSTREAM_ADDR", &up.to_string());
     write(&files, "environments.yaml", &environments);
@@ -188,7 +140,7 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
     let f = files.to_str().unwrap();
 
     // Plan: every entity a create, hot; exit 2.
-    let (code, out, err) = c.cli(&["plan", "--env", "dev", f]);
+    let (code, out, err) = c.run(&["plan", "--env", "dev", f]);
     assert_eq!(code, 2, "{out}{err}");
     for line in [
         "+ proxy/payments: create (hot)",
@@ -208,16 +160,16 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
     );
 
     // Apply, then apply again: the second changes nothing.
-    let (code, out, err) = c.cli(&["apply", "--env", "dev", f]);
+    let (code, out, err) = c.run(&["apply", "--env", "dev", f]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("dev: revision 1 (was 0), 4 change(s)"),
         "{out}"
     );
-    let (code, out, _) = c.cli(&["apply", "--env", "dev", f]);
+    let (code, out, _) = c.run(&["apply", "--env", "dev", f]);
     assert_eq!(code, 0);
     assert!(out.contains("no changes"), "{out}");
-    let (code, out, _) = c.cli(&["plan", "--env", "dev", f]);
+    let (code, out, _) = c.run(&["plan", "--env", "dev", f]);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("already matches, 4 unchanged"),
@@ -230,41 +182,8 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
 
     // A Manager-mode Worker serves dev with its variables (the Environment entity it
     // receives is not served, only used).
-    let (ok, worker_token, err) = run(
-        &[
-            "manager",
-            "token",
-            "create",
-            "--data",
-            c.data.to_str().unwrap(),
-            "--role",
-            "worker",
-            "--env",
-            "dev",
-        ],
-        &[],
-    );
-    assert!(ok, "{err}");
-    let worker = Proc::spawn(&[
-        "worker",
-        "--manager",
-        &c.url,
-        "--env",
-        "dev",
-        "--token",
-        worker_token.trim(),
-        "--worker-id",
-        "dev-1",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--cache-dir",
-        dir.path().join("cache").to_str().unwrap(),
-        "--access-log",
-        "off",
-    ]);
-    let gw = addr(&worker.wait_log("worker listening"), "listen");
+    let worker = c.worker("dev", "dev-1");
+    let gw = worker.listen;
     wait_until("dev serves payments", || {
         get(gw, "/payments/1").1.contains("x-release: dev-build")
     });
@@ -280,7 +199,7 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
         &environments.replace("dev-build", "dev-build-2"),
     );
     let envs_file = files.join("environments.yaml");
-    let (code, out, err) = c.cli(&["plan", "--env", "dev", envs_file.to_str().unwrap()]);
+    let (code, out, err) = c.run(&["plan", "--env", "dev", envs_file.to_str().unwrap()]);
     assert_eq!(code, 2, "{out}{err}");
     assert!(out.contains("~ environment/dev: v1 -> v2"), "{out}");
     assert!(
@@ -288,16 +207,16 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
             && out.contains("x-release: \"dev-build\" -> \"dev-build-2\""),
         "{out}"
     );
-    let (code, _, err) = c.cli(&["apply", "--env", "dev", envs_file.to_str().unwrap()]);
+    let (code, _, err) = c.run(&["apply", "--env", "dev", envs_file.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     wait_until("dev serves the new variable", || {
         get(gw, "/payments/1").1.contains("x-release: dev-build-2")
     });
 
     // Prune: only entities with the selector's labels that the files no longer hold.
-    let other = dir.path().join("search.yaml");
+    let other = dir.join("search.yaml");
     std::fs::write(&other, proxy("search", "search", "/search")).unwrap();
-    let (code, _, err) = c.cli(&[
+    let (code, _, err) = c.run(&[
         "apply",
         "--env",
         "dev",
@@ -306,7 +225,7 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
     ]);
     assert_eq!(code, 0, "{err}");
     std::fs::remove_file(files.join("legacy.yaml")).unwrap();
-    let (code, out, err) = c.cli(&[
+    let (code, out, err) = c.run(&[
         "plan",
         "--env",
         "dev",
@@ -318,7 +237,7 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(out.contains("- proxy/legacy: delete (v1)"), "{out}");
     assert!(!out.contains("search"), "{out}");
-    let (code, out, err) = c.cli(&[
+    let (code, out, err) = c.run(&[
         "apply",
         "--env",
         "dev",
@@ -331,7 +250,7 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
     assert!(out.contains("- proxy/legacy: deleted (was v1)"), "{out}");
     assert_eq!(c.proxy_manifest("dev", "legacy"), serde_json::Value::Null);
     assert_ne!(c.proxy_manifest("dev", "search"), serde_json::Value::Null);
-    let (code, out, _) = c.cli(&[
+    let (code, out, _) = c.run(&[
         "plan",
         "--env",
         "dev",
@@ -341,7 +260,7 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
         f,
     ]);
     assert_eq!(code, 0, "pruned once, nothing left to prune: {out}");
-    let (code, _, err) = c.cli(&["apply", "--env", "dev", "--prune", f]);
+    let (code, _, err) = c.run(&["apply", "--env", "dev", "--prune", f]);
     assert_ne!(code, 0);
     assert!(
         err.contains("--selector"),
@@ -350,8 +269,8 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
 
     // Dump keeps what uses variables as written, with the Environment document, so the
     // dump plans back to no changes.
-    let dumped = dir.path().join("dumped");
-    let (code, _, err) = c.cli(&["dump", "--env", "dev", "--dir", dumped.to_str().unwrap()]);
+    let dumped = dir.join("dumped");
+    let (code, _, err) = c.run(&["dump", "--env", "dev", "--dir", dumped.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let payments = std::fs::read_to_string(dumped.join("proxies/payments.yaml")).unwrap();
     assert!(
@@ -359,14 +278,14 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
         "{payments}"
     );
     assert!(dumped.join("environments/dev.yaml").exists());
-    let (code, out, err) = c.cli_with(
+    let (code, out, err) = c.run_with(
         &["plan", "--env", "dev", dumped.to_str().unwrap()],
         &[("SWITCHYARD_CREDENTIAL_PAYMENTS_KEY", "key-one")],
     );
     assert_eq!(code, 0, "{out}{err}");
 
     // Promote dev → stage: stage's variables and its own credential.
-    let (code, _, err) = c.cli(&[
+    let (code, _, err) = c.run(&[
         "apply",
         "--env",
         "stage",
@@ -374,7 +293,7 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
         files.join("credential.yaml").to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
-    let (code, out, err) = c.cli(&[
+    let (code, out, err) = c.run(&[
         "promote",
         "--from",
         "dev",
@@ -386,7 +305,7 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
     ]);
     assert_eq!(code, 2, "{out}{err}");
     assert!(out.contains("+ proxy/payments: create (hot)"), "{out}");
-    let (code, out, err) = c.cli(&[
+    let (code, out, err) = c.run(&[
         "promote", "--from", "dev", "--to", "stage", "--proxy", "payments",
     ]);
     assert_eq!(code, 0, "{out}{err}");
@@ -396,19 +315,19 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
     );
     // What was promoted is exactly what the files say for stage.
     let payments_file = files.join("payments.yaml");
-    let (code, out, err) = c.cli(&["plan", "--env", "stage", payments_file.to_str().unwrap()]);
+    let (code, out, err) = c.run(&["plan", "--env", "stage", payments_file.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
 
     // stage → prod: refused while prod lacks a variable, then while it lacks the credential.
-    let prod_envs = dir.path().join("prod.yaml");
+    let prod_envs = dir.join("prod.yaml");
     std::fs::write(
         &prod_envs,
         PROD_WITHOUT_RELEASE.replace("UPSTREAM_ADDR", &up.to_string()),
     )
     .unwrap();
-    let (code, _, err) = c.cli(&["apply", "--env", "prod", prod_envs.to_str().unwrap()]);
+    let (code, _, err) = c.run(&["apply", "--env", "prod", prod_envs.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = c.cli(&["promote", "--from", "stage", "--to", "prod"]);
+    let (code, _, err) = c.run(&["promote", "--from", "stage", "--to", "prod"]);
     assert_eq!(code, 1);
     assert!(err.contains("RELEASE is not defined in \"prod\""), "{err}");
     assert!(
@@ -423,7 +342,7 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
             + "    RELEASE: prod-build\n",
     )
     .unwrap();
-    let (code, _, err) = c.cli(&[
+    let (code, _, err) = c.run(&[
         "apply",
         "--env",
         "prod",
@@ -431,7 +350,7 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
         files.join("credential.yaml").to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
-    let (code, out, err) = c.cli(&[
+    let (code, out, err) = c.run(&[
         "promote", "--from", "stage", "--to", "prod", "--output", "json",
     ]);
     assert_eq!(code, 0, "{out}{err}");
@@ -443,7 +362,7 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
         release_of(&c.proxy_manifest("prod", "payments")),
         "prod-build"
     );
-    let (code, out, _) = c.cli(&["promote", "--from", "stage", "--to", "prod"]);
+    let (code, out, _) = c.run(&["promote", "--from", "stage", "--to", "prod"]);
     assert_eq!(code, 0);
     assert!(
         out.contains("no changes"),
@@ -451,20 +370,18 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
     );
 
     // The audit trail shows each step: who, what, from where, to where.
-    let audit = c.api("/v1/audit?entity=proxy/payments&limit=50");
+    let query = AuditParams {
+        entity: Some("proxy/payments".into()),
+        limit: 50,
+        ..AuditParams::default()
+    };
+    let audit = c.block_on(c.api.audit(&query)).unwrap();
     let promotions: Vec<(String, String)> = audit
-        .as_array()
-        .unwrap()
         .iter()
-        .filter(|a| a["operation"] == "promote")
-        .map(|a| {
-            (
-                a["env"].as_str().unwrap().to_string(),
-                a["detail"].as_str().unwrap().to_string(),
-            )
-        })
+        .filter(|a| a.operation == Operation::Promote)
+        .map(|a| (a.env.clone().unwrap(), a.detail.clone().unwrap()))
         .collect();
-    assert_eq!(promotions.len(), 2, "{audit}");
+    assert_eq!(promotions.len(), 2, "{audit:?}");
     assert_eq!(promotions[0].0, "prod", "newest first");
     assert!(
         promotions[0].1.starts_with("promoted from stage (revision"),
@@ -475,24 +392,18 @@ fn one_set_of_files_is_planned_applied_pruned_and_promoted_dev_stage_prod() {
         promotions[1].1.starts_with("promoted from dev (revision"),
         "{promotions:?}"
     );
-    assert!(
-        audit
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|a| a["actor"].as_str().is_some_and(|s| !s.is_empty()))
-    );
+    assert!(audit.iter().all(|a| !a.actor.is_empty()));
 
     drop(worker);
 }
 
 #[test]
 fn a_stale_plan_conflicts_and_bad_input_is_named_on_one_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = Cluster::start(dir.path());
-    let (code, _, _) = c.cli(&["env", "create", "dev"]);
+    let c = Manager::start();
+    let dir = c.dir();
+    let (code, _, _) = c.run(&["env", "create", "dev"]);
     assert_eq!(code, 0);
-    let files = dir.path().join("f");
+    let files = dir.join("f");
     std::fs::create_dir(&files).unwrap();
     let environments = ENVIRONMENTS.replace("UPSTREAM_ADDR", "127.0.0.1:9");
     write(&files, "environments.yaml", &environments);
@@ -500,7 +411,7 @@ fn a_stale_plan_conflicts_and_bad_input_is_named_on_one_line() {
     let f = files.to_str().unwrap();
 
     // Every command speaks JSON on request.
-    let (code, out, _) = c.cli(&["env", "create", "qa", "--output", "json"]);
+    let (code, out, _) = c.run(&["env", "create", "qa", "--output", "json"]);
     assert_eq!(code, 0);
     let created: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
@@ -509,17 +420,17 @@ fn a_stale_plan_conflicts_and_bad_input_is_named_on_one_line() {
     );
 
     // 409: a plan at revision R, someone else applies, an apply pinned to R is refused.
-    let (code, out, _) = c.cli(&["plan", "--env", "dev", "--output", "json", f]);
+    let (code, out, _) = c.run(&["plan", "--env", "dev", "--output", "json", f]);
     assert_eq!(code, 2);
     let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
     let planned_at = plan["revision"].as_u64().unwrap().to_string();
     assert_eq!(plan["dry_run"], true);
     assert_eq!(plan["changes"].as_array().unwrap().len(), 2);
-    let other = dir.path().join("b.yaml");
+    let other = dir.join("b.yaml");
     std::fs::write(&other, proxy("b", "t", "/b") + "---\n" + &environments).unwrap();
-    let (code, _, err) = c.cli(&["apply", "--env", "dev", other.to_str().unwrap()]);
+    let (code, _, err) = c.run(&["apply", "--env", "dev", other.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = c.cli(&[
+    let (code, _, err) = c.run(&[
         "apply",
         "--env",
         "dev",
@@ -533,7 +444,7 @@ fn a_stale_plan_conflicts_and_bad_input_is_named_on_one_line() {
         "{err}"
     );
     assert!(c.proxy_manifest("dev", "a").is_null(), "nothing changed");
-    let (code, out, _) = c.cli(&["dump", "--env", "dev", "--output", "json"]);
+    let (code, out, _) = c.run(&["dump", "--env", "dev", "--output", "json"]);
     assert_eq!(code, 0);
     let dumped: serde_json::Value = serde_json::from_str(&out).unwrap();
     let b = dumped
@@ -546,7 +457,7 @@ fn a_stale_plan_conflicts_and_bad_input_is_named_on_one_line() {
 
     // Bad input: each a message naming the cause; nothing changed.
     let bad = |name: &str, text: &str| {
-        let d = dir.path().join(name);
+        let d = dir.join(name);
         std::fs::create_dir(&d).unwrap();
         std::fs::write(d.join("x.yaml"), text).unwrap();
         d.to_str().unwrap().to_string()
@@ -593,7 +504,7 @@ fn a_stale_plan_conflicts_and_bad_input_is_named_on_one_line() {
                 "apply".into(),
                 "--env".into(),
                 "dev".into(),
-                dir.path().join("missing.yaml").to_str().unwrap().into(),
+                dir.join("missing.yaml").to_str().unwrap().into(),
             ],
             "cannot read",
         ),
@@ -628,33 +539,33 @@ fn a_stale_plan_conflicts_and_bad_input_is_named_on_one_line() {
             "nope",
         ),
     ];
-    let before = c.api("/v1/envs/dev")["revision"].clone();
+    let before = c.revision("dev");
     for (args, expected) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (code, out, err) = c.cli(&args);
+        let (code, out, err) = c.run(&args);
         assert_eq!(code, 1, "{args:?}: {out}{err}");
         assert!(err.contains(expected), "{args:?}: {expected:?} in {err}");
         assert!(err.starts_with("error: "), "{args:?}: {err}");
     }
-    assert_eq!(c.api("/v1/envs/dev")["revision"], before, "nothing changed");
+    assert_eq!(c.revision("dev"), before, "nothing changed");
 }
 
 #[test]
 fn introducing_a_variable_is_recorded_even_when_it_resolves_to_the_same_value() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = Cluster::start(dir.path());
+    let c = Manager::start();
+    let dir = c.dir();
     for env in ["dev", "stage"] {
-        let (code, _, err) = c.cli(&["env", "create", env]);
+        let (code, _, err) = c.run(&["env", "create", env]);
         assert_eq!(code, 0, "{err}");
     }
     let environments = ENVIRONMENTS.replace("UPSTREAM_ADDR", "127.0.0.1:9");
-    let envs = dir.path().join("environments.yaml");
+    let envs = dir.join("environments.yaml");
     std::fs::write(&envs, &environments).unwrap();
-    let files = dir.path().join("f");
+    let files = dir.join("f");
     std::fs::create_dir(&files).unwrap();
     let literal = proxy("a", "t", "/a").replace("${UPSTREAM}", "http://127.0.0.1:9");
     std::fs::write(files.join("a.yaml"), literal).unwrap();
-    let (code, _, err) = c.cli(&[
+    let (code, _, err) = c.run(&[
         "apply",
         "--env",
         "dev",
@@ -665,20 +576,20 @@ fn introducing_a_variable_is_recorded_even_when_it_resolves_to_the_same_value() 
 
     // dev's UPSTREAM is the same literal: the manifest does not change, the template does.
     std::fs::write(files.join("a.yaml"), proxy("a", "t", "/a")).unwrap();
-    let (code, out, _) = c.cli(&["plan", "--env", "dev", files.to_str().unwrap()]);
+    let (code, out, _) = c.run(&["plan", "--env", "dev", files.to_str().unwrap()]);
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("~ proxy/a: v1 -> v2 (hot)") && out.contains("(template: "),
         "{out}"
     );
-    let (code, _, err) = c.cli(&["apply", "--env", "dev", files.to_str().unwrap()]);
+    let (code, _, err) = c.run(&["apply", "--env", "dev", files.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    let (code, out, _) = c.cli(&["apply", "--env", "dev", files.to_str().unwrap()]);
+    let (code, out, _) = c.run(&["apply", "--env", "dev", files.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert!(out.contains("no changes"), "{out}");
 
     // So a promotion resolves the variable with the target's value, not dev's literal.
-    let stage_envs = dir.path().join("stage.yaml");
+    let stage_envs = dir.join("stage.yaml");
     std::fs::write(
         &stage_envs,
         environments.replace(
@@ -687,9 +598,9 @@ fn introducing_a_variable_is_recorded_even_when_it_resolves_to_the_same_value() 
         ),
     )
     .unwrap();
-    let (code, _, err) = c.cli(&["apply", "--env", "stage", stage_envs.to_str().unwrap()]);
+    let (code, _, err) = c.run(&["apply", "--env", "stage", stage_envs.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = c.cli(&["promote", "--from", "dev", "--to", "stage"]);
+    let (code, _, err) = c.run(&["promote", "--from", "dev", "--to", "stage"]);
     assert_eq!(code, 0, "{err}");
     let url = c.proxy_manifest("stage", "a")["spec"]["upstream"]["targets"][0]["url"].clone();
     assert_eq!(url, "http://127.0.0.2:9");

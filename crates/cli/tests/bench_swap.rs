@@ -73,92 +73,48 @@ fn a_short_bench_swap_drops_nothing_mixes_nothing_and_audits_everything() {
 /// entities are gone afterwards; the operator's are untouched.
 #[test]
 fn bench_swap_measures_an_existing_cluster_and_cleans_up() {
-    use common::{Proc, addr};
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let (_manager, url, admin) = common::spawn_manager(&data);
-    let env = [
-        ("SWITCHYARD_MANAGER", url.as_str()),
-        ("SWITCHYARD_TOKEN", admin.as_str()),
-    ];
-    let (ok, out, err) = run(&["env", "create", "staging"], &env);
-    assert!(ok, "{out}{err}");
-    let theirs = dir.path().join("theirs.yaml");
+    let m = common::Manager::with_env("staging");
+    let theirs = m.dir().join("theirs.yaml");
     std::fs::write(
         &theirs,
         "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: { name: theirs }\nspec:\n  routes: [{ pathPrefix: /bench }]\n  upstream:\n    targets: [{ url: \"http://127.0.0.1:9\" }]\n",
     )
     .unwrap();
-    let (ok, out, err) = run(
-        &["apply", "--env", "staging", theirs.to_str().unwrap()],
-        &env,
-    );
+    let (ok, out, err) = m.cli(&["apply", "--env", "staging", theirs.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
-    let (ok, worker_token, err) = run(
-        &[
-            "manager",
-            "token",
-            "create",
-            "--data",
-            data.to_str().unwrap(),
-            "--role",
-            "worker",
-            "--env",
-            "staging",
-        ],
-        &[],
-    );
-    assert!(ok, "{err}");
-    let mut workers = Vec::new();
-    for i in 0..2 {
-        let w = Proc::spawn(&[
-            "worker",
-            "--manager",
-            &url,
-            "--env",
-            "staging",
-            "--token",
-            worker_token.trim(),
-            "--worker-id",
-            &format!("ops-w{i}"),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--cache-dir",
-            dir.path().join(format!("cache-{i}")).to_str().unwrap(),
-            "--access-log",
-            "off",
-        ]);
-        let fields = w.wait_log("worker listening");
-        workers.push((w, addr(&fields, "listen"), addr(&fields, "admin")));
-    }
-    let targets: Vec<String> = workers.iter().map(|w| format!("http://{}", w.1)).collect();
-    let admins: Vec<String> = workers.iter().map(|w| format!("http://{}", w.2)).collect();
-    let json = dir.path().join("report.json");
-    let (ok, out, err) = run(
-        &[
-            "bench",
-            "swap",
-            "--manager",
-            &url,
-            "--env",
-            "staging",
-            "--targets",
-            &targets.join(","),
-            "--worker-admins",
-            &admins.join(","),
-            "--duration",
-            "3s",
-            "--changes-per-sec",
-            "4",
-            "--connections",
-            "4",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        &env,
-    );
+    let worker_token = m.token(&["--role", "worker", "--env", "staging"]);
+    let workers: Vec<common::Worker> = (0..2)
+        .map(|i| m.spawn_worker("staging", &worker_token, Some(&format!("ops-w{i}"))))
+        .collect();
+    let targets: Vec<String> = workers
+        .iter()
+        .map(|w| format!("http://{}", w.listen))
+        .collect();
+    let admins: Vec<String> = workers
+        .iter()
+        .map(|w| format!("http://{}", w.admin))
+        .collect();
+    let json = m.dir().join("report.json");
+    let (ok, out, err) = m.cli(&[
+        "bench",
+        "swap",
+        "--manager",
+        &m.url,
+        "--env",
+        "staging",
+        "--targets",
+        &targets.join(","),
+        "--worker-admins",
+        &admins.join(","),
+        "--duration",
+        "3s",
+        "--changes-per-sec",
+        "4",
+        "--connections",
+        "4",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
     assert!(ok, "bench swap failed:\n{out}\n{err}");
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(r["dropped_requests"], 0, "{out}");
@@ -171,22 +127,9 @@ fn bench_swap_measures_an_existing_cluster_and_cleans_up() {
     }
 
     // Only the operator's proxy is left.
-    let (ok, out, err) = run(
-        &["apply", "--env", "staging", theirs.to_str().unwrap()],
-        &env,
-    );
+    let (ok, out, err) = m.cli(&["apply", "--env", "staging", theirs.to_str().unwrap()]);
     assert!(ok && out.contains("no changes"), "{out}{err}");
-    let listing = std::process::Command::new("curl")
-        .args(["-sf", "-H", &format!("authorization: Bearer {admin}")])
-        .arg(format!("{url}/v1/envs/staging/entities"))
-        .output()
-        .unwrap();
-    let entities: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
-    let names: Vec<&str> = entities
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["theirs"], "{entities}");
+    let entities = m.block_on(m.api.entities("staging")).unwrap();
+    let names: Vec<&str> = entities.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["theirs"], "{entities:?}");
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Proc, addr, get, run, wait_until};
+use common::{Manager, get, run, run_code, upstream, wait_until};
 
 fn manifest(release: &str, upstream: std::net::SocketAddr) -> String {
     format!(
@@ -16,36 +16,18 @@ fn manifest(release: &str, upstream: std::net::SocketAddr) -> String {
 
 #[test]
 fn manager_apply_and_worker_processes_deploy_live() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let files = dir.path().join("payments");
+    let (_upstream, up) = upstream("a");
+    let m = Manager::start();
+    let (url, admin) = (m.url.clone(), m.admin.clone());
+    let files = m.dir().join("payments");
     std::fs::create_dir(&files).unwrap();
-
-    let upstream = Proc::spawn(&["upstream", "--listen", "127.0.0.1:0", "--id", "a"]);
-    let up = addr(&upstream.wait_log("sample upstream listening"), "addr");
-    let (manager, url, admin) = common::spawn_manager(&data);
 
     let (ok, out, err) = run(
         &["env", "create", "dev", "--manager", &url, "--token", &admin],
         &[],
     );
     assert!(ok, "{out}{err}");
-    let (ok, worker_token, err) = run(
-        &[
-            "manager",
-            "token",
-            "create",
-            "--data",
-            data.to_str().unwrap(),
-            "--role",
-            "worker",
-            "--env",
-            "dev",
-        ],
-        &[],
-    );
-    assert!(ok, "{err}");
-    let worker_token = worker_token.trim().to_string();
+    let worker_token = m.token(&["--role", "worker", "--env", "dev"]);
     assert!(worker_token.starts_with("sy_"), "{worker_token}");
 
     // Apply, then apply again: the second changes nothing.
@@ -66,16 +48,8 @@ fn manager_apply_and_worker_processes_deploy_live() {
 
     // `plan`: exit 0 when nothing would change, 2 when something would; it writes nothing.
     let plan = |env: &[(&str, &str)]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
-        cmd.args(["plan", "--env", "dev", files.to_str().unwrap()]);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let (code, out, _) = run_code(&["plan", "--env", "dev", files.to_str().unwrap()], env);
+        (Some(code), out)
     };
     let (code, out) = plan(&env);
     assert_eq!(code, Some(0), "{out}");
@@ -110,26 +84,8 @@ fn manager_apply_and_worker_processes_deploy_live() {
     );
     std::fs::remove_file(files.join("bad.yaml")).unwrap();
 
-    let worker = Proc::spawn(&[
-        "worker",
-        "--manager",
-        &url,
-        "--env",
-        "dev",
-        "--token",
-        &worker_token,
-        "--worker-id",
-        "proc-worker",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--cache-dir",
-        dir.path().join("cache").to_str().unwrap(),
-        "--access-log",
-        "off",
-    ]);
-    let gw = addr(&worker.wait_log("worker listening"), "listen");
+    let worker = m.spawn_worker("dev", &worker_token, Some("proc-worker"));
+    let gw = worker.listen;
     assert!(get(gw, "/payments/1").1.contains("x-release: blue"));
 
     std::fs::write(files.join("payments.yaml"), manifest("green", up)).unwrap();
@@ -149,10 +105,9 @@ fn manager_apply_and_worker_processes_deploy_live() {
         "{err}"
     );
 
-    let mut worker = worker;
-    let mut manager = manager;
-    worker.signal("TERM");
-    assert!(worker.child.wait().unwrap().success());
-    manager.signal("TERM");
-    assert!(manager.child.wait().unwrap().success());
+    let (mut worker, mut m) = (worker, m);
+    worker.proc.signal("TERM");
+    assert!(worker.proc.child.wait().unwrap().success());
+    m.proc.signal("TERM");
+    assert!(m.proc.child.wait().unwrap().success());
 }

@@ -9,7 +9,7 @@ mod common;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, Proc, addr, exchange, get, wait_until};
+use common::{DEADLINE, Proc, addr, exchange, get, upstream, wait_until};
 
 fn manifest(release: &str, upstream: SocketAddr) -> String {
     format!(
@@ -19,8 +19,7 @@ fn manifest(release: &str, upstream: SocketAddr) -> String {
 
 #[test]
 fn sighup_reloads_sigterm_drains_and_the_access_log_records_versions() {
-    let upstream = Proc::spawn(&["upstream", "--listen", "127.0.0.1:0", "--id", "a"]);
-    let up = addr(&upstream.wait_log("sample upstream listening"), "addr");
+    let (_upstream, up) = upstream("a");
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config");
@@ -58,8 +57,9 @@ fn sighup_reloads_sigterm_drains_and_the_access_log_records_versions() {
     // SIGTERM while a request is in flight (the upstream answers it after 2 s): it
     // completes with `Connection: close`, then the process exits 0.
     let mut slow = TcpStream::connect(gw).unwrap();
-    let slow_thread =
-        std::thread::spawn(move || exchange(&mut slow, "/payments/slow?delay_ms=2000", ""));
+    let slow_thread = std::thread::spawn(move || {
+        exchange(&mut slow, "GET", "/payments/slow?delay_ms=2000", &[], "")
+    });
     wait_until("the slow request is in flight", || {
         get(admin, "/metrics")
             .2

@@ -1,15 +1,26 @@
-//! Running the real `switchyard` binary in tests: processes, their JSON logs, raw HTTP.
+//! The one fixture of the CLI's tests: the real `switchyard` binary as processes (a Manager
+//! with its data dir and admin token, Workers, sample upstreams) and their JSON logs, the
+//! CLI run to completion, the Manager's API through `switchyard_api`'s client, and plain
+//! HTTP to a Worker's traffic port (what the gateway serves).
 
 #![allow(clippy::unwrap_used, dead_code)]
 
+use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use http::{HeaderName, Method};
+use serde::de::DeserializeOwned;
+use switchyard_api::sync::WORKER_ID_HEADER;
+use switchyard_api::{AdminClient, Transport};
+
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
+/// A `switchyard` process, its stderr read as JSON log lines; killed when dropped.
 pub struct Proc {
     pub child: Child,
     lines: mpsc::Receiver<serde_json::Value>,
@@ -72,13 +83,303 @@ pub fn addr(v: &serde_json::Value, field: &str) -> SocketAddr {
     v[field].as_str().unwrap().parse().unwrap()
 }
 
-/// A minimal HTTP/1.1 exchange on an open connection; returns (status, headers, body).
-pub fn exchange(stream: &mut TcpStream, path: &str, extra: &str) -> (u16, String, String) {
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: gw.test\r\n{extra}\r\n"
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `switchyard ARGS` to completion with `env` added to its environment.
+fn output(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// Runs `switchyard ARGS` to completion: (exit code, stdout, stderr).
+pub fn run_code(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = output(args, env);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-    .unwrap();
+}
+
+/// Runs `switchyard ARGS` to completion: (exit success, stdout, stderr).
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let (code, out, err) = run_code(args, env);
+    (code == 0, out, err)
+}
+
+/// A sample upstream process answering with `id`, and its address.
+pub fn upstream(id: &str) -> (Proc, SocketAddr) {
+    let p = Proc::spawn(&["upstream", "--listen", "127.0.0.1:0", "--id", id]);
+    let a = addr(&p.wait_log("sample upstream listening"), "addr");
+    (p, a)
+}
+
+/// A Worker process and its listeners.
+pub struct Worker {
+    pub proc: Proc,
+    /// Traffic.
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// A `switchyard manager` process on port 0 with its data in a temporary directory, the
+/// admin token it wrote on first start, and the admin API through the shared client.
+pub struct Manager {
+    pub proc: Proc,
+    dir: tempfile::TempDir,
+    pub url: String,
+    pub admin: String,
+    /// The admin API as the admin token sees it; calls go through [`Manager::block_on`].
+    pub api: AdminClient,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Manager {
+    pub fn start() -> Manager {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let proc = Proc::spawn(&[
+            "manager",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        let url = format!(
+            "http://{}",
+            addr(&proc.wait_log("manager listening"), "listen")
+        );
+        let admin = std::fs::read_to_string(data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        // The tests are plain threads; the client's calls run on this runtime.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let api = AdminClient::new(&url, &admin).unwrap();
+        Manager {
+            proc,
+            dir,
+            url,
+            admin,
+            api,
+            runtime,
+        }
+    }
+
+    /// A Manager with environment `env`, created with `switchyard env create`.
+    pub fn with_env(env: &str) -> Manager {
+        let m = Manager::start();
+        m.ok(&["env", "create", env], &[]);
+        m
+    }
+
+    /// A temporary directory for the test's files (the Manager's data is in `data/`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs a call of the shared client (`m.block_on(m.api.envs())`) to completion.
+    pub fn block_on<F: Future>(&self, call: F) -> F::Output {
+        self.runtime.block_on(call)
+    }
+
+    /// GET `path` through the shared client: asserts a 200 answer and decodes it as `T`.
+    pub fn get_200<T: DeserializeOwned>(&self, path: &str) -> T {
+        let reply = self
+            .block_on(self.api.raw(Method::GET, path, None))
+            .unwrap();
+        assert_eq!(reply.status, 200, "{path}: {}", reply.json());
+        self.api.transport().decode(path, reply).unwrap()
+    }
+
+    /// The Manager's transport as Worker `id` calls it (its id in a header), with `token`.
+    pub fn worker_transport(&self, token: &str, id: &str) -> Transport {
+        Transport::builder(&self.url, token)
+            .unwrap()
+            .header(HeaderName::from_static(WORKER_ID_HEADER), id)
+            .unwrap()
+            .build()
+    }
+
+    /// `env`'s current revision.
+    pub fn revision(&self, env: &str) -> u64 {
+        self.block_on(self.api.env(env)).unwrap().revision
+    }
+
+    /// Whether Worker `id` is connected to `env`'s notification stream.
+    pub fn connected(&self, env: &str, id: &str) -> bool {
+        self.block_on(self.api.workers(env))
+            .unwrap()
+            .iter()
+            .any(|w| w.id == id && w.connected)
+    }
+
+    /// `switchyard ARGS` with this Manager and the admin token in the environment.
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        self.cli_as(&self.admin, args, &[])
+    }
+
+    /// The same, with `env` added.
+    pub fn cli_with(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+        self.cli_as(&self.admin, args, env)
+    }
+
+    /// The same with another token.
+    pub fn cli_as(
+        &self,
+        token: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (bool, String, String) {
+        let (code, out, err) = self.code_as(token, args, env);
+        (code == 0, out, err)
+    }
+
+    /// `switchyard ARGS` as the admin, started and left running (stdout and stderr piped).
+    pub fn cli_child(&self, args: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(args)
+            .env("SWITCHYARD_MANAGER", &self.url)
+            .env("SWITCHYARD_TOKEN", &self.admin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `switchyard ARGS` as the admin, with `env` added: (exit code, stdout, stderr).
+    pub fn code(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+        self.code_as(&self.admin, args, env)
+    }
+
+    fn code_as(&self, token: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+        let mut all = vec![
+            ("SWITCHYARD_MANAGER", self.url.as_str()),
+            ("SWITCHYARD_TOKEN", token),
+        ];
+        all.extend_from_slice(env);
+        run_code(args, &all)
+    }
+
+    /// `switchyard ARGS` as the admin, expected to succeed; returns stdout.
+    pub fn ok(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let (ok, out, err) = self.cli_with(args, env);
+        assert!(ok, "switchyard {args:?} failed:\n{out}\n{err}");
+        out
+    }
+
+    /// `switchyard ARGS` as the admin, expected to fail with a one-line error; returns it.
+    pub fn fails(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let (ok, out, err) = self.cli_with(args, env);
+        assert!(!ok, "switchyard {args:?} should fail:\n{out}\n{err}");
+        let err = err.trim().to_string();
+        assert!(!err.contains('\n'), "not one line: {err}");
+        err
+    }
+
+    /// `switchyard ARGS --output json` as the admin: what it printed.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.extend(["--output", "json"]);
+        serde_json::from_str(&self.ok(&args, &[])).unwrap()
+    }
+
+    /// `switchyard manager token create --data DATA EXTRA…` (straight into the store);
+    /// returns the secret.
+    pub fn token(&self, extra: &[&str]) -> String {
+        let data = self.data();
+        let mut args = vec![
+            "manager",
+            "token",
+            "create",
+            "--data",
+            data.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = run(&args, &[]);
+        assert!(ok, "{err}");
+        out.trim().to_string()
+    }
+
+    /// A Manager-mode Worker process following `env` with a new worker token, as `id`.
+    pub fn worker(&self, env: &str, id: &str) -> Worker {
+        let token = self.token(&["--role", "worker", "--env", env, "--name", id]);
+        self.spawn_worker(env, &token, Some(id))
+    }
+
+    /// A Manager-mode Worker process following `env` with `token`, as `id` (default: the
+    /// Worker's own).
+    pub fn spawn_worker(&self, env: &str, token: &str, id: Option<&str>) -> Worker {
+        let cache = self
+            .dir()
+            .join(format!("cache-{}", id.unwrap_or("default")));
+        let mut args = vec![
+            "worker",
+            "--manager",
+            &self.url,
+            "--env",
+            env,
+            "--token",
+            token,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--access-log",
+            "off",
+        ];
+        if let Some(id) = id {
+            args.extend(["--worker-id", id]);
+        }
+        let proc = Proc::spawn(&args);
+        let fields = proc.wait_log("worker listening");
+        Worker {
+            listen: addr(&fields, "listen"),
+            admin: addr(&fields, "admin"),
+            proc,
+        }
+    }
+}
+
+/// One HTTP/1.1 exchange on an open connection: (status, head lowercased, body). The body
+/// is read by its Content-Length, or chunk by chunk.
+pub fn exchange(
+    stream: &mut TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, String, String) {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: gw.test\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    if !body.is_empty() {
+        req.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut head = String::new();
     loop {
@@ -90,61 +391,43 @@ pub fn exchange(stream: &mut TcpStream, path: &str, extra: &str) -> (u16, String
         head.push_str(&line.to_ascii_lowercase());
     }
     let status = head[9..12].parse().unwrap();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length: "))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).unwrap();
+    let mut body = Vec::new();
+    if head.contains("transfer-encoding: chunked") {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).unwrap();
+            let size = usize::from_str_radix(size.trim(), 16).unwrap();
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk).unwrap();
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0);
+        body.resize(len, 0);
+        reader.read_exact(&mut body).unwrap();
+    }
     (status, head, String::from_utf8(body).unwrap())
 }
 
-pub fn get(to: SocketAddr, path: &str) -> (u16, String, String) {
+/// One request to a Worker's traffic port on a new connection: (status, head, body).
+pub fn request(
+    to: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(to).unwrap();
-    exchange(&mut s, path, "")
+    exchange(&mut s, method, path, headers, body)
 }
 
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Runs `switchyard ARGS` to completion: (exit success, stdout, stderr).
-pub fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// A `switchyard manager` process on port 0 keeping its data in `data`: the process, its
-/// URL and the admin token it wrote on first start.
-pub fn spawn_manager(data: &std::path::Path) -> (Proc, String, String) {
-    let manager = Proc::spawn(&[
-        "manager",
-        "--data",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let url = format!(
-        "http://{}",
-        addr(&manager.wait_log("manager listening"), "listen")
-    );
-    let admin = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    (manager, url, admin)
+pub fn get(to: SocketAddr, path: &str) -> (u16, String, String) {
+    request(to, "GET", path, &[], "")
 }

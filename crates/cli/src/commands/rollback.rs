@@ -3,10 +3,12 @@
 
 use std::process::ExitCode;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use switchyard_api::admin::{BatchResponse, RollbackRequest};
 
-use crate::apply;
-use crate::conn::ConnArgs;
+use crate::batch;
+use crate::conn::{ConnArgs, Output};
+use crate::manager_error::Explain;
 use crate::wait::{self, WaitArgs};
 
 #[derive(clap::Args)]
@@ -26,17 +28,17 @@ pub struct RollbackArgs {
     pub conn: ConnArgs,
 }
 
-/// The Manager's answer (as `apply`'s), plus the revision asked for; stable JSON.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RollbackResponse {
-    #[serde(default)]
+/// What `--output json` prints: the Manager's answer (as `apply`'s) and the revision asked
+/// for (docs/cli-json.md).
+#[derive(Debug, Serialize)]
+pub struct Rollback {
     pub to_revision: u64,
     #[serde(flatten)]
-    pub batch: apply::BatchResponse,
+    pub batch: BatchResponse,
 }
 
 /// For people: the changes, entity by entity, as `apply` and `plan` show them.
-pub fn describe(r: &RollbackResponse, colour: bool) -> String {
+pub fn describe(r: &Rollback, colour: bool) -> String {
     let b = &r.batch;
     if !b.changed {
         return format!(
@@ -48,12 +50,12 @@ pub fn describe(r: &RollbackResponse, colour: bool) -> String {
         format!(
             "rollback to revision {}: {}",
             r.to_revision,
-            apply::describe(b, colour)
+            batch::describe(b, colour)
         )
     } else {
         format!(
             "{}\nrevision {} has the content of revision {}",
-            apply::describe(b, colour),
+            batch::describe(b, colour),
             b.revision,
             r.to_revision
         )
@@ -62,23 +64,18 @@ pub fn describe(r: &RollbackResponse, colour: bool) -> String {
 
 pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let client = args.conn.client()?;
-    let body = serde_json::json!({
-        "to_revision": args.to_revision,
-        "dry_run": args.dry_run,
-    });
-    let mut result: RollbackResponse = client
-        .post(&format!("/v1/envs/{}/rollback", args.env), &body)
-        .await?;
-    result.to_revision = args.to_revision;
+    let request = RollbackRequest {
+        to_revision: args.to_revision,
+        expected_revision: None,
+        dry_run: args.dry_run,
+    };
+    let result = Rollback {
+        to_revision: args.to_revision,
+        batch: client.rollback(&args.env, &request).await.explain()?,
+    };
     let revision = (result.batch.changed && !result.batch.dry_run).then_some(result.batch.revision);
-    if args.conn.output == crate::conn::Output::Json {
-        // One JSON document: the rollback, with the wait's report under "wait".
-        let report = wait::wait_if_asked(&client, &args.env, revision, &args.wait).await?;
-        let mut v = serde_json::to_value(&result)?;
-        if let Some(r) = &report {
-            v["wait"] = serde_json::to_value(r)?;
-        }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+    if args.conn.output == Output::Json {
+        let report = wait::print_json(&client, &args.env, revision, &args.wait, &result).await?;
         return Ok(report.as_ref().map_or(ExitCode::SUCCESS, wait::exit_code));
     }
     println!("{}", describe(&result, crate::conn::stdout_is_terminal()));

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,17 +14,28 @@ use switchyard_worker::{AccessLogTarget, ConfigSource, ManagedOptions, Worker, W
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::admin_client::AdminClient;
-use crate::apply;
+use switchyard_api::AdminClient;
+use switchyard_api::admin::CreateToken;
 
-pub struct UpOptions {
+use crate::batch;
+use crate::commands::apply;
+use crate::manager_error::Explain;
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    #[arg(long, default_value = "switchyard-data")]
     pub data: PathBuf,
+    #[arg(long, default_value = "examples")]
     pub config: PathBuf,
-    pub manager: SocketAddr,
-    /// First Worker's traffic port; the second uses the next one.
-    pub gateway: SocketAddr,
-    /// First Worker's admin port; the second uses the next one.
-    pub admin: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub manager_listen: SocketAddr,
+    // The first Worker's traffic address; the next ones use the next ports.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    // The first Worker's admin address; the next ones use the next ports.
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    pub admin_listen: SocketAddr,
+    #[arg(long, default_value_t = 2)]
     pub workers: u16,
 }
 
@@ -37,7 +49,7 @@ fn nth(addr: SocketAddr, i: u16) -> SocketAddr {
     SocketAddr::new(addr.ip(), addr.port() + i)
 }
 
-pub async fn run(o: UpOptions) -> anyhow::Result<()> {
+pub async fn run(o: UpArgs) -> anyhow::Result<ExitCode> {
     let (stop_tx, stop_rx) = watch::channel(false);
     for (addr, id) in UPSTREAMS {
         let addr: SocketAddr = addr.parse()?;
@@ -55,21 +67,21 @@ pub async fn run(o: UpOptions) -> anyhow::Result<()> {
             o.data.display()
         )
     })?;
-    let listener = TcpListener::bind(o.manager)
+    let listener = TcpListener::bind(o.manager_listen)
         .await
-        .with_context(|| format!("cannot listen on {} (Manager)", o.manager))?;
+        .with_context(|| format!("cannot listen on {} (Manager)", o.manager_listen))?;
     let manager_url = format!("http://{}", listener.local_addr()?);
     let mut stop = stop_rx.clone();
     let manager_task = tokio::spawn(manager.serve(listener, async move {
         let _ = stop.wait_for(|s| *s).await;
     }));
 
-    let client = AdminClient::new(&manager_url, &admin_token)?;
+    let client = AdminClient::new(&manager_url, &admin_token).explain()?;
     ensure_env(&client, ENV).await?;
     let worker_token = worker_token(&client, &o.data, ENV).await?;
     let applied = apply::send(
         &client,
-        &apply::Request {
+        &apply::Input {
             env: ENV,
             files: std::slice::from_ref(&o.config),
             prune_selector: None,
@@ -78,12 +90,12 @@ pub async fn run(o: UpOptions) -> anyhow::Result<()> {
         },
     )
     .await?;
-    tracing::info!("{}", apply::describe(&applied, false));
+    tracing::info!(target: "switchyard::up", "{}", batch::describe(&applied, false));
 
     let mut workers = Vec::new();
     for i in 0..o.workers {
-        let listen = nth(o.gateway, i);
-        let admin = nth(o.admin, i);
+        let listen = nth(o.listen, i);
+        let admin = nth(o.admin_listen, i);
         let mut m = ManagedOptions::new(
             &manager_url,
             ENV,
@@ -96,7 +108,7 @@ pub async fn run(o: UpOptions) -> anyhow::Result<()> {
             source: ConfigSource::Manager(m),
             access_log: AccessLogTarget::Off,
             drain_timeout: Duration::from_secs(10),
-            thread_allocated: crate::thread_allocated(),
+            thread_allocated: crate::alloc::thread_allocated(),
         })
         .await?;
         let l = TcpListener::bind(listen)
@@ -111,7 +123,7 @@ pub async fn run(o: UpOptions) -> anyhow::Result<()> {
         })));
     }
 
-    let first = o.gateway;
+    let first = o.listen;
     eprintln!(
         "\nSwitchyard is up: Manager {manager_url} (env {ENV}), {n} Workers on {first} .. {last}\n\
          admin token: {token} (Authorization: Bearer $(cat {token}))\n\
@@ -122,7 +134,7 @@ pub async fn run(o: UpOptions) -> anyhow::Result<()> {
          SWITCHYARD_TOKEN=$(cat {token}) switchyard apply --manager {manager_url} --env {ENV} {cfg}\n\
          Ctrl-C stops everything.\n",
         n = o.workers,
-        last = nth(o.gateway, o.workers.saturating_sub(1)),
+        last = nth(o.listen, o.workers.saturating_sub(1)),
         token = admin_token_path.display(),
         cfg = o.config.display(),
     );
@@ -132,17 +144,15 @@ pub async fn run(o: UpOptions) -> anyhow::Result<()> {
         let _ = w.await;
     }
     let _ = manager_task.await;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn ensure_env(client: &AdminClient, env: &str) -> anyhow::Result<()> {
-    let envs: Vec<serde_json::Value> = client.get("/v1/envs").await?;
-    if envs.iter().any(|e| e["name"] == env) {
+    let envs = client.envs().await.explain()?;
+    if envs.iter().any(|e| e.name == env) {
         return Ok(());
     }
-    let _: serde_json::Value = client
-        .post("/v1/envs", &serde_json::json!({ "name": env }))
-        .await?;
+    client.create_env(env).await.explain()?;
     Ok(())
 }
 
@@ -152,16 +162,14 @@ async fn worker_token(client: &AdminClient, data: &Path, env: &str) -> anyhow::R
     if let Ok(t) = std::fs::read_to_string(&path) {
         return Ok(t.trim().to_string());
     }
-    let created: serde_json::Value = client
-        .post(
-            "/v1/tokens",
-            &serde_json::json!({ "name": format!("up-workers-{env}"), "role": "worker", "envs": [env] }),
-        )
-        .await?;
-    let token = created["token"]
-        .as_str()
-        .context("the Manager did not return a token")?
-        .to_string();
-    crate::write_secret(&path, &token)?;
-    Ok(token)
+    let request = CreateToken {
+        name: format!("up-workers-{env}"),
+        role: "worker".into(),
+        envs: vec![env.to_string()],
+        ..CreateToken::default()
+    };
+    let created = client.create_token(&request).await.explain()?;
+    switchyard_config::secretbox::write_private(&path, &created.token)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(created.token)
 }

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
+use switchyard_api::admin::{CredentialValueRequest, CredentialValueResponse};
 
-use crate::admin_client::encode;
 use crate::conn::ConnArgs;
+use crate::manager_error::Explain;
 
 #[derive(clap::Subcommand)]
 pub enum CredentialAction {
@@ -48,26 +48,6 @@ pub struct CredentialArgs {
     pub conn: ConnArgs,
 }
 
-#[derive(Serialize)]
-struct Request<'a> {
-    value: &'a str,
-    rotate: bool,
-}
-
-/// The Manager's answer (never the value); printed as is with `--output json`.
-#[derive(Deserialize, Serialize)]
-pub struct Response {
-    env: String,
-    name: String,
-    revision: u64,
-    previous_revision: u64,
-    changed: bool,
-    created: bool,
-    rotated: bool,
-    old_version: Option<u64>,
-    new_version: u64,
-}
-
 pub async fn run(action: CredentialAction) -> anyhow::Result<ExitCode> {
     let (args, rotate) = match action {
         CredentialAction::Set(a) => (a, false),
@@ -75,24 +55,17 @@ pub async fn run(action: CredentialAction) -> anyhow::Result<ExitCode> {
     };
     let value = read_value(&args)?;
     let client = args.conn.client()?;
-    let r: Response = client
-        .put(
-            &format!(
-                "/v1/envs/{}/credentials/{}/value",
-                encode(&args.env),
-                encode(&args.name)
-            ),
-            &Request {
-                value: &value,
-                rotate,
-            },
-        )
-        .await?;
+    let request = CredentialValueRequest { value, rotate };
+    // The answer never holds the value; `--output json` prints it as is.
+    let r = client
+        .set_credential(&args.env, &args.name, &request)
+        .await
+        .explain()?;
     args.conn.output.print(&r, || describe(&r));
     Ok(ExitCode::SUCCESS)
 }
 
-fn describe(r: &Response) -> String {
+fn describe(r: &CredentialValueResponse) -> String {
     let what = match (r.changed, r.created, r.rotated, r.old_version) {
         (false, ..) => format!("unchanged (v{}): it already has this value", r.new_version),
         (true, true, ..) => format!("created (v{})", r.new_version),

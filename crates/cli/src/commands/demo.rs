@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,14 +15,29 @@ const UPSTREAMS: [(&str, &str); 2] = [
     ("127.0.0.1:18082", "green-1"),
 ];
 
-pub async fn run(config: PathBuf, listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<()> {
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    #[arg(long, default_value = "examples")]
+    pub config: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    pub admin_listen: SocketAddr,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let DemoArgs {
+        config,
+        listen,
+        admin_listen: admin,
+    } = args;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     for (addr, id) in UPSTREAMS {
         let addr: SocketAddr = addr.parse()?;
         SampleUpstream::start(addr, id, stop_rx.clone())
             .await
             .with_context(|| format!("cannot start the sample upstream on {addr}"))?;
-        tracing::info!(%addr, id, "sample upstream listening");
+        tracing::info!(target: "switchyard::demo", %addr, id, "sample upstream listening");
     }
     eprintln!(
         "\nSwitchyard demo: gateway on http://{listen}, admin on http://{admin}\n\
@@ -36,9 +52,9 @@ pub async fn run(config: PathBuf, listen: SocketAddr, admin: SocketAddr) -> anyh
         },
         access_log: AccessLogTarget::Stdout,
         drain_timeout: Duration::from_secs(10),
-        thread_allocated: crate::thread_allocated(),
+        thread_allocated: crate::alloc::thread_allocated(),
     };
-    let result = crate::run_worker(options, listen, admin).await;
+    let result = super::worker::serve(options, listen, admin).await;
     let _ = stop_tx.send(true);
-    result
+    result.map(|()| ExitCode::SUCCESS)
 }

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
+use switchyard_api::admin::EntityView;
 use switchyard_config::manifest::{SecretReference, reference_secrets};
 
-use crate::admin_client::encode;
 use crate::conn::ConnArgs;
+use crate::manager_error::Explain;
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
@@ -35,23 +36,6 @@ pub struct DumpArgs {
     pub conn: ConnArgs,
 }
 
-/// `GET /v1/envs/{env}/entities` (one entry).
-#[derive(Deserialize)]
-struct EntityView {
-    kind: switchyard_config::Kind,
-    name: String,
-    /// Secret values redacted.
-    manifest: serde_json::Value,
-    /// The document as written, when it uses the environment's variables.
-    #[serde(default)]
-    template: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct EnvInfo {
-    revision: u64,
-}
-
 /// One entity ready to write.
 struct Dumped {
     kind: switchyard_config::Kind,
@@ -62,9 +46,8 @@ struct Dumped {
 
 pub async fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
     let client = args.conn.client()?;
-    let e = encode(&args.env);
-    let info: EnvInfo = client.get(&format!("/v1/envs/{e}")).await?;
-    let mut entities: Vec<EntityView> = client.get(&format!("/v1/envs/{e}/entities")).await?;
+    let info = client.env(&args.env).await.explain()?;
+    let mut entities = client.entities(&args.env).await.explain()?;
     // Credentials first (proxies name them), then by name: the same environment always
     // dumps to the same text.
     entities.sort_by(|a, b| {

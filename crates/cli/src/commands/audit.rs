@@ -4,11 +4,12 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
+use switchyard_api::admin::AuditParams;
+use switchyard_api::records::AuditRecord;
 
-use crate::admin_client::encode;
 use crate::conn::ConnArgs;
-use crate::status::{one_line, rfc3339, table};
+use crate::manager_error::Explain;
+use crate::text::{one_line, rfc3339, table};
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
@@ -39,23 +40,6 @@ pub struct AuditArgs {
     pub conn: ConnArgs,
 }
 
-/// One audit record (`GET /v1/audit`), printed as received with `--output json`.
-#[derive(Deserialize, Serialize)]
-pub struct AuditRecord {
-    id: i64,
-    at: i64,
-    actor: String,
-    env: Option<String>,
-    entity_kind: String,
-    entity_name: String,
-    old_version: Option<u64>,
-    new_version: Option<u64>,
-    digest: Option<String>,
-    operation: String,
-    revision: Option<u64>,
-    detail: Option<String>,
-}
-
 pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     // Checked here rather than by clap, so a mistake is one line naming the expected form.
     let entity = match &args.entity {
@@ -67,20 +51,15 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let client = args.conn.client()?;
-    let mut query = vec![format!("limit={}", args.limit)];
-    for (key, value) in [
-        ("env", args.env.clone()),
-        ("entity", entity),
-        ("actor", args.actor.clone()),
-        ("since", since.map(|ms| ms.to_string())),
-    ] {
-        if let Some(v) = value {
-            query.push(format!("{key}={}", encode(&v)));
-        }
-    }
-    let records: Vec<AuditRecord> = client
-        .get(&format!("/v1/audit?{}", query.join("&")))
-        .await?;
+    let query = AuditParams {
+        env: args.env,
+        entity,
+        actor: args.actor,
+        since: since.map(|ms| ms.to_string()),
+        limit: args.limit,
+    };
+    // Printed as received with `--output json`.
+    let records = client.audit(&query).await.explain()?;
     args.conn.output.print(&records, || describe(&records));
     Ok(ExitCode::SUCCESS)
 }
@@ -97,7 +76,7 @@ fn describe(records: &[AuditRecord]) -> String {
                 rfc3339(r.at),
                 r.actor.clone(),
                 r.env.clone().unwrap_or_else(|| "-".into()),
-                r.operation.clone(),
+                r.operation.as_str().to_string(),
                 format!("{}/{}", r.entity_kind.to_ascii_lowercase(), r.entity_name),
                 if r.old_version.is_none() && r.new_version.is_none() {
                     "-".into()

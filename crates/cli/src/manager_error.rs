@@ -1,120 +1,48 @@
-//! A small client for the Manager's admin API, used by `apply`, `up` and friends.
+//! What the CLI says when a call to the Manager fails: one line naming the cause and the
+//! fix, then the Manager's `details` (e.g. every validation error), one per line.
 
-use anyhow::{Context, bail};
-use bytes::Bytes;
-use http::{Method, Request, header};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use switchyard_api::{ApiFailure, ClientError, ErrorCode};
 
-pub struct AdminClient {
-    base: String,
-    token: String,
-    http: Client<HttpConnector, Full<Bytes>>,
+/// A Manager call's result, with its error as the message the CLI prints.
+pub trait Explain<T> {
+    fn explain(self) -> anyhow::Result<T>;
 }
 
-impl AdminClient {
-    pub fn new(base: &str, token: &str) -> anyhow::Result<AdminClient> {
-        let base = base.trim_end_matches('/').to_string();
-        if !base.starts_with("http://") {
-            bail!("--manager {base:?}: expected http://host:port");
-        }
-        Ok(AdminClient {
-            base,
-            token: token.trim().to_string(),
-            http: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
-        })
-    }
-
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        self.send(Method::GET, path, None::<&()>).await
-    }
-
-    pub async fn post<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> anyhow::Result<T> {
-        self.send(Method::POST, path, Some(body)).await
-    }
-
-    async fn send<B: Serialize, T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.base);
-        let bytes = match body {
-            Some(b) => Bytes::from(serde_json::to_vec(b)?),
-            None => Bytes::new(),
-        };
-        let req = Request::builder()
-            .method(method)
-            .uri(&url)
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(bytes))?;
-        let resp = self.http.request(req).await.with_context(|| {
-            format!(
-                "cannot reach the Manager at {} (is it running? check --manager / SWITCHYARD_MANAGER)",
-                self.base
-            )
-        })?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await?.to_bytes();
-        if !status.is_success() {
-            bail!(error_message(&self.base, path, status.as_u16(), &body));
-        }
-        serde_json::from_slice(&body).with_context(|| format!("unexpected answer from {url}"))
+impl<T> Explain<T> for Result<T, ClientError> {
+    fn explain(self) -> anyhow::Result<T> {
+        self.map_err(|e| anyhow::Error::msg(message(&e)))
     }
 }
 
-impl AdminClient {
-    pub async fn put<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> anyhow::Result<T> {
-        self.send(Method::PUT, path, Some(body)).await
+/// The message for a failed call.
+pub fn message(e: &ClientError) -> String {
+    match e {
+        // `--manager "ftp://x": expected http://host:port`, or a token that cannot be sent.
+        ClientError::Config(m) => m.clone(),
+        ClientError::Unreachable { base, reason } => format!(
+            "cannot reach the Manager at {base} (is it running? check --manager / \
+             SWITCHYARD_MANAGER): {reason}"
+        ),
+        ClientError::Timeout { .. } => e.to_string(),
+        ClientError::Api(f) => answered(f),
+        ClientError::Decode { url, reason } => format!("unexpected answer from {url}: {reason}"),
     }
 }
 
-/// Percent-encodes `s` for a URL path segment or query value (RFC 3986 unreserved
-/// characters are kept).
-pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// A Manager error as one line naming the cause and the fix, then the `details` (the
-/// per-file validation errors), one per line.
-pub fn error_message(base: &str, path: &str, status: u16, body: &[u8]) -> String {
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let message = v["message"].as_str().map_or_else(
-        || String::from_utf8_lossy(body).trim().to_string(),
-        str::to_string,
-    );
-    let code = v["code"].as_str().unwrap_or("error");
-    let env = path
+/// An error answer of the Manager's.
+fn answered(f: &ApiFailure) -> String {
+    let (status, code, message) = (f.status, &f.body.code, f.body.message.as_str());
+    let base = f.url.strip_suffix(f.path.as_str()).unwrap_or(&f.url);
+    let env = f
+        .path
         .strip_prefix("/v1/envs/")
         .map(|rest| rest.split(['/', '?']).next().unwrap_or(rest))
         .filter(|e| !e.is_empty());
     let mut text = match (status, code) {
-        (401, "token_expired") if message.contains("switchyard manager token create") => {
+        (401, ErrorCode::TokenExpired) if message.contains("switchyard manager token create") => {
             format!("the Manager refused the token: {message}")
         }
-        (401, "token_expired") => format!(
+        (401, ErrorCode::TokenExpired) => format!(
             "the Manager refused the token: {message}; create a new one with \
              `switchyard manager token create`"
         ),
@@ -125,37 +53,54 @@ pub fn error_message(base: &str, path: &str, status: u16, body: &[u8]) -> String
             "the token's role may not do this: {message} (use a token allowed to; \
              check --token / SWITCHYARD_TOKEN)"
         ),
-        (404, "unknown_environment") => {
+        (404, ErrorCode::UnknownEnvironment) => {
             let env = env.unwrap_or("?");
             format!(
                 "environment {env} does not exist on the Manager at {base}; create it with \
                  `switchyard env create {env}`"
             )
         }
-        (409, "revision_conflict") => {
+        (409, ErrorCode::RevisionConflict) => {
             // The Manager's own hint is about its API; the CLI's is the command to run.
-            let cause = message.split(';').next().unwrap_or(&message);
+            let cause = message.split(';').next().unwrap_or(message);
             format!("{cause}: re-run `switchyard plan` and apply again")
         }
         _ => format!("{status} {code}: {message}"),
     };
-    if let Some(details) = v["details"].as_array() {
-        for d in details.iter().filter_map(|d| d.as_str()) {
-            text.push_str("\n  ");
-            text.push_str(d);
-        }
+    for d in &f.body.details {
+        text.push_str("\n  ");
+        text.push_str(d);
     }
     text
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::error_message;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::StatusCode;
+    use switchyard_api::client::Reply;
+    use switchyard_api::{ClientError, Transport};
+
+    use super::message;
 
     const BASE: &str = "http://127.0.0.1:9000";
 
+    /// The message for the answer `body` with `status` to a call of `path`, the answer read
+    /// as the client reads it.
+    fn answer(path: &str, status: u16, body: &[u8]) -> String {
+        let transport = Transport::new(BASE, "t").unwrap();
+        let reply = Reply {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: Bytes::copy_from_slice(body),
+        };
+        message(&transport.decode::<()>(path, reply).unwrap_err())
+    }
+
     fn msg(path: &str, status: u16, body: serde_json::Value) -> String {
-        error_message(BASE, path, status, body.to_string().as_bytes())
+        answer(path, status, body.to_string().as_bytes())
     }
 
     #[test]
@@ -259,7 +204,33 @@ mod tests {
 
     #[test]
     fn a_plain_text_answer_is_shown_as_is() {
-        let m = error_message(BASE, "/v1/envs/dev/apply", 415, b"Expected JSON\n");
+        let m = answer("/v1/envs/dev/apply", 415, b"Expected JSON\n");
         assert_eq!(m, "415 error: Expected JSON");
+    }
+
+    #[test]
+    fn no_manager_and_a_bad_address_name_the_setting_to_check() {
+        let e = ClientError::Unreachable {
+            base: BASE.into(),
+            reason: "client error (Connect): tcp connect error: Connection refused".into(),
+        };
+        assert_eq!(
+            message(&e),
+            "cannot reach the Manager at http://127.0.0.1:9000 (is it running? check --manager / \
+             SWITCHYARD_MANAGER): client error (Connect): tcp connect error: Connection refused"
+        );
+        let e = Transport::new("ftp://x", "t").unwrap_err();
+        assert_eq!(
+            message(&e),
+            "--manager \"ftp://x\": expected http://host:port"
+        );
+        let e = ClientError::Timeout {
+            url: format!("{BASE}/v1/envs"),
+            after: Duration::from_secs(30),
+        };
+        assert_eq!(
+            message(&e),
+            "no answer from http://127.0.0.1:9000/v1/envs within 30s"
+        );
     }
 }

@@ -4,10 +4,14 @@
 
 use std::process::ExitCode;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use switchyard_api::AdminClient;
+use switchyard_api::records::{AppliedChange, Operation, ReportStatus, WorkerReport};
+use switchyard_config::Kind;
 
-use crate::admin_client::{AdminClient, encode};
 use crate::conn::ConnArgs;
+use crate::manager_error::Explain;
+use crate::text::{one_line, rfc3339, table};
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
@@ -28,59 +32,48 @@ pub struct StatusArgs {
     pub conn: ConnArgs,
 }
 
-/// `GET /v1/envs/{env}`.
-#[derive(Deserialize)]
-struct EnvInfo {
-    revision: u64,
-}
-
-/// `GET /v1/envs/{env}/workers` (one entry).
-#[derive(Deserialize)]
-struct WorkerView {
-    id: String,
-    address: Option<String>,
-    connected: bool,
-    revision: Option<u64>,
-    lag: Option<u64>,
-    last_report: Option<Report>,
-    last_seen: Option<i64>,
-}
-
-/// A Worker's ACK or NACK, as the Manager stores it.
-#[derive(Deserialize, Serialize, Clone)]
-pub struct Report {
+/// A Worker's last ACK or NACK, as `status --output json` shows it.
+#[derive(Serialize)]
+pub struct LastReport {
     worker_id: String,
     revision: u64,
-    /// `ack` or `nack`.
-    status: String,
+    status: ReportStatus,
     error: Option<String>,
     applied_at: i64,
     received_at: i64,
 }
 
-/// `GET /v1/envs/{env}/revisions/{rev}`.
-#[derive(Deserialize)]
-struct RevisionView {
-    revision: u64,
-    committed_at: i64,
-    actor: String,
-    operation: String,
-    changes: Vec<ChangeView>,
-    expected_workers: Option<Vec<String>>,
-    reports: Vec<Report>,
-    acks: usize,
-    nacks: usize,
-    propagation_ms: Option<i64>,
-    first_swap_ms: Option<i64>,
-    audit_completeness: Option<f64>,
+impl From<WorkerReport> for LastReport {
+    fn from(r: WorkerReport) -> LastReport {
+        LastReport {
+            worker_id: r.worker_id,
+            revision: r.revision,
+            status: r.status,
+            error: r.error,
+            applied_at: r.applied_at,
+            received_at: r.received_at,
+        }
+    }
 }
 
-#[derive(Deserialize, Serialize, Clone)]
-pub struct ChangeView {
-    kind: String,
+/// One change of a revision, as `status --output json` shows it.
+#[derive(Serialize)]
+pub struct ChangeSummary {
+    kind: Kind,
     name: String,
     old_version: Option<u64>,
     new_version: Option<u64>,
+}
+
+impl From<AppliedChange> for ChangeSummary {
+    fn from(c: AppliedChange) -> ChangeSummary {
+        ChangeSummary {
+            kind: c.kind,
+            name: c.name,
+            old_version: c.old_version,
+            new_version: c.new_version,
+        }
+    }
 }
 
 /// `--output json`: one stable object (docs/cli-json.md).
@@ -101,7 +94,7 @@ pub struct WorkerStatus {
     /// reported).
     revision: Option<u64>,
     lag: Option<u64>,
-    last_report: Option<Report>,
+    last_report: Option<LastReport>,
     last_seen: Option<i64>,
     last_seen_ago_ms: Option<i64>,
 }
@@ -111,8 +104,8 @@ pub struct RevisionStatus {
     revision: u64,
     committed_at: i64,
     actor: String,
-    operation: String,
-    changes: Vec<ChangeView>,
+    operation: Operation,
+    changes: Vec<ChangeSummary>,
     propagation_ms: Option<i64>,
     first_swap_ms: Option<i64>,
     acks: usize,
@@ -133,9 +126,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn fetch(client: &AdminClient, env: &str, revisions: u32) -> anyhow::Result<Status> {
-    let e = encode(env);
-    let info: EnvInfo = client.get(&format!("/v1/envs/{e}")).await?;
-    let workers: Vec<WorkerView> = client.get(&format!("/v1/envs/{e}/workers")).await?;
+    let info = client.env(env).await.explain()?;
+    let workers = client.workers(env).await.explain()?;
     let now = switchyard_api::records::now_millis();
     let workers = workers
         .into_iter()
@@ -146,39 +138,35 @@ async fn fetch(client: &AdminClient, env: &str, revisions: u32) -> anyhow::Resul
             connected: w.connected,
             revision: w.revision,
             lag: w.lag,
-            last_report: w.last_report,
+            last_report: w.last_report.map(LastReport::from),
             last_seen: w.last_seen,
         })
         .collect();
     let mut out = Vec::new();
     if revisions > 0 {
-        #[derive(Deserialize)]
-        struct Listed {
-            revision: u64,
-        }
-        let listed: Vec<Listed> = client
-            .get(&format!("/v1/envs/{e}/revisions?limit={revisions}"))
-            .await?;
-        for r in listed {
-            let v: RevisionView = client
-                .get(&format!("/v1/envs/{e}/revisions/{}", r.revision))
-                .await?;
+        for r in client.revisions(env, revisions).await.explain()? {
+            let v = client.revision(env, r.revision).await.explain()?;
             let acked_expected = v.expected_workers.as_ref().map(|expected| {
                 expected
                     .iter()
                     .filter(|w| {
                         v.reports
                             .iter()
-                            .any(|r| &r.worker_id == *w && r.status == "ack")
+                            .any(|r| &r.worker_id == *w && r.status == ReportStatus::Ack)
                     })
                     .count()
             });
+            let record = v.record;
             out.push(RevisionStatus {
-                revision: v.revision,
-                committed_at: v.committed_at,
-                actor: v.actor,
-                operation: v.operation,
-                changes: v.changes,
+                revision: record.revision,
+                committed_at: record.committed_at,
+                actor: record.actor,
+                operation: record.operation,
+                changes: record
+                    .changes
+                    .into_iter()
+                    .map(ChangeSummary::from)
+                    .collect(),
                 propagation_ms: v.propagation_ms,
                 first_swap_ms: v.first_swap_ms,
                 acks: v.acks,
@@ -220,8 +208,11 @@ fn describe(s: &Status) -> String {
                     w.last_report.as_ref().map_or_else(
                         || "-".into(),
                         |r| {
-                            let mut t =
-                                format!("{} r{}", r.status.to_ascii_uppercase(), r.revision);
+                            let mut t = format!(
+                                "{} r{}",
+                                r.status.as_str().to_ascii_uppercase(),
+                                r.revision
+                            );
                             if let Some(e) = &r.error {
                                 t.push_str(": ");
                                 t.push_str(&one_line(e));
@@ -268,7 +259,7 @@ fn describe(s: &Status) -> String {
                     r.revision.to_string(),
                     rfc3339(r.committed_at),
                     r.actor.clone(),
-                    r.operation.clone(),
+                    r.operation.as_str().to_string(),
                     r.changes.len().to_string(),
                     propagation,
                     audit,
@@ -292,41 +283,6 @@ fn describe(s: &Status) -> String {
     out.trim_end().to_string()
 }
 
-/// An aligned table: a header line, then one line per row, columns two spaces apart.
-pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut l = String::new();
-        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
-            if i > 0 {
-                l.push_str("  ");
-            }
-            l.push_str(cell);
-            l.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(&mut headers.iter().copied());
-    for row in rows {
-        line(&mut row.iter().map(String::as_str));
-    }
-    out
-}
-
-/// Unix milliseconds as RFC 3339 UTC, to the second.
-pub(crate) fn rfc3339(ms: i64) -> String {
-    let t =
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
 /// `3s ago`, `5m ago`, `2h ago`, `3d ago`.
 fn ago(ms: i64) -> String {
     let s = ms / 1000;
@@ -338,26 +294,12 @@ fn ago(ms: i64) -> String {
     }
 }
 
-/// Errors can span lines; a table cell cannot.
-pub(crate) fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn tables_align_and_times_read_well() {
-        let t = table(
-            &["A", "LONGER"],
-            &[
-                vec!["wide cell".into(), "x".into()],
-                vec!["y".into(), "".into()],
-            ],
-        );
-        assert_eq!(t, "A          LONGER\nwide cell  x\ny\n");
-        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20Z");
+    fn ages_read_well() {
         assert_eq!(ago(3_400), "3s ago");
         assert_eq!(ago(125_000), "2m ago");
         assert_eq!(ago(7_200_000), "2h ago");

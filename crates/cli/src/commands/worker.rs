@@ -1,0 +1,113 @@
+//! `switchyard worker`: a Worker (data plane) serving the manifests of a directory
+//! (standalone) or following an environment on a Manager.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use switchyard_worker::{AccessLogTarget, ConfigSource, ManagedOptions, Worker, WorkerOptions};
+
+use crate::signals;
+
+#[derive(clap::Args)]
+pub struct WorkerArgs {
+    /// Standalone mode: a manifest file or directory.
+    #[arg(long, required_unless_present = "manager", conflicts_with = "manager")]
+    pub config: Option<PathBuf>,
+    /// Manager mode: follow an environment on this Manager (http://host:port).
+    #[arg(long, env = "SWITCHYARD_MANAGER", requires_all = ["env", "token"])]
+    pub manager: Option<String>,
+    /// Manager mode: the environment to serve.
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Manager mode: a worker token for the environment.
+    #[arg(long, env = "SWITCHYARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Manager mode: this Worker's id in the Manager's status and audit trail
+    /// (default: host name and listen port).
+    #[arg(long)]
+    pub worker_id: Option<String>,
+    /// Manager mode: where the last-known-good cache is kept.
+    #[arg(long, default_value = "switchyard-cache")]
+    pub cache_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    pub admin_listen: SocketAddr,
+    /// `stdout`, `off`, or a file path.
+    #[arg(long, default_value = "stdout")]
+    pub access_log: AccessLogTarget,
+    /// How long in-flight requests may take to finish on shutdown.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+    /// Do not watch the configuration for changes (SIGHUP still reloads).
+    #[arg(long)]
+    pub no_watch: bool,
+}
+
+pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let source = match (args.config, args.manager) {
+        (Some(path), _) => ConfigSource::Files {
+            path,
+            watch: !args.no_watch,
+        },
+        (None, Some(manager)) => {
+            let env = args.env.context("--env is required with --manager")?;
+            let token = args
+                .token
+                .context("--token (or SWITCHYARD_TOKEN) is required with --manager")?;
+            let worker_id = args
+                .worker_id
+                .unwrap_or_else(|| default_worker_id(args.listen));
+            let mut m = ManagedOptions::new(&manager, &env, &token, &worker_id, args.cache_dir);
+            m.address = Some(args.listen.to_string());
+            ConfigSource::Manager(m)
+        }
+        (None, None) => {
+            anyhow::bail!("give --config DIR (standalone) or --manager URL --env ENV --token T")
+        }
+    };
+    let options = WorkerOptions {
+        source,
+        access_log: args.access_log,
+        drain_timeout: args.drain_timeout,
+        thread_allocated: crate::alloc::thread_allocated(),
+    };
+    serve(options, args.listen, args.admin_listen).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts a Worker on the given addresses and runs it until SIGTERM/SIGINT.
+pub async fn serve(
+    options: WorkerOptions,
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+) -> anyhow::Result<()> {
+    let worker = Worker::connect(options).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let admin = tokio::net::TcpListener::bind(admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {admin_listen} (admin)"))?;
+    let (listen, admin_listen) = (listener.local_addr()?, admin.local_addr()?);
+    tracing::info!(target: "switchyard", %listen, admin = %admin_listen, "worker listening");
+    signals::reload_on_sighup(worker.handle());
+    worker
+        .run(listener, Some(admin), signals::terminated())
+        .await?;
+    tracing::info!(target: "switchyard", "worker stopped");
+    Ok(())
+}
+
+/// `host-port`: stable across restarts of the same Worker on the same machine.
+fn default_worker_id(listen: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_string());
+    format!("{host}-{}", listen.port())
+}
