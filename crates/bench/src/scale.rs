@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use switchyard_config::{Located, Manifest, parse_str};
-use switchyard_engine::{CompileOptions, Snapshot, compile};
+use switchyard_engine::{Numbering, Snapshot, compile};
 use switchyard_worker::{ReloadOutcome, SwapPath};
 
 use crate::BenchError;
@@ -100,7 +100,7 @@ pub fn run(max: usize, swaps: usize) -> Result<ScaleReport, BenchError> {
                 let refs: Vec<&Located<Manifest>> = set.iter().collect();
                 worker.apply_set(&refs)
             } else {
-                worker.apply_changes(&[&set[i]], &[], &CompileOptions::default())
+                worker.apply_changes(&[&set[i]], &[], &Numbering::default())
             };
             let ms = started.elapsed().as_secs_f64() * 1e3;
             match outcome {

@@ -10,11 +10,8 @@ use std::time::{Instant, SystemTime};
 use arc_swap::ArcSwap;
 use switchyard_config::Kind;
 use switchyard_config::{ConfigErrors, Located, Manifest, load_path};
-use switchyard_engine::runtime::policy::rate_limit::Limiters;
-use switchyard_engine::runtime::{HealthRegistry, TargetHealth};
-use switchyard_engine::{
-    ChangeKind, CompileOptions, Compiled, compile_changes, compile_refs, compile_with,
-};
+use switchyard_engine::runtime::TargetHealth;
+use switchyard_engine::{Change, ChangeKind, Compiled, Compiler, Numbering};
 use tokio::sync::watch;
 
 use crate::runtime::{ClientPool, Observability, Runtime};
@@ -48,11 +45,9 @@ pub struct Reloader {
     sync_status: Mutex<Option<SyncStatus>>,
     /// See `WorkerOptions::thread_allocated`.
     pub thread_allocated: Option<fn() -> u64>,
-    /// Rate-limit counters, shared by every compile so they survive swaps.
-    limiters: Limiters,
-    /// Per-target health and in-flight counts, shared by every compile so a swap keeps
-    /// them for every target it does not change.
-    health: HealthRegistry,
+    /// Makes every compile of this Worker, so rate-limit counters and per-target health
+    /// survive swaps.
+    compiler: Compiler,
 }
 
 impl Reloader {
@@ -63,7 +58,7 @@ impl Reloader {
         clients: ClientPool,
     ) -> Result<Reloader, ConfigErrors> {
         let manifests = load_path(&config)?;
-        let reloader = Self::from_set(&manifests, &CompileOptions::default(), obs, clients)?;
+        let reloader = Self::from_set(&manifests, &Numbering::default(), obs, clients)?;
         tracing::info!(config = %config.display(), "configuration files loaded");
         Ok(Reloader {
             config: Some(config),
@@ -74,14 +69,16 @@ impl Reloader {
     /// Builds the first generation from a manifest set (Manager mode, or the cache).
     pub fn from_set(
         manifests: &[Located<Manifest>],
-        options: &CompileOptions,
+        numbering: &Numbering,
         obs: Arc<Observability>,
         clients: ClientPool,
     ) -> Result<Reloader, ConfigErrors> {
         let started = Instant::now();
-        let compiled = compile_with(manifests, None, options)?;
+        let compiler = Compiler::new();
+        let refs: Vec<&Located<Manifest>> = manifests.iter().collect();
+        let compiled = compiler.compile(None, Change::Set(&refs), numbering)?;
         let mut snapshot = compiled.snapshot;
-        snapshot.revision = options.revision.unwrap_or(snapshot.revision.max(1));
+        snapshot.revision = numbering.revision.unwrap_or(snapshot.revision.max(1));
         let revision = snapshot.revision;
         let clients = Arc::new(clients);
         let runtime = Runtime::new(snapshot, &compiled.changes, &obs, &clients);
@@ -108,19 +105,8 @@ impl Reloader {
             draining: Arc::new(AtomicBool::new(false)),
             sync_status: Mutex::new(None),
             thread_allocated: None,
-            limiters: options.limiters.clone(),
-            health: options.health.clone(),
+            compiler,
         })
-    }
-
-    /// The rate-limit counters every compile of this Worker shares.
-    pub fn limiters(&self) -> &Limiters {
-        &self.limiters
-    }
-
-    /// The target states every compile of this Worker shares.
-    pub fn health(&self) -> &HealthRegistry {
-        &self.health
     }
 
     pub fn current(&self) -> Arc<ArcSwap<Runtime>> {
@@ -189,7 +175,7 @@ impl Reloader {
             };
         };
         match load_path(config) {
-            Ok(manifests) => self.apply(&manifests, &CompileOptions::default()),
+            Ok(manifests) => self.apply(&manifests, &Numbering::default()),
             Err(errors) => {
                 let _serial = self
                     .reload_lock
@@ -202,20 +188,16 @@ impl Reloader {
 
     /// Compiles `manifests` against the current generation and swaps the result in when it
     /// differs. Invalid sets are rejected and the current generation keeps serving.
-    pub fn apply(
-        &self,
-        manifests: &[Located<Manifest>],
-        options: &CompileOptions,
-    ) -> ReloadOutcome {
+    pub fn apply(&self, manifests: &[Located<Manifest>], numbering: &Numbering) -> ReloadOutcome {
         let refs: Vec<&Located<Manifest>> = manifests.iter().collect();
-        self.apply_refs(&refs, options)
+        self.apply_refs(&refs, numbering)
     }
 
     /// [`Reloader::apply`] over borrowed manifests.
     pub fn apply_refs(
         &self,
         manifests: &[&Located<Manifest>],
-        options: &CompileOptions,
+        numbering: &Numbering,
     ) -> ReloadOutcome {
         let started = Instant::now();
         let _serial = self
@@ -224,16 +206,9 @@ impl Reloader {
             .unwrap_or_else(PoisonError::into_inner);
         let allocated = self.thread_allocated.map(|f| f());
         let prev = self.current.load_full();
-        let result = if options.limiters.same(&self.limiters) && options.health.same(&self.health) {
-            compile_refs(manifests, Some(&prev.snapshot), options)
-        } else {
-            let options = CompileOptions {
-                limiters: self.limiters.clone(),
-                health: self.health.clone(),
-                ..options.clone()
-            };
-            compile_refs(manifests, Some(&prev.snapshot), &options)
-        };
+        let result = self
+            .compiler
+            .compile(Some(&prev.snapshot), Change::Set(manifests), numbering);
         drop(prev);
         let outcome = self.apply_result(result, started);
         self.record_allocations(allocated, &outcome);
@@ -247,7 +222,7 @@ impl Reloader {
         &self,
         upserts: &[&Located<Manifest>],
         removed: &[(Kind, &str)],
-        options: &CompileOptions,
+        numbering: &Numbering,
     ) -> ReloadOutcome {
         let started = Instant::now();
         let _serial = self
@@ -256,16 +231,11 @@ impl Reloader {
             .unwrap_or_else(PoisonError::into_inner);
         let allocated = self.thread_allocated.map(|f| f());
         let prev = self.current.load_full();
-        let result = if options.limiters.same(&self.limiters) && options.health.same(&self.health) {
-            compile_changes(&prev.snapshot, upserts, removed, options)
-        } else {
-            let options = CompileOptions {
-                limiters: self.limiters.clone(),
-                health: self.health.clone(),
-                ..options.clone()
-            };
-            compile_changes(&prev.snapshot, upserts, removed, &options)
-        };
+        let result = self.compiler.compile(
+            Some(&prev.snapshot),
+            Change::Delta { upserts, removed },
+            numbering,
+        );
         drop(prev);
         let outcome = self.apply_result(result, started);
         self.record_allocations(allocated, &outcome);

@@ -131,7 +131,7 @@ impl ClientPool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use switchyard_config::{Located, Manifest, parse_str};
-    use switchyard_engine::{CompileOptions, compile, compile_changes};
+    use switchyard_engine::{Numbering, compile, compile_changes};
 
     use super::*;
 
@@ -158,7 +158,7 @@ mod tests {
             assert!(p.attachment.get::<ProxyExt>().is_some(), "{}", p.name);
         }
         let b2 = proxy("b", 2);
-        let next = compile_changes(&a.snapshot, &[&b2], &[], &CompileOptions::default()).unwrap();
+        let next = compile_changes(&a.snapshot, &[&b2], &[], &Numbering::default()).unwrap();
         let b = Runtime::new(next.snapshot, &next.changes, &obs, &clients);
         let ext = |rt: &Runtime, name: &str| {
             let p = rt.snapshot.proxy(name).unwrap();

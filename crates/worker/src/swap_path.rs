@@ -4,7 +4,7 @@
 
 use switchyard_config::{ConfigErrors, Kind, Located, Manifest};
 
-use switchyard_engine::{CompileOptions, Snapshot};
+use switchyard_engine::{Numbering, Snapshot};
 
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::runtime::{ClientPool, Observability};
@@ -20,19 +20,14 @@ impl SwapPath {
             metrics: crate::metrics::Metrics::new(),
             access_log: crate::access_log::AccessLog::off(),
         });
-        let reloader = Reloader::from_set(
-            manifests,
-            &CompileOptions::default(),
-            obs,
-            ClientPool::default(),
-        )?;
+        let reloader =
+            Reloader::from_set(manifests, &Numbering::default(), obs, ClientPool::default())?;
         Ok(SwapPath { reloader })
     }
 
     /// Files mode: the full set, diffed against the served generation, compiled, swapped.
     pub fn apply_set(&self, manifests: &[&Located<Manifest>]) -> ReloadOutcome {
-        self.reloader
-            .apply_refs(manifests, &CompileOptions::default())
+        self.reloader.apply_refs(manifests, &Numbering::default())
     }
 
     /// Manager mode: only the change, compiled against the served generation, swapped.
@@ -40,9 +35,9 @@ impl SwapPath {
         &self,
         upserts: &[&Located<Manifest>],
         removed: &[(Kind, &str)],
-        options: &CompileOptions,
+        numbering: &Numbering,
     ) -> ReloadOutcome {
-        self.reloader.apply_changes(upserts, removed, options)
+        self.reloader.apply_changes(upserts, removed, numbering)
     }
 
     /// The snapshot being served (a copy sharing everything with it).

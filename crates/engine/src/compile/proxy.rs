@@ -11,9 +11,9 @@ use serde_saphyr::Spanned;
 
 use super::credentials::{self, Credentials};
 use super::{
-    CompileOptions, MAX_BUDGET_MIN_PER_SECOND, MAX_CHECK_INTERVAL, MAX_CHECK_TIMEOUT,
-    MAX_CONNECT_TIMEOUT, MAX_COOL_OFF, MAX_HEALTH_THRESHOLD, MAX_REQUEST_TIMEOUT,
-    MAX_RETRY_ATTEMPTS, MIN_CHECK_INTERVAL,
+    MAX_BUDGET_MIN_PER_SECOND, MAX_CHECK_INTERVAL, MAX_CHECK_TIMEOUT, MAX_CONNECT_TIMEOUT,
+    MAX_COOL_OFF, MAX_HEALTH_THRESHOLD, MAX_REQUEST_TIMEOUT, MAX_RETRY_ATTEMPTS,
+    MIN_CHECK_INTERVAL, Registries,
 };
 use crate::runtime::health::{ActiveCheck, HealthConfig, HealthRegistry, PassiveCheck};
 use crate::runtime::policy::{self as policies, CompileCtx};
@@ -65,13 +65,13 @@ impl ProxyErrors<'_> {
 
 /// Compiles `m` (the proxy in `located`) at `version`; its credential references resolve
 /// against `credentials` (the new snapshot's), rate limits and target health against the
-/// registries in `options`.
+/// compiler's `registries`.
 pub(crate) fn compile_proxy(
     located: &Located<Manifest>,
     m: &ProxyManifest,
     version: u64,
     credentials: &Credentials,
-    options: &CompileOptions,
+    registries: &Registries,
 ) -> Result<Proxy, Vec<ConfigError>> {
     let source = &located.source;
     let name: Arc<str> = m.metadata.name.value.as_str().into();
@@ -116,7 +116,7 @@ pub(crate) fn compile_proxy(
         .iter()
         .filter_map(|r| credentials.get(*r).map(|c| (*r, &c.spec)))
         .collect();
-    let upstream = compile_upstream(&m.spec.upstream, &name, &options.health, &mut errs);
+    let upstream = compile_upstream(&m.spec.upstream, &name, &registries.health, &mut errs);
     let mut policies = Vec::with_capacity(m.spec.policies.len());
     let mut rate_limits = 0;
     let mut authenticated = false;
@@ -134,7 +134,7 @@ pub(crate) fn compile_proxy(
                 let ctx = CompileCtx {
                     proxy: &name,
                     credentials: &by_name,
-                    limiters: &options.limiters,
+                    limiters: &registries.limiters,
                     rate_limit_ordinal: rate_limits,
                     authenticated,
                 };

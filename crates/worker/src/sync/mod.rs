@@ -19,7 +19,7 @@ use switchyard_api::records::ReportStatus;
 use switchyard_api::sync::{ReportBody, SyncEntity, SyncPayload, state_digest};
 use switchyard_config::Kind;
 use switchyard_config::{ConfigErrors, Located, Manifest, parse_str};
-use switchyard_engine::CompileOptions;
+use switchyard_engine::Numbering;
 use tokio::sync::watch;
 
 use self::sse::{SseItem, SseParser};
@@ -131,23 +131,23 @@ fn now_text() -> String {
 /// next set is a cheap copy plus the change.
 type Parsed = imbl::OrdMap<Key, (u64, Arc<Located<Manifest>>)>;
 
-/// Parses what is not parsed yet (or changed version) and returns the compile options
-/// (the Manager's revision and proxy versions).
+/// Parses what is not parsed yet (or changed version) and returns the numbering (the
+/// Manager's revision and proxy versions).
 fn parse_set(
     env: &str,
     entities: &Entities,
     revision: u64,
     cache: &Parsed,
-) -> Result<(Parsed, CompileOptions), ConfigErrors> {
+) -> Result<(Parsed, Numbering), ConfigErrors> {
     let mut parsed = Parsed::new();
     let mut errors = Vec::new();
-    let mut options = CompileOptions {
+    let mut numbering = Numbering {
         revision: Some(revision),
-        ..CompileOptions::default()
+        ..Numbering::default()
     };
     for (key, e) in entities.iter().filter(|(_, e)| !e.deleted) {
         if e.kind == Kind::Proxy {
-            options.versions.insert(e.name.clone(), e.version);
+            numbering.versions.insert(e.name.clone(), e.version);
         }
         if let Some((v, m)) = cache.get(key)
             && *v == e.version
@@ -166,16 +166,16 @@ fn parse_set(
         }
     }
     if errors.is_empty() {
-        Ok((parsed, options))
+        Ok((parsed, numbering))
     } else {
         Err(ConfigErrors(errors))
     }
 }
 
 /// Compiles and swaps a parsed set (blocking).
-fn apply_parsed(reloader: &Reloader, parsed: &Parsed, options: &CompileOptions) -> ReloadOutcome {
+fn apply_parsed(reloader: &Reloader, parsed: &Parsed, numbering: &Numbering) -> ReloadOutcome {
     let refs: Vec<&Located<Manifest>> = parsed.values().map(|(_, m)| m.as_ref()).collect();
-    reloader.apply_refs(&refs, options)
+    reloader.apply_refs(&refs, numbering)
 }
 
 /// The entities an incremental pull changed, parsed.
@@ -186,7 +186,7 @@ struct ParsedChanges {
     upserts: Vec<Arc<Located<Manifest>>>,
     removed: Vec<Key>,
     /// The Manager's revision and the versions of the upserted proxies.
-    options: CompileOptions,
+    numbering: Numbering,
 }
 
 /// Parses the entities of an incremental pull (the last word on each, as [`merge`] takes
@@ -206,9 +206,9 @@ fn parse_changes(
         parsed: cache.clone(),
         upserts: Vec::new(),
         removed: Vec::new(),
-        options: CompileOptions {
+        numbering: Numbering {
             revision: Some(revision),
-            ..CompileOptions::default()
+            ..Numbering::default()
         },
     };
     let mut errors = Vec::new();
@@ -219,7 +219,7 @@ fn parse_changes(
             continue;
         }
         if e.kind == Kind::Proxy {
-            out.options.versions.insert(e.name.clone(), e.version);
+            out.numbering.versions.insert(e.name.clone(), e.version);
         }
         let manifest = match cache.get(&key) {
             Some((v, m)) if *v == e.version => Some(m.clone()),
@@ -260,7 +260,7 @@ fn apply_changes(reloader: &Reloader, changes: &ParsedChanges) -> ReloadOutcome 
         .iter()
         .map(|(kind, name)| (*kind, name.as_str()))
         .collect();
-    reloader.apply_changes(&upserts, &removed, &changes.options)
+    reloader.apply_changes(&upserts, &removed, &changes.numbering)
 }
 
 /// Applies a pull to an entity set, checking every digest and the state digest.
@@ -302,7 +302,7 @@ impl Syncer {
     /// last-known-good cache.
     pub async fn start(
         opts: ManagedOptions,
-        build: impl Fn(&[Located<Manifest>], &CompileOptions) -> Result<Reloader, ConfigErrors>,
+        build: impl Fn(&[Located<Manifest>], &Numbering) -> Result<Reloader, ConfigErrors>,
     ) -> Result<(Reloader, SyncState, &'static str, Option<String>), StartError> {
         let client = opts.client()?;
         let mut pending = Vec::new();
@@ -544,20 +544,16 @@ impl Syncer {
                 revision,
                 &self.state.parsed,
             )
-            .map(|mut changes| {
-                changes.options.limiters = reloader.limiters().clone();
-                changes.options.health = reloader.health().clone();
+            .map(|changes| {
                 tokio::task::spawn_blocking(move || {
                     (apply_changes(&reloader, &changes), changes.parsed)
                 })
             })
         } else {
             parse_set(&self.opts.env, &merged, revision, &self.state.parsed).map(
-                |(parsed, mut options)| {
-                    options.limiters = reloader.limiters().clone();
-                    options.health = reloader.health().clone();
+                |(parsed, numbering)| {
                     tokio::task::spawn_blocking(move || {
-                        (apply_parsed(&reloader, &parsed, &options), parsed)
+                        (apply_parsed(&reloader, &parsed, &numbering), parsed)
                     })
                 },
             )
@@ -751,8 +747,8 @@ mod tests {
         // `a` was not parsed again.
         let cached_a = &cache.get(&(Kind::Proxy, "a".to_string())).unwrap().1;
         assert!(changes.upserts.iter().any(|m| Arc::ptr_eq(m, cached_a)));
-        assert_eq!(changes.options.revision, Some(2));
-        assert_eq!(changes.options.versions.get("c"), Some(&2));
+        assert_eq!(changes.numbering.revision, Some(2));
+        assert_eq!(changes.numbering.versions.get("c"), Some(&2));
         // The cache itself is unchanged.
         assert_eq!(cache.len(), 2);
     }

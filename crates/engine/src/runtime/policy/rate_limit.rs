@@ -54,11 +54,6 @@ impl Limiters {
         l
     }
 
-    /// Whether `other` is this same registry.
-    pub fn same(&self, other: &Limiters) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
-    }
-
     /// Limiters alive.
     pub fn len(&self) -> usize {
         self.inner
