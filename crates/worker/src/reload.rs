@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use switchyard_config::Kind;
 use switchyard_config::{ConfigErrors, Located, Manifest, load_path};
 use switchyard_engine::runtime::TargetHealth;
 use switchyard_engine::{Change, ChangeKind, Compiled, Compiler, Numbering};
@@ -30,6 +29,10 @@ pub enum ReloadOutcome {
     Rejected { revision: u64, errors: ConfigErrors },
 }
 
+/// Builds configuration generations and swaps them in. It exists so that there is one
+/// place where a Worker's served configuration changes, in either mode: every swap is
+/// serialised, compiled by the same [`Compiler`], recorded (status, metrics) and announced
+/// the same way.
 pub struct Reloader {
     /// Files mode: the manifest file or directory. `None` when a Manager is the source.
     config: Option<PathBuf>,
@@ -58,7 +61,8 @@ impl Reloader {
         clients: ClientPool,
     ) -> Result<Reloader, ConfigErrors> {
         let manifests = load_path(&config)?;
-        let reloader = Self::from_set(&manifests, &Numbering::default(), obs, clients)?;
+        let refs: Vec<&Located<Manifest>> = manifests.iter().collect();
+        let reloader = Self::from_set(&refs, &Numbering::default(), obs, clients)?;
         tracing::info!(config = %config.display(), "configuration files loaded");
         Ok(Reloader {
             config: Some(config),
@@ -68,15 +72,14 @@ impl Reloader {
 
     /// Builds the first generation from a manifest set (Manager mode, or the cache).
     pub fn from_set(
-        manifests: &[Located<Manifest>],
+        manifests: &[&Located<Manifest>],
         numbering: &Numbering,
         obs: Arc<Observability>,
         clients: ClientPool,
     ) -> Result<Reloader, ConfigErrors> {
         let started = Instant::now();
         let compiler = Compiler::new();
-        let refs: Vec<&Located<Manifest>> = manifests.iter().collect();
-        let compiled = compiler.compile(None, Change::Set(&refs), numbering)?;
+        let compiled = compiler.compile(None, Change::Set(manifests), numbering)?;
         let mut snapshot = compiled.snapshot;
         snapshot.revision = numbering.revision.unwrap_or(snapshot.revision.max(1));
         let revision = snapshot.revision;
@@ -175,7 +178,10 @@ impl Reloader {
             };
         };
         match load_path(config) {
-            Ok(manifests) => self.apply(&manifests, &Numbering::default()),
+            Ok(manifests) => {
+                let refs: Vec<&Located<Manifest>> = manifests.iter().collect();
+                self.apply(Change::Set(&refs), &Numbering::default())
+            }
             Err(errors) => {
                 let _serial = self
                     .reload_lock
@@ -186,19 +192,14 @@ impl Reloader {
         }
     }
 
-    /// Compiles `manifests` against the current generation and swaps the result in when it
-    /// differs. Invalid sets are rejected and the current generation keeps serving.
-    pub fn apply(&self, manifests: &[Located<Manifest>], numbering: &Numbering) -> ReloadOutcome {
-        let refs: Vec<&Located<Manifest>> = manifests.iter().collect();
-        self.apply_refs(&refs, numbering)
-    }
-
-    /// [`Reloader::apply`] over borrowed manifests.
-    pub fn apply_refs(
-        &self,
-        manifests: &[&Located<Manifest>],
-        numbering: &Numbering,
-    ) -> ReloadOutcome {
+    /// Compiles `change` against the current generation and swaps the result in when it
+    /// differs; invalid changes are rejected and the current generation keeps serving.
+    /// A [`Change::Set`] is the whole configuration (files mode, a full pull), diffed
+    /// against what is served; a [`Change::Delta`] only what changed (an incremental pull),
+    /// so its cost grows with the change, not with the number of proxies. `numbering` is
+    /// the Manager's revision and proxy versions (default: counted on from what is served).
+    /// Blocking: call from a blocking context.
+    pub fn apply(&self, change: Change<'_>, numbering: &Numbering) -> ReloadOutcome {
         let started = Instant::now();
         let _serial = self
             .reload_lock
@@ -208,34 +209,7 @@ impl Reloader {
         let prev = self.current.load_full();
         let result = self
             .compiler
-            .compile(Some(&prev.snapshot), Change::Set(manifests), numbering);
-        drop(prev);
-        let outcome = self.apply_result(result, started);
-        self.record_allocations(allocated, &outcome);
-        outcome
-    }
-
-    /// Applies a change (Manager mode, where each pull says what changed): compiles only
-    /// the upserted manifests and the removals against the current generation, and swaps
-    /// the result in. Cost grows with the change, not with the number of proxies.
-    pub fn apply_changes(
-        &self,
-        upserts: &[&Located<Manifest>],
-        removed: &[(Kind, &str)],
-        numbering: &Numbering,
-    ) -> ReloadOutcome {
-        let started = Instant::now();
-        let _serial = self
-            .reload_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let allocated = self.thread_allocated.map(|f| f());
-        let prev = self.current.load_full();
-        let result = self.compiler.compile(
-            Some(&prev.snapshot),
-            Change::Delta { upserts, removed },
-            numbering,
-        );
+            .compile(Some(&prev.snapshot), change, numbering);
         drop(prev);
         let outcome = self.apply_result(result, started);
         self.record_allocations(allocated, &outcome);

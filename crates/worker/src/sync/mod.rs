@@ -19,7 +19,7 @@ use switchyard_api::records::ReportStatus;
 use switchyard_api::sync::{ReportBody, SyncEntity, SyncPayload, state_digest};
 use switchyard_config::Kind;
 use switchyard_config::{ConfigErrors, Located, Manifest, parse_str};
-use switchyard_engine::Numbering;
+use switchyard_engine::{Change, Numbering};
 use tokio::sync::watch;
 
 use self::sse::{SseItem, SseParser};
@@ -175,7 +175,7 @@ fn parse_set(
 /// Compiles and swaps a parsed set (blocking).
 fn apply_parsed(reloader: &Reloader, parsed: &Parsed, numbering: &Numbering) -> ReloadOutcome {
     let refs: Vec<&Located<Manifest>> = parsed.values().map(|(_, m)| m.as_ref()).collect();
-    reloader.apply_refs(&refs, numbering)
+    reloader.apply(Change::Set(&refs), numbering)
 }
 
 /// The entities an incremental pull changed, parsed.
@@ -260,7 +260,11 @@ fn apply_changes(reloader: &Reloader, changes: &ParsedChanges) -> ReloadOutcome 
         .iter()
         .map(|(kind, name)| (*kind, name.as_str()))
         .collect();
-    reloader.apply_changes(&upserts, &removed, &changes.numbering)
+    let delta = Change::Delta {
+        upserts: &upserts,
+        removed: &removed,
+    };
+    reloader.apply(delta, &changes.numbering)
 }
 
 /// Applies a pull to an entity set, checking every digest and the state digest.
@@ -302,7 +306,7 @@ impl Syncer {
     /// last-known-good cache.
     pub async fn start(
         opts: ManagedOptions,
-        build: impl Fn(&[Located<Manifest>], &Numbering) -> Result<Reloader, ConfigErrors>,
+        build: impl Fn(&[&Located<Manifest>], &Numbering) -> Result<Reloader, ConfigErrors>,
     ) -> Result<(Reloader, SyncState, &'static str, Option<String>), StartError> {
         let client = opts.client()?;
         let mut pending = Vec::new();
@@ -310,7 +314,7 @@ impl Syncer {
             Ok(Ok(payload)) => match merge(&Entities::new(), &payload) {
                 Ok(entities) => {
                     let built = parse_set(&opts.env, &entities, payload.revision, &Parsed::new())
-                        .and_then(|(p, o)| build(&to_vec(&p), &o).map(|r| (r, p)));
+                        .and_then(|(p, o)| build(&refs(&p), &o).map(|r| (r, p)));
                     match built {
                         Ok((reloader, parsed)) => {
                             if let Err(e) = cache::save(
@@ -377,7 +381,7 @@ impl Syncer {
             .map(|e| ((e.kind, e.name.clone()), e))
             .collect();
         let (reloader, parsed) = parse_set(&opts.env, &entities, file.revision, &Parsed::new())
-            .and_then(|(p, o)| build(&to_vec(&p), &o).map(|r| (r, p)))
+            .and_then(|(p, o)| build(&refs(&p), &o).map(|r| (r, p)))
             .map_err(|e| StartError::NoConfig {
                 manager: manager_error.clone(),
                 cache: format!(
@@ -693,8 +697,8 @@ impl Backoff {
     }
 }
 
-fn to_vec(parsed: &Parsed) -> Vec<Located<Manifest>> {
-    parsed.values().map(|(_, m)| m.as_ref().clone()).collect()
+fn refs(parsed: &Parsed) -> Vec<&Located<Manifest>> {
+    parsed.values().map(|(_, m)| m.as_ref()).collect()
 }
 
 #[cfg(test)]
