@@ -58,10 +58,15 @@ macro_rules! policies {
             /// The policy's `type` as written.
             pub fn type_name(&self) -> &'static str {
                 match self {
-                    $(PolicySpec::$variant(_) => $name,)*
+                    $(PolicySpec::$variant(_) => <$spec>::TYPE,)*
                 }
             }
         }
+
+        $(impl $spec {
+            /// The policy's `type` as written in manifests.
+            pub const TYPE: &'static str = $name;
+        })*
     };
 }
 

@@ -14,6 +14,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use http::{Request, Response, Version, header};
 use hyper::body::Incoming;
+use switchyard_config::manifest::RequestSizeSpec;
 use switchyard_engine::runtime::upstream::is_idempotent;
 use switchyard_engine::runtime::{Pick, Target, Tried};
 
@@ -184,7 +185,7 @@ async fn proxy(
                     upstream.release(t);
                     done.in_flight = false;
                     let reply = switchyard_engine::runtime::policy::request_size::too_large(max);
-                    return policy_reply(reply, "request-size", proxy, &ex, done);
+                    return policy_reply(reply, RequestSizeSpec::TYPE, proxy, &ex, done);
                 }
                 UpstreamErrorKind::classify(&e)
             }

@@ -17,7 +17,6 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use super::{CompileCtx, Exchange, FieldError, Reply, RequestView, Verdict, header_name};
 use switchyard_config::manifest::RateLimitSpec;
 
-const TYPE: &str = "rate-limit";
 const SHARDS: usize = 16;
 /// A shard sweeps out full (idle) buckets every this many new keys.
 const SWEEP_EVERY: u32 = 1024;
@@ -304,7 +303,7 @@ impl RateLimitPolicy {
         let mut reply = Reply::deny(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            TYPE,
+            RateLimitSpec::TYPE,
             format!(
                 "rate limit of {} requests per {:?} exceeded; retry in {} s",
                 self.limit, self.per, t.retry_after_secs
