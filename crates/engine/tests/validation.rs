@@ -723,3 +723,66 @@ fn absurd_timeouts_are_refused() {
         "{e}"
     );
 }
+
+/// PAYMENTS with a rate limit on `key` first in its pipeline (after `prefix` policies).
+fn rate_limited(prefix: &str, key: &str) -> String {
+    edit(
+        PAYMENTS,
+        "  policies:\n",
+        &format!(
+            "  policies:\n{prefix}    - {{ type: rate-limit, key: {key}, limit: 5, per: 1s }}\n"
+        ),
+    )
+}
+
+#[test]
+fn request_keys_read_the_same_for_rate_limits_and_hash_on() {
+    // Rate limits: consumer (after authentication), client-ip, header:<name> with spaces
+    // around the name allowed.
+    for key in ["client-ip", "header:x-user", "\"header: X-User \""] {
+        compile_ok(&rate_limited("", key));
+    }
+    let api_key = "    - { type: api-key, credentials: [keys] }\n";
+    let with_keys = docs(&[
+        &rate_limited(api_key, "consumer"),
+        "apiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: { name: keys }\n\
+         spec: { type: api-keys, keys: [{ consumer: a, key: k0123456789abcdef }] }\n",
+    ]);
+    compile_ok(&with_keys);
+    for (key, message) in [
+        (
+            "consumer",
+            "`key: consumer` needs an authentication policy (api-key, basic-auth or jwt) \
+             earlier in the pipeline",
+        ),
+        (
+            "cookie:session",
+            "invalid key \"cookie:session\": use consumer, client-ip or header:<name>",
+        ),
+        ("\"header:x user\"", "invalid header name \"x user\""),
+        ("\"header: \"", "invalid header name \" \""),
+    ] {
+        let e = compile_err(&rate_limited("", key));
+        assert_eq!(
+            single(&e),
+            format!("{AT}spec.policies[0].key: {message}"),
+            "{key}"
+        );
+    }
+    // hashOn: client-ip or header:<name>, the name exactly as written.
+    for (value, message) in [
+        (
+            "consumer",
+            "invalid value \"consumer\": use client-ip or header:<name>",
+        ),
+        ("\"header: x-user\"", "invalid header name \" x-user\""),
+        ("\"header:\"", "invalid header name \"\""),
+    ] {
+        let e = compile_err(&edit(
+            &upstream_with(&format!("    hashOn: {value}\n")),
+            "loadBalancing: round-robin",
+            "loadBalancing: consistent-hash",
+        ));
+        assert_eq!(single(&e), format!("{AT}spec.upstream.hashOn: {message}"));
+    }
+}
