@@ -447,7 +447,7 @@ fn every_resilience_field_compiles_with_its_values() {
     let u = &c.snapshot.proxy("payments").unwrap().upstream;
     assert_eq!(
         u.hash_on,
-        Some(switchyard_engine::runtime::HashOn::Header(
+        Some(switchyard_engine::runtime::RequestKey::Header(
             http::HeaderName::from_static("x-user")
         ))
     );
@@ -785,4 +785,16 @@ fn request_keys_read_the_same_for_rate_limits_and_hash_on() {
         ));
         assert_eq!(single(&e), format!("{AT}spec.upstream.hashOn: {message}"));
     }
+}
+
+#[test]
+fn request_keys_are_written_back_as_written() {
+    let text = edit(
+        &rate_limited("", "\"header: X-User \""),
+        "loadBalancing: round-robin",
+        "loadBalancing: consistent-hash\n    hashOn: header:X-Session",
+    );
+    let json = common::parse(&text).unwrap()[0].value.canonical_json();
+    assert!(json.contains(r#""key":"header: X-User ""#), "{json}");
+    assert!(json.contains(r#""hashOn":"header:X-Session""#), "{json}");
 }

@@ -251,7 +251,7 @@ pub struct RateLimitSpec {
     /// Names the counters explicitly (keeps them when policies are reordered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    pub key: String,
+    pub key: super::RequestKeySpec,
     #[serde(deserialize_with = "lenient::u64")]
     pub limit: u64,
     pub per: HumanDuration,

@@ -18,15 +18,15 @@ use super::{
 use crate::runtime::health::{ActiveCheck, HealthConfig, HealthRegistry, PassiveCheck};
 use crate::runtime::policy::{self as policies, CompileCtx};
 use crate::runtime::{
-    Attachment, HashOn, HeaderOps, HeadersPolicy, HostPattern, PathPattern, Pipeline, Policy,
-    Proxy, Route, RouteRule, Target, Upstream, UpstreamConfig,
+    Attachment, HeaderOps, HeadersPolicy, HostPattern, PathPattern, Pipeline, Policy, Proxy, Route,
+    RouteRule, Target, Upstream, UpstreamConfig,
 };
 use switchyard_config::duration::HumanDuration;
 use switchyard_config::error::{ConfigError, Position, SourceRef};
 use switchyard_config::load::Located;
 use switchyard_config::manifest::{
-    HeaderOpsSpec, HealthCheckSpec, LoadBalancing, Manifest, PolicySpec, ProxyManifest, RouteSpec,
-    TargetUrl, UpstreamSpec,
+    BadRequestKey, HeaderOpsSpec, HealthCheckSpec, LoadBalancing, Manifest, PolicySpec,
+    ProxyManifest, RequestKey, RequestKeySpec, RouteSpec, TargetUrl, UpstreamSpec,
 };
 
 /// Errors of one proxy, all tagged with its name.
@@ -434,7 +434,7 @@ fn compile_upstream(
             );
             None
         }
-        (Some(on), _) => match parse_hash_on(on) {
+        (Some(on), _) => match hash_on(on) {
             Ok(h) => Some(h),
             Err(message) => {
                 errs.push(None, "spec.upstream.hashOn".into(), message);
@@ -489,16 +489,19 @@ fn check_duration(value: HumanDuration, min: Duration, max: Duration) -> Option<
     }
 }
 
-fn parse_hash_on(on: &str) -> Result<HashOn, String> {
-    if on == "client-ip" {
-        return Ok(HashOn::ClientIp);
-    }
-    match on.strip_prefix("header:") {
-        Some(name) => HeaderName::from_bytes(name.as_bytes())
-            .map(HashOn::Header)
-            .map_err(|_| format!("invalid header name {name:?}")),
-        None => Err(format!(
-            "invalid value {on:?}: use client-ip or header:<name>"
+/// `hashOn`: `client-ip` or `header:<name>`, the name exactly as written (unlike a
+/// rate-limit key, no spaces around it).
+fn hash_on(on: &RequestKeySpec) -> Result<RequestKey, String> {
+    let exact = |name: &str| name.trim() == name;
+    match (on.key(), on.header_as_written()) {
+        (Ok(RequestKey::ClientIp), _) => Ok(RequestKey::ClientIp),
+        (Ok(RequestKey::Header(h)), Some(name)) if exact(name) => Ok(RequestKey::Header(h.clone())),
+        (Ok(RequestKey::Header(_)) | Err(BadRequestKey::HeaderName(_)), Some(name)) => {
+            Err(format!("invalid header name {name:?}"))
+        }
+        _ => Err(format!(
+            "invalid value {:?}: use client-ip or header:<name>",
+            on.as_str()
         )),
     }
 }

@@ -14,7 +14,7 @@ pub use health::{HealthConfig, HealthRegistry, TargetHealth, TargetState};
 pub use pipeline::{HeaderOps, HeadersPolicy, Pipeline, Policy};
 pub use routes::{HostPattern, PathPattern, RouteRule, RouteTable};
 pub use snapshot::{Attachment, Credential, Proxy, Route, RouteMatch, Snapshot};
-pub use upstream::{HashOn, LoadBalancing, Pick, Target, Tried, Upstream, UpstreamConfig};
+pub use upstream::{LoadBalancing, Pick, RequestKey, Target, Tried, Upstream, UpstreamConfig};
 
 /// A persistent hash map: clones share structure and an update copies O(log n) nodes.
 /// Seeded hashing: hosts and paths are attacker-chosen.

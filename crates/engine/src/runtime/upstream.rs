@@ -12,17 +12,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderName, Uri};
+use http::{HeaderMap, Uri};
 
 use super::health::{HealthConfig, TargetHealth, TargetState};
-pub use switchyard_config::manifest::LoadBalancing;
+pub use switchyard_config::manifest::{LoadBalancing, RequestKey};
 
 #[derive(Debug)]
 pub struct Upstream {
     pub targets: Vec<Target>,
     pub load_balancing: LoadBalancing,
-    /// What `consistent-hash` hashes (set exactly when that is the load balancing).
-    pub hash_on: Option<HashOn>,
+    /// What `consistent-hash` hashes (set exactly when that is the load balancing; never
+    /// `Consumer`, which the compiler refuses).
+    pub hash_on: Option<RequestKey>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     /// Extra attempts, each on a target not tried yet, when retrying is safe.
@@ -44,7 +45,7 @@ pub struct Upstream {
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     pub load_balancing: LoadBalancing,
-    pub hash_on: Option<HashOn>,
+    pub hash_on: Option<RequestKey>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub retry_attempts: u32,
@@ -68,15 +69,6 @@ impl Default for UpstreamConfig {
             max_concurrent_requests: None,
         }
     }
-}
-
-/// The key `consistent-hash` hashes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HashOn {
-    /// The client address (as resolved by `ip-filter` when it trusts proxies).
-    ClientIp,
-    /// A request header's first value; requests without it hash on the client address.
-    Header(HeaderName),
 }
 
 #[derive(Debug)]
@@ -203,8 +195,10 @@ impl Upstream {
         };
         match &self.hash_on {
             None => 0,
-            Some(HashOn::ClientIp) => ip(client),
-            Some(HashOn::Header(name)) => match headers.get(name) {
+            // (`Consumer` is refused by the compiler; it would hash as the client.)
+            Some(RequestKey::ClientIp | RequestKey::Consumer) => ip(client),
+            // Requests without the header hash on the client address.
+            Some(RequestKey::Header(name)) => match headers.get(name) {
                 Some(v) => stable_hash(v.as_bytes()),
                 None => ip(client),
             },

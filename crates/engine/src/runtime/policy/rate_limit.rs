@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
-use super::{CompileCtx, Exchange, FieldError, Reply, RequestView, Verdict, header_name};
-use switchyard_config::manifest::RateLimitSpec;
+use super::{CompileCtx, Exchange, FieldError, Reply, RequestView, Verdict};
+use switchyard_config::manifest::{BadRequestKey, RateLimitSpec, RequestKey};
 
 const SHARDS: usize = 16;
 /// A shard sweeps out full (idle) buckets every this many new keys.
@@ -163,17 +163,10 @@ fn shard_of(key: &str) -> usize {
     h as usize % SHARDS
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RateKey {
-    Consumer,
-    ClientIp,
-    Header(HeaderName),
-}
-
 #[derive(Debug)]
 pub struct RateLimitPolicy {
     pub limiter: Arc<Limiter>,
-    pub key: RateKey,
+    pub key: RequestKey,
     pub limit: u64,
     pub per: Duration,
     limit_value: HeaderValue,
@@ -187,30 +180,32 @@ pub fn compile(
     ctx: &CompileCtx<'_>,
 ) -> Result<RateLimitPolicy, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let key = match spec.key.as_str() {
-        "consumer" => {
-            if !ctx.authenticated {
-                errors.push(FieldError::new(
-                    "key",
-                    "`key: consumer` needs an authentication policy (api-key, basic-auth or jwt) earlier in the pipeline",
-                ));
-            }
-            Some(RateKey::Consumer)
+    let key = match spec.key.key() {
+        Ok(RequestKey::Consumer) if !ctx.authenticated => {
+            errors.push(FieldError::new(
+                "key",
+                "`key: consumer` needs an authentication policy (api-key, basic-auth or jwt) earlier in the pipeline",
+            ));
+            Some(RequestKey::Consumer)
         }
-        "client-ip" => Some(RateKey::ClientIp),
-        other => match other.strip_prefix("header:") {
-            Some(name) => header_name("key", name)
-                .map(RateKey::Header)
-                .map_err(|e| errors.push(e))
-                .ok(),
-            None => {
-                errors.push(FieldError::new(
-                    "key",
-                    format!("invalid key {other:?}: use consumer, client-ip or header:<name>"),
-                ));
-                None
-            }
-        },
+        Ok(key) => Some(key.clone()),
+        Err(BadRequestKey::HeaderName(name)) => {
+            errors.push(FieldError::new(
+                "key",
+                format!("invalid header name {name:?}"),
+            ));
+            None
+        }
+        Err(BadRequestKey::Unknown) => {
+            errors.push(FieldError::new(
+                "key",
+                format!(
+                    "invalid key {:?}: use consumer, client-ip or header:<name>",
+                    spec.key.as_str()
+                ),
+            ));
+            None
+        }
     };
     if spec.limit == 0 {
         errors.push(FieldError::new("limit", "must be at least 1"));
@@ -233,7 +228,7 @@ pub fn compile(
         limiter: ctx.limiters.get(LimiterId {
             proxy: ctx.proxy.to_string(),
             id,
-            key: spec.key.clone(),
+            key: spec.key.as_str().to_string(),
         }),
         key,
         limit: spec.limit,
@@ -277,15 +272,15 @@ impl RateLimitPolicy {
     ) -> Verdict {
         let ip;
         let key: &str = match &self.key {
-            RateKey::Consumer => ex.consumer.as_deref().unwrap_or(""),
-            RateKey::Header(h) => match req.headers.get(h).and_then(|v| v.to_str().ok()) {
+            RequestKey::Consumer => ex.consumer.as_deref().unwrap_or(""),
+            RequestKey::Header(h) => match req.headers.get(h).and_then(|v| v.to_str().ok()) {
                 Some(v) => v,
                 None => {
                     ip = IpText::new(ex.client_ip(req.peer));
                     ip.as_str()
                 }
             },
-            RateKey::ClientIp => {
+            RequestKey::ClientIp => {
                 ip = IpText::new(ex.client_ip(req.peer));
                 ip.as_str()
             }

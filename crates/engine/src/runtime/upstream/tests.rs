@@ -1,5 +1,6 @@
 use super::*;
 use crate::runtime::health::{ActiveCheck, PassiveCheck};
+use http::HeaderName;
 
 fn target(i: usize, weight: u32) -> Target {
     let url = format!("http://10.0.0.{i}:8080");
@@ -29,7 +30,7 @@ fn upstream(lb: LoadBalancing, weights: &[u32]) -> Upstream {
         weights,
         UpstreamConfig {
             load_balancing: lb,
-            hash_on: (lb == LoadBalancing::ConsistentHash).then_some(HashOn::ClientIp),
+            hash_on: (lb == LoadBalancing::ConsistentHash).then_some(RequestKey::ClientIp),
             ..UpstreamConfig::default()
         },
     )
@@ -127,7 +128,7 @@ fn removing_one_of_five_targets_moves_only_its_keys() {
         [1, 2, 4, 5].iter().map(|&i| target(i, 1)).collect(),
         UpstreamConfig {
             load_balancing: LoadBalancing::ConsistentHash,
-            hash_on: Some(HashOn::ClientIp),
+            hash_on: Some(RequestKey::ClientIp),
             ..UpstreamConfig::default()
         },
     );
@@ -186,7 +187,7 @@ fn consistent_hash_moves_a_key_only_while_its_target_is_unavailable() {
         &[1, 1, 1],
         UpstreamConfig {
             load_balancing: LoadBalancing::ConsistentHash,
-            hash_on: Some(HashOn::ClientIp),
+            hash_on: Some(RequestKey::ClientIp),
             health: HealthConfig {
                 active: None,
                 passive: Some(PassiveCheck {
@@ -224,7 +225,7 @@ fn hash_key_uses_the_header_or_falls_back_to_the_client_address() {
         &[1, 1],
         UpstreamConfig {
             load_balancing: LoadBalancing::ConsistentHash,
-            hash_on: Some(HashOn::Header(HeaderName::from_static("x-user"))),
+            hash_on: Some(RequestKey::Header(HeaderName::from_static("x-user"))),
             ..UpstreamConfig::default()
         },
     );
@@ -266,7 +267,7 @@ fn checked(lb: LoadBalancing, n: usize) -> Upstream {
         &vec![1; n],
         UpstreamConfig {
             load_balancing: lb,
-            hash_on: (lb == LoadBalancing::ConsistentHash).then_some(HashOn::ClientIp),
+            hash_on: (lb == LoadBalancing::ConsistentHash).then_some(RequestKey::ClientIp),
             health: HealthConfig {
                 active: Some(active_check()),
                 passive: Some(PassiveCheck {
@@ -356,7 +357,7 @@ fn limited(lb: LoadBalancing, n: usize, max: usize) -> Upstream {
         &vec![1; n],
         UpstreamConfig {
             load_balancing: lb,
-            hash_on: (lb == LoadBalancing::ConsistentHash).then_some(HashOn::ClientIp),
+            hash_on: (lb == LoadBalancing::ConsistentHash).then_some(RequestKey::ClientIp),
             max_concurrent_requests: Some(max),
             ..UpstreamConfig::default()
         },
