@@ -26,7 +26,6 @@ use switchyard_config::manifest::{Manifest, ProxyManifest};
 
 use self::diff::Diff;
 use self::engine::Batch;
-pub use self::proxy::is_hop_by_hop;
 
 /// Longest connect timeout accepted.
 pub const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(300);

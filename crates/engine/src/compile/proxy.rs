@@ -16,6 +16,7 @@ use super::{
     MIN_CHECK_INTERVAL, Registries,
 };
 use crate::runtime::health::{ActiveCheck, HealthConfig, HealthRegistry, PassiveCheck};
+use crate::runtime::is_hop_by_hop;
 use crate::runtime::policy::{self as policies, CompileCtx};
 use crate::runtime::{
     Attachment, HeaderOps, HeadersPolicy, HostPattern, PathPattern, Pipeline, Policy, Proxy, Route,
@@ -625,18 +626,4 @@ fn compile_header_ops(spec: &HeaderOpsSpec, field: &str, errs: &mut ProxyErrors<
         }
     }
     ops
-}
-
-/// Connection-level headers (RFC 9110 §7.6.1): never forwarded, never set by policies.
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    use http::header::*;
-    name == CONNECTION
-        || name == TE
-        || name == TRAILER
-        || name == TRANSFER_ENCODING
-        || name == UPGRADE
-        || name == PROXY_AUTHORIZATION
-        || name == PROXY_AUTHENTICATE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
 }

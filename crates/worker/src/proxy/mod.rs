@@ -16,7 +16,7 @@ use http::{Request, Response, Version, header};
 use hyper::body::Incoming;
 use switchyard_config::manifest::RequestSizeSpec;
 use switchyard_engine::runtime::upstream::is_idempotent;
-use switchyard_engine::runtime::{Pick, Target, Tried};
+use switchyard_engine::runtime::{Pick, Target, Tried, remove_hop_by_hop};
 
 use self::body::{RequestBody, ResponseBody};
 use self::completion::Completion;
@@ -82,7 +82,7 @@ async fn proxy(
     let method = parts.method;
     let mut original_uri = parts.uri;
     let mut headers = parts.headers;
-    forward::remove_hop_by_hop(&mut headers);
+    remove_hop_by_hop(&mut headers);
     forward::set_forwarded(&mut headers, client, done.host.as_ref());
 
     // Timeouts are bounded when compiled; `checked_add` keeps even a bad value from panicking.
@@ -214,7 +214,7 @@ async fn proxy(
     match result {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
-            forward::remove_hop_by_hop(&mut parts.headers);
+            remove_hop_by_hop(&mut parts.headers);
             proxy.pipeline.on_response(&ex, &mut parts.headers);
             done.status = parts.status.as_u16();
             Response::from_parts(parts, ResponseBody::upstream(body, done))
