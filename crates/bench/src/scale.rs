@@ -137,7 +137,7 @@ pub fn run(max: usize, swaps: usize) -> Result<ScaleReport, BenchError> {
 
 /// Average time of one route lookup: the best of 5 rounds of 200,000 (the least disturbed by
 /// other work on the machine), over paths built beforehand.
-fn lookup_ns(snapshot: &Snapshot, n: usize) -> Result<f64, BenchError> {
+fn lookup_ns<X>(snapshot: &Snapshot<X>, n: usize) -> Result<f64, BenchError> {
     let paths: Vec<String> = (0..4096)
         .map(|k| format!("/api/p{}/items", (k * 104_729) % n))
         .collect();

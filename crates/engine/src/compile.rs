@@ -14,6 +14,8 @@ mod engine;
 mod proxy;
 
 use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
 use std::time::Duration;
 use switchyard_config::Kind;
 
@@ -49,8 +51,8 @@ pub const MAX_COOL_OFF: Duration = Duration::from_secs(24 * 3600);
 
 /// What a compile produced, and how it differs from the previous snapshot.
 #[derive(Debug)]
-pub struct Compiled {
-    pub snapshot: Snapshot,
+pub struct Compiled<X = ()> {
+    pub snapshot: Snapshot<X>,
     /// Added and updated proxies in the order compiled, then removed ones by name.
     pub changes: Vec<ProxyChange>,
     /// Proxies compiled by this call (the rest were shared with the previous snapshot).
@@ -126,13 +128,31 @@ pub(crate) struct Registries {
 /// Compiles manifests into snapshots for one serving process. It exists to own what must
 /// outlive snapshots — rate-limit counters and per-target health — so that every compile
 /// made through it (a Worker makes all of its compiles through one) shares them and a swap
-/// keeps them.
-#[derive(Debug, Default)]
-pub struct Compiler {
+/// keeps them. `X` is what the process attaches to each proxy version (see
+/// [`Attachment`](crate::runtime::Attachment)); `()` when nothing is attached.
+pub struct Compiler<X = ()> {
     registries: Registries,
+    _attachment: PhantomData<fn() -> X>,
 }
 
-impl Compiler {
+impl<X> Default for Compiler<X> {
+    fn default() -> Self {
+        Compiler {
+            registries: Registries::default(),
+            _attachment: PhantomData,
+        }
+    }
+}
+
+impl<X> fmt::Debug for Compiler<X> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Compiler")
+            .field("registries", &self.registries)
+            .finish()
+    }
+}
+
+impl<X> Compiler<X> {
     /// A compiler with fresh registries.
     pub fn new() -> Self {
         Compiler::default()
@@ -155,10 +175,10 @@ impl Compiler {
     /// the caller should then keep `prev`. `numbering` overrides both.
     pub fn compile(
         &self,
-        prev: Option<&Snapshot>,
+        prev: Option<&Snapshot<X>>,
         change: Change<'_>,
         numbering: &Numbering,
-    ) -> Result<Compiled, ConfigErrors> {
+    ) -> Result<Compiled<X>, ConfigErrors> {
         let ctx = engine::Ctx {
             registries: &self.registries,
             numbering,
@@ -174,11 +194,11 @@ impl Compiler {
     }
 }
 
-fn compile_set(
+fn compile_set<X>(
     manifests: &[&Located<Manifest>],
-    prev: Option<&Snapshot>,
+    prev: Option<&Snapshot<X>>,
     ctx: engine::Ctx<'_>,
-) -> Result<Compiled, ConfigErrors> {
+) -> Result<Compiled<X>, ConfigErrors> {
     let whole = Batch {
         upserts: manifests,
         removed: &[],
@@ -186,10 +206,11 @@ fn compile_set(
     let Some(prev) = prev else {
         return engine::apply(None, Snapshot::default(), whole, ctx).map_err(ConfigErrors);
     };
-    let whole_errors = |delta_errors| match engine::apply(None, Snapshot::default(), whole, ctx) {
-        Err(errors) => ConfigErrors(errors),
-        Ok(_) => ConfigErrors(delta_errors),
-    };
+    let whole_errors =
+        |delta_errors| match engine::apply::<X>(None, Snapshot::default(), whole, ctx) {
+            Err(errors) => ConfigErrors(errors),
+            Ok(_) => ConfigErrors(delta_errors),
+        };
     match diff::diff(manifests, prev, ctx.numbering) {
         Diff::Duplicates => Err(whole_errors(Vec::new())),
         Diff::Changes { upserts, removed } => {

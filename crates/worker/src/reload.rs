@@ -13,7 +13,7 @@ use switchyard_engine::runtime::TargetHealth;
 use switchyard_engine::{Change, ChangeKind, Compiled, Compiler, Numbering};
 use tokio::sync::watch;
 
-use crate::runtime::{ClientPool, Observability, Runtime};
+use crate::runtime::{ClientPool, Observability, ProxyExt, Runtime};
 use crate::status::{
     ProxyStatus, ReloadReport, ReloadResult, StatusReport, SyncStatus, TargetStatus,
 };
@@ -50,7 +50,7 @@ pub struct Reloader {
     pub thread_allocated: Option<fn() -> u64>,
     /// Makes every compile of this Worker, so rate-limit counters and per-target health
     /// survive swaps.
-    compiler: Compiler,
+    compiler: Compiler<ProxyExt>,
 }
 
 impl Reloader {
@@ -230,7 +230,7 @@ impl Reloader {
 
     fn apply_result(
         &self,
-        result: Result<Compiled, ConfigErrors>,
+        result: Result<Compiled<ProxyExt>, ConfigErrors>,
         started: Instant,
     ) -> ReloadOutcome {
         let prev = self.current.load_full();

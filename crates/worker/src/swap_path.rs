@@ -35,7 +35,7 @@ impl SwapPath {
     }
 
     /// The snapshot being served (a copy sharing everything with it).
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self) -> Snapshot<impl Send + Sync + use<>> {
         self.reloader.current().load().snapshot.clone()
     }
 }

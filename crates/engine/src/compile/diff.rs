@@ -20,9 +20,9 @@ pub(crate) enum Diff<'a> {
     },
 }
 
-pub(crate) fn diff<'a>(
+pub(crate) fn diff<'a, X>(
     manifests: &[&'a Located<Manifest>],
-    prev: &'a Snapshot,
+    prev: &'a Snapshot<X>,
     numbering: &Numbering,
 ) -> Diff<'a> {
     let mut seen: HashSet<(Kind, &str), foldhash::fast::RandomState> =

@@ -37,12 +37,12 @@ pub(crate) struct Ctx<'a> {
 /// upserts: duplicate names, credentials, proxies, then route conflicts (only when nothing
 /// else failed), each in that order. Proxies recompiled because a credential they use
 /// changed count as base entities, by name.
-pub(crate) fn apply(
-    prev: Option<&Snapshot>,
-    mut next: Snapshot,
+pub(crate) fn apply<X>(
+    prev: Option<&Snapshot<X>>,
+    mut next: Snapshot<X>,
     batch: Batch<'_>,
     ctx: Ctx<'_>,
-) -> Result<Compiled, Vec<ConfigError>> {
+) -> Result<Compiled<X>, Vec<ConfigError>> {
     let decls: Vec<Declared<'_>> = batch.upserts.iter().map(|m| declared(m)).collect();
     let mut errors = validate::duplicate_names(&decls);
     let upserted: HashSet<(Kind, &str)> = decls.iter().map(|d| (d.kind, d.name)).collect();
@@ -196,7 +196,7 @@ fn declared<'a>(m: &'a Located<Manifest>) -> Declared<'a> {
 }
 
 /// Removes a proxy, its routes and its credential references from `next`.
-fn take_out(next: &mut Snapshot, name: &str) -> Option<Arc<Proxy>> {
+fn take_out<X>(next: &mut Snapshot<X>, name: &str) -> Option<Arc<Proxy<X>>> {
     let old = next.proxies.remove(name)?;
     for route in &old.routes {
         next.routes
@@ -206,19 +206,19 @@ fn take_out(next: &mut Snapshot, name: &str) -> Option<Arc<Proxy>> {
     Some(old)
 }
 
-enum Built {
+enum Built<X> {
     /// The previous version: same digest, same version, same credentials.
-    Reused(Arc<Proxy>),
-    Compiled(Arc<Proxy>, ProxyChange),
+    Reused(Arc<Proxy<X>>),
+    Compiled(Arc<Proxy<X>>, ProxyChange),
 }
 
-fn build(
-    prev: Option<&Snapshot>,
-    next: &Snapshot,
+fn build<X>(
+    prev: Option<&Snapshot<X>>,
+    next: &Snapshot<X>,
     m: &Located<Manifest>,
     manifest: &ProxyManifest,
     ctx: Ctx<'_>,
-) -> Result<Built, Vec<ConfigError>> {
+) -> Result<Built<X>, Vec<ConfigError>> {
     let name = manifest.metadata.name.value.as_str();
     let previous = prev.and_then(|s| s.proxies.get(name));
     let wanted = ctx.numbering.versions.get(name).copied();

@@ -67,13 +67,13 @@ impl ProxyErrors<'_> {
 /// Compiles `m` (the proxy in `located`) at `version`; its credential references resolve
 /// against `credentials` (the new snapshot's), rate limits and target health against the
 /// compiler's `registries`.
-pub(crate) fn compile_proxy(
+pub(crate) fn compile_proxy<X>(
     located: &Located<Manifest>,
     m: &ProxyManifest,
     version: u64,
     credentials: &Credentials,
     registries: &Registries,
-) -> Result<Proxy, Vec<ConfigError>> {
+) -> Result<Proxy<X>, Vec<ConfigError>> {
     let source = &located.source;
     let name: Arc<str> = m.metadata.name.value.as_str().into();
     let mut errs = ProxyErrors {

@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use http::{Method, Uri};
-use switchyard_engine::runtime::Proxy;
 
 use crate::access_log::AccessEntry;
-use crate::runtime::Runtime;
+use crate::runtime::{Proxy, Runtime};
 
 pub struct Completion {
     pub runtime: Arc<Runtime>,
@@ -86,8 +85,8 @@ impl Drop for Completion {
             p.upstream.release(t);
         }
         let elapsed = self.started.elapsed();
-        let metrics = match proxy.and_then(|p| rt.ext(p)) {
-            Some(ext) => &ext.metrics,
+        let metrics = match proxy {
+            Some(p) => &rt.ext(p).metrics,
             None => &rt.unmatched,
         };
         metrics.record(self.status, elapsed.as_secs_f64());

@@ -21,7 +21,7 @@ use switchyard_engine::runtime::{Pick, Target, Tried, remove_hop_by_hop};
 use self::body::{RequestBody, ResponseBody};
 use self::completion::Completion;
 use self::error::{GatewayError, UpstreamErrorKind};
-use crate::runtime::Runtime;
+use crate::runtime::{Proxy, Runtime};
 use switchyard_engine::runtime::policy::{Exchange, Reply};
 
 /// Handles one request. The configuration generation is loaded once, here, and everything
@@ -73,9 +73,7 @@ async fn proxy(
     };
     done.proxy = Some(proxy.clone());
     done.route = Some(m.route);
-    let Some(ext) = rt.ext(proxy) else {
-        return error_response(GatewayError::Internal("proxy without its attachment"), done);
-    };
+    let ext = rt.ext(proxy);
     let upstream = &proxy.upstream;
 
     let (parts, body) = req.into_parts();
@@ -224,7 +222,7 @@ async fn proxy(
 }
 
 /// Passive health checking just took `target` out of rotation.
-fn ejected(proxy: &switchyard_engine::runtime::Proxy, target: &Target) {
+fn ejected(proxy: &Proxy, target: &Target) {
     let cool_off = proxy.upstream.health.passive.map(|p| p.cool_off);
     tracing::warn!(
         proxy = %proxy.name,
@@ -239,7 +237,7 @@ fn ejected(proxy: &switchyard_engine::runtime::Proxy, target: &Target) {
 fn policy_reply(
     reply: Reply,
     policy: &'static str,
-    proxy: &switchyard_engine::runtime::Proxy,
+    proxy: &Proxy,
     ex: &Exchange,
     mut done: Completion,
 ) -> Response<ResponseBody> {
