@@ -138,15 +138,37 @@ impl Tried {
 }
 
 /// What [`Upstream::pick`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Pick {
-    /// This target, with an in-flight slot claimed for the caller (give it back with
-    /// [`Upstream::release`] when the request is over).
-    Target(usize),
+    /// A target, with an in-flight slot claimed for the caller.
+    Target(InFlight),
     /// Every target that could take the request is at `maxConcurrentRequests`.
     Overloaded,
     /// No target left to try.
     Exhausted,
+}
+
+/// An in-flight slot claimed on a target by [`Upstream::pick`]. It exists so the slot is
+/// given back exactly once, however the attempt or the request ends: dropping it gives
+/// the slot back (to the target's shared state, so to the same counter whatever
+/// generation is current by then).
+#[derive(Debug)]
+pub struct InFlight {
+    target: usize,
+    state: Arc<TargetState>,
+}
+
+impl InFlight {
+    /// The target's index in its upstream.
+    pub fn target(&self) -> usize {
+        self.target
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Methods whose requests may be sent twice (RFC 9110 §9.2.2).
@@ -205,7 +227,8 @@ impl Upstream {
         }
     }
 
-    /// Picks a target for the next attempt and claims an in-flight slot on it.
+    /// Picks a target for the next attempt and claims an in-flight slot on it (given back
+    /// when the returned [`InFlight`] is dropped).
     ///
     /// Never a target in `tried`. Only healthy targets while any target is healthy; when
     /// none is (every one unhealthy or ejected), any target: trying one is better than a
@@ -232,8 +255,8 @@ impl Upstream {
             match self.choose(start, key, usable) {
                 Some(i) => {
                     saw_candidate = true;
-                    if self.acquire(i) {
-                        return Pick::Target(i);
+                    if let Some(slot) = self.acquire(i) {
+                        return Pick::Target(slot);
                     }
                     skip.insert(i);
                 }
@@ -292,9 +315,10 @@ impl Upstream {
         }
     }
 
-    fn acquire(&self, i: usize) -> bool {
-        let count = &self.targets[i].state.in_flight;
-        match self.max_concurrent_requests {
+    fn acquire(&self, i: usize) -> Option<InFlight> {
+        let state = &self.targets[i].state;
+        let count = &state.in_flight;
+        let claimed = match self.max_concurrent_requests {
             None => {
                 count.fetch_add(1, Ordering::Relaxed);
                 true
@@ -304,14 +328,11 @@ impl Upstream {
                     (c < max).then_some(c + 1)
                 })
                 .is_ok(),
-        }
-    }
-
-    /// Gives back the in-flight slot [`Upstream::pick`] claimed on target `i`.
-    pub fn release(&self, i: usize) {
-        if let Some(t) = self.targets.get(i) {
-            t.state.in_flight.fetch_sub(1, Ordering::Relaxed);
-        }
+        };
+        claimed.then(|| InFlight {
+            target: i,
+            state: state.clone(),
+        })
     }
 
     /// Target `i` as `pick` sees it now.
