@@ -14,7 +14,6 @@ mod engine;
 mod proxy;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 use switchyard_config::Kind;
@@ -130,6 +129,7 @@ pub(crate) struct Registries {
 /// made through it (a Worker makes all of its compiles through one) shares them and a swap
 /// keeps them. `X` is what the process attaches to each proxy version (see
 /// [`Attachment`](crate::runtime::Attachment)); `()` when nothing is attached.
+#[derive(Debug)]
 pub struct Compiler<X = ()> {
     registries: Registries,
     _attachment: PhantomData<fn() -> X>,
@@ -141,14 +141,6 @@ impl<X> Default for Compiler<X> {
             registries: Registries::default(),
             _attachment: PhantomData,
         }
-    }
-}
-
-impl<X> fmt::Debug for Compiler<X> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Compiler")
-            .field("registries", &self.registries)
-            .finish()
     }
 }
 

@@ -520,6 +520,13 @@ fn consistent_hash_needs_hash_on_and_only_it_takes_it() {
             "invalid value \"cookie:session\": use client-ip or header:<name>",
         ),
         ("\"header:x user\"", "invalid header name \"x user\""),
+        // A consumer is a rate-limit key only; header names are taken exactly as written.
+        (
+            "consumer",
+            "invalid value \"consumer\": use client-ip or header:<name>",
+        ),
+        ("\"header: x-user\"", "invalid header name \" x-user\""),
+        ("\"header:\"", "invalid header name \"\""),
     ] {
         let e = compile_err(&edit(
             &upstream_with(&format!("    hashOn: {value}\n")),
@@ -736,7 +743,7 @@ fn rate_limited(prefix: &str, key: &str) -> String {
 }
 
 #[test]
-fn request_keys_read_the_same_for_rate_limits_and_hash_on() {
+fn rate_limit_keys_read_as_consumer_client_ip_or_a_header() {
     // Rate limits: consumer (after authentication), client-ip, header:<name> with spaces
     // around the name allowed.
     for key in ["client-ip", "header:x-user", "\"header: X-User \""] {
@@ -769,22 +776,7 @@ fn request_keys_read_the_same_for_rate_limits_and_hash_on() {
             "{key}"
         );
     }
-    // hashOn: client-ip or header:<name>, the name exactly as written.
-    for (value, message) in [
-        (
-            "consumer",
-            "invalid value \"consumer\": use client-ip or header:<name>",
-        ),
-        ("\"header: x-user\"", "invalid header name \" x-user\""),
-        ("\"header:\"", "invalid header name \"\""),
-    ] {
-        let e = compile_err(&edit(
-            &upstream_with(&format!("    hashOn: {value}\n")),
-            "loadBalancing: round-robin",
-            "loadBalancing: consistent-hash",
-        ));
-        assert_eq!(single(&e), format!("{AT}spec.upstream.hashOn: {message}"));
-    }
+    // hashOn: see `consistent_hash_needs_hash_on_and_only_it_takes_it`.
 }
 
 #[test]

@@ -48,6 +48,12 @@ pub struct ProxyExt {
     pub client: UpstreamClient,
 }
 
+impl std::fmt::Debug for ProxyExt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyExt").finish_non_exhaustive()
+    }
+}
+
 impl Runtime {
     /// A generation serving `snapshot`. Only the proxies `changes` names as added or
     /// updated get their `ProxyExt` built here (a swap costs O(changed)); the others are

@@ -20,6 +20,7 @@ use switchyard_config::load::Located;
 use switchyard_config::manifest::{CredentialSpec, Manifest};
 
 /// A complete, immutable configuration. Swapped in whole; never mutated.
+#[derive(Debug)]
 pub struct Snapshot<X = ()> {
     /// Increases by one with every change that is applied.
     pub revision: u64,
@@ -56,22 +57,11 @@ impl<X> Clone for Snapshot<X> {
     }
 }
 
-impl<X> fmt::Debug for Snapshot<X> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Snapshot")
-            .field("revision", &self.revision)
-            .field("proxies", &self.proxies)
-            .field("credentials", &self.credentials)
-            .field("routes", &self.routes)
-            .field("credential_users", &self.credential_users)
-            .finish()
-    }
-}
-
 /// What a route lookup finds: the match, its proxy and the route itself.
 pub type Routed<'a, X> = (&'a RouteMatch<X>, &'a Arc<Proxy<X>>, &'a Route);
 
 /// Where a request goes: a proxy and one of its routes.
+#[derive(Debug)]
 pub struct RouteMatch<X = ()> {
     pub proxy: Arc<Proxy<X>>,
     /// Index into the proxy's routes.
@@ -84,15 +74,6 @@ impl<X> Clone for RouteMatch<X> {
             proxy: self.proxy.clone(),
             route: self.route,
         }
-    }
-}
-
-impl<X> fmt::Debug for RouteMatch<X> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RouteMatch")
-            .field("proxy", &self.proxy)
-            .field("route", &self.route)
-            .finish()
     }
 }
 
@@ -128,6 +109,7 @@ impl<X> Snapshot<X> {
 }
 
 /// One proxy at one version.
+#[derive(Debug)]
 pub struct Proxy<X = ()> {
     pub name: Arc<str>,
     /// Bumped each time the proxy's manifest changes.
@@ -145,23 +127,6 @@ pub struct Proxy<X = ()> {
     pub(crate) manifest: Option<Arc<Located<Manifest>>>,
     /// What the serving process attaches to this version.
     pub attachment: Attachment<X>,
-}
-
-impl<X> fmt::Debug for Proxy<X> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Proxy")
-            .field("name", &self.name)
-            .field("version", &self.version)
-            .field("digest", &self.digest)
-            .field("labels", &self.labels)
-            .field("routes", &self.routes)
-            .field("pipeline", &self.pipeline)
-            .field("upstream", &self.upstream)
-            .field("source", &self.source)
-            .field("manifest", &self.manifest)
-            .field("attachment", &self.attachment)
-            .finish()
-    }
 }
 
 /// One compiled route of a proxy.
