@@ -46,7 +46,15 @@ pub enum Sent {
 
 /// Sends `out` upstream, retrying on another target when it is safe. `done` learns the
 /// target of each attempt and holds its slot.
-pub async fn send(mut out: Outbound<'_>, body: ClientBody, done: &mut Completion) -> Sent {
+///
+/// (The body is set up before the future is made, so the future does not keep the
+/// `ClientBody` beside the `RequestBody` made from it: the request path's futures are
+/// moved as they are polled, and every byte of them is copied.)
+pub fn send<'a>(
+    mut out: Outbound<'a>,
+    body: ClientBody,
+    done: &'a mut Completion,
+) -> impl Future<Output = Sent> + 'a {
     let upstream = &out.proxy.upstream;
     let may_retry = upstream.retry_attempts > 0 && upstream.targets.len() > 1;
     let (mut next_body, parked) = if may_retry {
@@ -56,75 +64,78 @@ pub async fn send(mut out: Outbound<'_>, body: ClientBody, done: &mut Completion
     } else {
         (Some(RequestBody::Direct(body)), None)
     };
-    // A reset may be retried only for methods that can safely be sent twice.
-    let idempotent = is_idempotent(&out.method);
-    let mut tried = Tried::default();
-    let mut attempt = 0u32;
-    let mut last_error = None::<UpstreamErrorKind>;
-    loop {
-        // A retry needs a token from the budget (taken before picking, so a refused retry
-        // does not move the load balancer on).
-        if let Some(kind) = last_error
-            && !upstream.budget.withdraw(Instant::now())
-        {
-            tracing::debug!(proxy = %out.proxy.name, "retry budget exhausted; not retrying");
-            return Sent::Failed(kind);
-        }
-        let slot = match upstream.pick(tried, out.key, Instant::now()) {
-            Pick::Target(slot) => slot,
-            Pick::Overloaded if last_error.is_none() => return Sent::Overloaded,
-            Pick::Overloaded | Pick::Exhausted => {
-                if last_error.is_some() {
-                    upstream.budget.refund();
+    async move {
+        let upstream = &out.proxy.upstream;
+        // A reset may be retried only for methods that can safely be sent twice.
+        let idempotent = is_idempotent(&out.method);
+        let mut tried = Tried::default();
+        let mut attempt = 0u32;
+        let mut last_error = None::<UpstreamErrorKind>;
+        loop {
+            // A retry needs a token from the budget (taken before picking, so a refused retry
+            // does not move the load balancer on).
+            if let Some(kind) = last_error
+                && !upstream.budget.withdraw(Instant::now())
+            {
+                tracing::debug!(proxy = %out.proxy.name, "retry budget exhausted; not retrying");
+                return Sent::Failed(kind);
+            }
+            let slot = match upstream.pick(tried, out.key, Instant::now()) {
+                Pick::Target(slot) => slot,
+                Pick::Overloaded if last_error.is_none() => return Sent::Overloaded,
+                Pick::Overloaded | Pick::Exhausted => {
+                    if last_error.is_some() {
+                        upstream.budget.refund();
+                    }
+                    return Sent::Failed(last_error.unwrap_or(UpstreamErrorKind::ConnectFailed));
                 }
+            };
+            let t = slot.target();
+            tried.insert(t);
+            done.target = Some(t);
+            done.in_flight = Some(slot);
+            let target = &upstream.targets[t];
+            let Some(uri) = forward::upstream_uri(target, out.route, out.uri) else {
+                return Sent::Internal("cannot build upstream URI");
+            };
+            let Some(body) = next_body.take() else {
                 return Sent::Failed(last_error.unwrap_or(UpstreamErrorKind::ConnectFailed));
+            };
+            // Keep a copy of the headers only while another attempt is still possible.
+            let last_chance = attempt >= upstream.retry_attempts || !may_retry;
+            let headers = if last_chance {
+                std::mem::take(&mut out.headers)
+            } else {
+                out.headers.clone()
+            };
+            let kind = match attempt_once(&out, uri, headers, body, target, t).await {
+                Ok(resp) => return Sent::Response(resp),
+                Err(Failure::TooLarge(max)) => {
+                    done.in_flight = None;
+                    return Sent::TooLarge(max);
+                }
+                Err(Failure::Upstream(kind)) => kind,
+            };
+            // The attempt is over: its slot goes back before the failure is counted.
+            done.in_flight = None;
+            if upstream.report(t, false, Instant::now()) {
+                ejected(out.proxy, target);
             }
-        };
-        let t = slot.target();
-        tried.insert(t);
-        done.target = Some(t);
-        done.in_flight = Some(slot);
-        let target = &upstream.targets[t];
-        let Some(uri) = forward::upstream_uri(target, out.route, out.uri) else {
-            return Sent::Internal("cannot build upstream URI");
-        };
-        let Some(body) = next_body.take() else {
-            return Sent::Failed(last_error.unwrap_or(UpstreamErrorKind::ConnectFailed));
-        };
-        // Keep a copy of the headers only while another attempt is still possible.
-        let last_chance = attempt >= upstream.retry_attempts || !may_retry;
-        let headers = if last_chance {
-            std::mem::take(&mut out.headers)
-        } else {
-            out.headers.clone()
-        };
-        let kind = match attempt_once(&out, uri, headers, body, target, t).await {
-            Ok(resp) => return Sent::Response(resp),
-            Err(Failure::TooLarge(max)) => {
-                done.in_flight = None;
-                return Sent::TooLarge(max);
+            out.ext.metrics.upstream_errors[kind.index()].inc();
+            tracing::debug!(proxy = %out.proxy.name, target = %target.url, error = kind.as_str(), "upstream attempt failed");
+            attempt += 1;
+            // Safe to send again: nothing was sent (connect failure), or an idempotent request
+            // was reset before any response byte and its body was never started (below).
+            let safe = kind.is_connect() || (kind == UpstreamErrorKind::Reset && idempotent);
+            if !safe || last_chance {
+                return Sent::Failed(kind);
             }
-            Err(Failure::Upstream(kind)) => kind,
-        };
-        // The attempt is over: its slot goes back before the failure is counted.
-        done.in_flight = None;
-        if upstream.report(t, false, Instant::now()) {
-            ejected(out.proxy, target);
+            next_body = parked.as_ref().and_then(RequestBody::retry);
+            if next_body.is_none() {
+                return Sent::Failed(kind);
+            }
+            last_error = Some(kind);
         }
-        out.ext.metrics.upstream_errors[kind.index()].inc();
-        tracing::debug!(proxy = %out.proxy.name, target = %target.url, error = kind.as_str(), "upstream attempt failed");
-        attempt += 1;
-        // Safe to send again: nothing was sent (connect failure), or an idempotent request
-        // was reset before any response byte and its body was never started (below).
-        let safe = kind.is_connect() || (kind == UpstreamErrorKind::Reset && idempotent);
-        if !safe || last_chance {
-            return Sent::Failed(kind);
-        }
-        next_body = parked.as_ref().and_then(RequestBody::retry);
-        if next_body.is_none() {
-            return Sent::Failed(kind);
-        }
-        last_error = Some(kind);
     }
 }
 
@@ -135,33 +146,39 @@ enum Failure {
 }
 
 /// One attempt on target `t`, within the request's deadline. An answer is reported to
-/// passive health checking here (a 5xx counts as a failure of the target).
-async fn attempt_once(
-    out: &Outbound<'_>,
+/// passive health checking here (a 5xx counts as a failure of the target). The request
+/// is handed to the client before the future is made, so the future holds only the
+/// client's.
+fn attempt_once<'a>(
+    out: &'a Outbound<'_>,
     uri: Uri,
     headers: HeaderMap,
     body: RequestBody,
-    target: &Target,
+    target: &'a Target,
     t: usize,
-) -> Result<Response<Incoming>, Failure> {
+) -> impl Future<Output = Result<Response<Incoming>, Failure>> + 'a {
     let mut req = Request::new(body);
     *req.method_mut() = out.method.clone();
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = headers;
-    match tokio::time::timeout_at(out.deadline, out.ext.client.request(req)).await {
-        Ok(Ok(resp)) => {
-            let ok = !resp.status().is_server_error();
-            if out.proxy.upstream.report(t, ok, Instant::now()) {
-                ejected(out.proxy, target);
+    let sent = tokio::time::timeout_at(out.deadline, out.ext.client.request(req));
+    let proxy = out.proxy;
+    async move {
+        match sent.await {
+            Ok(Ok(resp)) => {
+                let ok = !resp.status().is_server_error();
+                if proxy.upstream.report(t, ok, Instant::now()) {
+                    ejected(proxy, target);
+                }
+                Ok(resp)
             }
-            Ok(resp)
+            Ok(Err(e)) => Err(match body::too_large(&e) {
+                Some(max) => Failure::TooLarge(max),
+                None => Failure::Upstream(UpstreamErrorKind::classify(&e)),
+            }),
+            Err(_) => Err(Failure::Upstream(UpstreamErrorKind::Timeout)),
         }
-        Ok(Err(e)) => Err(match body::too_large(&e) {
-            Some(max) => Failure::TooLarge(max),
-            None => Failure::Upstream(UpstreamErrorKind::classify(&e)),
-        }),
-        Err(_) => Err(Failure::Upstream(UpstreamErrorKind::Timeout)),
     }
 }
 
