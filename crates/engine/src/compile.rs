@@ -58,6 +58,8 @@ pub struct Compiled<X = ()> {
     pub rebuilt: usize,
 }
 
+/// How one proxy changed in a compile: what the Worker logs and reports for a swap, and
+/// which proxies' attachments a new generation builds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyChange {
     pub name: String,

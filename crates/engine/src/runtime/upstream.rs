@@ -17,6 +17,8 @@ use http::{HeaderMap, Uri};
 use super::health::{HealthConfig, TargetHealth, TargetState};
 pub use switchyard_config::manifest::{LoadBalancing, RequestKey};
 
+/// A proxy's upstream, compiled: everything the request path needs to pick a target and
+/// send to it, checked and parsed once, with the load balancer's state.
 #[derive(Debug)]
 pub struct Upstream {
     pub targets: Vec<Target>,
@@ -71,6 +73,8 @@ impl Default for UpstreamConfig {
     }
 }
 
+/// One target of an upstream, its URL parsed once (the request path only assembles URIs
+/// from the parts), with the state it shares with other snapshots.
 #[derive(Debug)]
 pub struct Target {
     /// As written in the manifest; used in logs and the access log.

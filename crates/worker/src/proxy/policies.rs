@@ -35,6 +35,8 @@ enum Held {
     Partial(Bytes, Incoming),
 }
 
+/// The parts of a request the request phase may read and edit (the body is passed apart,
+/// as policies may read or limit it).
 pub struct RequestParts<'a> {
     pub method: &'a Method,
     pub uri: &'a mut Uri,

@@ -51,7 +51,8 @@ pub enum Parsed {
     Delta(ParsedChanges),
 }
 
-/// The entities an incremental pull changed, parsed.
+/// The entities an incremental pull changed, parsed. Kept apart from the served set until
+/// the change is applied ([`Served::advance`]), so a rejected change leaves it as it was.
 #[derive(Debug)]
 pub struct ParsedChanges {
     /// New or changed entities, in kind and name order.

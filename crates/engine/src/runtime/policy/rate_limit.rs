@@ -163,6 +163,8 @@ fn shard_of(key: &str) -> usize {
     h as usize % SHARDS
 }
 
+/// A compiled `rate-limit`: its key, its limits, and the limiter (shared across snapshots)
+/// holding its buckets.
 #[derive(Debug)]
 pub struct RateLimitPolicy {
     pub limiter: Arc<Limiter>,
