@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use switchyard_config::{Located, Manifest, parse_str};
-use switchyard_engine::{CompileOptions, Snapshot, compile};
+use switchyard_engine::{Change, Numbering, Snapshot, compile};
 use switchyard_worker::{ReloadOutcome, SwapPath};
 
 use crate::BenchError;
@@ -98,9 +98,13 @@ pub fn run(max: usize, swaps: usize) -> Result<ScaleReport, BenchError> {
             let started = Instant::now();
             let outcome = if k <= swaps {
                 let refs: Vec<&Located<Manifest>> = set.iter().collect();
-                worker.apply_set(&refs)
+                worker.apply(Change::Set(&refs), &Numbering::default())
             } else {
-                worker.apply_changes(&[&set[i]], &[], &CompileOptions::default())
+                let delta = Change::Delta {
+                    upserts: &[&set[i]],
+                    removed: &[],
+                };
+                worker.apply(delta, &Numbering::default())
             };
             let ms = started.elapsed().as_secs_f64() * 1e3;
             match outcome {
@@ -133,7 +137,7 @@ pub fn run(max: usize, swaps: usize) -> Result<ScaleReport, BenchError> {
 
 /// Average time of one route lookup: the best of 5 rounds of 200,000 (the least disturbed by
 /// other work on the machine), over paths built beforehand.
-fn lookup_ns(snapshot: &Snapshot, n: usize) -> Result<f64, BenchError> {
+fn lookup_ns<X>(snapshot: &Snapshot<X>, n: usize) -> Result<f64, BenchError> {
     let paths: Vec<String> = (0..4096)
         .map(|k| format!("/api/p{}/items", (k * 104_729) % n))
         .collect();

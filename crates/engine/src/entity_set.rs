@@ -12,7 +12,7 @@ use std::sync::Arc;
 use switchyard_config::error::{Position, SourceRef};
 use switchyard_config::{ConfigError, ConfigErrors, Kind, Located, Manifest, parse_str};
 
-use crate::compile::{CompileOptions, Compiled, compile_refs};
+use crate::compile::{Compiled, Numbering, compile_refs};
 use crate::runtime::Snapshot;
 
 /// An entity by kind and name.
@@ -207,9 +207,9 @@ impl EntitySet {
     pub fn compile(
         &self,
         prev: Option<&Snapshot>,
-        options: &CompileOptions,
+        numbering: &Numbering,
     ) -> Result<Compiled, ConfigErrors> {
-        compile_refs(&self.manifests(), prev, options)
+        compile_refs(&self.manifests(), prev, numbering)
     }
 }
 
@@ -289,6 +289,6 @@ mod tests {
         let names: Vec<&str> = set.manifests().iter().map(|m| m.value.name()).collect();
         assert_eq!(names, ["c", "b"]);
         assert_eq!(set.proxy_versions()["b"], 0);
-        assert!(set.compile(None, &CompileOptions::default()).is_ok());
+        assert!(set.compile(None, &Numbering::default()).is_ok());
     }
 }

@@ -9,8 +9,8 @@ pub mod runtime;
 mod validate;
 
 pub use compile::{
-    ChangeKind, CompileOptions, Compiled, ProxyChange, compile, compile_changes, compile_refs,
-    compile_with,
+    Change, ChangeKind, Compiled, Compiler, Numbering, ProxyChange, compile, compile_changes,
+    compile_refs,
 };
 pub use entity_set::EntitySet;
 pub use runtime::Snapshot;

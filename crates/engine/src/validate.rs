@@ -48,9 +48,9 @@ pub(crate) fn duplicate_names(decls: &[Declared<'_>]) -> Vec<ConfigError> {
 /// The first conflict of route `index` of `proxy` with a route already in `table`, or with
 /// an earlier host + method of the same route: no two routes may claim the same host + path
 /// + method, or the gateway could not tell which one a request belongs to.
-pub(crate) fn route_conflict(
-    table: &RouteTable<RouteMatch>,
-    proxy: &Proxy,
+pub(crate) fn route_conflict<X>(
+    table: &RouteTable<RouteMatch<X>>,
+    proxy: &Proxy<X>,
     index: usize,
 ) -> Option<ConfigError> {
     let route = proxy.routes.get(index)?;

@@ -13,7 +13,7 @@ use common::{rendered, single};
 use http::Method;
 use switchyard_config::Kind;
 use switchyard_config::{ConfigErrors, Located, Manifest, parse_str};
-use switchyard_engine::{ChangeKind, CompileOptions, Compiled, Snapshot, compile, compile_changes};
+use switchyard_engine::{ChangeKind, Compiled, Numbering, Snapshot, compile, compile_changes};
 
 type Key = (String, String);
 
@@ -203,7 +203,7 @@ fn run(seed: u64, steps: usize) -> (usize, usize) {
             .collect();
         let routing_before = routing(&snapshot);
 
-        let delta = compile_changes(&snapshot, &refs, &removed_refs, &CompileOptions::default());
+        let delta = compile_changes(&snapshot, &refs, &removed_refs, &Numbering::default());
         let set = full_set(&current, &upserts, &removed);
         let scratch = compile(&set, None);
         let against_prev = compile(&set, Some(&snapshot));
@@ -276,7 +276,7 @@ fn proxy(name: &str, route: &str) -> Located<Manifest> {
 }
 
 fn apply(prev: &Snapshot, upserts: &[&Located<Manifest>], removed: &[(Kind, &str)]) -> Compiled {
-    compile_changes(prev, upserts, removed, &CompileOptions::default()).unwrap()
+    compile_changes(prev, upserts, removed, &Numbering::default()).unwrap()
 }
 
 #[test]
@@ -285,7 +285,7 @@ fn a_changed_proxy_conflicting_with_an_unchanged_one_is_the_one_reported() {
     let b = proxy("b", "{path: /y}");
     let s = compile(&[a, b], None).unwrap().snapshot;
     let b2 = proxy("b", "{path: /x}");
-    let e = compile_changes(&s, &[&b2], &[], &CompileOptions::default()).unwrap_err();
+    let e = compile_changes(&s, &[&b2], &[], &Numbering::default()).unwrap_err();
     assert_eq!(
         single(&e),
         "Proxy-b.yaml:7:7: proxy \"b\": spec.routes[0]: route conflict: \
@@ -302,7 +302,7 @@ fn a_removed_proxy_frees_its_routes_and_a_returning_one_conflicts() {
     let s2 = apply(&s, &[&b], &[(Kind::Proxy, "a")]).snapshot;
     let (_, served, _) = s2.route(None, "/x/1", &Method::GET).unwrap();
     assert_eq!(&*served.name, "b");
-    let e = compile_changes(&s2, &[&a], &[], &CompileOptions::default()).unwrap_err();
+    let e = compile_changes(&s2, &[&a], &[], &Numbering::default()).unwrap_err();
     assert_eq!(
         single(&e),
         "Proxy-a.yaml:7:7: proxy \"a\": spec.routes[0]: route conflict: \
@@ -325,7 +325,7 @@ fn names_are_unique_per_kind_only() {
     let s = apply(&Snapshot::default(), &[&p, &c], &[]).snapshot;
     assert!(s.proxy("same").is_some() && s.credential("same").is_some());
     let p2 = proxy("same", "{path: /y}");
-    let e = compile_changes(&s, &[&p2, &p2], &[], &CompileOptions::default()).unwrap_err();
+    let e = compile_changes(&s, &[&p2, &p2], &[], &Numbering::default()).unwrap_err();
     assert_eq!(
         e.first().unwrap().to_string(),
         "Proxy-same.yaml:4:9: proxy \"same\": metadata.name: duplicate name: \
@@ -353,10 +353,9 @@ fn manager_versions_are_taken_as_given() {
     let a = proxy("a", "{path: /x}");
     let s = compile(std::slice::from_ref(&a), None).unwrap().snapshot;
     let a2 = proxy("a", "{path: /z}");
-    let options = CompileOptions {
+    let options = Numbering {
         revision: Some(40),
         versions: [("a".to_string(), 7)].into(),
-        ..CompileOptions::default()
     };
     let c = compile_changes(&s, &[&a2], &[], &options).unwrap();
     assert_eq!(c.snapshot.revision, 40);

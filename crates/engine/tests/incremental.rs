@@ -224,17 +224,18 @@ fn new_upstream_fields_left_out_do_not_change_the_digest() {
 
 #[test]
 fn a_changed_proxy_keeps_the_state_of_targets_it_still_has() {
-    use switchyard_engine::CompileOptions;
-    use switchyard_engine::runtime::HealthRegistry;
-    let options = CompileOptions {
-        health: HealthRegistry::default(),
-        ..CompileOptions::default()
+    use switchyard_engine::{Change, Compiler, Numbering};
+    // One compiler: its health registry is shared by the compiles.
+    let compiler = Compiler::new();
+    let compile_with = |text: &str, prev: Option<&Snapshot>| {
+        let manifests = parse(text).unwrap();
+        let refs: Vec<_> = manifests.iter().collect();
+        compiler.compile(prev, Change::Set(&refs), &Numbering::default())
     };
-    let a = switchyard_engine::compile_with(&parse(PAYMENTS).unwrap(), None, &options).unwrap();
+    let a = compile_with(PAYMENTS, None).unwrap();
     let before = a.snapshot.proxy("payments").unwrap().clone();
     let edited = edit(PAYMENTS, "owner: payments-team", "owner: billing");
-    let b = switchyard_engine::compile_with(&parse(&edited).unwrap(), Some(&a.snapshot), &options)
-        .unwrap();
+    let b = compile_with(&edited, Some(&a.snapshot)).unwrap();
     let after = b.snapshot.proxy("payments").unwrap();
     assert!(!Arc::ptr_eq(&before, after), "recompiled");
     assert!(Arc::ptr_eq(
@@ -243,8 +244,7 @@ fn a_changed_proxy_keeps_the_state_of_targets_it_still_has() {
     ));
     // A target that changed URL starts afresh.
     let moved = edit(PAYMENTS, "127.0.0.1:18081", "127.0.0.1:18082");
-    let c = switchyard_engine::compile_with(&parse(&moved).unwrap(), Some(&b.snapshot), &options)
-        .unwrap();
+    let c = compile_with(&moved, Some(&b.snapshot)).unwrap();
     assert!(!Arc::ptr_eq(
         &after.upstream.targets[0].state,
         &c.snapshot.proxy("payments").unwrap().upstream.targets[0].state

@@ -447,7 +447,7 @@ fn every_resilience_field_compiles_with_its_values() {
     let u = &c.snapshot.proxy("payments").unwrap().upstream;
     assert_eq!(
         u.hash_on,
-        Some(switchyard_engine::runtime::HashOn::Header(
+        Some(switchyard_engine::runtime::RequestKey::Header(
             http::HeaderName::from_static("x-user")
         ))
     );
@@ -520,6 +520,13 @@ fn consistent_hash_needs_hash_on_and_only_it_takes_it() {
             "invalid value \"cookie:session\": use client-ip or header:<name>",
         ),
         ("\"header:x user\"", "invalid header name \"x user\""),
+        // A consumer is a rate-limit key only; header names are taken exactly as written.
+        (
+            "consumer",
+            "invalid value \"consumer\": use client-ip or header:<name>",
+        ),
+        ("\"header: x-user\"", "invalid header name \" x-user\""),
+        ("\"header:\"", "invalid header name \"\""),
     ] {
         let e = compile_err(&edit(
             &upstream_with(&format!("    hashOn: {value}\n")),
@@ -722,4 +729,64 @@ fn absurd_timeouts_are_refused() {
             && e.to_string().contains("maximum"),
         "{e}"
     );
+}
+
+/// PAYMENTS with a rate limit on `key` first in its pipeline (after `prefix` policies).
+fn rate_limited(prefix: &str, key: &str) -> String {
+    edit(
+        PAYMENTS,
+        "  policies:\n",
+        &format!(
+            "  policies:\n{prefix}    - {{ type: rate-limit, key: {key}, limit: 5, per: 1s }}\n"
+        ),
+    )
+}
+
+#[test]
+fn rate_limit_keys_read_as_consumer_client_ip_or_a_header() {
+    // Rate limits: consumer (after authentication), client-ip, header:<name> with spaces
+    // around the name allowed.
+    for key in ["client-ip", "header:x-user", "\"header: X-User \""] {
+        compile_ok(&rate_limited("", key));
+    }
+    let api_key = "    - { type: api-key, credentials: [keys] }\n";
+    let with_keys = docs(&[
+        &rate_limited(api_key, "consumer"),
+        "apiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: { name: keys }\n\
+         spec: { type: api-keys, keys: [{ consumer: a, key: k0123456789abcdef }] }\n",
+    ]);
+    compile_ok(&with_keys);
+    for (key, message) in [
+        (
+            "consumer",
+            "`key: consumer` needs an authentication policy (api-key, basic-auth or jwt) \
+             earlier in the pipeline",
+        ),
+        (
+            "cookie:session",
+            "invalid key \"cookie:session\": use consumer, client-ip or header:<name>",
+        ),
+        ("\"header:x user\"", "invalid header name \"x user\""),
+        ("\"header: \"", "invalid header name \" \""),
+    ] {
+        let e = compile_err(&rate_limited("", key));
+        assert_eq!(
+            single(&e),
+            format!("{AT}spec.policies[0].key: {message}"),
+            "{key}"
+        );
+    }
+    // hashOn: see `consistent_hash_needs_hash_on_and_only_it_takes_it`.
+}
+
+#[test]
+fn request_keys_are_written_back_as_written() {
+    let text = edit(
+        &rate_limited("", "\"header: X-User \""),
+        "loadBalancing: round-robin",
+        "loadBalancing: consistent-hash\n    hashOn: header:X-Session",
+    );
+    let json = common::parse(&text).unwrap()[0].value.canonical_json();
+    assert!(json.contains(r#""key":"header: X-User ""#), "{json}");
+    assert!(json.contains(r#""hashOn":"header:X-Session""#), "{json}");
 }

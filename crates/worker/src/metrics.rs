@@ -9,6 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use switchyard_config::manifest::PromptFirewallSpec;
 
 use crate::proxy::error::UpstreamErrorKind;
 
@@ -227,7 +228,7 @@ impl Metrics {
                 ("code", code.to_string()),
             ])
             .inc();
-        if let (Some(rule), "prompt-firewall") = (detail, policy) {
+        if let (Some(rule), PromptFirewallSpec::TYPE) = (detail, policy) {
             self.prompt_matches
                 .get_or_create(&[("proxy", proxy.to_string()), ("rule", rule.to_string())])
                 .inc();

@@ -8,16 +8,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use switchyard_config::Kind;
 use switchyard_config::{ConfigErrors, Located, Manifest, load_path};
-use switchyard_engine::runtime::policy::rate_limit::Limiters;
-use switchyard_engine::runtime::{HealthRegistry, TargetHealth};
-use switchyard_engine::{
-    ChangeKind, CompileOptions, Compiled, compile_changes, compile_refs, compile_with,
-};
+use switchyard_engine::runtime::TargetHealth;
+use switchyard_engine::{Change, ChangeKind, Compiled, Compiler, Numbering};
 use tokio::sync::watch;
 
-use crate::runtime::{ClientPool, Observability, Runtime};
+use crate::runtime::{ClientPool, Observability, ProxyExt, Runtime};
 use crate::status::{
     ProxyStatus, ReloadReport, ReloadResult, StatusReport, SyncStatus, TargetStatus,
 };
@@ -33,6 +29,10 @@ pub enum ReloadOutcome {
     Rejected { revision: u64, errors: ConfigErrors },
 }
 
+/// Builds configuration generations and swaps them in. It exists so that there is one
+/// place where a Worker's served configuration changes, in either mode: every swap is
+/// serialised, compiled by the same [`Compiler`], recorded (status, metrics) and announced
+/// the same way.
 pub struct Reloader {
     /// Files mode: the manifest file or directory. `None` when a Manager is the source.
     config: Option<PathBuf>,
@@ -48,11 +48,9 @@ pub struct Reloader {
     sync_status: Mutex<Option<SyncStatus>>,
     /// See `WorkerOptions::thread_allocated`.
     pub thread_allocated: Option<fn() -> u64>,
-    /// Rate-limit counters, shared by every compile so they survive swaps.
-    limiters: Limiters,
-    /// Per-target health and in-flight counts, shared by every compile so a swap keeps
-    /// them for every target it does not change.
-    health: HealthRegistry,
+    /// Makes every compile of this Worker, so rate-limit counters and per-target health
+    /// survive swaps.
+    compiler: Compiler<ProxyExt>,
 }
 
 impl Reloader {
@@ -63,7 +61,8 @@ impl Reloader {
         clients: ClientPool,
     ) -> Result<Reloader, ConfigErrors> {
         let manifests = load_path(&config)?;
-        let reloader = Self::from_set(&manifests, &CompileOptions::default(), obs, clients)?;
+        let refs: Vec<&Located<Manifest>> = manifests.iter().collect();
+        let reloader = Self::from_set(&refs, &Numbering::default(), obs, clients)?;
         tracing::info!(config = %config.display(), "configuration files loaded");
         Ok(Reloader {
             config: Some(config),
@@ -73,15 +72,16 @@ impl Reloader {
 
     /// Builds the first generation from a manifest set (Manager mode, or the cache).
     pub fn from_set(
-        manifests: &[Located<Manifest>],
-        options: &CompileOptions,
+        manifests: &[&Located<Manifest>],
+        numbering: &Numbering,
         obs: Arc<Observability>,
         clients: ClientPool,
     ) -> Result<Reloader, ConfigErrors> {
         let started = Instant::now();
-        let compiled = compile_with(manifests, None, options)?;
+        let compiler = Compiler::new();
+        let compiled = compiler.compile(None, Change::Set(manifests), numbering)?;
         let mut snapshot = compiled.snapshot;
-        snapshot.revision = options.revision.unwrap_or(snapshot.revision.max(1));
+        snapshot.revision = numbering.revision.unwrap_or(snapshot.revision.max(1));
         let revision = snapshot.revision;
         let clients = Arc::new(clients);
         let runtime = Runtime::new(snapshot, &compiled.changes, &obs, &clients);
@@ -108,19 +108,8 @@ impl Reloader {
             draining: Arc::new(AtomicBool::new(false)),
             sync_status: Mutex::new(None),
             thread_allocated: None,
-            limiters: options.limiters.clone(),
-            health: options.health.clone(),
+            compiler,
         })
-    }
-
-    /// The rate-limit counters every compile of this Worker shares.
-    pub fn limiters(&self) -> &Limiters {
-        &self.limiters
-    }
-
-    /// The target states every compile of this Worker shares.
-    pub fn health(&self) -> &HealthRegistry {
-        &self.health
     }
 
     pub fn current(&self) -> Arc<ArcSwap<Runtime>> {
@@ -189,7 +178,10 @@ impl Reloader {
             };
         };
         match load_path(config) {
-            Ok(manifests) => self.apply(&manifests, &CompileOptions::default()),
+            Ok(manifests) => {
+                let refs: Vec<&Located<Manifest>> = manifests.iter().collect();
+                self.apply(Change::Set(&refs), &Numbering::default())
+            }
             Err(errors) => {
                 let _serial = self
                     .reload_lock
@@ -200,23 +192,14 @@ impl Reloader {
         }
     }
 
-    /// Compiles `manifests` against the current generation and swaps the result in when it
-    /// differs. Invalid sets are rejected and the current generation keeps serving.
-    pub fn apply(
-        &self,
-        manifests: &[Located<Manifest>],
-        options: &CompileOptions,
-    ) -> ReloadOutcome {
-        let refs: Vec<&Located<Manifest>> = manifests.iter().collect();
-        self.apply_refs(&refs, options)
-    }
-
-    /// [`Reloader::apply`] over borrowed manifests.
-    pub fn apply_refs(
-        &self,
-        manifests: &[&Located<Manifest>],
-        options: &CompileOptions,
-    ) -> ReloadOutcome {
+    /// Compiles `change` against the current generation and swaps the result in when it
+    /// differs; invalid changes are rejected and the current generation keeps serving.
+    /// A [`Change::Set`] is the whole configuration (files mode, a full pull), diffed
+    /// against what is served; a [`Change::Delta`] only what changed (an incremental pull),
+    /// so its cost grows with the change, not with the number of proxies. `numbering` is
+    /// the Manager's revision and proxy versions (default: counted on from what is served).
+    /// Blocking: call from a blocking context.
+    pub fn apply(&self, change: Change<'_>, numbering: &Numbering) -> ReloadOutcome {
         let started = Instant::now();
         let _serial = self
             .reload_lock
@@ -224,48 +207,9 @@ impl Reloader {
             .unwrap_or_else(PoisonError::into_inner);
         let allocated = self.thread_allocated.map(|f| f());
         let prev = self.current.load_full();
-        let result = if options.limiters.same(&self.limiters) && options.health.same(&self.health) {
-            compile_refs(manifests, Some(&prev.snapshot), options)
-        } else {
-            let options = CompileOptions {
-                limiters: self.limiters.clone(),
-                health: self.health.clone(),
-                ..options.clone()
-            };
-            compile_refs(manifests, Some(&prev.snapshot), &options)
-        };
-        drop(prev);
-        let outcome = self.apply_result(result, started);
-        self.record_allocations(allocated, &outcome);
-        outcome
-    }
-
-    /// Applies a change (Manager mode, where each pull says what changed): compiles only
-    /// the upserted manifests and the removals against the current generation, and swaps
-    /// the result in. Cost grows with the change, not with the number of proxies.
-    pub fn apply_changes(
-        &self,
-        upserts: &[&Located<Manifest>],
-        removed: &[(Kind, &str)],
-        options: &CompileOptions,
-    ) -> ReloadOutcome {
-        let started = Instant::now();
-        let _serial = self
-            .reload_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let allocated = self.thread_allocated.map(|f| f());
-        let prev = self.current.load_full();
-        let result = if options.limiters.same(&self.limiters) && options.health.same(&self.health) {
-            compile_changes(&prev.snapshot, upserts, removed, options)
-        } else {
-            let options = CompileOptions {
-                limiters: self.limiters.clone(),
-                health: self.health.clone(),
-                ..options.clone()
-            };
-            compile_changes(&prev.snapshot, upserts, removed, &options)
-        };
+        let result = self
+            .compiler
+            .compile(Some(&prev.snapshot), change, numbering);
         drop(prev);
         let outcome = self.apply_result(result, started);
         self.record_allocations(allocated, &outcome);
@@ -286,7 +230,7 @@ impl Reloader {
 
     fn apply_result(
         &self,
-        result: Result<Compiled, ConfigErrors>,
+        result: Result<Compiled<ProxyExt>, ConfigErrors>,
         started: Instant,
     ) -> ReloadOutcome {
         let prev = self.current.load_full();

@@ -10,7 +10,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
-use switchyard_engine::runtime::Proxy;
 use switchyard_engine::{ChangeKind, ProxyChange, Snapshot};
 
 use crate::access_log::AccessLog;
@@ -30,9 +29,12 @@ pub struct Observability {
     pub access_log: AccessLog,
 }
 
+/// A proxy version as the Worker serves it: its [`ProxyExt`] attached.
+pub type Proxy = switchyard_engine::runtime::Proxy<ProxyExt>;
+
 /// One configuration generation.
 pub struct Runtime {
-    pub snapshot: Snapshot,
+    pub snapshot: Snapshot<ProxyExt>,
     pub unmatched: Arc<ProxyMetrics>,
     pub obs: Arc<Observability>,
     clients: Arc<ClientPool>,
@@ -46,12 +48,18 @@ pub struct ProxyExt {
     pub client: UpstreamClient,
 }
 
+impl std::fmt::Debug for ProxyExt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyExt").finish_non_exhaustive()
+    }
+}
+
 impl Runtime {
     /// A generation serving `snapshot`. Only the proxies `changes` names as added or
     /// updated get their `ProxyExt` built here (a swap costs O(changed)); the others are
     /// shared with the previous generation and keep theirs.
     pub fn new(
-        snapshot: Snapshot,
+        snapshot: Snapshot<ProxyExt>,
         changes: &[ProxyChange],
         obs: &Arc<Observability>,
         clients: &Arc<ClientPool>,
@@ -72,9 +80,8 @@ impl Runtime {
     }
 
     /// The Worker's part of `proxy`. Attached when the proxy's version was compiled, so
-    /// this is one atomic load and a type check; a proxy somehow not attached yet is
-    /// attached now. `None` only if something else is attached to the proxy.
-    pub fn ext<'a>(&self, proxy: &'a Proxy) -> Option<&'a ProxyExt> {
+    /// this is one atomic load; a proxy somehow not attached yet is attached now.
+    pub fn ext<'a>(&self, proxy: &'a Proxy) -> &'a ProxyExt {
         proxy.attachment.get_or_init(|| ProxyExt {
             metrics: self.obs.metrics.proxy(&proxy.name),
             client: self.clients.get(proxy.upstream.connect_timeout),
@@ -131,7 +138,7 @@ impl ClientPool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use switchyard_config::{Located, Manifest, parse_str};
-    use switchyard_engine::{CompileOptions, compile, compile_changes};
+    use switchyard_engine::{Change, Compiler, Numbering};
 
     use super::*;
 
@@ -152,17 +159,27 @@ mod tests {
             access_log: AccessLog::off(),
         });
         let clients = Arc::new(ClientPool::default());
-        let first = compile(&[proxy("a", 1), proxy("b", 1)], None).unwrap();
+        let compiler = Compiler::<ProxyExt>::new();
+        let (a1, b1) = (proxy("a", 1), proxy("b", 1));
+        let first = compiler
+            .compile(None, Change::Set(&[&a1, &b1]), &Numbering::default())
+            .unwrap();
         let a = Runtime::new(first.snapshot, &first.changes, &obs, &clients);
         for p in a.snapshot.proxies() {
-            assert!(p.attachment.get::<ProxyExt>().is_some(), "{}", p.name);
+            assert!(p.attachment.get().is_some(), "{}", p.name);
         }
         let b2 = proxy("b", 2);
-        let next = compile_changes(&a.snapshot, &[&b2], &[], &CompileOptions::default()).unwrap();
+        let delta = Change::Delta {
+            upserts: &[&b2],
+            removed: &[],
+        };
+        let next = compiler
+            .compile(Some(&a.snapshot), delta, &Numbering::default())
+            .unwrap();
         let b = Runtime::new(next.snapshot, &next.changes, &obs, &clients);
         let ext = |rt: &Runtime, name: &str| {
             let p = rt.snapshot.proxy(name).unwrap();
-            std::ptr::from_ref(p.attachment.get::<ProxyExt>().unwrap())
+            std::ptr::from_ref(p.attachment.get().unwrap())
         };
         assert_eq!(ext(&a, "a"), ext(&b, "a"));
         assert_ne!(ext(&a, "b"), ext(&b, "b"));

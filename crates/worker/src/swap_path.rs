@@ -2,13 +2,15 @@
 //! scale benchmark measures. It serves generations exactly as a Worker does (same compile,
 //! same `Runtime` build, same atomic store and bookkeeping).
 
-use switchyard_config::{ConfigErrors, Kind, Located, Manifest};
+use switchyard_config::{ConfigErrors, Located, Manifest};
 
-use switchyard_engine::{CompileOptions, Snapshot};
+use switchyard_engine::{Change, Numbering, Snapshot};
 
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::runtime::{ClientPool, Observability};
 
+/// A Worker's [`Reloader`] without the rest of the Worker, so a benchmark can time swaps
+/// exactly as a Worker makes them.
 pub struct SwapPath {
     reloader: Reloader,
 }
@@ -20,33 +22,20 @@ impl SwapPath {
             metrics: crate::metrics::Metrics::new(),
             access_log: crate::access_log::AccessLog::off(),
         });
-        let reloader = Reloader::from_set(
-            manifests,
-            &CompileOptions::default(),
-            obs,
-            ClientPool::default(),
-        )?;
+        let refs: Vec<&Located<Manifest>> = manifests.iter().collect();
+        let reloader =
+            Reloader::from_set(&refs, &Numbering::default(), obs, ClientPool::default())?;
         Ok(SwapPath { reloader })
     }
 
-    /// Files mode: the full set, diffed against the served generation, compiled, swapped.
-    pub fn apply_set(&self, manifests: &[&Located<Manifest>]) -> ReloadOutcome {
-        self.reloader
-            .apply_refs(manifests, &CompileOptions::default())
-    }
-
-    /// Manager mode: only the change, compiled against the served generation, swapped.
-    pub fn apply_changes(
-        &self,
-        upserts: &[&Located<Manifest>],
-        removed: &[(Kind, &str)],
-        options: &CompileOptions,
-    ) -> ReloadOutcome {
-        self.reloader.apply_changes(upserts, removed, options)
+    /// Compiles `change` against the served generation and swaps it in, as a Worker does:
+    /// a [`Change::Set`] in files mode, a [`Change::Delta`] in Manager mode.
+    pub fn apply(&self, change: Change<'_>, numbering: &Numbering) -> ReloadOutcome {
+        self.reloader.apply(change, numbering)
     }
 
     /// The snapshot being served (a copy sharing everything with it).
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self) -> Snapshot<impl Send + Sync + use<>> {
         self.reloader.current().load().snapshot.clone()
     }
 }

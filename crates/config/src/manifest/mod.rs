@@ -175,7 +175,7 @@ pub struct UpstreamSpec {
     /// `client-ip` or `header:<name>`: what `consistent-hash` hashes (required for it,
     /// refused with any other `loadBalancing`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hash_on: Option<String>,
+    pub hash_on: Option<RequestKeySpec>,
     /// Active and/or passive health checking of the targets. Absent: every target is
     /// always considered healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -242,6 +242,92 @@ impl<'de> Deserialize<'de> for TargetUrl {
         let s = String::deserialize(deserializer)?;
         TargetUrl::parse(&s).map_err(serde::de::Error::custom)?;
         Ok(TargetUrl(s))
+    }
+}
+
+/// What identifies the sender of a request, for whatever keys on it: the buckets of a
+/// `rate-limit` and the target `consistent-hash` picks. Written `consumer`, `client-ip` or
+/// `header:<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestKey {
+    /// The consumer an authentication policy identified.
+    Consumer,
+    /// The client address (as resolved by `ip-filter` when it trusts proxies).
+    ClientIp,
+    /// A request header's first value.
+    Header(http::HeaderName),
+}
+
+/// Why a text is not a [`RequestKey`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadRequestKey {
+    /// Neither `consumer`, `client-ip` nor `header:<name>`.
+    #[error("not consumer, client-ip or header:<name>")]
+    Unknown,
+    /// `header:<name>` with an invalid name (as written).
+    #[error("invalid header name {0:?}")]
+    HeaderName(String),
+}
+
+impl RequestKey {
+    /// Reads `consumer`, `client-ip` or `header:<name>` (spaces around the name allowed).
+    pub fn parse(text: &str) -> Result<RequestKey, BadRequestKey> {
+        match text {
+            "consumer" => Ok(RequestKey::Consumer),
+            "client-ip" => Ok(RequestKey::ClientIp),
+            other => match other.strip_prefix("header:") {
+                Some(name) => http::HeaderName::from_bytes(name.trim().as_bytes())
+                    .map(RequestKey::Header)
+                    .map_err(|_| BadRequestKey::HeaderName(name.to_string())),
+                None => Err(BadRequestKey::Unknown),
+            },
+        }
+    }
+}
+
+/// A [`RequestKey`] as a manifest writes it, read once, when the manifest is read. It
+/// exists to keep two things a bare key would lose: the text as written (it is written
+/// back unchanged, so canonical forms and digests do not move, and it names rate-limit
+/// counters), and, for a text that is not a key, why not — so the compiler reports it at
+/// its place in the proxy along with every other error, as it reports other fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestKeySpec {
+    written: String,
+    key: Result<RequestKey, BadRequestKey>,
+}
+
+impl RequestKeySpec {
+    pub fn new(written: impl Into<String>) -> RequestKeySpec {
+        let written = written.into();
+        let key = RequestKey::parse(&written);
+        RequestKeySpec { written, key }
+    }
+
+    /// The text as written.
+    pub fn as_str(&self) -> &str {
+        &self.written
+    }
+
+    /// The key, or why the text is not one.
+    pub fn key(&self) -> Result<&RequestKey, &BadRequestKey> {
+        self.key.as_ref()
+    }
+
+    /// The `<name>` of a `header:<name>` key exactly as written (spaces included).
+    pub fn header_as_written(&self) -> Option<&str> {
+        self.written.strip_prefix("header:")
+    }
+}
+
+impl Serialize for RequestKeySpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.written)
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestKeySpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(RequestKeySpec::new)
     }
 }
 

@@ -58,10 +58,15 @@ macro_rules! policies {
             /// The policy's `type` as written.
             pub fn type_name(&self) -> &'static str {
                 match self {
-                    $(PolicySpec::$variant(_) => $name,)*
+                    $(PolicySpec::$variant(_) => <$spec>::TYPE,)*
                 }
             }
         }
+
+        $(impl $spec {
+            /// The policy's `type` as written in manifests.
+            pub const TYPE: &'static str = $name;
+        })*
     };
 }
 
@@ -246,7 +251,7 @@ pub struct RateLimitSpec {
     /// Names the counters explicitly (keeps them when policies are reordered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    pub key: String,
+    pub key: super::RequestKeySpec,
     #[serde(deserialize_with = "lenient::u64")]
     pub limit: u64,
     pub per: HumanDuration,

@@ -48,7 +48,7 @@ fn a_changed_credential_recompiles_its_users_only() {
         Some(vec!["a".to_string()])
     );
     let k2 = one("k.yaml", &credential("k", "two"));
-    let b = compile_changes(&a, &[&k2], &[], &CompileOptions::default()).unwrap();
+    let b = compile_changes(&a, &[&k2], &[], &Numbering::default()).unwrap();
     assert_eq!(
         b.changes,
         [ProxyChange {
@@ -89,13 +89,8 @@ fn the_full_set_path_recompiles_users_of_a_changed_credential_too() {
 #[test]
 fn removing_a_used_credential_is_rejected() {
     let a = base().snapshot;
-    let e = compile_changes(
-        &a,
-        &[],
-        &[(Kind::Credential, "k")],
-        &CompileOptions::default(),
-    )
-    .unwrap_err();
+    let e =
+        compile_changes(&a, &[], &[(Kind::Credential, "k")], &Numbering::default()).unwrap_err();
     assert_eq!(
         e.to_string(),
         "a.yaml:3:19: proxy \"a\": spec: references credential \"k\", which does not exist"
@@ -105,7 +100,7 @@ fn removing_a_used_credential_is_rejected() {
         &a,
         &[],
         &[(Kind::Credential, "k"), (Kind::Proxy, "a")],
-        &CompileOptions::default(),
+        &Numbering::default(),
     )
     .unwrap();
     assert!(b.snapshot.credential("k").is_none());
@@ -126,12 +121,12 @@ fn a_reference_to_a_missing_credential_is_an_error_in_a_full_set_too() {
 fn an_unused_credential_changes_the_revision_but_no_proxy() {
     let a = base().snapshot;
     let other = one("o.yaml", &credential("other", "x"));
-    let b = compile_changes(&a, &[&other], &[], &CompileOptions::default()).unwrap();
+    let b = compile_changes(&a, &[&other], &[], &Numbering::default()).unwrap();
     assert!(b.changes.is_empty());
     assert_eq!(b.rebuilt, 0);
     assert_eq!(b.snapshot.revision, a.revision + 1);
     // The same credential again changes nothing.
-    let c = compile_changes(&b.snapshot, &[&other], &[], &CompileOptions::default()).unwrap();
+    let c = compile_changes(&b.snapshot, &[&other], &[], &Numbering::default()).unwrap();
     assert_eq!(c.snapshot.revision, b.snapshot.revision);
 }
 
@@ -149,6 +144,6 @@ fn moving_a_user_to_another_credential_moves_it_in_the_index() {
     assert_eq!(b.credential_users.get("j").map(|u| u.len()), Some(1));
     // `k` has no users left: changing it recompiles nothing.
     let k2 = one("k.yaml", &credential("k", "two"));
-    let c = compile_changes(&b, &[&k2], &[], &CompileOptions::default()).unwrap();
+    let c = compile_changes(&b, &[&k2], &[], &Numbering::default()).unwrap();
     assert_eq!(c.rebuilt, 0);
 }

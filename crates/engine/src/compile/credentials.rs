@@ -43,7 +43,7 @@ pub(crate) fn test_label_refs(m: &ProxyManifest) -> Vec<&str> {
 pub(crate) const TEST_REFERENCE_LABEL: &str = "test.switchyard.dev/credential";
 
 /// Names of `p`'s references (empty unless it kept its manifest).
-fn refs_of(p: &Proxy) -> Vec<&str> {
+fn refs_of<X>(p: &Proxy<X>) -> Vec<&str> {
     match p.manifest.as_deref().map(|m| &m.value) {
         Some(Manifest::Proxy(m)) => credential_refs(m),
         _ => Vec::new(),
@@ -51,7 +51,7 @@ fn refs_of(p: &Proxy) -> Vec<&str> {
 }
 
 /// Whether every credential `p` references is the same in `next` as in `prev`.
-pub(crate) fn unchanged(p: &Proxy, prev: Option<&Snapshot>, next: &Snapshot) -> bool {
+pub(crate) fn unchanged<X>(p: &Proxy<X>, prev: Option<&Snapshot<X>>, next: &Snapshot<X>) -> bool {
     refs_of(p).into_iter().all(|name| {
         match (
             prev.and_then(|s| s.credentials.get(name)),
@@ -64,7 +64,7 @@ pub(crate) fn unchanged(p: &Proxy, prev: Option<&Snapshot>, next: &Snapshot) -> 
 }
 
 /// Records `p` as a user of each credential it references.
-pub(crate) fn add_user(next: &mut Snapshot, p: &Proxy) {
+pub(crate) fn add_user<X>(next: &mut Snapshot<X>, p: &Proxy<X>) {
     for name in refs_of(p) {
         next.credential_users
             .entry(name.into())
@@ -74,7 +74,7 @@ pub(crate) fn add_user(next: &mut Snapshot, p: &Proxy) {
 }
 
 /// Forgets `p` as a user of the credentials it references.
-pub(crate) fn remove_user(next: &mut Snapshot, p: &Proxy) {
+pub(crate) fn remove_user<X>(next: &mut Snapshot<X>, p: &Proxy<X>) {
     for name in refs_of(p) {
         if let Some(users) = next.credential_users.get_mut(name) {
             users.remove(&*p.name);

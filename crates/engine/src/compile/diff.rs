@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use switchyard_config::Kind;
 
-use super::CompileOptions;
+use super::Numbering;
 use crate::runtime::Snapshot;
 use switchyard_config::load::Located;
 use switchyard_config::manifest::Manifest;
@@ -20,10 +20,10 @@ pub(crate) enum Diff<'a> {
     },
 }
 
-pub(crate) fn diff<'a>(
+pub(crate) fn diff<'a, X>(
     manifests: &[&'a Located<Manifest>],
-    prev: &'a Snapshot,
-    options: &CompileOptions,
+    prev: &'a Snapshot<X>,
+    numbering: &Numbering,
 ) -> Diff<'a> {
     let mut seen: HashSet<(Kind, &str), foldhash::fast::RandomState> =
         HashSet::with_capacity_and_hasher(manifests.len(), Default::default());
@@ -37,7 +37,7 @@ pub(crate) fn diff<'a>(
         let unchanged = match &m.value {
             Manifest::Proxy(_) => prev.proxies.get(name).is_some_and(|p| {
                 kept_proxies += 1;
-                p.digest == m.digest && options.versions.get(name).is_none_or(|v| *v == p.version)
+                p.digest == m.digest && numbering.versions.get(name).is_none_or(|v| *v == p.version)
             }),
             Manifest::Credential(_) => prev.credentials.get(name).is_some_and(|c| {
                 kept_credentials += 1;

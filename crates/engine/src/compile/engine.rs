@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use switchyard_config::Kind;
 
-use super::{ChangeKind, CompileOptions, Compiled, ProxyChange, credentials, proxy};
+use super::{ChangeKind, Compiled, Numbering, ProxyChange, Registries, credentials, proxy};
 use crate::runtime::{Credential, Proxy, RouteMatch, Snapshot};
 use crate::validate::{self, Declared};
 use switchyard_config::error::{ConfigError, Position};
@@ -22,6 +22,14 @@ pub(crate) struct Batch<'a> {
     pub removed: &'a [(Kind, &'a str)],
 }
 
+/// What one compile is given besides the batch: the compiler's registries and the
+/// numbering of the result.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    pub registries: &'a Registries,
+    pub numbering: &'a Numbering,
+}
+
 /// Applies `batch` to `base`: `prev`'s content (a delta), or empty (a whole set). `prev`
 /// decides reuse (same digest and version: the same `Arc`), versions, changes and revision.
 ///
@@ -29,12 +37,12 @@ pub(crate) struct Batch<'a> {
 /// upserts: duplicate names, credentials, proxies, then route conflicts (only when nothing
 /// else failed), each in that order. Proxies recompiled because a credential they use
 /// changed count as base entities, by name.
-pub(crate) fn apply(
-    prev: Option<&Snapshot>,
-    mut next: Snapshot,
+pub(crate) fn apply<X>(
+    prev: Option<&Snapshot<X>>,
+    mut next: Snapshot<X>,
     batch: Batch<'_>,
-    options: &CompileOptions,
-) -> Result<Compiled, Vec<ConfigError>> {
+    ctx: Ctx<'_>,
+) -> Result<Compiled<X>, Vec<ConfigError>> {
     let decls: Vec<Declared<'_>> = batch.upserts.iter().map(|m| declared(m)).collect();
     let mut errors = validate::duplicate_names(&decls);
     let upserted: HashSet<(Kind, &str)> = decls.iter().map(|d| (d.kind, d.name)).collect();
@@ -127,7 +135,7 @@ pub(crate) fn apply(
         let Manifest::Proxy(manifest) = &m.value else {
             continue;
         };
-        match build(prev, &next, m, manifest, options) {
+        match build(prev, &next, m, manifest, ctx) {
             Ok(Built::Reused(p)) => built.push(p),
             Ok(Built::Compiled(p, change)) => {
                 rebuilt += 1;
@@ -165,7 +173,7 @@ pub(crate) fn apply(
 
     changes.extend(removals);
     let prev_revision = prev.map_or(0, |s| s.revision);
-    next.revision = match options.revision {
+    next.revision = match ctx.numbering.revision {
         Some(r) => r,
         None if changes.is_empty() && changed_credentials.is_empty() => prev_revision,
         None => prev_revision + 1,
@@ -188,7 +196,7 @@ fn declared<'a>(m: &'a Located<Manifest>) -> Declared<'a> {
 }
 
 /// Removes a proxy, its routes and its credential references from `next`.
-fn take_out(next: &mut Snapshot, name: &str) -> Option<Arc<Proxy>> {
+fn take_out<X>(next: &mut Snapshot<X>, name: &str) -> Option<Arc<Proxy<X>>> {
     let old = next.proxies.remove(name)?;
     for route in &old.routes {
         next.routes
@@ -198,22 +206,22 @@ fn take_out(next: &mut Snapshot, name: &str) -> Option<Arc<Proxy>> {
     Some(old)
 }
 
-enum Built {
+enum Built<X> {
     /// The previous version: same digest, same version, same credentials.
-    Reused(Arc<Proxy>),
-    Compiled(Arc<Proxy>, ProxyChange),
+    Reused(Arc<Proxy<X>>),
+    Compiled(Arc<Proxy<X>>, ProxyChange),
 }
 
-fn build(
-    prev: Option<&Snapshot>,
-    next: &Snapshot,
+fn build<X>(
+    prev: Option<&Snapshot<X>>,
+    next: &Snapshot<X>,
     m: &Located<Manifest>,
     manifest: &ProxyManifest,
-    options: &CompileOptions,
-) -> Result<Built, Vec<ConfigError>> {
+    ctx: Ctx<'_>,
+) -> Result<Built<X>, Vec<ConfigError>> {
     let name = manifest.metadata.name.value.as_str();
     let previous = prev.and_then(|s| s.proxies.get(name));
-    let wanted = options.versions.get(name).copied();
+    let wanted = ctx.numbering.versions.get(name).copied();
     if let Some(p) = previous
         && p.digest == m.digest
         && wanted.is_none_or(|v| v == p.version)
@@ -222,7 +230,7 @@ fn build(
         return Ok(Built::Reused(p.clone()));
     }
     let version = wanted.unwrap_or_else(|| previous.map_or(1, |p| p.version + 1));
-    let compiled = proxy::compile_proxy(m, manifest, version, &next.credentials, options)?;
+    let compiled = proxy::compile_proxy(m, manifest, version, &next.credentials, ctx.registries)?;
     let change = ProxyChange {
         name: name.to_string(),
         kind: if previous.is_some() {

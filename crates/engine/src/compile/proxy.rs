@@ -11,22 +11,23 @@ use serde_saphyr::Spanned;
 
 use super::credentials::{self, Credentials};
 use super::{
-    CompileOptions, MAX_BUDGET_MIN_PER_SECOND, MAX_CHECK_INTERVAL, MAX_CHECK_TIMEOUT,
-    MAX_CONNECT_TIMEOUT, MAX_COOL_OFF, MAX_HEALTH_THRESHOLD, MAX_REQUEST_TIMEOUT,
-    MAX_RETRY_ATTEMPTS, MIN_CHECK_INTERVAL,
+    MAX_BUDGET_MIN_PER_SECOND, MAX_CHECK_INTERVAL, MAX_CHECK_TIMEOUT, MAX_CONNECT_TIMEOUT,
+    MAX_COOL_OFF, MAX_HEALTH_THRESHOLD, MAX_REQUEST_TIMEOUT, MAX_RETRY_ATTEMPTS,
+    MIN_CHECK_INTERVAL, Registries,
 };
 use crate::runtime::health::{ActiveCheck, HealthConfig, HealthRegistry, PassiveCheck};
+use crate::runtime::is_hop_by_hop;
 use crate::runtime::policy::{self as policies, CompileCtx};
 use crate::runtime::{
-    Attachment, HashOn, HeaderOps, HeadersPolicy, HostPattern, PathPattern, Pipeline, Policy,
-    Proxy, Route, RouteRule, Target, Upstream, UpstreamConfig,
+    Attachment, HeaderOps, HeadersPolicy, HostPattern, PathPattern, Pipeline, Policy, Proxy, Route,
+    RouteRule, Target, Upstream, UpstreamConfig,
 };
 use switchyard_config::duration::HumanDuration;
 use switchyard_config::error::{ConfigError, Position, SourceRef};
 use switchyard_config::load::Located;
 use switchyard_config::manifest::{
-    HeaderOpsSpec, HealthCheckSpec, LoadBalancing, Manifest, PolicySpec, ProxyManifest, RouteSpec,
-    TargetUrl, UpstreamSpec,
+    BadRequestKey, HeaderOpsSpec, HealthCheckSpec, LoadBalancing, Manifest, PolicySpec,
+    ProxyManifest, RequestKey, RequestKeySpec, RouteSpec, TargetUrl, UpstreamSpec,
 };
 
 /// Errors of one proxy, all tagged with its name.
@@ -65,14 +66,14 @@ impl ProxyErrors<'_> {
 
 /// Compiles `m` (the proxy in `located`) at `version`; its credential references resolve
 /// against `credentials` (the new snapshot's), rate limits and target health against the
-/// registries in `options`.
-pub(crate) fn compile_proxy(
+/// compiler's `registries`.
+pub(crate) fn compile_proxy<X>(
     located: &Located<Manifest>,
     m: &ProxyManifest,
     version: u64,
     credentials: &Credentials,
-    options: &CompileOptions,
-) -> Result<Proxy, Vec<ConfigError>> {
+    registries: &Registries,
+) -> Result<Proxy<X>, Vec<ConfigError>> {
     let source = &located.source;
     let name: Arc<str> = m.metadata.name.value.as_str().into();
     let mut errs = ProxyErrors {
@@ -116,7 +117,7 @@ pub(crate) fn compile_proxy(
         .iter()
         .filter_map(|r| credentials.get(*r).map(|c| (*r, &c.spec)))
         .collect();
-    let upstream = compile_upstream(&m.spec.upstream, &name, &options.health, &mut errs);
+    let upstream = compile_upstream(&m.spec.upstream, &name, &registries.health, &mut errs);
     let mut policies = Vec::with_capacity(m.spec.policies.len());
     let mut rate_limits = 0;
     let mut authenticated = false;
@@ -134,7 +135,7 @@ pub(crate) fn compile_proxy(
                 let ctx = CompileCtx {
                     proxy: &name,
                     credentials: &by_name,
-                    limiters: &options.limiters,
+                    limiters: &registries.limiters,
                     rate_limit_ordinal: rate_limits,
                     authenticated,
                 };
@@ -434,7 +435,7 @@ fn compile_upstream(
             );
             None
         }
-        (Some(on), _) => match parse_hash_on(on) {
+        (Some(on), _) => match hash_on(on) {
             Ok(h) => Some(h),
             Err(message) => {
                 errs.push(None, "spec.upstream.hashOn".into(), message);
@@ -489,16 +490,19 @@ fn check_duration(value: HumanDuration, min: Duration, max: Duration) -> Option<
     }
 }
 
-fn parse_hash_on(on: &str) -> Result<HashOn, String> {
-    if on == "client-ip" {
-        return Ok(HashOn::ClientIp);
-    }
-    match on.strip_prefix("header:") {
-        Some(name) => HeaderName::from_bytes(name.as_bytes())
-            .map(HashOn::Header)
-            .map_err(|_| format!("invalid header name {name:?}")),
-        None => Err(format!(
-            "invalid value {on:?}: use client-ip or header:<name>"
+/// `hashOn`: `client-ip` or `header:<name>`, the name exactly as written (unlike a
+/// rate-limit key, no spaces around it).
+fn hash_on(on: &RequestKeySpec) -> Result<RequestKey, String> {
+    let exact = |name: &str| name.trim() == name;
+    match (on.key(), on.header_as_written()) {
+        (Ok(RequestKey::ClientIp), _) => Ok(RequestKey::ClientIp),
+        (Ok(RequestKey::Header(h)), Some(name)) if exact(name) => Ok(RequestKey::Header(h.clone())),
+        (Ok(RequestKey::Header(_)) | Err(BadRequestKey::HeaderName(_)), Some(name)) => {
+            Err(format!("invalid header name {name:?}"))
+        }
+        _ => Err(format!(
+            "invalid value {:?}: use client-ip or header:<name>",
+            on.as_str()
         )),
     }
 }
@@ -622,18 +626,4 @@ fn compile_header_ops(spec: &HeaderOpsSpec, field: &str, errs: &mut ProxyErrors<
         }
     }
     ops
-}
-
-/// Connection-level headers (RFC 9110 §7.6.1): never forwarded, never set by policies.
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    use http::header::*;
-    name == CONNECTION
-        || name == TE
-        || name == TRAILER
-        || name == TRANSFER_ENCODING
-        || name == UPGRADE
-        || name == PROXY_AUTHORIZATION
-        || name == PROXY_AUTHENTICATE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
 }

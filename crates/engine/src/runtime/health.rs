@@ -63,11 +63,6 @@ impl HealthRegistry {
         s
     }
 
-    /// Whether `other` is this same registry.
-    pub fn same(&self, other: &HealthRegistry) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
-    }
-
     /// States alive.
     pub fn len(&self) -> usize {
         self.inner

@@ -3,6 +3,7 @@
 //! part of the public manifest schema.
 
 pub mod health;
+pub mod hop_by_hop;
 mod methods;
 pub mod pipeline;
 pub mod policy;
@@ -11,10 +12,13 @@ pub mod snapshot;
 pub mod upstream;
 
 pub use health::{HealthConfig, HealthRegistry, TargetHealth, TargetState};
+pub use hop_by_hop::{is_hop_by_hop, remove_hop_by_hop};
 pub use pipeline::{HeaderOps, HeadersPolicy, Pipeline, Policy};
 pub use routes::{HostPattern, PathPattern, RouteRule, RouteTable};
 pub use snapshot::{Attachment, Credential, Proxy, Route, RouteMatch, Snapshot};
-pub use upstream::{HashOn, LoadBalancing, Pick, Target, Tried, Upstream, UpstreamConfig};
+pub use upstream::{
+    InFlight, LoadBalancing, Pick, RequestKey, Target, Tried, Upstream, UpstreamConfig,
+};
 
 /// A persistent hash map: clones share structure and an update copies O(log n) nodes.
 /// Seeded hashing: hosts and paths are attacker-chosen.

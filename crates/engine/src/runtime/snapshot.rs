@@ -1,8 +1,10 @@
 //! One immutable configuration generation: every proxy and credential, compiled, plus the
 //! route table. Its maps are persistent: cloning a snapshot is O(1), and a snapshot built
 //! from the previous one shares every unchanged part with it.
+//!
+//! `X` is what the serving process attaches to each proxy version (see [`Attachment`]):
+//! the Worker's metric handles and upstream client; `()` for a snapshot only inspected.
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -18,45 +20,77 @@ use switchyard_config::load::Located;
 use switchyard_config::manifest::{CredentialSpec, Manifest};
 
 /// A complete, immutable configuration. Swapped in whole; never mutated.
-#[derive(Debug, Default, Clone)]
-pub struct Snapshot {
+#[derive(Debug)]
+pub struct Snapshot<X = ()> {
     /// Increases by one with every change that is applied.
     pub revision: u64,
     /// By name. Unchanged proxies are the same `Arc` as in the previous snapshot.
-    pub(crate) proxies: OrdMap<Arc<str>, Arc<Proxy>>,
+    pub(crate) proxies: OrdMap<Arc<str>, Arc<Proxy<X>>>,
     pub(crate) credentials: OrdMap<Arc<str>, Arc<Credential>>,
-    pub(crate) routes: RouteTable<RouteMatch>,
+    pub(crate) routes: RouteTable<RouteMatch<X>>,
     /// Credential name → the proxies that reference it (recompiled when it changes).
     pub(crate) credential_users: OrdMap<Arc<str>, OrdSet<Arc<str>>>,
 }
 
+impl<X> Default for Snapshot<X> {
+    fn default() -> Self {
+        Snapshot {
+            revision: 0,
+            proxies: OrdMap::new(),
+            credentials: OrdMap::new(),
+            routes: RouteTable::default(),
+            credential_users: OrdMap::new(),
+        }
+    }
+}
+
+/// O(1): the maps are persistent.
+impl<X> Clone for Snapshot<X> {
+    fn clone(&self) -> Self {
+        Snapshot {
+            revision: self.revision,
+            proxies: self.proxies.clone(),
+            credentials: self.credentials.clone(),
+            routes: self.routes.clone(),
+            credential_users: self.credential_users.clone(),
+        }
+    }
+}
+
+/// What a route lookup finds: the match, its proxy and the route itself.
+pub type Routed<'a, X> = (&'a RouteMatch<X>, &'a Arc<Proxy<X>>, &'a Route);
+
 /// Where a request goes: a proxy and one of its routes.
-#[derive(Debug, Clone)]
-pub struct RouteMatch {
-    pub proxy: Arc<Proxy>,
+#[derive(Debug)]
+pub struct RouteMatch<X = ()> {
+    pub proxy: Arc<Proxy<X>>,
     /// Index into the proxy's routes.
     pub route: usize,
 }
 
-impl Snapshot {
+impl<X> Clone for RouteMatch<X> {
+    fn clone(&self) -> Self {
+        RouteMatch {
+            proxy: self.proxy.clone(),
+            route: self.route,
+        }
+    }
+}
+
+impl<X> Snapshot<X> {
     /// The route, proxy and route index for a request, if any route matches.
-    pub fn route(
-        &self,
-        host: Option<&str>,
-        path: &str,
-        method: &Method,
-    ) -> Option<(&RouteMatch, &Arc<Proxy>, &Route)> {
+    pub fn route(&self, host: Option<&str>, path: &str, method: &Method) -> Option<Routed<'_, X>> {
         let m = self.routes.lookup(host, path, method)?;
         let route = m.proxy.routes.get(m.route)?;
         Some((m, &m.proxy, route))
     }
 
-    pub fn proxy(&self, name: &str) -> Option<&Arc<Proxy>> {
+    pub fn proxy(&self, name: &str) -> Option<&Arc<Proxy<X>>> {
         self.proxies.get(name)
     }
 
     /// Every proxy, sorted by name.
-    pub fn proxies(&self) -> impl ExactSizeIterator<Item = &Arc<Proxy>> {
+    pub fn proxies(&self) -> impl ExactSizeIterator<Item = &Arc<Proxy<X>>> {
         self.proxies.values()
     }
 
@@ -76,7 +110,7 @@ impl Snapshot {
 
 /// One proxy at one version.
 #[derive(Debug)]
-pub struct Proxy {
+pub struct Proxy<X = ()> {
     pub name: Arc<str>,
     /// Bumped each time the proxy's manifest changes.
     pub version: u64,
@@ -92,7 +126,7 @@ pub struct Proxy {
     /// them recompiles the proxy from it.
     pub(crate) manifest: Option<Arc<Located<Manifest>>>,
     /// What the serving process attaches to this version.
-    pub attachment: Attachment,
+    pub attachment: Attachment<X>,
 }
 
 /// One compiled route of a proxy.
@@ -127,29 +161,30 @@ impl fmt::Debug for Credential {
 }
 
 /// Data the serving process attaches to one proxy version, once (the Worker: its metric
-/// handles and upstream client). It lives as long as the `Arc<Proxy>`, so a swap keeps it
-/// for every proxy shared with the previous snapshot.
-#[derive(Default)]
-pub struct Attachment(OnceLock<Box<dyn Any + Send + Sync>>);
+/// handles and upstream client). It exists so that data lives as long as the
+/// `Arc<Proxy>`: a swap keeps it for every proxy shared with the previous snapshot. Its
+/// type is the snapshot's `X`, so what is attached is always what the process expects.
+pub struct Attachment<X>(OnceLock<X>);
 
-impl Attachment {
-    /// The attached value, attaching `init()` first if nothing is attached yet. `None` when
-    /// a value of another type is attached.
-    pub fn get_or_init<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<&T> {
-        let value: &(dyn Any + Send + Sync) = &**self
-            .0
-            .get_or_init(|| Box::new(init()) as Box<dyn Any + Send + Sync>);
-        value.downcast_ref()
-    }
-
-    /// The attached value, if one of type `T` is attached.
-    pub fn get<T: Any>(&self) -> Option<&T> {
-        let value: &(dyn Any + Send + Sync) = &**self.0.get()?;
-        value.downcast_ref()
+impl<X> Default for Attachment<X> {
+    fn default() -> Self {
+        Attachment(OnceLock::new())
     }
 }
 
-impl fmt::Debug for Attachment {
+impl<X> Attachment<X> {
+    /// The attached value, attaching `init()` first if nothing is attached yet.
+    pub fn get_or_init(&self, init: impl FnOnce() -> X) -> &X {
+        self.0.get_or_init(init)
+    }
+
+    /// The attached value, if one is attached.
+    pub fn get(&self) -> Option<&X> {
+        self.0.get()
+    }
+}
+
+impl<X> fmt::Debug for Attachment<X> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = if self.0.get().is_some() {
             "set"

@@ -12,17 +12,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderName, Uri};
+use http::{HeaderMap, Uri};
 
 use super::health::{HealthConfig, TargetHealth, TargetState};
-pub use switchyard_config::manifest::LoadBalancing;
+pub use switchyard_config::manifest::{LoadBalancing, RequestKey};
 
+/// A proxy's upstream, compiled: everything the request path needs to pick a target and
+/// send to it, checked and parsed once, with the load balancer's state.
 #[derive(Debug)]
 pub struct Upstream {
     pub targets: Vec<Target>,
     pub load_balancing: LoadBalancing,
-    /// What `consistent-hash` hashes (set exactly when that is the load balancing).
-    pub hash_on: Option<HashOn>,
+    /// What `consistent-hash` hashes (set exactly when that is the load balancing; never
+    /// `Consumer`, which the compiler refuses).
+    pub hash_on: Option<RequestKey>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     /// Extra attempts, each on a target not tried yet, when retrying is safe.
@@ -44,7 +47,7 @@ pub struct Upstream {
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     pub load_balancing: LoadBalancing,
-    pub hash_on: Option<HashOn>,
+    pub hash_on: Option<RequestKey>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub retry_attempts: u32,
@@ -70,15 +73,8 @@ impl Default for UpstreamConfig {
     }
 }
 
-/// The key `consistent-hash` hashes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HashOn {
-    /// The client address (as resolved by `ip-filter` when it trusts proxies).
-    ClientIp,
-    /// A request header's first value; requests without it hash on the client address.
-    Header(HeaderName),
-}
-
+/// One target of an upstream, its URL parsed once (the request path only assembles URIs
+/// from the parts), with the state it shares with other snapshots.
 #[derive(Debug)]
 pub struct Target {
     /// As written in the manifest; used in logs and the access log.
@@ -146,15 +142,37 @@ impl Tried {
 }
 
 /// What [`Upstream::pick`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Pick {
-    /// This target, with an in-flight slot claimed for the caller (give it back with
-    /// [`Upstream::release`] when the request is over).
-    Target(usize),
+    /// A target, with an in-flight slot claimed for the caller.
+    Target(InFlight),
     /// Every target that could take the request is at `maxConcurrentRequests`.
     Overloaded,
     /// No target left to try.
     Exhausted,
+}
+
+/// An in-flight slot claimed on a target by [`Upstream::pick`]. It exists so the slot is
+/// given back exactly once, however the attempt or the request ends: dropping it gives
+/// the slot back (to the target's shared state, so to the same counter whatever
+/// generation is current by then).
+#[derive(Debug)]
+pub struct InFlight {
+    target: usize,
+    state: Arc<TargetState>,
+}
+
+impl InFlight {
+    /// The target's index in its upstream.
+    pub fn target(&self) -> usize {
+        self.target
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Methods whose requests may be sent twice (RFC 9110 §9.2.2).
@@ -203,15 +221,18 @@ impl Upstream {
         };
         match &self.hash_on {
             None => 0,
-            Some(HashOn::ClientIp) => ip(client),
-            Some(HashOn::Header(name)) => match headers.get(name) {
+            // (`Consumer` is refused by the compiler; it would hash as the client.)
+            Some(RequestKey::ClientIp | RequestKey::Consumer) => ip(client),
+            // Requests without the header hash on the client address.
+            Some(RequestKey::Header(name)) => match headers.get(name) {
                 Some(v) => stable_hash(v.as_bytes()),
                 None => ip(client),
             },
         }
     }
 
-    /// Picks a target for the next attempt and claims an in-flight slot on it.
+    /// Picks a target for the next attempt and claims an in-flight slot on it (given back
+    /// when the returned [`InFlight`] is dropped).
     ///
     /// Never a target in `tried`. Only healthy targets while any target is healthy; when
     /// none is (every one unhealthy or ejected), any target: trying one is better than a
@@ -238,8 +259,8 @@ impl Upstream {
             match self.choose(start, key, usable) {
                 Some(i) => {
                     saw_candidate = true;
-                    if self.acquire(i) {
-                        return Pick::Target(i);
+                    if let Some(slot) = self.acquire(i) {
+                        return Pick::Target(slot);
                     }
                     skip.insert(i);
                 }
@@ -298,9 +319,10 @@ impl Upstream {
         }
     }
 
-    fn acquire(&self, i: usize) -> bool {
-        let count = &self.targets[i].state.in_flight;
-        match self.max_concurrent_requests {
+    fn acquire(&self, i: usize) -> Option<InFlight> {
+        let state = &self.targets[i].state;
+        let count = &state.in_flight;
+        let claimed = match self.max_concurrent_requests {
             None => {
                 count.fetch_add(1, Ordering::Relaxed);
                 true
@@ -310,14 +332,11 @@ impl Upstream {
                     (c < max).then_some(c + 1)
                 })
                 .is_ok(),
-        }
-    }
-
-    /// Gives back the in-flight slot [`Upstream::pick`] claimed on target `i`.
-    pub fn release(&self, i: usize) {
-        if let Some(t) = self.targets.get(i) {
-            t.state.in_flight.fetch_sub(1, Ordering::Relaxed);
-        }
+        };
+        claimed.then(|| InFlight {
+            target: i,
+            state: state.clone(),
+        })
     }
 
     /// Target `i` as `pick` sees it now.

@@ -15,7 +15,7 @@ use switchyard_config::manifest::{EnvironmentManifest, sha256_hex};
 use switchyard_config::plan::{FieldChange, field_changes, hotness};
 use switchyard_config::{Kind, Located, Manifest};
 use switchyard_engine::entity_set::Stored;
-use switchyard_engine::{CompileOptions, EntitySet};
+use switchyard_engine::{EntitySet, Numbering};
 use switchyard_store::{Change, CommitOutcome, CommitRequest, EntityRecord, StoreError};
 
 use crate::auth::Principal;
@@ -391,7 +391,7 @@ fn validate(
         }
     }
     if errors.is_empty()
-        && let Err(es) = set.compile(None, &CompileOptions::default())
+        && let Err(es) = set.compile(None, &Numbering::default())
     {
         errors.extend(es.0.iter().map(ToString::to_string));
     }

@@ -8,11 +8,14 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use http::{Method, Uri};
-use switchyard_engine::runtime::Proxy;
+use switchyard_engine::runtime::InFlight;
 
 use crate::access_log::AccessEntry;
-use crate::runtime::Runtime;
+use crate::runtime::{Proxy, Runtime};
 
+/// What the end of a request needs, and what it holds until then (its configuration
+/// generation, its target's in-flight slot): carried by the response body so that the end
+/// is recorded exactly once, however the request ends.
 pub struct Completion {
     pub runtime: Arc<Runtime>,
     pub started: Instant,
@@ -24,9 +27,9 @@ pub struct Completion {
     pub route: Option<usize>,
     /// The target of the last upstream attempt.
     pub target: Option<usize>,
-    /// Whether that target's in-flight count still includes this request (the slot
-    /// `Upstream::pick` claimed).
-    pub in_flight: bool,
+    /// The in-flight slot `Upstream::pick` claimed on that target, while this request
+    /// still holds it.
+    pub in_flight: Option<InFlight>,
     pub status: u16,
     pub bytes: u64,
     pub error: Option<&'static str>,
@@ -66,7 +69,7 @@ impl Completion {
             proxy: None,
             route: None,
             target: None,
-            in_flight: false,
+            in_flight: None,
             status: Self::CLIENT_CLOSED,
             bytes: 0,
             error: None,
@@ -79,15 +82,12 @@ impl Drop for Completion {
     fn drop(&mut self) {
         let rt = &self.runtime;
         rt.obs.metrics.in_flight.dec();
+        // The target's slot first, as soon as the request is over.
+        drop(self.in_flight.take());
         let proxy = self.proxy.as_deref();
-        if let (true, Some(p), Some(t)) = (self.in_flight, proxy, self.target) {
-            // The slot lives in the target's shared state: given back to the same counter
-            // whatever generation is current now.
-            p.upstream.release(t);
-        }
         let elapsed = self.started.elapsed();
-        let metrics = match proxy.and_then(|p| rt.ext(p)) {
-            Some(ext) => &ext.metrics,
+        let metrics = match proxy {
+            Some(p) => &rt.ext(p).metrics,
             None => &rt.unmatched,
         };
         metrics.record(self.status, elapsed.as_secs_f64());

@@ -11,39 +11,6 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// Removes connection-level headers, including any named in `Connection`. Allocates only
-/// when the message carries a `Connection` header.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .collect();
-        for name in listed {
-            headers.remove(name);
-        }
-        headers.remove(header::CONNECTION);
-    }
-    for name in [
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-        &header::PROXY_AUTHORIZATION,
-        &header::PROXY_AUTHENTICATE,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-    ] {
-        headers.remove(name);
-    }
-}
-
 /// Sets `X-Forwarded-For` (appending the client), `-Proto` and `-Host`, and drops `Host`
 /// (the upstream client sets it to the target's authority).
 ///
@@ -114,6 +81,7 @@ pub fn client_value(ip: IpAddr) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_engine::runtime::remove_hop_by_hop;
 
     #[test]
     fn hop_by_hop_and_connection_listed_headers_are_removed() {

@@ -1,5 +1,6 @@
 //! The request path: one snapshot load, route, pipeline, upstream, response.
 
+mod attempts;
 pub mod body;
 pub mod completion;
 pub mod error;
@@ -14,14 +15,14 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use http::{Request, Response, Version, header};
 use hyper::body::Incoming;
-use switchyard_engine::runtime::upstream::is_idempotent;
-use switchyard_engine::runtime::{Pick, Target, Tried};
+use switchyard_config::manifest::RequestSizeSpec;
+use switchyard_engine::runtime::policy::{Exchange, Reply, request_size};
+use switchyard_engine::runtime::remove_hop_by_hop;
 
-use self::body::{RequestBody, ResponseBody};
+use self::body::ResponseBody;
 use self::completion::Completion;
-use self::error::{GatewayError, UpstreamErrorKind};
-use crate::runtime::Runtime;
-use switchyard_engine::runtime::policy::{Exchange, Reply};
+use self::error::GatewayError;
+use crate::runtime::{Proxy, Runtime};
 
 /// Handles one request. The configuration generation is loaded once, here, and everything
 /// the request does (route, policies, targets, timeouts, retries) comes from it; the
@@ -72,16 +73,14 @@ async fn proxy(
     };
     done.proxy = Some(proxy.clone());
     done.route = Some(m.route);
-    let Some(ext) = rt.ext(proxy) else {
-        return error_response(GatewayError::Internal("proxy without its attachment"), done);
-    };
+    let ext = rt.ext(proxy);
     let upstream = &proxy.upstream;
 
     let (parts, body) = req.into_parts();
     let method = parts.method;
     let mut original_uri = parts.uri;
     let mut headers = parts.headers;
-    forward::remove_hop_by_hop(&mut headers);
+    remove_hop_by_hop(&mut headers);
     forward::set_forwarded(&mut headers, client, done.host.as_ref());
 
     // Timeouts are bounded when compiled; `checked_add` keeps even a bad value from panicking.
@@ -111,126 +110,32 @@ async fn proxy(
             return policy_reply(reply, policy, proxy, &ex, done);
         }
     };
-    let may_retry = upstream.retry_attempts > 0 && upstream.targets.len() > 1;
-    let (mut next_body, slot) = if may_retry {
-        upstream.budget.deposit();
-        let (b, slot) = RequestBody::parked(body);
-        (Some(b), Some(slot))
-    } else {
-        (Some(RequestBody::Direct(body)), None)
+    let out = attempts::Outbound {
+        proxy,
+        ext,
+        route,
+        key: upstream.hash_key(&headers, ex.client_ip(remote.ip())),
+        method,
+        uri: &original_uri,
+        headers,
+        deadline,
     };
-    // A reset may be retried only for methods that can safely be sent twice.
-    let idempotent = is_idempotent(&method);
-    let key = upstream.hash_key(&headers, ex.client_ip(remote.ip()));
-    let mut tried = Tried::default();
-    let mut attempt = 0u32;
-    let mut last_error = None::<UpstreamErrorKind>;
-    let result = loop {
-        // `pick` claims an in-flight slot on the target; every path below gives it back
-        // (`release`, or the completion when the response is over).
-        // A retry needs a token from the budget (taken before picking, so a refused retry
-        // does not move the load balancer on).
-        if let Some(kind) = last_error
-            && !upstream.budget.withdraw(Instant::now())
-        {
-            tracing::debug!(proxy = %proxy.name, "retry budget exhausted; not retrying");
-            break Err(kind);
-        }
-        let t = match upstream.pick(tried, key, Instant::now()) {
-            Pick::Target(t) => t,
-            Pick::Overloaded if last_error.is_none() => {
-                return error_response(GatewayError::Overloaded, done);
-            }
-            Pick::Overloaded | Pick::Exhausted => {
-                if last_error.is_some() {
-                    upstream.budget.refund();
-                }
-                break Err(last_error.unwrap_or(UpstreamErrorKind::ConnectFailed));
-            }
-        };
-        tried.insert(t);
-        done.target = Some(t);
-        done.in_flight = true;
-        let target = &upstream.targets[t];
-        let Some(uri) = forward::upstream_uri(target, route, &original_uri) else {
-            return error_response(GatewayError::Internal("cannot build upstream URI"), done);
-        };
-        let Some(body) = next_body.take() else {
-            break Err(last_error.unwrap_or(UpstreamErrorKind::ConnectFailed));
-        };
-        // Keep a copy of the headers only while another attempt is still possible.
-        let last_chance = attempt >= upstream.retry_attempts || !may_retry;
-        let attempt_headers = if last_chance {
-            std::mem::take(&mut headers)
-        } else {
-            headers.clone()
-        };
-        let mut up_req = Request::new(body);
-        *up_req.method_mut() = method.clone();
-        *up_req.uri_mut() = uri;
-        *up_req.version_mut() = Version::HTTP_11;
-        *up_req.headers_mut() = attempt_headers;
-        let outcome = tokio::time::timeout_at(deadline, ext.client.request(up_req)).await;
-        let kind = match outcome {
-            Ok(Ok(resp)) => {
-                let ok = !resp.status().is_server_error();
-                if upstream.report(t, ok, Instant::now()) {
-                    ejected(proxy, target);
-                }
-                break Ok(resp);
-            }
-            Ok(Err(e)) => {
-                if let Some(max) = body::too_large(&e) {
-                    upstream.release(t);
-                    done.in_flight = false;
-                    let reply = switchyard_engine::runtime::policy::request_size::too_large(max);
-                    return policy_reply(reply, "request-size", proxy, &ex, done);
-                }
-                UpstreamErrorKind::classify(&e)
-            }
-            Err(_) => UpstreamErrorKind::Timeout,
-        };
-        upstream.release(t);
-        done.in_flight = false;
-        if upstream.report(t, false, Instant::now()) {
-            ejected(proxy, target);
-        }
-        ext.metrics.upstream_errors[kind.index()].inc();
-        tracing::debug!(proxy = %proxy.name, target = %target.url, error = kind.as_str(), "upstream attempt failed");
-        attempt += 1;
-        // Safe to send again: nothing was sent (connect failure), or an idempotent request
-        // was reset before any response byte and its body was never started (below).
-        let safe = kind.is_connect() || (kind == UpstreamErrorKind::Reset && idempotent);
-        if !safe || last_chance {
-            break Err(kind);
-        }
-        next_body = slot.as_ref().and_then(RequestBody::retry);
-        if next_body.is_none() {
-            break Err(kind);
-        }
-        last_error = Some(kind);
-    };
-    match result {
-        Ok(resp) => {
+    match attempts::send(out, body, &mut done).await {
+        attempts::Sent::Response(resp) => {
             let (mut parts, body) = resp.into_parts();
-            forward::remove_hop_by_hop(&mut parts.headers);
+            remove_hop_by_hop(&mut parts.headers);
             proxy.pipeline.on_response(&ex, &mut parts.headers);
             done.status = parts.status.as_u16();
             Response::from_parts(parts, ResponseBody::upstream(body, done))
         }
-        Err(kind) => error_response(GatewayError::Upstream(kind), done),
+        attempts::Sent::Failed(kind) => error_response(GatewayError::Upstream(kind), done),
+        attempts::Sent::Overloaded => error_response(GatewayError::Overloaded, done),
+        attempts::Sent::TooLarge(max) => {
+            let reply = request_size::too_large(max);
+            policy_reply(reply, RequestSizeSpec::TYPE, proxy, &ex, done)
+        }
+        attempts::Sent::Internal(what) => error_response(GatewayError::Internal(what), done),
     }
-}
-
-/// Passive health checking just took `target` out of rotation.
-fn ejected(proxy: &switchyard_engine::runtime::Proxy, target: &Target) {
-    let cool_off = proxy.upstream.health.passive.map(|p| p.cool_off);
-    tracing::warn!(
-        proxy = %proxy.name,
-        target = %target.url,
-        cool_off = ?cool_off,
-        "upstream target ejected after consecutive failures"
-    );
 }
 
 /// An answer given by a policy (a denial, a CORS preflight, a mock), with the response
@@ -238,7 +143,7 @@ fn ejected(proxy: &switchyard_engine::runtime::Proxy, target: &Target) {
 fn policy_reply(
     reply: Reply,
     policy: &'static str,
-    proxy: &switchyard_engine::runtime::Proxy,
+    proxy: &Proxy,
     ex: &Exchange,
     mut done: Completion,
 ) -> Response<ResponseBody> {

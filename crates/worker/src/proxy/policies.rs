@@ -15,6 +15,8 @@ use switchyard_engine::runtime::policy::{
     Exchange, Reply, RequestView, Step, Verdict, request_size,
 };
 
+use switchyard_config::manifest::PromptFirewallSpec;
+
 use super::body::ClientBody;
 
 /// What the request phase decided.
@@ -33,6 +35,8 @@ enum Held {
     Partial(Bytes, Incoming),
 }
 
+/// The parts of a request the request phase may read and edit (the body is passed apart,
+/// as policies may read or limit it).
 pub struct RequestParts<'a> {
     pub method: &'a Method,
     pub uri: &'a mut Uri,
@@ -127,7 +131,7 @@ async fn inspect(
                 let reply = Reply::deny(
                     StatusCode::REQUEST_TIMEOUT,
                     "client_body_timeout",
-                    "prompt-firewall",
+                    PromptFirewallSpec::TYPE,
                     "the request body did not arrive in time",
                 );
                 return (Held::Whole(Bytes::new()), Verdict::Reply(reply));
@@ -137,7 +141,7 @@ async fn inspect(
                 let reply = Reply::deny(
                     StatusCode::BAD_REQUEST,
                     "client_body_error",
-                    "prompt-firewall",
+                    PromptFirewallSpec::TYPE,
                     "the request body could not be read",
                 );
                 return (Held::Whole(Bytes::new()), Verdict::Reply(reply));

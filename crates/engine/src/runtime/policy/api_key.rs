@@ -21,8 +21,6 @@ pub struct ApiKeyPolicy {
     hide: bool,
 }
 
-const TYPE: &str = "api-key";
-
 pub fn compile(spec: &ApiKeySpec, ctx: &CompileCtx<'_>) -> Result<ApiKeyPolicy, Vec<FieldError>> {
     let mut errors = Vec::new();
     let header = match (&spec.header, &spec.query) {
@@ -105,7 +103,7 @@ impl ApiKeyPolicy {
             return Verdict::Reply(Reply::deny(
                 StatusCode::UNAUTHORIZED,
                 "missing_api_key",
-                TYPE,
+                ApiKeySpec::TYPE,
                 "an API key is required",
             ));
         };
@@ -118,7 +116,7 @@ impl ApiKeyPolicy {
             None => Verdict::Reply(Reply::deny(
                 StatusCode::UNAUTHORIZED,
                 "invalid_api_key",
-                TYPE,
+                ApiKeySpec::TYPE,
                 "the API key is not valid",
             )),
         }

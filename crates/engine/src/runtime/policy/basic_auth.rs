@@ -38,8 +38,6 @@ use sha2::{Digest, Sha256};
 use super::{CompileCtx, Exchange, FieldError, Reply, RequestView, Verdict, header_value};
 use switchyard_config::manifest::{BasicAuthSpec, CredentialSpec};
 
-const TYPE: &str = "basic-auth";
-
 /// How long a verified password is let through without hashing it again.
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
 /// At most this many verified passwords are remembered.
@@ -384,7 +382,7 @@ impl BasicAuthPolicy {
 
     fn deny(&self, code: &'static str, message: &str) -> Verdict {
         Verdict::Reply(
-            Reply::deny(StatusCode::UNAUTHORIZED, code, TYPE, message)
+            Reply::deny(StatusCode::UNAUTHORIZED, code, BasicAuthSpec::TYPE, message)
                 .with_header(http::header::WWW_AUTHENTICATE, self.challenge.clone()),
         )
     }

@@ -29,8 +29,6 @@ pub struct CorsPolicy {
     max_age: Option<HeaderValue>,
 }
 
-const TYPE: &str = "cors";
-
 pub fn compile(spec: &CorsSpec) -> Result<CorsPolicy, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut any_origin = false;
@@ -173,7 +171,7 @@ impl CorsPolicy {
             return Verdict::Reply(Reply::deny(
                 StatusCode::FORBIDDEN,
                 "cors_preflight_rejected",
-                TYPE,
+                CorsSpec::TYPE,
                 "this origin, method or header is not allowed by the CORS policy",
             ));
         }

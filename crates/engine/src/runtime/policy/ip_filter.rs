@@ -18,8 +18,6 @@ pub struct IpFilterPolicy {
     trusted: Vec<IpNet>,
 }
 
-const TYPE: &str = "ip-filter";
-
 fn nets(field: &str, list: &[String], errors: &mut Vec<FieldError>) -> Vec<IpNet> {
     list.iter()
         .enumerate()
@@ -98,7 +96,7 @@ impl IpFilterPolicy {
             Verdict::Reply(Reply::deny(
                 StatusCode::FORBIDDEN,
                 "ip_denied",
-                TYPE,
+                IpFilterSpec::TYPE,
                 format!("requests from {ip} are not allowed"),
             ))
         } else {

@@ -49,18 +49,19 @@ pub enum Policy {
 impl Policy {
     /// The policy's `type` as written in manifests.
     pub fn type_name(&self) -> &'static str {
+        use switchyard_config::manifest as spec;
         match self {
-            Policy::Headers(_) => "headers",
-            Policy::ApiKey(_) => "api-key",
-            Policy::BasicAuth(_) => "basic-auth",
-            Policy::Jwt(_) => "jwt",
-            Policy::IpFilter(_) => "ip-filter",
-            Policy::RateLimit(_) => "rate-limit",
-            Policy::RequestSize(_) => "request-size",
-            Policy::Cors(_) => "cors",
-            Policy::PromptFirewall(_) => "prompt-firewall",
-            Policy::MockResponse(_) => "mock-response",
-            Policy::UpstreamCredential(_) => "upstream-credential",
+            Policy::Headers(_) => spec::HeadersPolicySpec::TYPE,
+            Policy::ApiKey(_) => spec::ApiKeySpec::TYPE,
+            Policy::BasicAuth(_) => spec::BasicAuthSpec::TYPE,
+            Policy::Jwt(_) => spec::JwtSpec::TYPE,
+            Policy::IpFilter(_) => spec::IpFilterSpec::TYPE,
+            Policy::RateLimit(_) => spec::RateLimitSpec::TYPE,
+            Policy::RequestSize(_) => spec::RequestSizeSpec::TYPE,
+            Policy::Cors(_) => spec::CorsSpec::TYPE,
+            Policy::PromptFirewall(_) => spec::PromptFirewallSpec::TYPE,
+            Policy::MockResponse(_) => spec::MockResponseSpec::TYPE,
+            Policy::UpstreamCredential(_) => spec::UpstreamCredentialSpec::TYPE,
         }
     }
 

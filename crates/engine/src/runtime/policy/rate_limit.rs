@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
-use super::{CompileCtx, Exchange, FieldError, Reply, RequestView, Verdict, header_name};
-use switchyard_config::manifest::RateLimitSpec;
+use super::{CompileCtx, Exchange, FieldError, Reply, RequestView, Verdict};
+use switchyard_config::manifest::{BadRequestKey, RateLimitSpec, RequestKey};
 
-const TYPE: &str = "rate-limit";
 const SHARDS: usize = 16;
 /// A shard sweeps out full (idle) buckets every this many new keys.
 const SWEEP_EVERY: u32 = 1024;
@@ -52,11 +51,6 @@ impl Limiters {
         let l = Arc::new(Limiter::default());
         map.insert(id, Arc::downgrade(&l));
         l
-    }
-
-    /// Whether `other` is this same registry.
-    pub fn same(&self, other: &Limiters) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Limiters alive.
@@ -169,17 +163,12 @@ fn shard_of(key: &str) -> usize {
     h as usize % SHARDS
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RateKey {
-    Consumer,
-    ClientIp,
-    Header(HeaderName),
-}
-
+/// A compiled `rate-limit`: its key, its limits, and the limiter (shared across snapshots)
+/// holding its buckets.
 #[derive(Debug)]
 pub struct RateLimitPolicy {
     pub limiter: Arc<Limiter>,
-    pub key: RateKey,
+    pub key: RequestKey,
     pub limit: u64,
     pub per: Duration,
     limit_value: HeaderValue,
@@ -193,30 +182,32 @@ pub fn compile(
     ctx: &CompileCtx<'_>,
 ) -> Result<RateLimitPolicy, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let key = match spec.key.as_str() {
-        "consumer" => {
-            if !ctx.authenticated {
-                errors.push(FieldError::new(
-                    "key",
-                    "`key: consumer` needs an authentication policy (api-key, basic-auth or jwt) earlier in the pipeline",
-                ));
-            }
-            Some(RateKey::Consumer)
+    let key = match spec.key.key() {
+        Ok(RequestKey::Consumer) if !ctx.authenticated => {
+            errors.push(FieldError::new(
+                "key",
+                "`key: consumer` needs an authentication policy (api-key, basic-auth or jwt) earlier in the pipeline",
+            ));
+            Some(RequestKey::Consumer)
         }
-        "client-ip" => Some(RateKey::ClientIp),
-        other => match other.strip_prefix("header:") {
-            Some(name) => header_name("key", name)
-                .map(RateKey::Header)
-                .map_err(|e| errors.push(e))
-                .ok(),
-            None => {
-                errors.push(FieldError::new(
-                    "key",
-                    format!("invalid key {other:?}: use consumer, client-ip or header:<name>"),
-                ));
-                None
-            }
-        },
+        Ok(key) => Some(key.clone()),
+        Err(BadRequestKey::HeaderName(name)) => {
+            errors.push(FieldError::new(
+                "key",
+                format!("invalid header name {name:?}"),
+            ));
+            None
+        }
+        Err(BadRequestKey::Unknown) => {
+            errors.push(FieldError::new(
+                "key",
+                format!(
+                    "invalid key {:?}: use consumer, client-ip or header:<name>",
+                    spec.key.as_str()
+                ),
+            ));
+            None
+        }
     };
     if spec.limit == 0 {
         errors.push(FieldError::new("limit", "must be at least 1"));
@@ -239,7 +230,7 @@ pub fn compile(
         limiter: ctx.limiters.get(LimiterId {
             proxy: ctx.proxy.to_string(),
             id,
-            key: spec.key.clone(),
+            key: spec.key.as_str().to_string(),
         }),
         key,
         limit: spec.limit,
@@ -283,15 +274,15 @@ impl RateLimitPolicy {
     ) -> Verdict {
         let ip;
         let key: &str = match &self.key {
-            RateKey::Consumer => ex.consumer.as_deref().unwrap_or(""),
-            RateKey::Header(h) => match req.headers.get(h).and_then(|v| v.to_str().ok()) {
+            RequestKey::Consumer => ex.consumer.as_deref().unwrap_or(""),
+            RequestKey::Header(h) => match req.headers.get(h).and_then(|v| v.to_str().ok()) {
                 Some(v) => v,
                 None => {
                     ip = IpText::new(ex.client_ip(req.peer));
                     ip.as_str()
                 }
             },
-            RateKey::ClientIp => {
+            RequestKey::ClientIp => {
                 ip = IpText::new(ex.client_ip(req.peer));
                 ip.as_str()
             }
@@ -309,7 +300,7 @@ impl RateLimitPolicy {
         let mut reply = Reply::deny(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            TYPE,
+            RateLimitSpec::TYPE,
             format!(
                 "rate limit of {} requests per {:?} exceeded; retry in {} s",
                 self.limit, self.per, t.retry_after_secs

@@ -12,8 +12,6 @@ pub struct RequestSizePolicy {
     pub max_bytes: u64,
 }
 
-pub const TYPE: &str = "request-size";
-
 pub fn compile(spec: &RequestSizeSpec) -> RequestSizePolicy {
     RequestSizePolicy {
         max_bytes: spec.max_bytes.bytes(),
@@ -39,7 +37,7 @@ pub fn too_large(max: u64) -> Reply {
     Reply::deny(
         StatusCode::PAYLOAD_TOO_LARGE,
         "request_too_large",
-        TYPE,
+        RequestSizeSpec::TYPE,
         format!("the request body is larger than {max} bytes"),
     )
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::runtime::health::{ActiveCheck, PassiveCheck};
+use http::HeaderName;
 
 fn target(i: usize, weight: u32) -> Target {
     let url = format!("http://10.0.0.{i}:8080");
@@ -29,24 +30,36 @@ fn upstream(lb: LoadBalancing, weights: &[u32]) -> Upstream {
         weights,
         UpstreamConfig {
             load_balancing: lb,
-            hash_on: (lb == LoadBalancing::ConsistentHash).then_some(HashOn::ClientIp),
+            hash_on: (lb == LoadBalancing::ConsistentHash).then_some(RequestKey::ClientIp),
             ..UpstreamConfig::default()
         },
     )
 }
 
-/// Picks and gives the slot back at once (a request that finished).
-fn pick_one(u: &Upstream, key: u64) -> Pick {
-    let p = u.pick(Tried::default(), key, Instant::now());
-    if let Pick::Target(i) = p {
-        u.release(i);
+/// A [`Pick`] by target index, as the tests compare them (the slot stays with the `Pick`).
+#[derive(Debug, PartialEq, Eq)]
+enum Picked {
+    Target(usize),
+    Overloaded,
+    Exhausted,
+}
+
+fn index(p: &Pick) -> Picked {
+    match p {
+        Pick::Target(slot) => Picked::Target(slot.target()),
+        Pick::Overloaded => Picked::Overloaded,
+        Pick::Exhausted => Picked::Exhausted,
     }
-    p
+}
+
+/// Picks and gives the slot back at once (a request that finished).
+fn pick_one(u: &Upstream, key: u64) -> Picked {
+    index(&u.pick(Tried::default(), key, Instant::now()))
 }
 
 fn picked(u: &Upstream, key: u64) -> usize {
     match pick_one(u, key) {
-        Pick::Target(i) => i,
+        Picked::Target(i) => i,
         other => panic!("expected a target, got {other:?}"),
     }
 }
@@ -74,7 +87,7 @@ fn weighted_is_smooth_and_proportional() {
 fn least_requests_prefers_idle_target() {
     let u = upstream(LoadBalancing::LeastRequests, &[1, 1]);
     u.targets[0].state.in_flight.store(3, Ordering::Relaxed);
-    assert_eq!(pick_one(&u, 0), Pick::Target(1));
+    assert_eq!(pick_one(&u, 0), Picked::Target(1));
 }
 
 #[test]
@@ -85,21 +98,22 @@ fn retries_avoid_tried_targets() {
     let Pick::Target(first) = u.pick(tried, 0, now) else {
         panic!()
     };
-    tried.insert(first);
+    tried.insert(first.target());
     let Pick::Target(second) = u.pick(tried, 0, now) else {
         panic!()
     };
-    assert_ne!(first, second);
-    tried.insert(second);
-    assert_eq!(u.pick(tried, 0, now), Pick::Exhausted);
+    assert_ne!(first.target(), second.target());
+    tried.insert(second.target());
+    assert_eq!(index(&u.pick(tried, 0, now)), Picked::Exhausted);
 }
 
 #[test]
 fn pick_claims_an_in_flight_slot_and_release_returns_it() {
     let u = upstream(LoadBalancing::RoundRobin, &[1]);
-    assert_eq!(u.pick(Tried::default(), 0, Instant::now()), Pick::Target(0));
+    let slot = u.pick(Tried::default(), 0, Instant::now());
+    assert_eq!(index(&slot), Picked::Target(0));
     assert_eq!(u.targets[0].state.in_flight.load(Ordering::Relaxed), 1);
-    u.release(0);
+    drop(slot);
     assert_eq!(u.targets[0].state.in_flight.load(Ordering::Relaxed), 0);
 }
 
@@ -127,7 +141,7 @@ fn removing_one_of_five_targets_moves_only_its_keys() {
         [1, 2, 4, 5].iter().map(|&i| target(i, 1)).collect(),
         UpstreamConfig {
             load_balancing: LoadBalancing::ConsistentHash,
-            hash_on: Some(HashOn::ClientIp),
+            hash_on: Some(RequestKey::ClientIp),
             ..UpstreamConfig::default()
         },
     );
@@ -186,7 +200,7 @@ fn consistent_hash_moves_a_key_only_while_its_target_is_unavailable() {
         &[1, 1, 1],
         UpstreamConfig {
             load_balancing: LoadBalancing::ConsistentHash,
-            hash_on: Some(HashOn::ClientIp),
+            hash_on: Some(RequestKey::ClientIp),
             health: HealthConfig {
                 active: None,
                 passive: Some(PassiveCheck {
@@ -210,11 +224,9 @@ fn consistent_hash_moves_a_key_only_while_its_target_is_unavailable() {
         .unwrap();
     let other_home = picked(&u, other);
     // Back once the cool-off is over.
-    assert_eq!(
-        u.pick(Tried::default(), k, now + Duration::from_secs(31)),
-        Pick::Target(home)
-    );
-    u.release(home);
+    let slot = u.pick(Tried::default(), k, now + Duration::from_secs(31));
+    assert_eq!(index(&slot), Picked::Target(home));
+    drop(slot);
     assert_eq!(picked(&u, other), other_home);
 }
 
@@ -224,7 +236,7 @@ fn hash_key_uses_the_header_or_falls_back_to_the_client_address() {
         &[1, 1],
         UpstreamConfig {
             load_balancing: LoadBalancing::ConsistentHash,
-            hash_on: Some(HashOn::Header(HeaderName::from_static("x-user"))),
+            hash_on: Some(RequestKey::Header(HeaderName::from_static("x-user"))),
             ..UpstreamConfig::default()
         },
     );
@@ -266,7 +278,7 @@ fn checked(lb: LoadBalancing, n: usize) -> Upstream {
         &vec![1; n],
         UpstreamConfig {
             load_balancing: lb,
-            hash_on: (lb == LoadBalancing::ConsistentHash).then_some(HashOn::ClientIp),
+            hash_on: (lb == LoadBalancing::ConsistentHash).then_some(RequestKey::ClientIp),
             health: HealthConfig {
                 active: Some(active_check()),
                 passive: Some(PassiveCheck {
@@ -300,7 +312,7 @@ fn pick_skips_unhealthy_and_ejected_targets() {
         assert_eq!(u.target_health(0, now), TargetHealth::Unhealthy);
         assert!(matches!(u.target_health(1, now), TargetHealth::Ejected(_)));
         for i in 0..50 {
-            assert_eq!(pick_one(&u, key(i)), Pick::Target(2), "{lb:?}");
+            assert_eq!(pick_one(&u, key(i)), Picked::Target(2), "{lb:?}");
         }
     }
 }
@@ -330,12 +342,12 @@ fn with_no_healthy_target_pick_uses_them_all() {
     let now = Instant::now();
     let mut tried = Tried::default();
     for _ in 0..3 {
-        let Pick::Target(i) = u.pick(tried, 0, now) else {
+        let Pick::Target(slot) = u.pick(tried, 0, now) else {
             panic!()
         };
-        tried.insert(i);
+        tried.insert(slot.target());
     }
-    assert_eq!(u.pick(tried, 0, now), Pick::Exhausted);
+    assert_eq!(index(&u.pick(tried, 0, now)), Picked::Exhausted);
 }
 
 #[test]
@@ -344,9 +356,9 @@ fn retries_do_not_go_to_unhealthy_targets_while_a_healthy_one_exists() {
     mark_down(&u, 1);
     let now = Instant::now();
     let mut tried = Tried::default();
-    assert_eq!(u.pick(tried, 0, now), Pick::Target(0));
+    assert_eq!(index(&u.pick(tried, 0, now)), Picked::Target(0));
     tried.insert(0);
-    assert_eq!(u.pick(tried, 0, now), Pick::Exhausted);
+    assert_eq!(index(&u.pick(tried, 0, now)), Picked::Exhausted);
 }
 
 // ---- concurrency limit ----
@@ -356,7 +368,7 @@ fn limited(lb: LoadBalancing, n: usize, max: usize) -> Upstream {
         &vec![1; n],
         UpstreamConfig {
             load_balancing: lb,
-            hash_on: (lb == LoadBalancing::ConsistentHash).then_some(HashOn::ClientIp),
+            hash_on: (lb == LoadBalancing::ConsistentHash).then_some(RequestKey::ClientIp),
             max_concurrent_requests: Some(max),
             ..UpstreamConfig::default()
         },
@@ -376,17 +388,21 @@ fn a_target_at_its_limit_is_skipped_and_all_at_the_limit_is_overloaded() {
         let mut held = Vec::new();
         for _ in 0..4 {
             match u.pick(Tried::default(), key(1), now) {
-                Pick::Target(i) => held.push(i),
+                Pick::Target(slot) => held.push(slot),
                 other => panic!("{lb:?}: {other:?}"),
             }
         }
-        held.sort_unstable();
-        assert_eq!(held, [0, 0, 1, 1], "{lb:?}");
-        assert_eq!(u.pick(Tried::default(), key(1), now), Pick::Overloaded);
-        u.release(1);
+        held.sort_unstable_by_key(InFlight::target);
+        let targets: Vec<usize> = held.iter().map(InFlight::target).collect();
+        assert_eq!(targets, [0, 0, 1, 1], "{lb:?}");
         assert_eq!(
-            u.pick(Tried::default(), key(1), now),
-            Pick::Target(1),
+            index(&u.pick(Tried::default(), key(1), now)),
+            Picked::Overloaded
+        );
+        drop(held.pop());
+        assert_eq!(
+            index(&u.pick(Tried::default(), key(1), now)),
+            Picked::Target(1),
             "{lb:?}"
         );
     }
@@ -408,32 +424,40 @@ fn overloaded_only_counts_targets_that_could_take_the_request() {
     );
     mark_down(&u, 1);
     let now = Instant::now();
-    assert_eq!(u.pick(Tried::default(), 0, now), Pick::Target(0));
-    assert_eq!(u.pick(Tried::default(), 0, now), Pick::Overloaded);
+    let held = u.pick(Tried::default(), 0, now);
+    assert_eq!(index(&held), Picked::Target(0));
+    assert_eq!(index(&u.pick(Tried::default(), 0, now)), Picked::Overloaded);
     // A retry with target 0 already tried finds nothing: exhausted, not overloaded.
     let mut tried = Tried::default();
     tried.insert(0);
-    assert_eq!(u.pick(tried, 0, now), Pick::Exhausted);
+    assert_eq!(index(&u.pick(tried, 0, now)), Picked::Exhausted);
 }
 
 #[test]
 fn the_limit_holds_under_concurrent_picks() {
     let u = Arc::new(limited(LoadBalancing::RoundRobin, 1, 8));
-    let claimed: usize = std::thread::scope(|s| {
+    // Every claimed slot is held until the end.
+    let claimed: Vec<Pick> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let u = u.clone();
                 s.spawn(move || {
                     (0..100)
-                        .filter(|_| u.pick(Tried::default(), 0, Instant::now()) == Pick::Target(0))
-                        .count()
+                        .map(|_| u.pick(Tried::default(), 0, Instant::now()))
+                        .filter(|p| index(p) == Picked::Target(0))
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).sum()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
-    assert_eq!(claimed, 8);
+    assert_eq!(claimed.len(), 8);
     assert_eq!(u.targets[0].state.in_flight.load(Ordering::Relaxed), 8);
+    drop(claimed);
+    assert_eq!(u.targets[0].state.in_flight.load(Ordering::Relaxed), 0);
 }
 
 // ---- retry budget ----

@@ -27,8 +27,6 @@ use self::keys::{Alg, KeyRing};
 use super::{CompileCtx, Exchange, FieldError, Reply, RequestView, Verdict, header_name};
 use switchyard_config::manifest::{CredentialSpec, JwtSpec};
 
-const TYPE: &str = "jwt";
-
 pub struct JwtPolicy {
     /// Where the token is read from.
     header: HeaderName,
@@ -348,7 +346,7 @@ impl JwtPolicy {
         } else {
             HeaderValue::from_static("Bearer error=\"invalid_token\"")
         };
-        Reply::deny(StatusCode::UNAUTHORIZED, code, TYPE, message)
+        Reply::deny(StatusCode::UNAUTHORIZED, code, JwtSpec::TYPE, message)
             .with_header(http::header::WWW_AUTHENTICATE, challenge)
     }
 }

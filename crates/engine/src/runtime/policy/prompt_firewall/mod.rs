@@ -41,8 +41,6 @@ use switchyard_config::size::ByteSize;
 
 mod strict_json;
 
-const TYPE: &str = "prompt-firewall";
-
 /// The largest `maxBodyBytes` accepted (the body is held in memory while inspected).
 pub const MAX_BODY_LIMIT: u64 = 16 << 20;
 /// The most one rule's pattern may compile to.
@@ -169,7 +167,7 @@ pub fn compile(spec: &PromptFirewallSpec) -> Result<PromptFirewallPolicy, Vec<Fi
             let mut reply = Reply::deny(
                 StatusCode::BAD_REQUEST,
                 "prompt_rejected",
-                TYPE,
+                PromptFirewallSpec::TYPE,
                 format!("the prompt matches rule \"{}\"", r.name),
             );
             reply.detail = Some(Arc::from(r.name.as_str()));
@@ -180,7 +178,7 @@ pub fn compile(spec: &PromptFirewallSpec) -> Result<PromptFirewallPolicy, Vec<Fi
         Uninspectable::Deny => Some(Reply::deny(
             StatusCode::BAD_REQUEST,
             "prompt_uninspectable",
-            TYPE,
+            PromptFirewallSpec::TYPE,
             format!("the request body cannot be inspected: {why}"),
         )),
         Uninspectable::Allow => None,
