@@ -123,7 +123,8 @@ pub fn hotness(kind: Kind) -> Hotness {
         ),
         Kind::Environment => (
             true,
-            "variables only; the entities they change are listed on their own",
+            "variables: the entities they change are listed on their own; gateway settings: \
+             swapped atomically, for requests and connections accepted after",
         ),
     };
     Hotness {

@@ -43,8 +43,12 @@ pub(crate) fn diff<'a, X>(
                 kept_credentials += 1;
                 c.digest == m.digest
             }),
-            // Variables are resolved before compiling; nothing of them is served.
-            Manifest::Environment(_) => true,
+            // Variables are resolved before compiling; only gateway settings are served:
+            // a document is compiled when it is (or would become) where they come from.
+            Manifest::Environment(e) => {
+                prev.gateway.is_from(m)
+                    || (e.spec.gateway.is_default() && !prev.gateway.is_named(name))
+            }
         };
         if !unchanged {
             upserts.push(*m);
@@ -66,6 +70,11 @@ pub(crate) fn diff<'a, X>(
                 .filter(|n| !seen.contains(&(Kind::Credential, &***n)))
                 .map(|n| (Kind::Credential, &**n)),
         );
+    }
+    if let Some((source, _)) = &prev.gateway.source
+        && !seen.contains(&(Kind::Environment, &**source))
+    {
+        removed.push((Kind::Environment, &**source));
     }
     Diff::Changes { upserts, removed }
 }

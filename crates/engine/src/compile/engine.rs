@@ -7,6 +7,7 @@ use std::sync::Arc;
 use switchyard_config::Kind;
 
 use super::{ChangeKind, Compiled, Numbering, ProxyChange, Registries, credentials, proxy};
+use crate::runtime::gateway::{self, GatewayState};
 use crate::runtime::{Credential, Proxy, RouteMatch, Snapshot};
 use crate::validate::{self, Declared};
 use switchyard_config::error::{ConfigError, Position};
@@ -54,6 +55,8 @@ pub(crate) fn apply<X>(
             .map(|(_, n)| *n)
             .collect()
     };
+
+    let gateway_changed = apply_gateway(&mut next, &batch, &upserted, &mut errors);
 
     // Credentials first: proxies resolve their references against the new set.
     let mut changed_credentials: Vec<Arc<str>> = Vec::new();
@@ -175,7 +178,9 @@ pub(crate) fn apply<X>(
     let prev_revision = prev.map_or(0, |s| s.revision);
     next.revision = match ctx.numbering.revision {
         Some(r) => r,
-        None if changes.is_empty() && changed_credentials.is_empty() => prev_revision,
+        None if changes.is_empty() && changed_credentials.is_empty() && !gateway_changed => {
+            prev_revision
+        }
         None => prev_revision + 1,
     };
     Ok(Compiled {
@@ -183,6 +188,66 @@ pub(crate) fn apply<X>(
         changes,
         rebuilt,
     })
+}
+
+/// The environment's gateway settings after `batch`: from the one Environment document that
+/// defines them (or that they came from), defaults when it is removed. Returns whether they
+/// changed.
+fn apply_gateway<X>(
+    next: &mut Snapshot<X>,
+    batch: &Batch<'_>,
+    upserted: &HashSet<(Kind, &str)>,
+    errors: &mut Vec<ConfigError>,
+) -> bool {
+    let mut changed = false;
+    for (kind, name) in batch.removed {
+        if *kind == Kind::Environment
+            && !upserted.contains(&(*kind, *name))
+            && next.gateway.is_named(name)
+        {
+            next.gateway = GatewayState::default();
+            changed = true;
+        }
+    }
+    for m in batch.upserts {
+        let Manifest::Environment(e) = &m.value else {
+            continue;
+        };
+        let name = e.metadata.name.value.as_str();
+        if next.gateway.is_from(m) || (e.spec.gateway.is_default() && !next.gateway.is_named(name))
+        {
+            continue;
+        }
+        if let Some((other, _)) = &next.gateway.source
+            && **other != *name
+        {
+            errors.push(
+                ConfigError::new(
+                    &m.source,
+                    Position::from_location(&m.source, e.metadata.name.referenced),
+                    format!(
+                        "gateway settings are already defined by kind: Environment {other:?}; \
+                         keep them in one document"
+                    ),
+                )
+                .entity(Kind::Environment, name)
+                .field("spec.gateway"),
+            );
+            continue;
+        }
+        match gateway::compile(m, e) {
+            Ok(settings) => {
+                changed |= *next.gateway.settings != settings;
+                next.gateway = GatewayState {
+                    source: (!e.spec.gateway.is_default())
+                        .then(|| (Arc::from(name), m.digest.clone())),
+                    settings: Arc::new(settings),
+                };
+            }
+            Err(mut es) => errors.append(&mut es),
+        }
+    }
+    changed
 }
 
 fn declared<'a>(m: &'a Located<Manifest>) -> Declared<'a> {

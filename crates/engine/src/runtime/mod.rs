@@ -2,6 +2,7 @@
 //! [`crate::compile`], and read by the Worker on the request path. Nothing in here is
 //! part of the public manifest schema.
 
+pub mod gateway;
 pub mod health;
 pub mod hop_by_hop;
 mod methods;
@@ -11,6 +12,7 @@ pub mod routes;
 pub mod snapshot;
 pub mod upstream;
 
+pub use gateway::{Gateway, PathSettings, TrafficTimeouts};
 pub use health::{HealthConfig, HealthRegistry, TargetHealth, TargetState};
 pub use hop_by_hop::{is_hop_by_hop, remove_hop_by_hop};
 pub use pipeline::{HeaderOps, HeadersPolicy, Pipeline, Policy};

@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use http::Method;
 use imbl::{OrdMap, OrdSet};
 
+use super::gateway::{Gateway, GatewayState};
 use super::pipeline::Pipeline;
 use super::routes::{RouteRule, RouteTable};
 use super::upstream::Upstream;
@@ -30,6 +31,8 @@ pub struct Snapshot<X = ()> {
     pub(crate) routes: RouteTable<RouteMatch<X>>,
     /// Credential name → the proxies that reference it (recompiled when it changes).
     pub(crate) credential_users: OrdMap<Arc<str>, OrdSet<Arc<str>>>,
+    /// The environment's gateway settings and the document they came from.
+    pub(crate) gateway: GatewayState,
 }
 
 impl<X> Default for Snapshot<X> {
@@ -40,6 +43,7 @@ impl<X> Default for Snapshot<X> {
             credentials: OrdMap::new(),
             routes: RouteTable::default(),
             credential_users: OrdMap::new(),
+            gateway: GatewayState::default(),
         }
     }
 }
@@ -53,6 +57,7 @@ impl<X> Clone for Snapshot<X> {
             credentials: self.credentials.clone(),
             routes: self.routes.clone(),
             credential_users: self.credential_users.clone(),
+            gateway: self.gateway.clone(),
         }
     }
 }
@@ -92,6 +97,11 @@ impl<X> Snapshot<X> {
     /// Every proxy, sorted by name.
     pub fn proxies(&self) -> impl ExactSizeIterator<Item = &Arc<Proxy<X>>> {
         self.proxies.values()
+    }
+
+    /// The environment's gateway settings (paths, timeouts).
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway.settings
     }
 
     pub fn proxy_count(&self) -> usize {
