@@ -218,6 +218,7 @@ async fn a_failed_audit_write_refuses_the_change() {
         applied_at: 1,
         received_at: 2,
         address: None,
+        detail: None,
     };
     let err = store.record_report(report.clone()).await.unwrap_err();
     assert!(matches!(err, StoreError::AuditFailed(_)), "{err}");

@@ -23,6 +23,7 @@ fn report(
         applied_at: received_at - 5,
         received_at,
         address: Some(format!("{worker}.internal:8080")),
+        detail: None,
     }
 }
 

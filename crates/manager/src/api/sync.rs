@@ -252,6 +252,7 @@ pub async fn report(
             applied_at: body.applied_at,
             received_at: now_millis(),
             address: body.address.clone(),
+            detail: None,
         })
         .await?;
     state
