@@ -357,6 +357,8 @@ fn apply_wait_reports_a_nack_with_its_error() {
         error: Some("proxy orders: upstream http://127.0.0.1:1 refused".into()),
         applied_at: 0,
         address: None,
+        store_id: None,
+        detail: None,
     };
     let transport = m.worker_transport(&worker_token(&m), "nacking-worker");
     let reply = m
