@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Proc, addr};
+use common::Proc;
 use switchyard_api::AdminClient;
 use switchyard_api::admin::ApplyRequest;
 use switchyard_api::records::Operation;
@@ -67,19 +67,8 @@ fn written(wal: &Path) -> Option<(u64, std::time::SystemTime)> {
 
 /// A Manager process on port 0 over `data`, and its admin API.
 fn start_manager(data: &Path) -> (Proc, AdminClient) {
-    let proc = Proc::spawn(&[
-        "manager",
-        "--data",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    let url = format!(
-        "http://{}",
-        addr(&proc.wait_log("manager listening"), "listen")
-    );
-    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
-    (proc, AdminClient::new(&url, token.trim()).unwrap())
+    let (proc, url, token) = common::spawn_manager(data);
+    (proc, AdminClient::new(&url, &token).unwrap())
 }
 
 /// Generation `g` of the environment: every proxy changes.

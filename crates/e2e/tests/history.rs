@@ -27,21 +27,21 @@ fn orders(target: SocketAddr) -> String {
     )
 }
 
-/// A consistent copy of the Manager's database, as `sqlite3 .backup` makes one.
-async fn backup(store: &SqliteStore, to: &Path) {
-    sqlx::query("VACUUM INTO $1")
-        .bind(to.to_str().unwrap())
-        .execute(store.pool())
-        .await
-        .unwrap();
+/// A Manager over `DIR/manager` with environment `dev` at revision 1 (payments, blue), and
+/// a worker token for `dev`.
+async fn manager_at_blue(h: &Harness, dir: &Path) -> (RunningManager, String) {
+    let m = RunningManager::start(&dir.join("manager")).await;
+    let token = m.env_with_worker_token("dev").await;
+    let (s, b) = m
+        .apply("dev", &[payments_manifest("blue", h.addr(0), "")])
+        .await;
+    assert_eq!((s, b["revision"].as_u64()), (200, Some(1)), "{b}");
+    (m, token)
 }
 
 /// Puts the backup in the (stopped) Manager's place, as an operator restoring it does.
 fn restore(backup: &Path, data: &Path) {
-    for f in ["switchyard.db", "switchyard.db-wal", "switchyard.db-shm"] {
-        let _ = std::fs::remove_file(data.join(f));
-    }
-    std::fs::copy(backup, data.join("switchyard.db")).unwrap();
+    SqliteStore::restore(backup, &data.join("switchyard.db")).unwrap();
 }
 
 /// What the Worker answers on `path`: status and `x-release`.
@@ -125,14 +125,10 @@ fn mode(p: &Path) -> u32 {
 async fn workers_follow_a_manager_restored_from_an_older_backup_to_exactly_its_content() {
     let h = Harness::upstreams(&["a", "b"]).await;
     let data = tempfile::tempdir().unwrap();
-    let mdata = data.path().join("manager");
-    let mut m = RunningManager::start(&mdata).await;
-    let addr = m.addr;
-    let token = m.env_with_worker_token("dev").await;
-    m.apply("dev", &[payments_manifest("blue", h.addr(0), "")])
-        .await;
+    let (mut m, token) = manager_at_blue(&h, data.path()).await;
+    let (mdata, addr) = (m.data.clone(), m.addr);
     let copy = data.path().join("backup.db");
-    backup(&m.store, &copy).await;
+    m.store.backup_to(&copy).await.unwrap();
     // After the backup: payments v2 (green) at revision 2, orders at revision 3.
     m.apply("dev", &[payments_manifest("green", h.addr(1), "")])
         .await;
@@ -246,14 +242,10 @@ async fn workers_follow_a_manager_restored_from_an_older_backup_to_exactly_its_c
 async fn a_manager_behind_or_with_other_content_at_the_same_revision_is_followed() {
     let h = Harness::upstreams(&["a", "b"]).await;
     let data = tempfile::tempdir().unwrap();
-    let mdata = data.path().join("manager");
-    let mut m = RunningManager::start(&mdata).await;
-    let addr = m.addr;
-    let token = m.env_with_worker_token("dev").await;
-    m.apply("dev", &[payments_manifest("blue", h.addr(0), "")])
-        .await;
+    let (mut m, token) = manager_at_blue(&h, data.path()).await;
+    let (mdata, addr) = (m.data.clone(), m.addr);
     let copy = data.path().join("backup.db");
-    backup(&m.store, &copy).await;
+    m.store.backup_to(&copy).await.unwrap();
     let witness = m.store.witness_path().unwrap().to_path_buf();
     let witness_copy = data.path().join("backup.witness");
     std::fs::copy(&witness, &witness_copy).unwrap();
@@ -329,10 +321,7 @@ async fn a_manager_behind_or_with_other_content_at_the_same_revision_is_followed
 async fn a_tampered_cache_is_refused_and_a_fifo_does_not_hang_the_start() {
     let h = Harness::upstreams(&["a"]).await;
     let data = tempfile::tempdir().unwrap();
-    let mut m = RunningManager::start(&data.path().join("manager")).await;
-    let token = m.env_with_worker_token("dev").await;
-    m.apply("dev", &[payments_manifest("blue", h.addr(0), "")])
-        .await;
+    let (mut m, token) = manager_at_blue(&h, data.path()).await;
     let cache = data.path().join("cache");
     let opts = ManagedWorker::options(&m.url(), "dev", &token, "w1", &cache);
     let mut w = ManagedWorker::start(opts.clone()).await.unwrap();
@@ -373,85 +362,80 @@ async fn a_tampered_cache_is_refused_and_a_fifo_does_not_hang_the_start() {
 async fn reports_are_bound_to_the_worker_and_to_revisions_the_environment_has() {
     let h = Harness::upstreams(&["a"]).await;
     let data = tempfile::tempdir().unwrap();
-    let m = RunningManager::start(&data.path().join("manager")).await;
-    let token = m.env_with_worker_token("dev").await;
+    let (m, token) = manager_at_blue(&h, data.path()).await;
     let other_token = m.token("worker", &["dev"]).await;
-    m.apply("dev", &[payments_manifest("blue", h.addr(0), "")])
-        .await;
     let opts = ManagedWorker::options(&m.url(), "dev", &token, "w1", &data.path().join("c"));
     let w = ManagedWorker::start(opts).await.unwrap();
     w.wait_for_revision(1).await;
     wait_reports(&m, 1, &["w1"]).await;
 
-    let ack = |revision: u64, store_id: Option<String>| ReportBody {
+    let client = |token: &str, id: &str| SyncClient::new(&m.url(), token, "dev", id, None).unwrap();
+    let ack = |revision: u64, store_id: Option<&str>| ReportBody {
         revision,
         status: ReportStatus::Ack,
         error: None,
         applied_at: 0,
         address: None,
-        store_id,
+        store_id: store_id.map(str::to_string),
         detail: None,
     };
-    let client = |token: &str, id: &str| SyncClient::new(&m.url(), token, "dev", id, None).unwrap();
-    let refused = |e: switchyard_api::ClientError| match e {
-        switchyard_api::ClientError::Api(f) => (f.status, f.body.code, f.body.message),
+    let elsewhere = Some("st_elsewhere");
+    // (who sends, as which Worker, what) → status, code, the message's telling part.
+    let refused = [
+        // Another token cannot speak for w1 …
+        (
+            &other_token,
+            "w1",
+            ack(1, None),
+            403,
+            ErrorCode::WorkerMismatch,
+            "connected to \"dev\" with another token",
+        ),
+        // … and w1's own token cannot invent a Worker that is not connected.
+        (
+            &token,
+            "ghost",
+            ack(1, None),
+            403,
+            ErrorCode::WorkerMismatch,
+            "\"ghost\" has no event stream open",
+        ),
+        // Bound, but a revision the environment does not have, or of another store.
+        (
+            &token,
+            "w1",
+            ack(999_999, None),
+            422,
+            ErrorCode::UnknownRevision,
+            "environment \"dev\" has no revision 999999: it is at revision 1",
+        ),
+        (
+            &token,
+            "w1",
+            ack(1, elsewhere),
+            409,
+            ErrorCode::StoreMismatch,
+            "revision 1 of store st_elsewhere",
+        ),
+    ];
+    for (token, id, body, status, code, says) in refused {
+        match client(token, id).report(&body).await.unwrap_err() {
+            switchyard_api::ClientError::Api(f) => {
+                let m = &f.body.message;
+                assert_eq!((f.status, &f.body.code), (status, &code), "{id}: {m}");
+                assert!(m.contains(says), "{id}: {m}");
+            }
+            other => panic!("{other}"),
+        }
+    }
+    // Nor may another token claim w1's id for a stream while w1's is open.
+    match client(&other_token, "w1").events(0).await.unwrap_err() {
+        switchyard_api::ClientError::Api(f) => assert_eq!(f.body.code, ErrorCode::WorkerMismatch),
         other => panic!("{other}"),
-    };
-
-    // Another token cannot speak for w1, nor claim its id for a stream.
-    let (status, code, message) = refused(
-        client(&other_token, "w1")
-            .report(&ack(1, None))
-            .await
-            .unwrap_err(),
-    );
-    assert_eq!(
-        (status, code),
-        (403, ErrorCode::WorkerMismatch),
-        "{message}"
-    );
-    assert!(
-        message.contains("connected to \"dev\" with another token"),
-        "{message}"
-    );
-    let (status, code, _) = refused(client(&other_token, "w1").events(0).await.unwrap_err());
-    assert_eq!((status, code), (403, ErrorCode::WorkerMismatch));
-    // w1's own token cannot invent a Worker that is not connected.
-    let (status, code, message) = refused(
-        client(&token, "ghost")
-            .report(&ack(1, None))
-            .await
-            .unwrap_err(),
-    );
-    assert_eq!(
-        (status, code),
-        (403, ErrorCode::WorkerMismatch),
-        "{message}"
-    );
-    assert!(
-        message.contains("\"ghost\" has no event stream open"),
-        "{message}"
-    );
-    // Bound, but a revision the environment does not have, or of another store.
-    let own = client(&token, "w1");
-    let (status, code, message) = refused(own.report(&ack(999_999, None)).await.unwrap_err());
-    assert_eq!(
-        (status, code),
-        (422, ErrorCode::UnknownRevision),
-        "{message}"
-    );
-    assert_eq!(
-        message,
-        "environment \"dev\" has no revision 999999: it is at revision 1"
-    );
-    let (status, code, message) = refused(
-        own.report(&ack(1, Some("st_elsewhere".into())))
-            .await
-            .unwrap_err(),
-    );
-    assert_eq!((status, code), (409, ErrorCode::StoreMismatch), "{message}");
+    }
     // What the Worker itself sends is accepted.
-    own.report(&ack(1, Some(m.store.store_id()))).await.unwrap();
+    let own = ack(1, Some(&m.store.store_id()));
+    client(&token, "w1").report(&own).await.unwrap();
 
     // Nothing refused was recorded: status still shows w1 at revision 1, lag 0.
     let workers = m.client.workers("dev").await.unwrap();

@@ -125,6 +125,45 @@ impl SqliteStore {
         write::renew_identity(self, reason).await
     }
 
+    /// Writes a consistent copy of the database to `to` (SQLite's `VACUUM INTO`), while
+    /// the store is in use: a backup to restore with [`SqliteStore::restore`].
+    pub async fn backup_to(&self, to: &Path) -> Result<()> {
+        let to = to
+            .to_str()
+            .ok_or_else(|| StoreError::Database(format!("{} is not UTF-8", to.display())))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(to)
+            .execute(&self.pool)
+            .await
+            .map_err(db("back up the database"))?;
+        Ok(())
+    }
+
+    /// Puts `backup` in the place of the database at `db`, which no process may have open:
+    /// its `-wal` and `-shm` files are removed (they belong to the database replaced). The
+    /// witness beside it stays: on the next [`SqliteStore::open`] it sees the restore and
+    /// gives the store a new id.
+    pub fn restore(backup: &Path, db: &Path) -> Result<()> {
+        let failed = |e: std::io::Error| {
+            StoreError::Database(format!(
+                "restore {} from {}: {e}",
+                db.display(),
+                backup.display()
+            ))
+        };
+        for suffix in ["-wal", "-shm"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            match std::fs::remove_file(&name) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(failed(e)),
+            }
+        }
+        let bytes = switchyard_config::files::read_regular(backup, u64::MAX).map_err(failed)?;
+        switchyard_config::files::replace_private(db, &bytes).map_err(failed)
+    }
+
     /// SQLite's own check of the database file: `["ok"]` when it is sound, else each
     /// problem it found.
     pub async fn integrity_check(&self) -> Result<Vec<String>> {

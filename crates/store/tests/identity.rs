@@ -5,7 +5,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{all_audit, apply, upsert};
 use switchyard_api::records::{Operation, ReportStatus, WorkerReport, audit_subject};
@@ -15,22 +15,19 @@ async fn open(path: &Path) -> SqliteStore {
     SqliteStore::open(path).await.unwrap()
 }
 
-/// A consistent copy of the database, as `sqlite3 .backup` or `VACUUM INTO` makes one.
-async fn backup(store: &SqliteStore, to: &Path) {
-    sqlx::query("VACUUM INTO $1")
-        .bind(to.to_str().unwrap())
-        .execute(store.pool())
-        .await
-        .unwrap();
+/// A store with environment `prod` at revision 1, and a backup of it taken then (in the
+/// temporary directory, as `backup.db`).
+async fn backed_up(dir: &Path) -> (SqliteStore, PathBuf) {
+    let store = open(&dir.join("store.db")).await;
+    store.create_env("prod", "admin").await.unwrap();
+    apply(&store, "prod", vec![upsert("Proxy", "api", "a1")]).await;
+    let copy = dir.join("backup.db");
+    store.backup_to(&copy).await.unwrap();
+    (store, copy)
 }
 
-/// Puts `backup` in the place of the (closed) database at `db`, as an operator restoring
-/// it does.
 fn restore(backup: &Path, db: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
-    std::fs::copy(backup, db).unwrap();
+    SqliteStore::restore(backup, db).unwrap();
 }
 
 fn mode(p: &Path) -> u32 {
@@ -59,13 +56,9 @@ async fn the_id_is_created_with_the_database_and_kept_across_restarts() {
 async fn a_database_restored_from_an_older_backup_gets_a_new_id_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("store.db");
-    let store = open(&db).await;
+    let (store, copy) = backed_up(dir.path()).await;
     let id = store.store_id();
-    store.create_env("prod", "admin").await.unwrap();
-    apply(&store, "prod", vec![upsert("Proxy", "api", "a1")]).await;
-    let copy = dir.path().join("backup.db");
-    backup(&store, &copy).await;
-    // Reports after the backup do not make it another history; commits do.
+    // A commit after the backup: the backup is behind.
     apply(&store, "prod", vec![upsert("Proxy", "api", "a2")]).await;
     store.close().await;
 
@@ -105,12 +98,21 @@ async fn a_database_restored_from_an_older_backup_gets_a_new_id_and_says_why() {
 async fn a_backup_as_recent_as_the_last_commit_is_the_same_store() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("store.db");
-    let store = open(&db).await;
+    let (store, copy) = backed_up(dir.path()).await;
     let id = store.store_id();
-    store.create_env("prod", "admin").await.unwrap();
-    apply(&store, "prod", vec![upsert("Proxy", "api", "a1")]).await;
-    let copy = dir.path().join("backup.db");
-    backup(&store, &copy).await;
+    // Reports after the backup do not make another history (only commits do).
+    let report = WorkerReport {
+        env: "prod".into(),
+        worker_id: "w1".into(),
+        revision: 1,
+        status: ReportStatus::Ack,
+        error: None,
+        applied_at: 1,
+        received_at: 2,
+        address: None,
+        detail: None,
+    };
+    store.record_report(report).await.unwrap();
     store.close().await;
     restore(&copy, &db);
     assert_eq!(open(&db).await.store_id(), id);
