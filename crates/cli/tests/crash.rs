@@ -38,16 +38,13 @@ fn setting(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// xorshift64*: the kill points, reproducible from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
+/// The `n`th random number of `seed`: the kill points, reproducible from the seed
+/// (`DefaultHasher::new` has fixed keys).
+fn random(seed: u64, n: u64) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    (seed, n).hash(&mut h);
+    h.finish()
 }
 
 /// When a run kills the Manager.
@@ -150,7 +147,6 @@ async fn check(data: &Path, ctx: &str) -> u64 {
 fn a_manager_killed_at_any_point_of_a_big_apply_keeps_all_or_nothing() {
     let runs = setting("SWITCHYARD_CRASH_RUNS", 4);
     let seed = setting("SWITCHYARD_CRASH_SEED", 0x5eed_c0ff_ee15_dead);
-    let mut rng = Rng(seed | 1);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -179,9 +175,9 @@ fn a_manager_killed_at_any_point_of_a_big_apply_keeps_all_or_nothing() {
             .unwrap_or(u64::MAX)
             .max(1);
         let point = if run % 2 == 0 {
-            KillPoint::After(Duration::from_micros(rng.next() % window))
+            KillPoint::After(Duration::from_micros(random(seed, run) % window))
         } else {
-            KillPoint::IntoCommit(Duration::from_micros(rng.next() % 3_000))
+            KillPoint::IntoCommit(Duration::from_micros(random(seed, run) % 3_000))
         };
         let ctx = format!(
             "seed {seed:#x}, run {run}, killed {point:?} in an apply that takes ~{took:?} \

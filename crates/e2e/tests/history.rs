@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::Method;
@@ -37,6 +37,14 @@ async fn manager_at_blue(h: &Harness, dir: &Path) -> (RunningManager, String) {
         .await;
     assert_eq!((s, b["revision"].as_u64()), (200, Some(1)), "{b}");
     (m, token)
+}
+
+/// [`manager_at_blue`], and a backup of its database at revision 1 (`DIR/backup.db`).
+async fn backed_up_at_blue(h: &Harness, dir: &Path) -> (RunningManager, String, PathBuf) {
+    let (m, token) = manager_at_blue(h, dir).await;
+    let copy = dir.join("backup.db");
+    m.store.backup_to(&copy).await.unwrap();
+    (m, token, copy)
 }
 
 /// Puts the backup in the (stopped) Manager's place, as an operator restoring it does.
@@ -125,10 +133,8 @@ fn mode(p: &Path) -> u32 {
 async fn workers_follow_a_manager_restored_from_an_older_backup_to_exactly_its_content() {
     let h = Harness::upstreams(&["a", "b"]).await;
     let data = tempfile::tempdir().unwrap();
-    let (mut m, token) = manager_at_blue(&h, data.path()).await;
+    let (mut m, token, copy) = backed_up_at_blue(&h, data.path()).await;
     let (mdata, addr) = (m.data.clone(), m.addr);
-    let copy = data.path().join("backup.db");
-    m.store.backup_to(&copy).await.unwrap();
     // After the backup: payments v2 (green) at revision 2, orders at revision 3.
     m.apply("dev", &[payments_manifest("green", h.addr(1), "")])
         .await;
@@ -242,10 +248,8 @@ async fn workers_follow_a_manager_restored_from_an_older_backup_to_exactly_its_c
 async fn a_manager_behind_or_with_other_content_at_the_same_revision_is_followed() {
     let h = Harness::upstreams(&["a", "b"]).await;
     let data = tempfile::tempdir().unwrap();
-    let (mut m, token) = manager_at_blue(&h, data.path()).await;
+    let (mut m, token, copy) = backed_up_at_blue(&h, data.path()).await;
     let (mdata, addr) = (m.data.clone(), m.addr);
-    let copy = data.path().join("backup.db");
-    m.store.backup_to(&copy).await.unwrap();
     let witness = m.store.witness_path().unwrap().to_path_buf();
     let witness_copy = data.path().join("backup.witness");
     std::fs::copy(&witness, &witness_copy).unwrap();

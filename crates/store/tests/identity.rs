@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::{all_audit, apply, upsert};
+use common::{all_audit, apply, report, upsert};
 use switchyard_api::records::{Operation, ReportStatus, WorkerReport, audit_subject};
 use switchyard_store::{SqliteStore, Store};
 
@@ -101,18 +101,8 @@ async fn a_backup_as_recent_as_the_last_commit_is_the_same_store() {
     let (store, copy) = backed_up(dir.path()).await;
     let id = store.store_id();
     // Reports after the backup do not make another history (only commits do).
-    let report = WorkerReport {
-        env: "prod".into(),
-        worker_id: "w1".into(),
-        revision: 1,
-        status: ReportStatus::Ack,
-        error: None,
-        applied_at: 1,
-        received_at: 2,
-        address: None,
-        detail: None,
-    };
-    store.record_report(report).await.unwrap();
+    let ack = report("w1", 1, ReportStatus::Ack, None, 100);
+    store.record_report(ack).await.unwrap();
     store.close().await;
     restore(&copy, &db);
     assert_eq!(open(&db).await.store_id(), id);
@@ -155,19 +145,12 @@ async fn the_database_and_its_witness_are_private() {
 async fn a_report_keeps_how_the_worker_came_to_serve_it() {
     let store = SqliteStore::open_in_memory().await.unwrap();
     store.create_env("prod", "admin").await.unwrap();
-    let report = WorkerReport {
-        env: "prod".into(),
-        worker_id: "w1".into(),
-        revision: 0,
-        status: ReportStatus::Ack,
-        error: None,
-        applied_at: 1,
-        received_at: 2,
-        address: None,
+    let ack = WorkerReport {
         detail: Some("resynchronised: the Manager's store is another one".into()),
+        ..report("w1", 0, ReportStatus::Ack, None, 100)
     };
-    store.record_report(report.clone()).await.unwrap();
-    assert_eq!(store.reports_for("prod", 0).await.unwrap(), [report]);
+    store.record_report(ack.clone()).await.unwrap();
+    assert_eq!(store.reports_for("prod", 0).await.unwrap(), [ack]);
     let audit = all_audit(&store).await;
     assert_eq!(
         audit[0].detail.as_deref(),
