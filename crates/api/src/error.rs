@@ -39,6 +39,11 @@ pub enum ErrorCode {
     /// A stored secret does not open with this Manager's key.
     SecretUnreadable,
     NoRandomness,
+    /// A report names a Worker that has no event stream open with the reporting token.
+    WorkerMismatch,
+    /// A report is about a revision of another store than the Manager's (it was restored
+    /// from a backup, or replaced, since the Worker pulled it).
+    StoreMismatch,
     Internal,
     /// A code this client does not know (a newer Manager), or an answer that was not JSON.
     Other(String),
@@ -46,7 +51,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code the Manager answers with (all but [`ErrorCode::Other`]).
-    pub const KNOWN: [ErrorCode; 20] = [
+    pub const KNOWN: [ErrorCode; 22] = [
         ErrorCode::Unauthorized,
         ErrorCode::TokenExpired,
         ErrorCode::Forbidden,
@@ -66,6 +71,8 @@ impl ErrorCode {
         ErrorCode::SealFailed,
         ErrorCode::SecretUnreadable,
         ErrorCode::NoRandomness,
+        ErrorCode::WorkerMismatch,
+        ErrorCode::StoreMismatch,
         ErrorCode::Internal,
     ];
 
@@ -90,6 +97,8 @@ impl ErrorCode {
             ErrorCode::SealFailed => "seal_failed",
             ErrorCode::SecretUnreadable => "secret_unreadable",
             ErrorCode::NoRandomness => "no_randomness",
+            ErrorCode::WorkerMismatch => "worker_mismatch",
+            ErrorCode::StoreMismatch => "store_mismatch",
             ErrorCode::Internal => "internal",
             ErrorCode::Other(s) => s,
         }

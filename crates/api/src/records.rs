@@ -32,10 +32,13 @@ pub enum Operation {
     SetCredential,
     /// `switchyard credential rotate`: an existing secret credential's value replaced.
     RotateCredential,
+    /// The store was given a new identity (it was found restored from a backup): Workers
+    /// that followed the old one resynchronise.
+    RenewStoreId,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 9] = [
+    pub const ALL: [Operation; 10] = [
         Operation::Apply,
         Operation::Delete,
         Operation::Promote,
@@ -45,6 +48,7 @@ impl Operation {
         Operation::CreateToken,
         Operation::SetCredential,
         Operation::RotateCredential,
+        Operation::RenewStoreId,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +62,7 @@ impl Operation {
             Operation::CreateToken => "create-token",
             Operation::SetCredential => "set-credential",
             Operation::RotateCredential => "rotate-credential",
+            Operation::RenewStoreId => "renew-store-id",
         }
     }
 
@@ -148,6 +153,10 @@ pub struct WorkerReport {
     pub received_at: Millis,
     /// The Worker's traffic address, as it reports it.
     pub address: Option<String>,
+    /// How the Worker came to serve this revision when it was not a plain pull: e.g. that
+    /// it resynchronised with a full pull because the Manager's store changed identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// `AuditRecord::entity_kind` of what is audited besides entities (whose records hold
@@ -157,6 +166,8 @@ pub mod audit_subject {
     pub const TOKEN: &str = "Token";
     /// A Worker's ACK or NACK.
     pub const WORKER: &str = "Worker";
+    /// The store itself (its identity renewed).
+    pub const STORE: &str = "Store";
 }
 
 /// One audit record: who changed what, when, from which version to which.

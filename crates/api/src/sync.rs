@@ -41,8 +41,13 @@ pub struct SyncPayload {
     pub full: bool,
     pub entities: Vec<SyncEntity>,
     /// [`state_digest`] of the environment's full state at `revision`: the Worker checks
-    /// its merged state against it.
+    /// its merged state against it, and the state it serves once swapped, before it ACKs.
     pub state_digest: String,
+    /// The identity of the Manager's store (empty from a Manager that predates it). Its
+    /// revisions are numbered within it: a Worker that followed another store (a restored
+    /// backup gets a new id) resynchronises with a full pull.
+    #[serde(default)]
+    pub store_id: String,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -99,6 +104,15 @@ pub struct ReportBody {
     /// When the Worker swapped the revision in (unix millis, Worker clock).
     pub applied_at: i64,
     pub address: Option<String>,
+    /// The store the revision belongs to ([`SyncPayload::store_id`]); the Manager refuses
+    /// a report about another store's revision (`store_mismatch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<String>,
+    /// How the Worker came to serve it when that was not a plain pull: why it
+    /// resynchronised with a full pull (another store, a Manager behind it, a state that
+    /// did not verify). Kept with the report and in its audit record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// `GET /v1/envs/{env}/sync?since=R`.

@@ -191,6 +191,8 @@ async fn subscriber(
                 error: None,
                 applied_at: now_millis(),
                 address: None,
+                store_id: None,
+                detail: None,
             })
             .await?;
     }

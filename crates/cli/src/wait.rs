@@ -344,6 +344,7 @@ mod tests {
             applied_at: 0,
             received_at: 0,
             address: None,
+            detail: None,
         }
     }
 

@@ -35,7 +35,13 @@ fn worker(m: &Manager, id: &str) -> Worker {
 /// answers: the Manager expects it to ACK every revision committed meanwhile. The stream
 /// stays open while the returned answer is kept.
 fn silent_worker(m: &Manager, id: &str) -> impl Sized {
-    let transport = m.worker_transport(&worker_token(m), id);
+    silent_worker_as(m, id, &worker_token(m))
+}
+
+/// [`silent_worker`] with `token`: the Manager takes reports for `id` only with the token
+/// its stream was opened with.
+fn silent_worker_as(m: &Manager, id: &str, token: &str) -> impl Sized + use<> {
+    let transport = m.worker_transport(token, id);
     let accept = (
         header::ACCEPT,
         HeaderValue::from_static("text/event-stream"),
@@ -334,7 +340,8 @@ fn apply_wait_times_out_naming_the_worker_that_did_not_answer() {
 #[test]
 fn apply_wait_reports_a_nack_with_its_error() {
     let m = Manager::with_env("dev");
-    let _silent = silent_worker(&m, "nacking-worker");
+    let token = worker_token(&m);
+    let _silent = silent_worker_as(&m, "nacking-worker", &token);
     let files = m.dir().join("manifests");
     write_dir(
         &files,
@@ -357,8 +364,10 @@ fn apply_wait_reports_a_nack_with_its_error() {
         error: Some("proxy orders: upstream http://127.0.0.1:1 refused".into()),
         applied_at: 0,
         address: None,
+        store_id: None,
+        detail: None,
     };
-    let transport = m.worker_transport(&worker_token(&m), "nacking-worker");
+    let transport = m.worker_transport(&token, "nacking-worker");
     let reply = m
         .block_on(transport.send(Method::POST, "/v1/envs/dev/reports", Some(&nack)))
         .unwrap();

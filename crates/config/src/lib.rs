@@ -7,6 +7,7 @@
 pub mod duration;
 pub mod env_refs;
 pub mod error;
+pub mod files;
 pub mod for_env;
 pub mod kind;
 pub mod load;

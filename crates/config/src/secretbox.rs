@@ -11,6 +11,9 @@ use base64::engine::general_purpose::STANDARD;
 /// Prefix of a sealed value (format version 1).
 const PREFIX: &str = "sb1:";
 
+/// A key file holds 44 characters of base64 (or 64 hex digits) and a newline.
+const MAX_KEY_FILE_BYTES: u64 = 4096;
+
 pub struct SecretBox {
     cipher: Aes256Gcm,
 }
@@ -47,9 +50,14 @@ impl SecretBox {
     }
 
     /// Reads the key file, or creates it (mode 0600) with a random key.
+    /// The file must be a regular file (a FIFO or device in its place is refused, not
+    /// waited on).
     pub fn load_or_create(path: &Path) -> Result<[u8; 32], String> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::key_from_text(&text).map_err(|e| format!("{}: {e}", path.display())),
+        match crate::files::read_regular(path, MAX_KEY_FILE_BYTES) {
+            Ok(bytes) => std::str::from_utf8(&bytes)
+                .map_err(|_| "not UTF-8 text".to_string())
+                .and_then(Self::key_from_text)
+                .map_err(|e| format!("{}: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 getrandom::fill(&mut key).map_err(|e| format!("no randomness for a key: {e}"))?;
@@ -97,24 +105,7 @@ impl SecretBox {
     }
 }
 
-/// Writes a new file readable only by its owner.
-pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(text.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()
-}
+pub use crate::files::write_private;
 
 #[cfg(test)]
 mod tests {

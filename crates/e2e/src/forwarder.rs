@@ -24,12 +24,15 @@ impl Forwarder {
         let b = blocked.clone();
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                // Seen before `blocked` is read: a cut between the two (which sets
+                // `blocked` before it bumps) is then either seen blocked here or noticed
+                // by the connection's task, never missed.
+                let mut cut_rx = cut_rx.clone();
+                cut_rx.mark_unchanged();
                 if b.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
                 }
-                let mut cut_rx = cut_rx.clone();
-                cut_rx.mark_unchanged();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(target).await else {
                         return;

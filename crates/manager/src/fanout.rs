@@ -14,11 +14,46 @@ use tokio::sync::broadcast;
 /// How many recent commits per environment keep their expected-Worker list.
 const TRACKED_COMMITS: usize = 1024;
 
+/// A Worker with an event stream open: who it says it is, and the token it connected
+/// with (its reports are accepted only with that token).
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectedWorker {
     pub id: String,
     pub address: Option<String>,
     pub connected_at: Millis,
+    /// The public id of the token its streams were opened with.
+    #[serde(skip)]
+    pub token_id: String,
+}
+
+/// A Worker asking for an event stream: the id it gives (`x-switchyard-worker`), its
+/// traffic address, and the token it asks with.
+#[derive(Debug, Clone)]
+pub struct WorkerClaim {
+    pub id: String,
+    pub address: Option<String>,
+    pub token_id: String,
+}
+
+/// Whether a Worker id may report with a token: it must have an event stream open, opened
+/// with that same token. This is what binds a report to the Worker that sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    /// Connected with this token.
+    Bound,
+    /// No stream of this Worker id is open.
+    NotConnected,
+    /// Connected, with another token.
+    OtherToken,
+}
+
+/// A stream was refused: the Worker id is connected with another token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "worker {id:?} is connected with another token; a Worker id belongs to one token while its streams are open"
+)]
+pub struct ClaimedElsewhere {
+    pub id: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +86,7 @@ struct EnvState {
     commits: BTreeMap<u64, CommitInfo>,
 }
 
+/// The notification fan-out of every environment, shared by the handlers.
 #[derive(Default, Clone)]
 pub struct Fanout {
     envs: Arc<Mutex<HashMap<String, EnvState>>>,
@@ -91,15 +127,33 @@ impl Fanout {
     }
 
     /// Subscribes to an environment's notifications; `worker` (if any) is listed as
-    /// connected until the subscription is dropped.
-    pub fn subscribe(&self, env: &str, worker: Option<(String, Option<String>)>) -> Subscription {
+    /// connected until the subscription is dropped. Refused when that Worker id is
+    /// connected with another token.
+    pub fn subscribe(
+        &self,
+        env: &str,
+        worker: Option<WorkerClaim>,
+    ) -> Result<Subscription, ClaimedElsewhere> {
         let mut envs = self.lock();
         let state = envs.entry(env.to_string()).or_default();
+        if let Some(claim) = &worker
+            && let Some((_, held)) = state.workers.get(&claim.id)
+            && held.token_id != claim.token_id
+        {
+            return Err(ClaimedElsewhere {
+                id: claim.id.clone(),
+            });
+        }
         let tx = state
             .tx
             .get_or_insert_with(|| broadcast::channel(256).0)
             .clone();
-        let worker_id = worker.map(|(id, address)| {
+        let worker_id = worker.map(|claim| {
+            let WorkerClaim {
+                id,
+                address,
+                token_id,
+            } = claim;
             let entry = state.workers.entry(id.clone()).or_insert_with(|| {
                 tracing::info!(env, worker = %id, "worker connected");
                 (
@@ -108,6 +162,7 @@ impl Fanout {
                         id: id.clone(),
                         address: address.clone(),
                         connected_at: now_millis(),
+                        token_id,
                     },
                 )
             });
@@ -117,13 +172,22 @@ impl Fanout {
             }
             id
         });
-        Subscription {
+        Ok(Subscription {
             rx: tx.subscribe(),
             guard: ConnectionGuard {
                 fanout: self.clone(),
                 env: env.to_string(),
                 worker: worker_id,
             },
+        })
+    }
+
+    /// Whether `worker` may report to `env` with the token `token_id` (see [`Binding`]).
+    pub fn binding(&self, env: &str, worker: &str, token_id: &str) -> Binding {
+        match self.lock().get(env).and_then(|s| s.workers.get(worker)) {
+            None => Binding::NotConnected,
+            Some((_, w)) if w.token_id == token_id => Binding::Bound,
+            Some(_) => Binding::OtherToken,
         }
     }
 
@@ -207,5 +271,41 @@ impl Fanout {
             .iter()
             .map(|(env, s)| (env.clone(), s.workers.len()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn claim(id: &str, token: &str) -> Option<WorkerClaim> {
+        Some(WorkerClaim {
+            id: id.into(),
+            address: None,
+            token_id: token.into(),
+        })
+    }
+
+    #[test]
+    fn a_worker_id_is_bound_to_the_token_of_its_open_streams() {
+        let fanout = Fanout::default();
+        let first = fanout.subscribe("dev", claim("w1", "tok_a")).unwrap();
+        assert_eq!(fanout.binding("dev", "w1", "tok_a"), Binding::Bound);
+        assert_eq!(fanout.binding("dev", "w1", "tok_b"), Binding::OtherToken);
+        assert_eq!(fanout.binding("dev", "w2", "tok_a"), Binding::NotConnected);
+        assert_eq!(fanout.binding("prod", "w1", "tok_a"), Binding::NotConnected);
+        // Another token cannot take the id over while it is connected …
+        let refused = fanout.subscribe("dev", claim("w1", "tok_b")).err().unwrap();
+        assert_eq!(refused.id, "w1");
+        // … the same token may open a second stream (a reconnect overlapping the old one).
+        let second = fanout.subscribe("dev", claim("w1", "tok_a")).unwrap();
+        drop(first);
+        assert_eq!(fanout.binding("dev", "w1", "tok_a"), Binding::Bound);
+        drop(second);
+        assert_eq!(fanout.binding("dev", "w1", "tok_a"), Binding::NotConnected);
+        // Once every stream is closed the id is free again.
+        let _other = fanout.subscribe("dev", claim("w1", "tok_b")).unwrap();
+        assert_eq!(fanout.binding("dev", "w1", "tok_b"), Binding::Bound);
     }
 }

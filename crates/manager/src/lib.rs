@@ -173,27 +173,12 @@ async fn bootstrap_admin(
     )
     .await?;
     let path = data_dir.join("admin.token");
-    write_secret_file(&path, &secret).map_err(|source| ManagerError::DataDir {
-        path: path.clone(),
-        source,
+    switchyard_config::files::write_private(&path, &secret).map_err(|source| {
+        ManagerError::DataDir {
+            path: path.clone(),
+            source,
+        }
     })?;
     tracing::info!(token = %id, path = %path.display(), "first start: created an admin token (mode 0600); keep it safe");
     Ok(Some(path))
-}
-
-/// Writes `secret` to a new file readable only by its owner.
-fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    // `mode` applies only to a new file: tighten an existing one too.
-    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    f.write_all(secret.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()
 }

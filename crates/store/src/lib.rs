@@ -127,6 +127,11 @@ pub struct AuditQuery {
 /// The store contract. All methods are transactional on their own.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// The store's identity: created with the database, changed when it is found restored
+    /// from a backup. Sent with every pull, so a Worker can tell another history (the same
+    /// revision numbers, other content) from its own.
+    fn store_id(&self) -> String;
+
     /// Creates an environment at revision 0 and audits it.
     async fn create_env(&self, name: &str, actor: &str) -> Result<EnvInfo>;
     async fn list_envs(&self) -> Result<Vec<EnvInfo>>;

@@ -85,19 +85,19 @@ pub(crate) const AUDIT_SELECT: &str = "SELECT id, at, actor, env, entity_kind, e
 // ---- worker reports ----
 
 pub(crate) const REPORT_UPSERT: &str = "INSERT INTO worker_reports \
-     (env, worker_id, revision, status, error, applied_at, received_at, address) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     (env, worker_id, revision, status, error, applied_at, received_at, address, detail) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
      ON CONFLICT (env, worker_id, revision) DO UPDATE SET \
      status = excluded.status, error = excluded.error, applied_at = excluded.applied_at, \
-     received_at = excluded.received_at, address = excluded.address";
+     received_at = excluded.received_at, address = excluded.address, detail = excluded.detail";
 
 pub(crate) const REPORTS_FOR: &str = "SELECT env, worker_id, revision, status, error, \
-     applied_at, received_at, address FROM worker_reports \
+     applied_at, received_at, address, detail FROM worker_reports \
      WHERE env = $1 AND revision = $2 ORDER BY worker_id";
 
 /// Per Worker, the report with the highest revision (ties: the latest received).
 pub(crate) const REPORTS_LATEST: &str = "SELECT r.env, r.worker_id, r.revision, r.status, \
-     r.error, r.applied_at, r.received_at, r.address FROM worker_reports r \
+     r.error, r.applied_at, r.received_at, r.address, r.detail FROM worker_reports r \
      WHERE r.env = $1 AND NOT EXISTS ( \
        SELECT 1 FROM worker_reports o \
        WHERE o.env = r.env AND o.worker_id = r.worker_id \
@@ -109,6 +109,17 @@ pub(crate) const REPORTS_LATEST: &str = "SELECT r.env, r.worker_id, r.revision, 
 pub(crate) const REPORTS_ACKED: &str = "SELECT worker_id, MAX(revision) AS revision \
      FROM worker_reports WHERE env = $1 AND status = 'ack' GROUP BY worker_id \
      ORDER BY worker_id";
+
+// ---- the store's identity ----
+
+pub(crate) const IDENTITY_GET: &str = "SELECT id FROM store_identity WHERE one = 1";
+
+pub(crate) const IDENTITY_SET: &str =
+    "UPDATE store_identity SET id = $1, created_at = $2 WHERE one = 1";
+
+/// How far the audit log has got: every write of the store appends to it, and its ids
+/// only grow (`AUTOINCREMENT`), so a database restored from an older backup is behind.
+pub(crate) const AUDIT_SEQUENCE: &str = "SELECT COALESCE(MAX(id), 0) FROM audit";
 
 // ---- tokens ----
 

@@ -6,11 +6,13 @@
 //! interleave with another writer — another process on the same file included (it waits up
 //! to the busy timeout). Reads run concurrently on the pool and see a consistent snapshot.
 
+mod identity;
 mod rows;
 mod write;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -23,6 +25,7 @@ use crate::{
     AuditQuery, AuditRecord, CommitOutcome, CommitRequest, EntityRecord, EnvInfo, Result,
     RevisionRecord, Store, StoreError, TokenRecord, WorkerReport, sql,
 };
+use identity::{Witness, WitnessFile};
 use rows::{db, param};
 
 /// How long a connection waits for another process's write lock before failing.
@@ -38,17 +41,28 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Held for the whole of every write transaction.
     write_lock: Mutex<()>,
+    /// The store's id (read at open; changed only by [`SqliteStore::renew_identity`]).
+    identity: RwLock<String>,
+    /// The file that notices a restore (file-backed stores only).
+    witness: Option<WitnessFile>,
 }
 
 impl SqliteStore {
     /// Opens (creating it and its parent directory if missing) the database at `path`,
-    /// in WAL mode with foreign keys on, and brings its schema up to date.
+    /// in WAL mode with foreign keys on, and brings its schema up to date. The database
+    /// (and its `-wal`/`-shm` files) are made readable by their owner only.
+    ///
+    /// If the database is behind the witness kept beside it (`PATH.witness`), or is not
+    /// the store the witness saw, it was restored from a backup (or replaced): it gets a
+    /// new store id before anything reads it, so Workers resynchronise instead of taking
+    /// its revisions for the ones they served.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 StoreError::Database(format!("create directory {}: {e}", parent.display()))
             })?;
         }
+        make_private(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -60,7 +74,9 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Database(format!("open {}: {e}", path.display())))?;
-        Self::with_pool(pool).await
+        let store = Self::with_pool(pool, Some(WitnessFile::beside(path))).await?;
+        store.check_witness().await?;
+        Ok(store)
     }
 
     /// A private in-memory database, for tests. It lives in a single connection that the
@@ -79,18 +95,134 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(db("open in-memory database"))?;
-        Self::with_pool(pool).await
+        Self::with_pool(pool, None).await
     }
 
-    async fn with_pool(pool: SqlitePool) -> Result<SqliteStore> {
+    async fn with_pool(pool: SqlitePool, witness: Option<WitnessFile>) -> Result<SqliteStore> {
         MIGRATOR
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migrate: {e}")))?;
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(db("read the store's identity"))?;
+        let id = identity::read_id(&mut conn).await?;
+        drop(conn);
         Ok(SqliteStore {
             pool,
             write_lock: Mutex::new(()),
+            identity: RwLock::new(id),
+            witness,
         })
+    }
+
+    /// Gives the store a new id (audited with `reason`) and returns it. Workers that
+    /// followed the old id resynchronise with a full pull. [`SqliteStore::open`] does this
+    /// by itself when the database was restored; this is for a restore it cannot see (or a
+    /// test that stages one).
+    pub async fn renew_identity(&self, reason: &str) -> Result<String> {
+        write::renew_identity(self, reason).await
+    }
+
+    /// Writes a consistent copy of the database to `to` (SQLite's `VACUUM INTO`), while
+    /// the store is in use: a backup to restore with [`SqliteStore::restore`].
+    pub async fn backup_to(&self, to: &Path) -> Result<()> {
+        let to = to
+            .to_str()
+            .ok_or_else(|| StoreError::Database(format!("{} is not UTF-8", to.display())))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(to)
+            .execute(&self.pool)
+            .await
+            .map_err(db("back up the database"))?;
+        Ok(())
+    }
+
+    /// Puts `backup` in the place of the database at `db`, which no process may have open:
+    /// its `-wal` and `-shm` files are removed (they belong to the database replaced). The
+    /// witness beside it stays: on the next [`SqliteStore::open`] it sees the restore and
+    /// gives the store a new id.
+    pub fn restore(backup: &Path, db: &Path) -> Result<()> {
+        let failed = |e: std::io::Error| {
+            StoreError::Database(format!(
+                "restore {} from {}: {e}",
+                db.display(),
+                backup.display()
+            ))
+        };
+        for suffix in ["-wal", "-shm"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            match std::fs::remove_file(&name) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(failed(e)),
+            }
+        }
+        let bytes = switchyard_config::files::read_regular(backup, u64::MAX).map_err(failed)?;
+        switchyard_config::files::replace_private(db, &bytes).map_err(failed)
+    }
+
+    /// SQLite's own check of the database file: `["ok"]` when it is sound, else each
+    /// problem it found.
+    pub async fn integrity_check(&self) -> Result<Vec<String>> {
+        sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("integrity check"))
+    }
+
+    /// The witness's path (file-backed stores).
+    pub fn witness_path(&self) -> Option<&Path> {
+        self.witness.as_ref().map(WitnessFile::path)
+    }
+
+    /// At open: a new identity if the database is not where its witness saw it, then the
+    /// witness brought up to date.
+    async fn check_witness(&self) -> Result<()> {
+        let Some(witness) = &self.witness else {
+            return Ok(());
+        };
+        let id = self.store_id();
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(db("read the audit sequence"))?;
+        let sequence = identity::audit_sequence(&mut conn).await?;
+        drop(conn);
+        if let Some(why) = identity::restored(&witness.read(), &id, sequence) {
+            let new = self.renew_identity(&why).await?;
+            tracing::warn!(old = %id, new = %new, witness = %witness.path().display(), "{why}; the store has a new id, and the Workers that followed the old one will resynchronise");
+            return Ok(());
+        }
+        self.note_progress().await;
+        Ok(())
+    }
+
+    /// Brings the witness up to date after a write that changed history (called with the
+    /// write lock held, so witnesses are written in commit order). A witness that cannot
+    /// be written is logged: the commit stands, and the next open still compares.
+    async fn note_progress(&self) {
+        let Some(witness) = &self.witness else {
+            return;
+        };
+        let sequence = match self.pool.acquire().await {
+            Ok(mut conn) => identity::audit_sequence(&mut conn).await,
+            Err(e) => Err(db("read the audit sequence")(e)),
+        };
+        let written = sequence
+            .map_err(|e| e.to_string())
+            .and_then(|audit_sequence| {
+                witness.write(&Witness {
+                    store_id: self.store_id(),
+                    audit_sequence,
+                })
+            });
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "cannot update the store's witness; a restore from a backup may go unnoticed");
+        }
     }
 
     /// The underlying pool (for tests, diagnostics and fault injection).
@@ -123,6 +255,34 @@ impl SqliteStore {
     }
 }
 
+/// Creates the database file readable by its owner only (SQLite gives its `-wal` and
+/// `-shm` files the same mode), and tightens the mode of those that exist.
+fn make_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let private =
+        |e: std::io::Error| StoreError::Database(format!("make {} private: {e}", path.display()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(private(e)),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        match std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(private(e)),
+        }
+    }
+    Ok(())
+}
+
 /// The current revision of `env`, or [`StoreError::NoSuchEnv`].
 async fn env_revision(conn: &mut SqliteConnection, env: &str) -> Result<u64> {
     let revision: Option<i64> = sqlx::query_scalar(sql::ENV_REVISION)
@@ -142,6 +302,13 @@ async fn finish_read(tx: Transaction<'static, Sqlite>) -> Result<()> {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
+    fn store_id(&self) -> String {
+        self.identity
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     async fn create_env(&self, name: &str, actor: &str) -> Result<EnvInfo> {
         write::create_env(self, name, actor).await
     }

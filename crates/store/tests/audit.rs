@@ -4,7 +4,7 @@
 mod common;
 
 use common::{all_audit, apply, delete, file_store, request, snapshot, upsert};
-use switchyard_api::records::{Operation, ReportStatus, WorkerReport, now_millis};
+use switchyard_api::records::{Operation, ReportStatus, now_millis};
 use switchyard_store::{AuditQuery, Store, StoreError};
 
 #[tokio::test]
@@ -209,16 +209,7 @@ async fn a_failed_audit_write_refuses_the_change() {
     let err = store.create_env("stage", "admin").await.unwrap_err();
     assert!(matches!(err, StoreError::AuditFailed(_)), "{err}");
     assert!(store.env("stage").await.unwrap().is_none());
-    let report = WorkerReport {
-        env: "prod".into(),
-        worker_id: "w1".into(),
-        revision: 1,
-        status: ReportStatus::Ack,
-        error: None,
-        applied_at: 1,
-        received_at: 2,
-        address: None,
-    };
+    let report = common::report("w1", 1, ReportStatus::Ack, None, 2);
     let err = store.record_report(report.clone()).await.unwrap_err();
     assert!(matches!(err, StoreError::AuditFailed(_)), "{err}");
     assert!(store.reports_for("prod", 1).await.unwrap().is_empty());

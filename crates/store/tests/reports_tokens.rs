@@ -3,28 +3,9 @@
 
 mod common;
 
-use common::{all_audit, file_store};
+use common::{all_audit, file_store, report};
 use switchyard_api::records::{Operation, ReportStatus, Role, TokenRecord, WorkerReport};
 use switchyard_store::{AuditQuery, SqliteStore, Store, StoreError};
-
-fn report(
-    worker: &str,
-    revision: u64,
-    status: ReportStatus,
-    error: Option<&str>,
-    received_at: i64,
-) -> WorkerReport {
-    WorkerReport {
-        env: "prod".into(),
-        worker_id: worker.into(),
-        revision,
-        status,
-        error: error.map(str::to_owned),
-        applied_at: received_at - 5,
-        received_at,
-        address: Some(format!("{worker}.internal:8080")),
-    }
-}
 
 #[tokio::test]
 async fn worker_reports_ack_nack_replace_and_latest() {

@@ -200,6 +200,29 @@ impl Reloader {
     /// the Manager's revision and proxy versions (default: counted on from what is served).
     /// Blocking: call from a blocking context.
     pub fn apply(&self, change: Change<'_>, numbering: &Numbering) -> ReloadOutcome {
+        self.compile_and_swap(true, change, numbering)
+    }
+
+    /// Compiles the whole set `manifests` from nothing — no proxy of the current generation
+    /// reused, whatever its digest and version — and swaps the result in. For a Worker
+    /// whose served state did not verify against its Manager's: what is served cannot be
+    /// trusted as a base. Costs a full compile; rate-limit counters and target health are
+    /// kept as for any swap. Blocking: call from a blocking context.
+    pub fn rebuild(
+        &self,
+        manifests: &[&Located<Manifest>],
+        numbering: &Numbering,
+    ) -> ReloadOutcome {
+        self.compile_and_swap(false, Change::Set(manifests), numbering)
+    }
+
+    /// Compiles `change` (against the current generation when `on_current`) and swaps.
+    fn compile_and_swap(
+        &self,
+        on_current: bool,
+        change: Change<'_>,
+        numbering: &Numbering,
+    ) -> ReloadOutcome {
         let started = Instant::now();
         let _serial = self
             .reload_lock
@@ -207,9 +230,8 @@ impl Reloader {
             .unwrap_or_else(PoisonError::into_inner);
         let allocated = self.thread_allocated.map(|f| f());
         let prev = self.current.load_full();
-        let result = self
-            .compiler
-            .compile(Some(&prev.snapshot), change, numbering);
+        let base = on_current.then_some(&prev.snapshot);
+        let result = self.compiler.compile(base, change, numbering);
         drop(prev);
         let outcome = self.apply_result(result, started);
         self.record_allocations(allocated, &outcome);

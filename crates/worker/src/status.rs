@@ -37,6 +37,22 @@ pub struct SyncStatus {
     pub cache_error: Option<String>,
     /// Reports not yet delivered to the Manager.
     pub pending_reports: usize,
+    /// The Manager's store the served revision belongs to.
+    pub store_id: Option<String>,
+    /// The last time this Worker resynchronised with a full pull, and why.
+    pub last_resync: Option<Resync>,
+}
+
+/// A resynchronisation: the Worker found that the Manager's history was not the one it
+/// served (another store, a Manager behind it, a state that did not verify) and swapped
+/// to exactly the Manager's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resync {
+    pub at: String,
+    pub reason: String,
+    /// The revision served before, and the Manager's it now serves.
+    pub from_revision: u64,
+    pub to_revision: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -144,25 +144,31 @@ pub struct Manager {
     runtime: tokio::runtime::Runtime,
 }
 
+/// A `switchyard manager` process on port 0 over `data`: the process, its URL and the
+/// admin token it wrote on first start.
+pub fn spawn_manager(data: &Path) -> (Proc, String, String) {
+    let proc = Proc::spawn(&[
+        "manager",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let url = format!(
+        "http://{}",
+        addr(&proc.wait_log("manager listening"), "listen")
+    );
+    let admin = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    (proc, url, admin)
+}
+
 impl Manager {
     pub fn start() -> Manager {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let proc = Proc::spawn(&[
-            "manager",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ]);
-        let url = format!(
-            "http://{}",
-            addr(&proc.wait_log("manager listening"), "listen")
-        );
-        let admin = std::fs::read_to_string(data.join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_string();
+        let (proc, url, admin) = spawn_manager(&dir.path().join("data"));
         // The tests are plain threads; the client's calls run on this runtime.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

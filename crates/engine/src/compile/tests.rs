@@ -317,3 +317,73 @@ fn prompt_firewall_from_a_manifest() {
         "{e}"
     );
 }
+
+/// A full set compiled against a snapshot of another history — the same names and
+/// versions, other content, as a Worker following a restored Manager sees it — reuses a
+/// proxy only when its digest is equal: every proxy whose content differs is compiled
+/// again and serves the new content, whatever its version says.
+#[test]
+fn a_full_set_reuses_a_proxy_only_when_its_digest_is_equal() {
+    let proxy = |name: &str, path: &str| {
+        parse(&format!(
+            "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: {name} }}\nspec:\n  routes: [{{ pathPrefix: {path} }}]\n  upstream: {{ targets: [{{ url: \"http://127.0.0.1:1\" }}] }}\n"
+        ))
+        .unwrap()
+        .remove(0)
+    };
+    let numbering = |revision, versions: &[(&str, u64)]| Numbering {
+        revision: Some(revision),
+        versions: versions.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+    };
+    let versions = [("a", 2), ("b", 2), ("c", 1)];
+    let old = [proxy("a", "/a-old"), proxy("b", "/b"), proxy("c", "/c-old")];
+    let first = compile_refs(
+        &old.iter().collect::<Vec<_>>(),
+        None,
+        &numbering(3, &versions),
+    )
+    .unwrap()
+    .snapshot;
+    let new = [proxy("a", "/a-new"), proxy("b", "/b"), proxy("c", "/c-new")];
+    let next = compile_refs(
+        &new.iter().collect::<Vec<_>>(),
+        Some(&first),
+        &numbering(3, &versions),
+    )
+    .unwrap();
+    assert_eq!(
+        next.rebuilt, 2,
+        "a and c changed content under the same versions"
+    );
+    let s = &next.snapshot;
+    for (m, reused) in new.iter().zip([false, true, false]) {
+        let name = m.value.name();
+        let p = s.proxy(name).unwrap();
+        assert_eq!(p.digest, m.digest, "{name} serves the new content");
+        assert_eq!(
+            Arc::ptr_eq(p, first.proxy(name).unwrap()),
+            reused,
+            "{name} reused"
+        );
+    }
+    let get = http::Method::GET;
+    assert_eq!(&*s.route(None, "/a-new/1", &get).unwrap().1.name, "a");
+    assert!(s.route(None, "/a-old/1", &get).is_none());
+    assert!(s.route(None, "/c-old/1", &get).is_none());
+
+    // The same content under other versions (a history numbered differently): compiled
+    // again only to carry the Manager's version; an equal digest and version is shared.
+    let renumbered = compile_refs(
+        &new.iter().collect::<Vec<_>>(),
+        Some(s),
+        &numbering(1, &[("a", 1), ("b", 1), ("c", 1)]),
+    )
+    .unwrap();
+    let r = &renumbered.snapshot;
+    assert_eq!(renumbered.rebuilt, 2);
+    assert_eq!(
+        ["a", "b", "c"].map(|n| r.proxy(n).unwrap().version),
+        [1, 1, 1]
+    );
+    assert!(Arc::ptr_eq(r.proxy("c").unwrap(), s.proxy("c").unwrap()));
+}

@@ -18,11 +18,11 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
 
 use super::openapi::{
-    AUDIT_FAILED, BAD_QUERY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV,
-    UNPROCESSABLE_BODY, UNSUPPORTED_MEDIA_TYPE,
+    AUDIT_FAILED, BAD_QUERY, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV, UNSUPPORTED_MEDIA_TYPE,
 };
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::fanout::{Binding, WorkerClaim};
 use crate::state::AppState;
 use switchyard_api::ErrorCode;
 use switchyard_api::sync::PullQuery;
@@ -110,6 +110,7 @@ async fn build_pull(
         full,
         entities: out,
         state_digest: digest,
+        store_id: state.store.store_id(),
     };
     serde_json::to_vec(&payload).map(Bytes::from).map_err(|e| {
         ApiError::new(
@@ -140,7 +141,7 @@ async fn build_pull(
     responses(
         (status = 200, description = "An event stream: `event: revision`, `id: <revision>`, `data:` a `RevisionEvent` as JSON; `heartbeat` comments keep it alive", content_type = "text/event-stream", body = String),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 403, description = "The token's role or environments do not allow this (`forbidden`), or the Worker id is connected with another token (`worker_mismatch`)", body = ErrorBody),
         (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
     )
@@ -153,10 +154,19 @@ pub async fn events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     who.require_read(&env)?;
     let info = state.env_info(&env).await?;
-    let worker =
-        header(&headers, WORKER_ID_HEADER).map(|id| (id, header(&headers, WORKER_ADDRESS_HEADER)));
+    let worker = header(&headers, WORKER_ID_HEADER).map(|id| WorkerClaim {
+        id,
+        address: header(&headers, WORKER_ADDRESS_HEADER),
+        token_id: who.token_id.clone(),
+    });
     let last_seen: Option<u64> = header(&headers, "last-event-id").and_then(|v| v.parse().ok());
-    let sub = state.fanout.subscribe(&env, worker);
+    let sub = state.fanout.subscribe(&env, worker).map_err(|e| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::WorkerMismatch,
+            e.to_string(),
+        )
+    })?;
     let initial = (last_seen.is_none_or(|seen| seen < info.revision)).then(|| RevisionEvent {
         env: env.clone(),
         revision: info.revision,
@@ -204,7 +214,10 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// Report a Worker's ACK or NACK of a revision.
 ///
-/// A Worker's ACK or NACK. Stored with an audit record on that Worker.
+/// A Worker's ACK or NACK. Stored with an audit record on that Worker. Accepted only from
+/// the Worker it names: that Worker id must have an event stream open with the same token
+/// (`worker_mismatch` otherwise), and only for a revision the environment has
+/// (`unknown_revision`) of this Manager's store (`store_mismatch`).
 #[utoipa::path(
     post,
     path = "/v1/envs/{env}/reports",
@@ -222,10 +235,14 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
             (String = "text/plain"),
         )),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = "Not a worker token of this environment, nor an admin token (`forbidden`)", body = ErrorBody),
+        (status = 403, description = "Not a worker token of this environment, nor an admin token (`forbidden`); or the named Worker has no event stream open with this token (`worker_mismatch`)", body = ErrorBody),
         (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
+        (status = 409, description = "The report is about a revision of another store: the Manager's was restored or replaced since (`store_mismatch`)", body = ErrorBody),
         (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = String),
-        (status = 422, description = UNPROCESSABLE_BODY, body = String),
+        (status = 422, description = "A revision the environment does not have (`unknown_revision`, JSON), or a JSON body without the expected fields or types (plain text)", content(
+            (ErrorBody = "application/json"),
+            (String = "text/plain"),
+        )),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
         (status = 503, description = AUDIT_FAILED, body = ErrorBody),
     )
@@ -240,6 +257,7 @@ pub async fn report(
     who.require_worker(&env)?;
     let worker_id = header(&headers, WORKER_ID_HEADER)
         .ok_or_else(|| ApiError::bad_request(format!("missing {WORKER_ID_HEADER} header")))?;
+    check_report(&state, &who, &env, &worker_id, &body).await?;
     let status = body.status;
     state
         .reports
@@ -252,6 +270,7 @@ pub async fn report(
             applied_at: body.applied_at,
             received_at: now_millis(),
             address: body.address.clone(),
+            detail: body.detail.clone(),
         })
         .await?;
     state
@@ -274,6 +293,60 @@ pub async fn report(
         observe_propagation(&state, &env, body.revision, &worker_id, body.applied_at);
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A report is accepted only from the Worker it names, bound to the token it comes with
+/// (that Worker id has an event stream open with this token), about a revision this
+/// environment has, of this Manager's store.
+async fn check_report(
+    state: &AppState,
+    who: &Principal,
+    env: &str,
+    worker_id: &str,
+    body: &ReportBody,
+) -> Result<(), ApiError> {
+    let info = state.env_info(env).await?;
+    let mismatch =
+        |message: String| ApiError::new(StatusCode::FORBIDDEN, ErrorCode::WorkerMismatch, message);
+    match state.fanout.binding(env, worker_id, &who.token_id) {
+        Binding::Bound => {}
+        Binding::NotConnected => {
+            return Err(mismatch(format!(
+                "worker {worker_id:?} has no event stream open on {env:?} with token {}:                  a report is accepted from a Worker connected as that id with the same token                  (GET /v1/envs/{env}/events with {WORKER_ID_HEADER}: {worker_id})",
+                who.token_id
+            )));
+        }
+        Binding::OtherToken => {
+            return Err(mismatch(format!(
+                "worker {worker_id:?} is connected to {env:?} with another token; token {}                  may not report for it",
+                who.token_id
+            )));
+        }
+    }
+    if let Some(theirs) = &body.store_id {
+        let ours = state.store.store_id();
+        if *theirs != ours {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::StoreMismatch,
+                format!(
+                    "the report is about revision {} of store {theirs}, but this Manager's                      store is {ours} (restored from a backup or replaced since): pull again",
+                    body.revision
+                ),
+            ));
+        }
+    }
+    if body.revision > info.revision {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::UnknownRevision,
+            format!(
+                "environment {env:?} has no revision {}: it is at revision {}",
+                body.revision, info.revision
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// When this ACK is the one that completes the set of Workers expected for the revision,

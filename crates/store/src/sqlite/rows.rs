@@ -126,6 +126,7 @@ pub(super) fn report(row: &SqliteRow) -> Result<WorkerReport, StoreError> {
         applied_at: get(row, "applied_at")?,
         received_at: get(row, "received_at")?,
         address: get(row, "address")?,
+        detail: get(row, "detail")?,
     })
 }
 

@@ -8,6 +8,7 @@ use sqlx::{Sqlite, Transaction};
 use switchyard_api::records::audit_subject;
 use switchyard_config::Kind;
 
+use super::identity;
 use super::rows::{self, audit_failed, db, stored};
 use super::{SqliteStore, env_revision};
 use crate::{
@@ -238,7 +239,11 @@ pub(super) async fn commit(store: &SqliteStore, req: CommitRequest) -> Result<Co
     let (_guard, mut tx) = store.begin_write().await?;
     let result = commit_in(&mut tx, req).await;
     // A commit that changed nothing is rolled back: no writes at all.
-    finish(tx, result, |out| !out.changes.is_empty(), "commit").await
+    let out = finish(tx, result, |out| !out.changes.is_empty(), "commit").await?;
+    if !out.changes.is_empty() {
+        store.note_progress().await;
+    }
+    Ok(out)
 }
 
 async fn commit_in(conn: &mut SqliteConnection, req: CommitRequest) -> Result<CommitOutcome> {
@@ -341,7 +346,53 @@ async fn commit_in(conn: &mut SqliteConnection, req: CommitRequest) -> Result<Co
 pub(super) async fn create_env(store: &SqliteStore, name: &str, actor: &str) -> Result<EnvInfo> {
     let (_guard, mut tx) = store.begin_write().await?;
     let result = create_env_in(&mut tx, name, actor).await;
-    finish(tx, result, |_| true, "create environment: commit").await
+    let info = finish(tx, result, |_| true, "create environment: commit").await?;
+    store.note_progress().await;
+    Ok(info)
+}
+
+/// Gives the store a new random id, with an audit record saying why; the witness follows.
+pub(super) async fn renew_identity(store: &SqliteStore, reason: &str) -> Result<String> {
+    let (_guard, mut tx) = store.begin_write().await?;
+    let result = renew_identity_in(&mut tx, reason).await;
+    let id = finish(tx, result, |_| true, "renew the store's identity: commit").await?;
+    *store
+        .identity
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = id.clone();
+    store.note_progress().await;
+    Ok(id)
+}
+
+async fn renew_identity_in(conn: &mut SqliteConnection, reason: &str) -> Result<String> {
+    let old = identity::read_id(conn).await?;
+    let id = identity::new_id()?;
+    let at = now_millis();
+    sqlx::query(sql::IDENTITY_SET)
+        .bind(id.as_str())
+        .bind(at)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("renew the store's identity"))?;
+    let detail = format!("was {old}: {reason}");
+    insert_audit(
+        conn,
+        AuditEntry {
+            at,
+            actor: "manager",
+            env: None,
+            entity_kind: audit_subject::STORE,
+            entity_name: &id,
+            old_version: None,
+            new_version: None,
+            digest: None,
+            operation: Operation::RenewStoreId,
+            revision: None,
+            detail: Some(&detail),
+        },
+    )
+    .await?;
+    Ok(id)
 }
 
 async fn create_env_in(conn: &mut SqliteConnection, name: &str, actor: &str) -> Result<EnvInfo> {
@@ -405,14 +456,20 @@ async fn record_report_in(conn: &mut SqliteConnection, report: WorkerReport) -> 
         .bind(report.applied_at)
         .bind(report.received_at)
         .bind(report.address.as_deref())
+        .bind(report.detail.as_deref())
         .execute(&mut *conn)
         .await
         .map_err(db("record report"))?;
-    let detail = match (report.status, &report.error) {
+    let mut detail = match (report.status, &report.error) {
         (ReportStatus::Ack, _) => "ack".to_owned(),
         (ReportStatus::Nack, Some(error)) => format!("nack: {error}"),
         (ReportStatus::Nack, None) => "nack".to_owned(),
     };
+    if let Some(how) = &report.detail {
+        detail.push_str(" (");
+        detail.push_str(how);
+        detail.push(')');
+    }
     insert_audit(
         conn,
         AuditEntry {

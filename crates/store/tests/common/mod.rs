@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use switchyard_store::{AuditQuery, Change, CommitOutcome, CommitRequest, SqliteStore, Store};
 
-use switchyard_api::records::{AuditRecord, Operation};
+use switchyard_api::records::{AuditRecord, Operation, ReportStatus, WorkerReport};
 
 /// A store in a fresh temporary directory (kept alive by the returned guard).
 pub async fn file_store() -> (tempfile::TempDir, SqliteStore) {
@@ -26,6 +26,27 @@ pub fn upsert(kind: &str, name: &str, body: &str) -> Change {
         labels: BTreeMap::from([("team".to_string(), "edge".to_string())]),
         template: None,
         template_digest: None,
+    }
+}
+
+/// A report of Worker `worker` on environment `prod`, received at `received_at`.
+pub fn report(
+    worker: &str,
+    revision: u64,
+    status: ReportStatus,
+    error: Option<&str>,
+    received_at: i64,
+) -> WorkerReport {
+    WorkerReport {
+        env: "prod".into(),
+        worker_id: worker.into(),
+        revision,
+        status,
+        error: error.map(str::to_owned),
+        applied_at: received_at - 5,
+        received_at,
+        address: Some(format!("{worker}.internal:8080")),
+        detail: None,
     }
 }
 

@@ -1,24 +1,29 @@
-//! The sync task's loop: catch up, follow the notification stream and the periodic
-//! revision check, apply each newer revision (compile and swap on the blocking pool), and
-//! report ACK or NACK — reconnecting with backoff whenever the Manager is lost.
+//! The sync task's loop: open the notification stream, catch up, follow the stream and the
+//! periodic check, apply each newer revision (compile and swap on the blocking pool) —
+//! or resynchronise to exactly the Manager's state when its history is not the one served
+//! — verify what is served, and report ACK or NACK; reconnecting with backoff whenever
+//! the Manager is lost.
 
 use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt;
-use switchyard_api::sync::{SyncEntity, SyncPayload};
-use switchyard_config::ConfigErrors;
+use switchyard_api::ErrorCode;
+use switchyard_api::sync::{ReportBody, SyncEntity, SyncPayload};
 use switchyard_engine::Change;
 use tokio::sync::watch;
 use tokio::time::error::Elapsed;
 
 use super::backoff::Backoff;
 use super::sse::{SseItem, SseParser};
-use super::state::{self, Entities, Parsed, Pulled};
+use super::state::{self, Entities, Parsed, Pulled, Step};
 use super::{Syncer, cache, now_millis, now_text, report};
 use crate::reload::{ReloadOutcome, Reloader};
+use crate::status::Resync;
 
 /// At most this many revisions are ACKed when a Worker catches up over a gap.
 const MAX_ACKS_PER_CATCH_UP: u64 = 256;
+/// At most this many reports wait for the Manager; older ones are dropped.
+const MAX_PENDING_REPORTS: usize = 1024;
 
 /// What the notification stream yielded within its timeout.
 type Polled = Result<Option<Result<Frame<Bytes>, hyper::Error>>, Elapsed>;
@@ -48,21 +53,22 @@ impl Syncer {
         }
     }
 
-    /// One connection's life: catch up, open the stream, react to events and to the
-    /// periodic check. Returns `Ok` on shutdown, `Err` when the Manager was lost.
+    /// One connection's life: open the stream (the Manager takes this Worker's reports
+    /// only while it is open), deliver what is pending, catch up, then react to events and
+    /// to the periodic check. Returns `Ok` on shutdown, `Err` when the Manager was lost.
     async fn follow(
         &mut self,
         stop: &mut watch::Receiver<bool>,
         backoff: &mut Backoff,
     ) -> Result<(), String> {
-        self.flush_reports().await;
-        self.catch_up().await?;
         let mut body = self
             .client
             .events(self.state.served.revision)
             .await
             .map_err(|e| e.to_string())?;
         self.set_connected(true);
+        self.flush_reports().await;
+        self.catch_up().await?;
         backoff.attempts = 0;
         tracing::info!(manager = %self.opts.manager, env = %self.opts.env, "following the Manager");
         let mut parser = SseParser::default();
@@ -72,12 +78,14 @@ impl Syncer {
             tokio::select! {
                 polled = tokio::time::timeout(self.opts.stream_timeout, body.frame()) => {
                     if let Some(data) = self.stream_data(polled)?
-                        && self.announces_newer(&mut parser, &data)?
+                        && self.announces_change(&mut parser, &data)?
                     {
                         self.catch_up().await?;
                     }
                 }
-                _ = check.tick() => self.periodic_check().await?,
+                // The periodic check is a pull since the served revision: it catches missed
+                // notifications, and a Manager whose store or state is not the one served.
+                _ = check.tick() => self.catch_up().await?,
                 _ = crate::server::stopped(stop) => return Ok(()),
             }
         }
@@ -94,11 +102,11 @@ impl Syncer {
         }
     }
 
-    /// Feeds `data` to the event parser; true when an event announces a revision newer
-    /// than the served one.
-    fn announces_newer(&self, parser: &mut SseParser, data: &[u8]) -> Result<bool, String> {
+    /// Feeds `data` to the event parser; true when an event announces a revision other
+    /// than the served one (newer, or older: a Manager that went back is followed too).
+    fn announces_change(&self, parser: &mut SseParser, data: &[u8]) -> Result<bool, String> {
         let items = parser.push(data).map_err(str::to_string)?;
-        let mut newer = false;
+        let mut changed = false;
         for item in items {
             if let SseItem::Event(ev) = item
                 && ev.event == "revision"
@@ -106,109 +114,213 @@ impl Syncer {
             {
                 self.reloader
                     .update_sync_status(|s| s.manager_revision = Some(rev));
-                newer |= rev > self.state.served.revision;
+                changed |= rev != self.state.served.revision;
             }
         }
-        Ok(newer)
+        Ok(changed)
     }
 
-    /// Compares the served revision with the Manager's (catches missed notifications).
-    async fn periodic_check(&mut self) -> Result<(), String> {
-        let rev = self.client.revision().await.map_err(|e| e.to_string())?;
-        self.reloader
-            .update_sync_status(|s| s.manager_revision = Some(rev));
-        if rev > self.state.served.revision {
-            tracing::info!(
-                manager_revision = rev,
-                serving = self.state.served.revision,
-                "periodic check found a newer revision"
-            );
-            self.catch_up().await?;
-        }
-        self.flush_reports().await;
-        Ok(())
-    }
-
-    /// Pulls and applies everything newer than the served revision.
+    /// Pulls what is newer than the served revision and acts on it (catches missed
+    /// notifications, and a Manager whose history is not the one served), then delivers
+    /// what is still to report.
     async fn catch_up(&mut self) -> Result<(), String> {
-        let Some(payload) = self.pull_newer().await? else {
-            return Ok(());
-        };
-        let (entities, incremental) = self.verified(&payload).await?;
-        let revision = payload.revision;
-        let served = &self.state.served;
-        match served.parse(&self.opts.env, &payload, entities, incremental) {
-            Ok(pulled) => match self.swap(pulled).await? {
-                (ReloadOutcome::Rejected { errors, .. }, _) => self.rejected(revision, errors),
-                (_, pulled) => self.applied(pulled),
-            },
-            Err(errors) => self.rejected(revision, errors),
-        }
-        self.flush_reports().await;
-        Ok(())
-    }
-
-    /// A pull of what is newer than the served revision; `None` when there is nothing to
-    /// apply (no newer revision, a Manager behind this Worker, a revision rejected here).
-    async fn pull_newer(&mut self) -> Result<Option<SyncPayload>, String> {
         let serving = self.state.served.revision;
         let payload = self.client.pull(serving).await.map_err(|e| e.to_string())?;
         self.reloader
             .update_sync_status(|s| s.manager_revision = Some(payload.revision));
-        if payload.revision <= serving && !payload.full {
-            return Ok(None);
+        match state::step(&self.state.served, &payload, self.state.rejected) {
+            Step::UpToDate => {}
+            Step::Apply => match state::merge(&self.state.served.entities, &payload) {
+                Ok(merged) => self.apply(payload, merged, None).await?,
+                Err(e) => {
+                    let why = format!("the incremental pull did not verify ({e})");
+                    self.resync(why, None).await?;
+                }
+            },
+            // A pull since a revision the Manager does not have is already everything.
+            Step::Resync(why) => self.resync(why, payload.full.then_some(payload)).await?,
         }
-        if payload.revision < serving {
-            // Never go backwards (a Manager restored from an older backup, say).
-            tracing::warn!(
-                manager = payload.revision,
-                serving,
-                "the Manager is behind this Worker; keeping the newer revision"
-            );
-            return Ok(None);
-        }
-        if self.state.rejected == Some(payload.revision) {
-            return Ok(None);
-        }
-        Ok(Some(payload))
+        self.flush_reports().await;
+        Ok(())
     }
 
-    /// The entity state `payload` leads to, and whether it may be compiled as a change: an
-    /// incremental pull that verifies may; anything else (a full pull, or the full pull
-    /// made when an incremental one does not verify) is compiled as a whole set.
-    async fn verified(&self, payload: &SyncPayload) -> Result<(Entities, bool), String> {
-        match state::merge(&self.state.served.entities, payload) {
-            Ok(merged) => Ok((merged, !payload.full)),
-            Err(e) => {
-                tracing::warn!(error = %e, "incremental pull did not verify; pulling everything");
-                let full = self.client.pull(0).await.map_err(|e| e.to_string())?;
-                let merged = state::merge(&Entities::new(), &full)
-                    .map_err(|e| format!("full pull did not verify: {e}"))?;
-                Ok((merged, false))
+    /// Serves exactly the Manager's state, whatever its revision: `full` (a pull of
+    /// everything already made), or a full pull.
+    async fn resync(&mut self, why: String, full: Option<SyncPayload>) -> Result<(), String> {
+        tracing::warn!(
+            reason = %why,
+            serving = self.state.served.revision,
+            "resynchronising with the Manager: pulling everything"
+        );
+        let (full, merged) = match full {
+            Some(full) => {
+                let merged = merge_all(&full)?;
+                (full, merged)
+            }
+            None => self.pull_all().await?,
+        };
+        // Reports not delivered yet are about the history left behind: under the same
+        // store id they would be taken for reports on this one's revisions.
+        let dropped = std::mem::take(&mut self.state.pending).len();
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "reports about the previous history dropped, undelivered"
+            );
+        }
+        self.apply(full, merged, Some(why)).await
+    }
+
+    /// Everything the Manager has, verified.
+    async fn pull_all(&self) -> Result<(SyncPayload, Entities), String> {
+        let full = self.client.pull(0).await.map_err(|e| e.to_string())?;
+        let merged = merge_all(&full)?;
+        Ok((full, merged))
+    }
+
+    /// Parses, compiles and swaps `payload` (`entities`: the state it leads to, verified),
+    /// then checks that what is served is the Manager's state before ACKing it. A state
+    /// that does not verify is NACKed and rebuilt from a full pull, from nothing.
+    async fn apply(
+        &mut self,
+        payload: SyncPayload,
+        entities: Entities,
+        resync: Option<String>,
+    ) -> Result<(), String> {
+        let incremental = !payload.full && resync.is_none();
+        let swapped = self
+            .swap_checked(&payload, entities, incremental, Swap::OnServed, &resync)
+            .await?;
+        match swapped {
+            None => {}
+            Some((pulled, Ok(()))) => self.applied(pulled, resync),
+            Some((pulled, Err(mismatch))) => self.rebuild(pulled, mismatch, resync).await?,
+        }
+        Ok(())
+    }
+
+    /// The swapped state did not verify: NACK it, then pull everything and compile it from
+    /// nothing (no proxy reused), and ACK that only if it verifies.
+    async fn rebuild(
+        &mut self,
+        pulled: Pulled,
+        mismatch: String,
+        resync: Option<String>,
+    ) -> Result<(), String> {
+        tracing::error!(
+            revision = pulled.revision,
+            "{mismatch}; rebuilding from a full pull"
+        );
+        self.nack(&pulled.store_id, pulled.revision, mismatch.clone(), resync);
+        let (full, merged) = self.pull_all().await?;
+        let swapped = self
+            .swap_checked(&full, merged, false, Swap::FromNothing, &None)
+            .await?;
+        match swapped {
+            None => {}
+            Some((pulled, Ok(()))) => {
+                self.applied(pulled, Some(format!("rebuilt after: {mismatch}")));
+            }
+            Some((pulled, Err(again))) => {
+                let why = format!("{again} (after a rebuild from a full pull)");
+                self.rejected(&pulled.store_id, pulled.revision, why, None);
             }
         }
+        Ok(())
+    }
+
+    /// Parses `payload` (as a change when `incremental`), compiles and swaps it, and checks
+    /// what is then served. `None` when it does not compile here (NACKed, not retried).
+    async fn swap_checked(
+        &mut self,
+        payload: &SyncPayload,
+        entities: Entities,
+        incremental: bool,
+        how: Swap,
+        resync: &Option<String>,
+    ) -> Result<Option<(Pulled, Result<(), String>)>, String> {
+        let (store_id, revision) = (&payload.store_id, payload.revision);
+        let served = &self.state.served;
+        let pulled = match served.parse(&self.opts.env, payload, entities, incremental) {
+            Ok(pulled) => pulled,
+            Err(errors) => {
+                self.rejected(store_id, revision, errors.to_string(), resync.clone());
+                return Ok(None);
+            }
+        };
+        let (outcome, pulled) = self.swap(pulled, how).await?;
+        if let ReloadOutcome::Rejected { errors, .. } = outcome {
+            self.rejected(store_id, revision, errors.to_string(), resync.clone());
+            return Ok(None);
+        }
+        let verified = self.verify(&pulled);
+        Ok(Some((pulled, verified)))
+    }
+
+    /// Whether the generation now served is exactly `pulled`: its revision, and the state
+    /// digest of what it serves (computed from the snapshot, not from the pull) equal to
+    /// the Manager's.
+    fn verify(&self, pulled: &Pulled) -> Result<(), String> {
+        let current = self.reloader.current().load_full();
+        let snapshot = &current.snapshot;
+        if snapshot.revision != pulled.revision {
+            return Err(format!(
+                "the Worker serves revision {} after the swap, not the Manager's {}",
+                snapshot.revision, pulled.revision
+            ));
+        }
+        let served = state::served_digest(snapshot, &pulled.entities);
+        if served != pulled.state_digest {
+            return Err(format!(
+                "the state served after the swap (digest {served}) is not the Manager's \
+                 state at revision {} (digest {})",
+                pulled.revision, pulled.state_digest
+            ));
+        }
+        Ok(())
     }
 
     /// Compiles and swaps `pulled` on the blocking pool.
-    async fn swap(&self, pulled: Pulled) -> Result<(ReloadOutcome, Pulled), String> {
+    async fn swap(&self, pulled: Pulled, how: Swap) -> Result<(ReloadOutcome, Pulled), String> {
         let reloader = self.reloader.clone();
-        tokio::task::spawn_blocking(move || (compile_and_swap(&reloader, &pulled.parsed), pulled))
-            .await
-            .map_err(|e| format!("compile task failed: {e}"))
+        tokio::task::spawn_blocking(move || {
+            let outcome = compile_and_swap(&reloader, &pulled.parsed, how);
+            (outcome, pulled)
+        })
+        .await
+        .map_err(|e| format!("compile task failed: {e}"))
     }
 
-    /// `pulled` is served: the state moves on, the cache is written, and every revision
-    /// it covers is ACKed.
-    fn applied(&mut self, pulled: Pulled) {
+    /// `pulled` is served and verified: the state moves on, the cache is written, and it is
+    /// ACKed — every revision it covers after a plain pull; only its own after a
+    /// resynchronisation (with why), whose history is not the one served before.
+    fn applied(&mut self, pulled: Pulled, resync: Option<String>) {
         let applied_at = now_millis();
         let previous = self.state.served.revision;
         let revision = pulled.revision;
+        let store_id = pulled.store_id.clone();
+        if store_id != self.state.served.store_id {
+            // Reports about the old store's revisions would be refused: they are moot.
+            self.state
+                .pending
+                .retain(|r| r.store_id.as_deref().unwrap_or_default() == store_id);
+        }
         self.state.served.advance(pulled);
         self.state.rejected = None;
         let list: Vec<SyncEntity> = self.state.served.entities.values().cloned().collect();
-        let cache_error = cache::save(&self.opts.cache_dir, &self.opts.env, revision, &list).err();
+        let cache_error = cache::save(
+            &self.opts.cache_dir,
+            &self.opts.env,
+            &store_id,
+            revision,
+            &list,
+        )
+        .err();
         if let Some(e) = &cache_error {
             tracing::warn!(error = %e, "cannot write the last-known-good cache");
+        }
+        if let Some(why) = &resync {
+            tracing::warn!(from = previous, to = revision, store = %store_id, reason = %why, "resynchronised: serving exactly the Manager's state");
         }
         self.reloader.update_sync_status(|s| {
             s.served_from = "manager".into();
@@ -216,47 +328,89 @@ impl Syncer {
             s.rejected_revision = None;
             s.last_error = None;
             s.cache_error = cache_error;
+            s.store_id = Some(store_id.clone());
+            if let Some(why) = &resync {
+                s.last_resync = Some(Resync {
+                    at: now_text(),
+                    reason: why.clone(),
+                    from_revision: previous,
+                    to_revision: revision,
+                });
+            }
         });
         // A Worker that jumped several revisions applied each of their changes at this
         // moment (the newest state contains them): it ACKs every one, so the audit trail
         // records the change on this Worker. Bounded for very long absences.
-        let first = (previous + 1).max(revision.saturating_sub(MAX_ACKS_PER_CATCH_UP - 1));
+        let first = match &resync {
+            Some(_) => revision,
+            None => (previous + 1).max(revision.saturating_sub(MAX_ACKS_PER_CATCH_UP - 1)),
+        };
+        let detail = resync.map(|why| format!("resynchronised: {why}"));
         for rev in first..=revision {
-            let mut ack = report(rev, None, self.opts.address.clone());
+            let mut ack = report(
+                &store_id,
+                rev,
+                None,
+                self.opts.address.clone(),
+                detail.clone(),
+            );
             ack.applied_at = applied_at;
-            self.state.pending.push(ack);
+            self.queue(ack);
         }
     }
 
-    /// `revision` does not compile here: it is not retried until the Manager moves on,
-    /// and it is NACKed.
-    fn rejected(&mut self, revision: u64, errors: ConfigErrors) {
+    /// `revision` does not compile here (or does not verify): it is not retried until the
+    /// Manager moves on, and it is NACKed.
+    fn rejected(&mut self, store_id: &str, revision: u64, error: String, resync: Option<String>) {
         tracing::error!(
             revision,
-            "revision rejected; still serving {}:\n{errors}",
+            "revision rejected; still serving {}:\n{error}",
             self.state.served.revision
         );
         self.state.rejected = Some(revision);
         self.reloader
             .update_sync_status(|s| s.rejected_revision = Some(revision));
-        let nack = report(
-            revision,
-            Some(errors.to_string()),
-            self.opts.address.clone(),
-        );
-        self.state.pending.push(nack);
+        self.nack(store_id, revision, error, resync);
     }
 
-    /// Delivers pending reports in order; keeps the rest for later if the Manager is down.
+    fn nack(&mut self, store_id: &str, revision: u64, error: String, resync: Option<String>) {
+        let detail = resync.map(|why| format!("resynchronising: {why}"));
+        let nack = report(
+            store_id,
+            revision,
+            Some(error),
+            self.opts.address.clone(),
+            detail,
+        );
+        self.queue(nack);
+    }
+
+    /// Queues a report; the oldest are dropped past [`MAX_PENDING_REPORTS`] (a Manager away
+    /// that long learns the current state from the latest ones).
+    fn queue(&mut self, r: ReportBody) {
+        self.state.pending.push(r);
+        let excess = self.state.pending.len().saturating_sub(MAX_PENDING_REPORTS);
+        if excess > 0 {
+            self.state.pending.drain(..excess);
+        }
+    }
+
+    /// Delivers pending reports in order; keeps the rest for later if the Manager is down
+    /// (or does not see this Worker's stream yet). A report the Manager refuses for good
+    /// (another store's revision, a revision it does not have) is dropped, and logged.
     async fn flush_reports(&mut self) {
         while let Some(r) = self.state.pending.first() {
             match self.client.report(r).await {
                 Ok(()) => {
                     self.state.pending.remove(0);
                 }
-                Err(e) => {
+                Err(e) if e.is_retryable() || e.code() == Some(&ErrorCode::WorkerMismatch) => {
                     tracing::debug!(error = %e, "report not delivered yet");
                     break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, revision = r.revision, "report refused by the Manager; dropped");
+                    self.state.pending.remove(0);
                 }
             }
         }
@@ -270,9 +424,26 @@ impl Syncer {
     }
 }
 
+/// A full pull merged into nothing: every digest and the state digest checked.
+fn merge_all(full: &SyncPayload) -> Result<Entities, String> {
+    state::merge(&Entities::new(), full).map_err(|e| format!("full pull did not verify: {e}"))
+}
+
+/// How a pull is compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Swap {
+    /// Against the served generation: only what changed is compiled.
+    OnServed,
+    /// From nothing: nothing of the served generation is reused.
+    FromNothing,
+}
+
 /// Compiles and swaps a pull (blocking): a whole set, or only the change.
-fn compile_and_swap(reloader: &Reloader, parsed: &Parsed) -> ReloadOutcome {
+fn compile_and_swap(reloader: &Reloader, parsed: &Parsed, how: Swap) -> ReloadOutcome {
     match parsed {
+        Parsed::Set { set, numbering } if how == Swap::FromNothing => {
+            reloader.rebuild(&set.manifests(), numbering)
+        }
         Parsed::Set { set, numbering } => reloader.apply(Change::Set(&set.manifests()), numbering),
         Parsed::Delta(changes) => {
             let upserts = changes.upserts.manifests();

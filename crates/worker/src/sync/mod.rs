@@ -1,10 +1,14 @@
 //! Manager mode: the Worker follows one environment on a Manager.
 //!
-//! Notifications (SSE) are hints: on each, and on a periodic revision check, the Worker
-//! pulls what changed since the revision it serves, verifies digests, compiles, swaps, and
-//! reports ACK or NACK. It never goes backwards, never waits for other Workers, keeps
-//! serving its last good revision when the Manager is down or a revision is rejected, and
-//! keeps a last-known-good cache on disk for starts without a Manager.
+//! Notifications (SSE) are hints: on each, and on a periodic check, the Worker pulls what
+//! changed since the revision it serves, verifies digests, compiles, swaps, checks that
+//! the state it now serves is the Manager's, and reports ACK or NACK. Within one store's
+//! history it only moves forward; a Manager whose store is another one (a restored backup
+//! gets a new id), or is behind the Worker, or has other content at the same revision, is
+//! followed with a full pull to exactly its state, logged and reported. It never waits for
+//! other Workers, keeps serving its last good revision when the Manager is down or a
+//! revision is rejected, and keeps a last-known-good cache on disk for starts without a
+//! Manager.
 
 mod backoff;
 pub mod cache;
@@ -130,8 +134,15 @@ fn now_text() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// An ACK (no `error`) or a NACK of `revision`, made now.
-fn report(revision: u64, error: Option<String>, address: Option<String>) -> ReportBody {
+/// An ACK (no `error`) or a NACK of `revision` of `store_id`, made now; `detail` says how
+/// the Worker came to it when that was not a plain pull (a resynchronisation).
+fn report(
+    store_id: &str,
+    revision: u64,
+    error: Option<String>,
+    address: Option<String>,
+    detail: Option<String>,
+) -> ReportBody {
     ReportBody {
         revision,
         status: if error.is_some() {
@@ -142,5 +153,7 @@ fn report(revision: u64, error: Option<String>, address: Option<String>) -> Repo
         error,
         applied_at: now_millis(),
         address,
+        store_id: (!store_id.is_empty()).then(|| store_id.to_string()),
+        detail,
     }
 }

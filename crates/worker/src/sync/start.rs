@@ -1,5 +1,7 @@
 //! The first generation of a Worker that follows a Manager: the Manager's current revision
-//! if it answers in time, else the last-known-good cache.
+//! if it answers in time (ACKed once the state served is verified to be the Manager's),
+//! else the last-known-good cache (authenticated, with the store it belongs to, so the
+//! first pull tells whether the Manager's history is still that one).
 
 use switchyard_config::{ConfigErrors, Located, Manifest};
 use switchyard_engine::{EntitySet, Numbering};
@@ -23,6 +25,7 @@ impl Syncer {
         let mut pending = Vec::new();
         let manager_error = match from_manager(&opts, &client, &build, &mut pending).await {
             Ok((reloader, served)) => {
+                note_store(&reloader, &served);
                 return Ok((reloader, SyncState::new(served, pending), "manager", None));
             }
             Err(e) => e,
@@ -31,11 +34,19 @@ impl Syncer {
         let (reloader, served) = from_cache(&opts, &build, &manager_error)?;
         tracing::warn!(
             revision = served.revision,
+            store = %served.store_id,
             "serving the last-known-good cache until the Manager answers"
         );
+        note_store(&reloader, &served);
         let state = SyncState::new(served, pending);
         Ok((reloader, state, "cache", Some(manager_error)))
     }
+}
+
+/// Shows the store of the served revision in `/status`.
+fn note_store(reloader: &Reloader, served: &Served) {
+    let store_id = served.store_id.clone();
+    reloader.update_sync_status(|s| s.store_id = Some(store_id));
 }
 
 impl SyncState {
@@ -66,20 +77,45 @@ where
     };
     let entities = state::merge(&Entities::new(), &payload)?;
     let address = opts.address.clone();
-    match build_from(&opts.env, entities, payload.revision, build) {
-        Ok((reloader, served)) => {
-            let list: Vec<_> = served.entities.values().cloned().collect();
-            if let Err(e) = cache::save(&opts.cache_dir, &opts.env, payload.revision, &list) {
-                tracing::warn!(error = %e, "cannot write the last-known-good cache");
-            }
-            pending.push(report(payload.revision, None, address));
-            Ok((reloader, served))
-        }
+    let (store_id, revision) = (payload.store_id.as_str(), payload.revision);
+    let nack = |error: String| report(store_id, revision, Some(error), address.clone(), None);
+    let first = Origin {
+        revision,
+        store_id: payload.store_id.clone(),
+        state_digest: payload.state_digest.clone(),
+    };
+    let (reloader, served) = match build_from(&opts.env, entities, first, build) {
+        Ok(built) => built,
         Err(errors) => {
-            pending.push(report(payload.revision, Some(errors.to_string()), address));
-            Err(format!("revision {} rejected: {errors}", payload.revision))
+            pending.push(nack(errors.to_string()));
+            return Err(format!("revision {revision} rejected: {errors}"));
         }
+    };
+    // What is served must be the Manager's state before it is ACKed.
+    let digest = state::served_digest(&reloader.current().load().snapshot, &served.entities);
+    if digest != served.state_digest {
+        let why = format!(
+            "the state served (digest {digest}) is not the Manager's state at revision \
+             {revision} (digest {})",
+            served.state_digest
+        );
+        pending.push(nack(why.clone()));
+        return Err(why);
     }
+    let list: Vec<_> = served.entities.values().cloned().collect();
+    if let Err(e) = cache::save(&opts.cache_dir, &opts.env, store_id, revision, &list) {
+        tracing::warn!(error = %e, "cannot write the last-known-good cache");
+    }
+    pending.push(report(store_id, revision, None, address.clone(), None));
+    Ok((reloader, served))
+}
+
+/// Where a first generation comes from: a revision of a store, and the Manager's digest of
+/// its state.
+struct Origin {
+    revision: u64,
+    store_id: String,
+    state_digest: String,
 }
 
 /// The first generation from the last-known-good cache.
@@ -104,7 +140,12 @@ where
         Err(e) => return Err(no_config(e)),
     };
     let entities = state::entities_of(file.entities);
-    build_from(&opts.env, entities, file.revision, build).map_err(|e| {
+    let origin = Origin {
+        revision: file.revision,
+        store_id: file.store_id,
+        state_digest: file.state_digest,
+    };
+    build_from(&opts.env, entities, origin, build).map_err(|e| {
         no_config(format!(
             "the cached revision {} does not compile: {e}",
             file.revision
@@ -116,18 +157,20 @@ where
 fn build_from<B>(
     env: &str,
     entities: Entities,
-    revision: u64,
+    origin: Origin,
     build: &B,
 ) -> Result<(Reloader, Served), ConfigErrors>
 where
     B: Fn(&[&Located<Manifest>], &Numbering) -> Result<Reloader, ConfigErrors>,
 {
-    let (parsed, numbering) = state::parse_set(env, &entities, revision, &EntitySet::new())?;
+    let (parsed, numbering) = state::parse_set(env, &entities, origin.revision, &EntitySet::new())?;
     let reloader = build(&parsed.manifests(), &numbering)?;
     let served = Served {
         entities,
         parsed,
-        revision,
+        revision: origin.revision,
+        store_id: origin.store_id,
+        state_digest: origin.state_digest,
     };
     Ok((reloader, served))
 }

@@ -1,6 +1,8 @@
-//! The entity state a Worker follows, with no I/O: pulls merged into it (every digest and
-//! the state digest checked), and its entities read into the [`EntitySet`] its compiles
-//! use — each entity parsed once per version, a pull re-reading only what it changed.
+//! The entity state a Worker follows, with no I/O: what to do with a pull (apply it, or
+//! resynchronise because the Manager's history is not the one served), pulls merged into
+//! the state (every digest and the state digest checked), the state digest of what a
+//! snapshot really serves, and the entities read into the [`EntitySet`] its compiles use —
+//! each entity parsed once per version, a pull re-reading only what it changed.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use switchyard_api::sync::{SyncEntity, SyncPayload, state_digest};
 use switchyard_config::{ConfigErrors, Kind};
 use switchyard_engine::entity_set::{Stored, Unreadable};
-use switchyard_engine::{EntitySet, Numbering};
+use switchyard_engine::{EntitySet, Numbering, Snapshot};
 
 /// An entity by kind and name.
 pub type Key = (Kind, String);
@@ -28,15 +30,105 @@ pub struct Served {
     pub entities: Entities,
     pub parsed: EntitySet,
     pub revision: u64,
+    /// The Manager's store the revision belongs to (empty: a Manager without one).
+    pub store_id: String,
+    /// The Manager's state digest of `revision` (that of `entities`).
+    pub state_digest: String,
 }
 
 /// A pull, verified and parsed: what to compile, and the state it leads to once applied.
 #[derive(Debug)]
 pub struct Pulled {
     pub revision: u64,
+    pub store_id: String,
+    /// The Manager's digest of the state at `revision`: what the served snapshot must
+    /// have before it is ACKed.
+    pub state_digest: String,
     /// The entity state after the pull.
     pub entities: Entities,
     pub parsed: Parsed,
+}
+
+/// What a Worker does with a pull of what is newer than the revision it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The Manager is where the Worker is: nothing to do.
+    UpToDate,
+    /// The same history, further on: merge the pull and apply it.
+    Apply,
+    /// Another history than the one served (the reason says how it shows): pull
+    /// everything and serve exactly the Manager's state, even if that is "backwards".
+    Resync(String),
+}
+
+/// What to do with `payload` (a pull since the served revision), given what is served and
+/// the revision last rejected here.
+pub fn step(served: &Served, payload: &SyncPayload, rejected: Option<u64>) -> Step {
+    let serving = served.revision;
+    if payload.store_id != served.store_id {
+        let was = if served.store_id.is_empty() {
+            "none".to_string()
+        } else {
+            served.store_id.clone()
+        };
+        return Step::Resync(format!(
+            "the Manager's store is another one (store {}, revision {}; this Worker served \
+             revision {serving} of store {was}): restored from a backup or replaced",
+            payload.store_id, payload.revision
+        ));
+    }
+    if payload.revision < serving {
+        return Step::Resync(format!(
+            "the Manager is at revision {}, behind the revision {serving} this Worker \
+             serves: its store went back in time (restored from a backup?)",
+            payload.revision
+        ));
+    }
+    if payload.revision == serving {
+        if payload.state_digest != served.state_digest {
+            return Step::Resync(format!(
+                "the Manager's state at revision {serving} is not the one this Worker serves"
+            ));
+        }
+        return Step::UpToDate;
+    }
+    if rejected == Some(payload.revision) {
+        return Step::UpToDate;
+    }
+    Step::Apply
+}
+
+/// The state digest (as [`state_digest`] computes it) of what `snapshot` serves: each
+/// proxy's version and digest as compiled, each credential's digest as compiled. What a
+/// snapshot does not hold is taken from `entities` (the state it was compiled from): the
+/// versions of credentials (a credential of another digest still makes its row differ)
+/// and the entities nothing serves (`kind: Environment` variables, resolved before a
+/// Worker sees anything). Equal to the Manager's digest exactly when the Worker serves
+/// the Manager's state.
+pub fn served_digest<X>(snapshot: &Snapshot<X>, entities: &Entities) -> String {
+    let credential_version = |name: &str| {
+        entities
+            .get(&(Kind::Credential, name.to_string()))
+            .map_or(0, |e| e.version)
+    };
+    let served = snapshot
+        .proxies()
+        .map(|p| (Kind::Proxy, &*p.name, p.version, p.digest.as_str()))
+        .chain(snapshot.credentials().map(|c| {
+            (
+                Kind::Credential,
+                &*c.name,
+                credential_version(&c.name),
+                c.digest.as_str(),
+            )
+        }));
+    let unserved = entities.values().filter(|e| match e.kind {
+        Kind::Proxy | Kind::Credential => false,
+        Kind::Environment => true,
+    });
+    state_digest(
+        served.chain(unserved.map(|e| (e.kind, e.name.as_str(), e.version, e.digest.as_str()))),
+    )
 }
 
 /// A pull as the compiler takes it.
@@ -77,6 +169,8 @@ impl Served {
     pub fn advance(&mut self, pulled: Pulled) {
         self.entities = pulled.entities;
         self.revision = pulled.revision;
+        self.store_id = pulled.store_id;
+        self.state_digest = pulled.state_digest;
         match pulled.parsed {
             Parsed::Set { set, .. } => self.parsed = set,
             Parsed::Delta(changes) => {
@@ -113,6 +207,8 @@ impl Served {
         };
         Ok(Pulled {
             revision,
+            store_id: payload.store_id.clone(),
+            state_digest: payload.state_digest.clone(),
             entities,
             parsed,
         })
@@ -307,14 +403,18 @@ mod tests {
             entities: base,
             parsed: cache,
             revision: 1,
+            ..Served::default()
         };
         served.advance(Pulled {
             revision: 2,
+            store_id: "st_1".into(),
+            state_digest: "d2".into(),
             entities: Entities::new(),
             parsed: Parsed::Delta(changes),
         });
         assert_eq!(names(&served.parsed), [("a", 1), ("c", 2)]);
         assert_eq!(served.revision, 2);
+        assert_eq!((&*served.store_id, &*served.state_digest), ("st_1", "d2"));
     }
 
     #[test]
@@ -364,6 +464,7 @@ mod tests {
             full: true,
             entities: list,
             state_digest,
+            store_id: "st_1".into(),
         };
         let want = digest_of(&entities(std::slice::from_ref(&a)));
         let merged = merge(&Entities::new(), &full(vec![a.clone()], want.clone())).unwrap();
@@ -376,5 +477,141 @@ mod tests {
         assert_eq!(e, "digest mismatch for Proxy/a v1");
         let e = merge(&Entities::new(), &full(vec![a], "0".into())).unwrap_err();
         assert!(e.starts_with("state digest mismatch at revision 1"), "{e}");
+    }
+
+    /// Any YAML document as the Manager sends it: canonical JSON, digest of that text.
+    fn entity(yaml: &str, version: u64) -> SyncEntity {
+        let parsed = switchyard_config::parse_str("e".into(), yaml).unwrap();
+        let manifest = parsed[0].value.canonical_json();
+        SyncEntity {
+            kind: parsed[0].value.kind(),
+            name: parsed[0].value.name().to_string(),
+            version,
+            digest: sha256_hex(manifest.as_bytes()),
+            manifest,
+            deleted: false,
+        }
+    }
+
+    fn digest_of(es: &Entities) -> String {
+        state_digest(
+            es.values()
+                .map(|e| (e.kind, e.name.as_str(), e.version, e.digest.as_str())),
+        )
+    }
+
+    fn payload(store_id: &str, revision: u64, state_digest: &str) -> SyncPayload {
+        SyncPayload {
+            env: "dev".into(),
+            revision,
+            since: 4,
+            full: false,
+            entities: Vec::new(),
+            state_digest: state_digest.into(),
+            store_id: store_id.into(),
+        }
+    }
+
+    #[test]
+    fn another_store_a_manager_behind_or_other_content_means_a_resync() {
+        let served = Served {
+            revision: 4,
+            store_id: "st_a".into(),
+            state_digest: "d4".into(),
+            ..Served::default()
+        };
+        let step = |p: SyncPayload, rejected| super::step(&served, &p, rejected);
+        assert_eq!(step(payload("st_a", 4, "d4"), None), Step::UpToDate);
+        assert_eq!(step(payload("st_a", 5, "d5"), None), Step::Apply);
+        assert_eq!(step(payload("st_a", 5, "d5"), Some(5)), Step::UpToDate);
+        assert_eq!(step(payload("st_a", 6, "d6"), Some(5)), Step::Apply);
+        let resync = |p, rejected| match step(p, rejected) {
+            Step::Resync(why) => why,
+            other => panic!("{other:?}"),
+        };
+        // Another store: whatever its revision, even a rejected one.
+        for rev in [3, 4, 5] {
+            let why = resync(payload("st_b", rev, "x"), Some(rev));
+            assert!(
+                why.starts_with(&format!(
+                    "the Manager's store is another one (store st_b, revision {rev}; this \
+                     Worker served revision 4 of store st_a)"
+                )),
+                "{why}"
+            );
+        }
+        let why = resync(payload("st_a", 3, "d3"), None);
+        assert!(
+            why.starts_with("the Manager is at revision 3, behind the revision 4"),
+            "{why}"
+        );
+        let why = resync(payload("st_a", 4, "other"), None);
+        assert_eq!(
+            why,
+            "the Manager's state at revision 4 is not the one this Worker serves"
+        );
+        // A Worker started on a Manager without store ids serves store "": a Manager that
+        // has one now is another.
+        let old = Served {
+            store_id: String::new(),
+            ..served.clone()
+        };
+        assert!(matches!(
+            super::step(&old, &payload("st_a", 4, "d4"), None),
+            Step::Resync(why) if why.contains("of store none")
+        ));
+    }
+
+    #[test]
+    fn the_served_digest_is_the_managers_exactly_when_the_snapshot_serves_its_state() {
+        let cred = |value: &str, version| {
+            entity(
+                &format!(
+                    "apiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: {{name: k}}\nspec: {{type: secret, value: {value}}}\n"
+                ),
+                version,
+            )
+        };
+        let vars = entity(
+            "apiVersion: switchyard.dev/v1\nkind: Environment\nmetadata: {name: dev}\nspec: {variables: {A: b}}\n",
+            2,
+        );
+        let manager = entities(&[
+            proxy("a", 3, "/a"),
+            proxy("b", 1, "/b"),
+            cred("s3cret-value", 2),
+            vars.clone(),
+        ]);
+        let compile = |es: &Entities| {
+            let (set, numbering) = parse_set("dev", es, 9, &EntitySet::new()).unwrap();
+            set.compile(None, &numbering).unwrap().snapshot
+        };
+        let want = digest_of(&manager);
+        assert_eq!(served_digest(&compile(&manager), &manager), want);
+        // A snapshot serving other content under the same names and versions — a proxy, a
+        // credential — or missing an entity, or with one more, is not the Manager's state.
+        let wrong = [
+            entities(&[
+                proxy("a", 3, "/other"),
+                proxy("b", 1, "/b"),
+                cred("s3cret-value", 2),
+            ]),
+            entities(&[proxy("a", 3, "/a"), proxy("b", 1, "/b"), cred("another", 2)]),
+            entities(&[proxy("a", 3, "/a"), cred("s3cret-value", 2)]),
+            entities(&[
+                proxy("a", 3, "/a"),
+                proxy("b", 1, "/b"),
+                proxy("c", 1, "/c"),
+                cred("s3cret-value", 2),
+            ]),
+            entities(&[
+                proxy("a", 4, "/a"),
+                proxy("b", 1, "/b"),
+                cred("s3cret-value", 2),
+            ]),
+        ];
+        for served in &wrong {
+            assert_ne!(served_digest(&compile(served), &manager), want);
+        }
     }
 }
