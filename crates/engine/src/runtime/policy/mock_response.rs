@@ -31,6 +31,9 @@ pub fn compile(spec: &MockResponseSpec) -> Result<MockResponsePolicy, Vec<FieldE
             (Err(e), _) | (_, Err(e)) => errors.push(e),
         }
     }
+    if let Err(message) = super::HeaderBudget::default().add(&headers) {
+        errors.push(FieldError::new("headers", message));
+    }
     if errors.is_empty() {
         Ok(MockResponsePolicy {
             reply: Reply {
@@ -39,6 +42,7 @@ pub fn compile(spec: &MockResponseSpec) -> Result<MockResponsePolicy, Vec<FieldE
                 body: Bytes::from(spec.body.clone()),
                 code: "mock_response",
                 detail: None,
+                message: None,
             },
         })
     } else {

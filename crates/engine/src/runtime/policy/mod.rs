@@ -41,7 +41,8 @@ pub enum Policy {
     RateLimit(rate_limit::RateLimitPolicy),
     RequestSize(request_size::RequestSizePolicy),
     Cors(cors::CorsPolicy),
-    PromptFirewall(prompt_firewall::PromptFirewallPolicy),
+    /// Boxed: the largest policy by far.
+    PromptFirewall(Box<prompt_firewall::PromptFirewallPolicy>),
     MockResponse(mock_response::MockResponsePolicy),
     UpstreamCredential(upstream_credential::UpstreamCredentialPolicy),
 }
@@ -182,6 +183,9 @@ pub struct Reply {
     pub code: &'static str,
     /// What matched, for metrics (e.g. the prompt-firewall rule's name).
     pub detail: Option<Arc<str>>,
+    /// A denial's message (`None` for answers that are not errors: mocks, preflights), so
+    /// the Worker can write it in the proxy's error format.
+    pub message: Option<String>,
 }
 
 impl Reply {
@@ -192,23 +196,25 @@ impl Reply {
         policy: &'static str,
         message: impl Into<String>,
     ) -> Reply {
-        let v = serde_json::json!({
-            "error": code,
-            "message": message.into(),
-            "source": "policy",
-            "policy": policy,
-        });
-        let mut body = serde_json::to_vec(&v).unwrap_or_default();
-        body.push(b'\n');
+        let message = message.into();
+        let body = super::error_format::ErrorBody {
+            status,
+            code,
+            message: &message,
+            source: "policy",
+            policy: Some(policy),
+        }
+        .render(super::error_format::ErrorFormat::Switchyard);
         Reply {
             status,
             headers: vec![(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )],
-            body: body.into(),
+            body,
             code,
             detail: None,
+            message: Some(message),
         }
     }
 
@@ -281,6 +287,54 @@ impl FieldError {
     pub fn because(mut self, reason: Reason) -> FieldError {
         self.reason = reason;
         self
+    }
+}
+
+/// The most headers a proxy's policies may add to one request or response, in all (`set`
+/// and `add` of every `headers` policy; a mock's headers): what an HTTP/1 parser holds by
+/// default — hyper's, so the Worker's own and many upstreams', is 100 headers.
+pub const MAX_ADDED_HEADERS: usize = 100;
+/// Their names and values together: 16 KiB, HTTP/2's default header list and Node.js's
+/// header limit, so every common client and upstream can read what the gateway sends.
+pub const MAX_ADDED_HEADER_BYTES: usize = 16 * 1024;
+
+/// Headers added to one message, counted against [`MAX_ADDED_HEADERS`] and
+/// [`MAX_ADDED_HEADER_BYTES`]: what the data plane can carry.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HeaderBudget {
+    pub count: usize,
+    pub bytes: usize,
+    /// Already reported as over (once is enough).
+    over: bool,
+}
+
+impl HeaderBudget {
+    /// Adds `headers`; why not, the first time the budget is over.
+    pub fn add<'a>(
+        &mut self,
+        headers: impl IntoIterator<Item = &'a (HeaderName, HeaderValue)>,
+    ) -> Result<(), String> {
+        for (n, v) in headers {
+            self.count += 1;
+            self.bytes += n.as_str().len() + v.len();
+        }
+        if self.over {
+            return Ok(());
+        }
+        self.over = self.count > MAX_ADDED_HEADERS || self.bytes > MAX_ADDED_HEADER_BYTES;
+        if self.count > MAX_ADDED_HEADERS {
+            Err(format!(
+                "{} headers added to one message in all; at most {MAX_ADDED_HEADERS} fit what HTTP clients and upstreams accept",
+                self.count
+            ))
+        } else if self.bytes > MAX_ADDED_HEADER_BYTES {
+            Err(format!(
+                "{} bytes of headers added to one message in all; at most {MAX_ADDED_HEADER_BYTES} fit what HTTP clients and upstreams accept",
+                self.bytes
+            ))
+        } else {
+            Ok(())
+        }
     }
 }
 
