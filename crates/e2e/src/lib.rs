@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod forwarder;
+pub mod raw;
 pub mod send;
 
 use std::net::SocketAddr;
