@@ -26,7 +26,10 @@ impl RawAnswer {
 
     /// A header's value (names compared without case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let head = self.text.split_once("\r\n\r\n").map_or(&*self.text, |(h, _)| h);
+        let head = self
+            .text
+            .split_once("\r\n\r\n")
+            .map_or(&*self.text, |(h, _)| h);
         head.lines().skip(1).find_map(|l| {
             let (n, v) = l.split_once(':')?;
             n.eq_ignore_ascii_case(name).then(|| v.trim())

@@ -152,10 +152,12 @@ impl Connections {
         // Connections already asked to close are on their way out: room is made for as
         // many new ones.
         if table.len() >= limit.saturating_add(shedding) {
-            let mut idle: Vec<(u64, &Arc<ConnState>)> = table
+            // Idle the longest first; among connections idle since the same millisecond,
+            // the one accepted first.
+            let mut idle: Vec<((u64, u64), &Arc<ConnState>)> = table
                 .values()
                 .filter(|c| c.is_idle() && !c.shed.load(Ordering::Relaxed))
-                .map(|c| (c.last_active_ms.load(Ordering::Relaxed), c))
+                .map(|c| ((c.last_active_ms.load(Ordering::Relaxed), c.id), c))
                 .collect();
             if idle.is_empty() {
                 self.metrics.refused.inc();
