@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod forwarder;
 pub mod raw;
 pub mod send;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
