@@ -291,12 +291,13 @@ impl FieldError {
 }
 
 /// The most headers a proxy's policies may add to one request or response, in all (`set`
-/// and `add` of every `headers` policy; a mock's headers): what an HTTP/1 parser holds by
-/// default — hyper's, so the Worker's own and many upstreams', is 100 headers.
-pub const MAX_ADDED_HEADERS: usize = 100;
-/// Their names and values together: 16 KiB, HTTP/2's default header list and Node.js's
-/// header limit, so every common client and upstream can read what the gateway sends.
-pub const MAX_ADDED_HEADER_BYTES: usize = 16 * 1024;
+/// and `add` of every `headers` policy; a mock's headers). Common HTTP/1 parsers hold 100
+/// headers (hyper's — the Worker's own, and many clients' and upstreams'); this leaves the
+/// message's own headers room beside what policies add.
+pub const MAX_ADDED_HEADERS: usize = 64;
+/// Their names and values together: half of Node.js's 16 KiB header limit (HTTP/2's
+/// default header list is 16 KiB too), the other half left for the message's own headers.
+pub const MAX_ADDED_HEADER_BYTES: usize = 8 * 1024;
 
 /// Headers added to one message, counted against [`MAX_ADDED_HEADERS`] and
 /// [`MAX_ADDED_HEADER_BYTES`]: what the data plane can carry.
