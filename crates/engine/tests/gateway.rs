@@ -134,3 +134,25 @@ fn bad_settings_name_the_field_and_two_definitions_are_refused() {
         .is_err()
     );
 }
+
+#[test]
+fn the_connection_limit_is_optional_and_bounded() {
+    let set = compile_ok(&docs(&[
+        &proxy("a", "{path: /a}"),
+        &environment("dev", "  gateway:\n    connections: { max: 200 }\n"),
+    ]));
+    assert_eq!(set.snapshot.gateway().max_connections, Some(200));
+    assert_eq!(Gateway::default().max_connections, None);
+    for bad in ["0", "10000001"] {
+        let e = compile_err(&environment(
+            "dev",
+            &format!("  gateway:\n    connections: {{ max: {bad} }}\n"),
+        ));
+        assert_eq!(
+            rendered(&e),
+            [format!(
+                "payments.yaml:4:9: environment \"dev\": spec.gateway.connections.max: {bad} is out of range: use 1 to 10000000"
+            )]
+        );
+    }
+}

@@ -142,14 +142,15 @@ pub struct ProxySpec {
 }
 
 /// `spec.errors`: the error format of one proxy, for clients that expect another API's
-/// errors (an OpenAI SDK behind an AI route).
+/// errors (an OpenAI SDK behind an AI route). Struct variants, so that unknown fields beside
+/// `format` are refused (serde ignores them for unit variants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(tag = "format", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ErrorsSpec {
     /// `{"error": code, "message", "source", "policy"}` (the default).
-    Switchyard,
+    Switchyard {},
     /// `{"error": {"message", "type", "code", "param"}}`.
-    Openai,
+    Openai {},
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -192,8 +192,8 @@ pub(crate) fn compile_proxy<X>(
         pipeline: Pipeline { policies },
         upstream,
         errors: match m.spec.errors {
-            None | Some(ErrorsSpec::Switchyard) => ErrorFormat::Switchyard,
-            Some(ErrorsSpec::Openai) => ErrorFormat::OpenAi,
+            None | Some(ErrorsSpec::Switchyard {}) => ErrorFormat::Switchyard,
+            Some(ErrorsSpec::Openai {}) => ErrorFormat::OpenAi,
         },
         source: source.clone(),
         manifest: (!refs.is_empty()).then(|| Arc::new(located.clone())),
