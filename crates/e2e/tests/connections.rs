@@ -23,6 +23,13 @@ async fn start(gateway: &str) -> (Harness, ConfigDir, RunningWorker) {
     (h, cfg, w)
 }
 
+/// Asserts the value of each series in the metrics text `m`.
+fn expect(m: &str, series: &[(&str, f64)]) {
+    for (name, value) in series {
+        assert_eq!(metric_value(m, name), Some(*value), "{name}:\n{m}");
+    }
+}
+
 /// Waits until the peer closes `s` (EOF or reset), failing after [`DEADLINE`].
 async fn closed(s: &mut TcpStream, what: &str) {
     let mut buf = [0u8; 1024];
@@ -75,29 +82,18 @@ async fn a_flood_of_idle_connections_sheds_the_oldest_and_new_clients_are_served
     assert_eq!(a.status, 200, "{}", a.text);
 
     let m = metrics_text(w.admin).await;
-    assert_eq!(
-        metric_value(&m, "switchyard_connections_limit"),
-        Some(20.0),
-        "{m}"
-    );
-    assert_eq!(
-        metric_value(&m, "switchyard_connections_shed_total"),
-        Some(21.0),
-        "{m}"
-    );
-    assert_eq!(
-        metric_value(&m, "switchyard_connections_refused_total"),
-        Some(0.0),
-        "{m}"
+    expect(
+        &m,
+        &[
+            ("switchyard_connections_limit", 20.0),
+            ("switchyard_connections_shed_total", 21.0),
+            ("switchyard_connections_refused_total", 0.0),
+        ],
     );
     wait_metric(w.admin, "switchyard_connections_open", |n| n == 19.0).await;
     let m = metrics_text(w.admin).await;
     // 18 idle raw connections and the keep-alive client between requests.
-    assert_eq!(
-        metric_value(&m, "switchyard_connections_idle"),
-        Some(19.0),
-        "{m}"
-    );
+    expect(&m, &[("switchyard_connections_idle", 19.0)]);
 }
 
 #[tokio::test]
@@ -126,20 +122,13 @@ async fn with_every_connection_busy_a_new_one_is_refused_at_once_with_a_503() {
     assert_eq!(a.json()["error"], "connection_limit");
     assert_eq!(a.header("connection"), Some("close"));
     let m = metrics_text(w.admin).await;
-    assert_eq!(
-        metric_value(&m, "switchyard_connections_refused_total"),
-        Some(1.0),
-        "{m}"
-    );
-    assert_eq!(
-        metric_value(&m, "switchyard_connections_open"),
-        Some(2.0),
-        "{m}"
-    );
-    assert_eq!(
-        metric_value(&m, "switchyard_connections_idle"),
-        Some(0.0),
-        "{m}"
+    expect(
+        &m,
+        &[
+            ("switchyard_connections_refused_total", 1.0),
+            ("switchyard_connections_open", 2.0),
+            ("switchyard_connections_idle", 0.0),
+        ],
     );
     // The held requests are unharmed.
     h.upstreams[0].hold.release();

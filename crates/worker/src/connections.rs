@@ -40,13 +40,21 @@ pub struct ConnectionMetrics {
 pub struct Connections {
     /// From `RLIMIT_NOFILE` at start.
     descriptor_limit: usize,
-    table: Mutex<HashMap<u64, Arc<ConnState>>>,
+    table: Mutex<Table>,
     next_id: AtomicU64,
     /// The clock connections' idle times are measured on.
     epoch: Instant,
     /// The number of open connections, for the drain to wait on.
     open_tx: watch::Sender<usize>,
     pub metrics: ConnectionMetrics,
+}
+
+/// The open connections, and how many of them were asked to close (shed) and are not gone
+/// yet: kept together, so an accept never counts them.
+#[derive(Default)]
+struct Table {
+    open: HashMap<u64, Arc<ConnState>>,
+    shedding: usize,
 }
 
 /// One connection's state, shared by its task and its requests.
@@ -124,7 +132,7 @@ impl Connections {
     pub fn with_descriptor_limit(descriptor_limit: usize, metrics: ConnectionMetrics) -> Self {
         Connections {
             descriptor_limit,
-            table: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
             next_id: AtomicU64::new(0),
             epoch: Instant::now(),
             open_tx: watch::Sender::new(0),
@@ -145,16 +153,13 @@ impl Connections {
     /// (`None`).
     pub fn admit(self: &Arc<Self>, limit: usize) -> Option<Admitted> {
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        let shedding = table
-            .values()
-            .filter(|c| c.shed.load(Ordering::Relaxed))
-            .count();
         // Connections already asked to close are on their way out: room is made for as
         // many new ones.
-        if table.len() >= limit.saturating_add(shedding) {
+        if table.open.len() >= limit.saturating_add(table.shedding) {
             // Idle the longest first; among connections idle since the same millisecond,
             // the one accepted first.
             let mut idle: Vec<((u64, u64), &Arc<ConnState>)> = table
+                .open
                 .values()
                 .filter(|c| c.is_idle() && !c.shed.load(Ordering::Relaxed))
                 .map(|c| ((c.last_active_ms.load(Ordering::Relaxed), c.id), c))
@@ -172,6 +177,7 @@ impl Connections {
                 c.close.notify_one();
                 self.metrics.shed.inc();
             }
+            table.shedding += batch;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(ConnState {
@@ -185,8 +191,8 @@ impl Connections {
         state
             .last_active_ms
             .store(state.now_ms(), Ordering::Relaxed);
-        table.insert(id, state.clone());
-        let open = table.len();
+        table.open.insert(id, state.clone());
+        let open = table.open.len();
         drop(table);
         self.open_tx.send_replace(open);
         Some(Admitted {
@@ -197,8 +203,12 @@ impl Connections {
 
     fn remove(&self, id: u64) {
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        table.remove(&id);
-        let open = table.len();
+        if let Some(c) = table.open.remove(&id)
+            && c.shed.load(Ordering::Relaxed)
+        {
+            table.shedding = table.shedding.saturating_sub(1);
+        }
+        let open = table.open.len();
         drop(table);
         self.open_tx.send_replace(open);
     }
@@ -206,7 +216,7 @@ impl Connections {
     /// Asks every connection to close after its current request (drain).
     pub fn close_all(&self) {
         let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        for c in table.values() {
+        for c in table.open.values() {
             c.close.notify_one();
         }
     }
@@ -220,8 +230,8 @@ impl Connections {
     /// Updates the gauges (at each scrape): open and idle connections, and the limit.
     pub fn refresh_metrics(&self, configured: Option<u32>) {
         let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        let idle = table.values().filter(|c| c.is_idle()).count();
-        let open = table.len();
+        let idle = table.open.values().filter(|c| c.is_idle()).count();
+        let open = table.open.len();
         drop(table);
         let gauge = |g: &Gauge, n: usize| g.set(i64::try_from(n).unwrap_or(i64::MAX));
         gauge(&self.metrics.open, open);
