@@ -6,7 +6,7 @@ use std::time::Duration;
 use switchyard_config::Kind;
 use switchyard_config::error::Reason;
 
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderValue, Method};
 use serde_saphyr::Spanned;
 
 use super::credentials::{self, Credentials};
@@ -16,7 +16,6 @@ use super::{
     MIN_CHECK_INTERVAL, Registries,
 };
 use crate::runtime::health::{ActiveCheck, HealthConfig, HealthRegistry, PassiveCheck};
-use crate::runtime::is_hop_by_hop;
 use crate::runtime::policy::{self as policies, CompileCtx, HeaderBudget};
 use crate::runtime::{
     Attachment, ErrorFormat, HeaderOps, HeadersPolicy, HostPattern, PathPattern, Pipeline, Policy,
@@ -596,23 +595,15 @@ fn compile_health(
 
 fn compile_header_ops(spec: &HeaderOpsSpec, field: &str, errs: &mut ProxyErrors<'_>) -> HeaderOps {
     let mut ops = HeaderOps::default();
-    let name =
-        |n: &str, f: String, errs: &mut ProxyErrors<'_>| match HeaderName::from_bytes(n.as_bytes())
-        {
-            Ok(h) if is_hop_by_hop(&h) => {
-                errs.push(
-                    None,
-                    f,
-                    format!("{n:?} is a hop-by-hop header and cannot be changed by a policy"),
-                );
-                None
-            }
-            Ok(h) => Some(h),
-            Err(_) => {
-                errs.push(None, f, format!("invalid header name {n:?}"));
-                None
-            }
-        };
+    let name = |n: &str, f: String, errs: &mut ProxyErrors<'_>| match policies::settable_header_name(
+        &f, n,
+    ) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            errs.push(None, f, e.message);
+            None
+        }
+    };
     let pairs =
         |map: &std::collections::BTreeMap<String, String>, op: &str, errs: &mut ProxyErrors<'_>| {
             let mut out = Vec::new();

@@ -345,6 +345,27 @@ pub fn header_name(field: &str, name: &str) -> Result<HeaderName, FieldError> {
         .map_err(|_| FieldError::new(field, format!("invalid header name {name:?}")))
 }
 
+/// A header name a policy sets or adds, as written in a manifest: not a connection-level
+/// header, not `Content-Length` (the data plane owns both).
+pub fn settable_header_name(field: &str, name: &str) -> Result<HeaderName, FieldError> {
+    let h = header_name(field, name)?;
+    if super::hop_by_hop::is_hop_by_hop(&h) {
+        return Err(FieldError::new(
+            field,
+            format!("{name:?} is a hop-by-hop header and cannot be changed by a policy"),
+        ));
+    }
+    if super::hop_by_hop::is_framing(&h) {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "{name:?} is written by the gateway from the body and cannot be changed by a policy"
+            ),
+        ));
+    }
+    Ok(h)
+}
+
 /// A header value as written in a manifest.
 pub fn header_value(field: &str, value: &str) -> Result<HeaderValue, FieldError> {
     HeaderValue::from_str(value)
