@@ -107,6 +107,11 @@ impl Completion {
 
 impl Drop for Completion {
     fn drop(&mut self) {
+        // No answer was written: the client went away first.
+        if self.status == Self::CLIENT_CLOSED && self.source.is_none() {
+            self.error.get_or_insert("client_aborted");
+            self.source = Some(ErrorSource::Client);
+        }
         let rt = &self.runtime;
         rt.obs.metrics.in_flight.dec();
         // The target's slot first, as soon as the request is over.
