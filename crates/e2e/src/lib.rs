@@ -6,7 +6,9 @@
 
 pub mod cluster;
 pub mod forwarder;
+pub mod raw;
 pub mod send;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -284,4 +286,43 @@ impl Conn {
 pub async fn get_once(addr: SocketAddr, path: &str) -> Answer {
     let mut c = Conn::open(addr).await.unwrap();
     c.get(path, &[]).await.unwrap()
+}
+
+/// The Worker's `/metrics` text.
+pub async fn metrics_text(admin: SocketAddr) -> String {
+    String::from_utf8_lossy(&get_once(admin, "/metrics").await.body).into_owned()
+}
+
+/// The value of one series (`name{labels}` exactly as exposed) in a metrics text.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(series)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
+
+/// Polls the Worker's metrics until `series` satisfies `cond`, failing after [`DEADLINE`].
+pub async fn wait_metric(admin: SocketAddr, series: &str, cond: impl Fn(f64) -> bool) -> f64 {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let text = metrics_text(admin).await;
+        if let Some(v) = metric_value(&text, series)
+            && cond(v)
+        {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting on {series}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A `kind: Environment` document with these `spec.gateway` settings (YAML, indented as
+/// the block under `gateway:`).
+pub fn environment_manifest(gateway: &str) -> String {
+    format!(
+        "apiVersion: switchyard.dev/v1\nkind: Environment\nmetadata: {{ name: test }}\nspec:\n  gateway:\n{gateway}\n"
+    )
 }

@@ -50,7 +50,7 @@ fn unknown_field_at_the_top_of_spec() {
     assert_eq!(
         single(&e),
         "payments.yaml:19:3: proxy \"payments\": spec.polices: \
-         unknown field `polices`, expected one of routes, upstream, policies"
+         unknown field `polices`, expected one of routes, upstream, policies, errors"
     );
 }
 
@@ -415,7 +415,7 @@ fn errors_in_several_documents_are_all_reported() {
              invalid URL \"ftp://127.0.0.1:9000\": unsupported scheme \"ftp\", expected http",
             "payments.yaml:12:1: document 2: missing field `kind`",
             "payments.yaml:38:3: proxy \"d\": spec.rutes: \
-             unknown field `rutes`, expected one of routes, upstream, policies",
+             unknown field `rutes`, expected one of routes, upstream, policies, errors",
         ]
     );
 }

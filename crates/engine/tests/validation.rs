@@ -682,6 +682,42 @@ fn hop_by_hop_headers_are_refused_in_policies() {
     );
 }
 
+#[test]
+fn content_length_is_the_data_planes_and_refused_in_policies() {
+    let e = compile_err(&edit(PAYMENTS, "x-release: blue", "content-length: \"5\""));
+    assert_eq!(
+        single(&e),
+        "payments.yaml:4:9: proxy \"payments\": spec.policies[0].response.set.content-length: \
+         \"content-length\" is written by the gateway from the body and cannot be changed by a policy"
+    );
+}
+
+#[test]
+fn header_edits_beyond_what_the_data_plane_carries_are_refused() {
+    let many: Vec<String> = (0..65).map(|i| format!("x-h{i}: v")).collect();
+    let text = edit(
+        PAYMENTS,
+        "x-release: blue",
+        &format!("x-release: blue, {}", many.join(", ")),
+    );
+    assert_eq!(
+        single(&compile_err(&text)),
+        "payments.yaml:4:9: proxy \"payments\": spec.policies[0].response: 66 headers added to \
+         one message in all; at most 64 fit what HTTP clients and upstreams accept"
+    );
+    let big = "v".repeat(8 * 1024);
+    let text = edit(
+        PAYMENTS,
+        "x-release: blue",
+        &format!("x-release: \"{big}\""),
+    );
+    assert!(
+        single(&compile_err(&text)).contains("spec.policies[0].response: 8201 bytes of headers"),
+        "{}",
+        compile_err(&text)
+    );
+}
+
 // ---- several errors ----
 
 #[test]

@@ -100,6 +100,9 @@ pub struct AccessEntry<'a> {
     pub bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
+    /// Whose fault `error` is: `client`, `policy`, `upstream` or `internal`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'a str>,
     /// The consumer an authentication policy identified (never the credential).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consumer: Option<&'a str>,

@@ -4,7 +4,9 @@
 
 pub mod access_log;
 mod admin;
+mod connections;
 mod health;
+mod idle;
 mod metrics;
 pub mod proxy;
 mod reload;
@@ -155,10 +157,7 @@ impl Worker {
 
     fn observability(options: &WorkerOptions) -> Result<Arc<Observability>, WorkerError> {
         let access_log = AccessLog::open(&options.access_log).map_err(WorkerError::AccessLog)?;
-        Ok(Arc::new(Observability {
-            metrics: metrics::Metrics::new(),
-            access_log,
-        }))
+        Ok(Arc::new(Observability::new(access_log)))
     }
 
     pub fn handle(&self) -> WorkerHandle {

@@ -11,6 +11,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use switchyard_config::manifest::PromptFirewallSpec;
 
+use crate::connections::ConnectionMetrics;
 use crate::proxy::error::UpstreamErrorKind;
 
 type Labels1 = [(&'static str, String); 1];
@@ -46,6 +47,7 @@ pub struct Metrics {
     policy_denials: Family<Labels3, Counter>,
     prompt_matches: Family<Labels2, Counter>,
     target_healthy: Family<Labels2, Gauge>,
+    pub connections: ConnectionMetrics,
     per_proxy: Mutex<HashMap<Arc<str>, Arc<ProxyMetrics>>>,
 }
 
@@ -154,6 +156,32 @@ impl Metrics {
             "Bytes allocated to build and swap each applied generation (bench builds only)",
             swap_allocated_bytes.clone(),
         );
+        let connections = ConnectionMetrics::default();
+        registry.register(
+            "connections_open",
+            "Client connections open on the traffic listener",
+            connections.open.clone(),
+        );
+        registry.register(
+            "connections_idle",
+            "Open client connections with no request in flight (keep-alive, or not sent a request yet)",
+            connections.idle.clone(),
+        );
+        registry.register(
+            "connections_limit",
+            "The most client connections this Worker keeps open (spec.gateway.connections.max, and what its file descriptors allow)",
+            connections.limit.clone(),
+        );
+        registry.register(
+            "connections_shed",
+            "Idle client connections closed to make room for new ones at the connection limit",
+            connections.shed.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Client connections refused at the connection limit (none idle to shed)",
+            connections.refused.clone(),
+        );
         registry.register(
             "process_resident_memory_bytes",
             "Resident memory of this Worker process (read from /proc at each scrape; 0 where unavailable)",
@@ -165,6 +193,7 @@ impl Metrics {
             policy_denials,
             prompt_matches,
             target_healthy,
+            connections,
             requests,
             durations,
             upstream_errors,

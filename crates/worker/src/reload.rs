@@ -130,6 +130,9 @@ impl Reloader {
 
     pub fn metrics_text(&self) -> String {
         let rt = self.current.load_full();
+        self.obs
+            .connections
+            .refresh_metrics(rt.snapshot.gateway().max_connections);
         let now = Instant::now();
         self.obs
             .metrics

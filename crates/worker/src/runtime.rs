@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use switchyard_engine::{ChangeKind, ProxyChange, Snapshot};
 
 use crate::access_log::AccessLog;
+use crate::connections::Connections;
 use crate::metrics::{Metrics, ProxyMetrics};
 use crate::proxy::body::RequestBody;
 
@@ -23,10 +24,23 @@ pub type UpstreamClient = Client<HttpConnector, RequestBody>;
 /// idle connection before the upstream does and never reuses one that is being closed.
 pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// Shared by every generation: metrics and the access log.
+/// Shared by every generation: metrics, the access log and the client connections.
 pub struct Observability {
     pub metrics: Metrics,
     pub access_log: AccessLog,
+    pub connections: Arc<Connections>,
+}
+
+impl Observability {
+    pub fn new(access_log: AccessLog) -> Observability {
+        let metrics = Metrics::new();
+        let connections = Arc::new(Connections::new(metrics.connections.clone()));
+        Observability {
+            metrics,
+            access_log,
+            connections,
+        }
+    }
 }
 
 /// A proxy version as the Worker serves it: its [`ProxyExt`] attached.
@@ -45,7 +59,11 @@ pub struct Runtime {
 /// the version is compiled, and kept by every generation that shares the proxy.
 pub struct ProxyExt {
     pub metrics: Arc<ProxyMetrics>,
+    /// Pooled: keep-alive connections are reused.
     pub client: UpstreamClient,
+    /// Never reuses a connection: for the one retry of a request whose reused connection
+    /// the upstream closed.
+    pub fresh_client: UpstreamClient,
 }
 
 impl std::fmt::Debug for ProxyExt {
@@ -82,9 +100,13 @@ impl Runtime {
     /// The Worker's part of `proxy`. Attached when the proxy's version was compiled, so
     /// this is one atomic load; a proxy somehow not attached yet is attached now.
     pub fn ext<'a>(&self, proxy: &'a Proxy) -> &'a ProxyExt {
-        proxy.attachment.get_or_init(|| ProxyExt {
-            metrics: self.obs.metrics.proxy(&proxy.name),
-            client: self.clients.get(proxy.upstream.connect_timeout),
+        proxy.attachment.get_or_init(|| {
+            let (client, fresh_client) = self.clients.get(proxy.upstream.connect_timeout);
+            ProxyExt {
+                metrics: self.obs.metrics.proxy(&proxy.name),
+                client,
+                fresh_client,
+            }
         })
     }
 }
@@ -106,15 +128,16 @@ impl Drop for GenerationToken {
     }
 }
 
-/// Upstream HTTP clients, one per connect timeout, kept across generations so a swap
-/// never throws away warm keep-alive connections.
+/// Upstream HTTP clients, one pair (pooled, fresh) per connect timeout, kept across
+/// generations so a swap never throws away warm keep-alive connections.
 #[derive(Default)]
 pub struct ClientPool {
-    by_connect_timeout: Mutex<HashMap<Duration, UpstreamClient>>,
+    by_connect_timeout: Mutex<HashMap<Duration, (UpstreamClient, UpstreamClient)>>,
 }
 
 impl ClientPool {
-    pub fn get(&self, connect_timeout: Duration) -> UpstreamClient {
+    /// The pooled client and the fresh-connection client for `connect_timeout`.
+    pub fn get(&self, connect_timeout: Duration) -> (UpstreamClient, UpstreamClient) {
         self.by_connect_timeout
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -124,11 +147,15 @@ impl ClientPool {
                 connector.set_connect_timeout(Some(connect_timeout));
                 connector.set_nodelay(true);
                 connector.enforce_http(true);
-                Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
-                    .pool_timer(TokioTimer::new())
-                    .timer(TokioTimer::new())
-                    .build(connector)
+                let build = |max_idle: usize| {
+                    Client::builder(TokioExecutor::new())
+                        .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
+                        .pool_max_idle_per_host(max_idle)
+                        .pool_timer(TokioTimer::new())
+                        .timer(TokioTimer::new())
+                        .build(connector.clone())
+                };
+                (build(usize::MAX), build(0))
             })
             .clone()
     }
@@ -154,10 +181,7 @@ mod tests {
 
     #[test]
     fn a_swap_attaches_only_changed_proxies() {
-        let obs = Arc::new(Observability {
-            metrics: Metrics::new(),
-            access_log: AccessLog::off(),
-        });
+        let obs = Arc::new(Observability::new(AccessLog::off()));
         let clients = Arc::new(ClientPool::default());
         let compiler = Compiler::<ProxyExt>::new();
         let (a1, b1) = (proxy("a", 1), proxy("b", 1));

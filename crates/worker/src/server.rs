@@ -1,21 +1,35 @@
 //! The data-plane listener: HTTP/1.1 (keep-alive) and HTTP/2 cleartext on one port, with
 //! graceful shutdown passed in as a value.
+//!
+//! Each connection is admitted against the connection limit (`connections.rs`: shedding
+//! the connections idle the longest, or refusing with a 503 at once), and lives by the
+//! environment's traffic timeouts read when it is accepted: closed once it has had no
+//! request in flight for `idle` (a new connection that sends nothing included), and cut
+//! when the client stops reading a response for `send`.
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::connections::{Admitted, ConnState};
+use crate::idle::IdleTimer;
 use crate::proxy;
 use crate::runtime::Runtime;
+
+/// What an over-limit connection is told before it is closed: a 503 a client can act on
+/// (retry elsewhere), written without reading the request so no descriptor is held.
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: application/json\r\nretry-after: 1\r\ncontent-length: 114\r\n\r\n{\"error\":\"connection_limit\",\"message\":\"this gateway is at its connection limit; retry later\",\"source\":\"internal\"}\n";
 
 /// Serves until `shutdown` turns true, then stops accepting, asks every connection to close
 /// after its current request (HTTP/1: `Connection: close`; HTTP/2: GOAWAY), and waits up to
@@ -28,22 +42,37 @@ pub async fn serve(
     drain: Duration,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(Duration::from_secs(30));
+    builder.http1().timer(TokioTimer::new()).keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Duration::from_secs(30));
-    let graceful = GracefulShutdown::new();
+    let connections = current.load().obs.connections.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, remote)) => {
+                    let rt = current.load();
+                    let gateway = rt.snapshot.gateway();
+                    let limit = connections.limit(gateway.max_connections);
+                    let Some(admitted) = connections.admit(limit) else {
+                        refuse(&stream);
+                        continue;
+                    };
+                    let timeouts = gateway.timeouts;
+                    drop(rt);
                     let _ = stream.set_nodelay(true);
-                    spawn_connection(&builder, &graceful, stream, remote, current.clone(), draining.clone());
+                    let mut builder = builder.clone();
+                    builder.http1().header_read_timeout(timeouts.idle);
+                    spawn_connection(
+                        builder,
+                        stream,
+                        remote,
+                        admitted,
+                        ConnTimeouts { idle: timeouts.idle, send: timeouts.send },
+                        current.clone(),
+                        draining.clone(),
+                    );
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -56,47 +85,174 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("listener closed; draining in-flight requests");
+    connections.close_all();
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = connections.all_closed() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(drain) => tracing::warn!(?drain, "drain deadline reached; closing remaining connections"),
     }
 }
 
+/// Tells an over-limit client why, without waiting on it: one non-blocking write (a full
+/// socket buffer just means the client sees the connection close), then the close.
+fn refuse(stream: &TcpStream) {
+    let _ = stream.try_write(REFUSED);
+    tracing::debug!("connection refused: at the connection limit");
+}
+
+/// The traffic timeouts a connection lives by, read when it was accepted.
+#[derive(Clone, Copy)]
+struct ConnTimeouts {
+    idle: Duration,
+    send: Duration,
+}
+
 fn spawn_connection(
-    builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
-    stream: tokio::net::TcpStream,
+    builder: auto::Builder<TokioExecutor>,
+    stream: TcpStream,
     remote: SocketAddr,
+    admitted: Admitted,
+    timeouts: ConnTimeouts,
     current: Arc<ArcSwap<Runtime>>,
     draining: Arc<AtomicBool>,
 ) {
     // What every request on this connection needs, behind one Arc: one refcount bump per
-    // request instead of three.
+    // request instead of several.
     struct Conn {
         current: Arc<ArcSwap<Runtime>>,
         draining: Arc<AtomicBool>,
         client: http::HeaderValue,
         remote: SocketAddr,
+        state: Arc<ConnState>,
     }
     let conn_ctx = Arc::new(Conn {
         current,
         draining,
         client: proxy::forward::client_value(remote.ip()),
         remote,
+        state: admitted.state.clone(),
     });
     let svc = service_fn(move |req| {
         let c = conn_ctx.clone();
-        async move { proxy::handle(&c.current, &c.draining, c.remote, &c.client, req).await }
-    });
-    let conn = builder
-        .serve_connection(TokioIo::new(stream), svc)
-        .into_owned();
-    let conn = graceful.watch(conn);
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(%remote, error = %e, "client connection ended with an error");
+        async move {
+            let active = c.state.request();
+            proxy::handle(&c.current, &c.draining, c.remote, &c.client, active, req).await
         }
     });
+    let io = SendTimeout {
+        io: TokioIo::new(stream),
+        send: IdleTimer::new(timeouts.send),
+    };
+    tokio::spawn(async move {
+        let conn = builder.serve_connection(io, svc);
+        let mut conn = std::pin::pin!(conn);
+        let state = &admitted.state;
+        let mut closing = false;
+        let mut check = tokio::time::Instant::now() + timeouts.idle;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%remote, error = %e, "client connection ended with an error");
+                    }
+                    break;
+                }
+                () = state.close.notified(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                    check = tokio::time::Instant::now() + timeouts.idle;
+                }
+                () = tokio::time::sleep_until(check) => {
+                    let idle_for = state.idle_for();
+                    if closing && state.is_idle() {
+                        // Asked to close and still not gone after a whole idle period:
+                        // a client that ignores it is not waited on.
+                        break;
+                    }
+                    if idle_for >= timeouts.idle {
+                        tracing::debug!(%remote, "closing an idle connection");
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                        check = tokio::time::Instant::now() + timeouts.idle;
+                    } else {
+                        check = tokio::time::Instant::now() + (timeouts.idle - idle_for);
+                    }
+                }
+            }
+        }
+        drop(admitted);
+    });
+}
+
+/// The client connection's socket, with writes bounded: a client that stops reading a
+/// response for `send` gets its connection closed (which frees the request, its upstream
+/// connection and its configuration generation).
+struct SendTimeout {
+    io: TokioIo<TcpStream>,
+    send: IdleTimer,
+}
+
+impl SendTimeout {
+    fn bounded<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if self.send.stalled(cx, polled.is_ready()) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client did not read the response within the send timeout",
+            )));
+        }
+        polled
+    }
+}
+
+impl hyper::rt::Read for SendTimeout {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for SendTimeout {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.bounded(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.bounded(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_flush(cx);
+        this.bounded(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.bounded(cx, polled)
+    }
 }
 
 /// Completes when the shutdown flag turns true (or its sender is gone).

@@ -18,10 +18,7 @@ pub struct SwapPath {
 impl SwapPath {
     /// Serves the first generation, compiled from `manifests`.
     pub fn new(manifests: &[Located<Manifest>]) -> Result<SwapPath, ConfigErrors> {
-        let obs = std::sync::Arc::new(Observability {
-            metrics: crate::metrics::Metrics::new(),
-            access_log: crate::access_log::AccessLog::off(),
-        });
+        let obs = std::sync::Arc::new(Observability::new(crate::access_log::AccessLog::off()));
         let refs: Vec<&Located<Manifest>> = manifests.iter().collect();
         let reloader =
             Reloader::from_set(&refs, &Numbering::default(), obs, ClientPool::default())?;

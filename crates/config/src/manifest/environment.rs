@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Metadata;
-use crate::duration::HumanDuration;
 use crate::Kind;
+use crate::duration::HumanDuration;
 use crate::error::{ConfigError, Position, SourceRef};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -43,6 +43,18 @@ pub struct GatewaySpec {
     pub paths: Option<PathsSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<TrafficTimeoutsSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<ConnectionsSpec>,
+}
+
+/// `spec.gateway.connections`: how many client connections one Worker keeps open.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectionsSpec {
+    /// At most this many client connections per Worker (never more than its file
+    /// descriptors allow, less headroom). Absent: what the descriptors allow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
 }
 
 impl GatewaySpec {

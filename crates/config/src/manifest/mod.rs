@@ -135,6 +135,22 @@ pub struct ProxySpec {
     pub upstream: Box<UpstreamSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<PolicySpec>,
+    /// How the proxy's policy denials and gateway errors are written; absent: Switchyard's
+    /// own JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<ErrorsSpec>,
+}
+
+/// `spec.errors`: the error format of one proxy, for clients that expect another API's
+/// errors (an OpenAI SDK behind an AI route). Struct variants, so that unknown fields beside
+/// `format` are refused (serde ignores them for unit variants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "format", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ErrorsSpec {
+    /// `{"error": code, "message", "source", "policy"}` (the default).
+    Switchyard {},
+    /// `{"error": {"message", "type", "code", "param"}}`.
+    Openai {},
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

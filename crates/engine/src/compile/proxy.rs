@@ -6,7 +6,7 @@ use std::time::Duration;
 use switchyard_config::Kind;
 use switchyard_config::error::Reason;
 
-use http::{HeaderName, HeaderValue, Method};
+use http::{HeaderValue, Method};
 use serde_saphyr::Spanned;
 
 use super::credentials::{self, Credentials};
@@ -16,17 +16,16 @@ use super::{
     MIN_CHECK_INTERVAL, Registries,
 };
 use crate::runtime::health::{ActiveCheck, HealthConfig, HealthRegistry, PassiveCheck};
-use crate::runtime::is_hop_by_hop;
-use crate::runtime::policy::{self as policies, CompileCtx};
+use crate::runtime::policy::{self as policies, CompileCtx, HeaderBudget};
 use crate::runtime::{
-    Attachment, HeaderOps, HeadersPolicy, HostPattern, PathPattern, Pipeline, Policy, Proxy, Route,
-    RouteRule, Target, Upstream, UpstreamConfig,
+    Attachment, ErrorFormat, HeaderOps, HeadersPolicy, HostPattern, PathPattern, Pipeline, Policy,
+    Proxy, Route, RouteRule, Target, Upstream, UpstreamConfig,
 };
 use switchyard_config::duration::HumanDuration;
 use switchyard_config::error::{ConfigError, Position, SourceRef};
 use switchyard_config::load::Located;
 use switchyard_config::manifest::{
-    BadRequestKey, HeaderOpsSpec, HealthCheckSpec, LoadBalancing, Manifest, PolicySpec,
+    BadRequestKey, ErrorsSpec, HeaderOpsSpec, HealthCheckSpec, LoadBalancing, Manifest, PolicySpec,
     ProxyManifest, RequestKey, RequestKeySpec, RouteSpec, TargetUrl, UpstreamSpec,
 };
 
@@ -121,6 +120,8 @@ pub(crate) fn compile_proxy<X>(
     let mut policies = Vec::with_capacity(m.spec.policies.len());
     let mut rate_limits = 0;
     let mut authenticated = false;
+    // What every `headers` policy adds to a request and to a response, in all.
+    let (mut to_request, mut to_response) = (HeaderBudget::default(), HeaderBudget::default());
     for (i, p) in m.spec.policies.iter().enumerate() {
         let field = format!("spec.policies[{i}]");
         let compiled = match p {
@@ -129,6 +130,14 @@ pub(crate) fn compile_proxy<X>(
                     compile_header_ops(&h.request, &format!("{field}.request"), &mut errs);
                 let response =
                     compile_header_ops(&h.response, &format!("{field}.response"), &mut errs);
+                for (ops, budget, side) in [
+                    (&request, &mut to_request, "request"),
+                    (&response, &mut to_response, "response"),
+                ] {
+                    if let Err(message) = budget.add(ops.set.iter().chain(&ops.add)) {
+                        errs.push(None, format!("{field}.{side}"), message);
+                    }
+                }
                 Ok(Policy::Headers(HeadersPolicy { request, response }))
             }
             other => {
@@ -181,6 +190,10 @@ pub(crate) fn compile_proxy<X>(
         routes,
         pipeline: Pipeline { policies },
         upstream,
+        errors: match m.spec.errors {
+            None | Some(ErrorsSpec::Switchyard {}) => ErrorFormat::Switchyard,
+            Some(ErrorsSpec::Openai {}) => ErrorFormat::OpenAi,
+        },
         source: source.clone(),
         manifest: (!refs.is_empty()).then(|| Arc::new(located.clone())),
         attachment: Attachment::default(),
@@ -207,7 +220,7 @@ fn compile_policy(
         PolicySpec::RequestSize(s) => Policy::RequestSize(policies::request_size::compile(s)),
         PolicySpec::Cors(s) => Policy::Cors(policies::cors::compile(s)?),
         PolicySpec::PromptFirewall(s) => {
-            Policy::PromptFirewall(policies::prompt_firewall::compile(s)?)
+            Policy::PromptFirewall(Box::new(policies::prompt_firewall::compile(s)?))
         }
         PolicySpec::MockResponse(s) => Policy::MockResponse(policies::mock_response::compile(s)?),
         PolicySpec::UpstreamCredential(s) => {
@@ -582,23 +595,15 @@ fn compile_health(
 
 fn compile_header_ops(spec: &HeaderOpsSpec, field: &str, errs: &mut ProxyErrors<'_>) -> HeaderOps {
     let mut ops = HeaderOps::default();
-    let name =
-        |n: &str, f: String, errs: &mut ProxyErrors<'_>| match HeaderName::from_bytes(n.as_bytes())
-        {
-            Ok(h) if is_hop_by_hop(&h) => {
-                errs.push(
-                    None,
-                    f,
-                    format!("{n:?} is a hop-by-hop header and cannot be changed by a policy"),
-                );
-                None
-            }
-            Ok(h) => Some(h),
-            Err(_) => {
-                errs.push(None, f, format!("invalid header name {n:?}"));
-                None
-            }
-        };
+    let name = |n: &str, f: String, errs: &mut ProxyErrors<'_>| match policies::settable_header_name(
+        &f, n,
+    ) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            errs.push(None, f, e.message);
+            None
+        }
+    };
     let pairs =
         |map: &std::collections::BTreeMap<String, String>, op: &str, errs: &mut ProxyErrors<'_>| {
             let mut out = Vec::new();

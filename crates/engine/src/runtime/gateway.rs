@@ -15,6 +15,9 @@ use switchyard_config::manifest::{EncodedSlashes, EnvironmentManifest, GatewaySp
 pub struct Gateway {
     pub paths: PathSettings,
     pub timeouts: TrafficTimeouts,
+    /// `connections.max`: the most client connections a Worker keeps open (it also stays
+    /// under what its file descriptors allow). `None`: only that.
+    pub max_connections: Option<u32>,
 }
 
 /// How request paths are normalised before routing and forwarding.
@@ -43,6 +46,8 @@ pub const DEFAULT_TRAFFIC_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bounds of a traffic timeout.
 pub const MIN_TRAFFIC_TIMEOUT: Duration = Duration::from_millis(100);
 pub const MAX_TRAFFIC_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Bounds of `connections.max`.
+pub const MAX_CONNECTIONS: u32 = 10_000_000;
 
 impl Default for Gateway {
     fn default() -> Self {
@@ -57,6 +62,7 @@ impl Default for Gateway {
                 request_body_idle: DEFAULT_TRAFFIC_TIMEOUT,
                 upstream_body_idle: DEFAULT_TRAFFIC_TIMEOUT,
             },
+            max_connections: None,
         }
     }
 }
@@ -134,6 +140,21 @@ pub(crate) fn compile(
             } else {
                 *slot = d;
             }
+        }
+    }
+    if let Some(max) = spec.connections.as_ref().and_then(|c| c.max) {
+        if max == 0 || max > MAX_CONNECTIONS {
+            errors.push(
+                ConfigError::new(
+                    &m.source,
+                    Position::from_location(&m.source, env.metadata.name.referenced),
+                    format!("{max} is out of range: use 1 to {MAX_CONNECTIONS}"),
+                )
+                .entity(Kind::Environment, m.value.name())
+                .field("spec.gateway.connections.max"),
+            );
+        } else {
+            out.max_connections = Some(max);
         }
     }
     if errors.is_empty() {

@@ -16,6 +16,13 @@ pub const HOP_BY_HOP: [HeaderName; 9] = [
     HeaderName::from_static("proxy-connection"),
 ];
 
+/// Whether `name` frames the message (`Content-Length`): the HTTP stack writes it from the
+/// body; a policy that set it could announce a length the body does not have, and every
+/// response (or upstream request) would hang or be cut.
+pub fn is_framing(name: &HeaderName) -> bool {
+    name == header::CONTENT_LENGTH
+}
+
 /// Whether `name` is a connection-level header.
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)

@@ -2,16 +2,20 @@
 //! [`crate::compile`], and read by the Worker on the request path. Nothing in here is
 //! part of the public manifest schema.
 
+pub mod error_format;
 pub mod gateway;
 pub mod health;
 pub mod hop_by_hop;
+pub mod host;
 mod methods;
+pub mod path;
 pub mod pipeline;
 pub mod policy;
 pub mod routes;
 pub mod snapshot;
 pub mod upstream;
 
+pub use error_format::{ErrorBody, ErrorFormat};
 pub use gateway::{Gateway, PathSettings, TrafficTimeouts};
 pub use health::{HealthConfig, HealthRegistry, TargetHealth, TargetState};
 pub use hop_by_hop::{is_hop_by_hop, remove_hop_by_hop};

@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use http::Method;
 use imbl::{OrdMap, OrdSet};
 
+use super::error_format::ErrorFormat;
 use super::gateway::{Gateway, GatewayState};
 use super::pipeline::Pipeline;
 use super::routes::{RouteRule, RouteTable};
@@ -130,6 +131,8 @@ pub struct Proxy<X = ()> {
     pub routes: Vec<Route>,
     pub pipeline: Pipeline,
     pub upstream: Upstream,
+    /// How the proxy's own error answers are written.
+    pub errors: ErrorFormat,
     /// The document this version was compiled from (route conflicts name it).
     pub source: SourceRef,
     /// The manifest, kept only when the proxy references credentials: a change to one of

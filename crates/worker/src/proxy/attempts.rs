@@ -10,11 +10,13 @@ use hyper::body::Incoming;
 use switchyard_engine::runtime::upstream::is_idempotent;
 use switchyard_engine::runtime::{Pick, Route, Target, Tried};
 
-use super::body::{self, ClientBody, RequestBody};
+use http_body::Body;
+
+use super::body::{self, ClientBody, ClientBodyError, RequestBody};
 use super::completion::Completion;
 use super::error::UpstreamErrorKind;
 use super::forward;
-use crate::runtime::{Proxy, ProxyExt};
+use crate::runtime::{Proxy, ProxyExt, UpstreamClient};
 
 /// One request as its attempts send it: where to, what, and until when.
 pub struct Outbound<'a> {
@@ -42,10 +44,22 @@ pub enum Sent {
     TooLarge(u64),
     /// The request could not be built.
     Internal(&'static str),
+    /// The client's body failed (abort, malformed, stalled).
+    ClientBody(ClientBodyError),
 }
 
-/// Sends `out` upstream, retrying on another target when it is safe. `done` learns the
-/// target of each attempt and holds its slot.
+/// Sends `out` upstream, retrying when it is safe. `done` learns the target of each attempt
+/// and holds its slot.
+///
+/// Two kinds of retry:
+/// - **Stale connection**: the first attempt that fails before anything was sent (hyper
+///   gave the request back: any method), or an idempotent request reset before any response
+///   byte, is sent once more to the same target on a fresh connection — the upstream may
+///   have closed an idle keep-alive connection just as it was reused. That failure is not
+///   the target's: it is not counted against its health, nor in the upstream errors, nor
+///   in the retry budget (it happens at most once per request).
+/// - **Another target**: after a connect failure, or an idempotent reset, within
+///   `retries.attempts` and the retry budget.
 ///
 /// (The body is set up before the future is made, so the future does not keep the
 /// `ClientBody` beside the `RequestBody` made from it: the request path's futures are
@@ -57,43 +71,60 @@ pub fn send<'a>(
 ) -> impl Future<Output = Sent> + 'a {
     let upstream = &out.proxy.upstream;
     let may_retry = upstream.retry_attempts > 0 && upstream.targets.len() > 1;
-    let (mut next_body, parked) = if may_retry {
-        upstream.budget.deposit();
+    // A request without a body can always be sent again (with an empty one); one with a
+    // body only if it is parked, which costs an allocation: done when a retry may follow.
+    let bodyless = body.is_end_stream();
+    let idempotent = is_idempotent(&out.method);
+    let (mut next_body, parked) = if !bodyless && (may_retry || idempotent) {
         let (b, parked) = RequestBody::parked(body);
         (Some(b), Some(parked))
     } else {
         (Some(RequestBody::Direct(body)), None)
     };
+    if may_retry {
+        upstream.budget.deposit();
+    }
     async move {
         let upstream = &out.proxy.upstream;
-        // A reset may be retried only for methods that can safely be sent twice.
-        let idempotent = is_idempotent(&out.method);
         let mut tried = Tried::default();
         let mut attempt = 0u32;
         let mut last_error = None::<UpstreamErrorKind>;
+        // Set while the next attempt is the stale-connection retry: the same target, a
+        // fresh connection.
+        let mut fresh = None::<usize>;
+        let mut stale_retried = false;
         loop {
-            // A retry needs a token from the budget (taken before picking, so a refused retry
-            // does not move the load balancer on).
-            if let Some(kind) = last_error
-                && !upstream.budget.withdraw(Instant::now())
-            {
-                tracing::debug!(proxy = %out.proxy.name, "retry budget exhausted; not retrying");
-                return Sent::Failed(kind);
-            }
-            let slot = match upstream.pick(tried, out.key, Instant::now()) {
-                Pick::Target(slot) => slot,
-                Pick::Overloaded if last_error.is_none() => return Sent::Overloaded,
-                Pick::Overloaded | Pick::Exhausted => {
-                    if last_error.is_some() {
-                        upstream.budget.refund();
+            let t = match fresh {
+                // The slot of the failed attempt is still held.
+                Some(t) => t,
+                None => {
+                    // A retry needs a token from the budget (taken before picking, so a
+                    // refused retry does not move the load balancer on).
+                    if let Some(kind) = last_error
+                        && !upstream.budget.withdraw(Instant::now())
+                    {
+                        tracing::debug!(proxy = %out.proxy.name, "retry budget exhausted; not retrying");
+                        return Sent::Failed(kind);
                     }
-                    return Sent::Failed(last_error.unwrap_or(UpstreamErrorKind::ConnectFailed));
+                    let slot = match upstream.pick(tried, out.key, Instant::now()) {
+                        Pick::Target(slot) => slot,
+                        Pick::Overloaded if last_error.is_none() => return Sent::Overloaded,
+                        Pick::Overloaded | Pick::Exhausted => {
+                            if last_error.is_some() {
+                                upstream.budget.refund();
+                            }
+                            return Sent::Failed(
+                                last_error.unwrap_or(UpstreamErrorKind::ConnectFailed),
+                            );
+                        }
+                    };
+                    let t = slot.target();
+                    tried.insert(t);
+                    done.target = Some(t);
+                    done.in_flight = Some(slot);
+                    t
                 }
             };
-            let t = slot.target();
-            tried.insert(t);
-            done.target = Some(t);
-            done.in_flight = Some(slot);
             let target = &upstream.targets[t];
             let Some(uri) = forward::upstream_uri(target, out.route, out.uri) else {
                 return Sent::Internal("cannot build upstream URI");
@@ -102,20 +133,48 @@ pub fn send<'a>(
                 return Sent::Failed(last_error.unwrap_or(UpstreamErrorKind::ConnectFailed));
             };
             // Keep a copy of the headers only while another attempt is still possible.
-            let last_chance = attempt >= upstream.retry_attempts || !may_retry;
+            let last_chance = stale_retried && (attempt >= upstream.retry_attempts || !may_retry);
             let headers = if last_chance {
                 std::mem::take(&mut out.headers)
             } else {
                 out.headers.clone()
             };
-            let kind = match attempt_once(&out, uri, headers, body, target, t).await {
+            let client = if fresh.take().is_some() {
+                &out.ext.fresh_client
+            } else {
+                &out.ext.client
+            };
+            let failure = match attempt_once(&out, client, uri, headers, body, target, t).await {
                 Ok(resp) => return Sent::Response(resp),
                 Err(Failure::TooLarge(max)) => {
                     done.in_flight = None;
                     return Sent::TooLarge(max);
                 }
-                Err(Failure::Upstream(kind)) => kind,
+                Err(Failure::Client(e)) => {
+                    done.in_flight = None;
+                    return Sent::ClientBody(e);
+                }
+                Err(Failure::Upstream(f)) => f,
             };
+            let kind = failure.kind;
+            let again = || {
+                if bodyless {
+                    Some(RequestBody::Direct(ClientBody::empty()))
+                } else {
+                    parked.as_ref().and_then(RequestBody::retry)
+                }
+            };
+            let stale = failure.not_sent || (kind == UpstreamErrorKind::Reset && idempotent);
+            if stale && !stale_retried {
+                stale_retried = true;
+                if let Some(b) = again() {
+                    tracing::debug!(proxy = %out.proxy.name, target = %target.url, error = kind.as_str(), "retrying on a fresh connection");
+                    next_body = Some(b);
+                    fresh = Some(t);
+                    continue;
+                }
+            }
+            stale_retried = true;
             // The attempt is over: its slot goes back before the failure is counted.
             done.in_flight = None;
             if upstream.report(t, false, Instant::now()) {
@@ -126,11 +185,11 @@ pub fn send<'a>(
             attempt += 1;
             // Safe to send again: nothing was sent (connect failure), or an idempotent request
             // was reset before any response byte and its body was never started (below).
-            let safe = kind.is_connect() || (kind == UpstreamErrorKind::Reset && idempotent);
-            if !safe || last_chance {
+            let safe = kind.is_connect() || stale;
+            if !safe || !may_retry || attempt > upstream.retry_attempts {
                 return Sent::Failed(kind);
             }
-            next_body = parked.as_ref().and_then(RequestBody::retry);
+            next_body = again();
             if next_body.is_none() {
                 return Sent::Failed(kind);
             }
@@ -142,15 +201,25 @@ pub fn send<'a>(
 /// Why one attempt got no answer.
 enum Failure {
     TooLarge(u64),
-    Upstream(UpstreamErrorKind),
+    /// The client's body failed: the client's fault, not the target's.
+    Client(ClientBodyError),
+    Upstream(UpstreamFailure),
 }
 
-/// One attempt on target `t`, within the request's deadline. An answer is reported to
-/// passive health checking here (a 5xx counts as a failure of the target). The request
-/// is handed to the client before the future is made, so the future holds only the
-/// client's.
+/// An upstream attempt's failure.
+struct UpstreamFailure {
+    kind: UpstreamErrorKind,
+    /// hyper gave the request back unsent (the connection closed before it was written).
+    not_sent: bool,
+}
+
+/// One attempt on target `t` with `client`, within the request's deadline. An answer is
+/// reported to passive health checking here (a 5xx counts as a failure of the target).
+/// The request is handed to the client before the future is made, so the future holds
+/// only the client's.
 fn attempt_once<'a>(
     out: &'a Outbound<'_>,
+    client: &UpstreamClient,
     uri: Uri,
     headers: HeaderMap,
     body: RequestBody,
@@ -162,7 +231,7 @@ fn attempt_once<'a>(
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = headers;
-    let sent = tokio::time::timeout_at(out.deadline, out.ext.client.request(req));
+    let sent = tokio::time::timeout_at(out.deadline, client.request(req));
     let proxy = out.proxy;
     async move {
         match sent.await {
@@ -173,11 +242,20 @@ fn attempt_once<'a>(
                 }
                 Ok(resp)
             }
-            Ok(Err(e)) => Err(match body::too_large(&e) {
-                Some(max) => Failure::TooLarge(max),
-                None => Failure::Upstream(UpstreamErrorKind::classify(&e)),
+            Ok(Err(e)) => Err(if let Some(max) = body::too_large(&e) {
+                Failure::TooLarge(max)
+            } else if let Some(c) = body::client_body_error(&e) {
+                Failure::Client(c)
+            } else {
+                Failure::Upstream(UpstreamFailure {
+                    kind: UpstreamErrorKind::classify(&e),
+                    not_sent: UpstreamErrorKind::not_sent(&e),
+                })
             }),
-            Err(_) => Err(Failure::Upstream(UpstreamErrorKind::Timeout)),
+            Err(_) => Err(Failure::Upstream(UpstreamFailure {
+                kind: UpstreamErrorKind::Timeout,
+                not_sent: false,
+            })),
         }
     }
 }

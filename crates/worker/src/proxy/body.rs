@@ -1,5 +1,8 @@
 //! Bodies on both sides of the proxy, streamed frame by frame, never buffered.
 //!
+//! - [`ClientStream`] is the client's body as hyper reads it, with its errors tagged as the
+//!   client's ([`ClientBodyError`]: an abort, a malformed chunked body, a stall longer than
+//!   `requestBodyIdle`), so a failed upload is never blamed on the upstream.
 //! - [`ClientBody`] is the client's body as policies left it: streamed, read whole
 //!   (`prompt-firewall`), and/or cut off at a size limit (`request-size`).
 //! - [`RequestBody`] lets a request be re-sent to another target after a connect failure:
@@ -17,6 +20,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::completion::Completion;
+use crate::idle::IdleTimer;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -32,6 +36,93 @@ impl std::fmt::Display for BodyTooLarge {
 
 impl std::error::Error for BodyTooLarge {}
 
+/// How the client's request body failed: the client's fault, never the upstream's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientBodyError {
+    /// The client went away mid-body.
+    Aborted,
+    /// Not a valid body (a bad chunk size, a body longer than its `Content-Length`…).
+    Malformed,
+    /// No byte for `requestBodyIdle`.
+    IdleTimeout,
+}
+
+impl ClientBodyError {
+    fn from_hyper(e: &hyper::Error) -> ClientBodyError {
+        let io_gone = find::<std::io::Error>(e).is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        });
+        if e.is_incomplete_message() || e.is_canceled() || io_gone {
+            ClientBodyError::Aborted
+        } else {
+            ClientBodyError::Malformed
+        }
+    }
+}
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientBodyError::Aborted => {
+                "the client closed the connection before its request body ended"
+            }
+            ClientBodyError::Malformed => "the request body is malformed",
+            ClientBodyError::IdleTimeout => {
+                "the request body stalled (no byte within requestBodyIdle)"
+            }
+        })
+    }
+}
+
+impl std::error::Error for ClientBodyError {}
+
+/// The client's body as hyper reads it: each error tagged as a [`ClientBodyError`], and a
+/// stall of `idle` between frames turned into one.
+pub struct ClientStream {
+    body: Incoming,
+    idle: IdleTimer,
+}
+
+impl ClientStream {
+    pub fn new(body: Incoming, idle: std::time::Duration) -> ClientStream {
+        ClientStream {
+            body,
+            idle: IdleTimer::new(idle),
+        }
+    }
+}
+
+impl Body for ClientStream {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if this.idle.stalled(cx, polled.is_ready()) {
+            return Poll::Ready(Some(Err(Box::new(ClientBodyError::IdleTimeout))));
+        }
+        polled.map_err(|e| Box::new(ClientBodyError::from_hyper(&e)) as BoxError)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// The client's body as it goes upstream: streamed as received, already read whole (a
 /// policy inspected it), or partly read then streamed; optionally cut off at a size limit.
 pub struct ClientBody {
@@ -40,11 +131,11 @@ pub struct ClientBody {
 }
 
 enum Source {
-    Incoming(Incoming),
+    Incoming(ClientStream),
     Buffered(Option<Bytes>),
     Prefixed {
         prefix: Option<Bytes>,
-        rest: Incoming,
+        rest: ClientStream,
     },
 }
 
@@ -54,9 +145,17 @@ struct Limit {
 }
 
 impl ClientBody {
-    pub fn streamed(body: Incoming) -> ClientBody {
+    pub fn streamed(body: ClientStream) -> ClientBody {
         ClientBody {
             source: Source::Incoming(body),
+            limit: None,
+        }
+    }
+
+    /// No body (what a retried bodyless request sends).
+    pub fn empty() -> ClientBody {
+        ClientBody {
+            source: Source::Buffered(None),
             limit: None,
         }
     }
@@ -69,7 +168,7 @@ impl ClientBody {
     }
 
     /// `prefix` (already read) followed by the rest of the stream.
-    pub fn prefixed(prefix: Bytes, rest: Incoming) -> ClientBody {
+    pub fn prefixed(prefix: Bytes, rest: ClientStream) -> ClientBody {
         ClientBody {
             source: Source::Prefixed {
                 prefix: Some(prefix),
@@ -97,11 +196,11 @@ impl Body for ClientBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled: Poll<Option<Result<Frame<Bytes>, BoxError>>> = match &mut this.source {
-            Source::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Source::Incoming(b) => Pin::new(b).poll_frame(cx),
             Source::Buffered(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Source::Prefixed { prefix, rest } => match prefix.take() {
                 Some(p) => Poll::Ready(Some(Ok(Frame::data(p)))),
-                None => Pin::new(rest).poll_frame(cx).map_err(Into::into),
+                None => Pin::new(rest).poll_frame(cx),
             },
         };
         if let (Some(limit), Poll::Ready(Some(Ok(frame)))) = (&mut this.limit, &polled)
@@ -141,11 +240,21 @@ impl Body for ClientBody {
     }
 }
 
+/// The first error of type `T` in `e`'s source chain.
+pub fn find<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    std::iter::successors(Some(e), |e| e.source()).find_map(|s| s.downcast_ref::<T>())
+}
+
 /// The limit, when an upstream request failed because `request-size` cut its body off.
 pub fn too_large(e: &(dyn std::error::Error + 'static)) -> Option<u64> {
-    std::iter::successors(Some(e), |e| e.source())
-        .find_map(|s| s.downcast_ref::<BodyTooLarge>())
-        .map(|b| b.0)
+    find::<BodyTooLarge>(e).map(|b| b.0)
+}
+
+/// How the client's body failed, when an upstream request failed because of it.
+pub fn client_body_error(e: &(dyn std::error::Error + 'static)) -> Option<ClientBodyError> {
+    find::<ClientBodyError>(e).copied()
 }
 
 type Slot = Arc<Mutex<Option<ClientBody>>>;
@@ -245,14 +354,27 @@ pub struct ResponseBody {
 }
 
 enum Inner {
-    Upstream(Incoming),
+    Upstream(Incoming, IdleTimer),
     Full(Option<Bytes>),
 }
 
+/// An upstream response body cut because it sent nothing for `upstreamBodyIdle`.
+#[derive(Debug)]
+pub struct UpstreamBodyStalled;
+
+impl std::fmt::Display for UpstreamBodyStalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the upstream response body stalled (no byte within upstreamBodyIdle)")
+    }
+}
+
+impl std::error::Error for UpstreamBodyStalled {}
+
 impl ResponseBody {
-    pub fn upstream(body: Incoming, completion: Completion) -> Self {
+    /// The upstream's body, cut when it stalls for `idle`.
+    pub fn upstream(body: Incoming, idle: std::time::Duration, completion: Completion) -> Self {
         ResponseBody {
-            inner: Inner::Upstream(body),
+            inner: Inner::Upstream(body, IdleTimer::new(idle)),
             completion: Some(completion),
         }
     }
@@ -272,15 +394,25 @@ impl ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let polled = match &mut this.inner {
-            Inner::Upstream(b) => Pin::new(b).poll_frame(cx),
+        let polled: Poll<Option<Result<Frame<Bytes>, BoxError>>> = match &mut this.inner {
+            Inner::Upstream(b, idle) => {
+                let polled = Pin::new(b).poll_frame(cx);
+                if idle.stalled(cx, polled.is_ready()) {
+                    if let Some(c) = this.completion.as_mut() {
+                        c.upstream_body_stalled();
+                    }
+                    this.finish();
+                    return Poll::Ready(Some(Err(Box::new(UpstreamBodyStalled))));
+                }
+                polled.map_err(Into::into)
+            }
             Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         };
         match &polled {
@@ -303,14 +435,14 @@ impl Body for ResponseBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
-            Inner::Upstream(b) => b.is_end_stream(),
+            Inner::Upstream(b, _) => b.is_end_stream(),
             Inner::Full(b) => b.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
-            Inner::Upstream(b) => b.size_hint(),
+            Inner::Upstream(b, _) => b.size_hint(),
             Inner::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Inner::Full(None) => SizeHint::with_exact(0),
         }

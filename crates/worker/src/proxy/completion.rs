@@ -10,7 +10,9 @@ use std::time::{Instant, SystemTime};
 use http::{Method, Uri};
 use switchyard_engine::runtime::InFlight;
 
+use super::error::{ErrorSource, UpstreamErrorKind};
 use crate::access_log::AccessEntry;
+use crate::connections::ActiveRequest;
 use crate::runtime::{Proxy, Runtime};
 
 /// What the end of a request needs, and what it holds until then (its configuration
@@ -33,8 +35,12 @@ pub struct Completion {
     pub status: u16,
     pub bytes: u64,
     pub error: Option<&'static str>,
+    /// Whose fault `error` is.
+    pub source: Option<ErrorSource>,
     /// The consumer an authentication policy identified.
     pub consumer: Option<Arc<str>>,
+    /// Keeps the client connection counted as busy until the response ends.
+    _active: ActiveRequest,
 }
 
 impl Completion {
@@ -44,6 +50,24 @@ impl Completion {
 
     pub fn body_error(&mut self) {
         self.error.get_or_insert("response_body_interrupted");
+    }
+
+    /// The upstream's response body sent nothing for `upstreamBodyIdle` and was cut: an
+    /// upstream error.
+    pub fn upstream_body_stalled(&mut self) {
+        self.error = Some("upstream_body_timeout");
+        self.source = Some(ErrorSource::Upstream);
+        if let Some(p) = self.proxy.as_deref() {
+            self.runtime.ext(p).metrics.upstream_errors[UpstreamErrorKind::BodyTimeout.index()]
+                .inc();
+        }
+    }
+
+    /// Records an error answer: its code and whose fault it is.
+    pub fn failed(&mut self, status: u16, code: &'static str, source: ErrorSource) {
+        self.status = status;
+        self.error = Some(code);
+        self.source = Some(source);
     }
 
     /// Status logged for a request whose client went away before any response.
@@ -57,6 +81,7 @@ impl Completion {
         method: Method,
         uri: Uri,
         host: Option<http::HeaderValue>,
+        active: ActiveRequest,
     ) -> Completion {
         runtime.obs.metrics.in_flight.inc();
         Completion {
@@ -73,13 +98,20 @@ impl Completion {
             status: Self::CLIENT_CLOSED,
             bytes: 0,
             error: None,
+            source: None,
             consumer: None,
+            _active: active,
         }
     }
 }
 
 impl Drop for Completion {
     fn drop(&mut self) {
+        // No answer was written: the client went away first.
+        if self.status == Self::CLIENT_CLOSED && self.source.is_none() {
+            self.error.get_or_insert("client_aborted");
+            self.source = Some(ErrorSource::Client);
+        }
         let rt = &self.runtime;
         rt.obs.metrics.in_flight.dec();
         // The target's slot first, as soon as the request is over.
@@ -112,6 +144,7 @@ impl Drop for Completion {
                 duration_ms: elapsed.as_secs_f64() * 1000.0,
                 bytes: self.bytes,
                 error: self.error,
+                source: self.source.map(ErrorSource::as_str),
                 consumer: self.consumer.as_deref(),
             });
         }

@@ -5,10 +5,15 @@ use std::error::Error as StdError;
 use std::fmt;
 
 use http::StatusCode;
+use switchyard_engine::runtime::{ErrorBody, ErrorFormat};
+
+use super::body::ClientBodyError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorSource {
     Client,
+    /// A policy answered (a denial).
+    Policy,
     Upstream,
     Internal,
 }
@@ -17,6 +22,7 @@ impl ErrorSource {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorSource::Client => "client",
+            ErrorSource::Policy => "policy",
             ErrorSource::Upstream => "upstream",
             ErrorSource::Internal => "internal",
         }
@@ -36,16 +42,19 @@ pub enum UpstreamErrorKind {
     Timeout,
     /// The upstream answered with something that is not valid HTTP.
     Protocol,
+    /// The response body sent nothing for `upstreamBodyIdle` (the response was cut).
+    BodyTimeout,
 }
 
 impl UpstreamErrorKind {
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
     pub const ALL: [UpstreamErrorKind; Self::COUNT] = [
         UpstreamErrorKind::ConnectFailed,
         UpstreamErrorKind::ConnectTimeout,
         UpstreamErrorKind::Reset,
         UpstreamErrorKind::Timeout,
         UpstreamErrorKind::Protocol,
+        UpstreamErrorKind::BodyTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +64,7 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::Reset => "reset",
             UpstreamErrorKind::Timeout => "timeout",
             UpstreamErrorKind::Protocol => "protocol",
+            UpstreamErrorKind::BodyTimeout => "body_timeout",
         }
     }
 
@@ -95,6 +105,17 @@ impl UpstreamErrorKind {
     }
 }
 
+impl UpstreamErrorKind {
+    /// Whether hyper gave the request back without writing it (the connection closed
+    /// first): nothing was sent, so any method may be sent again.
+    pub fn not_sent(e: &hyper_util::client::legacy::Error) -> bool {
+        source_chain(e).any(|s| {
+            s.downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_canceled)
+        })
+    }
+}
+
 fn source_chain<'a>(
     e: &'a (dyn StdError + 'static),
 ) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
@@ -105,6 +126,13 @@ fn source_chain<'a>(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayError {
     NoRoute,
+    /// The request itself is refused before routing (its path or host).
+    BadRequest {
+        code: &'static str,
+        message: &'static str,
+    },
+    /// The client's request body failed on its way upstream.
+    ClientBody(ClientBodyError),
     Upstream(UpstreamErrorKind),
     /// Every target that could take the request is at `maxConcurrentRequests`.
     Overloaded,
@@ -114,7 +142,9 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn source(&self) -> ErrorSource {
         match self {
-            GatewayError::NoRoute => ErrorSource::Client,
+            GatewayError::NoRoute
+            | GatewayError::BadRequest { .. }
+            | GatewayError::ClientBody(_) => ErrorSource::Client,
             GatewayError::Upstream(_) | GatewayError::Overloaded => ErrorSource::Upstream,
             GatewayError::Internal(_) => ErrorSource::Internal,
         }
@@ -123,10 +153,16 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
-            GatewayError::Upstream(UpstreamErrorKind::Timeout)
-            | GatewayError::Upstream(UpstreamErrorKind::ConnectTimeout) => {
-                StatusCode::GATEWAY_TIMEOUT
+            GatewayError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::ClientBody(ClientBodyError::IdleTimeout) => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::ClientBody(ClientBodyError::Malformed) => StatusCode::BAD_REQUEST,
+            // Nobody reads it; it is what the access log says (as nginx logs it).
+            GatewayError::ClientBody(ClientBodyError::Aborted) => {
+                StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
             }
+            GatewayError::Upstream(UpstreamErrorKind::Timeout)
+            | GatewayError::Upstream(UpstreamErrorKind::ConnectTimeout)
+            | GatewayError::Upstream(UpstreamErrorKind::BodyTimeout) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
             GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -137,28 +173,33 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             GatewayError::NoRoute => "no_route",
+            GatewayError::BadRequest { code, .. } => code,
+            GatewayError::ClientBody(ClientBodyError::IdleTimeout) => "client_body_timeout",
+            GatewayError::ClientBody(ClientBodyError::Malformed) => "client_body_malformed",
+            GatewayError::ClientBody(ClientBodyError::Aborted) => "client_aborted",
             GatewayError::Upstream(k) => match k {
                 UpstreamErrorKind::ConnectFailed => "upstream_connect_failed",
                 UpstreamErrorKind::ConnectTimeout => "upstream_connect_timeout",
                 UpstreamErrorKind::Reset => "upstream_reset",
                 UpstreamErrorKind::Timeout => "upstream_timeout",
                 UpstreamErrorKind::Protocol => "upstream_protocol_error",
+                UpstreamErrorKind::BodyTimeout => "upstream_body_timeout",
             },
             GatewayError::Overloaded => "upstream_overloaded",
             GatewayError::Internal(_) => "internal_error",
         }
     }
 
-    /// The JSON body sent to the client.
-    pub fn body(&self) -> bytes::Bytes {
-        let v = serde_json::json!({
-            "error": self.code(),
-            "message": self.to_string(),
-            "source": self.source().as_str(),
-        });
-        let mut out = serde_json::to_vec(&v).unwrap_or_default();
-        out.push(b'\n');
-        out.into()
+    /// The JSON body sent to the client, in `format` (the proxy's, when there is one).
+    pub fn body(&self, format: ErrorFormat) -> bytes::Bytes {
+        ErrorBody {
+            status: self.status(),
+            code: self.code(),
+            message: &self.to_string(),
+            source: self.source().as_str(),
+            policy: None,
+        }
+        .render(format)
     }
 }
 
@@ -166,6 +207,8 @@ impl fmt::Display for GatewayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GatewayError::NoRoute => f.write_str("no route matches this host, path and method"),
+            GatewayError::BadRequest { message, .. } => f.write_str(message),
+            GatewayError::ClientBody(e) => write!(f, "{e}"),
             GatewayError::Upstream(k) => match k {
                 UpstreamErrorKind::ConnectFailed => {
                     f.write_str("could not connect to any upstream target")
@@ -180,6 +223,9 @@ impl fmt::Display for GatewayError {
                     f.write_str("the upstream did not respond within the request timeout")
                 }
                 UpstreamErrorKind::Protocol => f.write_str("the upstream sent an invalid response"),
+                UpstreamErrorKind::BodyTimeout => {
+                    f.write_str("the upstream response body stalled")
+                }
             },
             GatewayError::Overloaded => f.write_str(
                 "every upstream target is at its concurrent-request limit (maxConcurrentRequests); retry later",

@@ -6,37 +6,44 @@ pub mod completion;
 pub mod error;
 pub mod forward;
 pub mod policies;
+mod target;
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use http::{Request, Response, Version, header};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use switchyard_config::manifest::RequestSizeSpec;
+use switchyard_engine::runtime::path::normalize;
 use switchyard_engine::runtime::policy::{Exchange, Reply, request_size};
-use switchyard_engine::runtime::remove_hop_by_hop;
+use switchyard_engine::runtime::{ErrorBody, ErrorFormat, remove_hop_by_hop};
 
-use self::body::ResponseBody;
+use self::body::{ClientStream, ResponseBody};
 use self::completion::Completion;
-use self::error::GatewayError;
+use self::error::{ErrorSource, GatewayError};
+use crate::connections::ActiveRequest;
 use crate::runtime::{Proxy, Runtime};
 
 /// Handles one request. The configuration generation is loaded once, here, and everything
 /// the request does (route, policies, targets, timeouts, retries) comes from it; the
-/// response body keeps it alive until the last byte is sent. Once the Worker is draining,
-/// HTTP/1 responses carry `Connection: close`, so keep-alive clients move elsewhere.
+/// response body keeps it alive until the last byte is sent, and `active` keeps the
+/// connection counted as busy until then. Once the Worker is draining, HTTP/1 responses
+/// carry `Connection: close`, so keep-alive clients move elsewhere.
 pub async fn handle(
     current: &ArcSwap<Runtime>,
     draining: &AtomicBool,
     remote: SocketAddr,
     client: &http::HeaderValue,
+    active: ActiveRequest,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let http1 = req.version() < Version::HTTP_2;
-    let mut resp = proxy(current, remote, client, req).await;
+    let mut resp = proxy(current, remote, client, active, req).await;
     if http1 && draining.load(Ordering::Relaxed) {
         resp.headers_mut()
             .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
@@ -48,6 +55,7 @@ async fn proxy(
     current: &ArcSwap<Runtime>,
     remote: SocketAddr,
     client: &http::HeaderValue,
+    active: ActiveRequest,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let started = Instant::now();
@@ -64,19 +72,45 @@ async fn proxy(
         req.method().clone(),
         req.uri().clone(),
         host,
+        active,
     );
     let rt = done.runtime.clone();
-    let host_str = done.host.as_ref().and_then(|h| h.to_str().ok());
-    let Some((m, proxy, route)) = rt.snapshot.route(host_str, req.uri().path(), req.method())
-    else {
-        return error_response(GatewayError::NoRoute, done);
+    let gateway = rt.snapshot.gateway();
+    let (mut parts, body) = req.into_parts();
+    let (normal, redirect_to) = match normalize(parts.uri.path(), gateway.paths) {
+        Ok(n) => match n.path {
+            Cow::Owned(p) => (Some(p), n.redirect),
+            Cow::Borrowed(_) => (None, false),
+        },
+        Err(e) => {
+            let e = GatewayError::BadRequest {
+                code: e.code(),
+                message: e.message(),
+            };
+            return error_response(e, None, done);
+        }
+    };
+    if let Some(p) = normal {
+        let Some(uri) = target::with_path(&parts.uri, &p) else {
+            return error_response(GatewayError::Internal("cannot rebuild the URI"), None, done);
+        };
+        parts.uri = uri;
+    }
+    let host = match target::request_host(&parts) {
+        Ok(h) => h,
+        Err(e) => return error_response(e, None, done),
+    };
+    if redirect_to {
+        return redirect(&parts.uri, done);
+    }
+    let Some((m, proxy, route)) = rt.snapshot.route(host, parts.uri.path(), &parts.method) else {
+        return error_response(GatewayError::NoRoute, None, done);
     };
     done.proxy = Some(proxy.clone());
     done.route = Some(m.route);
     let ext = rt.ext(proxy);
     let upstream = &proxy.upstream;
 
-    let (parts, body) = req.into_parts();
     let method = parts.method;
     let mut original_uri = parts.uri;
     let mut headers = parts.headers;
@@ -98,7 +132,7 @@ async fn proxy(
             headers: &mut headers,
             peer: remote.ip(),
         },
-        body,
+        ClientStream::new(body, gateway.timeouts.request_body_idle),
         &mut ex,
         deadline,
     )
@@ -120,22 +154,25 @@ async fn proxy(
         headers,
         deadline,
     };
-    match attempts::send(out, body, &mut done).await {
+    let failed = match attempts::send(out, body, &mut done).await {
         attempts::Sent::Response(resp) => {
             let (mut parts, body) = resp.into_parts();
             remove_hop_by_hop(&mut parts.headers);
             proxy.pipeline.on_response(&ex, &mut parts.headers);
             done.status = parts.status.as_u16();
-            Response::from_parts(parts, ResponseBody::upstream(body, done))
+            let idle = gateway.timeouts.upstream_body_idle;
+            return Response::from_parts(parts, ResponseBody::upstream(body, idle, done));
         }
-        attempts::Sent::Failed(kind) => error_response(GatewayError::Upstream(kind), done),
-        attempts::Sent::Overloaded => error_response(GatewayError::Overloaded, done),
+        attempts::Sent::Failed(kind) => GatewayError::Upstream(kind),
+        attempts::Sent::Overloaded => GatewayError::Overloaded,
         attempts::Sent::TooLarge(max) => {
             let reply = request_size::too_large(max);
-            policy_reply(reply, RequestSizeSpec::TYPE, proxy, &ex, done)
+            return policy_reply(reply, RequestSizeSpec::TYPE, proxy, &ex, done);
         }
-        attempts::Sent::Internal(what) => error_response(GatewayError::Internal(what), done),
-    }
+        attempts::Sent::Internal(what) => GatewayError::Internal(what),
+        attempts::Sent::ClientBody(e) => GatewayError::ClientBody(e),
+    };
+    error_response(failed, Some((proxy, &ex)), done)
 }
 
 /// An answer given by a policy (a denial, a CORS preflight, a mock), with the response
@@ -148,16 +185,27 @@ fn policy_reply(
     mut done: Completion,
 ) -> Response<ResponseBody> {
     done.status = reply.status.as_u16();
+    let mut body = reply.body;
     if reply.status.as_u16() >= 400 {
-        done.error = Some(reply.code);
+        done.failed(reply.status.as_u16(), reply.code, ErrorSource::Policy);
         done.runtime.obs.metrics.policy_denial(
             &proxy.name,
             policy,
             reply.code,
             reply.detail.as_deref(),
         );
+        if let (ErrorFormat::OpenAi, Some(message)) = (proxy.errors, &reply.message) {
+            body = ErrorBody {
+                status: reply.status,
+                code: reply.code,
+                message,
+                source: ErrorSource::Policy.as_str(),
+                policy: Some(policy),
+            }
+            .render(proxy.errors);
+        }
     }
-    let mut resp = Response::new(ResponseBody::full(reply.body, Some(done)));
+    let mut resp = Response::new(ResponseBody::full(body, Some(done)));
     *resp.status_mut() = reply.status;
     let headers = resp.headers_mut();
     for (name, value) in reply.headers {
@@ -167,15 +215,39 @@ fn policy_reply(
     resp
 }
 
-fn error_response(err: GatewayError, mut done: Completion) -> Response<ResponseBody> {
-    done.status = err.status().as_u16();
-    done.error = Some(err.code());
-    let body = err.body();
+/// A gateway error; on a proxy's route (`Some`), in the proxy's error format and with its
+/// response phase applied.
+fn error_response(
+    err: GatewayError,
+    on: Option<(&Proxy, &Exchange)>,
+    mut done: Completion,
+) -> Response<ResponseBody> {
+    done.failed(err.status().as_u16(), err.code(), err.source());
+    let format = on.map_or(ErrorFormat::Switchyard, |(p, _)| p.errors);
+    let body = err.body(format);
     let mut resp = Response::new(ResponseBody::full(body, Some(done)));
     *resp.status_mut() = err.status();
-    resp.headers_mut().insert(
+    let headers = resp.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    if let Some((proxy, ex)) = on {
+        proxy.pipeline.on_response(ex, headers);
+    }
+    resp
+}
+
+/// `encodedSlashes: decode-and-redirect`: the client is sent to the normalised path.
+fn redirect(uri: &http::Uri, mut done: Completion) -> Response<ResponseBody> {
+    done.status = StatusCode::TEMPORARY_REDIRECT.as_u16();
+    let location = uri
+        .path_and_query()
+        .and_then(|pq| http::HeaderValue::from_str(pq.as_str()).ok());
+    let mut resp = Response::new(ResponseBody::full(Bytes::new(), Some(done)));
+    *resp.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+    if let Some(l) = location {
+        resp.headers_mut().insert(header::LOCATION, l);
+    }
     resp
 }

@@ -9,7 +9,6 @@ use std::time::{Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use switchyard_engine::runtime::Pipeline;
 use switchyard_engine::runtime::policy::{
     Exchange, Reply, RequestView, Step, Verdict, request_size,
@@ -17,7 +16,7 @@ use switchyard_engine::runtime::policy::{
 
 use switchyard_config::manifest::PromptFirewallSpec;
 
-use super::body::ClientBody;
+use super::body::{ClientBody, ClientBodyError, ClientStream};
 
 /// What the request phase decided.
 pub enum Outcome {
@@ -29,10 +28,10 @@ pub enum Outcome {
 
 /// The body as far as policies have read it.
 enum Held {
-    Stream(Incoming),
+    Stream(ClientStream),
     Whole(Bytes),
     /// Read in part (more than an inspection limit), then streamed.
-    Partial(Bytes, Incoming),
+    Partial(Bytes, ClientStream),
 }
 
 /// The parts of a request the request phase may read and edit (the body is passed apart,
@@ -47,7 +46,7 @@ pub struct RequestParts<'a> {
 pub async fn request_phase(
     pipeline: &Pipeline,
     parts: RequestParts<'_>,
-    body: Incoming,
+    body: ClientStream,
     ex: &mut Exchange,
     deadline: tokio::time::Instant,
 ) -> Outcome {
@@ -137,13 +136,21 @@ async fn inspect(
                 return (Held::Whole(Bytes::new()), Verdict::Reply(reply));
             }
             Ok(None) => break,
-            Ok(Some(Err(_))) => {
-                let reply = Reply::deny(
-                    StatusCode::BAD_REQUEST,
-                    "client_body_error",
-                    PromptFirewallSpec::TYPE,
-                    "the request body could not be read",
-                );
+            Ok(Some(Err(e))) => {
+                let reply = match super::body::client_body_error(&*e) {
+                    Some(ClientBodyError::IdleTimeout) => Reply::deny(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "client_body_timeout",
+                        PromptFirewallSpec::TYPE,
+                        "the request body stalled (no byte within requestBodyIdle)",
+                    ),
+                    _ => Reply::deny(
+                        StatusCode::BAD_REQUEST,
+                        "client_body_error",
+                        PromptFirewallSpec::TYPE,
+                        "the request body could not be read",
+                    ),
+                };
                 return (Held::Whole(Bytes::new()), Verdict::Reply(reply));
             }
             Ok(Some(Ok(f))) => f,

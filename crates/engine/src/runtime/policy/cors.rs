@@ -185,6 +185,7 @@ impl CorsPolicy {
             body: bytes::Bytes::new(),
             code: "cors_preflight",
             detail: None,
+            message: None,
         };
         let allow_headers = match (&self.headers_value, requested) {
             (Some(v), _) => Some(v.clone()),

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http::StatusCode;
 
-use super::{FieldError, Reply, header_name, header_value};
+use super::{FieldError, Reply, header_value, settable_header_name};
 use switchyard_config::manifest::MockResponseSpec;
 
 #[derive(Debug)]
@@ -26,10 +26,16 @@ pub fn compile(spec: &MockResponseSpec) -> Result<MockResponsePolicy, Vec<FieldE
     let mut headers = Vec::new();
     for (name, value) in &spec.headers {
         let field = format!("headers.{name}");
-        match (header_name(&field, name), header_value(&field, value)) {
+        match (
+            settable_header_name(&field, name),
+            header_value(&field, value),
+        ) {
             (Ok(n), Ok(v)) => headers.push((n, v)),
             (Err(e), _) | (_, Err(e)) => errors.push(e),
         }
+    }
+    if let Err(message) = super::HeaderBudget::default().add(&headers) {
+        errors.push(FieldError::new("headers", message));
     }
     if errors.is_empty() {
         Ok(MockResponsePolicy {
@@ -39,6 +45,7 @@ pub fn compile(spec: &MockResponseSpec) -> Result<MockResponsePolicy, Vec<FieldE
                 body: Bytes::from(spec.body.clone()),
                 code: "mock_response",
                 detail: None,
+                message: None,
             },
         })
     } else {

@@ -41,7 +41,8 @@ pub enum Policy {
     RateLimit(rate_limit::RateLimitPolicy),
     RequestSize(request_size::RequestSizePolicy),
     Cors(cors::CorsPolicy),
-    PromptFirewall(prompt_firewall::PromptFirewallPolicy),
+    /// Boxed: the largest policy by far.
+    PromptFirewall(Box<prompt_firewall::PromptFirewallPolicy>),
     MockResponse(mock_response::MockResponsePolicy),
     UpstreamCredential(upstream_credential::UpstreamCredentialPolicy),
 }
@@ -182,6 +183,9 @@ pub struct Reply {
     pub code: &'static str,
     /// What matched, for metrics (e.g. the prompt-firewall rule's name).
     pub detail: Option<Arc<str>>,
+    /// A denial's message (`None` for answers that are not errors: mocks, preflights), so
+    /// the Worker can write it in the proxy's error format.
+    pub message: Option<String>,
 }
 
 impl Reply {
@@ -192,23 +196,25 @@ impl Reply {
         policy: &'static str,
         message: impl Into<String>,
     ) -> Reply {
-        let v = serde_json::json!({
-            "error": code,
-            "message": message.into(),
-            "source": "policy",
-            "policy": policy,
-        });
-        let mut body = serde_json::to_vec(&v).unwrap_or_default();
-        body.push(b'\n');
+        let message = message.into();
+        let body = super::error_format::ErrorBody {
+            status,
+            code,
+            message: &message,
+            source: "policy",
+            policy: Some(policy),
+        }
+        .render(super::error_format::ErrorFormat::Switchyard);
         Reply {
             status,
             headers: vec![(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )],
-            body: body.into(),
+            body,
             code,
             detail: None,
+            message: Some(message),
         }
     }
 
@@ -284,10 +290,80 @@ impl FieldError {
     }
 }
 
+/// The most headers a proxy's policies may add to one request or response, in all (`set`
+/// and `add` of every `headers` policy; a mock's headers). Common HTTP/1 parsers hold 100
+/// headers (hyper's — the Worker's own, and many clients' and upstreams'); this leaves the
+/// message's own headers room beside what policies add.
+pub const MAX_ADDED_HEADERS: usize = 64;
+/// Their names and values together: half of Node.js's 16 KiB header limit (HTTP/2's
+/// default header list is 16 KiB too), the other half left for the message's own headers.
+pub const MAX_ADDED_HEADER_BYTES: usize = 8 * 1024;
+
+/// Headers added to one message, counted against [`MAX_ADDED_HEADERS`] and
+/// [`MAX_ADDED_HEADER_BYTES`]: what the data plane can carry.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HeaderBudget {
+    pub count: usize,
+    pub bytes: usize,
+    /// Already reported as over (once is enough).
+    over: bool,
+}
+
+impl HeaderBudget {
+    /// Adds `headers`; why not, the first time the budget is over.
+    pub fn add<'a>(
+        &mut self,
+        headers: impl IntoIterator<Item = &'a (HeaderName, HeaderValue)>,
+    ) -> Result<(), String> {
+        for (n, v) in headers {
+            self.count += 1;
+            self.bytes += n.as_str().len() + v.len();
+        }
+        if self.over {
+            return Ok(());
+        }
+        self.over = self.count > MAX_ADDED_HEADERS || self.bytes > MAX_ADDED_HEADER_BYTES;
+        if self.count > MAX_ADDED_HEADERS {
+            Err(format!(
+                "{} headers added to one message in all; at most {MAX_ADDED_HEADERS} fit what HTTP clients and upstreams accept",
+                self.count
+            ))
+        } else if self.bytes > MAX_ADDED_HEADER_BYTES {
+            Err(format!(
+                "{} bytes of headers added to one message in all; at most {MAX_ADDED_HEADER_BYTES} fit what HTTP clients and upstreams accept",
+                self.bytes
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// A header name as written in a manifest.
 pub fn header_name(field: &str, name: &str) -> Result<HeaderName, FieldError> {
     HeaderName::from_bytes(name.trim().as_bytes())
         .map_err(|_| FieldError::new(field, format!("invalid header name {name:?}")))
+}
+
+/// A header name a policy sets or adds, as written in a manifest: not a connection-level
+/// header, not `Content-Length` (the data plane owns both).
+pub fn settable_header_name(field: &str, name: &str) -> Result<HeaderName, FieldError> {
+    let h = header_name(field, name)?;
+    if super::hop_by_hop::is_hop_by_hop(&h) {
+        return Err(FieldError::new(
+            field,
+            format!("{name:?} is a hop-by-hop header and cannot be changed by a policy"),
+        ));
+    }
+    if super::hop_by_hop::is_framing(&h) {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "{name:?} is written by the gateway from the body and cannot be changed by a policy"
+            ),
+        ));
+    }
+    Ok(h)
 }
 
 /// A header value as written in a manifest.

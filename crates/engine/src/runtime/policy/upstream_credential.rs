@@ -6,7 +6,7 @@
 
 use http::{HeaderName, HeaderValue};
 
-use super::{CompileCtx, FieldError, header_name};
+use super::{CompileCtx, FieldError, settable_header_name};
 use switchyard_config::manifest::{CredentialSpec, UpstreamCredentialSpec};
 
 pub struct UpstreamCredentialPolicy {
@@ -28,7 +28,7 @@ pub fn compile(
     ctx: &CompileCtx<'_>,
 ) -> Result<UpstreamCredentialPolicy, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let header = header_name("header", &spec.header)
+    let header = settable_header_name("header", &spec.header)
         .map_err(|e| errors.push(e))
         .ok();
     if spec.format.matches("{}").count() != 1 {

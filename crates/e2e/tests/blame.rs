@@ -1,0 +1,191 @@
+//! Blame goes where it belongs, through a real Worker: a client that aborts its upload or
+//! sends a malformed chunked body is a client error (400, or 499 when it went away;
+//! `source: client` in the access log) and never counts against the upstream's health; an
+//! upstream that closes an idle keep-alive connection just as it is reused costs the client
+//! nothing (one retry on a fresh connection, not counted against the target).
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use switchyard_e2e::raw::exchange;
+use switchyard_e2e::{
+    ConfigDir, Conn, Harness, RunningWorker, eventually, get_once, metrics_text, payments_manifest,
+};
+use switchyard_worker::{AccessLogTarget, WorkerOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Every `switchyard_upstream_errors_total` series that is not zero.
+fn upstream_errors(metrics: &str) -> Vec<&str> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("switchyard_upstream_errors_total{") && !l.ends_with(" 0"))
+        .collect()
+}
+
+async fn health(w: &RunningWorker) -> Vec<String> {
+    let s = get_once(w.admin, "/status").await.json();
+    s["proxies"][0]["target_health"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["health"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn aborted_and_malformed_uploads_are_the_clients_and_leave_every_target_healthy() {
+    let h = Harness::upstreams(&["a", "b"]).await;
+    let cfg = ConfigDir::new();
+    // Two failures in a row would eject a target: six bad requests would eject both.
+    let extra = format!(
+        "      - url: http://{}\n    retries: {{ attempts: 0 }}\n    healthCheck:\n      passive: {{ consecutiveFailures: 2, coolOff: 1h }}",
+        h.addr(1)
+    );
+    cfg.write("p.yaml", &payments_manifest("blue", h.addr(0), &extra));
+    let log = cfg.path().join("access.log");
+    let mut options = WorkerOptions::new(cfg.path());
+    options.access_log = AccessLogTarget::File(log.clone());
+    let w = RunningWorker::start_with(options).await;
+
+    for i in 0..6 {
+        // Announces 1000 bytes, sends 10, goes away.
+        let mut s = TcpStream::connect(w.addr).await.unwrap();
+        let head = format!(
+            "POST /payments/upload/{i} HTTP/1.1\r\nHost: gateway.test\r\nContent-Length: 1000\r\n\r\n0123456789"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        // The body reached the upstream before the client left: the Worker was mid-upload.
+        drop(s);
+        // A bad chunk size.
+        let malformed = format!(
+            "POST /payments/chunked/{i} HTTP/1.1\r\nHost: gateway.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\nzz\r\n"
+        );
+        let a = exchange(w.addr, malformed.as_bytes()).await;
+        assert_eq!(a.status, 400, "{}", a.text);
+        assert_eq!(a.json()["error"], "client_body_malformed");
+        assert_eq!(a.json()["source"], "client");
+    }
+    // Every bad request is logged as the client's.
+    eventually("12 access-log lines", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= 12)
+    })
+    .await;
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for l in &lines {
+        assert_eq!(l["source"], "client", "{l}");
+        let status = l["status"].as_u64().unwrap();
+        assert!(status == 400 || status == 499, "{l}");
+    }
+    assert_eq!(lines.iter().filter(|l| l["status"] == 499).count(), 6);
+    assert_eq!(health(&w).await, ["healthy", "healthy"]);
+    let m = metrics_text(w.admin).await;
+    assert!(upstream_errors(&m).is_empty(), "{m}");
+    // Both targets still take traffic.
+    let mut c = Conn::open(w.addr).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..4 {
+        let a = c.get(&format!("/payments/ok/{i}"), &[]).await.unwrap();
+        assert_eq!(a.status, 200);
+        seen.insert(a.header("x-upstream-id").unwrap().to_string());
+    }
+    assert_eq!(seen.len(), 2);
+}
+
+/// A raw upstream that answers the first request of each connection with keep-alive, and
+/// closes the connection as soon as a second request starts arriving on it: the upstream
+/// side of "closed an idle keep-alive connection just as the gateway reused it".
+async fn closes_on_reuse() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let n = answered.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let n = n.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => head.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let length = String::from_utf8_lossy(&head)
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                    })
+                    .unwrap_or(0);
+                let body_start = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                let mut have = head.len() - body_start;
+                while have < length {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => have += k,
+                    }
+                }
+                n.fetch_add(1, Ordering::SeqCst);
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // The next request's first bytes: close without answering.
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    (addr, answered)
+}
+
+#[tokio::test]
+async fn an_upstream_closing_a_reused_keep_alive_connection_costs_idempotent_requests_nothing() {
+    let (up, answered) = closes_on_reuse().await;
+    let cfg = ConfigDir::new();
+    // One target (so no retry elsewhere), and one counted failure would eject it.
+    let extra = "    healthCheck:\n      passive: { consecutiveFailures: 1, coolOff: 1h }";
+    cfg.write("p.yaml", &payments_manifest("blue", up, extra));
+    let w = RunningWorker::start(cfg.path()).await;
+    let mut c = Conn::open(w.addr).await.unwrap();
+    for i in 0..40 {
+        let method = if i % 2 == 0 {
+            http::Method::GET
+        } else {
+            http::Method::DELETE
+        };
+        let a = c
+            .request(method, &format!("/payments/{i}"), &[])
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200, "request {i}: {:?}", a.body);
+    }
+    assert_eq!(answered.load(Ordering::SeqCst), 40);
+    assert_eq!(health(&w).await, ["healthy"]);
+    let m = metrics_text(w.admin).await;
+    assert!(upstream_errors(&m).is_empty(), "{m}");
+
+    // A POST was written whole on the reused connection before it closed: the upstream may
+    // have acted on it, so it is not sent again.
+    let post = |i: usize| {
+        format!("POST /payments/p{i} HTTP/1.1\r\nHost: gateway.test\r\nContent-Length: 2\r\n\r\nhi")
+    };
+    let mut s = TcpStream::connect(w.addr).await.unwrap();
+    s.write_all(post(0).as_bytes()).await.unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = s.read(&mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    s.write_all(post(1).as_bytes()).await.unwrap();
+    let n = s.read(&mut first).await.unwrap();
+    let second = String::from_utf8_lossy(&first[..n]).into_owned();
+    assert!(second.starts_with("HTTP/1.1 502"), "{second}");
+    assert!(second.contains("upstream_reset"), "{second}");
+}
