@@ -57,7 +57,7 @@ pub struct ApplyRequest {
     /// (templates) for promotions. `${env:…}` is refused: the CLI fills those in.
     pub manifests: Vec<String>,
     /// Refuse with 409 unless the environment is still at this revision.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::integral::opt_u64")]
     pub expected_revision: Option<u64>,
     /// Validate and report what would change, without writing.
     #[serde(default)]
@@ -78,7 +78,7 @@ pub struct PromoteRequest {
     #[serde(default)]
     pub proxies: Vec<String>,
     /// Refuse with 409 unless the target is still at this revision.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::integral::opt_u64")]
     pub expected_revision: Option<u64>,
     /// Report what would change, without writing.
     #[serde(default)]
@@ -91,9 +91,10 @@ pub struct PromoteRequest {
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     /// The revision whose content the environment returns to (1 ..= current).
+    #[serde(deserialize_with = "crate::integral::u64")]
     pub to_revision: u64,
     /// Refuse with 409 unless the environment is still at this revision.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::integral::opt_u64")]
     pub expected_revision: Option<u64>,
     /// Validate and report what would change, without writing.
     #[serde(default)]
@@ -234,14 +235,32 @@ pub struct WorkerView {
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Limit {
-    /// How many records to return, newest first (at most 1000).
+    /// How many records to return, newest first (1 to 1000; more is refused with 400).
     #[serde(default = "default_limit")]
-    #[cfg_attr(feature = "openapi", param(default = default_limit))]
+    #[cfg_attr(
+        feature = "openapi",
+        param(default = default_limit, minimum = 1, maximum = 1000)
+    )]
     pub limit: u32,
 }
 
 pub fn default_limit() -> u32 {
     50
+}
+
+/// The largest `limit` a list accepts.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// `limit`, when it is one a list accepts (1 ..= [`MAX_LIMIT`]); otherwise what to say.
+pub fn check_limit(limit: u32) -> Result<u32, String> {
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(format!(
+            "limit {limit} is out of range: give 1 to {MAX_LIMIT} (default {})",
+            default_limit()
+        ))
+    }
 }
 
 /// The filters of `GET /v1/audit`.
@@ -256,10 +275,38 @@ pub struct AuditParams {
     pub actor: Option<String>,
     /// A duration back from now (`1h`, `30m`) or unix milliseconds.
     pub since: Option<String>,
-    /// How many records to return, newest first (at most 1000).
+    /// How many records to return, newest first (1 to 1000; more is refused with 400).
     #[serde(default = "default_limit")]
-    #[cfg_attr(feature = "openapi", param(default = default_limit))]
+    #[cfg_attr(
+        feature = "openapi",
+        param(default = default_limit, minimum = 1, maximum = 1000)
+    )]
     pub limit: u32,
+}
+
+/// `DELETE /v1/envs/{env}?force=true`.
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct DeleteEnvParams {
+    /// Delete even while Workers are connected to the environment (they keep serving what
+    /// they have until they are stopped or pointed elsewhere).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// What `DELETE /v1/envs/{env}` deleted. The environment's audit records are kept.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedEnv {
+    pub name: String,
+    /// The revision it was at.
+    pub revision: u64,
+    /// Live entities it had.
+    pub entities: u64,
+    /// Revisions it had.
+    pub revisions: u64,
+    /// Workers connected when it was deleted (only with `force`).
+    pub connected_workers: Vec<String>,
 }
 
 /// `POST /v1/tokens`.
@@ -281,7 +328,7 @@ pub struct CreateToken {
     #[cfg_attr(feature = "openapi", schema(example = "30d"))]
     pub expires_in: Option<String>,
     /// When the token stops working, in unix milliseconds (must be in the future).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::integral::opt_i64")]
     pub expires_at: Option<i64>,
 }
 

@@ -93,10 +93,12 @@ pub fn state_digest<'a>(
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportBody {
+    #[serde(deserialize_with = "crate::integral::u64")]
     pub revision: u64,
     pub status: ReportStatus,
     pub error: Option<String>,
     /// When the Worker swapped the revision in (unix millis, Worker clock).
+    #[serde(deserialize_with = "crate::integral::i64")]
     pub applied_at: i64,
     pub address: Option<String>,
 }
