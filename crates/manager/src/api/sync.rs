@@ -39,7 +39,7 @@ use switchyard_api::sync::PullQuery;
     params(("env" = String, Path, description = "Environment name"), PullQuery),
     responses(
         (status = 200, description = "The entities that changed (all of them when `full`) and the state digest", body = SyncPayload),
-        (status = 400, description = BAD_QUERY, body = String),
+        (status = 400, description = BAD_QUERY, body = ErrorBody),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = "Not a worker token of this environment, nor an admin token (`forbidden`)", body = ErrorBody),
         (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
@@ -133,7 +133,7 @@ async fn build_pull(
     tag = "workers",
     params(
         ("env" = String, Path, description = "Environment name"),
-        ("Last-Event-ID" = Option<u64>, Header, description = "The last revision the client saw; the current revision is sent at once when this is behind or absent"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The last revision the client saw, a number (anything else counts as absent); the current revision is sent at once when this is behind or absent"),
         ("x-switchyard-worker" = Option<String>, Header, description = "The Worker's id: the connection counts as that Worker's"),
         ("x-switchyard-address" = Option<String>, Header, description = "The Worker's traffic address, shown in `GET /v1/envs/{env}/workers`"),
     ),
@@ -217,15 +217,12 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     request_body = ReportBody,
     responses(
         (status = 204, description = "Recorded"),
-        (status = 400, description = "Missing `x-switchyard-worker` header (JSON error), or a body that is not JSON (plain text)", content(
-            (ErrorBody = "application/json"),
-            (String = "text/plain"),
-        )),
+        (status = 400, description = "Missing `x-switchyard-worker` header, or a body that is not JSON (`bad_request`)", body = ErrorBody),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = "Not a worker token of this environment, nor an admin token (`forbidden`)", body = ErrorBody),
         (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
-        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = String),
-        (status = 422, description = UNPROCESSABLE_BODY, body = String),
+        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = ErrorBody),
+        (status = 422, description = UNPROCESSABLE_BODY, body = ErrorBody),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
         (status = 503, description = AUDIT_FAILED, body = ErrorBody),
     )

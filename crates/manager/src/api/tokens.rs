@@ -1,14 +1,12 @@
 //! Tokens: created by admins, the secret shown once.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use switchyard_api::ErrorCode;
 use switchyard_api::records::{Millis, Role, TokenRecord, now_millis};
 
-use super::openapi::{
-    AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNPROCESSABLE_BODY,
-    UNSUPPORTED_MEDIA_TYPE,
-};
+use super::openapi::{AUDIT_FAILED, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV};
 use crate::auth::{Principal, check_scope, new_token};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
@@ -23,14 +21,10 @@ use switchyard_api::admin::{CreateToken, CreatedToken};
     request_body = CreateToken,
     responses(
         (status = 201, description = "The token, with its secret (shown once)", body = CreatedToken),
-        (status = 400, description = BAD_REQUEST_BODY, content(
-            (ErrorBody = "application/json"),
-            (String = "text/plain"),
-        )),
+        (status = 400, description = "An unknown role, a role/environment combination that makes no sense, an invalid expiry (`bad_request`), or a body that is not JSON", body = ErrorBody),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = FORBIDDEN, body = ErrorBody),
-        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = String),
-        (status = 422, description = UNPROCESSABLE_BODY, body = String),
+        (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
         (status = 503, description = AUDIT_FAILED, body = ErrorBody),
     )
@@ -51,6 +45,9 @@ pub async fn create(
         super::check_env_name(env)?;
     }
     check_scope(role, &body.envs)?;
+    for env in &body.envs {
+        state.env_info(env).await?;
+    }
     let expires_at = expiry(body.expires_in.as_deref(), body.expires_at, now_millis())?;
     let (record, secret) = new_token(&body.name, role, body.envs, expires_at)?;
     state
@@ -90,6 +87,55 @@ pub async fn list(
 ) -> ApiResult<Json<Vec<TokenRecord>>> {
     who.require_admin()?;
     Ok(Json(state.store.list_tokens().await?))
+}
+
+/// Revoke a token (admin): it is refused at once, on every path, by this Manager.
+///
+/// The token's next request is refused with 401 on this Manager immediately (its cached
+/// verification is dropped). Other Managers sharing the store may accept it for up to 5 s
+/// (their verification cache). Revoking a revoked token changes nothing and is not audited
+/// again.
+#[utoipa::path(
+    delete,
+    path = "/v1/tokens/{id}",
+    operation_id = "revokeToken",
+    tag = "tokens",
+    params((
+        "id" = String,
+        Path,
+        description = "The token's public id (`tok_…`, as `GET /v1/tokens` lists it)"
+    )),
+    responses(
+        (status = 200, description = "The token, now revoked (`revoked_at` says since when)", body = TokenRecord),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = "No token has this id (`unknown_token`)", body = ErrorBody),
+        (status = 500, description = SERVER_ERROR, body = ErrorBody),
+        (status = 503, description = AUDIT_FAILED, body = ErrorBody),
+    )
+)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TokenRecord>> {
+    who.require_admin()?;
+    let (token, revoked_now) = state
+        .store
+        .revoke_token(&id, &who.actor())
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                ErrorCode::UnknownToken,
+                format!("no token has id {id:?}; `switchyard token list` shows them"),
+            )
+        })?;
+    // Whether or not this call revoked it, no cached verification may outlive it.
+    state.tokens.evict(&token.id);
+    if revoked_now {
+        tracing::info!(token = %token.id, actor = %who.actor(), "token revoked");
+    }
+    Ok(Json(token))
 }
 
 /// The expiry a creation asks for: `expires_in` (a duration from `now`) or `expires_at`
