@@ -31,6 +31,8 @@ pub enum ErrorCode {
     UnknownCredential,
     /// No token has this id.
     UnknownToken,
+    /// A token may not revoke itself (another admin token must).
+    RevokingOwnToken,
     EnvironmentExists,
     /// An environment with Workers connected is not deleted unless forced.
     WorkersConnected,
@@ -61,7 +63,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code the Manager answers with (all but [`ErrorCode::Other`]).
-    pub const KNOWN: [ErrorCode; 27] = [
+    pub const KNOWN: [ErrorCode; 28] = [
         ErrorCode::Unauthorized,
         ErrorCode::TokenExpired,
         ErrorCode::Forbidden,
@@ -75,6 +77,7 @@ impl ErrorCode {
         ErrorCode::UnknownRevision,
         ErrorCode::UnknownCredential,
         ErrorCode::UnknownToken,
+        ErrorCode::RevokingOwnToken,
         ErrorCode::EnvironmentExists,
         ErrorCode::WorkersConnected,
         ErrorCode::TooManyAuthFailures,
@@ -106,6 +109,7 @@ impl ErrorCode {
             ErrorCode::UnknownRevision => "unknown_revision",
             ErrorCode::UnknownCredential => "unknown_credential",
             ErrorCode::UnknownToken => "unknown_token",
+            ErrorCode::RevokingOwnToken => "revoking_own_token",
             ErrorCode::EnvironmentExists => "environment_exists",
             ErrorCode::WorkersConnected => "workers_connected",
             ErrorCode::TooManyAuthFailures => "too_many_auth_failures",

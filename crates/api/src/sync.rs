@@ -93,7 +93,7 @@ pub fn state_digest<'a>(
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportBody {
-    #[serde(deserialize_with = "crate::integral::u64")]
+    #[serde(deserialize_with = "crate::integral::revision")]
     pub revision: u64,
     pub status: ReportStatus,
     pub error: Option<String>,
@@ -108,7 +108,7 @@ pub struct ReportBody {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct PullQuery {
     /// The revision the Worker has; 0 (or one ahead of the Manager) pulls everything.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::integral::query_revision")]
     pub since: u64,
 }
 

@@ -135,7 +135,7 @@ fn answered(f: &ApiFailure) -> String {
             "the token's role may not do this: {message} (use a token allowed to; \
              check --token / SWITCHYARD_TOKEN)"
         ),
-        (404, ErrorCode::UnknownEnvironment) => {
+        (404 | 422, ErrorCode::UnknownEnvironment) => {
             // The Manager names the environment it does not know (for a promotion it may be
             // the source, not the path's; for the audit trail it is in the query).
             let named = message

@@ -57,6 +57,21 @@ impl AppState {
         }
     }
 
+    /// An environment named in a request's body (a promotion's source, a token's scope):
+    /// 422 `unknown_environment` when it does not exist — the URL's resource was found, what
+    /// it refers to was not.
+    pub async fn referenced_env(
+        &self,
+        env: &str,
+    ) -> Result<switchyard_api::records::EnvInfo, ApiError> {
+        self.env_info(env).await.map_err(|mut e| {
+            if e.code == ErrorCode::UnknownEnvironment {
+                e.status = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+            }
+            e
+        })
+    }
+
     /// Drops what is kept in memory for a deleted environment (parsed entities, pull
     /// answers), so that one created later under the same name starts afresh.
     pub fn forget_env(&self, env: &str) {

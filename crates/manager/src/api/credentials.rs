@@ -201,7 +201,14 @@ fn credential_with_value(
 /// The credential manifest read as an apply reads it (the value never appears in errors:
 /// the manifest is built from JSON values, so it always reads).
 fn read_manifest(name: &str, json: &serde_json::Value) -> ApiResult<Located<Manifest>> {
-    let text = json.to_string();
+    // YAML-safe JSON: the value may hold characters YAML does not allow raw.
+    let text = switchyard_config::manifest::json_text::to_string(json).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            format!("cannot write the credential manifest: {e}"),
+        )
+    })?;
     let docs = parse_str(format!("credential {name:?}").into(), &text).map_err(|errors| {
         invalid(
             format!("credential {name:?} does not read as a manifest"),

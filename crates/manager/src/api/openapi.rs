@@ -94,6 +94,21 @@ pub(super) const ENV_NAME: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
 )]
 pub struct ApiDoc;
 
+/// One event of `GET /v1/envs/{env}/events` as an SSE parser reads it (the document's
+/// schema of the stream's items; heartbeats are comments, not events).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct RevisionEventFrame {
+    /// Always `revision`.
+    #[schema(pattern = "^revision$")]
+    event: String,
+    /// The revision, in decimal.
+    #[schema(pattern = "^[0-9]+$")]
+    id: String,
+    /// A `RevisionEvent` as JSON.
+    data: String,
+}
+
 /// Declares the bearer security scheme that every operation refers to.
 struct BearerAuth;
 

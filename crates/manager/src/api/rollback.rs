@@ -15,7 +15,9 @@ use switchyard_config::Kind;
 use switchyard_store::{EntityRecord, StoreError};
 
 use super::batch::{self, Batch, Prepared, Upsert};
-use super::openapi::{AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED};
+use super::openapi::{
+    AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV,
+};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
@@ -41,8 +43,8 @@ use switchyard_api::admin::RollbackRequest;
         (status = 400, description = BAD_REQUEST_BODY, body = ErrorBody),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = FORBIDDEN, body = ErrorBody),
-        (status = 404, description = "No such environment (`unknown_environment`), or `to_revision` is past the current revision (`unknown_revision`)", body = ErrorBody),
-        (status = 409, description = "The environment is no longer at `expected_revision` (`revision_conflict`)", body = ErrorBody),
+        (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
+        (status = 409, description = "The environment is no longer at `expected_revision` (`revision_conflict`), or `to_revision` is past its current revision (`unknown_revision`)", body = ErrorBody),
         (status = 422, description = "`to_revision` is 0 (`invalid_revision`), or the environment at that revision does not compile any more (`invalid_config`, every error in `details`), or a JSON body without the expected fields (`invalid_body`)", body = ErrorBody),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
         (status = 503, description = AUDIT_FAILED, body = ErrorBody),
@@ -66,7 +68,9 @@ pub async fn rollback(
     }
     let current = state.env_info(&env).await?.revision;
     if to > current {
-        return Err(ApiError::not_found(
+        // The environment exists; its state is what refuses (as a stale expected revision).
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
             ErrorCode::UnknownRevision,
             format!(
                 "environment {env:?} has no revision {to} (it is at revision {current}); \

@@ -138,7 +138,7 @@ async fn build_pull(
         ("x-switchyard-address" = Option<String>, Header, description = "The Worker's traffic address, shown in `GET /v1/envs/{env}/workers`"),
     ),
     responses(
-        (status = 200, description = "An event stream: `event: revision`, `id: <revision>`, `data:` a `RevisionEvent` as JSON; `heartbeat` comments keep it alive", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream: `event: revision`, `id: <revision>`, `data:` a `RevisionEvent` as JSON; `heartbeat` comments keep it alive", content_type = "text/event-stream", body = super::openapi::RevisionEventFrame),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = FORBIDDEN, body = ErrorBody),
         (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
@@ -212,7 +212,7 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     tag = "workers",
     params(
         ("env" = String, Path, description = "Environment name"),
-        ("x-switchyard-worker" = String, Header, description = "The reporting Worker's id"),
+        ("x-switchyard-worker" = String, Header, description = "The reporting Worker's id (visible ASCII, 1 to 200 characters)", pattern = "^[!-~]([ -~]{0,198}[!-~])?$"),
     ),
     request_body = ReportBody,
     responses(

@@ -18,7 +18,7 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 use switchyard_api::ErrorCode;
 use switchyard_api::admin::{
-    AuditParams, EntityView, Limit, RevisionView, WorkerView, check_limit,
+    AuditParams, EntityView, Limit, RevisionView, WorkerView, check_limit, parse_duration,
 };
 
 /// List an environment's live entities (secret values redacted).
@@ -282,17 +282,11 @@ pub async fn audit(
     };
     let since = match q.since.as_deref() {
         None => None,
-        Some(s) => Some(match s.parse::<i64>() {
-            Ok(ms) => ms,
-            Err(_) => {
-                let d = humantime::parse_duration(s).map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "invalid since {s:?}: use a duration such as 1h or unix milliseconds"
-                    ))
-                })?;
-                now_millis() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-            }
-        }),
+        Some(s) => Some(since_millis(s, now_millis()).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid since {s:?}: use a duration such as 30m, 1h or 2d, or unix milliseconds"
+            ))
+        })?),
     };
     Ok(Json(
         state
@@ -330,11 +324,51 @@ async fn known_env(state: &AppState, env: &str) -> ApiResult<()> {
     }
 }
 
+/// `since` as unix milliseconds: unix milliseconds (up to 18 digits, optionally negative), or
+/// a duration back from `now` (`switchyard_api::admin::parse_duration`); the pattern of
+/// `AuditParams::since` in the document says the same.
+fn since_millis(s: &str, now: i64) -> Option<i64> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().ok();
+    }
+    let d = parse_duration(s)?;
+    Some(now.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+}
+
 /// `proxy` → `Proxy`: kinds are stored as written in manifests.
 fn capitalize(kind: &str) -> String {
     let mut c = kind.chars();
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::since_millis;
+
+    #[test]
+    fn since_is_unix_millis_or_a_duration_back_from_now() {
+        let now = 1_700_000_000_000;
+        assert_eq!(since_millis("1699999999000", now), Some(1_699_999_999_000));
+        assert_eq!(since_millis("-5", now), Some(-5));
+        assert_eq!(since_millis("1h", now), Some(now - 3_600_000));
+        assert_eq!(
+            since_millis("999999999w", now),
+            Some(now - 604_799_999_395_200_000)
+        );
+        for bad in [
+            "",
+            "-",
+            "+5",
+            "1234567890123456789",
+            "1 h",
+            "1h30m",
+            "yesterday",
+        ] {
+            assert_eq!(since_millis(bad, now), None, "{bad}");
+        }
     }
 }
