@@ -499,7 +499,7 @@ fn cli_errors_name_the_cause_and_the_fix() {
     assert!(!ok);
     assert_eq!(
         one_line(&err),
-        "error: the Manager refused the token (unknown or revoked token): check --token / SWITCHYARD_TOKEN"
+        "error: the Manager refused the token (unknown or revoked token): check --token-file / --token (SWITCHYARD_TOKEN_FILE / SWITCHYARD_TOKEN)"
     );
 
     // A role that may not.
@@ -531,7 +531,7 @@ fn cli_errors_name_the_cause_and_the_fix() {
     let line = one_line(&err);
     assert!(
         line.starts_with(&format!(
-            "error: cannot reach the Manager at {nowhere} (is it running? check --manager / SWITCHYARD_MANAGER)"
+            "error: cannot reach the Manager at {nowhere}, nothing was sent (is it running? check --manager / SWITCHYARD_MANAGER)"
         )),
         "{line}"
     );

@@ -210,7 +210,10 @@ async fn openapi_document_is_public_and_lists_every_route() {
         // Every environment in a path has the pattern the server accepts names by.
         for p in op["parameters"].as_array().into_iter().flatten() {
             if p["in"] == "path" && p["name"] == "env" {
-                assert_eq!(p["schema"]["pattern"], "^[a-z0-9][a-z0-9-]{0,62}$", "{what}");
+                assert_eq!(
+                    p["schema"]["pattern"], "^[a-z0-9][a-z0-9-]{0,62}$",
+                    "{what}"
+                );
             }
         }
     }
@@ -299,11 +302,11 @@ async fn the_documented_patterns_are_the_ones_the_server_checks() {
             .unwrap()
             .to_string()
     };
-    let expires_in = doc["components"]["schemas"]["CreateToken"]["properties"]["expires_in"]
-        ["pattern"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let expires_in =
+        doc["components"]["schemas"]["CreateToken"]["properties"]["expires_in"]["pattern"]
+            .as_str()
+            .unwrap()
+            .to_string();
     // A stand-in for the regexes: every sample is accepted by the server exactly when it
     // matches the shape the pattern spells out.
     assert_eq!(
