@@ -31,7 +31,7 @@ pub enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
         #[command(flatten)]
-        existing: ExistingArgs,
+        existing: Box<ExistingArgs>,
     },
     /// Throughput and latency of one Worker vs the upstream directly vs nginx (if
     /// installed), interleaved runs, medians and ratios.
