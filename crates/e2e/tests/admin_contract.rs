@@ -6,6 +6,7 @@
 //! wrong tokens are counted, and slowed down per peer without slowing other peers.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 
 use bytes::Bytes;
 use http::Method;
@@ -49,6 +50,42 @@ fn refused(a: &Answer, status: u16, code: &str) -> String {
     let message = v["message"].as_str().unwrap().to_string();
     assert!(!message.is_empty(), "{body}");
     message
+}
+
+/// A Worker `id` following `env` with `token`, serving revision 1.
+async fn follower(
+    m: &RunningManager,
+    env: &str,
+    token: &str,
+    id: &str,
+    dir: &Path,
+) -> ManagedWorker {
+    let cache = dir.join(format!("cache-{id}"));
+    let w = ManagedWorker::start(ManagedWorker::options(&m.url(), env, token, id, &cache))
+        .await
+        .unwrap();
+    w.wait_for_revision(1).await;
+    w
+}
+
+/// `(s, b)` is the JSON error `status` with `code`.
+fn error_is(s: u16, b: &Value, status: u16, code: &str) {
+    assert_eq!((s, b["code"].as_str()), (status, Some(code)), "{b}");
+}
+
+/// `GET /v1/envs` with `authorization` (the whole header), from `from` (default: 127.0.0.1).
+async fn envs_as(m: &RunningManager, from: Option<IpAddr>, authorization: &str) -> Answer {
+    let headers = [("authorization", authorization)];
+    send_from(
+        from,
+        m.addr,
+        Method::GET,
+        "/v1/envs",
+        &headers,
+        TestBody::Empty,
+    )
+    .await
+    .unwrap()
 }
 
 fn json_body(v: Value) -> TestBody {
@@ -239,17 +276,7 @@ async fn a_revoked_token_is_refused_at_once_on_every_path() {
     )
     .await;
     assert_eq!(s, 200, "{b}");
-    let cache = data.path().join("cache");
-    let mut w = ManagedWorker::start(ManagedWorker::options(
-        &m.url(),
-        "dev",
-        &worker,
-        "w1",
-        &cache,
-    ))
-    .await
-    .unwrap();
-    w.wait_for_revision(1).await;
+    let mut w = follower(&m, "dev", &worker, "w1", data.path()).await;
 
     for id in [&deployer_id, &worker_id] {
         let (s, b) = m
@@ -270,7 +297,7 @@ async fn a_revoked_token_is_refused_at_once_on_every_path() {
         Some(apply),
     )
     .await;
-    assert_eq!((s, b["code"].as_str()), (401, Some("unauthorized")), "{b}");
+    error_is(s, &b, 401, "unauthorized");
     let (s, _) = api(m.addr, &deployer, Method::GET, "/v1/envs/dev", None).await;
     assert_eq!(s, 401);
     for path in [
@@ -321,7 +348,7 @@ async fn a_revoked_token_is_refused_at_once_on_every_path() {
 
     // An unknown id, the token revoking itself, a token that is not an admin's.
     let (s, b) = m.call(Method::DELETE, "/v1/tokens/tok_nope", None).await;
-    assert_eq!((s, b["code"].as_str()), (404, Some("unknown_token")), "{b}");
+    error_is(s, &b, 404, "unknown_token");
     let own = tokens
         .iter()
         .find(|t| t.name == "bootstrap-admin")
@@ -331,11 +358,7 @@ async fn a_revoked_token_is_refused_at_once_on_every_path() {
     let (s, b) = m
         .call(Method::DELETE, &format!("/v1/tokens/{own}"), None)
         .await;
-    assert_eq!(
-        (s, b["code"].as_str()),
-        (409, Some("revoking_own_token")),
-        "{b}"
-    );
+    error_is(s, &b, 409, "revoking_own_token");
     let viewer = m.token("viewer", &[]).await;
     let (s, _) = api(
         m.addr,
@@ -376,17 +399,7 @@ async fn an_environment_is_deleted_only_without_workers_unless_forced() {
     assert_eq!(s, 200, "{b}");
     let (s, old) = m.call(Method::GET, "/v1/envs/qa/sync?since=0", None).await;
     assert_eq!(s, 200, "{old}");
-    let cache = data.path().join("cache");
-    let mut w = ManagedWorker::start(ManagedWorker::options(
-        &m.url(),
-        "qa",
-        &worker,
-        "qa-1",
-        &cache,
-    ))
-    .await
-    .unwrap();
-    w.wait_for_revision(1).await;
+    let mut w = follower(&m, "qa", &worker, "qa-1", data.path()).await;
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !m
         .client
@@ -405,11 +418,7 @@ async fn an_environment_is_deleted_only_without_workers_unless_forced() {
 
     // Refused while a Worker is connected, naming it and the way to force; nothing deleted.
     let (s, b) = m.call(Method::DELETE, "/v1/envs/qa", None).await;
-    assert_eq!(
-        (s, b["code"].as_str()),
-        (409, Some("workers_connected")),
-        "{b}"
-    );
+    error_is(s, &b, 409, "workers_connected");
     assert_eq!(b["details"], json!(["qa-1"]), "{b}");
     assert!(b["message"].as_str().unwrap().contains("force"), "{b}");
     assert_eq!(m.client.env("qa").await.unwrap().revision, 1);
@@ -431,11 +440,7 @@ async fn an_environment_is_deleted_only_without_workers_unless_forced() {
     );
     assert_eq!(deleted.connected_workers, ["qa-1"]);
     let (s, b) = m.call(Method::GET, "/v1/envs/qa", None).await;
-    assert_eq!(
-        (s, b["code"].as_str()),
-        (404, Some("unknown_environment")),
-        "{b}"
-    );
+    error_is(s, &b, 404, "unknown_environment");
     // The Worker keeps serving what it had.
     assert_eq!(w.handle.revision(), 1);
 
@@ -462,11 +467,7 @@ async fn an_environment_is_deleted_only_without_workers_unless_forced() {
     );
     // An environment that never existed is an error, not an empty trail.
     let (s, b) = m.call(Method::GET, "/v1/audit?env=never", None).await;
-    assert_eq!(
-        (s, b["code"].as_str()),
-        (404, Some("unknown_environment")),
-        "{b}"
-    );
+    error_is(s, &b, 404, "unknown_environment");
 
     // The name starts afresh: nothing the Manager kept for the old one is served.
     w.stop().await;
@@ -498,11 +499,7 @@ async fn an_environment_is_deleted_only_without_workers_unless_forced() {
         "{new}"
     );
     let (s, b) = m.call(Method::DELETE, "/v1/envs/never", None).await;
-    assert_eq!(
-        (s, b["code"].as_str()),
-        (404, Some("unknown_environment")),
-        "{b}"
-    );
+    error_is(s, &b, 404, "unknown_environment");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -517,15 +514,7 @@ async fn wrong_tokens_are_counted_and_slowed_down_per_peer() {
     // Counted, by reason; the first few are answered at once (no delay to wait out).
     for n in 0..FREE_FAILURES + 5 {
         let auth = wrong(n);
-        let a = send(
-            m.addr,
-            Method::GET,
-            "/v1/envs",
-            &[("authorization", &auth)],
-            TestBody::Empty,
-        )
-        .await
-        .unwrap();
+        let a = envs_as(&m, None, &auth).await;
         refused(&a, 401, "unauthorized");
     }
     assert_eq!(metric(&m, unknown).await, u64::from(FREE_FAILURES + 5));
@@ -579,27 +568,9 @@ async fn wrong_tokens_are_counted_and_slowed_down_per_peer() {
     // Another peer is not slowed down: its valid token works, a wrong one is answered 401.
     let other = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
     let auth = format!("Bearer {}", m.admin_token);
-    let a = send_from(
-        other,
-        m.addr,
-        Method::GET,
-        "/v1/envs",
-        &[("authorization", &auth)],
-        TestBody::Empty,
-    )
-    .await
-    .unwrap();
+    let a = envs_as(&m, other, &auth).await;
     assert_eq!(a.status, 200, "{:?}", a.body);
-    let a = send_from(
-        other,
-        m.addr,
-        Method::GET,
-        "/v1/envs",
-        &[("authorization", "Bearer sy_x")],
-        TestBody::Empty,
-    )
-    .await
-    .unwrap();
+    let a = envs_as(&m, other, "Bearer sy_x").await;
     refused(&a, 401, "unauthorized");
 
     for w in waiting {

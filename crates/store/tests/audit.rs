@@ -292,14 +292,14 @@ async fn a_deleted_environment_leaves_only_its_audit_trail_and_its_name_free() {
         })
         .await
         .unwrap();
-    let qa_trail = store
-        .audit(AuditQuery {
+    let qa_trail = || {
+        store.audit(AuditQuery {
             env: Some("qa".into()),
             limit: 1000,
             ..AuditQuery::default()
         })
-        .await
-        .unwrap();
+    };
+    let before = qa_trail().await.unwrap();
 
     let deleted = store
         .delete_env("qa", "admin (tok-1)", Some("forced: w1 connected"))
@@ -320,16 +320,9 @@ async fn a_deleted_environment_leaves_only_its_audit_trail_and_its_name_free() {
         StoreError::NoSuchEnv(_)
     ));
     // The audit trail is kept, with the deletion on top.
-    let after = store
-        .audit(AuditQuery {
-            env: Some("qa".into()),
-            limit: 1000,
-            ..AuditQuery::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(after.len(), qa_trail.len() + 1);
-    assert_eq!(after[1..], qa_trail[..]);
+    let after = qa_trail().await.unwrap();
+    assert_eq!(after.len(), before.len() + 1);
+    assert_eq!(after[1..], before[..]);
     let record = &after[0];
     assert_eq!(record.operation, Operation::DeleteEnv);
     assert_eq!(

@@ -357,21 +357,13 @@ async fn create_env_in(conn: &mut SqliteConnection, name: &str, actor: &str) -> 
         .execute(&mut *conn)
         .await
         .map_err(db("create environment"))?;
-    insert_audit(
+    env_audit(
         conn,
-        AuditEntry {
-            at: created_at,
-            actor,
-            env: Some(name),
-            entity_kind: Kind::Environment.as_str(),
-            entity_name: name,
-            old_version: None,
-            new_version: None,
-            digest: None,
-            operation: Operation::CreateEnv,
-            revision: Some(0),
-            detail: None,
-        },
+        (name, 0),
+        actor,
+        Operation::CreateEnv,
+        created_at,
+        None,
     )
     .await?;
     Ok(EnvInfo {
@@ -379,6 +371,34 @@ async fn create_env_in(conn: &mut SqliteConnection, name: &str, actor: &str) -> 
         revision: 0,
         created_at,
     })
+}
+
+/// Audits `operation` on environment `name` (at `revision`) by `actor`, at `at`.
+async fn env_audit(
+    conn: &mut SqliteConnection,
+    (name, revision): (&str, u64),
+    actor: &str,
+    operation: Operation,
+    at: i64,
+    detail: Option<&str>,
+) -> Result<()> {
+    insert_audit(
+        conn,
+        AuditEntry {
+            at,
+            actor,
+            env: Some(name),
+            entity_kind: Kind::Environment.as_str(),
+            entity_name: name,
+            old_version: None,
+            new_version: None,
+            digest: None,
+            operation,
+            revision: Some(revision),
+            detail,
+        },
+    )
+    .await
 }
 
 pub(super) async fn record_reports(store: &SqliteStore, reports: Vec<WorkerReport>) -> Result<()> {
@@ -462,26 +482,43 @@ async fn create_token_in(
         .execute(&mut *conn)
         .await
         .map_err(db("create token"))?;
-    // The secret's hash is never audited: the record names the token by its public id.
+    token_audit(
+        conn,
+        &token,
+        created_by,
+        Operation::CreateToken,
+        now_millis(),
+    )
+    .await
+}
+
+/// Audits `operation` on `token` by `actor`. The secret's hash is never audited: the record
+/// names the token by its public id.
+async fn token_audit(
+    conn: &mut SqliteConnection,
+    token: &TokenRecord,
+    actor: &str,
+    operation: Operation,
+    at: i64,
+) -> Result<()> {
     let detail = format!("{} token {:?}", token.role.as_str(), token.name);
     insert_audit(
         conn,
         AuditEntry {
-            at: now_millis(),
-            actor: created_by,
+            at,
+            actor,
             env: None,
             entity_kind: audit_subject::TOKEN,
             entity_name: &token.id,
             old_version: None,
             new_version: None,
             digest: None,
-            operation: Operation::CreateToken,
+            operation,
             revision: None,
             detail: Some(&detail),
         },
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 pub(super) async fn revoke_token(
@@ -522,24 +559,7 @@ async fn revoke_token_in(
     };
     let revoked_now = updated.rows_affected() == 1;
     if revoked_now {
-        let detail = format!("{} token {:?}", token.role.as_str(), token.name);
-        insert_audit(
-            conn,
-            AuditEntry {
-                at,
-                actor: revoked_by,
-                env: None,
-                entity_kind: audit_subject::TOKEN,
-                entity_name: &token.id,
-                old_version: None,
-                new_version: None,
-                digest: None,
-                operation: Operation::RevokeToken,
-                revision: None,
-                detail: Some(&detail),
-            },
-        )
-        .await?;
+        token_audit(conn, &token, revoked_by, Operation::RevokeToken, at).await?;
     }
     Ok(Some((token, revoked_now)))
 }
@@ -583,21 +603,14 @@ async fn delete_env_in(
             .await
             .map_err(db(what))?;
     }
-    insert_audit(
+    let at = now_millis();
+    env_audit(
         conn,
-        AuditEntry {
-            at: now_millis(),
-            actor,
-            env: Some(name),
-            entity_kind: Kind::Environment.as_str(),
-            entity_name: name,
-            old_version: None,
-            new_version: None,
-            digest: None,
-            operation: Operation::DeleteEnv,
-            revision: Some(revision),
-            detail,
-        },
+        (name, revision),
+        actor,
+        Operation::DeleteEnv,
+        at,
+        detail,
     )
     .await?;
     Ok(EnvDeletion {
