@@ -13,9 +13,9 @@ use crate::commands::{
     name = "switchyard",
     version,
     about = "An API gateway whose configuration changes are non-events",
-    after_help = "Exit status: 0 = success (for plan and apply --dry-run: nothing would change), \
-        2 = changes pending (plan, apply --dry-run), 1 = any error, usage errors and refused \
-        tokens included."
+    after_help = "Exit status: 0 = success (for plan and a --dry-run: nothing would change), \
+        2 = changes pending (plan; apply, promote or rollback --dry-run), 1 = any error, usage \
+        errors and refused tokens included."
 )]
 pub struct Cli {
     /// Log format on stderr.

@@ -71,6 +71,19 @@ fn exit_codes_tell_pending_changes_from_errors() {
     assert_eq!(code(&["apply", "--env", "dev", s(&file)]), 0);
     assert_eq!(code(&["plan", "--env", "dev", s(&file)]), 0);
     assert_eq!(code(&["apply", "--dry-run", "--env", "dev", s(&file)]), 0);
+    let rollback = [
+        "rollback",
+        "--env",
+        "dev",
+        "--to-revision",
+        "1",
+        "--dry-run",
+    ];
+    assert_eq!(code(&rollback), 0, "already revision 1's content");
+    let other = write(&m, "c/c.yaml", &proxy("c", "\"http://127.0.0.1:9\""));
+    assert_eq!(code(&["apply", "--env", "dev", s(&other)]), 0);
+    assert_eq!(code(&rollback), 2);
+    assert_eq!(m.revision("dev"), 2, "a dry run changes nothing");
 
     // A refused token, no token, an unknown environment, a broken file: 1.
     let (c, _, err) = run_code(

@@ -140,16 +140,19 @@ fn rollback_restores_an_earlier_revision_as_a_new_one() {
     assert_eq!(get(gw, "/orders/1").0, 200);
     let audit_before = audit(&m).len();
 
-    // A dry run says what would change and changes nothing.
-    let (ok, out, err) = m.cli(&[
-        "rollback",
-        "--env",
-        "dev",
-        "--to-revision",
-        "1",
-        "--dry-run",
-    ]);
-    assert!(ok, "{out}{err}");
+    // A dry run says what would change and changes nothing; like plan, it exits 2.
+    let (code, out, err) = m.code(
+        &[
+            "rollback",
+            "--env",
+            "dev",
+            "--to-revision",
+            "1",
+            "--dry-run",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{out}{err}");
     assert!(
         out.contains("rollback to revision 1: dev (revision 2): 3 change(s) would be applied")
             && out.contains("proxy/orders: delete (v1)")
