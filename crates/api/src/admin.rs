@@ -57,7 +57,7 @@ pub struct ApplyRequest {
     /// (templates) for promotions. `${env:…}` is refused: the CLI fills those in.
     pub manifests: Vec<String>,
     /// Refuse with 409 unless the environment is still at this revision.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::integral::opt_revision")]
     pub expected_revision: Option<u64>,
     /// Validate and report what would change, without writing.
     #[serde(default)]
@@ -73,12 +73,13 @@ pub struct ApplyRequest {
 #[serde(deny_unknown_fields)]
 pub struct PromoteRequest {
     /// The source environment.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$"))]
     pub from: String,
     /// Proxies to promote, by name; empty = every proxy of the source.
     #[serde(default)]
     pub proxies: Vec<String>,
     /// Refuse with 409 unless the target is still at this revision.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::integral::opt_revision")]
     pub expected_revision: Option<u64>,
     /// Report what would change, without writing.
     #[serde(default)]
@@ -91,9 +92,11 @@ pub struct PromoteRequest {
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     /// The revision whose content the environment returns to (1 ..= current).
+    #[serde(deserialize_with = "crate::integral::revision")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub to_revision: u64,
     /// Refuse with 409 unless the environment is still at this revision.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::integral::opt_revision")]
     pub expected_revision: Option<u64>,
     /// Validate and report what would change, without writing.
     #[serde(default)]
@@ -135,6 +138,7 @@ pub struct BatchResponse {
 #[serde(deny_unknown_fields)]
 pub struct CredentialValueRequest {
     /// The secret value (non-empty). Never echoed.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub value: String,
     /// `false` (set): create a `type: secret` credential when there is none, or replace
     /// the value (the same value changes nothing). `true` (rotate): the credential must
@@ -234,14 +238,56 @@ pub struct WorkerView {
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Limit {
-    /// How many records to return, newest first (at most 1000).
+    /// How many records to return, newest first (1 to 1000; more is refused with 400).
     #[serde(default = "default_limit")]
-    #[cfg_attr(feature = "openapi", param(default = default_limit))]
+    #[cfg_attr(
+        feature = "openapi",
+        param(default = default_limit, minimum = 1, maximum = 1000)
+    )]
     pub limit: u32,
 }
 
 pub fn default_limit() -> u32 {
     50
+}
+
+/// The durations the API takes (`since`, `expires_in`): a count of up to 9 digits and one
+/// unit, `ms`, `s`, `m`, `h`, `d` (24 h) or `w` (7 d) — `30d`, `12h`, `90m`. Anything else
+/// is `None`; the OpenAPI document states the same pattern.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (count, unit) = text.split_at(split);
+    if count.is_empty() || count.len() > 9 {
+        return None;
+    }
+    let n: u64 = count.parse().ok()?;
+    let unit = match unit {
+        "ms" => Duration::from_millis(1),
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        "d" => Duration::from_secs(86_400),
+        "w" => Duration::from_secs(7 * 86_400),
+        _ => return None,
+    };
+    // At most 999_999_999 weeks: far from overflowing.
+    unit.checked_mul(u32::try_from(n).ok()?)
+}
+
+/// The largest `limit` a list accepts.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// `limit`, when it is one a list accepts (1 ..= [`MAX_LIMIT`]); otherwise what to say.
+pub fn check_limit(limit: u32) -> Result<u32, String> {
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(format!(
+            "limit {limit} is out of range: give 1 to {MAX_LIMIT} (default {})",
+            default_limit()
+        ))
+    }
 }
 
 /// The filters of `GET /v1/audit`.
@@ -254,12 +300,45 @@ pub struct AuditParams {
     pub entity: Option<String>,
     /// Only this actor's records (as recorded, e.g. `ci (tok_…)`).
     pub actor: Option<String>,
-    /// A duration back from now (`1h`, `30m`) or unix milliseconds.
+    /// A duration back from now (`1h`, `30m`, `2d`: see [`parse_duration`]) or unix
+    /// milliseconds.
+    #[cfg_attr(
+        feature = "openapi",
+        param(pattern = "^(-?[0-9]{1,18}|[0-9]{1,9}(ms|s|m|h|d|w))$")
+    )]
     pub since: Option<String>,
-    /// How many records to return, newest first (at most 1000).
+    /// How many records to return, newest first (1 to 1000; more is refused with 400).
     #[serde(default = "default_limit")]
-    #[cfg_attr(feature = "openapi", param(default = default_limit))]
+    #[cfg_attr(
+        feature = "openapi",
+        param(default = default_limit, minimum = 1, maximum = 1000)
+    )]
     pub limit: u32,
+}
+
+/// `DELETE /v1/envs/{env}?force=true`.
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct DeleteEnvParams {
+    /// Delete even while Workers are connected to the environment (they keep serving what
+    /// they have until they are stopped or pointed elsewhere).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// What `DELETE /v1/envs/{env}` deleted. The environment's audit records are kept.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedEnv {
+    pub name: String,
+    /// The revision it was at.
+    pub revision: u64,
+    /// Live entities it had.
+    pub entities: u64,
+    /// Revisions it had.
+    pub revisions: u64,
+    /// Workers connected when it was deleted (only with `force`).
+    pub connected_workers: Vec<String>,
 }
 
 /// `POST /v1/tokens`.
@@ -269,19 +348,23 @@ pub struct AuditParams {
 pub struct CreateToken {
     pub name: String,
     /// `admin`, `deployer`, `viewer` or `worker`.
-    #[cfg_attr(feature = "openapi", schema(example = "deployer"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Role, example = "deployer"))]
     pub role: String,
     /// Environments: exactly one for `worker`, at least one for `deployer`, none for
     /// `admin`; optional for `viewer` (none = all).
     #[serde(default)]
     pub envs: Vec<String>,
-    /// How long the token works, as a duration (`30d`, `12h`, `90m`); absent = never
-    /// expires. Give this or `expires_at`, not both.
+    /// How long the token works, as a duration (`30d`, `12h`, `90m`: see
+    /// [`parse_duration`]; not 0); absent = never expires. Give this or `expires_at`, not
+    /// both.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(example = "30d"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "30d", pattern = "^[1-9][0-9]{0,8}(ms|s|m|h|d|w)$")
+    )]
     pub expires_in: Option<String>,
     /// When the token stops working, in unix milliseconds (must be in the future).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::integral::opt_i64")]
     pub expires_at: Option<i64>,
 }
 
@@ -309,5 +392,50 @@ impl std::fmt::Debug for CreatedToken {
             .field("expires_at", &self.expires_at)
             .field("token", &"<redacted>")
             .finish()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{check_limit, parse_duration};
+
+    #[test]
+    fn durations_are_a_count_and_one_unit() {
+        assert_eq!(
+            parse_duration("30d"),
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(parse_duration("90m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(
+            parse_duration("999999999w"),
+            Some(Duration::from_secs(999_999_999 * 7 * 86_400))
+        );
+        for bad in [
+            "",
+            "d",
+            "1",
+            "1 h",
+            "1h30m",
+            "1.5h",
+            "-1h",
+            "1000000000s",
+            "1y",
+            "1H",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn limits_are_one_to_a_thousand() {
+        assert_eq!(check_limit(1), Ok(1));
+        assert_eq!(check_limit(1000), Ok(1000));
+        assert!(check_limit(0).unwrap_err().contains("give 1 to 1000"));
+        assert!(check_limit(1001).is_err());
     }
 }

@@ -14,14 +14,28 @@ pub enum ErrorCode {
     TokenExpired,
     /// The token's role or environments do not allow this.
     Forbidden,
-    /// The request is invalid (a query, a name, a field value).
+    /// The request is invalid (a query, a name, a field value, a body that is not JSON).
     BadRequest,
+    /// The JSON body does not have the expected fields or types.
+    InvalidBody,
+    /// The body is not `Content-Type: application/json`.
+    UnsupportedMediaType,
+    /// The body is larger than the Manager accepts.
+    PayloadTooLarge,
     /// No such endpoint.
     NotFound,
+    /// The endpoint exists, not with this method (the `Allow` header lists the ones it has).
+    MethodNotAllowed,
     UnknownEnvironment,
     UnknownRevision,
     UnknownCredential,
+    /// No token has this id.
+    UnknownToken,
+    /// A token may not revoke itself (another admin token must).
+    RevokingOwnToken,
     EnvironmentExists,
+    /// An environment with Workers connected is not deleted unless forced.
+    WorkersConnected,
     /// The environment moved past the revision the change was planned against.
     RevisionConflict,
     /// Manifests, or the environment after the change, do not compile (`details`).
@@ -45,22 +59,33 @@ pub enum ErrorCode {
     /// from a backup, or replaced, since the Worker pulled it).
     StoreMismatch,
     Internal,
+    /// This peer sent too many wrong tokens: its requests are refused for a moment
+    /// (`Retry-After` says how long).
+    TooManyAuthFailures,
     /// A code this client does not know (a newer Manager), or an answer that was not JSON.
     Other(String),
 }
 
 impl ErrorCode {
     /// Every code the Manager answers with (all but [`ErrorCode::Other`]).
-    pub const KNOWN: [ErrorCode; 22] = [
+    pub const KNOWN: [ErrorCode; 30] = [
         ErrorCode::Unauthorized,
         ErrorCode::TokenExpired,
         ErrorCode::Forbidden,
         ErrorCode::BadRequest,
+        ErrorCode::InvalidBody,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::PayloadTooLarge,
         ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
         ErrorCode::UnknownEnvironment,
         ErrorCode::UnknownRevision,
         ErrorCode::UnknownCredential,
+        ErrorCode::UnknownToken,
+        ErrorCode::RevokingOwnToken,
         ErrorCode::EnvironmentExists,
+        ErrorCode::WorkersConnected,
+        ErrorCode::TooManyAuthFailures,
         ErrorCode::RevisionConflict,
         ErrorCode::InvalidConfig,
         ErrorCode::InvalidRevision,
@@ -82,11 +107,19 @@ impl ErrorCode {
             ErrorCode::TokenExpired => "token_expired",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidBody => "invalid_body",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::UnknownEnvironment => "unknown_environment",
             ErrorCode::UnknownRevision => "unknown_revision",
             ErrorCode::UnknownCredential => "unknown_credential",
+            ErrorCode::UnknownToken => "unknown_token",
+            ErrorCode::RevokingOwnToken => "revoking_own_token",
             ErrorCode::EnvironmentExists => "environment_exists",
+            ErrorCode::WorkersConnected => "workers_connected",
+            ErrorCode::TooManyAuthFailures => "too_many_auth_failures",
             ErrorCode::RevisionConflict => "revision_conflict",
             ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::InvalidRevision => "invalid_revision",
@@ -114,7 +147,10 @@ impl ErrorCode {
     /// Whether the same request may succeed later without being changed (the Manager's
     /// store or audit log was briefly unavailable).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ErrorCode::AuditFailed | ErrorCode::StoreError)
+        matches!(
+            self,
+            ErrorCode::AuditFailed | ErrorCode::StoreError | ErrorCode::TooManyAuthFailures
+        )
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod client;
 pub mod error;
+pub mod integral;
 pub mod records;
 pub mod sync;
 

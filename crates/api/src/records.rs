@@ -26,7 +26,12 @@ pub enum Operation {
     /// A Worker's ACK or NACK of a revision.
     Report,
     CreateEnv,
+    /// `switchyard env delete`: an environment, its entities and revisions deleted (its
+    /// audit records are kept).
+    DeleteEnv,
     CreateToken,
+    /// `switchyard token revoke`: a token stops working.
+    RevokeToken,
     /// `switchyard credential set`: a secret credential's value set (or the credential
     /// created) without a manifest.
     SetCredential,
@@ -38,14 +43,16 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 12] = [
         Operation::Apply,
         Operation::Delete,
         Operation::Promote,
         Operation::Rollback,
         Operation::Report,
         Operation::CreateEnv,
+        Operation::DeleteEnv,
         Operation::CreateToken,
+        Operation::RevokeToken,
         Operation::SetCredential,
         Operation::RotateCredential,
         Operation::RenewStoreId,
@@ -59,7 +66,9 @@ impl Operation {
             Operation::Rollback => "rollback",
             Operation::Report => "report",
             Operation::CreateEnv => "create-env",
+            Operation::DeleteEnv => "delete-env",
             Operation::CreateToken => "create-token",
+            Operation::RevokeToken => "revoke-token",
             Operation::SetCredential => "set-credential",
             Operation::RotateCredential => "rotate-credential",
             Operation::RenewStoreId => "renew-store-id",
@@ -162,7 +171,7 @@ pub struct WorkerReport {
 /// `AuditRecord::entity_kind` of what is audited besides entities (whose records hold
 /// their [`Kind`]; an environment's creation is recorded under `Environment`).
 pub mod audit_subject {
-    /// A token's creation.
+    /// A token's creation or revocation.
     pub const TOKEN: &str = "Token";
     /// A Worker's ACK or NACK.
     pub const WORKER: &str = "Worker";
@@ -235,6 +244,10 @@ pub struct TokenRecord {
     #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Millis,
     pub revoked: bool,
+    /// When it was revoked (ms since epoch); `null` while it is not.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
+    pub revoked_at: Option<Millis>,
     /// When the token stops working (ms since epoch); `null` = never.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]

@@ -98,10 +98,12 @@ pub fn state_digest<'a>(
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportBody {
+    #[serde(deserialize_with = "crate::integral::revision")]
     pub revision: u64,
     pub status: ReportStatus,
     pub error: Option<String>,
     /// When the Worker swapped the revision in (unix millis, Worker clock).
+    #[serde(deserialize_with = "crate::integral::i64")]
     pub applied_at: i64,
     pub address: Option<String>,
     /// The store the revision belongs to ([`SyncPayload::store_id`]); the Manager refuses
@@ -120,7 +122,7 @@ pub struct ReportBody {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct PullQuery {
     /// The revision the Worker has; 0 (or one ahead of the Manager) pulls everything.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::integral::query_revision")]
     pub since: u64,
 }
 

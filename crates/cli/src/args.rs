@@ -4,15 +4,18 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    apply, audit, bench, credential, demo, dump, env, manager, promote, rollback, status, up,
-    upstream, validate, worker,
+    apply, audit, bench, credential, demo, dump, env, manager, promote, rollback, status, token,
+    up, upstream, validate, worker,
 };
 
 #[derive(Parser)]
 #[command(
     name = "switchyard",
     version,
-    about = "An API gateway whose configuration changes are non-events"
+    about = "An API gateway whose configuration changes are non-events",
+    after_help = "Exit status: 0 = success (for plan and a --dry-run: nothing would change), \
+        2 = changes pending (plan; apply, promote or rollback --dry-run), 1 = any error, usage \
+        errors and refused tokens included."
 )]
 pub struct Cli {
     /// Log format on stderr.
@@ -57,10 +60,15 @@ pub enum Command {
     },
     /// Return an environment to an earlier revision's content, as a new revision.
     Rollback(rollback::RollbackArgs),
-    /// Create an environment.
+    /// Create or delete an environment.
     Env {
         #[command(subcommand)]
         action: env::EnvAction,
+    },
+    /// List the Manager's API tokens, or revoke one.
+    Token {
+        #[command(subcommand)]
+        action: token::TokenAction,
     },
     /// The embedded cluster in one command: a Manager, two Workers for `dev`, sample
     /// upstreams, and ./examples applied.

@@ -1,6 +1,9 @@
 //! Arguments every command that talks to a Manager shares: where it is, the token, and
-//! how to print the answer.
+//! how to print the answer; and secrets given as files rather than on the command line.
 
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
 use switchyard_api::AdminClient;
 
 use crate::manager_error::Explain;
@@ -14,9 +17,8 @@ pub struct ConnArgs {
         default_value = "http://127.0.0.1:9000"
     )]
     pub manager: String,
-    /// An API token.
-    #[arg(long, env = "SWITCHYARD_TOKEN", hide_env_values = true)]
-    pub token: String,
+    #[command(flatten)]
+    pub token: TokenArgs,
     /// `text` (a table or diff for people, coloured on a terminal) or `json` (stable,
     /// documented in docs/cli-json.md).
     #[arg(long, default_value = "text")]
@@ -25,11 +27,75 @@ pub struct ConnArgs {
 
 impl ConnArgs {
     pub fn client(&self) -> anyhow::Result<AdminClient> {
+        let token = self.token.require()?;
         // The token goes in the header even when it is empty, as it always did: the
         // Manager then names the form it expects (`Bearer <token>`).
         AdminClient::new(&self.manager, "")
-            .and_then(|c| c.as_token(&self.token))
+            .and_then(|c| c.as_token(&token))
             .explain()
+    }
+}
+
+/// The API token: in a file (`--token-file`, `SWITCHYARD_TOKEN_FILE`), which is how to
+/// give it, or on the command line (`--token`, visible to anyone who can list processes)
+/// or in `SWITCHYARD_TOKEN`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TokenArgs {
+    /// An API token. Visible in `ps`: prefer --token-file.
+    #[arg(long, env = "SWITCHYARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A file holding the API token (surrounding whitespace ignored), e.g. one written with
+    /// mode 0600 or mounted from a secret store.
+    #[arg(long, env = "SWITCHYARD_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    /// The token, if one was given (either way, not both).
+    pub fn get(&self) -> anyhow::Result<Option<String>> {
+        secret(
+            ("--token", "SWITCHYARD_TOKEN", self.token.as_deref()),
+            (
+                "--token-file",
+                "SWITCHYARD_TOKEN_FILE",
+                self.token_file.as_deref(),
+            ),
+        )
+    }
+
+    /// The token; an error naming both ways to give it when there is none.
+    pub fn require(&self) -> anyhow::Result<String> {
+        self.get()?.context(
+            "no API token: give --token-file PATH (or SWITCHYARD_TOKEN_FILE), or --token \
+             (SWITCHYARD_TOKEN)",
+        )
+    }
+}
+
+/// A secret given inline (`inline`: flag, variable, value) or in a file (`file`: flag,
+/// variable, path), not both. A file's content is trimmed and must not be empty; errors
+/// name the file, never the secret.
+pub fn secret(
+    inline: (&str, &str, Option<&str>),
+    file: (&str, &str, Option<&Path>),
+) -> anyhow::Result<Option<String>> {
+    let ((flag, var, value), (file_flag, file_var, path)) = (inline, file);
+    match (value, path) {
+        (Some(_), Some(_)) => bail!(
+            "give {flag} ({var}) or {file_flag} ({file_var}), not both: check the command \
+             line and the environment"
+        ),
+        (Some(v), None) => Ok(Some(v.to_string())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("{file_flag} {}: cannot read it", path.display()))?;
+            let text = text.trim();
+            if text.is_empty() {
+                bail!("{file_flag} {}: the file is empty", path.display());
+            }
+            Ok(Some(text.to_string()))
+        }
+        (None, None) => Ok(None),
     }
 }
 

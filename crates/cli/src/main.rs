@@ -19,12 +19,15 @@ use std::process::ExitCode;
 use args::{Cli, Command};
 use clap::Parser;
 use commands::{
-    apply, audit, bench, credential, demo, dump, env, manager, plan, promote, rollback, status, up,
-    upstream, validate, worker,
+    apply, audit, bench, credential, demo, dump, env, manager, plan, promote, rollback, status,
+    token, up, upstream, validate, worker,
 };
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e),
+    };
     // The bench prints a report; the components it runs in-process log warnings only.
     let default_level = if matches!(cli.command, Command::Bench { .. }) {
         "warn"
@@ -51,6 +54,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--help` and `--version` exit 0; a usage error exits 1 like every other error (clap's
+/// own 2 would read as "changes pending" to scripts that check `plan`).
+fn usage(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Worker(args) => worker::run(args).await,
@@ -66,6 +80,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Credential { action } => credential::run(action).await,
         Command::Rollback(args) => rollback::run(args).await,
         Command::Env { action } => env::run(action).await,
+        Command::Token { action } => token::run(action).await,
         Command::Up(args) => up::run(args).await,
         Command::Bench { which } => bench::run(which).await,
         Command::Validate(args) => Ok(validate::run(&args)),

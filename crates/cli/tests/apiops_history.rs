@@ -146,16 +146,19 @@ fn rollback_restores_an_earlier_revision_as_a_new_one() {
     assert_eq!(get(gw, "/orders/1").0, 200);
     let audit_before = audit(&m).len();
 
-    // A dry run says what would change and changes nothing.
-    let (ok, out, err) = m.cli(&[
-        "rollback",
-        "--env",
-        "dev",
-        "--to-revision",
-        "1",
-        "--dry-run",
-    ]);
-    assert!(ok, "{out}{err}");
+    // A dry run says what would change and changes nothing; like plan, it exits 2.
+    let (code, out, err) = m.code(
+        &[
+            "rollback",
+            "--env",
+            "dev",
+            "--to-revision",
+            "1",
+            "--dry-run",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{out}{err}");
     assert!(
         out.contains("rollback to revision 1: dev (revision 2): 3 change(s) would be applied")
             && out.contains("proxy/orders: delete (v1)")
@@ -508,7 +511,7 @@ fn cli_errors_name_the_cause_and_the_fix() {
     assert!(!ok);
     assert_eq!(
         one_line(&err),
-        "error: the Manager refused the token (unknown or revoked token): check --token / SWITCHYARD_TOKEN"
+        "error: the Manager refused the token (unknown or revoked token): check --token-file / --token (SWITCHYARD_TOKEN_FILE / SWITCHYARD_TOKEN)"
     );
 
     // A role that may not.
@@ -540,7 +543,7 @@ fn cli_errors_name_the_cause_and_the_fix() {
     let line = one_line(&err);
     assert!(
         line.starts_with(&format!(
-            "error: cannot reach the Manager at {nowhere} (is it running? check --manager / SWITCHYARD_MANAGER)"
+            "error: cannot reach the Manager at {nowhere}, nothing was sent (is it running? check --manager / SWITCHYARD_MANAGER)"
         )),
         "{line}"
     );

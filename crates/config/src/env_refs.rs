@@ -11,9 +11,13 @@
 //!
 //! `$${` writes a literal `${`. A value is put into the YAML text where the reference
 //! stands, escaped for the kind of scalar around it (double-quoted, single-quoted or
-//! plain), so no value can change the document's structure; a value that cannot be written
-//! safely in a plain scalar is refused with advice to quote the reference. References in
-//! comments are left as written.
+//! plain), so no value can change the document's structure. Unquoted (a plain scalar, as
+//! Helm and envsubst users write `url: ${UPSTREAM}`), a value is used as is when it reads
+//! back as the same text there — `http://10.0.0.1:8080` does; one that would end the
+//! scalar, start a comment or read as YAML syntax (`: `, ` #`, `,[]{}`, a leading indicator
+//! character, surrounding spaces, a line break) is refused, naming the reference quoted as
+//! the fix (`"${UPSTREAM}"`). A refusal never shows the value. References in comments are
+//! left as written.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -187,7 +191,7 @@ impl Resolver<'_> {
                         None => {
                             errors.push(error(format!("{shown}: {name} {hint}")).because(*missing))
                         }
-                        Some(value) => match escape(prefix_in_line, &value) {
+                        Some(value) => match escape(prefix_in_line, &value, written) {
                             Ok(v) => out.push_str(&v),
                             Err(why) => errors.push(error(format!("{shown}: the value {why}"))),
                         },
@@ -269,7 +273,9 @@ fn quoting(before: &str) -> Quoting {
     state
 }
 
-fn escape(before: &str, value: &str) -> Result<String, String> {
+/// `value` written where a reference stood, after `before` on its line; `written` is the
+/// reference as written (`${NAME}`), to name the fix in a refusal.
+fn escape(before: &str, value: &str, written: &str) -> Result<String, String> {
     match quoting(before) {
         Quoting::Comment => Err("is in a comment".into()),
         Quoting::Double => {
@@ -291,40 +297,53 @@ fn escape(before: &str, value: &str) -> Result<String, String> {
         }
         Quoting::Single => {
             if value.contains(['\n', '\r']) {
-                return Err("spans several lines: put the reference in double quotes".into());
+                return Err(format!(
+                    "spans several lines: put the reference in double quotes (\"{written}\")"
+                ));
             }
             Ok(value.replace('\'', "''"))
         }
-        Quoting::Plain => {
-            let unsafe_char = value.chars().any(|c| {
-                c.is_control()
-                    || matches!(
-                        c,
-                        ':' | '#'
-                            | '{'
-                            | '}'
-                            | '['
-                            | ']'
-                            | ','
-                            | '&'
-                            | '*'
-                            | '!'
-                            | '|'
-                            | '>'
-                            | '\''
-                            | '"'
-                            | '%'
-                            | '@'
-                            | '`'
-                    )
-            });
-            if unsafe_char || value.starts_with(' ') || value.ends_with(' ') || value.is_empty() {
-                Err("cannot be written in an unquoted YAML value: put the reference in double quotes (\"${env:…}\")".into())
-            } else {
-                Ok(value.to_string())
-            }
-        }
+        Quoting::Plain => match plain_unsafe(value) {
+            None => Ok(value.to_string()),
+            Some(why) => Err(format!(
+                "{why}, so it cannot stand unquoted here: quote the reference (\"{written}\")"
+            )),
+        },
     }
+}
+
+/// Why `value` cannot stand in a plain (unquoted) YAML scalar as the same text, if it
+/// cannot: it would end the scalar, start a comment, or read as YAML syntax. (Flow
+/// indicators are refused anywhere: the reference may be inside `[…]` or `{…}`.)
+fn plain_unsafe(value: &str) -> Option<&'static str> {
+    let Some(first) = value.chars().next() else {
+        return Some("is empty");
+    };
+    if value.chars().any(char::is_control) {
+        return Some("contains a control character or a line break");
+    }
+    if first == ' ' || value.ends_with(' ') {
+        return Some("starts or ends with a space");
+    }
+    if value.contains(": ") || value.ends_with(':') {
+        return Some("contains `: `");
+    }
+    if value.contains(" #") {
+        return Some("contains ` #`");
+    }
+    if value.contains([',', '[', ']', '{', '}']) {
+        return Some("contains a flow indicator (`,`, `[`, `]`, `{` or `}`)");
+    }
+    let second = value.chars().nth(1);
+    let leading_indicator = matches!(
+        first,
+        '#' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%' | '@' | '`'
+    ) || (matches!(first, '-' | '?' | ':')
+        && second.is_none_or(|c| c == ' '));
+    if leading_indicator {
+        return Some("starts with an indicator character");
+    }
+    None
 }
 
 #[cfg(test)]
@@ -400,8 +419,119 @@ mod tests {
         let e = run("key: ${no-such}").unwrap_err();
         assert!(e[0].contains("unknown reference"), "{e:?}");
         let e = run("key: ${env:SWITCHYARD_TRICKY}").unwrap_err();
-        assert!(e[0].contains("double quotes"), "{e:?}");
+        assert!(
+            e[0].contains("quote the reference (\"${env:SWITCHYARD_TRICKY}\")"),
+            "{e:?}"
+        );
         let e = run("key: \"${env:SWITCHYARD_ACME_KEY\"").unwrap_err();
         assert!(e[0].contains("unterminated"), "{e:?}");
+    }
+
+    /// `text` with `${NAME}` and `${env:NAME}` both filled in from `values`.
+    fn both(text: &str, values: &[(&str, &str)]) -> Result<String, Vec<String>> {
+        let lookup = |name: &str| {
+            values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        };
+        let f: Arc<str> = "m.yaml".into();
+        Resolver {
+            env: Refs::Expand {
+                lookup: &lookup,
+                hint: "is not set",
+                missing: Reason::Invalid,
+            },
+            vars: Refs::Expand {
+                lookup: &lookup,
+                hint: "is not a variable",
+                missing: Reason::Invalid,
+            },
+            unescape: true,
+        }
+        .run(&f, text)
+        .map(Cow::into_owned)
+        .map_err(|e| e.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn unquoted_references_take_values_that_read_back_the_same() {
+        let safe = [
+            "http://10.0.0.1:8080",
+            "a#b",
+            "it's",
+            "say \"hi\"",
+            "-1",
+            "-x",
+            "50%",
+            "a & b",
+            "/v1/chat?x=1&y=2",
+            "é✓",
+        ];
+        for value in safe {
+            for reference in ["${UPSTREAM}", "${env:SWITCHYARD_UPSTREAM}"] {
+                let text = both(
+                    &format!("url: {reference}\n"),
+                    &[("UPSTREAM", value), ("SWITCHYARD_UPSTREAM", value)],
+                )
+                .unwrap_or_else(|e| panic!("{value:?}: {e:?}"));
+                let back: std::collections::BTreeMap<String, String> =
+                    serde_saphyr::from_str(&text).unwrap();
+                assert_eq!(back["url"], value, "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn unquoted_references_refuse_what_yaml_would_read_otherwise_naming_the_fix() {
+        let unsafe_values = [
+            ("a: b", "contains `: `"),
+            ("a:", "contains `: `"),
+            ("a #b", "contains ` #`"),
+            ("[a]", "flow indicator"),
+            ("a,b", "flow indicator"),
+            ("{a}", "flow indicator"),
+            ("*ref", "indicator character"),
+            ("&anchor", "indicator character"),
+            ("!tag", "indicator character"),
+            ("#x", "indicator character"),
+            ("- x", "indicator character"),
+            ("-", "indicator character"),
+            ("? x", "indicator character"),
+            ("|", "indicator character"),
+            ("'q'", "indicator character"),
+            ("\"q\"", "indicator character"),
+            ("@x", "indicator character"),
+            (" x", "space"),
+            ("x ", "space"),
+            ("a\nb", "line break"),
+            ("", "is empty"),
+        ];
+        for (value, why) in unsafe_values {
+            let e = both("url: ${UPSTREAM}\n", &[("UPSTREAM", value)]).unwrap_err();
+            assert!(e[0].contains(why), "{value:?}: {e:?}");
+            assert!(
+                e[0].contains("quote the reference (\"${UPSTREAM}\")"),
+                "{value:?}: {e:?}"
+            );
+            let e = both(
+                "url: ${env:SWITCHYARD_UPSTREAM}\n",
+                &[("SWITCHYARD_UPSTREAM", value)],
+            )
+            .unwrap_err();
+            assert!(
+                e[0].contains("quote the reference (\"${env:SWITCHYARD_UPSTREAM}\")"),
+                "{value:?}: {e:?}"
+            );
+            // The value itself is never shown (it may be a secret).
+            if value.len() > 2 {
+                assert!(!e[0].contains(value), "{value:?}: {e:?}");
+            }
+            // Quoted, the same value is fine.
+            let text = both("url: \"${UPSTREAM}\"\n", &[("UPSTREAM", value)]).unwrap();
+            let back: std::collections::BTreeMap<String, String> =
+                serde_saphyr::from_str(&text).unwrap();
+            assert_eq!(back["url"], value, "{text}");
+        }
     }
 }

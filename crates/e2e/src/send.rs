@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -13,7 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::Answer;
 
@@ -65,7 +65,29 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: TestBody,
 ) -> Result<Answer, String> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    send_from(None, addr, method, path, headers, body).await
+}
+
+/// [`send`] from a chosen local address (e.g. `127.0.0.2`: another peer to the server).
+pub async fn send_from(
+    from: Option<IpAddr>,
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: TestBody,
+) -> Result<Answer, String> {
+    let stream = match from {
+        None => TcpStream::connect(addr).await,
+        Some(ip) => {
+            let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .map_err(|e| e.to_string())?;
+            socket.connect(addr).await
+        }
+    }
+    .map_err(|e| e.to_string())?;
     let (mut sender, conn) = http1::handshake::<_, Chunks>(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;

@@ -1,7 +1,13 @@
 //! Bearer tokens and roles. Tokens are random secrets shown once; only their SHA-256 is
 //! stored. Every admin request names its token; the token's role and environments decide.
 
-use axum::extract::FromRequestParts;
+pub mod throttle;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use switchyard_api::records::{Millis, Role, TokenRecord, now_millis};
@@ -87,43 +93,151 @@ impl Principal {
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
+    /// Verifies the bearer token. A failure is counted, logged (rate-limited: the token's
+    /// id or what was wrong, never the secret) and, for a peer that keeps failing, answered
+    /// after a delay or refused outright (`throttle.rs`).
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
-        let secret = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("malformed Authorization header; expected Bearer <token>")
-            })?;
-        let hash = hash_secret(secret);
-        let token = match state.tokens.get(&hash) {
-            Some(t) => t,
-            None => {
-                let t = state
-                    .store
-                    .token_by_hash(&hash)
-                    .await?
-                    .filter(|t| !t.revoked)
-                    .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
-                state.tokens.put(hash, t.clone());
-                t
-            }
+        // In-process callers (tests through `Router::oneshot`) have no peer address: they
+        // share one key.
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        let now = Instant::now();
+        if let Err(retry_after) = state.auth_failures.admit(peer, now) {
+            state.metrics.auth_failure("throttled");
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::TooManyAuthFailures,
+                "too many failed authentications from this address; wait and retry \
+                 with a valid token",
+            )
+            .retry_after(retry_after));
+        }
+        let failure = match verify(parts, state).await {
+            Ok(principal) => return Ok(principal),
+            Err(Refused::Store(e)) => return Err(e),
+            Err(Refused::Token(f)) => f,
         };
-        // Checked on every request, cached or not: the cache never outlives an expiry.
-        check_not_expired(&token, now_millis())?;
-        Ok(Principal {
-            token_id: token.id,
-            name: token.name,
-            role: token.role,
-            envs: token.envs,
-        })
+        state.metrics.auth_failure(failure.reason.as_str());
+        let verdict = state.auth_failures.fail(peer, now);
+        if let Some(suppressed) = verdict.log {
+            tracing::warn!(
+                %peer,
+                token = failure.token.as_deref().unwrap_or(failure.reason.as_str()),
+                reason = failure.reason.as_str(),
+                failures = verdict.failures,
+                suppressed,
+                "authentication failed"
+            );
+        }
+        if !verdict.delay.is_zero() {
+            tokio::time::sleep(verdict.delay).await;
+            state.auth_failures.done_waiting(peer);
+        }
+        Err(failure.error)
     }
+}
+
+/// Why a token was refused (the `reason` label of `switchyard_manager_auth_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// No `Authorization` header.
+    Missing,
+    /// Not `Bearer <token>`.
+    Malformed,
+    /// No token has this secret.
+    Unknown,
+    Revoked,
+    Expired,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Missing => "missing",
+            FailureReason::Malformed => "malformed",
+            FailureReason::Unknown => "unknown",
+            FailureReason::Revoked => "revoked",
+            FailureReason::Expired => "expired",
+        }
+    }
+}
+
+/// A refused token: why, which one (its public id, when it is a known token) and the answer.
+struct Failure {
+    reason: FailureReason,
+    token: Option<String>,
+    error: ApiError,
+}
+
+/// Why a request is not let through: its token, or a store that could not say.
+enum Refused {
+    Token(Failure),
+    Store(ApiError),
+}
+
+/// The principal of the request's bearer token.
+async fn verify(parts: &Parts, state: &AppState) -> Result<Principal, Refused> {
+    let refuse = |reason, token: Option<&str>, error| {
+        Refused::Token(Failure {
+            reason,
+            token: token.map(str::to_string),
+            error,
+        })
+    };
+    let Some(header) = parts.headers.get(AUTHORIZATION) else {
+        return Err(refuse(
+            FailureReason::Missing,
+            None,
+            ApiError::unauthorized("missing Authorization: Bearer <token>"),
+        ));
+    };
+    let Some(secret) = header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    else {
+        return Err(refuse(
+            FailureReason::Malformed,
+            None,
+            ApiError::unauthorized("malformed Authorization header; expected Bearer <token>"),
+        ));
+    };
+    let hash = hash_secret(secret);
+    let token = match state.tokens.get(&hash) {
+        Some(t) => t,
+        None => {
+            let found = state
+                .store
+                .token_by_hash(&hash)
+                .await
+                .map_err(|e| Refused::Store(e.into()))?;
+            let unknown = || ApiError::unauthorized("unknown or revoked token");
+            match found {
+                None => return Err(refuse(FailureReason::Unknown, None, unknown())),
+                Some(t) if t.revoked => {
+                    return Err(refuse(FailureReason::Revoked, Some(&t.id), unknown()));
+                }
+                Some(t) => {
+                    state.tokens.put(hash, t.clone());
+                    t
+                }
+            }
+        }
+    };
+    // Checked on every request, cached or not: the cache never outlives an expiry.
+    if let Err(e) = check_not_expired(&token, now_millis()) {
+        return Err(refuse(FailureReason::Expired, Some(&token.id), e));
+    }
+    Ok(Principal {
+        token_id: token.id,
+        name: token.name,
+        role: token.role,
+        envs: token.envs,
+    })
 }
 
 /// 401 `token_expired` once `now` has reached the token's expiry, naming when it expired
@@ -131,7 +245,7 @@ impl FromRequestParts<AppState> for Principal {
 pub fn check_not_expired(token: &TokenRecord, now: Millis) -> Result<(), ApiError> {
     match token.expires_at {
         Some(at) if token.expired_at(now) => Err(ApiError::new(
-            axum::http::StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
             ErrorCode::TokenExpired,
             format!(
                 "token {} ({:?}) expired at {}; create a new one with \
@@ -167,7 +281,7 @@ pub fn new_token(
     let mut bytes = [0u8; 29];
     getrandom::fill(&mut bytes).map_err(|e| {
         ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::NoRandomness,
             format!("cannot generate a token: {e}"),
         )
@@ -183,6 +297,7 @@ pub fn new_token(
         envs,
         created_at: now_millis(),
         revoked: false,
+        revoked_at: None,
         expires_at,
     };
     Ok((record, secret))
@@ -205,8 +320,10 @@ pub fn check_scope(role: Role, envs: &[String]) -> Result<(), ApiError> {
 }
 
 /// Verified tokens by hash, each trusted for [`TokenCache::TTL`] before the store is asked
-/// again: a token revoked in the store stops working within that time. Only successful
-/// lookups are cached; unknown tokens always go to the store.
+/// again. A revocation through this Manager evicts the token at once
+/// ([`TokenCache::evict`]); one made elsewhere (another Manager on the same store, or the
+/// store edited directly) takes effect within the TTL. Only successful lookups are cached;
+/// unknown tokens always go to the store.
 #[derive(Default)]
 pub struct TokenCache {
     entries: std::sync::Mutex<std::collections::HashMap<String, (TokenRecord, std::time::Instant)>>,
@@ -233,6 +350,12 @@ impl TokenCache {
         map.get(hash)
             .filter(|(_, at)| at.elapsed() < Self::TTL)
             .map(|(t, _)| t.clone())
+    }
+
+    /// Forgets the token with public id `id` (it was just revoked): its next use is looked
+    /// up in the store.
+    pub fn evict(&self, id: &str) {
+        self.lock().retain(|_, (t, _)| t.id != id);
     }
 
     pub fn put(&self, hash: String, token: TokenRecord) {

@@ -98,6 +98,7 @@ impl Manager {
             shutdown,
             secrets: Arc::new(SecretBox::new(&key)),
             tokens: Arc::new(auth::TokenCache::default()),
+            auth_failures: Arc::default(),
             pulls: Arc::new(pull_cache::PullCache::default()),
             reports,
             parsed: Arc::default(),
@@ -124,7 +125,10 @@ impl Manager {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ManagerError> {
-        let router = self.router();
+        // Each request knows its peer's address (the auth-failure throttle keys on it).
+        let router = self
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         let tx = self.shutdown_tx;
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -149,6 +153,13 @@ pub async fn create_token(
     actor: &str,
 ) -> Result<(String, String), ManagerError> {
     auth::check_scope(role, &envs).map_err(|e| ManagerError::Api(e.message))?;
+    for env in &envs {
+        if store.env(env).await?.is_none() {
+            return Err(ManagerError::Api(format!(
+                "unknown environment {env:?}: create it first (`switchyard env create {env}`)"
+            )));
+        }
+    }
     let (record, secret) =
         auth::new_token(name, role, envs, expires_at).map_err(|e| ManagerError::Api(e.message))?;
     let id = record.id.clone();

@@ -9,10 +9,15 @@ use prometheus_client::registry::Registry;
 
 type EnvLabel = [(&'static str, String); 1];
 type StatusLabels = [(&'static str, String); 2];
+type ReasonLabel = [(&'static str, &'static str); 1];
 
+/// The Manager's metrics registry and the handles that update it.
 pub struct ManagerMetrics {
     registry: Registry,
     pub commits: Family<EnvLabel, Counter>,
+    /// Refused tokens, by reason (`missing`, `malformed`, `unknown`, `revoked`, `expired`,
+    /// `throttled`: refused unchecked, the peer had too many failures waiting).
+    pub auth_failures: Family<ReasonLabel, Counter>,
     pub reports: Family<StatusLabels, Counter>,
     pub propagation: Family<EnvLabel, Histogram, fn() -> Histogram>,
     pub completeness: Family<EnvLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -40,7 +45,13 @@ impl ManagerMetrics {
         );
         let completeness = Family::<EnvLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let connected = Family::<EnvLabel, Gauge>::default();
+        let auth_failures = Family::<ReasonLabel, Counter>::default();
         registry.register("commits", "Revisions committed", commits.clone());
+        registry.register(
+            "auth_failures",
+            "Requests refused for their bearer token, by reason",
+            auth_failures.clone(),
+        );
         registry.register(
             "worker_reports",
             "Worker ACKs and NACKs received",
@@ -64,11 +75,19 @@ impl ManagerMetrics {
         ManagerMetrics {
             registry,
             commits,
+            auth_failures,
             reports,
             propagation,
             completeness,
             connected,
         }
+    }
+
+    /// Counts one refused token.
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&[("reason", reason)])
+            .inc();
     }
 
     pub fn encode(&self) -> String {

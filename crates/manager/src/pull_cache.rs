@@ -61,6 +61,14 @@ impl PullCache {
         cell.get_or_try_init(build).await.cloned()
     }
 
+    /// Drops every answer of `env` (it was deleted: a new environment of that name starts
+    /// again at revision 0, and must not be answered with the old one's content).
+    pub fn forget(&self, env: &str) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.map.retain(|(e, _, _), _| e != env);
+        inner.order.retain(|(e, _, _)| e != env);
+    }
+
     pub fn len(&self) -> usize {
         self.inner
             .lock()

@@ -28,6 +28,8 @@ pub struct AppState {
     /// Recently verified tokens, so Workers' frequent pulls and reports do not each hit the
     /// store (see `auth.rs` for the lifetime).
     pub tokens: Arc<crate::auth::TokenCache>,
+    /// Failed authentications per peer: counted, logged (rate-limited) and slowed down.
+    pub auth_failures: Arc<crate::auth::throttle::AuthThrottle>,
     /// Pull answers, shared by the Workers that ask for the same revision.
     pub pulls: Arc<crate::pull_cache::PullCache>,
     /// Worker reports, group-committed.
@@ -53,6 +55,30 @@ impl AppState {
         if let Ok(mut m) = self.parsed.lock() {
             m.insert(env.to_string(), kept);
         }
+    }
+
+    /// An environment named in a request's body (a promotion's source, a token's scope):
+    /// 422 `unknown_environment` when it does not exist — the URL's resource was found, what
+    /// it refers to was not.
+    pub async fn referenced_env(
+        &self,
+        env: &str,
+    ) -> Result<switchyard_api::records::EnvInfo, ApiError> {
+        self.env_info(env).await.map_err(|mut e| {
+            if e.code == ErrorCode::UnknownEnvironment {
+                e.status = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+            }
+            e
+        })
+    }
+
+    /// Drops what is kept in memory for a deleted environment (parsed entities, pull
+    /// answers), so that one created later under the same name starts afresh.
+    pub fn forget_env(&self, env: &str) {
+        if let Ok(mut m) = self.parsed.lock() {
+            m.remove(env);
+        }
+        self.pulls.forget(env);
     }
 
     /// The environment, or the 404 that names it.

@@ -17,7 +17,7 @@ use tower::ServiceExt;
 /// Keep in step with the router.
 const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/envs", &["get", "post"]),
-    ("/v1/envs/{env}", &["get"]),
+    ("/v1/envs/{env}", &["get", "delete"]),
     ("/v1/envs/{env}/apply", &["post"]),
     ("/v1/envs/{env}/promote", &["post"]),
     ("/v1/envs/{env}/rollback", &["post"]),
@@ -31,6 +31,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/envs/{env}/reports", &["post"]),
     ("/v1/audit", &["get"]),
     ("/v1/tokens", &["get", "post"]),
+    ("/v1/tokens/{id}", &["delete"]),
     ("/v1/openapi.json", &["get"]),
 ];
 
@@ -172,18 +173,71 @@ async fn openapi_document_is_public_and_lists_every_route() {
         for field in ["code", "message", "details"] {
             assert!(error["properties"][field].is_object(), "{what}: {error}");
         }
-        // Every 2xx response but 204 has a body.
+        // Every 2xx response but 204 has a body; every error is the JSON error body, and
+        // nothing else (the server turns axum's plain-text rejections into it).
         for (status, response) in op["responses"].as_object().unwrap() {
             if status.starts_with('2') && status != "204" {
                 assert!(response["content"].is_object(), "{what} {status}: no body");
             }
+            if status.starts_with('4') || status.starts_with('5') {
+                let content = response["content"].as_object().unwrap();
+                assert_eq!(
+                    content.keys().collect::<Vec<_>>(),
+                    ["application/json"],
+                    "{what} {status}"
+                );
+                let schema = resolve(&doc, &content["application/json"]["schema"]);
+                assert!(schema["properties"]["code"].is_object(), "{what} {status}");
+            }
         }
-        // Requests with a JSON body name its schema.
+        let responses = &op["responses"];
+        assert!(
+            responses["401"]["headers"]["WWW-Authenticate"].is_object(),
+            "{what}: 401 without WWW-Authenticate"
+        );
+        assert!(
+            responses["429"]["headers"]["Retry-After"].is_object(),
+            "{what}: the auth-failure throttle's 429"
+        );
+        // Requests with a JSON body name its schema, and list what axum refuses them with.
         if method == "post" || method == "put" {
             let body = &op["requestBody"]["content"]["application/json"]["schema"];
             assert!(resolve(&doc, body).is_object(), "{what}: no request body");
+            for status in ["400", "413", "415", "422"] {
+                assert!(responses[status].is_object(), "{what}: no {status}");
+            }
+        }
+        // Every environment in a path has the pattern the server accepts names by.
+        for p in op["parameters"].as_array().into_iter().flatten() {
+            if p["in"] == "path" && p["name"] == "env" {
+                assert_eq!(
+                    p["schema"]["pattern"], "^[a-z0-9][a-z0-9-]{0,62}$",
+                    "{what}"
+                );
+            }
         }
     }
+
+    // Limits as the server enforces them.
+    for path in ["/v1/envs/{env}/revisions", "/v1/audit"] {
+        let limit = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap();
+        assert_eq!(
+            (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+            (&serde_json::json!(1), &serde_json::json!(1000)),
+            "{path}: {limit}"
+        );
+        assert!(doc["paths"][path]["get"]["responses"]["400"].is_object());
+    }
+    assert_eq!(
+        switchyard_api::admin::MAX_LIMIT,
+        1000,
+        "update the documented maximum"
+    );
 
     // Query parameters.
     let get = |path: &str| &doc["paths"][path]["get"];
@@ -232,6 +286,57 @@ async fn openapi_document_is_public_and_lists_every_route() {
             "dangling $ref {r}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_documented_patterns_are_the_ones_the_server_checks() {
+    let doc = fetch_document().await;
+    let param = |path: &str, name: &str| -> String {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["schema"]["pattern"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let expires_in =
+        doc["components"]["schemas"]["CreateToken"]["properties"]["expires_in"]["pattern"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    // A stand-in for the regexes: every sample is accepted by the server exactly when it
+    // matches the shape the pattern spells out.
+    assert_eq!(
+        param("/v1/audit", "since"),
+        "^(-?[0-9]{1,18}|[0-9]{1,9}(ms|s|m|h|d|w))$"
+    );
+    assert_eq!(expires_in, "^[1-9][0-9]{0,8}(ms|s|m|h|d|w)$");
+    for (text, duration) in [
+        ("30d", true),
+        ("0s", true),
+        ("999999999w", true),
+        ("1000000000s", false),
+        ("1h30m", false),
+        ("1 h", false),
+        ("1y", false),
+        ("", false),
+    ] {
+        assert_eq!(
+            switchyard_api::admin::parse_duration(text).is_some(),
+            duration,
+            "{text}"
+        );
+    }
+    let role = &doc["components"]["schemas"]["CreateToken"]["properties"]["role"];
+    let role = resolve(&doc, role);
+    assert_eq!(
+        role["enum"],
+        serde_json::json!(["admin", "deployer", "viewer", "worker"]),
+        "{role}"
+    );
 }
 
 #[tokio::test]

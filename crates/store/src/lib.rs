@@ -113,6 +113,17 @@ pub struct CommitOutcome {
     pub changes: Vec<AppliedChange>,
 }
 
+/// What [`Store::delete_env`] deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvDeletion {
+    /// The revision the environment was at.
+    pub revision: u64,
+    /// Its live entities.
+    pub entities: u64,
+    /// Its revisions.
+    pub revisions: u64,
+}
+
 /// Filters for [`Store::audit`]; newest first.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
@@ -137,6 +148,15 @@ pub trait Store: Send + Sync + 'static {
     async fn list_envs(&self) -> Result<Vec<EnvInfo>>;
     /// `None` when the environment does not exist.
     async fn env(&self, name: &str) -> Result<Option<EnvInfo>>;
+    /// Deletes an environment with its entities, their history, its revisions and its
+    /// Workers' reports, and audits the deletion (with `detail`), in one transaction. Its
+    /// audit records are kept. [`StoreError::NoSuchEnv`] when it does not exist.
+    async fn delete_env(
+        &self,
+        name: &str,
+        actor: &str,
+        detail: Option<&str>,
+    ) -> Result<EnvDeletion>;
 
     /// Applies a batch atomically: checks `expected_revision`, skips unchanged entities,
     /// and — if anything changed — bumps the environment revision, writes the entities and
@@ -175,4 +195,9 @@ pub trait Store: Send + Sync + 'static {
     async fn create_token(&self, token: TokenRecord, created_by: &str) -> Result<()>;
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+    /// Revokes the token with public id `id` and audits it (actor = `revoked_by`): the
+    /// token as it now is, and whether this call revoked it (`false`: it already was, and
+    /// nothing was written). `None` when no token has this id.
+    async fn revoke_token(&self, id: &str, revoked_by: &str)
+    -> Result<Option<(TokenRecord, bool)>>;
 }

@@ -124,14 +124,51 @@ pub(crate) const AUDIT_SEQUENCE: &str = "SELECT COALESCE(MAX(id), 0) FROM audit"
 // ---- tokens ----
 
 pub(crate) const TOKEN_INSERT: &str = "INSERT INTO tokens \
-     (id, name, hash, role, envs, created_at, revoked, expires_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+     (id, name, hash, role, envs, created_at, revoked, revoked_at, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 pub(crate) const TOKEN_BY_HASH: &str = "SELECT id, name, hash, role, envs, created_at, revoked, \
-     expires_at FROM tokens WHERE hash = $1";
+     revoked_at, expires_at FROM tokens WHERE hash = $1";
+
+pub(crate) const TOKEN_BY_ID: &str = "SELECT id, name, hash, role, envs, created_at, revoked, \
+     revoked_at, expires_at FROM tokens WHERE id = $1";
 
 pub(crate) const TOKEN_LIST: &str = "SELECT id, name, hash, role, envs, created_at, revoked, \
-     expires_at FROM tokens ORDER BY created_at, id";
+     revoked_at, expires_at FROM tokens ORDER BY created_at, id";
+
+pub(crate) const TOKEN_REVOKE: &str =
+    "UPDATE tokens SET revoked = 1, revoked_at = $2 WHERE id = $1 AND revoked = 0";
+
+// ---- deleting an environment (its audit records stay: the audit table has no foreign key) ----
+
+pub(crate) const ENV_COUNT_LIVE: &str =
+    "SELECT COUNT(*) FROM entities WHERE env = $1 AND deleted = 0";
+
+pub(crate) const ENV_COUNT_REVISIONS: &str = "SELECT COUNT(*) FROM revisions WHERE env = $1";
+
+/// Every row that refers to the environment, children first, then the environment itself.
+pub(crate) const ENV_DELETE: [(&str, &str); 5] = [
+    (
+        "DELETE FROM worker_reports WHERE env = $1",
+        "delete environment: reports",
+    ),
+    (
+        "DELETE FROM revisions WHERE env = $1",
+        "delete environment: revisions",
+    ),
+    (
+        "DELETE FROM entity_history WHERE env = $1",
+        "delete environment: entity history",
+    ),
+    (
+        "DELETE FROM entities WHERE env = $1",
+        "delete environment: entities",
+    ),
+    (
+        "DELETE FROM environments WHERE name = $1",
+        "delete environment",
+    ),
+];
 
 /// The audit query for `q`: its filters combined with AND, newest first, `limit` rows
 /// (0 → [`DEFAULT_LIMIT`]). Values are bound, never spliced into the SQL.

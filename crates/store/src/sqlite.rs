@@ -22,8 +22,8 @@ use sqlx::{Sqlite, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::{
-    AuditQuery, AuditRecord, CommitOutcome, CommitRequest, EntityRecord, EnvInfo, Result,
-    RevisionRecord, Store, StoreError, TokenRecord, WorkerReport, sql,
+    AuditQuery, AuditRecord, CommitOutcome, CommitRequest, EntityRecord, EnvDeletion, EnvInfo,
+    Result, RevisionRecord, Store, StoreError, TokenRecord, WorkerReport, sql,
 };
 use identity::{Witness, WitnessFile};
 use rows::{db, param};
@@ -330,6 +330,15 @@ impl Store for SqliteStore {
         row.as_ref().map(rows::env_info).transpose()
     }
 
+    async fn delete_env(
+        &self,
+        name: &str,
+        actor: &str,
+        detail: Option<&str>,
+    ) -> Result<EnvDeletion> {
+        write::delete_env(self, name, actor, detail).await
+    }
+
     async fn commit(&self, req: CommitRequest) -> Result<CommitOutcome> {
         write::commit(self, req).await
     }
@@ -458,6 +467,14 @@ impl Store for SqliteStore {
             .await
             .map_err(db("look up token"))?;
         row.as_ref().map(rows::token).transpose()
+    }
+
+    async fn revoke_token(
+        &self,
+        id: &str,
+        revoked_by: &str,
+    ) -> Result<Option<(TokenRecord, bool)>> {
+        write::revoke_token(self, id, revoked_by).await
     }
 
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {

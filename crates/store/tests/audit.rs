@@ -256,3 +256,79 @@ async fn an_audit_failure_mid_batch_rolls_back_the_earlier_changes() {
     let (current, changed) = store.changes_since("prod", 1).await.unwrap();
     assert_eq!((current, changed.len()), (1, 0));
 }
+
+#[tokio::test]
+async fn a_deleted_environment_leaves_only_its_audit_trail_and_its_name_free() {
+    let (_dir, store) = file_store().await;
+    store.create_env("qa", "admin").await.unwrap();
+    store.create_env("prod", "admin").await.unwrap();
+    apply(
+        &store,
+        "qa",
+        vec![upsert("Proxy", "a", "1"), upsert("Proxy", "b", "1")],
+    )
+    .await;
+    apply(&store, "qa", vec![delete("Proxy", "b")]).await;
+    apply(&store, "prod", vec![upsert("Proxy", "a", "1")]).await;
+    store
+        .record_report(WorkerReport {
+            env: "qa".into(),
+            worker_id: "w1".into(),
+            revision: 2,
+            status: ReportStatus::Ack,
+            error: None,
+            applied_at: 1,
+            received_at: 2,
+            address: None,
+        })
+        .await
+        .unwrap();
+    let qa_trail = || {
+        store.audit(AuditQuery {
+            env: Some("qa".into()),
+            limit: 1000,
+            ..AuditQuery::default()
+        })
+    };
+    let before = qa_trail().await.unwrap();
+
+    let deleted = store
+        .delete_env("qa", "admin (tok-1)", Some("forced: w1 connected"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (deleted.revision, deleted.entities, deleted.revisions),
+        (2, 1, 2)
+    );
+
+    assert_eq!(store.env("qa").await.unwrap(), None);
+    assert!(matches!(
+        store.entities("qa", None).await.unwrap_err(),
+        StoreError::NoSuchEnv(_)
+    ));
+    assert!(matches!(
+        store.revisions("qa", 10).await.unwrap_err(),
+        StoreError::NoSuchEnv(_)
+    ));
+    // The audit trail is kept, with the deletion on top.
+    let after = qa_trail().await.unwrap();
+    assert_eq!(after.len(), before.len() + 1);
+    assert_eq!(after[1..], before[..]);
+    let record = &after[0];
+    assert_eq!(record.operation, Operation::DeleteEnv);
+    assert_eq!(
+        (record.entity_kind.as_str(), record.entity_name.as_str()),
+        ("Environment", "qa")
+    );
+    assert_eq!(record.revision, Some(2));
+    assert_eq!(record.detail.as_deref(), Some("forced: w1 connected"));
+    // Other environments are untouched; the name can be used again, from revision 0.
+    assert_eq!(store.entities("prod", None).await.unwrap().len(), 1);
+    assert_eq!(store.create_env("qa", "admin").await.unwrap().revision, 0);
+    assert!(store.entities("qa", None).await.unwrap().is_empty());
+    assert!(store.reports_for("qa", 2).await.unwrap().is_empty());
+    assert!(matches!(
+        store.delete_env("nope", "admin", None).await.unwrap_err(),
+        StoreError::NoSuchEnv(_)
+    ));
+}

@@ -120,6 +120,7 @@ fn token(id: &str, hash: &str, role: Role, envs: &[&str]) -> TokenRecord {
         envs: envs.iter().map(|e| e.to_string()).collect(),
         created_at: 1_700_000_000_000,
         revoked: false,
+        revoked_at: None,
         expires_at: None,
     }
 }
@@ -261,4 +262,50 @@ async fn token_expiry_is_stored_and_listed() {
             .iter()
             .any(|t| t["expires_at"].is_null())
     );
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_marked_once_audited_once_and_unknown_ids_are_none() {
+    let (_dir, store) = file_store().await;
+    let ci = token("tok-ci", "hash-ci", Role::Deployer, &["prod"]);
+    store.create_token(ci.clone(), "admin").await.unwrap();
+    let audit_before = all_audit(&store).await.len();
+
+    let (revoked, now) = store
+        .revoke_token("tok-ci", "admin (tok-admin)")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(now);
+    assert!(revoked.revoked);
+    let at = revoked.revoked_at.unwrap();
+    assert!(at >= ci.created_at, "{at}");
+    assert_eq!(
+        store.token_by_hash("hash-ci").await.unwrap(),
+        Some(revoked.clone())
+    );
+
+    // Again: nothing changes, nothing is audited, the first revocation time stays.
+    let (again, now) = store
+        .revoke_token("tok-ci", "someone")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!now);
+    assert_eq!(again, revoked);
+    assert_eq!(
+        store.revoke_token("tok-none", "someone").await.unwrap(),
+        None
+    );
+
+    let audit = all_audit(&store).await;
+    assert_eq!(audit.len(), audit_before + 1, "{audit:?}");
+    let record = &audit[0];
+    assert_eq!(record.operation, Operation::RevokeToken);
+    assert_eq!(record.actor, "admin (tok-admin)");
+    assert_eq!(
+        (record.entity_kind.as_str(), record.entity_name.as_str()),
+        ("Token", "tok-ci")
+    );
+    assert!(!serde_json::to_string(&audit).unwrap().contains("hash-ci"));
 }

@@ -7,8 +7,8 @@ use serde::de::DeserializeOwned;
 use super::{ClientError, Reply, Transport};
 use crate::admin::{
     ApplyRequest, AuditParams, BatchResponse, CreateEnv, CreateToken, CreatedToken,
-    CredentialValueRequest, CredentialValueResponse, EntityView, PromoteRequest, RevisionView,
-    RollbackRequest, WorkerView,
+    CredentialValueRequest, CredentialValueResponse, DeletedEnv, EntityView, PromoteRequest,
+    RevisionView, RollbackRequest, WorkerView,
 };
 use crate::records::{AuditRecord, EnvInfo, RevisionRecord, TokenRecord};
 
@@ -83,6 +83,17 @@ impl AdminClient {
             },
         )
         .await
+    }
+
+    /// Deletes an environment (admin); refused while Workers are connected unless `force`.
+    pub async fn delete_env(&self, env: &str, force: bool) -> Result<DeletedEnv, ClientError> {
+        let mut path = format!("/v1/envs/{}", encode(env));
+        if force {
+            path.push_str("?force=true");
+        }
+        self.transport
+            .call(Method::DELETE, &path, None::<&()>)
+            .await
     }
 
     pub async fn apply(&self, env: &str, req: &ApplyRequest) -> Result<BatchResponse, ClientError> {
@@ -169,6 +180,15 @@ impl AdminClient {
 
     pub async fn tokens(&self) -> Result<Vec<TokenRecord>, ClientError> {
         self.get("/v1/tokens").await
+    }
+
+    /// Revokes a token by its id (admin): the token as it now is. Revoking a revoked token
+    /// changes nothing.
+    pub async fn revoke_token(&self, id: &str) -> Result<TokenRecord, ClientError> {
+        let path = format!("/v1/tokens/{}", encode(id));
+        self.transport
+            .call(Method::DELETE, &path, None::<&()>)
+            .await
     }
 }
 

@@ -33,12 +33,24 @@ pub enum ClientError {
     /// A setting the client was built with cannot work (not a network problem).
     #[error("invalid Manager setting: {0}")]
     Config(String),
-    /// No connection, or the connection broke before an answer.
+    /// No connection could be made: the request was never sent, nothing happened.
     #[error("cannot reach the Manager at {base}: {reason}")]
     Unreachable { base: String, reason: String },
+    /// The request was sent, then the connection broke before a (complete) answer: the
+    /// Manager may or may not have acted on it ([`ClientError::outcome_unknown`]).
+    #[error("no answer from {url} to {method}: the connection broke ({reason})")]
+    NoAnswer {
+        method: Method,
+        url: String,
+        reason: String,
+    },
     /// No (complete) answer in time.
     #[error("no answer from {url} within {after:?}")]
-    Timeout { url: String, after: Duration },
+    Timeout {
+        method: Method,
+        url: String,
+        after: Duration,
+    },
     /// The Manager answered with an error status.
     #[error("the Manager answered {} to {}: {} {}", .0.status, .0.url, .0.body.code, .0.body.message)]
     Api(Box<ApiFailure>),
@@ -52,10 +64,22 @@ impl ClientError {
     /// or briefly unable to write (store, audit).
     pub fn is_retryable(&self) -> bool {
         match self {
-            ClientError::Unreachable { .. } | ClientError::Timeout { .. } => true,
+            ClientError::Unreachable { .. }
+            | ClientError::NoAnswer { .. }
+            | ClientError::Timeout { .. } => true,
             ClientError::Api(f) => f.status >= 500 || f.body.code.is_retryable(),
             ClientError::Config(_) | ClientError::Decode { .. } => false,
         }
+    }
+
+    /// Whether the request may have been acted on although no answer came: it was sent,
+    /// then the connection broke or the time ran out. For a write the outcome is unknown
+    /// (check before assuming either way); a refused connection is not (nothing was sent).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            ClientError::NoAnswer { .. } | ClientError::Timeout { .. }
+        )
     }
 
     /// The Manager's error code, for an error answer.
@@ -234,7 +258,7 @@ impl Transport {
         extra: &[(HeaderName, HeaderValue)],
     ) -> Result<http::Response<Incoming>, ClientError> {
         let url = self.url(path);
-        let mut req = Request::builder().method(method).uri(&url);
+        let mut req = Request::builder().uri(&url);
         for (name, value) in &self.inner.headers {
             req = req.header(name, value);
         }
@@ -245,13 +269,21 @@ impl Transport {
             req = req.header(header::CONTENT_TYPE, "application/json");
         }
         let req = req
+            .method(method.clone())
             .body(Full::new(body))
             .map_err(|e| ClientError::Config(format!("bad request to {url}: {e}")))?;
         let after = self.inner.timeout;
         match tokio::time::timeout(after, self.inner.http.request(req)).await {
-            Err(_) => Err(ClientError::Timeout { url, after }),
-            Ok(Err(e)) => Err(ClientError::Unreachable {
+            Err(_) => Err(ClientError::Timeout { method, url, after }),
+            // Connecting failed: nothing was sent.
+            Ok(Err(e)) if e.is_connect() => Err(ClientError::Unreachable {
                 base: self.inner.base.clone(),
+                reason: error_chain(&e),
+            }),
+            // Connected, and the connection broke before the answer's head.
+            Ok(Err(e)) => Err(ClientError::NoAnswer {
+                method,
+                url,
                 reason: error_chain(&e),
             }),
             Ok(Ok(resp)) => Ok(resp),
@@ -284,15 +316,16 @@ impl Transport {
             ),
             None => Bytes::new(),
         };
-        let resp = self.open(method, path, bytes, extra).await?;
+        let resp = self.open(method.clone(), path, bytes, extra).await?;
         let status = resp.status();
         let url = self.url(path);
         let after = self.inner.timeout;
         let body = match tokio::time::timeout(after, resp.into_body().collect()).await {
-            Err(_) => return Err(ClientError::Timeout { url, after }),
+            Err(_) => return Err(ClientError::Timeout { method, url, after }),
             Ok(Err(e)) => {
-                return Err(ClientError::Unreachable {
-                    base: self.inner.base.clone(),
+                return Err(ClientError::NoAnswer {
+                    method,
+                    url,
                     reason: error_chain(&e),
                 });
             }

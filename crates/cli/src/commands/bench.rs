@@ -31,7 +31,7 @@ pub enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
         #[command(flatten)]
-        existing: ExistingArgs,
+        existing: Box<ExistingArgs>,
     },
     /// Throughput and latency of one Worker vs the upstream directly vs nginx (if
     /// installed), interleaved runs, medians and ratios.
@@ -86,8 +86,9 @@ pub struct ExistingArgs {
     /// The environment to change (an admin or deployer token for it is needed).
     #[arg(long)]
     env: Option<String>,
-    #[arg(long, env = "SWITCHYARD_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    /// An admin or deployer token (best in a file: --token-file).
+    #[command(flatten)]
+    token: crate::conn::TokenArgs,
     /// The Workers to load (their traffic listeners), comma-separated.
     #[arg(long, value_delimiter = ',')]
     targets: Vec<String>,
@@ -107,9 +108,7 @@ impl ExistingArgs {
         let Some(manager) = self.manager else {
             return Ok(None);
         };
-        let token = self
-            .token
-            .context("--manager needs a token: --token or SWITCHYARD_TOKEN")?;
+        let token = self.token.require()?;
         Ok(Some(switchyard_bench::ExistingCluster {
             manager,
             token,

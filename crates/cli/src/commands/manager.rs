@@ -22,10 +22,13 @@ pub struct ManagerArgs {
     pub data: PathBuf,
     #[arg(long, default_value = "127.0.0.1:9000")]
     pub listen: std::net::SocketAddr,
-    /// Key that seals credentials at rest (base64 or hex, 32 bytes). Default: DATA/secret.key,
-    /// created on first start.
+    /// Key that seals credentials at rest (base64 or hex, 32 bytes). Visible in `ps`: prefer
+    /// --secret-key-file. Default: DATA/secret.key, created on first start.
     #[arg(long, env = "SWITCHYARD_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// A file holding the key that seals credentials at rest (base64 or hex, 32 bytes).
+    #[arg(long, env = "SWITCHYARD_SECRET_KEY_FILE", value_name = "PATH")]
+    pub secret_key_file: Option<PathBuf>,
 }
 
 #[derive(clap::Subcommand)]
@@ -72,7 +75,18 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: ManagerArgs) -> anyhow::Result<()> {
     let mut options = ManagerOptions::new(&args.data);
-    options.secret_key = args.secret_key;
+    options.secret_key = crate::conn::secret(
+        (
+            "--secret-key",
+            "SWITCHYARD_SECRET_KEY",
+            args.secret_key.as_deref(),
+        ),
+        (
+            "--secret-key-file",
+            "SWITCHYARD_SECRET_KEY_FILE",
+            args.secret_key_file.as_deref(),
+        ),
+    )?;
     let manager = Manager::open(options).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod promote;
 pub mod rollback;
 pub mod status;
+pub mod token;
 pub mod up;
 pub mod upstream;
 pub mod validate;

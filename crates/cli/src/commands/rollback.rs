@@ -76,8 +76,14 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let revision = (result.batch.changed && !result.batch.dry_run).then_some(result.batch.revision);
     if args.conn.output == Output::Json {
         let report = wait::print_json(&client, &args.env, revision, &args.wait, &result).await?;
-        return Ok(report.as_ref().map_or(ExitCode::SUCCESS, wait::exit_code));
+        return Ok(report
+            .as_ref()
+            .map_or_else(|| batch::exit(&result.batch), wait::exit_code));
     }
     println!("{}", describe(&result, crate::conn::stdout_is_terminal()));
+    if result.batch.dry_run {
+        // Like plan: 2 when something would change.
+        return Ok(batch::exit(&result.batch));
+    }
     wait::after_commit(&client, &args.env, revision, &args.wait, args.conn.output).await
 }

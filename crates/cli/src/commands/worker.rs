@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use switchyard_worker::{AccessLogTarget, ConfigSource, ManagedOptions, Worker, WorkerOptions};
 
+use crate::conn::TokenArgs;
 use crate::signals;
 
 #[derive(clap::Args)]
@@ -17,14 +18,14 @@ pub struct WorkerArgs {
     #[arg(long, required_unless_present = "manager", conflicts_with = "manager")]
     pub config: Option<PathBuf>,
     /// Manager mode: follow an environment on this Manager (http://host:port).
-    #[arg(long, env = "SWITCHYARD_MANAGER", requires_all = ["env", "token"])]
+    #[arg(long, env = "SWITCHYARD_MANAGER", requires = "env")]
     pub manager: Option<String>,
     /// Manager mode: the environment to serve.
     #[arg(long)]
     pub env: Option<String>,
-    /// Manager mode: a worker token for the environment.
-    #[arg(long, env = "SWITCHYARD_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// Manager mode: a worker token for the environment, best in a file (--token-file).
+    #[command(flatten)]
+    pub token: TokenArgs,
     /// Manager mode: this Worker's id in the Manager's status and audit trail
     /// (default: host name and listen port).
     #[arg(long)]
@@ -55,9 +56,10 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         },
         (None, Some(manager)) => {
             let env = args.env.context("--env is required with --manager")?;
-            let token = args
-                .token
-                .context("--token (or SWITCHYARD_TOKEN) is required with --manager")?;
+            let token = args.token.get()?.context(
+                "--manager needs a worker token: --token-file PATH (or SWITCHYARD_TOKEN_FILE), \
+                 or --token (SWITCHYARD_TOKEN)",
+            )?;
             let worker_id = args
                 .worker_id
                 .unwrap_or_else(|| default_worker_id(args.listen));
@@ -66,7 +68,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             ConfigSource::Manager(m)
         }
         (None, None) => {
-            anyhow::bail!("give --config DIR (standalone) or --manager URL --env ENV --token T")
+            anyhow::bail!(
+                "give --config DIR (standalone) or --manager URL --env ENV --token-file PATH"
+            )
         }
     };
     let options = WorkerOptions {

@@ -275,7 +275,13 @@ impl Manager {
         self.code_as(&self.admin, args, env)
     }
 
-    fn code_as(&self, token: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    /// `switchyard ARGS` with `token`, with `env` added: (exit code, stdout, stderr).
+    pub fn code_as(
+        &self,
+        token: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (i32, String, String) {
         let mut all = vec![
             ("SWITCHYARD_MANAGER", self.url.as_str()),
             ("SWITCHYARD_TOKEN", token),

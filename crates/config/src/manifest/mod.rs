@@ -12,6 +12,7 @@ use crate::duration::HumanDuration;
 
 mod credential;
 mod environment;
+pub mod json_text;
 mod lenient;
 mod policy;
 mod tagged;
@@ -62,13 +63,14 @@ impl Manifest {
     }
 
     /// The canonical form stored by the Manager and sent to Workers: compact JSON with
-    /// defaults filled in and maps sorted. JSON is YAML, so Workers read it with the same
-    /// parser as files. Equal content gives equal text, whatever the original formatting.
+    /// defaults filled in and maps sorted. JSON is YAML (characters YAML refuses raw are
+    /// escaped, [`json_text`]), so Workers read it with the same parser as files. Equal
+    /// content gives equal text, whatever the original formatting.
     pub fn canonical_json(&self) -> String {
         let json = match self {
-            Manifest::Proxy(p) => serde_json::to_string(p),
-            Manifest::Credential(c) => serde_json::to_string(c),
-            Manifest::Environment(e) => serde_json::to_string(e),
+            Manifest::Proxy(p) => json_text::to_string(p),
+            Manifest::Credential(c) => json_text::to_string(c),
+            Manifest::Environment(e) => json_text::to_string(e),
         };
         json.unwrap_or_default()
     }

@@ -12,8 +12,7 @@ use switchyard_store::EntityRecord;
 
 use super::batch::{self, Batch, Prepared, Upsert, invalid};
 use super::openapi::{
-    AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, PAYLOAD_TOO_LARGE, SERVER_ERROR, UNAUTHORIZED,
-    UNKNOWN_ENV, UNSUPPORTED_MEDIA_TYPE,
+    AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV,
 };
 use crate::auth::Principal;
 use crate::error::{ApiResult, ErrorBody};
@@ -37,20 +36,12 @@ use switchyard_api::admin::BatchResponse;
     request_body = ApplyRequest,
     responses(
         (status = 200, description = "Committed (or, with `dry_run`, planned); `changed` is false when nothing changed", body = BatchResponse),
-        (status = 400, description = BAD_REQUEST_BODY, content(
-            (ErrorBody = "application/json"),
-            (String = "text/plain"),
-        )),
+        (status = 400, description = BAD_REQUEST_BODY, body = ErrorBody),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = FORBIDDEN, body = ErrorBody),
         (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
         (status = 409, description = "The environment is no longer at `expected_revision` (`revision_conflict`)", body = ErrorBody),
-        (status = 413, description = PAYLOAD_TOO_LARGE, body = String),
-        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = String),
-        (status = 422, description = "Invalid manifests, or the change would leave the environment invalid (`invalid_config`, every error in `details`); plain text when the JSON body does not have the expected fields", content(
-            (ErrorBody = "application/json"),
-            (String = "text/plain"),
-        )),
+        (status = 422, description = "Invalid manifests, or the change would leave the environment invalid (`invalid_config`, every error in `details`), or a JSON body without the expected fields (`invalid_body`)", body = ErrorBody),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
         (status = 503, description = AUDIT_FAILED, body = ErrorBody),
     )

@@ -19,10 +19,7 @@ use switchyard_config::{Located, Manifest, parse_str};
 use switchyard_store::EntityRecord;
 
 use super::batch::{self, Batch, Prepared, Upsert, invalid};
-use super::openapi::{
-    AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, PAYLOAD_TOO_LARGE, SERVER_ERROR, UNAUTHORIZED,
-    UNSUPPORTED_MEDIA_TYPE,
-};
+use super::openapi::{AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
@@ -49,20 +46,12 @@ use switchyard_api::admin::{CredentialValueRequest, CredentialValueResponse};
     request_body = CredentialValueRequest,
     responses(
         (status = 200, description = "Committed; `changed` is false when `set` gave the current value", body = CredentialValueResponse),
-        (status = 400, description = BAD_REQUEST_BODY, content(
-            (ErrorBody = "application/json"),
-            (String = "text/plain"),
-        )),
+        (status = 400, description = BAD_REQUEST_BODY, body = ErrorBody),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = FORBIDDEN, body = ErrorBody),
         (status = 404, description = "No such environment (`unknown_environment`), or a rotate of a credential that does not exist (`unknown_credential`)", body = ErrorBody),
         (status = 409, description = "A rotate with the value the credential already has (`same_value`)", body = ErrorBody),
-        (status = 413, description = PAYLOAD_TOO_LARGE, body = String),
-        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = String),
-        (status = 422, description = "The credential is not of type `secret` (`not_a_secret`: change it through a manifest), or the change would leave the environment invalid (`invalid_config`, every error in `details`); plain text: the body does not have the expected fields", content(
-            (ErrorBody = "application/json"),
-            (String = "text/plain"),
-        )),
+        (status = 422, description = "The credential is not of type `secret` (`not_a_secret`: change it through a manifest), or the change would leave the environment invalid (`invalid_config`, every error in `details`), or a JSON body without the expected fields (`invalid_body`)", body = ErrorBody),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
         (status = 503, description = AUDIT_FAILED, body = ErrorBody),
     )
@@ -212,7 +201,14 @@ fn credential_with_value(
 /// The credential manifest read as an apply reads it (the value never appears in errors:
 /// the manifest is built from JSON values, so it always reads).
 fn read_manifest(name: &str, json: &serde_json::Value) -> ApiResult<Located<Manifest>> {
-    let text = json.to_string();
+    // YAML-safe JSON: the value may hold characters YAML does not allow raw.
+    let text = switchyard_config::manifest::json_text::to_string(json).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            format!("cannot write the credential manifest: {e}"),
+        )
+    })?;
     let docs = parse_str(format!("credential {name:?}").into(), &text).map_err(|errors| {
         invalid(
             format!("credential {name:?} does not read as a manifest"),

@@ -1,18 +1,16 @@
 //! Environments.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use switchyard_api::ErrorCode;
 use switchyard_api::records::EnvInfo;
 
-use super::openapi::{
-    AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV,
-    UNPROCESSABLE_BODY, UNSUPPORTED_MEDIA_TYPE,
-};
+use super::openapi::{AUDIT_FAILED, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV};
 use crate::auth::Principal;
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
-use switchyard_api::admin::CreateEnv;
+use switchyard_api::admin::{CreateEnv, DeleteEnvParams, DeletedEnv};
 
 /// List the environments this token may read.
 #[utoipa::path(
@@ -45,15 +43,10 @@ pub async fn list(State(state): State<AppState>, who: Principal) -> ApiResult<Js
     request_body = CreateEnv,
     responses(
         (status = 201, description = "The environment was created", body = EnvInfo),
-        (status = 400, description = BAD_REQUEST_BODY, content(
-            (ErrorBody = "application/json"),
-            (String = "text/plain"),
-        )),
+        (status = 400, description = "An invalid name (`bad_request`), or a body that is not JSON", body = ErrorBody),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = FORBIDDEN, body = ErrorBody),
         (status = 409, description = "The environment already exists (`environment_exists`)", body = ErrorBody),
-        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = String),
-        (status = 422, description = UNPROCESSABLE_BODY, body = String),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
         (status = 503, description = AUDIT_FAILED, body = ErrorBody),
     )
@@ -92,4 +85,79 @@ pub async fn get_one(
 ) -> ApiResult<Json<EnvInfo>> {
     who.require_read(&env)?;
     state.env_info(&env).await.map(Json)
+}
+
+/// Delete an environment (admin): its entities, revisions and reports; its audit trail stays.
+///
+/// Refused with 409 while Workers are connected to its notification stream, unless
+/// `force=true` (they keep serving what they have until stopped or pointed elsewhere).
+/// The deletion is audited; the name can be created again, from revision 0.
+#[utoipa::path(
+    delete,
+    path = "/v1/envs/{env}",
+    operation_id = "deleteEnv",
+    tag = "environments",
+    params(
+        ("env" = String, Path, description = "Environment name"),
+        DeleteEnvParams,
+    ),
+    responses(
+        (status = 200, description = "What was deleted", body = DeletedEnv),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
+        (status = 409, description = "Workers are connected to the environment (`workers_connected`, each one in `details`); add `force=true` to delete it anyway", body = ErrorBody),
+        (status = 500, description = SERVER_ERROR, body = ErrorBody),
+        (status = 503, description = AUDIT_FAILED, body = ErrorBody),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(env): Path<String>,
+    Query(q): Query<DeleteEnvParams>,
+) -> ApiResult<Json<DeletedEnv>> {
+    who.require_admin()?;
+    state.env_info(&env).await?;
+    let connected: Vec<String> = state
+        .fanout
+        .connected(&env)
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    if !connected.is_empty() && !q.force {
+        let mut e = ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::WorkersConnected,
+            format!(
+                "{} Worker(s) are connected to {env:?}; stop them first, or delete it anyway \
+                 with force=true (`switchyard env delete {env} --force`)",
+                connected.len()
+            ),
+        );
+        e.details.clone_from(&connected);
+        return Err(e);
+    }
+    let detail = (!connected.is_empty())
+        .then(|| format!("forced with Worker(s) connected: {}", connected.join(", ")));
+    let deleted = state
+        .store
+        .delete_env(&env, &who.actor(), detail.as_deref())
+        .await?;
+    // Nothing kept for the old environment may serve one created later under its name.
+    state.forget_env(&env);
+    tracing::warn!(
+        env = %env,
+        actor = %who.actor(),
+        revision = deleted.revision,
+        connected = connected.len(),
+        "environment deleted"
+    );
+    Ok(Json(DeletedEnv {
+        name: env,
+        revision: deleted.revision,
+        entities: deleted.entities,
+        revisions: deleted.revisions,
+        connected_workers: connected,
+    }))
 }

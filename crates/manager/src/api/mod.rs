@@ -14,10 +14,11 @@ mod views;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header::CONTENT_TYPE;
+use axum::middleware::map_response;
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, json_errors};
 use crate::state::AppState;
 use switchyard_api::ErrorCode;
 
@@ -27,7 +28,7 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/envs", get(envs::list).post(envs::create))
-        .route("/v1/envs/{env}", get(envs::get_one))
+        .route("/v1/envs/{env}", get(envs::get_one).delete(envs::delete))
         .route("/v1/envs/{env}/apply", post(apply::apply))
         .route("/v1/envs/{env}/promote", post(promote::promote))
         .route("/v1/envs/{env}/rollback", post(rollback::rollback))
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/envs/{env}/reports", post(sync::report))
         .route("/v1/audit", get(views::audit))
         .route("/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/v1/tokens/{id}", delete(tokens::revoke))
         .route("/v1/openapi.json", get(openapi::openapi_json))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -54,6 +56,8 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost: axum's own rejections (and 405s) become JSON errors too.
+        .layer(map_response(json_errors))
         .with_state(state)
 }
 

@@ -15,9 +15,7 @@ use switchyard_store::EntityRecord;
 
 use super::apply::NO_PROCESS_ENV;
 use super::batch::{self, Batch, Prepared, Upsert, invalid};
-use super::openapi::{
-    AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV,
-};
+use super::openapi::{AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
@@ -44,9 +42,9 @@ use switchyard_api::admin::PromoteRequest;
         (status = 400, description = BAD_REQUEST_BODY, body = ErrorBody),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = FORBIDDEN, body = ErrorBody),
-        (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
+        (status = 404, description = "No target environment (`unknown_environment`)", body = ErrorBody),
         (status = 409, description = "The target is no longer at `expected_revision`", body = ErrorBody),
-        (status = 422, description = "Unknown proxy in the source, a variable or credential missing in the target, or the result would be invalid (`invalid_config`, every problem in `details`)", body = ErrorBody),
+        (status = 422, description = "No source environment `from` (`unknown_environment`); an unknown proxy in the source, a variable or credential missing in the target, or a result that would be invalid (`invalid_config`, every problem in `details`)", body = ErrorBody),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
         (status = 503, description = AUDIT_FAILED, body = ErrorBody),
     )
@@ -65,7 +63,7 @@ pub async fn promote(
         )));
     }
     state.env_info(&env).await?;
-    let source_info = state.env_info(&req.from).await?;
+    let source_info = state.referenced_env(&req.from).await?;
     let source = state
         .store
         .entities(&req.from, Some(source_info.revision))

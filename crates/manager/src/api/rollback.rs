@@ -16,7 +16,7 @@ use switchyard_store::{EntityRecord, StoreError};
 
 use super::batch::{self, Batch, Prepared, Upsert};
 use super::openapi::{
-    AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNSUPPORTED_MEDIA_TYPE,
+    AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV,
 };
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -40,19 +40,12 @@ use switchyard_api::admin::RollbackRequest;
     request_body = RollbackRequest,
     responses(
         (status = 200, description = "Committed (or, with `dry_run`, planned); `changed` is false when the environment already has that content", body = BatchResponse),
-        (status = 400, description = BAD_REQUEST_BODY, content(
-            (ErrorBody = "application/json"),
-            (String = "text/plain"),
-        )),
+        (status = 400, description = BAD_REQUEST_BODY, body = ErrorBody),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = FORBIDDEN, body = ErrorBody),
-        (status = 404, description = "No such environment (`unknown_environment`), or `to_revision` is past the current revision (`unknown_revision`)", body = ErrorBody),
-        (status = 409, description = "The environment is no longer at `expected_revision` (`revision_conflict`)", body = ErrorBody),
-        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = String),
-        (status = 422, description = "`to_revision` is 0 (`invalid_revision`), or the environment at that revision does not compile any more (`invalid_config`, every error in `details`); plain text when the JSON body does not have the expected fields", content(
-            (ErrorBody = "application/json"),
-            (String = "text/plain"),
-        )),
+        (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
+        (status = 409, description = "The environment is no longer at `expected_revision` (`revision_conflict`), or `to_revision` is past its current revision (`unknown_revision`)", body = ErrorBody),
+        (status = 422, description = "`to_revision` is 0 (`invalid_revision`), or the environment at that revision does not compile any more (`invalid_config`, every error in `details`), or a JSON body without the expected fields (`invalid_body`)", body = ErrorBody),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
         (status = 503, description = AUDIT_FAILED, body = ErrorBody),
     )
@@ -75,7 +68,9 @@ pub async fn rollback(
     }
     let current = state.env_info(&env).await?.revision;
     if to > current {
-        return Err(ApiError::not_found(
+        // The environment exists; its state is what refuses (as a stale expected revision).
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
             ErrorCode::UnknownRevision,
             format!(
                 "environment {env:?} has no revision {to} (it is at revision {current}); \

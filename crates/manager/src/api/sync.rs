@@ -39,7 +39,7 @@ use switchyard_api::sync::PullQuery;
     params(("env" = String, Path, description = "Environment name"), PullQuery),
     responses(
         (status = 200, description = "The entities that changed (all of them when `full`) and the state digest", body = SyncPayload),
-        (status = 400, description = BAD_QUERY, body = String),
+        (status = 400, description = BAD_QUERY, body = ErrorBody),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = "Not a worker token of this environment, nor an admin token (`forbidden`)", body = ErrorBody),
         (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
@@ -134,12 +134,12 @@ async fn build_pull(
     tag = "workers",
     params(
         ("env" = String, Path, description = "Environment name"),
-        ("Last-Event-ID" = Option<u64>, Header, description = "The last revision the client saw; the current revision is sent at once when this is behind or absent"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The last revision the client saw, a number (anything else counts as absent); the current revision is sent at once when this is behind or absent"),
         ("x-switchyard-worker" = Option<String>, Header, description = "The Worker's id: the connection counts as that Worker's"),
         ("x-switchyard-address" = Option<String>, Header, description = "The Worker's traffic address, shown in `GET /v1/envs/{env}/workers`"),
     ),
     responses(
-        (status = 200, description = "An event stream: `event: revision`, `id: <revision>`, `data:` a `RevisionEvent` as JSON; `heartbeat` comments keep it alive", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream: `event: revision`, `id: <revision>`, `data:` a `RevisionEvent` as JSON; `heartbeat` comments keep it alive", content_type = "text/event-stream", body = super::openapi::RevisionEventFrame),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = "The token's role or environments do not allow this (`forbidden`), or the Worker id is connected with another token (`worker_mismatch`)", body = ErrorBody),
         (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
@@ -225,24 +225,18 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     tag = "workers",
     params(
         ("env" = String, Path, description = "Environment name"),
-        ("x-switchyard-worker" = String, Header, description = "The reporting Worker's id"),
+        ("x-switchyard-worker" = String, Header, description = "The reporting Worker's id (visible ASCII, 1 to 200 characters)", pattern = "^[!-~]([ -~]{0,198}[!-~])?$"),
     ),
     request_body = ReportBody,
     responses(
         (status = 204, description = "Recorded"),
-        (status = 400, description = "Missing `x-switchyard-worker` header (JSON error), or a body that is not JSON (plain text)", content(
-            (ErrorBody = "application/json"),
-            (String = "text/plain"),
-        )),
+        (status = 400, description = "Missing `x-switchyard-worker` header, or a body that is not JSON (`bad_request`)", body = ErrorBody),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = "Not a worker token of this environment, nor an admin token (`forbidden`); or the named Worker has no event stream open with this token (`worker_mismatch`)", body = ErrorBody),
         (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
         (status = 409, description = "The report is about a revision of another store: the Manager's was restored or replaced since (`store_mismatch`)", body = ErrorBody),
-        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = String),
-        (status = 422, description = "A revision the environment does not have (`unknown_revision`, JSON), or a JSON body without the expected fields or types (plain text)", content(
-            (ErrorBody = "application/json"),
-            (String = "text/plain"),
-        )),
+        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = ErrorBody),
+        (status = 422, description = "A revision the environment does not have (`unknown_revision`), or a JSON body without the expected fields or types (`invalid_body`)", body = ErrorBody),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
         (status = 503, description = AUDIT_FAILED, body = ErrorBody),
     )

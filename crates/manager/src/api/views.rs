@@ -17,7 +17,9 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 use switchyard_api::ErrorCode;
-use switchyard_api::admin::{AuditParams, EntityView, Limit, RevisionView, WorkerView};
+use switchyard_api::admin::{
+    AuditParams, EntityView, Limit, RevisionView, WorkerView, check_limit, parse_duration,
+};
 
 /// List an environment's live entities (secret values redacted).
 #[utoipa::path(
@@ -74,7 +76,7 @@ pub async fn entities(
     params(("env" = String, Path, description = "Environment name"), Limit),
     responses(
         (status = 200, description = "Revisions, newest first", body = Vec<RevisionRecord>),
-        (status = 400, description = BAD_QUERY, body = String),
+        (status = 400, description = BAD_QUERY, body = ErrorBody),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = FORBIDDEN, body = ErrorBody),
         (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
@@ -87,9 +89,10 @@ pub async fn revisions(
     Path(env): Path<String>,
     Query(q): Query<Limit>,
 ) -> ApiResult<Json<Vec<RevisionRecord>>> {
+    let limit = check_limit(q.limit).map_err(ApiError::bad_request)?;
     who.require_read(&env)?;
     state.env_info(&env).await?;
-    Ok(Json(state.store.revisions(&env, q.limit.min(1000)).await?))
+    Ok(Json(state.store.revisions(&env, limit).await?))
 }
 
 /// Show one revision with its Workers' reports and propagation numbers.
@@ -104,7 +107,7 @@ pub async fn revisions(
     ),
     responses(
         (status = 200, description = "The revision, its reports and propagation numbers", body = RevisionView),
-        (status = 400, description = "`rev` is not a number (plain text)", body = String),
+        (status = 400, description = "`rev` is not a revision number (`bad_request`)", body = ErrorBody),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = FORBIDDEN, body = ErrorBody),
         (status = 404, description = "No such environment (`unknown_environment`) or revision (`unknown_revision`)", body = ErrorBody),
@@ -239,12 +242,10 @@ pub async fn workers(
     params(AuditParams),
     responses(
         (status = 200, description = "Audit records, newest first", body = Vec<AuditRecord>),
-        (status = 400, description = "Invalid `since` (JSON error), or another invalid query parameter (plain text)", content(
-            (ErrorBody = "application/json"),
-            (String = "text/plain"),
-        )),
+        (status = 400, description = "An invalid `since` or `entity`, a `limit` out of range, or another query parameter that does not parse (`bad_request`)", body = ErrorBody),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = "The token may not read this environment, or is scoped to environments and gave no `env` (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "`env` names an environment that neither exists nor ever existed (`unknown_environment`)", body = ErrorBody),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
     )
 )]
@@ -253,8 +254,12 @@ pub async fn audit(
     who: Principal,
     Query(q): Query<AuditParams>,
 ) -> ApiResult<Json<Vec<AuditRecord>>> {
+    let limit = check_limit(q.limit).map_err(ApiError::bad_request)?;
     match &q.env {
-        Some(env) => who.require_read(env)?,
+        Some(env) => {
+            who.require_read(env)?;
+            known_env(&state, env).await?;
+        }
         None if matches!(
             who.role,
             switchyard_api::records::Role::Admin | switchyard_api::records::Role::Viewer
@@ -277,17 +282,11 @@ pub async fn audit(
     };
     let since = match q.since.as_deref() {
         None => None,
-        Some(s) => Some(match s.parse::<i64>() {
-            Ok(ms) => ms,
-            Err(_) => {
-                let d = humantime::parse_duration(s).map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "invalid since {s:?}: use a duration such as 1h or unix milliseconds"
-                    ))
-                })?;
-                now_millis() - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-            }
-        }),
+        Some(s) => Some(since_millis(s, now_millis()).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid since {s:?}: use a duration such as 30m, 1h or 2d, or unix milliseconds"
+            ))
+        })?),
     };
     Ok(Json(
         state
@@ -298,10 +297,43 @@ pub async fn audit(
                 entity_name,
                 actor: q.actor,
                 since,
-                limit: q.limit.min(1000),
+                limit,
             })
             .await?,
     ))
+}
+
+/// An environment that exists, or existed (a deleted environment keeps its audit trail):
+/// otherwise the 404 that names it, as every other endpoint answers.
+async fn known_env(state: &AppState, env: &str) -> ApiResult<()> {
+    if state.store.env(env).await?.is_some() {
+        return Ok(());
+    }
+    let trail = state
+        .store
+        .audit(AuditQuery {
+            env: Some(env.to_string()),
+            limit: 1,
+            ..AuditQuery::default()
+        })
+        .await?;
+    if trail.is_empty() {
+        state.env_info(env).await.map(drop)
+    } else {
+        Ok(())
+    }
+}
+
+/// `since` as unix milliseconds: unix milliseconds (up to 18 digits, optionally negative), or
+/// a duration back from `now` (`switchyard_api::admin::parse_duration`); the pattern of
+/// `AuditParams::since` in the document says the same.
+fn since_millis(s: &str, now: i64) -> Option<i64> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if !digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().ok();
+    }
+    let d = parse_duration(s)?;
+    Some(now.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
 }
 
 /// `proxy` → `Proxy`: kinds are stored as written in manifests.
@@ -310,5 +342,33 @@ fn capitalize(kind: &str) -> String {
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::since_millis;
+
+    #[test]
+    fn since_is_unix_millis_or_a_duration_back_from_now() {
+        let now = 1_700_000_000_000;
+        assert_eq!(since_millis("1699999999000", now), Some(1_699_999_999_000));
+        assert_eq!(since_millis("-5", now), Some(-5));
+        assert_eq!(since_millis("1h", now), Some(now - 3_600_000));
+        assert_eq!(
+            since_millis("999999999w", now),
+            Some(now - 604_799_999_395_200_000)
+        );
+        for bad in [
+            "",
+            "-",
+            "+5",
+            "1234567890123456789",
+            "1 h",
+            "1h30m",
+            "yesterday",
+        ] {
+            assert_eq!(since_millis(bad, now), None, "{bad}");
+        }
     }
 }

@@ -167,6 +167,7 @@ pub(super) fn token(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
         envs: from_json::<Vec<String>>(&envs, "token envs")?,
         created_at: get(row, "created_at")?,
         revoked: get::<i64>(row, "revoked")? != 0,
+        revoked_at: get(row, "revoked_at")?,
         expires_at: get(row, "expires_at")?,
     })
 }

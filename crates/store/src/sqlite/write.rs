@@ -12,8 +12,8 @@ use super::identity;
 use super::rows::{self, audit_failed, db, stored};
 use super::{SqliteStore, env_revision};
 use crate::{
-    AppliedChange, Change, CommitOutcome, CommitRequest, EnvInfo, Operation, ReportStatus, Result,
-    StoreError, TokenRecord, WorkerReport, now_millis, sql,
+    AppliedChange, Change, CommitOutcome, CommitRequest, EnvDeletion, EnvInfo, Operation,
+    ReportStatus, Result, StoreError, TokenRecord, WorkerReport, now_millis, sql,
 };
 
 /// One audit record about to be written.
@@ -408,21 +408,13 @@ async fn create_env_in(conn: &mut SqliteConnection, name: &str, actor: &str) -> 
         .execute(&mut *conn)
         .await
         .map_err(db("create environment"))?;
-    insert_audit(
+    env_audit(
         conn,
-        AuditEntry {
-            at: created_at,
-            actor,
-            env: Some(name),
-            entity_kind: Kind::Environment.as_str(),
-            entity_name: name,
-            old_version: None,
-            new_version: None,
-            digest: None,
-            operation: Operation::CreateEnv,
-            revision: Some(0),
-            detail: None,
-        },
+        (name, 0),
+        actor,
+        Operation::CreateEnv,
+        created_at,
+        None,
     )
     .await?;
     Ok(EnvInfo {
@@ -430,6 +422,34 @@ async fn create_env_in(conn: &mut SqliteConnection, name: &str, actor: &str) -> 
         revision: 0,
         created_at,
     })
+}
+
+/// Audits `operation` on environment `name` (at `revision`) by `actor`, at `at`.
+async fn env_audit(
+    conn: &mut SqliteConnection,
+    (name, revision): (&str, u64),
+    actor: &str,
+    operation: Operation,
+    at: i64,
+    detail: Option<&str>,
+) -> Result<()> {
+    insert_audit(
+        conn,
+        AuditEntry {
+            at,
+            actor,
+            env: Some(name),
+            entity_kind: Kind::Environment.as_str(),
+            entity_name: name,
+            old_version: None,
+            new_version: None,
+            digest: None,
+            operation,
+            revision: Some(revision),
+            detail,
+        },
+    )
+    .await
 }
 
 pub(super) async fn record_reports(store: &SqliteStore, reports: Vec<WorkerReport>) -> Result<()> {
@@ -514,28 +534,160 @@ async fn create_token_in(
         .bind(envs.as_str())
         .bind(token.created_at)
         .bind(i64::from(token.revoked))
+        .bind(token.revoked_at)
         .bind(token.expires_at)
         .execute(&mut *conn)
         .await
         .map_err(db("create token"))?;
-    // The secret's hash is never audited: the record names the token by its public id.
+    token_audit(
+        conn,
+        &token,
+        created_by,
+        Operation::CreateToken,
+        now_millis(),
+    )
+    .await
+}
+
+/// Audits `operation` on `token` by `actor`. The secret's hash is never audited: the record
+/// names the token by its public id.
+async fn token_audit(
+    conn: &mut SqliteConnection,
+    token: &TokenRecord,
+    actor: &str,
+    operation: Operation,
+    at: i64,
+) -> Result<()> {
     let detail = format!("{} token {:?}", token.role.as_str(), token.name);
     insert_audit(
         conn,
         AuditEntry {
-            at: now_millis(),
-            actor: created_by,
+            at,
+            actor,
             env: None,
             entity_kind: audit_subject::TOKEN,
             entity_name: &token.id,
             old_version: None,
             new_version: None,
             digest: None,
-            operation: Operation::CreateToken,
+            operation,
             revision: None,
             detail: Some(&detail),
         },
     )
+    .await
+}
+
+pub(super) async fn revoke_token(
+    store: &SqliteStore,
+    id: &str,
+    revoked_by: &str,
+) -> Result<Option<(TokenRecord, bool)>> {
+    let (_guard, mut tx) = store.begin_write().await?;
+    let result = revoke_token_in(&mut tx, id, revoked_by).await;
+    finish(
+        tx,
+        result,
+        |r| matches!(r, Some((_, true))),
+        "revoke token: commit",
+    )
+    .await
+}
+
+async fn revoke_token_in(
+    conn: &mut SqliteConnection,
+    id: &str,
+    revoked_by: &str,
+) -> Result<Option<(TokenRecord, bool)>> {
+    let at = now_millis();
+    let updated = sqlx::query(sql::TOKEN_REVOKE)
+        .bind(id)
+        .bind(at)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("revoke token"))?;
+    let row = sqlx::query(sql::TOKEN_BY_ID)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("revoke token: read back"))?;
+    let Some(token) = row.as_ref().map(rows::token).transpose()? else {
+        return Ok(None);
+    };
+    let revoked_now = updated.rows_affected() == 1;
+    if revoked_now {
+        token_audit(conn, &token, revoked_by, Operation::RevokeToken, at).await?;
+    }
+    Ok(Some((token, revoked_now)))
+}
+
+pub(super) async fn delete_env(
+    store: &SqliteStore,
+    name: &str,
+    actor: &str,
+    detail: Option<&str>,
+) -> Result<EnvDeletion> {
+    let (_guard, mut tx) = store.begin_write().await?;
+    let result = delete_env_in(&mut tx, name, actor, detail).await;
+    finish(tx, result, |_| true, "delete environment: commit").await
+}
+
+async fn delete_env_in(
+    conn: &mut SqliteConnection,
+    name: &str,
+    actor: &str,
+    detail: Option<&str>,
+) -> Result<EnvDeletion> {
+    let revision = env_revision(conn, name).await?;
+    let entities = count(
+        conn,
+        sql::ENV_COUNT_LIVE,
+        name,
+        "delete environment: entities",
+    )
     .await?;
-    Ok(())
+    let revisions = count(
+        conn,
+        sql::ENV_COUNT_REVISIONS,
+        name,
+        "delete environment: revisions",
+    )
+    .await?;
+    for (statement, what) in sql::ENV_DELETE {
+        sqlx::query(statement)
+            .bind(name)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(what))?;
+    }
+    let at = now_millis();
+    env_audit(
+        conn,
+        (name, revision),
+        actor,
+        Operation::DeleteEnv,
+        at,
+        detail,
+    )
+    .await?;
+    Ok(EnvDeletion {
+        revision,
+        entities,
+        revisions,
+    })
+}
+
+/// `SELECT COUNT(*) … WHERE env = $1`.
+async fn count(
+    conn: &mut SqliteConnection,
+    query: &'static str,
+    env: &str,
+    what: &'static str,
+) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar(query)
+        .bind(env)
+        .fetch_one(conn)
+        .await
+        .map_err(db(what))?;
+    rows::unsigned(n, what)
 }
