@@ -4,7 +4,7 @@
 mod common;
 
 use common::{all_audit, apply, delete, file_store, request, snapshot, upsert};
-use switchyard_api::records::{Operation, ReportStatus, now_millis};
+use switchyard_api::records::{Operation, ReportStatus, WorkerReport, now_millis};
 use switchyard_store::{AuditQuery, Store, StoreError};
 
 #[tokio::test]
@@ -280,6 +280,7 @@ async fn a_deleted_environment_leaves_only_its_audit_trail_and_its_name_free() {
             applied_at: 1,
             received_at: 2,
             address: None,
+            detail: None,
         })
         .await
         .unwrap();
