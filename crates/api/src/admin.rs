@@ -205,7 +205,16 @@ pub struct RevisionView {
     /// (`null` when the Manager restarted since and no longer knows).
     pub expected_workers: Option<Vec<String>>,
     pub reports: Vec<WorkerReport>,
+    /// ACKs of this revision: `applied` + `caught_up`.
     pub acks: usize,
+    /// ACKs of Workers that swapped this revision in themselves.
+    pub applied: usize,
+    /// ACKs through a catch-up jump: the Worker went straight to a later revision
+    /// (the report's `caught_up_to`) whose state contains this one's changes.
+    pub caught_up: usize,
+    /// Ids of the Workers that ACKed this revision but were not among `expected_workers`:
+    /// they connected after the commit. Empty when `expected_workers` is `null`.
+    pub joined_after: Vec<String>,
     pub nacks: usize,
     /// Commit → the last expected Worker's swap, in ms (`null` until all have ACKed).
     #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]

@@ -166,6 +166,11 @@ pub struct WorkerReport {
     /// it resynchronised with a full pull because the Manager's store changed identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// ACKed through a catch-up jump: the Worker did not swap this revision in on its own
+    /// but went straight to `caught_up_to`, a later revision whose state contains this
+    /// one's changes. `None`: the Worker swapped exactly this revision in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caught_up_to: Option<u64>,
 }
 
 /// `AuditRecord::entity_kind` of what is audited besides entities (whose records hold

@@ -115,6 +115,15 @@ pub struct ReportBody {
     /// did not verify). Kept with the report and in its audit record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// ACKed through a catch-up jump: the Worker did not swap this revision in on its own
+    /// but went straight to `caught_up_to`, a later revision whose state contains this
+    /// one's changes. `None`: the Worker swapped exactly this revision in.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::integral::opt_revision"
+    )]
+    pub caught_up_to: Option<u64>,
 }
 
 /// `GET /v1/envs/{env}/sync?since=R`.
@@ -127,8 +136,9 @@ pub struct PullQuery {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::{Kind, state_digest};
+    use super::{Kind, ReportBody, state_digest};
 
     /// The digest is part of the wire format: rows sort by the kind as written
     /// (`Credential` < `Proxy`), not by the enum's order.
@@ -147,5 +157,28 @@ mod tests {
             a,
             switchyard_config::manifest::sha256_hex(b"Credential\tc\t2\td2\nProxy\tp\t1\td1\n")
         );
+    }
+
+    /// `caught_up_to` is left out when `None` (what an older Manager reads), and read as a
+    /// revision: `8.0` is 8, a negative one is refused.
+    #[test]
+    fn a_reports_caught_up_to_is_optional_and_read_as_a_revision() {
+        let read = |text: &str| serde_json::from_str::<ReportBody>(text);
+        let plain =
+            r#"{"revision": 5, "status": "ack", "error": null, "applied_at": 1, "address": null"#;
+        let ack = read(&format!("{plain}}}")).unwrap();
+        assert_eq!(ack.caught_up_to, None);
+        assert!(
+            !serde_json::to_string(&ack)
+                .unwrap()
+                .contains("caught_up_to")
+        );
+        let caught_up = read(&format!(r#"{plain}, "caught_up_to": 8.0}}"#)).unwrap();
+        assert_eq!(caught_up.caught_up_to, Some(8));
+        let again: ReportBody =
+            serde_json::from_str(&serde_json::to_string(&caught_up).unwrap()).unwrap();
+        assert_eq!(again, caught_up);
+        let e = read(&format!(r#"{plain}, "caught_up_to": -1}}"#)).unwrap_err();
+        assert!(e.to_string().contains("expected a revision"), "{e}");
     }
 }

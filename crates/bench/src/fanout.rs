@@ -193,6 +193,7 @@ async fn subscriber(
                 address: None,
                 store_id: None,
                 detail: None,
+                caught_up_to: None,
             })
             .await?;
     }

@@ -345,6 +345,7 @@ mod tests {
             received_at: 0,
             address: None,
             detail: None,
+            caught_up_to: None,
         }
     }
 

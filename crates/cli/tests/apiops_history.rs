@@ -369,6 +369,7 @@ fn apply_wait_reports_a_nack_with_its_error() {
         address: None,
         store_id: None,
         detail: None,
+        caught_up_to: None,
     };
     let transport = m.worker_transport(&token, "nacking-worker");
     let reply = m

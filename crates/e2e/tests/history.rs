@@ -382,6 +382,7 @@ async fn reports_are_bound_to_the_worker_and_to_revisions_the_environment_has() 
         address: None,
         store_id: store_id.map(str::to_string),
         detail: None,
+        caught_up_to: None,
     };
     let elsewhere = Some("st_elsewhere");
     // (who sends, as which Worker, what) → status, code, the message's telling part.

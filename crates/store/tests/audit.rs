@@ -281,6 +281,7 @@ async fn a_deleted_environment_leaves_only_its_audit_trail_and_its_name_free() {
             received_at: 2,
             address: None,
             detail: None,
+            caught_up_to: None,
         })
         .await
         .unwrap();

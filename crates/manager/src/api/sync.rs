@@ -265,6 +265,7 @@ pub async fn report(
             received_at: now_millis(),
             address: body.address.clone(),
             detail: body.detail.clone(),
+            caught_up_to: body.caught_up_to,
         })
         .await?;
     state

@@ -134,6 +134,15 @@ pub async fn revision(
         .filter(|r| r.status == ReportStatus::Ack)
         .collect();
     let nacks = reports.len() - acks.len();
+    let caught_up = acks.iter().filter(|r| r.caught_up_to.is_some()).count();
+    let joined_after: Vec<String> = match &info {
+        Some(info) => acks
+            .iter()
+            .filter(|r| info.expected.binary_search(&r.worker_id).is_err())
+            .map(|r| r.worker_id.clone())
+            .collect(),
+        None => Vec::new(),
+    };
     let committed = record.committed_at;
     let first_swap_ms = acks.iter().map(|r| (r.applied_at - committed).max(0)).min();
     let (propagation_ms, audit_completeness) = match &info {
@@ -165,6 +174,9 @@ pub async fn revision(
         record,
         expected_workers: info.map(|i| i.expected),
         acks: acks.len(),
+        applied: acks.len() - caught_up,
+        caught_up,
+        joined_after,
         nacks,
         reports,
         propagation_ms,

@@ -127,6 +127,7 @@ pub(super) fn report(row: &SqliteRow) -> Result<WorkerReport, StoreError> {
         received_at: get(row, "received_at")?,
         address: get(row, "address")?,
         detail: get(row, "detail")?,
+        caught_up_to: None,
     })
 }
 

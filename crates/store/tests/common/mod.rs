@@ -47,6 +47,7 @@ pub fn report(
         received_at,
         address: Some(format!("{worker}.internal:8080")),
         detail: None,
+        caught_up_to: None,
     }
 }
 

@@ -155,5 +155,6 @@ fn report(
         address,
         store_id: (!store_id.is_empty()).then(|| store_id.to_string()),
         detail,
+        caught_up_to: None,
     }
 }
