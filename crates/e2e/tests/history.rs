@@ -361,7 +361,7 @@ async fn a_tampered_cache_is_refused_and_a_fifo_does_not_hang_the_start() {
 
 /// A report is accepted only for the Worker bound to the token it comes with (an open
 /// event stream of that id with that token), for a revision the environment has, of the
-/// Manager's store.
+/// Manager's store (and, for a catch-up ACK, caught up to a later one it has).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_are_bound_to_the_worker_and_to_revisions_the_environment_has() {
     let h = Harness::upstreams(&["a"]).await;
@@ -421,6 +421,42 @@ async fn reports_are_bound_to_the_worker_and_to_revisions_the_environment_has() 
             409,
             ErrorCode::StoreMismatch,
             "revision 1 of store st_elsewhere",
+        ),
+        // A catch-up ACK names a later revision the environment has; a NACK is never one.
+        (
+            &token,
+            "w1",
+            ReportBody {
+                caught_up_to: Some(1),
+                ..ack(1, None)
+            },
+            422,
+            ErrorCode::InvalidBody,
+            "caught_up_to 1 must be a revision after the ACKed revision 1",
+        ),
+        (
+            &token,
+            "w1",
+            ReportBody {
+                status: ReportStatus::Nack,
+                error: Some("boom".into()),
+                caught_up_to: Some(1),
+                ..ack(0, None)
+            },
+            422,
+            ErrorCode::InvalidBody,
+            "a NACK is never caught up",
+        ),
+        (
+            &token,
+            "w1",
+            ReportBody {
+                caught_up_to: Some(2),
+                ..ack(0, None)
+            },
+            422,
+            ErrorCode::UnknownRevision,
+            "environment \"dev\" has no revision 2 (caught_up_to): it is at revision 1",
         ),
     ];
     for (token, id, body, status, code, says) in refused {

@@ -236,7 +236,7 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
         (status = 409, description = "The report is about a revision of another store: the Manager's was restored or replaced since (`store_mismatch`)", body = ErrorBody),
         (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = ErrorBody),
-        (status = 422, description = "A revision the environment does not have (`unknown_revision`), or a JSON body without the expected fields or types (`invalid_body`)", body = ErrorBody),
+        (status = 422, description = "A revision (or `caught_up_to`) the environment does not have (`unknown_revision`); a `caught_up_to` that is not after `revision`, or on a NACK, or a JSON body without the expected fields or types (`invalid_body`)", body = ErrorBody),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
         (status = 503, description = AUDIT_FAILED, body = ErrorBody),
     )
@@ -340,6 +340,30 @@ async fn check_report(
                 body.revision, info.revision
             ),
         ));
+    }
+    if let Some(to) = body.caught_up_to {
+        if body.status == ReportStatus::Nack || to <= body.revision {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidBody,
+                format!(
+                    "caught_up_to {to} must be a revision after the ACKed revision {} (a NACK \
+                     is never caught up)",
+                    body.revision
+                ),
+            ));
+        }
+        if to > info.revision {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::UnknownRevision,
+                format!(
+                    "environment {env:?} has no revision {to} (caught_up_to): it is at \
+                     revision {}",
+                    info.revision
+                ),
+            ));
+        }
     }
     Ok(())
 }
