@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{all_audit, file_store, report};
+use common::{all_audit, apply, file_store, report, upsert};
 use switchyard_api::records::{Operation, ReportStatus, Role, TokenRecord, WorkerReport};
 use switchyard_store::{AuditQuery, SqliteStore, Store, StoreError};
 
@@ -109,6 +109,65 @@ async fn worker_reports_ack_nack_replace_and_latest() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NoSuchEnv(_)), "{err}");
+}
+
+/// A Worker that jumped from revision 1 to 4 ACKs 2 and 3 as caught up to 4: the mark is
+/// kept (across a reopen too) and its audit record says so; the ACK of 4 has none.
+#[tokio::test]
+async fn a_catch_up_ack_keeps_the_revision_it_was_applied_with() {
+    let (dir, store) = file_store().await;
+    store.create_env("prod", "admin").await.unwrap();
+    for i in 1..=4 {
+        apply(&store, "prod", vec![upsert("Proxy", "a", &i.to_string())]).await;
+    }
+    let ack = |revision: u64, caught_up_to: Option<u64>| WorkerReport {
+        caught_up_to,
+        ..report("w1", revision, ReportStatus::Ack, None, 100)
+    };
+    for (revision, caught_up_to) in [(2, Some(4)), (3, Some(4)), (4, None)] {
+        store
+            .record_report(ack(revision, caught_up_to))
+            .await
+            .unwrap();
+    }
+    let path = dir.path().join("store.db");
+    store.close().await;
+    let store = SqliteStore::open(&path).await.unwrap();
+    for (revision, caught_up_to) in [(2, Some(4)), (3, Some(4)), (4, None)] {
+        assert_eq!(
+            store.reports_for("prod", revision).await.unwrap(),
+            [ack(revision, caught_up_to)]
+        );
+    }
+    assert_eq!(store.latest_reports("prod").await.unwrap(), [ack(4, None)]);
+
+    let audit = all_audit(&store).await;
+    let said = |revision: u64| {
+        audit
+            .iter()
+            .find(|a| a.operation == Operation::Report && a.revision == Some(revision))
+            .and_then(|a| a.detail.clone())
+    };
+    for revision in [2, 3] {
+        assert_eq!(
+            said(revision).as_deref(),
+            Some("ack (caught up: applied with revision 4)")
+        );
+    }
+    assert_eq!(said(4).as_deref(), Some("ack"));
+
+    // With a detail as well, the audit record says both.
+    store
+        .record_report(WorkerReport {
+            detail: Some("resynchronised: why".into()),
+            ..ack(3, Some(4))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all_audit(&store).await[0].detail.as_deref(),
+        Some("ack (caught up: applied with revision 4; resynchronised: why)")
+    );
 }
 
 fn token(id: &str, hash: &str, role: Role, envs: &[&str]) -> TokenRecord {

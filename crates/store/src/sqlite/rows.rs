@@ -127,7 +127,7 @@ pub(super) fn report(row: &SqliteRow) -> Result<WorkerReport, StoreError> {
         received_at: get(row, "received_at")?,
         address: get(row, "address")?,
         detail: get(row, "detail")?,
-        caught_up_to: None,
+        caught_up_to: opt_unsigned(get(row, "caught_up_to")?, "caught_up_to")?,
     })
 }
 

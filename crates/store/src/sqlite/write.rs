@@ -467,6 +467,10 @@ pub(super) async fn record_reports(store: &SqliteStore, reports: Vec<WorkerRepor
 async fn record_report_in(conn: &mut SqliteConnection, report: WorkerReport) -> Result<()> {
     env_revision(conn, &report.env).await?;
     let revision = stored(report.revision, "revision")?;
+    let caught_up_to = report
+        .caught_up_to
+        .map(|r| stored(r, "caught_up_to"))
+        .transpose()?;
     sqlx::query(sql::REPORT_UPSERT)
         .bind(report.env.as_str())
         .bind(report.worker_id.as_str())
@@ -477,6 +481,7 @@ async fn record_report_in(conn: &mut SqliteConnection, report: WorkerReport) -> 
         .bind(report.received_at)
         .bind(report.address.as_deref())
         .bind(report.detail.as_deref())
+        .bind(caught_up_to)
         .execute(&mut *conn)
         .await
         .map_err(db("record report"))?;
@@ -485,9 +490,19 @@ async fn record_report_in(conn: &mut SqliteConnection, report: WorkerReport) -> 
         (ReportStatus::Nack, Some(error)) => format!("nack: {error}"),
         (ReportStatus::Nack, None) => "nack".to_owned(),
     };
-    if let Some(how) = &report.detail {
+    // How the Worker came to serve it: caught up through a later revision, and what else
+    // it said (a resynchronisation).
+    let caught_up = report
+        .caught_up_to
+        .map(|to| format!("caught up: applied with revision {to}"));
+    let how: Vec<&str> = caught_up
+        .iter()
+        .chain(&report.detail)
+        .map(String::as_str)
+        .collect();
+    if !how.is_empty() {
         detail.push_str(" (");
-        detail.push_str(how);
+        detail.push_str(&how.join("; "));
         detail.push(')');
     }
     insert_audit(
