@@ -292,8 +292,9 @@ impl Syncer {
     }
 
     /// `pulled` is served and verified: the state moves on, the cache is written, and it is
-    /// ACKed — every revision it covers after a plain pull; only its own after a
-    /// resynchronisation (with why), whose history is not the one served before.
+    /// ACKed — every revision it covers after a plain pull (those before its own as caught
+    /// up to it); only its own after a resynchronisation (with why), whose history is not
+    /// the one served before.
     fn applied(&mut self, pulled: Pulled, resync: Option<String>) {
         let applied_at = now_millis();
         let previous = self.state.served.revision;
@@ -340,22 +341,16 @@ impl Syncer {
         });
         // A Worker that jumped several revisions applied each of their changes at this
         // moment (the newest state contains them): it ACKs every one, so the audit trail
-        // records the change on this Worker. Bounded for very long absences.
-        let first = match &resync {
-            Some(_) => revision,
-            None => (previous + 1).max(revision.saturating_sub(MAX_ACKS_PER_CATCH_UP - 1)),
-        };
-        let detail = resync.map(|why| format!("resynchronised: {why}"));
-        for rev in first..=revision {
-            let mut ack = report(
-                &store_id,
-                rev,
-                None,
-                self.opts.address.clone(),
-                detail.clone(),
-            );
-            ack.applied_at = applied_at;
-            self.queue(ack);
+        // records the change on this Worker, each skipped one marked as caught up to the
+        // revision swapped in. Bounded for very long absences.
+        let detail = resync.as_ref().map(|why| format!("resynchronised: {why}"));
+        for (rev, caught_up_to) in acked(previous, revision, resync.is_some()) {
+            let address = self.opts.address.clone();
+            self.queue(ReportBody {
+                applied_at,
+                caught_up_to,
+                ..report(&store_id, rev, None, address, detail.clone())
+            });
         }
     }
 
@@ -424,6 +419,19 @@ impl Syncer {
     }
 }
 
+/// The revisions ACKed once `revision` is served, each with its `caught_up_to`: after a
+/// plain pull from `previous`, every revision since (the last [`MAX_ACKS_PER_CATCH_UP`] of
+/// them), those below `revision` caught up to it; after a resynchronisation only `revision`,
+/// whose history is not the one served before.
+fn acked(previous: u64, revision: u64, resync: bool) -> impl Iterator<Item = (u64, Option<u64>)> {
+    let first = if resync {
+        revision
+    } else {
+        (previous + 1).max(revision.saturating_sub(MAX_ACKS_PER_CATCH_UP - 1))
+    };
+    (first..=revision).map(move |rev| (rev, (rev < revision).then_some(revision)))
+}
+
 /// A full pull merged into nothing: every digest and the state digest checked.
 fn merge_all(full: &SyncPayload) -> Result<Entities, String> {
     state::merge(&Entities::new(), full).map_err(|e| format!("full pull did not verify: {e}"))
@@ -454,5 +462,27 @@ fn compile_and_swap(reloader: &Reloader, parsed: &Parsed, how: Swap) -> ReloadOu
             };
             reloader.apply(delta, &changes.numbering)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_ACKS_PER_CATCH_UP, acked};
+
+    #[test]
+    fn a_jump_acks_the_skipped_revisions_as_caught_up_and_a_resync_only_its_own() {
+        let acks =
+            |previous, revision, resync| -> Vec<_> { acked(previous, revision, resync).collect() };
+        assert_eq!(acks(4, 5, false), [(5, None)]);
+        assert_eq!(acks(5, 8, false), [(6, Some(8)), (7, Some(8)), (8, None)]);
+        assert_eq!(acks(5, 8, true), [(8, None)]);
+        assert_eq!(acks(9, 3, true), [(3, None)]);
+        let long = acks(0, 10_000, false);
+        assert_eq!(long.len() as u64, MAX_ACKS_PER_CATCH_UP);
+        assert_eq!(
+            long.first(),
+            Some(&(10_001 - MAX_ACKS_PER_CATCH_UP, Some(10_000)))
+        );
+        assert_eq!(long.last(), Some(&(10_000, None)));
     }
 }

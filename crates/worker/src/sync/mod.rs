@@ -135,7 +135,8 @@ fn now_text() -> String {
 }
 
 /// An ACK (no `error`) or a NACK of `revision` of `store_id`, made now; `detail` says how
-/// the Worker came to it when that was not a plain pull (a resynchronisation).
+/// the Worker came to it when that was not a plain pull (a resynchronisation). It says the
+/// Worker swapped exactly this revision in: a catch-up ACK sets `caught_up_to`.
 fn report(
     store_id: &str,
     revision: u64,
