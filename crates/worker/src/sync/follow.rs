@@ -72,7 +72,11 @@ impl Syncer {
         backoff.attempts = 0;
         tracing::info!(manager = %self.opts.manager, env = %self.opts.env, "following the Manager");
         let mut parser = SseParser::default();
-        let mut check = tokio::time::interval(self.opts.check_interval);
+        // The first check one period from now: the Worker has just caught up.
+        let mut check = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.opts.check_interval,
+            self.opts.check_interval,
+        );
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
