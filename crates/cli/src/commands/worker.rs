@@ -63,8 +63,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             let worker_id = args
                 .worker_id
                 .unwrap_or_else(|| default_worker_id(args.listen));
-            let mut m = ManagedOptions::new(&manager, &env, &token, &worker_id, args.cache_dir);
-            m.address = Some(args.listen.to_string());
+            // The address reported to the Manager is the bound one (`serve` fills it in:
+            // with port 0, the port the system chose).
+            let m = ManagedOptions::new(&manager, &env, &token, &worker_id, args.cache_dir);
             ConfigSource::Manager(m)
         }
         (None, None) => {
@@ -83,13 +84,15 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts a Worker on the given addresses and runs it until SIGTERM/SIGINT.
+/// Starts a Worker on the given addresses and runs it until SIGTERM/SIGINT. The sockets
+/// are bound first, so that a Worker following a Manager reports the address it really
+/// listens on (with port 0, the one the system chose); connections made before the first
+/// configuration is in wait in the listen backlog.
 pub async fn serve(
-    options: WorkerOptions,
+    mut options: WorkerOptions,
     listen: SocketAddr,
     admin_listen: SocketAddr,
 ) -> anyhow::Result<()> {
-    let worker = Worker::connect(options).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -97,6 +100,12 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {admin_listen} (admin)"))?;
     let (listen, admin_listen) = (listener.local_addr()?, admin.local_addr()?);
+    if let ConfigSource::Manager(m) = &mut options.source
+        && m.address.is_none()
+    {
+        m.address = Some(listen.to_string());
+    }
+    let worker = Worker::connect(options).await?;
     tracing::info!(target: "switchyard", %listen, admin = %admin_listen, "worker listening");
     signals::reload_on_sighup(worker.handle());
     worker
