@@ -39,14 +39,15 @@ pub struct ScaleReport {
 impl ScaleReport {
     pub fn to_text(&self) -> String {
         let mut s = String::from(
-            "one-proxy swap (compile + runtime + swap), p50 / p99 / max in ms:\n\
+            "one-proxy swap (compile + runtime + swap), p50 / p99 / max in ms over --swaps changes per mode\n\
+             (p99 is shown from 100 changes on, - below: with fewer, it would be the max):\n\
              proxies    full set (files mode)    delta (Manager mode)  full build (ms)  bytes/proxy  lookup (ns)\n",
         );
         for st in &self.steps {
             let (f, d) = (&st.full_set_swap_ms, &st.delta_swap_ms);
             s.push_str(&format!(
-                "{:>7}  {:>7.3} / {:>6.3} / {:>6.3}  {:>6.3} / {:>6.3} / {:>6.3}  {:>15.1}  {:>11.0}  {:>11.0}\n",
-                st.proxies, f.p50, f.p99, f.max, d.p50, d.p99, d.max,
+                "{:>7}  {:>7.3} / {:>6} / {:>6.3}  {:>6.3} / {:>6} / {:>6.3}  {:>15.1}  {:>11.0}  {:>11.0}\n",
+                st.proxies, f.p50, f.p99_cell(3), f.max, d.p50, d.p99_cell(3), d.max,
                 st.full_build_ms, st.bytes_per_proxy, st.lookup_ns
             ));
         }
