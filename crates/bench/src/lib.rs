@@ -3,6 +3,7 @@
 //! Worker memory, audit completeness — and the proxy's speed.
 
 pub mod fanout;
+pub mod fault;
 mod http;
 pub mod load;
 pub mod procs;

@@ -1,53 +1,163 @@
-//! From the samples and the change log to the report: dropped and mixed-version responses,
-//! first response per revision and Worker, latency around and between swaps.
+//! From the samples, the change log and the Manager's records to the report, and to the
+//! verdict. PASS means the bench looked and saw: every response checked against the one
+//! configuration it names, every kind of change seen in responses, every Worker seen
+//! serving every revision (or a later one) and acknowledging it, no connection going back
+//! in time, and each Worker's own swap counter agreeing with what it was seen to serve.
+//! Each shortfall is a reason in `failures`, naming the Worker and revisions concerned.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use super::changes::ChangeKind;
+use super::changes::{ChangeKind, Expect};
 use crate::load::{Outcome, Sample};
-use crate::report::{ConnectionErrors, LatencyReport, StatusClasses, SwapReport, WorkerReport};
+use crate::report::{
+    AuditReport, ConnectionErrors, KindReport, LatencyReport, StatusClasses, SwapReport,
+    WorkerReport,
+};
 use crate::stats::percentiles;
 
+/// Which of the load's paths a sample asked for (`LoadPlan::paths`, in this order).
+pub const PROBE_MAIN: u8 = 0;
+/// The path of the route that revisions add and remove.
+pub const PROBE_EXTRA: u8 = 1;
+
 /// One applied change.
+#[derive(Debug, Clone)]
 pub struct Change {
-    /// The bench's sequence number (the `x-release` value).
+    /// The bench's sequence number (the `x-release` value); 1 is the initial apply.
     pub seq: u64,
     /// The Manager's revision that carried it.
     pub revision: u64,
     pub kind: ChangeKind,
     /// Seconds since start when the change was sent.
     pub sent_at: f64,
-    /// The upstream id byte this change routes to.
-    pub upstream: u8,
-    /// The upstream credential number this change sends.
-    pub credential: u64,
+    /// What a response served by this configuration must show.
+    pub expect: Expect,
+}
+
+/// What the Manager recorded about one revision committed during the run.
+#[derive(Debug, Clone, Default)]
+pub struct RevisionAcks {
+    pub revision: u64,
+    /// The Workers that ACKed it, each with whether through a catch-up jump.
+    pub acks: Vec<(String, bool)>,
+    /// Workers that ACKed it although they connected after its commit.
+    pub joined_after: usize,
+    /// Commit → the last expected Worker's swap, when every expected Worker ACKed.
+    pub propagation_ms: Option<f64>,
 }
 
 pub struct Analysis {
-    pub propagation: Vec<f64>,
-    pub acked: u64,
-    /// Workers expected to ACK each change.
-    pub ackers: usize,
+    /// One per change after the initial apply, in order.
+    pub revisions: Vec<RevisionAcks>,
+    /// The Manager's ids of the Workers that must ACK every revision.
+    pub ackers: Vec<String>,
     pub duration_s: f64,
+    /// The Workers under load, in the order of `Sample::worker`, with what was read of
+    /// them (memory, generations, swap counter); the rest is filled in here.
     pub workers: Vec<WorkerReport>,
     /// Every Worker's live generations must be known (local Workers) rather than merely
     /// not contradicted (remote Workers without an admin address).
     pub generations_required: bool,
 }
 
+/// A kind's bit in the per-release mask of what responses showed.
+fn bit(kind: ChangeKind) -> u8 {
+    1 << ChangeKind::CYCLE
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(0)
+}
+
+/// Checks one response against the configuration it names; on success, the kinds of
+/// change it shows (a mask of [`bit`]s), otherwise what was wrong.
+fn check(
+    expect: &Expect,
+    probe: u8,
+    status: u16,
+    upstream: u8,
+    credential: u32,
+    limit: u32,
+) -> Result<u8, String> {
+    let routed = probe == PROBE_MAIN || expect.extra_route;
+    if !routed {
+        // The fallback's answer: the extra route is absent in this configuration.
+        return if status == 404 {
+            Ok(bit(ChangeKind::Header) | bit(ChangeKind::RouteRemove))
+        } else {
+            Err(format!(
+                "status {status} on /extra where the revision has no such route (404 expected)"
+            ))
+        };
+    }
+    if status != 200 {
+        let path = if probe == PROBE_MAIN {
+            "/bench"
+        } else {
+            "/extra"
+        };
+        return Err(format!("status {status} on {path} (200 expected)"));
+    }
+    if upstream != expect.upstream {
+        return Err(format!(
+            "upstream {:?} where the revision routes to {:?}",
+            char::from(upstream),
+            char::from(expect.upstream)
+        ));
+    }
+    if credential != expect.credential {
+        return Err(format!(
+            "the upstream saw credential {credential} where the revision sends {}",
+            expect.credential
+        ));
+    }
+    if limit != expect.limit {
+        return Err(format!(
+            "RateLimit-Limit {limit} where the revision's limit is {}",
+            expect.limit
+        ));
+    }
+    let mut shown = bit(ChangeKind::Header)
+        | bit(ChangeKind::UpstreamSwitch)
+        | bit(ChangeKind::CredentialRotation)
+        | bit(ChangeKind::PolicyEdit);
+    if probe == PROBE_EXTRA {
+        shown |= bit(ChangeKind::RouteAdd);
+    }
+    Ok(shown)
+}
+
+/// Revision numbers for a reason: the first few, then how many in all.
+fn list(revisions: &[u64]) -> String {
+    const SHOWN: usize = 10;
+    let mut s: Vec<String> = revisions
+        .iter()
+        .take(SHOWN)
+        .map(|r| format!("r{r}"))
+        .collect();
+    if revisions.len() > SHOWN {
+        s.push(format!("… ({} in all)", revisions.len()));
+    }
+    s.join(", ")
+}
+
+/// How many mismatches are described in the report.
+const MIXED_EXAMPLES: usize = 5;
+
 pub fn analyse(samples: &[Sample], changes: &[Change], a: Analysis) -> SwapReport {
     let mut classes = StatusClasses::default();
     let mut errors = ConnectionErrors::default();
     let mut dropped = 0u64;
     let mut mixed = 0u64;
+    let mut mixed_examples = Vec::new();
     let mut workers = a.workers;
-    // change number → the upstream and credential its configuration gives
-    let mut expected: HashMap<u64, (u8, u64)> = HashMap::new();
-    for c in changes {
-        expected.insert(c.seq, (c.upstream, c.credential));
-    }
-    // (change number, worker) → first time seen
+    let by_seq: HashMap<u64, &Change> = changes.iter().map(|c| (c.seq, c)).collect();
+    // release → the kinds of change responses carrying it showed
+    let mut shown: HashMap<u64, u8> = HashMap::new();
+    // (release, worker) → first time a correct response carrying it arrived
     let mut first_seen: HashMap<(u64, u16), f64> = HashMap::new();
+    // connection → the newest release it has seen
+    let mut newest: HashMap<u32, u64> = HashMap::new();
+    let mut backwards = vec![0u64; workers.len()];
     let mut around = Vec::new();
     let mut between = Vec::new();
     let sends: Vec<f64> = changes
@@ -56,15 +166,17 @@ pub fn analyse(samples: &[Sample], changes: &[Change], a: Analysis) -> SwapRepor
         .map(|c| c.sent_at)
         .collect();
     for s in samples {
-        if let Some(w) = workers.get_mut(usize::from(s.worker)) {
+        let w = usize::from(s.worker);
+        if let Some(w) = workers.get_mut(w) {
             w.requests += 1;
         }
         match s.outcome {
             Outcome::Response {
                 status,
-                revision,
+                release,
                 upstream,
                 credential,
+                limit,
             } => {
                 match status / 100 {
                     2 => classes.s2xx += 1,
@@ -72,13 +184,41 @@ pub fn analyse(samples: &[Sample], changes: &[Change], a: Analysis) -> SwapRepor
                     4 => classes.s4xx += 1,
                     _ => classes.s5xx += 1,
                 }
-                if status != 200 || revision == 0 {
+                let release = u64::from(release);
+                if status >= 500 || release == 0 {
+                    // Not an answer of any configuration of the bench's: the gateway failed.
                     dropped += 1;
-                } else if expected.get(&revision) != Some(&(upstream, credential)) {
-                    mixed += 1;
                 } else {
-                    let e = first_seen.entry((revision, s.worker)).or_insert(f64::MAX);
-                    *e = e.min(s.at + f64::from(s.latency_ms) / 1000.0);
+                    let checked = match by_seq.get(&release) {
+                        None => Err(format!("x-release r{release} names no applied change")),
+                        Some(c) => check(&c.expect, s.probe, status, upstream, credential, limit),
+                    };
+                    match checked {
+                        Ok(mask) => {
+                            *shown.entry(release).or_default() |= mask;
+                            let e = first_seen.entry((release, s.worker)).or_insert(f64::MAX);
+                            *e = e.min(s.at + f64::from(s.latency_ms) / 1000.0);
+                        }
+                        Err(why) => {
+                            mixed += 1;
+                            if mixed_examples.len() < MIXED_EXAMPLES {
+                                let name = workers.get(w).map_or("?", |w| w.id.as_str());
+                                let revision = by_seq.get(&release).map_or(0, |c| c.revision);
+                                mixed_examples.push(format!(
+                                    "worker {name}, {:.3} s: revision r{revision} (x-release r{release}): {why}",
+                                    s.at
+                                ));
+                            }
+                        }
+                    }
+                    let seen = newest.entry(s.conn).or_insert(release);
+                    if release < *seen {
+                        if let Some(b) = backwards.get_mut(w) {
+                            *b += 1;
+                        }
+                    } else {
+                        *seen = release;
+                    }
                 }
             }
             Outcome::Refused => {
@@ -108,57 +248,167 @@ pub fn analyse(samples: &[Sample], changes: &[Change], a: Analysis) -> SwapRepor
             between.push(f64::from(s.latency_ms));
         }
     }
+
+    let run: Vec<&Change> = changes.iter().filter(|c| c.seq > 1).collect();
+    let mut failures = Vec::new();
+    if dropped > 0 {
+        failures.push(format!(
+            "{dropped} dropped requests (no answer, or an answer of no configuration)"
+        ));
+    }
+    if mixed > 0 {
+        failures.push(format!(
+            "{mixed} responses that did not match the revision they name, e.g. {}",
+            mixed_examples.first().map_or("", String::as_str)
+        ));
+    }
+
+    // Every kind of change seen in responses.
+    let mut kinds = BTreeMap::new();
+    for kind in ChangeKind::CYCLE {
+        let of_kind: Vec<&&Change> = run.iter().filter(|c| c.kind == kind).collect();
+        let observed = of_kind
+            .iter()
+            .filter(|c| shown.get(&c.seq).is_some_and(|m| m & bit(kind) != 0))
+            .count() as u64;
+        let applied = of_kind.len() as u64;
+        if applied > 0 && observed == 0 {
+            failures.push(format!(
+                "{}: applied {applied} times, never observed in a response",
+                kind.name()
+            ));
+        }
+        kinds.insert(kind.key(), KindReport { applied, observed });
+    }
+
+    // Every Worker seen serving every revision (or a later one); time to first response.
     let mut first_response = Vec::new();
-    // The initial apply (sent before the load started) has no first-response time.
-    for c in changes.iter().filter(|c| c.seq > 1) {
-        for w in 0..workers.len() {
-            if let Some(t) = first_seen.get(&(c.seq, u16::try_from(w).unwrap_or(u16::MAX))) {
+    for (i, w) in workers.iter_mut().enumerate() {
+        let wid = u16::try_from(i).unwrap_or(u16::MAX);
+        let served: Vec<bool> = run
+            .iter()
+            .map(|c| first_seen.contains_key(&(c.seq, wid)))
+            .collect();
+        for (c, _) in run.iter().zip(&served).filter(|(_, s)| **s) {
+            if let Some(t) = first_seen.get(&(c.seq, wid)) {
                 first_response.push(((t - c.sent_at) * 1000.0).max(0.0));
             }
         }
+        let last_served = served.iter().rposition(|s| *s);
+        w.revisions_served = served.iter().filter(|s| **s).count() as u64;
+        w.revisions_superseded = 0;
+        w.revisions_missed.clear();
+        for (k, c) in run.iter().enumerate() {
+            if served[k] {
+                continue;
+            }
+            if last_served.is_some_and(|l| l > k) {
+                w.revisions_superseded += 1;
+            } else {
+                w.revisions_missed.push(c.revision);
+            }
+        }
+        w.went_backwards = backwards.get(i).copied().unwrap_or(0);
+        if !w.revisions_missed.is_empty() {
+            failures.push(format!(
+                "worker {}: never seen serving {} of the {} revisions committed during the run, nor a later one: {}",
+                w.id,
+                w.revisions_missed.len(),
+                run.len(),
+                list(&w.revisions_missed)
+            ));
+        }
+        if w.went_backwards > 0 {
+            failures.push(format!(
+                "worker {}: {} responses carried an older revision than one their connection had already seen",
+                w.id, w.went_backwards
+            ));
+        }
+        if let Some(swaps) = w.swaps_during_run {
+            let needed = w.revisions_served.max(u64::from(!run.is_empty()));
+            if swaps < needed {
+                failures.push(format!(
+                    "worker {}: its swap counter advanced {swaps} times, but it was seen serving {} new revisions",
+                    w.id, w.revisions_served
+                ));
+            }
+        }
+        match w.live_generations_end {
+            Some(g) if g != 1.0 => failures.push(format!(
+                "worker {}: {g} configuration generations still live after the load stopped (1 expected)",
+                w.id
+            )),
+            None if a.generations_required => failures.push(format!(
+                "worker {}: its live generations could not be read",
+                w.id
+            )),
+            _ => {}
+        }
     }
-    let mut by_kind: Vec<(String, u64)> = ChangeKind::CYCLE
-        .iter()
-        .map(|k| {
-            (
-                k.name().to_string(),
-                changes.iter().filter(|c| c.seq > 1 && c.kind == *k).count() as u64,
-            )
-        })
-        .collect();
-    by_kind.retain(|(_, n)| *n > 0);
-    let swaps = changes.iter().filter(|c| c.seq > 1).count();
-    let expected_acks = (swaps * a.ackers) as u64;
-    let audit_completeness = if expected_acks == 0 {
+
+    // Every revision acknowledged by every Worker that must: applied itself, or caught up.
+    let mut audit = AuditReport::default();
+    let mut missing: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    let mut propagation = Vec::new();
+    for r in &a.revisions {
+        audit.joined_after += r.joined_after as u64;
+        if let Some(ms) = r.propagation_ms {
+            propagation.push(ms);
+        }
+        for w in &a.ackers {
+            audit.expected += 1;
+            match r.acks.iter().find(|(id, _)| id == w) {
+                Some((_, true)) => audit.caught_up += 1,
+                Some((_, false)) => audit.applied += 1,
+                None => missing.entry(w.as_str()).or_default().push(r.revision),
+            }
+        }
+    }
+    audit.acked = audit.applied + audit.caught_up;
+    let audit_completeness = if audit.expected == 0 {
         1.0
     } else {
-        a.acked as f64 / expected_acks as f64
+        audit.acked as f64 / audit.expected as f64
     };
-    let mut propagation = a.propagation;
-    let passed = dropped == 0
-        && mixed == 0
-        && (audit_completeness - 1.0).abs() < f64::EPSILON
-        && workers.iter().all(|w| match w.live_generations_end {
-            Some(g) => g == 1.0,
-            None => !a.generations_required,
-        });
+    for (w, revisions) in &missing {
+        failures.push(format!(
+            "worker {w}: no ACK for {} of the {} revisions committed during the run: {}",
+            revisions.len(),
+            a.revisions.len(),
+            list(revisions)
+        ));
+        if let Some(report) = workers.iter_mut().find(|r| r.id == *w) {
+            report.acks_missing.clone_from(revisions);
+        }
+    }
+    audit.missing = missing
+        .into_iter()
+        .map(|(w, r)| (w.to_string(), r))
+        .collect();
+
     SwapReport {
         requests: samples.len() as u64,
         responses: classes,
         connection_errors: errors,
         dropped_requests: dropped,
         mixed_version_responses: mixed,
+        mixed_examples,
         audit_completeness,
+        audit,
         propagation_ms: percentiles(&mut propagation),
         first_response_ms: percentiles(&mut first_response),
-        swaps: swaps as u64,
-        changes_by_kind: by_kind,
+        revisions_committed: run.len() as u64,
+        kinds,
         workers,
         latency_ms: LatencyReport {
             around_swaps: percentiles(&mut around),
             between_swaps: percentiles(&mut between),
         },
         duration_s: a.duration_s,
-        passed,
+        passed: failures.is_empty(),
+        failures,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,10 @@
-//! The hot changes the bench cycles through, and the manifests of the bench proxy at each
-//! step. Every change also moves the `x-release` response header to the change's sequence
-//! number, so each response names the configuration that served it.
+//! The hot changes the bench cycles through, and the manifests of the bench's entities at
+//! each step. Every change also moves the `x-release` response header to the change's
+//! sequence number, so each response names the configuration that served it, and each kind
+//! of change shows in responses, so the load can check it against that configuration:
+//! the upstream (`x-upstream-id`), the injected credential (the upstream echoes it), the
+//! extra route (200 from the upstream while it exists; 404 from the fallback proxy, also
+//! carrying `x-release`, while it does not), the rate limit (`RateLimit-Limit`).
 
 use std::net::SocketAddr;
 
@@ -25,6 +29,18 @@ impl ChangeKind {
         ChangeKind::PolicyEdit,
     ];
 
+    /// The key of this kind in the JSON report (`kinds.<key>`).
+    pub fn key(self) -> &'static str {
+        match self {
+            ChangeKind::Header => "response_header",
+            ChangeKind::UpstreamSwitch => "upstream_switch",
+            ChangeKind::RouteAdd => "route_addition",
+            ChangeKind::RouteRemove => "route_removal",
+            ChangeKind::CredentialRotation => "credential_rotation",
+            ChangeKind::PolicyEdit => "policy_edit",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             ChangeKind::Header => "response header",
@@ -41,6 +57,9 @@ impl ChangeKind {
 #[derive(Debug, Clone)]
 pub struct Names {
     pub proxy: String,
+    /// The catch-all proxy that answers 404 (with `x-release`) where the extra route is
+    /// absent.
+    pub fallback: String,
     pub credential: String,
     /// `None`: any host (a cluster of the bench's own).
     pub host: Option<String>,
@@ -51,6 +70,7 @@ impl Names {
     pub fn own() -> Names {
         Names {
             proxy: "bench".into(),
+            fallback: "bench-fallback".into(),
             credential: "bench-upstream-key".into(),
             host: None,
         }
@@ -60,6 +80,7 @@ impl Names {
     pub fn unique(tag: &str) -> Names {
         Names {
             proxy: format!("swap-bench-{tag}"),
+            fallback: format!("swap-bench-{tag}-fallback"),
             credential: format!("swap-bench-{tag}-key"),
             host: Some(format!("swap-bench-{tag}.bench.invalid")),
         }
@@ -115,12 +136,45 @@ impl Shape {
     pub fn upstream_id(self) -> u8 {
         if self.upstream == 0 { b'a' } else { b'b' }
     }
+
+    /// The rate limit's `limit` (and so the `RateLimit-Limit` header), far above the load.
+    pub fn limit(self) -> u32 {
+        if self.policy {
+            999_999_999
+        } else {
+            1_000_000_000
+        }
+    }
+
+    /// What a response served by this step must show.
+    pub fn expect(self) -> Expect {
+        Expect {
+            upstream: self.upstream_id(),
+            credential: u32::try_from(self.credential).unwrap_or(u32::MAX),
+            extra_route: self.extra_route,
+            limit: self.limit(),
+        }
+    }
 }
 
-/// The bench's manifests at one step: the proxy and the credential it rotates.
-pub fn manifests(names: &Names, shape: Shape, upstreams: &[String; 2]) -> [String; 2] {
+/// What every response served by one configuration must show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expect {
+    /// The id byte of the upstream (`x-upstream-id`).
+    pub upstream: u8,
+    /// The credential number the upstream saw (`Bearer bench-secret-<n>`).
+    pub credential: u32,
+    /// Whether `/extra` is routed to the upstream (200) or falls to the fallback (404).
+    pub extra_route: bool,
+    /// `RateLimit-Limit`.
+    pub limit: u32,
+}
+
+/// The bench's manifests at one step: the proxy, the fallback and the credential.
+pub fn manifests(names: &Names, shape: Shape, upstreams: &[String; 2]) -> [String; 3] {
     [
         proxy_manifest(names, shape, upstreams),
+        fallback_manifest(names, shape, upstreams),
         format!(
             "apiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: {{ name: {}, labels: {{ owner: switchyard-bench }} }}\nspec:\n  type: secret\n  value: \"bench-secret-{}\"\n",
             names.credential, shape.credential
@@ -139,14 +193,25 @@ fn proxy_manifest(names: &Names, shape: Shape, upstreams: &[String; 2]) -> Strin
     } else {
         String::new()
     };
-    let limit = if shape.policy {
-        999_999_999
-    } else {
-        1_000_000_000
-    };
+    let limit = shape.limit();
     format!(
         "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: {}, labels: {{ owner: switchyard-bench }} }}\nspec:\n  routes:\n    - pathPrefix: /bench{hosts}{extra}\n  upstream:\n    targets:\n      - url: http://{}\n  policies:\n    - type: rate-limit\n      key: client-ip\n      limit: {limit}\n      per: 1s\n    - type: upstream-credential\n      credential: {}\n      format: \"Bearer {{}}\"\n    - type: headers\n      response:\n        set: {{ x-release: r{} }}\n",
         names.proxy, upstreams[shape.upstream], names.credential, shape.seq
+    )
+}
+
+/// The catch-all: `/` (on the bench's host) answers 404 with this step's `x-release`, so
+/// a request to `/extra` while the route is absent is still a response of one known
+/// configuration. It changes with every step, so each revision changes two proxies at once.
+fn fallback_manifest(names: &Names, shape: Shape, upstreams: &[String; 2]) -> String {
+    let hosts = names
+        .host
+        .as_ref()
+        .map(|h| format!("\n      hosts: [\"{h}\"]"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: {}, labels: {{ owner: switchyard-bench }} }}\nspec:\n  routes:\n    - pathPrefix: /{hosts}\n  upstream:\n    targets:\n      - url: http://{}\n  policies:\n    - type: mock-response\n      status: 404\n      headers: {{ x-release: r{} }}\n      body: no such route in this revision\n",
+        names.fallback, upstreams[0], shape.seq
     )
 }
 
@@ -184,12 +249,16 @@ mod tests {
                     .route(host, "/bench/x", &http::Method::GET)
                     .unwrap();
                 assert_eq!(&*proxy.name, names.proxy);
-                assert_eq!(
-                    c.snapshot
-                        .route(host, "/extra", &http::Method::GET)
-                        .is_some(),
-                    shape.extra_route
-                );
+                let (_, extra, _) = c
+                    .snapshot
+                    .route(host, "/extra/item", &http::Method::GET)
+                    .unwrap();
+                let expected = if shape.extra_route {
+                    &names.proxy
+                } else {
+                    &names.fallback
+                };
+                assert_eq!(&*extra.name, expected);
             }
         }
     }

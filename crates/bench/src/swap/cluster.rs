@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use switchyard_api::AdminClient;
-use switchyard_api::admin::{ApplyRequest, CreateToken, EntityKey, RevisionView};
+use switchyard_api::admin::{ApplyRequest, CreateToken, EntityKey, RevisionView, WorkerView};
 use switchyard_config::Kind;
 use switchyard_manager::{Manager, ManagerOptions};
 use tokio::sync::watch;
@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use super::changes::Names;
 use super::setup;
 use crate::BenchError;
+use crate::fault::Link;
 use crate::http::gauge;
 use crate::procs::{WorkerProcess, WorkerSpec, rss_kb};
 
@@ -38,8 +39,13 @@ pub struct ExistingCluster {
 }
 
 /// One Worker under load.
+#[derive(Debug, Clone)]
 pub struct BenchWorker {
+    /// Its id at the Manager (an existing cluster's Worker whose reported address does not
+    /// match its target is named by the target).
     pub id: String,
+    /// Its traffic listener as named (`http://host:port`).
+    pub target: String,
     pub listen: SocketAddr,
     pub admin: Option<SocketAddr>,
     /// Local Workers: read memory from /proc.
@@ -66,14 +72,19 @@ pub struct BenchCluster {
     pub env: String,
     pub names: Names,
     pub workers: Vec<BenchWorker>,
-    /// Workers expected to ACK every change (every Worker connected to the environment).
-    pub ackers: usize,
+    /// The Manager's ids of the Workers that must ACK every change: every Worker connected
+    /// to the environment when the bench started.
+    pub ackers: Vec<String>,
     /// True when the bench owns the environment (nothing else writes to it).
     pub owned: bool,
     local: Option<Local>,
 }
 
 struct Local {
+    /// How many Worker processes to start.
+    count: usize,
+    /// The Worker (0-based) whose link to the Manager goes through `link`.
+    cut: Option<(usize, Link)>,
     processes: Vec<WorkerProcess>,
     binary: PathBuf,
     worker_token: String,
@@ -86,8 +97,14 @@ const OWN_ENV: &str = "bench";
 
 impl BenchCluster {
     /// A Manager in this process (embedded store in a temp dir); the Worker processes
-    /// (run from `binary`) start with [`BenchCluster::start_workers`].
-    pub async fn start(workers: usize, binary: &Path) -> Result<BenchCluster, BenchError> {
+    /// (run from `binary`) start with [`BenchCluster::start_workers`]. With `cut`, that
+    /// Worker (1-based) reaches the Manager through a [`Link`] that [`BenchCluster::cut`]
+    /// cuts.
+    pub async fn start(
+        workers: usize,
+        binary: &Path,
+        cut: Option<usize>,
+    ) -> Result<BenchCluster, BenchError> {
         let dir = tempfile::tempdir().map_err(setup)?;
         let manager = Manager::open(ManagerOptions::new(dir.path().join("manager")))
             .await
@@ -104,6 +121,17 @@ impl BenchCluster {
             let _ = mstop.wait_for(|s| *s).await;
         }));
         let client = AdminClient::new(&format!("http://{maddr}"), &admin_token)?;
+        let cut = match cut {
+            None => None,
+            Some(n) if (1..=workers).contains(&n) => {
+                Some((n - 1, Link::start(maddr).await.map_err(setup)?))
+            }
+            Some(n) => {
+                return Err(BenchError::Setup(format!(
+                    "--cut-worker {n}: there are Workers 1 to {workers}"
+                )));
+            }
+        };
         client.create_env(OWN_ENV).await?;
         let token = client
             .create_token(&CreateToken {
@@ -119,9 +147,11 @@ impl BenchCluster {
             env: OWN_ENV.into(),
             names: Names::own(),
             workers: Vec::new(),
-            ackers: workers,
+            ackers: (1..=workers).map(worker_id).collect(),
             owned: true,
             local: Some(Local {
+                count: workers,
+                cut,
                 processes: Vec::new(),
                 binary: binary.to_path_buf(),
                 worker_token: token.token,
@@ -153,6 +183,7 @@ impl BenchCluster {
         for (i, t) in x.targets.iter().enumerate() {
             workers.push(BenchWorker {
                 id: t.clone(),
+                target: t.clone(),
                 listen: socket(t, "--targets")?,
                 admin: x
                     .admins
@@ -165,19 +196,31 @@ impl BenchCluster {
         // Workers that just started (or are reconnecting) get a few seconds to subscribe.
         let deadline = Instant::now() + Duration::from_secs(10);
         let connected = loop {
-            let n = connected_workers(&client, &x.env).await?;
-            if n >= workers.len() {
-                break n;
+            let connected = connected_workers(&client, &x.env).await?;
+            if connected.len() >= workers.len() {
+                break connected;
             }
             if Instant::now() > deadline {
                 return Err(BenchError::Setup(format!(
-                    "only {n} Workers are connected to {:?} but {} targets were named",
+                    "only {} Workers are connected to {:?} but {} targets were named",
+                    connected.len(),
                     x.env,
                     workers.len()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
+        // Name each target by the Worker whose reported traffic address it is.
+        for w in &mut workers {
+            if let Some(v) = connected.iter().find(|v| {
+                v.address
+                    .as_deref()
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+                    == Some(w.listen)
+            }) {
+                w.id.clone_from(&v.id);
+            }
+        }
         let tag = format!(
             "{:x}{:x}",
             std::process::id(),
@@ -191,7 +234,7 @@ impl BenchCluster {
             env: x.env.clone(),
             names: Names::unique(&tag),
             workers,
-            ackers: connected,
+            ackers: connected.into_iter().map(|v| v.id).collect(),
             owned: false,
             local: None,
         })
@@ -204,13 +247,17 @@ impl BenchCluster {
             return Ok(());
         };
         let manager_url = format!("http://{}", self.manager);
-        for i in 0..self.ackers {
+        for i in 0..l.count {
+            let manager = match &l.cut {
+                Some((n, link)) if *n == i => format!("http://{}", link.addr),
+                _ => manager_url.clone(),
+            };
             l.processes.push(WorkerProcess::spawn(WorkerSpec {
                 binary: &l.binary,
-                manager: &manager_url,
+                manager: &manager,
                 env: OWN_ENV,
                 token: &l.worker_token,
-                id: format!("bench-w{}", i + 1),
+                id: worker_id(i + 1),
                 cache_dir: &l.dir.path().join(format!("worker-{}", i + 1)),
             })?);
         }
@@ -219,6 +266,7 @@ impl BenchCluster {
             .iter()
             .map(|p| BenchWorker {
                 id: p.id.clone(),
+                target: format!("http://{}", p.listen),
                 listen: p.listen,
                 admin: Some(p.admin),
                 pid: Some(p.child.id()),
@@ -226,18 +274,27 @@ impl BenchCluster {
             .collect();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let n = connected_workers(&self.client, &self.env).await?;
-            if n >= self.ackers {
+            let n = connected_workers(&self.client, &self.env).await?.len();
+            if n >= l.count {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(BenchError::Setup(format!(
                     "only {n} of {} Workers connected",
-                    self.ackers
+                    l.count
                 )));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Cuts the `--cut-worker` Worker off the Manager (its stream, pulls and reports; its
+    /// traffic listener is untouched). Returns its id, or `None` when no Worker is to be
+    /// cut.
+    pub fn cut(&self) -> Option<&str> {
+        let (n, link) = self.local.as_ref()?.cut.as_ref()?;
+        link.cut();
+        Some(self.workers.get(*n)?.id.as_str())
     }
 
     /// Applies the bench's manifests; returns the Manager's revision.
@@ -274,6 +331,7 @@ impl BenchCluster {
             None => {
                 let delete = vec![
                     EntityKey::new(Kind::Proxy, self.names.proxy.as_str()),
+                    EntityKey::new(Kind::Proxy, self.names.fallback.as_str()),
                     EntityKey::new(Kind::Credential, self.names.credential.as_str()),
                 ];
                 let req = ApplyRequest {
@@ -287,13 +345,16 @@ impl BenchCluster {
     }
 }
 
-async fn connected_workers(client: &AdminClient, env: &str) -> Result<usize, BenchError> {
-    Ok(client
-        .workers(env)
-        .await?
-        .iter()
-        .filter(|w| w.connected)
-        .count())
+/// The Workers connected to `env` now.
+async fn connected_workers(client: &AdminClient, env: &str) -> Result<Vec<WorkerView>, BenchError> {
+    let mut all = client.workers(env).await?;
+    all.retain(|w| w.connected);
+    Ok(all)
+}
+
+/// The id of the bench's own Worker `n` (1-based).
+fn worker_id(n: usize) -> String {
+    format!("bench-w{n}")
 }
 
 /// `http://host:port` (or `host:port`) → a socket address.

@@ -1,7 +1,10 @@
 //! `switchyard bench swap`: steady load through every Worker while changes are applied
-//! through the real admin API; then the four numbers: dropped requests, propagation,
-//! memory, audit completeness. Against a cluster of its own (a Manager in this process, N
-//! Worker processes) or an existing one (`--manager URL --env E --targets URL,…`).
+//! through the real admin API; then the four numbers (dropped requests, propagation,
+//! memory, audit completeness) and the checks behind PASS: what each Worker was seen to
+//! serve, each kind of change seen in responses, each Worker's ACKs and swap counter (see
+//! `analyse`). Against a cluster of its own (a Manager in this process, N Worker processes)
+//! or an existing one (`--manager URL --env E --targets URL,…`). `--cut-worker N` cuts one
+//! of its own Workers off the Manager halfway, to show that the verdict then fails.
 
 mod analyse;
 mod changes;
@@ -21,7 +24,7 @@ use crate::BenchError;
 use crate::http::gauge;
 use crate::load::{self, LoadPlan};
 use crate::report::{SwapReport, WorkerReport};
-use analyse::{Analysis, Change, analyse};
+use analyse::{Analysis, Change, RevisionAcks, analyse};
 use changes::{ChangeKind, Shape, authority, manifests};
 pub use cluster::ExistingCluster;
 use cluster::{BenchCluster, BenchWorker};
@@ -38,6 +41,9 @@ pub struct SwapOptions {
     pub binary: PathBuf,
     /// Measure this cluster instead of starting one.
     pub existing: Option<ExistingCluster>,
+    /// Fault injection (own cluster only): cut this Worker (1-based) off the Manager
+    /// halfway through the run. The run must then FAIL, naming it.
+    pub cut_worker: Option<usize>,
 }
 
 pub async fn run(o: SwapOptions) -> Result<SwapReport, BenchError> {
@@ -74,8 +80,13 @@ pub async fn run(o: SwapOptions) -> Result<SwapReport, BenchError> {
     ];
 
     let mut cluster = match &o.existing {
+        Some(_) if o.cut_worker.is_some() => {
+            return Err(BenchError::Setup(
+                "--cut-worker works on the bench's own cluster only (without --manager)".into(),
+            ));
+        }
         Some(x) => BenchCluster::existing(x).await?,
-        None => BenchCluster::start(o.workers, &o.binary).await?,
+        None => BenchCluster::start(o.workers, &o.binary, o.cut_worker).await?,
     };
     let result = drive(&o, &mut cluster, &upstreams).await;
     let finished = cluster.finish().await;
@@ -100,13 +111,13 @@ async fn drive(
         revision: first,
         kind: ChangeKind::Header,
         sent_at: 0.0,
-        upstream: shape.upstream_id(),
-        credential: shape.credential,
+        expect: shape.expect(),
     }];
     cluster.start_workers().await?;
     let workers = &cluster.workers;
     wait_for_revision(cluster, first).await?;
 
+    let swaps_start = swap_counters(workers).await;
     let rss_start = rss_all(workers).await;
     let peaks = Arc::new(std::sync::Mutex::new(rss_start.clone()));
     let sampling_done = Arc::new(AtomicBool::new(false));
@@ -119,7 +130,8 @@ async fn drive(
         targets: workers.iter().map(|w| w.listen).collect(),
         connections: o.connections,
         new_connections_per_sec: o.new_connections_per_sec,
-        path: "/bench/item".into(),
+        // In the order of analyse::PROBE_MAIN, PROBE_EXTRA.
+        paths: vec!["/bench/item".into(), "/extra/item".into()],
         host: cluster.names.request_host(),
         headers: Vec::new(),
     };
@@ -133,7 +145,14 @@ async fn drive(
     let mut next = Instant::now();
     let mut k = 0usize;
     let mut last_revision = first;
+    let mut cut = None;
     while start.elapsed() + quiet < o.duration {
+        if cut.is_none() && start.elapsed() >= o.duration / 2 {
+            cut = cluster.cut().map(str::to_string);
+            if let Some(id) = &cut {
+                tracing::warn!(worker = %id, "fault injection: cut off the Manager");
+            }
+        }
         tokio::time::sleep_until(next.into()).await;
         next += interval;
         let kind = ChangeKind::CYCLE[k % ChangeKind::CYCLE.len()];
@@ -154,8 +173,7 @@ async fn drive(
             revision,
             kind,
             sent_at,
-            upstream: shape.upstream_id(),
-            credential: shape.credential,
+            expect: shape.expect(),
         });
         if changes.len() == 101 {
             rss_after_100 = rss_all(workers).await;
@@ -166,29 +184,38 @@ async fn drive(
     let samples = load_task.await.map_err(setup)?;
     let duration_s = start.elapsed().as_secs_f64();
 
-    // Let the last ACKs arrive, then read propagation and completeness from the Manager.
+    // Let the last ACKs arrive (from every Worker connected when it was committed), then
+    // read the run's revisions from the Manager.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let v = cluster.revision(last_revision).await?;
-        if v.acks >= cluster.ackers || Instant::now() > deadline {
+        let expected = v.expected_workers.unwrap_or_else(|| cluster.ackers.clone());
+        let all = expected.iter().all(|w| {
+            v.reports
+                .iter()
+                .any(|r| &r.worker_id == w && r.status == ReportStatus::Ack)
+        });
+        if all || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut propagation = Vec::new();
-    let mut acked = 0u64;
+    let mut revisions = Vec::new();
     for c in changes.iter().filter(|c| c.seq > 1) {
         let v = cluster.revision(c.revision).await?;
-        let acks = v
-            .reports
-            .iter()
-            .filter(|r| r.status == ReportStatus::Ack)
-            .count();
-        acked += (acks as u64).min(cluster.ackers as u64);
-        if let Some(ms) = v.propagation_ms {
-            propagation.push(ms as f64);
-        }
+        revisions.push(RevisionAcks {
+            revision: c.revision,
+            acks: v
+                .reports
+                .iter()
+                .filter(|r| r.status == ReportStatus::Ack)
+                .map(|r| (r.worker_id.clone(), r.caught_up_to.is_some()))
+                .collect(),
+            joined_after: v.joined_after.len(),
+            propagation_ms: v.propagation_ms.map(|ms| ms as f64),
+        });
     }
+    let swaps_end = swap_counters(workers).await;
 
     // Generations return to 1 once traffic has drained.
     let mut generations = Vec::new();
@@ -225,9 +252,8 @@ async fn drive(
         &samples,
         &changes,
         Analysis {
-            propagation,
-            acked,
-            ackers: cluster.ackers,
+            revisions,
+            ackers: cluster.ackers.clone(),
             duration_s,
             generations_required: cluster.owned,
             workers: workers
@@ -235,17 +261,36 @@ async fn drive(
                 .enumerate()
                 .map(|(i, w)| WorkerReport {
                     id: w.id.clone(),
+                    target: w.target.clone(),
+                    swaps_during_run: match (swaps_start[i], swaps_end[i]) {
+                        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                        _ => None,
+                    },
                     rss_start_kb: rss_start[i],
                     rss_peak_kb: peaks[i].max(rss_end[i]),
                     rss_end_kb: rss_end[i],
                     rss_after_100_swaps_kb: rss_after_100[i],
                     live_generations_end: generations[i],
                     alloc_bytes_per_swap: alloc[i],
-                    requests: 0,
+                    ..WorkerReport::default()
                 })
                 .collect(),
         },
     ))
+}
+
+/// Each Worker's `switchyard_config_swaps_total` (None without an admin address).
+async fn swap_counters(workers: &[BenchWorker]) -> Vec<Option<u64>> {
+    let mut out = Vec::with_capacity(workers.len());
+    for w in workers {
+        out.push(match w.admin {
+            Some(admin) => gauge(admin, "switchyard_config_swaps_total")
+                .await
+                .map(|n| n as u64),
+            None => None,
+        });
+    }
+    out
 }
 
 async fn rss_all(workers: &[BenchWorker]) -> Vec<Option<u64>> {
@@ -263,15 +308,7 @@ fn spawn_sampler(
     peaks: Arc<std::sync::Mutex<Vec<Option<u64>>>>,
     done: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
-    let workers: Vec<BenchWorker> = workers
-        .iter()
-        .map(|w| BenchWorker {
-            id: w.id.clone(),
-            listen: w.listen,
-            admin: w.admin,
-            pid: w.pid,
-        })
-        .collect();
+    let workers = workers.to_vec();
     let every = if workers.iter().all(|w| w.pid.is_some()) {
         Duration::from_millis(100)
     } else {
@@ -293,18 +330,18 @@ fn spawn_sampler(
     })
 }
 
-/// Waits until every expected Worker has ACKed `revision` (the bench's first apply).
+/// Waits until every Worker that must has ACKed `revision` (the bench's first apply).
 async fn wait_for_revision(cluster: &BenchCluster, revision: u64) -> Result<(), BenchError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let acks = cluster.revision(revision).await?.acks;
-        if acks >= cluster.ackers {
+        if acks >= cluster.ackers.len() {
             return Ok(());
         }
         if Instant::now() > deadline {
             return Err(BenchError::Setup(format!(
                 "only {acks} of {} Workers ACKed the bench's first revision {revision}",
-                cluster.ackers
+                cluster.ackers.len()
             )));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

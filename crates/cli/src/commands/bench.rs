@@ -10,10 +10,12 @@ use serde::Serialize;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// A Manager, N Worker processes and local upstreams; steady load while changes are
-    /// applied through the admin API; reports dropped requests, mixed-version responses,
-    /// propagation, memory and audit completeness. Exits 1 if anything was dropped, mixed
-    /// or not audited.
+    /// A Manager, N Worker processes and local upstreams; steady load while changes of six
+    /// kinds are applied through the admin API; reports dropped requests, mixed-version
+    /// responses, propagation, memory and audit completeness, and per Worker what it was
+    /// seen to serve. Exits 1, listing why, if anything was dropped or mixed, a kind of
+    /// change was never seen in a response, a Worker missed a revision, went backwards,
+    /// did not ACK or did not swap.
     Swap {
         #[arg(long, default_value_t = 3)]
         workers: usize,
@@ -30,11 +32,17 @@ pub enum BenchCommand {
         /// Also write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Fault injection, to see the verdict fail: cut Worker N (1-based) off the
+        /// Manager halfway through the run (its traffic is untouched). The bench's own
+        /// cluster only.
+        #[arg(long, value_name = "N", conflicts_with = "manager")]
+        cut_worker: Option<usize>,
         #[command(flatten)]
         existing: Box<ExistingArgs>,
     },
     /// Throughput and latency of one Worker vs the upstream directly vs nginx (if
-    /// installed), interleaved runs, medians and ratios.
+    /// installed), interleaved runs, medians and ratios. Exits 1 if any run had an error
+    /// (a failed connection or a response other than 200): its numbers would not compare.
     Proxy {
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         duration: Duration,
@@ -55,8 +63,8 @@ pub enum BenchCommand {
     Scale {
         #[arg(long, default_value_t = 10_000)]
         proxies: usize,
-        /// One-proxy changes measured at each size.
-        #[arg(long, default_value_t = 50)]
+        /// One-proxy changes measured at each size, per mode (p99 is shown from 100 on).
+        #[arg(long, default_value_t = 200)]
         swaps: usize,
         #[arg(long)]
         json: Option<PathBuf>,
@@ -142,6 +150,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
             connections,
             new_connections_per_sec,
             json,
+            cut_worker,
             existing,
         } => {
             let report = switchyard_bench::swap(switchyard_bench::SwapOptions {
@@ -152,6 +161,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
                 new_connections_per_sec,
                 binary: binary()?,
                 existing: existing.cluster()?,
+                cut_worker,
             })
             .await?;
             print!("{}", report.to_text());
@@ -181,7 +191,15 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
             .await?;
             print!("{}", report.to_text());
             write_json(json.as_deref(), &report)?;
-            Ok(ExitCode::SUCCESS)
+            let errors: u64 = report.summary.iter().map(|t| t.errors).sum();
+            Ok(if errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "bench proxy: {errors} request(s) failed (see the errors column); these numbers do not compare"
+                );
+                ExitCode::FAILURE
+            })
         }
         BenchCommand::Fanout {
             subscribers,

@@ -218,8 +218,16 @@ fn a_mixed_response_fails_for_every_field_a_change_moves() {
         ));
         let r = failures_of(&s, &c, clean_analysis(&c));
         assert_eq!(r.mixed_version_responses, 1, "{word}");
-        assert!(mentions(&r, &["did not match", word]), "{word}: {:?}", r.failures);
-        assert!(r.mixed_examples[0].contains("worker w2"), "{:?}", r.mixed_examples);
+        assert!(
+            mentions(&r, &["did not match", word]),
+            "{word}: {:?}",
+            r.failures
+        );
+        assert!(
+            r.mixed_examples[0].contains("worker w2"),
+            "{:?}",
+            r.mixed_examples
+        );
     }
 }
 
@@ -241,7 +249,10 @@ fn a_stale_worker_that_acks_but_serves_the_old_revision_fails_naming_it() {
     assert_eq!(r.workers[1].revisions_missed, vec![2, 3, 4, 5, 6, 7]);
     assert!(r.workers[0].revisions_missed.is_empty());
     assert!(
-        mentions(&r, &["worker w2", "never seen serving 6 of the 6", "r2, r3"]),
+        mentions(
+            &r,
+            &["worker w2", "never seen serving 6 of the 6", "r2, r3"]
+        ),
         "{:?}",
         r.failures
     );
@@ -271,7 +282,11 @@ fn a_connection_that_goes_backwards_fails() {
     let r = failures_of(&s, &c, clean_analysis(&c));
     assert_eq!(r.workers[0].went_backwards, 1);
     assert_eq!(r.mixed_version_responses, 0);
-    assert!(mentions(&r, &["worker w1", "older revision"]), "{:?}", r.failures);
+    assert!(
+        mentions(&r, &["worker w1", "older revision"]),
+        "{:?}",
+        r.failures
+    );
     // The same answer on a new connection is not going backwards.
     let mut s = clean_samples(&c);
     s.push(sample(0, 99, PROBE_MAIN, 0.5, answer(&c[3], PROBE_MAIN)));
@@ -322,8 +337,16 @@ fn a_kind_never_observed_fails() {
     let r = failures_of(&s, &c, clean_analysis(&c));
     assert_eq!(r.kinds["route_addition"].observed, 0);
     assert_eq!(r.kinds["route_removal"].observed, 0);
-    assert!(mentions(&r, &["route addition", "never observed"]), "{:?}", r.failures);
-    assert!(mentions(&r, &["route removal", "never observed"]), "{:?}", r.failures);
+    assert!(
+        mentions(&r, &["route addition", "never observed"]),
+        "{:?}",
+        r.failures
+    );
+    assert!(
+        mentions(&r, &["route removal", "never observed"]),
+        "{:?}",
+        r.failures
+    );
 }
 
 #[test]
@@ -333,7 +356,14 @@ fn a_swap_counter_that_did_not_move_fails() {
     a.workers[0].swaps_during_run = Some(2);
     let r = failures_of(&clean_samples(&c), &c, a);
     assert!(
-        mentions(&r, &["worker w1", "swap counter advanced 2 times", "6 new revisions"]),
+        mentions(
+            &r,
+            &[
+                "worker w1",
+                "swap counter advanced 2 times",
+                "6 new revisions"
+            ]
+        ),
         "{:?}",
         r.failures
     );
@@ -345,5 +375,9 @@ fn generations_left_live_fail() {
     let mut a = clean_analysis(&c);
     a.workers[1].live_generations_end = Some(2.0);
     let r = failures_of(&clean_samples(&c), &c, a);
-    assert!(mentions(&r, &["worker w2", "generations"]), "{:?}", r.failures);
+    assert!(
+        mentions(&r, &["worker w2", "generations"]),
+        "{:?}",
+        r.failures
+    );
 }
