@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::Method;
 use serde_json::Value;
 use switchyard_api::AdminClient;
+use switchyard_api::admin::RevisionView;
 use switchyard_manager::{Manager, ManagerOptions};
 use switchyard_store::{SqliteStore, Store};
 use switchyard_worker::{ConfigSource, ManagedOptions, Worker, WorkerHandle, WorkerOptions};
@@ -136,6 +137,27 @@ impl RunningManager {
             Some(serde_json::json!({ "manifests": manifests })),
         )
         .await
+    }
+
+    /// The view of `revision` of `env` once every Worker of `ids` has reported on it
+    /// (bounded by [`DEADLINE`]).
+    pub async fn wait_reports(&self, env: &str, revision: u64, ids: &[&str]) -> RevisionView {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let view = self.client.revision(env, revision).await.unwrap();
+            if ids
+                .iter()
+                .all(|id| view.reports.iter().any(|r| r.worker_id == *id))
+            {
+                return view;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "revision {revision}: {:?}",
+                view.reports
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Stops the Manager (graceful) and waits until it has.

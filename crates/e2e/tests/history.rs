@@ -101,30 +101,6 @@ async fn resync_to(w: &ManagedWorker, revision: u64) -> switchyard_worker::statu
     }
 }
 
-/// Waits until every Worker in `ids` has a report for `revision`; returns them.
-async fn wait_reports(
-    m: &RunningManager,
-    revision: u64,
-    ids: &[&str],
-) -> Vec<switchyard_api::records::WorkerReport> {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let view = m.client.revision("dev", revision).await.unwrap();
-        if ids
-            .iter()
-            .all(|id| view.reports.iter().any(|r| r.worker_id == *id))
-        {
-            return view.reports;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "revision {revision}: {:?}",
-            view.reports
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
@@ -188,7 +164,7 @@ async fn workers_follow_a_manager_restored_from_an_older_backup_to_exactly_its_c
         );
     }
     // Each ACKs revision 1 of the new store, saying it resynchronised.
-    let reports = wait_reports(&m, 1, &["w1", "w2"]).await;
+    let reports = m.wait_reports("dev", 1, &["w1", "w2"]).await.reports;
     for r in &reports {
         assert_eq!(r.status, ReportStatus::Ack, "{r:?}");
         let detail = r.detail.as_deref().unwrap_or_default();
@@ -218,7 +194,7 @@ async fn workers_follow_a_manager_restored_from_an_older_backup_to_exactly_its_c
         let resync = w.handle.status().sync.unwrap().last_resync.unwrap();
         assert_eq!(resync.to_revision, 1, "no second resync");
     }
-    for r in wait_reports(&m, 2, &["w1", "w2"]).await {
+    for r in m.wait_reports("dev", 2, &["w1", "w2"]).await.reports {
         assert_eq!((r.status, r.detail.as_deref()), (ReportStatus::Ack, None));
     }
 
@@ -315,7 +291,7 @@ async fn a_manager_behind_or_with_other_content_at_the_same_revision_is_followed
         resync.reason,
         "the Manager's state at revision 2 is not the one this Worker serves"
     );
-    let reports = wait_reports(&m, 2, &["w1"]).await;
+    let reports = m.wait_reports("dev", 2, &["w1"]).await.reports;
     assert_eq!(reports[0].status, ReportStatus::Ack);
 }
 
@@ -371,7 +347,7 @@ async fn reports_are_bound_to_the_worker_and_to_revisions_the_environment_has() 
     let opts = ManagedWorker::options(&m.url(), "dev", &token, "w1", &data.path().join("c"));
     let w = ManagedWorker::start(opts).await.unwrap();
     w.wait_for_revision(1).await;
-    wait_reports(&m, 1, &["w1"]).await;
+    m.wait_reports("dev", 1, &["w1"]).await;
 
     let client = |token: &str, id: &str| SyncClient::new(&m.url(), token, "dev", id, None).unwrap();
     let ack = |revision: u64, store_id: Option<&str>| ReportBody {

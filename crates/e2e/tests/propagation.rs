@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use http::Method;
+use switchyard_api::records::ReportStatus;
 use switchyard_e2e::cluster::{ManagedWorker, RunningManager};
 use switchyard_e2e::forwarder::Forwarder;
 use switchyard_e2e::{Conn, Harness, eventually, payments_manifest};
@@ -347,6 +348,10 @@ async fn workers_ride_out_a_manager_outage_and_restart_from_cache() {
     assert_eq!((a.status, a.header("x-release")), (200, Some("green")));
 }
 
+/// Cut off while revisions 2 to 4 are committed, the Worker jumps from 1 to 4: it ACKs 2 and
+/// 3 as caught up to 4 and 4 as swapped in; not connected when they were committed, it is
+/// listed as having joined after each commit (and after revision 1's, which it started
+/// after).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_missed_notifications_converges_and_never_goes_backwards() {
     let h = Harness::upstreams(&["a", "b"]).await;
@@ -379,6 +384,16 @@ async fn a_worker_that_missed_notifications_converges_and_never_goes_backwards()
     });
 
     link.cut();
+    // The Manager notices the Worker gone (its next heartbeat fails): it is not expected to
+    // pick up what follows.
+    let deadline = tokio::time::Instant::now() + switchyard_e2e::DEADLINE;
+    while connected_workers(&m, "dev").await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Manager still sees the cut Worker"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     for i in 1..=3 {
         let (s, _) = m.apply("dev", &[version(&h, i)]).await;
         assert_eq!(s, 200);
@@ -397,4 +412,23 @@ async fn a_worker_that_missed_notifications_converges_and_never_goes_backwards()
     );
     let a = switchyard_e2e::get_once(w.addr, "/payments/1").await;
     assert_eq!((a.status, a.header("x-release")), (200, Some("green")));
+
+    // Its ACKs say how it came to serve each revision, and that it joined after the commit.
+    for (revision, caught_up_to) in [(1, None), (2, Some(4)), (3, Some(4)), (4, None)] {
+        let view = m.wait_reports("dev", revision, &["w1"]).await;
+        let ack = &view.reports[0];
+        assert_eq!(
+            (ack.status, ack.caught_up_to),
+            (ReportStatus::Ack, caught_up_to),
+            "revision {revision}: {ack:?}"
+        );
+        let caught_up = usize::from(caught_up_to.is_some());
+        assert_eq!(
+            (view.acks, view.applied, view.caught_up),
+            (1, 1 - caught_up, caught_up),
+            "revision {revision}"
+        );
+        assert_eq!(view.expected_workers, Some(vec![]), "revision {revision}");
+        assert_eq!(view.joined_after, ["w1"], "revision {revision}");
+    }
 }
