@@ -19,10 +19,12 @@ fn a_short_bench_swap_drops_nothing_mixes_nothing_and_audits_everything() {
             "swap",
             "--workers",
             "2",
+            // Three seconds of changes between the quiet seconds: 18 changes, three of
+            // each kind, with room for a slow apply on a busy machine.
             "--duration",
-            "4s",
+            "5s",
             "--changes-per-sec",
-            "4",
+            "6",
             "--connections",
             "8",
             "--new-connections-per-sec",

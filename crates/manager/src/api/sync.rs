@@ -307,13 +307,13 @@ async fn check_report(
         Binding::Bound => {}
         Binding::NotConnected => {
             return Err(mismatch(format!(
-                "worker {worker_id:?} has no event stream open on {env:?} with token {}:                  a report is accepted from a Worker connected as that id with the same token                  (GET /v1/envs/{env}/events with {WORKER_ID_HEADER}: {worker_id})",
+                "worker {worker_id:?} has no event stream open on {env:?} with token {}: a report is accepted from a Worker connected as that id with the same token (GET /v1/envs/{env}/events with {WORKER_ID_HEADER}: {worker_id})",
                 who.token_id
             )));
         }
         Binding::OtherToken => {
             return Err(mismatch(format!(
-                "worker {worker_id:?} is connected to {env:?} with another token; token {}                  may not report for it",
+                "worker {worker_id:?} is connected to {env:?} with another token; token {} may not report for it",
                 who.token_id
             )));
         }
@@ -325,7 +325,7 @@ async fn check_report(
                 StatusCode::CONFLICT,
                 ErrorCode::StoreMismatch,
                 format!(
-                    "the report is about revision {} of store {theirs}, but this Manager's                      store is {ours} (restored from a backup or replaced since): pull again",
+                    "the report is about revision {} of store {theirs}, but this Manager's store is {ours} (restored from a backup or replaced since): pull again",
                     body.revision
                 ),
             ));
