@@ -148,7 +148,7 @@ impl SwapReport {
         let c = &self.connection_errors;
         let _ = writeln!(
             s,
-            "requests {}: 2xx {}, 3xx {}, 4xx {}, 5xx {}; connection errors: refused {}, reset {}, timeout {}, other {}",
+            "requests {}: 2xx {}, 3xx {}, 4xx {} (/extra's 404s while a revision has no such route), 5xx {}; connection errors: refused {}, reset {}, timeout {}, other {}",
             self.requests, r.s2xx, r.s3xx, r.s4xx, r.s5xx, c.refused, c.reset, c.timeout, c.other
         );
         let _ = writeln!(s, "dropped requests:        {}", self.dropped_requests);
