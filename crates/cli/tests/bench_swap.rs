@@ -9,31 +9,34 @@ mod common;
 
 use common::run;
 
+/// A 5-second `bench swap` of two Worker processes of its own, with 8 keep-alive
+/// connections and 5 new connections a second, writing its JSON report to `json`.
+fn own_cluster(json: &std::path::Path, more: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "bench",
+        "swap",
+        "--workers",
+        "2",
+        "--duration",
+        "5s",
+        "--connections",
+        "8",
+        "--new-connections-per-sec",
+        "5",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    args.extend_from_slice(more);
+    run(&args, &[])
+}
+
 #[test]
 fn a_short_bench_swap_drops_nothing_mixes_nothing_and_audits_everything() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
-    let (ok, out, err) = run(
-        &[
-            "bench",
-            "swap",
-            "--workers",
-            "2",
-            // Three seconds of changes between the quiet seconds: 18 changes, three of
-            // each kind, with room for a slow apply on a busy machine.
-            "--duration",
-            "5s",
-            "--changes-per-sec",
-            "6",
-            "--connections",
-            "8",
-            "--new-connections-per-sec",
-            "5",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        &[],
-    );
+    // Three seconds of changes between the quiet seconds: 18 changes, three of each kind,
+    // with room for a slow apply on a busy machine.
+    let (ok, out, err) = own_cluster(&json, &["--changes-per-sec", "6"]);
     assert!(ok, "bench swap failed:\n{out}\n{err}");
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(r["dropped_requests"], 0, "{out}");
@@ -87,27 +90,7 @@ fn a_short_bench_swap_drops_nothing_mixes_nothing_and_audits_everything() {
 fn a_worker_cut_off_mid_run_fails_the_bench_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
-    let (ok, out, err) = run(
-        &[
-            "bench",
-            "swap",
-            "--workers",
-            "2",
-            "--duration",
-            "4s",
-            "--changes-per-sec",
-            "4",
-            "--connections",
-            "8",
-            "--new-connections-per-sec",
-            "0",
-            "--cut-worker",
-            "1",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (ok, out, err) = own_cluster(&json, &["--changes-per-sec", "4", "--cut-worker", "1"]);
     assert!(
         !ok,
         "bench swap passed with a Worker cut off:\n{out}\n{err}"

@@ -86,6 +86,14 @@ impl Names {
         }
     }
 
+    /// The `hosts:` line of the bench's routes (nothing: any host).
+    fn hosts_yaml(&self) -> String {
+        self.host
+            .as_ref()
+            .map(|h| format!("\n      hosts: [\"{h}\"]"))
+            .unwrap_or_default()
+    }
+
     /// The Host header the load sends.
     pub fn request_host(&self) -> String {
         self.host.clone().unwrap_or_else(|| "bench.test".into())
@@ -183,11 +191,7 @@ pub fn manifests(names: &Names, shape: Shape, upstreams: &[String; 2]) -> [Strin
 }
 
 fn proxy_manifest(names: &Names, shape: Shape, upstreams: &[String; 2]) -> String {
-    let hosts = names
-        .host
-        .as_ref()
-        .map(|h| format!("\n      hosts: [\"{h}\"]"))
-        .unwrap_or_default();
+    let hosts = names.hosts_yaml();
     let extra = if shape.extra_route {
         format!("\n    - pathPrefix: /extra{hosts}")
     } else {
@@ -204,11 +208,7 @@ fn proxy_manifest(names: &Names, shape: Shape, upstreams: &[String; 2]) -> Strin
 /// a request to `/extra` while the route is absent is still a response of one known
 /// configuration. It changes with every step, so each revision changes two proxies at once.
 fn fallback_manifest(names: &Names, shape: Shape, upstreams: &[String; 2]) -> String {
-    let hosts = names
-        .host
-        .as_ref()
-        .map(|h| format!("\n      hosts: [\"{h}\"]"))
-        .unwrap_or_default();
+    let hosts = names.hosts_yaml();
     format!(
         "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: {}, labels: {{ owner: switchyard-bench }} }}\nspec:\n  routes:\n    - pathPrefix: /{hosts}\n  upstream:\n    targets:\n      - url: http://{}\n  policies:\n    - type: mock-response\n      status: 404\n      headers: {{ x-release: r{} }}\n      body: no such route in this revision\n",
         names.fallback, upstreams[0], shape.seq
