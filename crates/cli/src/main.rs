@@ -35,10 +35,13 @@ fn main() -> ExitCode {
         "info"
     };
     init_tracing(&cli.log_format, default_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Worker(args) = &cli.command
+        && let Some(n) = args.threads
     {
+        builder.worker_threads(usize::from(n));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

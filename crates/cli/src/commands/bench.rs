@@ -40,8 +40,9 @@ pub enum BenchCommand {
         #[command(flatten)]
         existing: Box<ExistingArgs>,
     },
-    /// Throughput and latency of one Worker vs the upstream directly vs nginx (if
-    /// installed), interleaved runs, medians and ratios. Exits 1 if any run had an error
+    /// Throughput, latency and CPU per request of one Worker vs the upstream directly vs
+    /// nginx and HAProxy (if installed), with as many worker processes or threads as the
+    /// Worker has threads; interleaved runs, medians and ratios. Exits 1 if any run had an error
     /// (a failed connection or a response other than 200): its numbers would not compare.
     Proxy {
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -52,9 +53,19 @@ pub enum BenchCommand {
         rounds: usize,
         #[arg(long)]
         no_nginx: bool,
+        #[arg(long)]
+        no_haproxy: bool,
         /// Also measure a proxy with api-key + rate-limit + headers.
         #[arg(long)]
         pipeline: bool,
+        /// The Worker's threads; nginx gets as many worker processes, HAProxy as many
+        /// threads (the load generator and the upstream share the machine's cores).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Every proxy writes an access log line per request to a file (the Worker its
+        /// JSON lines, nginx and HAProxy their usual formats).
+        #[arg(long)]
+        access_log: bool,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -177,7 +188,10 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
             connections,
             rounds,
             no_nginx,
+            no_haproxy,
             pipeline,
+            threads,
+            access_log,
             json,
         } => {
             let report = switchyard_bench::proxy(switchyard_bench::ProxyOptions {
@@ -185,7 +199,10 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
                 connections,
                 rounds,
                 no_nginx,
+                no_haproxy,
                 pipeline,
+                threads,
+                access_log,
                 binary: binary()?,
             })
             .await?;

@@ -43,6 +43,9 @@ pub struct WorkerArgs {
     /// How long in-flight requests may take to finish on shutdown.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+    /// Threads serving traffic (default: one per CPU).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
     /// Do not watch the configuration for changes (SIGHUP still reloads).
     #[arg(long)]
     pub no_watch: bool,
