@@ -481,7 +481,7 @@ async fn start_haproxy(
         std::fs::write(
             &conf,
             format!(
-                "global\n  nbthread {threads}\n  maxconn 10000\n{global_log}defaults\n  mode http\n{log}  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n  http-response set-header x-release blue\nbackend be\n  server up {upstream}\n"
+                "global\n  nbthread {threads}\n  maxconn 4096\n{global_log}defaults\n  mode http\n{log}  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n  http-response set-header x-release blue\nbackend be\n  server up {upstream}\n"
             ),
         )
         .map_err(|e| e.to_string())?;
