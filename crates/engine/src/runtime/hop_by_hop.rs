@@ -29,8 +29,12 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Removes connection-level headers, including any named in `Connection`. Allocates only
-/// when the message carries a `Connection` header.
+/// when the message carries a `Connection` header. The common message has none: one pass
+/// over its header names tells, instead of a hashed lookup per connection-level name.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -45,5 +49,33 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
     for name in &HOP_BY_HOP {
         headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn only_connection_level_headers_go_and_a_message_without_them_is_untouched() {
+        let mut h = HeaderMap::new();
+        h.insert("x-a", HeaderValue::from_static("1"));
+        h.append("x-a", HeaderValue::from_static("2"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let before = h.clone();
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h, before);
+
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h, before);
+
+        h.insert(header::CONNECTION, HeaderValue::from_static("x-a"));
+        remove_hop_by_hop(&mut h);
+        assert!(!h.contains_key("x-a") && !h.contains_key(header::CONNECTION));
+        assert!(h.contains_key(header::CONTENT_TYPE));
     }
 }
