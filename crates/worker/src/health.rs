@@ -24,7 +24,8 @@ use switchyard_engine::runtime::health::{ActiveCheck, Transition};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::runtime::{Runtime, UPSTREAM_IDLE_TIMEOUT};
+use crate::pool::IDLE_TIMEOUT;
+use crate::runtime::Runtime;
 
 type CheckClient = Client<HttpConnector, Empty<Bytes>>;
 
@@ -93,7 +94,7 @@ fn client() -> CheckClient {
     connector.set_nodelay(true);
     connector.enforce_http(true);
     Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
+        .pool_idle_timeout(IDLE_TIMEOUT)
         .pool_max_idle_per_host(1)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())

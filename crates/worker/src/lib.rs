@@ -8,6 +8,7 @@ mod connections;
 mod health;
 mod idle;
 mod metrics;
+mod pool;
 pub mod proxy;
 mod reload;
 mod runtime;
@@ -33,8 +34,9 @@ pub use swap_path::SwapPath;
 pub use sync::ManagedOptions;
 
 use crate::access_log::AccessLog;
+use crate::pool::Pools;
 use crate::reload::Reloader;
-use crate::runtime::{ClientPool, Observability, Runtime};
+use crate::runtime::{Observability, Runtime};
 
 /// Where a Worker's configuration comes from.
 #[derive(Debug, Clone)]
@@ -119,7 +121,7 @@ impl Worker {
             return Err(WorkerError::WrongMode("files (use Worker::connect)"));
         };
         let obs = Self::observability(&options)?;
-        let mut reloader = Reloader::initial(path.clone(), obs, ClientPool::default())?;
+        let mut reloader = Reloader::initial(path.clone(), obs, Pools::default())?;
         reloader.thread_allocated = options.thread_allocated;
         Ok(Worker {
             reloader: Arc::new(reloader),
@@ -137,7 +139,7 @@ impl Worker {
         let obs = Self::observability(&options)?;
         let (mut reloader, state, served_from, manager_error) =
             sync::Syncer::start(managed.clone(), |m, o| {
-                Reloader::from_set(m, o, obs.clone(), ClientPool::default())
+                Reloader::from_set(m, o, obs.clone(), Pools::default())
             })
             .await?;
         reloader.thread_allocated = options.thread_allocated;

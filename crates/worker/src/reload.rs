@@ -13,7 +13,8 @@ use switchyard_engine::runtime::TargetHealth;
 use switchyard_engine::{Change, ChangeKind, Compiled, Compiler, Numbering};
 use tokio::sync::watch;
 
-use crate::runtime::{ClientPool, Observability, ProxyExt, Runtime};
+use crate::pool::Pools;
+use crate::runtime::{Observability, ProxyExt, Runtime};
 use crate::status::{
     ProxyStatus, ReloadReport, ReloadResult, StatusReport, SyncStatus, TargetStatus,
 };
@@ -38,7 +39,7 @@ pub struct Reloader {
     config: Option<PathBuf>,
     current: Arc<ArcSwap<Runtime>>,
     obs: Arc<Observability>,
-    clients: Arc<ClientPool>,
+    pools: Arc<Pools>,
     /// Serialises reloads; held only by the (blocking) reload itself.
     reload_lock: Mutex<()>,
     last: Mutex<Option<ReloadReport>>,
@@ -58,11 +59,11 @@ impl Reloader {
     pub fn initial(
         config: PathBuf,
         obs: Arc<Observability>,
-        clients: ClientPool,
+        pools: Pools,
     ) -> Result<Reloader, ConfigErrors> {
         let manifests = load_path(&config)?;
         let refs: Vec<&Located<Manifest>> = manifests.iter().collect();
-        let reloader = Self::from_set(&refs, &Numbering::default(), obs, clients)?;
+        let reloader = Self::from_set(&refs, &Numbering::default(), obs, pools)?;
         tracing::info!(config = %config.display(), "configuration files loaded");
         Ok(Reloader {
             config: Some(config),
@@ -75,7 +76,7 @@ impl Reloader {
         manifests: &[&Located<Manifest>],
         numbering: &Numbering,
         obs: Arc<Observability>,
-        clients: ClientPool,
+        pools: Pools,
     ) -> Result<Reloader, ConfigErrors> {
         let started = Instant::now();
         let compiler = Compiler::new();
@@ -83,8 +84,9 @@ impl Reloader {
         let mut snapshot = compiled.snapshot;
         snapshot.revision = numbering.revision.unwrap_or(snapshot.revision.max(1));
         let revision = snapshot.revision;
-        let clients = Arc::new(clients);
-        let runtime = Runtime::new(snapshot, &compiled.changes, &obs, &clients);
+        let pools = Arc::new(pools);
+        Pools::spawn_reaper(&pools);
+        let runtime = Runtime::new(snapshot, &compiled.changes, &obs, &pools);
         obs.metrics
             .revision
             .set(i64::try_from(revision).unwrap_or(i64::MAX));
@@ -101,7 +103,7 @@ impl Reloader {
             config: None,
             current: Arc::new(ArcSwap::from_pointee(runtime)),
             obs,
-            clients,
+            pools,
             reload_lock: Mutex::new(()),
             last: Mutex::new(None),
             revision_tx,
@@ -293,12 +295,8 @@ impl Reloader {
                         }
                     })
                     .collect();
-                let runtime = Runtime::new(
-                    compiled.snapshot,
-                    &compiled.changes,
-                    &self.obs,
-                    &self.clients,
-                );
+                let runtime =
+                    Runtime::new(compiled.snapshot, &compiled.changes, &self.obs, &self.pools);
                 // The swap: one atomic pointer store. Requests that already loaded the old
                 // generation keep it until they finish; new ones get this one.
                 self.current.store(Arc::new(runtime));

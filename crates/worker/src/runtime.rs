@@ -2,27 +2,15 @@
 //! what the Worker attaches to each proxy (metric handles, the upstream connection pool).
 //! One `Arc<Runtime>` is loaded per request and held until its response body ends.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
 use switchyard_engine::{ChangeKind, ProxyChange, Snapshot};
 
 use crate::access_log::AccessLog;
 use crate::connections::Connections;
 use crate::metrics::{Metrics, ProxyMetrics};
-use crate::proxy::body::RequestBody;
-
-pub type UpstreamClient = Client<HttpConnector, RequestBody>;
-
-/// Idle upstream connections are closed after this long: shorter than the keep-alive of
-/// common upstream servers (Node.js 5 s, Apache 5 s, nginx 75 s), so the gateway closes an
-/// idle connection before the upstream does and never reuses one that is being closed.
-pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+use crate::pool::{HostPool, Pools};
 
 /// Shared by every generation: metrics, the access log and the client connections.
 pub struct Observability {
@@ -51,7 +39,7 @@ pub struct Runtime {
     pub snapshot: Snapshot<ProxyExt>,
     pub unmatched: Arc<ProxyMetrics>,
     pub obs: Arc<Observability>,
-    clients: Arc<ClientPool>,
+    pools: Arc<Pools>,
     _generation: GenerationToken,
 }
 
@@ -59,11 +47,9 @@ pub struct Runtime {
 /// the version is compiled, and kept by every generation that shares the proxy.
 pub struct ProxyExt {
     pub metrics: Arc<ProxyMetrics>,
-    /// Pooled: keep-alive connections are reused.
-    pub client: UpstreamClient,
-    /// Never reuses a connection: for the one retry of a request whose reused connection
-    /// the upstream closed.
-    pub fresh_client: UpstreamClient,
+    /// The connection pool of each of the upstream's targets, in the targets' order
+    /// (shared with every proxy version that has the same target).
+    pub pools: Box<[Arc<HostPool>]>,
 }
 
 impl std::fmt::Debug for ProxyExt {
@@ -80,13 +66,13 @@ impl Runtime {
         snapshot: Snapshot<ProxyExt>,
         changes: &[ProxyChange],
         obs: &Arc<Observability>,
-        clients: &Arc<ClientPool>,
+        pools: &Arc<Pools>,
     ) -> Runtime {
         let runtime = Runtime {
             unmatched: obs.metrics.proxy(&Arc::from("_unmatched")),
             _generation: GenerationToken::new(&obs.metrics.live_generations),
             obs: obs.clone(),
-            clients: clients.clone(),
+            pools: pools.clone(),
             snapshot,
         };
         for c in changes.iter().filter(|c| c.kind != ChangeKind::Removed) {
@@ -100,13 +86,14 @@ impl Runtime {
     /// The Worker's part of `proxy`. Attached when the proxy's version was compiled, so
     /// this is one atomic load; a proxy somehow not attached yet is attached now.
     pub fn ext<'a>(&self, proxy: &'a Proxy) -> &'a ProxyExt {
-        proxy.attachment.get_or_init(|| {
-            let (client, fresh_client) = self.clients.get(proxy.upstream.connect_timeout);
-            ProxyExt {
-                metrics: self.obs.metrics.proxy(&proxy.name),
-                client,
-                fresh_client,
-            }
+        proxy.attachment.get_or_init(|| ProxyExt {
+            metrics: self.obs.metrics.proxy(&proxy.name),
+            pools: proxy
+                .upstream
+                .targets
+                .iter()
+                .map(|t| self.pools.get(&t.authority, proxy.upstream.connect_timeout))
+                .collect(),
         })
     }
 }
@@ -125,39 +112,6 @@ impl GenerationToken {
 impl Drop for GenerationToken {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-/// Upstream HTTP clients, one pair (pooled, fresh) per connect timeout, kept across
-/// generations so a swap never throws away warm keep-alive connections.
-#[derive(Default)]
-pub struct ClientPool {
-    by_connect_timeout: Mutex<HashMap<Duration, (UpstreamClient, UpstreamClient)>>,
-}
-
-impl ClientPool {
-    /// The pooled client and the fresh-connection client for `connect_timeout`.
-    pub fn get(&self, connect_timeout: Duration) -> (UpstreamClient, UpstreamClient) {
-        self.by_connect_timeout
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(connect_timeout)
-            .or_insert_with(|| {
-                let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(Some(connect_timeout));
-                connector.set_nodelay(true);
-                connector.enforce_http(true);
-                let build = |max_idle: usize| {
-                    Client::builder(TokioExecutor::new())
-                        .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
-                        .pool_max_idle_per_host(max_idle)
-                        .pool_timer(TokioTimer::new())
-                        .timer(TokioTimer::new())
-                        .build(connector.clone())
-                };
-                (build(usize::MAX), build(0))
-            })
-            .clone()
     }
 }
 
@@ -182,13 +136,13 @@ mod tests {
     #[test]
     fn a_swap_attaches_only_changed_proxies() {
         let obs = Arc::new(Observability::new(AccessLog::off()));
-        let clients = Arc::new(ClientPool::default());
+        let pools = Arc::new(Pools::default());
         let compiler = Compiler::<ProxyExt>::new();
         let (a1, b1) = (proxy("a", 1), proxy("b", 1));
         let first = compiler
             .compile(None, Change::Set(&[&a1, &b1]), &Numbering::default())
             .unwrap();
-        let a = Runtime::new(first.snapshot, &first.changes, &obs, &clients);
+        let a = Runtime::new(first.snapshot, &first.changes, &obs, &pools);
         for p in a.snapshot.proxies() {
             assert!(p.attachment.get().is_some(), "{}", p.name);
         }
@@ -200,7 +154,7 @@ mod tests {
         let next = compiler
             .compile(Some(&a.snapshot), delta, &Numbering::default())
             .unwrap();
-        let b = Runtime::new(next.snapshot, &next.changes, &obs, &clients);
+        let b = Runtime::new(next.snapshot, &next.changes, &obs, &pools);
         let ext = |rt: &Runtime, name: &str| {
             let p = rt.snapshot.proxy(name).unwrap();
             std::ptr::from_ref(p.attachment.get().unwrap())

@@ -131,12 +131,14 @@ fn spawn_connection(
         remote,
         state: admitted.state.clone(),
     });
+    // Boxed: hyper keeps each request's future in its dispatcher, and a boxed one is moved
+    // there as a pointer instead of as the whole request state (kilobytes) by value.
     let svc = service_fn(move |req| {
         let c = conn_ctx.clone();
-        async move {
+        Box::pin(async move {
             let active = c.state.request();
             proxy::handle(&c.current, &c.draining, c.remote, &c.client, active, req).await
-        }
+        })
     });
     let io = SendTimeout {
         io: TokioIo::new(stream),

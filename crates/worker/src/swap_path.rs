@@ -6,8 +6,9 @@ use switchyard_config::{ConfigErrors, Located, Manifest};
 
 use switchyard_engine::{Change, Numbering, Snapshot};
 
+use crate::pool::Pools;
 use crate::reload::{ReloadOutcome, Reloader};
-use crate::runtime::{ClientPool, Observability};
+use crate::runtime::Observability;
 
 /// A Worker's [`Reloader`] without the rest of the Worker, so a benchmark can time swaps
 /// exactly as a Worker makes them.
@@ -20,8 +21,7 @@ impl SwapPath {
     pub fn new(manifests: &[Located<Manifest>]) -> Result<SwapPath, ConfigErrors> {
         let obs = std::sync::Arc::new(Observability::new(crate::access_log::AccessLog::off()));
         let refs: Vec<&Located<Manifest>> = manifests.iter().collect();
-        let reloader =
-            Reloader::from_set(&refs, &Numbering::default(), obs, ClientPool::default())?;
+        let reloader = Reloader::from_set(&refs, &Numbering::default(), obs, Pools::default())?;
         Ok(SwapPath { reloader })
     }
 

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use std::sync::Arc;
 use switchyard_engine::runtime::upstream::is_idempotent;
 use switchyard_engine::runtime::{Pick, Route, Target, Tried};
 
@@ -16,7 +17,8 @@ use super::body::{self, ClientBody, ClientBodyError, RequestBody};
 use super::completion::Completion;
 use super::error::UpstreamErrorKind;
 use super::forward;
-use crate::runtime::{Proxy, ProxyExt, UpstreamClient};
+use crate::pool::{HostPool, Lease, SendError};
+use crate::runtime::{Proxy, ProxyExt};
 
 /// One request as its attempts send it: where to, what, and until when.
 pub struct Outbound<'a> {
@@ -34,8 +36,9 @@ pub struct Outbound<'a> {
 
 /// How the attempts of a request ended.
 pub enum Sent {
-    /// An upstream answer (its target's slot is held by the completion).
-    Response(Response<Incoming>),
+    /// An upstream answer (its target's slot is held by the completion), and the
+    /// connection its body comes on.
+    Response(Response<Incoming>, Lease),
     /// No answer: how the last attempt failed.
     Failed(UpstreamErrorKind),
     /// No attempt: every target that could take the request is at its limit.
@@ -53,9 +56,9 @@ pub enum Sent {
 ///
 /// Two kinds of retry:
 /// - **Stale connection**: the first attempt that fails before anything was sent (hyper
-///   gave the request back: any method), or an idempotent request reset before any response
-///   byte, is sent once more to the same target on a fresh connection — the upstream may
-///   have closed an idle keep-alive connection just as it was reused. That failure is not
+///   gave the request back, body untouched: any method), or an idempotent request reset
+///   before any response byte, is sent once more to the same target on a fresh connection —
+///   the upstream may have closed an idle keep-alive connection just as it was reused. That failure is not
 ///   the target's: it is not counted against its health, nor in the upstream errors, nor
 ///   in the retry budget (it happens at most once per request).
 /// - **Another target**: after a connect failure, or an idempotent reset, within
@@ -126,7 +129,7 @@ pub fn send<'a>(
                 }
             };
             let target = &upstream.targets[t];
-            let Some(uri) = forward::upstream_uri(target, out.route, out.uri) else {
+            let Some(uri) = forward::upstream_path(target, out.route, out.uri) else {
                 return Sent::Internal("cannot build upstream URI");
             };
             let Some(body) = next_body.take() else {
@@ -139,13 +142,13 @@ pub fn send<'a>(
             } else {
                 out.headers.clone()
             };
-            let client = if fresh.take().is_some() {
-                &out.ext.fresh_client
-            } else {
-                &out.ext.client
+            let Some(pool) = out.ext.pools.get(t) else {
+                return Sent::Internal("no connection pool for the target");
             };
-            let failure = match attempt_once(&out, client, uri, headers, body, target, t).await {
-                Ok(resp) => return Sent::Response(resp),
+            let fresh_connection = fresh.take().is_some();
+            let sending = attempt_once(&out, pool, fresh_connection, uri, headers, body, target, t);
+            let failure = match sending.await {
+                Ok((resp, lease)) => return Sent::Response(resp, lease),
                 Err(Failure::TooLarge(max)) => {
                     done.in_flight = None;
                     return Sent::TooLarge(max);
@@ -157,12 +160,21 @@ pub fn send<'a>(
                 Err(Failure::Upstream(f)) => f,
             };
             let kind = failure.kind;
-            let again = || {
-                if bodyless {
-                    Some(RequestBody::Direct(ClientBody::empty()))
-                } else {
-                    parked.as_ref().and_then(RequestBody::retry)
-                }
+            // A request given back unsent keeps its body (and its headers) for the next
+            // attempt, whatever its method.
+            let mut returned = failure.returned.map(|req| {
+                let (parts, body) = req.into_parts();
+                out.headers = parts.headers;
+                body
+            });
+            let mut again = || {
+                returned.take().or_else(|| {
+                    if bodyless {
+                        Some(RequestBody::Direct(ClientBody::empty()))
+                    } else {
+                        parked.as_ref().and_then(RequestBody::retry)
+                    }
+                })
             };
             let stale = failure.not_sent || (kind == UpstreamErrorKind::Reset && idempotent);
             if stale && !stale_retried {
@@ -209,53 +221,76 @@ enum Failure {
 /// An upstream attempt's failure.
 struct UpstreamFailure {
     kind: UpstreamErrorKind,
-    /// hyper gave the request back unsent (the connection closed before it was written).
+    /// Nothing was sent (the connection closed before the request was written).
     not_sent: bool,
+    /// The request itself, when it came back unsent.
+    returned: Option<Box<Request<RequestBody>>>,
 }
 
-/// One attempt on target `t` with `client`, within the request's deadline. An answer is
-/// reported to passive health checking here (a 5xx counts as a failure of the target).
-/// The request is handed to the client before the future is made, so the future holds
-/// only the client's.
+impl UpstreamFailure {
+    fn new(kind: UpstreamErrorKind) -> UpstreamFailure {
+        UpstreamFailure {
+            kind,
+            not_sent: false,
+            returned: None,
+        }
+    }
+}
+
+/// One attempt on target `t` through its `pool` (on a fresh connection when `fresh`),
+/// within the request's deadline. An answer is reported to passive health checking here
+/// (a 5xx counts as a failure of the target). The request is made before the future, so
+/// the future holds only what the pool's does.
+#[allow(clippy::too_many_arguments)]
 fn attempt_once<'a>(
     out: &'a Outbound<'_>,
-    client: &UpstreamClient,
+    pool: &'a Arc<HostPool>,
+    fresh: bool,
     uri: Uri,
     headers: HeaderMap,
     body: RequestBody,
     target: &'a Target,
     t: usize,
-) -> impl Future<Output = Result<Response<Incoming>, Failure>> + 'a {
+) -> impl Future<Output = Result<(Response<Incoming>, Lease), Failure>> + 'a {
     let mut req = Request::new(body);
     *req.method_mut() = out.method.clone();
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = headers;
-    let sent = tokio::time::timeout_at(out.deadline, client.request(req));
+    // Boxed: the connection's future is polled many times per request; boxed, the
+    // layers above it move a pointer rather than its state.
+    let sent = tokio::time::timeout_at(out.deadline, Box::pin(pool.send(req, fresh)));
     let proxy = out.proxy;
     async move {
         match sent.await {
-            Ok(Ok(resp)) => {
+            Ok(Ok((resp, lease))) => {
                 let ok = !resp.status().is_server_error();
                 if proxy.upstream.report(t, ok, Instant::now()) {
                     ejected(proxy, target);
                 }
-                Ok(resp)
+                Ok((resp, lease))
             }
-            Ok(Err(e)) => Err(if let Some(max) = body::too_large(&e) {
+            Ok(Err(SendError::Connect(e))) => Err(Failure::Upstream(UpstreamFailure::new(
+                UpstreamErrorKind::from_connect(&e),
+            ))),
+            Ok(Err(SendError::NotSent(req, e))) => Err(Failure::Upstream(UpstreamFailure {
+                kind: UpstreamErrorKind::classify(&e),
+                not_sent: true,
+                returned: Some(req),
+            })),
+            Ok(Err(SendError::Closed)) => Err(Failure::Upstream(UpstreamFailure::new(
+                UpstreamErrorKind::Reset,
+            ))),
+            Ok(Err(SendError::Failed(e))) => Err(if let Some(max) = body::too_large(&e) {
                 Failure::TooLarge(max)
             } else if let Some(c) = body::client_body_error(&e) {
                 Failure::Client(c)
             } else {
-                Failure::Upstream(UpstreamFailure {
-                    kind: UpstreamErrorKind::classify(&e),
-                    not_sent: UpstreamErrorKind::not_sent(&e),
-                })
+                Failure::Upstream(UpstreamFailure::new(UpstreamErrorKind::classify(&e)))
             }),
-            Err(_) => Err(Failure::Upstream(UpstreamFailure {
-                kind: UpstreamErrorKind::Timeout,
-                not_sent: false,
-            })),
+            Err(_) => Err(Failure::Upstream(UpstreamFailure::new(
+                UpstreamErrorKind::Timeout,
+            ))),
         }
     }
 }

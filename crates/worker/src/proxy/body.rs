@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 
 use super::completion::Completion;
 use crate::idle::IdleTimer;
+use crate::pool::Lease;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -354,7 +355,9 @@ pub struct ResponseBody {
 }
 
 enum Inner {
-    Upstream(Incoming, IdleTimer),
+    /// The upstream's body, its stall timer, and the connection it comes on (driven as the
+    /// body is read; back to its pool once the body has ended, closed if it never does).
+    Upstream(Incoming, IdleTimer, Option<Lease>),
     Full(Option<Bytes>),
 }
 
@@ -371,10 +374,23 @@ impl std::fmt::Display for UpstreamBodyStalled {
 impl std::error::Error for UpstreamBodyStalled {}
 
 impl ResponseBody {
-    /// The upstream's body, cut when it stalls for `idle`.
-    pub fn upstream(body: Incoming, idle: std::time::Duration, completion: Completion) -> Self {
+    /// The upstream's body, coming on `lease`'s connection, cut when it stalls for `idle`.
+    pub fn upstream(
+        body: Incoming,
+        lease: Lease,
+        idle: std::time::Duration,
+        completion: Completion,
+    ) -> Self {
+        // A response without a body (HEAD, 204, 304) may never be polled: its connection
+        // is free now.
+        let lease = if body.is_end_stream() {
+            lease.release();
+            None
+        } else {
+            Some(lease)
+        };
         ResponseBody {
-            inner: Inner::Upstream(body, IdleTimer::new(idle)),
+            inner: Inner::Upstream(body, IdleTimer::new(idle), lease),
             completion: Some(completion),
         }
     }
@@ -402,8 +418,17 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled: Poll<Option<Result<Frame<Bytes>, BoxError>>> = match &mut this.inner {
-            Inner::Upstream(b, idle) => {
-                let polled = Pin::new(b).poll_frame(cx);
+            Inner::Upstream(b, idle, lease) => {
+                // The connection first: it reads what the body is about to yield.
+                if let Some(l) = lease.as_mut() {
+                    l.drive(cx);
+                }
+                let polled = Pin::new(&mut *b).poll_frame(cx);
+                if b.is_end_stream()
+                    && let Some(l) = lease.take()
+                {
+                    l.release();
+                }
                 if idle.stalled(cx, polled.is_ready()) {
                     if let Some(c) = this.completion.as_mut() {
                         c.upstream_body_stalled();
@@ -435,14 +460,14 @@ impl Body for ResponseBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
-            Inner::Upstream(b, _) => b.is_end_stream(),
+            Inner::Upstream(b, _, _) => b.is_end_stream(),
             Inner::Full(b) => b.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
-            Inner::Upstream(b, _) => b.size_hint(),
+            Inner::Upstream(b, _, _) => b.size_hint(),
             Inner::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Inner::Full(None) => SizeHint::with_exact(0),
         }

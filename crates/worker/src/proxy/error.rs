@@ -1,7 +1,6 @@
 //! Data-plane errors. Each knows where it came from (client, upstream, internal), so it maps
 //! to the right status, JSON body, log field and metric.
 
-use std::error::Error as StdError;
 use std::fmt;
 
 use http::StatusCode;
@@ -80,46 +79,23 @@ impl UpstreamErrorKind {
         )
     }
 
-    /// Classifies a client error from hyper-util.
-    pub fn classify(e: &hyper_util::client::legacy::Error) -> UpstreamErrorKind {
-        let timed_out = source_chain(e).any(|s| {
-            s.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        });
-        if e.is_connect() {
-            return if timed_out {
-                UpstreamErrorKind::ConnectTimeout
-            } else {
-                UpstreamErrorKind::ConnectFailed
-            };
-        }
-        let parse_error = source_chain(e).any(|s| {
-            s.downcast_ref::<hyper::Error>()
-                .is_some_and(|h| h.is_parse() || h.is_parse_status())
-        });
-        if parse_error {
+    /// Classifies a failed exchange with an upstream (after the connection was made).
+    pub fn classify(e: &hyper::Error) -> UpstreamErrorKind {
+        if e.is_parse() || e.is_parse_status() {
             UpstreamErrorKind::Protocol
         } else {
             UpstreamErrorKind::Reset
         }
     }
-}
 
-impl UpstreamErrorKind {
-    /// Whether hyper gave the request back without writing it (the connection closed
-    /// first): nothing was sent, so any method may be sent again.
-    pub fn not_sent(e: &hyper_util::client::legacy::Error) -> bool {
-        source_chain(e).any(|s| {
-            s.downcast_ref::<hyper::Error>()
-                .is_some_and(hyper::Error::is_canceled)
-        })
+    /// Classifies a failure to connect.
+    pub fn from_connect(e: &std::io::Error) -> UpstreamErrorKind {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            UpstreamErrorKind::ConnectTimeout
+        } else {
+            UpstreamErrorKind::ConnectFailed
+        }
     }
-}
-
-fn source_chain<'a>(
-    e: &'a (dyn StdError + 'static),
-) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(Some(e), |e: &&'a (dyn StdError + 'static)| (*e).source())
 }
 
 /// An error answered by the gateway itself.

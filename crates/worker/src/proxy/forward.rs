@@ -36,9 +36,10 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &HeaderValue, host: Option
     headers.remove(header::HOST);
 }
 
-/// The upstream URI: the target's scheme and authority, its base path, then the request's
-/// path (minus the route prefix when `stripPrefix` is on) and query.
-pub fn upstream_uri(target: &Target, route: &Route, original: &Uri) -> Option<Uri> {
+/// The upstream request target, in origin form: the target's base path, then the request's
+/// path (minus the route prefix when `stripPrefix` is on) and query. (The connection is the
+/// target's; `Host` is set by its pool.)
+pub fn upstream_path(target: &Target, route: &Route, original: &Uri) -> Option<Uri> {
     let path = original.path();
     let rest = match &route.strip {
         Some(prefix) => path.strip_prefix(prefix.as_str()).unwrap_or(path),
@@ -65,12 +66,7 @@ pub fn upstream_uri(target: &Target, route: &Route, original: &Uri) -> Option<Ur
         }
         PathAndQuery::from_maybe_shared(bytes::Bytes::from(s)).ok()?
     };
-    Uri::builder()
-        .scheme(target.scheme.clone())
-        .authority(target.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .ok()
+    Some(Uri::from(pq))
 }
 
 /// The peer address as an `X-Forwarded-For` element.

@@ -155,13 +155,14 @@ async fn proxy(
         deadline,
     };
     let failed = match attempts::send(out, body, &mut done).await {
-        attempts::Sent::Response(resp) => {
+        attempts::Sent::Response(resp, lease) => {
             let (mut parts, body) = resp.into_parts();
             remove_hop_by_hop(&mut parts.headers);
             proxy.pipeline.on_response(&ex, &mut parts.headers);
             done.status = parts.status.as_u16();
             let idle = gateway.timeouts.upstream_body_idle;
-            return Response::from_parts(parts, ResponseBody::upstream(body, idle, done));
+            let body = ResponseBody::upstream(body, lease, idle, done);
+            return Response::from_parts(parts, body);
         }
         attempts::Sent::Failed(kind) => GatewayError::Upstream(kind),
         attempts::Sent::Overloaded => GatewayError::Overloaded,

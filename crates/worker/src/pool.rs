@@ -1,0 +1,335 @@
+//! Upstream HTTP/1.1 connections, pooled per target and driven by the request that uses
+//! them.
+//!
+//! hyper's legacy client gives every upstream connection a task of its own: each request
+//! is handed to that task through a channel and its response handed back, two task
+//! wake-ups per request (across threads when the tasks sit on different ones), plus a pool
+//! checkout under a lock shared by every host. Here an upstream connection has no task: the
+//! request's own future drives it (`hyper::client::conn::http1`'s `Connection` polled beside
+//! the response future), and so does the response body on its way to the client
+//! ([`Lease`]), as nginx's event loop does. When the body has ended, the connection goes
+//! back to its target's idle list; the next request on any thread takes the most recently
+//! used one.
+//!
+//! Idle connections are closed after [`IDLE_TIMEOUT`], shorter than the keep-alive of
+//! common upstream servers, so the gateway is the one to close an idle connection. One the
+//! upstream closed anyway is noticed when it is taken (its driver has finished) and skipped;
+//! one it closes just as a request is written gives the request back unsent
+//! ([`SendError::NotSent`]), to be sent again on a fresh connection.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::uri::Authority;
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::proxy::body::RequestBody;
+
+/// Idle upstream connections are closed after this long: shorter than the keep-alive of
+/// common upstream servers (Node.js 5 s, Apache 5 s, nginx 75 s), so the gateway closes an
+/// idle connection before the upstream does and seldom reuses one that is being closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// At most this many idle connections are kept per target.
+const MAX_IDLE_PER_TARGET: usize = 512;
+
+/// Every target's pool, shared by all configuration generations so that a swap never
+/// throws away warm connections: a proxy version compiled later finds the pools of the
+/// targets it shares with the previous one (same authority and connect timeout).
+#[derive(Default)]
+pub struct Pools {
+    by_target: Mutex<HashMap<(Authority, Duration), Weak<HostPool>>>,
+}
+
+impl Pools {
+    /// The pool of the target at `authority`, made if no live generation has it.
+    pub fn get(&self, authority: &Authority, connect_timeout: Duration) -> Arc<HostPool> {
+        let mut map = self
+            .by_target
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = (authority.clone(), connect_timeout);
+        if let Some(p) = map.get(&key).and_then(Weak::upgrade) {
+            return p;
+        }
+        // Targets no generation uses any more are forgotten (their pools are gone).
+        map.retain(|_, p| p.strong_count() > 0);
+        let pool = Arc::new(HostPool::new(authority, connect_timeout));
+        map.insert(key, Arc::downgrade(&pool));
+        pool
+    }
+
+    /// Closes the idle connections that have outlived [`IDLE_TIMEOUT`] in every pool.
+    pub fn close_expired(&self) {
+        let pools: Vec<Arc<HostPool>> = self
+            .by_target
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let now = Instant::now();
+        for p in pools {
+            p.close_expired(now);
+        }
+    }
+
+    /// Closes expired idle connections every second while `pools` lives (when there is a
+    /// runtime to do it on: an in-process bench that only compiles has none).
+    pub fn spawn_reaper(pools: &Arc<Pools>) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let weak = Arc::downgrade(pools);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(p) => p.close_expired(),
+                    None => return,
+                }
+            }
+        });
+    }
+}
+
+/// One target's connections: where to connect, the `Host` to send, and the idle ones
+/// (most recently used last).
+pub struct HostPool {
+    /// `host:port` to connect to.
+    addr: String,
+    /// The target's authority, sent as `Host`.
+    host: HeaderValue,
+    connect_timeout: Duration,
+    idle: Mutex<VecDeque<Idle>>,
+}
+
+struct Idle {
+    conn: Box<Conn>,
+    since: Instant,
+}
+
+/// One upstream connection: hyper's request sender and the connection state machine it
+/// goes with, which whoever uses the connection drives (it has no task of its own). Kept
+/// boxed (its buffers make it hundreds of bytes): it moves between the pool, the request
+/// and the response body as a pointer.
+pub struct Conn {
+    sender: http1::SendRequest<RequestBody>,
+    /// `None` once the connection is over.
+    driver: Option<http1::Connection<TokioIo<TcpStream>, RequestBody>>,
+}
+
+impl Conn {
+    /// Drives the connection; `true` once it is over (closed by either side, or failed).
+    /// An over connection's state machine is dropped, which answers a request still
+    /// queued on it (with the request itself: it was never written).
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(d) = &mut self.driver else {
+            return true;
+        };
+        if Pin::new(d).poll(cx).is_ready() {
+            self.driver = None;
+            return true;
+        }
+        false
+    }
+
+    /// Whether an idle connection can take a request now: still open, and ready.
+    fn usable(&mut self, cx: &mut Context<'_>) -> bool {
+        !self.drive(cx) && matches!(self.sender.poll_ready(cx), Poll::Ready(Ok(())))
+    }
+}
+
+/// Why a request got no response head.
+pub enum SendError {
+    /// Nothing of the request was written (the connection was closed first): it comes
+    /// back, to be sent again on a fresh connection whatever its method.
+    NotSent(Box<Request<RequestBody>>, hyper::Error),
+    /// No connection could be made.
+    Connect(std::io::Error),
+    /// The request was (at least partly) written; then the exchange failed.
+    Failed(hyper::Error),
+    /// The connection ended without an answer to the request, nor the request back.
+    Closed,
+}
+
+impl HostPool {
+    fn new(authority: &Authority, connect_timeout: Duration) -> HostPool {
+        let port = authority.port_u16().unwrap_or(80);
+        HostPool {
+            addr: format!("{}:{port}", authority.host()),
+            host: HeaderValue::from_str(authority.as_str())
+                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+            connect_timeout,
+            idle: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Sends `req` (origin-form URI; `Host` is set here) on an idle connection, or on a new
+    /// one when `fresh` or none is idle, driving the connection until the response head
+    /// has arrived. The [`Lease`] carries the connection on to the response body.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut req: Request<RequestBody>,
+        fresh: bool,
+    ) -> Result<(Response<Incoming>, Lease), SendError> {
+        req.headers_mut()
+            .insert(http::header::HOST, self.host.clone());
+        let reused = if fresh { None } else { self.checkout().await };
+        let mut conn = match reused {
+            Some(c) => c,
+            None => self.connect().await.map_err(SendError::Connect)?,
+        };
+        let mut response = std::pin::pin!(conn.sender.try_send_request(req));
+        let result = poll_fn(|cx| {
+            if let Poll::Ready(r) = response.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            if conn.drive(cx) {
+                // The connection is over and its state machine dropped: the request has its
+                // answer (an error, with the request itself if it was never written).
+                return Poll::Ready(match response.as_mut().poll(cx) {
+                    Poll::Ready(r) => Some(r),
+                    Poll::Pending => None,
+                });
+            }
+            Poll::Pending
+        })
+        .await;
+        let Some(result) = result else {
+            return Err(SendError::Closed);
+        };
+        match result {
+            Ok(resp) => Ok((
+                resp,
+                Lease {
+                    conn: Some(conn),
+                    pool: self.clone(),
+                },
+            )),
+            Err(mut e) => match e.take_message() {
+                Some(req) => Err(SendError::NotSent(Box::new(req), e.into_error())),
+                None => Err(SendError::Failed(e.into_error())),
+            },
+        }
+    }
+
+    /// The most recently used idle connection that is still usable; the others on the way
+    /// are closed.
+    async fn checkout(&self) -> Option<Box<Conn>> {
+        loop {
+            let mut c = {
+                let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                let c = idle.pop_back()?;
+                if c.since.elapsed() >= IDLE_TIMEOUT {
+                    // The rest are older still.
+                    idle.clear();
+                    return None;
+                }
+                c.conn
+            };
+            if poll_fn(|cx| Poll::Ready(c.usable(cx))).await {
+                return Some(c);
+            }
+        }
+    }
+
+    fn checkin(&self, conn: Box<Conn>) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_PER_TARGET {
+            idle.push_back(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    fn close_expired(&self, now: Instant) {
+        let expired: Vec<Idle> = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let n = idle
+                .iter()
+                .take_while(|i| now.duration_since(i.since) >= IDLE_TIMEOUT)
+                .count();
+            idle.drain(..n).collect()
+        };
+        // Closed outside the lock.
+        drop(expired);
+    }
+
+    async fn connect(&self) -> std::io::Result<Box<Conn>> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no connection to {} within {:?}",
+                        self.addr, self.connect_timeout
+                    ),
+                )
+            })??;
+        stream.set_nodelay(true)?;
+        let (sender, driver) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        Ok(Box::new(Conn {
+            sender,
+            driver: Some(driver),
+        }))
+    }
+
+    /// Idle connections kept now (for tests).
+    pub fn idle_count(&self) -> usize {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// An upstream connection lent to one response: driven while its body is read, given back
+/// to the pool once the body has ended, closed if the response is dropped before that.
+pub struct Lease {
+    conn: Option<Box<Conn>>,
+    pool: Arc<HostPool>,
+}
+
+impl Lease {
+    /// Drives the connection (reads the response body on, writes what is left of the
+    /// request). Once it is over, it is not given back.
+    pub fn drive(&mut self, cx: &mut Context<'_>) {
+        if let Some(c) = &mut self.conn
+            && c.drive(cx)
+        {
+            self.conn = None;
+        }
+    }
+
+    /// The response body has ended: the connection can take another request.
+    pub fn release(mut self) {
+        if let Some(c) = self.conn.take() {
+            self.pool.checkin(c);
+        }
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("target", &self.pool.addr)
+            .field("open", &self.conn.is_some())
+            .finish()
+    }
+}
