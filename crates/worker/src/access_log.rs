@@ -41,15 +41,21 @@ impl AccessLog {
                 .lossy(false)
                 .buffered_lines_limit(64 * 1024)
         };
+        // Buffered: the writer thread writes what is queued in one go and flushes as soon
+        // as the queue is empty, so a line waits for at most the lines queued before it,
+        // and a busy Worker makes one write call per batch rather than per request.
+        let buffered = |w| std::io::BufWriter::with_capacity(64 * 1024, w);
         let (writer, guard) = match target {
             AccessLogTarget::Off => return Ok(AccessLog::off()),
-            AccessLogTarget::Stdout => builder().finish(std::io::stdout()),
+            AccessLogTarget::Stdout => {
+                builder().finish(buffered(Box::new(std::io::stdout()) as Box<dyn Write + Send>))
+            }
             AccessLogTarget::File(path) => {
                 let file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)?;
-                builder().finish(file)
+                builder().finish(buffered(Box::new(file) as Box<dyn Write + Send>))
             }
         };
         Ok(AccessLog {
