@@ -6,11 +6,6 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-// Every other build: mimalloc.
-#[cfg(not(feature = "alloc-stats"))]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Reads the calling thread's allocated-bytes counter, when the allocator keeps one.
 pub fn thread_allocated() -> Option<fn() -> u64> {
     #[cfg(feature = "alloc-stats")]
