@@ -99,52 +99,88 @@ async fn aborted_and_malformed_uploads_are_the_clients_and_leave_every_target_he
     assert_eq!(seen.len(), 2);
 }
 
-/// A raw upstream that answers the first request of each connection with keep-alive, and
-/// closes the connection as soon as a second request starts arriving on it: the upstream
-/// side of "closed an idle keep-alive connection just as the gateway reused it".
-async fn closes_on_reuse() -> (SocketAddr, Arc<AtomicUsize>) {
+/// A raw upstream on port 0: each accepted connection is handed to `serve` with the count
+/// of requests answered.
+async fn raw_upstream<F, Fut>(serve: F) -> (SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(TcpStream, Arc<AtomicUsize>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let answered = Arc::new(AtomicUsize::new(0));
     let n = answered.clone();
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let n = n.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => head.extend_from_slice(&buf[..k]),
-                    }
-                }
-                let length = String::from_utf8_lossy(&head)
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                    })
-                    .unwrap_or(0);
-                let body_start = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                let mut have = head.len() - body_start;
-                while have < length {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => have += k,
-                    }
-                }
-                n.fetch_add(1, Ordering::SeqCst);
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
-                // The next request's first bytes: close without answering.
-                let _ = s.read(&mut buf).await;
-            });
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(serve(s, n.clone()));
         }
     });
     (addr, answered)
+}
+
+/// Reads one request (head and `Content-Length` body) from `s`, keeping what follows it in
+/// `pending`; `false` when the connection ends first, or (with `idle`) when no byte of it
+/// arrives within `idle`.
+async fn read_request(
+    s: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    idle: Option<std::time::Duration>,
+) -> bool {
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(p) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let read = match idle {
+            Some(idle) if pending.is_empty() => {
+                match tokio::time::timeout(idle, s.read(&mut buf)).await {
+                    Ok(r) => r,
+                    Err(_) => return false,
+                }
+            }
+            _ => s.read(&mut buf).await,
+        };
+        match read {
+            Ok(0) | Err(_) => return false,
+            Ok(k) => pending.extend_from_slice(&buf[..k]),
+        }
+    };
+    let length = String::from_utf8_lossy(&pending[..head_end])
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        })
+        .unwrap_or(0);
+    while pending.len() < head_end + length {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(k) => pending.extend_from_slice(&buf[..k]),
+        }
+    }
+    pending.drain(..head_end + length);
+    true
+}
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+/// A raw upstream that answers the first request of each connection with keep-alive, and
+/// closes the connection as soon as a second request starts arriving on it: the upstream
+/// side of "closed an idle keep-alive connection just as the gateway reused it".
+async fn closes_on_reuse() -> (SocketAddr, Arc<AtomicUsize>) {
+    raw_upstream(|mut s, n| async move {
+        let mut pending = Vec::new();
+        if !read_request(&mut s, &mut pending, None).await {
+            return;
+        }
+        n.fetch_add(1, Ordering::SeqCst);
+        let _ = s.write_all(OK).await;
+        // The next request's first bytes: close without answering.
+        let mut buf = [0u8; 64];
+        let _ = s.read(&mut buf).await;
+    })
+    .await
 }
 
 #[tokio::test]
@@ -190,46 +226,16 @@ async fn an_upstream_closing_a_reused_keep_alive_connection_costs_idempotent_req
 /// A raw upstream that closes a keep-alive connection once it has been idle for `idle`,
 /// as Node.js (`keepAliveTimeout`) and most servers do. Answers every request with 200.
 async fn closes_when_idle(idle: std::time::Duration) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let answered = Arc::new(AtomicUsize::new(0));
-    let n = answered.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let n = n.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    // Waiting for the next request: closed after `idle` without a byte.
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        let read = if head.is_empty() {
-                            match tokio::time::timeout(idle, s.read(&mut buf)).await {
-                                Ok(r) => r,
-                                Err(_) => return,
-                            }
-                        } else {
-                            s.read(&mut buf).await
-                        };
-                        match read {
-                            Ok(0) | Err(_) => return,
-                            Ok(k) => head.extend_from_slice(&buf[..k]),
-                        }
-                    }
-                    let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                    head.drain(..end);
-                    n.fetch_add(1, Ordering::SeqCst);
-                    if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
+    raw_upstream(move |mut s, n| async move {
+        let mut pending = Vec::new();
+        while read_request(&mut s, &mut pending, Some(idle)).await {
+            n.fetch_add(1, Ordering::SeqCst);
+            if s.write_all(OK).await.is_err() {
+                return;
+            }
         }
-    });
-    (addr, answered)
+    })
+    .await
 }
 
 /// The keep-alive race, as a load shows it: an upstream that closes connections idle for

@@ -47,9 +47,9 @@ impl AccessLog {
         let buffered = |w| std::io::BufWriter::with_capacity(64 * 1024, w);
         let (writer, guard) = match target {
             AccessLogTarget::Off => return Ok(AccessLog::off()),
-            AccessLogTarget::Stdout => {
-                builder().finish(buffered(Box::new(std::io::stdout()) as Box<dyn Write + Send>))
-            }
+            AccessLogTarget::Stdout => builder().finish(buffered(
+                Box::new(std::io::stdout()) as Box<dyn Write + Send>
+            )),
             AccessLogTarget::File(path) => {
                 let file = std::fs::OpenOptions::new()
                     .create(true)
