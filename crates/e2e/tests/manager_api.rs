@@ -156,6 +156,12 @@ async fn deployer_for_dev_cannot_change_prod() {
     let mut w = ManagedWorker::start(opts).await.unwrap();
     w.wait_for_revision(1).await;
     wait_connected(&m, "prod", "p1").await;
+    // The Worker has compared its revision with the Manager's since connecting (its
+    // catch-up right after the stream opened) before "stays at 1" is watched.
+    switchyard_e2e::eventually("the prod worker has seen the Manager at revision 1", || {
+        worker_manager_revision(&w) == Some(1)
+    })
+    .await;
 
     let (s, b) = apply_as(&m, &deployer, "prod", &[green], None).await;
     assert_error(s, &b, 403, "forbidden");
@@ -307,6 +313,10 @@ async fn an_audit_failure_refuses_the_change() {
     let mut w = ManagedWorker::start(opts).await.unwrap();
     w.wait_for_revision(1).await;
     wait_connected(&m, "dev", "w1").await;
+    switchyard_e2e::eventually("the worker has seen the Manager at revision 1", || {
+        worker_manager_revision(&w) == Some(1)
+    })
+    .await;
     // Its ACK is stored before the fault is injected (a report writes an audit record too).
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while get(&m, "/v1/envs/dev/workers").await[0]["revision"] != 1 {
