@@ -4,8 +4,8 @@
 //!
 //! Used with `#[serde(deserialize_with = "crate::integral::…")]` on the integer fields of the
 //! bodies clients send (`expected_revision`, `to_revision`, `expires_at`, a report's
-//! `revision` and `caught_up_to`), and for a revision in a query string; answers are always written as plain
-//! integers. Revisions are stored as signed 64-bit integers: one past [`MAX_REVISION`] is
+//! `revision` and `caught_up_to`), and for a revision in a query string; answers are always
+//! written as plain integers. Revisions are stored as signed 64-bit integers: one past [`MAX_REVISION`] is
 //! refused here rather than failing in the store.
 
 use serde::Deserialize;

@@ -404,8 +404,16 @@ fn version(program: &str) -> Result<String, String> {
         .to_string())
 }
 
-/// Waits until `addr` accepts connections.
-async fn listening(svc: Service, addr: SocketAddr, what: &str) -> Result<Service, String> {
+/// Starts `cmd` (a comparison proxy told to listen on `port` of loopback, its stderr
+/// dropped) and waits until it accepts connections.
+async fn serve(mut cmd: Command, port: u16) -> Result<(Service, SocketAddr), String> {
+    let what = cmd.get_program().to_string_lossy().into_owned();
+    let child = cmd
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {what}: {e}"))?;
+    let svc = Service(child);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         if Instant::now() > deadline {
@@ -413,7 +421,7 @@ async fn listening(svc: Service, addr: SocketAddr, what: &str) -> Result<Service
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(svc)
+    Ok((svc, addr))
 }
 
 /// nginx as an equivalent reverse proxy: `threads` worker processes, keep-alive to the
@@ -424,38 +432,32 @@ async fn start_nginx(
     threads: usize,
     access_log: bool,
 ) -> Result<(Service, SocketAddr, String), String> {
-    {
-        let version = version("nginx")?;
-        let port = free_port()?;
-        let conf = dir.join("nginx.conf");
-        let root = dir.join("nginx");
-        std::fs::create_dir_all(root.join("logs")).map_err(|e| e.to_string())?;
-        let log = if access_log {
-            format!("access_log {}/logs/access.log;", root.display())
-        } else {
-            "access_log off;".to_string()
-        };
-        std::fs::write(
-            &conf,
-            format!(
-                "worker_processes {threads};\ndaemon off;\nerror_log {r}/logs/error.log warn;\npid {r}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{\n  {log}\n  client_body_temp_path {r}/tmp; proxy_temp_path {r}/tmp; fastcgi_temp_path {r}/tmp; uwsgi_temp_path {r}/tmp; scgi_temp_path {r}/tmp;\n  keepalive_requests 1000000;\n  upstream up {{ server {upstream}; keepalive 64; keepalive_requests 1000000; }}\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://up;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      add_header x-release blue;\n    }}\n  }}\n}}\n",
-                r = root.display(),
-            ),
-        )
-        .map_err(|e| e.to_string())?;
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(&root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start nginx: {e}"))?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let svc = listening(Service(child), addr, "nginx").await?;
-        Ok((svc, addr, version))
-    }
+    let version = version("nginx")?;
+    let port = free_port()?;
+    let conf = dir.join("nginx.conf");
+    let root = dir.join("nginx");
+    std::fs::create_dir_all(root.join("logs")).map_err(|e| e.to_string())?;
+    let log = if access_log {
+        format!("access_log {}/logs/access.log;", root.display())
+    } else {
+        "access_log off;".to_string()
+    };
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes {threads};\ndaemon off;\nerror_log {r}/logs/error.log warn;\npid {r}/nginx.pid;\nevents {{ worker_connections 4096; }}\nhttp {{\n  {log}\n  client_body_temp_path {r}/tmp; proxy_temp_path {r}/tmp; fastcgi_temp_path {r}/tmp; uwsgi_temp_path {r}/tmp; scgi_temp_path {r}/tmp;\n  keepalive_requests 1000000;\n  upstream up {{ server {upstream}; keepalive 64; keepalive_requests 1000000; }}\n  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://up;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      add_header x-release blue;\n    }}\n  }}\n}}\n",
+            r = root.display(),
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut cmd = Command::new("nginx");
+    cmd.arg("-c")
+        .arg(&conf)
+        .arg("-p")
+        .arg(&root)
+        .stdout(Stdio::null());
+    let (svc, addr) = serve(cmd, port).await?;
+    Ok((svc, addr, version))
 }
 
 /// HAProxy as an equivalent reverse proxy: `threads` threads, connections to the upstream
@@ -466,42 +468,33 @@ async fn start_haproxy(
     threads: usize,
     access_log: bool,
 ) -> Result<(Service, SocketAddr, String), String> {
-    {
-        let version = version("haproxy")?;
-        let port = free_port()?;
-        let conf = dir.join("haproxy.cfg");
-        let (global_log, log) = if access_log {
-            (
-                "  log stdout format raw local0\n",
-                "  log global\n  option httplog\n",
-            )
-        } else {
-            ("", "")
-        };
-        std::fs::write(
-            &conf,
-            format!(
-                "global\n  nbthread {threads}\n  maxconn 4096\n{global_log}defaults\n  mode http\n{log}  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n  http-response set-header x-release blue\nbackend be\n  server up {upstream}\n"
-            ),
+    let version = version("haproxy")?;
+    let port = free_port()?;
+    let conf = dir.join("haproxy.cfg");
+    let (global_log, log) = if access_log {
+        (
+            "  log stdout format raw local0\n",
+            "  log global\n  option httplog\n",
         )
-        .map_err(|e| e.to_string())?;
-        let out = if access_log {
-            Stdio::from(
-                std::fs::File::create(dir.join("haproxy-access.log")).map_err(|e| e.to_string())?,
-            )
-        } else {
-            Stdio::null()
-        };
-        let child = Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(&conf)
-            .stdout(out)
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start haproxy: {e}"))?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let svc = listening(Service(child), addr, "haproxy").await?;
-        Ok((svc, addr, version))
-    }
+    } else {
+        ("", "")
+    };
+    std::fs::write(
+        &conf,
+        format!(
+            "global\n  nbthread {threads}\n  maxconn 4096\n{global_log}defaults\n  mode http\n{log}  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n  http-response set-header x-release blue\nbackend be\n  server up {upstream}\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let out = if access_log {
+        Stdio::from(
+            std::fs::File::create(dir.join("haproxy-access.log")).map_err(|e| e.to_string())?,
+        )
+    } else {
+        Stdio::null()
+    };
+    let mut cmd = Command::new("haproxy");
+    cmd.arg("-db").arg("-f").arg(&conf).stdout(out);
+    let (svc, addr) = serve(cmd, port).await?;
+    Ok((svc, addr, version))
 }

@@ -83,13 +83,11 @@ async fn connected_workers(m: &RunningManager, env: &str) -> usize {
         .unwrap_or(0)
 }
 
-async fn wait_connected(m: &RunningManager, env: &str, n: usize) {
+/// Waits (bounded) until the number of Workers connected to `env` is as `want` says.
+async fn wait_connected(m: &RunningManager, env: &str, what: &str, want: impl Fn(usize) -> bool) {
     let deadline = tokio::time::Instant::now() + switchyard_e2e::DEADLINE;
-    while connected_workers(m, env).await < n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "workers never connected"
-        );
+    while !want(connected_workers(m, env).await) {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
@@ -117,7 +115,7 @@ async fn changes_under_load_reach_three_workers_with_acks_and_complete_audit() {
     for w in &workers {
         w.wait_for_revision(1).await;
     }
-    wait_connected(&m, "dev", 3).await;
+    wait_connected(&m, "dev", "three Workers connected", |n| n >= 3).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let load = Arc::new(Load::default());
@@ -386,14 +384,13 @@ async fn a_worker_that_missed_notifications_converges_and_never_goes_backwards()
     link.cut();
     // The Manager notices the Worker gone (its next heartbeat fails): it is not expected to
     // pick up what follows.
-    let deadline = tokio::time::Instant::now() + switchyard_e2e::DEADLINE;
-    while connected_workers(&m, "dev").await > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the Manager still sees the cut Worker"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    wait_connected(
+        &m,
+        "dev",
+        "the Manager no longer sees the cut Worker",
+        |n| n == 0,
+    )
+    .await;
     for i in 1..=3 {
         let (s, _) = m.apply("dev", &[version(&h, i)]).await;
         assert_eq!(s, 200);

@@ -68,7 +68,7 @@ impl Pools {
     }
 
     /// Closes the idle connections that have outlived [`IDLE_TIMEOUT`] in every pool.
-    pub fn close_expired(&self) {
+    fn close_expired(&self) {
         let pools: Vec<Arc<HostPool>> = self
             .by_target
             .lock()
@@ -288,14 +288,6 @@ impl HostPool {
             sender,
             driver: Some(driver),
         }))
-    }
-
-    /// Idle connections kept now (for tests).
-    pub fn idle_count(&self) -> usize {
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
     }
 }
 

@@ -143,33 +143,59 @@ fn list(revisions: &[u64]) -> String {
 /// How many mismatches are described in the report.
 const MIXED_EXAMPLES: usize = 5;
 
-pub fn analyse(samples: &[Sample], changes: &[Change], a: Analysis) -> SwapReport {
-    let mut classes = StatusClasses::default();
-    let mut errors = ConnectionErrors::default();
-    let mut dropped = 0u64;
-    let mut mixed = 0u64;
-    let mut mixed_examples = Vec::new();
-    let mut workers = a.workers;
-    let by_seq: HashMap<u64, &Change> = changes.iter().map(|c| (c.seq, c)).collect();
-    // release → the kinds of change responses carrying it showed
-    let mut shown: HashMap<u64, u8> = HashMap::new();
-    // (release, worker) → first time a correct response carrying it arrived
-    let mut first_seen: HashMap<(u64, u16), f64> = HashMap::new();
-    // connection → the newest release it has seen
-    let mut newest: HashMap<u32, u64> = HashMap::new();
-    let mut backwards = vec![0u64; workers.len()];
-    let mut around = Vec::new();
-    let mut between = Vec::new();
-    let sends: Vec<f64> = changes
-        .iter()
-        .filter(|c| c.seq > 1)
-        .map(|c| c.sent_at)
-        .collect();
-    for s in samples {
-        let w = usize::from(s.worker);
-        if let Some(w) = workers.get_mut(w) {
-            w.requests += 1;
+/// What the samples say, read in one pass.
+struct Tally<'a> {
+    by_seq: HashMap<u64, &'a Change>,
+    /// Each change's send time (after the initial apply), to tell latency around swaps.
+    sends: Vec<f64>,
+    classes: StatusClasses,
+    errors: ConnectionErrors,
+    dropped: u64,
+    mixed: u64,
+    mixed_examples: Vec<String>,
+    /// release → the kinds of change responses carrying it showed
+    shown: HashMap<u64, u8>,
+    /// (release, worker) → first time a correct response carrying it arrived
+    first_seen: HashMap<(u64, u16), f64>,
+    /// connection → the newest release it has seen
+    newest: HashMap<u32, u64>,
+    /// Per Worker: requests, and responses older than their connection had seen.
+    requests: Vec<u64>,
+    backwards: Vec<u64>,
+    around: Vec<f64>,
+    between: Vec<f64>,
+}
+
+impl<'a> Tally<'a> {
+    fn new(changes: &'a [Change], workers: usize) -> Tally<'a> {
+        Tally {
+            by_seq: changes.iter().map(|c| (c.seq, c)).collect(),
+            sends: changes
+                .iter()
+                .filter(|c| c.seq > 1)
+                .map(|c| c.sent_at)
+                .collect(),
+            classes: StatusClasses::default(),
+            errors: ConnectionErrors::default(),
+            dropped: 0,
+            mixed: 0,
+            mixed_examples: Vec::new(),
+            shown: HashMap::new(),
+            first_seen: HashMap::new(),
+            newest: HashMap::new(),
+            requests: vec![0; workers],
+            backwards: vec![0; workers],
+            around: Vec::new(),
+            between: Vec::new(),
         }
+    }
+
+    fn add(&mut self, s: &Sample, names: &[WorkerReport]) {
+        let w = usize::from(s.worker);
+        if let Some(n) = self.requests.get_mut(w) {
+            *n += 1;
+        }
+        let e = &mut self.errors;
         match s.outcome {
             Outcome::Response {
                 status,
@@ -177,93 +203,160 @@ pub fn analyse(samples: &[Sample], changes: &[Change], a: Analysis) -> SwapRepor
                 upstream,
                 credential,
                 limit,
-            } => {
-                match status / 100 {
-                    2 => classes.s2xx += 1,
-                    3 => classes.s3xx += 1,
-                    4 => classes.s4xx += 1,
-                    _ => classes.s5xx += 1,
-                }
-                let release = u64::from(release);
-                if status >= 500 || release == 0 {
-                    // Not an answer of any configuration of the bench's: the gateway failed.
-                    dropped += 1;
-                } else {
-                    let checked = match by_seq.get(&release) {
-                        None => Err(format!("x-release r{release} names no applied change")),
-                        Some(c) => check(&c.expect, s.probe, status, upstream, credential, limit),
-                    };
-                    match checked {
-                        Ok(mask) => {
-                            *shown.entry(release).or_default() |= mask;
-                            let e = first_seen.entry((release, s.worker)).or_insert(f64::MAX);
-                            *e = e.min(s.at + f64::from(s.latency_ms) / 1000.0);
-                        }
-                        Err(why) => {
-                            mixed += 1;
-                            if mixed_examples.len() < MIXED_EXAMPLES {
-                                let name = workers.get(w).map_or("?", |w| w.id.as_str());
-                                let revision = by_seq.get(&release).map_or(0, |c| c.revision);
-                                mixed_examples.push(format!(
-                                    "worker {name}, {:.3} s: revision r{revision} (x-release r{release}): {why}",
-                                    s.at
-                                ));
-                            }
-                        }
-                    }
-                    let seen = newest.entry(s.conn).or_insert(release);
-                    if release < *seen {
-                        if let Some(b) = backwards.get_mut(w) {
-                            *b += 1;
-                        }
-                    } else {
-                        *seen = release;
-                    }
-                }
-            }
-            Outcome::Refused => {
-                errors.refused += 1;
-                dropped += 1;
-            }
-            Outcome::Reset => {
-                errors.reset += 1;
-                dropped += 1;
-            }
-            Outcome::Timeout => {
-                errors.timeout += 1;
-                dropped += 1;
-            }
-            Outcome::Other => {
-                errors.other += 1;
-                dropped += 1;
-            }
+            } => self.response(
+                s,
+                names,
+                status,
+                u64::from(release),
+                (upstream, credential, limit),
+            ),
+            Outcome::Refused => e.refused += 1,
+            Outcome::Reset => e.reset += 1,
+            Outcome::Timeout => e.timeout += 1,
+            Outcome::Other => e.other += 1,
         }
-        let near = sends
+        if !matches!(s.outcome, Outcome::Response { .. }) {
+            self.dropped += 1;
+        }
+        let near = self
+            .sends
             .partition_point(|t| *t <= s.at)
             .checked_sub(1)
-            .is_some_and(|i| s.at - sends[i] <= 1.0);
-        if near {
-            around.push(f64::from(s.latency_ms));
+            .is_some_and(|i| s.at - self.sends[i] <= 1.0);
+        let latencies = if near {
+            &mut self.around
         } else {
-            between.push(f64::from(s.latency_ms));
+            &mut self.between
+        };
+        latencies.push(f64::from(s.latency_ms));
+    }
+
+    /// A response: counted by class, then checked against the configuration it names.
+    fn response(
+        &mut self,
+        s: &Sample,
+        names: &[WorkerReport],
+        status: u16,
+        release: u64,
+        (upstream, credential, limit): (u8, u32, u32),
+    ) {
+        let c = &mut self.classes;
+        match status / 100 {
+            2 => c.s2xx += 1,
+            3 => c.s3xx += 1,
+            4 => c.s4xx += 1,
+            _ => c.s5xx += 1,
+        }
+        if status >= 500 || release == 0 {
+            // Not an answer of any configuration of the bench's: the gateway failed.
+            self.dropped += 1;
+            return;
+        }
+        let change = self.by_seq.get(&release);
+        let checked = match change {
+            None => Err(format!("x-release r{release} names no applied change")),
+            Some(c) => check(&c.expect, s.probe, status, upstream, credential, limit),
+        };
+        match checked {
+            Ok(mask) => {
+                *self.shown.entry(release).or_default() |= mask;
+                let e = self
+                    .first_seen
+                    .entry((release, s.worker))
+                    .or_insert(f64::MAX);
+                *e = e.min(s.at + f64::from(s.latency_ms) / 1000.0);
+            }
+            Err(why) => {
+                self.mixed += 1;
+                if self.mixed_examples.len() < MIXED_EXAMPLES {
+                    let name = names
+                        .get(usize::from(s.worker))
+                        .map_or("?", |w| w.id.as_str());
+                    let revision = change.map_or(0, |c| c.revision);
+                    self.mixed_examples.push(format!(
+                        "worker {name}, {:.3} s: revision r{revision} (x-release r{release}): {why}",
+                        s.at
+                    ));
+                }
+            }
+        }
+        let seen = self.newest.entry(s.conn).or_insert(release);
+        if release < *seen {
+            if let Some(b) = self.backwards.get_mut(usize::from(s.worker)) {
+                *b += 1;
+            }
+        } else {
+            *seen = release;
         }
     }
+}
 
+pub fn analyse(samples: &[Sample], changes: &[Change], a: Analysis) -> SwapReport {
+    let mut workers = a.workers;
+    let mut t = Tally::new(changes, workers.len());
+    for s in samples {
+        t.add(s, &workers);
+    }
     let run: Vec<&Change> = changes.iter().filter(|c| c.seq > 1).collect();
     let mut failures = Vec::new();
-    if dropped > 0 {
+    if t.dropped > 0 {
         failures.push(format!(
-            "{dropped} dropped requests (no answer, or an answer of no configuration)"
+            "{} dropped requests (no answer, or an answer of no configuration)",
+            t.dropped
         ));
     }
-    if mixed > 0 {
+    if t.mixed > 0 {
         failures.push(format!(
-            "{mixed} responses that did not match the revision they name, e.g. {}",
-            mixed_examples.first().map_or("", String::as_str)
+            "{} responses that did not match the revision they name, e.g. {}",
+            t.mixed,
+            t.mixed_examples.first().map_or("", String::as_str)
         ));
     }
+    let kinds = judge_kinds(&run, &t.shown, &mut failures);
+    let mut first_response = judge_workers(
+        &mut workers,
+        &run,
+        &t,
+        a.generations_required,
+        &mut failures,
+    );
+    let (audit, mut propagation) =
+        judge_audit(&a.revisions, &a.ackers, &mut workers, &mut failures);
+    let audit_completeness = if audit.expected == 0 {
+        1.0
+    } else {
+        audit.acked as f64 / audit.expected as f64
+    };
+    SwapReport {
+        requests: samples.len() as u64,
+        responses: t.classes,
+        connection_errors: t.errors,
+        dropped_requests: t.dropped,
+        mixed_version_responses: t.mixed,
+        mixed_examples: t.mixed_examples,
+        audit_completeness,
+        audit,
+        propagation_ms: percentiles(&mut propagation),
+        first_response_ms: percentiles(&mut first_response),
+        revisions_committed: run.len() as u64,
+        kinds,
+        workers,
+        latency_ms: LatencyReport {
+            around_swaps: percentiles(&mut t.around),
+            between_swaps: percentiles(&mut t.between),
+        },
+        duration_s: a.duration_s,
+        passed: failures.is_empty(),
+        failures,
+    }
+}
 
-    // Every kind of change seen in responses.
+/// Every kind of change seen in responses: per kind, applied and observed.
+fn judge_kinds(
+    run: &[&Change],
+    shown: &HashMap<u64, u8>,
+    failures: &mut Vec<String>,
+) -> BTreeMap<&'static str, KindReport> {
     let mut kinds = BTreeMap::new();
     for kind in ChangeKind::CYCLE {
         let of_kind: Vec<&&Change> = run.iter().filter(|c| c.kind == kind).collect();
@@ -280,35 +373,43 @@ pub fn analyse(samples: &[Sample], changes: &[Change], a: Analysis) -> SwapRepor
         }
         kinds.insert(kind.key(), KindReport { applied, observed });
     }
+    kinds
+}
 
-    // Every Worker seen serving every revision (or a later one); time to first response.
+/// Every Worker seen serving every revision (or a later one), never backwards, its swap
+/// counter and generations as they should be. Returns the times to first response.
+fn judge_workers(
+    workers: &mut [WorkerReport],
+    run: &[&Change],
+    t: &Tally<'_>,
+    generations_required: bool,
+    failures: &mut Vec<String>,
+) -> Vec<f64> {
     let mut first_response = Vec::new();
     for (i, w) in workers.iter_mut().enumerate() {
         let wid = u16::try_from(i).unwrap_or(u16::MAX);
-        let served: Vec<bool> = run
+        let first: Vec<Option<f64>> = run
             .iter()
-            .map(|c| first_seen.contains_key(&(c.seq, wid)))
+            .map(|c| t.first_seen.get(&(c.seq, wid)).copied())
             .collect();
-        for (c, _) in run.iter().zip(&served).filter(|(_, s)| **s) {
-            if let Some(t) = first_seen.get(&(c.seq, wid)) {
-                first_response.push(((t - c.sent_at) * 1000.0).max(0.0));
+        for (c, at) in run.iter().zip(&first) {
+            if let Some(at) = at {
+                first_response.push(((at - c.sent_at) * 1000.0).max(0.0));
             }
         }
-        let last_served = served.iter().rposition(|s| *s);
-        w.revisions_served = served.iter().filter(|s| **s).count() as u64;
+        let last_served = first.iter().rposition(Option::is_some);
+        w.requests = t.requests.get(i).copied().unwrap_or(0);
+        w.revisions_served = first.iter().filter(|f| f.is_some()).count() as u64;
         w.revisions_superseded = 0;
         w.revisions_missed.clear();
-        for (k, c) in run.iter().enumerate() {
-            if served[k] {
-                continue;
-            }
+        for (k, c) in run.iter().enumerate().filter(|(k, _)| first[*k].is_none()) {
             if last_served.is_some_and(|l| l > k) {
                 w.revisions_superseded += 1;
             } else {
                 w.revisions_missed.push(c.revision);
             }
         }
-        w.went_backwards = backwards.get(i).copied().unwrap_or(0);
+        w.went_backwards = t.backwards.get(i).copied().unwrap_or(0);
         if !w.revisions_missed.is_empty() {
             failures.push(format!(
                 "worker {}: never seen serving {} of the {} revisions committed during the run, nor a later one: {}",
@@ -338,76 +439,51 @@ pub fn analyse(samples: &[Sample], changes: &[Change], a: Analysis) -> SwapRepor
                 "worker {}: {g} configuration generations still live after the load stopped (1 expected)",
                 w.id
             )),
-            None if a.generations_required => failures.push(format!(
+            None if generations_required => failures.push(format!(
                 "worker {}: its live generations could not be read",
                 w.id
             )),
             _ => {}
         }
     }
+    first_response
+}
 
-    // Every revision acknowledged by every Worker that must: applied itself, or caught up.
+/// Every revision acknowledged by every Worker that must: applied itself, or caught up.
+/// Returns the audit and the propagation times.
+fn judge_audit(
+    revisions: &[RevisionAcks],
+    ackers: &[String],
+    workers: &mut [WorkerReport],
+    failures: &mut Vec<String>,
+) -> (AuditReport, Vec<f64>) {
     let mut audit = AuditReport::default();
-    let mut missing: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     let mut propagation = Vec::new();
-    for r in &a.revisions {
+    for r in revisions {
         audit.joined_after += r.joined_after as u64;
-        if let Some(ms) = r.propagation_ms {
-            propagation.push(ms);
-        }
-        for w in &a.ackers {
+        propagation.extend(r.propagation_ms);
+        for w in ackers {
             audit.expected += 1;
             match r.acks.iter().find(|(id, _)| id == w) {
                 Some((_, true)) => audit.caught_up += 1,
                 Some((_, false)) => audit.applied += 1,
-                None => missing.entry(w.as_str()).or_default().push(r.revision),
+                None => audit.missing.entry(w.clone()).or_default().push(r.revision),
             }
         }
     }
     audit.acked = audit.applied + audit.caught_up;
-    let audit_completeness = if audit.expected == 0 {
-        1.0
-    } else {
-        audit.acked as f64 / audit.expected as f64
-    };
-    for (w, revisions) in &missing {
+    for (w, missing) in &audit.missing {
         failures.push(format!(
             "worker {w}: no ACK for {} of the {} revisions committed during the run: {}",
+            missing.len(),
             revisions.len(),
-            a.revisions.len(),
-            list(revisions)
+            list(missing)
         ));
         if let Some(report) = workers.iter_mut().find(|r| r.id == *w) {
-            report.acks_missing.clone_from(revisions);
+            report.acks_missing.clone_from(missing);
         }
     }
-    audit.missing = missing
-        .into_iter()
-        .map(|(w, r)| (w.to_string(), r))
-        .collect();
-
-    SwapReport {
-        requests: samples.len() as u64,
-        responses: classes,
-        connection_errors: errors,
-        dropped_requests: dropped,
-        mixed_version_responses: mixed,
-        mixed_examples,
-        audit_completeness,
-        audit,
-        propagation_ms: percentiles(&mut propagation),
-        first_response_ms: percentiles(&mut first_response),
-        revisions_committed: run.len() as u64,
-        kinds,
-        workers,
-        latency_ms: LatencyReport {
-            around_swaps: percentiles(&mut around),
-            between_swaps: percentiles(&mut between),
-        },
-        duration_s: a.duration_s,
-        passed: failures.is_empty(),
-        failures,
-    }
+    (audit, propagation)
 }
 
 #[cfg(test)]

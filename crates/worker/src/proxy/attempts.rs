@@ -5,9 +5,10 @@
 
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use std::sync::Arc;
 use switchyard_engine::runtime::upstream::is_idempotent;
 use switchyard_engine::runtime::{Pick, Route, Target, Tried};
 
@@ -58,9 +59,9 @@ pub enum Sent {
 /// - **Stale connection**: the first attempt that fails before anything was sent (hyper
 ///   gave the request back, body untouched: any method), or an idempotent request reset
 ///   before any response byte, is sent once more to the same target on a fresh connection —
-///   the upstream may have closed an idle keep-alive connection just as it was reused. That failure is not
-///   the target's: it is not counted against its health, nor in the upstream errors, nor
-///   in the retry budget (it happens at most once per request).
+///   the upstream may have closed an idle keep-alive connection just as it was reused.
+///   That failure is not the target's: it is not counted against its health, nor in the
+///   upstream errors, nor in the retry budget (it happens at most once per request).
 /// - **Another target**: after a connect failure, or an idempotent reset, within
 ///   `retries.attempts` and the retry budget.
 ///
