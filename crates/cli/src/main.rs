@@ -36,10 +36,10 @@ fn main() -> ExitCode {
     };
     init_tracing(&cli.log_format, default_level);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Worker(args) = &cli.command
-        && let Some(n) = args.threads
-    {
-        builder.worker_threads(usize::from(n));
+    if let Command::Worker(_) = &cli.command {
+        // A Worker serves traffic on threads of its own (`--threads`); this runtime runs
+        // its control plane: sync, reloads, health checks, the admin API.
+        builder.worker_threads(2);
     }
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,

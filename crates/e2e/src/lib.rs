@@ -128,7 +128,13 @@ impl RunningWorker {
         Self::start_with(WorkerOptions::new(config)).await
     }
 
-    pub async fn start_with(options: WorkerOptions) -> RunningWorker {
+    /// Starts a standalone Worker. Unless `options` say otherwise, it serves on two
+    /// data-plane threads of its own, as `switchyard worker` does (Workers in a [`Cluster`]
+    /// serve on the test's runtime, as `switchyard up`'s do: both layouts are under test).
+    pub async fn start_with(mut options: WorkerOptions) -> RunningWorker {
+        if options.threads.is_none() {
+            options.threads = std::num::NonZeroUsize::new(2);
+        }
         let worker = Worker::new(options).unwrap();
         let handle = worker.handle();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

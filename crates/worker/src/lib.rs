@@ -5,6 +5,7 @@
 pub mod access_log;
 mod admin;
 mod connections;
+mod cores;
 mod health;
 mod idle;
 mod metrics;
@@ -20,6 +21,7 @@ pub mod sync;
 mod watch;
 
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,9 +61,18 @@ pub struct WorkerOptions {
     /// (bench builds). Each swap's allocations are then reported in
     /// `switchyard_swap_allocated_bytes`.
     pub thread_allocated: Option<fn() -> u64>,
+    /// Data-plane threads, each with a single-threaded runtime of its own that serves the
+    /// connections handed to it (thread per core, `cores.rs`). `None`: connections are
+    /// served on the runtime that runs the Worker (an embedded Worker shares its host's).
+    pub threads: Option<NonZeroUsize>,
 }
 
 impl WorkerOptions {
+    /// The upstream pools: one lane of idle connections per data-plane thread.
+    fn pools(&self) -> Pools {
+        Pools::new(self.threads.map_or(1, NonZeroUsize::get))
+    }
+
     /// Standalone, watching `config`.
     pub fn new(config: impl Into<PathBuf>) -> Self {
         Self::with_source(ConfigSource::Files {
@@ -76,6 +87,7 @@ impl WorkerOptions {
             access_log: AccessLogTarget::Off,
             drain_timeout: Duration::from_secs(30),
             thread_allocated: None,
+            threads: None,
         }
     }
 }
@@ -92,6 +104,8 @@ pub enum WorkerError {
     Client(#[from] sync::ClientError),
     #[error("this operation needs a {0} Worker")]
     WrongMode(&'static str),
+    #[error("cannot start the data-plane threads: {0}")]
+    Threads(std::io::Error),
     #[error("cannot watch {path}: {source}")]
     Watch {
         path: PathBuf,
@@ -121,7 +135,7 @@ impl Worker {
             return Err(WorkerError::WrongMode("files (use Worker::connect)"));
         };
         let obs = Self::observability(&options)?;
-        let mut reloader = Reloader::initial(path.clone(), obs, Pools::default())?;
+        let mut reloader = Reloader::initial(path.clone(), obs, options.pools())?;
         reloader.thread_allocated = options.thread_allocated;
         Ok(Worker {
             reloader: Arc::new(reloader),
@@ -139,7 +153,7 @@ impl Worker {
         let obs = Self::observability(&options)?;
         let (mut reloader, state, served_from, manager_error) =
             sync::Syncer::start(managed.clone(), |m, o| {
-                Reloader::from_set(m, o, obs.clone(), Pools::default())
+                Reloader::from_set(m, o, obs.clone(), options.pools())
             })
             .await?;
         reloader.thread_allocated = options.thread_allocated;
@@ -177,6 +191,10 @@ impl Worker {
         admin: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), WorkerError> {
+        let cores = match self.options.threads {
+            Some(n) => Some(cores::Cores::start(n).map_err(WorkerError::Threads)?),
+            None => None,
+        };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut _watcher = None;
         let mut sync_task = None;
@@ -206,6 +224,7 @@ impl Worker {
             self.reloader.draining_flag(),
             stop_rx,
             self.options.drain_timeout,
+            cores,
         ));
         shutdown.await;
         self.reloader.set_draining();

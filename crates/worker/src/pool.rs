@@ -8,8 +8,12 @@
 //! request's own future drives it (`hyper::client::conn::http1`'s `Connection` polled beside
 //! the response future), and so does the response body on its way to the client
 //! ([`Lease`]), as nginx's event loop does. When the body has ended, the connection goes
-//! back to its target's idle list; the next request on any thread takes the most recently
-//! used one.
+//! back to its target's idle list; the next request takes the most recently used one.
+//!
+//! A connection belongs to the runtime whose reactor it is registered with, so each target
+//! keeps one idle list (a lane) per data-plane core (`cores.rs`): a request takes from and
+//! gives back to its own core's lane only, and the lane's lock is never contended by
+//! another request.
 //!
 //! Idle connections are closed after [`IDLE_TIMEOUT`], shorter than the keep-alive of
 //! common upstream servers, so the gateway is the one to close an idle connection. One the
@@ -38,18 +42,33 @@ use crate::proxy::body::RequestBody;
 /// idle connection before the upstream does and seldom reuses one that is being closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// At most this many idle connections are kept per target.
+/// At most this many idle connections are kept per target and lane.
 const MAX_IDLE_PER_TARGET: usize = 512;
 
 /// Every target's pool, shared by all configuration generations so that a swap never
 /// throws away warm connections: a proxy version compiled later finds the pools of the
 /// targets it shares with the previous one (same authority and connect timeout).
-#[derive(Default)]
 pub struct Pools {
     by_target: Mutex<HashMap<(Authority, Duration), Weak<HostPool>>>,
+    /// Idle lists per target: one per data-plane core.
+    lanes: usize,
+}
+
+impl Default for Pools {
+    fn default() -> Self {
+        Pools::new(1)
+    }
 }
 
 impl Pools {
+    /// Pools whose targets keep `lanes` idle lists (at least one).
+    pub fn new(lanes: usize) -> Pools {
+        Pools {
+            by_target: Mutex::default(),
+            lanes: lanes.max(1),
+        }
+    }
+
     /// The pool of the target at `authority`, made if no live generation has it.
     pub fn get(&self, authority: &Authority, connect_timeout: Duration) -> Arc<HostPool> {
         let mut map = self
@@ -62,7 +81,7 @@ impl Pools {
         }
         // Targets no generation uses any more are forgotten (their pools are gone).
         map.retain(|_, p| p.strong_count() > 0);
-        let pool = Arc::new(HostPool::new(authority, connect_timeout));
+        let pool = Arc::new(HostPool::new(authority, connect_timeout, self.lanes));
         map.insert(key, Arc::downgrade(&pool));
         pool
     }
@@ -104,14 +123,14 @@ impl Pools {
 }
 
 /// One target's connections: where to connect, the `Host` to send, and the idle ones
-/// (most recently used last).
+/// per lane (most recently used last).
 pub struct HostPool {
     /// `host:port` to connect to.
     addr: String,
     /// The target's authority, sent as `Host`.
     host: HeaderValue,
     connect_timeout: Duration,
-    idle: Mutex<VecDeque<Idle>>,
+    lanes: Box<[Mutex<VecDeque<Idle>>]>,
 }
 
 struct Idle {
@@ -164,28 +183,39 @@ pub enum SendError {
 }
 
 impl HostPool {
-    fn new(authority: &Authority, connect_timeout: Duration) -> HostPool {
+    fn new(authority: &Authority, connect_timeout: Duration, lanes: usize) -> HostPool {
         let port = authority.port_u16().unwrap_or(80);
         HostPool {
             addr: format!("{}:{port}", authority.host()),
             host: HeaderValue::from_str(authority.as_str())
                 .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
             connect_timeout,
-            idle: Mutex::new(VecDeque::new()),
+            lanes: (0..lanes.max(1)).map(|_| Mutex::default()).collect(),
         }
     }
 
-    /// Sends `req` (origin-form URI; `Host` is set here) on an idle connection, or on a new
-    /// one when `fresh` or none is idle, driving the connection until the response head
-    /// has arrived. The [`Lease`] carries the connection on to the response body.
+    /// The idle list of `lane` (any lane number maps to one).
+    fn lane(&self, lane: usize) -> &Mutex<VecDeque<Idle>> {
+        &self.lanes[lane % self.lanes.len()]
+    }
+
+    /// Sends `req` (origin-form URI; `Host` is set here) on an idle connection of `lane`,
+    /// or on a new one when `fresh` or none is idle, driving the connection until the
+    /// response head has arrived. The [`Lease`] carries the connection on to the response
+    /// body, and back to `lane`.
     pub async fn send(
         self: &Arc<Self>,
         mut req: Request<RequestBody>,
         fresh: bool,
+        lane: usize,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
         req.headers_mut()
             .insert(http::header::HOST, self.host.clone());
-        let reused = if fresh { None } else { self.checkout().await };
+        let reused = if fresh {
+            None
+        } else {
+            self.checkout(lane).await
+        };
         let mut conn = match reused {
             Some(c) => c,
             None => self.connect().await.map_err(SendError::Connect)?,
@@ -215,6 +245,7 @@ impl HostPool {
                 Lease {
                     conn: Some(conn),
                     pool: self.clone(),
+                    lane,
                 },
             )),
             Err(mut e) => match e.take_message() {
@@ -226,10 +257,13 @@ impl HostPool {
 
     /// The most recently used idle connection that is still usable; the others on the way
     /// are closed.
-    async fn checkout(&self) -> Option<Box<Conn>> {
+    async fn checkout(&self, lane: usize) -> Option<Box<Conn>> {
         loop {
             let mut c = {
-                let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut idle = self
+                    .lane(lane)
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 let c = idle.pop_back()?;
                 if c.since.elapsed() >= IDLE_TIMEOUT {
                     // The rest are older still.
@@ -244,8 +278,11 @@ impl HostPool {
         }
     }
 
-    fn checkin(&self, conn: Box<Conn>) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+    fn checkin(&self, conn: Box<Conn>, lane: usize) {
+        let mut idle = self
+            .lane(lane)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE_PER_TARGET {
             idle.push_back(Idle {
                 conn,
@@ -255,16 +292,18 @@ impl HostPool {
     }
 
     fn close_expired(&self, now: Instant) {
-        let expired: Vec<Idle> = {
-            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            let n = idle
-                .iter()
-                .take_while(|i| now.duration_since(i.since) >= IDLE_TIMEOUT)
-                .count();
-            idle.drain(..n).collect()
-        };
-        // Closed outside the lock.
-        drop(expired);
+        for lane in &self.lanes {
+            let expired: Vec<Idle> = {
+                let mut idle = lane.lock().unwrap_or_else(PoisonError::into_inner);
+                let n = idle
+                    .iter()
+                    .take_while(|i| now.duration_since(i.since) >= IDLE_TIMEOUT)
+                    .count();
+                idle.drain(..n).collect()
+            };
+            // Closed outside the lock.
+            drop(expired);
+        }
     }
 
     async fn connect(&self) -> std::io::Result<Box<Conn>> {
@@ -296,6 +335,7 @@ impl HostPool {
 pub struct Lease {
     conn: Option<Box<Conn>>,
     pool: Arc<HostPool>,
+    lane: usize,
 }
 
 impl Lease {
@@ -312,7 +352,7 @@ impl Lease {
     /// The response body has ended: the connection can take another request.
     pub fn release(mut self) {
         if let Some(c) = self.conn.take() {
-            self.pool.checkin(c);
+            self.pool.checkin(c, self.lane);
         }
     }
 }

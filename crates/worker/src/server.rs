@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::connections::{Admitted, ConnState};
+use crate::cores::Cores;
 use crate::idle::IdleTimer;
 use crate::proxy;
 use crate::runtime::Runtime;
@@ -34,12 +35,16 @@ const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r
 /// Serves until `shutdown` turns true, then stops accepting, asks every connection to close
 /// after its current request (HTTP/1: `Connection: close`; HTTP/2: GOAWAY), and waits up to
 /// `drain` for in-flight requests to finish.
+///
+/// With `cores`, each accepted connection is handed to one of them and served there (see
+/// `cores.rs`); without, it is served on the calling runtime.
 pub async fn serve(
     listener: TcpListener,
     current: Arc<ArcSwap<Runtime>>,
     draining: Arc<AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
+    cores: Option<Cores>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).keep_alive(true);
@@ -64,15 +69,20 @@ pub async fn serve(
                     let _ = stream.set_nodelay(true);
                     let mut builder = builder.clone();
                     builder.http1().header_read_timeout(timeouts.idle);
-                    spawn_connection(
+                    let conn = Accepted {
                         builder,
-                        stream,
                         remote,
                         admitted,
-                        ConnTimeouts { idle: timeouts.idle, send: timeouts.send },
-                        current.clone(),
-                        draining.clone(),
-                    );
+                        timeouts: ConnTimeouts { idle: timeouts.idle, send: timeouts.send },
+                        current: current.clone(),
+                        draining: draining.clone(),
+                    };
+                    match &cores {
+                        None => {
+                            tokio::spawn(conn.serve(stream, 0));
+                        }
+                        Some(cores) => hand_over(cores, conn, stream),
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -90,6 +100,26 @@ pub async fn serve(
         _ = connections.all_closed() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(drain) => tracing::warn!(?drain, "drain deadline reached; closing remaining connections"),
     }
+    // The cores' threads end here, with whatever connections the deadline left on them.
+    drop(cores);
+}
+
+/// Serves `stream` on the next core: the socket leaves this runtime's reactor and joins
+/// that core's, so its readiness events are handled on the thread that serves it.
+fn hand_over(cores: &Cores, conn: Accepted, stream: TcpStream) {
+    let std = match stream.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(remote = %conn.remote, error = %e, "cannot hand a connection to a core");
+            return;
+        }
+    };
+    cores.spawn(move |lane| async move {
+        match TcpStream::from_std(std) {
+            Ok(stream) => conn.serve(stream, lane).await,
+            Err(e) => tracing::debug!(remote = %conn.remote, error = %e, "cannot register a connection on its core"),
+        }
+    });
 }
 
 /// Tells an over-limit client why, without waiting on it: one non-blocking write (a full
@@ -106,45 +136,63 @@ struct ConnTimeouts {
     send: Duration,
 }
 
-fn spawn_connection(
+/// An accepted, admitted connection and what serving it needs.
+struct Accepted {
     builder: auto::Builder<TokioExecutor>,
-    stream: TcpStream,
     remote: SocketAddr,
     admitted: Admitted,
     timeouts: ConnTimeouts,
     current: Arc<ArcSwap<Runtime>>,
     draining: Arc<AtomicBool>,
-) {
-    // What every request on this connection needs, behind one Arc: one refcount bump per
-    // request instead of several.
-    struct Conn {
-        current: Arc<ArcSwap<Runtime>>,
-        draining: Arc<AtomicBool>,
-        client: http::HeaderValue,
-        remote: SocketAddr,
-        state: Arc<ConnState>,
-    }
-    let conn_ctx = Arc::new(Conn {
-        current,
-        draining,
-        client: proxy::forward::client_value(remote.ip()),
-        remote,
-        state: admitted.state.clone(),
-    });
-    // Boxed: hyper keeps each request's future in its dispatcher, and a boxed one is moved
-    // there as a pointer instead of as the whole request state (kilobytes) by value.
-    let svc = service_fn(move |req| {
-        let c = conn_ctx.clone();
-        Box::pin(async move {
-            let active = c.state.request();
-            proxy::handle(&c.current, &c.draining, c.remote, &c.client, active, req).await
-        })
-    });
-    let io = SendTimeout {
-        io: TokioIo::new(stream),
-        send: IdleTimer::new(timeouts.send),
-    };
-    tokio::spawn(async move {
+}
+
+/// What every request on a connection needs, behind one Arc: one refcount bump per request
+/// instead of several.
+pub(crate) struct ConnCtx {
+    pub current: Arc<ArcSwap<Runtime>>,
+    pub draining: Arc<AtomicBool>,
+    /// The client's address as `Forwarded`/`X-Forwarded-For` give it.
+    pub client: http::HeaderValue,
+    pub remote: SocketAddr,
+    state: Arc<ConnState>,
+    /// The pool lane of the core serving this connection (0 without cores).
+    pub lane: usize,
+}
+
+impl Accepted {
+    /// Serves the connection until it ends: closed by the client, idle for too long, or
+    /// asked to close (drain) and done with its requests.
+    async fn serve(self, stream: TcpStream, lane: usize) {
+        let Accepted {
+            builder,
+            remote,
+            admitted,
+            timeouts,
+            current,
+            draining,
+        } = self;
+        let conn_ctx = Arc::new(ConnCtx {
+            current,
+            draining,
+            client: proxy::forward::client_value(remote.ip()),
+            remote,
+            state: admitted.state.clone(),
+            lane,
+        });
+        // Boxed: hyper keeps each request's future in its dispatcher, and a boxed one is
+        // moved there as a pointer instead of as the whole request state (kilobytes) by
+        // value.
+        let svc = service_fn(move |req| {
+            let c = conn_ctx.clone();
+            Box::pin(async move {
+                let active = c.state.request();
+                proxy::handle(&c, active, req).await
+            })
+        });
+        let io = SendTimeout {
+            io: TokioIo::new(stream),
+            send: IdleTimer::new(timeouts.send),
+        };
         let conn = builder.serve_connection(io, svc);
         let mut conn = std::pin::pin!(conn);
         let state = &admitted.state;
@@ -182,7 +230,7 @@ fn spawn_connection(
             }
         }
         drop(admitted);
-    });
+    }
 }
 
 /// The client connection's socket, with writes bounded: a client that stops reading a

@@ -53,6 +53,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         access_log: AccessLogTarget::Stdout,
         drain_timeout: Duration::from_secs(10),
         thread_allocated: crate::alloc::thread_allocated(),
+        threads: None,
     };
     let result = super::worker::serve(options, listen, admin).await;
     let _ = stop_tx.send(true);

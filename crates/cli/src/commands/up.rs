@@ -109,6 +109,7 @@ pub async fn run(o: UpArgs) -> anyhow::Result<ExitCode> {
             access_log: AccessLogTarget::Off,
             drain_timeout: Duration::from_secs(10),
             thread_allocated: crate::alloc::thread_allocated(),
+            threads: None,
         })
         .await?;
         let l = TcpListener::bind(listen)

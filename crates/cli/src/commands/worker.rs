@@ -2,6 +2,7 @@
 //! (standalone) or following an environment on a Manager.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -43,7 +44,8 @@ pub struct WorkerArgs {
     /// How long in-flight requests may take to finish on shutdown.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
-    /// Threads serving traffic (default: one per CPU).
+    /// Threads serving traffic, each with its own runtime; every client connection and the
+    /// upstream connections its requests use stay on one of them (default: one per CPU).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
     /// Do not watch the configuration for changes (SIGHUP still reloads).
@@ -82,9 +84,18 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         access_log: args.access_log,
         drain_timeout: args.drain_timeout,
         thread_allocated: crate::alloc::thread_allocated(),
+        threads: Some(data_threads(args.threads)),
     };
     serve(options, args.listen, args.admin_listen).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--threads`, or one per CPU.
+fn data_threads(threads: Option<u16>) -> NonZeroUsize {
+    threads
+        .and_then(|n| NonZeroUsize::new(usize::from(n)))
+        .or_else(|| std::thread::available_parallelism().ok())
+        .unwrap_or(NonZeroUsize::MIN)
 }
 
 /// Starts a Worker on the given addresses and runs it until SIGTERM/SIGINT. The sockets

@@ -33,6 +33,8 @@ pub struct Outbound<'a> {
     /// The request's `consistent-hash` key.
     pub key: u64,
     pub deadline: tokio::time::Instant,
+    /// The pool lane of the core serving the request.
+    pub lane: usize,
 }
 
 /// How the attempts of a request ended.
@@ -260,7 +262,7 @@ fn attempt_once<'a>(
     *req.headers_mut() = headers;
     // Boxed: the connection's future is polled many times per request; boxed, the
     // layers above it move a pointer rather than its state.
-    let sent = tokio::time::timeout_at(out.deadline, Box::pin(pool.send(req, fresh)));
+    let sent = tokio::time::timeout_at(out.deadline, Box::pin(pool.send(req, fresh, out.lane)));
     let proxy = out.proxy;
     async move {
         match sent.await {

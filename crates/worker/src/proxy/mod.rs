@@ -10,11 +10,9 @@ mod target;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
@@ -27,24 +25,22 @@ use self::body::{ClientStream, ResponseBody};
 use self::completion::Completion;
 use self::error::{ErrorSource, GatewayError};
 use crate::connections::ActiveRequest;
-use crate::runtime::{Proxy, Runtime};
+use crate::runtime::Proxy;
+use crate::server::ConnCtx;
 
 /// Handles one request. The configuration generation is loaded once, here, and everything
 /// the request does (route, policies, targets, timeouts, retries) comes from it; the
 /// response body keeps it alive until the last byte is sent, and `active` keeps the
 /// connection counted as busy until then. Once the Worker is draining, HTTP/1 responses
 /// carry `Connection: close`, so keep-alive clients move elsewhere.
-pub async fn handle(
-    current: &ArcSwap<Runtime>,
-    draining: &AtomicBool,
-    remote: SocketAddr,
-    client: &http::HeaderValue,
+pub(crate) async fn handle(
+    conn: &ConnCtx,
     active: ActiveRequest,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let http1 = req.version() < Version::HTTP_2;
-    let mut resp = proxy(current, remote, client, active, req).await;
-    if http1 && draining.load(Ordering::Relaxed) {
+    let mut resp = proxy(conn, active, req).await;
+    if http1 && conn.draining.load(Ordering::Relaxed) {
         resp.headers_mut()
             .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
     }
@@ -52,12 +48,18 @@ pub async fn handle(
 }
 
 async fn proxy(
-    current: &ArcSwap<Runtime>,
-    remote: SocketAddr,
-    client: &http::HeaderValue,
+    conn: &ConnCtx,
     active: ActiveRequest,
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
+    let ConnCtx {
+        current,
+        remote,
+        client,
+        lane,
+        ..
+    } = conn;
+    let remote = *remote;
     let started = Instant::now();
     let runtime = current.load_full();
     let host = req.headers().get(header::HOST).cloned().or_else(|| {
@@ -153,6 +155,7 @@ async fn proxy(
         uri: &original_uri,
         headers,
         deadline,
+        lane: *lane,
     };
     let failed = match attempts::send(out, body, &mut done).await {
         attempts::Sent::Response(resp, lease) => {
