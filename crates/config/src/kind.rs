@@ -16,11 +16,18 @@ pub enum Kind {
     Credential,
     /// An environment's variables; read by `apply` and the Manager, ignored by the compiler.
     Environment,
+    /// A TLS certificate chain and its private key, served by SNI.
+    Certificate,
 }
 
 impl Kind {
     /// Every kind, in the order they are listed to users.
-    pub const ALL: [Kind; 3] = [Kind::Proxy, Kind::Credential, Kind::Environment];
+    pub const ALL: [Kind; 4] = [
+        Kind::Proxy,
+        Kind::Credential,
+        Kind::Environment,
+        Kind::Certificate,
+    ];
 
     /// The name as written in manifests (`Proxy`).
     pub const fn as_str(self) -> &'static str {
@@ -28,6 +35,7 @@ impl Kind {
             Kind::Proxy => "Proxy",
             Kind::Credential => "Credential",
             Kind::Environment => "Environment",
+            Kind::Certificate => "Certificate",
         }
     }
 
@@ -37,13 +45,14 @@ impl Kind {
             Kind::Proxy => "proxy",
             Kind::Credential => "credential",
             Kind::Environment => "environment",
+            Kind::Certificate => "certificate",
         }
     }
 
     /// Whether entities of this kind carry secret values (stored sealed, shown redacted).
     pub const fn is_secret(self) -> bool {
         match self {
-            Kind::Credential => true,
+            Kind::Credential | Kind::Certificate => true,
             Kind::Proxy | Kind::Environment => false,
         }
     }
@@ -60,7 +69,7 @@ impl Kind {
             .find(|k| k.as_str() == s || k.lower() == s)
     }
 
-    /// `Proxy, Credential, Environment`: for error messages.
+    /// `Proxy, Credential, Environment, Certificate`: for error messages.
     pub fn list() -> String {
         Kind::ALL.map(Kind::as_str).join(", ")
     }
@@ -102,7 +111,7 @@ mod tests {
         }
         assert_eq!(
             "Route".parse::<Kind>().unwrap_err().to_string(),
-            "unknown kind \"Route\" (expected one of Proxy, Credential, Environment)"
+            "unknown kind \"Route\" (expected one of Proxy, Credential, Environment, Certificate)"
         );
     }
 }

@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 use crate::Kind;
 use crate::error::{ConfigError, ConfigErrors, Position, Reason, SourceRef};
 use crate::manifest::{
-    API_VERSION, CredentialManifest, DocumentHeader, EnvironmentManifest, Manifest, ProxyManifest,
+    API_VERSION, CertificateManifest, CredentialManifest, DocumentHeader, EnvironmentManifest,
+    Manifest, ProxyManifest,
 };
 
 /// A manifest with the place it was read from.
@@ -322,6 +323,10 @@ pub(crate) fn parse_document(source: &SourceRef, text: &str) -> Result<Manifest,
         Some(Kind::Credential) => deserialize_with_path::<CredentialManifest>(source, text)
             .map(Manifest::Credential)
             // Never echo what was written inside a credential: it may be a secret.
+            .map_err(|e| with_entity(scrub_secret_echo(e))),
+        Some(Kind::Certificate) => deserialize_with_path::<CertificateManifest>(source, text)
+            .map(Manifest::Certificate)
+            // Never echo what was written inside a certificate: the key is a secret.
             .map_err(|e| with_entity(scrub_secret_echo(e))),
         Some(Kind::Environment) => deserialize_with_path::<EnvironmentManifest>(source, text)
             .and_then(|m| m.check(source).map(|()| m))

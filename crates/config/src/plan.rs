@@ -121,6 +121,11 @@ pub fn hotness(kind: Kind) -> Hotness {
             true,
             "the proxies that use it are recompiled and swapped atomically",
         ),
+        Kind::Certificate => (
+            true,
+            "handshakes after the swap get the new certificate; established TLS connections \
+             carry on untouched",
+        ),
         Kind::Environment => (
             true,
             "variables: the entities they change are listed on their own; gateway settings: \

@@ -179,6 +179,8 @@ pub struct ManagedWorker {
     pub admin: SocketAddr,
     pub handle: WorkerHandle,
     pub cache: PathBuf,
+    /// The HTTPS listener's address ([`ManagedWorker::start_https`]).
+    pub https: Option<SocketAddr>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -201,6 +203,20 @@ impl ManagedWorker {
     pub async fn start(
         options: ManagedOptions,
     ) -> Result<ManagedWorker, switchyard_worker::WorkerError> {
+        Self::start_inner(options, false).await
+    }
+
+    /// [`ManagedWorker::start`], also serving HTTPS (address in `https`).
+    pub async fn start_https(
+        options: ManagedOptions,
+    ) -> Result<ManagedWorker, switchyard_worker::WorkerError> {
+        Self::start_inner(options, true).await
+    }
+
+    async fn start_inner(
+        options: ManagedOptions,
+        https: bool,
+    ) -> Result<ManagedWorker, switchyard_worker::WorkerError> {
         let id = options.worker_id.clone();
         let cache = options.cache_dir.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -209,8 +225,14 @@ impl ManagedWorker {
         let admin_addr = admin.local_addr().unwrap();
         let mut options = options;
         options.address = Some(addr.to_string());
-        let worker =
+        let mut worker =
             Worker::connect(WorkerOptions::with_source(ConfigSource::Manager(options))).await?;
+        let mut https_addr = None;
+        if https {
+            let tls = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            https_addr = Some(tls.local_addr().unwrap());
+            worker.listen_tls(tls);
+        }
         let handle = worker.handle();
         let (tx, task) = crate::spawn_worker(worker, listener, admin);
         Ok(ManagedWorker {
@@ -219,6 +241,7 @@ impl ManagedWorker {
             admin: admin_addr,
             handle,
             cache,
+            https: https_addr,
             shutdown: Some(tx),
             task: Some(task),
         })

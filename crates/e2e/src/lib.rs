@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod forwarder;
 pub mod raw;
 pub mod send;
+pub mod tls;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -131,11 +132,25 @@ impl RunningWorker {
     /// Starts a standalone Worker. Unless `options` say otherwise, it serves on two
     /// data-plane threads of its own, as `switchyard worker` does (Workers in a [`Cluster`]
     /// serve on the test's runtime, as `switchyard up`'s do: both layouts are under test).
-    pub async fn start_with(mut options: WorkerOptions) -> RunningWorker {
+    pub async fn start_with(options: WorkerOptions) -> RunningWorker {
+        Self::start_inner(options, None).await
+    }
+
+    /// [`RunningWorker::start_with`], also serving HTTPS; returns the HTTPS address too.
+    pub async fn start_https(options: WorkerOptions) -> (RunningWorker, SocketAddr) {
+        let tls = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tls.local_addr().unwrap();
+        (Self::start_inner(options, Some(tls)).await, addr)
+    }
+
+    async fn start_inner(mut options: WorkerOptions, tls: Option<TcpListener>) -> RunningWorker {
         if options.threads.is_none() {
             options.threads = std::num::NonZeroUsize::new(2);
         }
-        let worker = Worker::new(options).unwrap();
+        let mut worker = Worker::new(options).unwrap();
+        if let Some(l) = tls {
+            worker.listen_tls(l);
+        }
         let handle = worker.handle();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -232,6 +247,14 @@ impl Conn {
     pub async fn open(addr: SocketAddr) -> std::io::Result<Conn> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
+        Self::over(stream, addr).await
+    }
+
+    /// HTTP/1.1 over an established stream (a TLS one, say) to `addr`.
+    pub async fn over<S>(stream: S, addr: SocketAddr) -> std::io::Result<Conn>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (sender, conn) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(std::io::Error::other)?;
@@ -257,10 +280,11 @@ impl Conn {
             .ready()
             .await
             .map_err(|e| format!("connection not ready: {e}"))?;
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "gateway.test");
+        let mut req = Request::builder().method(method).uri(path);
+        // `gateway.test` unless the caller names the host.
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            req = req.header("host", "gateway.test");
+        }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

@@ -6,6 +6,7 @@
 pub mod compile;
 pub mod entity_set;
 pub mod runtime;
+pub mod tls;
 mod validate;
 
 pub use compile::{

@@ -18,6 +18,7 @@ mod server;
 pub mod status;
 mod swap_path;
 pub mod sync;
+mod tls;
 mod watch;
 
 use std::future::Future;
@@ -106,6 +107,8 @@ pub enum WorkerError {
     WrongMode(&'static str),
     #[error("cannot start the data-plane threads: {0}")]
     Threads(std::io::Error),
+    #[error("cannot set up TLS for the HTTPS listener: {0}")]
+    Tls(rustls::Error),
     #[error("cannot watch {path}: {source}")]
     Watch {
         path: PathBuf,
@@ -119,6 +122,8 @@ pub struct Worker {
     options: WorkerOptions,
     /// Manager mode: the state the sync task starts from.
     sync_state: Option<sync::SyncState>,
+    /// The HTTPS listener, if any (see [`Worker::listen_tls`]).
+    tls_listener: Option<TcpListener>,
 }
 
 /// A cheap handle to a running Worker: its revision, status, and a way to reload now.
@@ -141,6 +146,7 @@ impl Worker {
             reloader: Arc::new(reloader),
             options,
             sync_state: None,
+            tls_listener: None,
         })
     }
 
@@ -168,12 +174,19 @@ impl Worker {
             reloader: Arc::new(reloader),
             options,
             sync_state: Some(state),
+            tls_listener: None,
         })
     }
 
     fn observability(options: &WorkerOptions) -> Result<Arc<Observability>, WorkerError> {
         let access_log = AccessLog::open(&options.access_log).map_err(WorkerError::AccessLog)?;
         Ok(Arc::new(Observability::new(access_log)))
+    }
+
+    /// Also serves HTTPS on `listener` (HTTP/1.1 and HTTP/2 by ALPN), with the certificate
+    /// of each handshake chosen by SNI from the `kind: Certificate` entities being served.
+    pub fn listen_tls(&mut self, listener: TcpListener) {
+        self.tls_listener = Some(listener);
     }
 
     pub fn handle(&self) -> WorkerHandle {
@@ -191,6 +204,13 @@ impl Worker {
         admin: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), WorkerError> {
+        let tls = match self.tls_listener.take() {
+            Some(l) => Some((
+                l,
+                tls::acceptor(self.reloader.current()).map_err(WorkerError::Tls)?,
+            )),
+            None => None,
+        };
         let cores = match self.options.threads {
             Some(n) => Some(cores::Cores::start(n).map_err(WorkerError::Threads)?),
             None => None,
@@ -218,8 +238,12 @@ impl Worker {
             self.reloader.subscribe(),
             stop_rx.clone(),
         ));
+        let listeners = server::Listeners {
+            plain: listener,
+            tls,
+        };
         let server = tokio::spawn(server::serve(
-            listener,
+            listeners,
             current,
             self.reloader.draining_flag(),
             stop_rx,

@@ -48,6 +48,11 @@ pub struct Metrics {
     prompt_matches: Family<Labels2, Counter>,
     target_healthy: Family<Labels2, Gauge>,
     pub connections: ConnectionMetrics,
+    /// TLS handshakes on the HTTPS listener that failed (bad client hello, no shared
+    /// protocol, timeout, no certificate) and those refused for want of a certificate.
+    pub tls_handshake_failures: Counter,
+    pub tls_no_certificate: Counter,
+    certificate_expiry: Family<Labels1, Gauge>,
     per_proxy: Mutex<HashMap<Arc<str>, Arc<ProxyMetrics>>>,
 }
 
@@ -156,6 +161,24 @@ impl Metrics {
             "Bytes allocated to build and swap each applied generation (bench builds only)",
             swap_allocated_bytes.clone(),
         );
+        let tls_handshake_failures = Counter::default();
+        let tls_no_certificate = Counter::default();
+        let certificate_expiry = Family::<Labels1, Gauge>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes on the HTTPS listener that failed or timed out",
+            tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "tls_no_certificate",
+            "TLS handshakes refused because no certificate covers the SNI and there is no default",
+            tls_no_certificate.clone(),
+        );
+        registry.register(
+            "certificate_expiry_seconds",
+            "Seconds until each served certificate expires (negative once expired)",
+            certificate_expiry.clone(),
+        );
         let connections = ConnectionMetrics::default();
         registry.register(
             "connections_open",
@@ -194,6 +217,9 @@ impl Metrics {
             prompt_matches,
             target_healthy,
             connections,
+            tls_handshake_failures,
+            tls_no_certificate,
+            certificate_expiry,
             requests,
             durations,
             upstream_errors,
@@ -272,6 +298,16 @@ impl Metrics {
             self.target_healthy
                 .get_or_create(&[("proxy", proxy.to_string()), ("target", target.to_string())])
                 .set(i64::from(healthy));
+        }
+    }
+
+    /// Sets `switchyard_certificate_expiry_seconds` to exactly these (certificate, seconds).
+    pub fn set_certificate_expiry<'a>(&self, certificates: impl Iterator<Item = (&'a str, i64)>) {
+        self.certificate_expiry.clear();
+        for (name, seconds) in certificates {
+            self.certificate_expiry
+                .get_or_create(&[("certificate", name.to_string())])
+                .set(seconds);
         }
     }
 

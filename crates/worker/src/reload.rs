@@ -62,6 +62,13 @@ impl Reloader {
         pools: Pools,
     ) -> Result<Reloader, ConfigErrors> {
         let manifests = load_path(&config)?;
+        let now = SystemTime::now();
+        for e in manifests
+            .iter()
+            .flat_map(|m| switchyard_engine::tls::check_validity(m, now))
+        {
+            tracing::warn!(error = %e, "serving a certificate outside its validity period");
+        }
         let refs: Vec<&Located<Manifest>> = manifests.iter().collect();
         let reloader = Self::from_set(&refs, &Numbering::default(), obs, pools)?;
         tracing::info!(config = %config.display(), "configuration files loaded");
@@ -147,6 +154,12 @@ impl Reloader {
                     )
                 })
             }));
+        let wall = std::time::SystemTime::now();
+        self.obs.metrics.set_certificate_expiry(
+            rt.snapshot
+                .certificates()
+                .map(|c| (&*c.name, switchyard_engine::tls::seconds_left(c, wall))),
+        );
         drop(rt);
         self.obs.metrics.encode()
     }
@@ -182,7 +195,7 @@ impl Reloader {
                 revision: self.revision(),
             };
         };
-        match load_path(config) {
+        match load_path(config).and_then(|m| self.check_new_certificates(m)) {
             Ok(manifests) => {
                 let refs: Vec<&Located<Manifest>> = manifests.iter().collect();
                 self.apply(Change::Set(&refs), &Numbering::default())
@@ -194,6 +207,31 @@ impl Reloader {
                     .unwrap_or_else(PoisonError::into_inner);
                 self.apply_result(Err(errors), Instant::now())
             }
+        }
+    }
+
+    /// Refuses certificates that are new or changed (not served under the same digest) and
+    /// expired or not yet valid: an operator's files are where they are applied. Those
+    /// already served keep serving, expired or not (a restart does not refuse them either;
+    /// `switchyard_certificate_expiry_seconds` shows them).
+    fn check_new_certificates(
+        &self,
+        manifests: Vec<Located<Manifest>>,
+    ) -> Result<Vec<Located<Manifest>>, ConfigErrors> {
+        let rt = self.current.load();
+        let now = SystemTime::now();
+        let errors: Vec<_> = manifests
+            .iter()
+            .filter(|m| {
+                matches!(m.value, Manifest::Certificate(_))
+                    && !rt.snapshot.certificates().any(|c| c.digest == m.digest)
+            })
+            .flat_map(|m| switchyard_engine::tls::check_validity(m, now))
+            .collect();
+        if errors.is_empty() {
+            Ok(manifests)
+        } else {
+            Err(ConfigErrors(errors))
         }
     }
 

@@ -1,5 +1,6 @@
-//! The data-plane listener: HTTP/1.1 (keep-alive) and HTTP/2 cleartext on one port, with
-//! graceful shutdown passed in as a value.
+//! The data-plane listeners: HTTP/1.1 (keep-alive) and HTTP/2 cleartext on one port, and
+//! optionally the same over TLS on another (`tls.rs`), with graceful shutdown passed in as a
+//! value.
 //!
 //! Each connection is admitted against the connection limit (`connections.rs`: shedding
 //! the connections idle the longest, or refusing with a 503 at once), and lives by the
@@ -19,8 +20,10 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::connections::{Admitted, ConnState};
 use crate::cores::Cores;
@@ -32,14 +35,52 @@ use crate::runtime::Runtime;
 /// (retry elsewhere), written without reading the request so no descriptor is held.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: application/json\r\nretry-after: 1\r\ncontent-length: 114\r\n\r\n{\"error\":\"connection_limit\",\"message\":\"this gateway is at its connection limit; retry later\",\"source\":\"internal\"}\n";
 
+/// The sockets a Worker accepts traffic on.
+pub(crate) struct Listeners {
+    pub plain: TcpListener,
+    /// The HTTPS listener and its acceptor (certificates chosen by SNI per handshake).
+    pub tls: Option<(TcpListener, TlsAcceptor)>,
+}
+
+impl Listeners {
+    /// The next connection on either listener (the two take turns first, so that a flood
+    /// on one cannot keep the other from being accepted), with the TLS acceptor when it
+    /// came in on the HTTPS one.
+    async fn accept(
+        &self,
+        tls_first: bool,
+    ) -> (io::Result<(TcpStream, SocketAddr)>, Option<TlsAcceptor>) {
+        std::future::poll_fn(|cx| {
+            let tls = self.tls.as_ref();
+            let poll_tls = |cx: &mut Context<'_>| {
+                tls.and_then(|(l, a)| match l.poll_accept(cx) {
+                    Poll::Ready(r) => Some((r, Some(a.clone()))),
+                    Poll::Pending => None,
+                })
+            };
+            if tls_first && let Some(r) = poll_tls(cx) {
+                return Poll::Ready(r);
+            }
+            if let Poll::Ready(r) = self.plain.poll_accept(cx) {
+                return Poll::Ready((r, None));
+            }
+            if !tls_first && let Some(r) = poll_tls(cx) {
+                return Poll::Ready(r);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
 /// Serves until `shutdown` turns true, then stops accepting, asks every connection to close
 /// after its current request (HTTP/1: `Connection: close`; HTTP/2: GOAWAY), and waits up to
 /// `drain` for in-flight requests to finish.
 ///
 /// With `cores`, each accepted connection is handed to one of them and served there (see
-/// `cores.rs`); without, it is served on the calling runtime.
+/// `cores.rs`), its TLS handshake included; without, it is served on the calling runtime.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Listeners,
     current: Arc<ArcSwap<Runtime>>,
     draining: Arc<AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
@@ -53,9 +94,11 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(Duration::from_secs(30));
     let connections = current.load().obs.connections.clone();
+    let mut tls_first = false;
     loop {
+        tls_first = !tls_first;
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            (accepted, tls) = listeners.accept(tls_first) => match accepted {
                 Ok((stream, remote)) => {
                     let rt = current.load();
                     let gateway = rt.snapshot.gateway();
@@ -76,6 +119,7 @@ pub async fn serve(
                         timeouts: ConnTimeouts { idle: timeouts.idle, send: timeouts.send },
                         current: current.clone(),
                         draining: draining.clone(),
+                        tls,
                     };
                     match &cores {
                         None => {
@@ -93,8 +137,8 @@ pub async fn serve(
             _ = stopped(&mut shutdown) => break,
         }
     }
-    drop(listener);
-    tracing::info!("listener closed; draining in-flight requests");
+    drop(listeners);
+    tracing::info!("listeners closed; draining in-flight requests");
     connections.close_all();
     tokio::select! {
         _ = connections.all_closed() => tracing::info!("all connections drained"),
@@ -144,6 +188,8 @@ struct Accepted {
     timeouts: ConnTimeouts,
     current: Arc<ArcSwap<Runtime>>,
     draining: Arc<AtomicBool>,
+    /// Set when the connection came in on the HTTPS listener: the handshake comes first.
+    tls: Option<TlsAcceptor>,
 }
 
 /// What every request on a connection needs, behind one Arc: one refcount bump per request
@@ -157,12 +203,37 @@ pub(crate) struct ConnCtx {
     state: Arc<ConnState>,
     /// The pool lane of the core serving this connection (0 without cores).
     pub lane: usize,
+    /// Whether the client connected over TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
 }
 
 impl Accepted {
     /// Serves the connection until it ends: closed by the client, idle for too long, or
-    /// asked to close (drain) and done with its requests.
-    async fn serve(self, stream: TcpStream, lane: usize) {
+    /// asked to close (drain) and done with its requests. On the HTTPS listener the TLS
+    /// handshake comes first, bounded by the idle timeout (a client that connects and
+    /// says nothing is not waited on longer than one that says nothing after a request).
+    async fn serve(mut self, stream: TcpStream, lane: usize) {
+        let Some(acceptor) = self.tls.take() else {
+            return self.serve_io(stream, lane, false).await;
+        };
+        let handshake = tokio::time::timeout(self.timeouts.idle, acceptor.accept(stream)).await;
+        match handshake {
+            Ok(Ok(stream)) => self.serve_io(stream, lane, true).await,
+            Ok(Err(e)) => {
+                self.current.load().obs.metrics.tls_handshake_failures.inc();
+                tracing::debug!(remote = %self.remote, error = %e, "TLS handshake failed");
+            }
+            Err(_) => {
+                self.current.load().obs.metrics.tls_handshake_failures.inc();
+                tracing::debug!(remote = %self.remote, "TLS handshake timed out");
+            }
+        }
+    }
+
+    async fn serve_io<S>(self, stream: S, lane: usize, tls: bool)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let Accepted {
             builder,
             remote,
@@ -170,6 +241,7 @@ impl Accepted {
             timeouts,
             current,
             draining,
+            tls: _,
         } = self;
         let conn_ctx = Arc::new(ConnCtx {
             current,
@@ -178,6 +250,7 @@ impl Accepted {
             remote,
             state: admitted.state.clone(),
             lane,
+            tls,
         });
         // Boxed: hyper keeps each request's future in its dispatcher, and a boxed one is
         // moved there as a pointer instead of as the whole request state (kilobytes) by
@@ -236,12 +309,12 @@ impl Accepted {
 /// The client connection's socket, with writes bounded: a client that stops reading a
 /// response for `send` gets its connection closed (which frees the request, its upstream
 /// connection and its configuration generation).
-struct SendTimeout {
-    io: TokioIo<TcpStream>,
+struct SendTimeout<S> {
+    io: TokioIo<S>,
     send: IdleTimer,
 }
 
-impl SendTimeout {
+impl<S> SendTimeout<S> {
     fn bounded<T>(
         &mut self,
         cx: &mut Context<'_>,
@@ -257,7 +330,7 @@ impl SendTimeout {
     }
 }
 
-impl hyper::rt::Read for SendTimeout {
+impl<S: AsyncRead + AsyncWrite + Unpin> hyper::rt::Read for SendTimeout<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -267,7 +340,7 @@ impl hyper::rt::Read for SendTimeout {
     }
 }
 
-impl hyper::rt::Write for SendTimeout {
+impl<S: AsyncRead + AsyncWrite + Unpin> hyper::rt::Write for SendTimeout<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

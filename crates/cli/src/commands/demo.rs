@@ -55,7 +55,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         thread_allocated: crate::alloc::thread_allocated(),
         threads: None,
     };
-    let result = super::worker::serve(options, listen, admin).await;
+    let addresses = super::worker::Addresses {
+        listen,
+        listen_tls: None,
+        admin,
+    };
+    let result = super::worker::serve(options, addresses).await;
     let _ = stop_tx.send(true);
     result.map(|()| ExitCode::SUCCESS)
 }

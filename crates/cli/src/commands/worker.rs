@@ -36,6 +36,10 @@ pub struct WorkerArgs {
     pub cache_dir: PathBuf,
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Also serve HTTPS here (HTTP/1.1 and HTTP/2 by ALPN), with certificates chosen by SNI
+    /// from the `kind: Certificate` entities being served.
+    #[arg(long)]
+    pub listen_tls: Option<SocketAddr>,
     #[arg(long, default_value = "127.0.0.1:9901")]
     pub admin_listen: SocketAddr,
     /// `stdout`, `off`, or a file path.
@@ -86,8 +90,21 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         thread_allocated: crate::alloc::thread_allocated(),
         threads: Some(data_threads(args.threads)),
     };
-    serve(options, args.listen, args.admin_listen).await?;
+    let addresses = Addresses {
+        listen: args.listen,
+        listen_tls: args.listen_tls,
+        admin: args.admin_listen,
+    };
+    serve(options, addresses).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a Worker listens: traffic (plain and, optionally, HTTPS) and its admin API.
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses {
+    pub listen: SocketAddr,
+    pub listen_tls: Option<SocketAddr>,
+    pub admin: SocketAddr,
 }
 
 /// `--threads`, or one per CPU.
@@ -102,25 +119,39 @@ fn data_threads(threads: Option<u16>) -> NonZeroUsize {
 /// are bound first, so that a Worker following a Manager reports the address it really
 /// listens on (with port 0, the one the system chose); connections made before the first
 /// configuration is in wait in the listen backlog.
-pub async fn serve(
-    mut options: WorkerOptions,
-    listen: SocketAddr,
-    admin_listen: SocketAddr,
-) -> anyhow::Result<()> {
+pub async fn serve(mut options: WorkerOptions, addresses: Addresses) -> anyhow::Result<()> {
+    let Addresses {
+        listen,
+        listen_tls,
+        admin: admin_listen,
+    } = addresses;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    let tls_listener = match listen_tls {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (HTTPS)"))?,
+        ),
+        None => None,
+    };
     let admin = tokio::net::TcpListener::bind(admin_listen)
         .await
         .with_context(|| format!("cannot listen on {admin_listen} (admin)"))?;
     let (listen, admin_listen) = (listener.local_addr()?, admin.local_addr()?);
+    let listen_tls = tls_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     if let ConfigSource::Manager(m) = &mut options.source
         && m.address.is_none()
     {
         m.address = Some(listen.to_string());
     }
-    let worker = Worker::connect(options).await?;
-    tracing::info!(target: "switchyard", %listen, admin = %admin_listen, "worker listening");
+    let mut worker = Worker::connect(options).await?;
+    if let Some(l) = tls_listener {
+        worker.listen_tls(l);
+    }
+    let https = listen_tls.map_or_else(|| "-".to_string(), |a| a.to_string());
+    tracing::info!(target: "switchyard", %listen, %https, admin = %admin_listen, "worker listening");
     signals::reload_on_sighup(worker.handle());
     worker
         .run(listener, Some(admin), signals::terminated())

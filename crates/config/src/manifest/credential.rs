@@ -191,6 +191,8 @@ pub enum SecretField {
         index: usize,
         username: Option<String>,
     },
+    /// `spec.privateKey` of a `Certificate`.
+    PrivateKey,
 }
 
 impl SecretField {
@@ -201,6 +203,7 @@ impl SecretField {
             SecretField::Jwks => "spec.jwks".into(),
             SecretField::ApiKey { index, .. } => format!("spec.keys[{index}].key"),
             SecretField::PasswordHash { index, .. } => format!("spec.users[{index}].passwordHash"),
+            SecretField::PrivateKey => "spec.privateKey".into(),
         }
     }
 
@@ -211,6 +214,7 @@ impl SecretField {
             SecretField::Jwks => "/spec/jwks".into(),
             SecretField::ApiKey { index, .. } => format!("/spec/keys/{index}/key"),
             SecretField::PasswordHash { index, .. } => format!("/spec/users/{index}/passwordHash"),
+            SecretField::PrivateKey => "/spec/privateKey".into(),
         }
     }
 }
@@ -228,6 +232,12 @@ pub fn for_each_secret(
     let Some(spec) = manifest.get_mut("spec") else {
         return;
     };
+    if kind == Kind::Certificate {
+        if let Some(value) = spec.get_mut("privateKey") {
+            f(SecretField::PrivateKey, value);
+        }
+        return;
+    }
     if let Some(value) = spec.get_mut("value") {
         f(SecretField::Value, value);
     }
@@ -274,6 +284,7 @@ pub struct SecretReference {
 /// - `jwks`: `SWITCHYARD_CREDENTIAL_<NAME>_JWKS` (the set as JSON text)
 /// - `api-keys`: `SWITCHYARD_CREDENTIAL_<NAME>_KEY_<i>` (`i`: the entry's index from 0)
 /// - `basic-users`: `SWITCHYARD_CREDENTIAL_<NAME>_<USERNAME>_HASH`
+/// - a `Certificate`'s private key: `SWITCHYARD_CERTIFICATE_<NAME>_KEY`
 ///
 /// where `<NAME>` is the name upper-cased with every character other than A-Z and 0-9
 /// written `_`. A name already in `taken` (two names that differ only in punctuation) gets
@@ -289,8 +300,9 @@ pub fn reference_secrets(
         .unwrap_or_default()
         .to_string();
     let base = format!(
-        "{}CREDENTIAL_{}",
+        "{}{}_{}",
         crate::env_refs::PREFIX,
+        variable_part(kind.as_str()),
         variable_part(&name)
     );
     let mut out = Vec::new();
@@ -303,6 +315,7 @@ pub fn reference_secrets(
                 Some(u) => format!("{base}_{}_HASH", variable_part(u)),
                 None => format!("{base}_USER_{index}_HASH"),
             },
+            SecretField::PrivateKey => format!("{base}_KEY"),
         };
         let mut variable = wanted.clone();
         let mut n = 2;

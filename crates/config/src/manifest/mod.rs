@@ -10,6 +10,7 @@ use serde_saphyr::Spanned;
 use crate::Kind;
 use crate::duration::HumanDuration;
 
+mod certificate;
 mod credential;
 mod environment;
 pub mod json_text;
@@ -17,6 +18,7 @@ mod lenient;
 mod policy;
 mod tagged;
 
+pub use certificate::*;
 pub use credential::*;
 pub use environment::*;
 pub use policy::*;
@@ -30,6 +32,7 @@ pub enum Manifest {
     Credential(CredentialManifest),
     /// An environment's variables; read by `apply` and the Manager, ignored by the compiler.
     Environment(EnvironmentManifest),
+    Certificate(CertificateManifest),
 }
 
 impl Manifest {
@@ -38,6 +41,7 @@ impl Manifest {
             Manifest::Proxy(_) => Kind::Proxy,
             Manifest::Credential(_) => Kind::Credential,
             Manifest::Environment(_) => Kind::Environment,
+            Manifest::Certificate(_) => Kind::Certificate,
         }
     }
 
@@ -50,6 +54,7 @@ impl Manifest {
             Manifest::Proxy(p) => &p.metadata,
             Manifest::Credential(c) => &c.metadata,
             Manifest::Environment(e) => &e.metadata,
+            Manifest::Certificate(c) => &c.metadata,
         }
     }
 
@@ -71,6 +76,7 @@ impl Manifest {
             Manifest::Proxy(p) => json_text::to_string(p),
             Manifest::Credential(c) => json_text::to_string(c),
             Manifest::Environment(e) => json_text::to_string(e),
+            Manifest::Certificate(c) => json_text::to_string(c),
         };
         json.unwrap_or_default()
     }

@@ -27,7 +27,7 @@ pub(crate) fn diff<'a, X>(
 ) -> Diff<'a> {
     let mut seen: HashSet<(Kind, &str), foldhash::fast::RandomState> =
         HashSet::with_capacity_and_hasher(manifests.len(), Default::default());
-    let (mut kept_proxies, mut kept_credentials) = (0, 0);
+    let (mut kept_proxies, mut kept_credentials, mut kept_certificates) = (0, 0, 0);
     let mut upserts = Vec::new();
     for m in manifests {
         let name = m.value.metadata().name.value.as_str();
@@ -41,6 +41,10 @@ pub(crate) fn diff<'a, X>(
             }),
             Manifest::Credential(_) => prev.credentials.get(name).is_some_and(|c| {
                 kept_credentials += 1;
+                c.digest == m.digest
+            }),
+            Manifest::Certificate(_) => prev.certificates.get(name).is_some_and(|c| {
+                kept_certificates += 1;
                 c.digest == m.digest
             }),
             // Variables are resolved before compiling; only gateway settings are served:
@@ -69,6 +73,14 @@ pub(crate) fn diff<'a, X>(
                 .keys()
                 .filter(|n| !seen.contains(&(Kind::Credential, &***n)))
                 .map(|n| (Kind::Credential, &**n)),
+        );
+    }
+    if kept_certificates < prev.certificates.len() {
+        removed.extend(
+            prev.certificates
+                .keys()
+                .filter(|n| !seen.contains(&(Kind::Certificate, &***n)))
+                .map(|n| (Kind::Certificate, &**n)),
         );
     }
     if let Some((source, _)) = &prev.gateway.source

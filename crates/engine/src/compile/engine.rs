@@ -9,6 +9,7 @@ use switchyard_config::Kind;
 use super::{ChangeKind, Compiled, Numbering, ProxyChange, Registries, credentials, proxy};
 use crate::runtime::gateway::{self, GatewayState};
 use crate::runtime::{Credential, Proxy, RouteMatch, Snapshot};
+use crate::tls;
 use crate::validate::{self, Declared};
 use switchyard_config::error::{ConfigError, Position};
 use switchyard_config::load::Located;
@@ -87,6 +88,14 @@ pub(crate) fn apply<X>(
         };
         next.credentials.insert(credential.name.clone(), credential);
     }
+
+    let certificates_changed = apply_certificates(
+        prev,
+        &mut next,
+        &batch,
+        &removed(Kind::Certificate),
+        &mut errors,
+    );
 
     // Proxies leaving the base: removed, replaced, or using a changed credential.
     let mut changes = Vec::new();
@@ -178,7 +187,11 @@ pub(crate) fn apply<X>(
     let prev_revision = prev.map_or(0, |s| s.revision);
     next.revision = match ctx.numbering.revision {
         Some(r) => r,
-        None if changes.is_empty() && changed_credentials.is_empty() && !gateway_changed => {
+        None if changes.is_empty()
+            && changed_credentials.is_empty()
+            && !gateway_changed
+            && !certificates_changed =>
+        {
             prev_revision
         }
         None => prev_revision + 1,
@@ -246,6 +259,72 @@ fn apply_gateway<X>(
             }
             Err(mut es) => errors.append(&mut es),
         }
+    }
+    changed
+}
+
+/// The certificates after `batch` (new or changed ones compiled, unchanged ones shared with
+/// `prev`), and the SNI index rebuilt when any changed. Returns whether any did.
+fn apply_certificates<X>(
+    prev: Option<&Snapshot<X>>,
+    next: &mut Snapshot<X>,
+    batch: &Batch<'_>,
+    removed: &[&str],
+    errors: &mut Vec<ConfigError>,
+) -> bool {
+    let mut changed = false;
+    for name in removed {
+        changed |= next.certificates.remove(*name).is_some();
+    }
+    let mut defaults_upserted = Vec::new();
+    for m in batch.upserts {
+        let Manifest::Certificate(c) = &m.value else {
+            continue;
+        };
+        let name = c.metadata.name.value.as_str();
+        if c.spec.default {
+            defaults_upserted.push((*m, c));
+        }
+        let unchanged = prev
+            .and_then(|p| p.certificates.get(name))
+            .filter(|old| old.digest == m.digest);
+        match unchanged {
+            Some(old) => {
+                next.certificates.insert(old.name.clone(), old.clone());
+            }
+            None => match tls::compile(m, c) {
+                Ok(cert) => {
+                    changed = true;
+                    next.certificates.insert(cert.name.clone(), Arc::new(cert));
+                }
+                Err(mut es) => errors.append(&mut es),
+            },
+        }
+    }
+    let defaults: Vec<&str> = next
+        .certificates
+        .values()
+        .filter(|c| c.default)
+        .map(|c| &*c.name)
+        .collect();
+    if defaults.len() > 1 {
+        for (m, c) in defaults_upserted {
+            errors.push(
+                ConfigError::new(
+                    &m.source,
+                    Position::from_location(&m.source, c.metadata.name.referenced),
+                    format!(
+                        "more than one default certificate ({}); an environment has at most one",
+                        defaults.join(", ")
+                    ),
+                )
+                .entity(Kind::Certificate, &c.metadata.name.value)
+                .field("spec.default"),
+            );
+        }
+    }
+    if changed {
+        next.tls = Arc::new(tls::CertificateIndex::build(&next.certificates));
     }
     changed
 }

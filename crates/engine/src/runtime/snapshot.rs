@@ -34,6 +34,10 @@ pub struct Snapshot<X = ()> {
     pub(crate) credential_users: OrdMap<Arc<str>, OrdSet<Arc<str>>>,
     /// The environment's gateway settings and the document they came from.
     pub(crate) gateway: GatewayState,
+    /// TLS certificates by name, and the index handshakes select from by SNI (rebuilt when
+    /// a certificate changes).
+    pub(crate) certificates: OrdMap<Arc<str>, Arc<crate::tls::Certificate>>,
+    pub(crate) tls: Arc<crate::tls::CertificateIndex>,
 }
 
 impl<X> Default for Snapshot<X> {
@@ -45,6 +49,8 @@ impl<X> Default for Snapshot<X> {
             routes: RouteTable::default(),
             credential_users: OrdMap::new(),
             gateway: GatewayState::default(),
+            certificates: OrdMap::new(),
+            tls: Arc::default(),
         }
     }
 }
@@ -59,6 +65,8 @@ impl<X> Clone for Snapshot<X> {
             routes: self.routes.clone(),
             credential_users: self.credential_users.clone(),
             gateway: self.gateway.clone(),
+            certificates: self.certificates.clone(),
+            tls: self.tls.clone(),
         }
     }
 }
@@ -103,6 +111,16 @@ impl<X> Snapshot<X> {
     /// The environment's gateway settings (paths, timeouts).
     pub fn gateway(&self) -> &Arc<Gateway> {
         &self.gateway.settings
+    }
+
+    /// The index a TLS handshake selects its certificate from (by SNI).
+    pub fn tls(&self) -> &Arc<crate::tls::CertificateIndex> {
+        &self.tls
+    }
+
+    /// The environment's certificates, by name.
+    pub fn certificates(&self) -> impl Iterator<Item = &Arc<crate::tls::Certificate>> {
+        self.certificates.values()
     }
 
     pub fn proxy_count(&self) -> usize {

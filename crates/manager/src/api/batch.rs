@@ -374,9 +374,26 @@ fn validate(
     }
     state.keep_parsed(env, &set);
     let mut errors = Vec::new();
+    let now = std::time::SystemTime::now();
     for u in &prepared.upserts {
         match u {
             Upsert::Manifest { manifest, .. } => {
+                // A certificate is checked against the clock when it is applied (new or
+                // changed), not while it is served: one that expires later does not block
+                // other changes.
+                let stored_as_is = stored.iter().any(|e| {
+                    e.kind == manifest.value.kind()
+                        && e.name == manifest.value.name()
+                        && !e.deleted
+                        && e.digest == manifest.digest
+                });
+                if !stored_as_is {
+                    errors.extend(
+                        switchyard_engine::tls::check_validity(manifest, now)
+                            .iter()
+                            .map(ToString::to_string),
+                    );
+                }
                 set.insert(0, Arc::new(manifest.clone()));
             }
             Upsert::Restore(e) => {

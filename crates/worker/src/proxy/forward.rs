@@ -14,8 +14,14 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 /// Sets `X-Forwarded-For` (appending the client), `-Proto` and `-Host`, and drops `Host`
 /// (the upstream client sets it to the target's authority).
 ///
-/// `client` is the peer address as a header value, made once per connection.
-pub fn set_forwarded(headers: &mut HeaderMap, client: &HeaderValue, host: Option<&HeaderValue>) {
+/// `client` is the peer address as a header value, made once per connection; `tls` whether
+/// it connected over TLS.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: &HeaderValue,
+    tls: bool,
+    host: Option<&HeaderValue>,
+) {
     let xff = match headers.get(&X_FORWARDED_FOR) {
         Some(prev) => {
             let mut b = BytesMut::with_capacity(prev.len() + 2 + client.len());
@@ -29,7 +35,8 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &HeaderValue, host: Option
     if let Some(v) = xff {
         headers.insert(&X_FORWARDED_FOR, v);
     }
-    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let proto = if tls { "https" } else { "http" };
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     if let Some(h) = host {
         headers.insert(&X_FORWARDED_HOST, h.clone());
     }
@@ -104,10 +111,13 @@ mod tests {
         set_forwarded(
             &mut h,
             &HeaderValue::from_static("127.0.0.1"),
+            false,
             host.as_ref(),
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
+        set_forwarded(&mut h, &HeaderValue::from_static("127.0.0.1"), true, None);
+        assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
         assert!(!h.contains_key(header::HOST));
     }

@@ -57,6 +57,7 @@ async fn proxy(
         remote,
         client,
         lane,
+        tls,
         ..
     } = conn;
     let remote = *remote;
@@ -117,7 +118,7 @@ async fn proxy(
     let mut original_uri = parts.uri;
     let mut headers = parts.headers;
     remove_hop_by_hop(&mut headers);
-    forward::set_forwarded(&mut headers, client, done.host.as_ref());
+    forward::set_forwarded(&mut headers, client, *tls, done.host.as_ref());
 
     // Timeouts are bounded when compiled; `checked_add` keeps even a bad value from panicking.
     let now = tokio::time::Instant::now();

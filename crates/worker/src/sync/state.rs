@@ -99,16 +99,17 @@ pub fn step(served: &Served, payload: &SyncPayload, rejected: Option<u64>) -> St
 }
 
 /// The state digest (as [`state_digest`] computes it) of what `snapshot` serves: each
-/// proxy's version and digest as compiled, each credential's digest as compiled. What a
+/// proxy's version and digest as compiled, each credential's and certificate's digest as
+/// compiled. What a
 /// snapshot does not hold is taken from `entities` (the state it was compiled from): the
 /// versions of credentials (a credential of another digest still makes its row differ)
 /// and the entities nothing serves (`kind: Environment` variables, resolved before a
 /// Worker sees anything). Equal to the Manager's digest exactly when the Worker serves
 /// the Manager's state.
 pub fn served_digest<X>(snapshot: &Snapshot<X>, entities: &Entities) -> String {
-    let credential_version = |name: &str| {
+    let version = |kind: Kind, name: &str| {
         entities
-            .get(&(Kind::Credential, name.to_string()))
+            .get(&(kind, name.to_string()))
             .map_or(0, |e| e.version)
     };
     let served = snapshot
@@ -118,12 +119,20 @@ pub fn served_digest<X>(snapshot: &Snapshot<X>, entities: &Entities) -> String {
             (
                 Kind::Credential,
                 &*c.name,
-                credential_version(&c.name),
+                version(Kind::Credential, &c.name),
+                c.digest.as_str(),
+            )
+        }))
+        .chain(snapshot.certificates().map(|c| {
+            (
+                Kind::Certificate,
+                &*c.name,
+                version(Kind::Certificate, &c.name),
                 c.digest.as_str(),
             )
         }));
     let unserved = entities.values().filter(|e| match e.kind {
-        Kind::Proxy | Kind::Credential => false,
+        Kind::Proxy | Kind::Credential | Kind::Certificate => false,
         Kind::Environment => true,
     });
     state_digest(
