@@ -391,3 +391,41 @@ async fn certificates_through_the_manager_are_served_rotated_and_never_shown() {
     }
     w.stop().await;
 }
+
+#[tokio::test]
+async fn a_proxy_with_https_redirect_sends_plain_http_clients_to_https() {
+    let h = Harness::upstreams(&["a"]).await;
+    let ca = TestCa::new();
+    let dir = ConfigDir::new();
+    let proxy = payments_manifest("blue", h.addr(0), "")
+        .replace("  policies:", "  httpsRedirect: true\n  policies:");
+    dir.write("payments.yaml", &proxy);
+    dir.write(
+        "api.yaml",
+        &certificate_manifest("api", &ca.issue(&["api.example.com"]), false),
+    );
+    let (w, https) = worker(&dir).await;
+    let mut plain = Conn::open(w.addr).await.unwrap();
+    let a = plain
+        .get("/payments/1?x=1", &[("host", "api.example.com:8080")])
+        .await
+        .unwrap();
+    assert_eq!(a.status, 308);
+    assert_eq!(
+        a.header("location"),
+        Some("https://api.example.com/payments/1?x=1")
+    );
+    assert_eq!(a.header("x-upstream-id"), None, "not proxied");
+
+    let hs = ca
+        .client(&["http/1.1"])
+        .connect(https, "api.example.com")
+        .await
+        .unwrap();
+    let mut c = Conn::over(hs.stream, https).await.unwrap();
+    let a = c
+        .get("/payments/1", &[("host", "api.example.com")])
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+}

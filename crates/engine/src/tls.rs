@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use imbl::OrdMap;
 use rustls::crypto::CryptoProvider;
@@ -217,9 +217,7 @@ pub fn check_validity(m: &Located<Manifest>, now: SystemTime) -> Vec<ConfigError
     let Ok(parsed) = parse_x509(&chain) else {
         return Vec::new();
     };
-    let now = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = unix_seconds(now);
     let mut errors = Vec::new();
     for (i, cert) in parsed.iter().enumerate() {
         let v = cert.validity();
@@ -249,12 +247,41 @@ pub fn check_validity(m: &Located<Manifest>, now: SystemTime) -> Vec<ConfigError
     errors
 }
 
+/// How soon `plan` and `apply` warn that a certificate they send expires.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
+
+/// A warning for a certificate document whose leaf expires within `within` of `now` (and
+/// has not yet: an expired one is refused where it is applied), naming where it was read.
+pub fn expiry_warning(m: &Located<Manifest>, now: SystemTime, within: Duration) -> Option<String> {
+    let Manifest::Certificate(c) = &m.value else {
+        return None;
+    };
+    let chain = parse_chain(&c.spec.certificate).ok()?;
+    let parsed = parse_x509(&chain).ok()?;
+    let not_after = parsed.first()?.validity().not_after;
+    let left = not_after.timestamp() - unix_seconds(now);
+    let window = i64::try_from(within.as_secs()).unwrap_or(i64::MAX);
+    if left < 0 || left > window {
+        return None;
+    }
+    let position = Position::from_location(&m.source, c.metadata.name.referenced);
+    Some(format!(
+        "{}:{}: certificate {:?} expires in {} days ({not_after})",
+        m.source.file,
+        position.line,
+        c.metadata.name.value,
+        left / 86_400
+    ))
+}
+
+fn unix_seconds(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Seconds from `now` until the certificate expires (negative once expired).
 pub fn seconds_left(c: &Certificate, now: SystemTime) -> i64 {
-    let now = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    c.not_after.saturating_sub(now)
+    c.not_after.saturating_sub(unix_seconds(now))
 }
 
 fn parse_chain(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {

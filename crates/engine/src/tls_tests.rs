@@ -280,3 +280,34 @@ fn validity_is_checked_where_a_certificate_is_applied() {
     let e = check_validity(&fresh, before);
     assert!(e[0].to_string().contains("not valid before"), "{}", e[0]);
 }
+
+#[test]
+fn a_certificate_expiring_soon_is_warned_about_with_its_place() {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = leaf_params(&["soon.example.com"]);
+    p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    p.not_after = rcgen::date_time_ymd(2030, 1, 10);
+    let cert = p.self_signed(&key).unwrap();
+    let soon = one(
+        "soon",
+        &Pem {
+            chain: cert.pem(),
+            key: key.serialize_pem(),
+        },
+        false,
+    );
+    let at = |y, m, d| -> SystemTime {
+        let t = rcgen::date_time_ymd(y, m, d).unix_timestamp();
+        SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap())
+    };
+    let w = expiry_warning(&soon, at(2030, 1, 1), EXPIRY_WARNING).unwrap();
+    assert!(
+        w.starts_with("soon.yaml:3: certificate \"soon\" expires in 9 days"),
+        "{w}"
+    );
+    assert!(expiry_warning(&soon, at(2029, 12, 1), EXPIRY_WARNING).is_none());
+    assert!(
+        expiry_warning(&soon, at(2030, 2, 1), EXPIRY_WARNING).is_none(),
+        "expired: refused, not warned"
+    );
+}

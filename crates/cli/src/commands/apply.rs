@@ -12,7 +12,7 @@ use switchyard_api::admin::{ApplyRequest, BatchResponse, EntityKey, EntityView};
 use switchyard_config::Kind;
 use switchyard_config::error::Reason;
 use switchyard_config::for_env::{ForEnv, load_paths};
-use switchyard_engine::compile;
+use switchyard_engine::{compile, tls};
 
 use crate::batch;
 use crate::conn::{ConnArgs, Output, stderr_is_terminal};
@@ -175,6 +175,12 @@ pub async fn read_for_env(
         e.0.retain(|e| e.reason != Reason::UnknownCredential);
         if !e.0.is_empty() {
             bail!("{e}");
+        }
+    }
+    let now = std::time::SystemTime::now();
+    for m in &set.manifests {
+        if let Some(w) = tls::expiry_warning(m, now, tls::EXPIRY_WARNING) {
+            eprintln!("warning: {w}");
         }
     }
     Ok(set)

@@ -147,6 +147,10 @@ pub struct ProxySpec {
     /// own JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errors: Option<ErrorsSpec>,
+    /// Requests that came in over plain HTTP are answered `308` to the same URL over
+    /// `https://` (the host's name, port 443) instead of being proxied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub https_redirect: bool,
 }
 
 /// `spec.errors`: the error format of one proxy, for clients that expect another API's

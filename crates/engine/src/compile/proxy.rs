@@ -194,6 +194,7 @@ pub(crate) fn compile_proxy<X>(
             None | Some(ErrorsSpec::Switchyard {}) => ErrorFormat::Switchyard,
             Some(ErrorsSpec::Openai {}) => ErrorFormat::OpenAi,
         },
+        https_redirect: m.spec.https_redirect,
         source: source.clone(),
         manifest: (!refs.is_empty()).then(|| Arc::new(located.clone())),
         attachment: Attachment::default(),

@@ -151,6 +151,8 @@ pub struct Proxy<X = ()> {
     pub upstream: Upstream,
     /// How the proxy's own error answers are written.
     pub errors: ErrorFormat,
+    /// Plain-HTTP requests are redirected to `https://` (`spec.httpsRedirect`).
+    pub https_redirect: bool,
     /// The document this version was compiled from (route conflicts name it).
     pub source: SourceRef,
     /// The manifest, kept only when the proxy references credentials: a change to one of

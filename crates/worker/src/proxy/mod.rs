@@ -111,6 +111,9 @@ async fn proxy(
     };
     done.proxy = Some(proxy.clone());
     done.route = Some(m.route);
+    if proxy.https_redirect && !*tls {
+        return https_redirect(host, &parts.uri, done);
+    }
     let ext = rt.ext(proxy);
     let upstream = &proxy.upstream;
 
@@ -244,6 +247,35 @@ fn error_response(
 }
 
 /// `encodedSlashes: decode-and-redirect`: the client is sent to the normalised path.
+/// `308` to the same path and query over `https://` on the default port: the host's name
+/// without the port the plain listener had (`spec.httpsRedirect`).
+fn https_redirect(
+    host: Option<&str>,
+    uri: &http::Uri,
+    mut done: Completion,
+) -> Response<ResponseBody> {
+    let Some(host) = host else {
+        let e = GatewayError::BadRequest {
+            code: "missing_host",
+            message: "an https redirect needs the request's Host",
+        };
+        return error_response(e, None, done);
+    };
+    let name = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    };
+    let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let location = http::HeaderValue::from_str(&format!("https://{name}{pq}")).ok();
+    done.status = StatusCode::PERMANENT_REDIRECT.as_u16();
+    let mut resp = Response::new(ResponseBody::full(Bytes::new(), Some(done)));
+    *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Some(l) = location {
+        resp.headers_mut().insert(header::LOCATION, l);
+    }
+    resp
+}
+
 fn redirect(uri: &http::Uri, mut done: Completion) -> Response<ResponseBody> {
     done.status = StatusCode::TEMPORARY_REDIRECT.as_u16();
     let location = uri
