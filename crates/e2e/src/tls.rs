@@ -8,9 +8,10 @@ use std::sync::Arc;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, HandshakeKind, RootCertStore, SignatureScheme};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, HandshakeKind, RootCertStore, ServerConfig};
+use switchyard_worker::upstream_tls::AcceptAnyCertificate;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -19,6 +20,8 @@ use tokio_rustls::client::TlsStream;
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
     root: CertificateDer<'static>,
+    /// The CA certificate, PEM (what a `tls.ca` credential holds).
+    pub root_pem: String,
 }
 
 /// A certificate issued by a [`TestCa`]: the PEM chain and key, and the leaf as DER (to
@@ -38,20 +41,27 @@ impl TestCa {
         params
             .distinguished_name
             .push(DnType::CommonName, "Switchyard test CA");
-        let root = params.self_signed(&key).unwrap().der().clone();
+        let root = params.self_signed(&key).unwrap();
         TestCa {
             issuer: Issuer::new(params, key),
-            root,
+            root_pem: root.pem(),
+            root: root.der().clone(),
         }
     }
 
     /// A fresh ECDSA P-256 certificate for `hosts` (each issue is a new key).
     pub fn issue(&self, hosts: &[&str]) -> Issued {
+        self.issue_with(hosts, |_| {})
+    }
+
+    /// [`TestCa::issue`] with the parameters adjusted by `edit` (validity, say).
+    pub fn issue_with(&self, hosts: &[&str], edit: impl FnOnce(&mut CertificateParams)) -> Issued {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
         let mut params =
             CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
                 .unwrap();
         params.distinguished_name.push(DnType::CommonName, hosts[0]);
+        edit(&mut params);
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         Issued {
             chain_pem: cert.pem(),
@@ -119,7 +129,7 @@ impl TlsClient {
             .with_safe_default_protocol_versions()
             .unwrap()
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny))
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate))
             .with_no_client_auth();
         TlsClient::with(config, alpn)
     }
@@ -149,42 +159,62 @@ impl TlsClient {
     }
 }
 
-#[derive(Debug)]
-struct AcceptAny;
+/// An HTTPS upstream serving `cert`: answers every request 200 with `x-upstream-id: id`,
+/// and counts the TLS connections it accepted.
+pub struct TlsUpstream {
+    pub addr: SocketAddr,
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
 
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        switchyard_engine::tls::provider()
-            .signature_verification_algorithms
-            .supported_schemes()
+impl TlsUpstream {
+    pub async fn start(cert: &Issued, id: &str) -> TlsUpstream {
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+        let mut config = ServerConfig::builder_with_provider(switchyard_engine::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        let id = http::HeaderValue::from_str(id).unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                let count = count.clone();
+                let id = id.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let svc = hyper::service::service_fn(move |_req| {
+                        let id = id.clone();
+                        async move {
+                            let mut resp = http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from_static(b"ok"),
+                            ));
+                            resp.headers_mut().insert("x-upstream-id", id);
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        TlsUpstream { addr, accepted }
     }
 }

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use imbl::OrdMap;
+use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use switchyard_config::Kind;
 use switchyard_config::error::{ConfigError, Position};
 use switchyard_config::load::Located;
@@ -29,6 +30,78 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 #[allow(deprecated)]
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// How a proxy's `https://` targets are verified (`spec.upstream.tls`), compiled: what the
+/// Worker's upstream pool builds its TLS client from.
+#[derive(Debug)]
+pub struct UpstreamTls {
+    /// The CA credential's certificates; `None`: the system's roots.
+    pub roots: Option<Arc<RootCertStore>>,
+    /// Sent as SNI and verified instead of the target's host.
+    pub server_name: Option<ServerName<'static>>,
+    pub insecure_skip_verify: bool,
+    /// Equal for equal settings: upstream connections are pooled per target and settings.
+    pub key: String,
+}
+
+impl UpstreamTls {
+    /// Compiles `spec` (absent: system roots, the target's host). `ca` is the value of the
+    /// credential `spec.ca` names (looked up by the caller). Errors name the field.
+    pub fn compile(
+        spec: Option<&switchyard_config::manifest::UpstreamTlsSpec>,
+        ca: Option<(&str, &str)>,
+    ) -> Result<UpstreamTls, (String, String)> {
+        let default = switchyard_config::manifest::UpstreamTlsSpec::default();
+        let spec = spec.unwrap_or(&default);
+        let roots = match ca {
+            None => None,
+            Some((name, pem)) => {
+                let field = "spec.upstream.tls.ca".to_string();
+                let certs = parse_chain(pem).map_err(|e| {
+                    (
+                        field.clone(),
+                        format!("Credential {name:?} holds no CA certificate: {e}"),
+                    )
+                })?;
+                let mut store = RootCertStore::empty();
+                let (_, bad) = store.add_parsable_certificates(certs);
+                if bad > 0 || store.is_empty() {
+                    return Err((
+                        field,
+                        format!(
+                            "Credential {name:?}: {bad} certificate(s) cannot be trust anchors"
+                        ),
+                    ));
+                }
+                Some(Arc::new(store))
+            }
+        };
+        let server_name = match &spec.server_name {
+            None => None,
+            Some(n) => Some(ServerName::try_from(n.clone()).map_err(|_| {
+                (
+                    "spec.upstream.tls.serverName".to_string(),
+                    format!("{n:?} is not a DNS name or IP address"),
+                )
+            })?),
+        };
+        let key = format!(
+            "ca={};name={};insecure={}",
+            ca.map_or_else(
+                || "system".to_string(),
+                |(_, pem)| switchyard_config::manifest::sha256_hex(pem.as_bytes())
+            ),
+            spec.server_name.as_deref().unwrap_or(""),
+            spec.insecure_skip_verify
+        );
+        Ok(UpstreamTls {
+            roots,
+            server_name,
+            insecure_skip_verify: spec.insecure_skip_verify,
+            key,
+        })
+    }
 }
 
 /// One compiled certificate: its key for handshakes, and what it covers.

@@ -50,7 +50,7 @@ fn unknown_field_at_the_top_of_spec() {
     assert_eq!(
         single(&e),
         "payments.yaml:19:3: proxy \"payments\": spec.polices: \
-         unknown field `polices`, expected one of routes, upstream, policies, errors"
+         unknown field `polices`, expected one of routes, upstream, policies, errors, httpsRedirect"
     );
 }
 
@@ -161,17 +161,7 @@ fn unsupported_url_scheme() {
     assert_eq!(
         single(&e),
         "payments.yaml:14:14: proxy \"payments\": spec.upstream.targets[0].url: \
-         invalid URL \"ftp://files.example.com\": unsupported scheme \"ftp\", expected http"
-    );
-    let e = parse_err(&edit(
-        PAYMENTS,
-        "http://127.0.0.1:18081",
-        "https://127.0.0.1",
-    ));
-    assert_eq!(
-        single(&e),
-        "payments.yaml:14:14: proxy \"payments\": spec.upstream.targets[0].url: \
-         invalid URL \"https://127.0.0.1\": https upstreams are not supported yet; use http://"
+         invalid URL \"ftp://files.example.com\": unsupported scheme \"ftp\", expected http or https"
     );
 }
 
@@ -412,10 +402,10 @@ fn errors_in_several_documents_are_all_reported() {
         common::rendered(&e),
         [
             "payments.yaml:10:14: proxy \"a\": spec.upstream.targets[0].url: \
-             invalid URL \"ftp://127.0.0.1:9000\": unsupported scheme \"ftp\", expected http",
+             invalid URL \"ftp://127.0.0.1:9000\": unsupported scheme \"ftp\", expected http or https",
             "payments.yaml:12:1: document 2: missing field `kind`",
             "payments.yaml:38:3: proxy \"d\": spec.rutes: \
-             unknown field `rutes`, expected one of routes, upstream, policies, errors",
+             unknown field `rutes`, expected one of routes, upstream, policies, errors, httpsRedirect",
         ]
     );
 }

@@ -15,19 +15,15 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Request, Uri, header};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http_body::Body;
 use switchyard_engine::runtime::TargetState;
 use switchyard_engine::runtime::health::{ActiveCheck, Transition};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::pool::IDLE_TIMEOUT;
+use crate::pool::{HostPool, SendError};
+use crate::proxy::body::{ClientBody, RequestBody};
 use crate::runtime::Runtime;
-
-type CheckClient = Client<HttpConnector, Empty<Bytes>>;
 
 /// The longest the task sleeps between rounds (new configurations are noticed at once
 /// anyway, through the revision channel).
@@ -44,7 +40,6 @@ pub async fn run(
     mut revisions: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let client = client();
     let mut running = JoinSet::new();
     loop {
         while running.try_join_next().is_some() {}
@@ -57,13 +52,14 @@ pub async fn run(
                 let Some(check) = &upstream.health.active else {
                     continue;
                 };
-                for target in &upstream.targets {
+                let pools = &rt.ext(proxy).pools;
+                for (target, pool) in upstream.targets.iter().zip(pools) {
                     let Some(uri) = &target.check_uri else {
                         continue;
                     };
                     if target.state.begin_check(check.interval, now) {
                         running.spawn(probe(
-                            client.clone(),
+                            pool.clone(),
                             uri.clone(),
                             check.clone(),
                             target.state.clone(),
@@ -89,18 +85,6 @@ pub async fn run(
     running.abort_all();
 }
 
-fn client() -> CheckClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(IDLE_TIMEOUT)
-        .pool_max_idle_per_host(1)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector)
-}
-
 /// Marks the target's check finished however the probe ends (aborted on shutdown too).
 struct Finished(Arc<TargetState>);
 
@@ -110,8 +94,10 @@ impl Drop for Finished {
     }
 }
 
+/// One check, on a fresh connection of the target's pool (TLS included for `https://`),
+/// closed afterwards: the data-plane threads keep their connections to themselves.
 async fn probe(
-    client: CheckClient,
+    pool: Arc<HostPool>,
     uri: Uri,
     check: ActiveCheck,
     state: Arc<TargetState>,
@@ -119,18 +105,35 @@ async fn probe(
     target: Arc<str>,
 ) {
     let _finished = Finished(state.clone());
-    let Ok(req) = Request::get(uri)
+    let origin = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let Ok(req) = Request::get(origin)
         .header(header::USER_AGENT, "switchyard-health-check")
-        .body(Empty::new())
+        .body(RequestBody::Direct(ClientBody::empty()))
     else {
         return;
     };
     let answer = tokio::time::timeout(check.timeout, async {
-        let resp = client.request(req).await?;
+        let (resp, mut lease) = pool.send(req, true, 0).await.map_err(|e| match e {
+            SendError::Connect(e) => format!("connect: {e}"),
+            SendError::NotSent(_, e) | SendError::Failed(e) => e.to_string(),
+            SendError::Closed => "connection closed".to_string(),
+        })?;
         let status = resp.status();
-        // Read (a bounded amount of) the body so the connection can be reused.
-        let _ = Limited::new(resp.into_body(), MAX_BODY).collect().await;
-        Ok::<_, hyper_util::client::legacy::Error>(status)
+        // Read (a bounded amount of) the body, driving the connection; then it is closed.
+        let mut body = resp.into_body();
+        let mut read = 0;
+        while read <= MAX_BODY {
+            let frame = std::future::poll_fn(|cx| {
+                lease.drive(cx);
+                std::pin::Pin::new(&mut body).poll_frame(cx)
+            })
+            .await;
+            match frame {
+                Some(Ok(f)) => read += f.data_ref().map_or(0, Bytes::len),
+                _ => break,
+            }
+        }
+        Ok::<_, String>(status)
     })
     .await;
     let (ok, detail) = match answer {
@@ -138,7 +141,7 @@ async fn probe(
             status.is_success() || status.is_redirection(),
             status.as_str().to_string(),
         ),
-        Ok(Err(e)) => (false, e.to_string()),
+        Ok(Err(e)) => (false, e),
         Err(_) => (false, "timed out".to_string()),
     };
     match state.active_result(&check, ok) {

@@ -19,6 +19,7 @@ pub mod status;
 mod swap_path;
 pub mod sync;
 mod tls;
+pub mod upstream_tls;
 mod watch;
 
 use std::future::Future;

@@ -24,7 +24,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -33,26 +33,38 @@ use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use rustls::RootCertStore;
+use switchyard_engine::tls::UpstreamTls;
 use tokio::net::TcpStream;
 
 use crate::proxy::body::RequestBody;
+use crate::upstream_tls::{self, TlsTarget, UpstreamIo, UpstreamTlsError};
 
 /// Idle upstream connections are closed after this long: shorter than the keep-alive of
 /// common upstream servers (Node.js 5 s, Apache 5 s, nginx 75 s), so the gateway closes an
 /// idle connection before the upstream does and seldom reuses one that is being closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
+/// How often a target's failing TLS handshakes are logged (each is counted in metrics).
+const TLS_WARNING_EVERY: Duration = Duration::from_secs(10);
+
 /// At most this many idle connections are kept per target and lane.
 const MAX_IDLE_PER_TARGET: usize = 512;
 
 /// Every target's pool, shared by all configuration generations so that a swap never
 /// throws away warm connections: a proxy version compiled later finds the pools of the
-/// targets it shares with the previous one (same authority and connect timeout).
+/// targets it shares with the previous one (same authority, connect timeout and TLS
+/// settings).
 pub struct Pools {
-    by_target: Mutex<HashMap<(Authority, Duration), Weak<HostPool>>>,
+    by_target: Mutex<HashMap<PoolKey, Weak<HostPool>>>,
     /// Idle lists per target: one per data-plane core.
     lanes: usize,
+    /// The system's trusted roots, read when the first `https://` target needs them.
+    system_roots: OnceLock<Arc<RootCertStore>>,
 }
+
+/// A target's authority, connect timeout, and TLS settings (`None`: plain HTTP).
+type PoolKey = (Authority, Duration, Option<String>);
 
 impl Default for Pools {
     fn default() -> Self {
@@ -66,22 +78,40 @@ impl Pools {
         Pools {
             by_target: Mutex::default(),
             lanes: lanes.max(1),
+            system_roots: OnceLock::new(),
         }
     }
 
-    /// The pool of the target at `authority`, made if no live generation has it.
-    pub fn get(&self, authority: &Authority, connect_timeout: Duration) -> Arc<HostPool> {
+    /// The pool of the target at `authority` (over TLS with `tls`), made if no live
+    /// generation has it.
+    pub fn get(
+        &self,
+        authority: &Authority,
+        connect_timeout: Duration,
+        tls: Option<&UpstreamTls>,
+    ) -> Arc<HostPool> {
         let mut map = self
             .by_target
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let key = (authority.clone(), connect_timeout);
+        let key = (
+            authority.clone(),
+            connect_timeout,
+            tls.map(|t| t.key.clone()),
+        );
         if let Some(p) = map.get(&key).and_then(Weak::upgrade) {
             return p;
         }
         // Targets no generation uses any more are forgotten (their pools are gone).
         map.retain(|_, p| p.strong_count() > 0);
-        let pool = Arc::new(HostPool::new(authority, connect_timeout, self.lanes));
+        let tls = tls.map(|t| {
+            TlsTarget::new(t, authority.host(), || {
+                self.system_roots
+                    .get_or_init(upstream_tls::system_roots)
+                    .clone()
+            })
+        });
+        let pool = Arc::new(HostPool::new(authority, connect_timeout, tls, self.lanes));
         map.insert(key, Arc::downgrade(&pool));
         pool
     }
@@ -130,6 +160,12 @@ pub struct HostPool {
     /// The target's authority, sent as `Host`.
     host: HeaderValue,
     connect_timeout: Duration,
+    /// For an `https://` target: its TLS client, or why there is none.
+    tls: Option<Result<TlsTarget, String>>,
+    /// When this pool last logged a failed TLS handshake (seconds since `created`): at
+    /// most one warning per [`TLS_WARNING_EVERY`], however many requests fail.
+    tls_warned: std::sync::atomic::AtomicU64,
+    created: Instant,
     lanes: Box<[Mutex<VecDeque<Idle>>]>,
 }
 
@@ -145,7 +181,7 @@ struct Idle {
 pub struct Conn {
     sender: http1::SendRequest<RequestBody>,
     /// `None` once the connection is over.
-    driver: Option<http1::Connection<TokioIo<TcpStream>, RequestBody>>,
+    driver: Option<http1::Connection<TokioIo<UpstreamIo>, RequestBody>>,
 }
 
 impl Conn {
@@ -183,13 +219,23 @@ pub enum SendError {
 }
 
 impl HostPool {
-    fn new(authority: &Authority, connect_timeout: Duration, lanes: usize) -> HostPool {
-        let port = authority.port_u16().unwrap_or(80);
+    fn new(
+        authority: &Authority,
+        connect_timeout: Duration,
+        tls: Option<Result<TlsTarget, String>>,
+        lanes: usize,
+    ) -> HostPool {
+        let port = authority
+            .port_u16()
+            .unwrap_or(if tls.is_some() { 443 } else { 80 });
         HostPool {
             addr: format!("{}:{port}", authority.host()),
             host: HeaderValue::from_str(authority.as_str())
                 .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
             connect_timeout,
+            tls,
+            tls_warned: std::sync::atomic::AtomicU64::new(u64::MAX),
+            created: Instant::now(),
             lanes: (0..lanes.max(1)).map(|_| Mutex::default()).collect(),
         }
     }
@@ -306,21 +352,59 @@ impl HostPool {
         }
     }
 
+    /// Logs a failed handshake, unless one was logged less than [`TLS_WARNING_EVERY`] ago.
+    fn warn_tls(&self, name: &rustls::pki_types::ServerName<'_>, e: &std::io::Error) {
+        use std::sync::atomic::Ordering;
+        let now = self.created.elapsed().as_secs();
+        let last = self.tls_warned.load(Ordering::Relaxed);
+        let due = last == u64::MAX || now >= last + TLS_WARNING_EVERY.as_secs();
+        if due
+            && self
+                .tls_warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(target = %self.addr, name = ?name, error = %e, "upstream TLS handshake failed (logged at most every 10 s; every failure is counted in switchyard_upstream_errors_total, kind tls)");
+        }
+    }
+
+    /// A new connection, its TLS handshake included (both within the connect timeout).
     async fn connect(&self) -> std::io::Result<Box<Conn>> {
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
+        let timed_out = || {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no connection to {} within {:?}",
+                    self.addr, self.connect_timeout
+                ),
+            )
+        };
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let stream = tokio::time::timeout_at(deadline, TcpStream::connect(&self.addr))
             .await
-            .map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "no connection to {} within {:?}",
-                        self.addr, self.connect_timeout
-                    ),
-                )
-            })??;
+            .map_err(|_| timed_out())??;
         stream.set_nodelay(true)?;
+        let io = match &self.tls {
+            None => UpstreamIo::Plain(stream),
+            Some(Err(why)) => {
+                return Err(std::io::Error::other(UpstreamTlsError(
+                    std::io::Error::other(why.clone()),
+                )));
+            }
+            Some(Ok(tls)) => {
+                let handshake = tls.connector.connect(tls.name.clone(), stream);
+                match tokio::time::timeout_at(deadline, handshake).await {
+                    Err(_) => return Err(timed_out()),
+                    Ok(Err(e)) => {
+                        self.warn_tls(&tls.name, &e);
+                        return Err(std::io::Error::other(UpstreamTlsError(e)));
+                    }
+                    Ok(Ok(s)) => UpstreamIo::Tls(Box::new(s)),
+                }
+            }
+        };
         let (sender, driver) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(io))
             .await
             .map_err(std::io::Error::other)?;
         Ok(Box::new(Conn {

@@ -92,7 +92,13 @@ impl Runtime {
                 .upstream
                 .targets
                 .iter()
-                .map(|t| self.pools.get(&t.authority, proxy.upstream.connect_timeout))
+                .map(|t| {
+                    let tls = (t.scheme == http::uri::Scheme::HTTPS)
+                        .then_some(proxy.upstream.tls.as_deref())
+                        .flatten();
+                    self.pools
+                        .get(&t.authority, proxy.upstream.connect_timeout, tls)
+                })
                 .collect(),
         })
     }

@@ -213,6 +213,26 @@ pub struct UpstreamSpec {
     /// `upstream_overloaded`. Absent: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_requests: Option<u32>,
+    /// How `https://` targets are verified. Absent: against the system's root
+    /// certificates, for the target's host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTlsSpec>,
+}
+
+/// `spec.upstream.tls`: the verification of `https://` targets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpstreamTlsSpec {
+    /// A Credential of type `secret` whose value is the PEM certificates to trust instead
+    /// of the system's roots (a private CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// The name sent as SNI and verified in the certificate (default: the target's host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Labs only: accept any certificate. Logged loudly when compiled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -227,7 +247,8 @@ fn default_weight() -> u32 {
     1
 }
 
-/// An upstream base URL: `http://host:port` with an optional path prefix. Checked when read.
+/// An upstream base URL: `http://host:port` or `https://host:port` with an optional path
+/// prefix. Checked when read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct TargetUrl(pub String);
@@ -236,15 +257,10 @@ impl TargetUrl {
     pub fn parse(s: &str) -> Result<http::Uri, String> {
         let uri: http::Uri = s.parse().map_err(|e| format!("invalid URL {s:?}: {e}"))?;
         match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(format!(
-                    "invalid URL {s:?}: https upstreams are not supported yet; use http://"
-                ));
-            }
+            Some("http" | "https") => {}
             Some(other) => {
                 return Err(format!(
-                    "invalid URL {s:?}: unsupported scheme {other:?}, expected http"
+                    "invalid URL {s:?}: unsupported scheme {other:?}, expected http or https"
                 ));
             }
             None => {

@@ -20,6 +20,7 @@ pub(crate) fn credential_refs(m: &ProxyManifest) -> Vec<&str> {
         .policies
         .iter()
         .flat_map(PolicySpec::credential_refs)
+        .chain(m.spec.upstream.tls.as_ref().and_then(|t| t.ca.as_deref()))
         .collect();
     #[cfg(test)]
     refs.extend(test_label_refs(m));

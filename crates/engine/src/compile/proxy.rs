@@ -116,7 +116,13 @@ pub(crate) fn compile_proxy<X>(
         .iter()
         .filter_map(|r| credentials.get(*r).map(|c| (*r, &c.spec)))
         .collect();
-    let upstream = compile_upstream(&m.spec.upstream, &name, &registries.health, &mut errs);
+    let upstream = compile_upstream(
+        &m.spec.upstream,
+        &name,
+        &registries.health,
+        &by_name,
+        &mut errs,
+    );
     let mut policies = Vec::with_capacity(m.spec.policies.len());
     let mut rate_limits = 0;
     let mut authenticated = false;
@@ -357,6 +363,7 @@ fn compile_upstream(
     u: &UpstreamSpec,
     proxy: &Arc<str>,
     registry: &HealthRegistry,
+    credentials: &policies::Credentials<'_>,
     errs: &mut ProxyErrors<'_>,
 ) -> Option<Upstream> {
     let before = errs.errors.len();
@@ -464,6 +471,7 @@ fn compile_upstream(
             "must be at least 1 (leave it out for no limit)".into(),
         );
     }
+    let tls = compile_upstream_tls(u, &targets, credentials, errs);
     if errs.errors.len() > before {
         return None;
     }
@@ -481,8 +489,65 @@ fn compile_upstream(
             max_concurrent_requests: u
                 .max_concurrent_requests
                 .map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
+            tls,
         },
     ))
+}
+
+/// `spec.upstream.tls`, compiled when a target is `https://` (and refused without one).
+fn compile_upstream_tls(
+    u: &UpstreamSpec,
+    targets: &[Target],
+    credentials: &policies::Credentials<'_>,
+    errs: &mut ProxyErrors<'_>,
+) -> Option<Arc<crate::tls::UpstreamTls>> {
+    let https = targets.iter().any(|t| t.scheme == http::uri::Scheme::HTTPS);
+    if !https {
+        if u.tls.is_some() {
+            errs.push(
+                None,
+                "spec.upstream.tls".into(),
+                "no target is https://; remove `tls` or use https:// targets".into(),
+            );
+        }
+        return None;
+    }
+    let spec = u.tls.as_ref();
+    let ca = match spec.and_then(|t| t.ca.as_deref()) {
+        None => None,
+        Some(name) => match credentials.get(name) {
+            Some(switchyard_config::manifest::CredentialSpec::Secret { value }) => {
+                Some((name, value.as_str()))
+            }
+            Some(other) => {
+                errs.push(
+                    None,
+                    "spec.upstream.tls.ca".into(),
+                    format!(
+                        "Credential {name:?} is of type {:?}; a CA bundle is a `secret` holding PEM certificates",
+                        other.type_name()
+                    ),
+                );
+                return None;
+            }
+            None => {
+                errs.push_because(
+                    None,
+                    "spec.upstream.tls.ca".into(),
+                    format!("no Credential named {name:?} in this environment"),
+                    switchyard_config::error::Reason::UnknownCredential,
+                );
+                return None;
+            }
+        },
+    };
+    match crate::tls::UpstreamTls::compile(spec, ca) {
+        Ok(t) => Some(Arc::new(t)),
+        Err((field, message)) => {
+            errs.push(None, field, message);
+            None
+        }
+    }
 }
 
 /// `None` when the duration is within `min..=max`, else why not.

@@ -99,7 +99,7 @@ fn issue_example_error_messages() {
             "http://127.0.0.1:18081",
             "ftp://x",
             "payments.yaml:14:14: proxy \"payments\": spec.upstream.targets[0].url: \
-             invalid URL \"ftp://x\": unsupported scheme \"ftp\", expected http",
+             invalid URL \"ftp://x\": unsupported scheme \"ftp\", expected http or https",
         ),
         (
             "- url: http://127.0.0.1:18081\n        weight: 1",

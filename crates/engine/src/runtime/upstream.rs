@@ -36,6 +36,8 @@ pub struct Upstream {
     pub health: HealthConfig,
     /// Requests each target may have in flight (`None`: unlimited).
     pub max_concurrent_requests: Option<usize>,
+    /// How `https://` targets are verified (set when there is one).
+    pub tls: Option<Arc<crate::tls::UpstreamTls>>,
     cursor: AtomicUsize,
     /// Smooth weighted round-robin order (indices into `targets`), for `weighted`.
     schedule: Vec<u32>,
@@ -55,6 +57,7 @@ pub struct UpstreamConfig {
     pub budget_min_per_second: u32,
     pub health: HealthConfig,
     pub max_concurrent_requests: Option<usize>,
+    pub tls: Option<Arc<crate::tls::UpstreamTls>>,
 }
 
 impl Default for UpstreamConfig {
@@ -69,6 +72,7 @@ impl Default for UpstreamConfig {
             budget_min_per_second: 3,
             health: HealthConfig::default(),
             max_concurrent_requests: None,
+            tls: None,
         }
     }
 }
@@ -207,6 +211,7 @@ impl Upstream {
             ),
             health: config.health,
             max_concurrent_requests: config.max_concurrent_requests,
+            tls: config.tls,
             cursor: AtomicUsize::new(0),
             schedule,
             equal_weights,

@@ -43,10 +43,13 @@ pub enum UpstreamErrorKind {
     Protocol,
     /// The response body sent nothing for `upstreamBodyIdle` (the response was cut).
     BodyTimeout,
+    /// The TLS handshake with an `https://` target failed (its certificate not trusted or
+    /// not for its name, expired, no common protocol).
+    Tls,
 }
 
 impl UpstreamErrorKind {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
     pub const ALL: [UpstreamErrorKind; Self::COUNT] = [
         UpstreamErrorKind::ConnectFailed,
         UpstreamErrorKind::ConnectTimeout,
@@ -54,6 +57,7 @@ impl UpstreamErrorKind {
         UpstreamErrorKind::Timeout,
         UpstreamErrorKind::Protocol,
         UpstreamErrorKind::BodyTimeout,
+        UpstreamErrorKind::Tls,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +68,7 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::Timeout => "timeout",
             UpstreamErrorKind::Protocol => "protocol",
             UpstreamErrorKind::BodyTimeout => "body_timeout",
+            UpstreamErrorKind::Tls => "tls",
         }
     }
 
@@ -75,7 +80,9 @@ impl UpstreamErrorKind {
     pub fn is_connect(self) -> bool {
         matches!(
             self,
-            UpstreamErrorKind::ConnectFailed | UpstreamErrorKind::ConnectTimeout
+            UpstreamErrorKind::ConnectFailed
+                | UpstreamErrorKind::ConnectTimeout
+                | UpstreamErrorKind::Tls
         )
     }
 
@@ -92,6 +99,8 @@ impl UpstreamErrorKind {
     pub fn from_connect(e: &std::io::Error) -> UpstreamErrorKind {
         if e.kind() == std::io::ErrorKind::TimedOut {
             UpstreamErrorKind::ConnectTimeout
+        } else if crate::upstream_tls::UpstreamTlsError::is(e) {
+            UpstreamErrorKind::Tls
         } else {
             UpstreamErrorKind::ConnectFailed
         }
@@ -160,6 +169,7 @@ impl GatewayError {
                 UpstreamErrorKind::Timeout => "upstream_timeout",
                 UpstreamErrorKind::Protocol => "upstream_protocol_error",
                 UpstreamErrorKind::BodyTimeout => "upstream_body_timeout",
+                UpstreamErrorKind::Tls => "upstream_tls_failed",
             },
             GatewayError::Overloaded => "upstream_overloaded",
             GatewayError::Internal(_) => "internal_error",
@@ -202,6 +212,10 @@ impl fmt::Display for GatewayError {
                 UpstreamErrorKind::BodyTimeout => {
                     f.write_str("the upstream response body stalled")
                 }
+                UpstreamErrorKind::Tls => f.write_str(
+                    "TLS with the upstream failed: its certificate is not trusted, not for its \
+                     name, or expired (the Worker's log has the details)",
+                ),
             },
             GatewayError::Overloaded => f.write_str(
                 "every upstream target is at its concurrent-request limit (maxConcurrentRequests); retry later",
