@@ -160,31 +160,59 @@ impl TlsClient {
 }
 
 /// An HTTPS upstream serving `cert`: answers every request 200 with `x-upstream-id: id`,
-/// and counts the TLS connections it accepted.
+/// counts the TLS connections it accepted, and keeps the client certificates presented.
 pub struct TlsUpstream {
     pub addr: SocketAddr,
     pub accepted: Arc<std::sync::atomic::AtomicUsize>,
+    pub client_certificates: Arc<std::sync::Mutex<Vec<CertificateDer<'static>>>>,
 }
 
 impl TlsUpstream {
     pub async fn start(cert: &Issued, id: &str) -> TlsUpstream {
+        Self::start_inner(cert, id, None).await
+    }
+
+    /// An upstream that requires a client certificate issued by `clients`.
+    pub async fn requiring_client_certificates(
+        cert: &Issued,
+        id: &str,
+        clients: &TestCa,
+    ) -> TlsUpstream {
+        Self::start_inner(cert, id, Some(clients)).await
+    }
+
+    async fn start_inner(cert: &Issued, id: &str, clients: Option<&TestCa>) -> TlsUpstream {
         let chain: Vec<CertificateDer<'static>> =
             CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
                 .collect::<Result<_, _>>()
                 .unwrap();
         let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
-        let mut config = ServerConfig::builder_with_provider(switchyard_engine::tls::provider())
+        let builder = ServerConfig::builder_with_provider(switchyard_engine::tls::provider())
             .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
             .unwrap();
+        let builder = match clients {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                roots.add(ca.root.clone()).unwrap();
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    switchyard_engine::tls::provider(),
+                )
+                .build()
+                .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder.with_single_cert(chain, key).unwrap();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = accepted.clone();
+        let client_certificates = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = client_certificates.clone();
         let id = http::HeaderValue::from_str(id).unwrap();
         tokio::spawn(async move {
             loop {
@@ -193,12 +221,16 @@ impl TlsUpstream {
                 };
                 let acceptor = acceptor.clone();
                 let count = count.clone();
+                let seen = seen.clone();
                 let id = id.clone();
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
                     count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if let Some(c) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                        seen.lock().unwrap().push(c.clone().into_owned());
+                    }
                     let svc = hyper::service::service_fn(move |_req| {
                         let id = id.clone();
                         async move {
@@ -215,6 +247,10 @@ impl TlsUpstream {
                 });
             }
         });
-        TlsUpstream { addr, accepted }
+        TlsUpstream {
+            addr,
+            accepted,
+            client_certificates,
+        }
     }
 }

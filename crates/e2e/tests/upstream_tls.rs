@@ -7,7 +7,7 @@
 
 use std::sync::atomic::Ordering;
 
-use switchyard_e2e::tls::{TestCa, TlsUpstream};
+use switchyard_e2e::tls::{TestCa, TlsUpstream, certificate_manifest};
 use switchyard_e2e::{ConfigDir, Conn, RunningWorker};
 
 fn proxy(target: &str, tls: &str, release: &str) -> String {
@@ -228,4 +228,68 @@ async fn active_health_checks_go_over_tls() {
         w.handle.metrics_text().contains(&unhealthy)
     })
     .await;
+}
+
+/// Mutual TLS to an upstream: the proxy presents a `kind: Certificate`; without one the
+/// upstream refuses the handshake (502, kind tls); rotating the certificate recompiles the
+/// proxy, and new upstream connections present the new one.
+#[tokio::test]
+async fn a_client_certificate_is_presented_to_upstreams_and_rotated_hot() {
+    let ca = TestCa::new();
+    let clients = TestCa::new();
+    let up =
+        TlsUpstream::requiring_client_certificates(&ca.issue(&["api.internal"]), "mtls", &clients)
+            .await;
+    let dir = ConfigDir::new();
+    dir.write("ca.yaml", &ca_credential(&ca.root_pem));
+    let target = format!("https://{}", up.addr);
+    let without = "    tls: { ca: internal-ca, serverName: api.internal }";
+    dir.write("api.yaml", &proxy(&target, without, "a"));
+    let w = RunningWorker::start(dir.path()).await;
+    let mut c = Conn::open(w.addr).await.unwrap();
+    let a = c.get("/api/1", &[]).await.unwrap();
+    assert_eq!(a.status, 502, "no client certificate, refused");
+    assert_eq!(a.json()["error"], "upstream_tls_failed");
+
+    let first = clients.issue(&["gateway.internal"]);
+    dir.write(
+        "gw.yaml",
+        &certificate_manifest("gateway-client", &first, false),
+    );
+    let with =
+        "    tls: { ca: internal-ca, serverName: api.internal, clientCertificate: gateway-client }";
+    dir.write("api.yaml", &proxy(&target, with, "a"));
+    // The two files may be read in one reload or two: wait for the proxy's new version.
+    let version = |w: &RunningWorker| {
+        w.handle
+            .status()
+            .proxies
+            .iter()
+            .find(|p| p.name == "api")
+            .map_or(0, |p| p.version)
+    };
+    switchyard_e2e::eventually("the proxy with its client certificate", || version(&w) == 2).await;
+    let a = c.get("/api/2", &[]).await.unwrap();
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(
+        up.client_certificates.lock().unwrap().last(),
+        Some(&first.leaf)
+    );
+
+    // Rotated: only the certificate changes; the proxy that uses it is recompiled.
+    let second = clients.issue(&["gateway.internal"]);
+    dir.write(
+        "gw.yaml",
+        &certificate_manifest("gateway-client", &second, false),
+    );
+    switchyard_e2e::eventually("the proxy recompiled for the new certificate", || {
+        version(&w) == 3
+    })
+    .await;
+    let a = c.get("/api/3", &[]).await.unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        up.client_certificates.lock().unwrap().last(),
+        Some(&second.leaf)
+    );
 }

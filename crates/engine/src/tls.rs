@@ -41,6 +41,8 @@ pub struct UpstreamTls {
     /// Sent as SNI and verified instead of the target's host.
     pub server_name: Option<ServerName<'static>>,
     pub insecure_skip_verify: bool,
+    /// The certificate and key presented to upstreams that ask (mutual TLS).
+    pub client: Option<Arc<CertifiedKey>>,
     /// Equal for equal settings: upstream connections are pooled per target and settings.
     pub key: String,
 }
@@ -51,6 +53,7 @@ impl UpstreamTls {
     pub fn compile(
         spec: Option<&switchyard_config::manifest::UpstreamTlsSpec>,
         ca: Option<(&str, &str)>,
+        client: Option<&Certificate>,
     ) -> Result<UpstreamTls, (String, String)> {
         let default = switchyard_config::manifest::UpstreamTlsSpec::default();
         let spec = spec.unwrap_or(&default);
@@ -87,18 +90,20 @@ impl UpstreamTls {
             })?),
         };
         let key = format!(
-            "ca={};name={};insecure={}",
+            "ca={};name={};insecure={};client={}",
             ca.map_or_else(
                 || "system".to_string(),
                 |(_, pem)| switchyard_config::manifest::sha256_hex(pem.as_bytes())
             ),
             spec.server_name.as_deref().unwrap_or(""),
-            spec.insecure_skip_verify
+            spec.insecure_skip_verify,
+            client.map_or("", |c| c.digest.as_str())
         );
         Ok(UpstreamTls {
             roots,
             server_name,
             insecure_skip_verify: spec.insecure_skip_verify,
+            client: client.map(|c| c.key.clone()),
             key,
         })
     }

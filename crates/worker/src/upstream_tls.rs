@@ -35,7 +35,7 @@ impl TlsTarget {
         let builder = ClientConfig::builder_with_provider(switchyard_engine::tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?;
-        let mut config = if settings.insecure_skip_verify {
+        let builder = if settings.insecure_skip_verify {
             tracing::warn!(
                 host,
                 "upstream TLS certificate verification is OFF for this target \
@@ -44,10 +44,15 @@ impl TlsTarget {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate))
-                .with_no_client_auth()
         } else {
             let roots = settings.roots.clone().unwrap_or_else(system);
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
+        };
+        let mut config = match &settings.client {
+            Some(key) => {
+                builder.with_client_cert_resolver(Arc::new(ClientCertificate(key.clone())))
+            }
+            None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let name = match &settings.server_name {
@@ -60,6 +65,25 @@ impl TlsTarget {
             connector: TlsConnector::from(Arc::new(config)),
             name,
         })
+    }
+}
+
+/// The certificate a pool presents to upstreams that ask for one
+/// (`tls.clientCertificate`).
+#[derive(Debug)]
+struct ClientCertificate(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for ClientCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 

@@ -233,6 +233,9 @@ pub struct UpstreamTlsSpec {
     /// Labs only: accept any certificate. Logged loudly when compiled.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_skip_verify: bool,
+    /// A `kind: Certificate` presented to upstreams that ask for one (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -42,8 +42,8 @@ fn base() -> Compiled {
 fn a_changed_credential_recompiles_its_users_only() {
     let a = base().snapshot;
     assert_eq!(
-        a.credential_users
-            .get("k")
+        a.users
+            .get(&(Kind::Credential, "k".into()))
             .map(|u| u.iter().map(|n| n.to_string()).collect::<Vec<_>>()),
         Some(vec!["a".to_string()])
     );
@@ -104,7 +104,7 @@ fn removing_a_used_credential_is_rejected() {
     )
     .unwrap();
     assert!(b.snapshot.credential("k").is_none());
-    assert!(b.snapshot.credential_users.is_empty());
+    assert!(b.snapshot.users.is_empty());
 }
 
 #[test]
@@ -140,8 +140,13 @@ fn moving_a_user_to_another_credential_moves_it_in_the_index() {
         one("b.yaml", &proxy("b", "/b", None)),
     ];
     let b = compile(&set, Some(&a)).unwrap().snapshot;
-    assert!(b.credential_users.get("k").is_none());
-    assert_eq!(b.credential_users.get("j").map(|u| u.len()), Some(1));
+    assert!(b.users.get(&(Kind::Credential, "k".into())).is_none());
+    assert_eq!(
+        b.users
+            .get(&(Kind::Credential, "j".into()))
+            .map(|u| u.len()),
+        Some(1)
+    );
     // `k` has no users left: changing it recompiles nothing.
     let k2 = one("k.yaml", &credential("k", "two"));
     let c = compile_changes(&b, &[&k2], &[], &Numbering::default()).unwrap();

@@ -89,13 +89,14 @@ pub(crate) fn apply<X>(
         next.credentials.insert(credential.name.clone(), credential);
     }
 
-    let certificates_changed = apply_certificates(
+    let changed_certificates = apply_certificates(
         prev,
         &mut next,
         &batch,
         &removed(Kind::Certificate),
         &mut errors,
     );
+    let certificates_changed = !changed_certificates.is_empty();
 
     // Proxies leaving the base: removed, replaced, or using a changed credential.
     let mut changes = Vec::new();
@@ -112,8 +113,16 @@ pub(crate) fn apply<X>(
     changes.sort_by(|a, b| a.name.cmp(&b.name));
     let removals = std::mem::take(&mut changes);
     let mut dependents = BTreeSet::new();
-    for c in &changed_credentials {
-        if let Some(users) = next.credential_users.get(c) {
+    let changed_entities = changed_credentials
+        .iter()
+        .map(|c| (Kind::Credential, c.clone()))
+        .chain(
+            changed_certificates
+                .into_iter()
+                .map(|c| (Kind::Certificate, c)),
+        );
+    for key in changed_entities {
+        if let Some(users) = next.users.get(&key) {
             dependents.extend(
                 users
                     .iter()
@@ -264,17 +273,20 @@ fn apply_gateway<X>(
 }
 
 /// The certificates after `batch` (new or changed ones compiled, unchanged ones shared with
-/// `prev`), and the SNI index rebuilt when any changed. Returns whether any did.
+/// `prev`), and the SNI index rebuilt when any changed. Returns the names of those that
+/// changed or went away.
 fn apply_certificates<X>(
     prev: Option<&Snapshot<X>>,
     next: &mut Snapshot<X>,
     batch: &Batch<'_>,
     removed: &[&str],
     errors: &mut Vec<ConfigError>,
-) -> bool {
-    let mut changed = false;
+) -> Vec<Arc<str>> {
+    let mut changed = Vec::new();
     for name in removed {
-        changed |= next.certificates.remove(*name).is_some();
+        if let Some(c) = next.certificates.remove(*name) {
+            changed.push(c.name.clone());
+        }
     }
     let mut defaults_upserted = Vec::new();
     for m in batch.upserts {
@@ -294,7 +306,7 @@ fn apply_certificates<X>(
             }
             None => match tls::compile(m, c) {
                 Ok(cert) => {
-                    changed = true;
+                    changed.push(cert.name.clone());
                     next.certificates.insert(cert.name.clone(), Arc::new(cert));
                 }
                 Err(mut es) => errors.append(&mut es),
@@ -323,7 +335,7 @@ fn apply_certificates<X>(
             );
         }
     }
-    if changed {
+    if !changed.is_empty() {
         next.tls = Arc::new(tls::CertificateIndex::build(&next.certificates));
     }
     changed
@@ -374,7 +386,13 @@ fn build<X>(
         return Ok(Built::Reused(p.clone()));
     }
     let version = wanted.unwrap_or_else(|| previous.map_or(1, |p| p.version + 1));
-    let compiled = proxy::compile_proxy(m, manifest, version, &next.credentials, ctx.registries)?;
+    let compiled = proxy::compile_proxy(
+        m,
+        manifest,
+        version,
+        (&next.credentials, &next.certificates),
+        ctx.registries,
+    )?;
     let change = ProxyChange {
         name: name.to_string(),
         kind: if previous.is_some() {

@@ -9,7 +9,7 @@ use switchyard_config::error::Reason;
 use http::{HeaderValue, Method};
 use serde_saphyr::Spanned;
 
-use super::credentials::{self, Credentials};
+use super::credentials::{self, Certificates, Credentials};
 use super::{
     MAX_BUDGET_MIN_PER_SECOND, MAX_CHECK_INTERVAL, MAX_CHECK_TIMEOUT, MAX_CONNECT_TIMEOUT,
     MAX_COOL_OFF, MAX_HEALTH_THRESHOLD, MAX_REQUEST_TIMEOUT, MAX_RETRY_ATTEMPTS,
@@ -70,7 +70,7 @@ pub(crate) fn compile_proxy<X>(
     located: &Located<Manifest>,
     m: &ProxyManifest,
     version: u64,
-    credentials: &Credentials,
+    (credentials, certificates): (&Credentials, &Certificates),
     registries: &Registries,
 ) -> Result<Proxy<X>, Vec<ConfigError>> {
     let source = &located.source;
@@ -120,7 +120,7 @@ pub(crate) fn compile_proxy<X>(
         &m.spec.upstream,
         &name,
         &registries.health,
-        &by_name,
+        (&by_name, certificates),
         &mut errs,
     );
     let mut policies = Vec::with_capacity(m.spec.policies.len());
@@ -202,7 +202,7 @@ pub(crate) fn compile_proxy<X>(
         },
         https_redirect: m.spec.https_redirect,
         source: source.clone(),
-        manifest: (!refs.is_empty()).then(|| Arc::new(located.clone())),
+        manifest: (!credentials::entity_refs(m).is_empty()).then(|| Arc::new(located.clone())),
         attachment: Attachment::default(),
     })
 }
@@ -363,7 +363,7 @@ fn compile_upstream(
     u: &UpstreamSpec,
     proxy: &Arc<str>,
     registry: &HealthRegistry,
-    credentials: &policies::Credentials<'_>,
+    refs: (&policies::Credentials<'_>, &Certificates),
     errs: &mut ProxyErrors<'_>,
 ) -> Option<Upstream> {
     let before = errs.errors.len();
@@ -471,7 +471,7 @@ fn compile_upstream(
             "must be at least 1 (leave it out for no limit)".into(),
         );
     }
-    let tls = compile_upstream_tls(u, &targets, credentials, errs);
+    let tls = compile_upstream_tls(u, &targets, refs, errs);
     if errs.errors.len() > before {
         return None;
     }
@@ -498,7 +498,7 @@ fn compile_upstream(
 fn compile_upstream_tls(
     u: &UpstreamSpec,
     targets: &[Target],
-    credentials: &policies::Credentials<'_>,
+    (credentials, certificates): (&policies::Credentials<'_>, &Certificates),
     errs: &mut ProxyErrors<'_>,
 ) -> Option<Arc<crate::tls::UpstreamTls>> {
     let https = targets.iter().any(|t| t.scheme == http::uri::Scheme::HTTPS);
@@ -541,7 +541,22 @@ fn compile_upstream_tls(
             }
         },
     };
-    match crate::tls::UpstreamTls::compile(spec, ca) {
+    let client = match spec.and_then(|t| t.client_certificate.as_deref()) {
+        None => None,
+        Some(name) => match certificates.get(name) {
+            Some(c) => Some(c.clone()),
+            None => {
+                errs.push_because(
+                    None,
+                    "spec.upstream.tls.clientCertificate".into(),
+                    format!("no Certificate named {name:?} in this environment"),
+                    switchyard_config::error::Reason::UnknownCredential,
+                );
+                return None;
+            }
+        },
+    };
+    match crate::tls::UpstreamTls::compile(spec, ca, client.as_deref()) {
         Ok(t) => Some(Arc::new(t)),
         Err((field, message)) => {
             errs.push(None, field, message);

@@ -17,6 +17,7 @@ use super::gateway::{Gateway, GatewayState};
 use super::pipeline::Pipeline;
 use super::routes::{RouteRule, RouteTable};
 use super::upstream::Upstream;
+use switchyard_config::Kind;
 use switchyard_config::error::{Position, SourceRef};
 use switchyard_config::load::Located;
 use switchyard_config::manifest::{CredentialSpec, Manifest};
@@ -30,8 +31,9 @@ pub struct Snapshot<X = ()> {
     pub(crate) proxies: OrdMap<Arc<str>, Arc<Proxy<X>>>,
     pub(crate) credentials: OrdMap<Arc<str>, Arc<Credential>>,
     pub(crate) routes: RouteTable<RouteMatch<X>>,
-    /// Credential name → the proxies that reference it (recompiled when it changes).
-    pub(crate) credential_users: OrdMap<Arc<str>, OrdSet<Arc<str>>>,
+    /// A credential or certificate → the proxies that reference it (recompiled when it
+    /// changes).
+    pub(crate) users: OrdMap<(Kind, Arc<str>), OrdSet<Arc<str>>>,
     /// The environment's gateway settings and the document they came from.
     pub(crate) gateway: GatewayState,
     /// TLS certificates by name, and the index handshakes select from by SNI (rebuilt when
@@ -47,7 +49,7 @@ impl<X> Default for Snapshot<X> {
             proxies: OrdMap::new(),
             credentials: OrdMap::new(),
             routes: RouteTable::default(),
-            credential_users: OrdMap::new(),
+            users: OrdMap::new(),
             gateway: GatewayState::default(),
             certificates: OrdMap::new(),
             tls: Arc::default(),
@@ -63,7 +65,7 @@ impl<X> Clone for Snapshot<X> {
             proxies: self.proxies.clone(),
             credentials: self.credentials.clone(),
             routes: self.routes.clone(),
-            credential_users: self.credential_users.clone(),
+            users: self.users.clone(),
             gateway: self.gateway.clone(),
             certificates: self.certificates.clone(),
             tls: self.tls.clone(),

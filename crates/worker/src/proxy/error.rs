@@ -90,6 +90,11 @@ impl UpstreamErrorKind {
     pub fn classify(e: &hyper::Error) -> UpstreamErrorKind {
         if e.is_parse() || e.is_parse_status() {
             UpstreamErrorKind::Protocol
+        } else if tls_alert(e) {
+            // With TLS 1.3 the client's handshake ends before the server has checked the
+            // client certificate: its refusal (an alert) arrives instead of the response.
+            // The upstream's application never saw the request.
+            UpstreamErrorKind::Tls
         } else {
             UpstreamErrorKind::Reset
         }
@@ -105,6 +110,23 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::ConnectFailed
         }
     }
+}
+
+/// Whether a TLS error (an alert from the upstream, say) is somewhere in `e`'s causes.
+fn tls_alert(e: &hyper::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(|i| i.is::<rustls::Error>())
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// An error answered by the gateway itself.
