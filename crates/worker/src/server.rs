@@ -104,7 +104,11 @@ pub async fn serve(
                     let gateway = rt.snapshot.gateway();
                     let limit = connections.limit(gateway.max_connections);
                     let Some(admitted) = connections.admit(limit) else {
-                        refuse(&stream);
+                        // A TLS client could not read a plain-text 503: it just sees the
+                        // connection close.
+                        if tls.is_none() {
+                            refuse(&stream);
+                        }
                         continue;
                     };
                     let timeouts = gateway.timeouts;

@@ -1,7 +1,6 @@
 //! Read-only views: entities, revisions with their propagation numbers, Workers, audit.
 
 use std::collections::HashSet;
-use switchyard_config::Kind;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -48,7 +47,7 @@ pub async fn entities(
     for e in list {
         // Secret values are never shown, whoever asks.
         let manifest = redact_json(e.kind, &state.reveal(&e)?);
-        let template = if e.kind == Kind::Credential {
+        let template = if e.kind.is_secret() {
             None
         } else {
             state.reveal_template(&e)?
