@@ -4,8 +4,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    apply, audit, bench, credential, demo, dump, env, manager, promote, rollback, status, token,
-    up, upstream, validate, worker,
+    apply, audit, bench, certificate, credential, demo, dump, env, manager, promote, rollback,
+    status, token, up, upstream, validate, worker,
 };
 
 #[derive(Parser)]
@@ -57,6 +57,11 @@ pub enum Command {
     Credential {
         #[command(subcommand)]
         action: credential::CredentialAction,
+    },
+    /// Create or replace a TLS certificate from PEM files, the key kept out of manifests.
+    Certificate {
+        #[command(subcommand)]
+        action: certificate::CertificateAction,
     },
     /// Return an environment to an earlier revision's content, as a new revision.
     Rollback(rollback::RollbackArgs),

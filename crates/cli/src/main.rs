@@ -19,8 +19,8 @@ use std::process::ExitCode;
 use args::{Cli, Command};
 use clap::Parser;
 use commands::{
-    apply, audit, bench, credential, demo, dump, env, manager, plan, promote, rollback, status,
-    token, up, upstream, validate, worker,
+    apply, audit, bench, certificate, credential, demo, dump, env, manager, plan, promote,
+    rollback, status, token, up, upstream, validate, worker,
 };
 
 fn main() -> ExitCode {
@@ -81,6 +81,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(args).await,
         Command::Dump(args) => dump::run(args).await,
         Command::Credential { action } => credential::run(action).await,
+        Command::Certificate { action } => certificate::run(action).await,
         Command::Rollback(args) => rollback::run(args).await,
         Command::Env { action } => env::run(action).await,
         Command::Token { action } => token::run(action).await,

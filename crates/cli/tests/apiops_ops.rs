@@ -680,3 +680,68 @@ fn credential_set_and_rotate_reach_the_worker_and_are_audited() {
         }
     }
 }
+
+/// A self-signed ECDSA certificate for `host`: (certificate PEM, key PEM).
+fn self_signed(host: &str) -> (String, String) {
+    let c = rcgen::generate_simple_self_signed(vec![host.to_string()]).unwrap();
+    (c.cert.pem(), c.signing_key.serialize_pem())
+}
+
+#[test]
+fn certificate_set_creates_replaces_and_refuses_a_mismatched_key_without_showing_it() {
+    let m = Manager::with_env("dev");
+    let (cert, key) = self_signed("api.example.com");
+    let cert_file = write(&m, "tls/api.crt", &cert);
+    let key_file = write(&m, "tls/api.key", &key);
+    let (c, k) = (cert_file.to_str().unwrap(), key_file.to_str().unwrap());
+    let set = |c: &str, k: &str| {
+        vec![
+            "certificate".to_string(),
+            "set".into(),
+            "--env".into(),
+            "dev".into(),
+            "api".into(),
+            "--cert".into(),
+            c.into(),
+            "--key-file".into(),
+            k.into(),
+        ]
+    };
+    let args = set(c, k);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = m.ok(&argv, &[]);
+    assert!(out.contains("certificate/api: created v1"), "{out}");
+    assert!(!out.contains(&key[40..80]), "the key was printed: {out}");
+    assert_eq!(m.revision("dev"), 1);
+    let out = m.ok(&argv, &[]);
+    assert!(out.contains("no changes"), "{out}");
+
+    // Another certificate's key: refused here, naming the field; nothing sent.
+    let (_, other_key) = self_signed("api.example.com");
+    let other = write(&m, "tls/other.key", &other_key);
+    let args = set(c, other.to_str().unwrap());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = m.fails(&argv, &[]);
+    assert!(
+        err.contains("spec.privateKey") && err.contains("does not match"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&other_key[40..80]),
+        "the key was printed: {err}"
+    );
+    assert_eq!(m.revision("dev"), 1);
+
+    // The key is shown redacted, and a rotation is one more revision.
+    let listed = m.ok(&["dump", "--env", "dev", "--output", "json"], &[]);
+    assert!(!listed.contains(&key[40..80]), "{listed}");
+    let (cert2, key2) = self_signed("api.example.com");
+    let args = set(
+        write(&m, "tls/api2.crt", &cert2).to_str().unwrap(),
+        write(&m, "tls/api2.key", &key2).to_str().unwrap(),
+    );
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = m.ok(&argv, &[]);
+    assert!(out.contains("certificate/api: v1 -> v2 (hot)"), "{out}");
+    assert_eq!(m.revision("dev"), 2);
+}

@@ -84,13 +84,28 @@ fn describe(r: &CredentialValueResponse) -> String {
 
 /// The value from `--from-file` (one trailing newline dropped) or `--from-env`.
 fn read_value(args: &CredentialArgs) -> anyhow::Result<String> {
-    let value = match (&args.from_file, &args.from_env) {
+    read_secret(
+        args.from_file.as_deref(),
+        args.from_env.as_deref(),
+        "--from",
+    )
+}
+
+/// A secret from a file (one trailing newline dropped) or from an environment variable of
+/// this process; `flag` names the options in errors (`--from` for `--from-file` and
+/// `--from-env`). Never echoes the value.
+pub fn read_secret(
+    file: Option<&std::path::Path>,
+    var: Option<&str>,
+    flag: &str,
+) -> anyhow::Result<String> {
+    let value = match (file, var) {
         (Some(file), _) => {
             let text = std::fs::read(file)
-                .with_context(|| format!("--from-file: cannot read {}", file.display()))?;
+                .with_context(|| format!("{flag}-file: cannot read {}", file.display()))?;
             let mut text = String::from_utf8(text).map_err(|_| {
                 anyhow::anyhow!(
-                    "--from-file {}: the value is not UTF-8 text",
+                    "{flag}-file {}: the value is not UTF-8 text",
                     file.display()
                 )
             })?;
@@ -102,7 +117,7 @@ fn read_value(args: &CredentialArgs) -> anyhow::Result<String> {
             }
             if text.is_empty() {
                 bail!(
-                    "--from-file {}: the file is empty (a secret cannot be empty)",
+                    "{flag}-file {}: the file is empty (a secret cannot be empty)",
                     file.display()
                 );
             }
@@ -110,17 +125,17 @@ fn read_value(args: &CredentialArgs) -> anyhow::Result<String> {
         }
         (None, Some(var)) => match std::env::var(var) {
             Ok(v) if v.is_empty() => {
-                bail!("--from-env {var}: the variable is empty (a secret cannot be empty)")
+                bail!("{flag}-env {var}: the variable is empty (a secret cannot be empty)")
             }
             Ok(v) => v,
             Err(std::env::VarError::NotPresent) => {
-                bail!("--from-env {var}: the variable is not set in this environment")
+                bail!("{flag}-env {var}: the variable is not set in this environment")
             }
             Err(std::env::VarError::NotUnicode(_)) => {
-                bail!("--from-env {var}: the value is not UTF-8 text")
+                bail!("{flag}-env {var}: the value is not UTF-8 text")
             }
         },
-        (None, None) => bail!("give the value with --from-file FILE or --from-env VAR"),
+        (None, None) => bail!("give the value with {flag}-file FILE or {flag}-env VAR"),
     };
     Ok(value)
 }
