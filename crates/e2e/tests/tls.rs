@@ -122,6 +122,24 @@ async fn a_name_no_certificate_covers_is_refused_without_a_default() {
         "{metrics}"
     );
     assert!(metrics.contains("switchyard_certificate_expiry_seconds{certificate=\"api\"}"));
+
+    // /status: the certificates (never a key) and the hosts routes name that none covers.
+    let status = w.handle.status();
+    assert_eq!(status.certificates.len(), 1);
+    assert_eq!(status.certificates[0].hosts, ["api.example.com"]);
+    assert!(status.certificates[0].seconds_left > 0);
+    assert!(
+        status.uncovered_hosts.is_empty(),
+        "{:?}",
+        status.uncovered_hosts
+    );
+    let with_hosts = payments_manifest("blue", h.addr(0), "").replace(
+        "    - pathPrefix: /payments",
+        "    - pathPrefix: /payments\n      hosts: [api.example.com, other.org]",
+    );
+    dir.write("payments.yaml", &with_hosts);
+    w.wait_for_revision(2).await;
+    assert_eq!(w.handle.status().uncovered_hosts, ["other.org"]);
     ca.client(&["http/1.1"])
         .connect(https, "api.example.com")
         .await

@@ -180,6 +180,18 @@ impl CertificateIndex {
         self.exact.is_empty() && self.wildcard.is_empty() && self.default.is_none()
     }
 
+    /// Whether a route host (`api.example.com`, or `.example.com` for `*.example.com`)
+    /// is named by a certificate: exactly, or by a wildcard certificate for the same
+    /// parent (the default does not count).
+    pub fn covers_pattern(&self, pattern: &crate::runtime::HostPattern) -> bool {
+        match pattern {
+            crate::runtime::HostPattern::Exact(h) => self.covers(h),
+            crate::runtime::HostPattern::Wildcard(suffix) => self
+                .wildcard
+                .contains_key(suffix.trim_start_matches('.').to_ascii_lowercase().as_str()),
+        }
+    }
+
     /// Whether a handshake for `host` would get a certificate naming it (the default
     /// does not count).
     pub fn covers(&self, host: &str) -> bool {

@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use crate::pool::Pools;
 use crate::runtime::{Observability, ProxyExt, Runtime};
 use crate::status::{
-    ProxyStatus, ReloadReport, ReloadResult, StatusReport, SyncStatus, TargetStatus,
+    CertificateStatus, ProxyStatus, ReloadReport, ReloadResult, StatusReport, SyncStatus,
+    TargetStatus,
 };
 
 /// What one reload did.
@@ -333,6 +334,16 @@ impl Reloader {
                         }
                     })
                     .collect();
+                // Computed off the request path, before the swap; only when certificates
+                // or routes may have changed what they cover.
+                let uncovered = compiled.snapshot.uncovered_hosts();
+                if !uncovered.is_empty() && uncovered != prev.snapshot.uncovered_hosts() {
+                    tracing::warn!(
+                        hosts = ?uncovered,
+                        "routes name hosts that no certificate covers: HTTPS clients of these \
+                         get the default certificate (which does not name them) or no handshake"
+                    );
+                }
                 let runtime =
                     Runtime::new(compiled.snapshot, &compiled.changes, &self.obs, &self.pools);
                 // The swap: one atomic pointer store. Requests that already loaded the old
@@ -444,6 +455,19 @@ impl Reloader {
                         .collect(),
                 })
                 .collect(),
+            certificates: {
+                let wall = SystemTime::now();
+                rt.snapshot
+                    .certificates()
+                    .map(|c| CertificateStatus {
+                        name: c.name.to_string(),
+                        hosts: c.hosts.clone(),
+                        default: c.default,
+                        seconds_left: switchyard_engine::tls::seconds_left(c, wall),
+                    })
+                    .collect()
+            },
+            uncovered_hosts: rt.snapshot.uncovered_hosts(),
             last_reload,
             live_generations: self.live_generations(),
             swaps_total: self.obs.metrics.swaps.get(),

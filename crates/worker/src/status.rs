@@ -7,6 +7,10 @@ pub struct StatusReport {
     /// Configuration revision being served.
     pub revision: u64,
     pub proxies: Vec<ProxyStatus>,
+    /// The certificates served on the HTTPS listener.
+    pub certificates: Vec<CertificateStatus>,
+    /// Hosts routes name that no certificate covers (empty without certificates).
+    pub uncovered_hosts: Vec<String>,
     pub last_reload: Option<ReloadReport>,
     pub live_generations: i64,
     pub swaps_total: u64,
@@ -53,6 +57,17 @@ pub struct Resync {
     /// The revision served before, and the Manager's it now serves.
     pub from_revision: u64,
     pub to_revision: u64,
+}
+
+/// One served certificate: what it covers and how long it has left. Never its key.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertificateStatus {
+    pub name: String,
+    /// The DNS names of its subjectAltName.
+    pub hosts: Vec<String>,
+    pub default: bool,
+    /// Until it expires (negative once expired).
+    pub seconds_left: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -120,6 +120,30 @@ impl<X> Snapshot<X> {
         &self.tls
     }
 
+    /// The hosts routes name that no certificate names (`*.example.com` for a wildcard
+    /// route), sorted; empty when the environment has no certificate (no TLS in use).
+    /// A client reaching one of them over HTTPS gets the default certificate, which does
+    /// not name it, or no handshake at all.
+    pub fn uncovered_hosts(&self) -> Vec<String> {
+        if self.certificates.is_empty() {
+            return Vec::new();
+        }
+        let mut out: Vec<String> = self
+            .proxies
+            .values()
+            .flat_map(|p| p.routes.iter())
+            .flat_map(|r| r.rule.hosts.iter())
+            .filter(|h| !self.tls.covers_pattern(h))
+            .map(|h| match h {
+                super::routes::HostPattern::Exact(h) => h.clone(),
+                super::routes::HostPattern::Wildcard(s) => format!("*{s}"),
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// The environment's certificates, by name.
     pub fn certificates(&self) -> impl Iterator<Item = &Arc<crate::tls::Certificate>> {
         self.certificates.values()
