@@ -447,3 +447,107 @@ async fn a_proxy_with_https_redirect_sends_plain_http_clients_to_https() {
         .unwrap();
     assert_eq!(a.status, 200);
 }
+
+/// The rotation test through the Manager: 16 HTTPS keep-alive clients send requests without
+/// pause and a seventeenth makes a new handshake after every ACK, while the certificate is
+/// rotated 50 times with `apply`. No request fails, no handshake fails, no established
+/// connection is closed (each client keeps its one connection), and every handshake made
+/// after the Worker's ACK of a rotation presents that rotation's certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_rotations_through_the_manager_under_load_drop_nothing() {
+    use switchyard_e2e::cluster::{ManagedWorker, RunningManager};
+
+    let h = Harness::upstreams(&["a"]).await;
+    let ca = TestCa::new();
+    let data = tempfile::tempdir().unwrap();
+    let m = RunningManager::start(&data.path().join("manager")).await;
+    let token = m.env_with_worker_token("dev").await;
+    let first = ca.issue(&["api.example.com"]);
+    let (s, b) = m
+        .apply(
+            "dev",
+            &[
+                payments_manifest("blue", h.addr(0), ""),
+                certificate_manifest("api", &first, false),
+            ],
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let cache = data.path().join("cache");
+    let opts = ManagedWorker::options(&m.url(), "dev", &token, "w1", &cache);
+    let mut w = ManagedWorker::start_https(opts).await.unwrap();
+    w.wait_for_revision(1).await;
+    let https = w.https.unwrap();
+
+    let client = ca.client(&["http/1.1"]);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let answered = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        let hs = client.connect(https, "api.example.com").await.unwrap();
+        let mut conn = Conn::over(hs.stream, https).await.unwrap();
+        let stop = stop_rx.clone();
+        let answered = answered.clone();
+        clients.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !*stop.borrow() {
+                let a = conn
+                    .get("/payments/r", &[("host", "api.example.com")])
+                    .await
+                    .unwrap_or_else(|e| panic!("request {n} on an established connection: {e}"));
+                assert_eq!(a.status, 200, "request {n}");
+                n += 1;
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+            n
+        }));
+    }
+
+    for round in 1..=50u64 {
+        let next = ca.issue(&["api.example.com"]);
+        let (s, b) = m
+            .apply("dev", &[certificate_manifest("api", &next, false)])
+            .await;
+        assert_eq!(s, 200, "round {round}: {b}");
+        let revision = 1 + round;
+        let view = m.wait_reports("dev", revision, &["w1"]).await;
+        assert!(
+            view.reports
+                .iter()
+                .all(|r| r.status == switchyard_api::records::ReportStatus::Ack),
+            "round {round}: {:?}",
+            view.reports
+        );
+        // After the ACK: a full handshake (a client without a session) gets this certificate.
+        let hs = ca
+            .client(&["http/1.1"])
+            .connect(https, "api.example.com")
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: handshake failed: {e}"));
+        assert_eq!(
+            hs.leaf, next.leaf,
+            "round {round}: an old certificate after the ACK"
+        );
+        let mut c = Conn::over(hs.stream, https).await.unwrap();
+        let a = c
+            .get("/payments/h", &[("host", "api.example.com")])
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200, "round {round}");
+    }
+    let seen = answered.load(Ordering::Relaxed);
+    stop_tx.send(true).unwrap();
+    let mut total = 0;
+    for c in clients {
+        let n = tokio::time::timeout(DEADLINE, c).await.unwrap().unwrap();
+        assert!(n > 0, "a client made no request");
+        total += n;
+    }
+    assert!(total >= seen);
+    let metrics = w.handle.metrics_text();
+    assert!(
+        metrics.contains("switchyard_tls_handshake_failures_total 0"),
+        "{metrics}"
+    );
+    w.stop().await;
+}
