@@ -10,12 +10,96 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use switchyard_e2e::cluster::{ManagedWorker, RunningManager};
 use switchyard_e2e::tls::{Issued, TestCa, TlsClient, certificate_manifest};
 use switchyard_e2e::{ConfigDir, Conn, DEADLINE, Harness, RunningWorker, payments_manifest};
 use switchyard_worker::WorkerOptions;
 
 async fn worker(dir: &ConfigDir) -> (RunningWorker, std::net::SocketAddr) {
     RunningWorker::start_https(WorkerOptions::new(dir.path())).await
+}
+
+/// `n` HTTPS keep-alive clients (one connection each, handshaken for api.example.com)
+/// sending requests without pause until `stop`; each returns how many it sent. A failed
+/// request or a closed connection fails the test.
+async fn keep_alive_clients(
+    client: &TlsClient,
+    https: std::net::SocketAddr,
+    n: usize,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    answered: &Arc<AtomicU64>,
+) -> Vec<tokio::task::JoinHandle<u64>> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        let hs = client.connect(https, "api.example.com").await.unwrap();
+        let mut conn = Conn::over(hs.stream, https).await.unwrap();
+        let stop = stop.clone();
+        let answered = answered.clone();
+        clients.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !*stop.borrow() {
+                let a = conn
+                    .get("/payments/r", &[("host", "api.example.com")])
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("request {n} on an established connection failed: {e}")
+                    });
+                assert_eq!(a.status, 200, "request {n}");
+                n += 1;
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+            n
+        }));
+    }
+    clients
+}
+
+/// A Manager whose `dev` holds the payments proxy and certificate `api` (`first`, for
+/// api.example.com), and a Worker `w1` following it with an HTTPS listener, at revision 1.
+struct ManagedHttps {
+    h: Harness,
+    ca: TestCa,
+    /// The Manager's data (`manager/`) and the Worker's cache (`cache/`).
+    data: tempfile::TempDir,
+    m: RunningManager,
+    w: ManagedWorker,
+    first: Issued,
+    https: std::net::SocketAddr,
+}
+
+impl ManagedHttps {
+    async fn start() -> ManagedHttps {
+        let h = Harness::upstreams(&["a"]).await;
+        let ca = TestCa::new();
+        let data = tempfile::tempdir().unwrap();
+        let m = RunningManager::start(&data.path().join("manager")).await;
+        let token = m.env_with_worker_token("dev").await;
+        let first = ca.issue(&["api.example.com"]);
+        let (s, b) = m
+            .apply(
+                "dev",
+                &[
+                    payments_manifest("blue", h.addr(0), ""),
+                    certificate_manifest("api", &first, false),
+                ],
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        let cache = data.path().join("cache");
+        let opts = ManagedWorker::options(&m.url(), "dev", &token, "w1", &cache);
+        let w = ManagedWorker::start_https(opts).await.unwrap();
+        w.wait_for_revision(1).await;
+        let https = w.https.unwrap();
+        ManagedHttps {
+            h,
+            ca,
+            data,
+            m,
+            w,
+            first,
+            https,
+        }
+    }
 }
 
 /// The body of a sample-upstream answer: what it received.
@@ -171,28 +255,7 @@ async fn rotating_the_certificate_under_load_drops_nothing_and_new_handshakes_ge
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let answered = Arc::new(AtomicU64::new(0));
-    let mut clients = Vec::new();
-    for _ in 0..8 {
-        let hs = client.connect(https, "api.example.com").await.unwrap();
-        let mut conn = Conn::over(hs.stream, https).await.unwrap();
-        let stop = stop_rx.clone();
-        let answered = answered.clone();
-        clients.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while !*stop.borrow() {
-                let a = conn
-                    .get("/payments/r", &[("host", "api.example.com")])
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!("request {n} on an established connection failed: {e}")
-                    });
-                assert_eq!(a.status, 200, "request {n}");
-                n += 1;
-                answered.fetch_add(1, Ordering::Relaxed);
-            }
-            n
-        }));
-    }
+    let clients = keep_alive_clients(&client, https, 8, &stop_rx, &answered).await;
 
     let mut current: Issued = first;
     for round in 0..10u64 {
@@ -286,30 +349,18 @@ async fn a_bad_certificate_file_is_refused_and_the_previous_one_keeps_serving() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_through_the_manager_are_served_rotated_and_never_shown() {
     use http::Method;
-    use switchyard_e2e::cluster::{ManagedWorker, RunningManager};
 
-    let h = Harness::upstreams(&["a"]).await;
-    let ca = TestCa::new();
-    let data = tempfile::tempdir().unwrap();
+    let ManagedHttps {
+        h: _h,
+        ca,
+        data,
+        m,
+        mut w,
+        first,
+        https,
+    } = ManagedHttps::start().await;
     let dir = data.path().join("manager");
-    let m = RunningManager::start(&dir).await;
-    let token = m.env_with_worker_token("dev").await;
-    let first = ca.issue(&["api.example.com"]);
-    let (s, b) = m
-        .apply(
-            "dev",
-            &[
-                payments_manifest("blue", h.addr(0), ""),
-                certificate_manifest("api", &first, false),
-            ],
-        )
-        .await;
-    assert_eq!(s, 200, "{b}");
     let cache = data.path().join("cache");
-    let opts = ManagedWorker::options(&m.url(), "dev", &token, "w1", &cache);
-    let mut w = ManagedWorker::start_https(opts).await.unwrap();
-    w.wait_for_revision(1).await;
-    let https = w.https.unwrap();
     let client = ca.client(&["http/1.1"]);
     let hs = client.connect(https, "api.example.com").await.unwrap();
     assert_eq!(hs.leaf, first.leaf);
@@ -455,53 +506,20 @@ async fn a_proxy_with_https_redirect_sends_plain_http_clients_to_https() {
 /// after the Worker's ACK of a rotation presents that rotation's certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_rotations_through_the_manager_under_load_drop_nothing() {
-    use switchyard_e2e::cluster::{ManagedWorker, RunningManager};
-
-    let h = Harness::upstreams(&["a"]).await;
-    let ca = TestCa::new();
-    let data = tempfile::tempdir().unwrap();
-    let m = RunningManager::start(&data.path().join("manager")).await;
-    let token = m.env_with_worker_token("dev").await;
-    let first = ca.issue(&["api.example.com"]);
-    let (s, b) = m
-        .apply(
-            "dev",
-            &[
-                payments_manifest("blue", h.addr(0), ""),
-                certificate_manifest("api", &first, false),
-            ],
-        )
-        .await;
-    assert_eq!(s, 200, "{b}");
-    let cache = data.path().join("cache");
-    let opts = ManagedWorker::options(&m.url(), "dev", &token, "w1", &cache);
-    let mut w = ManagedWorker::start_https(opts).await.unwrap();
-    w.wait_for_revision(1).await;
-    let https = w.https.unwrap();
+    let ManagedHttps {
+        h: _h,
+        ca,
+        data: _data,
+        m,
+        mut w,
+        first: _,
+        https,
+    } = ManagedHttps::start().await;
 
     let client = ca.client(&["http/1.1"]);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let answered = Arc::new(AtomicU64::new(0));
-    let mut clients = Vec::new();
-    for _ in 0..16 {
-        let hs = client.connect(https, "api.example.com").await.unwrap();
-        let mut conn = Conn::over(hs.stream, https).await.unwrap();
-        let stop = stop_rx.clone();
-        let answered = answered.clone();
-        clients.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while !*stop.borrow() {
-                let a = conn
-                    .get("/payments/r", &[("host", "api.example.com")])
-                    .await
-                    .unwrap_or_else(|e| panic!("request {n} on an established connection: {e}"));
-                assert_eq!(a.status, 200, "request {n}");
-                n += 1;
-                answered.fetch_add(1, Ordering::Relaxed);
-            }
-            n
-        }));
-    }
+    let clients = keep_alive_clients(&client, https, 16, &stop_rx, &answered).await;
 
     for round in 1..=50u64 {
         let next = ca.issue(&["api.example.com"]);
