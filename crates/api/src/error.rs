@@ -58,6 +58,9 @@ pub enum ErrorCode {
     /// A report is about a revision of another store than the Manager's (it was restored
     /// from a backup, or replaced, since the Worker pulled it).
     StoreMismatch,
+    /// A worker token used without the client certificate the Manager requires, or with
+    /// one issued for another environment.
+    WorkerCertificate,
     Internal,
     /// This peer sent too many wrong tokens: its requests are refused for a moment
     /// (`Retry-After` says how long).
@@ -68,7 +71,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code the Manager answers with (all but [`ErrorCode::Other`]).
-    pub const KNOWN: [ErrorCode; 30] = [
+    pub const KNOWN: [ErrorCode; 31] = [
         ErrorCode::Unauthorized,
         ErrorCode::TokenExpired,
         ErrorCode::Forbidden,
@@ -98,6 +101,7 @@ impl ErrorCode {
         ErrorCode::NoRandomness,
         ErrorCode::WorkerMismatch,
         ErrorCode::StoreMismatch,
+        ErrorCode::WorkerCertificate,
         ErrorCode::Internal,
     ];
 
@@ -132,6 +136,7 @@ impl ErrorCode {
             ErrorCode::NoRandomness => "no_randomness",
             ErrorCode::WorkerMismatch => "worker_mismatch",
             ErrorCode::StoreMismatch => "store_mismatch",
+            ErrorCode::WorkerCertificate => "worker_certificate",
             ErrorCode::Internal => "internal",
             ErrorCode::Other(s) => s,
         }

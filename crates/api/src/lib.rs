@@ -11,6 +11,6 @@ pub mod integral;
 pub mod records;
 pub mod sync;
 
-pub use client::{AdminClient, ApiFailure, ClientError, SyncClient, Transport};
+pub use client::{AdminClient, ApiFailure, ClientError, ManagerTls, SyncClient, Transport};
 pub use error::{ErrorBody, ErrorCode};
 pub use switchyard_config::Kind;

@@ -25,6 +25,8 @@ pub struct FanoutOptions {
     /// Changes measured at each step.
     pub changes: usize,
     pub binary: PathBuf,
+    /// The Manager serves plain HTTP (`--insecure-http`) instead of HTTPS: to compare.
+    pub insecure_http: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,9 +74,9 @@ const ENV: &str = "fanout";
 
 pub async fn run(o: FanoutOptions) -> Result<FanoutReport, BenchError> {
     let dir = tempfile::tempdir().map_err(|e| BenchError::Setup(e.to_string()))?;
-    let manager = ManagerProcess::spawn(&o.binary, &dir.path().join("manager"))?;
-    let base = format!("http://{}", manager.listen);
-    let admin = AdminClient::new(&base, &manager.admin_token()?)?;
+    let manager = ManagerProcess::spawn(&o.binary, &dir.path().join("manager"), o.insecure_http)?;
+    let (base, tls) = manager.client_settings()?;
+    let admin = AdminClient::with_tls(&base, &manager.admin_token()?, &tls)?;
     admin.create_env(ENV).await?;
     let created = admin
         .create_token(&CreateToken {
@@ -101,7 +103,8 @@ pub async fn run(o: FanoutOptions) -> Result<FanoutReport, BenchError> {
         let stop = Arc::new(tokio::sync::Notify::new());
         let mut subs = Vec::with_capacity(n);
         for i in 0..n {
-            let client = SyncClient::new(&base, &token, ENV, &format!("sim-{step}-{i}"), None)?;
+            let client =
+                SyncClient::new(&base, &token, ENV, &format!("sim-{step}-{i}"), None, &tls)?;
             let (bytes, stop) = (bytes.clone(), stop.clone());
             subs.push(tokio::spawn(async move {
                 tokio::select! {

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use switchyard_api::ManagerTls;
 
 use crate::BenchError;
 
@@ -88,6 +89,8 @@ pub struct WorkerProcess {
 pub struct WorkerSpec<'a> {
     pub binary: &'a Path,
     pub manager: &'a str,
+    /// The Manager's CA file (`--manager-ca`), for an `https://` Manager.
+    pub manager_ca: Option<&'a Path>,
     pub env: &'a str,
     pub token: &'a str,
     pub id: String,
@@ -115,9 +118,12 @@ impl WorkerProcess {
             "127.0.0.1:0",
         ])
         .args(["--access-log", "off", "--cache-dir"])
-        .arg(spec.cache_dir)
-        .env("SWITCHYARD_TOKEN", spec.token)
-        .env("SWITCHYARD_LOG", "warn,switchyard=info");
+        .arg(spec.cache_dir);
+        if let Some(ca) = spec.manager_ca {
+            cmd.arg("--manager-ca").arg(ca);
+        }
+        cmd.env("SWITCHYARD_TOKEN", spec.token)
+            .env("SWITCHYARD_LOG", "warn,switchyard=info");
         let (child, fields) = spawn_logged(cmd, "worker listening")?;
         Ok(WorkerProcess {
             listen: field_addr(&fields, "listen")?,
@@ -175,7 +181,12 @@ pub struct ManagerProcess {
 }
 
 impl ManagerProcess {
-    pub fn spawn(binary: &Path, data: &Path) -> Result<ManagerProcess, BenchError> {
+    /// A Manager serving HTTPS with its own CA (`data/ca.pem`), or plain HTTP.
+    pub fn spawn(
+        binary: &Path,
+        data: &Path,
+        insecure_http: bool,
+    ) -> Result<ManagerProcess, BenchError> {
         let mut cmd = Command::new(binary);
         cmd.args([
             "--log-format",
@@ -187,12 +198,28 @@ impl ManagerProcess {
         ])
         .arg(data)
         .env("SWITCHYARD_LOG", "warn,switchyard=info");
+        if insecure_http {
+            cmd.arg("--insecure-http");
+        }
         let (child, fields) = spawn_logged(cmd, "manager listening")?;
         Ok(ManagerProcess {
             child,
             listen: field_addr(&fields, "listen")?,
             data: data.to_path_buf(),
         })
+    }
+
+    /// The URL clients use and how they verify it.
+    pub fn client_settings(&self) -> Result<(String, ManagerTls), BenchError> {
+        let ca = self.data.join("ca.pem");
+        if ca.exists() {
+            Ok((
+                format!("https://{}", self.listen),
+                ManagerTls::ca_file(&ca)?,
+            ))
+        } else {
+            Ok((format!("http://{}", self.listen), ManagerTls::system()))
+        }
     }
 
     pub fn admin_token(&self) -> Result<String, BenchError> {

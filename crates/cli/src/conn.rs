@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use switchyard_api::AdminClient;
+use switchyard_api::{AdminClient, ManagerTls};
 
 use crate::manager_error::Explain;
 
@@ -14,9 +14,13 @@ pub struct ConnArgs {
     #[arg(
         long,
         env = "SWITCHYARD_MANAGER",
-        default_value = "http://127.0.0.1:9000"
+        default_value = "https://127.0.0.1:9000"
     )]
     pub manager: String,
+    /// The CA certificate(s) the Manager's certificate is verified against (PEM; its own CA
+    /// is DATA/ca.pem). Default: the system's roots.
+    #[arg(long, env = "SWITCHYARD_CA", value_name = "PATH")]
+    pub ca: Option<PathBuf>,
     #[command(flatten)]
     pub token: TokenArgs,
     /// `text` (a table or diff for people, coloured on a terminal) or `json` (stable,
@@ -30,9 +34,25 @@ impl ConnArgs {
         let token = self.token.require()?;
         // The token goes in the header even when it is empty, as it always did: the
         // Manager then names the form it expects (`Bearer <token>`).
-        AdminClient::new(&self.manager, "")
+        AdminClient::with_tls(&self.manager, "", &manager_tls(self.ca.as_deref(), None)?)
             .and_then(|c| c.as_token(&token))
             .explain()
+    }
+}
+
+/// How the Manager is verified: the CA file given (else the system's roots), and a client
+/// certificate (cert, key) if one was given.
+pub fn manager_tls(
+    ca: Option<&Path>,
+    client: Option<(&Path, &Path)>,
+) -> anyhow::Result<ManagerTls> {
+    let tls = match ca {
+        Some(path) => ManagerTls::ca_file(path).explain()?,
+        None => ManagerTls::system(),
+    };
+    match client {
+        Some((cert, key)) => tls.client_certificate(cert, key).explain(),
+        None => Ok(tls),
     }
 }
 

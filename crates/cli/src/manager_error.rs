@@ -24,6 +24,7 @@ pub fn message(e: &ClientError) -> String {
             "cannot reach the Manager at {base}, nothing was sent (is it running? check \
              --manager / SWITCHYARD_MANAGER): {reason}"
         ),
+        ClientError::Tls { .. } => e.to_string(),
         ClientError::NoAnswer {
             method,
             url,
@@ -330,7 +331,7 @@ mod tests {
         let e = Transport::new("ftp://x", "t").unwrap_err();
         assert_eq!(
             message(&e),
-            "--manager \"ftp://x\": expected http://host:port"
+            "--manager \"ftp://x\": expected https://host:port (or http://host:port)"
         );
         let e = ClientError::Timeout {
             method: Method::GET,

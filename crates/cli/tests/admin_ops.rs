@@ -97,13 +97,13 @@ fn exit_codes_tell_pending_changes_from_errors() {
             "--manager",
             &m.url,
         ],
-        &[],
+        &[("SWITCHYARD_CA", m.ca.as_str())],
     );
     assert_eq!(c, 1, "{err}");
     assert!(err.contains("refused the token"), "{err}");
     let (c, _, err) = run_code(
         &["plan", "--env", "dev", s(&file), "--manager", &m.url],
-        &[],
+        &[("SWITCHYARD_CA", m.ca.as_str())],
     );
     assert_eq!(c, 1, "{err}");
     assert!(err.contains("--token-file"), "{err}");
@@ -172,6 +172,7 @@ fn tokens_are_listed_and_revoked_from_a_token_file() {
     let ci = m.token(&["--role", "deployer", "--env", "dev", "--name", "ci"]);
     let env = [
         ("SWITCHYARD_MANAGER", m.url.as_str()),
+        ("SWITCHYARD_CA", m.ca.as_str()),
         ("SWITCHYARD_TOKEN_FILE", s(&admin_file)),
     ];
 
@@ -253,6 +254,8 @@ fn secrets_come_from_files_and_stay_off_command_lines() {
         "worker",
         "--manager",
         &m.url,
+        "--manager-ca",
+        &m.ca,
         "--env",
         "dev",
         "--token-file",
@@ -280,7 +283,10 @@ fn secrets_come_from_files_and_stay_off_command_lines() {
 
     // Careless input: both ways at once, an empty file, a missing one; each names the file
     // or the flags, never the secret.
-    let env = [("SWITCHYARD_MANAGER", m.url.as_str())];
+    let env = [
+        ("SWITCHYARD_MANAGER", m.url.as_str()),
+        ("SWITCHYARD_CA", m.ca.as_str()),
+    ];
     let admin_file = write(&m, "admin.token", &m.admin);
     let (code, _, err) = run_code(
         &[

@@ -413,6 +413,7 @@ fn an_expired_token_is_refused_with_when_and_how_to_renew() {
             &["rollback", "--env", "dev", "--to-revision", "1"],
             &[
                 ("SWITCHYARD_MANAGER", m.url.as_str()),
+                ("SWITCHYARD_CA", m.ca.as_str()),
                 ("SWITCHYARD_TOKEN", token),
             ],
         )
@@ -507,7 +508,10 @@ fn cli_errors_name_the_cause_and_the_fix() {
             "--token",
             "sy_not_a_token",
         ],
-        &[("SWITCHYARD_MANAGER", m.url.as_str())],
+        &[
+            ("SWITCHYARD_MANAGER", m.url.as_str()),
+            ("SWITCHYARD_CA", m.ca.as_str()),
+        ],
     );
     assert!(!ok);
     assert_eq!(
@@ -521,6 +525,7 @@ fn cli_errors_name_the_cause_and_the_fix() {
         &["rollback", "--env", "dev", "--to-revision", "1"],
         &[
             ("SWITCHYARD_MANAGER", m.url.as_str()),
+            ("SWITCHYARD_CA", m.ca.as_str()),
             ("SWITCHYARD_TOKEN", viewer.as_str()),
         ],
     );

@@ -24,7 +24,7 @@ fn manager_apply_and_worker_processes_deploy_live() {
 
     let (ok, out, err) = run(
         &["env", "create", "dev", "--manager", &url, "--token", &admin],
-        &[],
+        &[("SWITCHYARD_CA", m.ca.as_str())],
     );
     assert!(ok, "{out}{err}");
     let worker_token = m.token(&["--role", "worker", "--env", "dev"]);
@@ -34,6 +34,7 @@ fn manager_apply_and_worker_processes_deploy_live() {
     std::fs::write(files.join("payments.yaml"), manifest("blue", up)).unwrap();
     let env = [
         ("SWITCHYARD_MANAGER", url.as_str()),
+        ("SWITCHYARD_CA", m.ca.as_str()),
         ("SWITCHYARD_TOKEN", admin.as_str()),
     ];
     let (ok, out, err) = run(&["apply", "--env", "dev", files.to_str().unwrap()], &env);

@@ -65,7 +65,8 @@ fn written(wal: &Path) -> Option<(u64, std::time::SystemTime)> {
 /// A Manager process on port 0 over `data`, and its admin API.
 fn start_manager(data: &Path) -> (Proc, AdminClient) {
     let (proc, url, token) = common::spawn_manager(data);
-    (proc, AdminClient::new(&url, &token).unwrap())
+    let tls = switchyard_api::ManagerTls::ca_file(&data.join("ca.pem")).unwrap();
+    (proc, AdminClient::with_tls(&url, &token, &tls).unwrap())
 }
 
 /// Generation `g` of the environment: every proxy changes.

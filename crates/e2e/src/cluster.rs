@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use http::Method;
 use serde_json::Value;
-use switchyard_api::AdminClient;
 use switchyard_api::admin::RevisionView;
+use switchyard_api::{AdminClient, ManagerTls};
 use switchyard_manager::{Manager, ManagerOptions};
 use switchyard_store::{SqliteStore, Store};
 use switchyard_worker::{ConfigSource, ManagedOptions, Worker, WorkerHandle, WorkerOptions};
@@ -20,13 +20,13 @@ use crate::DEADLINE;
 /// One call to the Manager's API with `token`, whatever its answer: (status, body as JSON;
 /// a plain-text answer as a JSON string).
 pub async fn api(
-    addr: SocketAddr,
+    m: &RunningManager,
     token: &str,
     method: Method,
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let client = AdminClient::new(&format!("http://{addr}"), token).unwrap();
+    let client = m.client.as_token(token).unwrap();
     raw(&client, method, path, body).await
 }
 
@@ -45,6 +45,10 @@ pub async fn raw(
 pub struct RunningManager {
     pub addr: SocketAddr,
     pub data: PathBuf,
+    /// Trusts the Manager's CA (`DATA/ca.pem`); plain HTTP when started with
+    /// [`RunningManager::start_with`] and `ServeTls::InsecureHttp`.
+    pub tls: ManagerTls,
+    scheme: &'static str,
     pub admin_token: String,
     /// The admin API with the admin token.
     pub client: AdminClient,
@@ -58,7 +62,17 @@ impl RunningManager {
         Self::start_on(data, "127.0.0.1:0".parse().unwrap()).await
     }
 
+    /// A Manager serving HTTPS with its own CA (the default) on `addr`.
     pub async fn start_on(data: &Path, addr: SocketAddr) -> RunningManager {
+        Self::start_with(data, addr, |_| {}).await
+    }
+
+    /// [`RunningManager::start_on`] with the options adjusted by `edit`.
+    pub async fn start_with(
+        data: &Path,
+        addr: SocketAddr,
+        edit: impl FnOnce(&mut ManagerOptions),
+    ) -> RunningManager {
         std::fs::create_dir_all(data).unwrap();
         let store = Arc::new(
             SqliteStore::open(&data.join("switchyard.db"))
@@ -67,6 +81,7 @@ impl RunningManager {
         );
         let mut options = ManagerOptions::new(data);
         options.heartbeat = Duration::from_millis(500);
+        edit(&mut options);
         let manager = Manager::with_store(store.clone() as Arc<dyn Store>, &options)
             .await
             .unwrap();
@@ -76,6 +91,11 @@ impl RunningManager {
             .to_string();
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let scheme = manager.scheme();
+        let tls = match manager.ca_path() {
+            Some(ca) => ManagerTls::ca_file(ca).unwrap(),
+            None => ManagerTls::system(),
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             manager
@@ -88,7 +108,10 @@ impl RunningManager {
         RunningManager {
             addr,
             data: data.to_path_buf(),
-            client: AdminClient::new(&format!("http://{addr}"), &admin_token).unwrap(),
+            client: AdminClient::with_tls(&format!("{scheme}://{addr}"), &admin_token, &tls)
+                .unwrap(),
+            tls,
+            scheme,
             admin_token,
             store,
             shutdown: Some(tx),
@@ -96,8 +119,14 @@ impl RunningManager {
         }
     }
 
+    /// `https://127.0.0.1:PORT` (`http://` for a plain-HTTP Manager).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// The Manager's CA certificate file.
+    pub fn ca_path(&self) -> PathBuf {
+        self.data.join("ca.pem")
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -186,14 +215,30 @@ pub struct ManagedWorker {
 }
 
 impl ManagedWorker {
+    /// Options for a Worker following `manager` (verified with its CA), with short
+    /// intervals for tests.
     pub fn options(
-        manager: &str,
+        manager: &RunningManager,
         env: &str,
         token: &str,
         id: &str,
         cache: &Path,
     ) -> ManagedOptions {
-        let mut m = ManagedOptions::new(manager, env, token, id, cache.to_path_buf());
+        Self::options_at(manager, &manager.url(), env, token, id, cache)
+    }
+
+    /// [`ManagedWorker::options`] reaching the Manager at another URL (a forwarder, a dead
+    /// address).
+    pub fn options_at(
+        manager: &RunningManager,
+        url: &str,
+        env: &str,
+        token: &str,
+        id: &str,
+        cache: &Path,
+    ) -> ManagedOptions {
+        let mut m = ManagedOptions::new(url, env, token, id, cache.to_path_buf());
+        m.tls = manager.tls.clone();
         m.check_interval = Duration::from_millis(300);
         m.stream_timeout = Duration::from_secs(3);
         m.start_timeout = Duration::from_secs(2);

@@ -14,10 +14,18 @@ use serde_json::{Value, json};
 use switchyard_e2e::cluster::{ManagedWorker, RunningManager, api};
 use switchyard_e2e::send::{TestBody, send, send_from};
 use switchyard_e2e::{Answer, DEADLINE, payments_manifest};
+use switchyard_manager::tls::ServeTls;
 
+/// A Manager serving plain HTTP on loopback: these tests write requests byte by byte (the
+/// contract is HTTP's; TLS below it is proven in `control_plane_tls.rs`).
 async fn start() -> (tempfile::TempDir, RunningManager) {
     let data = tempfile::tempdir().unwrap();
-    let m = RunningManager::start(&data.path().join("manager")).await;
+    let m = RunningManager::start_with(
+        &data.path().join("manager"),
+        "127.0.0.1:0".parse().unwrap(),
+        |o| o.tls = ServeTls::InsecureHttp,
+    )
+    .await;
     (data, m)
 }
 
@@ -61,7 +69,7 @@ async fn follower(
     dir: &Path,
 ) -> ManagedWorker {
     let cache = dir.join(format!("cache-{id}"));
-    let w = ManagedWorker::start(ManagedWorker::options(&m.url(), env, token, id, &cache))
+    let w = ManagedWorker::start(ManagedWorker::options(m, env, token, id, &cache))
         .await
         .unwrap();
     w.wait_for_revision(1).await;
@@ -172,7 +180,7 @@ async fn every_refusal_is_json_with_a_stable_code() {
     assert!(message.contains("8 MiB"), "{message}");
     // Nothing of it was created.
     assert_eq!(
-        api(m.addr, &m.admin_token, Method::GET, "/v1/envs/qa", None)
+        api(&m, &m.admin_token, Method::GET, "/v1/envs/qa", None)
             .await
             .0,
         404
@@ -259,7 +267,7 @@ async fn a_revoked_token_is_refused_at_once_on_every_path() {
     // Both work, and are now in the Manager's verification cache.
     let apply = json!({ "manifests": [manifest] });
     let (s, b) = api(
-        m.addr,
+        &m,
         &deployer,
         Method::POST,
         "/v1/envs/dev/apply",
@@ -267,14 +275,7 @@ async fn a_revoked_token_is_refused_at_once_on_every_path() {
     )
     .await;
     assert_eq!(s, 200, "{b}");
-    let (s, b) = api(
-        m.addr,
-        &worker,
-        Method::GET,
-        "/v1/envs/dev/sync?since=0",
-        None,
-    )
-    .await;
+    let (s, b) = api(&m, &worker, Method::GET, "/v1/envs/dev/sync?since=0", None).await;
     assert_eq!(s, 200, "{b}");
     let mut w = follower(&m, "dev", &worker, "w1", data.path()).await;
 
@@ -290,7 +291,7 @@ async fn a_revoked_token_is_refused_at_once_on_every_path() {
 
     // At once, within the cache's lifetime: every path refuses them.
     let (s, b) = api(
-        m.addr,
+        &m,
         &deployer,
         Method::POST,
         "/v1/envs/dev/apply",
@@ -298,20 +299,20 @@ async fn a_revoked_token_is_refused_at_once_on_every_path() {
     )
     .await;
     error_is(s, &b, 401, "unauthorized");
-    let (s, _) = api(m.addr, &deployer, Method::GET, "/v1/envs/dev", None).await;
+    let (s, _) = api(&m, &deployer, Method::GET, "/v1/envs/dev", None).await;
     assert_eq!(s, 401);
     for path in [
         "/v1/envs/dev/sync?since=0",
         "/v1/envs/dev/events",
         "/v1/envs/dev",
     ] {
-        let (s, b) = api(m.addr, &worker, Method::GET, path, None).await;
+        let (s, b) = api(&m, &worker, Method::GET, path, None).await;
         assert_eq!(s, 401, "{path}: {b}");
     }
     let report =
         json!({"revision": 1, "status": "ack", "error": null, "applied_at": 1, "address": null});
     let (s, _) = api(
-        m.addr,
+        &m,
         &worker,
         Method::POST,
         "/v1/envs/dev/reports",
@@ -361,7 +362,7 @@ async fn a_revoked_token_is_refused_at_once_on_every_path() {
     error_is(s, &b, 409, "revoking_own_token");
     let viewer = m.token("viewer", &[]).await;
     let (s, _) = api(
-        m.addr,
+        &m,
         &viewer,
         Method::DELETE,
         &format!("/v1/tokens/{own}"),
@@ -423,14 +424,7 @@ async fn an_environment_is_deleted_only_without_workers_unless_forced() {
     assert!(b["message"].as_str().unwrap().contains("force"), "{b}");
     assert_eq!(m.client.env("qa").await.unwrap().revision, 1);
     let viewer = m.token("viewer", &[]).await;
-    let (s, _) = api(
-        m.addr,
-        &viewer,
-        Method::DELETE,
-        "/v1/envs/qa?force=true",
-        None,
-    )
-    .await;
+    let (s, _) = api(&m, &viewer, Method::DELETE, "/v1/envs/qa?force=true", None).await;
     assert_eq!(s, 403);
 
     let deleted = m.client.delete_env("qa", true).await.unwrap();

@@ -125,7 +125,7 @@ async fn workers_follow_a_manager_restored_from_an_older_backup_to_exactly_its_c
     let mut workers = Vec::new();
     for id in ["w1", "w2"] {
         let cache = data.path().join(format!("cache-{id}"));
-        let opts = ManagedWorker::options(&m.url(), "dev", &token, id, &cache);
+        let opts = ManagedWorker::options(&m, "dev", &token, id, &cache);
         workers.push(ManagedWorker::start(opts).await.unwrap());
     }
     for w in &workers {
@@ -233,8 +233,9 @@ async fn a_manager_behind_or_with_other_content_at_the_same_revision_is_followed
         .await;
     let store = m.store.store_id();
     let link = Forwarder::start(addr).await;
-    let opts = ManagedWorker::options(
-        &format!("http://{}", link.addr),
+    let opts = ManagedWorker::options_at(
+        &m,
+        &format!("https://{}", link.addr),
         "dev",
         &token,
         "w1",
@@ -303,7 +304,7 @@ async fn a_tampered_cache_is_refused_and_a_fifo_does_not_hang_the_start() {
     let data = tempfile::tempdir().unwrap();
     let (mut m, token) = manager_at_blue(&h, data.path()).await;
     let cache = data.path().join("cache");
-    let opts = ManagedWorker::options(&m.url(), "dev", &token, "w1", &cache);
+    let opts = ManagedWorker::options(&m, "dev", &token, "w1", &cache);
     let mut w = ManagedWorker::start(opts.clone()).await.unwrap();
     w.wait_for_revision(1).await;
     w.stop().await;
@@ -344,12 +345,13 @@ async fn reports_are_bound_to_the_worker_and_to_revisions_the_environment_has() 
     let data = tempfile::tempdir().unwrap();
     let (m, token) = manager_at_blue(&h, data.path()).await;
     let other_token = m.token("worker", &["dev"]).await;
-    let opts = ManagedWorker::options(&m.url(), "dev", &token, "w1", &data.path().join("c"));
+    let opts = ManagedWorker::options(&m, "dev", &token, "w1", &data.path().join("c"));
     let w = ManagedWorker::start(opts).await.unwrap();
     w.wait_for_revision(1).await;
     m.wait_reports("dev", 1, &["w1"]).await;
 
-    let client = |token: &str, id: &str| SyncClient::new(&m.url(), token, "dev", id, None).unwrap();
+    let client =
+        |token: &str, id: &str| SyncClient::new(&m.url(), token, "dev", id, None, &m.tls).unwrap();
     let ack = |revision: u64, store_id: Option<&str>| ReportBody {
         revision,
         status: ReportStatus::Ack,

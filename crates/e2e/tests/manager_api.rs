@@ -18,12 +18,16 @@ use switchyard_e2e::{DEADLINE, Harness, payments_manifest};
 
 /// A request with a chosen Authorization header (or none): (status, JSON body).
 async fn call_with_auth(
-    addr: SocketAddr,
+    m: &RunningManager,
     auth: Option<&str>,
     method: Method,
     path: &str,
 ) -> (u16, Value) {
-    let transport = Transport::new(&format!("http://{addr}"), "").unwrap();
+    let transport = Transport::builder(&m.url(), "")
+        .unwrap()
+        .tls(&m.tls)
+        .unwrap()
+        .build();
     let extra: Vec<(HeaderName, HeaderValue)> = auth
         .map(|a| (AUTHORIZATION, HeaderValue::from_str(a).unwrap()))
         .into_iter()
@@ -57,7 +61,7 @@ async fn apply_as(
         body["expected_revision"] = json!(r);
     }
     let path = format!("/v1/envs/{env}/apply");
-    api(m.addr, token, Method::POST, &path, Some(body)).await
+    api(m, token, Method::POST, &path, Some(body)).await
 }
 
 async fn get(m: &RunningManager, path: &str) -> Value {
@@ -152,7 +156,7 @@ async fn deployer_for_dev_cannot_change_prod() {
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["revision"], 1);
     let cache = data.path().join("cache-prod");
-    let opts = ManagedWorker::options(&m.url(), "prod", &prod_worker, "p1", &cache);
+    let opts = ManagedWorker::options(&m, "prod", &prod_worker, "p1", &cache);
     let mut w = ManagedWorker::start(opts).await.unwrap();
     w.wait_for_revision(1).await;
     wait_connected(&m, "prod", "p1").await;
@@ -195,14 +199,14 @@ async fn roles_and_tokens_are_enforced() {
     let deployer = m.token("deployer", &["dev"]).await;
     let manifest = payments_manifest("blue", "127.0.0.1:9".parse().unwrap(), "");
 
-    let (s, b) = call_with_auth(m.addr, None, Method::GET, "/v1/envs/dev").await;
+    let (s, b) = call_with_auth(&m, None, Method::GET, "/v1/envs/dev").await;
     assert_error(s, &b, 401, "unauthorized");
-    let (s, b) = call_with_auth(m.addr, Some("Basic abc"), Method::GET, "/v1/envs/dev").await;
+    let (s, b) = call_with_auth(&m, Some("Basic abc"), Method::GET, "/v1/envs/dev").await;
     assert_error(s, &b, 401, "unauthorized");
-    let (s, b) = api(m.addr, "sy_garbage", Method::GET, "/v1/envs/dev", None).await;
+    let (s, b) = api(&m, "sy_garbage", Method::GET, "/v1/envs/dev", None).await;
     assert_error(s, &b, 401, "unauthorized");
 
-    let (s, b) = api(m.addr, &viewer, Method::GET, "/v1/envs/dev", None).await;
+    let (s, b) = api(&m, &viewer, Method::GET, "/v1/envs/dev", None).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["name"], "dev");
     let (s, b) = apply_as(&m, &viewer, "dev", std::slice::from_ref(&manifest), None).await;
@@ -217,10 +221,10 @@ async fn roles_and_tokens_are_enforced() {
     )
     .await;
     assert_error(s, &b, 403, "forbidden");
-    let (s, b) = api(m.addr, &dev_worker, Method::GET, "/v1/envs/prod/sync", None).await;
+    let (s, b) = api(&m, &dev_worker, Method::GET, "/v1/envs/prod/sync", None).await;
     assert_error(s, &b, 403, "forbidden");
     let (s, b) = api(
-        m.addr,
+        &m,
         &dev_worker,
         Method::GET,
         "/v1/envs/dev/sync?since=0",
@@ -231,17 +235,10 @@ async fn roles_and_tokens_are_enforced() {
     assert_eq!(b["env"], "dev");
 
     let new_token = json!({ "name": "x", "role": "viewer", "envs": [] });
-    let (s, b) = api(
-        m.addr,
-        &deployer,
-        Method::POST,
-        "/v1/tokens",
-        Some(new_token),
-    )
-    .await;
+    let (s, b) = api(&m, &deployer, Method::POST, "/v1/tokens", Some(new_token)).await;
     assert_error(s, &b, 403, "forbidden");
     let new_env = json!({ "name": "qa" });
-    let (s, b) = api(m.addr, &deployer, Method::POST, "/v1/envs", Some(new_env)).await;
+    let (s, b) = api(&m, &deployer, Method::POST, "/v1/envs", Some(new_env)).await;
     assert_error(s, &b, 403, "forbidden");
     assert_eq!(get(&m, "/v1/envs").await.as_array().unwrap().len(), 2);
 
@@ -309,7 +306,7 @@ async fn an_audit_failure_refuses_the_change() {
     assert_eq!(b["revision"], 1);
 
     let cache = data.path().join("cache");
-    let opts = ManagedWorker::options(&m.url(), "dev", &token, "w1", &cache);
+    let opts = ManagedWorker::options(&m, "dev", &token, "w1", &cache);
     let mut w = ManagedWorker::start(opts).await.unwrap();
     w.wait_for_revision(1).await;
     wait_connected(&m, "dev", "w1").await;
@@ -452,7 +449,7 @@ async fn secrets_are_never_shown() {
         .await;
     assert_eq!(s, 200, "{b}");
     let cache = data.path().join("cache");
-    let opts = ManagedWorker::options(&m.url(), "dev", &worker, "w1", &cache);
+    let opts = ManagedWorker::options(&m, "dev", &worker, "w1", &cache);
     let mut w = ManagedWorker::start(opts).await.unwrap();
     w.wait_for_revision(1).await;
 
@@ -536,7 +533,7 @@ async fn a_corrupt_cache_is_not_served() {
         .await;
     assert_eq!(s, 200, "{b}");
     let cache = data.path().join("cache");
-    let opts = ManagedWorker::options(&m.url(), "dev", &token, "w1", &cache);
+    let opts = ManagedWorker::options(&m, "dev", &token, "w1", &cache);
     let mut w = ManagedWorker::start(opts).await.unwrap();
     w.wait_for_revision(1).await;
     w.stop().await;
@@ -553,7 +550,7 @@ async fn a_corrupt_cache_is_not_served() {
 
     // A flipped byte inside the cached manifest text.
     std::fs::write(&lkg, intact.replacen("blue", "blux", 1)).unwrap();
-    let opts = ManagedWorker::options(&dead_url, "dev", &token, "w2", &cache);
+    let opts = ManagedWorker::options_at(&m, &dead_url, "dev", &token, "w2", &cache);
     let err = match ManagedWorker::start(opts).await {
         Ok(mut w) => {
             w.stop().await;
@@ -564,7 +561,7 @@ async fn a_corrupt_cache_is_not_served() {
     assert!(err.contains("corrupt"), "{err}");
 
     std::fs::write(&lkg, &intact).unwrap();
-    let opts = ManagedWorker::options(&dead_url, "dev", &token, "w3", &cache);
+    let opts = ManagedWorker::options_at(&m, &dead_url, "dev", &token, "w3", &cache);
     let mut w = ManagedWorker::start(opts).await.unwrap();
     assert_eq!(w.handle.revision(), 1);
     assert_eq!(w.handle.status().sync.unwrap().served_from, "cache");
@@ -615,9 +612,9 @@ async fn token_scopes_are_checked_and_honoured() {
         .await;
     assert_error(s, &b, 400, "bad_request");
     let viewer = m.token("viewer", &["dev"]).await;
-    let (s, _) = api(m.addr, &viewer, Method::GET, "/v1/envs/dev", None).await;
+    let (s, _) = api(&m, &viewer, Method::GET, "/v1/envs/dev", None).await;
     assert_eq!(s, 200);
-    let (s, b) = api(m.addr, &viewer, Method::GET, "/v1/envs/prod", None).await;
+    let (s, b) = api(&m, &viewer, Method::GET, "/v1/envs/prod", None).await;
     assert_error(s, &b, 403, "forbidden");
 }
 
@@ -645,7 +642,7 @@ async fn credentials_are_sealed_at_rest_and_never_shown() {
     );
 
     let w = ManagedWorker::start(ManagedWorker::options(
-        &m.url(),
+        &m,
         "dev",
         &worker_token,
         "w1",
@@ -660,18 +657,11 @@ async fn credentials_are_sealed_at_rest_and_never_shown() {
     assert!(entities.contains("<redacted>"), "{entities}");
     let audit = get(&m, "/v1/audit?limit=1000").await.to_string();
     let viewer = m.token("viewer", &[]).await;
-    let (s, _) = api(
-        m.addr,
-        &viewer,
-        Method::GET,
-        "/v1/envs/dev/sync?since=0",
-        None,
-    )
-    .await;
+    let (s, _) = api(&m, &viewer, Method::GET, "/v1/envs/dev/sync?since=0", None).await;
     assert_eq!(s, 403, "only Workers pull secrets");
     // In clear only on the Worker's pull.
     let (s, pulled) = api(
-        m.addr,
+        &m,
         &worker_token,
         Method::GET,
         "/v1/envs/dev/sync?since=0",
@@ -710,7 +700,7 @@ async fn deletions_are_planned_committed_audited_and_propagated() {
     assert_eq!(s, 200, "{b}");
     let cache = tempfile::tempdir().unwrap();
     let mut w = ManagedWorker::start(ManagedWorker::options(
-        &m.url(),
+        &m,
         "dev",
         &worker_token,
         "w1",

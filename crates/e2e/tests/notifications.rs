@@ -27,7 +27,7 @@ async fn changes_reach_every_worker_through_notifications_alone() {
     let mut workers = Vec::new();
     for i in 1..=2 {
         let cache = data.path().join(format!("cache-{i}"));
-        let mut opts = ManagedWorker::options(&m.url(), "dev", &token, &format!("w{i}"), &cache);
+        let mut opts = ManagedWorker::options(&m, "dev", &token, &format!("w{i}"), &cache);
         opts.check_interval = HOUR;
         opts.stream_timeout = HOUR;
         workers.push(ManagedWorker::start(opts).await.unwrap());

@@ -109,7 +109,7 @@ async fn changes_under_load_reach_three_workers_with_acks_and_complete_audit() {
     let mut workers = Vec::new();
     for i in 1..=3 {
         let cache = data.path().join(format!("cache-{i}"));
-        let opts = ManagedWorker::options(&m.url(), "dev", &token, &format!("w{i}"), &cache);
+        let opts = ManagedWorker::options(&m, "dev", &token, &format!("w{i}"), &cache);
         workers.push(ManagedWorker::start(opts).await.unwrap());
     }
     for w in &workers {
@@ -220,7 +220,7 @@ async fn a_revision_workers_reject_is_nacked_and_the_old_one_keeps_serving() {
     let mut workers = Vec::new();
     for i in 1..=2 {
         let opts = ManagedWorker::options(
-            &m.url(),
+            &m,
             "dev",
             &token,
             &format!("w{i}"),
@@ -297,7 +297,7 @@ async fn workers_ride_out_a_manager_outage_and_restart_from_cache() {
     m.apply("dev", &[version(&h, 0)]).await;
     let opts = |i: u32| {
         ManagedWorker::options(
-            &m.url(),
+            &m,
             "dev",
             &token,
             &format!("w{i}"),
@@ -358,8 +358,9 @@ async fn a_worker_that_missed_notifications_converges_and_never_goes_backwards()
     let token = m.env_with_worker_token("dev").await;
     m.apply("dev", &[version(&h, 0)]).await;
     let link = Forwarder::start(m.addr).await;
-    let opts = ManagedWorker::options(
-        &format!("http://{}", link.addr),
+    let opts = ManagedWorker::options_at(
+        &m,
+        &format!("https://{}", link.addr),
         "dev",
         &token,
         "w1",

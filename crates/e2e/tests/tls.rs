@@ -86,7 +86,7 @@ impl ManagedHttps {
             .await;
         assert_eq!(s, 200, "{b}");
         let cache = data.path().join("cache");
-        let opts = ManagedWorker::options(&m.url(), "dev", &token, "w1", &cache);
+        let opts = ManagedWorker::options(&m, "dev", &token, "w1", &cache);
         let w = ManagedWorker::start_https(opts).await.unwrap();
         w.wait_for_revision(1).await;
         let https = w.https.unwrap();

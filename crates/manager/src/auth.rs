@@ -3,7 +3,8 @@
 
 pub mod throttle;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -14,7 +15,9 @@ use switchyard_api::records::{Millis, Role, TokenRecord, now_millis};
 use switchyard_config::manifest::sha256_hex;
 
 use crate::error::ApiError;
+use crate::listener::Peer;
 use crate::state::AppState;
+use crate::tls::WorkerIdentity;
 use switchyard_api::ErrorCode;
 
 /// Who is asking.
@@ -24,6 +27,10 @@ pub struct Principal {
     pub name: String,
     pub role: Role,
     pub envs: Vec<String>,
+    /// The Worker the connection's verified client certificate names (HTTPS only).
+    pub certificate: Option<Arc<WorkerIdentity>>,
+    /// Whether worker tokens need that certificate (`--require-worker-certificates`).
+    pub certificate_required: bool,
 }
 
 impl Principal {
@@ -77,15 +84,41 @@ impl Principal {
         }
     }
 
-    /// Workers may only act on their own environment.
+    /// Workers may only act on their own environment; a Worker's client certificate, when
+    /// it has (or needs) one, must name that environment too.
     pub fn require_worker(&self, env: &str) -> Result<(), ApiError> {
         match self.role {
-            Role::Worker | Role::Admin => self.require_read(env),
+            Role::Worker => {
+                self.require_read(env)?;
+                self.require_certificate(env)
+            }
+            Role::Admin => self.require_read(env),
             role => Err(ApiError::forbidden(format!(
                 "token {} has role {}, this needs a worker token",
                 self.token_id,
                 role.as_str()
             ))),
+        }
+    }
+}
+
+impl Principal {
+    fn require_certificate(&self, env: &str) -> Result<(), ApiError> {
+        let refuse = |message: String| {
+            ApiError::new(StatusCode::FORBIDDEN, ErrorCode::WorkerCertificate, message)
+        };
+        match &self.certificate {
+            Some(id) if id.env == env => Ok(()),
+            Some(id) => Err(refuse(format!(
+                "the client certificate is Worker {:?}'s of environment {:?}, not of {env:?}",
+                id.name, id.env
+            ))),
+            None if self.certificate_required => Err(refuse(format!(
+                "this Manager requires Workers to present a client certificate: issue one \
+                 with `switchyard manager worker-cert create --env {env} NAME` and give it \
+                 to the Worker (--client-cert, --client-key)"
+            ))),
+            None => Ok(()),
         }
     }
 }
@@ -99,10 +132,9 @@ impl FromRequestParts<AppState> for Principal {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         // In-process callers (tests through `Router::oneshot`) have no peer address: they
         // share one key.
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        let connection = parts.extensions.get::<ConnectInfo<Peer>>();
+        let peer = connection.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.addr.ip());
+        let certificate = connection.and_then(|c| c.0.worker.clone());
         let now = Instant::now();
         if let Err(retry_after) = state.auth_failures.admit(peer, now) {
             state.metrics.auth_failure("throttled");
@@ -115,7 +147,13 @@ impl FromRequestParts<AppState> for Principal {
             .retry_after(retry_after));
         }
         let failure = match verify(parts, state).await {
-            Ok(principal) => return Ok(principal),
+            Ok(principal) => {
+                return Ok(Principal {
+                    certificate,
+                    certificate_required: state.require_worker_certificates,
+                    ..principal
+                });
+            }
             Err(Refused::Store(e)) => return Err(e),
             Err(Refused::Token(f)) => f,
         };
@@ -237,6 +275,8 @@ async fn verify(parts: &Parts, state: &AppState) -> Result<Principal, Refused> {
         name: token.name,
         role: token.role,
         envs: token.envs,
+        certificate: None,
+        certificate_required: false,
     })
 }
 

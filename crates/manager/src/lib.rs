@@ -6,10 +6,12 @@ mod api;
 pub mod auth;
 pub mod error;
 pub mod fanout;
+pub mod listener;
 pub mod metrics;
 mod pull_cache;
 mod reports;
 pub mod state;
+pub mod tls;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -21,7 +23,10 @@ use switchyard_config::secretbox::SecretBox;
 use switchyard_store::{SqliteStore, Store, StoreError};
 use tokio::net::TcpListener;
 
+pub use crate::listener::Peer;
+use crate::listener::TlsListener;
 pub use crate::state::AppState;
+use crate::tls::{ManagerCa, ServeTls, TlsSetupError};
 
 #[derive(Debug, Clone)]
 pub struct ManagerOptions {
@@ -32,6 +37,17 @@ pub struct ManagerOptions {
     /// The key that seals credentials at rest (base64 or hex of 32 bytes). Default: read
     /// `DATA/secret.key`, created (mode 0600) on first start.
     pub secret_key: Option<String>,
+    /// HTTPS (default: with a certificate from the Manager's own CA in `DATA/ca.pem`) or,
+    /// when asked for, plain HTTP.
+    pub tls: ServeTls,
+    /// More names (DNS names, IP addresses) for the Manager's own server certificate, beside
+    /// the listen address, loopback, `localhost` and the host name.
+    pub tls_names: Vec<String>,
+    /// Plain HTTP on an address other than loopback (refused without it).
+    pub allow_insecure_remote: bool,
+    /// Workers must present a client certificate from the Manager's CA naming their
+    /// environment (besides their worker token).
+    pub require_worker_certificates: bool,
 }
 
 impl ManagerOptions {
@@ -40,6 +56,10 @@ impl ManagerOptions {
             data_dir: data_dir.into(),
             heartbeat: Duration::from_secs(5),
             secret_key: None,
+            tls: ServeTls::OwnCertificate,
+            tls_names: Vec::new(),
+            allow_insecure_remote: false,
+            require_worker_certificates: false,
         }
     }
 }
@@ -57,10 +77,23 @@ pub enum ManagerError {
     Api(String),
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsSetupError),
+    #[error(
+        "refusing to serve plain HTTP on {0}, which is not a loopback address: tokens and \
+         the Workers' credentials would cross the network in clear. Serve HTTPS (drop \
+         --insecure-http), or add --allow-insecure-remote if something else encrypts the link"
+    )]
+    InsecureRemote(std::net::SocketAddr),
 }
 
 pub struct Manager {
     state: AppState,
+    tls: ServeTls,
+    tls_names: Vec<String>,
+    allow_insecure_remote: bool,
+    /// The Manager's CA (`DATA/ca.pem`), unless it serves plain HTTP.
+    ca: Option<Arc<ManagerCa>>,
     shutdown_tx: tokio::sync::watch::Sender<bool>,
     /// Set when this start created the first admin token (written to `admin.token`).
     pub created_admin_token: Option<PathBuf>,
@@ -102,10 +135,25 @@ impl Manager {
             pulls: Arc::new(pull_cache::PullCache::default()),
             reports,
             parsed: Arc::default(),
+            require_worker_certificates: options.require_worker_certificates,
         };
         let created_admin_token = bootstrap_admin(&state, &options.data_dir).await?;
+        let ca = match options.tls {
+            ServeTls::InsecureHttp => None,
+            _ => {
+                let (ca, created) = ManagerCa::load_or_create(&options.data_dir)?;
+                if created {
+                    tracing::info!(path = %ca.path.display(), fingerprint = %ca.fingerprint(), "first start: created the Manager's CA; Workers and the CLI trust it with --manager-ca / --ca");
+                }
+                Some(Arc::new(ca))
+            }
+        };
         Ok(Manager {
             state,
+            tls: options.tls.clone(),
+            tls_names: options.tls_names.clone(),
+            allow_insecure_remote: options.allow_insecure_remote,
+            ca,
             shutdown_tx,
             created_admin_token,
         })
@@ -119,24 +167,56 @@ impl Manager {
         api::router(self.state.clone())
     }
 
+    /// The Manager's CA certificate file (`DATA/ca.pem`), which Workers and the CLI are
+    /// given to verify it; `None` when it serves plain HTTP.
+    pub fn ca_path(&self) -> Option<&Path> {
+        self.ca.as_ref().map(|ca| ca.path.as_path())
+    }
+
+    /// `https` or `http`: the scheme of the URL clients use.
+    pub fn scheme(&self) -> &'static str {
+        match self.tls {
+            ServeTls::InsecureHttp => "http",
+            _ => "https",
+        }
+    }
+
     /// Serves the admin API until `shutdown` completes, then finishes in-flight requests.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ManagerError> {
-        // Each request knows its peer's address (the auth-failure throttle keys on it).
-        let router = self
-            .router()
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let addr = listener.local_addr().map_err(ManagerError::Serve)?;
+        // Each request knows its peer (the auth-failure throttle keys on its address; a
+        // Worker's certificate binds its token to its environment).
+        let router = self.router().into_make_service_with_connect_info::<Peer>();
         let tx = self.shutdown_tx;
+        let graceful = async move {
+            shutdown.await;
+            // End the Workers' event streams; they reconnect to another Manager or retry
+            // with backoff.
+            let _ = tx.send(true);
+        };
+        let ca = match (&self.tls, &self.ca) {
+            (ServeTls::InsecureHttp, _) | (_, None) => {
+                if !addr.ip().is_loopback() && !self.allow_insecure_remote {
+                    return Err(ManagerError::InsecureRemote(addr));
+                }
+                tracing::warn!(listen = %addr, "serving the admin and sync API over plain HTTP (--insecure-http): tokens and credentials cross the network in clear");
+                return axum::serve(listener, router)
+                    .with_graceful_shutdown(graceful)
+                    .await
+                    .map_err(ManagerError::Serve);
+            }
+            (_, Some(ca)) => ca,
+        };
+        let setup = tls::server_config(&self.tls, ca, addr, &self.tls_names)?;
+        tracing::info!(listen = %addr, certificate = %setup.describe, ca = %ca.path.display(), ca_fingerprint = %ca.fingerprint(), "serving HTTPS");
+        let acceptor = tokio_rustls::TlsAcceptor::from(setup.config);
+        let listener = TlsListener::new(listener, acceptor).map_err(ManagerError::Serve)?;
         axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                // End the Workers' event streams; they reconnect to another Manager or
-                // retry with backoff.
-                let _ = tx.send(true);
-            })
+            .with_graceful_shutdown(graceful)
             .await
             .map_err(ManagerError::Serve)
     }

@@ -37,6 +37,8 @@ pub struct AppState {
     /// Per environment, its entities (secrets excepted) as last parsed by a write: the next
     /// write parses only what changed since (entities are reused by version and digest).
     pub parsed: Arc<std::sync::Mutex<HashMap<String, EntitySet>>>,
+    /// Worker tokens need a client certificate from the Manager's CA for their environment.
+    pub require_worker_certificates: bool,
 }
 
 impl AppState {

@@ -39,7 +39,8 @@ async fn a_rollback_dry_run_plans_what_its_commit_does() {
     let server = tokio::spawn(manager.serve(listener, async move {
         let _ = stopped.await;
     }));
-    let c = AdminClient::new(&format!("http://{addr}"), &token).unwrap();
+    let tls = switchyard_api::ManagerTls::ca_file(&dir.path().join("ca.pem")).unwrap();
+    let c = AdminClient::with_tls(&format!("https://{addr}"), &token, &tls).unwrap();
     c.create_env("dev").await.unwrap();
 
     // r1: a, b. r2: b deleted (tombstone v2), a changed. r3: a changed again.

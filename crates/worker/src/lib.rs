@@ -43,6 +43,8 @@ use crate::reload::Reloader;
 use crate::runtime::{Observability, Runtime};
 
 /// Where a Worker's configuration comes from.
+// Built once per Worker: the size of the Manager variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum ConfigSource {
     /// Standalone: a manifest file or a directory of them, reloaded on change (`watch`)

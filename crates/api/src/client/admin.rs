@@ -4,7 +4,7 @@ use http::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{ClientError, Reply, Transport};
+use super::{ClientError, ManagerTls, Reply, Transport};
 use crate::admin::{
     ApplyRequest, AuditParams, BatchResponse, CreateEnv, CreateToken, CreatedToken,
     CredentialValueRequest, CredentialValueResponse, DeletedEnv, EntityView, PromoteRequest,
@@ -22,6 +22,14 @@ impl AdminClient {
     pub fn new(base: &str, token: &str) -> Result<AdminClient, ClientError> {
         Ok(AdminClient {
             transport: Transport::new(base, token)?,
+        })
+    }
+
+    /// [`AdminClient::new`] verifying an `https://` Manager with `tls` (not the system's
+    /// roots).
+    pub fn with_tls(base: &str, token: &str, tls: &ManagerTls) -> Result<AdminClient, ClientError> {
+        Ok(AdminClient {
+            transport: Transport::builder(base, token)?.tls(tls)?.build(),
         })
     }
 

@@ -4,6 +4,7 @@
 
 mod admin;
 mod sync;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -21,6 +23,7 @@ use serde::de::DeserializeOwned;
 
 pub use self::admin::{AdminClient, encode};
 pub use self::sync::SyncClient;
+pub use self::tls::ManagerTls;
 use crate::error::{ErrorBody, ErrorCode};
 
 /// How long one call (not an event stream's body) may take, unless set otherwise.
@@ -36,6 +39,11 @@ pub enum ClientError {
     /// No connection could be made: the request was never sent, nothing happened.
     #[error("cannot reach the Manager at {base}: {reason}")]
     Unreachable { base: String, reason: String },
+    /// The TLS handshake with the Manager failed (its certificate is not trusted or does
+    /// not name it, it does not speak TLS, it wants a client certificate): nothing was
+    /// sent, the token included.
+    #[error("cannot verify the Manager at {base}, nothing was sent: {reason}")]
+    Tls { base: String, reason: String },
     /// The request was sent, then the connection broke before a (complete) answer: the
     /// Manager may or may not have acted on it ([`ClientError::outcome_unknown`]).
     #[error("no answer from {url} to {method}: the connection broke ({reason})")]
@@ -64,7 +72,10 @@ impl ClientError {
     /// or briefly unable to write (store, audit).
     pub fn is_retryable(&self) -> bool {
         match self {
+            // A certificate problem is fixed on one side or the other while the caller
+            // waits (a Worker keeps its reports for then).
             ClientError::Unreachable { .. }
+            | ClientError::Tls { .. }
             | ClientError::NoAnswer { .. }
             | ClientError::Timeout { .. } => true,
             ClientError::Api(f) => f.status >= 500 || f.body.code.is_retryable(),
@@ -134,7 +145,7 @@ struct Inner {
     base: String,
     headers: HeaderMap,
     timeout: Duration,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -152,6 +163,7 @@ pub struct TransportBuilder {
     headers: HeaderMap,
     timeout: Duration,
     connect_timeout: Duration,
+    tls: Option<rustls::ClientConfig>,
 }
 
 impl TransportBuilder {
@@ -176,10 +188,35 @@ impl TransportBuilder {
         self
     }
 
+    /// How an `https://` Manager is verified (default: the system's roots), and the client
+    /// certificate to present, if any. Ignored for an `http://` Manager.
+    pub fn tls(mut self, tls: &ManagerTls) -> Result<Self, ClientError> {
+        if self.base.starts_with("https://") {
+            self.tls = Some(tls.config()?);
+        }
+        Ok(self)
+    }
+
     pub fn build(self) -> Transport {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(self.connect_timeout));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let https = self.base.starts_with("https://");
+        let config = match self.tls {
+            Some(config) => config,
+            // `https://` without settings: the system's roots. Plain `http://`: never used.
+            None if https => {
+                let fallback = ManagerTls::system().config();
+                fallback.unwrap_or_else(|_| tls::empty_config())
+            }
+            None => tls::empty_config(),
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         Transport {
             inner: Arc::new(Inner {
                 base: self.base,
@@ -192,16 +229,21 @@ impl TransportBuilder {
 }
 
 impl Transport {
-    /// `base` is the Manager's address (`http://host:port`); `token` its bearer token.
+    /// `base` is the Manager's address (`https://host:port`, or `http://host:port` for
+    /// one started with `--insecure-http`); `token` its bearer token.
     pub fn builder(base: &str, token: &str) -> Result<TransportBuilder, ClientError> {
         let base = base.trim_end_matches('/').to_string();
-        let rest = base.strip_prefix("http://").ok_or_else(|| {
-            ClientError::Config(format!("--manager {base:?}: expected http://host:port"))
-        })?;
+        let expected = || {
+            ClientError::Config(format!(
+                "--manager {base:?}: expected https://host:port (or http://host:port)"
+            ))
+        };
+        let rest = base
+            .strip_prefix("https://")
+            .or_else(|| base.strip_prefix("http://"))
+            .ok_or_else(expected)?;
         if rest.is_empty() || rest.contains('/') {
-            return Err(ClientError::Config(format!(
-                "--manager {base:?}: expected http://host:port"
-            )));
+            return Err(expected());
         }
         let mut headers = HeaderMap::new();
         let token = token.trim();
@@ -215,6 +257,7 @@ impl Transport {
             headers,
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: Duration::from_secs(3),
+            tls: None,
         })
     }
 
@@ -223,7 +266,7 @@ impl Transport {
         Ok(Transport::builder(base, token)?.build())
     }
 
-    /// `http://host:port`, without a trailing slash.
+    /// `https://host:port` (or `http://`), without a trailing slash.
     pub fn base(&self) -> &str {
         &self.inner.base
     }
@@ -276,9 +319,15 @@ impl Transport {
         match tokio::time::timeout(after, self.inner.http.request(req)).await {
             Err(_) => Err(ClientError::Timeout { method, url, after }),
             // Connecting failed: nothing was sent.
-            Ok(Err(e)) if e.is_connect() => Err(ClientError::Unreachable {
-                base: self.inner.base.clone(),
-                reason: error_chain(&e),
+            Ok(Err(e)) if e.is_connect() => Err(match tls::tls_failure(&e) {
+                Some(reason) => ClientError::Tls {
+                    base: self.inner.base.clone(),
+                    reason,
+                },
+                None => ClientError::Unreachable {
+                    base: self.inner.base.clone(),
+                    reason: error_chain(&e),
+                },
             }),
             // Connected, and the connection broke before the answer's head.
             Ok(Err(e)) => Err(ClientError::NoAnswer {

@@ -7,7 +7,7 @@ use http::header::{self, HeaderName};
 use http::{HeaderValue, Method};
 use hyper::body::Incoming;
 
-use super::{ClientError, Transport, encode};
+use super::{ClientError, ManagerTls, Transport, encode};
 use crate::records::EnvInfo;
 use crate::sync::{ReportBody, SyncPayload, WORKER_ADDRESS_HEADER, WORKER_ID_HEADER};
 
@@ -29,8 +29,10 @@ impl SyncClient {
         env: &str,
         worker_id: &str,
         address: Option<&str>,
+        tls: &ManagerTls,
     ) -> Result<SyncClient, ClientError> {
         let mut b = Transport::builder(base, token)?
+            .tls(tls)?
             .timeout(SYNC_CALL_TIMEOUT)
             .header(HeaderName::from_static(WORKER_ID_HEADER), worker_id)
             .map_err(|_| ClientError::Config("the worker id contains invalid characters".into()))?;

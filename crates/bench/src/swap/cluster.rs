@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use switchyard_api::AdminClient;
 use switchyard_api::admin::{ApplyRequest, CreateToken, EntityKey, RevisionView, WorkerView};
+use switchyard_api::{AdminClient, ManagerTls};
 use switchyard_config::Kind;
 use switchyard_manager::{Manager, ManagerOptions};
 use tokio::sync::watch;
@@ -23,8 +23,10 @@ use crate::procs::{WorkerProcess, WorkerSpec, rss_kb};
 /// An existing cluster to measure (`--manager URL --env E --targets URL,…`).
 #[derive(Debug, Clone)]
 pub struct ExistingCluster {
-    /// The Manager's admin API (plain HTTP), e.g. `http://10.0.0.2:7400`.
+    /// The Manager's admin API, e.g. `https://10.0.0.2:9000`.
     pub manager: String,
+    /// How the Manager is verified.
+    pub tls: ManagerTls,
     /// An admin or deployer token for `env`.
     pub token: String,
     pub env: String,
@@ -120,7 +122,8 @@ impl BenchCluster {
         let manager_task = tokio::spawn(manager.serve(listener, async move {
             let _ = mstop.wait_for(|s| *s).await;
         }));
-        let client = AdminClient::new(&format!("http://{maddr}"), &admin_token)?;
+        let tls = ManagerTls::ca_file(&dir.path().join("manager/ca.pem"))?;
+        let client = AdminClient::with_tls(&format!("https://{maddr}"), &admin_token, &tls)?;
         let cut = match cut {
             None => None,
             Some(n) if (1..=workers).contains(&n) => {
@@ -177,7 +180,7 @@ impl BenchCluster {
                 x.targets.len()
             )));
         }
-        let client = AdminClient::new(&format!("http://{manager}"), &x.token)?;
+        let client = AdminClient::with_tls(&x.manager, &x.token, &x.tls)?;
         client.env(&x.env).await?;
         let mut workers = Vec::new();
         for (i, t) in x.targets.iter().enumerate() {
@@ -246,15 +249,17 @@ impl BenchCluster {
         let Some(l) = &mut self.local else {
             return Ok(());
         };
-        let manager_url = format!("http://{}", self.manager);
+        let manager_url = format!("https://{}", self.manager);
+        let ca = l.dir.path().join("manager/ca.pem");
         for i in 0..l.count {
             let manager = match &l.cut {
-                Some((n, link)) if *n == i => format!("http://{}", link.addr),
+                Some((n, link)) if *n == i => format!("https://{}", link.addr),
                 _ => manager_url.clone(),
             };
             l.processes.push(WorkerProcess::spawn(WorkerSpec {
                 binary: &l.binary,
                 manager: &manager,
+                manager_ca: Some(&ca),
                 env: OWN_ENV,
                 token: &l.worker_token,
                 id: worker_id(i + 1),
@@ -359,12 +364,10 @@ fn worker_id(n: usize) -> String {
 
 /// `http://host:port` (or `host:port`) → a socket address.
 fn socket(url: &str, flag: &str) -> Result<SocketAddr, BenchError> {
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    if url.starts_with("https://") {
-        return Err(BenchError::Setup(format!(
-            "{flag} {url}: https is not supported by the bench client; use the plain-HTTP address"
-        )));
-    }
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
     let authority = rest.split('/').next().unwrap_or(rest);
     use std::net::ToSocketAddrs;
     authority

@@ -89,6 +89,9 @@ pub enum BenchCommand {
         /// Changes measured at each subscriber count.
         #[arg(long, default_value_t = 20)]
         changes: usize,
+        /// The Manager serves plain HTTP instead of HTTPS (to compare the two).
+        #[arg(long)]
+        insecure_http: bool,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -99,9 +102,13 @@ pub enum BenchCommand {
 /// Workers, changes them while the load runs, and deletes them at the end.
 #[derive(clap::Args)]
 pub struct ExistingArgs {
-    /// The cluster's Manager (plain HTTP admin API).
+    /// The cluster's Manager (https://host:port, or http:// for one with --insecure-http).
     #[arg(long, requires_all = ["env", "targets"])]
     manager: Option<String>,
+    /// The CA the Manager's certificate is verified against (its DATA/ca.pem); default:
+    /// the system's roots.
+    #[arg(long, env = "SWITCHYARD_CA", value_name = "PATH")]
+    ca: Option<std::path::PathBuf>,
     /// The environment to change (an admin or deployer token for it is needed).
     #[arg(long)]
     env: Option<String>,
@@ -130,6 +137,7 @@ impl ExistingArgs {
         let token = self.token.require()?;
         Ok(Some(switchyard_bench::ExistingCluster {
             manager,
+            tls: crate::conn::manager_tls(self.ca.as_deref(), None)?,
             token,
             env: self.env.unwrap_or_default(),
             targets: self.targets,
@@ -221,12 +229,14 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Fanout {
             subscribers,
             changes,
+            insecure_http,
             json,
         } => {
             let report = switchyard_bench::fanout(switchyard_bench::FanoutOptions {
                 subscribers,
                 changes,
                 binary: binary()?,
+                insecure_http,
             })
             .await?;
             print!("{}", report.to_text());

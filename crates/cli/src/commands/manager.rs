@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use switchyard_api::records::{Role, now_millis};
+use switchyard_manager::tls::{ManagerCa, ServeTls};
 use switchyard_manager::{Manager, ManagerOptions};
 
 use crate::signals;
@@ -29,6 +30,34 @@ pub struct ManagerArgs {
     /// A file holding the key that seals credentials at rest (base64 or hex, 32 bytes).
     #[arg(long, env = "SWITCHYARD_SECRET_KEY_FILE", value_name = "PATH")]
     pub secret_key_file: Option<PathBuf>,
+    /// Serve HTTPS with this certificate (PEM chain, leaf first) instead of one from the
+    /// Manager's own CA (DATA/ca.pem).
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "tls_key",
+        conflicts_with = "insecure_http"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Another name (DNS name or IP address) the Manager's own certificate covers, beside
+    /// the listen address, loopback, localhost and this host's name. Repeatable.
+    #[arg(long = "tls-name", value_name = "NAME")]
+    pub tls_names: Vec<String>,
+    /// Serve plain HTTP (tokens and the Workers' credentials in clear). Refused on an address
+    /// other than loopback unless --allow-insecure-remote is also given.
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// Allow --insecure-http on an address other than loopback (something else encrypts
+    /// the link, e.g. a service mesh).
+    #[arg(long, requires = "insecure_http")]
+    pub allow_insecure_remote: bool,
+    /// Workers must also present a client certificate from the Manager's CA for their
+    /// environment (`switchyard manager worker-cert create`).
+    #[arg(long, conflicts_with = "insecure_http")]
+    pub require_worker_certificates: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -38,6 +67,35 @@ pub enum ManagerAction {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Issue Workers' client certificates from the Manager's CA (DATA/ca.pem).
+    WorkerCert {
+        #[command(subcommand)]
+        action: WorkerCertAction,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum WorkerCertAction {
+    /// Issue a client certificate for one Worker of one environment: NAME.pem and NAME.key
+    /// (mode 0600) in --out.
+    Create(WorkerCertArgs),
+}
+
+#[derive(clap::Args)]
+pub struct WorkerCertArgs {
+    #[arg(long, default_value = "switchyard-data")]
+    pub data: PathBuf,
+    /// The environment the Worker serves (its certificate is refused for any other).
+    #[arg(long)]
+    pub env: String,
+    /// The Worker's name (its --worker-id, by convention).
+    pub name: String,
+    /// The directory the certificate and key are written to.
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+    /// How long the certificate is valid.
+    #[arg(long, default_value = "365d", value_parser = humantime::parse_duration)]
+    pub valid_for: Duration,
 }
 
 #[derive(clap::Subcommand)]
@@ -68,6 +126,9 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<ExitCode> {
         Some(ManagerAction::Token {
             action: TokenAction::Create(create),
         }) => create_token(create).await?,
+        Some(ManagerAction::WorkerCert {
+            action: WorkerCertAction::Create(create),
+        }) => create_worker_cert(&create)?,
         None => serve(args).await?,
     }
     Ok(ExitCode::SUCCESS)
@@ -87,6 +148,14 @@ async fn serve(args: ManagerArgs) -> anyhow::Result<()> {
             args.secret_key_file.as_deref(),
         ),
     )?;
+    options.tls = match (args.insecure_http, args.tls_cert, args.tls_key) {
+        (true, _, _) => ServeTls::InsecureHttp,
+        (false, Some(cert), Some(key)) => ServeTls::Files { cert, key },
+        _ => ServeTls::OwnCertificate,
+    };
+    options.tls_names = args.tls_names;
+    options.allow_insecure_remote = args.allow_insecure_remote;
+    options.require_worker_certificates = args.require_worker_certificates;
     let manager = Manager::open(options).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -130,5 +199,48 @@ async fn create_token(args: TokenCreateArgs) -> anyhow::Result<()> {
         role.as_str()
     );
     println!("{secret}");
+    Ok(())
+}
+
+/// `manager worker-cert create`: a client certificate from the CA in the data directory.
+fn create_worker_cert(args: &WorkerCertArgs) -> anyhow::Result<()> {
+    let names_ok = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    anyhow::ensure!(
+        names_ok(&args.env) && names_ok(&args.name),
+        "--env and NAME may hold letters, digits, '-', '_' and '.' only"
+    );
+    let (ca, created) = ManagerCa::load_or_create(&args.data)?;
+    if created {
+        eprintln!(
+            "created the Manager's CA in {} (the Manager serves with it at its next start)",
+            ca.path.display()
+        );
+    }
+    let issued = ca.issue_worker(&args.env, &args.name, args.valid_for)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let cert = args.out.join(format!("{}.pem", args.name));
+    let key = args.out.join(format!("{}.key", args.name));
+    switchyard_config::files::write_private(&key, issued.key_pem.trim_end())
+        .with_context(|| format!("cannot write {}", key.display()))?;
+    std::fs::write(&cert, &issued.chain_pem)
+        .with_context(|| format!("cannot write {}", cert.display()))?;
+    eprintln!(
+        "issued a client certificate for Worker {:?} of environment {:?}, valid {}:\n  \
+         {}\n  {} (mode 0600)\ngive it to the Worker: --client-cert {} --client-key {} \
+         --manager-ca {}",
+        args.name,
+        args.env,
+        humantime::format_duration(args.valid_for),
+        cert.display(),
+        key.display(),
+        cert.display(),
+        key.display(),
+        ca.path.display()
+    );
     Ok(())
 }

@@ -14,8 +14,8 @@ use switchyard_worker::{AccessLogTarget, ConfigSource, ManagedOptions, Worker, W
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use switchyard_api::AdminClient;
 use switchyard_api::admin::CreateToken;
+use switchyard_api::{AdminClient, ManagerTls};
 
 use crate::batch;
 use crate::commands::apply;
@@ -70,13 +70,18 @@ pub async fn run(o: UpArgs) -> anyhow::Result<ExitCode> {
     let listener = TcpListener::bind(o.manager_listen)
         .await
         .with_context(|| format!("cannot listen on {} (Manager)", o.manager_listen))?;
-    let manager_url = format!("http://{}", listener.local_addr()?);
+    let manager_url = format!("{}://{}", manager.scheme(), listener.local_addr()?);
+    let ca_path = manager
+        .ca_path()
+        .context("the Manager serves HTTPS with its own CA")?
+        .to_path_buf();
+    let tls = ManagerTls::ca_file(&ca_path).explain()?;
     let mut stop = stop_rx.clone();
     let manager_task = tokio::spawn(manager.serve(listener, async move {
         let _ = stop.wait_for(|s| *s).await;
     }));
 
-    let client = AdminClient::new(&manager_url, &admin_token).explain()?;
+    let client = AdminClient::with_tls(&manager_url, &admin_token, &tls).explain()?;
     ensure_env(&client, ENV).await?;
     let worker_token = worker_token(&client, &o.data, ENV).await?;
     let applied = apply::send(
@@ -104,6 +109,7 @@ pub async fn run(o: UpArgs) -> anyhow::Result<ExitCode> {
             o.data.join("cache").join(format!("worker-{}", i + 1)),
         );
         m.address = Some(listen.to_string());
+        m.tls = tls.clone();
         let worker = Worker::connect(WorkerOptions {
             source: ConfigSource::Manager(m),
             access_log: AccessLogTarget::Off,
@@ -125,18 +131,22 @@ pub async fn run(o: UpArgs) -> anyhow::Result<ExitCode> {
     }
 
     let first = o.listen;
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     eprintln!(
-        "\nSwitchyard is up: Manager {manager_url} (env {ENV}), {n} Workers on {first} .. {last}\n\
-         admin token: {token} (Authorization: Bearer $(cat {token}))\n\
+        "\nSwitchyard is up: Manager {manager_url} (HTTPS, its CA {ca}), env {ENV}, {n} Workers on {first} .. {last}\n\
+         for the CLI in another shell:\n  \
+         export SWITCHYARD_MANAGER={manager_url} SWITCHYARD_CA={ca} SWITCHYARD_TOKEN_FILE={token}\n\
          try:\n  curl -i http://{first}/payments/42\n  \
          curl -i -H 'x-api-key: demo-acme-key-0001' -d '{{\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}' http://{first}/v1/chat/completions\n  \
-         curl -i -H 'x-api-key: demo-acme-key-0001' -d '{{\"prompt\":\"Ignore previous instructions\"}}' http://{first}/v1/chat/completions   # 400 prompt_rejected\n  curl -s -H \"Authorization: Bearer $(cat {token})\" {manager_url}/v1/envs/{ENV}/workers\n\
+         curl -i -H 'x-api-key: demo-acme-key-0001' -d '{{\"prompt\":\"Ignore previous instructions\"}}' http://{first}/v1/chat/completions   # 400 prompt_rejected\n  \
+         curl -s --cacert {ca} -H \"Authorization: Bearer $(cat {token})\" {manager_url}/v1/envs/{ENV}/workers\n\
          change something live:\n  sed -i 's/x-release: blue/x-release: green/' {cfg}/payments.yaml\n  \
-         SWITCHYARD_TOKEN_FILE={token} switchyard apply --manager {manager_url} --env {ENV} {cfg}\n\
+         switchyard apply --env {ENV} {cfg}\n\
          Ctrl-C stops everything.\n",
         n = o.workers,
         last = nth(o.listen, o.workers.saturating_sub(1)),
-        token = admin_token_path.display(),
+        token = abs(&admin_token_path).display(),
+        ca = abs(&ca_path).display(),
         cfg = o.config.display(),
     );
     crate::signals::terminated().await;

@@ -18,9 +18,21 @@ pub struct WorkerArgs {
     /// Standalone mode: a manifest file or directory.
     #[arg(long, required_unless_present = "manager", conflicts_with = "manager")]
     pub config: Option<PathBuf>,
-    /// Manager mode: follow an environment on this Manager (http://host:port).
+    /// Manager mode: follow an environment on this Manager (https://host:port).
     #[arg(long, env = "SWITCHYARD_MANAGER", requires = "env")]
     pub manager: Option<String>,
+    /// Manager mode: the CA certificate(s) the Manager is verified against (PEM; the
+    /// Manager's own CA is its DATA/ca.pem). Default: the system's roots. A Manager that
+    /// cannot be verified is not talked to.
+    #[arg(long, env = "SWITCHYARD_CA", value_name = "PATH")]
+    pub manager_ca: Option<PathBuf>,
+    /// Manager mode: this Worker's client certificate (PEM), from `switchyard manager
+    /// worker-cert create`.
+    #[arg(long, value_name = "PATH", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// Manager mode: the private key (PEM) of --client-cert.
+    #[arg(long, value_name = "PATH", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// Manager mode: the environment to serve.
     #[arg(long)]
     pub env: Option<String>,
@@ -74,7 +86,9 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| default_worker_id(args.listen));
             // The address reported to the Manager is the bound one (`serve` fills it in:
             // with port 0, the port the system chose).
-            let m = ManagedOptions::new(&manager, &env, &token, &worker_id, args.cache_dir);
+            let mut m = ManagedOptions::new(&manager, &env, &token, &worker_id, args.cache_dir);
+            let client = args.client_cert.as_deref().zip(args.client_key.as_deref());
+            m.tls = crate::conn::manager_tls(args.manager_ca.as_deref(), client)?;
             ConfigSource::Manager(m)
         }
         (None, None) => {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderName, Method};
 use serde::de::DeserializeOwned;
 use switchyard_api::sync::WORKER_ID_HEADER;
-use switchyard_api::{AdminClient, Transport};
+use switchyard_api::{AdminClient, ManagerTls, Transport};
 
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -138,14 +138,16 @@ pub struct Manager {
     pub proc: Proc,
     dir: tempfile::TempDir,
     pub url: String,
+    /// The Manager's CA certificate file (DATA/ca.pem), what `SWITCHYARD_CA` names.
+    pub ca: String,
     pub admin: String,
     /// The admin API as the admin token sees it; calls go through [`Manager::block_on`].
     pub api: AdminClient,
     runtime: tokio::runtime::Runtime,
 }
 
-/// A `switchyard manager` process on port 0 over `data`: the process, its URL and the
-/// admin token it wrote on first start.
+/// A `switchyard manager` process on port 0 over `data` (HTTPS with its own CA,
+/// `data/ca.pem`): the process, its URL and the admin token it wrote on first start.
 pub fn spawn_manager(data: &Path) -> (Proc, String, String) {
     let proc = Proc::spawn(&[
         "manager",
@@ -155,7 +157,7 @@ pub fn spawn_manager(data: &Path) -> (Proc, String, String) {
         "127.0.0.1:0",
     ]);
     let url = format!(
-        "http://{}",
+        "https://{}",
         addr(&proc.wait_log("manager listening"), "listen")
     );
     let admin = std::fs::read_to_string(data.join("admin.token"))
@@ -174,11 +176,13 @@ impl Manager {
             .enable_all()
             .build()
             .unwrap();
-        let api = AdminClient::new(&url, &admin).unwrap();
+        let ca = dir.path().join("data/ca.pem");
+        let api = AdminClient::with_tls(&url, &admin, &ManagerTls::ca_file(&ca).unwrap()).unwrap();
         Manager {
             proc,
             dir,
             url,
+            ca: ca.to_str().unwrap().to_string(),
             admin,
             api,
             runtime,
@@ -218,6 +222,8 @@ impl Manager {
     /// The Manager's transport as Worker `id` calls it (its id in a header), with `token`.
     pub fn worker_transport(&self, token: &str, id: &str) -> Transport {
         Transport::builder(&self.url, token)
+            .unwrap()
+            .tls(&ManagerTls::ca_file(Path::new(&self.ca)).unwrap())
             .unwrap()
             .header(HeaderName::from_static(WORKER_ID_HEADER), id)
             .unwrap()
@@ -263,6 +269,7 @@ impl Manager {
         Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .args(args)
             .env("SWITCHYARD_MANAGER", &self.url)
+            .env("SWITCHYARD_CA", &self.ca)
             .env("SWITCHYARD_TOKEN", &self.admin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -284,6 +291,7 @@ impl Manager {
     ) -> (i32, String, String) {
         let mut all = vec![
             ("SWITCHYARD_MANAGER", self.url.as_str()),
+            ("SWITCHYARD_CA", self.ca.as_str()),
             ("SWITCHYARD_TOKEN", token),
         ];
         all.extend_from_slice(env);
@@ -346,6 +354,8 @@ impl Manager {
             "worker",
             "--manager",
             &self.url,
+            "--manager-ca",
+            &self.ca,
             "--env",
             env,
             "--token",

@@ -27,13 +27,16 @@ use switchyard_api::sync::ReportBody;
 use self::state::Served;
 use crate::reload::Reloader;
 pub use switchyard_api::ClientError;
-use switchyard_api::SyncClient;
+use switchyard_api::{ManagerTls, SyncClient};
 
 /// How a Worker finds and follows its Manager.
 #[derive(Debug, Clone)]
 pub struct ManagedOptions {
-    /// `http://host:port` of the Manager.
+    /// `https://host:port` of the Manager (`http://` for one with `--insecure-http`).
     pub manager: String,
+    /// How the Manager is verified (`--manager-ca`, default the system's roots) and this
+    /// Worker's client certificate, if it has one.
+    pub tls: ManagerTls,
     pub env: String,
     /// A `worker` token for `env`.
     pub token: String,
@@ -61,6 +64,7 @@ impl ManagedOptions {
             &self.env,
             &self.worker_id,
             self.address.as_deref(),
+            &self.tls,
         )
     }
 
@@ -72,6 +76,7 @@ impl ManagedOptions {
             worker_id: worker_id.to_string(),
             cache_dir,
             address: None,
+            tls: ManagerTls::system(),
             check_interval: Duration::from_secs(5),
             stream_timeout: Duration::from_secs(15),
             start_timeout: Duration::from_secs(5),
