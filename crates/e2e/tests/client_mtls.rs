@@ -301,3 +301,81 @@ async fn rotating_the_client_ca_is_hot_and_keeps_established_connections() {
     );
     assert!(refused(&s.presenting(&first.issue_client("acme", |_| {})), s.https).await);
 }
+
+/// Through the Manager: the CA credential and the certificate applied together are served
+/// by the Worker (which ACKs), a CA rotation applied alone is one more revision it swaps and
+/// ACKs, after which the new CA's clients are accepted and the old CA's refused, and a
+/// certificate naming a credential the environment does not have is refused (422).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_manager_the_ca_credential_is_applied_and_rotated() {
+    use switchyard_e2e::cluster::{ManagedWorker, RunningManager};
+
+    let h = Harness::upstreams(&["a"]).await;
+    let server_ca = TestCa::new();
+    let first = TestCa::new();
+    let data = tempfile::tempdir().unwrap();
+    let m = RunningManager::start(&data.path().join("manager")).await;
+    let token = m.env_with_worker_token("dev").await;
+    let server = server_ca.issue(&[HOST]);
+    let (s, b) = m
+        .apply(
+            "dev",
+            &[
+                proxy(&h, "", 100),
+                secret_credential("clients-ca", &first.root_pem),
+                client_auth_certificate_manifest("api", &server, "clients-ca", false),
+            ],
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let opts = ManagedWorker::options(&m.url(), "dev", &token, "w1", &data.path().join("cache"));
+    let mut w = ManagedWorker::start_https(opts).await.unwrap();
+    w.wait_for_revision(1).await;
+    let https = w.https.unwrap();
+    let get = |client: TlsClient| async move {
+        let hs = client.connect(https, HOST).await.unwrap();
+        let mut c = Conn::over(hs.stream, https).await.unwrap();
+        c.get("/payments/m", &[("host", HOST)])
+            .await
+            .unwrap()
+            .status
+    };
+    let old_client =
+        server_ca.client_presenting(&["http/1.1"], &first.issue_client("acme", |_| {}));
+    assert_eq!(get(old_client.clone()).await, 200);
+
+    let second = TestCa::new();
+    let (s, b) = m
+        .apply("dev", &[secret_credential("clients-ca", &second.root_pem)])
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let view = m.wait_reports("dev", 2, &["w1"]).await;
+    assert!(
+        view.reports
+            .iter()
+            .all(|r| r.status == switchyard_api::records::ReportStatus::Ack),
+        "{:?}",
+        view.reports
+    );
+    let new_client =
+        server_ca.client_presenting(&["http/1.1"], &second.issue_client("globex", |_| {}));
+    assert_eq!(get(new_client).await, 200);
+    assert!(refused(&old_client, https).await);
+
+    let other = server_ca.issue(&["other.example.com"]);
+    let (s, b) = m
+        .apply(
+            "dev",
+            &[client_auth_certificate_manifest(
+                "other", &other, "nope", false,
+            )],
+        )
+        .await;
+    assert_eq!(s, 422, "{b}");
+    let text = b.to_string();
+    assert!(
+        text.contains("spec.clientAuth.ca") && text.contains("nope"),
+        "{text}"
+    );
+    w.stop().await;
+}
