@@ -70,16 +70,50 @@ impl TestCa {
         }
     }
 
+    /// A client certificate: subject CN `cn`, no subjectAltName unless `edit` adds one.
+    pub fn issue_client(&self, cn: &str, edit: impl FnOnce(&mut CertificateParams)) -> Issued {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        edit(&mut params);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Issued {
+            chain_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            leaf: cert.der().clone(),
+        }
+    }
+
     /// A client trusting this CA only, offering `alpn`.
     pub fn client(&self, alpn: &[&str]) -> TlsClient {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.root.clone()).unwrap();
         let config = ClientConfig::builder_with_provider(switchyard_engine::tls::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
-            .with_root_certificates(roots)
+            .with_root_certificates(self.roots())
             .with_no_client_auth();
         TlsClient::with(config, alpn)
+    }
+
+    /// [`TestCa::client`], presenting `cert` to servers that ask for a client certificate.
+    pub fn client_presenting(&self, alpn: &[&str], cert: &Issued) -> TlsClient {
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+        let config = ClientConfig::builder_with_provider(switchyard_engine::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(self.roots())
+            .with_client_auth_cert(chain, key)
+            .unwrap();
+        TlsClient::with(config, alpn)
+    }
+
+    fn roots(&self) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.root.clone()).unwrap();
+        roots
     }
 }
 
@@ -96,6 +130,29 @@ pub fn certificate_manifest(name: &str, cert: &Issued, default: bool) -> String 
         "apiVersion: switchyard.dev/v1\nkind: Certificate\nmetadata: {{ name: {name} }}\nspec:\n  default: {default}\n  certificate: |\n{}  privateKey: |\n{}",
         indent(&cert.chain_pem),
         indent(&cert.key_pem)
+    )
+}
+
+/// A `kind: Certificate` document asking clients for a certificate verified against the
+/// CA in Credential `ca` (`spec.clientAuth`), `required` in the handshake or optional.
+pub fn client_auth_certificate_manifest(
+    name: &str,
+    cert: &Issued,
+    ca: &str,
+    required: bool,
+) -> String {
+    let mode = if required { "required" } else { "optional" };
+    format!(
+        "{}  clientAuth:\n    ca: {ca}\n    mode: {mode}\n",
+        certificate_manifest(name, cert, false)
+    )
+}
+
+/// A Credential of type `secret` holding `pem` (a CA bundle, say).
+pub fn secret_credential(name: &str, pem: &str) -> String {
+    let indented: String = pem.lines().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "apiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: {{ name: {name} }}\nspec:\n  type: secret\n  value: |\n{indented}"
     )
 }
 

@@ -85,6 +85,7 @@ fn run(policies: &[Policy], headers: &HeaderMap, body: &[u8]) -> bool {
             uri: &mut uri,
             headers: &mut headers,
             peer: [127, 0, 0, 1].into(),
+            client_cert: None,
         };
         let verdict = match p.on_request(&mut view, &mut ex, now, wall) {
             Step::Done(v) => v,

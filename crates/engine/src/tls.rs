@@ -60,24 +60,7 @@ impl UpstreamTls {
         let roots = match ca {
             None => None,
             Some((name, pem)) => {
-                let field = "spec.upstream.tls.ca".to_string();
-                let certs = parse_chain(pem).map_err(|e| {
-                    (
-                        field.clone(),
-                        format!("Credential {name:?} holds no CA certificate: {e}"),
-                    )
-                })?;
-                let mut store = RootCertStore::empty();
-                let (_, bad) = store.add_parsable_certificates(certs);
-                if bad > 0 || store.is_empty() {
-                    return Err((
-                        field,
-                        format!(
-                            "Credential {name:?}: {bad} certificate(s) cannot be trust anchors"
-                        ),
-                    ));
-                }
-                Some(Arc::new(store))
+                Some(ca_roots(name, pem).map_err(|e| ("spec.upstream.tls.ca".to_string(), e))?)
             }
         };
         let server_name = match &spec.server_name {
@@ -109,6 +92,22 @@ impl UpstreamTls {
     }
 }
 
+/// The trust anchors of a CA credential (`name`, its PEM `value`): for upstream TLS
+/// (`spec.upstream.tls.ca`) and client certificates (`spec.clientAuth.ca`). The error says
+/// why, naming the credential; the caller names the field.
+pub(crate) fn ca_roots(name: &str, pem: &str) -> Result<Arc<RootCertStore>, String> {
+    let certs = parse_chain(pem)
+        .map_err(|e| format!("Credential {name:?} holds no CA certificate: {e}"))?;
+    let mut store = RootCertStore::empty();
+    let (_, bad) = store.add_parsable_certificates(certs);
+    if bad > 0 || store.is_empty() {
+        return Err(format!(
+            "Credential {name:?}: {bad} certificate(s) cannot be trust anchors"
+        ));
+    }
+    Ok(Arc::new(store))
+}
+
 /// One compiled certificate: its key for handshakes, and what it covers.
 #[derive(Debug)]
 pub struct Certificate {
@@ -122,15 +121,17 @@ pub struct Certificate {
     pub not_after: i64,
     /// Served when no other certificate covers the SNI (or there is none).
     pub default: bool,
+    /// `spec.clientAuth`: handshakes selecting this certificate verify client certificates.
+    pub client_auth: Option<ClientAuth>,
 }
 
 /// The environment's certificates by the host names they cover.
 #[derive(Debug, Default)]
 pub struct CertificateIndex {
-    exact: HashMap<String, Arc<CertifiedKey>>,
+    exact: HashMap<String, Arc<Certificate>>,
     /// `example.com` for a certificate covering `*.example.com`.
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
-    default: Option<Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<Certificate>>,
+    default: Option<Arc<Certificate>>,
 }
 
 impl CertificateIndex {
@@ -147,10 +148,10 @@ impl CertificateIndex {
                     Some(parent) => (&mut index.wildcard, parent),
                     None => (&mut index.exact, host.as_str()),
                 };
-                map.entry(key.to_string()).or_insert_with(|| c.key.clone());
+                map.entry(key.to_string()).or_insert_with(|| c.clone());
             }
             if c.default && index.default.is_none() {
-                index.default = Some(c.key.clone());
+                index.default = Some(c.clone());
             }
         }
         index
@@ -160,18 +161,23 @@ impl CertificateIndex {
     /// wildcard covers it (one label), else the default; `None` (the handshake is refused)
     /// when none applies.
     pub fn select(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        self.select_certificate(sni).map(|c| c.key.clone())
+    }
+
+    /// [`CertificateIndex::select`], the compiled certificate (with its `clientAuth`).
+    pub fn select_certificate(&self, sni: Option<&str>) -> Option<&Arc<Certificate>> {
         if let Some(sni) = sni {
             let sni = sni.trim_end_matches('.').to_ascii_lowercase();
-            if let Some(k) = self.exact.get(&sni) {
-                return Some(k.clone());
+            if let Some(c) = self.exact.get(&sni) {
+                return Some(c);
             }
             if let Some((_, parent)) = sni.split_once('.')
-                && let Some(k) = self.wildcard.get(parent)
+                && let Some(c) = self.wildcard.get(parent)
             {
-                return Some(k.clone());
+                return Some(c);
             }
         }
-        self.default.clone()
+        self.default.as_ref()
     }
 
     /// Whether any certificate is known (an HTTPS listener without one refuses every
@@ -203,9 +209,31 @@ impl CertificateIndex {
     }
 }
 
+/// [`compile`], and `spec.clientAuth` against the environment's credentials.
+pub(crate) fn compile_with_credentials(
+    m: &Located<Manifest>,
+    c: &CertificateManifest,
+    credentials: &OrdMap<Arc<str>, Arc<crate::runtime::Credential>>,
+) -> Result<Certificate, Vec<ConfigError>> {
+    let client_auth = tls_client::compile(m, c, credentials);
+    match (compile(m, c), client_auth) {
+        (Ok(mut cert), Ok(client_auth)) => {
+            cert.client_auth = client_auth;
+            Ok(cert)
+        }
+        (Ok(_), Err(e)) => Err(vec![e]),
+        (Err(es), Ok(_)) => Err(es),
+        (Err(mut es), Err(e)) => {
+            es.push(e);
+            Err(es)
+        }
+    }
+}
+
 /// Parses and checks a certificate document: the PEM chain and key, that the key is the
 /// leaf's, that each certificate of the chain is signed by the next. Messages name the
 /// field and never contain key material. Validity dates are [`check_validity`]'s.
+/// `spec.clientAuth` is not compiled here (it needs the credentials): the result has none.
 pub fn compile(
     m: &Located<Manifest>,
     c: &CertificateManifest,
@@ -289,6 +317,7 @@ pub fn compile(
             hosts,
             not_after,
             default: c.spec.default,
+            client_auth: None,
         }),
         _ => Err(errors),
     }
@@ -415,6 +444,10 @@ fn dns_names(cert: &X509Certificate<'_>) -> Vec<String> {
         })
         .collect()
 }
+
+#[path = "tls_client.rs"]
+mod tls_client;
+pub use tls_client::{ClientAuth, ClientIdentity};
 
 #[cfg(test)]
 #[path = "tls_tests.rs"]

@@ -60,7 +60,7 @@ fn unknown_policy_type() {
     assert_eq!(
         single(&e),
         "payments.yaml:20:13: proxy \"payments\": spec.policies[0].type: \
-         unknown variant `header`, expected one of headers, api-key, basic-auth, jwt, ip-filter, rate-limit, request-size, cors, prompt-firewall, mock-response, upstream-credential"
+         unknown variant `header`, expected one of headers, api-key, basic-auth, jwt, mtls-auth, ip-filter, rate-limit, request-size, cors, prompt-firewall, mock-response, upstream-credential"
     );
 }
 
@@ -110,7 +110,7 @@ fn policy_type_may_come_last() {
     assert_eq!(
         single(&parse_err(&bad)),
         "payments.yaml:25:13: proxy \"payments\": spec.policies[0].type: \
-         unknown variant `headerz`, expected one of headers, api-key, basic-auth, jwt, ip-filter, rate-limit, request-size, cors, prompt-firewall, mock-response, upstream-credential"
+         unknown variant `headerz`, expected one of headers, api-key, basic-auth, jwt, mtls-auth, ip-filter, rate-limit, request-size, cors, prompt-firewall, mock-response, upstream-credential"
     );
 }
 

@@ -210,7 +210,7 @@ impl Worker {
         let tls = match self.tls_listener.take() {
             Some(l) => Some((
                 l,
-                tls::acceptor(self.reloader.current()).map_err(WorkerError::Tls)?,
+                tls::HttpsAcceptor::new(self.reloader.current()).map_err(WorkerError::Tls)?,
             )),
             None => None,
         };

@@ -20,16 +20,17 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use switchyard_engine::tls::ClientIdentity;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use crate::connections::{Admitted, ConnState};
 use crate::cores::Cores;
 use crate::idle::IdleTimer;
 use crate::proxy;
 use crate::runtime::Runtime;
+use crate::tls::HttpsAcceptor;
 
 /// What an over-limit connection is told before it is closed: a 503 a client can act on
 /// (retry elsewhere), written without reading the request so no descriptor is held.
@@ -39,7 +40,7 @@ const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r
 pub(crate) struct Listeners {
     pub plain: TcpListener,
     /// The HTTPS listener and its acceptor (certificates chosen by SNI per handshake).
-    pub tls: Option<(TcpListener, TlsAcceptor)>,
+    pub tls: Option<(TcpListener, HttpsAcceptor)>,
 }
 
 impl Listeners {
@@ -49,7 +50,7 @@ impl Listeners {
     async fn accept(
         &self,
         tls_first: bool,
-    ) -> (io::Result<(TcpStream, SocketAddr)>, Option<TlsAcceptor>) {
+    ) -> (io::Result<(TcpStream, SocketAddr)>, Option<HttpsAcceptor>) {
         std::future::poll_fn(|cx| {
             let tls = self.tls.as_ref();
             let poll_tls = |cx: &mut Context<'_>| {
@@ -193,7 +194,7 @@ struct Accepted {
     current: Arc<ArcSwap<Runtime>>,
     draining: Arc<AtomicBool>,
     /// Set when the connection came in on the HTTPS listener: the handshake comes first.
-    tls: Option<TlsAcceptor>,
+    tls: Option<HttpsAcceptor>,
 }
 
 /// What every request on a connection needs, behind one Arc: one refcount bump per request
@@ -209,6 +210,8 @@ pub(crate) struct ConnCtx {
     pub lane: usize,
     /// Whether the client connected over TLS (`X-Forwarded-Proto: https`).
     pub tls: bool,
+    /// The client certificate the TLS handshake verified (`mtls-auth` reads it).
+    pub client_cert: Option<ClientIdentity>,
 }
 
 impl Accepted {
@@ -218,11 +221,11 @@ impl Accepted {
     /// says nothing is not waited on longer than one that says nothing after a request).
     async fn serve(mut self, stream: TcpStream, lane: usize) {
         let Some(acceptor) = self.tls.take() else {
-            return self.serve_io(stream, lane, false).await;
+            return self.serve_io(stream, lane, None).await;
         };
         let handshake = tokio::time::timeout(self.timeouts.idle, acceptor.accept(stream)).await;
         match handshake {
-            Ok(Ok(stream)) => self.serve_io(stream, lane, true).await,
+            Ok(Ok(tls)) => self.serve_io(tls.stream, lane, Some(tls.client)).await,
             Ok(Err(e)) => {
                 self.current.load().obs.metrics.tls_handshake_failures.inc();
                 tracing::debug!(remote = %self.remote, error = %e, "TLS handshake failed");
@@ -234,7 +237,8 @@ impl Accepted {
         }
     }
 
-    async fn serve_io<S>(self, stream: S, lane: usize, tls: bool)
+    /// `tls`: the connection is TLS, with the client certificate's identity if verified.
+    async fn serve_io<S>(self, stream: S, lane: usize, tls: Option<Option<ClientIdentity>>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -254,7 +258,8 @@ impl Accepted {
             remote,
             state: admitted.state.clone(),
             lane,
-            tls,
+            tls: tls.is_some(),
+            client_cert: tls.flatten(),
         });
         // Boxed: hyper keeps each request's future in its dispatcher, and a boxed one is
         // moved there as a pointer instead of as the whole request state (kilobytes) by

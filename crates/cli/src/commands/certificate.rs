@@ -11,7 +11,8 @@ use std::time::SystemTime;
 use anyhow::Context;
 use switchyard_api::admin::ApplyRequest;
 use switchyard_config::manifest::{
-    API_VERSION, CertificateManifest, CertificateSpec, Manifest, json_text,
+    API_VERSION, CertificateManifest, CertificateSpec, ClientAuthMode, ClientAuthSpec, Manifest,
+    json_text,
 };
 use switchyard_config::parse_str;
 use switchyard_engine::tls;
@@ -53,6 +54,15 @@ pub struct CertificateArgs {
     /// Serve it for handshakes whose SNI no certificate covers.
     #[arg(long)]
     pub default: bool,
+    /// Ask clients for a certificate and verify it against the CA bundle in this Credential
+    /// (type `secret`): `spec.clientAuth.ca`. Without it, the certificate set has no
+    /// client authentication (a replaced one loses its own).
+    #[arg(long, value_name = "CREDENTIAL")]
+    pub client_ca: Option<String>,
+    /// With --client-ca: refuse clients without a certificate in the handshake
+    /// (`spec.clientAuth.mode: required`) instead of leaving them to `mtls-auth` (401).
+    #[arg(long, requires = "client_ca")]
+    pub client_cert_required: bool,
     /// Only show what would change.
     #[arg(long)]
     pub dry_run: bool,
@@ -65,7 +75,21 @@ pub async fn run(action: CertificateAction) -> anyhow::Result<ExitCode> {
     let certificate = std::fs::read_to_string(&args.cert)
         .with_context(|| format!("--cert: cannot read {}", args.cert.display()))?;
     let private_key = read_secret(args.key_file.as_deref(), args.key_env.as_deref(), "--key")?;
-    let text = manifest_text(&args.name, certificate, private_key, args.default)?;
+    let client_auth = args.client_ca.clone().map(|ca| ClientAuthSpec {
+        ca,
+        mode: if args.client_cert_required {
+            ClientAuthMode::Required
+        } else {
+            ClientAuthMode::Optional
+        },
+    });
+    let text = manifest_text(
+        &args.name,
+        certificate,
+        private_key,
+        args.default,
+        client_auth,
+    )?;
     check(&args.name, &text)?;
     let client = args.conn.client()?;
     let request = ApplyRequest {
@@ -85,6 +109,7 @@ fn manifest_text(
     certificate: String,
     private_key: String,
     default: bool,
+    client_auth: Option<ClientAuthSpec>,
 ) -> anyhow::Result<String> {
     let m = CertificateManifest {
         api_version: API_VERSION.into(),
@@ -95,6 +120,7 @@ fn manifest_text(
             certificate,
             private_key,
             default,
+            client_auth,
         },
     };
     json_text::to_string(&m).context("cannot write the certificate manifest")

@@ -28,6 +28,41 @@ pub struct CertificateSpec {
     /// At most one per environment.
     #[serde(default, skip_serializing_if = "is_false")]
     pub default: bool,
+    /// Client certificates (mutual TLS): handshakes that select this certificate ask the
+    /// client for one and verify it. Absent: no client certificate is asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<ClientAuthSpec>,
+}
+
+/// `spec.clientAuth`: how handshakes selecting the certificate verify client certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientAuthSpec {
+    /// A Credential of type `secret` whose value is the PEM CA certificates a client
+    /// certificate must chain to (like `spec.upstream.tls.ca`). A change of it is a hot
+    /// change of the certificate.
+    pub ca: String,
+    /// `optional` (default): a client without a certificate completes the handshake (an
+    /// `mtls-auth` policy answers its requests 401); `required`: it is refused in the
+    /// handshake. A certificate presented but not valid (another CA, expired) fails the
+    /// handshake either way.
+    #[serde(default, skip_serializing_if = "ClientAuthMode::is_optional")]
+    pub mode: ClientAuthMode,
+}
+
+/// Whether a client certificate is required in the handshake.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAuthMode {
+    #[default]
+    Optional,
+    Required,
+}
+
+impl ClientAuthMode {
+    fn is_optional(&self) -> bool {
+        *self == ClientAuthMode::Optional
+    }
 }
 
 fn is_false(b: &bool) -> bool {

@@ -75,6 +75,7 @@ policies! {
     ApiKey(ApiKeySpec) = "api-key",
     BasicAuth(BasicAuthSpec) = "basic-auth",
     Jwt(JwtSpec) = "jwt",
+    MtlsAuth(MtlsAuthSpec) = "mtls-auth",
     IpFilter(IpFilterSpec) = "ip-filter",
     RateLimit(RateLimitSpec) = "rate-limit",
     RequestSize(RequestSizeSpec) = "request-size",
@@ -91,6 +92,7 @@ impl PolicySpec {
             PolicySpec::ApiKey(p) => p.credentials.iter().map(String::as_str).collect(),
             PolicySpec::BasicAuth(p) => p.credentials.iter().map(String::as_str).collect(),
             PolicySpec::Jwt(p) => p.jwks.iter().chain(&p.secret).map(String::as_str).collect(),
+            PolicySpec::MtlsAuth(p) => p.cas.iter().map(String::as_str).collect(),
             PolicySpec::UpstreamCredential(p) => vec![p.credential.as_str()],
             _ => Vec::new(),
         }
@@ -223,6 +225,36 @@ pub struct JwtSpec {
 
 fn default_consumer_claim() -> String {
     "sub".into()
+}
+
+/// `mtls-auth`: the client certificate verified in the TLS handshake (a `kind:
+/// Certificate` with `spec.clientAuth`) identifies the consumer.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MtlsAuthSpec {
+    /// What of the certificate names the consumer (default `subject-cn`).
+    #[serde(default)]
+    pub identity: MtlsIdentity,
+    /// Only these consumers are let in (absent: any verified certificate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// Only certificates verified against these CA credentials (the `spec.clientAuth.ca`
+    /// of the certificate the connection was made with). Absent: any of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cas: Vec<String>,
+}
+
+/// The part of a client certificate that names the consumer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MtlsIdentity {
+    /// The subject's common name (CN).
+    #[default]
+    SubjectCn,
+    /// The first DNS name of the subjectAltName.
+    SanDns,
+    /// The first URI of the subjectAltName (e.g. a SPIFFE ID).
+    SanUri,
 }
 
 // ---- traffic control ----

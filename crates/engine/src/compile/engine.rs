@@ -94,6 +94,7 @@ pub(crate) fn apply<X>(
         &mut next,
         &batch,
         &removed(Kind::Certificate),
+        !changed_credentials.is_empty(),
         &mut errors,
     );
     let certificates_changed = !changed_certificates.is_empty();
@@ -273,13 +274,15 @@ fn apply_gateway<X>(
 }
 
 /// The certificates after `batch` (new or changed ones compiled, unchanged ones shared with
-/// `prev`), and the SNI index rebuilt when any changed. Returns the names of those that
-/// changed or went away.
+/// `prev`; those whose client CA credential changed recompiled from their document), and
+/// the SNI index rebuilt when any changed. Returns the names of those that changed or went
+/// away. `next` already holds the batch's credentials.
 fn apply_certificates<X>(
     prev: Option<&Snapshot<X>>,
     next: &mut Snapshot<X>,
     batch: &Batch<'_>,
     removed: &[&str],
+    credentials_changed: bool,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<Arc<str>> {
     let mut changed = Vec::new();
@@ -289,28 +292,52 @@ fn apply_certificates<X>(
         }
     }
     let mut defaults_upserted = Vec::new();
+    let mut upserted = HashSet::new();
     for m in batch.upserts {
         let Manifest::Certificate(c) = &m.value else {
             continue;
         };
         let name = c.metadata.name.value.as_str();
+        upserted.insert(name);
         if c.spec.default {
             defaults_upserted.push((*m, c));
         }
         let unchanged = prev
             .and_then(|p| p.certificates.get(name))
-            .filter(|old| old.digest == m.digest);
+            .filter(|old| old.digest == m.digest && client_ca_unchanged(old, next));
         match unchanged {
             Some(old) => {
                 next.certificates.insert(old.name.clone(), old.clone());
             }
-            None => match tls::compile(m, c) {
+            None => match tls::compile_with_credentials(m, c, &next.credentials) {
                 Ok(cert) => {
                     changed.push(cert.name.clone());
                     next.certificates.insert(cert.name.clone(), Arc::new(cert));
                 }
                 Err(mut es) => errors.append(&mut es),
             },
+        }
+    }
+    // Certificates outside the batch whose client CA credential changed or went away:
+    // recompiled from the document they keep (few: a scan of the certificates).
+    if credentials_changed {
+        let stale: Vec<Arc<Located<Manifest>>> = next
+            .certificates
+            .values()
+            .filter(|c| !upserted.contains(&*c.name) && !client_ca_unchanged(c, next))
+            .filter_map(|c| c.client_auth.as_ref().map(|a| a.manifest.clone()))
+            .collect();
+        for m in stale {
+            let Manifest::Certificate(c) = &m.value else {
+                continue;
+            };
+            match tls::compile_with_credentials(&m, c, &next.credentials) {
+                Ok(cert) => {
+                    changed.push(cert.name.clone());
+                    next.certificates.insert(cert.name.clone(), Arc::new(cert));
+                }
+                Err(mut es) => errors.append(&mut es),
+            }
         }
     }
     let defaults: Vec<&str> = next
@@ -339,6 +366,16 @@ fn apply_certificates<X>(
         next.tls = Arc::new(tls::CertificateIndex::build(&next.certificates));
     }
     changed
+}
+
+/// Whether the client CA credential `c` was compiled against is still the one `next` holds
+/// (true without `clientAuth`).
+fn client_ca_unchanged<X>(c: &tls::Certificate, next: &Snapshot<X>) -> bool {
+    c.client_auth.as_ref().is_none_or(|a| {
+        next.credentials
+            .get(&*a.ca)
+            .is_some_and(|cred| cred.digest == a.ca_digest)
+    })
 }
 
 fn declared<'a>(m: &'a Located<Manifest>) -> Declared<'a> {

@@ -222,6 +222,7 @@ fn compile_policy(
         PolicySpec::ApiKey(s) => Policy::ApiKey(policies::api_key::compile(s, ctx)?),
         PolicySpec::BasicAuth(s) => Policy::BasicAuth(policies::basic_auth::compile(s, ctx)?),
         PolicySpec::Jwt(s) => Policy::Jwt(policies::jwt::compile(s, ctx)?),
+        PolicySpec::MtlsAuth(s) => Policy::MtlsAuth(policies::mtls_auth::compile(s, ctx)?),
         PolicySpec::IpFilter(s) => Policy::IpFilter(policies::ip_filter::compile(s)?),
         PolicySpec::RateLimit(s) => Policy::RateLimit(policies::rate_limit::compile(s, ctx)?),
         PolicySpec::RequestSize(s) => Policy::RequestSize(policies::request_size::compile(s)),

@@ -87,7 +87,7 @@ fn issue_example_error_messages() {
             "type: headers",
             "type: header",
             "payments.yaml:20:13: proxy \"payments\": spec.policies[0].type: \
-             unknown variant `header`, expected one of headers, api-key, basic-auth, jwt, ip-filter, rate-limit, request-size, cors, prompt-firewall, mock-response, upstream-credential",
+             unknown variant `header`, expected one of headers, api-key, basic-auth, jwt, mtls-auth, ip-filter, rate-limit, request-size, cors, prompt-firewall, mock-response, upstream-credential",
         ),
         (
             "x-release: blue",
@@ -146,6 +146,7 @@ fn issue_example_pipeline_edits_headers() {
                 uri: &mut uri,
                 headers: &mut req,
                 peer: [127, 0, 0, 1].into(),
+                client_cert: None,
             },
             &mut ex,
             std::time::Instant::now(),

@@ -58,6 +58,7 @@ async fn proxy(
         client,
         lane,
         tls,
+        client_cert,
         ..
     } = conn;
     let remote = *remote;
@@ -137,6 +138,7 @@ async fn proxy(
             uri: &mut original_uri,
             headers: &mut headers,
             peer: remote.ip(),
+            client_cert: client_cert.as_ref(),
         },
         ClientStream::new(body, gateway.timeouts.request_body_idle),
         &mut ex,

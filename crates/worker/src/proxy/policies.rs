@@ -15,6 +15,7 @@ use switchyard_engine::runtime::policy::{
 };
 
 use switchyard_config::manifest::PromptFirewallSpec;
+use switchyard_engine::tls::ClientIdentity;
 
 use super::body::{ClientBody, ClientBodyError, ClientStream};
 
@@ -41,6 +42,8 @@ pub struct RequestParts<'a> {
     pub uri: &'a mut Uri,
     pub headers: &'a mut HeaderMap,
     pub peer: IpAddr,
+    /// The client certificate the connection's TLS handshake verified.
+    pub client_cert: Option<&'a ClientIdentity>,
 }
 
 pub async fn request_phase(
@@ -60,6 +63,7 @@ pub async fn request_phase(
             uri: parts.uri,
             headers: parts.headers,
             peer: parts.peer,
+            client_cert: parts.client_cert,
         };
         let verdict = match policy.on_request(&mut view, ex, now, wall) {
             Step::Done(v) => v,

@@ -243,6 +243,7 @@ mod tests {
                 uri: &mut uri,
                 headers: &mut h,
                 peer: IpAddr::from([127, 0, 0, 1]),
+                client_cert: None,
             },
             &mut ex,
         );

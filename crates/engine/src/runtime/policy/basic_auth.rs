@@ -506,6 +506,7 @@ mod tests {
                 uri: &mut uri,
                 headers: &mut h,
                 peer: IpAddr::from([127, 0, 0, 1]),
+                client_cert: None,
             },
             &mut ex,
         );
@@ -666,6 +667,7 @@ mod tests {
             uri: &mut uri,
             headers: &mut h,
             peer: IpAddr::from([127, 0, 0, 1]),
+            client_cert: None,
         };
         let s = p.on_request_at(&mut view, &mut Exchange::default(), later);
         assert!(matches!(s, BasicAuthStep::Verify { .. }));

@@ -262,6 +262,7 @@ mod tests {
                 uri: &mut uri,
                 headers: &mut h,
                 peer: [127, 0, 0, 1].into(),
+                client_cert: None,
             },
             &mut ex,
         );

@@ -142,6 +142,7 @@ mod tests {
                 uri: &mut uri,
                 headers: &mut h,
                 peer: peer.parse().unwrap(),
+                client_cert: None,
             },
             &mut ex,
         );

@@ -14,6 +14,7 @@ pub mod cors;
 pub mod ip_filter;
 pub mod jwt;
 pub mod mock_response;
+pub mod mtls_auth;
 pub mod prompt_firewall;
 pub mod rate_limit;
 pub mod request_size;
@@ -37,6 +38,7 @@ pub enum Policy {
     ApiKey(api_key::ApiKeyPolicy),
     BasicAuth(basic_auth::BasicAuthPolicy),
     Jwt(jwt::JwtPolicy),
+    MtlsAuth(mtls_auth::MtlsAuthPolicy),
     IpFilter(ip_filter::IpFilterPolicy),
     RateLimit(rate_limit::RateLimitPolicy),
     RequestSize(request_size::RequestSizePolicy),
@@ -56,6 +58,7 @@ impl Policy {
             Policy::ApiKey(_) => spec::ApiKeySpec::TYPE,
             Policy::BasicAuth(_) => spec::BasicAuthSpec::TYPE,
             Policy::Jwt(_) => spec::JwtSpec::TYPE,
+            Policy::MtlsAuth(_) => spec::MtlsAuthSpec::TYPE,
             Policy::IpFilter(_) => spec::IpFilterSpec::TYPE,
             Policy::RateLimit(_) => spec::RateLimitSpec::TYPE,
             Policy::RequestSize(_) => spec::RequestSizeSpec::TYPE,
@@ -70,7 +73,7 @@ impl Policy {
     pub fn authenticates(&self) -> bool {
         matches!(
             self,
-            Policy::ApiKey(_) | Policy::BasicAuth(_) | Policy::Jwt(_)
+            Policy::ApiKey(_) | Policy::BasicAuth(_) | Policy::Jwt(_) | Policy::MtlsAuth(_)
         )
     }
 }
@@ -83,6 +86,8 @@ pub struct RequestView<'a> {
     pub headers: &'a mut HeaderMap,
     /// The TCP peer.
     pub peer: IpAddr,
+    /// The client certificate the connection's TLS handshake verified, if any.
+    pub client_cert: Option<&'a crate::tls::ClientIdentity>,
 }
 
 /// What policies learn about a request and leave for later ones and for the response.
@@ -148,6 +153,7 @@ impl Policy {
                 };
             }
             Policy::Jwt(p) => p.on_request(req, ex, wall),
+            Policy::MtlsAuth(p) => p.on_request(req, ex),
             Policy::IpFilter(p) => p.on_request(req, ex),
             Policy::RateLimit(p) => p.on_request(req, ex, now),
             Policy::RequestSize(p) => match p.on_request(req, ex) {

@@ -145,6 +145,7 @@ fn run_at(
             uri: &mut uri,
             headers: &mut h,
             peer: IpAddr::from([127, 0, 0, 1]),
+            client_cert: None,
         },
         &mut ex,
         at,
