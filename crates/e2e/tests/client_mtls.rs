@@ -328,7 +328,7 @@ async fn through_the_manager_the_ca_credential_is_applied_and_rotated() {
         )
         .await;
     assert_eq!(s, 200, "{b}");
-    let opts = ManagedWorker::options(&m.url(), "dev", &token, "w1", &data.path().join("cache"));
+    let opts = ManagedWorker::options(&m, "dev", &token, "w1", &data.path().join("cache"));
     let mut w = ManagedWorker::start_https(opts).await.unwrap();
     w.wait_for_revision(1).await;
     let https = w.https.unwrap();
