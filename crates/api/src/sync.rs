@@ -1,6 +1,7 @@
 //! What the Manager and Workers say to each other. Notifications carry no payload (only
 //! revision numbers and entity versions); Workers pull what they lack.
 
+use hmac::Mac;
 use serde::{Deserialize, Serialize};
 
 use switchyard_config::Kind;
@@ -48,6 +49,12 @@ pub struct SyncPayload {
     /// backup gets a new id) resynchronises with a full pull.
     #[serde(default)]
     pub store_id: String,
+    /// The environment's digest key (hex): secret entities' digests are HMACs under it,
+    /// so that a digest seen in a view, an audit record or a backup does not let anyone
+    /// guess a low-entropy secret. Workers (who receive the secrets themselves) verify with
+    /// it. Absent from a Manager that predates keyed digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_key: Option<String>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -56,7 +63,8 @@ pub struct SyncEntity {
     pub kind: Kind,
     pub name: String,
     pub version: u64,
-    /// SHA-256 of `manifest`; checked by the Worker.
+    /// SHA-256 of `manifest`; for a secret kind, HMAC-SHA256 under the environment's
+    /// [`DigestKey`] (or, stored before keyed digests, SHA-256). Checked by the Worker.
     pub digest: String,
     /// Canonical JSON (empty for a deletion).
     pub manifest: String,
@@ -64,10 +72,72 @@ pub struct SyncEntity {
 }
 
 impl SyncEntity {
-    /// Whether `manifest` really has digest `digest`.
-    pub fn verify(&self) -> bool {
-        self.deleted || sha256_hex(self.manifest.as_bytes()) == self.digest
+    /// Whether `manifest` really has digest `digest`: its SHA-256, or for a secret kind
+    /// its HMAC under `key`.
+    pub fn verify(&self, key: Option<&DigestKey>) -> bool {
+        if self.deleted || sha256_hex(self.manifest.as_bytes()) == self.digest {
+            return true;
+        }
+        self.kind.is_secret()
+            && key.is_some_and(|k| k.digest(self.manifest.as_bytes()) == self.digest)
     }
+}
+
+/// The key of one environment's secret digests: HMAC-SHA256 of the canonical form, keyed
+/// per environment from the Manager's secret key, so that a digest does not reveal a
+/// low-entropy secret to whoever sees it (a viewer, an audit export, a database backup)
+/// and one environment's Workers cannot test guesses against another's digests.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DigestKey([u8; 32]);
+
+impl std::fmt::Debug for DigestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestKey(..)")
+    }
+}
+
+impl DigestKey {
+    /// The key of `env`, derived from the Manager's secret key.
+    pub fn derive(master: &[u8; 32], env: &str) -> DigestKey {
+        let mut mac = hmac_with(master);
+        mac.update(b"switchyard secret digest\0");
+        mac.update(env.as_bytes());
+        DigestKey(mac.finalize().into_bytes().into())
+    }
+
+    /// HMAC-SHA256 of `bytes`, lowercase hex.
+    pub fn digest(&self, bytes: &[u8]) -> String {
+        let mut mac = hmac_with(&self.0);
+        mac.update(bytes);
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The key as sent in a pull ([`SyncPayload::digest_key`]).
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A key as sent in a pull; `None` if it is not 64 hex digits.
+    pub fn from_hex(text: &str) -> Option<DigestKey> {
+        if text.len() != 64 {
+            return None;
+        }
+        let mut key = [0u8; 32];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
+        }
+        Some(DigestKey(key))
+    }
+}
+
+fn hmac_with(key: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    // HMAC takes a key of any length: this cannot fail.
+    <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
 }
 
 /// Digest of a whole environment state: SHA-256 over `kind\tname\tversion\tdigest\n` lines
@@ -180,5 +250,54 @@ mod tests {
         assert_eq!(again, caught_up);
         let e = read(&format!(r#"{plain}, "caught_up_to": -1}}"#)).unwrap_err();
         assert!(e.to_string().contains("expected a revision"), "{e}");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod digest_key_tests {
+    use super::{DigestKey, SyncEntity};
+    use switchyard_config::Kind;
+    use switchyard_config::manifest::sha256_hex;
+
+    fn entity(kind: Kind, manifest: &str, digest: String) -> SyncEntity {
+        SyncEntity {
+            kind,
+            name: "c".into(),
+            version: 1,
+            digest,
+            manifest: manifest.into(),
+            deleted: false,
+        }
+    }
+
+    #[test]
+    fn keys_differ_per_environment_and_manager_and_read_back_from_hex() {
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let dev = DigestKey::derive(&a, "dev");
+        assert_ne!(dev, DigestKey::derive(&a, "prod"));
+        assert_ne!(dev, DigestKey::derive(&b, "dev"));
+        assert_eq!(DigestKey::from_hex(&dev.to_hex()), Some(dev.clone()));
+        assert_eq!(DigestKey::from_hex("zz"), None);
+        assert_eq!(DigestKey::from_hex(&"g".repeat(64)), None);
+        assert!(!format!("{dev:?}").contains(&dev.to_hex()[..8]));
+    }
+
+    #[test]
+    fn a_secret_verifies_with_its_keyed_digest_or_a_plain_one_stored_before() {
+        let key = DigestKey::derive(&[7u8; 32], "dev");
+        let text = r#"{"type":"secret","value":"hunter2"}"#;
+        let keyed = key.digest(text.as_bytes());
+        assert_ne!(keyed, sha256_hex(text.as_bytes()));
+        assert!(entity(Kind::Credential, text, keyed.clone()).verify(Some(&key)));
+        assert!(!entity(Kind::Credential, text, keyed.clone()).verify(None));
+        let other = DigestKey::derive(&[7u8; 32], "prod");
+        assert!(!entity(Kind::Credential, text, keyed.clone()).verify(Some(&other)));
+        assert!(entity(Kind::Credential, text, sha256_hex(text.as_bytes())).verify(Some(&key)));
+        // Only secrets are keyed: a proxy with a keyed digest does not verify.
+        assert!(!entity(Kind::Proxy, text, keyed).verify(Some(&key)));
+        // Tampered content fails either way.
+        let tampered = entity(Kind::Credential, "{}", key.digest(text.as_bytes()));
+        assert!(!tampered.verify(Some(&key)));
     }
 }

@@ -444,14 +444,52 @@ async fn secrets_are_never_shown() {
         m.token("viewer", &[]).await,
         m.token("admin", &[]).await,
     ];
+    // A low-entropy secret and a certificate's private key.
+    const WEAK: &str = "hunter2";
+    let weak = format!(
+        "apiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: {{ name: weak }}\nspec:\n  type: secret\n  value: \"{WEAK}\"\n"
+    );
+    let issued = switchyard_e2e::tls::TestCa::new().issue(&["api.example.com"]);
+    let certificate = switchyard_e2e::tls::certificate_manifest("api", &issued, false);
     let (s, b) = m
-        .apply("dev", &[payments_manifest("blue", h.addr(0), "")])
+        .apply(
+            "dev",
+            &[
+                payments_manifest("blue", h.addr(0), ""),
+                weak.clone(),
+                certificate,
+            ],
+        )
         .await;
     assert_eq!(s, 200, "{b}");
     let cache = data.path().join("cache");
     let opts = ManagedWorker::options(&m, "dev", &worker, "w1", &cache);
     let mut w = ManagedWorker::start(opts).await.unwrap();
+    // The Worker verified the keyed digests and ACKed the state they make.
     w.wait_for_revision(1).await;
+    let view = m.wait_reports("dev", 1, &["w1"]).await;
+    assert!(
+        view.reports.iter().all(|r| r.error.is_none()),
+        "{:?}",
+        view.reports
+    );
+
+    // The secret's digest is keyed: not the SHA-256 of its content, which anyone could
+    // compute for every likely password and compare.
+    let plain = switchyard_config::parse_str("weak.yaml".into(), &weak).unwrap();
+    let entities = get(&m, "/v1/envs/dev/entities").await;
+    let shown = entities
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "weak")
+        .unwrap_or_else(|| panic!("{entities}"));
+    let digest = shown["digest"].as_str().unwrap();
+    assert_eq!(digest.len(), 64, "{shown}");
+    assert_ne!(
+        digest, plain[0].digest,
+        "a plain SHA-256 digest of a secret"
+    );
 
     let tokens = get(&m, "/v1/tokens").await;
     assert_eq!(tokens.as_array().unwrap().len(), secrets.len(), "{tokens}");
@@ -476,6 +514,30 @@ async fn secrets_are_never_shown() {
     assert!(places.len() >= 3, "no database file found");
     let lkg = cache.join("dev.lkg.json");
     places.push(("worker cache".into(), std::fs::read(&lkg).unwrap()));
+    places.push((
+        "GET /v1/envs/dev/entities".to_string(),
+        entities.to_string().into_bytes(),
+    ));
+    // The certificate's private key (its base64 body, a line of it) and the weak secret
+    // appear nowhere either.
+    let key_line = issued
+        .key_pem
+        .lines()
+        .find(|l| !l.starts_with("-----"))
+        .unwrap()
+        .to_string();
+    for needle in [key_line.as_str(), WEAK] {
+        for (place, bytes) in &places {
+            let found = bytes
+                .windows(needle.len())
+                .any(|win| win == needle.as_bytes());
+            assert!(
+                !found,
+                "a secret ({} bytes) appears in {place}",
+                needle.len()
+            );
+        }
+    }
     for secret in &secrets {
         assert!(secret.starts_with("sy_") && secret.len() > 20, "{secret}");
         // The public id reuses the first 10 hex digits; the rest must appear nowhere.

@@ -152,7 +152,9 @@ impl EntitySet {
     }
 
     /// Reads stored entities into a new set, in the order given, reusing this set's parse
-    /// of any entity at the same version and digest. `text` gives the canonical JSON of an
+    /// of any entity at the same version and digest. A secret keeps its stored digest
+    /// (keyed, see `switchyard_api::sync::DigestKey`); every other entity's is recomputed
+    /// from what was parsed. `text` gives the canonical JSON of an
     /// entity this set does not already hold, and the name its errors carry; it is not
     /// asked for the others (so a sealed secret is opened only when it changed).
     ///
@@ -170,6 +172,12 @@ impl EntitySet {
                 None => {
                     let (source, text) = text(&s)?;
                     match EntitySet::parse_one(source, &text) {
+                        // A secret's stored digest is keyed (an HMAC the Manager computed,
+                        // checked by whoever received it): it stays the entity's digest.
+                        Ok(mut m) if m.value.is_secret() => {
+                            s.digest.clone_into(&mut m.digest);
+                            Arc::new(m)
+                        }
                         Ok(m) => Arc::new(m),
                         Err(errors) => {
                             unreadable.push(Unreadable {

@@ -136,6 +136,7 @@ impl Manager {
             reports,
             parsed: Arc::default(),
             require_worker_certificates: options.require_worker_certificates,
+            digest_master: Arc::new(state::DigestMaster(key)),
         };
         let created_admin_token = bootstrap_admin(&state, &options.data_dir).await?;
         let ca = match options.tls {

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use switchyard_api::sync::DigestKey;
 use switchyard_config::secretbox::SecretBox;
 use switchyard_engine::EntitySet;
 use switchyard_store::{EntityRecord, Store};
@@ -39,6 +40,33 @@ pub struct AppState {
     pub parsed: Arc<std::sync::Mutex<HashMap<String, EntitySet>>>,
     /// Worker tokens need a client certificate from the Manager's CA for their environment.
     pub require_worker_certificates: bool,
+    /// The Manager's secret key, which each environment's digest key is derived from.
+    pub digest_master: Arc<DigestMaster>,
+}
+
+/// The key every environment's [`DigestKey`] is derived from (the Manager's secret key):
+/// secret entities' digests are keyed, so they cannot be reversed by guessing.
+pub struct DigestMaster(pub [u8; 32]);
+
+impl AppState {
+    /// `env`'s digest key.
+    pub fn digest_key(&self, env: &str) -> DigestKey {
+        DigestKey::derive(&self.digest_master.0, env)
+    }
+
+    /// The digest `m` is stored with in `env`: keyed for a secret kind, else its own.
+    pub fn keyed_digest(
+        &self,
+        env: &str,
+        m: &switchyard_config::Located<switchyard_config::manifest::Manifest>,
+    ) -> String {
+        if m.value.is_secret() {
+            self.digest_key(env)
+                .digest(m.value.canonical_json().as_bytes())
+        } else {
+            m.digest.clone()
+        }
+    }
 }
 
 impl AppState {

@@ -180,7 +180,7 @@ fn re_resolved(
         }
         let name: Arc<str> = format!("{env}/{}/{} (deployed template)", e.kind, e.name).into();
         match resolve_template(&name, &template, env, vars, NO_PROCESS_ENV) {
-            Ok(m) if m.digest == e.digest => {}
+            Ok(m) if m.digest == e.digest || state.keyed_digest(env, &m) == e.digest => {}
             Ok(m) => out.push(Upsert::Manifest {
                 manifest: m,
                 template: Some(template),

@@ -99,13 +99,13 @@ pub async fn run(
             return Err(conflict(env, base, info.revision));
         }
         let stored = state.store.entities(env, Some(base)).await?;
-        let prepared = (batch.prepare)(&stored)?;
+        let prepared = key_digests(state, env, &stored, (batch.prepare)(&stored)?);
         if batch.refuse_empty && prepared.upserts.is_empty() && prepared.delete.is_empty() {
             return Err(ApiError::bad_request(
                 "nothing to do: no manifests and no deletions in the request",
             ));
         }
-        let changes = to_changes(state, &prepared)?;
+        let changes = to_changes(state, env, &prepared)?;
         let plan = plan(
             state,
             env,
@@ -271,6 +271,30 @@ pub fn check_deletions(upserts: &[Upsert], delete: &[EntityKey]) -> ApiResult<Ve
     }
 }
 
+/// Gives secret entities their keyed digest (HMAC under the environment's digest key, see
+/// [`DigestKey`](switchyard_api::sync::DigestKey)): what is stored, shown and sent for them. A secret stored before digests
+/// were keyed keeps its plain digest while its content is unchanged (re-applying it is no
+/// change); it gets a keyed one with its next change.
+fn key_digests(state: &AppState, env: &str, stored: &[EntityRecord], mut p: Prepared) -> Prepared {
+    let key = state.digest_key(env);
+    for u in &mut p.upserts {
+        let Upsert::Manifest { manifest, .. } = u else {
+            continue;
+        };
+        if !manifest.value.is_secret() {
+            continue;
+        }
+        let (kind, name) = (manifest.value.kind(), manifest.value.name());
+        let legacy = stored
+            .iter()
+            .any(|e| e.kind == kind && e.name == name && !e.deleted && e.digest == manifest.digest);
+        if !legacy {
+            manifest.digest = key.digest(manifest.value.canonical_json().as_bytes());
+        }
+    }
+    p
+}
+
 fn seal_failed(why: String) -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -280,7 +304,7 @@ fn seal_failed(why: String) -> ApiError {
 }
 
 /// Entity changes as the store takes them (credentials sealed).
-fn to_changes(state: &AppState, prepared: &Prepared) -> ApiResult<Vec<Change>> {
+fn to_changes(state: &AppState, env: &str, prepared: &Prepared) -> ApiResult<Vec<Change>> {
     let mut changes = Vec::with_capacity(prepared.upserts.len() + prepared.delete.len());
     for u in &prepared.upserts {
         changes.push(match u {
@@ -308,7 +332,15 @@ fn to_changes(state: &AppState, prepared: &Prepared) -> ApiResult<Vec<Change>> {
                     manifest: stored,
                     labels: labels.clone().unwrap_or_else(|| m.labels().clone()),
                     template: stored_template,
-                    template_digest: template.as_deref().map(|t| sha256_hex(t.as_bytes())),
+                    // A secret's template may hold the secret itself (filled in from the
+                    // CLI's environment): keyed like its digest.
+                    template_digest: template.as_deref().map(|t| {
+                        if m.is_secret() {
+                            state.digest_key(env).digest(t.as_bytes())
+                        } else {
+                            sha256_hex(t.as_bytes())
+                        }
+                    }),
                 }
             }
             Upsert::Restore(e) => Change::Upsert {

@@ -110,6 +110,7 @@ async fn build_pull(
         full,
         entities: out,
         state_digest: digest,
+        digest_key: Some(state.digest_key(env).to_hex()),
         store_id: state.store.store_id(),
     };
     serde_json::to_vec(&payload).map(Bytes::from).map_err(|e| {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use switchyard_api::sync::{SyncEntity, SyncPayload, state_digest};
+use switchyard_api::sync::{DigestKey, SyncEntity, SyncPayload, state_digest};
 use switchyard_config::{ConfigErrors, Kind};
 use switchyard_engine::entity_set::{Stored, Unreadable};
 use switchyard_engine::{EntitySet, Numbering, Snapshot};
@@ -231,8 +231,9 @@ pub fn merge(base: &Entities, payload: &SyncPayload) -> Result<Entities, String>
     } else {
         base.clone()
     };
+    let key = payload.digest_key.as_deref().and_then(DigestKey::from_hex);
     for e in &payload.entities {
-        if !e.verify() {
+        if !e.verify(key.as_ref()) {
             return Err(format!(
                 "digest mismatch for {}/{} v{}",
                 e.kind, e.name, e.version
@@ -472,8 +473,9 @@ mod tests {
             since: 0,
             full: true,
             entities: list,
-            state_digest,
             store_id: "st_1".into(),
+            digest_key: None,
+            state_digest,
         };
         let want = digest_of(&entities(std::slice::from_ref(&a)));
         let merged = merge(&Entities::new(), &full(vec![a.clone()], want.clone())).unwrap();
@@ -516,8 +518,9 @@ mod tests {
             since: 4,
             full: false,
             entities: Vec::new(),
-            state_digest: state_digest.into(),
             store_id: store_id.into(),
+            digest_key: None,
+            state_digest: state_digest.into(),
         }
     }
 
