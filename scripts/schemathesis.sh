@@ -46,8 +46,10 @@ SCHEMATHESIS_TOKEN=$(cat "$WORK/data/admin.token")
 
 CONFIG=$PWD/scripts/schemathesis.toml
 cd "$WORK"
+# Over HTTPS, as the Manager serves by default, verified against its own CA.
 "$VENV/bin/st" --config-file "$CONFIG" run \
-  "http://$LISTEN/v1/openapi.json" \
+  "https://$LISTEN/v1/openapi.json" \
+  --tls-verify "$WORK/data/ca.pem" \
   --max-examples "$MAX_EXAMPLES" \
   --generation-deterministic \
   --request-timeout 10 \

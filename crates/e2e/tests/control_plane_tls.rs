@@ -10,7 +10,7 @@ use std::path::Path;
 
 use switchyard_api::{AdminClient, ClientError, ManagerTls};
 use switchyard_e2e::cluster::{ManagedWorker, RunningManager};
-use switchyard_e2e::{Harness, payments_manifest};
+use switchyard_e2e::{DEADLINE, Harness, payments_manifest};
 use switchyard_manager::tls::{ManagerCa, ServeTls};
 use switchyard_manager::{Manager, ManagerError, ManagerOptions};
 
@@ -104,8 +104,24 @@ async fn a_worker_or_client_given_the_wrong_ca_refuses_the_manager_and_says_why(
         err.contains("not signed by a CA this client trusts") && err.contains("--manager-ca"),
         "{err}"
     );
-    // Nothing was sent: the Manager never saw the Worker (nor its token).
+    // Nothing was sent: the Manager never saw the Worker (nor its token); it counted the
+    // handshake the Worker broke off.
     assert!(m.client.workers("dev").await.unwrap().is_empty());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (_, metrics) = m.call(http::Method::GET, "/metrics", None).await;
+        let text = metrics.as_str().unwrap_or_default().to_string();
+        let failed = text
+            .lines()
+            .find_map(|l| l.strip_prefix("switchyard_manager_tls_handshake_failures_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{text}"));
+        if failed >= 1.0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 
     // The system's roots do not know the Manager's own CA either.
     let client = AdminClient::with_tls(&m.url(), &m.admin_token, &ManagerTls::system()).unwrap();

@@ -215,7 +215,9 @@ impl Manager {
         let setup = tls::server_config(&self.tls, ca, addr, &self.tls_names)?;
         tracing::info!(listen = %addr, certificate = %setup.describe, ca = %ca.path.display(), ca_fingerprint = %ca.fingerprint(), "serving HTTPS");
         let acceptor = tokio_rustls::TlsAcceptor::from(setup.config);
-        let listener = TlsListener::new(listener, acceptor).map_err(ManagerError::Serve)?;
+        let failures = self.state.metrics.tls_handshake_failures.clone();
+        let listener =
+            TlsListener::new(listener, acceptor, failures).map_err(ManagerError::Serve)?;
         axum::serve(listener, router)
             .with_graceful_shutdown(graceful)
             .await

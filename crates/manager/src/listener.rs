@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
+use prometheus_client::metrics::counter::Counter;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
@@ -57,10 +58,15 @@ impl Drop for TlsListener {
 }
 
 impl TlsListener {
-    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<TlsListener> {
+    /// Failed handshakes are counted in `failures`.
+    pub fn new(
+        listener: TcpListener,
+        acceptor: TlsAcceptor,
+        failures: Counter,
+    ) -> std::io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
-        let accept_task = tokio::spawn(accept_loop(listener, acceptor, tx));
+        let accept_task = tokio::spawn(accept_loop(listener, acceptor, tx, failures));
         Ok(TlsListener {
             ready,
             local,
@@ -73,6 +79,7 @@ async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     tx: mpsc::Sender<(TlsStream<TcpStream>, Peer)>,
+    failures: Counter,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
@@ -89,7 +96,7 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, tx) = (acceptor.clone(), tx.clone());
+        let (acceptor, tx, failures) = (acceptor.clone(), tx.clone(), failures.clone());
         tokio::spawn(async move {
             let _slot = slot;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -103,8 +110,14 @@ async fn accept_loop(
                         .map(Arc::new);
                     let _ = tx.send((tls, Peer { addr, worker })).await;
                 }
-                Ok(Err(e)) => tracing::debug!(peer = %addr, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(peer = %addr, "TLS handshake timed out"),
+                Ok(Err(e)) => {
+                    failures.inc();
+                    tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    failures.inc();
+                    tracing::debug!(peer = %addr, "TLS handshake timed out");
+                }
             }
         });
     }

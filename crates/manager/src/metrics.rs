@@ -22,6 +22,9 @@ pub struct ManagerMetrics {
     pub propagation: Family<EnvLabel, Histogram, fn() -> Histogram>,
     pub completeness: Family<EnvLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub connected: Family<EnvLabel, Gauge>,
+    /// TLS handshakes with the admin/sync listener that failed or timed out (a Worker or
+    /// client that does not trust the Manager's CA shows up here, and in its own log).
+    pub tls_handshake_failures: Counter,
 }
 
 fn propagation_buckets() -> Histogram {
@@ -46,7 +49,13 @@ impl ManagerMetrics {
         let completeness = Family::<EnvLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let connected = Family::<EnvLabel, Gauge>::default();
         let auth_failures = Family::<ReasonLabel, Counter>::default();
+        let tls_handshake_failures = Counter::default();
         registry.register("commits", "Revisions committed", commits.clone());
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes on the API listener that failed or timed out",
+            tls_handshake_failures.clone(),
+        );
         registry.register(
             "auth_failures",
             "Requests refused for their bearer token, by reason",
@@ -80,6 +89,7 @@ impl ManagerMetrics {
             propagation,
             completeness,
             connected,
+            tls_handshake_failures,
         }
     }
 
