@@ -872,3 +872,89 @@ async fn deletions_are_planned_committed_audited_and_propagated() {
     assert_eq!(changes(&audit(&m, "dev").await), changes(&records));
     w.stop().await;
 }
+
+/// A secret stored before digests were keyed (its digest a plain SHA-256) is no change when
+/// re-applied unchanged, and gets a keyed digest with its next change; Workers follow both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_stored_with_a_plain_digest_keeps_it_until_it_changes() {
+    use switchyard_config::secretbox::SecretBox;
+    use switchyard_store::{Change, CommitRequest, Store};
+    let h = Harness::upstreams(&["a"]).await;
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("manager");
+    let m = RunningManager::start(&dir).await;
+    let worker = m.env_with_worker_token("dev").await;
+    let secret = |value: &str| {
+        format!(
+            "apiVersion: switchyard.dev/v1\nkind: Credential\nmetadata: {{ name: llm }}\nspec:\n  type: secret\n  value: \"{value}\"\n"
+        )
+    };
+    // What an older Manager stored: the sealed canonical form and its plain SHA-256.
+    let old = switchyard_config::parse_str("old.yaml".into(), &secret("s3cret-1")).unwrap();
+    let key = SecretBox::load_or_create(&dir.join("secret.key")).unwrap();
+    let json = old[0].value.canonical_json();
+    m.store
+        .commit(CommitRequest {
+            env: "dev".into(),
+            actor: "test (an older Manager)".into(),
+            operation: switchyard_api::records::Operation::Apply,
+            expected_revision: None,
+            changes: vec![Change::Upsert {
+                kind: switchyard_config::Kind::Credential,
+                name: "llm".into(),
+                digest: old[0].digest.clone(),
+                manifest: SecretBox::new(&key).seal(&json).unwrap(),
+                labels: Default::default(),
+                template: None,
+                template_digest: None,
+            }],
+            detail: None,
+        })
+        .await
+        .unwrap();
+    let digest_of = async |m: &RunningManager| {
+        let all = get(m, "/v1/envs/dev/entities").await;
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "llm")
+            .map(|e| e["digest"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(digest_of(&m).await, old[0].digest);
+
+    // Unchanged: no change, the plain digest stays; a Worker verifies and ACKs it.
+    let (s, b) = m
+        .apply(
+            "dev",
+            &[payments_manifest("blue", h.addr(0), ""), secret("s3cret-1")],
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        b["changes"].as_array().unwrap().len(),
+        1,
+        "only the proxy: {b}"
+    );
+    assert_eq!(digest_of(&m).await, old[0].digest);
+    let cache = data.path().join("cache");
+    let mut w = ManagedWorker::start(ManagedWorker::options(&m, "dev", &worker, "w1", &cache))
+        .await
+        .unwrap();
+    w.wait_for_revision(2).await;
+
+    // Changed: keyed from now on, and the Worker follows.
+    let (s, b) = m.apply("dev", &[secret("s3cret-2")]).await;
+    assert_eq!(s, 200, "{b}");
+    let new = switchyard_config::parse_str("new.yaml".into(), &secret("s3cret-2")).unwrap();
+    let keyed = digest_of(&m).await;
+    assert_ne!(keyed, new[0].digest, "still a plain digest after a change");
+    w.wait_for_revision(3).await;
+    let view = m.wait_reports("dev", 3, &["w1"]).await;
+    assert!(
+        view.reports.iter().all(|r| r.error.is_none()),
+        "{:?}",
+        view.reports
+    );
+    w.stop().await;
+}

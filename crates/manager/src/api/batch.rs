@@ -315,6 +315,9 @@ fn to_changes(state: &AppState, env: &str, prepared: &Prepared) -> ApiResult<Vec
             } => {
                 let m = &manifest.value;
                 let json = m.canonical_json();
+                // A secret still stored with a plain digest keeps a plain template digest
+                // too (see `key_digests`).
+                let keyed = m.is_secret() && manifest.digest != sha256_hex(json.as_bytes());
                 // Credentials are stored sealed; the digest is of the clear form, so
                 // re-applying the same secret changes nothing.
                 let seal = |text: &str| state.secrets.seal(text).map_err(seal_failed);
@@ -335,7 +338,7 @@ fn to_changes(state: &AppState, env: &str, prepared: &Prepared) -> ApiResult<Vec
                     // A secret's template may hold the secret itself (filled in from the
                     // CLI's environment): keyed like its digest.
                     template_digest: template.as_deref().map(|t| {
-                        if m.is_secret() {
+                        if keyed {
                             state.digest_key(env).digest(t.as_bytes())
                         } else {
                             sha256_hex(t.as_bytes())
