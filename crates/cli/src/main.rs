@@ -9,6 +9,7 @@ mod args;
 mod batch;
 mod commands;
 mod conn;
+mod handover;
 mod manager_error;
 mod signals;
 mod text;

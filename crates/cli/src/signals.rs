@@ -1,4 +1,5 @@
-//! Process signals: SIGTERM/SIGINT end the process gracefully, SIGHUP reloads.
+//! Process signals: SIGTERM/SIGINT end the process gracefully, SIGHUP reloads, SIGUSR2
+//! hands a Worker over to a successor process.
 
 use switchyard_worker::WorkerHandle;
 use tokio::signal::unix::{SignalKind, signal};
@@ -32,6 +33,24 @@ pub fn reload_on_sighup(handle: WorkerHandle) {
             tracing::info!("SIGHUP: reloading configuration");
             let h = handle.clone();
             let _ = tokio::task::spawn_blocking(move || h.reload()).await;
+        }
+    });
+}
+
+/// Asks for a handover to a successor process on every SIGUSR2 (`switchyard worker
+/// upgrade` does the same through the admin listener).
+pub fn upgrade_on_sigusr2(hook: switchyard_worker::handover::UpgradeHook) {
+    let Ok(mut usr2) = signal(SignalKind::user_defined2()) else {
+        tracing::warn!("cannot install the SIGUSR2 handler; upgrade through POST /upgrade only");
+        return;
+    };
+    tokio::spawn(async move {
+        while usr2.recv().await.is_some() {
+            if hook.request() {
+                tracing::info!("SIGUSR2: handing over to a successor process");
+            } else {
+                tracing::warn!("SIGUSR2: a handover is already in progress");
+            }
         }
     });
 }

@@ -23,7 +23,18 @@ pub async fn serve(listener: TcpListener, handle: WorkerHandle, mut stop: watch:
                 let handle = handle.clone();
                 let svc = service_fn(move |req| {
                     let handle = handle.clone();
-                    async move { Ok::<_, Infallible>(route(&handle, &req)) }
+                    async move {
+                        let mut resp = route(&handle, &req);
+                        // A draining Worker (handing over, say) ends its admin connections
+                        // too: the next call reaches whoever serves the address then.
+                        if handle.is_draining() {
+                            resp.headers_mut().insert(
+                                header::CONNECTION,
+                                http::HeaderValue::from_static("close"),
+                            );
+                        }
+                        Ok::<_, Infallible>(resp)
+                    }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                 tokio::spawn(async move {
@@ -36,6 +47,9 @@ pub async fn serve(listener: TcpListener, handle: WorkerHandle, mut stop: watch:
 }
 
 fn route(handle: &WorkerHandle, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() == "/upgrade" {
+        return upgrade(handle, req);
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
     }
@@ -55,8 +69,28 @@ fn route(handle: &WorkerHandle, req: &Request<Incoming>) -> Response<Full<Bytes>
         ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz, /readyz, /status or /metrics\n",
+            "not found: try /healthz, /readyz, /status, /metrics or POST /upgrade\n",
         ),
+    }
+}
+
+/// `POST /upgrade`: starts a handover to a successor process (the same binary path: a
+/// package upgrade replaces the file). Answers at once; `/status` says how it went (on
+/// success the successor answers on this address).
+fn upgrade(handle: &WorkerHandle, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+    }
+    match handle.upgrade() {
+        None => text(
+            StatusCode::CONFLICT,
+            "this Worker cannot hand over (it runs inside another program)\n",
+        ),
+        Some(hook) if hook.request() => text(
+            StatusCode::ACCEPTED,
+            "handover started: see /status (upgrade)\n",
+        ),
+        Some(_) => text(StatusCode::CONFLICT, "a handover is already in progress\n"),
     }
 }
 

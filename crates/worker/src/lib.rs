@@ -6,6 +6,7 @@ pub mod access_log;
 mod admin;
 mod connections;
 mod cores;
+pub mod handover;
 mod health;
 mod idle;
 mod metrics;
@@ -127,12 +128,16 @@ pub struct Worker {
     sync_state: Option<sync::SyncState>,
     /// The HTTPS listener, if any (see [`Worker::listen_tls`]).
     tls_listener: Option<TcpListener>,
+    /// How an upgrade is asked for (see [`Worker::on_upgrade`]).
+    upgrade: Option<handover::UpgradeHook>,
 }
 
 /// A cheap handle to a running Worker: its revision, status, and a way to reload now.
 #[derive(Clone)]
 pub struct WorkerHandle {
     reloader: Arc<Reloader>,
+    /// How `POST /upgrade` reaches the binary (none: this Worker cannot be upgraded).
+    upgrade: Option<handover::UpgradeHook>,
 }
 
 impl Worker {
@@ -150,6 +155,7 @@ impl Worker {
             options,
             sync_state: None,
             tls_listener: None,
+            upgrade: None,
         })
     }
 
@@ -178,6 +184,7 @@ impl Worker {
             options,
             sync_state: Some(state),
             tls_listener: None,
+            upgrade: None,
         })
     }
 
@@ -195,7 +202,14 @@ impl Worker {
     pub fn handle(&self) -> WorkerHandle {
         WorkerHandle {
             reloader: self.reloader.clone(),
+            upgrade: self.upgrade.clone(),
         }
+    }
+
+    /// Lets `POST /upgrade` on the admin listener (and the binary's SIGUSR2) ask for a
+    /// handover to a successor process, which the holder of the hook's requests carries out.
+    pub fn on_upgrade(&mut self, hook: handover::UpgradeHook) {
+        self.upgrade = Some(hook);
     }
 
     /// Serves traffic on `listener` (and the admin API on `admin`) until `shutdown`
@@ -291,7 +305,9 @@ impl WorkerHandle {
     }
 
     pub fn status(&self) -> StatusReport {
-        self.reloader.status()
+        let mut status = self.reloader.status();
+        status.upgrade = self.upgrade.as_ref().and_then(handover::UpgradeHook::state);
+        status
     }
 
     /// Prometheus text exposition of the Worker's metrics.
@@ -301,5 +317,10 @@ impl WorkerHandle {
 
     pub fn is_draining(&self) -> bool {
         self.reloader.is_draining()
+    }
+
+    /// The upgrade hook, if this Worker can be upgraded.
+    pub fn upgrade(&self) -> Option<&handover::UpgradeHook> {
+        self.upgrade.as_ref()
     }
 }

@@ -418,6 +418,8 @@ impl Reloader {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         StatusReport {
+            pid: std::process::id(),
+            upgrade: None,
             revision: rt.snapshot.revision,
             proxies: rt
                 .snapshot

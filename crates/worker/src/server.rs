@@ -74,9 +74,14 @@ impl Listeners {
     }
 }
 
+/// How long a draining Worker lets its clients close their connections themselves (told
+/// by `Connection: close` on their next response) before it closes the idle ones.
+const LINGER: Duration = Duration::from_secs(1);
+
 /// Serves until `shutdown` turns true, then stops accepting, asks every connection to close
-/// after its current request (HTTP/1: `Connection: close`; HTTP/2: GOAWAY), and waits up to
-/// `drain` for in-flight requests to finish.
+/// after its current request (HTTP/1: `Connection: close` on its next response, and after
+/// [`LINGER`] the idle ones are closed; HTTP/2: GOAWAY), and waits up to `drain` for
+/// in-flight requests to finish.
 ///
 /// With `cores`, each accepted connection is handed to one of them and served there (see
 /// `cores.rs`), its TLS handshake included; without, it is served on the calling runtime.
@@ -144,11 +149,24 @@ pub async fn serve(
     }
     drop(listeners);
     tracing::info!("listeners closed; draining in-flight requests");
-    connections.close_all();
-    tokio::select! {
-        _ = connections.all_closed() => tracing::info!("all connections drained"),
-        _ = tokio::time::sleep(drain) => tracing::warn!(?drain, "drain deadline reached; closing remaining connections"),
+    // First the clients close by themselves: every response now says `Connection: close`
+    // (the Worker is draining), so a busy keep-alive client is told on its next answer and
+    // reconnects — to a successor, in a handover. Closing an idle connection at once would
+    // race a request the client is sending on it (it would see a reset and have to retry).
+    // The connections still open after `LINGER` are idle ones: they are asked to close.
+    let linger = LINGER.min(drain);
+    let lingered = tokio::select! {
+        _ = connections.all_closed() => true,
+        _ = tokio::time::sleep(linger) => false,
+    };
+    if !lingered {
+        connections.close_all();
+        tokio::select! {
+            _ = connections.all_closed() => {},
+            _ = tokio::time::sleep(drain.saturating_sub(linger)) => tracing::warn!(?drain, "drain deadline reached; closing remaining connections"),
+        }
     }
+    tracing::info!("connections drained");
     // The cores' threads end here, with whatever connections the deadline left on them.
     drop(cores);
 }

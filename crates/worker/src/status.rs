@@ -4,6 +4,11 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
+    /// This process (it changes with a handover to a successor).
+    pub pid: u32,
+    /// The last handover asked for, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<crate::handover::UpgradeState>,
     /// Configuration revision being served.
     pub revision: u64,
     pub proxies: Vec<ProxyStatus>,

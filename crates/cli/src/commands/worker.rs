@@ -8,15 +8,21 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use switchyard_worker::handover::{self, Sockets, UpgradeHook};
 use switchyard_worker::{AccessLogTarget, ConfigSource, ManagedOptions, Worker, WorkerOptions};
+
+use crate::manager_error::Explain;
 
 use crate::conn::TokenArgs;
 use crate::signals;
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct WorkerArgs {
+    #[command(subcommand)]
+    pub action: Option<WorkerAction>,
     /// Standalone mode: a manifest file or directory.
-    #[arg(long, required_unless_present = "manager", conflicts_with = "manager")]
+    #[arg(long, conflicts_with = "manager")]
     pub config: Option<PathBuf>,
     /// Manager mode: follow an environment on this Manager (https://host:port).
     #[arg(long, env = "SWITCHYARD_MANAGER", requires = "env")]
@@ -67,9 +73,35 @@ pub struct WorkerArgs {
     /// Do not watch the configuration for changes (SIGHUP still reloads).
     #[arg(long)]
     pub no_watch: bool,
+    /// Set by a predecessor handing its sockets over (see `switchyard worker upgrade`):
+    /// receive the listeners there instead of binding them.
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub handover_from: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum WorkerAction {
+    /// Replace a running Worker process by a new one (the binary at the same path, e.g.
+    /// after a package upgrade) without refusing a connection: the running one starts its
+    /// successor, hands it its listening sockets, and drains once the successor serves.
+    /// (SIGUSR2 to the Worker does the same.)
+    Upgrade(UpgradeArgs),
+}
+
+#[derive(clap::Args)]
+pub struct UpgradeArgs {
+    /// The Worker's admin listener.
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    pub admin_listen: SocketAddr,
+    /// How long to wait for the successor to serve.
+    #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    if let Some(WorkerAction::Upgrade(u)) = args.action {
+        return upgrade(u).await;
+    }
     let source = match (args.config, args.manager) {
         (Some(path), _) => ConfigSource::Files {
             path,
@@ -109,7 +141,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         listen_tls: args.listen_tls,
         admin: args.admin_listen,
     };
-    serve(options, addresses).await?;
+    serve(options, addresses, args.handover_from).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -129,30 +161,40 @@ fn data_threads(threads: Option<u16>) -> NonZeroUsize {
         .unwrap_or(NonZeroUsize::MIN)
 }
 
-/// Starts a Worker on the given addresses and runs it until SIGTERM/SIGINT. The sockets
-/// are bound first, so that a Worker following a Manager reports the address it really
-/// listens on (with port 0, the one the system chose); connections made before the first
-/// configuration is in wait in the listen backlog.
-pub async fn serve(mut options: WorkerOptions, addresses: Addresses) -> anyhow::Result<()> {
-    let Addresses {
-        listen,
-        listen_tls,
-        admin: admin_listen,
-    } = addresses;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let tls_listener = match listen_tls {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (HTTPS)"))?,
-        ),
-        None => None,
+/// Starts a Worker on the given addresses and runs it until SIGTERM/SIGINT, or until it
+/// has handed its sockets to a successor (`switchyard worker upgrade`, SIGUSR2). The
+/// sockets are bound first (or received from a predecessor, with `handover_from`), so that
+/// a Worker following a Manager reports the address it really listens on (with port 0,
+/// the one the system chose); connections made before the first configuration is in wait
+/// in the listen backlog.
+pub async fn serve(
+    mut options: WorkerOptions,
+    addresses: Addresses,
+    handover_from: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let launch =
+        crate::handover::Launch::current().context("cannot tell how this process was started")?;
+    let (listener, tls_listener, admin, ready) = match handover_from {
+        Some(path) => {
+            let (s, ready) = handover::receive(&path)
+                .with_context(|| format!("cannot take over the sockets at {}", path.display()))?;
+            let tokio_listener =
+                |l: std::net::TcpListener| -> std::io::Result<tokio::net::TcpListener> {
+                    l.set_nonblocking(true)?;
+                    tokio::net::TcpListener::from_std(l)
+                };
+            (
+                tokio_listener(s.traffic)?,
+                s.tls.map(tokio_listener).transpose()?,
+                tokio_listener(s.admin)?,
+                Some(ready),
+            )
+        }
+        None => {
+            let (listener, tls, admin) = bind(&addresses).await?;
+            (listener, tls, admin, None)
+        }
     };
-    let admin = tokio::net::TcpListener::bind(admin_listen)
-        .await
-        .with_context(|| format!("cannot listen on {admin_listen} (admin)"))?;
     let (listen, admin_listen) = (listener.local_addr()?, admin.local_addr()?);
     let listen_tls = tls_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     if let ConfigSource::Manager(m) = &mut options.source
@@ -160,18 +202,133 @@ pub async fn serve(mut options: WorkerOptions, addresses: Addresses) -> anyhow::
     {
         m.address = Some(listen.to_string());
     }
+    let sockets = Sockets::duplicate(&listener, &admin, tls_listener.as_ref())?;
     let mut worker = Worker::connect(options).await?;
     if let Some(l) = tls_listener {
         worker.listen_tls(l);
     }
+    let (hook, requests) = UpgradeHook::new();
+    worker.on_upgrade(hook.clone());
+    signals::upgrade_on_sigusr2(hook.clone());
     let https = listen_tls.map_or_else(|| "-".to_string(), |a| a.to_string());
-    tracing::info!(target: "switchyard", %listen, %https, admin = %admin_listen, "worker listening");
+    tracing::info!(target: "switchyard", %listen, %https, admin = %admin_listen, pid = std::process::id(), "worker listening");
     signals::reload_on_sighup(worker.handle());
-    worker
-        .run(listener, Some(admin), signals::terminated())
-        .await?;
+    if let Some(ready) = ready {
+        // The predecessor stops accepting once it reads this: connections arriving
+        // meanwhile wait in the shared listen queue for this process's accept loop.
+        ready
+            .send()
+            .context("cannot tell the predecessor this Worker serves")?;
+        tracing::info!(target: "switchyard", "handover: took over the sockets; serving");
+    }
+    let handed_over = crate::handover::serve_upgrades(launch, sockets, hook, requests);
+    let shutdown = async {
+        tokio::select! {
+            () = signals::terminated() => {}
+            () = handed_over => {}
+        }
+    };
+    worker.run(listener, Some(admin), shutdown).await?;
     tracing::info!(target: "switchyard", "worker stopped");
     Ok(())
+}
+
+/// Binds the traffic, HTTPS and admin listeners.
+async fn bind(
+    a: &Addresses,
+) -> anyhow::Result<(
+    tokio::net::TcpListener,
+    Option<tokio::net::TcpListener>,
+    tokio::net::TcpListener,
+)> {
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.listen))?;
+    let tls = match a.listen_tls {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (HTTPS)"))?,
+        ),
+        None => None,
+    };
+    let admin = tokio::net::TcpListener::bind(a.admin)
+        .await
+        .with_context(|| format!("cannot listen on {} (admin)", a.admin))?;
+    Ok((listener, tls, admin))
+}
+
+/// `switchyard worker upgrade`: asks the Worker on `--admin-listen` to hand over, then
+/// waits until another process answers there (or the attempt is reported failed).
+async fn upgrade(u: UpgradeArgs) -> anyhow::Result<ExitCode> {
+    let admin = switchyard_api::Transport::builder(&format!("http://{}", u.admin_listen), "")
+        .explain()?
+        .timeout(Duration::from_secs(10))
+        .build();
+    // A connection per call: a kept-alive one would go on reaching the old process.
+    let close = [(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    )];
+    let status = |admin: switchyard_api::Transport| async move {
+        let close = [(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        )];
+        let reply = admin
+            .send_with(http::Method::GET, "/status", None::<&()>, &close)
+            .await
+            .explain()?;
+        anyhow::ensure!(
+            reply.status.is_success(),
+            "GET /status answered {}",
+            reply.status
+        );
+        Ok::<_, anyhow::Error>(reply.json())
+    };
+    let before = status(admin.clone()).await?;
+    let old_pid = before["pid"]
+        .as_u64()
+        .context("the Worker's /status has no pid")?;
+    let reply = admin
+        .send_with(http::Method::POST, "/upgrade", None::<&()>, &close)
+        .await
+        .explain()?;
+    if reply.status != http::StatusCode::ACCEPTED {
+        anyhow::bail!(
+            "the Worker (pid {old_pid}) refused: {} {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body).trim()
+        );
+    }
+    eprintln!("handover started: Worker pid {old_pid} is starting its successor");
+    let deadline = tokio::time::Instant::now() + u.timeout;
+    loop {
+        // The old process answers until the successor serves; then the successor does,
+        // on the same address.
+        if let Ok(now) = status(admin.clone()).await {
+            let pid = now["pid"].as_u64().unwrap_or(old_pid);
+            if pid != old_pid {
+                eprintln!(
+                    "Worker pid {pid} serves on {} (revision {}); pid {old_pid} drains and exits",
+                    u.admin_listen, now["revision"]
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            if now["upgrade"]["state"] == "failed" {
+                anyhow::bail!(
+                    "the handover failed, pid {old_pid} carries on serving: {}",
+                    now["upgrade"]["error"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no successor serves after {}; see the Worker's log",
+            humantime::format_duration(u.timeout)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// `host-port`: stable across restarts of the same Worker on the same machine.

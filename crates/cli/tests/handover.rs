@@ -1,0 +1,368 @@
+//! A Worker process replaced by its successor under load (`switchyard worker upgrade`,
+//! SIGUSR2): the listening sockets are handed over, so no connection is refused, no
+//! request fails, and a slow request in flight finishes on the old process; a successor
+//! that cannot start leaves the old process serving and the command says why.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{Proc, addr, run, upstream, wait_until};
+
+/// One GET on `conn` (opened on `addr` when `None`): the status, and whether the server
+/// said it closes the connection (then `conn` is emptied). Any error is returned, never
+/// retried: a retry is exactly what the handover must not need.
+fn get(
+    conn: &mut Option<BufReader<TcpStream>>,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<u16, String> {
+    if conn.is_none() {
+        let s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        *conn = Some(BufReader::new(s));
+    }
+    let r = conn.as_mut().unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\n\r\n");
+    r.get_mut()
+        .write_all(req.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        let n = r.read_line(&mut line).map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err(format!(
+                "connection closed before an answer (after {head:?})"
+            ));
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    let status: u16 = head
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad head {head:?}"))?;
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no content-length in {head:?}"))?;
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).map_err(|e| format!("body: {e}"))?;
+    if head.contains("connection: close") {
+        *conn = None;
+    }
+    Ok(status)
+}
+
+/// Keep-alive clients (one connection each, reconnecting when told to close) and one
+/// client opening a connection per request, until `stop`. Counts answers and failures.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: SocketAddr, keep_alive: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        for i in 0..=keep_alive {
+            let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut conn = None;
+                while !stop.load(Ordering::Relaxed) {
+                    // The last client opens a new connection for every request.
+                    if i == keep_alive {
+                        conn = None;
+                    }
+                    match get(&mut conn, addr, "/p/load") {
+                        Ok(200) => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(s) => failures.lock().unwrap().push(format!("status {s}")),
+                        Err(e) => {
+                            failures.lock().unwrap().push(e);
+                            conn = None;
+                        }
+                    }
+                }
+            }));
+        }
+        Load {
+            stop,
+            ok,
+            failures,
+            threads,
+        }
+    }
+
+    fn answered(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Stops the clients: (answered, failures).
+    fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        (self.ok.load(Ordering::Relaxed), failures)
+    }
+}
+
+/// Kills a process this test did not start (a successor) when dropped.
+struct Pid(u32);
+
+impl Drop for Pid {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+fn status(admin: SocketAddr) -> serde_json::Value {
+    let mut conn = TcpStream::connect(admin).unwrap();
+    conn.write_all(b"GET /status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    serde_json::from_str(body).unwrap()
+}
+
+fn worker(dir: &std::path::Path, up: SocketAddr) -> (Proc, SocketAddr, SocketAddr) {
+    let cfg = dir.join("cfg");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("p.yaml"),
+        format!(
+            "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: p }}\nspec:\n  routes: [{{ pathPrefix: /p }}]\n  upstream: {{ targets: [{{ url: \"http://{up}\" }}] }}\n"
+        ),
+    )
+    .unwrap();
+    let p = Proc::spawn(&[
+        "worker",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--access-log",
+        "off",
+        "--threads",
+        "1",
+    ]);
+    let fields = p.wait_log("worker listening");
+    (p, addr(&fields, "listen"), addr(&fields, "admin"))
+}
+
+#[test]
+fn a_worker_is_replaced_under_load_without_a_failed_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_up, up) = upstream("u1");
+    let (old, listen, admin) = worker(dir.path(), up);
+    let first = old.child.id();
+
+    let load = Load::start(listen, 4);
+    wait_until("the load is running", || load.answered() > 200);
+    // A slow request in flight when the handover starts.
+    let slow = std::thread::spawn(move || {
+        let mut conn = None;
+        get(&mut conn, listen, "/p/slow?delay_ms=1500")
+    });
+
+    // A 100 MiB upload: half of it sent before the handover, the rest after the successor
+    // serves, on the same request to the old process.
+    const UPLOAD: usize = 100 * 1024 * 1024;
+    let (halfway_tx, halfway) = std::sync::mpsc::channel::<()>();
+    let (resume, resume_rx) = std::sync::mpsc::channel::<()>();
+    let upload = std::thread::spawn(move || -> Result<String, String> {
+        let mut s = TcpStream::connect(listen).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let head =
+            format!("POST /p/upload HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {UPLOAD}\r\n\r\n");
+        s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+        let chunk = vec![b'x'; 1024 * 1024];
+        for i in 0..UPLOAD / chunk.len() {
+            if i == UPLOAD / chunk.len() / 2 {
+                halfway_tx.send(()).unwrap();
+                resume_rx.recv().unwrap();
+            }
+            s.write_all(&chunk).map_err(|e| format!("upload: {e}"))?;
+        }
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+        Ok(answer)
+    });
+    halfway.recv().unwrap();
+
+    let admin_arg = admin.to_string();
+    let (ok, _, err) = run(&["worker", "upgrade", "--admin-listen", &admin_arg], &[]);
+    assert!(ok, "{err}");
+    let second = status(admin)["pid"].as_u64().unwrap() as u32;
+    let _second_guard = Pid(second);
+    resume.send(()).unwrap();
+    let answer = upload.join().unwrap().unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{}",
+        &answer[..answer.len().min(300)]
+    );
+    assert!(
+        answer.contains(&format!("\"body_bytes\":{UPLOAD}")),
+        "{}",
+        &answer[..answer.len().min(600)]
+    );
+    assert_ne!(second, first);
+    assert!(
+        err.contains(&format!("Worker pid {second} serves")),
+        "{err}"
+    );
+
+    // The old process finishes the slow request, then exits; load keeps flowing.
+    assert_eq!(slow.join().unwrap(), Ok(200), "the slow request");
+    let mut old = old;
+    wait_until("the old process exits", || {
+        old.child.try_wait().unwrap().is_some()
+    });
+    let after = load.answered();
+    wait_until("requests are answered by the successor", || {
+        load.answered() > after + 200
+    });
+
+    // And again, by signal, from the successor.
+    std::process::Command::new("kill")
+        .args(["-USR2", &second.to_string()])
+        .status()
+        .unwrap();
+    wait_until("a third process serves", || {
+        status(admin)["pid"].as_u64() != Some(u64::from(second))
+    });
+    let third = status(admin)["pid"].as_u64().unwrap() as u32;
+    let _third_guard = Pid(third);
+    wait_until("the second process exits", || !alive(second));
+    let after = load.answered();
+    wait_until("requests are answered by the third process", || {
+        load.answered() > after + 200
+    });
+
+    let (answered, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{} failures: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(answered > 600, "{answered}");
+}
+
+#[test]
+fn a_successor_that_cannot_start_leaves_the_worker_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_up, up) = upstream("u1");
+    let (old, listen, admin) = worker(dir.path(), up);
+    let load = Load::start(listen, 2);
+    wait_until("the load is running", || load.answered() > 100);
+
+    // The successor reads the same files: broken, it exits before it is ready.
+    std::fs::write(dir.path().join("cfg/p.yaml"), "kind: Nope\n").unwrap();
+    // The running Worker watches the files too: it refuses them and keeps serving.
+    let (ok, _, err) = run(
+        &["worker", "upgrade", "--admin-listen", &admin.to_string()],
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("the handover failed") && err.contains("exited before it was ready"),
+        "{err}"
+    );
+    assert_eq!(
+        status(admin)["pid"].as_u64(),
+        Some(u64::from(old.child.id()))
+    );
+    assert_eq!(status(admin)["upgrade"]["state"], "failed");
+    let after = load.answered();
+    wait_until("the old process still answers", || {
+        load.answered() > after + 100
+    });
+    let (_, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{:?}",
+        &failures[..failures.len().min(5)]
+    );
+}
+
+#[test]
+fn a_worker_following_a_manager_is_replaced_and_its_successor_follows_and_acks() {
+    let (_up, up) = upstream("u1");
+    let m = common::Manager::with_env("dev");
+    let release = |r: &str| {
+        vec![format!(
+            "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: p }}\nspec:\n  routes: [{{ pathPrefix: /p }}]\n  upstream: {{ targets: [{{ url: \"http://{up}\" }}] }}\n  policies:\n    - type: headers\n      response: {{ set: {{ x-release: {r} }} }}\n"
+        )]
+    };
+    let apply = |r: &str| {
+        let body = switchyard_api::admin::ApplyRequest {
+            manifests: release(r),
+            ..Default::default()
+        };
+        m.block_on(m.api.apply("dev", &body)).unwrap().revision
+    };
+    assert_eq!(apply("blue"), 1);
+    let w = m.worker("dev", "edge-1");
+    let load = Load::start(w.listen, 2);
+    wait_until("the load is running", || load.answered() > 100);
+
+    let (ok, _, err) = run(
+        &["worker", "upgrade", "--admin-listen", &w.admin.to_string()],
+        &[],
+    );
+    assert!(ok, "{err}");
+    let successor = status(w.admin)["pid"].as_u64().unwrap() as u32;
+    let _guard = Pid(successor);
+    assert_ne!(successor, w.proc.child.id());
+
+    // The successor follows the Manager under the same Worker id and ACKs what comes next.
+    let revision = apply("green");
+    wait_until("the successor serves revision 2", || {
+        status(w.admin)["revision"].as_u64() == Some(revision)
+    });
+    wait_until("edge-1 ACKed revision 2", || {
+        m.block_on(m.api.revision("dev", revision))
+            .unwrap()
+            .reports
+            .iter()
+            .any(|r| r.worker_id == "edge-1" && r.error.is_none())
+    });
+    assert!(m.connected("dev", "edge-1"));
+    let (_, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{:?}",
+        &failures[..failures.len().min(5)]
+    );
+}
