@@ -11,6 +11,7 @@ mod commands;
 mod conn;
 mod handover;
 mod manager_error;
+mod sd_notify;
 mod signals;
 mod text;
 mod wait;

@@ -153,6 +153,14 @@ fn status(admin: SocketAddr) -> serde_json::Value {
 }
 
 fn worker(dir: &std::path::Path, up: SocketAddr) -> (Proc, SocketAddr, SocketAddr) {
+    worker_with(dir, up, &[])
+}
+
+fn worker_with(
+    dir: &std::path::Path,
+    up: SocketAddr,
+    env: &[(&str, &str)],
+) -> (Proc, SocketAddr, SocketAddr) {
     let cfg = dir.join("cfg");
     std::fs::create_dir_all(&cfg).unwrap();
     std::fs::write(
@@ -162,19 +170,22 @@ fn worker(dir: &std::path::Path, up: SocketAddr) -> (Proc, SocketAddr, SocketAdd
         ),
     )
     .unwrap();
-    let p = Proc::spawn(&[
-        "worker",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--access-log",
-        "off",
-        "--threads",
-        "1",
-    ]);
+    let p = Proc::spawn_with(
+        &[
+            "worker",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--access-log",
+            "off",
+            "--threads",
+            "1",
+        ],
+        env,
+    );
     let fields = p.wait_log("worker listening");
     (p, addr(&fields, "listen"), addr(&fields, "admin"))
 }
@@ -365,4 +376,34 @@ fn a_worker_following_a_manager_is_replaced_and_its_successor_follows_and_acks()
         "{:?}",
         &failures[..failures.len().min(5)]
     );
+}
+
+/// Under systemd (`Type=notify`, `NotifyAccess=all`) the Worker says it is ready, and its
+/// successor says it is the service's main process now.
+#[test]
+fn systemd_is_told_who_the_main_process_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    notify.set_read_timeout(Some(common::DEADLINE)).unwrap();
+    let next = || {
+        let mut buf = [0u8; 256];
+        let n = notify.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let (_up, up) = upstream("u1");
+    let (old, _, admin) = worker_with(
+        dir.path(),
+        up,
+        &[("NOTIFY_SOCKET", socket.to_str().unwrap())],
+    );
+    assert_eq!(next(), format!("READY=1\nMAINPID={}\n", old.child.id()));
+    let (ok, _, err) = run(
+        &["worker", "upgrade", "--admin-listen", &admin.to_string()],
+        &[],
+    );
+    assert!(ok, "{err}");
+    let successor = status(admin)["pid"].as_u64().unwrap() as u32;
+    let _guard = Pid(successor);
+    assert_eq!(next(), format!("READY=1\nMAINPID={successor}\n"));
 }

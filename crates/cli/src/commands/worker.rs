@@ -221,6 +221,9 @@ pub async fn serve(
             .context("cannot tell the predecessor this Worker serves")?;
         tracing::info!(target: "switchyard", "handover: took over the sockets; serving");
     }
+    // Under systemd (`Type=notify`, `NotifyAccess=all`): this process serves, and is the
+    // service's main process (a successor takes over from its predecessor).
+    crate::sd_notify::ready();
     let handed_over = crate::handover::serve_upgrades(launch, sockets, hook, requests);
     let shutdown = async {
         tokio::select! {

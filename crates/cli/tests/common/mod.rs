@@ -28,9 +28,15 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(args: &[&str]) -> Proc {
+        Proc::spawn_with(args, &[])
+    }
+
+    /// [`Proc::spawn`] with `env` added to the process's environment.
+    pub fn spawn_with(args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .args(["--log-format", "json"])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
