@@ -232,6 +232,10 @@ pub struct RevisionView {
 pub struct WorkerView {
     pub id: String,
     pub address: Option<String>,
+    /// What the Worker says it runs while connected (`x-switchyard-version`): its binary
+    /// version and the manifest schemas it reads, e.g. `0.1.0; schemas=switchyard.dev/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub connected: bool,
     /// Latest revision this Worker ACKed (what it serves, even after a later NACK).
     pub revision: Option<u64>,

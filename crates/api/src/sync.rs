@@ -13,6 +13,10 @@ use crate::records::ReportStatus;
 pub const WORKER_ID_HEADER: &str = "x-switchyard-worker";
 /// Header carrying the Worker's traffic address (for `status`).
 pub const WORKER_ADDRESS_HEADER: &str = "x-switchyard-address";
+/// Header carrying the Worker's binary version and the manifest `apiVersion`s it reads,
+/// e.g. `0.1.0; schemas=switchyard.dev/v1` (for `status`, and so that a rollout can tell
+/// which Workers run which build).
+pub const WORKER_VERSION_HEADER: &str = "x-switchyard-version";
 
 /// A notification: environment `env` is now at `revision`; these entities changed.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

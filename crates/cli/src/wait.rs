@@ -353,6 +353,7 @@ mod tests {
         WorkerView {
             id: "w1".into(),
             address: None,
+            version: None,
             connected: true,
             revision,
             lag: None,

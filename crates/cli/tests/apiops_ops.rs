@@ -125,7 +125,13 @@ fn status_shows_an_acked_worker_its_lag_and_the_revisions_propagation() {
         .unwrap_or_else(|| panic!("{text}"));
     let row = text.lines().find(|l| l.starts_with("w1 ")).unwrap();
     // Aligned: each value starts under its column's header.
-    for (column, value) in [("REVISION", "1"), ("LAG", "0"), ("LAST REPORT", "ACK r1")] {
+    // The Worker says which build it runs (the same workspace version as this test).
+    for (column, value) in [
+        ("VERSION", env!("CARGO_PKG_VERSION")),
+        ("REVISION", "1"),
+        ("LAG", "0"),
+        ("LAST REPORT", "ACK r1"),
+    ] {
         let at = header.find(column).unwrap();
         assert!(row[at..].starts_with(value), "{column}:\n{header}\n{row}");
     }

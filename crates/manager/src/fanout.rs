@@ -20,6 +20,8 @@ const TRACKED_COMMITS: usize = 1024;
 pub struct ConnectedWorker {
     pub id: String,
     pub address: Option<String>,
+    /// Its binary version and schemas (`x-switchyard-version`), as it last said.
+    pub version: Option<String>,
     pub connected_at: Millis,
     /// The public id of the token its streams were opened with.
     #[serde(skip)]
@@ -32,6 +34,7 @@ pub struct ConnectedWorker {
 pub struct WorkerClaim {
     pub id: String,
     pub address: Option<String>,
+    pub version: Option<String>,
     pub token_id: String,
 }
 
@@ -152,6 +155,7 @@ impl Fanout {
             let WorkerClaim {
                 id,
                 address,
+                version,
                 token_id,
             } = claim;
             let entry = state.workers.entry(id.clone()).or_insert_with(|| {
@@ -161,6 +165,7 @@ impl Fanout {
                     ConnectedWorker {
                         id: id.clone(),
                         address: address.clone(),
+                        version: version.clone(),
                         connected_at: now_millis(),
                         token_id,
                     },
@@ -169,6 +174,11 @@ impl Fanout {
             entry.0 += 1;
             if address.is_some() {
                 entry.1.address = address;
+            }
+            // A successor of a handover connects under the same id before its
+            // predecessor hangs up: the newest stream says what runs now.
+            if version.is_some() {
+                entry.1.version = version;
             }
             id
         });
@@ -283,6 +293,7 @@ mod tests {
         Some(WorkerClaim {
             id: id.into(),
             address: None,
+            version: None,
             token_id: token.into(),
         })
     }

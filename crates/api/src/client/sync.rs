@@ -9,10 +9,21 @@ use hyper::body::Incoming;
 
 use super::{ClientError, ManagerTls, Transport, encode};
 use crate::records::EnvInfo;
-use crate::sync::{ReportBody, SyncPayload, WORKER_ADDRESS_HEADER, WORKER_ID_HEADER};
+use crate::sync::{
+    ReportBody, SyncPayload, WORKER_ADDRESS_HEADER, WORKER_ID_HEADER, WORKER_VERSION_HEADER,
+};
 
 /// How long one sync call (not the event stream's body) may take.
 pub const SYNC_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a Worker of this build says it is: its version and the manifest schemas it reads.
+pub fn worker_version() -> String {
+    format!(
+        "{}; schemas={}",
+        env!("CARGO_PKG_VERSION"),
+        switchyard_config::manifest::API_VERSION
+    )
+}
 
 /// One Worker's calls for one environment: the revision check, pulls, reports and the
 /// notification stream, each naming the Worker (and its traffic address) in headers.
@@ -39,6 +50,10 @@ impl SyncClient {
         if let Some(a) = address {
             b = b.header(HeaderName::from_static(WORKER_ADDRESS_HEADER), a)?;
         }
+        b = b.header(
+            HeaderName::from_static(WORKER_VERSION_HEADER),
+            &worker_version(),
+        )?;
         Ok(SyncClient {
             transport: b.build(),
             env: env.to_string(),

@@ -89,6 +89,8 @@ pub struct Status {
 pub struct WorkerStatus {
     id: String,
     address: Option<String>,
+    /// What the Worker runs, while connected: `0.1.0; schemas=switchyard.dev/v1`.
+    version: Option<String>,
     connected: bool,
     /// Latest revision it ACKed (`null` when its latest report is a NACK or it never
     /// reported).
@@ -135,6 +137,7 @@ async fn fetch(client: &AdminClient, env: &str, revisions: u32) -> anyhow::Resul
             last_seen_ago_ms: w.last_seen.map(|t| (now - t).max(0)),
             id: w.id,
             address: w.address,
+            version: w.version,
             connected: w.connected,
             revision: w.revision,
             lag: w.lag,
@@ -203,6 +206,12 @@ fn describe(s: &Status) -> String {
                 vec![
                     w.id.clone(),
                     w.address.clone().unwrap_or_else(|| "-".into()),
+                    // The binary version, without the schema list.
+                    w.version
+                        .as_deref()
+                        .and_then(|v| v.split(';').next())
+                        .unwrap_or("-")
+                        .to_string(),
                     w.revision.map_or_else(|| "-".into(), |r| r.to_string()),
                     w.lag.map_or_else(|| "-".into(), |l| l.to_string()),
                     w.last_report.as_ref().map_or_else(
@@ -233,6 +242,7 @@ fn describe(s: &Status) -> String {
             &[
                 "WORKER",
                 "ADDRESS",
+                "VERSION",
                 "REVISION",
                 "LAG",
                 "LAST REPORT",

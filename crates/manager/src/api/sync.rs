@@ -12,7 +12,7 @@ use bytes::Bytes;
 use switchyard_api::records::{ReportStatus, WorkerReport, now_millis};
 use switchyard_api::sync::{
     ReportBody, RevisionEvent, SyncEntity, SyncPayload, WORKER_ADDRESS_HEADER, WORKER_ID_HEADER,
-    state_digest,
+    WORKER_VERSION_HEADER, state_digest,
 };
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
@@ -138,6 +138,7 @@ async fn build_pull(
         ("Last-Event-ID" = Option<String>, Header, description = "The last revision the client saw, a number (anything else counts as absent); the current revision is sent at once when this is behind or absent"),
         ("x-switchyard-worker" = Option<String>, Header, description = "The Worker's id: the connection counts as that Worker's"),
         ("x-switchyard-address" = Option<String>, Header, description = "The Worker's traffic address, shown in `GET /v1/envs/{env}/workers`"),
+        ("x-switchyard-version" = Option<String>, Header, description = "The Worker's binary version and the manifest schemas it reads, shown in `GET /v1/envs/{env}/workers`"),
     ),
     responses(
         (status = 200, description = "An event stream: `event: revision`, `id: <revision>`, `data:` a `RevisionEvent` as JSON; `heartbeat` comments keep it alive", content_type = "text/event-stream", body = super::openapi::RevisionEventFrame),
@@ -158,6 +159,7 @@ pub async fn events(
     let worker = header(&headers, WORKER_ID_HEADER).map(|id| WorkerClaim {
         id,
         address: header(&headers, WORKER_ADDRESS_HEADER),
+        version: header(&headers, WORKER_VERSION_HEADER),
         token_id: who.token_id.clone(),
     });
     let last_seen: Option<u64> = header(&headers, "last-event-id").and_then(|v| v.parse().ok());

@@ -225,6 +225,7 @@ pub async fn workers(
             // A NACK keeps the Worker on its last good revision: that is what it serves.
             let acked = acked.iter().find(|(w, _)| *w == id).map(|(_, r)| *r);
             WorkerView {
+                version: conn.and_then(|c| c.version.clone()),
                 address: conn
                     .and_then(|c| c.address.clone())
                     .or_else(|| last.as_ref().and_then(|r| r.address.clone())),
