@@ -224,6 +224,18 @@ async fn worker_certificates_bind_a_worker_token_to_its_environment() {
     };
     assert!(err.contains("not of \"dev\""), "{err}");
 
+    // A certificate names its Worker: another Worker id is refused.
+    let mut opts = ManagedWorker::options(&m, "dev", &token, "impostor", &cache("impostor"));
+    opts.tls = worker_certificate(&m, "dev", "w9", &certs);
+    let err = match ManagedWorker::start(opts).await {
+        Ok(mut w) => {
+            w.stop().await;
+            panic!("a Worker connected under another Worker's certificate");
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("Worker \"w9\"'s, not \"impostor\"'s"), "{err}");
+
     // Its own environment's certificate: served, and changes reach it.
     let mut opts = ManagedWorker::options(&m, "dev", &token, "w2", &cache("w2"));
     opts.tls = worker_certificate(&m, "dev", "w2", &certs);

@@ -103,6 +103,23 @@ impl Principal {
 }
 
 impl Principal {
+    /// A Worker that presents a certificate is the Worker it names: it may not connect or
+    /// report under another Worker id.
+    pub fn require_worker_name(&self, worker_id: &str) -> Result<(), ApiError> {
+        match &self.certificate {
+            Some(id) if self.role == Role::Worker && id.name != worker_id => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::WorkerCertificate,
+                format!(
+                    "the client certificate is Worker {:?}'s, not {worker_id:?}'s: a Worker \
+                         with a certificate uses the name it was issued for (--worker-id)",
+                    id.name
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn require_certificate(&self, env: &str) -> Result<(), ApiError> {
         let refuse = |message: String| {
             ApiError::new(StatusCode::FORBIDDEN, ErrorCode::WorkerCertificate, message)

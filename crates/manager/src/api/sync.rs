@@ -51,9 +51,13 @@ pub async fn pull(
     who: Principal,
     Path(env): Path<String>,
     Query(q): Query<PullQuery>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     // Pulls carry credentials in clear: Workers (and admins) only.
     who.require_worker(&env)?;
+    if let Some(id) = header(&headers, WORKER_ID_HEADER) {
+        who.require_worker_name(&id)?;
+    }
     let info = state.env_info(&env).await?;
     let full = q.since == 0 || q.since > info.revision;
     let since = if full { 0 } else { q.since };
@@ -156,6 +160,9 @@ pub async fn events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     who.require_read(&env)?;
     let info = state.env_info(&env).await?;
+    if let Some(id) = header(&headers, WORKER_ID_HEADER) {
+        who.require_worker_name(&id)?;
+    }
     let worker = header(&headers, WORKER_ID_HEADER).map(|id| WorkerClaim {
         id,
         address: header(&headers, WORKER_ADDRESS_HEADER),
@@ -254,6 +261,7 @@ pub async fn report(
     who.require_worker(&env)?;
     let worker_id = header(&headers, WORKER_ID_HEADER)
         .ok_or_else(|| ApiError::bad_request(format!("missing {WORKER_ID_HEADER} header")))?;
+    who.require_worker_name(&worker_id)?;
     check_report(&state, &who, &env, &worker_id, &body).await?;
     let status = body.status;
     state
