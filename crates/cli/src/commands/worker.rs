@@ -216,10 +216,15 @@ pub async fn serve(
     if let Some(ready) = ready {
         // The predecessor stops accepting once it reads this: connections arriving
         // meanwhile wait in the shared listen queue for this process's accept loop.
-        ready
-            .send()
-            .context("cannot tell the predecessor this Worker serves")?;
-        tracing::info!(target: "switchyard", "handover: took over the sockets; serving");
+        match ready.send() {
+            Ok(()) => {
+                tracing::info!(target: "switchyard", "handover: took over the sockets; serving");
+            }
+            // The predecessor is gone (stopped meanwhile): this process is the one serving.
+            Err(e) => {
+                tracing::warn!(target: "switchyard", error = %e, "handover: the predecessor did not hear that this Worker serves; serving anyway");
+            }
+        }
     }
     // Under systemd (`Type=notify`, `NotifyAccess=all`): this process serves, and is the
     // service's main process (a successor takes over from its predecessor).
