@@ -130,10 +130,10 @@ impl Output {
     pub fn print<T: serde::Serialize>(self, value: &T, text: impl FnOnce() -> String) {
         match self {
             Output::Json => match serde_json::to_string_pretty(value) {
-                Ok(s) => println!("{s}"),
+                Ok(s) => crate::text::out(&format!("{s}\n")),
                 Err(e) => eprintln!("error: cannot encode the answer as JSON: {e}"),
             },
-            Output::Text => println!("{}", text()),
+            Output::Text => crate::text::out(&format!("{}\n", text())),
         }
     }
 }

@@ -302,7 +302,7 @@ pub async fn print_json(
     if let Some(r) = &report {
         v["wait"] = serde_json::to_value(r)?;
     }
-    println!("{}", serde_json::to_string_pretty(&v)?);
+    crate::text::out(&format!("{}\n", serde_json::to_string_pretty(&v)?));
     Ok(report)
 }
 

@@ -582,3 +582,16 @@ fn failed_authentications_are_logged_with_the_token_id_never_the_secret() {
     );
     assert!(!line.to_string().contains(&ci), "{line}");
 }
+
+/// A reader that goes away (`switchyard status | head -1`) ends the command quietly: no
+/// panic, exit 0.
+#[test]
+fn output_into_a_closed_pipe_is_not_a_panic() {
+    let m = Manager::with_env("dev");
+    let mut child = m.cli_child(&["status", "--env", "dev"]);
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

@@ -183,7 +183,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
                 cut_worker,
             })
             .await?;
-            print!("{}", report.to_text());
+            crate::text::out(&report.to_text());
             write_json(json.as_deref(), &report)?;
             Ok(if report.passed {
                 ExitCode::SUCCESS
@@ -214,7 +214,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
                 binary: binary()?,
             })
             .await?;
-            print!("{}", report.to_text());
+            crate::text::out(&report.to_text());
             write_json(json.as_deref(), &report)?;
             let errors: u64 = report.summary.iter().map(|t| t.errors).sum();
             Ok(if errors == 0 {
@@ -239,7 +239,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
                 insecure_http,
             })
             .await?;
-            print!("{}", report.to_text());
+            crate::text::out(&report.to_text());
             write_json(json.as_deref(), &report)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -251,7 +251,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
             let report =
                 tokio::task::spawn_blocking(move || switchyard_bench::scale(proxies, swaps))
                     .await??;
-            print!("{}", report.to_text());
+            crate::text::out(&report.to_text());
             write_json(json.as_deref(), &report)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -88,11 +88,11 @@ pub async fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|d| serde_json::json!({ "kind": d.kind, "name": d.name, "yaml": d.yaml }))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&docs)?);
+            crate::text::out(&format!("{}\n", serde_json::to_string_pretty(&docs)?));
         }
         None => {
             let docs: Vec<&str> = dumped.iter().map(|d| d.yaml.as_str()).collect();
-            print!("{}", docs.join("---\n"));
+            crate::text::out(&docs.join("---\n"));
         }
         Some(dir) => {
             // Check every name before writing anything.

@@ -198,7 +198,7 @@ async fn create_token(args: TokenCreateArgs) -> anyhow::Result<()> {
         "created token {id} ({}, {expiry}); it is shown only once:",
         role.as_str()
     );
-    println!("{secret}");
+    crate::text::out(&format!("{secret}\n"));
     Ok(())
 }
 

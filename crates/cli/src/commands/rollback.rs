@@ -80,7 +80,10 @@ pub async fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
             .as_ref()
             .map_or_else(|| batch::exit(&result.batch), wait::exit_code));
     }
-    println!("{}", describe(&result, crate::conn::stdout_is_terminal()));
+    crate::text::out(&format!(
+        "{}\n",
+        describe(&result, crate::conn::stdout_is_terminal())
+    ));
     if result.batch.dry_run {
         // Like plan: 2 when something would change.
         return Ok(batch::exit(&result.batch));
