@@ -11,10 +11,6 @@ use std::time::Duration;
 use switchyard_worker::handover::{self, Sockets, UpgradeHook, UpgradeState};
 use tokio::sync::mpsc;
 
-/// How long a successor may take to load its configuration (from the Manager or its cache)
-/// and say it serves.
-const READY_DEADLINE: Duration = Duration::from_secs(60);
-
 /// How this process was started, captured at start (before a package upgrade replaces the
 /// binary, after which `/proc/self/exe` names a deleted file).
 pub struct Launch {
@@ -56,13 +52,14 @@ pub async fn serve_upgrades(
     sockets: Sockets,
     hook: UpgradeHook,
     mut requests: mpsc::Receiver<()>,
+    deadline: Duration,
 ) {
     while requests.recv().await.is_some() {
         hook.set(UpgradeState::InProgress);
         tracing::info!(target: "switchyard", binary = %launch.exe.display(), "handover: starting a successor");
         let mut command = tokio::process::Command::new(&launch.exe);
         command.args(&launch.args);
-        match handover::start_successor(&sockets, command, READY_DEADLINE).await {
+        match handover::start_successor(&sockets, command, deadline).await {
             Ok(pid) => {
                 hook.set(UpgradeState::HandedOver { successor_pid: pid });
                 tracing::info!(target: "switchyard", successor = pid, "handover: the successor serves; draining");

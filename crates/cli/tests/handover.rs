@@ -407,3 +407,81 @@ fn systemd_is_told_who_the_main_process_is() {
     let _guard = Pid(successor);
     assert_eq!(next(), format!("READY=1\nMAINPID={successor}\n"));
 }
+
+/// A successor that is not ready in time (its Manager does not answer: the process is
+/// stopped) is killed; the old process carries on serving, and says why.
+#[test]
+fn a_successor_that_is_not_ready_in_time_is_killed_and_the_worker_carries_on() {
+    let (_up, up) = upstream("u1");
+    let m = common::Manager::with_env("dev");
+    let body = switchyard_api::admin::ApplyRequest {
+        manifests: vec![format!(
+            "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: p }}\nspec:\n  routes: [{{ pathPrefix: /p }}]\n  upstream: {{ targets: [{{ url: \"http://{up}\" }}] }}\n"
+        )],
+        ..Default::default()
+    };
+    m.block_on(m.api.apply("dev", &body)).unwrap();
+    let token = m.token(&["--role", "worker", "--env", "dev", "--name", "edge-2"]);
+    let cache = m.dir().join("cache-edge-2");
+    let old = Proc::spawn(&[
+        "worker",
+        "--manager",
+        &m.url,
+        "--manager-ca",
+        &m.ca,
+        "--env",
+        "dev",
+        "--token",
+        &token,
+        "--worker-id",
+        "edge-2",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--access-log",
+        "off",
+        "--handover-timeout",
+        "1s",
+    ]);
+    let fields = old.wait_log("worker listening");
+    let (listen, admin) = (addr(&fields, "listen"), addr(&fields, "admin"));
+    let load = Load::start(listen, 2);
+    wait_until("the load is running", || load.answered() > 100);
+
+    // The Manager stops answering (its socket still accepts): the successor waits on it.
+    let manager = m.proc.child.id().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            std::process::Command::new("kill")
+                .args([sig, &manager])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-STOP");
+    let (ok, _, err) = run(
+        &["worker", "upgrade", "--admin-listen", &admin.to_string()],
+        &[],
+    );
+    signal("-CONT");
+    assert!(!ok);
+    assert!(err.contains("was not ready within 1s"), "{err}");
+    assert_eq!(
+        status(admin)["pid"].as_u64(),
+        Some(u64::from(old.child.id()))
+    );
+    let after = load.answered();
+    wait_until("the old process still answers", || {
+        load.answered() > after + 100
+    });
+    let (_, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{:?}",
+        &failures[..failures.len().min(5)]
+    );
+}

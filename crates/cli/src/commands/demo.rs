@@ -60,7 +60,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         listen_tls: None,
         admin,
     };
-    let result = super::worker::serve(options, addresses, None).await;
+    let result = super::worker::serve(options, addresses, super::worker::Handover::none()).await;
     let _ = stop_tx.send(true);
     result.map(|()| ExitCode::SUCCESS)
 }

@@ -73,6 +73,10 @@ pub struct WorkerArgs {
     /// Do not watch the configuration for changes (SIGHUP still reloads).
     #[arg(long)]
     pub no_watch: bool,
+    /// How long a successor started by `switchyard worker upgrade` (or SIGUSR2) may take to
+    /// load its configuration and serve before it is killed and this process carries on.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub handover_timeout: Duration,
     /// Set by a predecessor handing its sockets over (see `switchyard worker upgrade`):
     /// receive the listeners there instead of binding them.
     #[arg(long, hide = true, value_name = "PATH")]
@@ -141,7 +145,11 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         listen_tls: args.listen_tls,
         admin: args.admin_listen,
     };
-    serve(options, addresses, args.handover_from).await?;
+    let handover = Handover {
+        from: args.handover_from,
+        timeout: args.handover_timeout,
+    };
+    serve(options, addresses, handover).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -170,8 +178,12 @@ fn data_threads(threads: Option<u16>) -> NonZeroUsize {
 pub async fn serve(
     mut options: WorkerOptions,
     addresses: Addresses,
-    handover_from: Option<PathBuf>,
+    handover: Handover,
 ) -> anyhow::Result<()> {
+    let Handover {
+        from: handover_from,
+        timeout: handover_timeout,
+    } = handover;
     let launch =
         crate::handover::Launch::current().context("cannot tell how this process was started")?;
     let (listener, tls_listener, admin, ready) = match handover_from {
@@ -229,7 +241,8 @@ pub async fn serve(
     // Under systemd (`Type=notify`, `NotifyAccess=all`): this process serves, and is the
     // service's main process (a successor takes over from its predecessor).
     crate::sd_notify::ready();
-    let handed_over = crate::handover::serve_upgrades(launch, sockets, hook, requests);
+    let handed_over =
+        crate::handover::serve_upgrades(launch, sockets, hook, requests, handover_timeout);
     let shutdown = async {
         tokio::select! {
             () = signals::terminated() => {}
@@ -239,6 +252,24 @@ pub async fn serve(
     worker.run(listener, Some(admin), shutdown).await?;
     tracing::info!(target: "switchyard", "worker stopped");
     Ok(())
+}
+
+/// A Worker's part in handovers: the predecessor's socket path it takes its listeners from
+/// (if it is a successor), and how long its own successors may take to serve.
+#[derive(Debug, Clone)]
+pub struct Handover {
+    pub from: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+impl Handover {
+    /// A Worker started by itself, with the default successor deadline.
+    pub fn none() -> Handover {
+        Handover {
+            from: None,
+            timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Binds the traffic, HTTPS and admin listeners.
