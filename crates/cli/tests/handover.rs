@@ -152,6 +152,13 @@ fn status(admin: SocketAddr) -> serde_json::Value {
     serde_json::from_str(body).unwrap()
 }
 
+/// Proxy `p` on `/p` to `up`, with `extra` spec lines.
+fn proxy(up: SocketAddr, extra: &str) -> String {
+    format!(
+        "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: p }}\nspec:\n  routes: [{{ pathPrefix: /p }}]\n  upstream: {{ targets: [{{ url: \"http://{up}\" }}] }}\n{extra}"
+    )
+}
+
 fn worker(dir: &std::path::Path, up: SocketAddr) -> (Proc, SocketAddr, SocketAddr) {
     worker_with(dir, up, &[])
 }
@@ -163,13 +170,7 @@ fn worker_with(
 ) -> (Proc, SocketAddr, SocketAddr) {
     let cfg = dir.join("cfg");
     std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::write(
-        cfg.join("p.yaml"),
-        format!(
-            "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: p }}\nspec:\n  routes: [{{ pathPrefix: /p }}]\n  upstream: {{ targets: [{{ url: \"http://{up}\" }}] }}\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(cfg.join("p.yaml"), proxy(up, "")).unwrap();
     let p = Proc::spawn_with(
         &[
             "worker",
@@ -332,8 +333,11 @@ fn a_worker_following_a_manager_is_replaced_and_its_successor_follows_and_acks()
     let (_up, up) = upstream("u1");
     let m = common::Manager::with_env("dev");
     let release = |r: &str| {
-        vec![format!(
-            "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: p }}\nspec:\n  routes: [{{ pathPrefix: /p }}]\n  upstream: {{ targets: [{{ url: \"http://{up}\" }}] }}\n  policies:\n    - type: headers\n      response: {{ set: {{ x-release: {r} }} }}\n"
+        vec![proxy(
+            up,
+            &format!(
+                "  policies:\n    - type: headers\n      response: {{ set: {{ x-release: {r} }} }}\n"
+            ),
         )]
     };
     let apply = |r: &str| {
@@ -415,39 +419,13 @@ fn a_successor_that_is_not_ready_in_time_is_killed_and_the_worker_carries_on() {
     let (_up, up) = upstream("u1");
     let m = common::Manager::with_env("dev");
     let body = switchyard_api::admin::ApplyRequest {
-        manifests: vec![format!(
-            "apiVersion: switchyard.dev/v1\nkind: Proxy\nmetadata: {{ name: p }}\nspec:\n  routes: [{{ pathPrefix: /p }}]\n  upstream: {{ targets: [{{ url: \"http://{up}\" }}] }}\n"
-        )],
+        manifests: vec![proxy(up, "")],
         ..Default::default()
     };
     m.block_on(m.api.apply("dev", &body)).unwrap();
     let token = m.token(&["--role", "worker", "--env", "dev", "--name", "edge-2"]);
-    let cache = m.dir().join("cache-edge-2");
-    let old = Proc::spawn(&[
-        "worker",
-        "--manager",
-        &m.url,
-        "--manager-ca",
-        &m.ca,
-        "--env",
-        "dev",
-        "--token",
-        &token,
-        "--worker-id",
-        "edge-2",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--access-log",
-        "off",
-        "--handover-timeout",
-        "1s",
-    ]);
-    let fields = old.wait_log("worker listening");
-    let (listen, admin) = (addr(&fields, "listen"), addr(&fields, "admin"));
+    let w = m.spawn_worker_with("dev", &token, Some("edge-2"), &["--handover-timeout", "1s"]);
+    let (old, listen, admin) = (w.proc, w.listen, w.admin);
     let load = Load::start(listen, 2);
     wait_until("the load is running", || load.answered() > 100);
 

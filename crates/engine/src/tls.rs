@@ -403,7 +403,8 @@ pub fn seconds_left(c: &Certificate, now: SystemTime) -> i64 {
     c.not_after.saturating_sub(unix_seconds(now))
 }
 
-fn parse_chain(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+/// A PEM certificate chain (leaf first); the error says what was expected.
+pub fn parse_chain(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("not a PEM certificate chain: {e}"))?;

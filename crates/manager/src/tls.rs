@@ -354,16 +354,9 @@ pub fn server_config(
             (issued.chain, issued.key, describe)
         }
         ServeTls::Files { cert, key } => {
-            let pem = std::fs::read(cert).map_err(|e| file_error(cert, e))?;
-            let chain = CertificateDer::pem_slice_iter(&pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| file_error(cert, format!("not valid PEM: {e}")))?;
-            if chain.is_empty() {
-                return Err(file_error(
-                    cert,
-                    "no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
-                ));
-            }
+            let pem = std::fs::read_to_string(cert).map_err(|e| file_error(cert, e))?;
+            let chain =
+                switchyard_engine::tls::parse_chain(&pem).map_err(|e| file_error(cert, e))?;
             let key_pem = std::fs::read(key).map_err(|e| file_error(key, e))?;
             let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
                 .map_err(|e| file_error(key, format!("no usable PEM private key: {e}")))?;

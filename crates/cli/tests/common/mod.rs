@@ -353,6 +353,17 @@ impl Manager {
     /// A Manager-mode Worker process following `env` with `token`, as `id` (default: the
     /// Worker's own).
     pub fn spawn_worker(&self, env: &str, token: &str, id: Option<&str>) -> Worker {
+        self.spawn_worker_with(env, token, id, &[])
+    }
+
+    /// [`Manager::spawn_worker`] with more Worker flags.
+    pub fn spawn_worker_with(
+        &self,
+        env: &str,
+        token: &str,
+        id: Option<&str>,
+        extra: &[&str],
+    ) -> Worker {
         let cache = self
             .dir()
             .join(format!("cache-{}", id.unwrap_or("default")));
@@ -378,6 +389,7 @@ impl Manager {
         if let Some(id) = id {
             args.extend(["--worker-id", id]);
         }
+        args.extend_from_slice(extra);
         let proc = Proc::spawn(&args);
         let fields = proc.wait_log("worker listening");
         Worker {
