@@ -110,6 +110,24 @@ impl Serialize for HumanDuration {
     }
 }
 
+/// Written as text: `500ms`, `2s`, `10m`, `1h30m`.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for HumanDuration {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^([0-9]+(ms|s|m|h))+$"))
+            .description(Some(
+                "A duration: numbers followed by a unit (ms, s, m, h), e.g. `500ms`, `2s`, `1m30s`.",
+            ))
+            .examples(["2s", "1m30s"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for HumanDuration {}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

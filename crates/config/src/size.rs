@@ -98,6 +98,35 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// Written as a whole number of bytes or as text with a unit (`1MiB`); written back as
+/// text.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ByteSize {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::ObjectBuilder;
+        use utoipa::openapi::schema::{OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^\\s*[0-9]+\\s*(B|KiB|MiB|GiB|KB|kB|MB|GB)?\\s*$")),
+            )
+            .description(Some(
+                "A size in bytes: a whole number, or a number with a unit (KiB, MiB, GiB, KB, MB, GB), e.g. `1MiB`.",
+            ))
+            .examples([serde_json::json!("1MiB"), serde_json::json!(1048576)])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ByteSize {}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -9,6 +9,7 @@ use super::Metadata;
 /// A certificate a Worker serves. Parsed and checked (the key matches, the chain verifies,
 /// the certificate is valid now) when compiled; see `switchyard_engine::tls`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CertificateManifest {
     pub api_version: String,
@@ -18,6 +19,7 @@ pub struct CertificateManifest {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CertificateSpec {
     /// PEM: the leaf certificate first, then the intermediates that lead to a root.
@@ -36,6 +38,7 @@ pub struct CertificateSpec {
 
 /// `spec.clientAuth`: how handshakes selecting the certificate verify client certificates.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientAuthSpec {
     /// A Credential of type `secret` whose value is the PEM CA certificates a client
@@ -52,6 +55,7 @@ pub struct ClientAuthSpec {
 
 /// Whether a client certificate is required in the handshake.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ClientAuthMode {
     #[default]

@@ -9,6 +9,7 @@ use crate::Kind;
 /// A secret the gateway uses or checks: API keys of consumers, users with password hashes,
 /// a JWKS, or one secret value (e.g. an upstream's key or an HMAC secret).
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CredentialManifest {
     pub api_version: String,
@@ -18,6 +19,7 @@ pub struct CredentialManifest {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum CredentialSpec {
     /// One secret value.
@@ -125,6 +127,7 @@ impl<'de> serde::de::Visitor<'de> for CredentialVisitor {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiKeyEntry {
     pub consumer: String,
@@ -132,6 +135,7 @@ pub struct ApiKeyEntry {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BasicUser {
     pub username: String,

@@ -14,6 +14,7 @@ use crate::duration::HumanDuration;
 use crate::error::{ConfigError, Position, SourceRef};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvironmentManifest {
     pub api_version: String,
@@ -23,6 +24,7 @@ pub struct EnvironmentManifest {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvironmentSpec {
     /// `NAME: value`; names are letters, digits and `_`, not starting with a digit.
@@ -37,6 +39,7 @@ pub struct EnvironmentSpec {
 /// has a default; written out (canonical JSON) only when set, so an Environment without it
 /// keeps its digest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GatewaySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,6 +52,7 @@ pub struct GatewaySpec {
 
 /// `spec.gateway.connections`: how many client connections one Worker keeps open.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectionsSpec {
     /// At most this many client connections per Worker (never more than its file
@@ -65,6 +69,7 @@ impl GatewaySpec {
 
 /// `spec.gateway.paths`: how request paths are normalised before routing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PathsSpec {
     /// `//a///b` → `/a/b` (default true).
@@ -77,6 +82,7 @@ pub struct PathsSpec {
 
 /// An encoded slash or backslash (`%2F`, `%5C`) in a request path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum EncodedSlashes {
     /// 400: such a path cannot be routed without guessing what the upstream makes of it.
@@ -90,6 +96,7 @@ pub enum EncodedSlashes {
 
 /// `spec.gateway.timeouts`: how long a Worker waits on clients and upstreams that stall.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrafficTimeoutsSpec {
     /// A connection (new or kept alive) that sends no request byte for this long is closed

@@ -118,6 +118,7 @@ pub(crate) struct HeaderMetadata {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProxyManifest {
     pub api_version: String,
@@ -127,8 +128,10 @@ pub struct ProxyManifest {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Metadata {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub name: Spanned<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -137,8 +140,10 @@ pub struct Metadata {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProxySpec {
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<RouteSpec>))]
     pub routes: Spanned<Vec<Spanned<RouteSpec>>>,
     pub upstream: Box<UpstreamSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -157,6 +162,7 @@ pub struct ProxySpec {
 /// errors (an OpenAI SDK behind an AI route). Struct variants, so that unknown fields beside
 /// `format` are refused (serde ignores them for unit variants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "format", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ErrorsSpec {
     /// `{"error": code, "message", "source", "policy"}` (the default).
@@ -166,6 +172,7 @@ pub enum ErrorsSpec {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RouteSpec {
     /// Matches this path and everything below it (segment-aware: `/a` matches `/a` and `/a/b`,
@@ -191,8 +198,10 @@ fn is_false(b: &bool) -> bool {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpstreamSpec {
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<TargetSpec>))]
     pub targets: Spanned<Vec<TargetSpec>>,
     #[serde(default)]
     pub load_balancing: LoadBalancing,
@@ -221,6 +230,7 @@ pub struct UpstreamSpec {
 
 /// `spec.upstream.tls`: the verification of `https://` targets.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpstreamTlsSpec {
     /// A Credential of type `secret` whose value is the PEM certificates to trust instead
@@ -239,6 +249,7 @@ pub struct UpstreamTlsSpec {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TargetSpec {
     pub url: TargetUrl,
@@ -253,6 +264,7 @@ fn default_weight() -> u32 {
 /// An upstream base URL: `http://host:port` or `https://host:port` with an optional path
 /// prefix. Checked when read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct TargetUrl(pub String);
 
@@ -378,7 +390,26 @@ impl<'de> Deserialize<'de> for RequestKeySpec {
     }
 }
 
+/// Written as text: `consumer`, `client-ip` or `header:<name>`.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for RequestKeySpec {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^(consumer|client-ip|header:.+)$"))
+            .description(Some(
+                "What identifies the sender of a request: `consumer`, `client-ip` or `header:<name>`.",
+            ))
+            .examples(["client-ip", "header:x-tenant"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for RequestKeySpec {}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum LoadBalancing {
     #[default]
@@ -391,6 +422,7 @@ pub enum LoadBalancing {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Timeouts {
     /// Time allowed to open a TCP connection to a target.
@@ -419,6 +451,7 @@ impl Default for Timeouts {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Retries {
     /// Extra attempts, each on another target. Made only when it is safe: connecting failed
@@ -447,6 +480,7 @@ impl Default for Retries {
 /// A token bucket per upstream: every request adds `ratio` tokens, `minPerSecond` tokens
 /// are added each second whatever the traffic, a retry takes one token; no token, no retry.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryBudgetSpec {
     #[serde(default = "default_budget_ratio")]
@@ -480,6 +514,7 @@ impl Default for RetryBudgetSpec {
 
 /// `healthCheck`: `active` probes, `passive` ejection on failed requests, or both.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealthCheckSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -492,6 +527,7 @@ pub struct HealthCheckSpec {
 /// successes. `unhealthyThreshold` failures in a row mark a target unhealthy,
 /// `healthyThreshold` successes in a row mark it healthy again.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActiveHealthCheckSpec {
     /// Path (and optional query) below the target's URL, e.g. `/healthz`.
@@ -525,6 +561,7 @@ fn default_unhealthy_threshold() -> u32 {
 /// `consecutiveFailures` failed requests in a row (connect failure, reset, timeout, or a
 /// 5xx answer) eject a target for `coolOff`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PassiveHealthCheckSpec {
     #[serde(default = "default_consecutive_failures")]

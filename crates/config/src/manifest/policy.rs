@@ -32,6 +32,7 @@ macro_rules! policies {
     ($($variant:ident($spec:ty) = $name:literal,)*) => {
         /// A policy in a proxy's pipeline, selected by `type`.
         #[derive(Debug, Clone, Serialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(tag = "type", rename_all = "kebab-case")]
         pub enum PolicySpec {
             $($variant($spec),)*
@@ -136,6 +137,7 @@ fn is_true(b: &bool) -> bool {
 // ---- headers ----
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HeadersPolicySpec {
     #[serde(default)]
@@ -145,6 +147,7 @@ pub struct HeadersPolicySpec {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HeaderOpsSpec {
     /// Replace (or create) these headers.
@@ -163,6 +166,7 @@ pub struct HeaderOpsSpec {
 /// `api-key`: the key from a header (default `x-api-key`) or a query parameter, checked
 /// against `kind: Credential` entities of type `api-keys`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiKeySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -182,6 +186,7 @@ pub struct ApiKeySpec {
 
 /// `basic-auth`: users from `basic-users` credentials (password hashes).
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BasicAuthSpec {
     pub credentials: Vec<String>,
@@ -198,6 +203,7 @@ pub struct BasicAuthSpec {
 /// `jwt`: a bearer token (from `Authorization`, or `header`) checked for signature,
 /// issuer, audience and time.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JwtSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -230,6 +236,7 @@ fn default_consumer_claim() -> String {
 /// `mtls-auth`: the client certificate verified in the TLS handshake (a `kind:
 /// Certificate` with `spec.clientAuth`) identifies the consumer.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MtlsAuthSpec {
     /// What of the certificate names the consumer (default `subject-cn`).
@@ -246,6 +253,7 @@ pub struct MtlsAuthSpec {
 
 /// The part of a client certificate that names the consumer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum MtlsIdentity {
     /// The subject's common name (CN).
@@ -263,6 +271,7 @@ pub enum MtlsIdentity {
 /// anything not on it is denied. The client address is the peer's, or — when the peer is
 /// in `trustedProxies` — the right-most untrusted address of `X-Forwarded-For`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IpFilterSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -278,6 +287,7 @@ pub struct IpFilterSpec {
 /// among the proxy's rate limits, and key), not to a configuration version: they survive
 /// swaps, and a changed limit applies to them.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RateLimitSpec {
     /// Names the counters explicitly (keeps them when policies are reordered).
@@ -291,6 +301,7 @@ pub struct RateLimitSpec {
 
 /// `request-size`: 413 for bodies over `maxBytes`, chunked ones included, without buffering.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RequestSizeSpec {
     pub max_bytes: ByteSize,
@@ -298,6 +309,7 @@ pub struct RequestSizeSpec {
 
 /// `cors`: preflights answered at the gateway; CORS headers on actual responses.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CorsSpec {
     /// Origins (`https://app.example.com`) or `*`.
@@ -322,6 +334,7 @@ pub struct CorsSpec {
 
 /// `prompt-firewall`: inspects the text of LLM requests against named rules.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PromptFirewallSpec {
     /// JSONPath expressions selecting the text to inspect (default
@@ -345,6 +358,7 @@ fn default_inspect_limit() -> ByteSize {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PromptRuleSpec {
     pub name: String,
@@ -365,6 +379,7 @@ pub struct PromptRuleSpec {
 
 /// What to do with a body the firewall cannot inspect (too large, not JSON).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Uninspectable {
     #[default]
@@ -374,6 +389,7 @@ pub enum Uninspectable {
 
 /// `mock-response`: a fixed answer, no upstream call.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MockResponseSpec {
     #[serde(default = "default_status", deserialize_with = "lenient::u16")]
@@ -395,6 +411,7 @@ fn default_status() -> u16 {
 /// `upstream-credential`: a `secret` credential put into a request header on its way
 /// upstream (`format` with `{}` where the value goes). Clients never see it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpstreamCredentialSpec {
     pub credential: String,
