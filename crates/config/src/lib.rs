@@ -13,6 +13,8 @@ pub mod kind;
 pub mod load;
 pub mod manifest;
 pub mod plan;
+#[cfg(feature = "openapi")]
+pub mod schema;
 pub mod secretbox;
 pub mod size;
 
