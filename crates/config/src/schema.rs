@@ -603,7 +603,9 @@ spec:
         let written = written_paths();
         for kind in Kind::ALL {
             let listed: BTreeSet<String> = field_paths(kind).into_iter().collect();
-            let seen = written.get(&kind).unwrap();
+            let seen = written
+                .get(&kind)
+                .unwrap_or_else(|| panic!("{kind}: add a manifest of this kind to RICH"));
             let missing: Vec<_> = seen.difference(&listed).collect();
             assert!(
                 missing.is_empty(),
@@ -618,7 +620,9 @@ spec:
     fn the_rich_manifests_write_every_field_of_the_schema() {
         let written = written_paths();
         for kind in Kind::ALL {
-            let seen = written.get(&kind).unwrap();
+            let seen = written
+                .get(&kind)
+                .unwrap_or_else(|| panic!("{kind}: add a manifest of this kind to RICH"));
             let unwritten: Vec<_> = field_paths(kind)
                 .into_iter()
                 .filter(|p| !seen.contains(p))
