@@ -67,6 +67,89 @@ pub struct ApplyRequest {
     pub delete: Vec<EntityKey>,
 }
 
+/// `POST /v1/envs/{env}/rollout`: commit a change Workers take only when they start (or
+/// nothing: a new binary, or a rollout to finish), then hand every Worker of the
+/// environment over to a successor process, one at a time.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutRequest {
+    /// As for `apply`; empty: the current revision is rolled out (a new binary on the
+    /// Workers' hosts, or a rollout that stopped, resumed).
+    #[serde(default)]
+    pub manifests: Vec<String>,
+    #[serde(default)]
+    pub delete: Vec<EntityKey>,
+    #[serde(default, deserialize_with = "crate::integral::opt_revision")]
+    pub expected_revision: Option<u64>,
+    /// How long one Worker's handover may take, from the request to its successor's ACK
+    /// (default 120 s).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3600))]
+    pub step_timeout_secs: Option<u64>,
+}
+
+/// Where a rollout stands (`GET /v1/envs/{env}/rollout`; the answer of `POST`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RolloutStatus {
+    pub id: String,
+    pub env: String,
+    /// The revision the Workers are taken to.
+    pub revision: u64,
+    pub state: RolloutState,
+    pub actor: String,
+    pub started_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<i64>,
+    /// The commit the rollout made, if it made one (`None`: the current revision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<BatchResponse>,
+    /// In the order they are walked (by id).
+    pub workers: Vec<RolloutWorker>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutState {
+    Running,
+    Succeeded,
+    /// Stopped at the first Worker that failed; the ones after it were not touched.
+    Failed,
+}
+
+/// One Worker's step of a rollout.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutWorker {
+    pub id: String,
+    pub state: RolloutStepState,
+    /// The process asked to hand over, and the one that took over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_instance: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_instance: Option<String>,
+    /// From the request to the successor's ACK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutStepState {
+    Waiting,
+    HandingOver,
+    Done,
+    Failed,
+}
+
 /// `POST /v1/envs/{env}/promote`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

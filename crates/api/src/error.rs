@@ -40,6 +40,11 @@ pub enum ErrorCode {
     RevisionConflict,
     /// Manifests, or the environment after the change, do not compile (`details`).
     InvalidConfig,
+    /// `apply` of a change that Workers only take when they start (`details` lists the
+    /// fields and why); `switchyard rollout` applies it.
+    RestartRequired,
+    /// A rollout of the environment is running: it finishes (or fails) first.
+    RolloutInProgress,
     /// Revision 0 is no revision to roll back to.
     InvalidRevision,
     /// `credential set|rotate` on a credential that is not `type: secret`.
@@ -71,7 +76,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code the Manager answers with (all but [`ErrorCode::Other`]).
-    pub const KNOWN: [ErrorCode; 31] = [
+    pub const KNOWN: [ErrorCode; 33] = [
         ErrorCode::Unauthorized,
         ErrorCode::TokenExpired,
         ErrorCode::Forbidden,
@@ -91,6 +96,8 @@ impl ErrorCode {
         ErrorCode::TooManyAuthFailures,
         ErrorCode::RevisionConflict,
         ErrorCode::InvalidConfig,
+        ErrorCode::RestartRequired,
+        ErrorCode::RolloutInProgress,
         ErrorCode::InvalidRevision,
         ErrorCode::NotASecret,
         ErrorCode::SameValue,
@@ -126,6 +133,8 @@ impl ErrorCode {
             ErrorCode::TooManyAuthFailures => "too_many_auth_failures",
             ErrorCode::RevisionConflict => "revision_conflict",
             ErrorCode::InvalidConfig => "invalid_config",
+            ErrorCode::RestartRequired => "restart_required",
+            ErrorCode::RolloutInProgress => "rollout_in_progress",
             ErrorCode::InvalidRevision => "invalid_revision",
             ErrorCode::NotASecret => "not_a_secret",
             ErrorCode::SameValue => "same_value",

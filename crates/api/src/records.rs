@@ -40,10 +40,13 @@ pub enum Operation {
     /// The store was given a new identity (it was found restored from a backup): Workers
     /// that followed the old one resynchronise.
     RenewStoreId,
+    /// `switchyard rollout`: a revision that Workers take by handing over to a successor
+    /// process (restart-required changes, a new binary), and each step of walking them.
+    Rollout,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 12] = [
+    pub const ALL: [Operation; 13] = [
         Operation::Apply,
         Operation::Delete,
         Operation::Promote,
@@ -56,6 +59,7 @@ impl Operation {
         Operation::SetCredential,
         Operation::RotateCredential,
         Operation::RenewStoreId,
+        Operation::Rollout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +76,7 @@ impl Operation {
             Operation::SetCredential => "set-credential",
             Operation::RotateCredential => "rotate-credential",
             Operation::RenewStoreId => "renew-store-id",
+            Operation::Rollout => "rollout",
         }
     }
 

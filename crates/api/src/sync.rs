@@ -17,6 +17,21 @@ pub const WORKER_ADDRESS_HEADER: &str = "x-switchyard-address";
 /// e.g. `0.1.0; schemas=switchyard.dev/v1` (for `status`, and so that a rollout can tell
 /// which Workers run which build).
 pub const WORKER_VERSION_HEADER: &str = "x-switchyard-version";
+/// The Worker process (new with each process, kept for its life): tells a successor of a
+/// handover from its predecessor under the same Worker id.
+pub const WORKER_INSTANCE_HEADER: &str = "x-switchyard-instance";
+
+/// `event: upgrade` on a Worker's event stream: the process `instance` of Worker `worker`
+/// is asked to hand over to a successor process (a step of rollout `rollout`, which
+/// brings revision `revision`). Every other stream ignores it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeDirective {
+    pub worker: String,
+    pub instance: String,
+    pub rollout: String,
+    pub revision: u64,
+}
 
 /// A notification: environment `env` is now at `revision`; these entities changed.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     apply, audit, bench, certificate, credential, demo, dump, env, manager, promote, rollback,
-    status, token, up, upstream, validate, worker,
+    rollout, status, token, up, upstream, validate, worker,
 };
 
 #[derive(Parser)]
@@ -39,9 +39,13 @@ pub enum Command {
     /// Apply manifests to an environment: validated locally, sent as one batch, one revision.
     Apply(apply::ApplyArgs),
     /// What `apply` would do, entity by entity, with each changed field (secrets redacted)
-    /// and whether it is applied hot; changes nothing. Exit status 0 when nothing would
+    /// and how it is applied (hot, hot-with-drain, restart-required); changes nothing. Exit status 0 when nothing would
     /// change, 2 when something would, 1 on error.
     Plan(apply::ApplyArgs),
+    /// Roll out a change Workers take only when they start (restart-required, refused by
+    /// `apply`), or a new binary: commit it, then hand each Worker over to a successor
+    /// process, one at a time, without refusing a connection. `rollout status` shows it.
+    Rollout(rollout::RolloutArgs),
     /// Copy proxies as deployed in one environment into another (stage -> prod), resolved
     /// with the target's variables, as one audited revision.
     Promote(promote::PromoteArgs),

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use switchyard_api::admin::BatchResponse;
-use switchyard_config::plan::FieldChange;
+use switchyard_config::plan::{ChangeClass, FieldChange};
 
 use crate::conn::{self, Output};
 
@@ -75,10 +75,9 @@ pub fn describe(r: &BatchResponse, colour: bool) -> String {
             (Some(o), None, false) => ("-", RED, format!("deleted (was v{o})")),
             (None, None, _) => (" ", DIM, "unchanged".to_string()),
         };
-        let hot = if planned.hot.hot {
-            "hot".to_string()
-        } else {
-            format!("NOT hot: {}", planned.hot.how)
+        let hot = match planned.hot.class {
+            ChangeClass::Hot => "hot".to_string(),
+            class => format!("{class}: {}", planned.hot.how),
         };
         out.push_str(&format!(
             "\n  {} {}/{}: {what} ({hot})",
@@ -89,7 +88,27 @@ pub fn describe(r: &BatchResponse, colour: bool) -> String {
         for f in &planned.diff {
             out.push_str("\n      ");
             out.push_str(&field_line(f, &paint));
+            if f.class != ChangeClass::Hot {
+                out.push_str(&format!(" [{}]", f.class));
+            }
         }
+    }
+    if r.dry_run
+        && r.changes
+            .iter()
+            .any(|c| c.hot.class == ChangeClass::RestartRequired)
+    {
+        out.push_str(&format!(
+            "\n{}",
+            paint(
+                YELLOW,
+                &format!(
+                    "restart-required: `switchyard apply` refuses this; `switchyard rollout --env {} FILES…` \
+                     applies it, handing each Worker over to a successor process",
+                    r.env
+                )
+            )
+        ));
     }
     out
 }
@@ -135,13 +154,13 @@ mod tests {
             "env": "dev", "revision": 4, "previous_revision": 4, "changed": true, "dry_run": true,
             "changes": [
                 {"kind": "Proxy", "name": "payments", "old_version": 3, "new_version": 4, "digest": "d",
-                 "hot": {"hot": true, "how": "swapped"},
+                 "hot": {"hot": true, "class": "hot", "how": "swapped"},
                  "diff": [{"path": "spec.upstream.targets[0].url", "old": "http://a", "new": "http://b"}]},
                 {"kind": "Credential", "name": "key", "old_version": 1, "new_version": 2, "digest": "d",
-                 "hot": {"hot": true, "how": "swapped"},
+                 "hot": {"hot": true, "class": "hot", "how": "swapped"},
                  "diff": [{"path": "spec.value", "old": "<redacted>", "new": "<redacted>", "secret": true}]},
                 {"kind": "Proxy", "name": "old", "old_version": 2, "new_version": null, "digest": "",
-                 "hot": {"hot": true, "how": "swapped"}}
+                 "hot": {"hot": true, "class": "hot", "how": "swapped"}}
             ],
             "unchanged": [{"kind": "Proxy", "name": "same"}]
         }))

@@ -22,7 +22,7 @@ use args::{Cli, Command};
 use clap::Parser;
 use commands::{
     apply, audit, bench, certificate, credential, demo, dump, env, manager, plan, promote,
-    rollback, status, token, up, upstream, validate, worker,
+    rollback, rollout, status, token, up, upstream, validate, worker,
 };
 
 fn main() -> ExitCode {
@@ -78,6 +78,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Manager(args) => manager::run(args).await,
         Command::Apply(args) => apply::run(args).await,
         Command::Plan(args) => plan::run(args).await,
+        Command::Rollout(args) => rollout::run(args).await,
         Command::Promote(args) => promote::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Audit(args) => audit::run(args).await,

@@ -18,15 +18,19 @@ pub enum Kind {
     Environment,
     /// A TLS certificate chain and its private key, served by SNI.
     Certificate,
+    /// The settings a Worker process takes when it starts (one per environment): a change
+    /// needs a rollout, never a swap.
+    WorkerSettings,
 }
 
 impl Kind {
     /// Every kind, in the order they are listed to users.
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::Proxy,
         Kind::Credential,
         Kind::Environment,
         Kind::Certificate,
+        Kind::WorkerSettings,
     ];
 
     /// The name as written in manifests (`Proxy`).
@@ -36,6 +40,7 @@ impl Kind {
             Kind::Credential => "Credential",
             Kind::Environment => "Environment",
             Kind::Certificate => "Certificate",
+            Kind::WorkerSettings => "WorkerSettings",
         }
     }
 
@@ -46,6 +51,7 @@ impl Kind {
             Kind::Credential => "credential",
             Kind::Environment => "environment",
             Kind::Certificate => "certificate",
+            Kind::WorkerSettings => "workersettings",
         }
     }
 
@@ -53,7 +59,7 @@ impl Kind {
     pub const fn is_secret(self) -> bool {
         match self {
             Kind::Credential | Kind::Certificate => true,
-            Kind::Proxy | Kind::Environment => false,
+            Kind::Proxy | Kind::Environment | Kind::WorkerSettings => false,
         }
     }
 
@@ -69,7 +75,7 @@ impl Kind {
             .find(|k| k.as_str() == s || k.lower() == s)
     }
 
-    /// `Proxy, Credential, Environment, Certificate`: for error messages.
+    /// `Proxy, Credential, Environment, Certificate, WorkerSettings`: for error messages.
     pub fn list() -> String {
         Kind::ALL.map(Kind::as_str).join(", ")
     }
@@ -111,7 +117,7 @@ mod tests {
         }
         assert_eq!(
             "Route".parse::<Kind>().unwrap_err().to_string(),
-            "unknown kind \"Route\" (expected one of Proxy, Credential, Environment, Certificate)"
+            "unknown kind \"Route\" (expected one of Proxy, Credential, Environment, Certificate, WorkerSettings)"
         );
     }
 }

@@ -9,7 +9,7 @@ use crate::Kind;
 use crate::error::{ConfigError, ConfigErrors, Position, Reason, SourceRef};
 use crate::manifest::{
     API_VERSION, CertificateManifest, CredentialManifest, DocumentHeader, EnvironmentManifest,
-    Manifest, ProxyManifest,
+    Manifest, ProxyManifest, WorkerSettingsManifest,
 };
 
 /// A manifest with the place it was read from.
@@ -331,6 +331,10 @@ pub(crate) fn parse_document(source: &SourceRef, text: &str) -> Result<Manifest,
         Some(Kind::Environment) => deserialize_with_path::<EnvironmentManifest>(source, text)
             .and_then(|m| m.check(source).map(|()| m))
             .map(Manifest::Environment)
+            .map_err(with_entity),
+        Some(Kind::WorkerSettings) => deserialize_with_path::<WorkerSettingsManifest>(source, text)
+            .and_then(|m| m.check(source).map(|()| m))
+            .map(Manifest::WorkerSettings)
             .map_err(with_entity),
         None => Err(ConfigError::new(
             source,

@@ -20,6 +20,16 @@ pub struct FieldChange {
     /// The field holds a secret: its values are not shown, only that it changed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub secret: bool,
+    /// How this field's change reaches the Workers, and why (filled in by the engine's
+    /// classification; `hot` until then).
+    #[serde(default = "hot_class")]
+    pub class: ChangeClass,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+fn hot_class() -> ChangeClass {
+    ChangeClass::Hot
 }
 
 /// The fields that differ between two versions of an entity's canonical JSON (`None` =
@@ -75,6 +85,8 @@ fn walk(path: String, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<Fi
             old: a.cloned(),
             new: b.cloned(),
             secret: false,
+            class: ChangeClass::Hot,
+            reason: String::new(),
         }),
     }
 }
@@ -98,43 +110,64 @@ fn at<'v>(root: &'v Value, path: &str) -> Option<&'v Value> {
     Some(v)
 }
 
-/// Whether a change of this kind is applied hot (atomic swap, requests in flight finish on
-/// the version they started with, connections kept), and how.
-///
-/// Every field of every kind is hot today: listeners, TLS and process settings are
-/// command-line flags of the Worker, not manifests. A future kind whose change needs a
-/// restart answers `hot: false` here, and `apply` refuses it as hot.
+/// How a change reaches the Workers. The classification of every field of every kind
+/// is one table in the engine crate (`switchyard_engine::classify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeClass {
+    /// Swapped atomically: requests in flight finish on the version they started with,
+    /// connections are kept.
+    Hot,
+    /// Applied by the running Worker without a restart, but connections move: old ones
+    /// finish where they are (drained), new ones go to the new place (a listener moved).
+    HotWithDrain,
+    /// A Worker process takes it only when it starts: refused by `apply`, rolled out by
+    /// `switchyard rollout` (a handover per Worker, one at a time).
+    RestartRequired,
+}
+
+impl ChangeClass {
+    /// As written in plans and errors: `hot`, `hot-with-drain`, `restart-required`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ChangeClass::Hot => "hot",
+            ChangeClass::HotWithDrain => "hot-with-drain",
+            ChangeClass::RestartRequired => "restart-required",
+        }
+    }
+
+    /// Whether `apply` may carry it (everything but a restart).
+    pub const fn is_hot(self) -> bool {
+        !matches!(self, ChangeClass::RestartRequired)
+    }
+}
+
+impl std::fmt::Display for ChangeClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a change of an entity is applied hot (atomic swap, requests in flight finish on
+/// the version they started with, connections kept), and how: the strictest class of the
+/// fields it changes, with that class's reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Hotness {
+    /// `class` is not `restart-required`.
     pub hot: bool,
+    pub class: ChangeClass,
     pub how: String,
 }
 
-pub fn hotness(kind: Kind) -> Hotness {
-    let (hot, how) = match kind {
-        Kind::Proxy => (
-            true,
-            "swapped atomically; requests in flight finish on the previous version",
-        ),
-        Kind::Credential => (
-            true,
-            "the proxies that use it are recompiled and swapped atomically",
-        ),
-        Kind::Certificate => (
-            true,
-            "handshakes after the swap get the new certificate; established TLS connections \
-             carry on untouched",
-        ),
-        Kind::Environment => (
-            true,
-            "variables: the entities they change are listed on their own; gateway settings: \
-             swapped atomically, for requests and connections accepted after",
-        ),
-    };
-    Hotness {
-        hot,
-        how: how.to_string(),
+impl Hotness {
+    pub fn new(class: ChangeClass, how: impl Into<String>) -> Hotness {
+        Hotness {
+            hot: class.is_hot(),
+            class,
+            how: how.into(),
+        }
     }
 }
 

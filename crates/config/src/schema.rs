@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use crate::Kind;
 use crate::manifest::{
     CertificateManifest, CredentialManifest, EnvironmentManifest, ProxyManifest,
+    WorkerSettingsManifest,
 };
 
 /// Where the components of [`utoipa`] schemas are referred to.
@@ -29,6 +30,7 @@ pub fn schema_json(kind: Kind) -> Value {
         Kind::Credential => parts::<CredentialManifest>(),
         Kind::Environment => parts::<EnvironmentManifest>(),
         Kind::Certificate => parts::<CertificateManifest>(),
+        Kind::WorkerSettings => parts::<WorkerSettingsManifest>(),
     };
     let mut recursive = BTreeSet::new();
     let mut inlined = inline(&root, &components, &mut Vec::new(), &mut recursive);
@@ -417,6 +419,10 @@ mod tests {
             free(Kind::Certificate),
             ["metadata.annotations", "metadata.labels"]
         );
+        assert_eq!(
+            free(Kind::WorkerSettings),
+            ["metadata.annotations", "metadata.labels"]
+        );
     }
 
     /// A manifest of each kind (four credentials, one per type) with every field written,
@@ -559,6 +565,11 @@ spec:
   privateKey: "-----BEGIN PRIVATE KEY-----"
   default: true
   clientAuth: {ca: client-ca, mode: required}
+---
+apiVersion: switchyard.dev/v1
+kind: WorkerSettings
+metadata: {name: default, labels: {a: b}, annotations: {c: d}}
+spec: {threads: 2, maxConnections: 10000}
 "#;
 
     /// The field paths serde writes in the canonical JSON of [`RICH`], by kind: array

@@ -3,6 +3,7 @@
 //! served snapshot) into the immutable [`runtime::Snapshot`]: routes, policies, load
 //! balancing and health. No I/O, no sockets.
 
+pub mod classify;
 pub mod compile;
 pub mod entity_set;
 pub mod runtime;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 use switchyard_api::records::{Millis, now_millis};
-use switchyard_api::sync::RevisionEvent;
+use switchyard_api::sync::{RevisionEvent, UpgradeDirective};
 use tokio::sync::broadcast;
 
 /// How many recent commits per environment keep their expected-Worker list.
@@ -23,6 +23,9 @@ pub struct ConnectedWorker {
     /// Its binary version and schemas (`x-switchyard-version`), as it last said.
     pub version: Option<String>,
     pub connected_at: Millis,
+    /// The processes with a stream open under this id (`x-switchyard-instance`), oldest
+    /// first: two while a handover is under way.
+    pub instances: Vec<String>,
     /// The public id of the token its streams were opened with.
     #[serde(skip)]
     pub token_id: String,
@@ -33,6 +36,8 @@ pub struct ConnectedWorker {
 #[derive(Debug, Clone)]
 pub struct WorkerClaim {
     pub id: String,
+    /// The process (`x-switchyard-instance`), if it says.
+    pub instance: Option<String>,
     pub address: Option<String>,
     pub version: Option<String>,
     pub token_id: String,
@@ -84,6 +89,7 @@ pub struct AckProgress {
 #[derive(Default)]
 struct EnvState {
     tx: Option<broadcast::Sender<RevisionEvent>>,
+    directives: Option<broadcast::Sender<UpgradeDirective>>,
     /// worker id → (connection count, info)
     workers: HashMap<String, (usize, ConnectedWorker)>,
     commits: BTreeMap<u64, CommitInfo>,
@@ -98,6 +104,8 @@ pub struct Fanout {
 /// Keeps a Worker listed as connected while its stream is open.
 pub struct Subscription {
     pub rx: broadcast::Receiver<RevisionEvent>,
+    /// UpgradeDirectives to Worker processes of the environment (each stream keeps its own).
+    pub directives: broadcast::Receiver<UpgradeDirective>,
     /// Keep alive as long as the stream is.
     pub guard: ConnectionGuard,
 }
@@ -106,6 +114,14 @@ pub struct ConnectionGuard {
     fanout: Fanout,
     env: String,
     worker: Option<String>,
+    instance: Option<String>,
+}
+
+impl ConnectionGuard {
+    /// The Worker id and process this stream is, when it said both.
+    pub fn process(&self) -> Option<(String, String)> {
+        self.worker.clone().zip(self.instance.clone())
+    }
 }
 
 impl Drop for ConnectionGuard {
@@ -113,9 +129,14 @@ impl Drop for ConnectionGuard {
         let Some(id) = &self.worker else { return };
         let mut envs = self.fanout.lock();
         if let Some(state) = envs.get_mut(&self.env)
-            && let Some((count, _)) = state.workers.get_mut(id)
+            && let Some((count, w)) = state.workers.get_mut(id)
         {
             *count -= 1;
+            if let Some(i) = &self.instance
+                && let Some(at) = w.instances.iter().position(|x| x == i)
+            {
+                w.instances.remove(at);
+            }
             if *count == 0 {
                 state.workers.remove(id);
                 tracing::info!(env = %self.env, worker = %id, "worker disconnected");
@@ -151,9 +172,15 @@ impl Fanout {
             .tx
             .get_or_insert_with(|| broadcast::channel(256).0)
             .clone();
+        let directives = state
+            .directives
+            .get_or_insert_with(|| broadcast::channel(64).0)
+            .subscribe();
+        let mut instance_held = None;
         let worker_id = worker.map(|claim| {
             let WorkerClaim {
                 id,
+                instance,
                 address,
                 version,
                 token_id,
@@ -167,11 +194,16 @@ impl Fanout {
                         address: address.clone(),
                         version: version.clone(),
                         connected_at: now_millis(),
+                        instances: Vec::new(),
                         token_id,
                     },
                 )
             });
             entry.0 += 1;
+            if let Some(i) = instance {
+                entry.1.instances.push(i.clone());
+                instance_held = Some(i);
+            }
             if address.is_some() {
                 entry.1.address = address;
             }
@@ -184,10 +216,12 @@ impl Fanout {
         });
         Ok(Subscription {
             rx: tx.subscribe(),
+            directives,
             guard: ConnectionGuard {
                 fanout: self.clone(),
                 env: env.to_string(),
                 worker: worker_id,
+                instance: instance_held,
             },
         })
     }
@@ -222,6 +256,24 @@ impl Fanout {
             // No receivers is fine: nobody is connected.
             let _ = tx.send(event);
         }
+    }
+
+    /// Sends `directive` to the streams of `env`; the one of the process it names acts on
+    /// it. `false` when no stream of the environment is open.
+    pub fn direct(&self, env: &str, directive: UpgradeDirective) -> bool {
+        let envs = self.lock();
+        envs.get(env)
+            .and_then(|s| s.directives.as_ref())
+            .is_some_and(|tx| tx.send(directive).is_ok())
+    }
+
+    /// The processes connected under Worker id `worker` of `env`, oldest first.
+    pub fn instances(&self, env: &str, worker: &str) -> Vec<String> {
+        self.lock()
+            .get(env)
+            .and_then(|s| s.workers.get(worker))
+            .map(|(_, w)| w.instances.clone())
+            .unwrap_or_default()
     }
 
     pub fn connected(&self, env: &str) -> Vec<ConnectedWorker> {
@@ -292,6 +344,7 @@ mod tests {
     fn claim(id: &str, token: &str) -> Option<WorkerClaim> {
         Some(WorkerClaim {
             id: id.into(),
+            instance: None,
             address: None,
             version: None,
             token_id: token.into(),

@@ -10,6 +10,7 @@ pub mod listener;
 pub mod metrics;
 mod pull_cache;
 mod reports;
+pub mod rollout;
 pub mod state;
 pub mod tls;
 
@@ -137,6 +138,7 @@ impl Manager {
             parsed: Arc::default(),
             require_worker_certificates: options.require_worker_certificates,
             digest_master: Arc::new(state::DigestMaster(key)),
+            rollouts: rollout::Rollouts::default(),
         };
         let created_admin_token = bootstrap_admin(&state, &options.data_dir).await?;
         let ca = match options.tls {

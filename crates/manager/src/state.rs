@@ -42,6 +42,8 @@ pub struct AppState {
     pub require_worker_certificates: bool,
     /// The Manager's secret key, which each environment's digest key is derived from.
     pub digest_master: Arc<DigestMaster>,
+    /// Each environment's latest rollout (`rollout.rs`).
+    pub rollouts: crate::rollout::Rollouts,
 }
 
 /// The key every environment's [`DigestKey`] is derived from (the Manager's secret key):

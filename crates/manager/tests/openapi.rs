@@ -19,6 +19,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/envs", &["get", "post"]),
     ("/v1/envs/{env}", &["get", "delete"]),
     ("/v1/envs/{env}/apply", &["post"]),
+    ("/v1/envs/{env}/rollout", &["get", "post"]),
     ("/v1/envs/{env}/promote", &["post"]),
     ("/v1/envs/{env}/rollback", &["post"]),
     ("/v1/envs/{env}/entities", &["get"]),

@@ -124,6 +124,19 @@ pub struct EnvDeletion {
     pub revisions: u64,
 }
 
+/// An audit record of an action that writes no entity: each step of a rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub env: String,
+    pub actor: String,
+    pub operation: Operation,
+    /// What was acted on: `Worker` and its id, or `Environment` and its name.
+    pub subject_kind: String,
+    pub subject_name: String,
+    pub revision: Option<u64>,
+    pub detail: String,
+}
+
 /// Filters for [`Store::audit`]; newest first.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
@@ -190,6 +203,8 @@ pub trait Store: Send + Sync + 'static {
     async fn acked_revisions(&self, env: &str) -> Result<Vec<(String, u64)>>;
 
     async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditRecord>>;
+    /// Writes one audit record of an action that changes no entity (a rollout step).
+    async fn record_event(&self, event: AuditEvent) -> Result<()>;
 
     /// Stores a token and audits its creation (actor = `created_by`).
     async fn create_token(&self, token: TokenRecord, created_by: &str) -> Result<()>;

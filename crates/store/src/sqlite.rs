@@ -477,6 +477,10 @@ impl Store for SqliteStore {
         write::revoke_token(self, id, revoked_by).await
     }
 
+    async fn record_event(&self, event: crate::AuditEvent) -> Result<()> {
+        write::record_event(self, event).await
+    }
+
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
         let rows = sqlx::query(sql::TOKEN_LIST)
             .fetch_all(&self.pool)

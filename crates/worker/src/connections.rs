@@ -38,8 +38,9 @@ pub struct ConnectionMetrics {
 
 /// Every open client connection, and the limit.
 pub struct Connections {
-    /// From `RLIMIT_NOFILE` at start.
-    descriptor_limit: usize,
+    /// From `RLIMIT_NOFILE` at start (raised once, before serving, by
+    /// [`Connections::size_for`]).
+    descriptor_limit: AtomicUsize,
     table: Mutex<Table>,
     next_id: AtomicU64,
     /// The clock connections' idle times are measured on.
@@ -131,7 +132,7 @@ impl Connections {
 
     pub fn with_descriptor_limit(descriptor_limit: usize, metrics: ConnectionMetrics) -> Self {
         Connections {
-            descriptor_limit,
+            descriptor_limit: AtomicUsize::new(descriptor_limit),
             table: Mutex::new(Table::default()),
             next_id: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -142,9 +143,41 @@ impl Connections {
 
     /// The limit in force with the environment's setting `configured`.
     pub fn limit(&self, configured: Option<u32>) -> usize {
+        let descriptors = self.descriptor_limit.load(Ordering::Relaxed);
         configured
             .and_then(|c| usize::try_from(c).ok())
-            .map_or(self.descriptor_limit, |c| c.min(self.descriptor_limit))
+            .map_or(descriptors, |c| c.min(descriptors))
+    }
+
+    /// Sizes the process for `connections` client connections (`kind: WorkerSettings`
+    /// `maxConnections`, taken when the process starts): raises the soft `RLIMIT_NOFILE`
+    /// to what they need, up to the hard limit, and returns the connections the
+    /// descriptors now allow. Never lowers the limit.
+    pub fn size_for(&self, connections: u32) -> usize {
+        let wanted = u64::from(connections) * 2 + RESERVED_DESCRIPTORS;
+        if let Ok((soft, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE)
+            && soft < wanted
+        {
+            let target = wanted.min(hard);
+            match rlimit::setrlimit(rlimit::Resource::NOFILE, target, hard) {
+                Ok(()) => {
+                    self.descriptor_limit
+                        .store(limit_for_descriptors(target), Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, wanted, "cannot raise the open-file limit");
+                }
+            }
+            if target < wanted {
+                tracing::warn!(
+                    connections,
+                    hard_limit = hard,
+                    "WorkerSettings maxConnections needs more open files than the hard limit \
+                     allows (raise LimitNOFILE= / ulimit -Hn)"
+                );
+            }
+        }
+        self.descriptor_limit.load(Ordering::Relaxed)
     }
 
     /// Admits a new connection under `limit`: when the table is full, the connections idle

@@ -70,6 +70,9 @@ pub struct WorkerOptions {
     /// connections handed to it (thread per core, `cores.rs`). `None`: connections are
     /// served on the runtime that runs the Worker (an embedded Worker shares its host's).
     pub threads: Option<NonZeroUsize>,
+    /// `threads` is the default (not given on the command line): the environment's
+    /// `kind: WorkerSettings` `threads`, when set, replaces it.
+    pub threads_from_settings: bool,
 }
 
 impl WorkerOptions {
@@ -93,6 +96,7 @@ impl WorkerOptions {
             drain_timeout: Duration::from_secs(30),
             thread_allocated: None,
             threads: None,
+            threads_from_settings: false,
         }
     }
 }
@@ -148,8 +152,9 @@ impl Worker {
             return Err(WorkerError::WrongMode("files (use Worker::connect)"));
         };
         let obs = Self::observability(&options)?;
-        let mut reloader = Reloader::initial(path.clone(), obs, options.pools())?;
+        let mut reloader = Reloader::initial(path.clone(), obs.clone(), options.pools())?;
         reloader.thread_allocated = options.thread_allocated;
+        let options = Self::with_process_settings(options, &reloader, &obs);
         Ok(Worker {
             reloader: Arc::new(reloader),
             options,
@@ -165,6 +170,7 @@ impl Worker {
         let ConfigSource::Manager(managed) = &options.source else {
             return Self::new(options);
         };
+        let managed = managed.clone();
         let obs = Self::observability(&options)?;
         let (mut reloader, state, served_from, manager_error) =
             sync::Syncer::start(managed.clone(), |m, o| {
@@ -172,6 +178,7 @@ impl Worker {
             })
             .await?;
         reloader.thread_allocated = options.thread_allocated;
+        let options = Self::with_process_settings(options, &reloader, &obs);
         reloader.update_sync_status(|s| {
             s.manager = managed.manager.clone();
             s.env = managed.env.clone();
@@ -186,6 +193,34 @@ impl Worker {
             tls_listener: None,
             upgrade: None,
         })
+    }
+
+    /// Takes the environment's process settings (`kind: WorkerSettings`) from the first
+    /// generation, as a process does once, when it starts: the data-plane threads (unless
+    /// the Worker was given a number: flags win) and the open files for `maxConnections`.
+    fn with_process_settings(
+        mut options: WorkerOptions,
+        reloader: &Reloader,
+        obs: &Observability,
+    ) -> WorkerOptions {
+        let settings = reloader.current().load().snapshot.process().clone();
+        if options.threads_from_settings
+            && let Some(n) = settings
+                .spec
+                .threads
+                .and_then(|t| NonZeroUsize::new(t.into()))
+        {
+            options.threads = Some(n);
+        }
+        if let Some(max) = settings.spec.max_connections {
+            let allowed = obs.connections.size_for(max);
+            tracing::info!(
+                max_connections = max,
+                allowed,
+                "sized for WorkerSettings maxConnections"
+            );
+        }
+        options
     }
 
     fn observability(options: &WorkerOptions) -> Result<Arc<Observability>, WorkerError> {
@@ -242,7 +277,12 @@ impl Worker {
             }
             (ConfigSource::Files { .. }, _) => {}
             (ConfigSource::Manager(managed), Some(state)) => {
-                let syncer = sync::Syncer::new(managed.clone(), self.reloader.clone(), state)?;
+                let syncer = sync::Syncer::new(
+                    managed.clone(),
+                    self.reloader.clone(),
+                    state,
+                    self.upgrade.clone(),
+                )?;
                 sync_task = Some(tokio::spawn(syncer.run(stop_rx.clone())));
             }
             (ConfigSource::Manager(_), None) => return Err(WorkerError::WrongMode("connected")),

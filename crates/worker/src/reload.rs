@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use switchyard_config::{ConfigErrors, Located, Manifest, load_path};
-use switchyard_engine::runtime::TargetHealth;
+use switchyard_engine::runtime::{ProcessSettings, TargetHealth};
 use switchyard_engine::{Change, ChangeKind, Compiled, Compiler, Numbering};
 use tokio::sync::watch;
 
@@ -29,6 +29,14 @@ pub enum ReloadOutcome {
     Unchanged { revision: u64 },
     /// The files are invalid; the previous generation keeps serving.
     Rejected { revision: u64, errors: ConfigErrors },
+    /// Valid, but it changes the process settings (`kind: WorkerSettings`) this process
+    /// started with: it is not swapped in (`revision` keeps serving); a successor process
+    /// takes it (`switchyard worker upgrade`, `switchyard rollout`).
+    RestartRequired {
+        revision: u64,
+        pending: u64,
+        why: String,
+    },
 }
 
 /// Builds configuration generations and swaps them in. It exists so that there is one
@@ -53,6 +61,9 @@ pub struct Reloader {
     /// Makes every compile of this Worker, so rate-limit counters and per-target health
     /// survive swaps.
     compiler: Compiler<ProxyExt>,
+    /// The process settings this process started with (from its first generation): a
+    /// generation with others is not swapped in.
+    started: Arc<ProcessSettings>,
 }
 
 impl Reloader {
@@ -107,6 +118,7 @@ impl Reloader {
             "configuration compiled"
         );
         let (revision_tx, _) = watch::channel(revision);
+        let started = runtime.snapshot.process().clone();
         Ok(Reloader {
             config: None,
             current: Arc::new(ArcSwap::from_pointee(runtime)),
@@ -119,6 +131,7 @@ impl Reloader {
             sync_status: Mutex::new(None),
             thread_allocated: None,
             compiler,
+            started,
         })
     }
 
@@ -314,6 +327,24 @@ impl Reloader {
                     Vec::new(),
                 )
             }
+            Ok(compiled) if !self.started.same_process(compiled.snapshot.process()) => {
+                let why = process_change(&self.started, compiled.snapshot.process());
+                tracing::warn!(
+                    serving = prev.snapshot.revision,
+                    pending = compiled.snapshot.revision,
+                    "restart-required: {why}; still serving the previous revision until a \
+                     successor process takes over (switchyard rollout, or switchyard worker \
+                     upgrade)"
+                );
+                (
+                    ReloadOutcome::RestartRequired {
+                        revision: prev.snapshot.revision,
+                        pending: compiled.snapshot.revision,
+                        why,
+                    },
+                    Vec::new(),
+                )
+            }
             Ok(compiled) => {
                 let revision = compiled.snapshot.revision;
                 let changes: Vec<String> = compiled
@@ -397,6 +428,15 @@ impl Reloader {
             ReloadOutcome::Rejected { revision, errors } => {
                 (ReloadResult::Rejected, *revision, Some(errors.to_string()))
             }
+            ReloadOutcome::RestartRequired {
+                revision,
+                pending,
+                why,
+            } => (
+                ReloadResult::RestartRequired,
+                *revision,
+                Some(format!("revision {pending} waits for a restart: {why}")),
+            ),
         };
         *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(ReloadReport {
             result,
@@ -481,4 +521,26 @@ impl Reloader {
                 .clone(),
         }
     }
+}
+
+/// What differs between the process settings this process started with and `next`, for
+/// people: `WorkerSettings spec.threads 2 -> 4`.
+fn process_change(started: &ProcessSettings, next: &ProcessSettings) -> String {
+    let json = |p: &ProcessSettings| {
+        serde_json::to_string(&serde_json::json!({ "spec": p.spec })).unwrap_or_default()
+    };
+    let fields = switchyard_config::plan::field_changes(
+        switchyard_config::Kind::WorkerSettings,
+        Some(&json(started)),
+        Some(&json(next)),
+    );
+    let show = |v: &Option<serde_json::Value>| {
+        v.as_ref()
+            .map_or_else(|| "(default)".to_string(), ToString::to_string)
+    };
+    let list: Vec<String> = fields
+        .iter()
+        .map(|f| format!("{} {} -> {}", f.path, show(&f.old), show(&f.new)))
+        .collect();
+    format!("WorkerSettings {}", list.join(", "))
 }

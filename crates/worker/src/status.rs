@@ -50,6 +50,9 @@ pub struct SyncStatus {
     pub store_id: Option<String>,
     /// The last time this Worker resynchronised with a full pull, and why.
     pub last_resync: Option<Resync>,
+    /// A newer revision this process does not swap in because it changes the process
+    /// settings it started with (restart-required): which, and what differs.
+    pub pending_restart: Option<String>,
 }
 
 /// A resynchronisation: the Worker found that the Manager's history was not the one it
@@ -115,9 +118,11 @@ pub struct ReloadReport {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum ReloadResult {
     Applied,
     Unchanged,
     Rejected,
+    /// Valid, but it changes process settings: it waits for a successor process.
+    RestartRequired,
 }

@@ -8,7 +8,7 @@ use super::{ClientError, ManagerTls, Reply, Transport};
 use crate::admin::{
     ApplyRequest, AuditParams, BatchResponse, CreateEnv, CreateToken, CreatedToken,
     CredentialValueRequest, CredentialValueResponse, DeletedEnv, EntityView, PromoteRequest,
-    RevisionView, RollbackRequest, WorkerView,
+    RevisionView, RollbackRequest, RolloutRequest, RolloutStatus, WorkerView,
 };
 use crate::records::{AuditRecord, EnvInfo, RevisionRecord, TokenRecord};
 
@@ -107,6 +107,22 @@ impl AdminClient {
     pub async fn apply(&self, env: &str, req: &ApplyRequest) -> Result<BatchResponse, ClientError> {
         self.post(&format!("/v1/envs/{}/apply", encode(env)), req)
             .await
+    }
+
+    /// Commits `req` as a rollout revision and starts walking the Workers (answers at
+    /// once; follow it with [`AdminClient::rollout_status`]).
+    pub async fn rollout(
+        &self,
+        env: &str,
+        req: &RolloutRequest,
+    ) -> Result<RolloutStatus, ClientError> {
+        self.post(&format!("/v1/envs/{}/rollout", encode(env)), req)
+            .await
+    }
+
+    /// The environment's latest rollout (404 `not_found` when it never had one).
+    pub async fn rollout_status(&self, env: &str) -> Result<RolloutStatus, ClientError> {
+        self.get(&format!("/v1/envs/{}/rollout", encode(env))).await
     }
 
     pub async fn promote(

@@ -10,7 +10,8 @@ use hyper::body::Incoming;
 use super::{ClientError, ManagerTls, Transport, encode};
 use crate::records::EnvInfo;
 use crate::sync::{
-    ReportBody, SyncPayload, WORKER_ADDRESS_HEADER, WORKER_ID_HEADER, WORKER_VERSION_HEADER,
+    ReportBody, SyncPayload, WORKER_ADDRESS_HEADER, WORKER_ID_HEADER, WORKER_INSTANCE_HEADER,
+    WORKER_VERSION_HEADER,
 };
 
 /// How long one sync call (not the event stream's body) may take.
@@ -42,6 +43,21 @@ impl SyncClient {
         address: Option<&str>,
         tls: &ManagerTls,
     ) -> Result<SyncClient, ClientError> {
+        Self::for_process(base, token, env, worker_id, address, None, tls)
+    }
+
+    /// [`SyncClient::new`] for a Worker process that names itself (`instance`, sent as
+    /// `x-switchyard-instance`): the Manager can then address it alone — a rollout asks
+    /// exactly that process to hand over.
+    pub fn for_process(
+        base: &str,
+        token: &str,
+        env: &str,
+        worker_id: &str,
+        address: Option<&str>,
+        instance: Option<&str>,
+        tls: &ManagerTls,
+    ) -> Result<SyncClient, ClientError> {
         let mut b = Transport::builder(base, token)?
             .tls(tls)?
             .timeout(SYNC_CALL_TIMEOUT)
@@ -49,6 +65,9 @@ impl SyncClient {
             .map_err(|_| ClientError::Config("the worker id contains invalid characters".into()))?;
         if let Some(a) = address {
             b = b.header(HeaderName::from_static(WORKER_ADDRESS_HEADER), a)?;
+        }
+        if let Some(i) = instance {
+            b = b.header(HeaderName::from_static(WORKER_INSTANCE_HEADER), i)?;
         }
         b = b.header(
             HeaderName::from_static(WORKER_VERSION_HEADER),

@@ -54,6 +54,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         drain_timeout: Duration::from_secs(10),
         thread_allocated: crate::alloc::thread_allocated(),
         threads: None,
+        threads_from_settings: false,
     };
     let addresses = super::worker::Addresses {
         listen,

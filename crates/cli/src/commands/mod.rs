@@ -15,6 +15,7 @@ pub mod manager;
 pub mod plan;
 pub mod promote;
 pub mod rollback;
+pub mod rollout;
 pub mod status;
 pub mod token;
 pub mod up;

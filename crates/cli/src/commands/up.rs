@@ -116,6 +116,7 @@ pub async fn run(o: UpArgs) -> anyhow::Result<ExitCode> {
             drain_timeout: Duration::from_secs(10),
             thread_allocated: crate::alloc::thread_allocated(),
             threads: None,
+            threads_from_settings: false,
         })
         .await?;
         let l = TcpListener::bind(listen)

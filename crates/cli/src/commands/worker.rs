@@ -67,7 +67,8 @@ pub struct WorkerArgs {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
     /// Threads serving traffic, each with its own runtime; every client connection and the
-    /// upstream connections its requests use stay on one of them (default: one per CPU).
+    /// upstream connections its requests use stay on one of them (default: the
+    /// environment's `kind: WorkerSettings` `threads`, else one per CPU).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
     /// Do not watch the configuration for changes (SIGHUP still reloads).
@@ -139,6 +140,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         drain_timeout: args.drain_timeout,
         thread_allocated: crate::alloc::thread_allocated(),
         threads: Some(data_threads(args.threads)),
+        threads_from_settings: args.threads.is_none(),
     };
     let addresses = Addresses {
         listen: args.listen,

@@ -17,11 +17,13 @@ pub mod json_text;
 mod lenient;
 mod policy;
 mod tagged;
+mod worker_settings;
 
 pub use certificate::*;
 pub use credential::*;
 pub use environment::*;
 pub use policy::*;
+pub use worker_settings::*;
 
 pub const API_VERSION: &str = "switchyard.dev/v1";
 
@@ -33,6 +35,8 @@ pub enum Manifest {
     /// An environment's variables; read by `apply` and the Manager, ignored by the compiler.
     Environment(EnvironmentManifest),
     Certificate(CertificateManifest),
+    /// Worker process settings: applied when a Worker starts, so changed by a rollout.
+    WorkerSettings(WorkerSettingsManifest),
 }
 
 impl Manifest {
@@ -42,6 +46,7 @@ impl Manifest {
             Manifest::Credential(_) => Kind::Credential,
             Manifest::Environment(_) => Kind::Environment,
             Manifest::Certificate(_) => Kind::Certificate,
+            Manifest::WorkerSettings(_) => Kind::WorkerSettings,
         }
     }
 
@@ -55,6 +60,7 @@ impl Manifest {
             Manifest::Credential(c) => &c.metadata,
             Manifest::Environment(e) => &e.metadata,
             Manifest::Certificate(c) => &c.metadata,
+            Manifest::WorkerSettings(w) => &w.metadata,
         }
     }
 
@@ -77,6 +83,7 @@ impl Manifest {
             Manifest::Credential(c) => json_text::to_string(c),
             Manifest::Environment(e) => json_text::to_string(e),
             Manifest::Certificate(c) => json_text::to_string(c),
+            Manifest::WorkerSettings(w) => json_text::to_string(w),
         };
         json.unwrap_or_default()
     }

@@ -8,7 +8,7 @@ use switchyard_config::Kind;
 use super::Numbering;
 use crate::runtime::Snapshot;
 use switchyard_config::load::Located;
-use switchyard_config::manifest::Manifest;
+use switchyard_config::manifest::{Manifest, WORKER_SETTINGS_NAME};
 
 pub(crate) enum Diff<'a> {
     /// Two manifests of one kind share a name.
@@ -47,6 +47,7 @@ pub(crate) fn diff<'a, X>(
                 kept_certificates += 1;
                 c.digest == m.digest
             }),
+            Manifest::WorkerSettings(_) => prev.process.digest.as_deref() == Some(&*m.digest),
             // Variables are resolved before compiling; only gateway settings are served:
             // a document is compiled when it is (or would become) where they come from.
             Manifest::Environment(e) => {
@@ -82,6 +83,11 @@ pub(crate) fn diff<'a, X>(
                 .filter(|n| !seen.contains(&(Kind::Certificate, &***n)))
                 .map(|n| (Kind::Certificate, &**n)),
         );
+    }
+    if prev.process.digest.is_some()
+        && !seen.contains(&(Kind::WorkerSettings, WORKER_SETTINGS_NAME))
+    {
+        removed.push((Kind::WorkerSettings, WORKER_SETTINGS_NAME));
     }
     if let Some((source, _)) = &prev.gateway.source
         && !seen.contains(&(Kind::Environment, &**source))

@@ -8,7 +8,7 @@ use switchyard_config::Kind;
 
 use super::{ChangeKind, Compiled, Numbering, ProxyChange, Registries, credentials, proxy};
 use crate::runtime::gateway::{self, GatewayState};
-use crate::runtime::{Credential, Proxy, RouteMatch, Snapshot};
+use crate::runtime::{Credential, ProcessSettings, Proxy, RouteMatch, Snapshot};
 use crate::tls;
 use crate::validate::{self, Declared};
 use switchyard_config::error::{ConfigError, Position};
@@ -58,6 +58,7 @@ pub(crate) fn apply<X>(
     };
 
     let gateway_changed = apply_gateway(&mut next, &batch, &upserted, &mut errors);
+    let process_changed = apply_process(&mut next, &batch, &upserted);
 
     // Credentials first: proxies resolve their references against the new set.
     let mut changed_credentials: Vec<Arc<str>> = Vec::new();
@@ -200,6 +201,7 @@ pub(crate) fn apply<X>(
         None if changes.is_empty()
             && changed_credentials.is_empty()
             && !gateway_changed
+            && !process_changed
             && !certificates_changed =>
         {
             prev_revision
@@ -271,6 +273,28 @@ fn apply_gateway<X>(
         }
     }
     changed
+}
+
+/// The Worker process settings after `batch`: from the environment's `kind:
+/// WorkerSettings` (checked when read: one name, values in range), the defaults when it is
+/// removed. Returns whether they changed.
+fn apply_process<X>(
+    next: &mut Snapshot<X>,
+    batch: &Batch<'_>,
+    upserted: &HashSet<(Kind, &str)>,
+) -> bool {
+    let before = next.process.clone();
+    for (kind, name) in batch.removed {
+        if *kind == Kind::WorkerSettings && !upserted.contains(&(*kind, *name)) {
+            next.process = Arc::default();
+        }
+    }
+    for m in batch.upserts {
+        if let Manifest::WorkerSettings(w) = &m.value {
+            next.process = ProcessSettings::from_document(&w.spec, &m.digest);
+        }
+    }
+    *before != *next.process
 }
 
 /// The certificates after `batch` (new or changed ones compiled, unchanged ones shared with

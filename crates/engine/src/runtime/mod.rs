@@ -11,6 +11,7 @@ mod methods;
 pub mod path;
 pub mod pipeline;
 pub mod policy;
+pub mod process;
 pub mod routes;
 pub mod snapshot;
 pub mod upstream;
@@ -20,6 +21,7 @@ pub use gateway::{Gateway, PathSettings, TrafficTimeouts};
 pub use health::{HealthConfig, HealthRegistry, TargetHealth, TargetState};
 pub use hop_by_hop::{is_hop_by_hop, remove_hop_by_hop};
 pub use pipeline::{HeaderOps, HeadersPolicy, Pipeline, Policy};
+pub use process::ProcessSettings;
 pub use routes::{HostPattern, PathPattern, RouteRule, RouteTable};
 pub use snapshot::{Attachment, Credential, Proxy, Route, RouteMatch, Snapshot};
 pub use upstream::{

@@ -40,6 +40,9 @@ pub struct Snapshot<X = ()> {
     /// a certificate changes).
     pub(crate) certificates: OrdMap<Arc<str>, Arc<crate::tls::Certificate>>,
     pub(crate) tls: Arc<crate::tls::CertificateIndex>,
+    /// The environment's `kind: WorkerSettings`: taken when a Worker starts, compared (not
+    /// served) afterwards.
+    pub(crate) process: Arc<super::process::ProcessSettings>,
 }
 
 impl<X> Default for Snapshot<X> {
@@ -53,6 +56,7 @@ impl<X> Default for Snapshot<X> {
             gateway: GatewayState::default(),
             certificates: OrdMap::new(),
             tls: Arc::default(),
+            process: Arc::default(),
         }
     }
 }
@@ -69,6 +73,7 @@ impl<X> Clone for Snapshot<X> {
             gateway: self.gateway.clone(),
             certificates: self.certificates.clone(),
             tls: self.tls.clone(),
+            process: self.process.clone(),
         }
     }
 }
@@ -113,6 +118,11 @@ impl<X> Snapshot<X> {
     /// The environment's gateway settings (paths, timeouts).
     pub fn gateway(&self) -> &Arc<Gateway> {
         &self.gateway.settings
+    }
+
+    /// The environment's Worker process settings (`kind: WorkerSettings`).
+    pub fn process(&self) -> &Arc<super::process::ProcessSettings> {
+        &self.process
     }
 
     /// The index a TLS handshake selects its certificate from (by SNI).

@@ -53,6 +53,19 @@ pub async fn apply(
     Json(req): Json<ApplyRequest>,
 ) -> ApiResult<Json<BatchResponse>> {
     who.require_write(&env)?;
+    let response = commit_manifests(&state, &who, &env, &req, Operation::Apply).await?;
+    Ok(Json(response))
+}
+
+/// An apply's write (`operation` `Apply`, or `Rollout`, which may carry restart-required
+/// changes).
+pub async fn commit_manifests(
+    state: &AppState,
+    who: &Principal,
+    env: &str,
+    req: &ApplyRequest,
+    operation: Operation,
+) -> ApiResult<BatchResponse> {
     let texts: Vec<(Arc<str>, String)> = req
         .manifests
         .iter()
@@ -60,27 +73,26 @@ pub async fn apply(
         .map(|(i, t)| (Arc::<str>::from(format!("manifests[{i}]")), t.clone()))
         .collect();
     let prepare = |stored: &[EntityRecord]| {
-        let upserts = prepare(&state, &env, &texts, stored)?;
+        let upserts = prepare(state, env, &texts, stored)?;
         let delete = batch::check_deletions(&upserts, &req.delete)?;
         Ok(Prepared { upserts, delete })
     };
-    let response = batch::run(
-        &state,
-        &who,
-        &env,
+    batch::run(
+        state,
+        who,
+        env,
         Batch {
             prepare: &prepare,
             expected_revision: req.expected_revision,
             dry_run: req.dry_run,
-            operation: Operation::Apply,
+            operation,
             detail: None,
             refuse_empty: true,
             invalid_message: None,
             field_diffs: true,
         },
     )
-    .await?;
-    Ok(Json(response))
+    .await
 }
 
 /// `${env:…}` is the applying process's business, never the Manager's.

@@ -12,10 +12,10 @@ use switchyard_api::admin::{BatchResponse, EntityKey, PlannedChange};
 use switchyard_api::records::{AppliedChange, Operation};
 use switchyard_api::sync::{EntityRef, RevisionEvent};
 use switchyard_config::manifest::{EnvironmentManifest, sha256_hex};
-use switchyard_config::plan::{FieldChange, field_changes, hotness};
+use switchyard_config::plan::{ChangeClass, FieldChange, Hotness, field_changes};
 use switchyard_config::{Kind, Located, Manifest};
 use switchyard_engine::entity_set::Stored;
-use switchyard_engine::{EntitySet, Numbering};
+use switchyard_engine::{EntitySet, Numbering, classify};
 use switchyard_store::{Change, CommitOutcome, CommitRequest, EntityRecord, StoreError};
 
 use crate::auth::Principal;
@@ -88,7 +88,22 @@ pub async fn run(
     env: &str,
     batch: Batch<'_>,
 ) -> ApiResult<BatchResponse> {
+    if !batch.dry_run
+        && batch.operation != Operation::Rollout
+        && let Some(id) = state.rollouts.running(env)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::RolloutInProgress,
+            format!(
+                "rollout {id} of {env:?} is running: it finishes (or fails) first; follow it \
+                 with `switchyard rollout status --env {env}`"
+            ),
+        ));
+    }
     let mut attempt = 0;
+    // How each change of the attempt that committed reaches the Workers.
+    let mut classes: BTreeMap<(Kind, String), Hotness>;
     let outcome: CommitOutcome = loop {
         attempt += 1;
         let info = state.env_info(env).await?;
@@ -118,6 +133,9 @@ pub async fn run(
         if !plan.changes.is_empty() {
             validate(state, env, &stored, &prepared, &batch)?;
         }
+        if !batch.dry_run && batch.operation != Operation::Rollout {
+            refuse_restart_required(env, &plan.changes)?;
+        }
         if batch.dry_run {
             return Ok(BatchResponse {
                 env: env.to_string(),
@@ -140,6 +158,11 @@ pub async fn run(
                 unchanged: Vec::new(),
             });
         }
+        classes = plan
+            .changes
+            .iter()
+            .map(|c| ((c.change.kind, c.change.name.clone()), c.hot.clone()))
+            .collect();
         let result = state
             .store
             .commit(CommitRequest {
@@ -171,7 +194,10 @@ pub async fn run(
             .changes
             .into_iter()
             .map(|c| PlannedChange {
-                hot: hotness(c.kind),
+                hot: classes
+                    .get(&(c.kind, c.name.clone()))
+                    .cloned()
+                    .unwrap_or_else(|| classify::classify(c.kind, true, &mut [])),
                 change: c,
                 diff: Vec::new(),
             })
@@ -459,6 +485,63 @@ fn validate(
     ))
 }
 
+/// `apply` (or promote, rollback…) of a change that Workers only take when they start:
+/// refused before anything is written, naming each such field, why, and the command that
+/// applies it.
+fn refuse_restart_required(env: &str, changes: &[PlannedChange]) -> ApiResult<()> {
+    let mut details = Vec::new();
+    for c in changes
+        .iter()
+        .filter(|c| c.hot.class == ChangeClass::RestartRequired)
+    {
+        let entity = format!("{}/{}", c.change.kind.lower(), c.change.name);
+        let cold: Vec<&FieldChange> = c
+            .diff
+            .iter()
+            .filter(|f| f.class == ChangeClass::RestartRequired)
+            .collect();
+        if cold.is_empty() {
+            let what = if c.change.new_version.is_none() {
+                "deleted"
+            } else {
+                "created"
+            };
+            details.push(format!("{entity} {what}: {}", c.hot.how));
+        }
+        for f in cold {
+            let show = |v: &Option<serde_json::Value>| {
+                v.as_ref()
+                    .map_or_else(|| "(none)".to_string(), ToString::to_string)
+            };
+            details.push(format!(
+                "{entity} {}: {} -> {}: {}",
+                f.path,
+                show(&f.old),
+                show(&f.new),
+                f.reason
+            ));
+        }
+    }
+    if details.is_empty() {
+        return Ok(());
+    }
+    let mut e = ApiError::new(
+        StatusCode::CONFLICT,
+        ErrorCode::RestartRequired,
+        format!(
+            "nothing applied: {} restart-required (Workers take it only when they start); \
+             roll it out with: switchyard rollout --env {env} FILES… (the same files)",
+            if details.len() == 1 {
+                "this change is"
+            } else {
+                "these changes are"
+            }
+        ),
+    );
+    e.details = details;
+    Err(e)
+}
+
 pub fn invalid(message: String, details: Vec<String>) -> ApiError {
     let mut e = ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -547,17 +630,23 @@ async fn plan(
                 digest: String::new(),
             },
         };
-        let diff = match (c, current) {
-            (Change::Upsert { manifest, .. }, Some(e)) if dry_run && diffs => {
+        // Kinds with fields that are not hot are classified field by field for every
+        // write (a restart-required change is refused by `apply`), others only for a plan.
+        let shown = dry_run && diffs;
+        let mut diff = match (c, current) {
+            (Change::Upsert { manifest, .. }, Some(e))
+                if shown || classify::has_cold_fields(kind) =>
+            {
                 field_diff(state, kind, e, manifest)?
             }
             _ => Vec::new(),
         };
-        out.changes.push(PlannedChange {
-            hot: hotness(kind),
-            diff,
-            change,
-        });
+        let created_or_deleted = current.is_none() || matches!(c, Change::Delete { .. });
+        let hot = classify::classify(kind, created_or_deleted, &mut diff);
+        if !shown && hot.class != ChangeClass::RestartRequired {
+            diff.clear();
+        }
+        out.changes.push(PlannedChange { hot, diff, change });
     }
     Ok(out)
 }
@@ -586,6 +675,8 @@ fn field_diff(
             old: None,
             new: None,
             secret: false,
+            class: ChangeClass::Hot,
+            reason: String::new(),
         });
     }
     Ok(diff)

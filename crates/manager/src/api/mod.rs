@@ -7,6 +7,7 @@ mod envs;
 mod openapi;
 mod promote;
 mod rollback;
+mod rollout;
 mod sync;
 mod tokens;
 mod views;
@@ -32,6 +33,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/envs/{env}/apply", post(apply::apply))
         .route("/v1/envs/{env}/promote", post(promote::promote))
         .route("/v1/envs/{env}/rollback", post(rollback::rollback))
+        .route(
+            "/v1/envs/{env}/rollout",
+            get(rollout::status).post(rollout::start),
+        )
         .route("/v1/envs/{env}/entities", get(views::entities))
         .route(
             "/v1/envs/{env}/credentials/{name}/value",

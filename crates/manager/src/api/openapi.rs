@@ -10,7 +10,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{apply, credentials, envs, promote, rollback, sync, tokens, views};
+use super::{apply, credentials, envs, promote, rollback, rollout, sync, tokens, views};
 
 /// Name of the security scheme (`Authorization: Bearer <token>`) in the document; the
 /// `security(("bearer" = []))` below must name it (the attribute takes only a literal).
@@ -63,6 +63,8 @@ pub(super) const ENV_NAME: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
         envs::get_one,
         envs::delete,
         apply::apply,
+        rollout::start,
+        rollout::status,
         promote::promote,
         credentials::set_value,
         rollback::rollback,

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use switchyard_api::records::{ReportStatus, WorkerReport, now_millis};
 use switchyard_api::sync::{
     ReportBody, RevisionEvent, SyncEntity, SyncPayload, WORKER_ADDRESS_HEADER, WORKER_ID_HEADER,
-    WORKER_VERSION_HEADER, state_digest,
+    WORKER_INSTANCE_HEADER, WORKER_VERSION_HEADER, state_digest,
 };
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
@@ -165,6 +165,7 @@ pub async fn events(
     }
     let worker = header(&headers, WORKER_ID_HEADER).map(|id| WorkerClaim {
         id,
+        instance: header(&headers, WORKER_INSTANCE_HEADER),
         address: header(&headers, WORKER_ADDRESS_HEADER),
         version: header(&headers, WORKER_VERSION_HEADER),
         token_id: who.token_id.clone(),
@@ -182,13 +183,31 @@ pub async fn events(
         revision: info.revision,
         changes: Vec::new(),
     });
-    let crate::fanout::Subscription { rx, guard } = sub;
+    let crate::fanout::Subscription {
+        rx,
+        directives,
+        guard,
+    } = sub;
+    let me = guard.process();
     let live = BroadcastStream::new(rx).filter_map(move |msg| {
         let _connected = &guard;
         // A lagging subscriber skips events: harmless, the next one carries a newer
         // revision and the Worker pulls by revision anyway.
-        msg.ok()
+        msg.ok().map(|ev| to_event(&ev))
     });
+    // Upgrade requests addressed to this stream's process (a rollout step).
+    let mine = BroadcastStream::new(directives).filter_map(move |msg| {
+        let d = msg.ok()?;
+        let ours = me
+            .as_ref()
+            .is_some_and(|(w, i)| *w == d.worker && *i == d.instance);
+        ours.then(|| {
+            Event::default()
+                .event("upgrade")
+                .data(serde_json::to_string(&d).unwrap_or_default())
+        })
+    });
+    let live = live.merge(mine);
     // Ends the stream when the Manager shuts down.
     let shutdown = state.shutdown.clone();
     let stop = tokio_stream::once(()).then(move |()| {
@@ -198,12 +217,12 @@ pub async fn events(
             None::<RevisionEvent>
         }
     });
-    let stream = tokio_stream::iter(initial)
+    let stream = tokio_stream::iter(initial.map(|ev| to_event(&ev)))
         .chain(live)
         .map(Some)
-        .merge(stop)
+        .merge(stop.map(|_: Option<RevisionEvent>| None))
         .take_while(Option::is_some)
-        .filter_map(|ev| ev.map(|ev| Ok(to_event(&ev))));
+        .filter_map(|ev| ev.map(Ok));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(state.heartbeat).text("heartbeat")))
 }
 

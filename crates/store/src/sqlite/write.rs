@@ -706,3 +706,26 @@ async fn count(
         .map_err(db(what))?;
     rows::unsigned(n, what)
 }
+
+/// An audit record of something that is not an entity write (a rollout step).
+pub(super) async fn record_event(store: &SqliteStore, event: crate::AuditEvent) -> Result<()> {
+    let (_guard, mut tx) = store.begin_write().await?;
+    let result = insert_audit(
+        &mut tx,
+        AuditEntry {
+            at: now_millis(),
+            actor: &event.actor,
+            env: Some(&event.env),
+            entity_kind: &event.subject_kind,
+            entity_name: &event.subject_name,
+            old_version: None,
+            new_version: None,
+            digest: None,
+            operation: event.operation,
+            revision: event.revision,
+            detail: Some(&event.detail),
+        },
+    )
+    .await;
+    finish(tx, result, |()| true, "audit event: commit").await
+}

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use switchyard_api::ErrorCode;
-use switchyard_api::sync::{ReportBody, SyncEntity, SyncPayload};
+use switchyard_api::sync::{ReportBody, SyncEntity, SyncPayload, UpgradeDirective};
 use switchyard_engine::Change;
 use tokio::sync::watch;
 use tokio::time::error::Elapsed;
@@ -17,8 +17,12 @@ use super::backoff::Backoff;
 use super::sse::{SseItem, SseParser};
 use super::state::{self, Entities, Parsed, Pulled, Step};
 use super::{Syncer, cache, now_millis, now_text, report};
+use crate::handover::{UpgradeHook, UpgradeState};
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::status::Resync;
+
+/// How often a handover a rollout asked for is checked on.
+const UPGRADE_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// At most this many revisions are ACKed when a Worker catches up over a gap.
 const MAX_ACKS_PER_CATCH_UP: u64 = 256;
@@ -78,13 +82,29 @@ impl Syncer {
             self.opts.check_interval,
         );
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A handover a rollout asked for, while it runs: its revision.
+        let mut handing_over: Option<u64> = None;
+        let mut upgrade_check = tokio::time::interval(UPGRADE_CHECK);
         loop {
             tokio::select! {
                 polled = tokio::time::timeout(self.opts.stream_timeout, body.frame()) => {
-                    if let Some(data) = self.stream_data(polled)?
-                        && self.announces_change(&mut parser, &data)?
+                    if let Some(data) = self.stream_data(polled)? {
+                        let (changed, upgrade) = self.read_events(&mut parser, &data)?;
+                        if let Some(d) = upgrade {
+                            handing_over = self.hand_over(d).or(handing_over);
+                            self.flush_reports().await;
+                        }
+                        if changed {
+                            self.catch_up().await?;
+                        }
+                    }
+                }
+                _ = upgrade_check.tick(), if handing_over.is_some() => {
+                    if let Some(revision) = handing_over
+                        && self.handover_failed(revision)
                     {
-                        self.catch_up().await?;
+                        handing_over = None;
+                        self.flush_reports().await;
                     }
                 }
                 // The periodic check is a pull since the served revision: it catches missed
@@ -106,22 +126,78 @@ impl Syncer {
         }
     }
 
-    /// Feeds `data` to the event parser; true when an event announces a revision other
-    /// than the served one (newer, or older: a Manager that went back is followed too).
-    fn announces_change(&self, parser: &mut SseParser, data: &[u8]) -> Result<bool, String> {
+    /// Feeds `data` to the event parser: whether an event announces a revision other
+    /// than the served one (newer, or older: a Manager that went back is followed too),
+    /// and an upgrade request addressed to this process, if any.
+    fn read_events(
+        &self,
+        parser: &mut SseParser,
+        data: &[u8],
+    ) -> Result<(bool, Option<UpgradeDirective>), String> {
         let items = parser.push(data).map_err(str::to_string)?;
         let mut changed = false;
+        let mut upgrade = None;
         for item in items {
-            if let SseItem::Event(ev) = item
-                && ev.event == "revision"
+            let SseItem::Event(ev) = item else { continue };
+            if ev.event == "revision"
                 && let Some(rev) = ev.id.as_deref().and_then(|s| s.parse::<u64>().ok())
             {
                 self.reloader
                     .update_sync_status(|s| s.manager_revision = Some(rev));
                 changed |= rev != self.state.served.revision;
             }
+            if ev.event == "upgrade"
+                && let Ok(d) = serde_json::from_str::<UpgradeDirective>(&ev.data)
+                && d.instance == self.opts.instance
+                && d.worker == self.opts.worker_id
+            {
+                upgrade = Some(d);
+            }
         }
-        Ok(changed)
+        Ok((changed, upgrade))
+    }
+
+    /// A rollout asks this process to hand over to a successor: asks the binary (the
+    /// successor takes the sockets, loads the Manager's current revision, and ACKs it;
+    /// this process then drains). A process that cannot hand over NACKs the revision,
+    /// saying why, so the rollout stops there. Returns the revision when a handover began.
+    fn hand_over(&mut self, d: UpgradeDirective) -> Option<u64> {
+        tracing::info!(rollout = %d.rollout, revision = d.revision, "the Manager asks this Worker to hand over to a successor");
+        let Some(hook) = self.upgrade.clone() else {
+            self.nack(
+                &self.state.served.store_id.clone(),
+                d.revision,
+                "this Worker process cannot hand over to a successor (it runs embedded, \
+                 not as `switchyard worker`)"
+                    .into(),
+                None,
+            );
+            return None;
+        };
+        if !hook.request() {
+            // One is already under way: it answers for this request too.
+            return Some(d.revision);
+        }
+        hook.set(UpgradeState::InProgress);
+        Some(d.revision)
+    }
+
+    /// Whether the handover begun for `revision` failed (then NACKed with the reason: the
+    /// rollout stops there, and this process carries on serving).
+    fn handover_failed(&mut self, revision: u64) -> bool {
+        let Some(UpgradeState::Failed { error }) =
+            self.upgrade.as_ref().and_then(UpgradeHook::state)
+        else {
+            return false;
+        };
+        let store_id = self.state.served.store_id.clone();
+        self.nack(
+            &store_id,
+            revision,
+            format!("handover failed, this process carries on serving: {error}"),
+            None,
+        );
+        true
     }
 
     /// Pulls what is newer than the served revision and acts on it (catches missed
@@ -253,9 +329,21 @@ impl Syncer {
             }
         };
         let (outcome, pulled) = self.swap(pulled, how).await?;
-        if let ReloadOutcome::Rejected { errors, .. } = outcome {
-            self.rejected(store_id, revision, errors.to_string(), resync.clone());
-            return Ok(None);
+        match outcome {
+            ReloadOutcome::Rejected { errors, .. } => {
+                self.rejected(store_id, revision, errors.to_string(), resync.clone());
+                return Ok(None);
+            }
+            // Not NACKed (the revision is valid) and not retried: this process waits for
+            // the successor a rollout starts, serving what it serves.
+            ReloadOutcome::RestartRequired { why, .. } => {
+                self.state.rejected = Some(revision);
+                self.reloader.update_sync_status(|s| {
+                    s.pending_restart = Some(format!("revision {revision}: {why}"));
+                });
+                return Ok(None);
+            }
+            ReloadOutcome::Applied { .. } | ReloadOutcome::Unchanged { .. } => {}
         }
         let verified = self.verify(&pulled);
         Ok(Some((pulled, verified)))
@@ -328,6 +416,7 @@ impl Syncer {
             tracing::warn!(from = previous, to = revision, store = %store_id, reason = %why, "resynchronised: serving exactly the Manager's state");
         }
         self.reloader.update_sync_status(|s| {
+            s.pending_restart = None;
             s.served_from = "manager".into();
             s.last_sync_at = Some(now_text());
             s.rejected_revision = None;

@@ -25,6 +25,7 @@ use switchyard_api::records::ReportStatus;
 use switchyard_api::sync::ReportBody;
 
 use self::state::Served;
+use crate::handover::UpgradeHook;
 use crate::reload::Reloader;
 pub use switchyard_api::ClientError;
 use switchyard_api::{ManagerTls, SyncClient};
@@ -53,17 +54,21 @@ pub struct ManagedOptions {
     pub stream_timeout: Duration,
     /// How long to wait for the Manager at start before falling back to the cache.
     pub start_timeout: Duration,
+    /// This Worker process among those under the same id (a handover's successor
+    /// connects beside its predecessor): pid and start time, new with each `new`.
+    pub instance: String,
 }
 
 impl ManagedOptions {
     /// The client for this Worker's calls to its Manager.
     fn client(&self) -> Result<SyncClient, ClientError> {
-        SyncClient::new(
+        SyncClient::for_process(
             &self.manager,
             &self.token,
             &self.env,
             &self.worker_id,
             self.address.as_deref(),
+            Some(&self.instance),
             &self.tls,
         )
     }
@@ -80,6 +85,13 @@ impl ManagedOptions {
             check_interval: Duration::from_secs(5),
             stream_timeout: Duration::from_secs(15),
             start_timeout: Duration::from_secs(5),
+            instance: format!(
+                "{}-{}",
+                std::process::id(),
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos())
+            ),
         }
     }
 }
@@ -111,6 +123,9 @@ pub struct Syncer {
     client: SyncClient,
     reloader: Arc<Reloader>,
     state: SyncState,
+    /// How this process hands over to a successor when a rollout asks (none: it cannot,
+    /// and says so in a NACK).
+    upgrade: Option<UpgradeHook>,
 }
 
 impl Syncer {
@@ -118,12 +133,14 @@ impl Syncer {
         opts: ManagedOptions,
         reloader: Arc<Reloader>,
         state: SyncState,
+        upgrade: Option<UpgradeHook>,
     ) -> Result<Syncer, ClientError> {
         Ok(Syncer {
             client: opts.client()?,
             opts,
             reloader,
             state,
+            upgrade,
         })
     }
 }

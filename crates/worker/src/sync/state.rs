@@ -133,7 +133,9 @@ pub fn served_digest<X>(snapshot: &Snapshot<X>, entities: &Entities) -> String {
         }));
     let unserved = entities.values().filter(|e| match e.kind {
         Kind::Proxy | Kind::Credential | Kind::Certificate => false,
-        Kind::Environment => true,
+        // Variables are resolved before a Worker sees anything; process settings are
+        // taken at start (a snapshot with others is not swapped in).
+        Kind::Environment | Kind::WorkerSettings => true,
     });
     state_digest(
         served.chain(unserved.map(|e| (e.kind, e.name.as_str(), e.version, e.digest.as_str()))),

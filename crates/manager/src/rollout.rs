@@ -1,0 +1,262 @@
+//! Rollouts: a revision Workers take only by starting a new process (restart-required
+//! changes, a new binary) is brought to each Worker of the environment in turn — the
+//! Manager asks one process to hand over (`event: upgrade` on its stream), waits until its
+//! successor is connected and ACKs the revision (or the old process NACKs it, or the step
+//! times out), then moves on. The first failure stops it: the Workers after it are not
+//! touched and keep serving. Every step is an audit record; the Manager drives it, so the
+//! client that started it may go away.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use switchyard_api::admin::{RolloutState, RolloutStatus, RolloutStepState, RolloutWorker};
+use switchyard_api::records::{Operation, ReportStatus, now_millis};
+use switchyard_api::sync::UpgradeDirective;
+use switchyard_store::AuditEvent;
+
+use crate::state::AppState;
+
+/// How often a step looks at the Worker's connections and reports.
+const POLL: Duration = Duration::from_millis(100);
+/// A step's deadline when the request does not give one.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The latest rollout of each environment (in memory: a Manager restarted mid-rollout
+/// forgets it; the audit trail keeps every step, and a rollout without files resumes).
+#[derive(Default, Clone)]
+pub struct Rollouts {
+    by_env: Arc<Mutex<HashMap<String, RolloutStatus>>>,
+}
+
+impl Rollouts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RolloutStatus>> {
+        self.by_env.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn get(&self, env: &str) -> Option<RolloutStatus> {
+        self.lock().get(env).cloned()
+    }
+
+    /// Whether a rollout of `env` is running.
+    pub fn running(&self, env: &str) -> Option<String> {
+        self.lock()
+            .get(env)
+            .filter(|r| r.state == RolloutState::Running)
+            .map(|r| r.id.clone())
+    }
+
+    /// Records `status` as `env`'s rollout, unless one is running: `Err` with its id.
+    pub fn begin(&self, status: RolloutStatus) -> Result<(), String> {
+        let mut all = self.lock();
+        if let Some(r) = all.get(&status.env)
+            && r.state == RolloutState::Running
+        {
+            return Err(r.id.clone());
+        }
+        all.insert(status.env.clone(), status);
+        Ok(())
+    }
+
+    fn update(&self, env: &str, f: impl FnOnce(&mut RolloutStatus)) {
+        if let Some(r) = self.lock().get_mut(env) {
+            f(r);
+        }
+    }
+}
+
+/// Walks the Workers of the rollout recorded for `env` (see the module's documentation).
+pub async fn drive(state: AppState, env: String, step_timeout: Duration) {
+    let Some(status) = state.rollouts.get(&env) else {
+        return;
+    };
+    let (id, revision, actor) = (status.id.clone(), status.revision, status.actor.clone());
+    let names: Vec<String> = status.workers.iter().map(|w| w.id.clone()).collect();
+    audit(
+        &state,
+        &env,
+        &actor,
+        "Environment",
+        &env,
+        revision,
+        format!(
+            "rollout {id} started: r{revision} to {} Worker(s): {}",
+            names.len(),
+            names.join(", ")
+        ),
+    )
+    .await;
+    for (i, worker) in names.iter().enumerate() {
+        state.rollouts.update(&env, |r| {
+            r.workers[i].state = RolloutStepState::HandingOver;
+        });
+        let outcome = step(&state, &env, &id, worker, revision, step_timeout).await;
+        match outcome {
+            Ok((from, to, took)) => {
+                let detail = format!(
+                    "rollout {id}: Worker {worker} handed over (process {from} -> {to}) and \
+                     serves r{revision}, in {took} ms"
+                );
+                audit(&state, &env, &actor, "Worker", worker, revision, detail).await;
+                state.rollouts.update(&env, |r| {
+                    let w = &mut r.workers[i];
+                    w.state = RolloutStepState::Done;
+                    w.from_instance = Some(from);
+                    w.to_instance = Some(to);
+                    w.took_ms = Some(took);
+                });
+            }
+            Err(why) => {
+                let detail = format!(
+                    "rollout {id} stopped at Worker {worker}: {why}; the Workers after it \
+                     were not touched and serve their previous revision"
+                );
+                tracing::error!(env = %env, rollout = %id, worker = %worker, "{detail}");
+                audit(&state, &env, &actor, "Worker", worker, revision, detail).await;
+                state.rollouts.update(&env, |r| {
+                    r.workers[i].state = RolloutStepState::Failed;
+                    r.workers[i].error = Some(why.clone());
+                    r.state = RolloutState::Failed;
+                    r.error = Some(format!("Worker {worker}: {why}"));
+                    r.finished_at = Some(now_millis());
+                });
+                return;
+            }
+        }
+    }
+    audit(
+        &state,
+        &env,
+        &actor,
+        "Environment",
+        &env,
+        revision,
+        format!(
+            "rollout {id} finished: {} Worker(s) serve r{revision}",
+            names.len()
+        ),
+    )
+    .await;
+    state.rollouts.update(&env, |r| {
+        r.state = RolloutState::Succeeded;
+        r.finished_at = Some(now_millis());
+    });
+}
+
+/// One Worker: ask its (newest) process to hand over, then wait for a new process of it
+/// that ACKs `revision` or later. `Ok((from, to, took_ms))`.
+async fn step(
+    state: &AppState,
+    env: &str,
+    rollout: &str,
+    worker: &str,
+    revision: u64,
+    timeout: Duration,
+) -> Result<(String, String, u64), String> {
+    let before = state.fanout.instances(env, worker);
+    let Some(target) = before.last().cloned() else {
+        return Err("not connected to this Manager (or it does not name its process)".into());
+    };
+    let started = now_millis();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let directive = UpgradeDirective {
+        worker: worker.to_string(),
+        instance: target.clone(),
+        rollout: rollout.to_string(),
+        revision,
+    };
+    if !state.fanout.direct(env, directive) {
+        return Err("its event stream is gone".into());
+    }
+    loop {
+        tokio::time::sleep(POLL).await;
+        let report = state
+            .store
+            .latest_reports(env)
+            .await
+            .ok()
+            .and_then(|all| all.into_iter().find(|r| r.worker_id == worker))
+            .filter(|r| r.received_at >= started && r.revision >= revision);
+        if let Some(r) = &report
+            && r.status == ReportStatus::Nack
+        {
+            return Err(r.error.clone().unwrap_or_else(|| "NACK".into()));
+        }
+        let successor = state
+            .fanout
+            .instances(env, worker)
+            .into_iter()
+            .find(|i| !before.contains(i));
+        if let (Some(to), Some(r)) = (successor, &report)
+            && r.status == ReportStatus::Ack
+        {
+            let took = u64::try_from(now_millis() - started).unwrap_or(0);
+            return Ok((target, to, took));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "no successor process ACKed r{revision} within {}s (the Worker's own \
+                 --handover-timeout kills a successor that is not ready; see its log)",
+                timeout.as_secs()
+            ));
+        }
+    }
+}
+
+async fn audit(
+    state: &AppState,
+    env: &str,
+    actor: &str,
+    subject_kind: &str,
+    subject_name: &str,
+    revision: u64,
+    detail: String,
+) {
+    let event = AuditEvent {
+        env: env.to_string(),
+        actor: actor.to_string(),
+        operation: Operation::Rollout,
+        subject_kind: subject_kind.to_string(),
+        subject_name: subject_name.to_string(),
+        revision: Some(revision),
+        detail,
+    };
+    if let Err(e) = state.store.record_event(event).await {
+        tracing::error!(env, error = %e, "cannot write a rollout audit record");
+    }
+}
+
+/// A new rollout's status: every Worker connected to `env` now, waiting.
+pub fn new_status(
+    state: &AppState,
+    env: &str,
+    revision: u64,
+    actor: &str,
+    commit: Option<switchyard_api::admin::BatchResponse>,
+) -> RolloutStatus {
+    let started_at = now_millis();
+    RolloutStatus {
+        id: format!("{env}-r{revision}-{started_at}"),
+        env: env.to_string(),
+        revision,
+        state: RolloutState::Running,
+        actor: actor.to_string(),
+        started_at,
+        finished_at: None,
+        commit,
+        workers: state
+            .fanout
+            .connected(env)
+            .into_iter()
+            .map(|w| RolloutWorker {
+                id: w.id,
+                state: RolloutStepState::Waiting,
+                from_instance: None,
+                to_instance: None,
+                took_ms: None,
+                error: None,
+            })
+            .collect(),
+        error: None,
+    }
+}
