@@ -463,3 +463,165 @@ fn a_successor_that_is_not_ready_in_time_is_killed_and_the_worker_carries_on() {
         &failures[..failures.len().min(5)]
     );
 }
+
+/// The files of a rollout: the proxy and `kind: WorkerSettings` with `threads`.
+fn rollout_files(dir: &std::path::Path, up: SocketAddr, threads: u16) -> String {
+    std::fs::write(dir.join("proxy.yaml"), proxy(up, "")).unwrap();
+    std::fs::write(
+        dir.join("settings.yaml"),
+        format!(
+            "apiVersion: switchyard.dev/v1\nkind: WorkerSettings\nmetadata: {{ name: default }}\n\
+             spec: {{ threads: {threads} }}\n"
+        ),
+    )
+    .unwrap();
+    dir.to_str().unwrap().to_string()
+}
+
+/// Three Workers under load; a restart-required change is refused by `apply` and changes
+/// nothing, then `switchyard rollout` commits it and hands each Worker over in turn: every
+/// Worker ends up a new process serving and ACKing the rollout's revision, with no failed
+/// request and no refused connection on any of them; each step is audited.
+#[test]
+fn a_rollout_hands_three_workers_over_under_load_without_a_failed_request() {
+    let (_up, up) = upstream("u1");
+    let m = common::Manager::with_env("dev");
+    let files = tempfile::tempdir().unwrap();
+    let body = switchyard_api::admin::ApplyRequest {
+        manifests: vec![proxy(up, "")],
+        ..Default::default()
+    };
+    assert_eq!(m.block_on(m.api.apply("dev", &body)).unwrap().revision, 1);
+    let workers: Vec<common::Worker> = ["edge-1", "edge-2", "edge-3"]
+        .iter()
+        .map(|id| m.worker("dev", id))
+        .collect();
+    for id in ["edge-1", "edge-2", "edge-3"] {
+        wait_until("the Worker is connected", || m.connected("dev", id));
+    }
+    let loads: Vec<Load> = workers.iter().map(|w| Load::start(w.listen, 2)).collect();
+    wait_until("the load is running", || {
+        loads.iter().all(|l| l.answered() > 50)
+    });
+
+    let dir = rollout_files(files.path(), up, 1);
+    let (code, _, refused) = m.code(&["apply", "--env", "dev", &dir], &[]);
+    assert_eq!(code, 1, "{refused}");
+    assert!(
+        refused.contains("restart-required")
+            && refused.contains("switchyard rollout")
+            && refused.contains("workersettings/default created"),
+        "{refused}"
+    );
+    assert_eq!(m.revision("dev"), 1, "apply changed nothing");
+
+    let started = std::time::Instant::now();
+    let out = m.ok(&["rollout", "--env", "dev", &dir], &[]);
+    let took = started.elapsed();
+    assert!(out.contains("every Worker (3) serves r2"), "{out}");
+    let mut successors = Vec::new();
+    for w in &workers {
+        let now = status(w.admin);
+        let pid = now["pid"].as_u64().unwrap() as u32;
+        // Killed when the test ends (not before: the load still runs on them).
+        successors.push(Pid(pid));
+        assert_ne!(pid, w.proc.child.id(), "a new process serves");
+        assert_eq!(now["revision"], 2, "{now}");
+    }
+    let view = m.block_on(m.api.revision("dev", 2)).unwrap();
+    for id in ["edge-1", "edge-2", "edge-3"] {
+        assert!(
+            view.reports
+                .iter()
+                .any(|r| r.worker_id == id && r.error.is_none()),
+            "{id} ACKed r2: {:?}",
+            view.reports
+        );
+    }
+    let audit = m.json(&["audit", "--env", "dev"]);
+    let steps = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["operation"] == "rollout")
+        .count();
+    // The commit (one record per entity: the proxy is unchanged, so one), the start, three
+    // Workers, the end.
+    assert!(steps >= 5, "{audit}");
+    let mut total = 0;
+    for load in loads {
+        let (ok, failures) = load.finish();
+        total += ok;
+        assert!(
+            failures.is_empty(),
+            "{:?}",
+            &failures[..failures.len().min(5)]
+        );
+    }
+    eprintln!("rollout of 3 Workers under load: {total} requests answered, 0 failed, {took:?}");
+}
+
+/// A rollout whose second Worker's successor crashes at start (its binary was replaced by
+/// a broken one): that Worker carries on serving with no client error, the rollout stops
+/// there and says which Worker failed and why, and the third is not touched.
+#[test]
+fn a_rollout_stops_at_a_worker_whose_successor_crashes() {
+    let (_up, up) = upstream("u1");
+    let m = common::Manager::with_env("dev");
+    let files = tempfile::tempdir().unwrap();
+    let body = switchyard_api::admin::ApplyRequest {
+        manifests: vec![proxy(up, "")],
+        ..Default::default()
+    };
+    m.block_on(m.api.apply("dev", &body)).unwrap();
+    // edge-2 runs from a copy of the binary, replaced by a broken one once it runs.
+    let copy = files.path().join("switchyard-copy");
+    std::fs::copy(env!("CARGO_BIN_EXE_switchyard"), &copy).unwrap();
+    let token = |id: &str| m.token(&["--role", "worker", "--env", "dev", "--name", id]);
+    let first = m.worker("dev", "edge-1");
+    let broken = m.spawn_worker_exe(&copy, "dev", &token("edge-2"), Some("edge-2"), &[]);
+    let third = m.worker("dev", "edge-3");
+    for id in ["edge-1", "edge-2", "edge-3"] {
+        wait_until("the Worker is connected", || m.connected("dev", id));
+    }
+    std::fs::remove_file(&copy).unwrap();
+    std::fs::write(&copy, "#!/bin/sh\necho broken upgrade >&2\nexit 3\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let load = Load::start(broken.listen, 2);
+    wait_until("the load is running", || load.answered() > 50);
+
+    let dir = rollout_files(files.path(), up, 1);
+    let (code, stdout, stderr) = m.code(&["rollout", "--env", "dev", &dir], &[]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("edge-2: FAILED") && stdout.contains("handover failed"),
+        "{stdout}"
+    );
+    let now = m.json(&["rollout", "status", "--env", "dev"]);
+    assert_eq!(now["state"], "failed", "{now}");
+    assert_eq!(now["workers"][0]["state"], "done", "{now}");
+    assert_eq!(now["workers"][1]["state"], "failed", "{now}");
+    assert_eq!(now["workers"][2]["state"], "waiting", "{now}");
+    let _successor = Pid(status(first.admin)["pid"].as_u64().unwrap() as u32);
+    assert_eq!(
+        status(broken.admin)["pid"].as_u64(),
+        Some(u64::from(broken.proc.child.id())),
+        "edge-2's old process serves"
+    );
+    assert_eq!(
+        status(third.admin)["pid"].as_u64(),
+        Some(u64::from(third.proc.child.id())),
+        "edge-3 was not touched"
+    );
+    assert_eq!(status(third.admin)["revision"], 1);
+    let (ok, failures) = load.finish();
+    assert!(ok > 0);
+    assert!(
+        failures.is_empty(),
+        "{:?}",
+        &failures[..failures.len().min(5)]
+    );
+}

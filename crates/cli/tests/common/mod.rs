@@ -33,7 +33,12 @@ impl Proc {
 
     /// [`Proc::spawn`] with `env` added to the process's environment.
     pub fn spawn_with(args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        Proc::spawn_exe(Path::new(env!("CARGO_BIN_EXE_switchyard")), args, env)
+    }
+
+    /// [`Proc::spawn_with`] of the binary at `exe` (a copy a test can break).
+    pub fn spawn_exe(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut child = Command::new(exe)
             .args(["--log-format", "json"])
             .args(args)
             .envs(env.iter().copied())
@@ -364,6 +369,24 @@ impl Manager {
         id: Option<&str>,
         extra: &[&str],
     ) -> Worker {
+        self.spawn_worker_exe(
+            Path::new(env!("CARGO_BIN_EXE_switchyard")),
+            env,
+            token,
+            id,
+            extra,
+        )
+    }
+
+    /// [`Manager::spawn_worker_with`] running the binary at `exe`.
+    pub fn spawn_worker_exe(
+        &self,
+        exe: &Path,
+        env: &str,
+        token: &str,
+        id: Option<&str>,
+        extra: &[&str],
+    ) -> Worker {
         let cache = self
             .dir()
             .join(format!("cache-{}", id.unwrap_or("default")));
@@ -390,7 +413,7 @@ impl Manager {
             args.extend(["--worker-id", id]);
         }
         args.extend_from_slice(extra);
-        let proc = Proc::spawn(&args);
+        let proc = Proc::spawn_exe(exe, &args, &[]);
         let fields = proc.wait_log("worker listening");
         Worker {
             listen: addr(&fields, "listen"),

@@ -19,10 +19,10 @@ use crate::rollout::{self, DEFAULT_STEP_TIMEOUT};
 use crate::state::AppState;
 use switchyard_api::records::Operation;
 
-/// Roll a change out: commit it (restart-required changes allowed) and hand every Worker
-/// over to a successor process, one at a time.
+/// Roll a change out to every Worker, one handover at a time.
 ///
-/// Answers 202 once the revision is committed and the rollout has started; it goes on
+/// Commits it (restart-required changes allowed) and hands every Worker over to a
+/// successor process, one at a time. Answers 202 once the revision is committed and the rollout has started; it goes on
 /// without the client (`GET` shows it). Without manifests, the current revision is rolled
 /// out (a new binary on the Workers' hosts, or a rollout that stopped, resumed). It stops
 /// at the first Worker whose handover fails (its successor crashed or was not ready in
