@@ -87,6 +87,12 @@ pub struct RolloutRequest {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3600))]
     pub step_timeout_secs: Option<u64>,
+    /// The binary each successor runs, a path on the Workers' hosts (absent: each Worker's
+    /// own path, which a package upgrade replaced). Workers run it only from their
+    /// `--upgrade-binaries` directory; one that refuses stops the rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 4096))]
+    pub binary: Option<String>,
 }
 
 /// Where a rollout stands (`GET /v1/envs/{env}/rollout`; the answer of `POST`).
@@ -97,6 +103,9 @@ pub struct RolloutStatus {
     pub env: String,
     /// The revision the Workers are taken to.
     pub revision: u64,
+    /// The binary successors run (absent: each Worker's own path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<String>,
     pub state: RolloutState,
     pub actor: String,
     pub started_at: i64,

@@ -14,9 +14,19 @@ pub const WORKER_ID_HEADER: &str = "x-switchyard-worker";
 /// Header carrying the Worker's traffic address (for `status`).
 pub const WORKER_ADDRESS_HEADER: &str = "x-switchyard-address";
 /// Header carrying the Worker's binary version and the manifest `apiVersion`s it reads,
-/// e.g. `0.1.0; schemas=switchyard.dev/v1` (for `status`, and so that a rollout can tell
-/// which Workers run which build).
+/// and kinds, e.g. `0.1.0; schemas=switchyard.dev/v1; kinds=Proxy,Credential,…` (for
+/// `status`, and so that a change of a kind some connected Worker does not read is
+/// restart-required: its binary must be rolled out first).
 pub const WORKER_VERSION_HEADER: &str = "x-switchyard-version";
+/// The kinds a Worker said it reads (the `kinds=` part of its `x-switchyard-version`);
+/// `None` when it did not say (an older Worker).
+pub fn worker_kinds(version: &str) -> Option<Vec<&str>> {
+    version
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("kinds="))
+        .map(|list| list.split(',').map(str::trim).collect())
+}
+
 /// The Worker process (new with each process, kept for its life): tells a successor of a
 /// handover from its predecessor under the same Worker id.
 pub const WORKER_INSTANCE_HEADER: &str = "x-switchyard-instance";
@@ -31,6 +41,10 @@ pub struct UpgradeDirective {
     pub instance: String,
     pub rollout: String,
     pub revision: u64,
+    /// The binary the successor runs, on the Worker's host (`None`: the Worker's own
+    /// path). A Worker runs it only from its `--upgrade-binaries` directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<String>,
 }
 
 /// A notification: environment `env` is now at `revision`; these entities changed.
@@ -228,6 +242,16 @@ pub struct PullQuery {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::{Kind, ReportBody, state_digest};
+
+    #[test]
+    fn a_workers_version_says_which_kinds_it_reads() {
+        let v = "0.2.0; schemas=switchyard.dev/v1; kinds=Proxy, Credential";
+        assert_eq!(super::worker_kinds(v), Some(vec!["Proxy", "Credential"]));
+        assert_eq!(
+            super::worker_kinds("0.1.0; schemas=switchyard.dev/v1"),
+            None
+        );
+    }
 
     /// The digest is part of the wire format: rows sort by the kind as written
     /// (`Credential` < `Proxy`), not by the enum's order.

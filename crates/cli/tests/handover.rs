@@ -15,6 +15,60 @@ use std::time::Duration;
 
 use common::{Proc, addr, run, upstream, wait_until};
 
+/// A 100 MiB upload to `addr`, paused halfway until [`Upload::finish`]: it starts on one
+/// process and ends on it, whatever happened in between.
+struct Upload {
+    resume: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<Result<String, String>>,
+}
+
+const UPLOAD: usize = 100 * 1024 * 1024;
+
+impl Upload {
+    /// Returns once half of it is sent.
+    fn start(addr: SocketAddr) -> Upload {
+        let (halfway_tx, halfway) = std::sync::mpsc::channel::<()>();
+        let (resume, resume_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || -> Result<String, String> {
+            let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let head = format!(
+                "POST /p/upload HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {UPLOAD}\r\n\r\n"
+            );
+            s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+            let chunk = vec![b'x'; 1024 * 1024];
+            for i in 0..UPLOAD / chunk.len() {
+                if i == UPLOAD / chunk.len() / 2 {
+                    halfway_tx.send(()).unwrap();
+                    resume_rx.recv().unwrap();
+                }
+                s.write_all(&chunk).map_err(|e| format!("upload: {e}"))?;
+            }
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+            Ok(answer)
+        });
+        halfway.recv().unwrap();
+        Upload { resume, thread }
+    }
+
+    /// Sends the rest; the upstream must have received every byte.
+    fn finish(self) {
+        self.resume.send(()).unwrap();
+        let answer = self.thread.join().unwrap().unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "{}",
+            &answer[..answer.len().min(300)]
+        );
+        assert!(
+            answer.contains(&format!("\"body_bytes\":{UPLOAD}")),
+            "{}",
+            &answer[..answer.len().min(600)]
+        );
+    }
+}
+
 /// One GET on `conn` (opened on `addr` when `None`): the status, and whether the server
 /// said it closes the connection (then `conn` is emptied). Any error is returned, never
 /// retried: a retry is exactly what the handover must not need.
@@ -208,46 +262,14 @@ fn a_worker_is_replaced_under_load_without_a_failed_request() {
 
     // A 100 MiB upload: half of it sent before the handover, the rest after the successor
     // serves, on the same request to the old process.
-    const UPLOAD: usize = 100 * 1024 * 1024;
-    let (halfway_tx, halfway) = std::sync::mpsc::channel::<()>();
-    let (resume, resume_rx) = std::sync::mpsc::channel::<()>();
-    let upload = std::thread::spawn(move || -> Result<String, String> {
-        let mut s = TcpStream::connect(listen).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let head =
-            format!("POST /p/upload HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {UPLOAD}\r\n\r\n");
-        s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
-        let chunk = vec![b'x'; 1024 * 1024];
-        for i in 0..UPLOAD / chunk.len() {
-            if i == UPLOAD / chunk.len() / 2 {
-                halfway_tx.send(()).unwrap();
-                resume_rx.recv().unwrap();
-            }
-            s.write_all(&chunk).map_err(|e| format!("upload: {e}"))?;
-        }
-        let mut answer = String::new();
-        s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
-        Ok(answer)
-    });
-    halfway.recv().unwrap();
+    let upload = Upload::start(listen);
 
     let admin_arg = admin.to_string();
     let (ok, _, err) = run(&["worker", "upgrade", "--admin-listen", &admin_arg], &[]);
     assert!(ok, "{err}");
     let second = status(admin)["pid"].as_u64().unwrap() as u32;
     let _second_guard = Pid(second);
-    resume.send(()).unwrap();
-    let answer = upload.join().unwrap().unwrap();
-    assert!(
-        answer.starts_with("HTTP/1.1 200"),
-        "{}",
-        &answer[..answer.len().min(300)]
-    );
-    assert!(
-        answer.contains(&format!("\"body_bytes\":{UPLOAD}")),
-        "{}",
-        &answer[..answer.len().min(600)]
-    );
+    upload.finish();
     assert_ne!(second, first);
     assert!(
         err.contains(&format!("Worker pid {second} serves")),
@@ -492,9 +514,17 @@ fn a_rollout_hands_three_workers_over_under_load_without_a_failed_request() {
         ..Default::default()
     };
     assert_eq!(m.block_on(m.api.apply("dev", &body)).unwrap().revision, 1);
+    // The "new" binary: a copy of this one, in the directory the Workers take binaries from.
+    let binaries = tempfile::tempdir().unwrap();
+    let next = binaries.path().join("switchyard-next");
+    std::fs::copy(env!("CARGO_BIN_EXE_switchyard"), &next).unwrap();
+    let allowed = ["--upgrade-binaries", binaries.path().to_str().unwrap()];
     let workers: Vec<common::Worker> = ["edge-1", "edge-2", "edge-3"]
         .iter()
-        .map(|id| m.worker("dev", id))
+        .map(|id| {
+            let token = m.token(&["--role", "worker", "--env", "dev", "--name", id]);
+            m.spawn_worker_with("dev", &token, Some(id), &allowed)
+        })
         .collect();
     for id in ["edge-1", "edge-2", "edge-3"] {
         wait_until("the Worker is connected", || m.connected("dev", id));
@@ -503,6 +533,11 @@ fn a_rollout_hands_three_workers_over_under_load_without_a_failed_request() {
     wait_until("the load is running", || {
         loads.iter().all(|l| l.answered() > 50)
     });
+    // On edge-1's old process: a slow request and half an upload, in flight when the
+    // rollout starts.
+    let edge1 = workers[0].listen;
+    let slow = std::thread::spawn(move || get(&mut None, edge1, "/p/slow?delay_ms=2000"));
+    let upload = Upload::start(edge1);
 
     let dir = rollout_files(files.path(), up, 1);
     let (code, _, refused) = m.code(&["apply", "--env", "dev", &dir], &[]);
@@ -516,8 +551,30 @@ fn a_rollout_hands_three_workers_over_under_load_without_a_failed_request() {
     assert_eq!(m.revision("dev"), 1, "apply changed nothing");
 
     let started = std::time::Instant::now();
-    let out = m.ok(&["rollout", "--env", "dev", &dir], &[]);
+    let rollout = {
+        let (url, ca, admin) = (m.url.clone(), m.ca.clone(), m.admin.clone());
+        let (dir, next) = (dir.clone(), next.to_str().unwrap().to_string());
+        std::thread::spawn(move || {
+            common::run_code(
+                &["rollout", "--env", "dev", &dir, "--binary", &next],
+                &[
+                    ("SWITCHYARD_MANAGER", url.as_str()),
+                    ("SWITCHYARD_CA", ca.as_str()),
+                    ("SWITCHYARD_TOKEN", admin.as_str()),
+                ],
+            )
+        })
+    };
+    // edge-1 is handed over while its upload is half-way: the rest goes to the old process.
+    let edge1_admin = workers[0].admin;
+    wait_until("edge-1 is handed over", || {
+        status(edge1_admin)["pid"].as_u64() != Some(u64::from(workers[0].proc.child.id()))
+    });
+    upload.finish();
+    assert_eq!(slow.join().unwrap(), Ok(200), "the slow request");
+    let (code, out, err) = rollout.join().unwrap();
     let took = started.elapsed();
+    assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("every Worker (3) serves r2"), "{out}");
     let mut successors = Vec::new();
     for w in &workers {
@@ -527,6 +584,8 @@ fn a_rollout_hands_three_workers_over_under_load_without_a_failed_request() {
         successors.push(Pid(pid));
         assert_ne!(pid, w.proc.child.id(), "a new process serves");
         assert_eq!(now["revision"], 2, "{now}");
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert_eq!(exe, next.canonicalize().unwrap(), "the new binary runs");
     }
     let view = m.block_on(m.api.revision("dev", 2)).unwrap();
     for id in ["edge-1", "edge-2", "edge-3"] {
@@ -566,6 +625,28 @@ fn a_rollout_hands_three_workers_over_under_load_without_a_failed_request() {
 /// there and says which Worker failed and why, and the third is not touched.
 #[test]
 fn a_rollout_stops_at_a_worker_whose_successor_crashes() {
+    rollout_stops_at_edge_2(
+        "#!/bin/sh\necho broken upgrade >&2\nexit 3\n",
+        &[],
+        "exited before it was ready: exit status: 3",
+    );
+}
+
+/// The same with a successor that never becomes ready (it hangs): the Worker kills it after
+/// its `--handover-timeout` and carries on; the rollout stops there.
+#[test]
+fn a_rollout_stops_at_a_worker_whose_successor_never_becomes_ready() {
+    rollout_stops_at_edge_2(
+        "#!/bin/sh\nexec sleep 600\n",
+        &["--handover-timeout", "2s"],
+        "not ready",
+    );
+}
+
+/// Three Workers; edge-2 runs from a copy of the binary replaced by `script` once it runs
+/// (with `extra` flags). A rollout stops at edge-2 with `reason`, no client of edge-2 sees
+/// an error, edge-1 was handed over and edge-3 not touched.
+fn rollout_stops_at_edge_2(script: &str, extra: &[&str], reason: &str) {
     let (_up, up) = upstream("u1");
     let m = common::Manager::with_env("dev");
     let files = tempfile::tempdir().unwrap();
@@ -579,13 +660,13 @@ fn a_rollout_stops_at_a_worker_whose_successor_crashes() {
     std::fs::copy(env!("CARGO_BIN_EXE_switchyard"), &copy).unwrap();
     let token = |id: &str| m.token(&["--role", "worker", "--env", "dev", "--name", id]);
     let first = m.worker("dev", "edge-1");
-    let broken = m.spawn_worker_exe(&copy, "dev", &token("edge-2"), Some("edge-2"), &[]);
+    let broken = m.spawn_worker_exe(&copy, "dev", &token("edge-2"), Some("edge-2"), extra);
     let third = m.worker("dev", "edge-3");
     for id in ["edge-1", "edge-2", "edge-3"] {
         wait_until("the Worker is connected", || m.connected("dev", id));
     }
     std::fs::remove_file(&copy).unwrap();
-    std::fs::write(&copy, "#!/bin/sh\necho broken upgrade >&2\nexit 3\n").unwrap();
+    std::fs::write(&copy, script).unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -597,7 +678,9 @@ fn a_rollout_stops_at_a_worker_whose_successor_crashes() {
     let (code, stdout, stderr) = m.code(&["rollout", "--env", "dev", &dir], &[]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
-        stdout.contains("edge-2: FAILED") && stdout.contains("handover failed"),
+        stdout.contains("edge-2: FAILED")
+            && stdout.contains("handover failed")
+            && stdout.contains(reason),
         "{stdout}"
     );
     let now = m.json(&["rollout", "status", "--env", "dev"]);

@@ -142,3 +142,61 @@ async fn a_worker_keeps_serving_what_it_serves_when_its_files_change_process_set
     );
     w.begin_shutdown();
 }
+
+/// A Worker that says (in `x-switchyard-version`) it does not read a kind makes a change of
+/// that kind restart-required: its binary must be rolled out first. Kinds it reads stay hot.
+#[tokio::test]
+async fn a_kind_a_connected_worker_does_not_read_is_restart_required() {
+    use http::{HeaderName, HeaderValue};
+    use switchyard_api::Transport;
+    let h = Harness::upstreams(&["a"]).await;
+    let data = tempfile::tempdir().unwrap();
+    let m = RunningManager::start(data.path()).await;
+    let token = m.env_with_worker_token("prod").await;
+    // An older Worker's event stream: it reads proxies and credentials only.
+    let old = Transport::builder(&m.url(), &token)
+        .unwrap()
+        .tls(&m.tls)
+        .unwrap()
+        .header(HeaderName::from_static("x-switchyard-worker"), "old-1")
+        .unwrap()
+        .header(
+            HeaderName::from_static("x-switchyard-version"),
+            "0.0.9; schemas=switchyard.dev/v1; kinds=Proxy,Credential",
+        )
+        .unwrap()
+        .build();
+    let accept = [(
+        http::header::ACCEPT,
+        HeaderValue::from_static("text/event-stream"),
+    )];
+    let stream = old
+        .open(
+            Method::GET,
+            "/v1/envs/prod/events",
+            bytes::Bytes::new(),
+            &accept,
+        )
+        .await
+        .unwrap();
+    assert!(stream.status().is_success());
+
+    let (s, b) = m
+        .apply("prod", &[payments_manifest("blue", h.addr(0), "")])
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["changes"][0]["hot"]["class"], "hot", "{b}");
+
+    let env = "apiVersion: switchyard.dev/v1\nkind: Environment\nmetadata: { name: prod }\n\
+               spec: { variables: { A: b } }\n"
+        .to_string();
+    let (s, b) = m.apply("prod", &[env]).await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(b["code"], "restart_required", "{b}");
+    let details = b["details"].to_string();
+    assert!(
+        details.contains("old-1 (0.0.9") && details.contains("do not read kind Environment"),
+        "{details}"
+    );
+    drop(stream);
+}

@@ -71,6 +71,7 @@ pub async fn drive(state: AppState, env: String, step_timeout: Duration) {
         return;
     };
     let (id, revision, actor) = (status.id.clone(), status.revision, status.actor.clone());
+    let binary = status.binary.clone();
     let names: Vec<String> = status.workers.iter().map(|w| w.id.clone()).collect();
     audit(
         &state,
@@ -80,9 +81,13 @@ pub async fn drive(state: AppState, env: String, step_timeout: Duration) {
         &env,
         revision,
         format!(
-            "rollout {id} started: r{revision} to {} Worker(s): {}",
+            "rollout {id} started: r{revision} to {} Worker(s): {}{}",
             names.len(),
-            names.join(", ")
+            names.join(", "),
+            binary
+                .as_deref()
+                .map(|b| format!("; successors run {b}"))
+                .unwrap_or_default()
         ),
     )
     .await;
@@ -90,7 +95,18 @@ pub async fn drive(state: AppState, env: String, step_timeout: Duration) {
         state.rollouts.update(&env, |r| {
             r.workers[i].state = RolloutStepState::HandingOver;
         });
-        let outcome = step(&state, &env, &id, worker, revision, step_timeout).await;
+        let outcome = step(
+            &state,
+            &env,
+            Directive {
+                rollout: &id,
+                worker,
+                revision,
+                binary: binary.as_deref(),
+            },
+            step_timeout,
+        )
+        .await;
         match outcome {
             Ok((from, to, took)) => {
                 let detail = format!(
@@ -145,14 +161,26 @@ pub async fn drive(state: AppState, env: String, step_timeout: Duration) {
 
 /// One Worker: ask its (newest) process to hand over, then wait for a new process of it
 /// that ACKs `revision` or later. `Ok((from, to, took_ms))`.
+/// What one step asks of one Worker.
+struct Directive<'a> {
+    rollout: &'a str,
+    worker: &'a str,
+    revision: u64,
+    binary: Option<&'a str>,
+}
+
 async fn step(
     state: &AppState,
     env: &str,
-    rollout: &str,
-    worker: &str,
-    revision: u64,
+    d: Directive<'_>,
     timeout: Duration,
 ) -> Result<(String, String, u64), String> {
+    let Directive {
+        rollout,
+        worker,
+        revision,
+        binary,
+    } = d;
     let before = state.fanout.instances(env, worker);
     let Some(target) = before.last().cloned() else {
         return Err("not connected to this Manager (or it does not name its process)".into());
@@ -164,6 +192,7 @@ async fn step(
         instance: target.clone(),
         rollout: rollout.to_string(),
         revision,
+        binary: binary.map(str::to_string),
     };
     if !state.fanout.direct(env, directive) {
         return Err("its event stream is gone".into());
@@ -233,12 +262,14 @@ pub fn new_status(
     revision: u64,
     actor: &str,
     commit: Option<switchyard_api::admin::BatchResponse>,
+    binary: Option<String>,
 ) -> RolloutStatus {
     let started_at = now_millis();
     RolloutStatus {
         id: format!("{env}-r{revision}-{started_at}"),
         env: env.to_string(),
         revision,
+        binary,
         state: RolloutState::Running,
         actor: actor.to_string(),
         started_at,

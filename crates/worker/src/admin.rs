@@ -86,10 +86,19 @@ fn upgrade(handle: &WorkerHandle, req: &Request<Incoming>) -> Response<Full<Byte
             StatusCode::CONFLICT,
             "this Worker cannot hand over (it runs inside another program)\n",
         ),
-        Some(hook) if hook.request() => text(
-            StatusCode::ACCEPTED,
-            "handover started: see /status (upgrade)\n",
-        ),
+        Some(hook)
+            if hook.request_binary(
+                req.headers()
+                    .get(crate::handover::UPGRADE_BINARY_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(std::path::PathBuf::from),
+            ) =>
+        {
+            text(
+                StatusCode::ACCEPTED,
+                "handover started: see /status (upgrade)\n",
+            )
+        }
         Some(_) => text(StatusCode::CONFLICT, "a handover is already in progress\n"),
     }
 }

@@ -263,6 +263,17 @@ impl Drop for PrivateDir {
     }
 }
 
+/// `POST /upgrade` header naming the binary the successor runs (see [`UpgradeRequest`]).
+pub const UPGRADE_BINARY_HEADER: &str = "x-switchyard-binary";
+
+/// One request for a successor: which binary it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeRequest {
+    /// `None`: the binary at the path this process was started from (which a package
+    /// upgrade replaces).
+    pub binary: Option<PathBuf>,
+}
+
 /// Where an upgrade stands, as `/status` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -280,13 +291,13 @@ pub enum UpgradeState {
 /// records where it stands.
 #[derive(Clone, Debug)]
 pub struct UpgradeHook {
-    requests: mpsc::Sender<()>,
+    requests: mpsc::Sender<UpgradeRequest>,
     state: Arc<Mutex<Option<UpgradeState>>>,
 }
 
 impl UpgradeHook {
     /// The hook, and the requests the binary answers.
-    pub fn new() -> (UpgradeHook, mpsc::Receiver<()>) {
+    pub fn new() -> (UpgradeHook, mpsc::Receiver<UpgradeRequest>) {
         let (requests, rx) = mpsc::channel(1);
         (
             UpgradeHook {
@@ -297,12 +308,19 @@ impl UpgradeHook {
         )
     }
 
-    /// Asks for an upgrade; `false` when one is already asked for or running.
+    /// Asks for an upgrade to the same binary path; `false` when one is already asked for
+    /// or running.
     pub fn request(&self) -> bool {
+        self.request_binary(None)
+    }
+
+    /// Asks for an upgrade to `binary` (`None`: the binary at the path this process was
+    /// started from). The binary's side decides whether it may run it (`--upgrade-binaries`).
+    pub fn request_binary(&self, binary: Option<PathBuf>) -> bool {
         if matches!(self.state(), Some(UpgradeState::InProgress)) {
             return false;
         }
-        self.requests.try_send(()).is_ok()
+        self.requests.try_send(UpgradeRequest { binary }).is_ok()
     }
 
     pub fn state(&self) -> Option<UpgradeState> {

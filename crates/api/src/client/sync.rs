@@ -20,9 +20,12 @@ pub const SYNC_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a Worker of this build says it is: its version and the manifest schemas it reads.
 pub fn worker_version() -> String {
     format!(
-        "{}; schemas={}",
+        "{}; schemas={}; kinds={}",
         env!("CARGO_PKG_VERSION"),
-        switchyard_config::manifest::API_VERSION
+        switchyard_config::manifest::API_VERSION,
+        switchyard_config::Kind::ALL
+            .map(switchyard_config::Kind::as_str)
+            .join(",")
     )
 }
 

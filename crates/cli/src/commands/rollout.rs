@@ -32,6 +32,11 @@ pub struct RolloutArgs {
     /// Refuse (409) unless the environment is still at this revision.
     #[arg(long)]
     pub expected_revision: Option<u64>,
+    /// The binary each successor runs, a path on the Workers' hosts (default: each
+    /// Worker's own path, which a package upgrade replaced). Workers take it only from
+    /// their `--upgrade-binaries` directory.
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<String>,
     /// Return once the rollout has started (the Manager carries on without this command).
     #[arg(long)]
     pub detach: bool,
@@ -74,6 +79,7 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
         delete,
         expected_revision: args.expected_revision,
         step_timeout_secs: Some(args.step_timeout.as_secs().max(1)),
+        binary: args.binary,
     };
     let started = client.rollout(&env, &request).await.explain()?;
     if args.conn.output != Output::Json {

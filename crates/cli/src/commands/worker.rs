@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use switchyard_worker::handover::{self, Sockets, UpgradeHook};
+use switchyard_worker::handover::{self, Sockets, UPGRADE_BINARY_HEADER, UpgradeHook};
 use switchyard_worker::{AccessLogTarget, ConfigSource, ManagedOptions, Worker, WorkerOptions};
 
 use crate::manager_error::Explain;
@@ -78,6 +78,11 @@ pub struct WorkerArgs {
     /// load its configuration and serve before it is killed and this process carries on.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub handover_timeout: Duration,
+    /// A directory of `switchyard` binaries a handover may switch to when asked for one
+    /// (`switchyard worker upgrade --binary`, `switchyard rollout --binary`). Without it
+    /// a successor always runs the binary at this process's own path.
+    #[arg(long, value_name = "DIR")]
+    pub upgrade_binaries: Option<PathBuf>,
     /// Set by a predecessor handing its sockets over (see `switchyard worker upgrade`):
     /// receive the listeners there instead of binding them.
     #[arg(long, hide = true, value_name = "PATH")]
@@ -101,6 +106,10 @@ pub struct UpgradeArgs {
     /// How long to wait for the successor to serve.
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Start the successor from this binary instead of the Worker's own path (it must be
+    /// in the directory the Worker was given with --upgrade-binaries).
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
 }
 
 pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
@@ -150,6 +159,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let handover = Handover {
         from: args.handover_from,
         timeout: args.handover_timeout,
+        binaries: crate::handover::AllowedBinaries(args.upgrade_binaries),
     };
     serve(options, addresses, handover).await?;
     Ok(ExitCode::SUCCESS)
@@ -185,6 +195,7 @@ pub async fn serve(
     let Handover {
         from: handover_from,
         timeout: handover_timeout,
+        binaries,
     } = handover;
     let launch =
         crate::handover::Launch::current().context("cannot tell how this process was started")?;
@@ -243,8 +254,14 @@ pub async fn serve(
     // Under systemd (`Type=notify`, `NotifyAccess=all`): this process serves, and is the
     // service's main process (a successor takes over from its predecessor).
     crate::sd_notify::ready();
-    let handed_over =
-        crate::handover::serve_upgrades(launch, sockets, hook, requests, handover_timeout);
+    let handed_over = crate::handover::serve_upgrades(
+        launch,
+        sockets,
+        hook,
+        requests,
+        handover_timeout,
+        binaries,
+    );
     let shutdown = async {
         tokio::select! {
             () = signals::terminated() => {}
@@ -262,6 +279,8 @@ pub async fn serve(
 pub struct Handover {
     pub from: Option<PathBuf>,
     pub timeout: Duration,
+    /// The binaries a successor may run besides this one (`--upgrade-binaries`).
+    pub binaries: crate::handover::AllowedBinaries,
 }
 
 impl Handover {
@@ -270,6 +289,7 @@ impl Handover {
         Handover {
             from: None,
             timeout: Duration::from_secs(60),
+            binaries: crate::handover::AllowedBinaries::default(),
         }
     }
 }
@@ -331,8 +351,16 @@ async fn upgrade(u: UpgradeArgs) -> anyhow::Result<ExitCode> {
     let old_pid = before["pid"]
         .as_u64()
         .context("the Worker's /status has no pid")?;
+    let mut headers = close.to_vec();
+    if let Some(b) = &u.binary {
+        let absolute =
+            std::path::absolute(b).with_context(|| format!("--binary {}", b.display()))?;
+        let value = http::HeaderValue::from_str(&absolute.to_string_lossy())
+            .context("--binary: the path cannot be sent in a header")?;
+        headers.push((http::HeaderName::from_static(UPGRADE_BINARY_HEADER), value));
+    }
     let reply = admin
-        .send_with(http::Method::POST, "/upgrade", None::<&()>, &close)
+        .send_with(http::Method::POST, "/upgrade", None::<&()>, &headers)
         .await
         .explain()?;
     if reply.status != http::StatusCode::ACCEPTED {

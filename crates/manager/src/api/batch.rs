@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use switchyard_api::ErrorCode;
 use switchyard_api::admin::{BatchResponse, EntityKey, PlannedChange};
 use switchyard_api::records::{AppliedChange, Operation};
-use switchyard_api::sync::{EntityRef, RevisionEvent};
+use switchyard_api::sync::{EntityRef, RevisionEvent, worker_kinds};
 use switchyard_config::manifest::{EnvironmentManifest, sha256_hex};
 use switchyard_config::plan::{ChangeClass, FieldChange, Hotness, field_changes};
 use switchyard_config::{Kind, Located, Manifest};
@@ -501,10 +501,10 @@ fn refuse_restart_required(env: &str, changes: &[PlannedChange]) -> ApiResult<()
             .filter(|f| f.class == ChangeClass::RestartRequired)
             .collect();
         if cold.is_empty() {
-            let what = if c.change.new_version.is_none() {
-                "deleted"
-            } else {
-                "created"
+            let what = match (c.change.old_version, c.change.new_version) {
+                (None, _) => "created",
+                (_, None) => "deleted",
+                _ => "changed",
             };
             details.push(format!("{entity} {what}: {}", c.hot.how));
         }
@@ -642,13 +642,38 @@ async fn plan(
             _ => Vec::new(),
         };
         let created_or_deleted = current.is_none() || matches!(c, Change::Delete { .. });
-        let hot = classify::classify(kind, created_or_deleted, &mut diff);
+        let mut hot = classify::classify(kind, created_or_deleted, &mut diff);
+        if let Some(why) = unread_by(state, env, kind) {
+            hot = Hotness::new(ChangeClass::RestartRequired, why);
+        }
         if !shown && hot.class != ChangeClass::RestartRequired {
             diff.clear();
         }
         out.changes.push(PlannedChange { hot, diff, change });
     }
     Ok(out)
+}
+
+/// Why a change of `kind` cannot reach a Worker connected to `env` now: one says (in
+/// `x-switchyard-version`) it does not read the kind, so its binary must be rolled out
+/// first. Workers that do not say are taken to read it.
+fn unread_by(state: &AppState, env: &str, kind: Kind) -> Option<String> {
+    let behind: Vec<String> = state
+        .fanout
+        .connected(env)
+        .into_iter()
+        .filter_map(|w| {
+            let version = w.version?;
+            let kinds = worker_kinds(&version)?;
+            (!kinds.contains(&kind.as_str())).then(|| format!("{} ({version})", w.id))
+        })
+        .collect();
+    (!behind.is_empty()).then(|| {
+        format!(
+            "Worker(s) {} do not read kind {kind}: roll out a binary that does first",
+            behind.join(", ")
+        )
+    })
 }
 
 /// The fields an update changes (secret values redacted).

@@ -64,6 +64,13 @@ pub async fn start(
             )));
         }
     };
+    if let Some(b) = &req.binary
+        && (!b.starts_with('/') || b.len() > 4096 || b.contains('\0'))
+    {
+        return Err(ApiError::bad_request(format!(
+            "binary {b:?}: give an absolute path on the Workers' hosts"
+        )));
+    }
     let commit = if req.manifests.is_empty() && req.delete.is_empty() {
         None
     } else {
@@ -79,7 +86,7 @@ pub async fn start(
         Some(c) => c.revision,
         None => state.env_info(&env).await?.revision,
     };
-    let status = rollout::new_status(&state, &env, revision, &who.actor(), commit);
+    let status = rollout::new_status(&state, &env, revision, &who.actor(), commit, req.binary);
     state
         .rollouts
         .begin(status.clone())

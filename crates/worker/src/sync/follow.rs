@@ -174,7 +174,7 @@ impl Syncer {
             );
             return None;
         };
-        if !hook.request() {
+        if !hook.request_binary(d.binary.map(std::path::PathBuf::from)) {
             // One is already under way: it answers for this request too.
             return Some(d.revision);
         }
