@@ -597,6 +597,11 @@ fn a_rollout_hands_three_workers_over_under_load_without_a_failed_request() {
             view.reports
         );
     }
+    let shown = m.ok(&["status", "--env", "dev"], &[]);
+    assert!(
+        shown.contains("r2, succeeded") && shown.contains("edge-3: handed over in"),
+        "{shown}"
+    );
     let audit = m.json(&["audit", "--env", "dev"]);
     let steps = audit
         .as_array()

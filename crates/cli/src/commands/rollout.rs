@@ -166,16 +166,28 @@ fn show(s: &RolloutStatus, output: Output) {
         out(&serde_json::to_string_pretty(s).unwrap_or_default());
         return;
     }
-    out(&format!(
-        "rollout {} of {}: r{}, {:?}, by {}",
-        s.id, s.env, s.revision, s.state, s.actor
-    ));
+    out(&describe(s));
+}
+
+/// A rollout for people: its state, each Worker's step, and how it ended.
+pub fn describe(s: &RolloutStatus) -> String {
+    let state = match s.state {
+        RolloutState::Running => "running",
+        RolloutState::Succeeded => "succeeded",
+        RolloutState::Failed => "FAILED",
+    };
+    let mut text = format!(
+        "rollout {} of {}: r{}, {state}, by {}",
+        s.id, s.env, s.revision, s.actor
+    );
     for w in &s.workers {
-        out(&format!("  {}", worker_line(w)));
+        text.push_str(&format!("\n  {}", worker_line(w)));
     }
     if s.state != RolloutState::Running {
-        out(&summary(s));
+        text.push('\n');
+        text.push_str(&summary(s));
     }
+    text
 }
 
 fn exit(s: &RolloutStatus) -> ExitCode {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 use switchyard_api::AdminClient;
+use switchyard_api::admin::RolloutStatus;
 use switchyard_api::records::{AppliedChange, Operation, ReportStatus, WorkerReport};
 use switchyard_config::Kind;
 
@@ -83,6 +84,10 @@ pub struct Status {
     revision: u64,
     workers: Vec<WorkerStatus>,
     revisions: Vec<RevisionStatus>,
+    /// The environment's latest rollout on this Manager, if any (running, or how the last
+    /// one ended), each Worker's step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollout: Option<RolloutStatus>,
 }
 
 #[derive(Serialize)]
@@ -180,11 +185,14 @@ async fn fetch(client: &AdminClient, env: &str, revisions: u32) -> anyhow::Resul
             });
         }
     }
+    // A Manager that never ran a rollout of `env` answers 404 (as does an older one).
+    let rollout = client.rollout_status(env).await.ok();
     Ok(Status {
         env: env.to_string(),
         revision: info.revision,
         workers,
         revisions: out,
+        rollout,
     })
 }
 
@@ -289,6 +297,10 @@ fn describe(s: &Status) -> String {
             ],
             &rows,
         ));
+    }
+    if let Some(r) = &s.rollout {
+        out.push('\n');
+        out.push_str(&crate::commands::rollout::describe(r));
     }
     out.trim_end().to_string()
 }
