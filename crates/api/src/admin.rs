@@ -93,6 +93,11 @@ pub struct RolloutRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(max_length = 4096))]
     pub binary: Option<String>,
+    /// How many Workers are handed over at once (default 1). Each handover keeps its Worker
+    /// serving, so this bounds how many run a successor's start at the same time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
+    pub max_unavailable: Option<u32>,
 }
 
 /// Where a rollout stands (`GET /v1/envs/{env}/rollout`; the answer of `POST`).

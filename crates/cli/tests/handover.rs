@@ -713,3 +713,51 @@ fn rollout_stops_at_edge_2(script: &str, extra: &[&str], reason: &str) {
         &failures[..failures.len().min(5)]
     );
 }
+
+/// `--max-unavailable 2`: two Workers handed over at once, under load, with no failed
+/// request; a rollout without files rolls out the current revision (here: the same
+/// binary again, as after a package upgrade) and every Worker is a new process after it.
+#[test]
+fn a_rollout_without_files_hands_workers_over_two_at_a_time() {
+    let (_up, up) = upstream("u1");
+    let m = common::Manager::with_env("dev");
+    let body = switchyard_api::admin::ApplyRequest {
+        manifests: vec![proxy(up, "")],
+        ..Default::default()
+    };
+    m.block_on(m.api.apply("dev", &body)).unwrap();
+    let workers: Vec<common::Worker> = ["edge-1", "edge-2"]
+        .iter()
+        .map(|id| m.worker("dev", id))
+        .collect();
+    for id in ["edge-1", "edge-2"] {
+        wait_until("the Worker is connected", || m.connected("dev", id));
+    }
+    let loads: Vec<Load> = workers.iter().map(|w| Load::start(w.listen, 2)).collect();
+    wait_until("the load is running", || {
+        loads.iter().all(|l| l.answered() > 50)
+    });
+    let out = m.ok(&["rollout", "--env", "dev", "--max-unavailable", "2"], &[]);
+    assert!(out.contains("every Worker (2) serves r1"), "{out}");
+    let now = m.json(&["rollout", "status", "--env", "dev"]);
+    assert_eq!(
+        now["commit"],
+        serde_json::Value::Null,
+        "nothing committed: {now}"
+    );
+    let mut successors = Vec::new();
+    for w in &workers {
+        let pid = status(w.admin)["pid"].as_u64().unwrap() as u32;
+        successors.push(Pid(pid));
+        assert_ne!(pid, w.proc.child.id());
+    }
+    assert_eq!(m.revision("dev"), 1);
+    for load in loads {
+        let (_, failures) = load.finish();
+        assert!(
+            failures.is_empty(),
+            "{:?}",
+            &failures[..failures.len().min(5)]
+        );
+    }
+}

@@ -66,7 +66,7 @@ impl Rollouts {
 }
 
 /// Walks the Workers of the rollout recorded for `env` (see the module's documentation).
-pub async fn drive(state: AppState, env: String, step_timeout: Duration) {
+pub async fn drive(state: AppState, env: String, step_timeout: Duration, max_unavailable: usize) {
     let Some(status) = state.rollouts.get(&env) else {
         return;
     };
@@ -91,53 +91,36 @@ pub async fn drive(state: AppState, env: String, step_timeout: Duration) {
         ),
     )
     .await;
-    for (i, worker) in names.iter().enumerate() {
-        state.rollouts.update(&env, |r| {
-            r.workers[i].state = RolloutStepState::HandingOver;
-        });
-        let outcome = step(
-            &state,
-            &env,
-            Directive {
-                rollout: &id,
-                worker,
+    // `max_unavailable` Workers at a time; the first group with a failure is the last.
+    for group in (0..names.len())
+        .collect::<Vec<_>>()
+        .chunks(max_unavailable.max(1))
+    {
+        let mut steps = tokio::task::JoinSet::new();
+        for &i in group {
+            let worker = Step {
+                state: state.clone(),
+                env: env.clone(),
+                rollout: id.clone(),
+                actor: actor.clone(),
+                index: i,
+                worker: names[i].clone(),
                 revision,
-                binary: binary.as_deref(),
-            },
-            step_timeout,
-        )
-        .await;
-        match outcome {
-            Ok((from, to, took)) => {
-                let detail = format!(
-                    "rollout {id}: Worker {worker} handed over (process {from} -> {to}) and \
-                     serves r{revision}, in {took} ms"
-                );
-                audit(&state, &env, &actor, "Worker", worker, revision, detail).await;
-                state.rollouts.update(&env, |r| {
-                    let w = &mut r.workers[i];
-                    w.state = RolloutStepState::Done;
-                    w.from_instance = Some(from);
-                    w.to_instance = Some(to);
-                    w.took_ms = Some(took);
-                });
-            }
-            Err(why) => {
-                let detail = format!(
-                    "rollout {id} stopped at Worker {worker}: {why}; the Workers after it \
-                     were not touched and serve their previous revision"
-                );
-                tracing::error!(env = %env, rollout = %id, worker = %worker, "{detail}");
-                audit(&state, &env, &actor, "Worker", worker, revision, detail).await;
-                state.rollouts.update(&env, |r| {
-                    r.workers[i].state = RolloutStepState::Failed;
-                    r.workers[i].error = Some(why.clone());
-                    r.state = RolloutState::Failed;
-                    r.error = Some(format!("Worker {worker}: {why}"));
-                    r.finished_at = Some(now_millis());
-                });
-                return;
-            }
+                binary: binary.clone(),
+                timeout: step_timeout,
+            };
+            steps.spawn(worker.run());
+        }
+        let mut failed = false;
+        while let Some(done) = steps.join_next().await {
+            failed |= !done.unwrap_or(false);
+        }
+        if failed {
+            state.rollouts.update(&env, |r| {
+                r.state = RolloutState::Failed;
+                r.finished_at = Some(now_millis());
+            });
+            return;
         }
     }
     audit(
@@ -161,6 +144,81 @@ pub async fn drive(state: AppState, env: String, step_timeout: Duration) {
 
 /// One Worker: ask its (newest) process to hand over, then wait for a new process of it
 /// that ACKs `revision` or later. `Ok((from, to, took_ms))`.
+/// One Worker's step of a rollout, run as a task of its own (several at once with
+/// `max_unavailable` above 1).
+struct Step {
+    state: AppState,
+    env: String,
+    rollout: String,
+    actor: String,
+    /// Its place in the rollout's status.
+    index: usize,
+    worker: String,
+    revision: u64,
+    binary: Option<String>,
+    timeout: Duration,
+}
+
+impl Step {
+    /// Hands the Worker over and records the outcome (status and audit); whether it
+    /// succeeded.
+    async fn run(self) -> bool {
+        let Step {
+            state,
+            env,
+            rollout: id,
+            actor,
+            index: i,
+            worker,
+            revision,
+            binary,
+            timeout,
+        } = self;
+        state.rollouts.update(&env, |r| {
+            r.workers[i].state = RolloutStepState::HandingOver;
+        });
+        let directive = Directive {
+            rollout: &id,
+            worker: &worker,
+            revision,
+            binary: binary.as_deref(),
+        };
+        match step(&state, &env, directive, timeout).await {
+            Ok((from, to, took)) => {
+                let detail = format!(
+                    "rollout {id}: Worker {worker} handed over (process {from} -> {to}) and \
+                     serves r{revision}, in {took} ms"
+                );
+                audit(&state, &env, &actor, "Worker", &worker, revision, detail).await;
+                state.rollouts.update(&env, |r| {
+                    let w = &mut r.workers[i];
+                    w.state = RolloutStepState::Done;
+                    w.from_instance = Some(from);
+                    w.to_instance = Some(to);
+                    w.took_ms = Some(took);
+                });
+                true
+            }
+            Err(why) => {
+                let detail = format!(
+                    "rollout {id} stopped at Worker {worker}: {why}; the Workers not handed \
+                     over serve their previous revision"
+                );
+                tracing::error!(env = %env, rollout = %id, worker = %worker, "{detail}");
+                audit(&state, &env, &actor, "Worker", &worker, revision, detail).await;
+                state.rollouts.update(&env, |r| {
+                    r.workers[i].state = RolloutStepState::Failed;
+                    r.workers[i].error = Some(why.clone());
+                    if r.error.is_none() {
+                        r.error = Some(format!("Worker {worker}: {why}"));
+                    }
+                });
+                false
+            }
+        }
+    }
+}
+
 /// What one step asks of one Worker.
 struct Directive<'a> {
     rollout: &'a str,

@@ -37,6 +37,9 @@ pub struct RolloutArgs {
     /// their `--upgrade-binaries` directory.
     #[arg(long, value_name = "PATH")]
     pub binary: Option<String>,
+    /// How many Workers are handed over at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_unavailable: u32,
     /// Return once the rollout has started (the Manager carries on without this command).
     #[arg(long)]
     pub detach: bool,
@@ -80,6 +83,7 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
         expected_revision: args.expected_revision,
         step_timeout_secs: Some(args.step_timeout.as_secs().max(1)),
         binary: args.binary,
+        max_unavailable: Some(args.max_unavailable),
     };
     let started = client.rollout(&env, &request).await.explain()?;
     if args.conn.output != Output::Json {

@@ -64,6 +64,15 @@ pub async fn start(
             )));
         }
     };
+    let max_unavailable = match req.max_unavailable {
+        None => 1,
+        Some(n @ 1..=100) => n as usize,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "max_unavailable {other}: give 1 to 100"
+            )));
+        }
+    };
     if let Some(b) = &req.binary
         && (!b.starts_with('/') || b.len() > 4096 || b.contains('\0'))
     {
@@ -91,7 +100,12 @@ pub async fn start(
         .rollouts
         .begin(status.clone())
         .map_err(|id| in_progress(&env, &id))?;
-    tokio::spawn(rollout::drive(state.clone(), env, step_timeout));
+    tokio::spawn(rollout::drive(
+        state.clone(),
+        env,
+        step_timeout,
+        max_unavailable,
+    ));
     Ok((StatusCode::ACCEPTED, Json(status)))
 }
 
