@@ -91,7 +91,10 @@ pub struct RolloutRequest {
     /// own path, which a package upgrade replaced). Workers run it only from their
     /// `--upgrade-binaries` directory; one that refuses stops the rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(max_length = 4096))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 4096, pattern = "^/[^\\x00]*$")
+    )]
     pub binary: Option<String>,
     /// How many Workers are handed over at once (default 1). Each handover keeps its Worker
     /// serving, so this bounds how many run a successor's start at the same time.

@@ -120,8 +120,8 @@ impl AdminClient {
             .await
     }
 
-    /// The environment's latest rollout (404 `not_found` when it never had one).
-    pub async fn rollout_status(&self, env: &str) -> Result<RolloutStatus, ClientError> {
+    /// The environment's latest rollout on this Manager (`None`: it ran none).
+    pub async fn rollout_status(&self, env: &str) -> Result<Option<RolloutStatus>, ClientError> {
         self.get(&format!("/v1/envs/{}/rollout", encode(env))).await
     }
 

@@ -61,8 +61,11 @@ pub enum RolloutAction {
 pub async fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
     if let Some(RolloutAction::Status { env, conn }) = args.action {
         let client = conn.client()?;
-        let status = client.rollout_status(&env).await.explain()?;
-        show(&status, conn.output);
+        match client.rollout_status(&env).await.explain()? {
+            Some(status) => show(&status, conn.output),
+            None if conn.output == Output::Json => out("null"),
+            None => out(&format!("no rollout of {env} on this Manager")),
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let Some(env) = args.env else {
@@ -106,7 +109,9 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
     let mut shown = 0;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = client.rollout_status(&env).await.explain()?;
+        let Some(now) = client.rollout_status(&env).await.explain()? else {
+            anyhow::bail!("the Manager no longer knows the rollout (it restarted?)");
+        };
         if args.conn.output != Output::Json {
             let finished = now
                 .workers

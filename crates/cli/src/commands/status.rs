@@ -185,8 +185,8 @@ async fn fetch(client: &AdminClient, env: &str, revisions: u32) -> anyhow::Resul
             });
         }
     }
-    // A Manager that never ran a rollout of `env` answers 404 (as does an older one).
-    let rollout = client.rollout_status(env).await.ok();
+    // An older Manager, without rollouts, answers 404: nothing to show.
+    let rollout = client.rollout_status(env).await.ok().flatten();
     Ok(Status {
         env: env.to_string(),
         revision: info.revision,

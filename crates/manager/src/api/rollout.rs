@@ -117,10 +117,10 @@ pub async fn start(
     tag = "entities",
     params(("env" = String, Path, description = "Environment name")),
     responses(
-        (status = 200, description = "The latest rollout of this Manager", body = RolloutStatus),
+        (status = 200, description = "The latest rollout of the environment on this Manager, `null` when it has run none", body = Option<RolloutStatus>),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = FORBIDDEN, body = ErrorBody),
-        (status = 404, description = "No rollout of this environment on this Manager (`not_found`), or no such environment", body = ErrorBody),
+        (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
     )
 )]
@@ -128,16 +128,10 @@ pub async fn status(
     State(state): State<AppState>,
     who: Principal,
     Path(env): Path<String>,
-) -> ApiResult<Json<RolloutStatus>> {
+) -> ApiResult<Json<Option<RolloutStatus>>> {
     who.require_read(&env)?;
     state.env_info(&env).await?;
-    state.rollouts.get(&env).map(Json).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NotFound,
-            format!("no rollout of {env:?} on this Manager"),
-        )
-    })
+    Ok(Json(state.rollouts.get(&env)))
 }
 
 fn in_progress(env: &str, id: &str) -> ApiError {
