@@ -15,6 +15,11 @@ use crate::conn::{ConnArgs, Output};
 use crate::manager_error::Explain;
 use crate::text::out;
 
+/// One line of output.
+fn line(text: &str) {
+    out(&format!("{text}\n"));
+}
+
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct RolloutArgs {
@@ -63,8 +68,8 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
         let client = conn.client()?;
         match client.rollout_status(&env).await.explain()? {
             Some(status) => show(&status, conn.output),
-            None if conn.output == Output::Json => out("null"),
-            None => out(&format!("no rollout of {env} on this Manager")),
+            None if conn.output == Output::Json => line("null"),
+            None => line(&format!("no rollout of {env} on this Manager")),
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -93,7 +98,7 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
         if let Some(c) = &started.commit {
             crate::batch::print(c, args.conn.output);
         }
-        out(&format!(
+        line(&format!(
             "rollout {}: r{} to {} Worker(s), one at a time",
             started.id,
             started.revision,
@@ -119,7 +124,7 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
                 .filter(|w| matches!(w.state, RolloutStepState::Done | RolloutStepState::Failed))
                 .count();
             for w in now.workers.iter().take(finished).skip(shown) {
-                out(&format!("  {}", worker_line(w)));
+                line(&format!("  {}", worker_line(w)));
             }
             shown = shown.max(finished);
         }
@@ -127,7 +132,7 @@ pub async fn run(args: RolloutArgs) -> anyhow::Result<ExitCode> {
             if args.conn.output == Output::Json {
                 show(&now, args.conn.output);
             } else {
-                out(&summary(&now));
+                line(&summary(&now));
             }
             return Ok(exit(&now));
         }
@@ -172,10 +177,10 @@ fn summary(s: &RolloutStatus) -> String {
 
 fn show(s: &RolloutStatus, output: Output) {
     if output == Output::Json {
-        out(&serde_json::to_string_pretty(s).unwrap_or_default());
+        line(&serde_json::to_string_pretty(s).unwrap_or_default());
         return;
     }
-    out(&describe(s));
+    line(&describe(s));
 }
 
 /// A rollout for people: its state, each Worker's step, and how it ended.
