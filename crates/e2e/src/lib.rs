@@ -207,6 +207,33 @@ pub fn spawn_worker(
     (tx, task)
 }
 
+/// An address where connections are refused for as long as this lives: the port is bound
+/// (so nothing else — another test's listener on port 0 — can take it) but not listening.
+/// A listener bound and dropped would free the port for the next test to take, and a
+/// "dead" upstream would then answer.
+pub struct DeadPort {
+    _socket: tokio::net::TcpSocket,
+    pub addr: SocketAddr,
+}
+
+impl DeadPort {
+    pub fn new() -> DeadPort {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        DeadPort {
+            _socket: socket,
+            addr,
+        }
+    }
+}
+
+impl Default for DeadPort {
+    fn default() -> Self {
+        DeadPort::new()
+    }
+}
+
 /// Polls `cond` until it holds, failing the test after [`DEADLINE`].
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + DEADLINE;

@@ -13,7 +13,6 @@ use bytes::Bytes;
 use http::Method;
 use switchyard_e2e::send::{TestBody, send};
 use switchyard_e2e::{ConfigDir, Harness, RunningWorker, get_once, payments_manifest};
-use tokio::net::TcpListener;
 
 /// `examples/chat.yaml`, its upstream at `upstream`, beside a payments proxy without the
 /// setting.
@@ -28,14 +27,6 @@ async fn worker(upstream: SocketAddr, other: SocketAddr) -> (ConfigDir, RunningW
     cfg.write("p.yaml", &payments_manifest("blue", other, ""));
     let w = RunningWorker::start(cfg.path()).await;
     (cfg, w)
-}
-
-async fn dead_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 async fn chat(w: &RunningWorker, key: Option<&str>, prompt: &str) -> switchyard_e2e::Answer {
@@ -70,7 +61,8 @@ fn openai_error(a: &switchyard_e2e::Answer, status: u16, type_: &str, code: &str
 #[tokio::test]
 async fn denials_and_gateway_errors_of_an_openai_proxy_use_the_openai_shape() {
     let h = Harness::upstreams(&["a"]).await;
-    let (_cfg, w) = worker(dead_addr().await, h.addr(0)).await;
+    let dead = switchyard_e2e::DeadPort::new();
+    let (_cfg, w) = worker(dead.addr, h.addr(0)).await;
     let acme = Some("demo-acme-key-0001");
     openai_error(
         &chat(&w, None, "hi").await,
@@ -112,7 +104,8 @@ async fn denials_and_gateway_errors_of_an_openai_proxy_use_the_openai_shape() {
 #[ignore = "needs python3 with venv and PyPI (the official openai package); run by .ci/run"]
 async fn openai_sdk_sees_why() {
     let h = Harness::upstreams(&["a"]).await;
-    let (_cfg, w) = worker(dead_addr().await, h.addr(0)).await;
+    let dead = switchyard_e2e::DeadPort::new();
+    let (_cfg, w) = worker(dead.addr, h.addr(0)).await;
     let venv = tempfile::tempdir().unwrap();
     let dir = venv.path().to_str().unwrap().to_string();
     let (ok, text) = run("python3", &["-m", "venv", &dir]).await;

@@ -9,11 +9,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use switchyard_e2e::{ConfigDir, Conn, Harness, RunningWorker, get_once, payments_manifest};
 
 /// An address nothing listens on: bind port 0, note it, close it.
-async fn dead_addr() -> std::net::SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap()
-}
-
 #[tokio::test]
 async fn unknown_route_is_a_json_404_from_the_client_side() {
     let h = Harness::upstreams(&["a"]).await;
@@ -31,7 +26,8 @@ async fn unknown_route_is_a_json_404_from_the_client_side() {
 #[tokio::test]
 async fn refused_upstream_is_a_502_and_a_timeout_is_a_504() {
     let h = Harness::upstreams(&["a"]).await;
-    let dead = dead_addr().await;
+    let dead_port = switchyard_e2e::DeadPort::new();
+    let dead = dead_port.addr;
     let cfg = ConfigDir::new();
     cfg.write("p.yaml", &payments_manifest("blue", dead, ""));
     cfg.write(
@@ -78,7 +74,8 @@ spec:
 #[tokio::test]
 async fn a_connect_failure_is_retried_on_another_target() {
     let h = Harness::upstreams(&["a"]).await;
-    let dead = dead_addr().await;
+    let dead_port = switchyard_e2e::DeadPort::new();
+    let dead = dead_port.addr;
     let cfg = ConfigDir::new();
     // First target dead, second alive; round-robin starts on the dead one every other time.
     let extra = format!(

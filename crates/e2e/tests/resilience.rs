@@ -21,11 +21,6 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
 /// An address nothing listens on: bind port 0, note it, close it.
-async fn dead_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap()
-}
-
 /// `/status` as JSON.
 async fn status(w: &RunningWorker) -> serde_json::Value {
     get_once(w.admin, "/status").await.json()
@@ -74,7 +69,8 @@ async fn metrics(w: &RunningWorker) -> String {
 #[tokio::test]
 async fn a_dead_target_is_ejected_after_consecutive_failures_then_no_more_errors() {
     let h = Harness::upstreams(&["a"]).await;
-    let dead = dead_addr().await;
+    let dead_port = switchyard_e2e::DeadPort::new();
+    let dead = dead_port.addr;
     let cfg = ConfigDir::new();
     let extra = format!(
         "      - url: http://{dead}\n    retries: {{ attempts: 0 }}\n    healthCheck:\n      passive: {{ consecutiveFailures: 2, coolOff: 1h }}"
