@@ -168,6 +168,17 @@ impl Load {
     }
 
     /// Stops the clients: (answered, failures).
+    /// [`Load::finish`], asserting that no request failed; how many were answered.
+    fn finish_without_failure(self) -> u64 {
+        let (ok, failures) = self.finish();
+        assert!(
+            failures.is_empty(),
+            "{:?}",
+            &failures[..failures.len().min(5)]
+        );
+        ok
+    }
+
     fn finish(self) -> (u64, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
@@ -342,12 +353,7 @@ fn a_successor_that_cannot_start_leaves_the_worker_serving() {
     wait_until("the old process still answers", || {
         load.answered() > after + 100
     });
-    let (_, failures) = load.finish();
-    assert!(
-        failures.is_empty(),
-        "{:?}",
-        &failures[..failures.len().min(5)]
-    );
+    load.finish_without_failure();
 }
 
 #[test]
@@ -396,12 +402,7 @@ fn a_worker_following_a_manager_is_replaced_and_its_successor_follows_and_acks()
             .any(|r| r.worker_id == "edge-1" && r.error.is_none())
     });
     assert!(m.connected("dev", "edge-1"));
-    let (_, failures) = load.finish();
-    assert!(
-        failures.is_empty(),
-        "{:?}",
-        &failures[..failures.len().min(5)]
-    );
+    load.finish_without_failure();
 }
 
 /// Under systemd (`Type=notify`, `NotifyAccess=all`) the Worker says it is ready, and its
@@ -440,11 +441,7 @@ fn systemd_is_told_who_the_main_process_is() {
 fn a_successor_that_is_not_ready_in_time_is_killed_and_the_worker_carries_on() {
     let (_up, up) = upstream("u1");
     let m = common::Manager::with_env("dev");
-    let body = switchyard_api::admin::ApplyRequest {
-        manifests: vec![proxy(up, "")],
-        ..Default::default()
-    };
-    m.block_on(m.api.apply("dev", &body)).unwrap();
+    apply_proxy(&m, up);
     let token = m.token(&["--role", "worker", "--env", "dev", "--name", "edge-2"]);
     let w = m.spawn_worker_with("dev", &token, Some("edge-2"), &["--handover-timeout", "1s"]);
     let (old, listen, admin) = (w.proc, w.listen, w.admin);
@@ -478,12 +475,23 @@ fn a_successor_that_is_not_ready_in_time_is_killed_and_the_worker_carries_on() {
     wait_until("the old process still answers", || {
         load.answered() > after + 100
     });
-    let (_, failures) = load.finish();
-    assert!(
-        failures.is_empty(),
-        "{:?}",
-        &failures[..failures.len().min(5)]
-    );
+    load.finish_without_failure();
+}
+
+/// Applies the plain proxy to `dev`; the revision.
+fn apply_proxy(m: &common::Manager, up: SocketAddr) -> u64 {
+    let body = switchyard_api::admin::ApplyRequest {
+        manifests: vec![proxy(up, "")],
+        ..Default::default()
+    };
+    m.block_on(m.api.apply("dev", &body)).unwrap().revision
+}
+
+/// Waits until every Worker of `ids` has its event stream open on `dev`.
+fn wait_connected(m: &common::Manager, ids: &[&str]) {
+    for id in ids {
+        wait_until("the Worker is connected", || m.connected("dev", id));
+    }
 }
 
 /// The files of a rollout: the proxy and `kind: WorkerSettings` with `threads`.
@@ -509,11 +517,7 @@ fn a_rollout_hands_three_workers_over_under_load_without_a_failed_request() {
     let (_up, up) = upstream("u1");
     let m = common::Manager::with_env("dev");
     let files = tempfile::tempdir().unwrap();
-    let body = switchyard_api::admin::ApplyRequest {
-        manifests: vec![proxy(up, "")],
-        ..Default::default()
-    };
-    assert_eq!(m.block_on(m.api.apply("dev", &body)).unwrap().revision, 1);
+    assert_eq!(apply_proxy(&m, up), 1);
     // The "new" binary: a copy of this one, in the directory the Workers take binaries from.
     let binaries = tempfile::tempdir().unwrap();
     let next = binaries.path().join("switchyard-next");
@@ -526,9 +530,7 @@ fn a_rollout_hands_three_workers_over_under_load_without_a_failed_request() {
             m.spawn_worker_with("dev", &token, Some(id), &allowed)
         })
         .collect();
-    for id in ["edge-1", "edge-2", "edge-3"] {
-        wait_until("the Worker is connected", || m.connected("dev", id));
-    }
+    wait_connected(&m, &["edge-1", "edge-2", "edge-3"]);
     let loads: Vec<Load> = workers.iter().map(|w| Load::start(w.listen, 2)).collect();
     wait_until("the load is running", || {
         loads.iter().all(|l| l.answered() > 50)
@@ -655,11 +657,7 @@ fn rollout_stops_at_edge_2(script: &str, extra: &[&str], reason: &str) {
     let (_up, up) = upstream("u1");
     let m = common::Manager::with_env("dev");
     let files = tempfile::tempdir().unwrap();
-    let body = switchyard_api::admin::ApplyRequest {
-        manifests: vec![proxy(up, "")],
-        ..Default::default()
-    };
-    m.block_on(m.api.apply("dev", &body)).unwrap();
+    apply_proxy(&m, up);
     // edge-2 runs from a copy of the binary, replaced by a broken one once it runs.
     let copy = files.path().join("switchyard-copy");
     std::fs::copy(env!("CARGO_BIN_EXE_switchyard"), &copy).unwrap();
@@ -667,9 +665,7 @@ fn rollout_stops_at_edge_2(script: &str, extra: &[&str], reason: &str) {
     let first = m.worker("dev", "edge-1");
     let broken = m.spawn_worker_exe(&copy, "dev", &token("edge-2"), Some("edge-2"), extra);
     let third = m.worker("dev", "edge-3");
-    for id in ["edge-1", "edge-2", "edge-3"] {
-        wait_until("the Worker is connected", || m.connected("dev", id));
-    }
+    wait_connected(&m, &["edge-1", "edge-2", "edge-3"]);
     std::fs::remove_file(&copy).unwrap();
     std::fs::write(&copy, script).unwrap();
     {
@@ -721,18 +717,12 @@ fn rollout_stops_at_edge_2(script: &str, extra: &[&str], reason: &str) {
 fn a_rollout_without_files_hands_workers_over_two_at_a_time() {
     let (_up, up) = upstream("u1");
     let m = common::Manager::with_env("dev");
-    let body = switchyard_api::admin::ApplyRequest {
-        manifests: vec![proxy(up, "")],
-        ..Default::default()
-    };
-    m.block_on(m.api.apply("dev", &body)).unwrap();
+    apply_proxy(&m, up);
     let workers: Vec<common::Worker> = ["edge-1", "edge-2"]
         .iter()
         .map(|id| m.worker("dev", id))
         .collect();
-    for id in ["edge-1", "edge-2"] {
-        wait_until("the Worker is connected", || m.connected("dev", id));
-    }
+    wait_connected(&m, &["edge-1", "edge-2"]);
     let loads: Vec<Load> = workers.iter().map(|w| Load::start(w.listen, 2)).collect();
     wait_until("the load is running", || {
         loads.iter().all(|l| l.answered() > 50)
@@ -753,11 +743,6 @@ fn a_rollout_without_files_hands_workers_over_two_at_a_time() {
     }
     assert_eq!(m.revision("dev"), 1);
     for load in loads {
-        let (_, failures) = load.finish();
-        assert!(
-            failures.is_empty(),
-            "{:?}",
-            &failures[..failures.len().min(5)]
-        );
+        load.finish_without_failure();
     }
 }
