@@ -594,6 +594,7 @@ async fn plan(
         changes: Vec::new(),
         unchanged: Vec::new(),
     };
+    let unread = unread_kinds(state, env);
     for c in changes {
         let (kind, name) = match c {
             Change::Upsert { kind, name, .. } | Change::Delete { kind, name } => (*kind, name),
@@ -643,8 +644,8 @@ async fn plan(
         };
         let created_or_deleted = current.is_none() || matches!(c, Change::Delete { .. });
         let mut hot = classify::classify(kind, created_or_deleted, &mut diff);
-        if let Some(why) = unread_by(state, env, kind) {
-            hot = Hotness::new(ChangeClass::RestartRequired, why);
+        if let Some(why) = unread.get(&kind) {
+            hot = Hotness::new(ChangeClass::RestartRequired, why.clone());
         }
         if !shown && hot.class != ChangeClass::RestartRequired {
             diff.clear();
@@ -654,26 +655,31 @@ async fn plan(
     Ok(out)
 }
 
-/// Why a change of `kind` cannot reach a Worker connected to `env` now: one says (in
-/// `x-switchyard-version`) it does not read the kind, so its binary must be rolled out
-/// first. Workers that do not say are taken to read it.
-fn unread_by(state: &AppState, env: &str, kind: Kind) -> Option<String> {
-    let behind: Vec<String> = state
-        .fanout
-        .connected(env)
+/// The kinds some Worker connected to `env` cannot read, with why: it says (in
+/// `x-switchyard-version`) it does not read them, so its binary must be rolled out first.
+/// Workers that do not say are taken to read every kind. Computed once per plan.
+fn unread_kinds(state: &AppState, env: &str) -> BTreeMap<Kind, String> {
+    let workers = state.fanout.connected(env);
+    Kind::ALL
         .into_iter()
-        .filter_map(|w| {
-            let version = w.version?;
-            let kinds = worker_kinds(&version)?;
-            (!kinds.contains(&kind.as_str())).then(|| format!("{} ({version})", w.id))
+        .filter_map(|kind| {
+            let behind: Vec<String> = workers
+                .iter()
+                .filter_map(|w| {
+                    let version = w.version.as_deref()?;
+                    let kinds = worker_kinds(version)?;
+                    (!kinds.contains(&kind.as_str())).then(|| format!("{} ({version})", w.id))
+                })
+                .collect();
+            (!behind.is_empty()).then(|| {
+                let why = format!(
+                    "Worker(s) {} do not read kind {kind}: roll out a binary that does first",
+                    behind.join(", ")
+                );
+                (kind, why)
+            })
         })
-        .collect();
-    (!behind.is_empty()).then(|| {
-        format!(
-            "Worker(s) {} do not read kind {kind}: roll out a binary that does first",
-            behind.join(", ")
-        )
-    })
+        .collect()
 }
 
 /// The fields an update changes (secret values redacted).
