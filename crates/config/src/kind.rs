@@ -21,16 +21,19 @@ pub enum Kind {
     /// The settings a Worker process takes when it starts (one per environment): a change
     /// needs a rollout, never a swap.
     WorkerSettings,
+    /// An address the environment's Workers accept traffic on, and how (http or https).
+    Listener,
 }
 
 impl Kind {
     /// Every kind, in the order they are listed to users.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Proxy,
         Kind::Credential,
         Kind::Environment,
         Kind::Certificate,
         Kind::WorkerSettings,
+        Kind::Listener,
     ];
 
     /// The name as written in manifests (`Proxy`).
@@ -41,6 +44,7 @@ impl Kind {
             Kind::Environment => "Environment",
             Kind::Certificate => "Certificate",
             Kind::WorkerSettings => "WorkerSettings",
+            Kind::Listener => "Listener",
         }
     }
 
@@ -52,6 +56,7 @@ impl Kind {
             Kind::Environment => "environment",
             Kind::Certificate => "certificate",
             Kind::WorkerSettings => "workersettings",
+            Kind::Listener => "listener",
         }
     }
 
@@ -59,7 +64,7 @@ impl Kind {
     pub const fn is_secret(self) -> bool {
         match self {
             Kind::Credential | Kind::Certificate => true,
-            Kind::Proxy | Kind::Environment | Kind::WorkerSettings => false,
+            Kind::Proxy | Kind::Environment | Kind::WorkerSettings | Kind::Listener => false,
         }
     }
 
@@ -75,7 +80,7 @@ impl Kind {
             .find(|k| k.as_str() == s || k.lower() == s)
     }
 
-    /// `Proxy, Credential, Environment, Certificate, WorkerSettings`: for error messages.
+    /// `Proxy, Credential, Environment, Certificate, WorkerSettings, Listener`: for error messages.
     pub fn list() -> String {
         Kind::ALL.map(Kind::as_str).join(", ")
     }
@@ -117,7 +122,7 @@ mod tests {
         }
         assert_eq!(
             "Route".parse::<Kind>().unwrap_err().to_string(),
-            "unknown kind \"Route\" (expected one of Proxy, Credential, Environment, Certificate, WorkerSettings)"
+            "unknown kind \"Route\" (expected one of Proxy, Credential, Environment, Certificate, WorkerSettings, Listener)"
         );
     }
 }

@@ -9,7 +9,7 @@ use crate::Kind;
 use crate::error::{ConfigError, ConfigErrors, Position, Reason, SourceRef};
 use crate::manifest::{
     API_VERSION, CertificateManifest, CredentialManifest, DocumentHeader, EnvironmentManifest,
-    Manifest, ProxyManifest, WorkerSettingsManifest,
+    ListenerManifest, Manifest, ProxyManifest, WorkerSettingsManifest,
 };
 
 /// A manifest with the place it was read from.
@@ -335,6 +335,10 @@ pub(crate) fn parse_document(source: &SourceRef, text: &str) -> Result<Manifest,
         Some(Kind::WorkerSettings) => deserialize_with_path::<WorkerSettingsManifest>(source, text)
             .and_then(|m| m.check(source).map(|()| m))
             .map(Manifest::WorkerSettings)
+            .map_err(with_entity),
+        Some(Kind::Listener) => deserialize_with_path::<ListenerManifest>(source, text)
+            .and_then(|m| m.check(source).map(|()| m))
+            .map(Manifest::Listener)
             .map_err(with_entity),
         None => Err(ConfigError::new(
             source,

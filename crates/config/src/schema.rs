@@ -15,8 +15,8 @@ use utoipa::ToSchema;
 
 use crate::Kind;
 use crate::manifest::{
-    CertificateManifest, CredentialManifest, EnvironmentManifest, ProxyManifest,
-    WorkerSettingsManifest,
+    CertificateManifest, CredentialManifest, EnvironmentManifest, ListenerManifest,
+    ProxyManifest, WorkerSettingsManifest,
 };
 
 /// Where the components of [`utoipa`] schemas are referred to.
@@ -31,6 +31,7 @@ pub fn schema_json(kind: Kind) -> Value {
         Kind::Environment => parts::<EnvironmentManifest>(),
         Kind::Certificate => parts::<CertificateManifest>(),
         Kind::WorkerSettings => parts::<WorkerSettingsManifest>(),
+        Kind::Listener => parts::<ListenerManifest>(),
     };
     let mut recursive = BTreeSet::new();
     let mut inlined = inline(&root, &components, &mut Vec::new(), &mut recursive);
@@ -423,6 +424,10 @@ mod tests {
             free(Kind::WorkerSettings),
             ["metadata.annotations", "metadata.labels"]
         );
+        assert_eq!(
+            free(Kind::Listener),
+            ["metadata.annotations", "metadata.labels"]
+        );
     }
 
     /// A manifest of each kind (four credentials, one per type) with every field written,
@@ -570,6 +575,19 @@ apiVersion: switchyard.dev/v1
 kind: WorkerSettings
 metadata: {name: default, labels: {a: b}, annotations: {c: d}}
 spec: {threads: 2, maxConnections: 10000}
+---
+apiVersion: switchyard.dev/v1
+kind: Listener
+metadata: {name: edge, labels: {a: b}, annotations: {c: d}}
+spec:
+  address: 127.0.0.1
+  port: 8443
+  protocol: https
+  http2: false
+  tls: {requireClientCertificate: true}
+  connections: {max: 5000}
+  timeouts: {header: 5s, requestBodyIdle: 20s}
+  drainAcceptingFor: 10s
 "#;
 
     /// The field paths serde writes in the canonical JSON of [`RICH`], by kind: array

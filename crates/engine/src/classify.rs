@@ -11,7 +11,7 @@
 use switchyard_config::Kind;
 use switchyard_config::plan::{ChangeClass, FieldChange, Hotness};
 
-use ChangeClass::{Hot, RestartRequired};
+use ChangeClass::{Hot, HotWithDrain, RestartRequired};
 
 /// Rows of the table: fields of one kind that share a class and a reason.
 #[derive(Debug, Clone, Copy)]
@@ -355,6 +355,60 @@ pub const TABLE: &[Rule] = &[
         reason: "the open-file limit (and with it the connection table's ceiling) is set \
                  when the process starts",
         paths: &["spec.maxConnections"],
+    },
+    // ---- Listener ----
+    Rule {
+        kind: Kind::Listener,
+        class: HotWithDrain,
+        reason: "added: each Worker binds its socket; removed: its socket stops accepting \
+                 (after `drainAcceptingFor`, its queued connections served) and its \
+                 connections drain: requests in flight finish, keep-alive clients are told \
+                 `Connection: close` (HTTP/2: GOAWAY)",
+        paths: &["", "spec"],
+    },
+    Rule {
+        kind: Kind::Listener,
+        class: Hot,
+        reason: WRITTEN_AS,
+        paths: COMMON_HOT,
+    },
+    Rule {
+        kind: Kind::Listener,
+        class: Hot,
+        reason: NOT_SERVED,
+        paths: LABELS,
+    },
+    Rule {
+        kind: Kind::Listener,
+        class: HotWithDrain,
+        reason: "the listener moves: the new socket is bound first (a Worker that cannot \
+                 bind it NACKs and keeps the old one), then the old one stops accepting and \
+                 its connections drain as when a listener is removed",
+        paths: &["spec.address", "spec.port"],
+    },
+    Rule {
+        kind: Kind::Listener,
+        class: Hot,
+        reason: "connection-level: applies to the connections (and TLS handshakes) accepted \
+                 after the change; open connections keep the settings they were accepted \
+                 with, and nothing is closed",
+        paths: &[
+            "spec.protocol",
+            "spec.http2",
+            "spec.tls",
+            "spec.tls.requireClientCertificate",
+            "spec.connections",
+            "spec.connections.max",
+            "spec.timeouts",
+            "spec.timeouts.header",
+            "spec.timeouts.requestBodyIdle",
+        ],
+    },
+    Rule {
+        kind: Kind::Listener,
+        class: Hot,
+        reason: "read when the listener is removed or moved",
+        paths: &["spec.drainAcceptingFor"],
     },
 ];
 

@@ -15,6 +15,7 @@ mod credential;
 mod environment;
 pub mod json_text;
 mod lenient;
+mod listener;
 mod policy;
 mod tagged;
 mod worker_settings;
@@ -22,6 +23,7 @@ mod worker_settings;
 pub use certificate::*;
 pub use credential::*;
 pub use environment::*;
+pub use listener::*;
 pub use policy::*;
 pub use worker_settings::*;
 
@@ -37,6 +39,8 @@ pub enum Manifest {
     Certificate(CertificateManifest),
     /// Worker process settings: applied when a Worker starts, so changed by a rollout.
     WorkerSettings(WorkerSettingsManifest),
+    /// An address Workers accept traffic on: bound, moved and drained without a restart.
+    Listener(ListenerManifest),
 }
 
 impl Manifest {
@@ -47,6 +51,7 @@ impl Manifest {
             Manifest::Environment(_) => Kind::Environment,
             Manifest::Certificate(_) => Kind::Certificate,
             Manifest::WorkerSettings(_) => Kind::WorkerSettings,
+            Manifest::Listener(_) => Kind::Listener,
         }
     }
 
@@ -61,6 +66,7 @@ impl Manifest {
             Manifest::Environment(e) => &e.metadata,
             Manifest::Certificate(c) => &c.metadata,
             Manifest::WorkerSettings(w) => &w.metadata,
+            Manifest::Listener(l) => &l.metadata,
         }
     }
 
@@ -84,6 +90,7 @@ impl Manifest {
             Manifest::Environment(e) => json_text::to_string(e),
             Manifest::Certificate(c) => json_text::to_string(c),
             Manifest::WorkerSettings(w) => json_text::to_string(w),
+            Manifest::Listener(l) => json_text::to_string(l),
         };
         json.unwrap_or_default()
     }

@@ -28,6 +28,7 @@ pub(crate) fn diff<'a, X>(
     let mut seen: HashSet<(Kind, &str), foldhash::fast::RandomState> =
         HashSet::with_capacity_and_hasher(manifests.len(), Default::default());
     let (mut kept_proxies, mut kept_credentials, mut kept_certificates) = (0, 0, 0);
+    let mut kept_listeners = 0;
     let mut upserts = Vec::new();
     for m in manifests {
         let name = m.value.metadata().name.value.as_str();
@@ -48,6 +49,10 @@ pub(crate) fn diff<'a, X>(
                 c.digest == m.digest
             }),
             Manifest::WorkerSettings(_) => prev.process.digest.as_deref() == Some(&*m.digest),
+            Manifest::Listener(_) => prev.listeners.get(name).is_some_and(|l| {
+                kept_listeners += 1;
+                l.digest == m.digest
+            }),
             // Variables are resolved before compiling; only gateway settings are served:
             // a document is compiled when it is (or would become) where they come from.
             Manifest::Environment(e) => {
@@ -82,6 +87,14 @@ pub(crate) fn diff<'a, X>(
                 .keys()
                 .filter(|n| !seen.contains(&(Kind::Certificate, &***n)))
                 .map(|n| (Kind::Certificate, &**n)),
+        );
+    }
+    if kept_listeners < prev.listeners.len() {
+        removed.extend(
+            prev.listeners
+                .keys()
+                .filter(|n| !seen.contains(&(Kind::Listener, &***n)))
+                .map(|n| (Kind::Listener, &**n)),
         );
     }
     if prev.process.digest.is_some()

@@ -8,6 +8,7 @@ use switchyard_config::Kind;
 
 use super::{ChangeKind, Compiled, Numbering, ProxyChange, Registries, credentials, proxy};
 use crate::runtime::gateway::{self, GatewayState};
+use crate::runtime::listener::{self, Listener};
 use crate::runtime::{Credential, ProcessSettings, Proxy, RouteMatch, Snapshot};
 use crate::tls;
 use crate::validate::{self, Declared};
@@ -59,6 +60,7 @@ pub(crate) fn apply<X>(
 
     let gateway_changed = apply_gateway(&mut next, &batch, &upserted, &mut errors);
     let process_changed = apply_process(&mut next, &batch, &upserted);
+    let listeners_changed = apply_listeners(&mut next, &batch, &removed(Kind::Listener), &mut errors);
 
     // Credentials first: proxies resolve their references against the new set.
     let mut changed_credentials: Vec<Arc<str>> = Vec::new();
@@ -202,6 +204,7 @@ pub(crate) fn apply<X>(
             && changed_credentials.is_empty()
             && !gateway_changed
             && !process_changed
+            && !listeners_changed
             && !certificates_changed =>
         {
             prev_revision
@@ -295,6 +298,32 @@ fn apply_process<X>(
         }
     }
     *before != *next.process
+}
+
+/// The listeners after `batch`, each checked against the others (two listeners cannot
+/// take one port). Returns whether they changed.
+fn apply_listeners<X>(
+    next: &mut Snapshot<X>,
+    batch: &Batch<'_>,
+    removed: &[&str],
+    errors: &mut Vec<ConfigError>,
+) -> bool {
+    let before = next.listeners.clone();
+    for name in removed {
+        next.listeners.remove(*name);
+    }
+    let mut upserted = Vec::new();
+    for m in batch.upserts {
+        if let Manifest::Listener(l) = &m.value {
+            let compiled = Arc::new(Listener::compile(m, l));
+            next.listeners.insert(compiled.name.clone(), compiled.clone());
+            upserted.push((*m, compiled));
+        }
+    }
+    for (m, l) in upserted {
+        errors.extend(listener::conflicts(&next.listeners, m, &l));
+    }
+    before != next.listeners
 }
 
 /// The certificates after `batch` (new or changed ones compiled, unchanged ones shared with

@@ -43,6 +43,9 @@ pub struct Snapshot<X = ()> {
     /// The environment's `kind: WorkerSettings`: taken when a Worker starts, compared (not
     /// served) afterwards.
     pub(crate) process: Arc<super::process::ProcessSettings>,
+    /// The environment's listeners by name (`kind: Listener`): bound by the Worker, not
+    /// read on the request path.
+    pub(crate) listeners: OrdMap<Arc<str>, Arc<super::listener::Listener>>,
 }
 
 impl<X> Default for Snapshot<X> {
@@ -57,6 +60,7 @@ impl<X> Default for Snapshot<X> {
             certificates: OrdMap::new(),
             tls: Arc::default(),
             process: Arc::default(),
+            listeners: OrdMap::new(),
         }
     }
 }
@@ -74,6 +78,7 @@ impl<X> Clone for Snapshot<X> {
             certificates: self.certificates.clone(),
             tls: self.tls.clone(),
             process: self.process.clone(),
+            listeners: self.listeners.clone(),
         }
     }
 }
@@ -123,6 +128,11 @@ impl<X> Snapshot<X> {
     /// The environment's Worker process settings (`kind: WorkerSettings`).
     pub fn process(&self) -> &Arc<super::process::ProcessSettings> {
         &self.process
+    }
+
+    /// The environment's listeners (`kind: Listener`), by name.
+    pub fn listeners(&self) -> &OrdMap<Arc<str>, Arc<super::listener::Listener>> {
+        &self.listeners
     }
 
     /// The index a TLS handshake selects its certificate from (by SNI).

@@ -130,9 +130,17 @@ pub fn served_digest<X>(snapshot: &Snapshot<X>, entities: &Entities) -> String {
                 version(Kind::Certificate, &c.name),
                 c.digest.as_str(),
             )
+        }))
+        .chain(snapshot.listeners().values().map(|l| {
+            (
+                Kind::Listener,
+                &*l.name,
+                version(Kind::Listener, &l.name),
+                l.digest.as_str(),
+            )
         }));
     let unserved = entities.values().filter(|e| match e.kind {
-        Kind::Proxy | Kind::Credential | Kind::Certificate => false,
+        Kind::Proxy | Kind::Credential | Kind::Certificate | Kind::Listener => false,
         // Variables are resolved before a Worker sees anything; process settings are
         // taken at start (a snapshot with others is not swapped in).
         Kind::Environment | Kind::WorkerSettings => true,
