@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use switchyard_worker::WorkerHandle;
 use switchyard_worker::handover::{self, Sockets, UpgradeHook, UpgradeRequest, UpgradeState};
 use tokio::sync::mpsc;
 
@@ -85,6 +86,7 @@ impl AllowedBinaries {
 pub async fn serve_upgrades(
     launch: Launch,
     sockets: Sockets,
+    worker: WorkerHandle,
     hook: UpgradeHook,
     mut requests: mpsc::Receiver<UpgradeRequest>,
     deadline: Duration,
@@ -104,7 +106,17 @@ pub async fn serve_upgrades(
         tracing::info!(target: "switchyard", binary = %exe.display(), "handover: starting a successor");
         let mut command = tokio::process::Command::new(&exe);
         command.args(&launch.args);
-        match handover::start_successor(&sockets, command, deadline).await {
+        // The environment's listeners as they are bound now.
+        let listeners = match worker.listener_sockets() {
+            Ok(l) => l,
+            Err(e) => {
+                let error = format!("cannot duplicate the listening sockets: {e}");
+                tracing::error!(target: "switchyard", %error, "handover failed; this process carries on serving");
+                hook.set(UpgradeState::Failed { error });
+                continue;
+            }
+        };
+        match handover::start_successor(&sockets, listeners, command, deadline).await {
             Ok(pid) => {
                 hook.set(UpgradeState::HandedOver { successor_pid: pid });
                 tracing::info!(target: "switchyard", successor = pid, "handover: the successor serves; draining");

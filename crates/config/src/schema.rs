@@ -15,8 +15,8 @@ use utoipa::ToSchema;
 
 use crate::Kind;
 use crate::manifest::{
-    CertificateManifest, CredentialManifest, EnvironmentManifest, ListenerManifest,
-    ProxyManifest, WorkerSettingsManifest,
+    CertificateManifest, CredentialManifest, EnvironmentManifest, ListenerManifest, ProxyManifest,
+    WorkerSettingsManifest,
 };
 
 /// Where the components of [`utoipa`] schemas are referred to.

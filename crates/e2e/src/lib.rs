@@ -166,6 +166,50 @@ impl RunningWorker {
         }
     }
 
+    /// A standalone Worker that binds the `kind: Listener` entities of its files instead of
+    /// a given socket (`addr` is its admin address then: the listeners' are in
+    /// [`RunningWorker::listener`]).
+    pub async fn start_from_environment(options: WorkerOptions) -> RunningWorker {
+        let mut worker = Worker::new(options).unwrap();
+        worker.listen_from_environment(switchyard_worker::EnvironmentListeners::default());
+        let handle = worker.handle();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_addr = admin.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            worker
+                .serve(None, Some(admin), async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        RunningWorker {
+            addr: admin_addr,
+            admin: admin_addr,
+            handle,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    /// The bound address of listener `name`, once it serves (bounded by [`DEADLINE`]).
+    pub async fn listener(&self, name: &str) -> SocketAddr {
+        let mut found = None;
+        eventually("the listener serves", || {
+            found = self
+                .handle
+                .status()
+                .listeners
+                .into_iter()
+                .find(|l| l.name == name && l.state == "serving")
+                .and_then(|l| l.address.parse().ok());
+            found.is_some()
+        })
+        .await;
+        found.unwrap_or_else(|| unreachable!())
+    }
+
     /// Waits (bounded by [`DEADLINE`]) until the Worker serves at least `revision`.
     pub async fn wait_for_revision(&self, revision: u64) {
         let mut rx = self.handle.subscribe();

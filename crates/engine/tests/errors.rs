@@ -310,13 +310,13 @@ fn unknown_kind() {
     let e = parse_err(&edit(PAYMENTS, "kind: Proxy", "kind: Gateway"));
     assert_eq!(
         single(&e),
-        "payments.yaml:2:7: document 1: kind: unknown kind \"Gateway\", expected one of: Proxy, Credential, Environment, Certificate, WorkerSettings"
+        "payments.yaml:2:7: document 1: kind: unknown kind \"Gateway\", expected one of: Proxy, Credential, Environment, Certificate, WorkerSettings, Listener"
     );
     // Kinds are case-sensitive.
     let e = parse_err(&edit(PAYMENTS, "kind: Proxy", "kind: proxy"));
     assert_eq!(
         single(&e),
-        "payments.yaml:2:7: document 1: kind: unknown kind \"proxy\", expected one of: Proxy, Credential, Environment, Certificate, WorkerSettings"
+        "payments.yaml:2:7: document 1: kind: unknown kind \"proxy\", expected one of: Proxy, Credential, Environment, Certificate, WorkerSettings, Listener"
     );
 }
 

@@ -61,6 +61,8 @@ struct Table {
 /// One connection's state, shared by its task and its requests.
 pub struct ConnState {
     id: u64,
+    /// The socket it was accepted on (`listeners::Endpoint::id`).
+    endpoint: u64,
     /// Requests accepted on it whose response has not ended.
     active: AtomicUsize,
     /// Milliseconds since the table's epoch when it was last busy (accepted, or a request
@@ -184,7 +186,7 @@ impl Connections {
     /// the longest are asked to close first (a batch, a 32nd of the limit, so a flood does
     /// not rescan the table at every accept); with none idle, the connection is refused
     /// (`None`).
-    pub fn admit(self: &Arc<Self>, limit: usize) -> Option<Admitted> {
+    pub fn admit(self: &Arc<Self>, limit: usize, endpoint: u64) -> Option<Admitted> {
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         // Connections already asked to close are on their way out: room is made for as
         // many new ones.
@@ -215,6 +217,7 @@ impl Connections {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(ConnState {
             id,
+            endpoint,
             active: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(0),
             close: Notify::new(),
@@ -250,6 +253,15 @@ impl Connections {
     pub fn close_all(&self) {
         let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         for c in table.open.values() {
+            c.close.notify_one();
+        }
+    }
+
+    /// Asks the connections accepted on one socket to close after their current request
+    /// (the socket was retired).
+    pub fn close_endpoint(&self, endpoint: u64) {
+        let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        for c in table.open.values().filter(|c| c.endpoint == endpoint) {
             c.close.notify_one();
         }
     }
@@ -294,30 +306,30 @@ mod tests {
             1000,
             ConnectionMetrics::default(),
         ));
-        let a = t.admit(2).unwrap();
-        let b = t.admit(2).unwrap();
+        let a = t.admit(2, 0).unwrap();
+        let b = t.admit(2, 0).unwrap();
         // `a` has been idle the longest: `b` was busy more recently.
         a.state.last_active_ms.store(0, Ordering::Relaxed);
         b.state.last_active_ms.store(10, Ordering::Relaxed);
         let busy = b.state.request();
-        let c = t.admit(2).unwrap();
+        let c = t.admit(2, 0).unwrap();
         assert!(a.state.shed.load(Ordering::Relaxed));
         assert!(!b.state.shed.load(Ordering::Relaxed));
         assert_eq!(t.metrics.shed.get(), 1);
         // `a` is on its way out; `b` is busy, `c` idle: `c` goes next.
-        let _d = t.admit(2).unwrap();
+        let _d = t.admit(2, 0).unwrap();
         assert!(c.state.shed.load(Ordering::Relaxed));
         let _c_busy = c.state.request();
         drop(a);
         drop(c);
         // b and d left, b busy, d idle and fresh: d is shed for e.
         let d_state = _d.state.clone();
-        let e = t.admit(2).unwrap();
+        let e = t.admit(2, 0).unwrap();
         assert!(d_state.shed.load(Ordering::Relaxed));
         drop(_d);
         let _e_busy = e.state.request();
         // b and e are busy: nothing to shed.
-        assert!(t.admit(2).is_none());
+        assert!(t.admit(2, 0).is_none());
         assert_eq!(t.metrics.refused.get(), 1);
         drop(busy);
     }

@@ -8,8 +8,9 @@
 //! killed and the predecessor carries on serving.
 //!
 //! The exchange: the successor connects to the path it is given, receives one message
-//! whose bytes name the sockets in order (`traffic admin [tls]`) and whose ancillary data
-//! holds them, then writes `ready\n` once it serves.
+//! whose bytes name the sockets in order, separated by spaces (`traffic admin tls
+//! listener:0.0.0.0:443/edge`), and whose ancillary data holds them, then writes
+//! `ready\n` once it serves.
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::mem::MaybeUninit;
@@ -27,30 +28,55 @@ use rustix::net::{
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-/// The sockets a Worker hands over: its traffic listener, its admin listener, and its
-/// HTTPS listener if it has one.
-#[derive(Debug)]
+/// The most sockets one handover passes (the flags' listeners, the admin listener and
+/// the environment's listeners).
+pub const MAX_SOCKETS: usize = 64;
+
+/// The sockets a Worker hands over, each by name: `traffic` (`--listen`), `tls`
+/// (`--listen-tls`), `admin`, and one `listener:ADDRESS/NAME` per environment listener
+/// (see `Worker::listener_sockets`).
+#[derive(Debug, Default)]
 pub struct Sockets {
-    pub traffic: TcpListener,
-    pub admin: TcpListener,
-    pub tls: Option<TcpListener>,
+    pub named: Vec<(String, TcpListener)>,
 }
 
 impl Sockets {
     /// Duplicates of the given listeners (the originals keep serving here).
-    pub fn duplicate(
-        traffic: &tokio::net::TcpListener,
-        admin: &tokio::net::TcpListener,
-        tls: Option<&tokio::net::TcpListener>,
-    ) -> io::Result<Sockets> {
-        let dup = |l: &tokio::net::TcpListener| -> io::Result<TcpListener> {
-            Ok(TcpListener::from(l.as_fd().try_clone_to_owned()?))
-        };
-        Ok(Sockets {
-            traffic: dup(traffic)?,
-            admin: dup(admin)?,
-            tls: tls.map(dup).transpose()?,
-        })
+    pub fn duplicate(named: &[(&str, &tokio::net::TcpListener)]) -> io::Result<Sockets> {
+        let named = named
+            .iter()
+            .map(|(name, l)| {
+                Ok((
+                    name.to_string(),
+                    TcpListener::from(l.as_fd().try_clone_to_owned()?),
+                ))
+            })
+            .collect::<io::Result<_>>()?;
+        Ok(Sockets { named })
+    }
+
+    /// Takes the socket named `name` out, if there is one.
+    pub fn take(&mut self, name: &str) -> Option<TcpListener> {
+        let i = self.named.iter().position(|(n, _)| n == name)?;
+        Some(self.named.swap_remove(i).1)
+    }
+
+    /// Duplicates of these sockets followed by `more`, for one handover.
+    fn with(&self, more: Vec<(String, TcpListener)>) -> io::Result<Vec<(String, OwnedFd)>> {
+        let mut out = Vec::with_capacity(self.named.len() + more.len());
+        for (name, l) in &self.named {
+            out.push((name.clone(), l.as_fd().try_clone_to_owned()?));
+        }
+        for (name, l) in more {
+            out.push((name, OwnedFd::from(l)));
+        }
+        if out.len() > MAX_SOCKETS {
+            return Err(io::Error::other(format!(
+                "{} sockets to hand over: at most {MAX_SOCKETS}",
+                out.len()
+            )));
+        }
+        Ok(out)
     }
 }
 
@@ -65,6 +91,9 @@ pub enum HandoverError {
     Protocol(String),
 }
 
+/// The most bytes of socket names one handover sends.
+const NAMES_CAPACITY: usize = 16 * 1024;
+
 /// What the successor tells its predecessor once it serves.
 const READY: &[u8] = b"ready\n";
 
@@ -72,8 +101,8 @@ const READY: &[u8] = b"ready\n";
 pub fn receive(path: &Path) -> Result<(Sockets, Ready), HandoverError> {
     let stream = UnixStream::connect(path)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut names = [0u8; 64];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+    let mut names = vec![0u8; NAMES_CAPACITY];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_SOCKETS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let got = rustix::net::recvmsg(
         &stream,
@@ -98,29 +127,12 @@ pub fn receive(path: &Path) -> Result<(Sockets, Ready), HandoverError> {
             fds.len()
         )));
     }
-    let (mut traffic, mut admin, mut tls) = (None, None, None);
-    for (name, fd) in names.into_iter().zip(fds) {
-        let listener = TcpListener::from(fd);
-        match name {
-            "traffic" => traffic = Some(listener),
-            "admin" => admin = Some(listener),
-            "tls" => tls = Some(listener),
-            other => return Err(HandoverError::Protocol(format!("unknown socket {other:?}"))),
-        }
-    }
-    let (Some(traffic), Some(admin)) = (traffic, admin) else {
-        return Err(HandoverError::Protocol(
-            "the traffic or the admin socket is missing".into(),
-        ));
-    };
-    Ok((
-        Sockets {
-            traffic,
-            admin,
-            tls,
-        },
-        Ready(stream),
-    ))
+    let named = names
+        .into_iter()
+        .zip(fds)
+        .map(|(name, fd)| (name.to_string(), TcpListener::from(fd)))
+        .collect();
+    Ok((Sockets { named }, Ready(stream)))
 }
 
 /// The successor's line back to its predecessor.
@@ -135,13 +147,16 @@ impl Ready {
 }
 
 /// Predecessor side: starts `command` with `--handover-from PATH` appended, hands it
-/// `sockets`, and waits (up to `deadline`) for it to say it serves. Returns its process id.
-/// A successor that exits first, or is not ready in time, is killed.
+/// `sockets` and `more` (the environment's listeners bound now), and waits (up to
+/// `deadline`) for it to say it serves. Returns its process id. A successor that exits
+/// first, or is not ready in time, is killed.
 pub async fn start_successor(
     sockets: &Sockets,
+    more: Vec<(String, TcpListener)>,
     mut command: tokio::process::Command,
     deadline: Duration,
 ) -> Result<u32, HandoverError> {
+    let fds = sockets.with(more)?;
     let dir = PrivateDir::create()?;
     let path = dir.0.join("handover.sock");
     let listener = tokio::net::UnixListener::bind(&path)?;
@@ -152,7 +167,6 @@ pub async fn start_successor(
         .spawn()
         .map_err(|e| HandoverError::Successor(format!("cannot be started: {e}")))?;
     let pid = child.id().unwrap_or_default();
-    let fds = owned_fds(sockets)?;
     let handover = async {
         let (stream, _) = listener.accept().await?;
         let stream = stream.into_std()?;
@@ -191,31 +205,21 @@ pub async fn start_successor(
     }
 }
 
-/// Duplicates of the sockets, owned (for the blocking exchange), with their names.
-fn owned_fds(s: &Sockets) -> io::Result<Vec<(&'static str, OwnedFd)>> {
-    let mut out = vec![
-        ("traffic", s.traffic.as_fd().try_clone_to_owned()?),
-        ("admin", s.admin.as_fd().try_clone_to_owned()?),
-    ];
-    if let Some(tls) = &s.tls {
-        out.push(("tls", tls.as_fd().try_clone_to_owned()?));
-    }
-    Ok(out)
-}
-
 /// Sends the sockets, then waits for `ready` (the caller bounds the wait: the successor
 /// is killed on the deadline, which ends the read).
-fn send_and_wait(
-    stream: &UnixStream,
-    sockets: &[(&'static str, OwnedFd)],
-) -> Result<(), HandoverError> {
+fn send_and_wait(stream: &UnixStream, sockets: &[(String, OwnedFd)]) -> Result<(), HandoverError> {
     let names = sockets
         .iter()
-        .map(|(n, _)| *n)
+        .map(|(n, _)| n.as_str())
         .collect::<Vec<_>>()
         .join(" ");
+    if names.len() > NAMES_CAPACITY {
+        return Err(HandoverError::Protocol(
+            "the socket names are too long".into(),
+        ));
+    }
     let fds: Vec<_> = sockets.iter().map(|(_, fd)| fd.as_fd()).collect();
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_SOCKETS))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
         return Err(HandoverError::Protocol("too many sockets".into()));

@@ -9,6 +9,7 @@ mod cores;
 pub mod handover;
 mod health;
 mod idle;
+pub mod listeners;
 mod metrics;
 mod pool;
 pub mod proxy;
@@ -29,10 +30,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use arc_swap::ArcSwap;
+use switchyard_engine::runtime::ListenerSettings;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 pub use access_log::AccessLogTarget;
+pub use listeners::{DEFAULT_LISTENER, ListenerStatus};
 pub use reload::ReloadOutcome;
 pub use status::{ReloadResult, StatusReport, SyncStatus};
 pub use swap_path::SwapPath;
@@ -117,11 +123,24 @@ pub enum WorkerError {
     Threads(std::io::Error),
     #[error("cannot set up TLS for the HTTPS listener: {0}")]
     Tls(rustls::Error),
+    #[error("cannot bind the environment's listeners:\n{0}")]
+    Listen(switchyard_config::ConfigErrors),
+    #[error("cannot accept on a listener: {0}")]
+    Socket(std::io::Error),
     #[error("cannot watch {path}: {source}")]
     Watch {
         path: PathBuf,
         source: notify::Error,
     },
+}
+
+/// What a Worker that binds its environment's listeners starts from.
+#[derive(Debug, Default)]
+pub struct EnvironmentListeners {
+    /// Bound while the environment declares no listener.
+    pub fallback: Option<SocketAddr>,
+    /// A predecessor's sockets (`handover::Sockets::listeners`).
+    pub inherited: Vec<(String, std::net::TcpListener)>,
 }
 
 /// A Worker with its first configuration loaded, ready to serve.
@@ -132,6 +151,9 @@ pub struct Worker {
     sync_state: Option<sync::SyncState>,
     /// The HTTPS listener, if any (see [`Worker::listen_tls`]).
     tls_listener: Option<TcpListener>,
+    /// Set by [`Worker::listen_from_environment`]: the Worker binds the environment's
+    /// listeners instead of serving given sockets.
+    environment: Option<EnvironmentListeners>,
     /// How an upgrade is asked for (see [`Worker::on_upgrade`]).
     upgrade: Option<handover::UpgradeHook>,
 }
@@ -160,6 +182,7 @@ impl Worker {
             options,
             sync_state: None,
             tls_listener: None,
+            environment: None,
             upgrade: None,
         })
     }
@@ -191,6 +214,7 @@ impl Worker {
             options,
             sync_state: Some(state),
             tls_listener: None,
+            environment: None,
             upgrade: None,
         })
     }
@@ -234,6 +258,14 @@ impl Worker {
         self.tls_listener = Some(listener);
     }
 
+    /// Accepts traffic on the environment's listeners (`kind: Listener`) rather than on
+    /// given sockets: binds them, and follows them from generation to generation (see
+    /// `listeners.rs`). `fallback` is bound while the environment declares none;
+    /// `inherited` are a predecessor's sockets (a handover), taken instead of binding.
+    pub fn listen_from_environment(&mut self, listeners: EnvironmentListeners) {
+        self.environment = Some(listeners);
+    }
+
     pub fn handle(&self) -> WorkerHandle {
         WorkerHandle {
             reloader: self.reloader.clone(),
@@ -247,22 +279,70 @@ impl Worker {
         self.upgrade = Some(hook);
     }
 
-    /// Serves traffic on `listener` (and the admin API on `admin`) until `shutdown`
-    /// completes, then drains: stops accepting, lets in-flight requests finish within the
-    /// drain timeout, and returns.
+    /// Serves traffic on `listener` (and the HTTPS listener, if given, and the admin API on
+    /// `admin`) until `shutdown` completes, then drains: stops accepting, lets in-flight
+    /// requests finish within the drain timeout, and returns.
     pub async fn run(
-        mut self,
+        self,
         listener: TcpListener,
         admin: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), WorkerError> {
-        let tls = match self.tls_listener.take() {
-            Some(l) => Some((
-                l,
-                tls::HttpsAcceptor::new(self.reloader.current()).map_err(WorkerError::Tls)?,
-            )),
-            None => None,
+        self.serve(Some(listener), admin, shutdown).await
+    }
+
+    /// The sockets traffic is accepted on: `plain` and the HTTPS listener as given, or the
+    /// environment's listeners (see [`Worker::listen_from_environment`]).
+    fn traffic(
+        &mut self,
+        plain: Option<TcpListener>,
+    ) -> Result<
+        (
+            Arc<listeners::Listeners>,
+            mpsc::UnboundedReceiver<listeners::Start>,
+        ),
+        WorkerError,
+    > {
+        let socket = |l: TcpListener| l.into_std().map_err(WorkerError::Socket);
+        let (listeners, starts) = match self.environment.take() {
+            Some(env) if plain.is_none() && self.tls_listener.is_none() => {
+                let (listeners, starts) =
+                    listeners::Listeners::from_environment(env.fallback, env.inherited);
+                let current = self.reloader.current().load_full();
+                match listeners.prepare(&current.snapshot) {
+                    Ok(Some(prepared)) => prepared.commit(),
+                    Ok(None) => {}
+                    Err(errors) => return Err(WorkerError::Listen(errors)),
+                }
+                (listeners, starts)
+            }
+            _ => {
+                let mut fixed = Vec::new();
+                if let Some(l) = plain {
+                    fixed.push(("--listen", socket(l)?, ListenerSettings::http()));
+                }
+                if let Some(l) = self.tls_listener.take() {
+                    fixed.push(("--listen-tls", socket(l)?, ListenerSettings::https()));
+                }
+                listeners::Listeners::fixed(fixed).map_err(WorkerError::Socket)?
+            }
         };
+        let listeners = Arc::new(listeners);
+        self.reloader.set_listeners(listeners.clone());
+        Ok((listeners, starts))
+    }
+
+    /// [`Worker::run`], with the plain listener optional (none: the environment's
+    /// listeners, or the HTTPS listener alone).
+    pub async fn serve(
+        mut self,
+        plain: Option<TcpListener>,
+        admin: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), WorkerError> {
+        let (listeners, starts) = self.traffic(plain)?;
+        let acceptor =
+            tls::HttpsAcceptor::new(self.reloader.current()).map_err(WorkerError::Tls)?;
         let cores = match self.options.threads {
             Some(n) => Some(cores::Cores::start(n).map_err(WorkerError::Threads)?),
             None => None,
@@ -295,19 +375,16 @@ impl Worker {
             self.reloader.subscribe(),
             stop_rx.clone(),
         ));
-        let listeners = server::Listeners {
-            plain: listener,
-            tls,
-        };
         let server = tokio::spawn(server::serve(
-            listeners,
-            current,
-            self.reloader.draining_flag(),
+            starts,
+            listeners.clone(),
+            server::Shared::new(current, acceptor, cores),
             stop_rx,
             self.options.drain_timeout,
-            cores,
         ));
         shutdown.await;
+        // Before anything stops: every response from now on says `Connection: close`.
+        listeners.drain_all();
         self.reloader.set_draining();
         let _ = stop_tx.send(true);
         let _ = server.await;
@@ -357,6 +434,12 @@ impl WorkerHandle {
 
     pub fn is_draining(&self) -> bool {
         self.reloader.is_draining()
+    }
+
+    /// Duplicates of the listening sockets bound from the environment's listeners, named
+    /// for a successor (empty for a Worker serving sockets it was given).
+    pub fn listener_sockets(&self) -> std::io::Result<Vec<(String, std::net::TcpListener)>> {
+        self.reloader.listener_sockets()
     }
 
     /// The upgrade hook, if this Worker can be upgraded.

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -13,6 +13,7 @@ use switchyard_engine::runtime::{ProcessSettings, TargetHealth};
 use switchyard_engine::{Change, ChangeKind, Compiled, Compiler, Numbering};
 use tokio::sync::watch;
 
+use crate::listeners::Listeners;
 use crate::pool::Pools;
 use crate::runtime::{Observability, ProxyExt, Runtime};
 use crate::status::{
@@ -64,6 +65,9 @@ pub struct Reloader {
     /// The process settings this process started with (from its first generation): a
     /// generation with others is not swapped in.
     started: Arc<ProcessSettings>,
+    /// The sockets traffic is accepted on, once the Worker serves: a generation whose
+    /// listeners cannot be bound is rejected before it is swapped in.
+    listeners: OnceLock<Arc<Listeners>>,
 }
 
 impl Reloader {
@@ -132,6 +136,7 @@ impl Reloader {
             thread_allocated: None,
             compiler,
             started,
+            listeners: OnceLock::new(),
         })
     }
 
@@ -187,10 +192,30 @@ impl Reloader {
         f(guard.get_or_insert_with(SyncStatus::default));
     }
 
-    /// Shared with the request path, which closes HTTP/1 connections after their current
-    /// response once draining has begun.
-    pub fn draining_flag(&self) -> Arc<AtomicBool> {
-        self.draining.clone()
+    /// The Worker's sockets, once it serves (set once).
+    pub(crate) fn set_listeners(&self, listeners: Arc<Listeners>) {
+        let _ = self.listeners.set(listeners);
+    }
+
+    /// The addresses of the sockets serving traffic, comma-separated (`None`: none yet).
+    pub fn traffic_addresses(&self) -> Option<String> {
+        let serving: Vec<String> = self
+            .listeners
+            .get()?
+            .status()
+            .into_iter()
+            .filter(|l| l.state == "serving")
+            .map(|l| l.address)
+            .collect();
+        (!serving.is_empty()).then(|| serving.join(","))
+    }
+
+    /// See `WorkerHandle::listener_sockets`.
+    pub fn listener_sockets(&self) -> std::io::Result<Vec<(String, std::net::TcpListener)>> {
+        match self.listeners.get() {
+            Some(l) => l.sockets(),
+            None => Ok(Vec::new()),
+        }
     }
 
     pub fn set_draining(&self) {
@@ -346,6 +371,15 @@ impl Reloader {
                 )
             }
             Ok(compiled) => {
+                // New sockets are bound before the swap; one that cannot be rejects the
+                // generation and leaves every socket as it was.
+                let prepared = match self.listeners.get().map(|l| l.prepare(&compiled.snapshot)) {
+                    Some(Err(errors)) => {
+                        return self.finish(self.reject(&prev, errors), Vec::new(), started);
+                    }
+                    Some(Ok(p)) => p,
+                    None => None,
+                };
                 let revision = compiled.snapshot.revision;
                 let changes: Vec<String> = compiled
                     .changes
@@ -380,6 +414,9 @@ impl Reloader {
                 // The swap: one atomic pointer store. Requests that already loaded the old
                 // generation keep it until they finish; new ones get this one.
                 self.current.store(Arc::new(runtime));
+                if let Some(p) = prepared {
+                    p.commit();
+                }
                 self.obs.metrics.swaps.inc();
                 self.obs
                     .metrics
@@ -401,22 +438,32 @@ impl Reloader {
                     changes,
                 )
             }
-            Err(errors) => {
-                self.obs.metrics.rejected.inc();
-                tracing::error!(
-                    revision = prev.snapshot.revision,
-                    "configuration rejected, still serving the previous one:\n{errors}"
-                );
-                (
-                    ReloadOutcome::Rejected {
-                        revision: prev.snapshot.revision,
-                        errors,
-                    },
-                    Vec::new(),
-                )
-            }
+            Err(errors) => (self.reject(&prev, errors), Vec::new()),
         };
         drop(prev);
+        self.finish(outcome, changes, started)
+    }
+
+    /// A generation that is not served: counted and logged.
+    fn reject(&self, prev: &Runtime, errors: ConfigErrors) -> ReloadOutcome {
+        self.obs.metrics.rejected.inc();
+        tracing::error!(
+            revision = prev.snapshot.revision,
+            "configuration rejected, still serving the previous one:\n{errors}"
+        );
+        ReloadOutcome::Rejected {
+            revision: prev.snapshot.revision,
+            errors,
+        }
+    }
+
+    /// Records what a reload did (status, metrics) and returns it.
+    fn finish(
+        &self,
+        outcome: ReloadOutcome,
+        changes: Vec<String>,
+        started: Instant,
+    ) -> ReloadOutcome {
         let elapsed = started.elapsed();
         self.obs
             .metrics
@@ -510,6 +557,7 @@ impl Reloader {
                     .collect()
             },
             uncovered_hosts: rt.snapshot.uncovered_hosts(),
+            listeners: self.listeners.get().map(|l| l.status()).unwrap_or_default(),
             last_reload,
             live_generations: self.live_generations(),
             swaps_total: self.obs.metrics.swaps.get(),

@@ -1,6 +1,6 @@
-//! The data-plane listeners: HTTP/1.1 (keep-alive) and HTTP/2 cleartext on one port, and
-//! optionally the same over TLS on another (`tls.rs`), with graceful shutdown passed in as a
-//! value.
+//! The data-plane listeners: an accept loop per socket (`listeners.rs` decides which
+//! sockets), each serving HTTP/1.1 (keep-alive) and HTTP/2 — in clear, or over TLS
+//! (`tls.rs`) — by its listener's settings, with graceful shutdown passed in as a value.
 //!
 //! Each connection is admitted against the connection limit (`connections.rs`: shedding
 //! the connections idle the longest, or refusing with a 503 at once), and lives by the
@@ -12,7 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,54 +23,113 @@ use hyper_util::server::conn::auto;
 use switchyard_engine::tls::ClientIdentity;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 
-use crate::connections::{Admitted, ConnState};
+use crate::connections::{Admitted, ConnState, Connections};
 use crate::cores::Cores;
 use crate::idle::IdleTimer;
+use crate::listeners::{Endpoint, EndpointConn, Listeners, Start};
 use crate::proxy;
 use crate::runtime::Runtime;
-use crate::tls::HttpsAcceptor;
+use crate::tls::{HttpsAcceptor, TlsOptions};
 
 /// What an over-limit connection is told before it is closed: a 503 a client can act on
 /// (retry elsewhere), written without reading the request so no descriptor is held.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: application/json\r\nretry-after: 1\r\ncontent-length: 114\r\n\r\n{\"error\":\"connection_limit\",\"message\":\"this gateway is at its connection limit; retry later\",\"source\":\"internal\"}\n";
 
-/// The sockets a Worker accepts traffic on.
-pub(crate) struct Listeners {
-    pub plain: TcpListener,
-    /// The HTTPS listener and its acceptor (certificates chosen by SNI per handshake).
-    pub tls: Option<(TcpListener, HttpsAcceptor)>,
+/// What every accept loop shares: how connections are served and where they go.
+pub(crate) struct Shared {
+    /// HTTP/1.1 and HTTP/2 (detected by the preface, or by ALPN over TLS).
+    both: auto::Builder<TokioExecutor>,
+    /// HTTP/1.1 only (a listener with `http2: false`).
+    http1: auto::Builder<TokioExecutor>,
+    current: Arc<ArcSwap<Runtime>>,
+    connections: Arc<Connections>,
+    tls: HttpsAcceptor,
+    cores: Option<Cores>,
 }
 
-impl Listeners {
-    /// The next connection on either listener (the two take turns first, so that a flood
-    /// on one cannot keep the other from being accepted), with the TLS acceptor when it
-    /// came in on the HTTPS one.
-    async fn accept(
-        &self,
-        tls_first: bool,
-    ) -> (io::Result<(TcpStream, SocketAddr)>, Option<HttpsAcceptor>) {
-        std::future::poll_fn(|cx| {
-            let tls = self.tls.as_ref();
-            let poll_tls = |cx: &mut Context<'_>| {
-                tls.and_then(|(l, a)| match l.poll_accept(cx) {
-                    Poll::Ready(r) => Some((r, Some(a.clone()))),
-                    Poll::Pending => None,
-                })
-            };
-            if tls_first && let Some(r) = poll_tls(cx) {
-                return Poll::Ready(r);
+impl Shared {
+    pub fn new(current: Arc<ArcSwap<Runtime>>, tls: HttpsAcceptor, cores: Option<Cores>) -> Shared {
+        let mut both = auto::Builder::new(TokioExecutor::new());
+        both.http1().timer(TokioTimer::new()).keep_alive(true);
+        both.http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30));
+        let http1 = both.clone().http1_only();
+        let connections = current.load().obs.connections.clone();
+        Shared {
+            both,
+            http1,
+            current,
+            connections,
+            tls,
+            cores,
+        }
+    }
+
+    /// Admits a connection accepted on `endpoint` (or refuses it, over a limit) and serves
+    /// it by the endpoint's settings and the gateway's timeouts current now.
+    fn admit(&self, endpoint: &Arc<Endpoint>, stream: TcpStream, remote: SocketAddr) {
+        let settings = endpoint.settings.load_full();
+        let Some(counted) = endpoint.admit(settings.max_connections) else {
+            self.connections.metrics.refused.inc();
+            if !settings.tls {
+                refuse(&stream);
             }
-            if let Poll::Ready(r) = self.plain.poll_accept(cx) {
-                return Poll::Ready((r, None));
+            return;
+        };
+        let rt = self.current.load();
+        let gateway = rt.snapshot.gateway();
+        let limit = self.connections.limit(gateway.max_connections);
+        let Some(admitted) = self.connections.admit(limit, endpoint.id) else {
+            // A TLS client could not read a plain-text 503: it just sees the connection
+            // close.
+            if !settings.tls {
+                refuse(&stream);
             }
-            if !tls_first && let Some(r) = poll_tls(cx) {
-                return Poll::Ready(r);
+            return;
+        };
+        let timeouts = gateway.timeouts;
+        drop(rt);
+        let _ = stream.set_nodelay(true);
+        let mut builder = if settings.http2 {
+            self.both.clone()
+        } else {
+            self.http1.clone()
+        };
+        builder
+            .http1()
+            .header_read_timeout(settings.header_timeout.unwrap_or(timeouts.idle));
+        let conn = Accepted {
+            builder,
+            remote,
+            admitted,
+            _counted: counted,
+            timeouts: ConnTimeouts {
+                idle: timeouts.idle,
+                send: timeouts.send,
+                request_body_idle: settings.request_body_idle,
+            },
+            current: self.current.clone(),
+            draining: endpoint.draining.clone(),
+            tls: settings.tls.then(|| {
+                (
+                    self.tls.clone(),
+                    TlsOptions {
+                        http2: settings.http2,
+                        require_client_certificate: settings.require_client_certificate,
+                    },
+                )
+            }),
+        };
+        match &self.cores {
+            None => {
+                tokio::spawn(conn.serve(stream, 0));
             }
-            Poll::Pending
-        })
-        .await
+            Some(cores) => hand_over(cores, conn, stream),
+        }
     }
 }
 
@@ -78,76 +137,45 @@ impl Listeners {
 /// by `Connection: close` on their next response) before it closes the idle ones.
 const LINGER: Duration = Duration::from_secs(1);
 
-/// Serves until `shutdown` turns true, then stops accepting, asks every connection to close
-/// after its current request (HTTP/1: `Connection: close` on its next response, and after
-/// [`LINGER`] the idle ones are closed; HTTP/2: GOAWAY), and waits up to `drain` for
-/// in-flight requests to finish.
+/// Serves until `shutdown` turns true: an accept loop per socket, those of `starts` (the
+/// flags' sockets, then each listener the environment adds). Then stops accepting, asks
+/// every connection to close after its current request (HTTP/1: `Connection: close` on
+/// its next response, and after [`LINGER`] the idle ones are closed; HTTP/2: GOAWAY), and
+/// waits up to `drain` for in-flight requests to finish.
 ///
-/// With `cores`, each accepted connection is handed to one of them and served there (see
-/// `cores.rs`), its TLS handshake included; without, it is served on the calling runtime.
+/// With `shared.cores`, each accepted connection is handed to one of them and served there
+/// (see `cores.rs`), its TLS handshake included; without, it is served on the calling
+/// runtime.
 pub async fn serve(
-    listeners: Listeners,
-    current: Arc<ArcSwap<Runtime>>,
-    draining: Arc<AtomicBool>,
+    mut starts: mpsc::UnboundedReceiver<Start>,
+    listeners: Arc<Listeners>,
+    shared: Shared,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
-    cores: Option<Cores>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Duration::from_secs(30));
-    let connections = current.load().obs.connections.clone();
-    let mut tls_first = false;
+    let shared = Arc::new(shared);
+    let connections = shared.connections.clone();
+    let mut loops = JoinSet::new();
     loop {
-        tls_first = !tls_first;
         tokio::select! {
-            (accepted, tls) = listeners.accept(tls_first) => match accepted {
-                Ok((stream, remote)) => {
-                    let rt = current.load();
-                    let gateway = rt.snapshot.gateway();
-                    let limit = connections.limit(gateway.max_connections);
-                    let Some(admitted) = connections.admit(limit) else {
-                        // A TLS client could not read a plain-text 503: it just sees the
-                        // connection close.
-                        if tls.is_none() {
-                            refuse(&stream);
-                        }
-                        continue;
-                    };
-                    let timeouts = gateway.timeouts;
-                    drop(rt);
-                    let _ = stream.set_nodelay(true);
-                    let mut builder = builder.clone();
-                    builder.http1().header_read_timeout(timeouts.idle);
-                    let conn = Accepted {
-                        builder,
-                        remote,
-                        admitted,
-                        timeouts: ConnTimeouts { idle: timeouts.idle, send: timeouts.send },
-                        current: current.clone(),
-                        draining: draining.clone(),
-                        tls,
-                    };
-                    match &cores {
-                        None => {
-                            tokio::spawn(conn.serve(stream, 0));
-                        }
-                        Some(cores) => hand_over(cores, conn, stream),
+            Some(start) = starts.recv() => {
+                let Start { endpoint, socket } = start;
+                match TcpListener::from_std(socket) {
+                    Ok(socket) => {
+                        loops.spawn(accept_loop(endpoint, socket, shared.clone(), shutdown.clone()));
+                    }
+                    Err(e) => {
+                        endpoint.closed();
+                        tracing::error!(listener = %endpoint.name(), error = %e, "cannot accept on a listener");
                     }
                 }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
+            }
+            Some(_) = loops.join_next(), if !loops.is_empty() => {}
             _ = stopped(&mut shutdown) => break,
         }
     }
-    drop(listeners);
+    listeners.drain_all();
+    while loops.join_next().await.is_some() {}
     tracing::info!("listeners closed; draining in-flight requests");
     // First the clients close by themselves: every response now says `Connection: close`
     // (the Worker is draining), so a busy keep-alive client is told on its next answer and
@@ -167,8 +195,78 @@ pub async fn serve(
         }
     }
     tracing::info!("connections drained");
-    // The cores' threads end here, with whatever connections the deadline left on them.
-    drop(cores);
+    // The cores' threads end here (every accept loop, and its `Shared`, is gone), with
+    // whatever connections the deadline left on them.
+    drop(shared);
+}
+
+/// Accepts on one socket until the Worker stops (the socket may live on in a successor:
+/// its queue is left alone) or the socket is retired: then it goes on accepting for the
+/// grace it was retired with, serves what is queued, closes, and after [`LINGER`] asks its
+/// idle connections to close (busy ones are told by `Connection: close`).
+async fn accept_loop(
+    endpoint: Arc<Endpoint>,
+    socket: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut retire = endpoint.retire.subscribe();
+    let mut until: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            accepted = socket.accept() => match accepted {
+                Ok((stream, remote)) => shared.admit(&endpoint, stream, remote),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            grace = retired(&mut retire), if until.is_none() => {
+                endpoint.draining.store(true, Ordering::Release);
+                until = Some(tokio::time::Instant::now() + grace);
+            }
+            () = sleep_until(until), if until.is_some() => break,
+            _ = stopped(&mut shutdown) => {
+                endpoint.closed();
+                return;
+            }
+        }
+    }
+    // Retired: what the kernel queued before the close is served, not reset.
+    while let Poll::Ready(Ok((stream, remote))) =
+        std::future::poll_fn(|cx| Poll::Ready(socket.poll_accept(cx))).await
+    {
+        shared.admit(&endpoint, stream, remote);
+    }
+    drop(socket);
+    endpoint.closed();
+    tracing::info!(listener = %endpoint.name(), address = %endpoint.local, "listener closed; its connections drain");
+    tokio::select! {
+        () = tokio::time::sleep(LINGER) => shared.connections.close_endpoint(endpoint.id),
+        _ = stopped(&mut shutdown) => {}
+    }
+}
+
+/// Completes with the grace a socket is retired with.
+async fn retired(rx: &mut watch::Receiver<Option<Duration>>) -> Duration {
+    // The guard `wait_for` returns is not `Send`: read it inside this expression.
+    let grace = rx
+        .wait_for(Option::is_some)
+        .await
+        .map(|g| g.unwrap_or_default());
+    match grace {
+        Ok(grace) => grace,
+        // Its endpoint is gone: the Worker stops.
+        Err(_) => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(until: Option<tokio::time::Instant>) {
+    match until {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Serves `stream` on the next core: the socket leaves this runtime's reactor and joins
@@ -201,6 +299,8 @@ fn refuse(stream: &TcpStream) {
 struct ConnTimeouts {
     idle: Duration,
     send: Duration,
+    /// Its listener's `requestBodyIdle`, if it sets one (else the gateway's, per request).
+    request_body_idle: Option<Duration>,
 }
 
 /// An accepted, admitted connection and what serving it needs.
@@ -208,11 +308,14 @@ struct Accepted {
     builder: auto::Builder<TokioExecutor>,
     remote: SocketAddr,
     admitted: Admitted,
+    /// Counted against its listener's own limit while it lives.
+    _counted: EndpointConn,
     timeouts: ConnTimeouts,
     current: Arc<ArcSwap<Runtime>>,
+    /// Its listener's: set when the listener is retired or the Worker drains.
     draining: Arc<AtomicBool>,
-    /// Set when the connection came in on the HTTPS listener: the handshake comes first.
-    tls: Option<HttpsAcceptor>,
+    /// Set when the connection came in on an HTTPS listener: the handshake comes first.
+    tls: Option<(HttpsAcceptor, TlsOptions)>,
 }
 
 /// What every request on a connection needs, behind one Arc: one refcount bump per request
@@ -230,6 +333,8 @@ pub(crate) struct ConnCtx {
     pub tls: bool,
     /// The client certificate the TLS handshake verified (`mtls-auth` reads it).
     pub client_cert: Option<ClientIdentity>,
+    /// Its listener's `requestBodyIdle`, if set (else the gateway's).
+    pub request_body_idle: Option<Duration>,
 }
 
 impl Accepted {
@@ -238,10 +343,11 @@ impl Accepted {
     /// handshake comes first, bounded by the idle timeout (a client that connects and
     /// says nothing is not waited on longer than one that says nothing after a request).
     async fn serve(mut self, stream: TcpStream, lane: usize) {
-        let Some(acceptor) = self.tls.take() else {
+        let Some((acceptor, options)) = self.tls.take() else {
             return self.serve_io(stream, lane, None).await;
         };
-        let handshake = tokio::time::timeout(self.timeouts.idle, acceptor.accept(stream)).await;
+        let handshake =
+            tokio::time::timeout(self.timeouts.idle, acceptor.accept(stream, options)).await;
         match handshake {
             Ok(Ok(tls)) => self.serve_io(tls.stream, lane, Some(tls.client)).await,
             Ok(Err(e)) => {
@@ -264,6 +370,7 @@ impl Accepted {
             builder,
             remote,
             admitted,
+            _counted,
             timeouts,
             current,
             draining,
@@ -278,6 +385,7 @@ impl Accepted {
             lane,
             tls: tls.is_some(),
             client_cert: tls.flatten(),
+            request_body_idle: timeouts.request_body_idle,
         });
         // Boxed: hyper keeps each request's future in its dispatcher, and a boxed one is
         // moved there as a pointer instead of as the whole request state (kilobytes) by
@@ -330,6 +438,7 @@ impl Accepted {
             }
         }
         drop(admitted);
+        drop(_counted);
     }
 }
 

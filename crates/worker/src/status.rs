@@ -16,6 +16,8 @@ pub struct StatusReport {
     pub certificates: Vec<CertificateStatus>,
     /// Hosts routes name that no certificate covers (empty without certificates).
     pub uncovered_hosts: Vec<String>,
+    /// The sockets traffic is accepted on (empty until the Worker serves).
+    pub listeners: Vec<crate::listeners::ListenerStatus>,
     pub last_reload: Option<ReloadReport>,
     pub live_generations: i64,
     pub swaps_total: u64,

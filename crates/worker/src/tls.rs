@@ -34,6 +34,17 @@ const SESSION_CACHE: usize = 16 * 1024;
 const CLIENT_AUTH_SESSION_CACHE: usize = 1024;
 /// ALPN: HTTP/2 preferred.
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// ALPN of a listener with `http2: false`.
+const ALPN_HTTP1: [&[u8]; 1] = [b"http/1.1"];
+
+/// What a listener's settings ask of its handshakes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TlsOptions {
+    /// Offer `h2` in ALPN.
+    pub http2: bool,
+    /// Complete only handshakes whose certificate authenticates clients.
+    pub require_client_certificate: bool,
+}
 
 /// Picks each handshake's certificate from the current snapshot. It exists so that the
 /// one shared `ServerConfig` never has to change: what changes is the snapshot it reads.
@@ -93,6 +104,8 @@ pub(crate) struct HttpsAcceptor {
     current: Arc<ArcSwap<Runtime>>,
     /// For certificates without client authentication.
     shared: Arc<ServerConfig>,
+    /// The same without `h2` in ALPN (its session cache and ticket keys shared).
+    shared_http1: Arc<ServerConfig>,
 }
 
 /// An accepted TLS connection and the identity of the client certificate its handshake
@@ -111,25 +124,52 @@ impl HttpsAcceptor {
                 current: current.clone(),
             }));
         finish(&mut config, SESSION_CACHE)?;
+        let mut http1 = config.clone();
+        http1.alpn_protocols = ALPN_HTTP1.iter().map(|p| p.to_vec()).collect();
         Ok(HttpsAcceptor {
             current,
             shared: Arc::new(config),
+            shared_http1: Arc::new(http1),
         })
     }
 
     /// The handshake: the ClientHello read, the configuration chosen by the certificate it
     /// selects in the current snapshot, the handshake completed with it.
-    pub(crate) async fn accept(&self, stream: TcpStream) -> io::Result<Accepted> {
+    pub(crate) async fn accept(
+        &self,
+        stream: TcpStream,
+        options: TlsOptions,
+    ) -> io::Result<Accepted> {
         let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
         let (config, ca) = {
             let hello = start.client_hello();
             let rt = self.current.load();
             let chosen = rt.snapshot.tls().select_certificate(hello.server_name());
             match chosen.and_then(|c| Some((c, c.client_auth.as_ref()?))) {
-                Some((c, auth)) => (client_auth_config(c)?, Some(auth.ca.clone())),
+                Some((c, auth)) => {
+                    let config = client_auth_config(c)?;
+                    let config = if options.http2 {
+                        config
+                    } else {
+                        let mut http1 = (*config).clone();
+                        http1.alpn_protocols = ALPN_HTTP1.iter().map(|p| p.to_vec()).collect();
+                        Arc::new(http1)
+                    };
+                    (config, Some(auth.ca.clone()))
+                }
+                None if options.require_client_certificate => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "this listener requires client certificates, and the certificate for {:?} does not ask for one",
+                            hello.server_name().unwrap_or("-")
+                        ),
+                    ));
+                }
                 // Without client authentication, or no certificate at all (the shared
                 // configuration refuses the handshake and counts it).
-                None => (self.shared.clone(), None),
+                _ if options.http2 => (self.shared.clone(), None),
+                _ => (self.shared_http1.clone(), None),
             }
         };
         let stream = start.into_stream(config).await?;

@@ -57,8 +57,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         threads_from_settings: false,
     };
     let addresses = super::worker::Addresses {
-        listen,
-        listen_tls: None,
+        listen: super::worker::Listen::Flags { listen, tls: None },
         admin,
     };
     let result = super::worker::serve(options, addresses, super::worker::Handover::none()).await;

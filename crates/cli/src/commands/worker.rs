@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use switchyard_worker::handover::{self, Sockets, UPGRADE_BINARY_HEADER, UpgradeHook};
-use switchyard_worker::{AccessLogTarget, ConfigSource, ManagedOptions, Worker, WorkerOptions};
+use switchyard_worker::{
+    AccessLogTarget, ConfigSource, EnvironmentListeners, ManagedOptions, Worker, WorkerOptions,
+};
 
 use crate::manager_error::Explain;
 
@@ -52,10 +54,15 @@ pub struct WorkerArgs {
     /// Manager mode: where the last-known-good cache is kept.
     #[arg(long, default_value = "switchyard-cache")]
     pub cache_dir: PathBuf,
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// Serve HTTP here, and nothing the environment declares (flags are the per-host
+    /// override). Without it (and without --listen-tls) the Worker binds the environment's
+    /// `kind: Listener` entities, and follows them as they are added, moved and removed —
+    /// 127.0.0.1:8080 while there are none.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
     /// Also serve HTTPS here (HTTP/1.1 and HTTP/2 by ALPN), with certificates chosen by SNI
-    /// from the `kind: Certificate` entities being served.
+    /// from the `kind: Certificate` entities being served (with --listen's address, or
+    /// 127.0.0.1:8080, for HTTP).
     #[arg(long)]
     pub listen_tls: Option<SocketAddr>,
     #[arg(long, default_value = "127.0.0.1:9901")]
@@ -129,7 +136,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             )?;
             let worker_id = args
                 .worker_id
-                .unwrap_or_else(|| default_worker_id(args.listen));
+                .unwrap_or_else(|| default_worker_id(args.listen.unwrap_or(DEFAULT_LISTEN)));
             // The address reported to the Manager is the bound one (`serve` fills it in:
             // with port 0, the port the system chose).
             let mut m = ManagedOptions::new(&manager, &env, &token, &worker_id, args.cache_dir);
@@ -152,8 +159,15 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         threads_from_settings: args.threads.is_none(),
     };
     let addresses = Addresses {
-        listen: args.listen,
-        listen_tls: args.listen_tls,
+        listen: match (args.listen, args.listen_tls) {
+            (None, None) => Listen::Environment {
+                fallback: DEFAULT_LISTEN,
+            },
+            (listen, tls) => Listen::Flags {
+                listen: listen.unwrap_or(DEFAULT_LISTEN),
+                tls,
+            },
+        },
         admin: args.admin_listen,
     };
     let handover = Handover {
@@ -165,12 +179,27 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where a Worker listens: traffic (plain and, optionally, HTTPS) and its admin API.
+/// `--listen`'s address when a Worker is given none and needs one.
+const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+
+/// Where a Worker listens: traffic and its admin API.
 #[derive(Debug, Clone, Copy)]
 pub struct Addresses {
-    pub listen: SocketAddr,
-    pub listen_tls: Option<SocketAddr>,
+    pub listen: Listen,
     pub admin: SocketAddr,
+}
+
+/// Where a Worker accepts traffic.
+#[derive(Debug, Clone, Copy)]
+pub enum Listen {
+    /// `--listen` (and `--listen-tls`): these sockets, whatever the environment declares.
+    Flags {
+        listen: SocketAddr,
+        tls: Option<SocketAddr>,
+    },
+    /// The environment's `kind: Listener` entities (`fallback` while there are none).
+    Environment { fallback: SocketAddr },
 }
 
 /// `--threads`, or one per CPU.
@@ -199,44 +228,71 @@ pub async fn serve(
     } = handover;
     let launch =
         crate::handover::Launch::current().context("cannot tell how this process was started")?;
-    let (listener, tls_listener, admin, ready) = match handover_from {
+    let (mut handed, ready) = match handover_from {
         Some(path) => {
             let (s, ready) = handover::receive(&path)
                 .with_context(|| format!("cannot take over the sockets at {}", path.display()))?;
-            let tokio_listener =
-                |l: std::net::TcpListener| -> std::io::Result<tokio::net::TcpListener> {
-                    l.set_nonblocking(true)?;
-                    tokio::net::TcpListener::from_std(l)
-                };
-            (
-                tokio_listener(s.traffic)?,
-                s.tls.map(tokio_listener).transpose()?,
-                tokio_listener(s.admin)?,
-                Some(ready),
-            )
+            (Some(s), Some(ready))
         }
-        None => {
-            let (listener, tls, admin) = bind(&addresses).await?;
-            (listener, tls, admin, None)
-        }
+        None => (None, None),
     };
-    let (listen, admin_listen) = (listener.local_addr()?, admin.local_addr()?);
+    let tokio_listener = |l: std::net::TcpListener| -> std::io::Result<tokio::net::TcpListener> {
+        l.set_nonblocking(true)?;
+        tokio::net::TcpListener::from_std(l)
+    };
+    // Each socket handed over by a predecessor, or bound here.
+    let mut socket =
+        async |name: &str, addr: SocketAddr| -> anyhow::Result<tokio::net::TcpListener> {
+            if let Some(l) = handed.as_mut().and_then(|h| h.take(name)) {
+                return Ok(tokio_listener(l)?);
+            }
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} ({name})"))
+        };
+    let admin = socket("admin", addresses.admin).await?;
+    let (listener, tls_listener) = match addresses.listen {
+        Listen::Flags { listen, tls } => {
+            let plain = socket("traffic", listen).await?;
+            let tls = match tls {
+                Some(addr) => Some(socket("tls", addr).await?),
+                None => None,
+            };
+            (Some(plain), tls)
+        }
+        Listen::Environment { .. } => (None, None),
+    };
+    let admin_listen = admin.local_addr()?;
+    let listen = listener.as_ref().map(|l| l.local_addr()).transpose()?;
     let listen_tls = tls_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     if let ConfigSource::Manager(m) = &mut options.source
         && m.address.is_none()
     {
-        m.address = Some(listen.to_string());
+        m.address = listen.map(|a| a.to_string());
     }
-    let sockets = Sockets::duplicate(&listener, &admin, tls_listener.as_ref())?;
+    let mut fixed = vec![("admin", &admin)];
+    fixed.extend(listener.as_ref().map(|l| ("traffic", l)));
+    fixed.extend(tls_listener.as_ref().map(|l| ("tls", l)));
+    let sockets = Sockets::duplicate(&fixed)?;
     let mut worker = Worker::connect(options).await?;
     if let Some(l) = tls_listener {
         worker.listen_tls(l);
     }
+    if let Listen::Environment { fallback } = addresses.listen {
+        worker.listen_from_environment(EnvironmentListeners {
+            fallback: Some(fallback),
+            inherited: handed.map(|h| h.named).unwrap_or_default(),
+        });
+    }
     let (hook, requests) = UpgradeHook::new();
     worker.on_upgrade(hook.clone());
     signals::upgrade_on_sigusr2(hook.clone());
-    let https = listen_tls.map_or_else(|| "-".to_string(), |a| a.to_string());
-    tracing::info!(target: "switchyard", %listen, %https, admin = %admin_listen, pid = std::process::id(), "worker listening");
+    let show = |a: Option<SocketAddr>| a.map_or_else(|| "-".to_string(), |a| a.to_string());
+    let (http, https) = match addresses.listen {
+        Listen::Flags { .. } => (show(listen), show(listen_tls)),
+        Listen::Environment { .. } => ("the environment's listeners".into(), "-".into()),
+    };
+    tracing::info!(target: "switchyard", listen = %http, %https, admin = %admin_listen, pid = std::process::id(), "worker listening");
     signals::reload_on_sighup(worker.handle());
     if let Some(ready) = ready {
         // The predecessor stops accepting once it reads this: connections arriving
@@ -257,6 +313,7 @@ pub async fn serve(
     let handed_over = crate::handover::serve_upgrades(
         launch,
         sockets,
+        worker.handle(),
         hook,
         requests,
         handover_timeout,
@@ -268,7 +325,7 @@ pub async fn serve(
             () = handed_over => {}
         }
     };
-    worker.run(listener, Some(admin), shutdown).await?;
+    worker.serve(listener, Some(admin), shutdown).await?;
     tracing::info!(target: "switchyard", "worker stopped");
     Ok(())
 }
@@ -292,31 +349,6 @@ impl Handover {
             binaries: crate::handover::AllowedBinaries::default(),
         }
     }
-}
-
-/// Binds the traffic, HTTPS and admin listeners.
-async fn bind(
-    a: &Addresses,
-) -> anyhow::Result<(
-    tokio::net::TcpListener,
-    Option<tokio::net::TcpListener>,
-    tokio::net::TcpListener,
-)> {
-    let listener = tokio::net::TcpListener::bind(a.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", a.listen))?;
-    let tls = match a.listen_tls {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (HTTPS)"))?,
-        ),
-        None => None,
-    };
-    let admin = tokio::net::TcpListener::bind(a.admin)
-        .await
-        .with_context(|| format!("cannot listen on {} (admin)", a.admin))?;
-    Ok((listener, tls, admin))
 }
 
 /// `switchyard worker upgrade`: asks the Worker on `--admin-listen` to hand over, then

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod traffic;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -387,6 +389,42 @@ impl Manager {
         id: Option<&str>,
         extra: &[&str],
     ) -> Worker {
+        let mut args = self.worker_args(env, token, id);
+        args.extend(["--listen", "127.0.0.1:0"].map(String::from));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let proc = Proc::spawn_exe(exe, &args, &[]);
+        let fields = proc.wait_log("worker listening");
+        Worker {
+            listen: addr(&fields, "listen"),
+            admin: addr(&fields, "admin"),
+            proc,
+        }
+    }
+
+    /// A Manager-mode Worker as `id` that binds the environment's listeners (no
+    /// `--listen`): `listen` is where its listener `listener` serves once it does.
+    pub fn environment_worker(&self, env: &str, id: &str, listener: &str) -> Worker {
+        let token = self.token(&["--role", "worker", "--env", env, "--name", id]);
+        let args = self.worker_args(env, &token, Some(id));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let proc = Proc::spawn_exe(Path::new(env!("CARGO_BIN_EXE_switchyard")), &args, &[]);
+        let fields = proc.wait_log("worker listening");
+        let admin = addr(&fields, "admin");
+        let mut listen = None;
+        wait_until("the Worker serves its listener", || {
+            listen = traffic::listener(admin, listener, "serving");
+            listen.is_some()
+        });
+        Worker {
+            listen: listen.unwrap(),
+            admin,
+            proc,
+        }
+    }
+
+    /// A Manager-mode Worker's arguments, without a traffic listener.
+    fn worker_args(&self, env: &str, token: &str, id: Option<&str>) -> Vec<String> {
         let cache = self
             .dir()
             .join(format!("cache-{}", id.unwrap_or("default")));
@@ -400,8 +438,6 @@ impl Manager {
             env,
             "--token",
             token,
-            "--listen",
-            "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
             "--cache-dir",
@@ -412,14 +448,7 @@ impl Manager {
         if let Some(id) = id {
             args.extend(["--worker-id", id]);
         }
-        args.extend_from_slice(extra);
-        let proc = Proc::spawn_exe(exe, &args, &[]);
-        let fields = proc.wait_log("worker listening");
-        Worker {
-            listen: addr(&fields, "listen"),
-            admin: addr(&fields, "admin"),
-            proc,
-        }
+        args.into_iter().map(String::from).collect()
     }
 }
 

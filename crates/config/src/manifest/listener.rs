@@ -131,8 +131,7 @@ impl ListenerSpec {
         if self.tls.is_some() && self.protocol == ListenerProtocol::Http {
             return Some((
                 "spec.tls",
-                "TLS settings on an `http` listener: set `protocol: https` or remove `tls`"
-                    .into(),
+                "TLS settings on an `http` listener: set `protocol: https` or remove `tls`".into(),
             ));
         }
         if let Some(max) = self.connections.as_ref().and_then(|c| c.max)

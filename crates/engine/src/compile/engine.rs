@@ -60,7 +60,8 @@ pub(crate) fn apply<X>(
 
     let gateway_changed = apply_gateway(&mut next, &batch, &upserted, &mut errors);
     let process_changed = apply_process(&mut next, &batch, &upserted);
-    let listeners_changed = apply_listeners(&mut next, &batch, &removed(Kind::Listener), &mut errors);
+    let listeners_changed =
+        apply_listeners(&mut next, &batch, &removed(Kind::Listener), &mut errors);
 
     // Credentials first: proxies resolve their references against the new set.
     let mut changed_credentials: Vec<Arc<str>> = Vec::new();
@@ -316,7 +317,8 @@ fn apply_listeners<X>(
     for m in batch.upserts {
         if let Manifest::Listener(l) = &m.value {
             let compiled = Arc::new(Listener::compile(m, l));
-            next.listeners.insert(compiled.name.clone(), compiled.clone());
+            next.listeners
+                .insert(compiled.name.clone(), compiled.clone());
             upserted.push((*m, compiled));
         }
     }

@@ -67,7 +67,10 @@ impl ListenerSettings {
 }
 
 impl Listener {
-    pub(crate) fn compile(m: &Located<switchyard_config::manifest::Manifest>, l: &ListenerManifest) -> Listener {
+    pub(crate) fn compile(
+        m: &Located<switchyard_config::manifest::Manifest>,
+        l: &ListenerManifest,
+    ) -> Listener {
         let s = &l.spec;
         let timeouts = s.timeouts.as_ref();
         Listener {

@@ -140,7 +140,11 @@ async fn proxy(
             peer: remote.ip(),
             client_cert: client_cert.as_ref(),
         },
-        ClientStream::new(body, gateway.timeouts.request_body_idle),
+        ClientStream::new(
+            body,
+            conn.request_body_idle
+                .unwrap_or(gateway.timeouts.request_body_idle),
+        ),
         &mut ex,
         deadline,
     )

@@ -438,7 +438,7 @@ impl Syncer {
         // revision swapped in. Bounded for very long absences.
         let detail = resync.as_ref().map(|why| format!("resynchronised: {why}"));
         for (rev, caught_up_to) in acked(previous, revision, resync.is_some()) {
-            let address = self.opts.address.clone();
+            let address = self.address();
             self.queue(ReportBody {
                 applied_at,
                 caught_up_to,
@@ -463,14 +463,17 @@ impl Syncer {
 
     fn nack(&mut self, store_id: &str, revision: u64, error: String, resync: Option<String>) {
         let detail = resync.map(|why| format!("resynchronising: {why}"));
-        let nack = report(
-            store_id,
-            revision,
-            Some(error),
-            self.opts.address.clone(),
-            detail,
-        );
+        let nack = report(store_id, revision, Some(error), self.address(), detail);
         self.queue(nack);
+    }
+
+    /// The traffic address reported: `--listen`'s, or the environment's listeners bound
+    /// now.
+    fn address(&self) -> Option<String> {
+        self.opts
+            .address
+            .clone()
+            .or_else(|| self.reloader.traffic_addresses())
     }
 
     /// Queues a report; the oldest are dropped past [`MAX_PENDING_REPORTS`] (a Manager away
