@@ -43,7 +43,9 @@ WORKER=$!
 for i in $(seq 100); do curl -sf http://127.0.0.1:18961/p/x >/dev/null && break; sleep 0.1; done
 PID_BEFORE=$(curl -s http://127.0.0.1:18963/status | python3 -c 'import json,sys;print(json.load(sys.stdin)["pid"])')
 wrk -t1 -c16 -d12s http://127.0.0.1:18961/p/x > wrk-old.txt 2>&1 &
+WRK1=$!
 wrk -t1 -c4 -d12s -H "Connection: close" http://127.0.0.1:18961/p/x > wrk-old-close.txt 2>&1 &
+WRK2=$!
 sleep 3
 listener 18962
 echo "\$ switchyard plan --env dev files/"
@@ -54,7 +56,7 @@ until curl -sf http://127.0.0.1:18962/p/x >/dev/null; do :; done
 end=$(date +%s%N)
 echo "apply to the new socket answering: $(( (end - start) / 1000000 )) ms (the apply's own round trip included)"
 wrk -t1 -c16 -d6s http://127.0.0.1:18962/p/x > wrk-new.txt 2>&1
-wait %3 %4 2>/dev/null
+wait $WRK1 $WRK2
 echo "\$ wrk -t1 -c16 -d12s http://127.0.0.1:18961/p/x   # the old address, moved 3 s in"; cat wrk-old.txt
 echo "\$ wrk -t1 -c4 -d12s -H 'Connection: close' http://127.0.0.1:18961/p/x"; cat wrk-old-close.txt
 echo "\$ wrk -t1 -c16 -d6s http://127.0.0.1:18962/p/x   # the new address"; cat wrk-new.txt
