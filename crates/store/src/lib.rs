@@ -14,10 +14,12 @@ use switchyard_api::records::{
 };
 use switchyard_config::Kind;
 
+pub mod database;
 mod sql;
-pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
-pub use sqlite::SqliteStore;
+pub use database::{Backend, SqlStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

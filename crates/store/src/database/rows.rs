@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use sqlx::Row;
-use sqlx::sqlite::{Sqlite, SqliteRow};
+use sqlx::any::{Any, AnyRow};
 use switchyard_config::Kind;
 
 use crate::{
@@ -52,9 +52,9 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, S
         .map_err(|e| StoreError::Database(format!("stored {what} is not valid JSON: {e}")))
 }
 
-fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, StoreError>
+fn get<'r, T>(row: &'r AnyRow, column: &str) -> Result<T, StoreError>
 where
-    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
 {
     row.try_get(column)
         .map_err(|e| StoreError::Database(format!("decode column {column}: {e}")))
@@ -69,7 +69,7 @@ fn operation(s: &str) -> Result<Operation, StoreError> {
         .ok_or_else(|| StoreError::Database(format!("stored operation {s:?} is unknown")))
 }
 
-pub(super) fn env_info(row: &SqliteRow) -> Result<EnvInfo, StoreError> {
+pub(super) fn env_info(row: &AnyRow) -> Result<EnvInfo, StoreError> {
     Ok(EnvInfo {
         name: get(row, "name")?,
         revision: unsigned(get(row, "revision")?, "revision")?,
@@ -77,7 +77,7 @@ pub(super) fn env_info(row: &SqliteRow) -> Result<EnvInfo, StoreError> {
     })
 }
 
-pub(super) fn entity(row: &SqliteRow) -> Result<EntityRecord, StoreError> {
+pub(super) fn entity(row: &AnyRow) -> Result<EntityRecord, StoreError> {
     let labels: String = get(row, "labels")?;
     Ok(EntityRecord {
         kind: kind(&get::<String>(row, "kind")?)?,
@@ -93,7 +93,7 @@ pub(super) fn entity(row: &SqliteRow) -> Result<EntityRecord, StoreError> {
     })
 }
 
-pub(super) fn revision(row: &SqliteRow) -> Result<RevisionRecord, StoreError> {
+pub(super) fn revision(row: &AnyRow) -> Result<RevisionRecord, StoreError> {
     let changes: String = get(row, "changes")?;
     let op: String = get(row, "operation")?;
     Ok(RevisionRecord {
@@ -106,7 +106,7 @@ pub(super) fn revision(row: &SqliteRow) -> Result<RevisionRecord, StoreError> {
     })
 }
 
-pub(super) fn report(row: &SqliteRow) -> Result<WorkerReport, StoreError> {
+pub(super) fn report(row: &AnyRow) -> Result<WorkerReport, StoreError> {
     let status: String = get(row, "status")?;
     let status = match status.as_str() {
         "ack" => ReportStatus::Ack,
@@ -138,7 +138,7 @@ pub(super) fn status_str(status: ReportStatus) -> &'static str {
     }
 }
 
-pub(super) fn audit(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
+pub(super) fn audit(row: &AnyRow) -> Result<AuditRecord, StoreError> {
     let op: String = get(row, "operation")?;
     Ok(AuditRecord {
         id: get(row, "id")?,
@@ -156,7 +156,7 @@ pub(super) fn audit(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
     })
 }
 
-pub(super) fn token(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
+pub(super) fn token(row: &AnyRow) -> Result<TokenRecord, StoreError> {
     let role: String = get(row, "role")?;
     let envs: String = get(row, "envs")?;
     Ok(TokenRecord {
@@ -175,8 +175,8 @@ pub(super) fn token(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
 
 /// Decodes every row with `f`, stopping at the first error.
 pub(super) fn all<T>(
-    rows: &[SqliteRow],
-    f: fn(&SqliteRow) -> Result<T, StoreError>,
+    rows: &[AnyRow],
+    f: fn(&AnyRow) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     rows.iter().map(f).collect()
 }
