@@ -124,3 +124,64 @@ async fn two_managers_on_one_postgres_database_are_one_control_plane() {
     let revisions: Vec<_> = audit.iter().filter_map(|r| r.revision).collect();
     assert_eq!(revisions, [2, 1, 0]);
 }
+
+/// A Manager whose database goes away answers 503 `store_unavailable` to writes (nothing
+/// written, nothing acknowledged) and 503 on `/readyz`; when the database is back, both
+/// recover by themselves and nothing was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_that_loses_its_database_refuses_writes_until_it_is_back() {
+    let db = Postgres::get().database().await;
+    let a = Running::start(&db.url).await;
+    let token = a.admin_token().unwrap();
+    let c = a.client(&token);
+    c.create_env("prod").await.unwrap();
+    let body = ApplyRequest {
+        manifests: vec![proxy("blue")],
+        ..ApplyRequest::default()
+    };
+    assert_eq!(c.apply("prod", &body).await.unwrap().revision, 1);
+    let ready = || async {
+        let url = format!("https://{}", a.addr);
+        let tls = ManagerTls::ca_file(&a.dir.path().join("ca.pem")).unwrap();
+        let t = switchyard_api::Transport::builder(&url, "")
+            .unwrap()
+            .tls(&tls)
+            .unwrap()
+            .build();
+        t.send_with(axum::http::Method::GET, "/readyz", None::<&()>, &[])
+            .await
+            .unwrap()
+            .status
+    };
+    assert_eq!(ready().await, 200);
+
+    db.set_reachable(false).await;
+    let refused = c
+        .apply(
+            "prod",
+            &ApplyRequest {
+                manifests: vec![proxy("green")],
+                ..ApplyRequest::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    match refused {
+        switchyard_api::ClientError::Api(f) => {
+            assert_eq!(f.status, 503, "{}", f.body.message);
+            assert_eq!(f.body.code, switchyard_api::ErrorCode::StoreUnavailable);
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(ready().await, 503);
+
+    db.set_reachable(true).await;
+    assert_eq!(ready().await, 200);
+    // Nothing of the refused write landed; the next one is revision 2.
+    assert_eq!(c.env("prod").await.unwrap().revision, 1);
+    let green = ApplyRequest {
+        manifests: vec![proxy("green")],
+        ..ApplyRequest::default()
+    };
+    assert_eq!(c.apply("prod", &green).await.unwrap().revision, 2);
+}

@@ -29,7 +29,7 @@ use crate::{
     Result, RevisionRecord, Store, StoreError, TokenRecord, WorkerReport, sql,
 };
 use identity::{Witness, WitnessFile};
-use rows::{db, param};
+use rows::{db, param, unavailable};
 
 /// How long a connection waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -203,7 +203,7 @@ impl SqlStore {
             .ok_or_else(|| StoreError::Database(format!("{} is not UTF-8", to.display())))?;
         sqlx::query("VACUUM INTO $1")
             .bind(to)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(db("back up the database"))?;
         Ok(())
@@ -238,7 +238,7 @@ impl SqlStore {
     /// problem it found.
     pub async fn integrity_check(&self) -> Result<Vec<String>> {
         sqlx::query_scalar("PRAGMA integrity_check")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await
             .map_err(db("integrity check"))
     }
@@ -313,8 +313,16 @@ impl SqlStore {
             .pool
             .begin_with(self.backend.begin_write())
             .await
-            .map_err(db("begin write transaction"))?;
+            .map_err(unavailable("begin write transaction"))?;
         Ok((guard, tx))
+    }
+
+    /// A connection from the pool; failing to get one means the database is unavailable.
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Any>> {
+        self.pool
+            .acquire()
+            .await
+            .map_err(unavailable("connect to the database"))
     }
 
     /// Starts a read transaction: every read in it sees the same snapshot.
@@ -322,7 +330,7 @@ impl SqlStore {
         self.pool
             .begin_with(self.backend.begin_read())
             .await
-            .map_err(db("begin read transaction"))
+            .map_err(unavailable("begin read transaction"))
     }
 }
 
@@ -445,13 +453,21 @@ impl Store for SqlStore {
             .clone()
     }
 
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.conn().await?)
+            .await
+            .map_err(unavailable("ping the database"))?;
+        Ok(())
+    }
+
     async fn create_env(&self, name: &str, actor: &str) -> Result<EnvInfo> {
         write::create_env(self, name, actor).await
     }
 
     async fn list_envs(&self) -> Result<Vec<EnvInfo>> {
         let rows = sqlx::query(sql::ENV_LIST)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await
             .map_err(db("list environments"))?;
         rows::all(&rows, rows::env_info)
@@ -460,7 +476,7 @@ impl Store for SqlStore {
     async fn env(&self, name: &str) -> Result<Option<EnvInfo>> {
         let row = sqlx::query(sql::ENV_GET)
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
             .map_err(db("read environment"))?;
         row.as_ref().map(rows::env_info).transpose()
@@ -574,7 +590,7 @@ impl Store for SqlStore {
     async fn acked_revisions(&self, env: &str) -> Result<Vec<(String, u64)>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(sql::REPORTS_ACKED)
             .bind(env)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await
             .map_err(db("list acked revisions"))?;
         rows.into_iter()
@@ -591,7 +607,10 @@ impl Store for SqlStore {
                 sql::Param::Int(i) => q.bind(i),
             };
         }
-        let rows = q.fetch_all(&self.pool).await.map_err(db("query audit"))?;
+        let rows = q
+            .fetch_all(&mut *self.conn().await?)
+            .await
+            .map_err(db("query audit"))?;
         rows::all(&rows, rows::audit)
     }
 
@@ -602,7 +621,7 @@ impl Store for SqlStore {
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
         let row = sqlx::query(sql::TOKEN_BY_HASH)
             .bind(hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
             .map_err(db("look up token"))?;
         row.as_ref().map(rows::token).transpose()
@@ -622,7 +641,7 @@ impl Store for SqlStore {
 
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
         let rows = sqlx::query(sql::TOKEN_LIST)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await
             .map_err(db("list tokens"))?;
         rows::all(&rows, rows::token)

@@ -41,6 +41,11 @@ pub enum StoreError {
     AuditFailed(String),
     #[error("store error: {0}")]
     Database(String),
+    /// The database cannot be reached (connection refused or lost, the pool timed out):
+    /// nothing was written — a write whose commit cannot be confirmed is never reported
+    /// as done. Retryable.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -159,6 +164,9 @@ pub trait Store: Send + Sync + 'static {
     fn store_id(&self) -> String;
 
     /// Creates an environment at revision 0 and audits it.
+    /// Whether the database answers (a round trip).
+    async fn ping(&self) -> Result<()>;
+
     async fn create_env(&self, name: &str, actor: &str) -> Result<EnvInfo>;
     async fn list_envs(&self) -> Result<Vec<EnvInfo>>;
     /// `None` when the environment does not exist.

@@ -55,9 +55,40 @@ struct Owned {
 #[derive(Debug, Clone)]
 pub struct Database {
     pub url: String,
+    name: String,
+    admin_url: String,
 }
 
 impl Database {
+    /// Cuts this database off as an outage would (`false`: every connection to it is
+    /// closed and new ones are refused), or lets it be reached again (`true`).
+    pub async fn set_reachable(&self, reachable: bool) {
+        sqlx::any::install_default_drivers();
+        let admin = match sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.admin_url)
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => panic!("cannot reach the test PostgreSQL server: {e}"),
+        };
+        let name = &self.name;
+        let mut statements = vec![format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS {reachable}"
+        )];
+        if !reachable {
+            statements.push(format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ));
+        }
+        for sql in statements {
+            if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&admin).await {
+                panic!("cannot change the test database's reachability: {e}");
+            }
+        }
+        admin.close().await;
+    }
+
     /// A store on this database (its schema created on first open).
     pub async fn store(&self) -> SqlStore {
         match SqlStore::connect(&self.url).await {
@@ -99,6 +130,8 @@ impl Postgres {
         admin.close().await;
         Database {
             url: self.url_for(&name),
+            admin_url: self.admin_url.clone(),
+            name,
         }
     }
 

@@ -11,9 +11,39 @@ use crate::{
     Role, StoreError, TokenRecord, WorkerReport,
 };
 
-/// Maps a driver error to [`StoreError::Database`], naming the operation that failed.
+/// Maps a driver error to [`StoreError::Database`] (or [`StoreError::Unavailable`] when
+/// the database could not be reached), naming the operation that failed.
 pub(super) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |e| StoreError::Database(format!("{op}: {e}"))
+    move |e| {
+        if unreachable(&e) {
+            StoreError::Unavailable(format!("{op}: {e}"))
+        } else {
+            StoreError::Database(format!("{op}: {e}"))
+        }
+    }
+}
+
+/// Maps any error of getting a connection or starting a transaction to
+/// [`StoreError::Unavailable`]: nothing was asked of the database yet.
+pub(super) fn unavailable(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| StoreError::Unavailable(format!("{op}: {e}"))
+}
+
+/// Whether `e` says the database could not be reached, rather than that it refused what
+/// was asked: connection errors, a closed or exhausted pool, and PostgreSQL's connection
+/// exceptions (SQLSTATE class 08) and shutdowns (57P01-57P03).
+fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
 }
 
 /// Maps a failed audit insert to [`StoreError::AuditFailed`].
