@@ -4,6 +4,7 @@
 
 mod api;
 pub mod auth;
+mod commits;
 pub mod error;
 pub mod fanout;
 pub mod listener;
@@ -150,6 +151,7 @@ impl Manager {
             rollouts: rollout::Rollouts::default(),
         };
         let created_admin_token = bootstrap_admin(&state, &options.data_dir).await?;
+        tokio::spawn(commits::follow(state.clone(), state.shutdown.clone()));
         let ca = match options.tls {
             ServeTls::InsecureHttp => None,
             _ => {

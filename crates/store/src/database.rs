@@ -81,6 +81,8 @@ impl Backend {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// PostgreSQL: the URL, for the connection that listens for commits.
+    url: Option<String>,
     /// Held for the whole of every write transaction.
     write_lock: Mutex<()>,
     /// The store's id (read at open; changed only by [`SqlStore::renew_identity`]).
@@ -110,7 +112,9 @@ impl SqlStore {
             .connect(url)
             .await
             .map_err(|e| StoreError::Database(format!("connect to {}: {e}", redact_url(url))))?;
-        Self::with_pool(pool, Backend::Postgres, None).await
+        let mut store = Self::with_pool(pool, Backend::Postgres, None).await?;
+        store.url = Some(url.to_string());
+        Ok(store)
     }
 
     /// Opens (creating it and its parent directory if missing) the SQLite database at
@@ -176,6 +180,7 @@ impl SqlStore {
         Ok(SqlStore {
             pool,
             backend,
+            url: None,
             write_lock: Mutex::new(()),
             identity: RwLock::new(id),
             witness,
@@ -459,6 +464,46 @@ impl Store for SqlStore {
             .await
             .map_err(unavailable("ping the database"))?;
         Ok(())
+    }
+
+    async fn commit_notices(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::Receiver<crate::CommitNotice>>> {
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect(url)
+            .await
+            .map_err(unavailable("listen for commits"))?;
+        listener
+            .listen(sql::COMMIT_CHANNEL)
+            .await
+            .map_err(unavailable("listen for commits"))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(async move {
+            loop {
+                // `recv` reconnects by itself after a lost connection (notices sent
+                // meanwhile are missed: the caller's polling finds those revisions).
+                match listener.recv().await {
+                    Ok(n) => {
+                        let Some(notice) = crate::CommitNotice::parse(n.payload()) else {
+                            continue;
+                        };
+                        if tx.send(notice).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for commits: retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        Ok(Some(rx))
     }
 
     async fn create_env(&self, name: &str, actor: &str) -> Result<EnvInfo> {

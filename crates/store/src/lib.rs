@@ -145,6 +145,30 @@ pub struct AuditEvent {
 }
 
 /// Filters for [`Store::audit`]; newest first.
+/// A revision committed to an environment, as the Managers sharing a database hear of it
+/// (a hint: a Manager that misses one still finds the revision by polling).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitNotice {
+    pub env: String,
+    pub revision: u64,
+}
+
+impl CommitNotice {
+    /// `REVISION ENV`: the revision first (environment names have no spaces, but need not
+    /// be parsed for it).
+    pub fn payload(env: &str, revision: u64) -> String {
+        format!("{revision} {env}")
+    }
+
+    pub fn parse(payload: &str) -> Option<CommitNotice> {
+        let (revision, env) = payload.split_once(' ')?;
+        Some(CommitNotice {
+            env: env.to_string(),
+            revision: revision.parse().ok()?,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     pub env: Option<String>,
@@ -166,6 +190,14 @@ pub trait Store: Send + Sync + 'static {
     /// Creates an environment at revision 0 and audits it.
     /// Whether the database answers (a round trip).
     async fn ping(&self) -> Result<()>;
+
+    /// The commits of every Manager on this database as they happen, this one's included
+    /// (PostgreSQL `LISTEN`); `None` when the store has no such channel (SQLite: one
+    /// Manager per database). Notices are hints and may be missed across a reconnection:
+    /// callers also poll.
+    async fn commit_notices(&self) -> Result<Option<tokio::sync::mpsc::Receiver<CommitNotice>>> {
+        Ok(None)
+    }
 
     async fn create_env(&self, name: &str, actor: &str) -> Result<EnvInfo>;
     async fn list_envs(&self) -> Result<Vec<EnvInfo>>;

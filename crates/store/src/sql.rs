@@ -117,6 +117,15 @@ pub(crate) const REPORTS_ACKED: &str = "SELECT worker_id, MAX(revision) AS revis
      FROM worker_reports WHERE env = $1 AND status = 'ack' GROUP BY worker_id \
      ORDER BY worker_id";
 
+// ---- commits, as other Managers hear of them (PostgreSQL only) ----
+
+/// The channel commits are announced on.
+pub(crate) const COMMIT_CHANNEL: &str = "switchyard_commits";
+
+/// Announces a commit (`$1`: [`crate::CommitNotice::payload`]); delivered when the
+/// transaction commits.
+pub(crate) const NOTIFY_COMMIT: &str = "SELECT pg_notify('switchyard_commits', $1)";
+
 // ---- the store's identity ----
 
 pub(crate) const IDENTITY_GET: &str = "SELECT id FROM store_identity WHERE one = 1";

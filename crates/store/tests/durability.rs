@@ -280,3 +280,33 @@ async fn usable_as_a_shared_trait_object() {
     task.await.unwrap().unwrap();
     assert_eq!(store.list_envs().await.unwrap().len(), 1);
 }
+
+/// A commit through one store on a PostgreSQL database is announced to the others (and
+/// to itself) once it commits; a refused one is not; SQLite has no such channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_are_announced_to_every_store_on_the_database() {
+    let db = switchyard_store::testing::Postgres::get().database().await;
+    let a = db.store().await;
+    let b = db.store().await;
+    let mut notices = b.commit_notices().await.unwrap().expect("PostgreSQL announces");
+    a.create_env("prod", "admin").await.unwrap();
+    let mut conflicting = request("prod", vec![upsert("Proxy", "api", "x")]);
+    conflicting.expected_revision = Some(7);
+    assert!(a.commit(conflicting).await.is_err());
+    a.commit(request("prod", vec![upsert("Proxy", "api", "y")]))
+        .await
+        .unwrap();
+    let notice = tokio::time::timeout(std::time::Duration::from_secs(30), notices.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        notice,
+        switchyard_store::CommitNotice {
+            env: "prod".into(),
+            revision: 1
+        }
+    );
+    let sqlite = SqlStore::open_in_memory().await.unwrap();
+    assert!(sqlite.commit_notices().await.unwrap().is_none());
+}

@@ -334,6 +334,15 @@ async fn commit_in(conn: &mut AnyConnection, req: CommitRequest) -> Result<Commi
             "commit: environment revision changed during the transaction".into(),
         ));
     }
+    // PostgreSQL: the other Managers on the database hear of it when (and only if) this
+    // transaction commits.
+    if super::Backend::of(conn) == super::Backend::Postgres {
+        sqlx::query(sql::NOTIFY_COMMIT)
+            .bind(crate::CommitNotice::payload(&req.env, revision))
+            .execute(&mut *conn)
+            .await
+            .map_err(db("commit: notify the other Managers"))?;
+    }
     Ok(CommitOutcome {
         env: req.env,
         revision,
