@@ -19,9 +19,8 @@ fn proxy(up: std::net::SocketAddr, release: &str) -> String {
 #[test]
 fn a_change_through_either_manager_reaches_the_workers_of_both() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let db = runtime.block_on(async {
-        switchyard_store::testing::Postgres::get().database().await
-    });
+    let db =
+        runtime.block_on(async { switchyard_store::testing::Postgres::get().database().await });
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("secret.key");
     std::fs::write(&key, "22".repeat(32)).unwrap();
@@ -60,9 +59,11 @@ fn a_change_through_either_manager_reaches_the_workers_of_both() {
         for m in [&a, &b] {
             wait_until("both ACKs are stored", || {
                 let reports = m.block_on(m.api.revision("dev", revision)).unwrap().reports;
-                ["edge-a", "edge-b"]
-                    .iter()
-                    .all(|id| reports.iter().any(|r| r.worker_id == *id && r.error.is_none()))
+                ["edge-a", "edge-b"].iter().all(|id| {
+                    reports
+                        .iter()
+                        .any(|r| r.worker_id == *id && r.error.is_none())
+                })
             });
         }
     }

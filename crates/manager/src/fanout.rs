@@ -356,7 +356,9 @@ impl Fanout {
 
     /// Whether `revision` of `env` was announced here.
     pub fn announced(&self, env: &str, revision: u64) -> bool {
-        self.lock().get(env).is_some_and(|s| revision <= s.announced)
+        self.lock()
+            .get(env)
+            .is_some_and(|s| revision <= s.announced)
     }
 
     pub fn connected_counts(&self) -> Vec<(String, usize)> {

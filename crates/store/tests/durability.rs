@@ -288,7 +288,11 @@ async fn commits_are_announced_to_every_store_on_the_database() {
     let db = switchyard_store::testing::Postgres::get().database().await;
     let a = db.store().await;
     let b = db.store().await;
-    let mut notices = b.commit_notices().await.unwrap().expect("PostgreSQL announces");
+    let mut notices = b
+        .commit_notices()
+        .await
+        .unwrap()
+        .expect("PostgreSQL announces");
     a.create_env("prod", "admin").await.unwrap();
     let mut conflicting = request("prod", vec![upsert("Proxy", "api", "x")]);
     conflicting.expected_revision = Some(7);
