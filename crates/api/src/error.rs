@@ -54,6 +54,9 @@ pub enum ErrorCode {
     /// The audit record could not be written, so nothing changed.
     AuditFailed,
     StoreError,
+    /// The Manager's database cannot be reached: nothing was written. Retry (another
+    /// Manager, or later).
+    StoreUnavailable,
     SealFailed,
     /// A stored secret does not open with this Manager's key.
     SecretUnreadable,
@@ -76,7 +79,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code the Manager answers with (all but [`ErrorCode::Other`]).
-    pub const KNOWN: [ErrorCode; 33] = [
+    pub const KNOWN: [ErrorCode; 34] = [
         ErrorCode::Unauthorized,
         ErrorCode::TokenExpired,
         ErrorCode::Forbidden,
@@ -103,6 +106,7 @@ impl ErrorCode {
         ErrorCode::SameValue,
         ErrorCode::AuditFailed,
         ErrorCode::StoreError,
+        ErrorCode::StoreUnavailable,
         ErrorCode::SealFailed,
         ErrorCode::SecretUnreadable,
         ErrorCode::NoRandomness,
@@ -140,6 +144,7 @@ impl ErrorCode {
             ErrorCode::SameValue => "same_value",
             ErrorCode::AuditFailed => "audit_failed",
             ErrorCode::StoreError => "store_error",
+            ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::SealFailed => "seal_failed",
             ErrorCode::SecretUnreadable => "secret_unreadable",
             ErrorCode::NoRandomness => "no_randomness",
@@ -163,7 +168,10 @@ impl ErrorCode {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            ErrorCode::AuditFailed | ErrorCode::StoreError | ErrorCode::TooManyAuthFailures
+            ErrorCode::AuditFailed
+                | ErrorCode::StoreError
+                | ErrorCode::StoreUnavailable
+                | ErrorCode::TooManyAuthFailures
         )
     }
 }

@@ -20,7 +20,7 @@ use common::Proc;
 use switchyard_api::AdminClient;
 use switchyard_api::admin::ApplyRequest;
 use switchyard_api::records::Operation;
-use switchyard_store::{AuditQuery, SqliteStore, Store};
+use switchyard_store::{AuditQuery, SqlStore, Store};
 
 const PROXIES: usize = 500;
 const ENV: &str = "dev";
@@ -90,9 +90,7 @@ type Written = (String, Option<u64>, Option<String>);
 /// What the store holds after a crash, checked as the next start finds it: all of every
 /// apply or none of it, and the audit trail one for one with the entity versions.
 async fn check(data: &Path, ctx: &str) -> u64 {
-    let store = SqliteStore::open(&data.join("switchyard.db"))
-        .await
-        .unwrap();
+    let store = SqlStore::open(&data.join("switchyard.db")).await.unwrap();
     assert_eq!(store.integrity_check().await.unwrap(), ["ok"], "{ctx}");
     let revision = store.env(ENV).await.unwrap().unwrap().revision;
     // Each apply changes every proxy: at revision r, all of them are at version r, made

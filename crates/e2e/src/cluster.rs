@@ -10,7 +10,7 @@ use serde_json::Value;
 use switchyard_api::admin::RevisionView;
 use switchyard_api::{AdminClient, ManagerTls};
 use switchyard_manager::{Manager, ManagerOptions};
-use switchyard_store::{SqliteStore, Store};
+use switchyard_store::{SqlStore, Store};
 use switchyard_worker::{ConfigSource, ManagedOptions, Worker, WorkerHandle, WorkerOptions};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -52,7 +52,7 @@ pub struct RunningManager {
     pub admin_token: String,
     /// The admin API with the admin token.
     pub client: AdminClient,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<SqlStore>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -74,11 +74,7 @@ impl RunningManager {
         edit: impl FnOnce(&mut ManagerOptions),
     ) -> RunningManager {
         std::fs::create_dir_all(data).unwrap();
-        let store = Arc::new(
-            SqliteStore::open(&data.join("switchyard.db"))
-                .await
-                .unwrap(),
-        );
+        let store = Arc::new(SqlStore::open(&data.join("switchyard.db")).await.unwrap());
         let mut options = ManagerOptions::new(data);
         options.heartbeat = Duration::from_millis(500);
         edit(&mut options);

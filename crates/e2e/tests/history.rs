@@ -19,7 +19,7 @@ use switchyard_api::{ErrorCode, SyncClient};
 use switchyard_e2e::cluster::{ManagedWorker, RunningManager};
 use switchyard_e2e::forwarder::Forwarder;
 use switchyard_e2e::{DEADLINE, Harness, get_once, payments_manifest};
-use switchyard_store::{SqliteStore, Store};
+use switchyard_store::{SqlStore, Store};
 
 fn orders(target: SocketAddr) -> String {
     format!(
@@ -49,7 +49,7 @@ async fn backed_up_at_blue(h: &Harness, dir: &Path) -> (RunningManager, String, 
 
 /// Puts the backup in the (stopped) Manager's place, as an operator restoring it does.
 fn restore(backup: &Path, data: &Path) {
-    SqliteStore::restore(backup, &data.join("switchyard.db")).unwrap();
+    SqlStore::restore(backup, &data.join("switchyard.db")).unwrap();
 }
 
 /// What the Worker answers on `path`: status and `x-release`.

@@ -88,6 +88,14 @@ impl From<StoreError> for ApiError {
                     e.to_string(),
                 )
             }
+            StoreError::Unavailable(_) => {
+                tracing::error!(error = %e, "the database is unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::StoreUnavailable,
+                    format!("{e}; nothing was written, retry"),
+                )
+            }
             StoreError::Database(_) => {
                 tracing::error!(error = %e, "store error");
                 ApiError::new(

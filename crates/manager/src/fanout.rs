@@ -93,6 +93,9 @@ struct EnvState {
     /// worker id → (connection count, info)
     workers: HashMap<String, (usize, ConnectedWorker)>,
     commits: BTreeMap<u64, CommitInfo>,
+    /// The highest revision announced here (published, or found already current when this
+    /// Manager first looked): a revision at or below it is not announced again.
+    announced: u64,
 }
 
 /// The notification fan-out of every environment, shared by the handlers.
@@ -239,6 +242,11 @@ impl Fanout {
     pub fn publish(&self, event: RevisionEvent, committed_at: Millis) {
         let mut envs = self.lock();
         let state = envs.entry(event.env.clone()).or_default();
+        // Announced already (by this Manager's commit, or by another's notice or poll).
+        if event.revision <= state.announced {
+            return;
+        }
+        state.announced = event.revision;
         let mut expected: Vec<String> = state.workers.keys().cloned().collect();
         expected.sort();
         state.commits.insert(
@@ -328,6 +336,31 @@ impl Fanout {
     }
 
     /// Number of connected Workers per environment.
+    /// The environments with Workers connected here, and the highest revision announced
+    /// to each (`None`: nothing yet).
+    pub fn followed(&self) -> Vec<(String, Option<u64>)> {
+        self.lock()
+            .iter()
+            .filter(|(_, s)| !s.workers.is_empty())
+            .map(|(env, s)| (env.clone(), (s.announced > 0).then_some(s.announced)))
+            .collect()
+    }
+
+    /// Takes `revision` as announced for `env` without notifying anyone (what Workers
+    /// connecting now pull anyway).
+    pub fn baseline(&self, env: &str, revision: u64) {
+        let mut envs = self.lock();
+        let state = envs.entry(env.to_string()).or_default();
+        state.announced = state.announced.max(revision);
+    }
+
+    /// Whether `revision` of `env` was announced here.
+    pub fn announced(&self, env: &str, revision: u64) -> bool {
+        self.lock()
+            .get(env)
+            .is_some_and(|s| revision <= s.announced)
+    }
+
     pub fn connected_counts(&self) -> Vec<(String, usize)> {
         self.lock()
             .iter()

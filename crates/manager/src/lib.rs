@@ -4,6 +4,7 @@
 
 mod api;
 pub mod auth;
+mod commits;
 pub mod error;
 pub mod fanout;
 pub mod listener;
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use switchyard_api::records::Role;
 use switchyard_config::secretbox::SecretBox;
-use switchyard_store::{SqliteStore, Store, StoreError};
+use switchyard_store::{SqlStore, Store, StoreError};
 use tokio::net::TcpListener;
 
 pub use crate::listener::Peer;
@@ -31,8 +32,12 @@ use crate::tls::{ManagerCa, ServeTls, TlsSetupError};
 
 #[derive(Debug, Clone)]
 pub struct ManagerOptions {
-    /// Holds `switchyard.db` and `admin.token`.
+    /// Holds `switchyard.db` (unless `database` names another store), `admin.token`,
+    /// `secret.key` and the Manager's CA.
     pub data_dir: PathBuf,
+    /// The store: `postgres://…` (several Managers may share it) or `sqlite://PATH`.
+    /// Default: SQLite in `DATA/switchyard.db`.
+    pub database: Option<String>,
     /// Interval of SSE heartbeat comments.
     pub heartbeat: Duration,
     /// The key that seals credentials at rest (base64 or hex of 32 bytes). Default: read
@@ -55,6 +60,7 @@ impl ManagerOptions {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         ManagerOptions {
             data_dir: data_dir.into(),
+            database: None,
             heartbeat: Duration::from_secs(5),
             secret_key: None,
             tls: ServeTls::OwnCertificate,
@@ -101,14 +107,18 @@ pub struct Manager {
 }
 
 impl Manager {
-    /// Opens (or creates) the embedded store in `data_dir`. On first start, creates an
-    /// admin token and writes it to `DATA/admin.token` (mode 0600).
+    /// Opens (or creates) the store — `options.database`, or the embedded one in
+    /// `data_dir`. On first start, creates an admin token and writes it to
+    /// `DATA/admin.token` (mode 0600).
     pub async fn open(options: ManagerOptions) -> Result<Manager, ManagerError> {
         std::fs::create_dir_all(&options.data_dir).map_err(|source| ManagerError::DataDir {
             path: options.data_dir.clone(),
             source,
         })?;
-        let store = SqliteStore::open(&options.data_dir.join("switchyard.db")).await?;
+        let store = match &options.database {
+            Some(url) => SqlStore::connect(url).await?,
+            None => SqlStore::open(&options.data_dir.join("switchyard.db")).await?,
+        };
         Self::with_store(Arc::new(store), &options).await
     }
 
@@ -141,6 +151,7 @@ impl Manager {
             rollouts: rollout::Rollouts::default(),
         };
         let created_admin_token = bootstrap_admin(&state, &options.data_dir).await?;
+        tokio::spawn(commits::follow(state.clone(), state.shutdown.clone()));
         let ca = match options.tls {
             ServeTls::InsecureHttp => None,
             _ => {

@@ -10,7 +10,7 @@ use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use switchyard_api::sync::{WORKER_ADDRESS_HEADER, WORKER_ID_HEADER};
 use switchyard_manager::{Manager, ManagerOptions};
-use switchyard_store::SqliteStore;
+use switchyard_store::SqlStore;
 use tower::ServiceExt;
 
 /// Every route registered under `/v1` in `crates/manager/src/api/mod.rs`, with its methods.
@@ -43,7 +43,7 @@ const HTTP_METHODS: &[&str] = &[
 /// GETs `/v1/openapi.json` without a token, in-process.
 async fn fetch_document() -> Value {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = SqlStore::open_in_memory().await.unwrap();
     let manager = Manager::with_store(Arc::new(store), &ManagerOptions::new(dir.path()))
         .await
         .unwrap();
@@ -343,7 +343,7 @@ async fn the_documented_patterns_are_the_ones_the_server_checks() {
 #[tokio::test]
 async fn other_v1_routes_still_need_a_token() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = SqlStore::open_in_memory().await.unwrap();
     let manager = Manager::with_store(Arc::new(store), &ManagerOptions::new(dir.path()))
         .await
         .unwrap();

@@ -9,7 +9,7 @@ use switchyard_api::AdminClient;
 use switchyard_api::admin::{ApplyRequest, EntityKey, RollbackRequest};
 use switchyard_config::Kind;
 use switchyard_manager::{Manager, ManagerOptions};
-use switchyard_store::SqliteStore;
+use switchyard_store::SqlStore;
 
 fn proxy(name: &str, release: &str) -> String {
     format!(
@@ -28,7 +28,7 @@ fn apply(manifests: Vec<String>, delete: Vec<EntityKey>) -> ApplyRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_dry_run_plans_what_its_commit_does() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = SqlStore::open_in_memory().await.unwrap();
     let manager = Manager::with_store(Arc::new(store), &ManagerOptions::new(dir.path()))
         .await
         .unwrap();

@@ -14,10 +14,12 @@ use switchyard_api::records::{
 };
 use switchyard_config::Kind;
 
+pub mod database;
 mod sql;
-pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
-pub use sqlite::SqliteStore;
+pub use database::{Backend, SqlStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -39,6 +41,11 @@ pub enum StoreError {
     AuditFailed(String),
     #[error("store error: {0}")]
     Database(String),
+    /// The database cannot be reached (connection refused or lost, the pool timed out):
+    /// nothing was written — a write whose commit cannot be confirmed is never reported
+    /// as done. Retryable.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -138,6 +145,30 @@ pub struct AuditEvent {
 }
 
 /// Filters for [`Store::audit`]; newest first.
+/// A revision committed to an environment, as the Managers sharing a database hear of it
+/// (a hint: a Manager that misses one still finds the revision by polling).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitNotice {
+    pub env: String,
+    pub revision: u64,
+}
+
+impl CommitNotice {
+    /// `REVISION ENV`: the revision first (environment names have no spaces, but need not
+    /// be parsed for it).
+    pub fn payload(env: &str, revision: u64) -> String {
+        format!("{revision} {env}")
+    }
+
+    pub fn parse(payload: &str) -> Option<CommitNotice> {
+        let (revision, env) = payload.split_once(' ')?;
+        Some(CommitNotice {
+            env: env.to_string(),
+            revision: revision.parse().ok()?,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     pub env: Option<String>,
@@ -157,6 +188,17 @@ pub trait Store: Send + Sync + 'static {
     fn store_id(&self) -> String;
 
     /// Creates an environment at revision 0 and audits it.
+    /// Whether the database answers (a round trip).
+    async fn ping(&self) -> Result<()>;
+
+    /// The commits of every Manager on this database as they happen, this one's included
+    /// (PostgreSQL `LISTEN`); `None` when the store has no such channel (SQLite: one
+    /// Manager per database). Notices are hints and may be missed across a reconnection:
+    /// callers also poll.
+    async fn commit_notices(&self) -> Result<Option<tokio::sync::mpsc::Receiver<CommitNotice>>> {
+        Ok(None)
+    }
+
     async fn create_env(&self, name: &str, actor: &str) -> Result<EnvInfo>;
     async fn list_envs(&self) -> Result<Vec<EnvInfo>>;
     /// `None` when the environment does not exist.

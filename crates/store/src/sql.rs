@@ -2,9 +2,8 @@
 //!
 //! Portable SQL only: `$n` placeholders (SQLite accepts them, a placeholder may repeat),
 //! BIGINT millis, JSON as TEXT, booleans as BIGINT 0/1, `INSERT … ON CONFLICT … DO UPDATE`
-//! (SQLite ≥ 3.24 and PostgreSQL), no backend-specific functions. A PostgreSQL
-//! implementation reuses these strings; only connection setup, the transaction start and
-//! error classification differ.
+//! (SQLite ≥ 3.24 and PostgreSQL), no backend-specific functions. SQLite and PostgreSQL
+//! run these very strings (`database.rs`); the one exception is named as such.
 
 // ---- environments ----
 
@@ -15,6 +14,11 @@ pub(crate) const ENV_LIST: &str =
     "SELECT name, revision, created_at FROM environments ORDER BY name";
 
 pub(crate) const ENV_REVISION: &str = "SELECT revision FROM environments WHERE name = $1";
+
+/// [`ENV_REVISION`], the row locked until the transaction ends (PostgreSQL; SQLite's write
+/// transactions hold the whole database).
+pub(crate) const ENV_REVISION_LOCKED: &str =
+    "SELECT revision FROM environments WHERE name = $1 FOR UPDATE";
 
 pub(crate) const ENV_INSERT: &str =
     "INSERT INTO environments (name, revision, created_at) VALUES ($1, 0, $2)";
@@ -113,6 +117,15 @@ pub(crate) const REPORTS_ACKED: &str = "SELECT worker_id, MAX(revision) AS revis
      FROM worker_reports WHERE env = $1 AND status = 'ack' GROUP BY worker_id \
      ORDER BY worker_id";
 
+// ---- commits, as other Managers hear of them (PostgreSQL only) ----
+
+/// The channel commits are announced on.
+pub(crate) const COMMIT_CHANNEL: &str = "switchyard_commits";
+
+/// Announces a commit (`$1`: [`crate::CommitNotice::payload`]); delivered when the
+/// transaction commits.
+pub(crate) const NOTIFY_COMMIT: &str = "SELECT pg_notify('switchyard_commits', $1)";
+
 // ---- the store's identity ----
 
 pub(crate) const IDENTITY_GET: &str = "SELECT id FROM store_identity WHERE one = 1";
@@ -173,16 +186,23 @@ pub(crate) const ENV_DELETE: [(&str, &str); 5] = [
     ),
 ];
 
+/// A value bound to an [`audit_query`] placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Param {
+    Text(String),
+    Int(i64),
+}
+
 /// The audit query for `q`: its filters combined with AND, newest first, `limit` rows
-/// (0 → [`DEFAULT_LIMIT`]). Values are bound, never spliced into the SQL.
-pub(crate) fn audit_query<DB>(q: &crate::AuditQuery) -> sqlx::QueryBuilder<DB>
-where
-    DB: sqlx::Database,
-    DB::Arguments: Default,
-    for<'e> String: sqlx::Encode<'e, DB> + sqlx::Type<DB>,
-    for<'e> i64: sqlx::Encode<'e, DB> + sqlx::Type<DB>,
-{
-    let mut qb = sqlx::QueryBuilder::<DB>::new(AUDIT_SELECT);
+/// (0 → [`DEFAULT_LIMIT`]), with `$n` placeholders (both backends read them) and the
+/// values to bind to them in order. Values are bound, never spliced into the SQL.
+pub(crate) fn audit_query(q: &crate::AuditQuery) -> (String, Vec<Param>) {
+    let mut sql = String::from(AUDIT_SELECT);
+    let mut params = Vec::new();
+    let mut bind = |sql: &mut String, p: Param| {
+        params.push(p);
+        sql.push_str(&format!("${}", params.len()));
+    };
     let text_filters = [
         ("env", &q.env),
         ("entity_kind", &q.entity_kind),
@@ -191,22 +211,24 @@ where
     ];
     for (column, value) in text_filters {
         if let Some(value) = value {
-            qb.push(" AND ")
-                .push(column)
-                .push(" = ")
-                .push_bind(value.clone());
+            sql.push_str(" AND ");
+            sql.push_str(column);
+            sql.push_str(" = ");
+            bind(&mut sql, Param::Text(value.clone()));
         }
     }
     if let Some(since) = q.since {
-        qb.push(" AND at >= ").push_bind(since);
+        sql.push_str(" AND at >= ");
+        bind(&mut sql, Param::Int(since));
     }
     let limit = if q.limit == 0 {
         DEFAULT_LIMIT
     } else {
         i64::from(q.limit)
     };
-    qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
-    qb
+    sql.push_str(" ORDER BY id DESC LIMIT ");
+    bind(&mut sql, Param::Int(limit));
+    (sql, params)
 }
 
 /// Rows returned by [`audit_query`] and revision listings when the caller asks for 0.

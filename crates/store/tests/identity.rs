@@ -9,15 +9,15 @@ use std::path::{Path, PathBuf};
 
 use common::{all_audit, apply, report, upsert};
 use switchyard_api::records::{Operation, ReportStatus, WorkerReport, audit_subject};
-use switchyard_store::{SqliteStore, Store};
+use switchyard_store::{SqlStore, Store};
 
-async fn open(path: &Path) -> SqliteStore {
-    SqliteStore::open(path).await.unwrap()
+async fn open(path: &Path) -> SqlStore {
+    SqlStore::open(path).await.unwrap()
 }
 
 /// A store with environment `prod` at revision 1, and a backup of it taken then (in the
 /// temporary directory, as `backup.db`).
-async fn backed_up(dir: &Path) -> (SqliteStore, PathBuf) {
+async fn backed_up(dir: &Path) -> (SqlStore, PathBuf) {
     let store = open(&dir.join("store.db")).await;
     store.create_env("prod", "admin").await.unwrap();
     apply(&store, "prod", vec![upsert("Proxy", "api", "a1")]).await;
@@ -27,7 +27,7 @@ async fn backed_up(dir: &Path) -> (SqliteStore, PathBuf) {
 }
 
 fn restore(backup: &Path, db: &Path) {
-    SqliteStore::restore(backup, db).unwrap();
+    SqlStore::restore(backup, db).unwrap();
 }
 
 fn mode(p: &Path) -> u32 {
@@ -49,7 +49,7 @@ async fn the_id_is_created_with_the_database_and_kept_across_restarts() {
     // Another database is another store.
     let other = open(&dir.path().join("other.db")).await;
     assert_ne!(other.store_id(), id);
-    assert_ne!(SqliteStore::open_in_memory().await.unwrap().store_id(), id);
+    assert_ne!(SqlStore::open_in_memory().await.unwrap().store_id(), id);
 }
 
 #[tokio::test]
@@ -143,7 +143,7 @@ async fn the_database_and_its_witness_are_private() {
 
 #[tokio::test]
 async fn a_report_keeps_how_the_worker_came_to_serve_it() {
-    let store = SqliteStore::open_in_memory().await.unwrap();
+    let store = SqlStore::open_in_memory().await.unwrap();
     store.create_env("prod", "admin").await.unwrap();
     let ack = WorkerReport {
         detail: Some("resynchronised: the Manager's store is another one".into()),

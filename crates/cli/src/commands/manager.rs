@@ -18,9 +18,12 @@ use crate::text::rfc3339;
 pub struct ManagerArgs {
     #[command(subcommand)]
     pub action: Option<ManagerAction>,
-    /// Data directory: the SQLite store and, after the first start, `admin.token`.
+    /// Data directory: the SQLite store (unless --database names another), the key that
+    /// seals credentials, the Manager's CA and, after the first start, `admin.token`.
     #[arg(long, default_value = "switchyard-data")]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub database: DatabaseArg,
     #[arg(long, default_value = "127.0.0.1:9000")]
     pub listen: std::net::SocketAddr,
     /// Key that seals credentials at rest (base64 or hex, 32 bytes). Visible in `ps`: prefer
@@ -58,6 +61,32 @@ pub struct ManagerArgs {
     /// environment (`switchyard manager worker-cert create`).
     #[arg(long, conflicts_with = "insecure_http")]
     pub require_worker_certificates: bool,
+}
+
+/// Where the Manager's state is kept.
+#[derive(clap::Args, Clone)]
+pub struct DatabaseArg {
+    /// The store: `postgres://USER:PASSWORD@HOST/DB` (add `?sslmode=verify-full` for TLS to
+    /// the database; several Managers may share one) or `sqlite://PATH`. Default: SQLite in
+    /// DATA/switchyard.db. Prefer the environment variable: a password in a flag is visible
+    /// in `ps`.
+    #[arg(
+        long,
+        env = "SWITCHYARD_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database: Option<String>,
+}
+
+impl DatabaseArg {
+    /// Opens the store it names, or the embedded one in `data`.
+    pub async fn open(&self, data: &std::path::Path) -> anyhow::Result<switchyard_store::SqlStore> {
+        Ok(match &self.database {
+            Some(url) => switchyard_store::SqlStore::connect(url).await?,
+            None => switchyard_store::SqlStore::open(&data.join("switchyard.db")).await?,
+        })
+    }
 }
 
 #[derive(clap::Subcommand)]
@@ -108,6 +137,8 @@ pub enum TokenAction {
 pub struct TokenCreateArgs {
     #[arg(long, default_value = "switchyard-data")]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub database: DatabaseArg,
     /// admin, deployer, viewer or worker.
     #[arg(long)]
     pub role: String,
@@ -136,6 +167,7 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: ManagerArgs) -> anyhow::Result<()> {
     let mut options = ManagerOptions::new(&args.data);
+    options.database = args.database.database.clone();
     options.secret_key = crate::conn::secret(
         (
             "--secret-key",
@@ -170,6 +202,7 @@ async fn serve(args: ManagerArgs) -> anyhow::Result<()> {
 async fn create_token(args: TokenCreateArgs) -> anyhow::Result<()> {
     let TokenCreateArgs {
         data,
+        database,
         role,
         envs,
         name,
@@ -177,7 +210,7 @@ async fn create_token(args: TokenCreateArgs) -> anyhow::Result<()> {
     } = args;
     let role = Role::parse(&role)
         .with_context(|| format!("unknown role {role:?}: use admin, deployer, viewer or worker"))?;
-    let store = switchyard_store::SqliteStore::open(&data.join("switchyard.db")).await?;
+    let store = database.open(&data).await?;
     let name = name.unwrap_or_else(|| format!("{}-cli", role.as_str()));
     let expires_at = expires_in
         .map(|d| now_millis().saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));

@@ -25,6 +25,9 @@ use crate::manager_error::Explain;
 pub struct UpArgs {
     #[arg(long, default_value = "switchyard-data")]
     pub data: PathBuf,
+    /// The Manager's store (`postgres://…`); default SQLite in DATA/switchyard.db.
+    #[command(flatten)]
+    pub database: crate::commands::manager::DatabaseArg,
     #[arg(long, default_value = "examples")]
     pub config: PathBuf,
     #[arg(long, default_value = "127.0.0.1:9000")]
@@ -58,7 +61,9 @@ pub async fn run(o: UpArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot start the sample upstream on {addr}"))?;
     }
 
-    let manager = Manager::open(ManagerOptions::new(&o.data)).await?;
+    let mut options = ManagerOptions::new(&o.data);
+    options.database = o.database.database.clone();
+    let manager = Manager::open(options).await?;
     let admin_token_path = o.data.join("admin.token");
     let admin_token = std::fs::read_to_string(&admin_token_path).with_context(|| {
         format!(

@@ -157,24 +157,34 @@ pub struct Manager {
     /// The admin API as the admin token sees it; calls go through [`Manager::block_on`].
     pub api: AdminClient,
     runtime: tokio::runtime::Runtime,
+    /// `--database`, when the Manager's store is not the one in its data directory.
+    database: Option<String>,
 }
 
 /// A `switchyard manager` process on port 0 over `data` (HTTPS with its own CA,
 /// `data/ca.pem`): the process, its URL and the admin token it wrote on first start.
 pub fn spawn_manager(data: &Path) -> (Proc, String, String) {
-    let proc = Proc::spawn(&[
+    spawn_manager_with(data, &[])
+}
+
+/// [`spawn_manager`] with more flags.
+pub fn spawn_manager_with(data: &Path, extra: &[&str]) -> (Proc, String, String) {
+    let mut args = vec![
         "manager",
         "--data",
         data.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let proc = Proc::spawn(&args);
     let url = format!(
         "https://{}",
         addr(&proc.wait_log("manager listening"), "listen")
     );
+    // A Manager joining a database that has tokens already writes none.
     let admin = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
+        .unwrap_or_default()
         .trim()
         .to_string();
     (proc, url, admin)
@@ -182,8 +192,25 @@ pub fn spawn_manager(data: &Path) -> (Proc, String, String) {
 
 impl Manager {
     pub fn start() -> Manager {
+        Manager::start_with(None, &[], None)
+    }
+
+    /// A Manager on the PostgreSQL database at `database` (sealing with the key in
+    /// `key_file`, as every Manager of one database must), acting with `admin` when given
+    /// (a Manager joining a database with tokens writes no admin token).
+    pub fn on_database(database: &str, key_file: &Path, admin: Option<&str>) -> Manager {
+        let key = key_file.to_str().unwrap();
+        Manager::start_with(
+            Some(database),
+            &["--database", database, "--secret-key-file", key],
+            admin,
+        )
+    }
+
+    fn start_with(database: Option<&str>, extra: &[&str], admin: Option<&str>) -> Manager {
         let dir = tempfile::tempdir().unwrap();
-        let (proc, url, admin) = spawn_manager(&dir.path().join("data"));
+        let (proc, url, written) = spawn_manager_with(&dir.path().join("data"), extra);
+        let admin = admin.map_or(written, str::to_string);
         // The tests are plain threads; the client's calls run on this runtime.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -199,6 +226,7 @@ impl Manager {
             admin,
             api,
             runtime,
+            database: database.map(str::to_string),
         }
     }
 
@@ -345,6 +373,9 @@ impl Manager {
             "--data",
             data.to_str().unwrap(),
         ];
+        if let Some(db) = &self.database {
+            args.extend(["--database", db]);
+        }
         args.extend_from_slice(extra);
         let (ok, out, err) = run(&args, &[]);
         assert!(ok, "{err}");

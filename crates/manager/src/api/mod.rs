@@ -14,9 +14,10 @@ mod views;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::map_response;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 
 use crate::error::{ApiError, json_errors};
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tokens/{id}", delete(tokens::revoke))
         .route("/v1/openapi.json", get(openapi::openapi_json))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError::not_found(
@@ -64,6 +66,15 @@ pub fn router(state: AppState) -> Router {
         // Outermost: axum's own rejections (and 405s) become JSON errors too.
         .layer(map_response(json_errors))
         .with_state(state)
+}
+
+/// Ready when the database answers: a Manager that cannot reach it answers 503 here (a
+/// load balancer sends writes elsewhere) and to every write.
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response(),
+    }
 }
 
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {

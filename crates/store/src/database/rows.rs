@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use sqlx::Row;
-use sqlx::sqlite::{Sqlite, SqliteRow};
+use sqlx::any::{Any, AnyRow};
 use switchyard_config::Kind;
 
 use crate::{
@@ -11,9 +11,39 @@ use crate::{
     Role, StoreError, TokenRecord, WorkerReport,
 };
 
-/// Maps a driver error to [`StoreError::Database`], naming the operation that failed.
+/// Maps a driver error to [`StoreError::Database`] (or [`StoreError::Unavailable`] when
+/// the database could not be reached), naming the operation that failed.
 pub(super) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |e| StoreError::Database(format!("{op}: {e}"))
+    move |e| {
+        if unreachable(&e) {
+            StoreError::Unavailable(format!("{op}: {e}"))
+        } else {
+            StoreError::Database(format!("{op}: {e}"))
+        }
+    }
+}
+
+/// Maps any error of getting a connection or starting a transaction to
+/// [`StoreError::Unavailable`]: nothing was asked of the database yet.
+pub(super) fn unavailable(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| StoreError::Unavailable(format!("{op}: {e}"))
+}
+
+/// Whether `e` says the database could not be reached, rather than that it refused what
+/// was asked: connection errors, a closed or exhausted pool, and PostgreSQL's connection
+/// exceptions (SQLSTATE class 08) and shutdowns (57P01-57P03).
+fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
+    }
 }
 
 /// Maps a failed audit insert to [`StoreError::AuditFailed`].
@@ -52,9 +82,9 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, S
         .map_err(|e| StoreError::Database(format!("stored {what} is not valid JSON: {e}")))
 }
 
-fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, StoreError>
+fn get<'r, T>(row: &'r AnyRow, column: &str) -> Result<T, StoreError>
 where
-    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
 {
     row.try_get(column)
         .map_err(|e| StoreError::Database(format!("decode column {column}: {e}")))
@@ -69,7 +99,7 @@ fn operation(s: &str) -> Result<Operation, StoreError> {
         .ok_or_else(|| StoreError::Database(format!("stored operation {s:?} is unknown")))
 }
 
-pub(super) fn env_info(row: &SqliteRow) -> Result<EnvInfo, StoreError> {
+pub(super) fn env_info(row: &AnyRow) -> Result<EnvInfo, StoreError> {
     Ok(EnvInfo {
         name: get(row, "name")?,
         revision: unsigned(get(row, "revision")?, "revision")?,
@@ -77,7 +107,7 @@ pub(super) fn env_info(row: &SqliteRow) -> Result<EnvInfo, StoreError> {
     })
 }
 
-pub(super) fn entity(row: &SqliteRow) -> Result<EntityRecord, StoreError> {
+pub(super) fn entity(row: &AnyRow) -> Result<EntityRecord, StoreError> {
     let labels: String = get(row, "labels")?;
     Ok(EntityRecord {
         kind: kind(&get::<String>(row, "kind")?)?,
@@ -93,7 +123,7 @@ pub(super) fn entity(row: &SqliteRow) -> Result<EntityRecord, StoreError> {
     })
 }
 
-pub(super) fn revision(row: &SqliteRow) -> Result<RevisionRecord, StoreError> {
+pub(super) fn revision(row: &AnyRow) -> Result<RevisionRecord, StoreError> {
     let changes: String = get(row, "changes")?;
     let op: String = get(row, "operation")?;
     Ok(RevisionRecord {
@@ -106,7 +136,7 @@ pub(super) fn revision(row: &SqliteRow) -> Result<RevisionRecord, StoreError> {
     })
 }
 
-pub(super) fn report(row: &SqliteRow) -> Result<WorkerReport, StoreError> {
+pub(super) fn report(row: &AnyRow) -> Result<WorkerReport, StoreError> {
     let status: String = get(row, "status")?;
     let status = match status.as_str() {
         "ack" => ReportStatus::Ack,
@@ -138,7 +168,7 @@ pub(super) fn status_str(status: ReportStatus) -> &'static str {
     }
 }
 
-pub(super) fn audit(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
+pub(super) fn audit(row: &AnyRow) -> Result<AuditRecord, StoreError> {
     let op: String = get(row, "operation")?;
     Ok(AuditRecord {
         id: get(row, "id")?,
@@ -156,7 +186,7 @@ pub(super) fn audit(row: &SqliteRow) -> Result<AuditRecord, StoreError> {
     })
 }
 
-pub(super) fn token(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
+pub(super) fn token(row: &AnyRow) -> Result<TokenRecord, StoreError> {
     let role: String = get(row, "role")?;
     let envs: String = get(row, "envs")?;
     Ok(TokenRecord {
@@ -175,8 +205,8 @@ pub(super) fn token(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
 
 /// Decodes every row with `f`, stopping at the first error.
 pub(super) fn all<T>(
-    rows: &[SqliteRow],
-    f: fn(&SqliteRow) -> Result<T, StoreError>,
+    rows: &[AnyRow],
+    f: fn(&AnyRow) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     rows.iter().map(f).collect()
 }

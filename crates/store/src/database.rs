@@ -1,24 +1,27 @@
-//! The embedded store: SQLite through sqlx, in WAL mode.
+//! The store over SQL: SQLite (embedded, the default) or PostgreSQL (shared by several
+//! Managers), through sqlx's `Any` driver, with the queries of `sql.rs` written once for
+//! both. What differs is here: connecting, the schema migrations, how transactions start.
 //!
-//! Writes are serialized twice: by an in-process async lock (so concurrent requests of one
-//! Manager queue fairly instead of polling SQLite's busy handler) and by `BEGIN IMMEDIATE`,
-//! which takes SQLite's write lock before the first read, so a read-check-write can never
-//! interleave with another writer — another process on the same file included (it waits up
-//! to the busy timeout). Reads run concurrently on the pool and see a consistent snapshot.
+//! Writes are serialized by an in-process async lock (so concurrent requests of one Manager
+//! queue fairly), and then by the database: SQLite's `BEGIN IMMEDIATE` takes its write lock
+//! before the first read, so a read-check-write can never interleave with another writer —
+//! another process on the same file included (it waits up to the busy timeout);
+//! PostgreSQL's writes lock the environment's row first (`FOR UPDATE`), so two Managers
+//! committing to one environment take turns, and the second sees the first's revision.
+//! Reads run concurrently on the pool and see a consistent snapshot (PostgreSQL:
+//! `REPEATABLE READ`).
 
 mod identity;
 mod rows;
 mod write;
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-};
-use sqlx::{Sqlite, Transaction};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, Executor, Transaction};
+use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::{
@@ -26,80 +29,145 @@ use crate::{
     Result, RevisionRecord, Store, StoreError, TokenRecord, WorkerReport, sql,
 };
 use identity::{Witness, WitnessFile};
-use rows::{db, param};
+use rows::{db, param, unavailable};
 
 /// How long a connection waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections of a file-backed store (readers run in parallel under WAL).
+/// Connections of a file-backed SQLite store (readers run in parallel under WAL).
 const MAX_CONNECTIONS: u32 = 4;
+/// Connections of a PostgreSQL store.
+const MAX_PG_CONNECTIONS: u32 = 8;
+/// How long a PostgreSQL connection may take to be made.
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-/// The embedded store. Cheap to share behind an `Arc`; every method is one transaction.
+/// Which database a [`SqlStore`] keeps its state in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// How a write transaction starts.
+    fn begin_write(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED",
+        }
+    }
+
+    /// How a read transaction starts: every read in it sees the same snapshot.
+    fn begin_read(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        }
+    }
+
+    fn of(conn: &AnyConnection) -> Backend {
+        if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// The Manager's store. Cheap to share behind an `Arc`; every method is one transaction.
 #[derive(Debug)]
-pub struct SqliteStore {
-    pool: SqlitePool,
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+    /// PostgreSQL: the URL, for the connection that listens for commits.
+    url: Option<String>,
     /// Held for the whole of every write transaction.
     write_lock: Mutex<()>,
-    /// The store's id (read at open; changed only by [`SqliteStore::renew_identity`]).
+    /// The store's id (read at open; changed only by [`SqlStore::renew_identity`]).
     identity: RwLock<String>,
-    /// The file that notices a restore (file-backed stores only).
+    /// The file that notices a restore (file-backed SQLite stores only).
     witness: Option<WitnessFile>,
 }
 
-impl SqliteStore {
-    /// Opens (creating it and its parent directory if missing) the database at `path`,
-    /// in WAL mode with foreign keys on, and brings its schema up to date. The database
-    /// (and its `-wal`/`-shm` files) are made readable by their owner only.
+impl SqlStore {
+    /// Opens the store a URL names: `postgres://…` (or `postgresql://…`; TLS to the
+    /// database with `sslmode=require` or `verify-full`), or `sqlite://PATH` (see
+    /// [`SqlStore::open`]).
+    pub async fn connect(url: &str) -> Result<SqlStore> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            return Self::open(Path::new(path)).await;
+        }
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(StoreError::Database(format!(
+                "unsupported database URL {:?}: give postgres://… or sqlite://PATH",
+                redact_url(url)
+            )));
+        }
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(MAX_PG_CONNECTIONS)
+            .acquire_timeout(PG_CONNECT_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Database(format!("connect to {}: {e}", redact_url(url))))?;
+        let mut store = Self::with_pool(pool, Backend::Postgres, None).await?;
+        store.url = Some(url.to_string());
+        Ok(store)
+    }
+
+    /// Opens (creating it and its parent directory if missing) the SQLite database at
+    /// `path`, in WAL mode with foreign keys on, and brings its schema up to date. The
+    /// database (and its `-wal`/`-shm` files) are made readable by their owner only.
     ///
     /// If the database is behind the witness kept beside it (`PATH.witness`), or is not
     /// the store the witness saw, it was restored from a backup (or replaced): it gets a
     /// new store id before anything reads it, so Workers resynchronise instead of taking
     /// its revisions for the ones they served.
-    pub async fn open(path: &Path) -> Result<SqliteStore> {
+    pub async fn open(path: &Path) -> Result<SqlStore> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 StoreError::Database(format!("create directory {}: {e}", parent.display()))
             })?;
         }
         make_private(path)?;
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
+        let absolute = std::path::absolute(path)
+            .map_err(|e| StoreError::Database(format!("open {}: {e}", path.display())))?;
+        let url = sqlite_url(&absolute)?;
+        let pool = sqlite_pool(MAX_CONNECTIONS, true)
+            .connect(&url)
             .await
             .map_err(|e| StoreError::Database(format!("open {}: {e}", path.display())))?;
-        let store = Self::with_pool(pool, Some(WitnessFile::beside(path))).await?;
+        let store = Self::with_pool(pool, Backend::Sqlite, Some(WitnessFile::beside(path))).await?;
         store.check_witness().await?;
         Ok(store)
     }
 
-    /// A private in-memory database, for tests. It lives in a single connection that the
-    /// pool never closes, so every query sees the same data; it is gone when the store is
-    /// dropped.
-    pub async fn open_in_memory() -> Result<SqliteStore> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")
-            .map_err(db("open in-memory database"))?
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
+    /// A private in-memory SQLite database, for tests. It lives in a single connection
+    /// that the pool never closes, so every query sees the same data; it is gone when the
+    /// store is dropped.
+    pub async fn open_in_memory() -> Result<SqlStore> {
+        let pool = sqlite_pool(1, false)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options)
+            .connect("sqlite::memory:")
             .await
             .map_err(db("open in-memory database"))?;
-        Self::with_pool(pool, None).await
+        Self::with_pool(pool, Backend::Sqlite, None).await
     }
 
-    async fn with_pool(pool: SqlitePool, witness: Option<WitnessFile>) -> Result<SqliteStore> {
-        MIGRATOR
+    async fn with_pool(
+        pool: AnyPool,
+        backend: Backend,
+        witness: Option<WitnessFile>,
+    ) -> Result<SqlStore> {
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+        };
+        migrator
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migrate: {e}")))?;
@@ -109,16 +177,23 @@ impl SqliteStore {
             .map_err(db("read the store's identity"))?;
         let id = identity::read_id(&mut conn).await?;
         drop(conn);
-        Ok(SqliteStore {
+        Ok(SqlStore {
             pool,
+            backend,
+            url: None,
             write_lock: Mutex::new(()),
             identity: RwLock::new(id),
             witness,
         })
     }
 
+    /// Which database this store is in.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// Gives the store a new id (audited with `reason`) and returns it. Workers that
-    /// followed the old id resynchronise with a full pull. [`SqliteStore::open`] does this
+    /// followed the old id resynchronise with a full pull. [`SqlStore::open`] does this
     /// by itself when the database was restored; this is for a restore it cannot see (or a
     /// test that stages one).
     pub async fn renew_identity(&self, reason: &str) -> Result<String> {
@@ -126,14 +201,14 @@ impl SqliteStore {
     }
 
     /// Writes a consistent copy of the database to `to` (SQLite's `VACUUM INTO`), while
-    /// the store is in use: a backup to restore with [`SqliteStore::restore`].
+    /// the store is in use: a backup to restore with [`SqlStore::restore`].
     pub async fn backup_to(&self, to: &Path) -> Result<()> {
         let to = to
             .to_str()
             .ok_or_else(|| StoreError::Database(format!("{} is not UTF-8", to.display())))?;
         sqlx::query("VACUUM INTO $1")
             .bind(to)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await
             .map_err(db("back up the database"))?;
         Ok(())
@@ -141,7 +216,7 @@ impl SqliteStore {
 
     /// Puts `backup` in the place of the database at `db`, which no process may have open:
     /// its `-wal` and `-shm` files are removed (they belong to the database replaced). The
-    /// witness beside it stays: on the next [`SqliteStore::open`] it sees the restore and
+    /// witness beside it stays: on the next [`SqlStore::open`] it sees the restore and
     /// gives the store a new id.
     pub fn restore(backup: &Path, db: &Path) -> Result<()> {
         let failed = |e: std::io::Error| {
@@ -168,7 +243,7 @@ impl SqliteStore {
     /// problem it found.
     pub async fn integrity_check(&self) -> Result<Vec<String>> {
         sqlx::query_scalar("PRAGMA integrity_check")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await
             .map_err(db("integrity check"))
     }
@@ -226,7 +301,7 @@ impl SqliteStore {
     }
 
     /// The underlying pool (for tests, diagnostics and fault injection).
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
@@ -235,23 +310,32 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    /// Starts a write transaction: the in-process lock, then SQLite's write lock.
-    async fn begin_write(&self) -> Result<(MutexGuard<'_, ()>, Transaction<'static, Sqlite>)> {
+    /// Starts a write transaction: the in-process lock, then the database's (SQLite's
+    /// write lock; on PostgreSQL, writes lock the rows they depend on).
+    async fn begin_write(&self) -> Result<(MutexGuard<'_, ()>, Transaction<'static, Any>)> {
         let guard = self.write_lock.lock().await;
         let tx = self
             .pool
-            .begin_with("BEGIN IMMEDIATE")
+            .begin_with(self.backend.begin_write())
             .await
-            .map_err(db("begin write transaction"))?;
+            .map_err(unavailable("begin write transaction"))?;
         Ok((guard, tx))
     }
 
-    /// Starts a read transaction: every read in it sees the same snapshot.
-    async fn begin_read(&self) -> Result<Transaction<'static, Sqlite>> {
+    /// A connection from the pool; failing to get one means the database is unavailable.
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Any>> {
         self.pool
-            .begin()
+            .acquire()
             .await
-            .map_err(db("begin read transaction"))
+            .map_err(unavailable("connect to the database"))
+    }
+
+    /// Starts a read transaction: every read in it sees the same snapshot.
+    async fn begin_read(&self) -> Result<Transaction<'static, Any>> {
+        self.pool
+            .begin_with(self.backend.begin_read())
+            .await
+            .map_err(unavailable("begin read transaction"))
     }
 }
 
@@ -283,9 +367,74 @@ fn make_private(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The pool of a SQLite store: its pragmas set on every connection.
+fn sqlite_pool(max: u32, wal: bool) -> AnyPoolOptions {
+    sqlx::any::install_default_drivers();
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if wal {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                }
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                let busy = format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis());
+                conn.execute(sqlx::AssertSqlSafe(busy)).await?;
+                Ok(())
+            })
+        })
+}
+
+/// `sqlite://` URL of the database at `path` (absolute), created if missing.
+fn sqlite_url(path: &Path) -> Result<String> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| StoreError::Database(format!("{} is not UTF-8", path.display())))?;
+    let mut url = String::from("sqlite://");
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                url.push(char::from(b));
+            }
+            _ => url.push_str(&format!("%{b:02X}")),
+        }
+    }
+    url.push_str("?mode=rwc");
+    Ok(url)
+}
+
+/// A database URL with its password replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
 /// The current revision of `env`, or [`StoreError::NoSuchEnv`].
-async fn env_revision(conn: &mut SqliteConnection, env: &str) -> Result<u64> {
-    let revision: Option<i64> = sqlx::query_scalar(sql::ENV_REVISION)
+async fn env_revision(conn: &mut AnyConnection, env: &str) -> Result<u64> {
+    revision_of(conn, env, sql::ENV_REVISION).await
+}
+
+/// [`env_revision`] in a write transaction: on PostgreSQL the environment's row stays
+/// locked until the transaction ends, so writers to one environment take turns, across
+/// Managers (SQLite's write transaction holds the whole database already).
+async fn env_revision_locked(conn: &mut AnyConnection, env: &str) -> Result<u64> {
+    let query = match Backend::of(conn) {
+        Backend::Sqlite => sql::ENV_REVISION,
+        Backend::Postgres => sql::ENV_REVISION_LOCKED,
+    };
+    revision_of(conn, env, query).await
+}
+
+async fn revision_of(conn: &mut AnyConnection, env: &str, query: &'static str) -> Result<u64> {
+    let revision: Option<i64> = sqlx::query_scalar(query)
         .bind(env)
         .fetch_optional(&mut *conn)
         .await
@@ -296,17 +445,65 @@ async fn env_revision(conn: &mut SqliteConnection, env: &str) -> Result<u64> {
     }
 }
 
-async fn finish_read(tx: Transaction<'static, Sqlite>) -> Result<()> {
+async fn finish_read(tx: Transaction<'static, Any>) -> Result<()> {
     tx.commit().await.map_err(db("end read transaction"))
 }
 
 #[async_trait::async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     fn store_id(&self) -> String {
         self.identity
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.conn().await?)
+            .await
+            .map_err(unavailable("ping the database"))?;
+        Ok(())
+    }
+
+    async fn commit_notices(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::Receiver<crate::CommitNotice>>> {
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect(url)
+            .await
+            .map_err(unavailable("listen for commits"))?;
+        listener
+            .listen(sql::COMMIT_CHANNEL)
+            .await
+            .map_err(unavailable("listen for commits"))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(async move {
+            loop {
+                // `recv` reconnects by itself after a lost connection (notices sent
+                // meanwhile are missed: the caller's polling finds those revisions).
+                match listener.recv().await {
+                    Ok(n) => {
+                        let Some(notice) = crate::CommitNotice::parse(n.payload()) else {
+                            continue;
+                        };
+                        if tx.send(notice).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for commits: retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        Ok(Some(rx))
     }
 
     async fn create_env(&self, name: &str, actor: &str) -> Result<EnvInfo> {
@@ -315,7 +512,7 @@ impl Store for SqliteStore {
 
     async fn list_envs(&self) -> Result<Vec<EnvInfo>> {
         let rows = sqlx::query(sql::ENV_LIST)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await
             .map_err(db("list environments"))?;
         rows::all(&rows, rows::env_info)
@@ -324,7 +521,7 @@ impl Store for SqliteStore {
     async fn env(&self, name: &str) -> Result<Option<EnvInfo>> {
         let row = sqlx::query(sql::ENV_GET)
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
             .map_err(db("read environment"))?;
         row.as_ref().map(rows::env_info).transpose()
@@ -438,7 +635,7 @@ impl Store for SqliteStore {
     async fn acked_revisions(&self, env: &str) -> Result<Vec<(String, u64)>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(sql::REPORTS_ACKED)
             .bind(env)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await
             .map_err(db("list acked revisions"))?;
         rows.into_iter()
@@ -447,10 +644,16 @@ impl Store for SqliteStore {
     }
 
     async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditRecord>> {
-        let mut qb = sql::audit_query::<Sqlite>(&query);
-        let rows = qb
-            .build()
-            .fetch_all(&self.pool)
+        let (text, params) = sql::audit_query(&query);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+        for p in params {
+            q = match p {
+                sql::Param::Text(t) => q.bind(t),
+                sql::Param::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q
+            .fetch_all(&mut *self.conn().await?)
             .await
             .map_err(db("query audit"))?;
         rows::all(&rows, rows::audit)
@@ -463,7 +666,7 @@ impl Store for SqliteStore {
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
         let row = sqlx::query(sql::TOKEN_BY_HASH)
             .bind(hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await
             .map_err(db("look up token"))?;
         row.as_ref().map(rows::token).transpose()
@@ -483,7 +686,7 @@ impl Store for SqliteStore {
 
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
         let rows = sqlx::query(sql::TOKEN_LIST)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await
             .map_err(db("list tokens"))?;
         rows::all(&rows, rows::token)

@@ -2,15 +2,15 @@
 
 use std::collections::HashSet;
 
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{Sqlite, Transaction};
+use sqlx::AnyConnection;
+use sqlx::{Any, Transaction};
 
 use switchyard_api::records::audit_subject;
 use switchyard_config::Kind;
 
 use super::identity;
 use super::rows::{self, audit_failed, db, stored};
-use super::{SqliteStore, env_revision};
+use super::{SqlStore, env_revision_locked};
 use crate::{
     AppliedChange, Change, CommitOutcome, CommitRequest, EnvDeletion, EnvInfo, Operation,
     ReportStatus, Result, StoreError, TokenRecord, WorkerReport, now_millis, sql,
@@ -32,7 +32,7 @@ struct AuditEntry<'a> {
 }
 
 /// Writes one audit record; any failure is [`StoreError::AuditFailed`].
-async fn insert_audit(conn: &mut SqliteConnection, e: AuditEntry<'_>) -> Result<()> {
+async fn insert_audit(conn: &mut AnyConnection, e: AuditEntry<'_>) -> Result<()> {
     let version = |v: Option<u64>| v.map(|v| stored(v, "version")).transpose();
     sqlx::query(sql::AUDIT_INSERT)
         .bind(e.at)
@@ -55,7 +55,7 @@ async fn insert_audit(conn: &mut SqliteConnection, e: AuditEntry<'_>) -> Result<
 /// Ends a write transaction: commits it when `result` is `Ok` and `keep` says it wrote
 /// something, rolls it back otherwise (returning the original error, not the rollback's).
 async fn finish<T>(
-    tx: Transaction<'static, Sqlite>,
+    tx: Transaction<'static, Any>,
     result: Result<T>,
     keep: impl FnOnce(&T) -> bool,
     op: &'static str,
@@ -167,7 +167,7 @@ fn plan<'a>(change: &'a Change, current: Option<&Stored>) -> Result<Option<Plann
 }
 
 async fn stored_entity(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     env: &str,
     kind: Kind,
     name: &str,
@@ -191,7 +191,7 @@ async fn stored_entity(
 }
 
 async fn write_entity(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     env: &str,
     revision: i64,
     p: &Planned<'_>,
@@ -234,7 +234,7 @@ fn check_no_duplicates(changes: &[Change]) -> Result<()> {
     Ok(())
 }
 
-pub(super) async fn commit(store: &SqliteStore, req: CommitRequest) -> Result<CommitOutcome> {
+pub(super) async fn commit(store: &SqlStore, req: CommitRequest) -> Result<CommitOutcome> {
     check_no_duplicates(&req.changes)?;
     let (_guard, mut tx) = store.begin_write().await?;
     let result = commit_in(&mut tx, req).await;
@@ -246,8 +246,8 @@ pub(super) async fn commit(store: &SqliteStore, req: CommitRequest) -> Result<Co
     Ok(out)
 }
 
-async fn commit_in(conn: &mut SqliteConnection, req: CommitRequest) -> Result<CommitOutcome> {
-    let previous = env_revision(conn, &req.env).await?;
+async fn commit_in(conn: &mut AnyConnection, req: CommitRequest) -> Result<CommitOutcome> {
+    let previous = env_revision_locked(conn, &req.env).await?;
     if let Some(expected) = req.expected_revision
         && expected != previous
     {
@@ -334,6 +334,15 @@ async fn commit_in(conn: &mut SqliteConnection, req: CommitRequest) -> Result<Co
             "commit: environment revision changed during the transaction".into(),
         ));
     }
+    // PostgreSQL: the other Managers on the database hear of it when (and only if) this
+    // transaction commits.
+    if super::Backend::of(conn) == super::Backend::Postgres {
+        sqlx::query(sql::NOTIFY_COMMIT)
+            .bind(crate::CommitNotice::payload(&req.env, revision))
+            .execute(&mut *conn)
+            .await
+            .map_err(db("commit: notify the other Managers"))?;
+    }
     Ok(CommitOutcome {
         env: req.env,
         revision,
@@ -343,7 +352,7 @@ async fn commit_in(conn: &mut SqliteConnection, req: CommitRequest) -> Result<Co
     })
 }
 
-pub(super) async fn create_env(store: &SqliteStore, name: &str, actor: &str) -> Result<EnvInfo> {
+pub(super) async fn create_env(store: &SqlStore, name: &str, actor: &str) -> Result<EnvInfo> {
     let (_guard, mut tx) = store.begin_write().await?;
     let result = create_env_in(&mut tx, name, actor).await;
     let info = finish(tx, result, |_| true, "create environment: commit").await?;
@@ -352,7 +361,7 @@ pub(super) async fn create_env(store: &SqliteStore, name: &str, actor: &str) -> 
 }
 
 /// Gives the store a new random id, with an audit record saying why; the witness follows.
-pub(super) async fn renew_identity(store: &SqliteStore, reason: &str) -> Result<String> {
+pub(super) async fn renew_identity(store: &SqlStore, reason: &str) -> Result<String> {
     let (_guard, mut tx) = store.begin_write().await?;
     let result = renew_identity_in(&mut tx, reason).await;
     let id = finish(tx, result, |_| true, "renew the store's identity: commit").await?;
@@ -364,7 +373,7 @@ pub(super) async fn renew_identity(store: &SqliteStore, reason: &str) -> Result<
     Ok(id)
 }
 
-async fn renew_identity_in(conn: &mut SqliteConnection, reason: &str) -> Result<String> {
+async fn renew_identity_in(conn: &mut AnyConnection, reason: &str) -> Result<String> {
     let old = identity::read_id(conn).await?;
     let id = identity::new_id()?;
     let at = now_millis();
@@ -395,19 +404,26 @@ async fn renew_identity_in(conn: &mut SqliteConnection, reason: &str) -> Result<
     Ok(id)
 }
 
-async fn create_env_in(conn: &mut SqliteConnection, name: &str, actor: &str) -> Result<EnvInfo> {
-    match env_revision(conn, name).await {
+async fn create_env_in(conn: &mut AnyConnection, name: &str, actor: &str) -> Result<EnvInfo> {
+    match env_revision_locked(conn, name).await {
         Ok(_) => return Err(StoreError::EnvExists(name.to_owned())),
         Err(StoreError::NoSuchEnv(_)) => {}
         Err(e) => return Err(e),
     }
     let created_at = now_millis();
-    sqlx::query(sql::ENV_INSERT)
+    let inserted = sqlx::query(sql::ENV_INSERT)
         .bind(name)
         .bind(created_at)
         .execute(&mut *conn)
-        .await
-        .map_err(db("create environment"))?;
+        .await;
+    match inserted {
+        Ok(_) => {}
+        // Created meanwhile by another Manager on the same database.
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(StoreError::EnvExists(name.to_owned()));
+        }
+        Err(e) => return Err(db("create environment")(e)),
+    }
     env_audit(
         conn,
         (name, 0),
@@ -426,7 +442,7 @@ async fn create_env_in(conn: &mut SqliteConnection, name: &str, actor: &str) -> 
 
 /// Audits `operation` on environment `name` (at `revision`) by `actor`, at `at`.
 async fn env_audit(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     (name, revision): (&str, u64),
     actor: &str,
     operation: Operation,
@@ -452,7 +468,7 @@ async fn env_audit(
     .await
 }
 
-pub(super) async fn record_reports(store: &SqliteStore, reports: Vec<WorkerReport>) -> Result<()> {
+pub(super) async fn record_reports(store: &SqlStore, reports: Vec<WorkerReport>) -> Result<()> {
     let (_guard, mut tx) = store.begin_write().await?;
     let mut result = Ok(());
     for report in reports {
@@ -464,8 +480,8 @@ pub(super) async fn record_reports(store: &SqliteStore, reports: Vec<WorkerRepor
     finish(tx, result, |_| true, "record reports: commit").await
 }
 
-async fn record_report_in(conn: &mut SqliteConnection, report: WorkerReport) -> Result<()> {
-    env_revision(conn, &report.env).await?;
+async fn record_report_in(conn: &mut AnyConnection, report: WorkerReport) -> Result<()> {
+    env_revision_locked(conn, &report.env).await?;
     let revision = stored(report.revision, "revision")?;
     let caught_up_to = report
         .caught_up_to
@@ -526,7 +542,7 @@ async fn record_report_in(conn: &mut SqliteConnection, report: WorkerReport) -> 
 }
 
 pub(super) async fn create_token(
-    store: &SqliteStore,
+    store: &SqlStore,
     token: TokenRecord,
     created_by: &str,
 ) -> Result<()> {
@@ -536,7 +552,7 @@ pub(super) async fn create_token(
 }
 
 async fn create_token_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     token: TokenRecord,
     created_by: &str,
 ) -> Result<()> {
@@ -567,7 +583,7 @@ async fn create_token_in(
 /// Audits `operation` on `token` by `actor`. The secret's hash is never audited: the record
 /// names the token by its public id.
 async fn token_audit(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     token: &TokenRecord,
     actor: &str,
     operation: Operation,
@@ -594,7 +610,7 @@ async fn token_audit(
 }
 
 pub(super) async fn revoke_token(
-    store: &SqliteStore,
+    store: &SqlStore,
     id: &str,
     revoked_by: &str,
 ) -> Result<Option<(TokenRecord, bool)>> {
@@ -610,7 +626,7 @@ pub(super) async fn revoke_token(
 }
 
 async fn revoke_token_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &str,
     revoked_by: &str,
 ) -> Result<Option<(TokenRecord, bool)>> {
@@ -637,7 +653,7 @@ async fn revoke_token_in(
 }
 
 pub(super) async fn delete_env(
-    store: &SqliteStore,
+    store: &SqlStore,
     name: &str,
     actor: &str,
     detail: Option<&str>,
@@ -648,12 +664,12 @@ pub(super) async fn delete_env(
 }
 
 async fn delete_env_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     name: &str,
     actor: &str,
     detail: Option<&str>,
 ) -> Result<EnvDeletion> {
-    let revision = env_revision(conn, name).await?;
+    let revision = env_revision_locked(conn, name).await?;
     let entities = count(
         conn,
         sql::ENV_COUNT_LIVE,
@@ -694,7 +710,7 @@ async fn delete_env_in(
 
 /// `SELECT COUNT(*) … WHERE env = $1`.
 async fn count(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     query: &'static str,
     env: &str,
     what: &'static str,
@@ -708,7 +724,7 @@ async fn count(
 }
 
 /// An audit record of something that is not an entity write (a rollout step).
-pub(super) async fn record_event(store: &SqliteStore, event: crate::AuditEvent) -> Result<()> {
+pub(super) async fn record_event(store: &SqlStore, event: crate::AuditEvent) -> Result<()> {
     let (_guard, mut tx) = store.begin_write().await?;
     let result = insert_audit(
         &mut tx,

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::SqliteConnection;
+use sqlx::AnyConnection;
 
 use super::rows::db;
 use crate::{Result, StoreError, sql};
@@ -102,14 +102,14 @@ pub(super) fn new_id() -> Result<String> {
     Ok(format!("st_{hex}"))
 }
 
-pub(super) async fn read_id(conn: &mut SqliteConnection) -> Result<String> {
+pub(super) async fn read_id(conn: &mut AnyConnection) -> Result<String> {
     sqlx::query_scalar(sql::IDENTITY_GET)
         .fetch_one(conn)
         .await
         .map_err(db("read the store's identity"))
 }
 
-pub(super) async fn audit_sequence(conn: &mut SqliteConnection) -> Result<i64> {
+pub(super) async fn audit_sequence(conn: &mut AnyConnection) -> Result<i64> {
     sqlx::query_scalar(sql::AUDIT_SEQUENCE)
         .fetch_one(conn)
         .await
