@@ -26,8 +26,15 @@ pub struct WorkerArgs {
     /// Standalone mode: a manifest file or directory.
     #[arg(long, conflicts_with = "manager")]
     pub config: Option<PathBuf>,
-    /// Manager mode: follow an environment on this Manager (https://host:port).
-    #[arg(long, env = "SWITCHYARD_MANAGER", requires = "env")]
+    /// Manager mode: follow an environment on this Manager (https://host:port). Several
+    /// Managers of one control plane (sharing a PostgreSQL database), comma-separated: the
+    /// first is followed, the next ones are tried in turn whenever the one followed is lost.
+    #[arg(
+        long,
+        env = "SWITCHYARD_MANAGER",
+        requires = "env",
+        value_name = "URL[,URL…]"
+    )]
     pub manager: Option<String>,
     /// Manager mode: the CA certificate(s) the Manager is verified against (PEM; the
     /// Manager's own CA is its DATA/ca.pem). Default: the system's roots. A Manager that
@@ -139,7 +146,14 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| default_worker_id(args.listen.unwrap_or(DEFAULT_LISTEN)));
             // The address reported to the Manager is the bound one (`serve` fills it in:
             // with port 0, the port the system chose).
-            let mut m = ManagedOptions::new(&manager, &env, &token, &worker_id, args.cache_dir);
+            let mut urls = manager
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_string);
+            let first = urls.next().context("--manager: give at least one URL")?;
+            let mut m = ManagedOptions::new(&first, &env, &token, &worker_id, args.cache_dir);
+            m.fallbacks = urls.collect();
             let client = args.client_cert.as_deref().zip(args.client_key.as_deref());
             m.tls = crate::conn::manager_tls(args.manager_ca.as_deref(), client)?;
             ConfigSource::Manager(m)

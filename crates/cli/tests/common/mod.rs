@@ -207,8 +207,33 @@ impl Manager {
         )
     }
 
+    /// [`Manager::on_database`] with `dir` as its directory (its `data/` prepared by the
+    /// test, e.g. with another Manager's CA).
+    pub fn on_database_in(
+        dir: tempfile::TempDir,
+        database: &str,
+        key_file: &Path,
+        admin: Option<&str>,
+    ) -> Manager {
+        let key = key_file.to_str().unwrap();
+        Manager::start_in(
+            dir,
+            Some(database),
+            &["--database", database, "--secret-key-file", key],
+            admin,
+        )
+    }
+
     fn start_with(database: Option<&str>, extra: &[&str], admin: Option<&str>) -> Manager {
-        let dir = tempfile::tempdir().unwrap();
+        Manager::start_in(tempfile::tempdir().unwrap(), database, extra, admin)
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        database: Option<&str>,
+        extra: &[&str],
+        admin: Option<&str>,
+    ) -> Manager {
         let (proc, url, written) = spawn_manager_with(&dir.path().join("data"), extra);
         let admin = admin.map_or(written, str::to_string);
         // The tests are plain threads; the client's calls run on this runtime.
@@ -421,6 +446,21 @@ impl Manager {
         extra: &[&str],
     ) -> Worker {
         let mut args = self.worker_args(env, token, id);
+        // `--manager` in `extra` replaces this Manager's URL.
+        if let Some(i) = extra.iter().position(|a| *a == "--manager")
+            && let Some(urls) = extra.get(i + 1)
+            && let Some(at) = args.iter().position(|a| a == "--manager")
+        {
+            args[at + 1] = urls.to_string();
+        }
+        let extra: Vec<&str> = match extra.iter().position(|a| *a == "--manager") {
+            Some(i) => extra[..i]
+                .iter()
+                .chain(extra.iter().skip(i + 2))
+                .copied()
+                .collect(),
+            None => extra.to_vec(),
+        };
         args.extend(["--listen", "127.0.0.1:0"].map(String::from));
         args.extend(extra.iter().map(|a| a.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -36,6 +36,8 @@ impl Syncer {
     /// Follows the Manager until `stop` turns true.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut backoff = Backoff::new(&self.opts.worker_id);
+        // Managers tried since one was last followed.
+        let mut tried = 0;
         loop {
             if *stop.borrow() {
                 return;
@@ -45,7 +47,22 @@ impl Syncer {
             match result {
                 Ok(()) => return,
                 Err(e) => {
-                    let delay = backoff.next();
+                    // `follow` resets the attempts once it follows a Manager.
+                    if backoff.attempts == 0 {
+                        tried = 0;
+                    }
+                    tried += 1;
+                    let managers = self.opts.managers().len();
+                    // Another Manager of the control plane is tried at once; after a
+                    // round of them all, the backoff applies.
+                    let delay = if managers > 1 && tried % managers != 0 {
+                        std::time::Duration::ZERO
+                    } else {
+                        backoff.next()
+                    };
+                    if managers > 1 {
+                        self.next_manager();
+                    }
                     tracing::warn!(error = %e, retry_in = ?delay, "lost the Manager; still serving revision {}", self.state.served.revision);
                     self.reloader.update_sync_status(|s| s.last_error = Some(e));
                     tokio::select! {
@@ -54,6 +71,22 @@ impl Syncer {
                     }
                 }
             }
+        }
+    }
+
+    /// Moves on to the next Manager URL (the client keeps this Worker's identity).
+    fn next_manager(&mut self) {
+        let managers = self.opts.managers();
+        let next = (self.current + 1) % managers.len();
+        let url = managers[next].to_string();
+        match self.opts.client_for(&url) {
+            Ok(client) => {
+                tracing::info!(manager = %url, "trying another Manager");
+                self.client = client;
+                self.current = next;
+                self.reloader.update_sync_status(|s| s.manager = url);
+            }
+            Err(e) => tracing::warn!(manager = %url, error = %e, "cannot use this Manager URL"),
         }
     }
 
@@ -74,7 +107,8 @@ impl Syncer {
         self.flush_reports().await;
         self.catch_up().await?;
         backoff.attempts = 0;
-        tracing::info!(manager = %self.opts.manager, env = %self.opts.env, "following the Manager");
+        let manager = self.opts.managers()[self.current];
+        tracing::info!(manager = %manager, env = %self.opts.env, "following the Manager");
         let mut parser = SseParser::default();
         // The first check one period from now: the Worker has just caught up.
         let mut check = tokio::time::interval_at(

@@ -35,6 +35,9 @@ use switchyard_api::{ManagerTls, SyncClient};
 pub struct ManagedOptions {
     /// `https://host:port` of the Manager (`http://` for one with `--insecure-http`).
     pub manager: String,
+    /// Other Managers of the same control plane (sharing one database), tried in turn
+    /// when the one followed is lost: the Worker resumes from the revision it serves.
+    pub fallbacks: Vec<String>,
     /// How the Manager is verified (`--manager-ca`, default the system's roots) and this
     /// Worker's client certificate, if it has one.
     pub tls: ManagerTls,
@@ -60,10 +63,22 @@ pub struct ManagedOptions {
 }
 
 impl ManagedOptions {
-    /// The client for this Worker's calls to its Manager.
+    /// The client for this Worker's calls to its (first) Manager.
     fn client(&self) -> Result<SyncClient, ClientError> {
+        self.client_for(&self.manager)
+    }
+
+    /// Every Manager URL, the first one first.
+    pub fn managers(&self) -> Vec<&str> {
+        std::iter::once(self.manager.as_str())
+            .chain(self.fallbacks.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// The client for this Worker's calls to the Manager at `url`.
+    fn client_for(&self, url: &str) -> Result<SyncClient, ClientError> {
         SyncClient::for_process(
-            &self.manager,
+            url,
             &self.token,
             &self.env,
             &self.worker_id,
@@ -76,6 +91,7 @@ impl ManagedOptions {
     pub fn new(manager: &str, env: &str, token: &str, worker_id: &str, cache_dir: PathBuf) -> Self {
         ManagedOptions {
             manager: manager.to_string(),
+            fallbacks: Vec::new(),
             env: env.to_string(),
             token: token.to_string(),
             worker_id: worker_id.to_string(),
@@ -121,6 +137,8 @@ pub struct SyncState {
 pub struct Syncer {
     opts: ManagedOptions,
     client: SyncClient,
+    /// Which of `opts.managers()` the client talks to.
+    current: usize,
     reloader: Arc<Reloader>,
     state: SyncState,
     /// How this process hands over to a successor when a rollout asks (none: it cannot,
@@ -137,6 +155,7 @@ impl Syncer {
     ) -> Result<Syncer, ClientError> {
         Ok(Syncer {
             client: opts.client()?,
+            current: 0,
             opts,
             reloader,
             state,

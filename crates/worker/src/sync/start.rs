@@ -21,15 +21,21 @@ impl Syncer {
     where
         B: Fn(&[&Located<Manifest>], &Numbering) -> Result<Reloader, ConfigErrors>,
     {
-        let client = opts.client()?;
         let mut pending = Vec::new();
-        let manager_error = match from_manager(&opts, &client, &build, &mut pending).await {
-            Ok((reloader, served)) => {
-                note_store(&reloader, &served);
-                return Ok((reloader, SyncState::new(served, pending), "manager", None));
+        let mut errors = Vec::new();
+        // Each Manager of the control plane in turn; the cache only when none answers.
+        for url in opts.managers() {
+            let client = opts.client_for(url)?;
+            match from_manager(&opts, &client, &build, &mut pending).await {
+                Ok((reloader, served)) => {
+                    note_store(&reloader, &served);
+                    return Ok((reloader, SyncState::new(served, pending), "manager", None));
+                }
+                Err(e) if opts.fallbacks.is_empty() => errors.push(e),
+                Err(e) => errors.push(format!("{url}: {e}")),
             }
-            Err(e) => e,
-        };
+        }
+        let manager_error = errors.join("; ");
         tracing::warn!(error = %manager_error, "Manager unavailable at start; trying the last-known-good cache");
         let (reloader, served) = from_cache(&opts, &build, &manager_error)?;
         tracing::warn!(
