@@ -56,6 +56,28 @@ pub struct RevisionEvent {
     pub changes: Vec<EntityRef>,
 }
 
+impl RevisionEvent {
+    /// The event announcing `revision` of `env`, which made `changes`.
+    pub fn of_commit(
+        env: &str,
+        revision: u64,
+        changes: &[crate::records::AppliedChange],
+    ) -> RevisionEvent {
+        RevisionEvent {
+            env: env.to_string(),
+            revision,
+            changes: changes
+                .iter()
+                .map(|c| EntityRef {
+                    kind: c.kind,
+                    name: c.name.clone(),
+                    version: c.new_version,
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityRef {

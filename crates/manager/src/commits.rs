@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use switchyard_api::sync::{EntityRef, RevisionEvent};
+use switchyard_api::sync::RevisionEvent;
 
 use crate::state::AppState;
 
@@ -89,19 +89,7 @@ async fn announce(state: &AppState, env: &str, revision: u64) {
     };
     tracing::info!(env, revision, "revision committed through another Manager");
     state.fanout.publish(
-        RevisionEvent {
-            env: env.to_string(),
-            revision,
-            changes: record
-                .changes
-                .iter()
-                .map(|c| EntityRef {
-                    kind: c.kind,
-                    name: c.name.clone(),
-                    version: c.new_version,
-                })
-                .collect(),
-        },
+        RevisionEvent::of_commit(env, revision, &record.changes),
         record.committed_at,
     );
 }

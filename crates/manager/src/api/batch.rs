@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use switchyard_api::ErrorCode;
 use switchyard_api::admin::{BatchResponse, EntityKey, PlannedChange};
 use switchyard_api::records::{AppliedChange, Operation};
-use switchyard_api::sync::{EntityRef, RevisionEvent, worker_kinds};
+use switchyard_api::sync::{RevisionEvent, worker_kinds};
 use switchyard_config::manifest::{EnvironmentManifest, sha256_hex};
 use switchyard_config::plan::{ChangeClass, FieldChange, Hotness, field_changes};
 use switchyard_config::{Kind, Located, Manifest};
@@ -226,19 +226,7 @@ fn publish(state: &AppState, who: &Principal, outcome: &CommitOutcome, operation
         .get_or_create(&[("env", env.clone())])
         .inc();
     state.fanout.publish(
-        RevisionEvent {
-            env: env.clone(),
-            revision: outcome.revision,
-            changes: outcome
-                .changes
-                .iter()
-                .map(|c| EntityRef {
-                    kind: c.kind,
-                    name: c.name.clone(),
-                    version: c.new_version,
-                })
-                .collect(),
-        },
+        RevisionEvent::of_commit(env, outcome.revision, &outcome.changes),
         outcome.committed_at,
     );
     tracing::info!(env = %env, revision = outcome.revision, changes = outcome.changes.len(), actor = %who.actor(), operation = operation.as_str(), "revision committed");
