@@ -337,6 +337,9 @@ pub struct WorkerView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     pub connected: bool,
+    /// The Manager holding its event stream (its `--name`), while connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
     /// Latest revision this Worker ACKed (what it serves, even after a later NACK).
     pub revision: Option<u64>,
     /// Environment revision minus `revision`.

@@ -355,6 +355,7 @@ mod tests {
             address: None,
             version: None,
             connected: true,
+            manager: None,
             revision,
             lag: None,
             last_report: None,

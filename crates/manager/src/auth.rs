@@ -13,6 +13,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use switchyard_api::records::{Millis, Role, TokenRecord, now_millis};
 use switchyard_config::manifest::sha256_hex;
+use switchyard_store::StoreError;
 
 use crate::error::ApiError;
 use crate::listener::Peer;
@@ -265,11 +266,17 @@ async fn verify(parts: &Parts, state: &AppState) -> Result<Principal, Refused> {
     let token = match state.tokens.get(&hash) {
         Some(t) => t,
         None => {
-            let found = state
-                .store
-                .token_by_hash(&hash)
-                .await
-                .map_err(|e| Refused::Store(e.into()))?;
+            let found = match state.store.token_by_hash(&hash).await {
+                Ok(found) => found,
+                // The database is down: a token verified here before keeps working for
+                // what this Manager can answer without it (Workers' streams and pulls);
+                // anything that needs the database fails on its own with 503.
+                Err(e @ StoreError::Unavailable(_)) => match state.tokens.last_known(&hash) {
+                    Some(t) => Some(t),
+                    None => return Err(Refused::Store(e.into())),
+                },
+                Err(e) => return Err(Refused::Store(e.into())),
+            };
             let unknown = || ApiError::unauthorized("unknown or revoked token");
             match found {
                 None => return Err(refuse(FailureReason::Unknown, None, unknown())),
@@ -400,6 +407,12 @@ impl TokenCache {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The token as last verified, however long ago (used only while the database cannot
+    /// be reached).
+    pub fn last_known(&self, hash: &str) -> Option<TokenRecord> {
+        self.lock().get(hash).map(|(t, _)| t.clone())
     }
 
     pub fn get(&self, hash: &str) -> Option<TokenRecord> {

@@ -40,7 +40,7 @@ pub async fn follow(state: AppState, mut shutdown: tokio::sync::watch::Receiver<
 }
 
 /// Completes when the shutdown flag turns true (or its sender is gone).
-async fn stopped(flag: &mut tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn stopped(flag: &mut tokio::sync::watch::Receiver<bool>) {
     // The guard `wait_for` returns is not `Send`: dropped inside this future.
     let _ = flag.wait_for(|s| *s).await.map(|_| ());
 }
@@ -67,7 +67,10 @@ async fn poll(state: &AppState) {
         };
         match announced {
             // First look: what the Workers connecting now pulled is not news.
-            None => state.fanout.baseline(&env, current),
+            None => {
+                state.fanout.baseline(&env, current);
+                crate::api::sync::warm_pull(state, &env, current);
+            }
             Some(a) if current > a => announce(state, &env, current).await,
             Some(_) => {}
         }
@@ -88,8 +91,8 @@ async fn announce(state: &AppState, env: &str, revision: u64) {
         }
     };
     tracing::info!(env, revision, "revision committed through another Manager");
-    state.fanout.publish(
-        RevisionEvent::of_commit(env, revision, &record.changes),
-        record.committed_at,
-    );
+    state
+        .fanout
+        .publish(RevisionEvent::of_commit(env, revision, &record.changes));
+    crate::api::sync::warm_pull(state, env, revision);
 }

@@ -1,18 +1,19 @@
-//! Notification fan-out: one broadcast channel per environment, the Workers connected to
-//! each, and which Workers were connected when each revision was committed (the
-//! denominator of audit completeness). Writes never wait for Workers: a publish is a
-//! non-blocking send, and a slow subscriber that lags simply re-syncs by revision.
+//! Notification fan-out: one broadcast channel per environment and the Workers connected
+//! to each here (written down in the store by `presence.rs`, where every Manager reads who
+//! is connected and who was expected to pick up each revision). Writes never wait for
+//! Workers: a publish is a non-blocking send, and a slow subscriber that lags simply
+//! re-syncs by revision.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 use switchyard_api::records::{Millis, now_millis};
 use switchyard_api::sync::{RevisionEvent, UpgradeDirective};
+use switchyard_store::WorkerConnection;
 use tokio::sync::broadcast;
 
-/// How many recent commits per environment keep their expected-Worker list.
-const TRACKED_COMMITS: usize = 1024;
+use crate::presence::Presence;
 
 /// A Worker with an event stream open: who it says it is, and the token it connected
 /// with (its reports are accepted only with that token).
@@ -29,6 +30,9 @@ pub struct ConnectedWorker {
     /// The public id of the token its streams were opened with.
     #[serde(skip)]
     pub token_id: String,
+    /// Its streams here, as written down in the store (see [`Presence`]).
+    #[serde(skip)]
+    pub session: String,
 }
 
 /// A Worker asking for an event stream: the id it gives (`x-switchyard-worker`), its
@@ -64,35 +68,12 @@ pub struct ClaimedElsewhere {
     pub id: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct CommitInfo {
-    pub committed_at: Millis,
-    /// Workers connected to the environment's stream at commit time (sorted).
-    pub expected: Vec<String>,
-    /// Expected Workers that have ACKed, with their swap time.
-    #[serde(skip)]
-    acked: HashMap<String, Millis>,
-}
-
-/// Where a revision stands after an ACK.
-#[derive(Debug, Clone, Copy)]
-pub struct AckProgress {
-    pub done: usize,
-    pub expected: usize,
-    /// This ACK was the one that completed the set.
-    pub completed_now: bool,
-    pub committed_at: Millis,
-    /// The latest swap time among the expected Workers' ACKs.
-    pub last_swap: Millis,
-}
-
 #[derive(Default)]
 struct EnvState {
     tx: Option<broadcast::Sender<RevisionEvent>>,
     directives: Option<broadcast::Sender<UpgradeDirective>>,
     /// worker id → (connection count, info)
     workers: HashMap<String, (usize, ConnectedWorker)>,
-    commits: BTreeMap<u64, CommitInfo>,
     /// The highest revision announced here (published, or found already current when this
     /// Manager first looked): a revision at or below it is not announced again.
     announced: u64,
@@ -102,6 +83,8 @@ struct EnvState {
 #[derive(Default, Clone)]
 pub struct Fanout {
     envs: Arc<Mutex<HashMap<String, EnvState>>>,
+    /// Where connections are written down (none in unit tests).
+    presence: Option<Arc<Presence>>,
 }
 
 /// Keeps a Worker listed as connected while its stream is open.
@@ -121,6 +104,11 @@ pub struct ConnectionGuard {
 }
 
 impl ConnectionGuard {
+    /// The Worker id this stream counts for, if it said.
+    pub fn worker(&self) -> Option<&str> {
+        self.worker.as_deref()
+    }
+
     /// The Worker id and process this stream is, when it said both.
     pub fn process(&self) -> Option<(String, String)> {
         self.worker.clone().zip(self.instance.clone())
@@ -141,14 +129,26 @@ impl Drop for ConnectionGuard {
                 w.instances.remove(at);
             }
             if *count == 0 {
+                let session = std::mem::take(&mut w.session);
                 state.workers.remove(id);
                 tracing::info!(env = %self.env, worker = %id, "worker disconnected");
+                if let Some(p) = &self.fanout.presence {
+                    p.disconnected(self.env.clone(), id.clone(), session);
+                }
             }
         }
     }
 }
 
 impl Fanout {
+    /// A fan-out whose connections are written down by `presence`.
+    pub fn new(presence: Arc<Presence>) -> Fanout {
+        Fanout {
+            envs: Arc::default(),
+            presence: Some(presence),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, EnvState>> {
         self.envs.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -199,6 +199,11 @@ impl Fanout {
                         connected_at: now_millis(),
                         instances: Vec::new(),
                         token_id,
+                        session: self
+                            .presence
+                            .as_ref()
+                            .map(|p| p.next_session())
+                            .unwrap_or_default(),
                     },
                 )
             });
@@ -238,8 +243,8 @@ impl Fanout {
         }
     }
 
-    /// Records who should pick up `event` and notifies every subscriber (never waits).
-    pub fn publish(&self, event: RevisionEvent, committed_at: Millis) {
+    /// Notifies every subscriber of `event` (never waits).
+    pub fn publish(&self, event: RevisionEvent) {
         let mut envs = self.lock();
         let state = envs.entry(event.env.clone()).or_default();
         // Announced already (by this Manager's commit, or by another's notice or poll).
@@ -247,19 +252,6 @@ impl Fanout {
             return;
         }
         state.announced = event.revision;
-        let mut expected: Vec<String> = state.workers.keys().cloned().collect();
-        expected.sort();
-        state.commits.insert(
-            event.revision,
-            CommitInfo {
-                committed_at,
-                expected,
-                acked: HashMap::new(),
-            },
-        );
-        while state.commits.len() > TRACKED_COMMITS {
-            state.commits.pop_first();
-        }
         if let Some(tx) = &state.tx {
             // No receivers is fine: nobody is connected.
             let _ = tx.send(event);
@@ -294,48 +286,26 @@ impl Fanout {
         out
     }
 
-    /// Records an ACK from `worker` for `revision`, if that Worker was expected to pick it
-    /// up; in memory, so each ACK costs O(1) however many Workers there are.
-    pub fn record_ack(
-        &self,
-        env: &str,
-        revision: u64,
-        worker: &str,
-        applied_at: Millis,
-    ) -> Option<AckProgress> {
-        let mut envs = self.lock();
-        let info = envs.get_mut(env)?.commits.get_mut(&revision)?;
-        if info
-            .expected
-            .binary_search_by(|w| w.as_str().cmp(worker))
-            .is_err()
-        {
-            return None;
-        }
-        let before = info.acked.len();
-        info.acked.insert(worker.to_string(), applied_at);
-        let done = info.acked.len();
-        Some(AckProgress {
-            done,
-            expected: info.expected.len(),
-            completed_now: done == info.expected.len() && before < done,
-            committed_at: info.committed_at,
-            last_swap: info
-                .acked
-                .values()
-                .copied()
-                .max()
-                .unwrap_or(info.committed_at),
-        })
+    /// The stream of Worker `worker` of `env` held here, as the store keeps it.
+    pub fn connection(&self, env: &str, worker: &str) -> Option<WorkerConnection> {
+        let envs = self.lock();
+        let (_, w) = envs.get(env)?.workers.get(worker)?;
+        Some(row(env, w, self.manager()))
     }
 
-    pub fn commit_info(&self, env: &str, revision: u64) -> Option<CommitInfo> {
+    /// Every stream held here, as the store keeps them (refreshed periodically).
+    pub fn held(&self) -> Vec<WorkerConnection> {
+        let manager = self.manager();
         self.lock()
-            .get(env)
-            .and_then(|s| s.commits.get(&revision).cloned())
+            .iter()
+            .flat_map(|(env, s)| s.workers.values().map(|(_, w)| row(env, w, manager)))
+            .collect()
     }
 
-    /// Number of connected Workers per environment.
+    fn manager(&self) -> &str {
+        self.presence.as_ref().map_or("", |p| p.manager())
+    }
+
     /// The environments with Workers connected here, and the highest revision announced
     /// to each (`None`: nothing yet).
     pub fn followed(&self) -> Vec<(String, Option<u64>)> {
@@ -354,6 +324,11 @@ impl Fanout {
         state.announced = state.announced.max(revision);
     }
 
+    /// The highest revision of `env` announced here, if any.
+    pub fn announced_revision(&self, env: &str) -> Option<u64> {
+        self.lock().get(env).map(|s| s.announced).filter(|r| *r > 0)
+    }
+
     /// Whether `revision` of `env` was announced here.
     pub fn announced(&self, env: &str, revision: u64) -> bool {
         self.lock()
@@ -361,11 +336,25 @@ impl Fanout {
             .is_some_and(|s| revision <= s.announced)
     }
 
+    /// Number of connected Workers per environment.
     pub fn connected_counts(&self) -> Vec<(String, usize)> {
         self.lock()
             .iter()
             .map(|(env, s)| (env.clone(), s.workers.len()))
             .collect()
+    }
+}
+
+fn row(env: &str, w: &ConnectedWorker, manager: &str) -> WorkerConnection {
+    WorkerConnection {
+        env: env.to_string(),
+        worker_id: w.id.clone(),
+        manager: manager.to_string(),
+        session: w.session.clone(),
+        address: w.address.clone(),
+        version: w.version.clone(),
+        connected_at: w.connected_at,
+        last_seen: now_millis(),
     }
 }
 

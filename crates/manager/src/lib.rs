@@ -9,6 +9,7 @@ pub mod error;
 pub mod fanout;
 pub mod listener;
 pub mod metrics;
+mod presence;
 mod pull_cache;
 mod reports;
 pub mod rollout;
@@ -54,6 +55,9 @@ pub struct ManagerOptions {
     /// Workers must present a client certificate from the Manager's CA naming their
     /// environment (besides their worker token).
     pub require_worker_certificates: bool,
+    /// This Manager's name among those sharing a database (the Workers' streams it holds
+    /// are stored under it). Default: host name and process id.
+    pub name: Option<String>,
 }
 
 impl ManagerOptions {
@@ -67,6 +71,7 @@ impl ManagerOptions {
             tls_names: Vec::new(),
             allow_insecure_remote: false,
             require_worker_certificates: false,
+            name: None,
         }
     }
 }
@@ -133,11 +138,14 @@ impl Manager {
                 .map_err(ManagerError::Api)?,
         };
         let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
-        let reports = reports::ReportWriter::start(store.clone());
+        let metrics = Arc::new(metrics::ManagerMetrics::new());
+        let reports = reports::ReportWriter::start(store.clone(), metrics.clone());
+        let name = options.name.clone().unwrap_or_else(presence::default_name);
+        let presence = presence::Presence::new(store.clone(), name);
         let state = AppState {
             store,
-            fanout: fanout::Fanout::default(),
-            metrics: Arc::new(metrics::ManagerMetrics::new()),
+            fanout: fanout::Fanout::new(presence.clone()),
+            metrics,
             heartbeat: options.heartbeat,
             shutdown,
             secrets: Arc::new(SecretBox::new(&key)),
@@ -149,9 +157,11 @@ impl Manager {
             require_worker_certificates: options.require_worker_certificates,
             digest_master: Arc::new(state::DigestMaster(key)),
             rollouts: rollout::Rollouts::default(),
+            presence,
         };
         let created_admin_token = bootstrap_admin(&state, &options.data_dir).await?;
         tokio::spawn(commits::follow(state.clone(), state.shutdown.clone()));
+        tokio::spawn(presence::keep_fresh(state.clone(), state.shutdown.clone()));
         let ca = match options.tls {
             ServeTls::InsecureHttp => None,
             _ => {

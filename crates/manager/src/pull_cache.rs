@@ -61,6 +61,22 @@ impl PullCache {
         cell.get_or_try_init(build).await.cloned()
     }
 
+    /// The answer to give a Worker at `since` while the store cannot be reached: of the
+    /// newest revision answered here, the delta from `since` if it was built, else the full
+    /// state (right for any `since`). `None` when no answer of `env` was built.
+    pub fn last_answer(&self, env: &str, since: u64) -> Option<Bytes> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let built = |key: &Key| inner.map.get(key).and_then(|c| c.get().cloned());
+        let newest = inner
+            .order
+            .iter()
+            .filter(|(e, s, _)| e == env && (*s == 0 || *s == since))
+            .filter(|key| built(key).is_some())
+            .map(|(_, _, r)| *r)
+            .max()?;
+        built(&(env.to_string(), since, newest)).or_else(|| built(&(env.to_string(), 0, newest)))
+    }
+
     /// Drops every answer of `env` (it was deleted: a new environment of that name starts
     /// again at revision 0, and must not be answered with the old one's content).
     pub fn forget(&self, env: &str) {
@@ -130,6 +146,34 @@ mod tests {
             })
             .await;
         assert_eq!(r.unwrap(), Bytes::from_static(b"b"));
+    }
+
+    #[tokio::test]
+    async fn without_the_store_the_newest_answer_is_given() {
+        let cache = PullCache::default();
+        assert_eq!(cache.last_answer("dev", 3), None);
+        for (since, revision, body) in [(0, 4, "full4"), (3, 4, "d3-4"), (0, 5, "full5")] {
+            let _ = cache
+                .get_or_build("dev", since, revision, || async move {
+                    Ok::<_, ()>(Bytes::from_static(body.as_bytes()))
+                })
+                .await;
+        }
+        // The newest revision's full state: no delta to it from 3 was built.
+        assert_eq!(
+            cache.last_answer("dev", 3).unwrap(),
+            Bytes::from_static(b"full5")
+        );
+        let _ = cache
+            .get_or_build("dev", 3, 5, || async {
+                Ok::<_, ()>(Bytes::from_static(b"d3-5"))
+            })
+            .await;
+        assert_eq!(
+            cache.last_answer("dev", 3).unwrap(),
+            Bytes::from_static(b"d3-5")
+        );
+        assert_eq!(cache.last_answer("prod", 3), None);
     }
 
     #[tokio::test]

@@ -44,6 +44,8 @@ pub struct AppState {
     pub digest_master: Arc<DigestMaster>,
     /// Each environment's latest rollout (`rollout.rs`).
     pub rollouts: crate::rollout::Rollouts,
+    /// Writes the Workers' streams held here to the store (`presence.rs`).
+    pub presence: Arc<crate::presence::Presence>,
 }
 
 /// The key every environment's [`DigestKey`] is derived from (the Manager's secret key):

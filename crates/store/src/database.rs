@@ -26,7 +26,8 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use crate::{
     AuditQuery, AuditRecord, CommitOutcome, CommitRequest, EntityRecord, EnvDeletion, EnvInfo,
-    Result, RevisionRecord, Store, StoreError, TokenRecord, WorkerReport, sql,
+    Result, RevisionProgress, RevisionRecord, Store, StoreError, TokenRecord, WorkerConnection,
+    WorkerReport, now_millis, sql,
 };
 use identity::{Witness, WitnessFile};
 use rows::{db, param, unavailable};
@@ -599,12 +600,66 @@ impl Store for SqlStore {
         rows::all(&rows, rows::revision)
     }
 
-    async fn record_report(&self, report: WorkerReport) -> Result<()> {
+    async fn record_report(&self, report: WorkerReport) -> Result<Vec<RevisionProgress>> {
         write::record_reports(self, vec![report]).await
     }
 
-    async fn record_reports(&self, reports: Vec<WorkerReport>) -> Result<()> {
+    async fn record_reports(&self, reports: Vec<WorkerReport>) -> Result<Vec<RevisionProgress>> {
         write::record_reports(self, reports).await
+    }
+
+    async fn worker_connected(&self, connection: WorkerConnection) -> Result<()> {
+        write::worker_connected(self, connection).await
+    }
+
+    async fn worker_disconnected(
+        &self,
+        env: &str,
+        worker_id: &str,
+        manager: &str,
+        session: &str,
+    ) -> Result<()> {
+        write::worker_disconnected(self, [env, worker_id, manager, session]).await
+    }
+
+    async fn refresh_connections(&self, manager: &str, held: Vec<WorkerConnection>) -> Result<()> {
+        write::refresh_connections(self, manager, held).await
+    }
+
+    async fn connections(&self, env: &str) -> Result<Vec<WorkerConnection>> {
+        let rows = sqlx::query(sql::CONNECTIONS_LIVE)
+            .bind(env)
+            .bind(now_millis() - crate::PRESENCE_TTL_MS)
+            .fetch_all(&mut *self.conn().await?)
+            .await
+            .map_err(db("list worker connections"))?;
+        let mut out = rows::all(&rows, rows::connection)?;
+        // One per Worker: its latest stream (rows come latest first per Worker).
+        out.dedup_by(|later, first| later.worker_id == first.worker_id);
+        Ok(out)
+    }
+
+    async fn expected_workers(&self, env: &str, revision: u64) -> Result<Option<Vec<String>>> {
+        let mut tx = self.begin_read().await?;
+        let rev = rows::stored(revision, "revision")?;
+        let known: Option<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(sql::REVISION_EXPECTED)
+            .bind(env)
+            .bind(rev)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("read the expected Workers"))?;
+        if known.and_then(|(_, expected, _)| expected).is_none() {
+            finish_read(tx).await?;
+            return Ok(None);
+        }
+        let ids: Vec<String> = sqlx::query_scalar(sql::REVISION_WORKERS)
+            .bind(env)
+            .bind(rev)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("read the expected Workers"))?;
+        finish_read(tx).await?;
+        Ok(Some(ids))
     }
 
     async fn reports_for(&self, env: &str, revision: u64) -> Result<Vec<WorkerReport>> {

@@ -169,6 +169,51 @@ impl CommitNotice {
     }
 }
 
+/// How long a [`WorkerConnection`] counts without being refreshed: a Manager refreshes its
+/// connections every [`PRESENCE_REFRESH_MS`], so a row older than this belongs to a Manager
+/// that went away (its Workers have reconnected elsewhere, or are gone). Assumes the
+/// Managers' clocks agree to well within this.
+pub const PRESENCE_TTL_MS: Millis = 30_000;
+
+/// How often a Manager refreshes the connections it holds (see [`PRESENCE_TTL_MS`]).
+pub const PRESENCE_REFRESH_MS: Millis = 10_000;
+
+/// A Worker's event stream as the Manager holding it writes it down. Stored so that who is
+/// connected — and so who is expected to pick up a revision — is the same answer from every
+/// Manager on the database, and from a restarted one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerConnection {
+    pub env: String,
+    pub worker_id: String,
+    /// The Manager holding the stream (its `--name`).
+    pub manager: String,
+    /// Distinguishes one stream of this Worker on this Manager from the next: a late
+    /// "disconnected" of an old stream never removes a newer one.
+    pub session: String,
+    pub address: Option<String>,
+    pub version: Option<String>,
+    pub connected_at: Millis,
+    /// The last time the Manager said it still holds the stream.
+    pub last_seen: Millis,
+}
+
+/// Where a revision stands after ACKs for it were stored: how many of the Workers expected
+/// to pick it up have ACKed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionProgress {
+    pub env: String,
+    pub revision: u64,
+    /// Workers connected (to any Manager) when it was committed.
+    pub expected: u64,
+    /// Expected Workers that have ACKed it.
+    pub done: u64,
+    pub committed_at: Millis,
+    /// The latest swap time among the expected Workers' ACKs.
+    pub last_swap: Millis,
+    /// This write completed the set (true for exactly one write, whichever Manager made it).
+    pub completed_now: bool,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     pub env: Option<String>,
@@ -233,10 +278,34 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a Worker's ACK/NACK and an audit record for it, in one transaction.
     /// A repeated report for the same (env, worker, revision) replaces the earlier one.
-    async fn record_report(&self, report: WorkerReport) -> Result<()>;
+    /// Returns the progress of the revision it ACKs (see [`Store::record_reports`]).
+    async fn record_report(&self, report: WorkerReport) -> Result<Vec<RevisionProgress>>;
     /// Stores several reports, each with its audit record, in one transaction: all or none.
     /// (The Manager groups the ACKs that arrive together, one commit for all of them.)
-    async fn record_reports(&self, reports: Vec<WorkerReport>) -> Result<()>;
+    /// Returns, for each revision ACKed in the batch whose expected Workers are known and
+    /// not none, how many of them have ACKed it; the write that completes the set records
+    /// the revision as completed (once, whichever Manager writes it).
+    async fn record_reports(&self, reports: Vec<WorkerReport>) -> Result<Vec<RevisionProgress>>;
+
+    /// Writes down (or replaces) a Worker's stream held by a Manager.
+    async fn worker_connected(&self, connection: WorkerConnection) -> Result<()>;
+    /// Removes a stream, if it is still the one of `session`.
+    async fn worker_disconnected(
+        &self,
+        env: &str,
+        worker_id: &str,
+        manager: &str,
+        session: &str,
+    ) -> Result<()>;
+    /// Replaces every stream `manager` holds with `held` (refreshed: `last_seen` now), and
+    /// drops rows of any Manager not refreshed for ten times the TTL. One transaction.
+    async fn refresh_connections(&self, manager: &str, held: Vec<WorkerConnection>) -> Result<()>;
+    /// The Workers of an environment with a stream open on some Manager (rows refreshed
+    /// within [`PRESENCE_TTL_MS`]), one per Worker (its latest stream), by id.
+    async fn connections(&self, env: &str) -> Result<Vec<WorkerConnection>>;
+    /// The Workers expected to pick up a revision (sorted); `None` when that is not known
+    /// (a revision committed before presence was stored).
+    async fn expected_workers(&self, env: &str, revision: u64) -> Result<Option<Vec<String>>>;
     /// Every report for one revision.
     async fn reports_for(&self, env: &str, revision: u64) -> Result<Vec<WorkerReport>>;
     /// The latest report of each Worker of an environment.

@@ -68,7 +68,8 @@ pub(crate) const ENTITIES_CHANGED_SINCE: &str = "SELECT kind, name, version, rev
 // ---- revisions ----
 
 pub(crate) const REVISION_INSERT: &str = "INSERT INTO revisions \
-     (env, revision, committed_at, actor, operation, changes) VALUES ($1, $2, $3, $4, $5, $6)";
+     (env, revision, committed_at, actor, operation, changes, expected_workers) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 pub(crate) const REVISION_GET: &str = "SELECT env, revision, committed_at, actor, operation, \
      changes FROM revisions WHERE env = $1 AND revision = $2";
@@ -162,8 +163,60 @@ pub(crate) const ENV_COUNT_LIVE: &str =
 
 pub(crate) const ENV_COUNT_REVISIONS: &str = "SELECT COUNT(*) FROM revisions WHERE env = $1";
 
+// ---- presence ----
+
+pub(crate) const CONNECTION_UPSERT: &str = "INSERT INTO worker_connections \
+     (env, worker_id, manager, session, address, version, connected_at, last_seen) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (env, worker_id, manager) DO UPDATE SET \
+     session = excluded.session, address = excluded.address, version = excluded.version, \
+     connected_at = excluded.connected_at, last_seen = excluded.last_seen";
+
+pub(crate) const CONNECTION_DELETE: &str = "DELETE FROM worker_connections \
+     WHERE env = $1 AND worker_id = $2 AND manager = $3 AND session = $4";
+
+pub(crate) const CONNECTIONS_OF_MANAGER_DELETE: &str =
+    "DELETE FROM worker_connections WHERE manager = $1";
+
+/// Rows no Manager has refreshed for long (`$1`: the cutoff).
+pub(crate) const CONNECTIONS_ABANDONED_DELETE: &str =
+    "DELETE FROM worker_connections WHERE last_seen < $1";
+
+/// Live streams of an environment (refreshed since `$2`), latest first per Worker.
+pub(crate) const CONNECTIONS_LIVE: &str = "SELECT env, worker_id, manager, session, address, \
+     version, connected_at, last_seen FROM worker_connections \
+     WHERE env = $1 AND last_seen >= $2 ORDER BY worker_id, connected_at DESC";
+
+/// The Workers expected for revision `$2`: those with a live stream (refreshed since `$3`).
+pub(crate) const REVISION_WORKERS_INSERT: &str = "INSERT INTO revision_workers \
+     (env, revision, worker_id) SELECT DISTINCT env, $2, worker_id FROM worker_connections \
+     WHERE env = $1 AND last_seen >= $3";
+
+pub(crate) const REVISION_WORKERS: &str =
+    "SELECT worker_id FROM revision_workers WHERE env = $1 AND revision = $2 ORDER BY worker_id";
+
+pub(crate) const REVISION_EXPECTED: &str = "SELECT committed_at, expected_workers, completed_at \
+     FROM revisions WHERE env = $1 AND revision = $2";
+
+/// Expected Workers of revision `$2` that ACKed it: how many, and the latest swap.
+pub(crate) const REVISION_ACKED: &str = "SELECT COUNT(*), MAX(r.applied_at) \
+     FROM revision_workers w JOIN worker_reports r \
+       ON r.env = w.env AND r.revision = w.revision AND r.worker_id = w.worker_id \
+     WHERE w.env = $1 AND w.revision = $2 AND r.status = 'ack'";
+
+pub(crate) const REVISION_COMPLETE: &str = "UPDATE revisions SET completed_at = $3 \
+     WHERE env = $1 AND revision = $2 AND completed_at IS NULL";
+
 /// Every row that refers to the environment, children first, then the environment itself.
-pub(crate) const ENV_DELETE: [(&str, &str); 5] = [
+pub(crate) const ENV_DELETE: [(&str, &str); 7] = [
+    (
+        "DELETE FROM worker_connections WHERE env = $1",
+        "delete environment: worker connections",
+    ),
+    (
+        "DELETE FROM revision_workers WHERE env = $1",
+        "delete environment: expected workers",
+    ),
     (
         "DELETE FROM worker_reports WHERE env = $1",
         "delete environment: reports",

@@ -61,6 +61,19 @@ pub struct ManagerArgs {
     /// environment (`switchyard manager worker-cert create`).
     #[arg(long, conflicts_with = "insecure_http")]
     pub require_worker_certificates: bool,
+    /// This Manager's name among the Managers sharing a database: the Workers' streams it
+    /// holds are stored under it (shown in `GET /v1/envs/ENV/workers`). Must be unique
+    /// among them. Default: host name and process id.
+    #[arg(long, env = "SWITCHYARD_MANAGER_NAME", value_parser = manager_name)]
+    pub name: Option<String>,
+}
+
+/// A Manager name: 1 to 100 visible ASCII characters.
+fn manager_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 100 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("a Manager name is 1 to 100 visible ASCII characters (no spaces)".into());
+    }
+    Ok(s.to_string())
 }
 
 /// Where the Manager's state is kept.
@@ -188,6 +201,7 @@ async fn serve(args: ManagerArgs) -> anyhow::Result<()> {
     options.tls_names = args.tls_names;
     options.allow_insecure_remote = args.allow_insecure_remote;
     options.require_worker_certificates = args.require_worker_certificates;
+    options.name = args.name.clone();
     let manager = Manager::open(options).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

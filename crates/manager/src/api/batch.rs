@@ -225,10 +225,12 @@ fn publish(state: &AppState, who: &Principal, outcome: &CommitOutcome, operation
         .commits
         .get_or_create(&[("env", env.clone())])
         .inc();
-    state.fanout.publish(
-        RevisionEvent::of_commit(env, outcome.revision, &outcome.changes),
-        outcome.committed_at,
-    );
+    state.fanout.publish(RevisionEvent::of_commit(
+        env,
+        outcome.revision,
+        &outcome.changes,
+    ));
+    crate::api::sync::warm_pull(state, env, outcome.revision);
     tracing::info!(env = %env, revision = outcome.revision, changes = outcome.changes.len(), actor = %who.actor(), operation = operation.as_str(), "revision committed");
 }
 
@@ -582,7 +584,7 @@ async fn plan(
         changes: Vec::new(),
         unchanged: Vec::new(),
     };
-    let unread = unread_kinds(state, env);
+    let unread = unread_kinds(state, env).await?;
     for c in changes {
         let (kind, name) = match c {
             Change::Upsert { kind, name, .. } | Change::Delete { kind, name } => (*kind, name),
@@ -645,10 +647,11 @@ async fn plan(
 
 /// The kinds some Worker connected to `env` cannot read, with why: it says (in
 /// `x-switchyard-version`) it does not read them, so its binary must be rolled out first.
-/// Workers that do not say are taken to read every kind. Computed once per plan.
-fn unread_kinds(state: &AppState, env: &str) -> BTreeMap<Kind, String> {
-    let workers = state.fanout.connected(env);
-    Kind::ALL
+/// Workers that do not say are taken to read every kind. Computed once per plan, over the
+/// Workers connected to any Manager on the database.
+async fn unread_kinds(state: &AppState, env: &str) -> ApiResult<BTreeMap<Kind, String>> {
+    let workers = state.store.connections(env).await?;
+    Ok(Kind::ALL
         .into_iter()
         .filter_map(|kind| {
             let behind: Vec<String> = workers
@@ -656,7 +659,8 @@ fn unread_kinds(state: &AppState, env: &str) -> BTreeMap<Kind, String> {
                 .filter_map(|w| {
                     let version = w.version.as_deref()?;
                     let kinds = worker_kinds(version)?;
-                    (!kinds.contains(&kind.as_str())).then(|| format!("{} ({version})", w.id))
+                    (!kinds.contains(&kind.as_str()))
+                        .then(|| format!("{} ({version})", w.worker_id))
                 })
                 .collect();
             (!behind.is_empty()).then(|| {
@@ -667,7 +671,7 @@ fn unread_kinds(state: &AppState, env: &str) -> BTreeMap<Kind, String> {
                 (kind, why)
             })
         })
-        .collect()
+        .collect())
 }
 
 /// The fields an update changes (secret values redacted).

@@ -8,7 +8,7 @@ mod openapi;
 mod promote;
 mod rollback;
 mod rollout;
-mod sync;
+pub(crate) mod sync;
 mod tokens;
 mod views;
 

@@ -58,7 +58,20 @@ pub async fn pull(
     if let Some(id) = header(&headers, WORKER_ID_HEADER) {
         who.require_worker_name(&id)?;
     }
-    let info = state.env_info(&env).await?;
+    let info = match state.env_info(&env).await {
+        Ok(info) => info,
+        // The database is down: answer from what this Manager built last (the revision
+        // it announced), so Workers that connect or fail over meanwhile still get it.
+        Err(e) if e.code == ErrorCode::StoreUnavailable => {
+            let body = state.pulls.last_answer(&env, q.since).ok_or(e)?;
+            return Ok((
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response());
+        }
+        Err(e) => return Err(e),
+    };
     let full = q.since == 0 || q.since > info.revision;
     let since = if full { 0 } else { q.since };
     let body = state
@@ -72,6 +85,21 @@ pub async fn pull(
         body,
     )
         .into_response())
+}
+
+/// Builds the full-state answer of `revision` in the background, so that a Worker that
+/// starts or fails over to this Manager while the database is down can still be answered.
+pub fn warm_pull(state: &AppState, env: &str, revision: u64) {
+    let (state, env) = (state.clone(), env.to_string());
+    tokio::spawn(async move {
+        let built = state
+            .pulls
+            .get_or_build(&env, 0, revision, || build_pull(&state, &env, 0, revision))
+            .await;
+        if let Err(e) = built {
+            tracing::debug!(env, revision, error = %e.message, "cannot prepare the revision's full pull answer");
+        }
+    });
 }
 
 /// The pull answer: what changed after `since` (everything when 0), at `revision` or, when a
@@ -159,7 +187,20 @@ pub async fn events(
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     who.require_read(&env)?;
-    let info = state.env_info(&env).await?;
+    let info = match state.env_info(&env).await {
+        Ok(info) => info,
+        // The database is down: an environment announced here is followed from the
+        // revision announced (what this Manager can answer pulls with).
+        Err(e) if e.code == ErrorCode::StoreUnavailable => {
+            let revision = state.fanout.announced_revision(&env).ok_or(e)?;
+            switchyard_api::records::EnvInfo {
+                name: env.clone(),
+                revision,
+                created_at: 0,
+            }
+        }
+        Err(e) => return Err(e),
+    };
     if let Some(id) = header(&headers, WORKER_ID_HEADER) {
         who.require_worker_name(&id)?;
     }
@@ -188,6 +229,13 @@ pub async fn events(
         directives,
         guard,
     } = sub;
+    // Written down before the stream is answered: from now on a commit, through any
+    // Manager, expects this Worker to pick it up.
+    if let Some(id) = guard.worker()
+        && let Some(row) = state.fanout.connection(&env, id)
+    {
+        state.presence.connected(row).await;
+    }
     let me = guard.process();
     let live = BroadcastStream::new(rx).filter_map(move |msg| {
         let _connected = &guard;
@@ -314,9 +362,6 @@ pub async fn report(
             tracing::warn!(env = %env, worker = %worker_id, revision = body.revision, error = body.error.as_deref().unwrap_or(""), "worker NACK")
         }
     }
-    if status == ReportStatus::Ack {
-        observe_propagation(&state, &env, body.revision, &worker_id, body.applied_at);
-    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -396,26 +441,4 @@ async fn check_report(
         }
     }
     Ok(())
-}
-
-/// When this ACK is the one that completes the set of Workers expected for the revision,
-/// record commit → last swap as the propagation time, and the completeness ratio.
-fn observe_propagation(state: &AppState, env: &str, revision: u64, worker: &str, applied_at: i64) {
-    let Some(p) = state.fanout.record_ack(env, revision, worker, applied_at) else {
-        return;
-    };
-    let labels = [("env", env.to_string())];
-    state
-        .metrics
-        .completeness
-        .get_or_create(&labels)
-        .set(p.done as f64 / p.expected.max(1) as f64);
-    if p.completed_now {
-        let seconds = (p.last_swap - p.committed_at).max(0) as f64 / 1000.0;
-        state
-            .metrics
-            .propagation
-            .get_or_create(&labels)
-            .observe(seconds);
-    }
 }

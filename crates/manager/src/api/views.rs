@@ -127,40 +127,39 @@ pub async fn revision(
         )
     })?;
     let reports = state.store.reports_for(&env, rev).await?;
-    let info = state.fanout.commit_info(&env, rev);
+    let expected = state.store.expected_workers(&env, rev).await?;
     let acks: Vec<&WorkerReport> = reports
         .iter()
         .filter(|r| r.status == ReportStatus::Ack)
         .collect();
     let nacks = reports.len() - acks.len();
     let caught_up = acks.iter().filter(|r| r.caught_up_to.is_some()).count();
-    let joined_after: Vec<String> = match &info {
-        Some(info) => acks
+    let joined_after: Vec<String> = match &expected {
+        Some(expected) => acks
             .iter()
-            .filter(|r| info.expected.binary_search(&r.worker_id).is_err())
+            .filter(|r| expected.binary_search(&r.worker_id).is_err())
             .map(|r| r.worker_id.clone())
             .collect(),
         None => Vec::new(),
     };
     let committed = record.committed_at;
     let first_swap_ms = acks.iter().map(|r| (r.applied_at - committed).max(0)).min();
-    let (propagation_ms, audit_completeness) = match &info {
-        Some(info) if !info.expected.is_empty() => {
+    let (propagation_ms, audit_completeness) = match &expected {
+        Some(expected) if !expected.is_empty() => {
             let acked: HashSet<&str> = acks.iter().map(|r| r.worker_id.as_str()).collect();
-            let done = info
-                .expected
+            let done = expected
                 .iter()
                 .filter(|w| acked.contains(w.as_str()))
                 .count();
-            let complete = done == info.expected.len();
+            let complete = done == expected.len();
             let last = acks
                 .iter()
-                .filter(|r| info.expected.contains(&r.worker_id))
+                .filter(|r| expected.binary_search(&r.worker_id).is_ok())
                 .map(|r| (r.applied_at - committed).max(0))
                 .max();
             (
                 if complete { last } else { None },
-                Some(done as f64 / info.expected.len() as f64),
+                Some(done as f64 / expected.len() as f64),
             )
         }
         Some(_) => (None, None),
@@ -171,7 +170,7 @@ pub async fn revision(
     };
     Ok(Json(RevisionView {
         record,
-        expected_workers: info.map(|i| i.expected),
+        expected_workers: expected,
         acks: acks.len(),
         applied: acks.len() - caught_up,
         caught_up,
@@ -206,12 +205,13 @@ pub async fn workers(
 ) -> ApiResult<Json<Vec<WorkerView>>> {
     who.require_read(&env)?;
     let current = state.env_info(&env).await?.revision;
-    let connected = state.fanout.connected(&env);
+    // Connected to any Manager on the database.
+    let connected = state.store.connections(&env).await?;
     let reports = state.store.latest_reports(&env).await?;
     let acked = state.store.acked_revisions(&env).await?;
     let mut ids: Vec<String> = connected
         .iter()
-        .map(|w| w.id.clone())
+        .map(|w| w.worker_id.clone())
         .chain(reports.iter().map(|r| r.worker_id.clone()))
         .collect();
     ids.sort();
@@ -220,7 +220,7 @@ pub async fn workers(
     let views = ids
         .into_iter()
         .map(|id| {
-            let conn = connected.iter().find(|w| w.id == id);
+            let conn = connected.iter().find(|w| w.worker_id == id);
             let last = reports.iter().find(|r| r.worker_id == id).cloned();
             // A NACK keeps the Worker on its last good revision: that is what it serves.
             let acked = acked.iter().find(|(w, _)| *w == id).map(|(_, r)| *r);
@@ -232,6 +232,7 @@ pub async fn workers(
                 connected: conn.is_some(),
                 revision: acked,
                 lag: acked.map(|r| current.saturating_sub(r)),
+                manager: conn.map(|c| c.manager.clone()),
                 last_seen: if conn.is_some() {
                     Some(now)
                 } else {

@@ -161,6 +161,19 @@ pub(super) fn report(row: &AnyRow) -> Result<WorkerReport, StoreError> {
     })
 }
 
+pub(super) fn connection(row: &AnyRow) -> Result<crate::WorkerConnection, StoreError> {
+    Ok(crate::WorkerConnection {
+        env: get(row, "env")?,
+        worker_id: get(row, "worker_id")?,
+        manager: get(row, "manager")?,
+        session: get(row, "session")?,
+        address: get(row, "address")?,
+        version: get(row, "version")?,
+        connected_at: get(row, "connected_at")?,
+        last_seen: get(row, "last_seen")?,
+    })
+}
+
 pub(super) fn status_str(status: ReportStatus) -> &'static str {
     match status {
         ReportStatus::Ack => "ack",

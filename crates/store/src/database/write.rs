@@ -13,7 +13,8 @@ use super::rows::{self, audit_failed, db, stored};
 use super::{SqlStore, env_revision_locked};
 use crate::{
     AppliedChange, Change, CommitOutcome, CommitRequest, EnvDeletion, EnvInfo, Operation,
-    ReportStatus, Result, StoreError, TokenRecord, WorkerReport, now_millis, sql,
+    ReportStatus, Result, RevisionProgress, StoreError, TokenRecord, WorkerConnection,
+    WorkerReport, now_millis, sql,
 };
 
 /// One audit record about to be written.
@@ -312,6 +313,15 @@ async fn commit_in(conn: &mut AnyConnection, req: CommitRequest) -> Result<Commi
         changes.push(change);
     }
 
+    // Who is expected to pick it up: the Workers connected, to any Manager, right now.
+    let expected = sqlx::query(sql::REVISION_WORKERS_INSERT)
+        .bind(req.env.as_str())
+        .bind(revision_param)
+        .bind(committed_at - crate::PRESENCE_TTL_MS)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("commit: write the expected Workers"))?
+        .rows_affected();
     sqlx::query(sql::REVISION_INSERT)
         .bind(req.env.as_str())
         .bind(revision_param)
@@ -319,6 +329,7 @@ async fn commit_in(conn: &mut AnyConnection, req: CommitRequest) -> Result<Commi
         .bind(req.actor.as_str())
         .bind(req.operation.as_str())
         .bind(rows::to_json(&changes, "revision changes")?)
+        .bind(stored(expected, "expected workers")?)
         .execute(&mut *conn)
         .await
         .map_err(db("commit: write revision"))?;
@@ -468,16 +479,159 @@ async fn env_audit(
     .await
 }
 
-pub(super) async fn record_reports(store: &SqlStore, reports: Vec<WorkerReport>) -> Result<()> {
+pub(super) async fn record_reports(
+    store: &SqlStore,
+    reports: Vec<WorkerReport>,
+) -> Result<Vec<RevisionProgress>> {
     let (_guard, mut tx) = store.begin_write().await?;
-    let mut result = Ok(());
+    let result = record_reports_in(&mut tx, reports).await;
+    finish(tx, result, |_| true, "record reports: commit").await
+}
+
+async fn record_reports_in(
+    conn: &mut AnyConnection,
+    reports: Vec<WorkerReport>,
+) -> Result<Vec<RevisionProgress>> {
+    let mut acked: Vec<(String, u64)> = reports
+        .iter()
+        .filter(|r| r.status == ReportStatus::Ack)
+        .map(|r| (r.env.clone(), r.revision))
+        .collect();
+    acked.sort();
+    acked.dedup();
     for report in reports {
-        result = record_report_in(&mut tx, report).await;
-        if result.is_err() {
-            break;
+        record_report_in(conn, report).await?;
+    }
+    let mut progress = Vec::with_capacity(acked.len());
+    for (env, revision) in acked {
+        if let Some(p) = revision_progress(conn, env, revision).await? {
+            progress.push(p);
         }
     }
-    finish(tx, result, |_| true, "record reports: commit").await
+    Ok(progress)
+}
+
+/// How many of the Workers expected for `revision` have ACKed it; marks it completed when
+/// all have. Runs in the report's transaction, after the environment's row was locked
+/// (`record_report_in`), so two Managers never both complete one revision.
+async fn revision_progress(
+    conn: &mut AnyConnection,
+    env: String,
+    revision: u64,
+) -> Result<Option<RevisionProgress>> {
+    let rev = stored(revision, "revision")?;
+    let row: Option<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(sql::REVISION_EXPECTED)
+        .bind(env.as_str())
+        .bind(rev)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("record reports: read the expected Workers"))?;
+    let Some((committed_at, Some(expected), completed_at)) = row else {
+        return Ok(None);
+    };
+    if expected <= 0 {
+        return Ok(None);
+    }
+    let (done, last_swap): (i64, Option<i64>) = sqlx::query_as(sql::REVISION_ACKED)
+        .bind(env.as_str())
+        .bind(rev)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db("record reports: count the ACKs"))?;
+    let mut completed_now = false;
+    if done >= expected && completed_at.is_none() {
+        completed_now = sqlx::query(sql::REVISION_COMPLETE)
+            .bind(env.as_str())
+            .bind(rev)
+            .bind(now_millis())
+            .execute(&mut *conn)
+            .await
+            .map_err(db("record reports: mark the revision complete"))?
+            .rows_affected()
+            == 1;
+    }
+    Ok(Some(RevisionProgress {
+        env,
+        revision,
+        expected: rows::unsigned(expected, "expected workers")?,
+        done: rows::unsigned(done, "acked workers")?,
+        committed_at,
+        last_swap: last_swap.unwrap_or(committed_at),
+        completed_now,
+    }))
+}
+
+pub(super) async fn worker_connected(store: &SqlStore, c: WorkerConnection) -> Result<()> {
+    let (_guard, mut tx) = store.begin_write().await?;
+    let result = upsert_connection(&mut tx, &c).await;
+    finish(tx, result, |_| true, "worker connected: commit").await
+}
+
+async fn upsert_connection(conn: &mut AnyConnection, c: &WorkerConnection) -> Result<()> {
+    sqlx::query(sql::CONNECTION_UPSERT)
+        .bind(c.env.as_str())
+        .bind(c.worker_id.as_str())
+        .bind(c.manager.as_str())
+        .bind(c.session.as_str())
+        .bind(c.address.as_deref())
+        .bind(c.version.as_deref())
+        .bind(c.connected_at)
+        .bind(c.last_seen)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("write a worker connection"))?;
+    Ok(())
+}
+
+pub(super) async fn worker_disconnected(store: &SqlStore, key: [&str; 4]) -> Result<()> {
+    let (_guard, mut tx) = store.begin_write().await?;
+    let mut q = sqlx::query(sql::CONNECTION_DELETE);
+    for part in key {
+        q = q.bind(part);
+    }
+    let result = q
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+        .map_err(db("remove a worker connection"));
+    finish(tx, result, |_| true, "worker disconnected: commit").await
+}
+
+pub(super) async fn refresh_connections(
+    store: &SqlStore,
+    manager: &str,
+    held: Vec<WorkerConnection>,
+) -> Result<()> {
+    let (_guard, mut tx) = store.begin_write().await?;
+    let result = refresh_connections_in(&mut tx, manager, held).await;
+    finish(tx, result, |_| true, "refresh worker connections: commit").await
+}
+
+async fn refresh_connections_in(
+    conn: &mut AnyConnection,
+    manager: &str,
+    held: Vec<WorkerConnection>,
+) -> Result<()> {
+    let now = now_millis();
+    sqlx::query(sql::CONNECTIONS_OF_MANAGER_DELETE)
+        .bind(manager)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("refresh worker connections"))?;
+    sqlx::query(sql::CONNECTIONS_ABANDONED_DELETE)
+        .bind(now - 10 * crate::PRESENCE_TTL_MS)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("drop abandoned worker connections"))?;
+    for c in held {
+        let c = WorkerConnection {
+            manager: manager.to_string(),
+            last_seen: now,
+            ..c
+        };
+        upsert_connection(conn, &c).await?;
+    }
+    Ok(())
 }
 
 async fn record_report_in(conn: &mut AnyConnection, report: WorkerReport) -> Result<()> {
