@@ -6,10 +6,11 @@
 //! logged and repaired by the next refresh; streams are served either way.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use switchyard_store::{PRESENCE_REFRESH_MS, Store, WorkerConnection};
+use switchyard_api::records::now_millis;
+use switchyard_store::{PRESENCE_REFRESH_MS, PRESENCE_TTL_MS, Store, WorkerConnection};
 
 use crate::state::AppState;
 
@@ -19,6 +20,8 @@ pub struct Presence {
     /// This Manager's name, unique among the Managers of a database.
     manager: String,
     sessions: AtomicU64,
+    /// When the streams held here were last refreshed in the store (0: not yet).
+    refreshed_at: AtomicI64,
 }
 
 impl Presence {
@@ -27,6 +30,7 @@ impl Presence {
             store,
             manager,
             sessions: AtomicU64::new(0),
+            refreshed_at: AtomicI64::new(0),
         })
     }
 
@@ -47,6 +51,24 @@ impl Presence {
         if let Err(e) = self.store.worker_connected(connection).await {
             tracing::warn!(env, worker, error = %e, "cannot store the Worker's connection; the next refresh will");
         }
+    }
+
+    /// Refreshes every stream held here (`held`) in the store.
+    pub async fn refresh(
+        &self,
+        held: Vec<WorkerConnection>,
+    ) -> Result<(), switchyard_store::StoreError> {
+        let at = now_millis();
+        self.store.refresh_connections(&self.manager, held).await?;
+        self.refreshed_at.store(at, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether the rows of the streams held here may have expired (the last refresh failed
+    /// for a while, e.g. the database was down): a commit then refreshes them first, so
+    /// the Workers connected here are expected to pick it up.
+    pub fn lapsed(&self) -> bool {
+        now_millis() - self.refreshed_at.load(Ordering::Relaxed) > PRESENCE_TTL_MS / 2
     }
 
     /// Removes a stream that closed, in the background (called from a `Drop`).
@@ -77,27 +99,23 @@ pub fn default_name() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// Refreshes the streams this Manager holds until `shutdown` turns true; then removes them
-/// (the Workers reconnect elsewhere and are written down there).
+/// Refreshes the streams this Manager holds every [`PRESENCE_REFRESH_MS`] (every second
+/// while that fails) until `shutdown` turns true; then removes them (the Workers reconnect
+/// elsewhere and are written down there).
 pub async fn keep_fresh(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(PRESENCE_REFRESH_MS as u64));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            () = tokio::time::sleep(wait) => {}
             () = crate::commits::stopped(&mut shutdown) => break,
         }
-        let held = state.fanout.held();
-        if let Err(e) = state
-            .store
-            .refresh_connections(state.presence.manager(), held)
-            .await
-        {
-            tracing::debug!(error = %e, "cannot refresh the Workers' connections in the store");
-        }
+        wait = match state.presence.refresh(state.fanout.held()).await {
+            Ok(()) => Duration::from_millis(PRESENCE_REFRESH_MS as u64),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot refresh the Workers' connections in the store");
+                Duration::from_secs(1)
+            }
+        };
     }
-    let _ = state
-        .store
-        .refresh_connections(state.presence.manager(), Vec::new())
-        .await;
+    let _ = state.presence.refresh(Vec::new()).await;
 }

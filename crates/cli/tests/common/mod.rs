@@ -159,6 +159,8 @@ pub struct Manager {
     runtime: tokio::runtime::Runtime,
     /// `--database`, when the Manager's store is not the one in its data directory.
     database: Option<String>,
+    /// The flags it was started with beside `--data` and `--listen` (a restart reuses them).
+    flags: Vec<String>,
 }
 
 /// A `switchyard manager` process on port 0 over `data` (HTTPS with its own CA,
@@ -252,7 +254,25 @@ impl Manager {
             api,
             runtime,
             database: database.map(str::to_string),
+            flags: extra.iter().map(|f| f.to_string()).collect(),
         }
+    }
+
+    /// Kills the process (SIGKILL: a crash, nothing said to anyone) and starts another over
+    /// the same data directory and flags, on a new port.
+    pub fn restart(self) -> Manager {
+        let Manager {
+            mut proc,
+            dir,
+            admin,
+            database,
+            flags,
+            ..
+        } = self;
+        let _ = proc.child.kill();
+        let _ = proc.child.wait();
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Manager::start_in(dir, database.as_deref(), &flags, Some(&admin))
     }
 
     /// A Manager with environment `env`, created with `switchyard env create`.

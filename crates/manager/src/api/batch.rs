@@ -163,6 +163,11 @@ pub async fn run(
             .iter()
             .map(|c| ((c.change.kind, c.change.name.clone()), c.hot.clone()))
             .collect();
+        // After the database was away for a while, the streams held here are written down
+        // again before the commit reads who is expected to pick it up.
+        if state.presence.lapsed() {
+            let _ = state.presence.refresh(state.fanout.held()).await;
+        }
         let result = state
             .store
             .commit(CommitRequest {

@@ -63,7 +63,7 @@ pub async fn pull(
         // The database is down: answer from what this Manager built last (the revision
         // it announced), so Workers that connect or fail over meanwhile still get it.
         Err(e) if e.code == ErrorCode::StoreUnavailable => {
-            let body = state.pulls.last_answer(&env, q.since).ok_or(e)?;
+            let body = answer_without_store(&state, &env, q.since).ok_or(e)?;
             return Ok((
                 [(axum::http::header::CONTENT_TYPE, "application/json")],
                 body,
@@ -85,6 +85,27 @@ pub async fn pull(
         body,
     )
         .into_response())
+}
+
+/// A pull answered while the database is down, from the newest answer built here: the
+/// delta from `since` or the full state; "nothing changed" to a Worker already at that
+/// revision; nothing (`None`: 503) to a Worker ahead of it, which must not be taken back.
+fn answer_without_store(state: &AppState, env: &str, since: u64) -> Option<Bytes> {
+    let body = state.pulls.last_answer(env, since)?;
+    let payload: SyncPayload = serde_json::from_slice(&body).ok()?;
+    if since < payload.revision || since == 0 {
+        return Some(body);
+    }
+    if since > payload.revision {
+        return None;
+    }
+    let unchanged = SyncPayload {
+        since,
+        full: false,
+        entities: Vec::new(),
+        ..payload
+    };
+    serde_json::to_vec(&unchanged).ok().map(Bytes::from)
 }
 
 /// Builds the full-state answer of `revision` in the background, so that a Worker that
