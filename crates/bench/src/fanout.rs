@@ -27,6 +27,12 @@ pub struct FanoutOptions {
     pub binary: PathBuf,
     /// The Manager serves plain HTTP (`--insecure-http`) instead of HTTPS: to compare.
     pub insecure_http: bool,
+    /// The Managers' database (`postgres://…`); default: SQLite in the Manager's data
+    /// directory.
+    pub database: Option<String>,
+    /// Manager processes sharing `database`; subscribers are spread over them and changes
+    /// are applied through the first, so most notifications cross Managers.
+    pub managers: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,9 +80,13 @@ const ENV: &str = "fanout";
 
 pub async fn run(o: FanoutOptions) -> Result<FanoutReport, BenchError> {
     let dir = tempfile::tempdir().map_err(|e| BenchError::Setup(e.to_string()))?;
-    let manager = ManagerProcess::spawn(&o.binary, &dir.path().join("manager"), o.insecure_http)?;
-    let (base, tls) = manager.client_settings()?;
-    let admin = AdminClient::with_tls(&base, &manager.admin_token()?, &tls)?;
+    let managers = spawn_managers(&o, dir.path())?;
+    let (base, tls) = managers[0].client_settings()?;
+    let bases = managers
+        .iter()
+        .map(|m| m.client_settings().map(|(b, _)| b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let admin = AdminClient::with_tls(&base, &managers[0].admin_token()?, &tls)?;
     admin.create_env(ENV).await?;
     let created = admin
         .create_token(&CreateToken {
@@ -103,8 +113,8 @@ pub async fn run(o: FanoutOptions) -> Result<FanoutReport, BenchError> {
         let stop = Arc::new(tokio::sync::Notify::new());
         let mut subs = Vec::with_capacity(n);
         for i in 0..n {
-            let client =
-                SyncClient::new(&base, &token, ENV, &format!("sim-{step}-{i}"), None, &tls)?;
+            let to = &bases[i % bases.len()];
+            let client = SyncClient::new(to, &token, ENV, &format!("sim-{step}-{i}"), None, &tls)?;
             let (bytes, stop) = (bytes.clone(), stop.clone());
             subs.push(tokio::spawn(async move {
                 tokio::select! {
@@ -114,7 +124,8 @@ pub async fn run(o: FanoutOptions) -> Result<FanoutReport, BenchError> {
             }));
         }
         wait_connected(&admin, n).await?;
-        let cpu_before = manager.cpu_ms();
+        let cpu_ms = || managers.iter().map(ManagerProcess::cpu_ms).sum::<u64>();
+        let cpu_before = cpu_ms();
         let bytes_before = bytes.load(Ordering::Relaxed);
         let mut propagation = Vec::new();
         let mut acked = 0usize;
@@ -133,7 +144,7 @@ pub async fn run(o: FanoutOptions) -> Result<FanoutReport, BenchError> {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
-        let cpu = manager.cpu_ms().saturating_sub(cpu_before);
+        let cpu = cpu_ms().saturating_sub(cpu_before);
         let sent = bytes.load(Ordering::Relaxed) - bytes_before;
         stop.notify_waiters();
         for s in subs {
@@ -150,8 +161,47 @@ pub async fn run(o: FanoutOptions) -> Result<FanoutReport, BenchError> {
         });
         wait_connected_at_most(&admin, 0).await?;
     }
-    drop(manager);
+    drop(managers);
     Ok(FanoutReport { steps })
+}
+
+/// The Manager processes: one over SQLite, or `o.managers` on `o.database`, sealing with
+/// one key and serving certificates from the first one's CA (so one client setting
+/// verifies all).
+fn spawn_managers(
+    o: &FanoutOptions,
+    dir: &std::path::Path,
+) -> Result<Vec<ManagerProcess>, BenchError> {
+    let Some(url) = &o.database else {
+        let m = ManagerProcess::spawn(&o.binary, &dir.join("manager"), o.insecure_http)?;
+        return Ok(vec![m]);
+    };
+    let key = "44".repeat(32);
+    let flags = ["--database", url.as_str(), "--secret-key", key.as_str()];
+    let mut out: Vec<ManagerProcess> = Vec::new();
+    for i in 0..o.managers.max(1) {
+        let data = dir.join(format!("manager-{i}"));
+        if let Some(first) = out.first() {
+            std::fs::create_dir_all(&data).map_err(|e| BenchError::Setup(e.to_string()))?;
+            for f in ["ca.pem", "ca.key", "admin.token"] {
+                let from = first.data().join(f);
+                if from.exists() {
+                    std::fs::copy(&from, data.join(f))
+                        .map_err(|e| BenchError::Setup(format!("{}: {e}", from.display())))?;
+                }
+            }
+        }
+        let name = format!("bench-{i}");
+        let mut extra = flags.to_vec();
+        extra.extend(["--name", name.as_str()]);
+        out.push(ManagerProcess::spawn_with(
+            &o.binary,
+            &data,
+            o.insecure_http,
+            &extra,
+        )?);
+    }
+    Ok(out)
 }
 
 /// One simulated Worker: an SSE stream, and on each event a pull and an ACK on its own

@@ -187,6 +187,16 @@ impl ManagerProcess {
         data: &Path,
         insecure_http: bool,
     ) -> Result<ManagerProcess, BenchError> {
+        Self::spawn_with(binary, data, insecure_http, &[])
+    }
+
+    /// [`ManagerProcess::spawn`] with more flags (`--database URL`, …).
+    pub fn spawn_with(
+        binary: &Path,
+        data: &Path,
+        insecure_http: bool,
+        extra: &[&str],
+    ) -> Result<ManagerProcess, BenchError> {
         let mut cmd = Command::new(binary);
         cmd.args([
             "--log-format",
@@ -201,6 +211,7 @@ impl ManagerProcess {
         if insecure_http {
             cmd.arg("--insecure-http");
         }
+        cmd.args(extra);
         let (child, fields) = spawn_logged(cmd, "manager listening")?;
         Ok(ManagerProcess {
             child,
@@ -220,6 +231,11 @@ impl ManagerProcess {
         } else {
             Ok((format!("http://{}", self.listen), ManagerTls::system()))
         }
+    }
+
+    /// Its data directory.
+    pub fn data(&self) -> &Path {
+        &self.data
     }
 
     pub fn admin_token(&self) -> Result<String, BenchError> {

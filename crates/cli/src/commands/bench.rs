@@ -92,6 +92,14 @@ pub enum BenchCommand {
         /// The Manager serves plain HTTP instead of HTTPS (to compare the two).
         #[arg(long)]
         insecure_http: bool,
+        /// The Managers' database (`postgres://…`, best given in the environment); default:
+        /// SQLite in the Manager's data directory.
+        #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
+        database: Option<String>,
+        /// Manager processes sharing --database: subscribers spread over them, changes
+        /// applied through the first.
+        #[arg(long, default_value_t = 1, requires = "database", value_parser = clap::value_parser!(u16).range(1..=16))]
+        managers: u16,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -230,6 +238,8 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
             subscribers,
             changes,
             insecure_http,
+            database,
+            managers,
             json,
         } => {
             let report = switchyard_bench::fanout(switchyard_bench::FanoutOptions {
@@ -237,6 +247,8 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
                 changes,
                 binary: binary()?,
                 insecure_http,
+                database,
+                managers: usize::from(managers),
             })
             .await?;
             crate::text::out(&report.to_text());
