@@ -40,7 +40,7 @@ pub async fn follow(state: AppState, mut shutdown: tokio::sync::watch::Receiver<
 }
 
 /// Completes when the shutdown flag turns true (or its sender is gone).
-async fn stopped(flag: &mut tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn stopped(flag: &mut tokio::sync::watch::Receiver<bool>) {
     // The guard `wait_for` returns is not `Send`: dropped inside this future.
     let _ = flag.wait_for(|s| *s).await.map(|_| ());
 }

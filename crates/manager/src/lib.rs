@@ -11,6 +11,7 @@ pub mod listener;
 pub mod metrics;
 mod pull_cache;
 mod reports;
+pub mod retention;
 pub mod rollout;
 pub mod state;
 pub mod tls;
@@ -54,6 +55,8 @@ pub struct ManagerOptions {
     /// Workers must present a client certificate from the Manager's CA naming their
     /// environment (besides their worker token).
     pub require_worker_certificates: bool,
+    /// How much history (and audit) is kept; default: everything.
+    pub retention: retention::Retention,
 }
 
 impl ManagerOptions {
@@ -67,6 +70,7 @@ impl ManagerOptions {
             tls_names: Vec::new(),
             allow_insecure_remote: false,
             require_worker_certificates: false,
+            retention: retention::Retention::default(),
         }
     }
 }
@@ -152,6 +156,13 @@ impl Manager {
         };
         let created_admin_token = bootstrap_admin(&state, &options.data_dir).await?;
         tokio::spawn(commits::follow(state.clone(), state.shutdown.clone()));
+        if !options.retention.keeps_everything() {
+            tokio::spawn(retention::run(
+                state.clone(),
+                options.retention,
+                state.shutdown.clone(),
+            ));
+        }
         let ca = match options.tls {
             ServeTls::InsecureHttp => None,
             _ => {

@@ -29,8 +29,9 @@ use switchyard_api::sync::PullQuery;
 
 /// Pull what changed after a revision, with credentials in clear (Workers and admins).
 ///
-/// Everything that changed after `since` (all live entities when `since` is 0 or ahead of
-/// the Manager), with the digest of the full state to check against.
+/// Everything that changed after `since` (all live entities, `full`, when `since` is 0,
+/// ahead of the Manager, or older than the history it retains), with the digest of the
+/// full state to check against.
 #[utoipa::path(
     get,
     path = "/v1/envs/{env}/sync",
@@ -58,21 +59,37 @@ pub async fn pull(
     if let Some(id) = header(&headers, WORKER_ID_HEADER) {
         who.require_worker_name(&id)?;
     }
-    let info = state.env_info(&env).await?;
-    let full = q.since == 0 || q.since > info.revision;
-    let since = if full { 0 } else { q.since };
-    let body = state
-        .pulls
-        .get_or_build(&env, since, info.revision, || {
-            build_pull(&state, &env, since, info.revision)
-        })
-        .await?;
+    let mut attempt = 0;
+    let body = loop {
+        attempt += 1;
+        let info = state.env_info(&env).await?;
+        // Everything when asked for, when the Worker is ahead of this store, or when its
+        // revision is older than the retained history: what changed since then can no
+        // longer be told (deletions may be gone), the whole state can — no error, no gap.
+        let full = q.since == 0 || q.since > info.revision || q.since < info.history_from;
+        let since = if full { 0 } else { q.since };
+        let built = state
+            .pulls
+            .get_or_build(&env, since, info.revision, || {
+                build_pull(&state, &env, since, info.revision)
+            })
+            .await;
+        match built {
+            // Pruned between reading `info` and building the answer: read it again (the
+            // Worker's revision is then older than the history, and it gets everything).
+            Err(e) if e.code == ErrorCode::HistoryPruned && attempt < MAX_PULL_ATTEMPTS => {}
+            other => break other?,
+        }
+    };
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         body,
     )
         .into_response())
 }
+
+/// How often a pull is built again when a pruning overtook it.
+const MAX_PULL_ATTEMPTS: usize = 3;
 
 /// The pull answer: what changed after `since` (everything when 0), at `revision` or, when a
 /// commit lands meanwhile, at the newer revision (the payload is self-consistent either way:
