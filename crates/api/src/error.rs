@@ -28,6 +28,9 @@ pub enum ErrorCode {
     MethodNotAllowed,
     UnknownEnvironment,
     UnknownRevision,
+    /// A revision older than the history the Manager retains (it was pruned): its state
+    /// and record can no longer be shown or rolled back to.
+    HistoryPruned,
     UnknownCredential,
     /// No token has this id.
     UnknownToken,
@@ -79,7 +82,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code the Manager answers with (all but [`ErrorCode::Other`]).
-    pub const KNOWN: [ErrorCode; 34] = [
+    pub const KNOWN: [ErrorCode; 35] = [
         ErrorCode::Unauthorized,
         ErrorCode::TokenExpired,
         ErrorCode::Forbidden,
@@ -91,6 +94,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::UnknownEnvironment,
         ErrorCode::UnknownRevision,
+        ErrorCode::HistoryPruned,
         ErrorCode::UnknownCredential,
         ErrorCode::UnknownToken,
         ErrorCode::RevokingOwnToken,
@@ -129,6 +133,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::UnknownEnvironment => "unknown_environment",
             ErrorCode::UnknownRevision => "unknown_revision",
+            ErrorCode::HistoryPruned => "history_pruned",
             ErrorCode::UnknownCredential => "unknown_credential",
             ErrorCode::UnknownToken => "unknown_token",
             ErrorCode::RevokingOwnToken => "revoking_own_token",

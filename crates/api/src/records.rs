@@ -43,10 +43,15 @@ pub enum Operation {
     /// `switchyard rollout`: a revision that Workers take by handing over to a successor
     /// process (restart-required changes, a new binary), and each step of walking them.
     Rollout,
+    /// An environment's history before a revision was pruned (the Manager's
+    /// `--history-revisions` / `--history-age`).
+    PruneHistory,
+    /// Audit records older than the Manager's `--audit-retention` were deleted.
+    PruneAudit,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 13] = [
+    pub const ALL: [Operation; 15] = [
         Operation::Apply,
         Operation::Delete,
         Operation::Promote,
@@ -60,6 +65,8 @@ impl Operation {
         Operation::RotateCredential,
         Operation::RenewStoreId,
         Operation::Rollout,
+        Operation::PruneHistory,
+        Operation::PruneAudit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +84,8 @@ impl Operation {
             Operation::RotateCredential => "rotate-credential",
             Operation::RenewStoreId => "renew-store-id",
             Operation::Rollout => "rollout",
+            Operation::PruneHistory => "prune-history",
+            Operation::PruneAudit => "prune-audit",
         }
     }
 
@@ -93,6 +102,10 @@ pub struct EnvInfo {
     pub revision: u64,
     #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub created_at: Millis,
+    /// The oldest revision whose state the Manager can still rebuild: the history before
+    /// it was pruned (history retention). 0 while every revision is kept.
+    #[serde(default)]
+    pub history_from: u64,
 }
 
 /// What one entity change did.
@@ -185,7 +198,7 @@ pub mod audit_subject {
     pub const TOKEN: &str = "Token";
     /// A Worker's ACK or NACK.
     pub const WORKER: &str = "Worker";
-    /// The store itself (its identity renewed).
+    /// The store itself (its identity renewed, its old audit records pruned).
     pub const STORE: &str = "Store";
 }
 

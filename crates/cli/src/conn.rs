@@ -10,13 +10,19 @@ use crate::manager_error::Explain;
 
 #[derive(clap::Args, Clone)]
 pub struct ConnArgs {
-    /// The Manager's URL.
+    /// The Manager's URL. Several Managers of one control plane (sharing a PostgreSQL
+    /// database): comma-separated or the flag repeated; each call goes to the first that
+    /// can be reached (a Manager that refuses the connection or fails the TLS handshake was
+    /// sent nothing, so the next is tried), and the one that answered is kept for the
+    /// rest of the command.
     #[arg(
         long,
         env = "SWITCHYARD_MANAGER",
-        default_value = "https://127.0.0.1:9000"
+        default_value = "https://127.0.0.1:9000",
+        value_delimiter = ',',
+        value_name = "URL[,URL…]"
     )]
-    pub manager: String,
+    pub manager: Vec<String>,
     /// The CA certificate(s) the Manager's certificate is verified against (PEM; its own CA
     /// is DATA/ca.pem). Default: the system's roots.
     #[arg(long, env = "SWITCHYARD_CA", value_name = "PATH")]
@@ -34,10 +40,28 @@ impl ConnArgs {
         let token = self.token.require()?;
         // The token goes in the header even when it is empty, as it always did: the
         // Manager then names the form it expects (`Bearer <token>`).
-        AdminClient::with_tls(&self.manager, "", &manager_tls(self.ca.as_deref(), None)?)
+        let urls = manager_urls(&self.manager)?;
+        let tls = manager_tls(self.ca.as_deref(), None)?;
+        AdminClient::with_fallbacks(&urls, "", &tls)
             .and_then(|c| c.as_token(&token))
             .explain()
     }
+}
+
+/// The Manager URLs given to `--manager` (comma-separated, or the flag repeated), trimmed,
+/// empty pieces dropped; an error naming the flag when none is left.
+pub fn manager_urls(given: &[String]) -> anyhow::Result<Vec<String>> {
+    let urls: Vec<String> = given
+        .iter()
+        .flat_map(|u| u.split(','))
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect();
+    if urls.is_empty() {
+        bail!("--manager: give at least one URL (https://host:port)");
+    }
+    Ok(urls)
 }
 
 /// How the Manager is verified: the CA file given (else the system's roots), and a client

@@ -25,6 +25,26 @@ pub fn message(e: &ClientError) -> String {
              --manager / SWITCHYARD_MANAGER): {reason}"
         ),
         ClientError::Tls { .. } => e.to_string(),
+        ClientError::NoneReachable { tried } => {
+            let each: Vec<String> = tried
+                .iter()
+                .map(|e| match e {
+                    ClientError::Unreachable { base, reason } => {
+                        format!("{base}: cannot reach it: {reason}")
+                    }
+                    ClientError::Tls { base, reason } => {
+                        format!("{base}: cannot verify it: {reason}")
+                    }
+                    other => message(other),
+                })
+                .collect();
+            format!(
+                "none of the {} Managers could be reached, nothing was sent (are they running? \
+                 check --manager / SWITCHYARD_MANAGER): {}",
+                tried.len(),
+                each.join("; ")
+            )
+        }
         ClientError::NoAnswer {
             method,
             url,
@@ -332,6 +352,25 @@ mod tests {
         assert_eq!(
             message(&e),
             "--manager \"ftp://x\": expected https://host:port (or http://host:port)"
+        );
+        let e = ClientError::NoneReachable {
+            tried: vec![
+                ClientError::Unreachable {
+                    base: BASE.into(),
+                    reason: "tcp connect error: Connection refused".into(),
+                },
+                ClientError::Tls {
+                    base: "https://b:9000".into(),
+                    reason: "invalid peer certificate: UnknownIssuer".into(),
+                },
+            ],
+        };
+        assert_eq!(
+            message(&e),
+            "none of the 2 Managers could be reached, nothing was sent (are they running? check \
+             --manager / SWITCHYARD_MANAGER): http://127.0.0.1:9000: cannot reach it: tcp \
+             connect error: Connection refused; https://b:9000: cannot verify it: invalid peer \
+             certificate: UnknownIssuer"
         );
         let e = ClientError::Timeout {
             method: Method::GET,

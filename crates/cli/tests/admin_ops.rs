@@ -1,8 +1,10 @@
 //! The admin side of the CLI, through the real binary against a real Manager process: exit
 //! codes a CI script can rely on, an unknown environment refused by every command, tokens
 //! listed and revoked, environments deleted, secrets taken from files rather than command
-//! lines, a write whose answer never came, unquoted `${NAME}` in plain values, and failed
-//! authentications in the Manager's log (without the secret).
+//! lines, a write whose answer never came, several Manager URLs (the first that can be
+//! reached takes the command; a write that reached one is never replayed to another),
+//! unquoted `${NAME}` in plain values, and failed authentications in the Manager's log
+//! (without the secret).
 
 #![allow(clippy::unwrap_used)]
 
@@ -470,9 +472,7 @@ fn a_write_whose_answer_never_came_says_the_outcome_is_unknown() {
     );
 
     // A connection refused is not ambiguous: nothing was sent.
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
-    let nowhere = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let nowhere = format!("http://{}", closed_port());
     let (code, _, err) = run_code(
         &[
             "apply",
@@ -492,6 +492,78 @@ fn a_write_whose_answer_never_came_says_the_outcome_is_unknown() {
         "{err}"
     );
     assert!(!err.contains("outcome"), "{err}");
+}
+
+/// A URL nothing listens on: a port the system gave, closed again.
+fn closed_port() -> std::net::SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[test]
+fn several_managers_the_first_that_can_be_reached_takes_the_command() {
+    let m = Manager::with_env("dev");
+    let nowhere = format!("http://{}", closed_port());
+    let nowhere_tls = format!("https://{}", closed_port());
+    let list = format!("{nowhere},{}", m.url);
+
+    // Comma-separated: the dead one is skipped (nothing was sent to it).
+    let out = m.ok(&["status", "--env", "dev", "--manager", &list], &[]);
+    assert!(out.contains("dev"), "{out}");
+    // The flag repeated, for a write.
+    let a = write(&m, "a/a.yaml", &proxy("a", "\"http://127.0.0.1:9\""));
+    let args = [
+        "apply",
+        "--env",
+        "dev",
+        s(&a),
+        "--manager",
+        &nowhere_tls,
+        "--manager",
+        &m.url,
+    ];
+    m.ok(&args, &[]);
+    assert_eq!(m.revision("dev"), 1);
+    // SWITCHYARD_MANAGER holds a list as well.
+    let out = m.ok(
+        &["status", "--env", "dev"],
+        &[("SWITCHYARD_MANAGER", &list)],
+    );
+    assert!(out.contains("dev"), "{out}");
+
+    // A write that reached a Manager whose answer never came is not sent to the next one:
+    // the outcome is unknown, and said so, as with one Manager.
+    let b = write(&m, "b/b.yaml", &proxy("b", "\"http://127.0.0.1:9\""));
+    let (lost, request) = hang_up_after_one_request();
+    let both = format!("{lost},{}", m.url);
+    let (code, _, err) = m.code(&["apply", "--env", "dev", s(&b), "--manager", &both], &[]);
+    assert!(
+        request
+            .join()
+            .unwrap()
+            .starts_with("POST /v1/envs/dev/apply")
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("the outcome is unknown"), "{err}");
+    assert_eq!(m.revision("dev"), 1, "not replayed to the other Manager");
+
+    // None can be reached: one line naming every URL tried and why.
+    let dead = format!("{nowhere},{nowhere_tls}");
+    let err = m.fails(&["status", "--env", "dev", "--manager", &dead], &[]);
+    assert!(
+        err.contains("none of the 2 Managers could be reached, nothing was sent"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{nowhere}: cannot reach it"))
+            && err.contains(&format!("{nowhere_tls}: cannot reach it")),
+        "{err}"
+    );
+    // A list with nothing in it is refused, naming the flag.
+    let err = m.fails(&["status", "--env", "dev", "--manager", ","], &[]);
+    assert!(err.contains("--manager: give at least one URL"), "{err}");
 }
 
 #[test]

@@ -75,6 +75,16 @@ impl From<StoreError> for ApiError {
                 ErrorCode::UnknownEnvironment,
                 format!("unknown environment {env:?}; an admin can create it with POST /v1/envs"),
             ),
+            // A request that names a pruned revision (a rollback's target): the body names
+            // what cannot be served. Views of a pruned revision answer 404 themselves.
+            StoreError::Pruned { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::HistoryPruned,
+                format!(
+                    "{e}: its state can no longer be rebuilt (the Manager keeps the history \
+                     given by --history-revisions / --history-age)"
+                ),
+            ),
             StoreError::EnvExists(_) => ApiError::new(
                 StatusCode::CONFLICT,
                 ErrorCode::EnvironmentExists,

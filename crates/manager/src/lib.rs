@@ -12,6 +12,7 @@ pub mod metrics;
 mod presence;
 mod pull_cache;
 mod reports;
+pub mod retention;
 pub mod rollout;
 pub mod state;
 pub mod tls;
@@ -58,6 +59,8 @@ pub struct ManagerOptions {
     /// This Manager's name among those sharing a database (the Workers' streams it holds
     /// are stored under it). Default: host name and process id.
     pub name: Option<String>,
+    /// How much history (and audit) is kept; default: everything.
+    pub retention: retention::Retention,
 }
 
 impl ManagerOptions {
@@ -72,6 +75,7 @@ impl ManagerOptions {
             allow_insecure_remote: false,
             require_worker_certificates: false,
             name: None,
+            retention: retention::Retention::default(),
         }
     }
 }
@@ -162,6 +166,13 @@ impl Manager {
         let created_admin_token = bootstrap_admin(&state, &options.data_dir).await?;
         tokio::spawn(commits::follow(state.clone(), state.shutdown.clone()));
         tokio::spawn(presence::keep_fresh(state.clone(), state.shutdown.clone()));
+        if !options.retention.keeps_everything() {
+            tokio::spawn(retention::run(
+                state.clone(),
+                options.retention,
+                state.shutdown.clone(),
+            ));
+        }
         let ca = match options.tls {
             ServeTls::InsecureHttp => None,
             _ => {

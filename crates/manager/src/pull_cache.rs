@@ -1,8 +1,12 @@
 //! Pull answers by (environment, since, revision). A revision's content never changes
-//! (history is never rewritten), so the answer to "what changed after `since`, up to
-//! `revision`" is immutable: when a commit notifies hundreds of Workers, the first pull
-//! builds it and the others get the same bytes (single flight: concurrent pulls of the same
-//! key wait for the one that builds it instead of each reading the store).
+//! (history is never rewritten; pruning only forgets old revisions), so the answer to
+//! "what changed after `since`, up to `revision`" is immutable: when a commit notifies
+//! hundreds of Workers, the first pull builds it and the others get the same bytes (single
+//! flight: concurrent pulls of the same key wait for the one that builds it instead of
+//! each reading the store). A pull since a revision older than the retained history is
+//! answered in full, under `since` 0: a delta from a pruned revision is never looked up
+//! (one cached before the pruning would still be right, but is not served from then on)
+//! and never built (the store refuses it, `StoreError::Pruned`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};

@@ -26,8 +26,8 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use crate::{
     AuditQuery, AuditRecord, CommitOutcome, CommitRequest, EntityRecord, EnvDeletion, EnvInfo,
-    Result, RevisionProgress, RevisionRecord, Store, StoreError, TokenRecord, WorkerConnection,
-    WorkerReport, now_millis, sql,
+    HistoryRetention, Millis, PruneOutcome, Result, RevisionProgress, RevisionRecord, Store,
+    StoreError, TokenRecord, WorkerConnection, WorkerReport, now_millis, sql,
 };
 use identity::{Witness, WitnessFile};
 use rows::{db, param, unavailable};
@@ -418,30 +418,64 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Where an environment's history stands: its current revision and the oldest one whose
+/// state can still be rebuilt (read together, in the transaction that relies on them).
+#[derive(Debug, Clone, Copy)]
+struct EnvHistory {
+    revision: u64,
+    history_from: u64,
+}
+
+impl EnvHistory {
+    /// [`StoreError::Pruned`] when `revision` of `env` is older than the retained history.
+    fn check_retained(self, env: &str, revision: u64) -> Result<()> {
+        if revision < self.history_from {
+            return Err(StoreError::Pruned {
+                env: env.to_owned(),
+                revision,
+                history_from: self.history_from,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The current revision of `env`, or [`StoreError::NoSuchEnv`].
 async fn env_revision(conn: &mut AnyConnection, env: &str) -> Result<u64> {
-    revision_of(conn, env, sql::ENV_REVISION).await
+    Ok(env_history(conn, env, sql::ENV_HISTORY).await?.revision)
 }
 
-/// [`env_revision`] in a write transaction: on PostgreSQL the environment's row stays
+/// [`env_history`] in a write transaction: on PostgreSQL the environment's row stays
 /// locked until the transaction ends, so writers to one environment take turns, across
 /// Managers (SQLite's write transaction holds the whole database already).
-async fn env_revision_locked(conn: &mut AnyConnection, env: &str) -> Result<u64> {
+async fn env_history_locked(conn: &mut AnyConnection, env: &str) -> Result<EnvHistory> {
     let query = match Backend::of(conn) {
-        Backend::Sqlite => sql::ENV_REVISION,
-        Backend::Postgres => sql::ENV_REVISION_LOCKED,
+        Backend::Sqlite => sql::ENV_HISTORY,
+        Backend::Postgres => sql::ENV_HISTORY_LOCKED,
     };
-    revision_of(conn, env, query).await
+    env_history(conn, env, query).await
 }
 
-async fn revision_of(conn: &mut AnyConnection, env: &str, query: &'static str) -> Result<u64> {
-    let revision: Option<i64> = sqlx::query_scalar(query)
+/// [`env_revision`], the environment's row locked (see [`env_history_locked`]).
+async fn env_revision_locked(conn: &mut AnyConnection, env: &str) -> Result<u64> {
+    Ok(env_history_locked(conn, env).await?.revision)
+}
+
+async fn env_history(
+    conn: &mut AnyConnection,
+    env: &str,
+    query: &'static str,
+) -> Result<EnvHistory> {
+    let row: Option<(i64, i64)> = sqlx::query_as(query)
         .bind(env)
         .fetch_optional(&mut *conn)
         .await
         .map_err(db("read environment"))?;
-    match revision {
-        Some(r) => rows::unsigned(r, "revision"),
+    match row {
+        Some((revision, history_from)) => Ok(EnvHistory {
+            revision: rows::unsigned(revision, "revision")?,
+            history_from: rows::unsigned(history_from, "history_from")?,
+        }),
         None => Err(StoreError::NoSuchEnv(env.to_owned())),
     }
 }
@@ -543,10 +577,16 @@ impl Store for SqlStore {
 
     async fn entities(&self, env: &str, at: Option<u64>) -> Result<Vec<EntityRecord>> {
         let mut tx = self.begin_read().await?;
-        env_revision(&mut tx, env).await?;
+        let history = env_history(&mut tx, env, sql::ENV_HISTORY).await?;
         let query = match at {
             None => sqlx::query(sql::ENTITIES_LIVE).bind(env),
-            Some(at) => sqlx::query(sql::ENTITIES_AT).bind(env).bind(param(at)),
+            Some(at) => {
+                // Revision 0 is the empty environment: always known.
+                if at != 0 {
+                    history.check_retained(env, at)?;
+                }
+                sqlx::query(sql::ENTITIES_AT).bind(env).bind(param(at))
+            }
         };
         let rows = query
             .fetch_all(&mut *tx)
@@ -558,7 +598,13 @@ impl Store for SqlStore {
 
     async fn changes_since(&self, env: &str, since: u64) -> Result<(u64, Vec<EntityRecord>)> {
         let mut tx = self.begin_read().await?;
-        let current = env_revision(&mut tx, env).await?;
+        let history = env_history(&mut tx, env, sql::ENV_HISTORY).await?;
+        // Since 0 is everything there is; since a pruned revision, the tombstones of what
+        // was deleted after it may be gone.
+        if since != 0 {
+            history.check_retained(env, since)?;
+        }
+        let current = history.revision;
         let rows = sqlx::query(sql::ENTITIES_CHANGED_SINCE)
             .bind(env)
             .bind(param(since))
@@ -571,7 +617,9 @@ impl Store for SqlStore {
 
     async fn revision(&self, env: &str, revision: u64) -> Result<Option<RevisionRecord>> {
         let mut tx = self.begin_read().await?;
-        env_revision(&mut tx, env).await?;
+        env_history(&mut tx, env, sql::ENV_HISTORY)
+            .await?
+            .check_retained(env, revision)?;
         let row = sqlx::query(sql::REVISION_GET)
             .bind(env)
             .bind(param(revision))
@@ -598,6 +646,19 @@ impl Store for SqlStore {
             .map_err(db("list revisions"))?;
         finish_read(tx).await?;
         rows::all(&rows, rows::revision)
+    }
+
+    async fn prune_history(
+        &self,
+        env: &str,
+        retention: &HistoryRetention,
+        actor: &str,
+    ) -> Result<Option<PruneOutcome>> {
+        write::prune_history(self, env, retention, actor).await
+    }
+
+    async fn prune_audit(&self, before: Millis, actor: &str) -> Result<u64> {
+        write::prune_audit(self, before, actor).await
     }
 
     async fn record_report(&self, report: WorkerReport) -> Result<Vec<RevisionProgress>> {

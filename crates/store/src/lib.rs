@@ -6,6 +6,8 @@
 //! the audit write included — nothing is written.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU64;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use switchyard_api::records::{
@@ -34,6 +36,17 @@ pub enum StoreError {
     },
     #[error("unknown environment {0:?}")]
     NoSuchEnv(String),
+    /// A revision whose state can no longer be rebuilt: the history before `history_from`
+    /// was pruned ([`Store::prune_history`]).
+    #[error(
+        "revision {revision} of environment {env:?} is older than the retained history, which \
+         starts at revision {history_from}"
+    )]
+    Pruned {
+        env: String,
+        revision: u64,
+        history_from: u64,
+    },
     #[error("environment {0:?} already exists")]
     EnvExists(String),
     /// The audit record could not be written: the change was refused.
@@ -144,7 +157,47 @@ pub struct AuditEvent {
     pub detail: String,
 }
 
-/// Filters for [`Store::audit`]; newest first.
+/// How much of an environment's history to keep: one value for the Manager's options, the
+/// background task that prunes and the store that interprets it. A revision is pruned only
+/// when every limit given lets it go (the last `revisions` revisions *and* those younger
+/// than `max_age` are kept); the current revision is always kept. Both `None` (the
+/// default): everything is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryRetention {
+    /// Keep the last N revisions.
+    pub revisions: Option<NonZeroU64>,
+    /// Keep the revisions committed within this long.
+    pub max_age: Option<Duration>,
+}
+
+impl HistoryRetention {
+    /// Whether no limit is given: nothing is ever pruned.
+    pub fn keeps_everything(&self) -> bool {
+        self.revisions.is_none() && self.max_age.is_none()
+    }
+}
+
+/// What one [`Store::prune_history`] removed, for the log and the audit record's detail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneOutcome {
+    pub env: String,
+    /// The oldest revision whose state can still be rebuilt, after the pruning.
+    pub history_from: u64,
+    /// What it was before.
+    pub previous_history_from: u64,
+    /// Revision records deleted (those before `history_from`).
+    pub revisions: u64,
+    /// Entity versions deleted from the history: superseded at `history_from`, or
+    /// tombstones older than it.
+    pub entity_versions: u64,
+    /// Entities deleted before `history_from` and never re-created, whose tombstone was
+    /// removed (such an entity, created again, starts again at version 1).
+    pub tombstones: u64,
+    /// Worker reports on pruned revisions deleted (each Worker's latest report and its
+    /// latest ACK are kept).
+    pub reports: u64,
+}
+
 /// A revision committed to an environment, as the Managers sharing a database hear of it
 /// (a hint: a Manager that misses one still finds the revision by polling).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,6 +267,7 @@ pub struct RevisionProgress {
     pub completed_now: bool,
 }
 
+/// Filters for [`Store::audit`]; newest first.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     pub env: Option<String>,
@@ -265,16 +319,43 @@ pub trait Store: Send + Sync + 'static {
     async fn commit(&self, req: CommitRequest) -> Result<CommitOutcome>;
 
     /// The live (non-deleted) entities of an environment, at its current revision or, with
-    /// `at`, as they were at that revision.
+    /// `at`, as they were at that revision ([`StoreError::Pruned`] when `at` is older than
+    /// the retained history; revision 0, the empty environment, always answers).
     async fn entities(&self, env: &str, at: Option<u64>) -> Result<Vec<EntityRecord>>;
 
     /// Every entity version (tombstones included) committed after revision `since`, the
-    /// latest version per entity only, and the current revision.
+    /// latest version per entity only, and the current revision. [`StoreError::Pruned`]
+    /// when `since` (other than 0) is older than the retained history: the deletions since
+    /// then may be gone, so only a full state is a correct answer.
     async fn changes_since(&self, env: &str, since: u64) -> Result<(u64, Vec<EntityRecord>)>;
 
+    /// One revision's record; `None` when the environment has no such revision,
+    /// [`StoreError::Pruned`] when it is older than the retained history.
     async fn revision(&self, env: &str, revision: u64) -> Result<Option<RevisionRecord>>;
     /// Newest first.
     async fn revisions(&self, env: &str, limit: u32) -> Result<Vec<RevisionRecord>>;
+
+    /// Prunes `env`'s history to what `retention` keeps, in one transaction: the revisions
+    /// before the oldest kept one (its `history_from`), the entity versions superseded at
+    /// it, tombstones older than it (with the entity's row when it was never re-created),
+    /// and the Worker reports on pruned revisions (each Worker's latest report and latest
+    /// ACK excepted); moves the environment's `history_from` and writes an audit record
+    /// (`prune-history`, by `actor`). The state at every kept revision is unchanged.
+    /// Idempotent: `None`, and nothing written, when there is nothing to prune (another
+    /// Manager pruning the same environment at the same time waits for this one and then
+    /// finds nothing). Audit records are never touched.
+    async fn prune_history(
+        &self,
+        env: &str,
+        retention: &HistoryRetention,
+        actor: &str,
+    ) -> Result<Option<PruneOutcome>>;
+
+    /// Deletes the audit records written before `before` (unix milliseconds) and — when it
+    /// deleted any — writes one saying so (`prune-audit`, by `actor`), in one transaction.
+    /// Returns how many were deleted. Only ever called when an operator asked for audit
+    /// retention.
+    async fn prune_audit(&self, before: Millis, actor: &str) -> Result<u64>;
 
     /// Stores a Worker's ACK/NACK and an audit record for it, in one transaction.
     /// A repeated report for the same (env, worker, revision) replaces the earlier one.

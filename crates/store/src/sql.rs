@@ -8,17 +8,22 @@
 // ---- environments ----
 
 pub(crate) const ENV_GET: &str =
-    "SELECT name, revision, created_at FROM environments WHERE name = $1";
+    "SELECT name, revision, created_at, history_from FROM environments WHERE name = $1";
 
 pub(crate) const ENV_LIST: &str =
-    "SELECT name, revision, created_at FROM environments ORDER BY name";
+    "SELECT name, revision, created_at, history_from FROM environments ORDER BY name";
 
-pub(crate) const ENV_REVISION: &str = "SELECT revision FROM environments WHERE name = $1";
+/// The current revision and the oldest one whose state can be rebuilt.
+pub(crate) const ENV_HISTORY: &str =
+    "SELECT revision, history_from FROM environments WHERE name = $1";
 
-/// [`ENV_REVISION`], the row locked until the transaction ends (PostgreSQL; SQLite's write
+/// [`ENV_HISTORY`], the row locked until the transaction ends (PostgreSQL; SQLite's write
 /// transactions hold the whole database).
-pub(crate) const ENV_REVISION_LOCKED: &str =
-    "SELECT revision FROM environments WHERE name = $1 FOR UPDATE";
+pub(crate) const ENV_HISTORY_LOCKED: &str =
+    "SELECT revision, history_from FROM environments WHERE name = $1 FOR UPDATE";
+
+pub(crate) const ENV_SET_HISTORY_FROM: &str =
+    "UPDATE environments SET history_from = $2 WHERE name = $1";
 
 pub(crate) const ENV_INSERT: &str =
     "INSERT INTO environments (name, revision, created_at) VALUES ($1, 0, $2)";
@@ -76,6 +81,59 @@ pub(crate) const REVISION_GET: &str = "SELECT env, revision, committed_at, actor
 
 pub(crate) const REVISION_LIST: &str = "SELECT env, revision, committed_at, actor, operation, \
      changes FROM revisions WHERE env = $1 ORDER BY revision DESC LIMIT $2";
+
+/// The oldest revision committed at or after `$2` (unix milliseconds); NULL when none was.
+pub(crate) const REVISION_OLDEST_SINCE: &str =
+    "SELECT MIN(revision) FROM revisions WHERE env = $1 AND committed_at >= $2";
+
+// ---- history retention ----
+
+/// What a pruning deletes, in this order, each statement bound to the environment (`$1`)
+/// and the oldest revision kept (`$2`, the new `history_from`):
+pub(crate) const HISTORY_PRUNE: [(&str, &str); 6] = [
+    // the revision records before it, and the Workers each expected;
+    (
+        "DELETE FROM revisions WHERE env = $1 AND revision < $2",
+        "prune history: revisions",
+    ),
+    (
+        "DELETE FROM revision_workers WHERE env = $1 AND revision < $2",
+        "prune history: expected Workers",
+    ),
+    // every entity version superseded at it (a later version at or before it exists): what
+    // is left of each entity at or before it is its state at that revision;
+    (
+        "DELETE FROM entity_history WHERE env = $1 AND revision < $2 AND EXISTS ( \
+           SELECT 1 FROM entity_history n \
+           WHERE n.env = entity_history.env AND n.kind = entity_history.kind \
+             AND n.name = entity_history.name AND n.version > entity_history.version \
+             AND n.revision <= $2)",
+        "prune history: superseded entity versions",
+    ),
+    // tombstones before it (after the statement above, each is the last of its entity at
+    // or before it: the entity is absent at that revision either way);
+    (
+        "DELETE FROM entity_history WHERE env = $1 AND revision < $2 AND deleted = 1",
+        "prune history: tombstones",
+    ),
+    // the entity rows that are such a tombstone (never re-created: nothing of them is left);
+    (
+        "DELETE FROM entities WHERE env = $1 AND revision < $2 AND deleted = 1",
+        "prune history: deleted entities",
+    ),
+    // Worker reports on revisions before it, unless it is the Worker's latest report or
+    // its latest ACK (what the Workers view shows): i.e. those with a later ACK.
+    (
+        "DELETE FROM worker_reports WHERE env = $1 AND revision < $2 AND EXISTS ( \
+           SELECT 1 FROM worker_reports o \
+           WHERE o.env = worker_reports.env AND o.worker_id = worker_reports.worker_id \
+             AND o.revision > worker_reports.revision AND o.status = 'ack')",
+        "prune history: Worker reports",
+    ),
+];
+
+/// Audit records written before `$1` (unix milliseconds).
+pub(crate) const AUDIT_PRUNE: &str = "DELETE FROM audit WHERE at < $1";
 
 // ---- audit ----
 

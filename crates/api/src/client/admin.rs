@@ -33,6 +33,25 @@ impl AdminClient {
         })
     }
 
+    /// [`AdminClient::with_tls`] for several Managers of one control plane: calls go to the
+    /// first that can be reached, which is kept while it answers (see
+    /// [`super::TransportBuilder::fallbacks`]). `urls` must not be empty.
+    pub fn with_fallbacks<S: AsRef<str>>(
+        urls: &[S],
+        token: &str,
+        tls: &ManagerTls,
+    ) -> Result<AdminClient, ClientError> {
+        let (first, rest) = urls
+            .split_first()
+            .ok_or_else(|| ClientError::Config("--manager: give at least one URL".into()))?;
+        Ok(AdminClient {
+            transport: Transport::builder(first.as_ref(), token)?
+                .fallbacks(rest)?
+                .tls(tls)?
+                .build(),
+        })
+    }
+
     pub fn with_transport(transport: Transport) -> AdminClient {
         AdminClient { transport }
     }
@@ -48,6 +67,7 @@ impl AdminClient {
         &self.transport
     }
 
+    /// The Manager calls go to (of several: the one that last answered).
     pub fn base(&self) -> &str {
         self.transport.base()
     }

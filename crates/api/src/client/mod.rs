@@ -7,6 +7,7 @@ mod sync;
 mod tls;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -59,6 +60,11 @@ pub enum ClientError {
         url: String,
         after: Duration,
     },
+    /// None of several Managers of one control plane could be reached (each error is an
+    /// [`ClientError::Unreachable`] or [`ClientError::Tls`], in the order they were
+    /// tried): nothing was sent to any of them.
+    #[error("none of the Managers could be reached, nothing was sent: {}", list(.tried))]
+    NoneReachable { tried: Vec<ClientError> },
     /// The Manager answered with an error status.
     #[error("the Manager answered {} to {}: {} {}", .0.status, .0.url, .0.body.code, .0.body.message)]
     Api(Box<ApiFailure>),
@@ -76,6 +82,7 @@ impl ClientError {
             // waits (a Worker keeps its reports for then).
             ClientError::Unreachable { .. }
             | ClientError::Tls { .. }
+            | ClientError::NoneReachable { .. }
             | ClientError::NoAnswer { .. }
             | ClientError::Timeout { .. } => true,
             ClientError::Api(f) => f.status >= 500 || f.body.code.is_retryable(),
@@ -100,6 +107,15 @@ impl ClientError {
             _ => None,
         }
     }
+}
+
+/// Errors, one after the other.
+fn list(errors: &[ClientError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// An error answer of the Manager's, and the call it answered.
@@ -134,7 +150,8 @@ impl Reply {
     }
 }
 
-/// The connection pool to one Manager, with the token and the headers sent on every call.
+/// The connection pool to one Manager (or to one of several Managers of one control plane,
+/// see [`TransportBuilder::fallbacks`]), with the token and the headers sent on every call.
 /// Cheap to clone (shared pool).
 #[derive(Clone)]
 pub struct Transport {
@@ -142,7 +159,11 @@ pub struct Transport {
 }
 
 struct Inner {
-    base: String,
+    /// The Managers' URLs, in the order given: calls go to `bases[current]`, and to the
+    /// next ones in turn when it cannot be reached.
+    bases: Vec<String>,
+    /// The Manager that last answered (or was first given).
+    current: AtomicUsize,
     headers: HeaderMap,
     timeout: Duration,
     http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
@@ -152,17 +173,21 @@ impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the token.
         f.debug_struct("Transport")
-            .field("base", &self.inner.base)
+            .field("bases", &self.inner.bases)
             .finish_non_exhaustive()
     }
 }
 
 /// Builds a [`Transport`]: `Transport::builder(base, token)?.header(..)?.build()`.
 pub struct TransportBuilder {
-    base: String,
+    /// The first Manager's URL, then the fallbacks'.
+    bases: Vec<String>,
     headers: HeaderMap,
     timeout: Duration,
     connect_timeout: Duration,
+    /// The TLS settings given ([`TransportBuilder::tls`]), and the configuration made of
+    /// them once a URL is `https://`.
+    manager_tls: Option<ManagerTls>,
     tls: Option<rustls::ClientConfig>,
 }
 
@@ -189,12 +214,34 @@ impl TransportBuilder {
     }
 
     /// How an `https://` Manager is verified (default: the system's roots), and the client
-    /// certificate to present, if any. Ignored for an `http://` Manager.
+    /// certificate to present, if any. Not used for an `http://` Manager.
     pub fn tls(mut self, tls: &ManagerTls) -> Result<Self, ClientError> {
-        if self.base.starts_with("https://") {
-            self.tls = Some(tls.config()?);
+        self.manager_tls = Some(tls.clone());
+        self.tls = None;
+        self.configure_tls()
+    }
+
+    /// Makes the TLS configuration of the settings given when some URL is `https://`
+    /// (only then: the system's roots are read from disk).
+    fn configure_tls(mut self) -> Result<Self, ClientError> {
+        let https = self.bases.iter().any(|b| b.starts_with("https://"));
+        if let (true, None, Some(settings)) = (https, &self.tls, &self.manager_tls) {
+            self.tls = Some(settings.config()?);
         }
         Ok(self)
+    }
+
+    /// More URLs of the same control plane (Managers sharing one database), tried in
+    /// order when the one a call is for cannot be reached: a refused connection, a name
+    /// that does not resolve, a failed TLS handshake — before anything was sent. A call
+    /// that may have reached a Manager (sent, then no answer) is never sent to another.
+    /// The Manager that answers is kept for the following calls; when none can be
+    /// reached, [`ClientError::NoneReachable`] names each one tried.
+    pub fn fallbacks<S: AsRef<str>>(mut self, urls: &[S]) -> Result<Self, ClientError> {
+        for url in urls {
+            self.bases.push(checked_base(url.as_ref())?);
+        }
+        self.configure_tls()
     }
 
     pub fn build(self) -> Transport {
@@ -202,7 +249,7 @@ impl TransportBuilder {
         connector.set_connect_timeout(Some(self.connect_timeout));
         connector.set_nodelay(true);
         connector.enforce_http(false);
-        let https = self.base.starts_with("https://");
+        let https = self.bases.iter().any(|b| b.starts_with("https://"));
         let config = match self.tls {
             Some(config) => config,
             // `https://` without settings: the system's roots. Plain `http://`: never used.
@@ -219,7 +266,8 @@ impl TransportBuilder {
             .wrap_connector(connector);
         Transport {
             inner: Arc::new(Inner {
-                base: self.base,
+                bases: self.bases,
+                current: AtomicUsize::new(0),
                 headers: self.headers,
                 timeout: self.timeout,
                 http: Client::builder(TokioExecutor::new()).build(connector),
@@ -232,19 +280,7 @@ impl Transport {
     /// `base` is the Manager's address (`https://host:port`, or `http://host:port` for
     /// one started with `--insecure-http`); `token` its bearer token.
     pub fn builder(base: &str, token: &str) -> Result<TransportBuilder, ClientError> {
-        let base = base.trim_end_matches('/').to_string();
-        let expected = || {
-            ClientError::Config(format!(
-                "--manager {base:?}: expected https://host:port (or http://host:port)"
-            ))
-        };
-        let rest = base
-            .strip_prefix("https://")
-            .or_else(|| base.strip_prefix("http://"))
-            .ok_or_else(expected)?;
-        if rest.is_empty() || rest.contains('/') {
-            return Err(expected());
-        }
+        let base = checked_base(base)?;
         let mut headers = HeaderMap::new();
         let token = token.trim();
         if !token.is_empty() {
@@ -253,10 +289,11 @@ impl Transport {
             headers.insert(header::AUTHORIZATION, auth);
         }
         Ok(TransportBuilder {
-            base,
+            bases: vec![base],
             headers,
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: Duration::from_secs(3),
+            manager_tls: None,
             tls: None,
         })
     }
@@ -266,9 +303,23 @@ impl Transport {
         Ok(Transport::builder(base, token)?.build())
     }
 
-    /// `https://host:port` (or `http://`), without a trailing slash.
+    /// `https://host:port` (or `http://`), without a trailing slash: of the Manager calls
+    /// go to (the one that last answered).
     pub fn base(&self) -> &str {
-        &self.inner.base
+        self.base_at(self.inner.current.load(Ordering::Relaxed))
+    }
+
+    /// Every Manager URL this transport may call, in the order given.
+    pub fn bases(&self) -> &[String] {
+        &self.inner.bases
+    }
+
+    fn base_at(&self, i: usize) -> &str {
+        self.inner
+            .bases
+            .get(i)
+            .or(self.inner.bases.first())
+            .map_or("", String::as_str)
     }
 
     /// The same Manager and pool, another token (e.g. a test acting as a viewer).
@@ -279,7 +330,8 @@ impl Transport {
         headers.insert(header::AUTHORIZATION, auth);
         Ok(Transport {
             inner: Arc::new(Inner {
-                base: self.inner.base.clone(),
+                bases: self.inner.bases.clone(),
+                current: AtomicUsize::new(self.inner.current.load(Ordering::Relaxed)),
                 headers,
                 timeout: self.inner.timeout,
                 http: self.inner.http.clone(),
@@ -288,11 +340,13 @@ impl Transport {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.inner.base)
+        format!("{}{path}", self.base())
     }
 
     /// Sends one request and returns the answer's head and streaming body, whatever the
-    /// status (the head within the call timeout; the body is the caller's).
+    /// status (the head within the call timeout; the body is the caller's). With several
+    /// Managers, to the one that last answered, else the next that can be reached (see
+    /// [`TransportBuilder::fallbacks`]).
     pub async fn open(
         &self,
         method: Method,
@@ -300,7 +354,39 @@ impl Transport {
         body: Bytes,
         extra: &[(HeaderName, HeaderValue)],
     ) -> Result<http::Response<Incoming>, ClientError> {
-        let url = self.url(path);
+        let count = self.inner.bases.len();
+        let first = self.inner.current.load(Ordering::Relaxed);
+        let mut tried = Vec::new();
+        for n in 0..count {
+            let i = (first + n) % count;
+            match self.open_at(i, method.clone(), path, &body, extra).await {
+                // Nothing was sent: the next Manager may take it.
+                Err(e @ (ClientError::Unreachable { .. } | ClientError::Tls { .. }))
+                    if count > 1 =>
+                {
+                    tried.push(e);
+                }
+                // Answered, or reached (an answer lost is never asked of another).
+                other => {
+                    self.inner.current.store(i, Ordering::Relaxed);
+                    return other;
+                }
+            }
+        }
+        Err(ClientError::NoneReachable { tried })
+    }
+
+    /// [`Transport::open`] to the Manager at `bases[i]`.
+    async fn open_at(
+        &self,
+        i: usize,
+        method: Method,
+        path: &str,
+        body: &Bytes,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Result<http::Response<Incoming>, ClientError> {
+        let base = self.base_at(i);
+        let url = format!("{base}{path}");
         let mut req = Request::builder().uri(&url);
         for (name, value) in &self.inner.headers {
             req = req.header(name, value);
@@ -313,7 +399,7 @@ impl Transport {
         }
         let req = req
             .method(method.clone())
-            .body(Full::new(body))
+            .body(Full::new(body.clone()))
             .map_err(|e| ClientError::Config(format!("bad request to {url}: {e}")))?;
         let after = self.inner.timeout;
         match tokio::time::timeout(after, self.inner.http.request(req)).await {
@@ -321,11 +407,11 @@ impl Transport {
             // Connecting failed: nothing was sent.
             Ok(Err(e)) if e.is_connect() => Err(match tls::tls_failure(&e) {
                 Some(reason) => ClientError::Tls {
-                    base: self.inner.base.clone(),
+                    base: base.to_string(),
                     reason,
                 },
                 None => ClientError::Unreachable {
-                    base: self.inner.base.clone(),
+                    base: base.to_string(),
                     reason: error_chain(&e),
                 },
             }),
@@ -418,6 +504,25 @@ impl Transport {
     }
 }
 
+/// `base` as a Manager URL (`https://host:port` or `http://host:port`), without a
+/// trailing slash; an error naming `--manager` otherwise.
+fn checked_base(base: &str) -> Result<String, ClientError> {
+    let base = base.trim().trim_end_matches('/').to_string();
+    let expected = || {
+        ClientError::Config(format!(
+            "--manager {base:?}: expected https://host:port (or http://host:port)"
+        ))
+    };
+    let rest = base
+        .strip_prefix("https://")
+        .or_else(|| base.strip_prefix("http://"))
+        .ok_or_else(expected)?;
+    if rest.is_empty() || rest.contains('/') {
+        return Err(expected());
+    }
+    Ok(base)
+}
+
 /// The Manager's error body; a plain-text answer (axum's own rejections) becomes code
 /// `error` with the text as its message.
 fn error_body(body: &[u8]) -> ErrorBody {
@@ -437,4 +542,157 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http::Method;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::{ClientError, Transport};
+
+    /// How a test Manager treats each request it reads.
+    #[derive(Clone, Copy)]
+    enum Behaviour {
+        /// Answers `200 {}`.
+        Answer,
+        /// Reads the request, then closes the connection without an answer.
+        Swallow,
+    }
+
+    /// A Manager stand-in on a port of its own: its URL and how many requests it read.
+    async fn manager(behaviour: Behaviour) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let count = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    while read_request(&mut conn).await {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        match behaviour {
+                            Behaviour::Answer => {
+                                let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                                if conn.write_all(answer.as_bytes()).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Behaviour::Swallow => return,
+                        }
+                    }
+                });
+            }
+        });
+        (url, requests)
+    }
+
+    /// Reads one request (head and `content-length` body); false at the end of the
+    /// connection.
+    async fn read_request(conn: &mut tokio::net::TcpStream) -> bool {
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            match conn.read(&mut byte).await {
+                Ok(1) => buf.push(byte[0]),
+                _ => return false,
+            }
+        }
+        let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+        let mut body = vec![0u8; length];
+        conn.read_exact(&mut body).await.is_ok()
+    }
+
+    /// A URL nothing listens on (a port the system gave, then closed).
+    async fn dead() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    }
+
+    fn transport(urls: &[String]) -> Transport {
+        Transport::builder(&urls[0], "t")
+            .unwrap()
+            .fallbacks(&urls[1..])
+            .unwrap()
+            .build()
+    }
+
+    #[tokio::test]
+    async fn a_call_goes_to_the_next_manager_and_stays_with_the_one_that_answered() {
+        let (b, to_b) = manager(Behaviour::Answer).await;
+        let (c, to_c) = manager(Behaviour::Answer).await;
+        let t = transport(&[dead().await, b.clone(), c]);
+        for _ in 0..3 {
+            t.call::<serde_json::Value>(Method::GET, "/v1/envs", None::<&()>)
+                .await
+                .unwrap();
+        }
+        assert_eq!(t.base(), b);
+        assert_eq!(to_b.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            to_c.load(Ordering::SeqCst),
+            0,
+            "the one that answered is kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_that_reached_a_manager_is_never_sent_to_another() {
+        let (a, to_a) = manager(Behaviour::Swallow).await;
+        let (b, to_b) = manager(Behaviour::Answer).await;
+        let t = transport(&[a.clone(), b]);
+        let e = t
+            .call::<serde_json::Value>(Method::POST, "/v1/envs/dev/apply", Some(&"{}"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ClientError::NoAnswer { .. }), "{e:?}");
+        assert!(e.outcome_unknown());
+        assert_eq!(to_a.load(Ordering::SeqCst), 1);
+        assert_eq!(to_b.load(Ordering::SeqCst), 0, "not replayed elsewhere");
+        assert_eq!(t.base(), a);
+    }
+
+    #[tokio::test]
+    async fn when_none_can_be_reached_the_error_names_each_one_tried() {
+        let urls = [dead().await, dead().await];
+        let e = transport(&urls)
+            .call::<serde_json::Value>(Method::GET, "/v1/envs", None::<&()>)
+            .await
+            .unwrap_err();
+        let ClientError::NoneReachable { tried } = &e else {
+            panic!("{e:?}");
+        };
+        let bases: Vec<&str> = tried
+            .iter()
+            .map(|e| match e {
+                ClientError::Unreachable { base, .. } => base.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(bases, [urls[0].as_str(), urls[1].as_str()]);
+        assert!(e.is_retryable() && !e.outcome_unknown());
+        // One URL: the error it always was.
+        let e = transport(&urls[..1])
+            .call::<serde_json::Value>(Method::GET, "/v1/envs", None::<&()>)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ClientError::Unreachable { .. }), "{e:?}");
+        // A bad fallback is refused when the client is built, naming it.
+        let e = Transport::builder(&urls[0], "t")
+            .unwrap()
+            .fallbacks(&["ftp://x"])
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("--manager \"ftp://x\""), "{e}");
+    }
 }

@@ -1,6 +1,7 @@
 //! `switchyard manager`: run a Manager (control plane) with its embedded store, or create
 //! a token directly in its store.
 
+use std::num::NonZeroU64;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -66,6 +67,20 @@ pub struct ManagerArgs {
     /// among them. Default: host name and process id.
     #[arg(long, env = "SWITCHYARD_MANAGER_NAME", value_parser = manager_name)]
     pub name: Option<String>,
+    /// History retention: keep each environment's last N revisions (and the entity
+    /// versions they need); older ones are pruned, and a Worker behind them gets a full
+    /// pull. Default: keep every revision.
+    #[arg(long, value_name = "N")]
+    pub history_revisions: Option<NonZeroU64>,
+    /// History retention: keep the revisions committed within this long (`30d`, `12h`).
+    /// With --history-revisions too, a revision is pruned only when both let it go; the
+    /// current revision is always kept. Default: keep every revision.
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    pub history_age: Option<Duration>,
+    /// Delete audit records older than this (`365d`). Default: audit records are never
+    /// deleted (history retention never touches them).
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    pub audit_retention: Option<Duration>,
 }
 
 /// A Manager name: 1 to 100 visible ASCII characters.
@@ -74,6 +89,16 @@ fn manager_name(s: &str) -> Result<String, String> {
         return Err("a Manager name is 1 to 100 visible ASCII characters (no spaces)".into());
     }
     Ok(s.to_string())
+}
+
+/// A duration such as `30d` or `12h`, more than zero (a retention of nothing is refused
+/// rather than taken to mean "prune everything").
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be more than 0 (e.g. 30d)".to_string()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (e.g. 30d, 12h)")),
+    }
 }
 
 /// Where the Manager's state is kept.
@@ -202,6 +227,11 @@ async fn serve(args: ManagerArgs) -> anyhow::Result<()> {
     options.allow_insecure_remote = args.allow_insecure_remote;
     options.require_worker_certificates = args.require_worker_certificates;
     options.name = args.name.clone();
+    options.retention.history = switchyard_store::HistoryRetention {
+        revisions: args.history_revisions,
+        max_age: args.history_age,
+    };
+    options.retention.audit = args.audit_retention;
     let manager = Manager::open(options).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -290,4 +320,21 @@ fn create_worker_cert(args: &WorkerCertArgs) -> anyhow::Result<()> {
         ca.path.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::positive_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn retentions_are_durations_of_more_than_nothing() {
+        assert_eq!(
+            positive_duration("30d"),
+            Ok(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(positive_duration("12h"), Ok(Duration::from_secs(43_200)));
+        assert!(positive_duration("0s").unwrap_err().contains("more than 0"));
+        assert!(positive_duration("soon").unwrap_err().contains("e.g. 30d"));
+    }
 }

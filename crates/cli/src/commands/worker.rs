@@ -27,15 +27,17 @@ pub struct WorkerArgs {
     #[arg(long, conflicts_with = "manager")]
     pub config: Option<PathBuf>,
     /// Manager mode: follow an environment on this Manager (https://host:port). Several
-    /// Managers of one control plane (sharing a PostgreSQL database), comma-separated: the
-    /// first is followed, the next ones are tried in turn whenever the one followed is lost.
+    /// Managers of one control plane (sharing a PostgreSQL database), comma-separated or
+    /// the flag repeated: the first is followed, the next ones are tried in turn whenever
+    /// the one followed is lost.
     #[arg(
         long,
         env = "SWITCHYARD_MANAGER",
         requires = "env",
+        value_delimiter = ',',
         value_name = "URL[,URL…]"
     )]
-    pub manager: Option<String>,
+    pub manager: Vec<String>,
     /// Manager mode: the CA certificate(s) the Manager is verified against (PEM; the
     /// Manager's own CA is its DATA/ca.pem). Default: the system's roots. A Manager that
     /// cannot be verified is not talked to.
@@ -130,12 +132,12 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     if let Some(WorkerAction::Upgrade(u)) = args.action {
         return upgrade(u).await;
     }
-    let source = match (args.config, args.manager) {
+    let source = match (args.config, args.manager.is_empty()) {
         (Some(path), _) => ConfigSource::Files {
             path,
             watch: !args.no_watch,
         },
-        (None, Some(manager)) => {
+        (None, false) => {
             let env = args.env.context("--env is required with --manager")?;
             let token = args.token.get()?.context(
                 "--manager needs a worker token: --token-file PATH (or SWITCHYARD_TOKEN_FILE), \
@@ -146,11 +148,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| default_worker_id(args.listen.unwrap_or(DEFAULT_LISTEN)));
             // The address reported to the Manager is the bound one (`serve` fills it in:
             // with port 0, the port the system chose).
-            let mut urls = manager
-                .split(',')
-                .map(str::trim)
-                .filter(|u| !u.is_empty())
-                .map(str::to_string);
+            let mut urls = crate::conn::manager_urls(&args.manager)?.into_iter();
             let first = urls.next().context("--manager: give at least one URL")?;
             let mut m = ManagedOptions::new(&first, &env, &token, &worker_id, args.cache_dir);
             m.fallbacks = urls.collect();
@@ -158,7 +156,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             m.tls = crate::conn::manager_tls(args.manager_ca.as_deref(), client)?;
             ConfigSource::Manager(m)
         }
-        (None, None) => {
+        (None, true) => {
             anyhow::bail!(
                 "give --config DIR (standalone) or --manager URL --env ENV --token-file PATH"
             )

@@ -110,10 +110,22 @@ pub async fn run(
         // Validate against exactly the revision the commit will be conditional on, so no
         // concurrent write can slip in between and leave the environment invalid.
         let base = batch.expected_revision.unwrap_or(info.revision);
-        if base > info.revision {
+        // A base past the environment, or older than its retained history (whose state
+        // cannot be read, and which it has moved past anyway): stale.
+        if base > info.revision || base < info.history_from {
             return Err(conflict(env, base, info.revision));
         }
-        let stored = state.store.entities(env, Some(base)).await?;
+        let stored = match state.store.entities(env, Some(base)).await {
+            Ok(stored) => stored,
+            // Commits and a pruning landed since `info` was read: the base is stale.
+            Err(StoreError::Pruned { .. })
+                if batch.expected_revision.is_none() && attempt < MAX_ATTEMPTS =>
+            {
+                continue;
+            }
+            Err(StoreError::Pruned { .. }) => return Err(conflict(env, base, info.revision)),
+            Err(e) => return Err(e.into()),
+        };
         let prepared = key_digests(state, env, &stored, (batch.prepare)(&stored)?);
         if batch.refuse_empty && prepared.upserts.is_empty() && prepared.delete.is_empty() {
             return Err(ApiError::bad_request(

@@ -45,7 +45,7 @@ use switchyard_api::admin::RollbackRequest;
         (status = 403, description = FORBIDDEN, body = ErrorBody),
         (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
         (status = 409, description = "The environment is no longer at `expected_revision` (`revision_conflict`), or `to_revision` is past its current revision (`unknown_revision`)", body = ErrorBody),
-        (status = 422, description = "`to_revision` is 0 (`invalid_revision`), or the environment at that revision does not compile any more (`invalid_config`, every error in `details`), or a JSON body without the expected fields (`invalid_body`)", body = ErrorBody),
+        (status = 422, description = "`to_revision` is 0 (`invalid_revision`) or older than the history the Manager retains (`history_pruned`), or the environment at that revision does not compile any more (`invalid_config`, every error in `details`), or a JSON body without the expected fields (`invalid_body`)", body = ErrorBody),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
         (status = 503, description = AUDIT_FAILED, body = ErrorBody),
     )

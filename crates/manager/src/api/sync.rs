@@ -29,8 +29,9 @@ use switchyard_api::sync::PullQuery;
 
 /// Pull what changed after a revision, with credentials in clear (Workers and admins).
 ///
-/// Everything that changed after `since` (all live entities when `since` is 0 or ahead of
-/// the Manager), with the digest of the full state to check against.
+/// Everything that changed after `since` (all live entities, `full`, when `since` is 0,
+/// ahead of the Manager, or older than the history it retains), with the digest of the
+/// full state to check against.
 #[utoipa::path(
     get,
     path = "/v1/envs/{env}/sync",
@@ -58,28 +59,36 @@ pub async fn pull(
     if let Some(id) = header(&headers, WORKER_ID_HEADER) {
         who.require_worker_name(&id)?;
     }
-    let info = match state.env_info(&env).await {
-        Ok(info) => info,
-        // The database is down: answer from what this Manager built last (the revision
-        // it announced), so Workers that connect or fail over meanwhile still get it.
-        Err(e) if e.code == ErrorCode::StoreUnavailable => {
-            let body = answer_without_store(&state, &env, q.since).ok_or(e)?;
-            return Ok((
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response());
+    let mut attempt = 0;
+    let body = loop {
+        attempt += 1;
+        let info = match state.env_info(&env).await {
+            Ok(info) => info,
+            // The database is down: answer from what this Manager built last (the revision
+            // it announced), so Workers that connect or fail over meanwhile still get it.
+            Err(e) if e.code == ErrorCode::StoreUnavailable => {
+                break answer_without_store(&state, &env, q.since).ok_or(e)?;
+            }
+            Err(e) => return Err(e),
+        };
+        // Everything when asked for, when the Worker is ahead of this store, or when its
+        // revision is older than the retained history: what changed since then can no
+        // longer be told (deletions may be gone), the whole state can — no error, no gap.
+        let full = q.since == 0 || q.since > info.revision || q.since < info.history_from;
+        let since = if full { 0 } else { q.since };
+        let built = state
+            .pulls
+            .get_or_build(&env, since, info.revision, || {
+                build_pull(&state, &env, since, info.revision)
+            })
+            .await;
+        match built {
+            // Pruned between reading `info` and building the answer: read it again (the
+            // Worker's revision is then older than the history, and it gets everything).
+            Err(e) if e.code == ErrorCode::HistoryPruned && attempt < MAX_PULL_ATTEMPTS => {}
+            other => break other?,
         }
-        Err(e) => return Err(e),
     };
-    let full = q.since == 0 || q.since > info.revision;
-    let since = if full { 0 } else { q.since };
-    let body = state
-        .pulls
-        .get_or_build(&env, since, info.revision, || {
-            build_pull(&state, &env, since, info.revision)
-        })
-        .await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         body,
@@ -122,6 +131,8 @@ pub fn warm_pull(state: &AppState, env: &str, revision: u64) {
         }
     });
 }
+/// How often a pull is built again when a pruning overtook it.
+const MAX_PULL_ATTEMPTS: usize = 3;
 
 /// The pull answer: what changed after `since` (everything when 0), at `revision` or, when a
 /// commit lands meanwhile, at the newer revision (the payload is self-consistent either way:
@@ -218,6 +229,7 @@ pub async fn events(
                 name: env.clone(),
                 revision,
                 created_at: 0,
+                history_from: 0,
             }
         }
         Err(e) => return Err(e),

@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use switchyard_api::records::{
     AuditRecord, ReportStatus, RevisionRecord, WorkerReport, now_millis,
 };
-use switchyard_store::AuditQuery;
+use switchyard_store::{AuditQuery, StoreError};
 
 use switchyard_config::manifest::redact_json;
 
@@ -109,7 +109,7 @@ pub async fn revisions(
         (status = 400, description = "`rev` is not a revision number (`bad_request`)", body = ErrorBody),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = FORBIDDEN, body = ErrorBody),
-        (status = 404, description = "No such environment (`unknown_environment`) or revision (`unknown_revision`)", body = ErrorBody),
+        (status = 404, description = "No such environment (`unknown_environment`) or revision (`unknown_revision`), or the revision is older than the history the Manager retains (`history_pruned`)", body = ErrorBody),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
     )
 )]
@@ -120,12 +120,21 @@ pub async fn revision(
 ) -> ApiResult<Json<RevisionView>> {
     who.require_read(&env)?;
     state.env_info(&env).await?;
-    let record = state.store.revision(&env, rev).await?.ok_or_else(|| {
-        ApiError::not_found(
-            ErrorCode::UnknownRevision,
-            format!("environment {env:?} has no revision {rev}"),
-        )
-    })?;
+    let record = match state.store.revision(&env, rev).await {
+        Ok(record) => record.ok_or_else(|| {
+            ApiError::not_found(
+                ErrorCode::UnknownRevision,
+                format!("environment {env:?} has no revision {rev}"),
+            )
+        })?,
+        // The revision existed; its record was pruned: not found, and why.
+        Err(e @ StoreError::Pruned { .. }) => {
+            let mut answer = ApiError::from(e);
+            answer.status = axum::http::StatusCode::NOT_FOUND;
+            return Err(answer);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let reports = state.store.reports_for(&env, rev).await?;
     let expected = state.store.expected_workers(&env, rev).await?;
     let acks: Vec<&WorkerReport> = reports

@@ -104,6 +104,7 @@ pub(super) fn env_info(row: &AnyRow) -> Result<EnvInfo, StoreError> {
         name: get(row, "name")?,
         revision: unsigned(get(row, "revision")?, "revision")?,
         created_at: get(row, "created_at")?,
+        history_from: unsigned(get(row, "history_from")?, "history_from")?,
     })
 }
 

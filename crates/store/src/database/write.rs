@@ -1,4 +1,4 @@
-//! The write transactions of the SQLite store: commits, environments, reports, tokens.
+//! The write transactions of the store: commits, environments, reports, tokens, pruning.
 
 use std::collections::HashSet;
 
@@ -10,11 +10,11 @@ use switchyard_config::Kind;
 
 use super::identity;
 use super::rows::{self, audit_failed, db, stored};
-use super::{SqlStore, env_revision_locked};
+use super::{SqlStore, env_history_locked, env_revision_locked};
 use crate::{
-    AppliedChange, Change, CommitOutcome, CommitRequest, EnvDeletion, EnvInfo, Operation,
-    ReportStatus, Result, RevisionProgress, StoreError, TokenRecord, WorkerConnection,
-    WorkerReport, now_millis, sql,
+    AppliedChange, Change, CommitOutcome, CommitRequest, EnvDeletion, EnvInfo, HistoryRetention,
+    Millis, Operation, PruneOutcome, ReportStatus, Result, RevisionProgress, StoreError,
+    TokenRecord, WorkerConnection, WorkerReport, now_millis, sql,
 };
 
 /// One audit record about to be written.
@@ -448,6 +448,7 @@ async fn create_env_in(conn: &mut AnyConnection, name: &str, actor: &str) -> Res
         name: name.to_owned(),
         revision: 0,
         created_at,
+        history_from: 0,
     })
 }
 
@@ -898,4 +899,159 @@ pub(super) async fn record_event(store: &SqlStore, event: crate::AuditEvent) -> 
     )
     .await;
     finish(tx, result, |()| true, "audit event: commit").await
+}
+
+pub(super) async fn prune_history(
+    store: &SqlStore,
+    env: &str,
+    retention: &HistoryRetention,
+    actor: &str,
+) -> Result<Option<PruneOutcome>> {
+    let (_guard, mut tx) = store.begin_write().await?;
+    let result = prune_history_in(&mut tx, env, retention, actor, now_millis()).await;
+    // Nothing to prune: rolled back, nothing written (not even an audit record).
+    let out = finish(tx, result, Option::is_some, "prune history: commit").await?;
+    if out.is_some() {
+        store.note_progress().await;
+    }
+    Ok(out)
+}
+
+/// The oldest revision `retention` keeps of an environment at `current`, at `now`: the
+/// lowest that any limit keeps, and never past the current revision.
+async fn oldest_kept(
+    conn: &mut AnyConnection,
+    env: &str,
+    current: u64,
+    retention: &HistoryRetention,
+    now: Millis,
+) -> Result<u64> {
+    let mut keep_from = current;
+    if let Some(n) = retention.revisions {
+        keep_from = keep_from.min(current.saturating_sub(n.get() - 1));
+    }
+    if let Some(age) = retention.max_age {
+        let age = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        let young: Option<i64> = sqlx::query_scalar(sql::REVISION_OLDEST_SINCE)
+            .bind(env)
+            .bind(now.saturating_sub(age))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db("prune history: read revision times"))?;
+        // None younger: only the current revision is kept.
+        if let Some(young) = young {
+            keep_from = keep_from.min(rows::unsigned(young, "revision")?);
+        }
+    }
+    Ok(keep_from)
+}
+
+async fn prune_history_in(
+    conn: &mut AnyConnection,
+    env: &str,
+    retention: &HistoryRetention,
+    actor: &str,
+    now: Millis,
+) -> Result<Option<PruneOutcome>> {
+    // Locked: commits and other Managers' prunings of this environment wait for this one
+    // (and then see its `history_from`).
+    let history = env_history_locked(conn, env).await?;
+    if retention.keeps_everything() {
+        return Ok(None);
+    }
+    let keep_from = oldest_kept(conn, env, history.revision, retention, now).await?;
+    if keep_from <= history.history_from {
+        return Ok(None);
+    }
+    let cutoff = stored(keep_from, "revision")?;
+    let mut deleted = [0u64; sql::HISTORY_PRUNE.len()];
+    for (n, (statement, what)) in sql::HISTORY_PRUNE.into_iter().enumerate() {
+        deleted[n] = sqlx::query(statement)
+            .bind(env)
+            .bind(cutoff)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(what))?
+            .rows_affected();
+    }
+    let [
+        revisions,
+        _expected,
+        superseded,
+        tombstones_history,
+        tombstones,
+        reports,
+    ] = deleted;
+    sqlx::query(sql::ENV_SET_HISTORY_FROM)
+        .bind(env)
+        .bind(cutoff)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("prune history: record where history starts"))?;
+    let out = PruneOutcome {
+        env: env.to_owned(),
+        history_from: keep_from,
+        previous_history_from: history.history_from,
+        revisions,
+        entity_versions: superseded + tombstones_history,
+        tombstones,
+        reports,
+    };
+    let detail = format!(
+        "history before revision {keep_from} pruned (it started at revision {}): {} \
+         revisions, {} entity versions, {} deleted entities, {} Worker reports removed",
+        out.previous_history_from, out.revisions, out.entity_versions, out.tombstones, out.reports
+    );
+    env_audit(
+        conn,
+        (env, keep_from),
+        actor,
+        Operation::PruneHistory,
+        now,
+        Some(&detail),
+    )
+    .await?;
+    Ok(Some(out))
+}
+
+pub(super) async fn prune_audit(store: &SqlStore, before: Millis, actor: &str) -> Result<u64> {
+    let (_guard, mut tx) = store.begin_write().await?;
+    let result = prune_audit_in(&mut tx, before, actor).await;
+    let deleted = finish(tx, result, |n| *n > 0, "prune audit: commit").await?;
+    if deleted > 0 {
+        store.note_progress().await;
+    }
+    Ok(deleted)
+}
+
+async fn prune_audit_in(conn: &mut AnyConnection, before: Millis, actor: &str) -> Result<u64> {
+    let deleted = sqlx::query(sql::AUDIT_PRUNE)
+        .bind(before)
+        .execute(&mut *conn)
+        .await
+        .map_err(db("prune audit"))?
+        .rows_affected();
+    if deleted == 0 {
+        return Ok(0);
+    }
+    let store_id = identity::read_id(conn).await?;
+    let detail = format!("{deleted} audit records written before {before} (unix ms) deleted");
+    insert_audit(
+        conn,
+        AuditEntry {
+            at: now_millis(),
+            actor,
+            env: None,
+            entity_kind: audit_subject::STORE,
+            entity_name: &store_id,
+            old_version: None,
+            new_version: None,
+            digest: None,
+            operation: Operation::PruneAudit,
+            revision: None,
+            detail: Some(&detail),
+        },
+    )
+    .await?;
+    Ok(deleted)
 }
