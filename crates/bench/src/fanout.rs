@@ -27,12 +27,10 @@ pub struct FanoutOptions {
     pub binary: PathBuf,
     /// The Manager serves plain HTTP (`--insecure-http`) instead of HTTPS: to compare.
     pub insecure_http: bool,
-    /// The Managers' database (`postgres://…`); default: SQLite in the Manager's data
-    /// directory.
-    pub database: Option<String>,
-    /// Manager processes sharing `database`; subscribers are spread over them and changes
-    /// are applied through the first, so most notifications cross Managers.
-    pub managers: usize,
+    /// The Manager processes: one on SQLite, or several sharing a database; subscribers
+    /// are spread over them and changes applied through the first, so most notifications
+    /// cross Managers.
+    pub control_plane: crate::ControlPlane,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -172,14 +170,14 @@ fn spawn_managers(
     o: &FanoutOptions,
     dir: &std::path::Path,
 ) -> Result<Vec<ManagerProcess>, BenchError> {
-    let Some(url) = &o.database else {
+    let Some(url) = &o.control_plane.database else {
         let m = ManagerProcess::spawn(&o.binary, &dir.join("manager"), o.insecure_http)?;
         return Ok(vec![m]);
     };
     let key = "44".repeat(32);
     let flags = ["--database", url.as_str(), "--secret-key", key.as_str()];
     let mut out: Vec<ManagerProcess> = Vec::new();
-    for i in 0..o.managers.max(1) {
+    for i in 0..o.control_plane.managers.max(1) {
         let data = dir.join(format!("manager-{i}"));
         if let Some(first) = out.first() {
             std::fs::create_dir_all(&data).map_err(|e| BenchError::Setup(e.to_string()))?;

@@ -17,7 +17,7 @@ pub use fanout::{FanoutOptions, FanoutReport, run as fanout};
 pub use proxy::{ProxyOptions, ProxyReport, run as proxy};
 pub use report::SwapReport;
 pub use scale::{ScaleReport, run as scale};
-pub use swap::{ExistingCluster, SwapOptions, run as swap};
+pub use swap::{ControlPlane, ExistingCluster, SwapOptions, run as swap};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {

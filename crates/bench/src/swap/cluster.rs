@@ -68,7 +68,6 @@ impl BenchWorker {
 }
 
 pub struct BenchCluster {
-    pub manager: SocketAddr,
     /// The admin API, with the bench's token.
     pub client: AdminClient,
     pub env: String,
@@ -91,8 +90,21 @@ struct Local {
     binary: PathBuf,
     worker_token: String,
     stop: watch::Sender<bool>,
-    manager_task: JoinHandle<Result<(), switchyard_manager::ManagerError>>,
+    manager_tasks: Vec<JoinHandle<Result<(), switchyard_manager::ManagerError>>>,
+    /// Every Manager's address (one unless they share a database): Worker `i` follows
+    /// `managers[i % n]` first and is given the others to fail over to.
+    managers: Vec<SocketAddr>,
     dir: tempfile::TempDir,
+}
+
+/// Where the bench's own Managers keep their state.
+#[derive(Debug, Clone, Default)]
+pub struct ControlPlane {
+    /// A database the Managers share (`postgres://…`); default: one Manager on SQLite in a
+    /// temporary directory.
+    pub database: Option<String>,
+    /// Managers on `database` (1 without one).
+    pub managers: usize,
 }
 
 const OWN_ENV: &str = "bench";
@@ -106,22 +118,46 @@ impl BenchCluster {
         workers: usize,
         binary: &Path,
         cut: Option<usize>,
+        plane: &ControlPlane,
     ) -> Result<BenchCluster, BenchError> {
         let dir = tempfile::tempdir().map_err(setup)?;
-        let manager = Manager::open(ManagerOptions::new(dir.path().join("manager")))
-            .await
-            .map_err(setup)?;
+        let (stop, _) = watch::channel(false);
+        let mut manager_tasks = Vec::new();
+        let mut managers = Vec::new();
+        for i in 0..plane.managers.max(1) {
+            let data = dir.path().join(if i == 0 {
+                "manager".to_string()
+            } else {
+                format!("manager-{i}")
+            });
+            let mut options = ManagerOptions::new(&data);
+            if let Some(url) = &plane.database {
+                options.database = Some(url.clone());
+                // One sealing key and one CA (the first Manager's) for all of them.
+                options.secret_key = Some("55".repeat(32));
+                options.name = Some(format!("bench-{i}"));
+                if i > 0 {
+                    std::fs::create_dir_all(&data).map_err(setup)?;
+                    for f in ["ca.pem", "ca.key"] {
+                        std::fs::copy(dir.path().join("manager").join(f), data.join(f))
+                            .map_err(setup)?;
+                    }
+                }
+            }
+            let manager = Manager::open(options).await.map_err(setup)?;
+            let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .map_err(setup)?;
+            managers.push(listener.local_addr().map_err(setup)?);
+            let mut mstop = stop.subscribe();
+            manager_tasks.push(tokio::spawn(manager.serve(listener, async move {
+                let _ = mstop.wait_for(|s| *s).await;
+            })));
+        }
+        let maddr = managers[0];
         let admin_token =
             std::fs::read_to_string(dir.path().join("manager/admin.token")).map_err(setup)?;
         let admin_token = admin_token.trim().to_string();
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-            .await
-            .map_err(setup)?;
-        let maddr = listener.local_addr().map_err(setup)?;
-        let (stop, mut mstop) = watch::channel(false);
-        let manager_task = tokio::spawn(manager.serve(listener, async move {
-            let _ = mstop.wait_for(|s| *s).await;
-        }));
         let tls = ManagerTls::ca_file(&dir.path().join("manager/ca.pem"))?;
         let client = AdminClient::with_tls(&format!("https://{maddr}"), &admin_token, &tls)?;
         let cut = match cut {
@@ -145,7 +181,6 @@ impl BenchCluster {
             })
             .await?;
         Ok(BenchCluster {
-            manager: maddr,
             client,
             env: OWN_ENV.into(),
             names: Names::own(),
@@ -159,7 +194,8 @@ impl BenchCluster {
                 binary: binary.to_path_buf(),
                 worker_token: token.token,
                 stop,
-                manager_task,
+                manager_tasks,
+                managers,
                 dir,
             }),
         })
@@ -167,7 +203,7 @@ impl BenchCluster {
 
     /// Connects to an existing cluster; checks the token and that every target answers.
     pub async fn existing(x: &ExistingCluster) -> Result<BenchCluster, BenchError> {
-        let manager = socket(&x.manager, "--manager")?;
+        socket(&x.manager, "--manager")?;
         if x.targets.is_empty() {
             return Err(BenchError::Setup(
                 "--targets: name at least one Worker (http://host:port)".into(),
@@ -232,7 +268,6 @@ impl BenchCluster {
                 .map_or(0, |d| d.as_millis() % 0xffff)
         );
         Ok(BenchCluster {
-            manager,
             client,
             env: x.env.clone(),
             names: Names::unique(&tag),
@@ -249,12 +284,14 @@ impl BenchCluster {
         let Some(l) = &mut self.local else {
             return Ok(());
         };
-        let manager_url = format!("https://{}", self.manager);
         let ca = l.dir.path().join("manager/ca.pem");
         for i in 0..l.count {
             let manager = match &l.cut {
                 Some((n, link)) if *n == i => format!("https://{}", link.addr),
-                _ => manager_url.clone(),
+                _ => (0..l.managers.len())
+                    .map(|k| format!("https://{}", l.managers[(i + k) % l.managers.len()]))
+                    .collect::<Vec<_>>()
+                    .join(","),
             };
             l.processes.push(WorkerProcess::spawn(WorkerSpec {
                 binary: &l.binary,
@@ -330,7 +367,9 @@ impl BenchCluster {
                     w.stop();
                 }
                 let _ = l.stop.send(true);
-                let _ = l.manager_task.await;
+                for task in l.manager_tasks {
+                    let _ = task.await;
+                }
                 Ok(())
             }
             None => {

@@ -26,8 +26,8 @@ use crate::load::{self, LoadPlan};
 use crate::report::{SwapReport, WorkerReport};
 use analyse::{Analysis, Change, RevisionAcks, analyse};
 use changes::{ChangeKind, Shape, authority, manifests};
-pub use cluster::ExistingCluster;
 use cluster::{BenchCluster, BenchWorker};
+pub use cluster::{ControlPlane, ExistingCluster};
 
 #[derive(Debug, Clone)]
 pub struct SwapOptions {
@@ -44,6 +44,8 @@ pub struct SwapOptions {
     /// Fault injection (own cluster only): cut this Worker (1-based) off the Manager
     /// halfway through the run. The run must then FAIL, naming it.
     pub cut_worker: Option<usize>,
+    /// The bench's own Managers: one on SQLite, or several sharing a database.
+    pub control_plane: cluster::ControlPlane,
 }
 
 pub async fn run(o: SwapOptions) -> Result<SwapReport, BenchError> {
@@ -86,7 +88,7 @@ pub async fn run(o: SwapOptions) -> Result<SwapReport, BenchError> {
             ));
         }
         Some(x) => BenchCluster::existing(x).await?,
-        None => BenchCluster::start(o.workers, &o.binary, o.cut_worker).await?,
+        None => BenchCluster::start(o.workers, &o.binary, o.cut_worker, &o.control_plane).await?,
     };
     let result = drive(&o, &mut cluster, &upstreams).await;
     let finished = cluster.finish().await;

@@ -38,6 +38,8 @@ pub enum BenchCommand {
         #[arg(long, value_name = "N", conflicts_with = "manager")]
         cut_worker: Option<usize>,
         #[command(flatten)]
+        control_plane: ControlPlaneArgs,
+        #[command(flatten)]
         existing: Box<ExistingArgs>,
     },
     /// Throughput, latency and CPU per request of one Worker vs the upstream directly vs
@@ -92,17 +94,33 @@ pub enum BenchCommand {
         /// The Manager serves plain HTTP instead of HTTPS (to compare the two).
         #[arg(long)]
         insecure_http: bool,
-        /// The Managers' database (`postgres://…`, best given in the environment); default:
-        /// SQLite in the Manager's data directory.
-        #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
-        database: Option<String>,
-        /// Manager processes sharing --database: subscribers spread over them, changes
-        /// applied through the first.
-        #[arg(long, default_value_t = 1, requires = "database", value_parser = clap::value_parser!(u16).range(1..=16))]
-        managers: u16,
+        #[command(flatten)]
+        control_plane: ControlPlaneArgs,
         #[arg(long)]
         json: Option<PathBuf>,
     },
+}
+
+/// The bench's own Managers: one on SQLite (default), or several sharing a database.
+#[derive(clap::Args)]
+pub struct ControlPlaneArgs {
+    /// The Managers' database (`postgres://…`, best given in the environment); default:
+    /// SQLite in the Manager's data directory.
+    #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
+    /// Managers sharing --database: Workers (subscribers) are spread over them, each
+    /// given the others to fail over to; changes are applied through the first.
+    #[arg(long, default_value_t = 1, requires = "database", value_parser = clap::value_parser!(u16).range(1..=16))]
+    managers: u16,
+}
+
+impl ControlPlaneArgs {
+    fn options(self) -> switchyard_bench::ControlPlane {
+        switchyard_bench::ControlPlane {
+            database: self.database,
+            managers: usize::from(self.managers),
+        }
+    }
 }
 
 /// Measure an existing cluster instead of starting one. The bench adds a proxy and a
@@ -178,6 +196,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
             new_connections_per_sec,
             json,
             cut_worker,
+            control_plane,
             existing,
         } => {
             let report = switchyard_bench::swap(switchyard_bench::SwapOptions {
@@ -189,6 +208,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
                 binary: binary()?,
                 existing: existing.cluster()?,
                 cut_worker,
+                control_plane: control_plane.options(),
             })
             .await?;
             crate::text::out(&report.to_text());
@@ -238,8 +258,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
             subscribers,
             changes,
             insecure_http,
-            database,
-            managers,
+            control_plane,
             json,
         } => {
             let report = switchyard_bench::fanout(switchyard_bench::FanoutOptions {
@@ -247,8 +266,7 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
                 changes,
                 binary: binary()?,
                 insecure_http,
-                database,
-                managers: usize::from(managers),
+                control_plane: control_plane.options(),
             })
             .await?;
             crate::text::out(&report.to_text());
