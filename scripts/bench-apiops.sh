@@ -2,6 +2,8 @@
 # APIops at scale: N proxies (one set of files, kind: Environment variables) through a
 # real Manager with the release binary: plan/apply/promote/dump/status timings.
 #   scripts/bench-apiops.sh [N]          (default 500)
+# With SWITCHYARD_DATABASE_URL set (e.g. under scripts/with-postgres.sh) the Manager's
+# store is that database instead of SQLite in its data directory.
 set -euo pipefail
 N=${1:-500}
 cd "$(dirname "$0")/.."
@@ -10,7 +12,8 @@ BIN=$PWD/target/release/switchyard
 WORK=$(mktemp -d)
 trap 'kill $MANAGER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-"$BIN" --log-format json manager --data "$WORK/data" --listen 127.0.0.1:0 2>"$WORK/manager.log" &
+"$BIN" --log-format json manager --data "$WORK/data" --listen 127.0.0.1:0 --insecure-http \
+  ${SWITCHYARD_DATABASE_URL:+--database "$SWITCHYARD_DATABASE_URL"} 2>"$WORK/manager.log" &
 MANAGER=$!
 for _ in $(seq 100); do
   grep -q '"manager listening"' "$WORK/manager.log" 2>/dev/null && break
@@ -54,7 +57,8 @@ t() { # label, command...
   end=$(date +%s%N)
   printf '%-46s %8.1f ms\n' "$1" "$(echo "($end - $start) / 1000000" | bc -l)"
 }
-echo "$N proxies + 2 Environment documents, release build, $(nproc) CPUs"
+STORE=SQLite; [ -n "${SWITCHYARD_DATABASE_URL:-}" ] && STORE=PostgreSQL
+echo "$N proxies + 2 Environment documents, release build, $(nproc) CPUs, store: $STORE"
 t "plan (all creates)"                 "$BIN" plan --env dev "$WORK/files"
 t "apply (all creates, one revision)"  "$BIN" apply --env dev "$WORK/files"
 t "plan (no changes)"                  "$BIN" plan --env dev "$WORK/files"

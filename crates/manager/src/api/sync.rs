@@ -149,12 +149,19 @@ async fn build_pull(
     } else {
         state.store.changes_since(env, since).await?
     };
-    // The digest of the state at exactly `revision`, whatever was committed since.
-    let at = state.store.entities(env, Some(revision)).await?;
-    let digest = state_digest(
-        at.iter()
-            .map(|e| (e.kind, e.name.as_str(), e.version, e.digest.as_str())),
-    );
+    // The digest of the state at exactly `revision`, whatever was committed since (a full
+    // answer is that state: no second read).
+    let digest_of = |at: &[switchyard_store::EntityRecord]| {
+        state_digest(
+            at.iter()
+                .map(|e| (e.kind, e.name.as_str(), e.version, e.digest.as_str())),
+        )
+    };
+    let digest = if full {
+        digest_of(&entities)
+    } else {
+        digest_of(&state.store.entities(env, Some(revision)).await?)
+    };
     let mut out = Vec::with_capacity(entities.len());
     for e in entities.into_iter().filter(|e| e.revision <= revision) {
         let manifest = state.reveal(&e)?;
