@@ -146,6 +146,7 @@ impl Manager {
         let reports = reports::ReportWriter::start(store.clone(), metrics.clone());
         let name = options.name.clone().unwrap_or_else(presence::default_name);
         let presence = presence::Presence::new(store.clone(), name);
+        let rollouts = rollout::Rollouts::new(store.clone());
         let state = AppState {
             store,
             fanout: fanout::Fanout::new(presence.clone()),
@@ -160,7 +161,7 @@ impl Manager {
             parsed: Arc::default(),
             require_worker_certificates: options.require_worker_certificates,
             digest_master: Arc::new(state::DigestMaster(key)),
-            rollouts: rollout::Rollouts::default(),
+            rollouts,
             presence,
         };
         let created_admin_token = bootstrap_admin(&state, &options.data_dir).await?;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use switchyard_api::admin::{RolloutState, RolloutStatus, RolloutStepState, RolloutWorker};
 use switchyard_api::records::{Operation, ReportStatus, now_millis};
 use switchyard_api::sync::UpgradeDirective;
-use switchyard_store::AuditEvent;
+use switchyard_store::{AuditEvent, Store};
 
 use crate::state::AppState;
 
@@ -22,20 +22,73 @@ const POLL: Duration = Duration::from_millis(100);
 /// A step's deadline when the request does not give one.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The latest rollout of each environment (in memory: a Manager restarted mid-rollout
-/// forgets it; the audit trail keeps every step, and a rollout without files resumes).
+/// How long a rollout saved as running by another Manager (or before a restart) without
+/// progress is taken to be driven still: past it, its Manager is taken to be gone and a
+/// new rollout may start.
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(2 * DEFAULT_STEP_TIMEOUT.as_secs());
+
+/// The latest rollout of each environment: driven from this Manager's memory, and saved to
+/// the store at every change (in order, by one writer task) so that every Manager on the
+/// database — and this one after a restart — shows it. The audit trail keeps every step.
 #[derive(Default, Clone)]
 pub struct Rollouts {
     by_env: Arc<Mutex<HashMap<String, RolloutStatus>>>,
+    /// Where each change is sent to be saved (none in unit tests).
+    saved: Option<tokio::sync::mpsc::UnboundedSender<RolloutStatus>>,
 }
 
 impl Rollouts {
+    /// Rollouts saved to `store` (starts the writer task; it ends with the last clone).
+    pub fn new(store: Arc<dyn Store>) -> Rollouts {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<RolloutStatus>();
+        tokio::spawn(async move {
+            while let Some(status) = rx.recv().await {
+                let saved = match serde_json::to_string(&status) {
+                    Ok(json) => store.save_rollout(&status.env, &json).await,
+                    Err(e) => Err(switchyard_store::StoreError::Database(e.to_string())),
+                };
+                if let Err(e) = saved {
+                    tracing::warn!(env = %status.env, rollout = %status.id, error = %e, "cannot save the rollout's progress; other Managers show an older state");
+                }
+            }
+        });
+        Rollouts {
+            by_env: Arc::default(),
+            saved: Some(tx),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RolloutStatus>> {
         self.by_env.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn save(&self, status: &RolloutStatus) {
+        if let Some(tx) = &self.saved {
+            let _ = tx.send(status.clone());
+        }
+    }
+
     pub fn get(&self, env: &str) -> Option<RolloutStatus> {
         self.lock().get(env).cloned()
+    }
+
+    /// `env`'s latest rollout: the one driven here, else the one saved (by another Manager,
+    /// or by this one before a restart) with how long ago it last moved.
+    pub async fn latest(
+        &self,
+        store: &dyn Store,
+        env: &str,
+    ) -> Result<Option<(RolloutStatus, Duration)>, switchyard_store::StoreError> {
+        if let Some(here) = self.get(env) {
+            return Ok(Some((here, Duration::ZERO)));
+        }
+        let Some((json, at)) = store.rollout(env).await? else {
+            return Ok(None);
+        };
+        let status: RolloutStatus = serde_json::from_str(&json)
+            .map_err(|e| switchyard_store::StoreError::Database(format!("saved rollout: {e}")))?;
+        let age = Duration::from_millis(u64::try_from(now_millis() - at).unwrap_or(0));
+        Ok(Some((status, age)))
     }
 
     /// Whether a rollout of `env` is running.
@@ -54,6 +107,7 @@ impl Rollouts {
         {
             return Err(r.id.clone());
         }
+        self.save(&status);
         all.insert(status.env.clone(), status);
         Ok(())
     }
@@ -61,6 +115,7 @@ impl Rollouts {
     fn update(&self, env: &str, f: impl FnOnce(&mut RolloutStatus)) {
         if let Some(r) = self.lock().get_mut(env) {
             f(r);
+            self.save(r);
         }
     }
 }

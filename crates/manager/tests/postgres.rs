@@ -185,3 +185,49 @@ async fn a_manager_that_loses_its_database_refuses_writes_until_it_is_back() {
     };
     assert_eq!(c.apply("prod", &green).await.unwrap().revision, 2);
 }
+
+/// A rollout driven by one Manager is saved at every step: the other Manager shows the
+/// same rollout, and refuses to start another while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_manager_shows_the_rollout_one_of_them_drives() {
+    let db = Postgres::get().database().await;
+    let a = Running::start(&db.url).await;
+    let b = Running::start(&db.url).await;
+    let token = a.admin_token().unwrap();
+    let (ca, cb) = (a.client(&token), b.client(&token));
+    ca.create_env("prod").await.unwrap();
+    let body = ApplyRequest {
+        manifests: vec![proxy("blue")],
+        ..ApplyRequest::default()
+    };
+    ca.apply("prod", &body).await.unwrap();
+    assert!(cb.rollout_status("prod").await.unwrap().is_none());
+
+    let started = ca
+        .rollout("prod", &switchyard_api::admin::RolloutRequest::default())
+        .await
+        .unwrap();
+    // No Worker is connected: it has nothing to walk and finishes by itself.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let through_b = loop {
+        let seen = cb.rollout_status("prod").await.unwrap();
+        if let Some(s) = &seen
+            && s.state != switchyard_api::admin::RolloutState::Running
+        {
+            break seen.unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "B shows {seen:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(through_b.id, started.id);
+    assert_eq!(
+        through_b.state,
+        switchyard_api::admin::RolloutState::Succeeded
+    );
+    let json = |s: &switchyard_api::admin::RolloutStatus| serde_json::to_value(s).unwrap();
+    assert_eq!(
+        json(&ca.rollout_status("prod").await.unwrap().unwrap()),
+        json(&through_b),
+        "the same rollout through either Manager"
+    );
+}

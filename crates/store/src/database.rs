@@ -669,6 +669,18 @@ impl Store for SqlStore {
         write::record_reports(self, reports).await
     }
 
+    async fn save_rollout(&self, env: &str, status: &str) -> Result<()> {
+        write::save_rollout(self, env, status).await
+    }
+
+    async fn rollout(&self, env: &str) -> Result<Option<(String, Millis)>> {
+        sqlx::query_as(sql::ROLLOUT_GET)
+            .bind(env)
+            .fetch_optional(&mut *self.conn().await?)
+            .await
+            .map_err(db("read the rollout"))
+    }
+
     async fn worker_connected(&self, connection: WorkerConnection) -> Result<()> {
         write::worker_connected(self, connection).await
     }

@@ -368,6 +368,11 @@ pub trait Store: Send + Sync + 'static {
     /// the revision as completed (once, whichever Manager writes it).
     async fn record_reports(&self, reports: Vec<WorkerReport>) -> Result<Vec<RevisionProgress>>;
 
+    /// Keeps `status` (JSON) as `env`'s latest rollout, replacing the one before.
+    async fn save_rollout(&self, env: &str, status: &str) -> Result<()>;
+    /// `env`'s latest rollout as last saved, and when (`None`: none was).
+    async fn rollout(&self, env: &str) -> Result<Option<(String, Millis)>>;
+
     /// Writes down (or replaces) a Worker's stream held by a Manager.
     async fn worker_connected(&self, connection: WorkerConnection) -> Result<()>;
     /// Removes a stream, if it is still the one of `session`.

@@ -266,7 +266,19 @@ pub(crate) const REVISION_COMPLETE: &str = "UPDATE revisions SET completed_at = 
      WHERE env = $1 AND revision = $2 AND completed_at IS NULL";
 
 /// Every row that refers to the environment, children first, then the environment itself.
-pub(crate) const ENV_DELETE: [(&str, &str); 7] = [
+// ---- rollouts ----
+
+pub(crate) const ROLLOUT_UPSERT: &str = "INSERT INTO rollouts (env, status, updated_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (env) DO UPDATE SET \
+     status = excluded.status, updated_at = excluded.updated_at";
+
+pub(crate) const ROLLOUT_GET: &str = "SELECT status, updated_at FROM rollouts WHERE env = $1";
+
+pub(crate) const ENV_DELETE: [(&str, &str); 8] = [
+    (
+        "DELETE FROM rollouts WHERE env = $1",
+        "delete environment: rollout",
+    ),
     (
         "DELETE FROM worker_connections WHERE env = $1",
         "delete environment: worker connections",

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use switchyard_api::ErrorCode;
-use switchyard_api::admin::{ApplyRequest, RolloutRequest, RolloutStatus};
+use switchyard_api::admin::{ApplyRequest, RolloutRequest, RolloutState, RolloutStatus};
 use switchyard_api::error::ErrorBody;
 
 use super::apply::commit_manifests;
@@ -52,8 +52,12 @@ pub async fn start(
     Json(req): Json<RolloutRequest>,
 ) -> ApiResult<(StatusCode, Json<RolloutStatus>)> {
     who.require_write(&env)?;
-    if let Some(id) = state.rollouts.running(&env) {
-        return Err(in_progress(&env, &id));
+    // Running here, or saved as running by another Manager that moved it recently.
+    if let Some((r, idle)) = state.rollouts.latest(&*state.store, &env).await?
+        && r.state == RolloutState::Running
+        && idle < crate::rollout::ABANDONED_AFTER
+    {
+        return Err(in_progress(&env, &r.id));
     }
     let step_timeout = match req.step_timeout_secs {
         None => DEFAULT_STEP_TIMEOUT,
@@ -131,7 +135,8 @@ pub async fn status(
 ) -> ApiResult<Json<Option<RolloutStatus>>> {
     who.require_read(&env)?;
     state.env_info(&env).await?;
-    Ok(Json(state.rollouts.get(&env)))
+    let latest = state.rollouts.latest(&*state.store, &env).await?;
+    Ok(Json(latest.map(|(status, _)| status)))
 }
 
 fn in_progress(env: &str, id: &str) -> ApiError {

@@ -562,6 +562,19 @@ async fn revision_progress(
     }))
 }
 
+pub(super) async fn save_rollout(store: &SqlStore, env: &str, status: &str) -> Result<()> {
+    let (_guard, mut tx) = store.begin_write().await?;
+    let result = sqlx::query(sql::ROLLOUT_UPSERT)
+        .bind(env)
+        .bind(status)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+        .map_err(db("save the rollout"));
+    finish(tx, result, |_| true, "save the rollout: commit").await
+}
+
 pub(super) async fn worker_connected(store: &SqlStore, c: WorkerConnection) -> Result<()> {
     let (_guard, mut tx) = store.begin_write().await?;
     let result = upsert_connection(&mut tx, &c).await;
