@@ -265,7 +265,6 @@ pub(crate) const REVISION_ACKED: &str = "SELECT COUNT(*), MAX(r.applied_at) \
 pub(crate) const REVISION_COMPLETE: &str = "UPDATE revisions SET completed_at = $3 \
      WHERE env = $1 AND revision = $2 AND completed_at IS NULL";
 
-/// Every row that refers to the environment, children first, then the environment itself.
 // ---- rollouts ----
 
 pub(crate) const ROLLOUT_UPSERT: &str = "INSERT INTO rollouts (env, status, updated_at) \
@@ -274,6 +273,7 @@ pub(crate) const ROLLOUT_UPSERT: &str = "INSERT INTO rollouts (env, status, upda
 
 pub(crate) const ROLLOUT_GET: &str = "SELECT status, updated_at FROM rollouts WHERE env = $1";
 
+/// Every row that refers to the environment, children first, then the environment itself.
 pub(crate) const ENV_DELETE: [(&str, &str); 8] = [
     (
         "DELETE FROM rollouts WHERE env = $1",
