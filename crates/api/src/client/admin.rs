@@ -140,7 +140,8 @@ impl AdminClient {
             .await
     }
 
-    /// The environment's latest rollout on this Manager (`None`: it ran none).
+    /// The environment's latest rollout, as saved by the Manager driving it (the same through
+    /// every Manager of a database; `None`: none was run).
     pub async fn rollout_status(&self, env: &str) -> Result<Option<RolloutStatus>, ClientError> {
         self.get(&format!("/v1/envs/{}/rollout", encode(env))).await
     }

@@ -121,7 +121,7 @@ pub async fn start(
     tag = "entities",
     params(("env" = String, Path, description = "Environment name")),
     responses(
-        (status = 200, description = "The latest rollout of the environment on this Manager, `null` when it has run none", body = Option<RolloutStatus>),
+        (status = 200, description = "The latest rollout of the environment, as saved by the Manager driving it (the same through every Manager of the database); `null` when none was run", body = Option<RolloutStatus>),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = FORBIDDEN, body = ErrorBody),
         (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
