@@ -92,6 +92,10 @@ fn status_shows_an_acked_worker_its_lag_and_the_revisions_propagation() {
     let w = &s["workers"][0];
     assert_eq!(w["id"], "w1");
     assert_eq!(w["connected"], true);
+    assert!(
+        w["manager"].is_string(),
+        "the Manager holding its stream: {w}"
+    );
     assert_eq!(w["lag"], 0);
     assert!(
         w["address"].as_str().unwrap().starts_with("127.0.0.1:"),

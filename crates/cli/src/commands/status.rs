@@ -97,6 +97,9 @@ pub struct WorkerStatus {
     /// What the Worker runs, while connected: `0.1.0; schemas=switchyard.dev/v1`.
     version: Option<String>,
     connected: bool,
+    /// The Manager holding its event stream (its `--name`), while connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manager: Option<String>,
     /// Latest revision it ACKed (`null` when its latest report is a NACK or it never
     /// reported).
     revision: Option<u64>,
@@ -117,8 +120,8 @@ pub struct RevisionStatus {
     first_swap_ms: Option<i64>,
     acks: usize,
     nacks: usize,
-    /// Workers connected when the revision was committed (`null`: unknown since a
-    /// Manager restart).
+    /// Workers connected (to any Manager) when the revision was committed, as stored with
+    /// it (`null`: a revision committed before that was stored).
     expected_workers: Option<usize>,
     /// How many of those ACKed it.
     acked_expected: Option<usize>,
@@ -144,6 +147,7 @@ async fn fetch(client: &AdminClient, env: &str, revisions: u32) -> anyhow::Resul
             address: w.address,
             version: w.version,
             connected: w.connected,
+            manager: w.manager,
             revision: w.revision,
             lag: w.lag,
             last_report: w.last_report.map(LastReport::from),
