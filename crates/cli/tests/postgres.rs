@@ -16,6 +16,20 @@ fn proxy(up: std::net::SocketAddr, release: &str) -> String {
     )
 }
 
+/// Applies the proxy (upstream `up`, tagging responses `x-release: RELEASE`) to `dev`
+/// through `m`: the revision committed.
+fn release_through(
+    m: &Manager,
+    up: std::net::SocketAddr,
+    release: &str,
+) -> Result<u64, switchyard_api::ClientError> {
+    let body = ApplyRequest {
+        manifests: vec![proxy(up, release)],
+        ..Default::default()
+    };
+    m.block_on(m.api.apply("dev", &body)).map(|o| o.revision)
+}
+
 /// Two Manager processes on the database at `url`, sealing with one key (kept in the
 /// returned directory) and serving certificates from one CA (A's), so a Worker or client
 /// given both verifies either.
@@ -64,13 +78,7 @@ fn a_change_through_either_manager_reaches_the_workers_of_both() {
     let b = Manager::on_database(&db.url, &key, Some(&a.admin));
     a.ok(&["env", "create", "dev"], &[]);
     let (_up, up) = common::upstream("u1");
-    let apply = |m: &Manager, release: &str| {
-        let body = ApplyRequest {
-            manifests: vec![proxy(up, release)],
-            ..Default::default()
-        };
-        m.block_on(m.api.apply("dev", &body)).unwrap().revision
-    };
+    let apply = |m: &Manager, release: &str| release_through(m, up, release).unwrap();
     assert_eq!(apply(&a, "blue"), 1);
     let wa = a.worker("dev", "edge-a");
     let wb = b.worker("dev", "edge-b");
@@ -116,13 +124,7 @@ fn a_worker_fails_over_to_another_manager_and_keeps_receiving_changes() {
     let (_keys, a, b) = two_managers(&db.url);
     a.ok(&["env", "create", "dev"], &[]);
     let (_up, up) = common::upstream("u1");
-    let apply = |m: &Manager, release: &str| {
-        let body = ApplyRequest {
-            manifests: vec![proxy(up, release)],
-            ..Default::default()
-        };
-        m.block_on(m.api.apply("dev", &body)).unwrap().revision
-    };
+    let apply = |m: &Manager, release: &str| release_through(m, up, release).unwrap();
     assert_eq!(apply(&a, "blue"), 1);
     let token = a.token(&["--role", "worker", "--env", "dev", "--name", "edge-1"]);
     let both = format!("{},{}", a.url, b.url);
@@ -173,13 +175,7 @@ fn three_workers_on_two_managers_survive_losing_one() {
     let (_keys, a, b) = two_managers(&db.url);
     a.ok(&["env", "create", "dev"], &[]);
     let (_up, up) = common::upstream("u1");
-    let apply = |m: &Manager, release: &str| {
-        let body = ApplyRequest {
-            manifests: vec![proxy(up, release)],
-            ..Default::default()
-        };
-        m.block_on(m.api.apply("dev", &body)).unwrap().revision
-    };
+    let apply = |m: &Manager, release: &str| release_through(m, up, release).unwrap();
     assert_eq!(apply(&a, "blue"), 1);
     let (ab, ba) = (
         format!("{},{}", a.url, b.url),
@@ -345,14 +341,8 @@ fn thirty_seconds_without_the_database() {
     let (_keys, a, b) = two_managers(&db.url);
     a.ok(&["env", "create", "dev"], &[]);
     let (_up, up) = common::upstream("u1");
-    let apply = |m: &Manager, release: &str| {
-        let body = ApplyRequest {
-            manifests: vec![proxy(up, release)],
-            ..Default::default()
-        };
-        m.block_on(m.api.apply("dev", &body))
-    };
-    assert_eq!(apply(&a, "blue").unwrap().revision, 1);
+    let apply = |m: &Manager, release: &str| release_through(m, up, release);
+    assert_eq!(apply(&a, "blue").unwrap(), 1);
     let (ab, ba) = (
         format!("{},{}", a.url, b.url),
         format!("{},{}", b.url, a.url),
@@ -410,7 +400,7 @@ fn thirty_seconds_without_the_database() {
     // restarted Worker could not deliver during the outage is stored.
     let mut r2 = None;
     wait_until("a write is accepted again", || {
-        r2 = apply(&b, "gold").ok().map(|o| o.revision);
+        r2 = apply(&b, "gold").ok();
         r2.is_some()
     });
     let r2 = r2.unwrap();

@@ -12,6 +12,7 @@
 //! `REPEATABLE READ`).
 
 mod identity;
+mod presence;
 mod rows;
 mod write;
 
@@ -670,7 +671,7 @@ impl Store for SqlStore {
     }
 
     async fn save_rollout(&self, env: &str, status: &str) -> Result<()> {
-        write::save_rollout(self, env, status).await
+        presence::save_rollout(self, env, status).await
     }
 
     async fn rollout(&self, env: &str) -> Result<Option<(String, Millis)>> {
@@ -682,7 +683,7 @@ impl Store for SqlStore {
     }
 
     async fn worker_connected(&self, connection: WorkerConnection) -> Result<()> {
-        write::worker_connected(self, connection).await
+        presence::worker_connected(self, connection).await
     }
 
     async fn worker_disconnected(
@@ -692,11 +693,11 @@ impl Store for SqlStore {
         manager: &str,
         session: &str,
     ) -> Result<()> {
-        write::worker_disconnected(self, [env, worker_id, manager, session]).await
+        presence::worker_disconnected(self, [env, worker_id, manager, session]).await
     }
 
     async fn refresh_connections(&self, manager: &str, held: Vec<WorkerConnection>) -> Result<()> {
-        write::refresh_connections(self, manager, held).await
+        presence::refresh_connections(self, manager, held).await
     }
 
     async fn connections(&self, env: &str) -> Result<Vec<WorkerConnection>> {
