@@ -216,8 +216,10 @@ impl TlsClient {
     }
 }
 
-/// An HTTPS upstream serving `cert`: answers every request 200 with `x-upstream-id: id`,
-/// counts the TLS connections it accepted, and keeps the client certificates presented.
+/// An HTTPS upstream serving `cert`: answers every request 200 with `x-upstream-id: id` and
+/// `x-upstream-version` (the HTTP version it was asked in: `HTTP/1.1` or `HTTP/2.0`), counts
+/// the TLS connections it accepted, and keeps the client certificates presented. It offers
+/// `http/1.1` in ALPN, or what [`TlsUpstream::start_alpn`] says.
 pub struct TlsUpstream {
     pub addr: SocketAddr,
     pub accepted: Arc<std::sync::atomic::AtomicUsize>,
@@ -226,7 +228,13 @@ pub struct TlsUpstream {
 
 impl TlsUpstream {
     pub async fn start(cert: &Issued, id: &str) -> TlsUpstream {
-        Self::start_inner(cert, id, None).await
+        Self::start_inner(cert, id, None, &["http/1.1"]).await
+    }
+
+    /// An upstream offering `alpn` in its handshakes (and serving HTTP/1.1 or HTTP/2 by
+    /// what the client speaks).
+    pub async fn start_alpn(cert: &Issued, id: &str, alpn: &[&str]) -> TlsUpstream {
+        Self::start_inner(cert, id, None, alpn).await
     }
 
     /// An upstream that requires a client certificate issued by `clients`.
@@ -235,10 +243,15 @@ impl TlsUpstream {
         id: &str,
         clients: &TestCa,
     ) -> TlsUpstream {
-        Self::start_inner(cert, id, Some(clients)).await
+        Self::start_inner(cert, id, Some(clients), &["http/1.1"]).await
     }
 
-    async fn start_inner(cert: &Issued, id: &str, clients: Option<&TestCa>) -> TlsUpstream {
+    async fn start_inner(
+        cert: &Issued,
+        id: &str,
+        clients: Option<&TestCa>,
+        alpn: &[&str],
+    ) -> TlsUpstream {
         let chain: Vec<CertificateDer<'static>> =
             CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
                 .collect::<Result<_, _>>()
@@ -262,7 +275,7 @@ impl TlsUpstream {
             }
         };
         let mut config = builder.with_single_cert(chain, key).unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -288,19 +301,24 @@ impl TlsUpstream {
                     if let Some(c) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
                         seen.lock().unwrap().push(c.clone().into_owned());
                     }
-                    let svc = hyper::service::service_fn(move |_req| {
+                    let svc = hyper::service::service_fn(move |req: http::Request<_>| {
                         let id = id.clone();
+                        let version = format!("{:?}", req.version());
                         async move {
                             let mut resp = http::Response::new(http_body_util::Full::new(
                                 bytes::Bytes::from_static(b"ok"),
                             ));
-                            resp.headers_mut().insert("x-upstream-id", id);
+                            let h = resp.headers_mut();
+                            h.insert("x-upstream-id", id);
+                            h.insert("x-upstream-version", version.parse().unwrap());
                             Ok::<_, std::convert::Infallible>(resp)
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                        .await;
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
                 });
             }
         });

@@ -1,5 +1,6 @@
-//! Upstreams a test shapes itself: a hyper HTTP/1.1 server on port 0 answering each request
-//! with what the test's function returns (a body that streams forever, one that stalls…).
+//! Upstreams a test shapes itself: a hyper server on port 0 (HTTP/1.1, and HTTP/2 with prior
+//! knowledge) answering each request with what the test's function returns (a body that
+//! streams forever, one that stalls, trailers…).
 
 use std::net::SocketAddr;
 
@@ -8,7 +9,8 @@ use http::{Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 /// Serves `answer` on a new port-0 listener, for as long as the test runs.
@@ -27,10 +29,11 @@ where
                 let resp = answer(req);
                 async move { Ok::<_, std::convert::Infallible>(resp) }
             });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc),
-            );
+            tokio::spawn(async move {
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
         }
     });
     addr

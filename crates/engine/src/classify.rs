@@ -121,6 +121,14 @@ pub const TABLE: &[Rule] = &[
     Rule {
         kind: Kind::Proxy,
         class: Hot,
+        reason: "swapped atomically; requests of the new version use connections of the new \
+                 protocol (HTTP/1.1 and HTTP/2 connections are pooled apart), requests and \
+                 streams already running finish on the connection they started on",
+        paths: &["spec.upstream.protocol"],
+    },
+    Rule {
+        kind: Kind::Proxy,
+        class: Hot,
         reason: "the proxy's pipeline is swapped atomically: a request runs every policy of \
                  the version it started on; rate-limit counters are kept when the limit's \
                  key and window are unchanged",

@@ -96,8 +96,12 @@ impl Runtime {
                     let tls = (t.scheme == http::uri::Scheme::HTTPS)
                         .then_some(proxy.upstream.tls.as_deref())
                         .flatten();
-                    self.pools
-                        .get(&t.authority, proxy.upstream.connect_timeout, tls)
+                    self.pools.get(
+                        &t.authority,
+                        proxy.upstream.connect_timeout,
+                        tls,
+                        proxy.upstream.protocol,
+                    )
                 })
                 .collect(),
         })

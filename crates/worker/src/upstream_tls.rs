@@ -30,6 +30,7 @@ impl TlsTarget {
     pub fn new(
         settings: &UpstreamTls,
         host: &str,
+        alpn: Vec<Vec<u8>>,
         system: impl FnOnce() -> Arc<RootCertStore>,
     ) -> Result<TlsTarget, String> {
         let builder = ClientConfig::builder_with_provider(switchyard_engine::tls::provider())
@@ -54,7 +55,7 @@ impl TlsTarget {
             }
             None => builder.with_no_client_auth(),
         };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn;
         let name = match &settings.server_name {
             Some(n) => n.clone(),
             None => ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))
@@ -119,6 +120,16 @@ impl UpstreamTlsError {
 pub(crate) enum UpstreamIo {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl UpstreamIo {
+    /// Whether the TLS handshake chose HTTP/2 (ALPN `h2`).
+    pub fn alpn_h2(&self) -> bool {
+        match self {
+            UpstreamIo::Plain(_) => false,
+            UpstreamIo::Tls(s) => s.get_ref().1.alpn_protocol() == Some(b"h2"),
+        }
+    }
 }
 
 impl AsyncRead for UpstreamIo {

@@ -219,6 +219,12 @@ pub struct UpstreamSpec {
     pub targets: Spanned<Vec<TargetSpec>>,
     #[serde(default)]
     pub load_balancing: LoadBalancing,
+    /// The HTTP version spoken to the targets: `http1` (default), `http2` (cleartext
+    /// targets: h2c with prior knowledge; `https://` targets: ALPN `h2` only) or `auto`
+    /// (`https://` targets: ALPN offers `h2` and `http/1.1` and the target chooses;
+    /// cleartext targets: HTTP/1.1). gRPC needs `http2` (or `auto` over TLS).
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default)]
@@ -421,6 +427,17 @@ impl utoipa::PartialSchema for RequestKeySpec {
 
 #[cfg(feature = "openapi")]
 impl utoipa::ToSchema for RequestKeySpec {}
+
+/// `spec.upstream.protocol`: the HTTP version spoken to an upstream's targets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    Http2,
+    Auto,
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -491,6 +491,7 @@ fn compile_upstream(
                 .max_concurrent_requests
                 .map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
             tls,
+            protocol: u.protocol,
         },
     ))
 }

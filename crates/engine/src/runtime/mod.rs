@@ -28,6 +28,7 @@ pub use routes::{HostPattern, PathPattern, RouteRule, RouteTable};
 pub use snapshot::{Attachment, Credential, Proxy, Route, RouteMatch, Snapshot};
 pub use upstream::{
     InFlight, LoadBalancing, Pick, RequestKey, Target, Tried, Upstream, UpstreamConfig,
+    UpstreamProtocol,
 };
 
 /// A persistent hash map: clones share structure and an update copies O(log n) nodes.

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Uri};
 
+pub use switchyard_config::manifest::UpstreamProtocol;
+
 use super::health::{HealthConfig, TargetHealth, TargetState};
 pub use switchyard_config::manifest::{LoadBalancing, RequestKey};
 
@@ -38,6 +40,8 @@ pub struct Upstream {
     pub max_concurrent_requests: Option<usize>,
     /// How `https://` targets are verified (set when there is one).
     pub tls: Option<Arc<crate::tls::UpstreamTls>>,
+    /// The HTTP version spoken to the targets.
+    pub protocol: UpstreamProtocol,
     cursor: AtomicUsize,
     /// Smooth weighted round-robin order (indices into `targets`), for `weighted`.
     schedule: Vec<u32>,
@@ -58,6 +62,7 @@ pub struct UpstreamConfig {
     pub health: HealthConfig,
     pub max_concurrent_requests: Option<usize>,
     pub tls: Option<Arc<crate::tls::UpstreamTls>>,
+    pub protocol: UpstreamProtocol,
 }
 
 impl Default for UpstreamConfig {
@@ -73,6 +78,7 @@ impl Default for UpstreamConfig {
             health: HealthConfig::default(),
             max_concurrent_requests: None,
             tls: None,
+            protocol: UpstreamProtocol::Http1,
         }
     }
 }
@@ -212,6 +218,7 @@ impl Upstream {
             health: config.health,
             max_concurrent_requests: config.max_concurrent_requests,
             tls: config.tls,
+            protocol: config.protocol,
             cursor: AtomicUsize::new(0),
             schedule,
             equal_weights,

@@ -395,9 +395,10 @@ impl ResponseBody {
         }
     }
 
+    /// `bytes` as the whole body (an empty one ends the stream with the response head).
     pub fn full(bytes: Bytes, completion: Option<Completion>) -> Self {
         ResponseBody {
-            inner: Inner::Full(Some(bytes)),
+            inner: Inner::Full((!bytes.is_empty()).then_some(bytes)),
             completion,
         }
     }

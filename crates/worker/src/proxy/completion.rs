@@ -39,6 +39,8 @@ pub struct Completion {
     pub source: Option<ErrorSource>,
     /// The consumer an authentication policy identified.
     pub consumer: Option<Arc<str>>,
+    /// A gRPC request: gateway errors are answered in gRPC form.
+    pub grpc: bool,
     /// Keeps the client connection counted as busy until the response ends.
     _active: ActiveRequest,
 }
@@ -100,6 +102,7 @@ impl Completion {
             error: None,
             source: None,
             consumer: None,
+            grpc: false,
             _active: active,
         }
     }

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use switchyard_config::manifest::RequestSizeSpec;
+use switchyard_engine::runtime::error_format::{grpc_message, grpc_status, grpc_timeout, is_grpc};
 use switchyard_engine::runtime::path::normalize;
 use switchyard_engine::runtime::policy::{Exchange, Reply, request_size};
 use switchyard_engine::runtime::{ErrorBody, ErrorFormat, remove_hop_by_hop};
@@ -81,6 +82,7 @@ async fn proxy(
     let rt = done.runtime.clone();
     let gateway = rt.snapshot.gateway();
     let (mut parts, body) = req.into_parts();
+    done.grpc = is_grpc(parts.headers.get(header::CONTENT_TYPE));
     let (normal, redirect_to) = match normalize(parts.uri.path(), gateway.paths) {
         Ok(n) => match n.path {
             Cow::Owned(p) => (Some(p), n.redirect),
@@ -126,9 +128,16 @@ async fn proxy(
 
     // Timeouts are bounded when compiled; `checked_add` keeps even a bad value from panicking.
     let now = tokio::time::Instant::now();
-    let deadline = now
+    let mut deadline = now
         .checked_add(upstream.request_timeout)
         .unwrap_or(now + std::time::Duration::from_secs(86_400));
+    // A gRPC call's own deadline, when sooner than the route's timeout.
+    if done.grpc
+        && let Some(t) = grpc_timeout(headers.get("grpc-timeout"))
+        && let Some(d) = now.checked_add(t)
+    {
+        deadline = deadline.min(d);
+    }
 
     let mut ex = Exchange::default();
     let phase = policies::request_phase(
@@ -200,6 +209,23 @@ fn policy_reply(
 ) -> Response<ResponseBody> {
     done.status = reply.status.as_u16();
     let mut body = reply.body;
+    if reply.status.as_u16() >= 400 && done.grpc {
+        done.failed(reply.status.as_u16(), reply.code, ErrorSource::Policy);
+        done.runtime.obs.metrics.policy_denial(
+            &proxy.name,
+            policy,
+            reply.code,
+            reply.detail.as_deref(),
+        );
+        let message = reply.message.as_deref().unwrap_or("denied by a policy");
+        let mut resp = grpc_error(reply.status, reply.code, message, done);
+        let headers = resp.headers_mut();
+        for (name, value) in reply.headers {
+            headers.append(name, value);
+        }
+        proxy.pipeline.on_response(ex, headers);
+        return resp;
+    }
     if reply.status.as_u16() >= 400 {
         done.failed(reply.status.as_u16(), reply.code, ErrorSource::Policy);
         done.runtime.obs.metrics.policy_denial(
@@ -237,6 +263,13 @@ fn error_response(
     mut done: Completion,
 ) -> Response<ResponseBody> {
     done.failed(err.status().as_u16(), err.code(), err.source());
+    if done.grpc {
+        let mut resp = grpc_error(err.status(), err.code(), &err.to_string(), done);
+        if let Some((proxy, ex)) = on {
+            proxy.pipeline.on_response(ex, resp.headers_mut());
+        }
+        return resp;
+    }
     let format = on.map_or(ErrorFormat::Switchyard, |(p, _)| p.errors);
     let body = err.body(format);
     let mut resp = Response::new(ResponseBody::full(body, Some(done)));
@@ -249,6 +282,29 @@ fn error_response(
     if let Some((proxy, ex)) = on {
         proxy.pipeline.on_response(ex, headers);
     }
+    resp
+}
+
+/// A gateway error or denial answered to a gRPC client: HTTP 200 with `grpc-status` and
+/// `grpc-message` in a trailers-only response (the headers end the stream), what every gRPC
+/// client reads. (`done` has already recorded the HTTP status for logs and metrics.)
+fn grpc_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    done: Completion,
+) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::full(Bytes::new(), Some(done)));
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(
+        "grpc-status",
+        http::HeaderValue::from(u16::from(grpc_status(status))),
+    );
+    headers.insert("grpc-message", grpc_message(code, message));
     resp
 }
 

@@ -1,5 +1,5 @@
-//! Upstream HTTP/1.1 connections, pooled per target and driven by the request that uses
-//! them.
+//! Upstream connections, pooled per target: HTTP/1.1 ones driven by the request that uses
+//! them (here), HTTP/2 ones shared by the requests of a core (`h2.rs`).
 //!
 //! hyper's legacy client gives every upstream connection a task of its own: each request
 //! is handed to that task through a channel and its response handed back, two task
@@ -28,12 +28,15 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::uri::Authority;
+mod h2;
+
+use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use rustls::RootCertStore;
+use switchyard_engine::runtime::UpstreamProtocol;
 use switchyard_engine::tls::UpstreamTls;
 use tokio::net::TcpStream;
 
@@ -63,8 +66,8 @@ pub struct Pools {
     system_roots: OnceLock<Arc<RootCertStore>>,
 }
 
-/// A target's authority, connect timeout, and TLS settings (`None`: plain HTTP).
-type PoolKey = (Authority, Duration, Option<String>);
+/// A target's authority, connect timeout, TLS settings (`None`: plain HTTP) and protocol.
+type PoolKey = (Authority, Duration, Option<String>, UpstreamProtocol);
 
 impl Default for Pools {
     fn default() -> Self {
@@ -82,13 +85,14 @@ impl Pools {
         }
     }
 
-    /// The pool of the target at `authority` (over TLS with `tls`), made if no live
-    /// generation has it.
+    /// The pool of the target at `authority` (over TLS with `tls`, speaking `protocol`),
+    /// made if no live generation has it.
     pub fn get(
         &self,
         authority: &Authority,
         connect_timeout: Duration,
         tls: Option<&UpstreamTls>,
+        protocol: UpstreamProtocol,
     ) -> Arc<HostPool> {
         let mut map = self
             .by_target
@@ -98,6 +102,7 @@ impl Pools {
             authority.clone(),
             connect_timeout,
             tls.map(|t| t.key.clone()),
+            protocol,
         );
         if let Some(p) = map.get(&key).and_then(Weak::upgrade) {
             return p;
@@ -105,13 +110,19 @@ impl Pools {
         // Targets no generation uses any more are forgotten (their pools are gone).
         map.retain(|_, p| p.strong_count() > 0);
         let tls = tls.map(|t| {
-            TlsTarget::new(t, authority.host(), || {
+            TlsTarget::new(t, authority.host(), alpn(protocol), || {
                 self.system_roots
                     .get_or_init(upstream_tls::system_roots)
                     .clone()
             })
         });
-        let pool = Arc::new(HostPool::new(authority, connect_timeout, tls, self.lanes));
+        let pool = Arc::new(HostPool::new(
+            authority,
+            connect_timeout,
+            tls,
+            protocol,
+            self.lanes,
+        ));
         map.insert(key, Arc::downgrade(&pool));
         pool
     }
@@ -152,13 +163,27 @@ impl Pools {
     }
 }
 
+/// The protocols offered in a TLS handshake (ALPN) for `protocol`.
+fn alpn(protocol: UpstreamProtocol) -> Vec<Vec<u8>> {
+    match protocol {
+        UpstreamProtocol::Http1 => vec![b"http/1.1".to_vec()],
+        UpstreamProtocol::Http2 => vec![b"h2".to_vec()],
+        UpstreamProtocol::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+    }
+}
+
 /// One target's connections: where to connect, the `Host` to send, and the idle ones
 /// per lane (most recently used last).
 pub struct HostPool {
     /// `host:port` to connect to.
     addr: String,
-    /// The target's authority, sent as `Host`.
+    /// The target's authority, sent as `Host` (HTTP/1.1) or `:authority` (HTTP/2).
     host: HeaderValue,
+    authority: Authority,
+    scheme: Scheme,
+    protocol: UpstreamProtocol,
+    /// Each lane's shared HTTP/2 connection (unused with `http1`).
+    h2: Box<[h2::Slot]>,
     connect_timeout: Duration,
     /// For an `https://` target: its TLS client, or why there is none.
     tls: Option<Result<TlsTarget, String>>,
@@ -205,6 +230,12 @@ impl Conn {
     }
 }
 
+/// A new connection, by the protocol it speaks.
+enum Connected {
+    Http1(Box<Conn>),
+    Http2(h2::Sender),
+}
+
 /// Why a request got no response head.
 pub enum SendError {
     /// Nothing of the request was written (the connection was closed first): it comes
@@ -223,8 +254,14 @@ impl HostPool {
         authority: &Authority,
         connect_timeout: Duration,
         tls: Option<Result<TlsTarget, String>>,
+        protocol: UpstreamProtocol,
         lanes: usize,
     ) -> HostPool {
+        let scheme = if tls.is_some() {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        };
         let port = authority
             .port_u16()
             .unwrap_or(if tls.is_some() { 443 } else { 80 });
@@ -232,6 +269,10 @@ impl HostPool {
             addr: format!("{}:{port}", authority.host()),
             host: HeaderValue::from_str(authority.as_str())
                 .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+            authority: authority.clone(),
+            scheme,
+            protocol,
+            h2: (0..lanes.max(1)).map(|_| Mutex::default()).collect(),
             connect_timeout,
             tls,
             tls_warned: std::sync::atomic::AtomicU64::new(u64::MAX),
@@ -248,24 +289,65 @@ impl HostPool {
     /// Sends `req` (origin-form URI; `Host` is set here) on an idle connection of `lane`,
     /// or on a new one when `fresh` or none is idle, driving the connection until the
     /// response head has arrived. The [`Lease`] carries the connection on to the response
-    /// body, and back to `lane`.
+    /// body, and back to `lane` (an HTTP/2 connection is shared instead: `h2.rs`).
     pub async fn send(
         self: &Arc<Self>,
-        mut req: Request<RequestBody>,
+        req: Request<RequestBody>,
         fresh: bool,
         lane: usize,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
-        req.headers_mut()
-            .insert(http::header::HOST, self.host.clone());
-        let reused = if fresh {
+        let h2_slot = &self.h2[lane % self.h2.len()];
+        let speaks_h2 = self.protocol != UpstreamProtocol::Http1;
+        if speaks_h2
+            && !fresh
+            && let Some(sender) = h2::take(h2_slot)
+        {
+            return self.send_h2(sender, req, lane).await;
+        }
+        let reused = if fresh || self.protocol == UpstreamProtocol::Http2 {
             None
         } else {
             self.checkout(lane).await
         };
-        let mut conn = match reused {
+        let conn = match reused {
             Some(c) => c,
-            None => self.connect().await.map_err(SendError::Connect)?,
+            None => match self.connect().await.map_err(SendError::Connect)? {
+                Connected::Http1(c) => c,
+                Connected::Http2(sender) => {
+                    h2::keep(h2_slot, &sender);
+                    return self.send_h2(sender, req, lane).await;
+                }
+            },
         };
+        self.send_h1(conn, req, lane).await
+    }
+
+    /// Sends `req` on the HTTP/2 connection `sender`.
+    async fn send_h2(
+        self: &Arc<Self>,
+        sender: h2::Sender,
+        req: Request<RequestBody>,
+        lane: usize,
+    ) -> Result<(Response<Incoming>, Lease), SendError> {
+        let resp = h2::send(sender, req, &self.scheme, &self.authority).await?;
+        // Nothing to drive or give back: the connection is the lane's, its task drives it.
+        let lease = Lease {
+            conn: None,
+            pool: self.clone(),
+            lane,
+        };
+        Ok((resp, lease))
+    }
+
+    /// Sends `req` on the HTTP/1.1 connection `conn`, driving it until the response head.
+    async fn send_h1(
+        self: &Arc<Self>,
+        mut conn: Box<Conn>,
+        mut req: Request<RequestBody>,
+        lane: usize,
+    ) -> Result<(Response<Incoming>, Lease), SendError> {
+        req.headers_mut()
+            .insert(http::header::HOST, self.host.clone());
         let mut response = std::pin::pin!(conn.sender.try_send_request(req));
         let result = poll_fn(|cx| {
             if let Poll::Ready(r) = response.as_mut().poll(cx) {
@@ -338,6 +420,11 @@ impl HostPool {
     }
 
     fn close_expired(&self, now: Instant) {
+        if let Some(idle_before) = now.checked_sub(IDLE_TIMEOUT) {
+            for slot in &self.h2 {
+                h2::expire(slot, idle_before);
+            }
+        }
         for lane in &self.lanes {
             let expired: Vec<Idle> = {
                 let mut idle = lane.lock().unwrap_or_else(PoisonError::into_inner);
@@ -368,8 +455,10 @@ impl HostPool {
         }
     }
 
-    /// A new connection, its TLS handshake included (both within the connect timeout).
-    async fn connect(&self) -> std::io::Result<Box<Conn>> {
+    /// A new connection, its TLS handshake included (both within the connect timeout),
+    /// speaking HTTP/2 with `http2`, or with `auto` when the target chose `h2` in the TLS
+    /// handshake (ALPN); HTTP/1.1 otherwise.
+    async fn connect(&self) -> std::io::Result<Connected> {
         let timed_out = || {
             std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -403,14 +492,22 @@ impl HostPool {
                 }
             }
         };
+        let h2 = match self.protocol {
+            UpstreamProtocol::Http1 => false,
+            UpstreamProtocol::Http2 => true,
+            UpstreamProtocol::Auto => io.alpn_h2(),
+        };
+        if h2 {
+            return h2::handshake(io, &self.addr).await.map(Connected::Http2);
+        }
         let (sender, driver) = http1::Builder::new()
             .handshake(TokioIo::new(io))
             .await
             .map_err(std::io::Error::other)?;
-        Ok(Box::new(Conn {
+        Ok(Connected::Http1(Box::new(Conn {
             sender,
             driver: Some(driver),
-        }))
+        })))
     }
 }
 
