@@ -3,7 +3,7 @@
 //! kind of call works, trailers (`grpc-status`) come back, the gateway's own errors are
 //! answered in gRPC form, `grpc-timeout` is honoured, and calls keep working across swaps
 //! while a stream opened before them stays on its generation.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::net::SocketAddr;
 use std::pin::Pin;
