@@ -161,10 +161,10 @@ async fn sse_latency_through_the_worker_and_direct() {
     cfg.write("payments.yaml", &payments_manifest("blue", up, ""));
     let w = RunningWorker::start(cfg.path()).await;
 
-    println!(
+    eprintln!(
         "SSE latency, event produced by the upstream → received by the client (ms), {n} events per row"
     );
-    println!(
+    eprintln!(
         "{:<9} {:<14} {:>8} {:>8} {:>8} {:>8}",
         "spacing", "path", "p50", "p99", "max", "min"
     );
@@ -172,7 +172,7 @@ async fn sse_latency_through_the_worker_and_direct() {
         for (path, addr) in [("via Worker", w.addr), ("direct", up)] {
             let mut v = series(addr, &streams, origin, n, spacing).await;
             let (p50, p99, max) = summary(&mut v);
-            println!(
+            eprintln!(
                 "{:<9} {:<14} {:>8} {:>8} {:>8} {:>8}",
                 format!("{} ms", spacing.as_millis()),
                 path,
