@@ -246,3 +246,99 @@ async fn trailers_pass_both_ways_over_http2() {
         "one multiplexed upstream connection"
     );
 }
+
+/// A body that never yields: a stream held open.
+struct Held;
+
+impl http_body::Body for Held {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Pending
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_held_open_never_make_other_requests_wait_for_the_upstreams_stream_limit() {
+    // An upstream allowing 4 concurrent streams per connection; `/api/hold` answers its
+    // head and then holds the stream open.
+    let connections = Arc::new(AtomicUsize::new(0));
+    let up = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                connections.fetch_add(1, Ordering::SeqCst);
+                let svc = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| {
+                    let hold = req.uri().path() == "/api/hold";
+                    async move {
+                        let body = if hold {
+                            http_body_util::Either::Left(Held)
+                        } else {
+                            http_body_util::Either::Right(http_body_util::Full::new(
+                                Bytes::from_static(b"ok"),
+                            ))
+                        };
+                        Ok::<_, Infallible>(Response::new(body))
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .max_concurrent_streams(4)
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc),
+                );
+            }
+        });
+        addr
+    };
+    let dir = ConfigDir::new();
+    dir.write(
+        "api.yaml",
+        &proxy(&format!("http://{up}"), "    protocol: http2", "blue"),
+    );
+    let w = RunningWorker::start(dir.path()).await;
+
+    // Ten streams held open, each from its own client connection: every one gets its head.
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(w.addr).await.unwrap();
+        c.write_all(b"GET /api/hold HTTP/1.1\r\nhost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        tokio::time::timeout(switchyard_e2e::DEADLINE, async {
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = c.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed before the head");
+                head.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await
+        .expect("a held stream waited for another to end");
+        assert!(
+            head.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        held.push(c);
+    }
+    // And a plain request still goes through at once.
+    let mut c = Conn::open(w.addr).await.unwrap();
+    let a = tokio::time::timeout(switchyard_e2e::DEADLINE, c.get("/api/plain", &[]))
+        .await
+        .expect("the request queued behind the held streams")
+        .unwrap();
+    assert_eq!(a.status, 200);
+    assert!(
+        connections.load(Ordering::SeqCst) >= 3,
+        "11 streams at 4 per connection need at least 3 connections, got {}",
+        connections.load(Ordering::SeqCst)
+    );
+}

@@ -233,7 +233,7 @@ impl Conn {
 /// A new connection, by the protocol it speaks.
 enum Connected {
     Http1(Box<Conn>),
-    Http2(h2::Sender),
+    Http2(h2::Connected),
 }
 
 /// Why a request got no response head.
@@ -300,9 +300,9 @@ impl HostPool {
         let speaks_h2 = self.protocol != UpstreamProtocol::Http1;
         if speaks_h2
             && !fresh
-            && let Some(sender) = h2::take(h2_slot)
+            && let Some((sender, stream)) = h2::take(h2_slot)
         {
-            return self.send_h2(sender, req, lane).await;
+            return self.send_h2(sender, stream, req, lane).await;
         }
         let reused = if fresh || self.protocol == UpstreamProtocol::Http2 {
             None
@@ -313,26 +313,29 @@ impl HostPool {
             Some(c) => c,
             None => match self.connect().await.map_err(SendError::Connect)? {
                 Connected::Http1(c) => c,
-                Connected::Http2(sender) => {
-                    h2::keep(h2_slot, &sender);
-                    return self.send_h2(sender, req, lane).await;
+                Connected::Http2(new) => {
+                    let stream = h2::keep(h2_slot, &new);
+                    return self.send_h2(new.sender, stream, req, lane).await;
                 }
             },
         };
         self.send_h1(conn, req, lane).await
     }
 
-    /// Sends `req` on the HTTP/2 connection `sender`.
+    /// Sends `req` on the HTTP/2 connection `sender`, as `stream`.
     async fn send_h2(
         self: &Arc<Self>,
         sender: h2::Sender,
+        stream: h2::StreamGuard,
         req: Request<RequestBody>,
         lane: usize,
     ) -> Result<(Response<Incoming>, Lease), SendError> {
         let resp = h2::send(sender, req, &self.scheme, &self.authority).await?;
         // Nothing to drive or give back: the connection is the lane's, its task drives it.
+        // The stream is counted until the response body is over.
         let lease = Lease {
             conn: None,
+            _h2_stream: Some(stream),
             pool: self.clone(),
             lane,
         };
@@ -372,6 +375,7 @@ impl HostPool {
                 resp,
                 Lease {
                     conn: Some(conn),
+                    _h2_stream: None,
                     pool: self.clone(),
                     lane,
                 },
@@ -515,6 +519,9 @@ impl HostPool {
 /// to the pool once the body has ended, closed if the response is dropped before that.
 pub struct Lease {
     conn: Option<Box<Conn>>,
+    /// An HTTP/2 response's stream, counted on its shared connection until the lease ends
+    /// (held for its `Drop`).
+    _h2_stream: Option<h2::StreamGuard>,
     pool: Arc<HostPool>,
     lane: usize,
 }
