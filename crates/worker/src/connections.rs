@@ -68,8 +68,12 @@ pub struct ConnState {
     /// Milliseconds since the table's epoch when it was last busy (accepted, or a request
     /// ended).
     last_active_ms: AtomicU64,
-    /// Asked to close (shed, or the Worker drains): wakes the connection's task.
+    /// Asked to close (shed, or the Worker drains): wakes the connection's task, or the
+    /// WebSocket relay that took the connection over.
     pub close: Notify,
+    /// A request that took the connection over (a WebSocket) has ended: wakes the
+    /// connection's task, which keeps the connection in the table until then.
+    pub taken_over: Notify,
     shed: AtomicBool,
     epoch: Instant,
 }
@@ -221,6 +225,7 @@ impl Connections {
             active: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(0),
             close: Notify::new(),
+            taken_over: Notify::new(),
             shed: AtomicBool::new(false),
             epoch: self.epoch,
         });

@@ -449,3 +449,56 @@ impl std::fmt::Debug for Lease {
             .finish()
     }
 }
+
+/// Upgrades (WebSocket, `proxy/upgrade.rs`): a dedicated connection that never joins the
+/// pool, since the upgraded connection is the WebSocket's for its whole life. Kept apart
+/// from the pooled `connect` so that the two can change independently.
+impl HostPool {
+    /// A new connection to the target, its TLS handshake included (both within the connect
+    /// timeout), and the `Host` to send on it. Over TLS, a target that negotiated anything
+    /// but HTTP/1.1 by ALPN is refused: an upgrade is an HTTP/1.1 exchange.
+    pub(crate) async fn connect_dedicated(&self) -> std::io::Result<(UpstreamIo, HeaderValue)> {
+        let timed_out = || {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no connection to {} within {:?}",
+                    self.addr, self.connect_timeout
+                ),
+            )
+        };
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let stream = tokio::time::timeout_at(deadline, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| timed_out())??;
+        stream.set_nodelay(true)?;
+        let io = match &self.tls {
+            None => UpstreamIo::Plain(stream),
+            Some(Err(why)) => {
+                return Err(std::io::Error::other(UpstreamTlsError(
+                    std::io::Error::other(why.clone()),
+                )));
+            }
+            Some(Ok(tls)) => {
+                let handshake = tls.connector.connect(tls.name.clone(), stream);
+                let s = match tokio::time::timeout_at(deadline, handshake).await {
+                    Err(_) => return Err(timed_out()),
+                    Ok(Err(e)) => {
+                        self.warn_tls(&tls.name, &e);
+                        return Err(std::io::Error::other(UpstreamTlsError(e)));
+                    }
+                    Ok(Ok(s)) => s,
+                };
+                if let Some(alpn) = s.get_ref().1.alpn_protocol()
+                    && alpn != b"http/1.1"
+                {
+                    return Err(std::io::Error::other(
+                        "the upstream negotiated a protocol other than HTTP/1.1 for an upgrade",
+                    ));
+                }
+                UpstreamIo::Tls(Box::new(s))
+            }
+        };
+        Ok((io, self.host.clone()))
+    }
+}

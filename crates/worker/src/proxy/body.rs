@@ -19,8 +19,10 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::age::StreamAge;
 use super::completion::Completion;
 use crate::idle::IdleTimer;
+use crate::metrics::StreamKind;
 use crate::pool::Lease;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -352,6 +354,10 @@ impl Body for RequestBody {
 pub struct ResponseBody {
     inner: Inner,
     completion: Option<Completion>,
+    /// Set the first time the upstream's body makes the client wait: from then on it is a
+    /// long-lived stream, ended when its old generation outlives `maxStreamAge` or
+    /// `--max-pinned-age` (`age.rs`).
+    age: Option<Box<StreamAge>>,
 }
 
 enum Inner {
@@ -392,6 +398,17 @@ impl ResponseBody {
         ResponseBody {
             inner: Inner::Upstream(body, IdleTimer::new(idle), lease),
             completion: Some(completion),
+            age: None,
+        }
+    }
+
+    /// The upstream's body on a connection of its own that is driven elsewhere (an upgrade
+    /// the upstream declined), cut when it stalls for `idle`.
+    pub fn unpooled(body: Incoming, idle: std::time::Duration, completion: Completion) -> Self {
+        ResponseBody {
+            inner: Inner::Upstream(body, IdleTimer::new(idle), None),
+            completion: Some(completion),
+            age: None,
         }
     }
 
@@ -399,7 +416,22 @@ impl ResponseBody {
         ResponseBody {
             inner: Inner::Full(Some(bytes)),
             completion,
+            age: None,
         }
+    }
+
+    /// Whether the stream must end now for its age; the age watch is made on the first
+    /// call (the first time the body waits on the upstream).
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.age.is_none() {
+            let Some(c) = &self.completion else {
+                return false;
+            };
+            self.age = Some(Box::new(c.stream_age()));
+        }
+        self.age
+            .as_mut()
+            .is_some_and(|a| a.poll_expired(cx).is_ready())
     }
 
     /// Ends the request's accounting now (dropping the completion records it).
@@ -435,6 +467,17 @@ impl Body for ResponseBody {
                     }
                     this.finish();
                     return Poll::Ready(Some(Err(Box::new(UpstreamBodyStalled))));
+                }
+                if polled.is_pending() && this.expired(cx) {
+                    // Its old generation has been pinned long enough: the body ends here
+                    // (HTTP/1 chunked: the last chunk; HTTP/2: END_STREAM). The upstream
+                    // connection, mid-body, is closed rather than pooled.
+                    this.inner = Inner::Full(None);
+                    if let Some(c) = this.completion.as_mut() {
+                        c.closed_for_age(StreamKind::Response);
+                    }
+                    this.finish();
+                    return Poll::Ready(None);
                 }
                 polled.map_err(Into::into)
             }
