@@ -54,6 +54,7 @@ async fn echo_server() -> EchoServer {
             tokio::spawn(async move {
                 let release = Arc::new(Mutex::new(String::new()));
                 let r = release.clone();
+                #[allow(clippy::result_large_err)] // tungstenite's callback signature
                 let callback = move |req: &Request, resp: Response| {
                     let v = req.headers().get("x-release").and_then(|v| v.to_str().ok());
                     *r.lock().unwrap() = v.unwrap_or("none").to_string();
@@ -237,6 +238,30 @@ async fn messages_flow_both_ways_and_the_close_handshake_passes_through() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_closes_open_websockets_with_1001_and_waits_for_them() {
+    let upstream = echo_server().await;
+    let cfg = ConfigDir::new();
+    cfg.write("chat.yaml", &manifest("blue", upstream.addr, "", ""));
+    let mut worker = RunningWorker::start(cfg.path()).await;
+    let mut ws = connect(worker.addr).await;
+    assert_eq!(echo(&mut ws, "before").await, "blue:before");
+
+    // The WebSocket keeps its connection in the table: the drain sees it, asks it to close
+    // (1001 to both sides) and ends once it has, well before the 30 s drain timeout.
+    worker.begin_shutdown();
+    let frame = closed_with(&mut ws).await.unwrap();
+    assert_eq!(frame.code, CloseCode::Away);
+    eventually("the upstream gets 1001 too", || {
+        upstream.closes.lock().unwrap().first().map(|c| c.0) == Some(1001)
+    })
+    .await;
+    tokio::time::timeout(DEADLINE, &mut worker.task)
+        .await
+        .expect("the drain ends once the WebSocket is closed")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_denied_by_auth_never_reaches_the_upstream() {
     let upstream = echo_server().await;
     let cfg = ConfigDir::new();
@@ -327,11 +352,10 @@ async fn websockets_stay_open_across_50_swaps_then_close_1001_past_max_stream_ag
     }
     assert_eq!(upstream.accepted.load(Ordering::SeqCst), SOCKETS);
     assert!(upstream.closes.lock().unwrap().is_empty());
-    assert_eq!(
-        worker.handle.live_generations(),
-        2,
-        "r0 pinned, and the current one"
-    );
+    eventually("r0 pinned, and the current one: nothing else", || {
+        worker.handle.live_generations() == 2
+    })
+    .await;
     assert_eq!(
         metric(&worker, "switchyard_websockets_open"),
         SOCKETS as f64

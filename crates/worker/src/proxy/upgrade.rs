@@ -195,8 +195,9 @@ pub async fn forward(
         .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     let client = up.client;
     let conn = up.conn;
+    // Counted before the client hears the 101.
+    let live = Live::new(done, conn);
     tokio::spawn(async move {
-        let live = Live::new(done, conn);
         let (client, upstream) = match tokio::join!(client, upstream_upgrade) {
             (Ok(c), Ok(u)) => (c, u),
             (c, u) => {
