@@ -401,41 +401,38 @@ impl Accepted {
             io: TokioIo::new(stream),
             send: IdleTimer::new(timeouts.send),
         };
+        let conn = builder.serve_connection_with_upgrades(io, svc);
+        let mut conn = std::pin::pin!(conn);
         let state = &admitted.state;
-        // Dropped at the end of this block, with whatever requests it still held.
-        {
-            let conn = builder.serve_connection_with_upgrades(io, svc);
-            let mut conn = std::pin::pin!(conn);
-            let mut closing = false;
-            let mut check = tokio::time::Instant::now() + timeouts.idle;
-            loop {
-                tokio::select! {
-                    result = conn.as_mut() => {
-                        if let Err(e) = result {
-                            tracing::debug!(%remote, error = %e, "client connection ended with an error");
-                        }
+        let mut closing = false;
+        let mut check = tokio::time::Instant::now() + timeouts.idle;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%remote, error = %e, "client connection ended with an error");
+                    }
+                    break;
+                }
+                () = state.close.notified(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                    check = tokio::time::Instant::now() + timeouts.idle;
+                }
+                () = tokio::time::sleep_until(check) => {
+                    let idle_for = state.idle_for();
+                    if closing && state.is_idle() {
+                        // Asked to close and still not gone after a whole idle period:
+                        // a client that ignores it is not waited on.
                         break;
                     }
-                    () = state.close.notified(), if !closing => {
+                    if idle_for >= timeouts.idle {
+                        tracing::debug!(%remote, "closing an idle connection");
                         conn.as_mut().graceful_shutdown();
                         closing = true;
                         check = tokio::time::Instant::now() + timeouts.idle;
-                    }
-                    () = tokio::time::sleep_until(check) => {
-                        let idle_for = state.idle_for();
-                        if closing && state.is_idle() {
-                            // Asked to close and still not gone after a whole idle period:
-                            // a client that ignores it is not waited on.
-                            break;
-                        }
-                        if idle_for >= timeouts.idle {
-                            tracing::debug!(%remote, "closing an idle connection");
-                            conn.as_mut().graceful_shutdown();
-                            closing = true;
-                            check = tokio::time::Instant::now() + timeouts.idle;
-                        } else {
-                            check = tokio::time::Instant::now() + (timeouts.idle - idle_for);
-                        }
+                    } else {
+                        check = tokio::time::Instant::now() + (timeouts.idle - idle_for);
                     }
                 }
             }
@@ -443,9 +440,7 @@ impl Accepted {
         // A request that took the connection over (a WebSocket, `proxy/upgrade.rs`) still
         // runs: the connection stays in the table (counted, drained) until it ends. Its
         // relay answers the drain's close itself.
-        while !state.is_idle() {
-            state.taken_over.notified().await;
-        }
+        state.given_back().await;
         drop(admitted);
         drop(_counted);
     }

@@ -239,6 +239,7 @@ struct Live {
 impl Live {
     fn new(done: Completion, conn: Arc<ConnState>) -> Live {
         done.runtime.obs.metrics.websockets_open.inc();
+        conn.take_over();
         Live {
             done: Some(done),
             conn,
@@ -274,7 +275,7 @@ impl Drop for Live {
             // connection's task is told.
             drop(done);
         }
-        self.conn.taken_over.notify_one();
+        self.conn.give_back();
     }
 }
 
