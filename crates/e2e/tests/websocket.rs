@@ -17,6 +17,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http_body::Frame;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use switchyard_e2e::upstream::serve_fn;
 use switchyard_e2e::{ConfigDir, DEADLINE, RunningWorker, eventually, metric_value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -448,6 +450,8 @@ async fn a_streamed_response_on_an_old_generation_ends_cleanly_past_max_stream_a
     let bodies: Arc<Mutex<VecDeque<mpsc::Receiver<Bytes>>>> = Arc::default();
     let (old_tx, rx) = mpsc::channel::<Bytes>(16);
     bodies.lock().unwrap().push_back(rx);
+    let (h2_tx, rx) = mpsc::channel::<Bytes>(16);
+    bodies.lock().unwrap().push_back(rx);
     let (current_tx, rx) = mpsc::channel::<Bytes>(16);
     bodies.lock().unwrap().push_back(rx);
     let (_third_tx, rx) = mpsc::channel::<Bytes>(16);
@@ -470,6 +474,24 @@ async fn a_streamed_response_on_an_old_generation_ends_cleanly_past_max_stream_a
     let (mut old, mut seen) = open_events(worker.addr).await;
     old_tx.send(Bytes::from("data: one\n\n")).await.unwrap();
     read_until(&mut old, &mut seen, "data: one\n\n").await;
+    // The same over HTTP/2 (h2c, prior knowledge).
+    let stream = TcpStream::connect(worker.addr).await.unwrap();
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("http://test/ws/events")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = h2.send_request(req).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let mut h2_body = resp.into_body();
+    h2_tx.send(Bytes::from("data: h2\n\n")).await.unwrap();
+    let frame = tokio::time::timeout(DEADLINE, h2_body.frame())
+        .await
+        .unwrap();
+    assert_eq!(frame.unwrap().unwrap().into_data().unwrap(), "data: h2\n\n");
     let counted = "switchyard_streams_closed_for_age_total{kind=\"response\"}";
     assert_eq!(metric(&worker, counted), 0.0);
 
@@ -482,11 +504,16 @@ async fn a_streamed_response_on_an_old_generation_ends_cleanly_past_max_stream_a
     assert!(String::from_utf8_lossy(&current_seen).contains("x-release: green"));
     seen.clear();
     read_until(&mut old, &mut seen, "0\r\n\r\n").await;
+    // HTTP/2: the stream ends cleanly (END_STREAM, no reset): the body ends without error.
+    let rest = tokio::time::timeout(DEADLINE, h2_body.collect())
+        .await
+        .unwrap();
+    assert!(rest.unwrap().to_bytes().is_empty());
     eventually("the old generation is freed", || {
         worker.handle.live_generations() == 1
     })
     .await;
-    assert_eq!(metric(&worker, counted), 1.0);
+    assert_eq!(metric(&worker, counted), 2.0);
     // The connection is kept: the next request on it is served.
     old.write_all(b"GET /ws/events HTTP/1.1\r\nhost: test\r\n\r\n")
         .await
@@ -503,6 +530,6 @@ async fn a_streamed_response_on_an_old_generation_ends_cleanly_past_max_stream_a
     tokio::time::sleep_until(opened + Duration::from_millis(1500)).await;
     current_tx.send(Bytes::from("data: two\n\n")).await.unwrap();
     read_until(&mut current, &mut current_seen, "data: two\n\n").await;
-    assert_eq!(metric(&worker, counted), 1.0);
-    drop(old_tx);
+    assert_eq!(metric(&worker, counted), 2.0);
+    drop((old_tx, h2_tx));
 }
