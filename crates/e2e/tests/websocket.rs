@@ -240,6 +240,45 @@ async fn messages_flow_both_ways_and_the_close_handshake_passes_through() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_16_mib_closes_the_websocket_with_1009() {
+    let upstream = echo_server().await;
+    let cfg = ConfigDir::new();
+    cfg.write("chat.yaml", &manifest("blue", upstream.addr, "", ""));
+    let worker = RunningWorker::start(cfg.path()).await;
+    let mut ws = connect(worker.addr).await;
+    // Up to the cap is carried.
+    let at_cap = vec![7u8; 16 << 20];
+    ws.send(Message::Binary(at_cap.into())).await.unwrap();
+    assert!(matches!(next_data(&mut ws).await, Message::Binary(b) if b.len() == 16 << 20));
+    // Over it, the WebSocket is closed with 1009 (message too big). The gateway stops
+    // reading at the frame's header, so a sender still writing the rest may see a reset
+    // instead of the close frame.
+    let over = vec![7u8; (16 << 20) + 1];
+    if ws.send(Message::Binary(over.into())).await.is_ok() {
+        let ended = tokio::time::timeout(DEADLINE, async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(f))) => return f.map(|f| f.code),
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return None,
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert!(matches!(ended, Some(CloseCode::Size) | None), "{ended:?}");
+    }
+    eventually("the upstream is told 1009 too", || {
+        upstream.closes.lock().unwrap().first().map(|c| c.0) == Some(1009)
+    })
+    .await;
+    eventually("the WebSocket is over in the gateway", || {
+        metric(&worker, "switchyard_websockets_open") == 0.0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_closes_open_websockets_with_1001_and_waits_for_them() {
     let upstream = echo_server().await;
     let cfg = ConfigDir::new();

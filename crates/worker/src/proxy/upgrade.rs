@@ -35,9 +35,9 @@ use hyper_util::rt::TokioIo;
 use switchyard_engine::runtime::policy::Exchange;
 use switchyard_engine::runtime::{Pick, Route, Tried, remove_hop_by_hop};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::body::ResponseBody;
 use super::completion::Completion;
@@ -47,8 +47,8 @@ use crate::connections::ConnState;
 use crate::metrics::StreamKind;
 use crate::runtime::{Proxy, ProxyExt};
 
-/// The largest message (and frame) relayed, each way: a larger one ends the WebSocket (the
-/// side that sent it gets close code 1009 from tungstenite).
+/// The largest message (and frame) relayed, each way: a larger one ends the WebSocket (both
+/// sides get close code 1009, message too big).
 pub const MAX_MESSAGE: usize = 16 << 20;
 
 /// How long each side gets to answer a close before its connection is dropped.
@@ -325,11 +325,25 @@ async fn relay(
 }
 
 /// Forwards every message from `rx` to `tx` until `rx` ends, then closes `tx` (a close
-/// frame if none was forwarded, and the flush).
+/// frame if none was forwarded, and the flush). A message over [`MAX_MESSAGE`] closes `tx`
+/// with 1009 (message too big), which the other side's answer carries back to the sender.
 async fn pump(rx: &mut SplitStream<Ws>, tx: &mut SplitSink<Ws, Message>) {
-    while let Some(Ok(message)) = rx.next().await {
-        if tx.send(message).await.is_err() {
-            break;
+    loop {
+        match rx.next().await {
+            Some(Ok(message)) => {
+                if tx.send(message).await.is_err() {
+                    break;
+                }
+            }
+            Some(Err(WsError::Capacity(_))) => {
+                let too_big = CloseFrame {
+                    code: CloseCode::Size,
+                    reason: "message too big".into(),
+                };
+                let _ = tx.send(Message::Close(Some(too_big))).await;
+                break;
+            }
+            Some(Err(_)) | None => break,
         }
     }
     let _ = tx.close().await;
