@@ -317,6 +317,7 @@ mod tests {
                 "spec.routes",
                 "spec.routes[].pathPrefix",
                 "spec.routes[].stripPrefix",
+                "spec.routes[].maxStreamAge",
                 "spec.upstream",
                 "spec.upstream.targets",
                 "spec.upstream.targets[].url",
@@ -447,6 +448,7 @@ spec:
       hosts: [api.example.com]
       methods: [GET]
       stripPrefix: true
+      maxStreamAge: 10m
     - path: /exact
   upstream:
     targets:

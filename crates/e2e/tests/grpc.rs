@@ -256,6 +256,43 @@ async fn calls_succeed_across_fifty_swaps_and_a_stream_keeps_its_generation() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_an_old_generation_past_max_stream_age_ends_with_unavailable() {
+    let upstream = grpc_upstream().await;
+    let cfg = ConfigDir::new();
+    cfg.write("echo.yaml", &manifest("r0", upstream, ""));
+    let worker = RunningWorker::start(cfg.path()).await;
+    let mut c = client(&worker).await;
+    let (tx, rx) = mpsc::channel(4);
+    let mut stream = c.bidi(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    tx.send(msg("before", 0)).await.unwrap();
+    assert_eq!(stream.next().await.unwrap().unwrap().release, "r0");
+
+    // A new configuration with `maxStreamAge: 1s` on the route: the stream's generation is
+    // now an old one, and the limit in force is the current configuration's.
+    let aged = manifest("r1", upstream, "").replace(
+        "    - pathPrefix: /echo.Echo/\n",
+        "    - pathPrefix: /echo.Echo/\n      maxStreamAge: 1s\n",
+    );
+    assert!(aged.contains("maxStreamAge"));
+    cfg.write("echo.yaml", &aged);
+    worker.wait_for_revision(worker.handle.revision() + 1).await;
+    let end = tokio::time::timeout(DEADLINE, stream.next())
+        .await
+        .expect("the stream was closed for its age");
+    let e = end.expect("ended with a status").unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert!(e.message().starts_with("closed_for_age"), "{e:?}");
+    // A new call runs on the current generation.
+    let r = c.unary(msg("after", 1)).await.unwrap().into_inner();
+    assert_eq!(r.release, "r1");
+    drop((tx, stream));
+    eventually("the old generation is freed", || {
+        worker.handle.live_generations() == 1
+    })
+    .await;
+}
+
 /// An HTTP/2 upstream that accepts calls and never answers them (not even a head).
 async fn silent_h2_upstream() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -74,6 +74,15 @@ pub const TABLE: &[Rule] = &[
     Rule {
         kind: Kind::Proxy,
         class: Hot,
+        reason: "swapped atomically; the value in force applies at once to the streams \
+                 still open on older generations too (the same proxy's route at the same \
+                 position), and a stream is closed for age only once its generation is no \
+                 longer the current one",
+        paths: &["spec.routes[].maxStreamAge"],
+    },
+    Rule {
+        kind: Kind::Proxy,
+        class: Hot,
         reason: "swapped atomically; each target keeps its health, ejection and in-flight \
                  count across the swap (kept per proxy and target URL), and idle upstream \
                  connections are reused when the target and its TLS settings are unchanged",

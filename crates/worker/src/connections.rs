@@ -68,8 +68,14 @@ pub struct ConnState {
     /// Milliseconds since the table's epoch when it was last busy (accepted, or a request
     /// ended).
     last_active_ms: AtomicU64,
-    /// Asked to close (shed, or the Worker drains): wakes the connection's task.
+    /// Asked to close (shed, or the Worker drains): wakes the connection's task, or the
+    /// WebSocket relay that took the connection over.
     pub close: Notify,
+    /// Requests that took the connection over (a WebSocket) and still run: the
+    /// connection's task keeps the connection in the table until they end.
+    taken_over: AtomicUsize,
+    /// Notified when one of them ends.
+    given_back: Notify,
     shed: AtomicBool,
     epoch: Instant,
 }
@@ -97,6 +103,27 @@ impl ConnState {
     pub fn request(self: &Arc<Self>) -> ActiveRequest {
         self.active.fetch_add(1, Ordering::AcqRel);
         ActiveRequest(self.clone())
+    }
+}
+
+impl ConnState {
+    /// A request takes the connection over (an upgrade): the connection stays in the table
+    /// until [`ConnState::give_back`].
+    pub fn take_over(&self) {
+        self.taken_over.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The request that took the connection over has ended.
+    pub fn give_back(&self) {
+        self.taken_over.fetch_sub(1, Ordering::AcqRel);
+        self.given_back.notify_one();
+    }
+
+    /// Completes once no request holds the connection taken over.
+    pub async fn given_back(&self) {
+        while self.taken_over.load(Ordering::Acquire) > 0 {
+            self.given_back.notified().await;
+        }
     }
 }
 
@@ -221,6 +248,8 @@ impl Connections {
             active: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(0),
             close: Notify::new(),
+            taken_over: AtomicUsize::new(0),
+            given_back: Notify::new(),
             shed: AtomicBool::new(false),
             epoch: self.epoch,
         });

@@ -79,7 +79,13 @@ pub struct WorkerOptions {
     /// `threads` is the default (not given on the command line): the environment's
     /// `kind: WorkerSettings` `threads`, when set, replaces it.
     pub threads_from_settings: bool,
+    /// How long a generation that is no longer the current one may stay pinned by
+    /// long-lived streams before they are closed gracefully (`--max-pinned-age`).
+    pub max_pinned_age: Duration,
 }
+
+/// The default of [`WorkerOptions::max_pinned_age`].
+pub const DEFAULT_MAX_PINNED_AGE: Duration = Duration::from_secs(3600);
 
 impl WorkerOptions {
     /// The upstream pools: one lane of idle connections per data-plane thread.
@@ -103,6 +109,7 @@ impl WorkerOptions {
             thread_allocated: None,
             threads: None,
             threads_from_settings: false,
+            max_pinned_age: DEFAULT_MAX_PINNED_AGE,
         }
     }
 }
@@ -249,7 +256,9 @@ impl Worker {
 
     fn observability(options: &WorkerOptions) -> Result<Arc<Observability>, WorkerError> {
         let access_log = AccessLog::open(&options.access_log).map_err(WorkerError::AccessLog)?;
-        Ok(Arc::new(Observability::new(access_log)))
+        let mut obs = Observability::new(access_log);
+        obs.max_pinned_age = options.max_pinned_age;
+        Ok(Arc::new(obs))
     }
 
     /// Also serves HTTPS on `listener` (HTTP/1.1 and HTTP/2 by ALPN), with the certificate

@@ -53,7 +53,32 @@ pub struct Metrics {
     pub tls_handshake_failures: Counter,
     pub tls_no_certificate: Counter,
     certificate_expiry: Family<Labels1, Gauge>,
+    /// Seconds since the oldest generation still pinned stopped being current (0: none).
+    pub oldest_pinned_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Long-lived streams closed because their old generation outlived `maxStreamAge` or
+    /// `--max-pinned-age`, by kind ([`StreamKind`]).
+    pub streams_closed_for_age: [Counter; 2],
+    /// WebSockets being relayed.
+    pub websockets_open: Gauge,
     per_proxy: Mutex<HashMap<Arc<str>, Arc<ProxyMetrics>>>,
+}
+
+/// The kinds of long-lived stream `switchyard_streams_closed_for_age_total` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    WebSocket = 0,
+    Response = 1,
+}
+
+impl StreamKind {
+    pub const ALL: [StreamKind; 2] = [StreamKind::WebSocket, StreamKind::Response];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamKind::WebSocket => "websocket",
+            StreamKind::Response => "response",
+        }
+    }
 }
 
 /// The handles one proxy's requests update.
@@ -210,7 +235,33 @@ impl Metrics {
             "Resident memory of this Worker process (read from /proc at each scrape; 0 where unavailable)",
             resident_memory.clone(),
         );
+        let oldest_pinned_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "pinned_generation_oldest_age_seconds",
+            "Seconds since the oldest configuration generation still held by a request or stream stopped being the current one (0 when only the current one is live)",
+            oldest_pinned_age.clone(),
+        );
+        let closed_for_age = Family::<Labels1, Counter>::default();
+        registry.register(
+            "streams_closed_for_age",
+            "Long-lived streams on an old generation closed gracefully for maxStreamAge or --max-pinned-age, by kind (websocket, response)",
+            closed_for_age.clone(),
+        );
+        let streams_closed_for_age = StreamKind::ALL.map(|k| {
+            closed_for_age
+                .get_or_create(&[("kind", k.as_str().to_string())])
+                .clone()
+        });
+        let websockets_open = Gauge::default();
+        registry.register(
+            "websockets_open",
+            "WebSocket connections being relayed",
+            websockets_open.clone(),
+        );
         Metrics {
+            oldest_pinned_age,
+            streams_closed_for_age,
+            websockets_open,
             registry,
             resident_memory,
             policy_denials,

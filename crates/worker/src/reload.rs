@@ -123,9 +123,11 @@ impl Reloader {
         );
         let (revision_tx, _) = watch::channel(revision);
         let started = runtime.snapshot.process().clone();
+        let current = Arc::new(ArcSwap::from_pointee(runtime));
+        obs.follow(&current);
         Ok(Reloader {
             config: None,
-            current: Arc::new(ArcSwap::from_pointee(runtime)),
+            current,
             obs,
             pools,
             reload_lock: Mutex::new(()),
@@ -180,6 +182,10 @@ impl Reloader {
                 .map(|c| (&*c.name, switchyard_engine::tls::seconds_left(c, wall))),
         );
         drop(rt);
+        self.obs
+            .metrics
+            .oldest_pinned_age
+            .set(self.obs.oldest_pinned_age().as_secs_f64());
         self.obs.metrics.encode()
     }
 
@@ -413,7 +419,9 @@ impl Reloader {
                     Runtime::new(compiled.snapshot, &compiled.changes, &self.obs, &self.pools);
                 // The swap: one atomic pointer store. Requests that already loaded the old
                 // generation keep it until they finish; new ones get this one.
-                self.current.store(Arc::new(runtime));
+                let old = self.current.swap(Arc::new(runtime));
+                self.obs.swapped(&old);
+                drop(old);
                 if let Some(p) = prepared {
                     p.commit();
                 }

@@ -2,8 +2,10 @@
 //! what the Worker attaches to each proxy (metric handles, the upstream connection pool).
 //! One `Arc<Runtime>` is loaded per request and held until its response body ends.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use prometheus_client::metrics::gauge::Gauge;
 use switchyard_engine::{ChangeKind, ProxyChange, Snapshot};
 
@@ -17,6 +19,16 @@ pub struct Observability {
     pub metrics: Metrics,
     pub access_log: AccessLog,
     pub connections: Arc<Connections>,
+    /// `--max-pinned-age`: how long a generation that is no longer current may stay
+    /// pinned by long-lived streams.
+    pub max_pinned_age: Duration,
+    /// Every generation built, for the age of the oldest pinned one (at each scrape).
+    generations: Mutex<Vec<Weak<Generation>>>,
+    /// Notified (all waiters) at each swap: long-lived streams on old generations look at
+    /// their age limits again (`proxy/age.rs`).
+    pub swapped: Arc<tokio::sync::Notify>,
+    /// The current generation, for those streams to read the limits in force now.
+    current: OnceLock<Weak<ArcSwap<Runtime>>>,
 }
 
 impl Observability {
@@ -27,7 +39,73 @@ impl Observability {
             metrics,
             access_log,
             connections,
+            max_pinned_age: crate::DEFAULT_MAX_PINNED_AGE,
+            generations: Mutex::default(),
+            swapped: Arc::default(),
+            current: OnceLock::new(),
         }
+    }
+
+    /// Where the current generation is published (set once, by the reloader).
+    pub fn follow(&self, current: &Arc<ArcSwap<Runtime>>) {
+        let _ = self.current.set(Arc::downgrade(current));
+    }
+
+    /// The current generation, if it is published.
+    pub fn current(&self) -> Option<Arc<Runtime>> {
+        self.current.get()?.upgrade().map(|c| c.load_full())
+    }
+
+    /// `old` was replaced: marks it, and wakes every stream watching its age.
+    pub fn swapped(&self, old: &Runtime) {
+        old.generation.supersede();
+        self.swapped.notify_waiters();
+    }
+
+    fn track(&self, generation: &Arc<Generation>) {
+        let mut all = self
+            .generations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        all.retain(|g| g.strong_count() > 0);
+        all.push(Arc::downgrade(generation));
+    }
+
+    /// How long the oldest generation still alive has not been the current one (zero when
+    /// only the current one is alive).
+    pub fn oldest_pinned_age(&self) -> Duration {
+        let now = tokio::time::Instant::now();
+        let all = self
+            .generations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        all.iter()
+            .filter_map(Weak::upgrade)
+            .filter_map(|g| g.superseded())
+            .map(|at| now.saturating_duration_since(at))
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+/// When a generation stopped being the current one: what lets a long-lived stream (a
+/// WebSocket, a streamed response) know that the generation it pins is old, so
+/// `maxStreamAge` and `--max-pinned-age` can close it (and the metric of the oldest pinned
+/// generation can be computed).
+#[derive(Default)]
+pub struct Generation {
+    superseded: OnceLock<tokio::time::Instant>,
+}
+
+impl Generation {
+    /// When another generation replaced this one (`None` while it is current).
+    pub fn superseded(&self) -> Option<tokio::time::Instant> {
+        self.superseded.get().copied()
+    }
+
+    /// Another generation was swapped in.
+    pub fn supersede(&self) {
+        let _ = self.superseded.set(tokio::time::Instant::now());
     }
 }
 
@@ -40,6 +118,8 @@ pub struct Runtime {
     pub unmatched: Arc<ProxyMetrics>,
     pub obs: Arc<Observability>,
     pools: Arc<Pools>,
+    /// Whether (and since when) this generation is an old one.
+    pub generation: Arc<Generation>,
     _generation: GenerationToken,
 }
 
@@ -68,7 +148,10 @@ impl Runtime {
         obs: &Arc<Observability>,
         pools: &Arc<Pools>,
     ) -> Runtime {
+        let generation = Arc::new(Generation::default());
+        obs.track(&generation);
         let runtime = Runtime {
+            generation,
             unmatched: obs.metrics.proxy(&Arc::from("_unmatched")),
             _generation: GenerationToken::new(&obs.metrics.live_generations),
             obs: obs.clone(),

@@ -326,7 +326,7 @@ pub(crate) struct ConnCtx {
     /// The client's address as `Forwarded`/`X-Forwarded-For` give it.
     pub client: http::HeaderValue,
     pub remote: SocketAddr,
-    state: Arc<ConnState>,
+    pub(crate) state: Arc<ConnState>,
     /// The pool lane of the core serving this connection (0 without cores).
     pub lane: usize,
     /// Whether the client connected over TLS (`X-Forwarded-Proto: https`).
@@ -401,7 +401,7 @@ impl Accepted {
             io: TokioIo::new(stream),
             send: IdleTimer::new(timeouts.send),
         };
-        let conn = builder.serve_connection(io, svc);
+        let conn = builder.serve_connection_with_upgrades(io, svc);
         let mut conn = std::pin::pin!(conn);
         let state = &admitted.state;
         let mut closing = false;
@@ -437,6 +437,10 @@ impl Accepted {
                 }
             }
         }
+        // A request that took the connection over (a WebSocket, `proxy/upgrade.rs`) still
+        // runs: the connection stays in the table (counted, drained) until it ends. Its
+        // relay answers the drain's close itself.
+        state.given_back().await;
         drop(admitted);
         drop(_counted);
     }

@@ -55,6 +55,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         thread_allocated: crate::alloc::thread_allocated(),
         threads: None,
         threads_from_settings: false,
+        max_pinned_age: switchyard_worker::DEFAULT_MAX_PINNED_AGE,
     };
     let addresses = super::worker::Addresses {
         listen: super::worker::Listen::Flags { listen, tls: None },

@@ -122,6 +122,7 @@ pub async fn run(o: UpArgs) -> anyhow::Result<ExitCode> {
             thread_allocated: crate::alloc::thread_allocated(),
             threads: None,
             threads_from_settings: false,
+            max_pinned_age: switchyard_worker::DEFAULT_MAX_PINNED_AGE,
         })
         .await?;
         let l = TcpListener::bind(listen)

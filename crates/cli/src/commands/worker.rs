@@ -87,6 +87,12 @@ pub struct WorkerArgs {
     /// environment's `kind: WorkerSettings` `threads`, else one per CPU).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
+    /// How long a configuration generation that is no longer the current one may stay
+    /// pinned by long-lived streams (WebSockets, streamed responses): past it, they are
+    /// closed gracefully (WebSocket close 1001, end of the response body). A route's
+    /// `maxStreamAge` may close them sooner.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub max_pinned_age: Duration,
     /// Do not watch the configuration for changes (SIGHUP still reloads).
     #[arg(long)]
     pub no_watch: bool,
@@ -169,6 +175,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         thread_allocated: crate::alloc::thread_allocated(),
         threads: Some(data_threads(args.threads)),
         threads_from_settings: args.threads.is_none(),
+        max_pinned_age: args.max_pinned_age,
     };
     let addresses = Addresses {
         listen: match (args.listen, args.listen_tls) {

@@ -205,6 +205,13 @@ pub struct RouteSpec {
     /// Remove the matched prefix before forwarding upstream.
     #[serde(default, skip_serializing_if = "is_false")]
     pub strip_prefix: bool,
+    /// How long a long-lived stream on this route (a WebSocket, a streamed response) may
+    /// stay open once its configuration generation is no longer the current one: past it,
+    /// the stream is closed gracefully (WebSocket close 1001, end of the response body).
+    /// A stream on the current generation is never closed for its age. Absent: only the
+    /// Worker-wide cap (`--max-pinned-age`, default 1h) applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stream_age: Option<HumanDuration>,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -97,6 +97,7 @@ pub(crate) fn compile_proxy<X>(
             Ok((rule, strip)) => routes.push(Route {
                 id: format!("{name}#{i}").into(),
                 strip,
+                max_stream_age: max_stream_age(r, i, &mut errs),
                 rule,
                 position: Position::from_location(source, r.referenced),
             }),
@@ -565,6 +566,28 @@ fn compile_upstream_tls(
             None
         }
     }
+}
+
+/// The shortest and longest `maxStreamAge` accepted.
+const MIN_STREAM_AGE: Duration = Duration::from_millis(100);
+const MAX_STREAM_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Route `i`'s `maxStreamAge`, checked against its bounds.
+fn max_stream_age(
+    r: &Spanned<RouteSpec>,
+    i: usize,
+    errs: &mut ProxyErrors<'_>,
+) -> Option<Duration> {
+    let age = r.value.max_stream_age?;
+    if let Some(message) = check_duration(age, MIN_STREAM_AGE, MAX_STREAM_AGE) {
+        errs.push(
+            errs.at(r),
+            format!("spec.routes[{i}].maxStreamAge"),
+            message,
+        );
+        return None;
+    }
+    Some(age.0)
 }
 
 /// `None` when the duration is within `min..=max`, else why not.

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use http::Method;
 use imbl::{OrdMap, OrdSet};
@@ -215,6 +216,9 @@ pub struct Route {
     pub id: Arc<str>,
     /// Set when `stripPrefix` is on: the prefix removed before forwarding.
     pub strip: Option<String>,
+    /// `maxStreamAge`: how long a stream on this route may outlive its generation being
+    /// current (the Worker-wide cap applies too).
+    pub max_stream_age: Option<Duration>,
     pub rule: RouteRule,
     /// Where the route is written in the proxy's document.
     pub position: Position,

@@ -109,17 +109,24 @@ impl Pools {
         }
         // Targets no generation uses any more are forgotten (their pools are gone).
         map.retain(|_, p| p.strong_count() > 0);
-        let tls = tls.map(|t| {
-            TlsTarget::new(t, authority.host(), alpn(protocol), || {
-                self.system_roots
-                    .get_or_init(upstream_tls::system_roots)
-                    .clone()
+        let client = |protocol| {
+            tls.map(|t| {
+                TlsTarget::new(t, authority.host(), alpn(protocol), || {
+                    self.system_roots
+                        .get_or_init(upstream_tls::system_roots)
+                        .clone()
+                })
             })
-        });
+        };
+        // Upgrades (WebSocket) are HTTP/1.1 exchanges: their connections offer only that.
+        let upgrade_tls = match protocol {
+            UpstreamProtocol::Http1 => None,
+            _ => client(UpstreamProtocol::Http1),
+        };
         let pool = Arc::new(HostPool::new(
             authority,
             connect_timeout,
-            tls,
+            (client(protocol), upgrade_tls),
             protocol,
             self.lanes,
         ));
@@ -172,6 +179,9 @@ fn alpn(protocol: UpstreamProtocol) -> Vec<Vec<u8>> {
     }
 }
 
+/// A target's TLS client (`None`: plain HTTP), or why there is none.
+type TargetTls = Option<Result<TlsTarget, String>>;
+
 /// One target's connections: where to connect, the `Host` to send, and the idle ones
 /// per lane (most recently used last).
 pub struct HostPool {
@@ -186,7 +196,10 @@ pub struct HostPool {
     h2: Box<[h2::Slot]>,
     connect_timeout: Duration,
     /// For an `https://` target: its TLS client, or why there is none.
-    tls: Option<Result<TlsTarget, String>>,
+    tls: TargetTls,
+    /// For an `https://` target whose `tls` offers `h2`: the TLS client of upgrades, which
+    /// offers HTTP/1.1 only.
+    upgrade_tls: TargetTls,
     /// When this pool last logged a failed TLS handshake (seconds since `created`): at
     /// most one warning per [`TLS_WARNING_EVERY`], however many requests fail.
     tls_warned: std::sync::atomic::AtomicU64,
@@ -253,7 +266,7 @@ impl HostPool {
     fn new(
         authority: &Authority,
         connect_timeout: Duration,
-        tls: Option<Result<TlsTarget, String>>,
+        (tls, upgrade_tls): (TargetTls, TargetTls),
         protocol: UpstreamProtocol,
         lanes: usize,
     ) -> HostPool {
@@ -275,6 +288,7 @@ impl HostPool {
             h2: (0..lanes.max(1)).map(|_| Mutex::default()).collect(),
             connect_timeout,
             tls,
+            upgrade_tls,
             tls_warned: std::sync::atomic::AtomicU64::new(u64::MAX),
             created: Instant::now(),
             lanes: (0..lanes.max(1)).map(|_| Mutex::default()).collect(),
@@ -459,10 +473,12 @@ impl HostPool {
         }
     }
 
-    /// A new connection, its TLS handshake included (both within the connect timeout),
-    /// speaking HTTP/2 with `http2`, or with `auto` when the target chose `h2` in the TLS
-    /// handshake (ALPN); HTTP/1.1 otherwise.
-    async fn connect(&self) -> std::io::Result<Connected> {
+    /// A new connection to the target with `tls` (`None`: plain), its TLS handshake
+    /// included: both within the connect timeout.
+    async fn open(
+        &self,
+        tls: Option<&Result<TlsTarget, String>>,
+    ) -> std::io::Result<UpstreamIo> {
         let timed_out = || {
             std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -477,7 +493,7 @@ impl HostPool {
             .await
             .map_err(|_| timed_out())??;
         stream.set_nodelay(true)?;
-        let io = match &self.tls {
+        Ok(match tls {
             None => UpstreamIo::Plain(stream),
             Some(Err(why)) => {
                 return Err(std::io::Error::other(UpstreamTlsError(
@@ -495,7 +511,13 @@ impl HostPool {
                     Ok(Ok(s)) => UpstreamIo::Tls(Box::new(s)),
                 }
             }
-        };
+        })
+    }
+
+    /// A new pooled connection, speaking HTTP/2 with `http2`, or with `auto` when the
+    /// target chose `h2` in the TLS handshake (ALPN); HTTP/1.1 otherwise.
+    async fn connect(&self) -> std::io::Result<Connected> {
+        let io = self.open(self.tls.as_ref()).await?;
         let h2 = match self.protocol {
             UpstreamProtocol::Http1 => false,
             UpstreamProtocol::Http2 => true,
@@ -551,5 +573,28 @@ impl std::fmt::Debug for Lease {
             .field("target", &self.pool.addr)
             .field("open", &self.conn.is_some())
             .finish()
+    }
+}
+
+/// Upgrades (WebSocket, `proxy/upgrade.rs`): a dedicated connection that never joins the
+/// pool, since the upgraded connection is the WebSocket's for its whole life. Kept apart
+/// from the pooled `connect` so that the two can change independently.
+impl HostPool {
+    /// A new connection to the target, its TLS handshake included (both within the connect
+    /// timeout), and the `Host` to send on it. Over TLS, a target that negotiated anything
+    /// but HTTP/1.1 by ALPN is refused: an upgrade is an HTTP/1.1 exchange.
+    pub(crate) async fn connect_dedicated(&self) -> std::io::Result<(UpstreamIo, HeaderValue)> {
+        let io = self
+            .open(self.upgrade_tls.as_ref().or(self.tls.as_ref()))
+            .await?;
+        if let UpstreamIo::Tls(s) = &io
+            && let Some(alpn) = s.get_ref().1.alpn_protocol()
+            && alpn != b"http/1.1"
+        {
+            return Err(std::io::Error::other(
+                "the upstream negotiated a protocol other than HTTP/1.1 for an upgrade",
+            ));
+        }
+        Ok((io, self.host.clone()))
     }
 }

@@ -19,8 +19,10 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::age::StreamAge;
 use super::completion::Completion;
 use crate::idle::IdleTimer;
+use crate::metrics::StreamKind;
 use crate::pool::Lease;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -352,6 +354,10 @@ impl Body for RequestBody {
 pub struct ResponseBody {
     inner: Inner,
     completion: Option<Completion>,
+    /// Set the first time the upstream's body makes the client wait: from then on it is a
+    /// long-lived stream, ended when its old generation outlives `maxStreamAge` or
+    /// `--max-pinned-age` (`age.rs`).
+    age: Option<Box<StreamAge>>,
 }
 
 enum Inner {
@@ -359,6 +365,19 @@ enum Inner {
     /// body is read; back to its pool once the body has ended, closed if it never does).
     Upstream(Incoming, IdleTimer, Option<Lease>),
     Full(Option<Bytes>),
+}
+
+/// The trailers ending a gRPC stream closed for its age: `grpc-status: 14` (UNAVAILABLE).
+fn closed_for_age_trailers() -> http::HeaderMap {
+    let mut t = http::HeaderMap::with_capacity(2);
+    t.insert("grpc-status", http::HeaderValue::from_static("14"));
+    t.insert(
+        "grpc-message",
+        http::HeaderValue::from_static(
+            "closed_for_age: the stream outlived maxStreamAge on an old configuration; call again",
+        ),
+    );
+    t
 }
 
 /// An upstream response body cut because it sent nothing for `upstreamBodyIdle`.
@@ -392,6 +411,17 @@ impl ResponseBody {
         ResponseBody {
             inner: Inner::Upstream(body, IdleTimer::new(idle), lease),
             completion: Some(completion),
+            age: None,
+        }
+    }
+
+    /// The upstream's body on a connection of its own that is driven elsewhere (an upgrade
+    /// the upstream declined), cut when it stalls for `idle`.
+    pub fn unpooled(body: Incoming, idle: std::time::Duration, completion: Completion) -> Self {
+        ResponseBody {
+            inner: Inner::Upstream(body, IdleTimer::new(idle), None),
+            completion: Some(completion),
+            age: None,
         }
     }
 
@@ -400,7 +430,22 @@ impl ResponseBody {
         ResponseBody {
             inner: Inner::Full((!bytes.is_empty()).then_some(bytes)),
             completion,
+            age: None,
         }
+    }
+
+    /// Whether the stream must end now for its age; the age watch is made on the first
+    /// call (the first time the body waits on the upstream).
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.age.is_none() {
+            let Some(c) = &self.completion else {
+                return false;
+            };
+            self.age = Some(Box::new(c.stream_age()));
+        }
+        self.age
+            .as_mut()
+            .is_some_and(|a| a.poll_expired(cx).is_ready())
     }
 
     /// Ends the request's accounting now (dropping the completion records it).
@@ -436,6 +481,24 @@ impl Body for ResponseBody {
                     }
                     this.finish();
                     return Poll::Ready(Some(Err(Box::new(UpstreamBodyStalled))));
+                }
+                if polled.is_pending() && this.expired(cx) {
+                    // Its old generation has been pinned long enough: the body ends here
+                    // (HTTP/1 chunked: the last chunk; HTTP/2: END_STREAM). The upstream
+                    // connection, mid-body, is closed rather than pooled.
+                    this.inner = Inner::Full(None);
+                    let mut grpc = false;
+                    if let Some(c) = this.completion.as_mut() {
+                        c.closed_for_age(StreamKind::Response);
+                        grpc = c.grpc;
+                    }
+                    this.finish();
+                    // A gRPC client reads the end of a call from its trailers: UNAVAILABLE,
+                    // which gRPC clients treat as safe to retry (on the current generation).
+                    if grpc {
+                        return Poll::Ready(Some(Ok(Frame::trailers(closed_for_age_trailers()))));
+                    }
+                    return Poll::Ready(None);
                 }
                 polled.map_err(Into::into)
             }

@@ -10,9 +10,11 @@ use std::time::{Instant, SystemTime};
 use http::{Method, Uri};
 use switchyard_engine::runtime::InFlight;
 
+use super::age::StreamAge;
 use super::error::{ErrorSource, UpstreamErrorKind};
 use crate::access_log::AccessEntry;
 use crate::connections::ActiveRequest;
+use crate::metrics::StreamKind;
 use crate::runtime::{Proxy, Runtime};
 
 /// What the end of a request needs, and what it holds until then (its configuration
@@ -63,6 +65,28 @@ impl Completion {
             self.runtime.ext(p).metrics.upstream_errors[UpstreamErrorKind::BodyTimeout.index()]
                 .inc();
         }
+    }
+
+    /// The age watch of this request's stream (`age.rs`): opened when the request was
+    /// accepted, on its generation, with its route's `maxStreamAge` and the Worker's cap.
+    pub fn stream_age(&self) -> StreamAge {
+        let proxy = self.proxy.as_deref();
+        let route = self.route.unwrap_or(0);
+        let pinned_age = proxy
+            .and_then(|p| p.routes.get(route))
+            .and_then(|r| r.max_stream_age);
+        StreamAge::new(
+            tokio::time::Instant::from_std(self.started),
+            (proxy.map(|p| p.name.clone()), route, pinned_age),
+            self.runtime.generation.clone(),
+            self.runtime.obs.clone(),
+        )
+    }
+
+    /// The stream was closed because its old generation outlived its age limits.
+    pub fn closed_for_age(&mut self, kind: StreamKind) {
+        self.error = Some("closed_for_age");
+        self.runtime.obs.metrics.streams_closed_for_age[kind as usize].inc();
     }
 
     /// Records an error answer: its code and whose fault it is.

@@ -1,5 +1,6 @@
 //! The request path: one snapshot load, route, pipeline, upstream, response.
 
+mod age;
 mod attempts;
 pub mod body;
 pub mod completion;
@@ -7,6 +8,7 @@ pub mod error;
 pub mod forward;
 pub mod policies;
 mod target;
+mod upgrade;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -41,7 +43,10 @@ pub(crate) async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     let http1 = req.version() < Version::HTTP_2;
     let mut resp = proxy(conn, active, req).await;
-    if http1 && conn.draining.load(Ordering::Relaxed) {
+    if http1
+        && conn.draining.load(Ordering::Relaxed)
+        && resp.status() != StatusCode::SWITCHING_PROTOCOLS
+    {
         resp.headers_mut()
             .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
     }
@@ -120,6 +125,7 @@ async fn proxy(
     let ext = rt.ext(proxy);
     let upstream = &proxy.upstream;
 
+    let websocket = upgrade::take(&mut parts);
     let method = parts.method;
     let mut original_uri = parts.uri;
     let mut headers = parts.headers;
@@ -165,6 +171,21 @@ async fn proxy(
             return policy_reply(reply, policy, proxy, &ex, done);
         }
     };
+    if let Some(client) = websocket {
+        let key = upstream.hash_key(&headers, ex.client_ip(remote.ip()));
+        let up = upgrade::Upgrade {
+            proxy,
+            ext,
+            route,
+            uri: &original_uri,
+            headers,
+            key,
+            deadline,
+            client,
+            conn: conn.state.clone(),
+        };
+        return upgrade::forward(up, &ex, done).await;
+    }
     let out = attempts::Outbound {
         proxy,
         ext,
