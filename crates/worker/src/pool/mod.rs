@@ -475,10 +475,7 @@ impl HostPool {
 
     /// A new connection to the target with `tls` (`None`: plain), its TLS handshake
     /// included: both within the connect timeout.
-    async fn open(
-        &self,
-        tls: Option<&Result<TlsTarget, String>>,
-    ) -> std::io::Result<UpstreamIo> {
+    async fn open(&self, tls: Option<&Result<TlsTarget, String>>) -> std::io::Result<UpstreamIo> {
         let timed_out = || {
             std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
