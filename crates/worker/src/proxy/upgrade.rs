@@ -51,6 +51,9 @@ use crate::runtime::{Proxy, ProxyExt};
 /// sides get close code 1009, message too big).
 pub const MAX_MESSAGE: usize = 16 << 20;
 
+/// Each side's read buffer (grown as a larger message needs, up to [`MAX_MESSAGE`]).
+const READ_BUFFER: usize = 4 * 1024;
+
 /// How long each side gets to answer a close before its connection is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -253,7 +256,12 @@ impl Live {
         let mut age = done.stream_age();
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE))
-            .max_frame_size(Some(MAX_MESSAGE));
+            .max_frame_size(Some(MAX_MESSAGE))
+            // tungstenite allocates its read buffer up front (128 KiB by default, per
+            // side): an idle WebSocket would cost a quarter of a megabyte.
+            .read_buffer_size(READ_BUFFER)
+            // Each message is written as it is relayed (no batching of a relay's writes).
+            .write_buffer_size(0);
         let client =
             WebSocketStream::from_raw_socket(TokioIo::new(client), Role::Server, Some(config))
                 .await;
