@@ -9,14 +9,12 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use switchyard_e2e::upstream::Held;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Streams per client connection (below the Worker's limit of concurrent streams).
@@ -30,21 +28,6 @@ async fn main() {
         "upstream" => upstream(&arg(2)).await,
         "idle" => idle(&arg(2), arg(3).parse().unwrap(), arg(4).parse().unwrap()).await,
         _ => eprintln!("usage: h2_bench upstream ADDR | idle URL N SECS"),
-    }
-}
-
-/// A body that never yields: the stream stays open.
-struct Held;
-
-impl http_body::Body for Held {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Pending
     }
 }
 

@@ -2,16 +2,23 @@
 //! knowledge) answering each request with what the test's function returns (a body that
 //! streams forever, one that stalls, trailers…).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body::Body;
+use http_body::{Body, Frame};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::DEADLINE;
 
 /// Serves `answer` on a new port-0 listener, for as long as the test runs.
 pub async fn serve_fn<F, B>(answer: F) -> SocketAddr
@@ -37,4 +44,53 @@ where
         }
     });
     addr
+}
+
+/// A response body the test feeds chunk by chunk (an event, a message…), sent as each
+/// arrives; `None`: an empty body.
+pub struct Fed(pub Option<mpsc::Receiver<Bytes>>);
+
+impl Body for Fed {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match &mut self.0 {
+            Some(rx) => rx.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+/// A response body that never yields: the stream stays open after its head.
+pub struct Held;
+
+impl Body for Held {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Pending
+    }
+}
+
+/// Reads from `conn` into `seen` until `seen` contains `what`; fails after [`DEADLINE`].
+pub async fn read_until(conn: &mut TcpStream, seen: &mut Vec<u8>, what: &str) {
+    let found = |s: &[u8]| String::from_utf8_lossy(s).contains(what);
+    tokio::time::timeout(DEADLINE, async {
+        let mut buf = [0u8; 4096];
+        while !found(seen) {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the stream closed before {what:?}");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what:?} not received: the Worker held it back"));
 }

@@ -19,18 +19,16 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use switchyard_e2e::upstream::Fed;
 use switchyard_e2e::{ConfigDir, DEADLINE, Harness, RunningWorker, payments_manifest};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -41,21 +39,6 @@ const CLIENT_KEY: &str = "demo-acme-key-0001";
 const PROVIDER_AUTHORIZATION: &str = "Bearer demo-provider-secret";
 /// What the SDK sends as its own bearer token: must not reach the upstream either.
 const SDK_API_KEY: &str = "sk-client-side-token-0001";
-
-/// A streamed response body fed chunk by chunk.
-struct Chunks(mpsc::Receiver<Bytes>);
-
-impl http_body::Body for Chunks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
-    }
-}
 
 /// What the upstream saw of one chat completions request.
 #[derive(Debug, Clone)]
@@ -138,7 +121,7 @@ fn json(status: StatusCode, v: serde_json::Value) -> Response<http_body_util::Fu
         .unwrap()
 }
 
-type Answer = Response<http_body_util::Either<Chunks, http_body_util::Full<Bytes>>>;
+type Answer = Response<http_body_util::Either<Fed, http_body_util::Full<Bytes>>>;
 
 async fn answer(state: Arc<State>, req: Request<Incoming>) -> Result<Answer, Infallible> {
     use http_body_util::Either;
@@ -210,7 +193,7 @@ async fn answer(state: Arc<State>, req: Request<Incoming>) -> Result<Answer, Inf
             Ok(Response::builder()
                 .header("content-type", "text/event-stream")
                 .header("cache-control", "no-cache")
-                .body(Either::Left(Chunks(rx)))
+                .body(Either::Left(Fed(Some(rx))))
                 .unwrap())
         }
         _ => Ok(json(StatusCode::NOT_FOUND, serde_json::json!({"error": "no"})).map(Either::Right)),

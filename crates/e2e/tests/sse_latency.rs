@@ -18,37 +18,18 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body::Frame;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use switchyard_e2e::upstream::serve_fn;
+use switchyard_e2e::upstream::{Fed, serve_fn};
 use switchyard_e2e::{ConfigDir, DEADLINE, RunningWorker, payments_manifest};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-
-/// A response body fed event by event.
-struct Events(mpsc::Receiver<Bytes>);
-
-impl http_body::Body for Events {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|e| e.map(|b| Ok(Frame::data(b))))
-    }
-}
 
 /// An upstream answering its next request with the events of the next stream handed to it.
 async fn upstream() -> (SocketAddr, mpsc::UnboundedSender<mpsc::Receiver<Bytes>>) {
@@ -63,7 +44,7 @@ async fn upstream() -> (SocketAddr, mpsc::UnboundedSender<mpsc::Receiver<Bytes>>
         http::Response::builder()
             .header("content-type", "text/event-stream")
             .header("cache-control", "no-cache")
-            .body(Events(events))
+            .body(Fed(Some(events)))
             .unwrap()
     })
     .await;

@@ -3,59 +3,22 @@
 //! what it runs on: its generation stays pinned until it ends, then is freed.
 #![allow(clippy::unwrap_used)]
 
-use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body::Frame;
-use switchyard_e2e::upstream::serve_fn;
-use switchyard_e2e::{ConfigDir, DEADLINE, RunningWorker, eventually, payments_manifest};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use switchyard_e2e::upstream::{Fed, read_until, serve_fn};
+use switchyard_e2e::{ConfigDir, RunningWorker, eventually, payments_manifest};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-
-/// A response body the test feeds event by event (`None`: an empty body).
-struct Events(Option<mpsc::Receiver<Bytes>>);
-
-impl http_body::Body for Events {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match &mut self.0 {
-            Some(rx) => rx.poll_recv(cx).map(|e| e.map(|b| Ok(Frame::data(b)))),
-            None => Poll::Ready(None),
-        }
-    }
-}
-
-/// Reads from `conn` into `seen` until `seen` contains `what`; fails after [`DEADLINE`].
-async fn read_until(conn: &mut TcpStream, seen: &mut Vec<u8>, what: &str) {
-    let found = |s: &[u8]| String::from_utf8_lossy(s).contains(what);
-    tokio::time::timeout(DEADLINE, async {
-        let mut buf = [0u8; 4096];
-        while !found(seen) {
-            let n = conn.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the stream closed before {what:?}");
-            seen.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what:?} not received: the Worker held it back"));
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_sent_events_stream_through_the_worker_and_across_a_swap() {
     let (events, rx) = mpsc::channel::<Bytes>(16);
     let rx = Arc::new(Mutex::new(Some(rx)));
     let upstream = serve_fn(move |_req| {
-        let body = Events(rx.lock().unwrap().take());
+        let body = Fed(rx.lock().unwrap().take());
         http::Response::builder()
             .header("content-type", "text/event-stream")
             .body(body)

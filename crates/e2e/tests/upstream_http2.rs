@@ -16,7 +16,7 @@ use http::{HeaderMap, Request, Response};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use switchyard_e2e::tls::{TestCa, TlsUpstream};
-use switchyard_e2e::upstream::serve_fn;
+use switchyard_e2e::upstream::{Held, serve_fn};
 use switchyard_e2e::{ConfigDir, Conn, RunningWorker};
 
 fn proxy(target: &str, upstream: &str, release: &str) -> String {
@@ -245,21 +245,6 @@ async fn trailers_pass_both_ways_over_http2() {
         1,
         "one multiplexed upstream connection"
     );
-}
-
-/// A body that never yields: a stream held open.
-struct Held;
-
-impl http_body::Body for Held {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Pending
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

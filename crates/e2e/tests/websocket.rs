@@ -6,22 +6,18 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http_body::Frame;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use switchyard_e2e::upstream::serve_fn;
+use switchyard_e2e::upstream::{Fed, read_until, serve_fn};
 use switchyard_e2e::{ConfigDir, DEADLINE, RunningWorker, eventually, metric_value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -440,36 +436,6 @@ async fn websockets_stay_open_across_50_swaps_then_close_1001_past_max_stream_ag
     assert_eq!(echo(&mut fresh, "still").await, "last:still");
 }
 
-/// A response body the test feeds event by event.
-struct Events(mpsc::Receiver<Bytes>);
-
-impl http_body::Body for Events {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|e| e.map(|b| Ok(Frame::data(b))))
-    }
-}
-
-/// Reads from `conn` into `seen` until `seen` contains `what`; fails after [`DEADLINE`].
-async fn read_until(conn: &mut TcpStream, seen: &mut Vec<u8>, what: &str) {
-    let found = |s: &[u8]| String::from_utf8_lossy(s).contains(what);
-    tokio::time::timeout(DEADLINE, async {
-        let mut buf = [0u8; 4096];
-        while !found(seen) {
-            let n = conn.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the stream closed before {what:?}");
-            seen.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what:?} not received"));
-}
-
 async fn open_events(worker: SocketAddr) -> (TcpStream, Vec<u8>) {
     let mut conn = TcpStream::connect(worker).await.unwrap();
     conn.write_all(b"GET /ws/events HTTP/1.1\r\nhost: test\r\naccept: text/event-stream\r\n\r\n")
@@ -500,7 +466,7 @@ async fn a_streamed_response_on_an_old_generation_ends_cleanly_past_max_stream_a
         let rx = b.lock().unwrap().pop_front().unwrap();
         http::Response::builder()
             .header("content-type", "text/event-stream")
-            .body(Events(rx))
+            .body(Fed(Some(rx)))
             .unwrap()
     })
     .await;

@@ -230,7 +230,8 @@ fn policy_reply(
 ) -> Response<ResponseBody> {
     done.status = reply.status.as_u16();
     let mut body = reply.body;
-    if reply.status.as_u16() >= 400 && done.grpc {
+    let denied = reply.status.as_u16() >= 400;
+    if denied {
         done.failed(reply.status.as_u16(), reply.code, ErrorSource::Policy);
         done.runtime.obs.metrics.policy_denial(
             &proxy.name,
@@ -238,24 +239,12 @@ fn policy_reply(
             reply.code,
             reply.detail.as_deref(),
         );
-        let message = reply.message.as_deref().unwrap_or("denied by a policy");
-        let mut resp = grpc_error(reply.status, reply.code, message, done);
-        let headers = resp.headers_mut();
-        for (name, value) in reply.headers {
-            headers.append(name, value);
-        }
-        proxy.pipeline.on_response(ex, headers);
-        return resp;
     }
-    if reply.status.as_u16() >= 400 {
-        done.failed(reply.status.as_u16(), reply.code, ErrorSource::Policy);
-        done.runtime.obs.metrics.policy_denial(
-            &proxy.name,
-            policy,
-            reply.code,
-            reply.detail.as_deref(),
-        );
-        if let (ErrorFormat::OpenAi, Some(message)) = (proxy.errors, &reply.message) {
+    let mut resp = if denied && done.grpc {
+        let message = reply.message.as_deref().unwrap_or("denied by a policy");
+        grpc_error(reply.status, reply.code, message, done)
+    } else {
+        if let (true, ErrorFormat::OpenAi, Some(message)) = (denied, proxy.errors, &reply.message) {
             body = ErrorBody {
                 status: reply.status,
                 code: reply.code,
@@ -265,9 +254,10 @@ fn policy_reply(
             }
             .render(proxy.errors);
         }
-    }
-    let mut resp = Response::new(ResponseBody::full(body, Some(done)));
-    *resp.status_mut() = reply.status;
+        let mut resp = Response::new(ResponseBody::full(body, Some(done)));
+        *resp.status_mut() = reply.status;
+        resp
+    };
     let headers = resp.headers_mut();
     for (name, value) in reply.headers {
         headers.append(name, value);
