@@ -104,6 +104,7 @@ impl Shared {
             .header_read_timeout(settings.header_timeout.unwrap_or(timeouts.idle));
         let conn = Accepted {
             builder,
+            http1_only: !settings.http2,
             remote,
             admitted,
             _counted: counted,
@@ -306,6 +307,8 @@ struct ConnTimeouts {
 /// An accepted, admitted connection and what serving it needs.
 struct Accepted {
     builder: auto::Builder<TokioExecutor>,
+    /// The listener says `http2: false`.
+    http1_only: bool,
     remote: SocketAddr,
     admitted: Admitted,
     /// Counted against its listener's own limit while it lives.
@@ -368,6 +371,7 @@ impl Accepted {
     {
         let Accepted {
             builder,
+            http1_only,
             remote,
             admitted,
             _counted,
@@ -398,7 +402,7 @@ impl Accepted {
             })
         });
         let io = SendTimeout {
-            io: TokioIo::new(stream),
+            io: TokioIo::new(PrefaceGuard::new(stream, http1_only)),
             send: IdleTimer::new(timeouts.send),
         };
         let conn = builder.serve_connection_with_upgrades(io, svc);
@@ -515,6 +519,87 @@ impl<S: AsyncRead + AsyncWrite + Unpin> hyper::rt::Write for SendTimeout<S> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.io).poll_shutdown(cx);
         this.bounded(cx, polled)
+    }
+}
+
+/// The client's socket, on a listener with `http2: false`: a connection opening with the
+/// HTTP/2 preface (`PRI * HTTP/2.0`) is served as the malformed HTTP/1.1 request it is
+/// there (a 400, then closed). hyper_util's auto builder, once it serves upgrades
+/// (WebSockets), detects HTTP/2 whatever `http1_only` says; turning the preface's fourth
+/// byte into one no request line can hold keeps the listener's setting.
+struct PrefaceGuard<S> {
+    io: S,
+    /// Still looking at the first bytes.
+    checking: bool,
+    /// The first bytes read so far (at most 4).
+    first: [u8; 4],
+    seen: usize,
+}
+
+impl<S> PrefaceGuard<S> {
+    fn new(io: S, refuse_http2: bool) -> PrefaceGuard<S> {
+        PrefaceGuard {
+            io,
+            checking: refuse_http2,
+            first: [0; 4],
+            seen: 0,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for PrefaceGuard<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if this.checking && matches!(polled, Poll::Ready(Ok(()))) {
+            let seen_before = this.seen;
+            let new = &buf.filled()[before..];
+            let take = new.len().min(4 - seen_before);
+            this.first[seen_before..seen_before + take].copy_from_slice(&new[..take]);
+            this.seen += take;
+            if !b"PRI ".starts_with(&this.first[..this.seen]) || take == 0 {
+                this.checking = false;
+            } else if this.seen == 4 {
+                this.checking = false;
+                buf.filled_mut()[before + (3 - seen_before)] = 0;
+            }
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for PrefaceGuard<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
