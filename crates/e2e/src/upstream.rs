@@ -94,3 +94,20 @@ pub async fn read_until(conn: &mut TcpStream, seen: &mut Vec<u8>, what: &str) {
     .await
     .unwrap_or_else(|_| panic!("{what:?} not received: the Worker held it back"));
 }
+
+/// An HTTP/2 client connection to `addr` with prior knowledge (h2c), its driver running as
+/// a task: for requests whose frames a test shapes itself (trailers, raw gRPC).
+pub async fn h2c_client<B>(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}

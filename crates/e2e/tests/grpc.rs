@@ -186,19 +186,52 @@ async fn every_kind_of_call_goes_through_the_worker() {
     assert_eq!(e.message(), "the server's own status");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_succeed_across_fifty_swaps_and_a_stream_keeps_its_generation() {
+/// A Worker (release `r0`) in front of a tonic server, and a bidirectional stream opened
+/// through it, its first answer checked to be `r0`'s.
+struct Opened {
+    upstream: SocketAddr,
+    cfg: ConfigDir,
+    worker: RunningWorker,
+    client: EchoClient<tonic::transport::Channel>,
+    tx: mpsc::Sender<Msg>,
+    stream: Streaming<Msg>,
+}
+
+async fn open_bidi() -> Opened {
     let upstream = grpc_upstream().await;
     let cfg = ConfigDir::new();
     cfg.write("echo.yaml", &manifest("r0", upstream, ""));
     let worker = RunningWorker::start(cfg.path()).await;
-    let mut c = client(&worker).await;
-
-    // A bidirectional stream opened before the swaps.
+    let mut client = client(&worker).await;
     let (tx, rx) = mpsc::channel(4);
-    let mut pinned = c.bidi(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let mut stream = client
+        .bidi(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
     tx.send(msg("before", 0)).await.unwrap();
-    assert_eq!(pinned.next().await.unwrap().unwrap().release, "r0");
+    assert_eq!(stream.next().await.unwrap().unwrap().release, "r0");
+    Opened {
+        upstream,
+        cfg,
+        worker,
+        client,
+        tx,
+        stream,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_succeed_across_fifty_swaps_and_a_stream_keeps_its_generation() {
+    // A bidirectional stream opened before the swaps.
+    let Opened {
+        upstream,
+        cfg,
+        worker,
+        client: mut c,
+        tx,
+        stream: mut pinned,
+    } = open_bidi().await;
 
     // Unary calls all the while, on another connection.
     let stop = Arc::new(AtomicBool::new(false));
@@ -258,15 +291,14 @@ async fn calls_succeed_across_fifty_swaps_and_a_stream_keeps_its_generation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_on_an_old_generation_past_max_stream_age_ends_with_unavailable() {
-    let upstream = grpc_upstream().await;
-    let cfg = ConfigDir::new();
-    cfg.write("echo.yaml", &manifest("r0", upstream, ""));
-    let worker = RunningWorker::start(cfg.path()).await;
-    let mut c = client(&worker).await;
-    let (tx, rx) = mpsc::channel(4);
-    let mut stream = c.bidi(ReceiverStream::new(rx)).await.unwrap().into_inner();
-    tx.send(msg("before", 0)).await.unwrap();
-    assert_eq!(stream.next().await.unwrap().unwrap().release, "r0");
+    let Opened {
+        upstream,
+        cfg,
+        worker,
+        client: mut c,
+        tx,
+        mut stream,
+    } = open_bidi().await;
 
     // A new configuration with `maxStreamAge: 1s` on the route: the stream's generation is
     // now an old one, and the limit in force is the current configuration's.
@@ -357,14 +389,7 @@ async fn a_calls_grpc_timeout_is_honoured_within_the_route_timeout() {
     let worker = RunningWorker::start(cfg.path()).await;
     // A raw HTTP/2 call: tonic's client would give up at the same deadline itself, and the
     // gateway's answer is what is under test.
-    let tcp = tokio::net::TcpStream::connect(worker.addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = switchyard_e2e::upstream::h2c_client(worker.addr).await;
     // One length-prefixed message: not compressed, empty.
     let body = http_body_util::Full::new(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]));
     let req = http::Request::post(format!("http://{}/echo.Echo/Unary", worker.addr))

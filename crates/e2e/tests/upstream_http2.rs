@@ -205,14 +205,7 @@ async fn trailers_pass_both_ways_over_http2() {
     );
     let w = RunningWorker::start(dir.path()).await;
 
-    let tcp = tokio::net::TcpStream::connect(w.addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = switchyard_e2e::upstream::h2c_client(w.addr).await;
     for i in 0..5 {
         let body = Frames(VecDeque::from([
             Frame::data(Bytes::from(format!("payload {i}"))),
