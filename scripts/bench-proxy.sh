@@ -37,4 +37,4 @@ wrk -t1 -c"$conns" -d"$duration" --latency http://127.0.0.1:$up/ | grep -E "Requ
 echo "== through the Worker (access log: ${ACCESS_LOG:-off})"
 wrk -t1 -c"$conns" -d"$duration" --latency http://127.0.0.1:$gw/ | grep -E "Requests/sec|Latency|  50%|  99%"
 echo "== worker status"
-curl -fs http://127.0.0.1:$admin/metrics | grep -E '^switchyard_requests_total\{proxy="bench",class="(2xx|5xx)"\}'
+curl -fs http://127.0.0.1:$admin/metrics | grep -E '^switchyard_requests_total\{proxy="bench",method="GET",code="(200|5[0-9][0-9])"\}'

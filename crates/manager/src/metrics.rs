@@ -1,11 +1,11 @@
 //! The Manager's Prometheus metrics: commits, reports, propagation time, completeness.
 
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use switchyard_telemetry::exposition::Format;
 
 type EnvLabel = [(&'static str, String); 1];
 type StatusLabels = [(&'static str, String); 2];
@@ -40,7 +40,9 @@ impl Default for ManagerMetrics {
 
 impl ManagerMetrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("switchyard_manager");
+        let mut root = Registry::default();
+        switchyard_telemetry::process::register(&mut root);
+        let registry = root.sub_registry_with_prefix("switchyard_manager");
         let commits = Family::<EnvLabel, Counter>::default();
         let reports = Family::<StatusLabels, Counter>::default();
         let propagation = Family::<EnvLabel, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -82,7 +84,7 @@ impl ManagerMetrics {
             connected.clone(),
         );
         ManagerMetrics {
-            registry,
+            registry: root,
             commits,
             auth_failures,
             reports,
@@ -100,9 +102,8 @@ impl ManagerMetrics {
             .inc();
     }
 
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        let _ = encode(&mut out, &self.registry);
-        out
+    /// The metrics in `format`.
+    pub fn encode(&self, format: Format) -> String {
+        format.render(&self.registry)
     }
 }

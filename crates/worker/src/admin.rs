@@ -12,6 +12,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use switchyard_telemetry::exposition::Format;
+
 use crate::WorkerHandle;
 
 pub async fn serve(listener: TcpListener, handle: WorkerHandle, mut stop: watch::Receiver<bool>) {
@@ -62,11 +64,18 @@ fn route(handle: &WorkerHandle, req: &Request<Incoming>) -> Response<Full<Bytes>
             body.push(b'\n');
             with_type(StatusCode::OK, "application/json", body.into())
         }
-        "/metrics" => with_type(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            handle.metrics_text().into(),
-        ),
+        "/metrics" => {
+            let format = Format::negotiate(
+                req.headers()
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok()),
+            );
+            with_type(
+                StatusCode::OK,
+                format.content_type(),
+                handle.metrics_in(format).into(),
+            )
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: try /healthz, /readyz, /status, /metrics or POST /upgrade\n",

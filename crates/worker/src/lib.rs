@@ -438,7 +438,12 @@ impl WorkerHandle {
 
     /// Prometheus text exposition of the Worker's metrics.
     pub fn metrics_text(&self) -> String {
-        self.reloader.metrics_text()
+        self.metrics_in(switchyard_telemetry::exposition::Format::Prometheus)
+    }
+
+    /// `/metrics` in `format`.
+    pub fn metrics_in(&self, format: switchyard_telemetry::exposition::Format) -> String {
+        self.reloader.metrics_text(format)
     }
 
     pub fn is_draining(&self) -> bool {

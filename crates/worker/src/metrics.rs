@@ -1,8 +1,10 @@
 //! Prometheus metrics. Per-proxy handles are resolved when a snapshot is built, so the
 //! request path only touches atomics it already holds.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use http::Method;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -10,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use switchyard_config::manifest::PromptFirewallSpec;
+use switchyard_telemetry::exposition::Format;
 
 use crate::connections::ConnectionMetrics;
 use crate::proxy::error::UpstreamErrorKind;
@@ -28,12 +31,36 @@ fn build_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
-/// Status classes, indexed by `status / 100 - 1`.
-pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// The methods `switchyard_requests_total` names; any other is counted as `other`, so the
+/// label stays bounded whatever clients send.
+const METHODS: [Method; 9] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+    Method::OPTIONS,
+    Method::CONNECT,
+    Method::TRACE,
+];
 
+/// The index of `method` in [`METHODS`], `METHODS.len()` for `other`.
+fn method_index(method: &Method) -> usize {
+    METHODS
+        .iter()
+        .position(|m| m == method)
+        .unwrap_or(METHODS.len())
+}
+
+fn method_label(index: usize) -> &'static str {
+    METHODS.get(index).map_or("other", Method::as_str)
+}
+
+/// The Worker's metrics registry (`/metrics`) and the handles that update it.
 pub struct Metrics {
     registry: Registry,
-    requests: Family<Labels2, Counter>,
+    requests: Family<Labels3, Counter>,
     durations: Family<Labels1, Histogram, fn() -> Histogram>,
     upstream_errors: Family<Labels2, Counter>,
     pub revision: Gauge,
@@ -43,7 +70,11 @@ pub struct Metrics {
     pub live_generations: Gauge,
     pub in_flight: Gauge,
     pub swap_allocated_bytes: Histogram,
-    resident_memory: Gauge,
+    generation_requests: Family<Labels1, Counter>,
+    generation_errors: Family<Labels2, Counter>,
+    /// The revisions whose series `generation_*` export, oldest first (at most
+    /// [`GENERATION_SERIES`]).
+    generation_revisions: Mutex<VecDeque<u64>>,
     policy_denials: Family<Labels3, Counter>,
     prompt_matches: Family<Labels2, Counter>,
     target_healthy: Family<Labels2, Gauge>,
@@ -81,19 +112,84 @@ impl StreamKind {
     }
 }
 
+/// How many revisions `switchyard_generation_*` keep series for: the newest ones (a
+/// generation older than that still counts, but is no longer exported).
+pub const GENERATION_SERIES: usize = 16;
+
 /// The handles one proxy's requests update.
 pub struct ProxyMetrics {
-    pub by_class: [Counter; 5],
+    name: Arc<str>,
+    /// `switchyard_requests_total` for this proxy, by (method index, status): filled on
+    /// first sight of a pair, so the request path only takes a read lock and an integer
+    /// hash.
+    by_code: RwLock<HashMap<(usize, u16), Counter, foldhash::fast::FixedState>>,
+    requests: Family<Labels3, Counter>,
     pub duration: Histogram,
     pub upstream_errors: [Counter; UpstreamErrorKind::COUNT],
 }
 
 impl ProxyMetrics {
-    pub fn record(&self, status: u16, seconds: f64) {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.by_class[class].inc();
+    pub fn record(&self, method: &Method, status: u16, seconds: f64) {
+        let key = (method_index(method), status);
+        let seen = self
+            .by_code
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .map(Counter::inc);
+        if seen.is_none() {
+            let counter = self
+                .requests
+                .get_or_create(&[
+                    ("proxy", self.name.to_string()),
+                    ("method", method_label(key.0).to_string()),
+                    ("code", status.to_string()),
+                ])
+                .clone();
+            counter.inc();
+            self.by_code
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key, counter);
+        }
         self.duration.observe(seconds);
     }
+}
+
+/// What went wrong with a request in a way a configuration swap could be blamed for: the
+/// gateway's own 502/503/504 answers, and responses cut before their end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayError {
+    BadGateway = 0,
+    Unavailable = 1,
+    Timeout = 2,
+    Reset = 3,
+}
+
+impl GatewayError {
+    pub const ALL: [GatewayError; 4] = [
+        GatewayError::BadGateway,
+        GatewayError::Unavailable,
+        GatewayError::Timeout,
+        GatewayError::Reset,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayError::BadGateway => "502",
+            GatewayError::Unavailable => "503",
+            GatewayError::Timeout => "504",
+            GatewayError::Reset => "reset",
+        }
+    }
+}
+
+/// One configuration generation's counters (`switchyard_generation_*{revision}`): requests
+/// run on it and the gateway errors among them, so errors can be lined up with swaps.
+#[derive(Default)]
+pub struct GenerationMetrics {
+    pub requests: Counter,
+    pub errors: [Counter; 4],
 }
 
 impl Default for Metrics {
@@ -104,8 +200,10 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("switchyard");
-        let requests = Family::<Labels2, Counter>::default();
+        let mut root = Registry::default();
+        switchyard_telemetry::process::register(&mut root);
+        let registry = root.sub_registry_with_prefix("switchyard");
+        let requests = Family::<Labels3, Counter>::default();
         let durations =
             Family::<Labels1, Histogram, fn() -> Histogram>::new_with_constructor(duration_buckets);
         let upstream_errors = Family::<Labels2, Counter>::default();
@@ -117,7 +215,6 @@ impl Metrics {
         let in_flight = Gauge::default();
         // 1 KiB .. 1 GiB
         let swap_allocated_bytes = Histogram::new(exponential_buckets(1024.0, 4.0, 11));
-        let resident_memory = Gauge::default();
         let policy_denials = Family::<Labels3, Counter>::default();
         let prompt_matches = Family::<Labels2, Counter>::default();
         let target_healthy = Family::<Labels2, Gauge>::default();
@@ -138,7 +235,7 @@ impl Metrics {
         );
         registry.register(
             "requests",
-            "Requests answered, by proxy and status class",
+            "Requests answered, by proxy, method (GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT, TRACE or other) and status code (499: the client went away first)",
             requests.clone(),
         );
         registry.register(
@@ -230,10 +327,17 @@ impl Metrics {
             "Client connections refused at the connection limit (none idle to shed)",
             connections.refused.clone(),
         );
+        let generation_requests = Family::<Labels1, Counter>::default();
+        let generation_errors = Family::<Labels2, Counter>::default();
         registry.register(
-            "process_resident_memory_bytes",
-            "Resident memory of this Worker process (read from /proc at each scrape; 0 where unavailable)",
-            resident_memory.clone(),
+            "generation_requests",
+            "Requests run on each configuration revision (series kept for the newest 16)",
+            generation_requests.clone(),
+        );
+        registry.register(
+            "generation_errors",
+            "Gateway errors among them, by revision and kind: 502, 503, 504 answered by the gateway itself, reset (a response cut before its end)",
+            generation_errors.clone(),
         );
         let oldest_pinned_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(
@@ -259,11 +363,13 @@ impl Metrics {
             websockets_open.clone(),
         );
         Metrics {
+            registry: root,
+            generation_requests,
+            generation_errors,
+            generation_revisions: Mutex::default(),
             oldest_pinned_age,
             streams_closed_for_age,
             websockets_open,
-            registry,
-            resident_memory,
             policy_denials,
             prompt_matches,
             target_healthy,
@@ -293,11 +399,6 @@ impl Metrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.entry(name.clone())
             .or_insert_with(|| {
-                let by_class = CLASSES.map(|c| {
-                    self.requests
-                        .get_or_create(&[("proxy", name.to_string()), ("class", c.to_string())])
-                        .clone()
-                });
                 let duration = self
                     .durations
                     .get_or_create(&[("proxy", name.to_string())])
@@ -311,7 +412,9 @@ impl Metrics {
                         .clone()
                 });
                 Arc::new(ProxyMetrics {
-                    by_class,
+                    name: name.clone(),
+                    by_code: RwLock::default(),
+                    requests: self.requests.clone(),
                     duration,
                     upstream_errors,
                 })
@@ -362,27 +465,46 @@ impl Metrics {
         }
     }
 
-    /// Prometheus/OpenMetrics text.
-    pub fn encode(&self) -> String {
-        self.resident_memory.set(
-            resident_memory_bytes()
-                .and_then(|b| i64::try_from(b).ok())
-                .unwrap_or(0),
-        );
-        let mut out = String::with_capacity(8 * 1024);
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+    /// The counters of the generation serving `revision`. Series of revisions older than
+    /// the newest [`GENERATION_SERIES`] are dropped from the export.
+    pub fn generation(&self, revision: u64) -> GenerationMetrics {
+        let label = revision.to_string();
+        let metrics = GenerationMetrics {
+            requests: self
+                .generation_requests
+                .get_or_create(&[("revision", label.clone())])
+                .clone(),
+            errors: GatewayError::ALL.map(|k| {
+                self.generation_errors
+                    .get_or_create(&[
+                        ("revision", label.clone()),
+                        ("kind", k.as_str().to_string()),
+                    ])
+                    .clone()
+            }),
+        };
+        let mut recent = self
+            .generation_revisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !recent.contains(&revision) {
+            recent.push_back(revision);
+        }
+        while recent.len() > GENERATION_SERIES {
+            let Some(old) = recent.pop_front() else { break };
+            let old = old.to_string();
+            self.generation_requests
+                .remove(&[("revision", old.clone())]);
+            for k in GatewayError::ALL {
+                self.generation_errors
+                    .remove(&[("revision", old.clone()), ("kind", k.as_str().to_string())]);
+            }
+        }
+        metrics
     }
-}
 
-/// This process's resident set size, from `/proc/self/status` (Linux).
-fn resident_memory_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|kb| kb * 1024)
+    /// The metrics in `format`.
+    pub fn encode(&self, format: Format) -> String {
+        format.render(&self.registry)
+    }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Instant, SystemTime};
+use switchyard_telemetry::exposition::Format;
 
 use arc_swap::ArcSwap;
 use switchyard_config::{ConfigErrors, Located, Manifest, load_path};
@@ -158,7 +159,7 @@ impl Reloader {
         self.obs.metrics.live_generations.get()
     }
 
-    pub fn metrics_text(&self) -> String {
+    pub fn metrics_text(&self, format: Format) -> String {
         let rt = self.current.load_full();
         self.obs
             .connections
@@ -186,7 +187,7 @@ impl Reloader {
             .metrics
             .oldest_pinned_age
             .set(self.obs.oldest_pinned_age().as_secs_f64());
-        self.obs.metrics.encode()
+        self.obs.metrics.encode(format)
     }
 
     /// Updates the Manager-sync part of `/status`.

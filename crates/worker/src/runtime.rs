@@ -11,7 +11,7 @@ use switchyard_engine::{ChangeKind, ProxyChange, Snapshot};
 
 use crate::access_log::AccessLog;
 use crate::connections::Connections;
-use crate::metrics::{Metrics, ProxyMetrics};
+use crate::metrics::{GenerationMetrics, Metrics, ProxyMetrics};
 use crate::pool::{HostPool, Pools};
 
 /// Shared by every generation: metrics, the access log and the client connections.
@@ -95,9 +95,18 @@ impl Observability {
 #[derive(Default)]
 pub struct Generation {
     superseded: OnceLock<tokio::time::Instant>,
+    /// Requests run on this generation and the gateway errors among them.
+    pub metrics: GenerationMetrics,
 }
 
 impl Generation {
+    pub fn new(metrics: GenerationMetrics) -> Generation {
+        Generation {
+            superseded: OnceLock::new(),
+            metrics,
+        }
+    }
+
     /// When another generation replaced this one (`None` while it is current).
     pub fn superseded(&self) -> Option<tokio::time::Instant> {
         self.superseded.get().copied()
@@ -148,7 +157,7 @@ impl Runtime {
         obs: &Arc<Observability>,
         pools: &Arc<Pools>,
     ) -> Runtime {
-        let generation = Arc::new(Generation::default());
+        let generation = Arc::new(Generation::new(obs.metrics.generation(snapshot.revision)));
         obs.track(&generation);
         let runtime = Runtime {
             generation,

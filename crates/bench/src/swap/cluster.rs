@@ -62,7 +62,7 @@ impl BenchWorker {
             return rss_kb(pid);
         }
         let admin = self.admin?;
-        let bytes = gauge(admin, "switchyard_process_resident_memory_bytes").await?;
+        let bytes = gauge(admin, "process_resident_memory_bytes").await?;
         (bytes > 0.0).then_some((bytes / 1024.0) as u64)
     }
 }

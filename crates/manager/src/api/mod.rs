@@ -19,6 +19,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
+use switchyard_telemetry::exposition::Format;
 
 use crate::error::{ApiError, json_errors};
 use crate::state::AppState;
@@ -77,7 +78,10 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     }
 }
 
-async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
     for (env, n) in state.fanout.connected_counts() {
         state
             .metrics
@@ -85,12 +89,14 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
             .get_or_create(&[("env", env)])
             .set(n as i64);
     }
+    let format = Format::negotiate(
+        headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
     (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
+        [(CONTENT_TYPE, format.content_type())],
+        state.metrics.encode(format),
     )
 }
 

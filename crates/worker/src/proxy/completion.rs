@@ -14,7 +14,7 @@ use super::age::StreamAge;
 use super::error::{ErrorSource, UpstreamErrorKind};
 use crate::access_log::AccessEntry;
 use crate::connections::ActiveRequest;
-use crate::metrics::StreamKind;
+use crate::metrics::{GatewayError, StreamKind};
 use crate::runtime::{Proxy, Runtime};
 
 /// What the end of a request needs, and what it holds until then (its configuration
@@ -96,6 +96,22 @@ impl Completion {
         self.source = Some(source);
     }
 
+    /// What went wrong that a swap could be blamed for: a 502/503/504 the gateway answered
+    /// itself (an upstream's own pass through), or a response cut before its end.
+    fn gateway_error(&self) -> Option<GatewayError> {
+        let error = self.error?;
+        match (self.source?, self.status) {
+            (ErrorSource::Client | ErrorSource::Policy, _) => None,
+            _ if matches!(error, "response_body_interrupted" | "upstream_body_timeout") => {
+                Some(GatewayError::Reset)
+            }
+            (_, 502) => Some(GatewayError::BadGateway),
+            (_, 503) => Some(GatewayError::Unavailable),
+            (_, 504) => Some(GatewayError::Timeout),
+            _ => None,
+        }
+    }
+
     /// Status logged for a request whose client went away before any response.
     pub const CLIENT_CLOSED: u16 = 499;
 
@@ -149,7 +165,12 @@ impl Drop for Completion {
             Some(p) => &rt.ext(p).metrics,
             None => &rt.unmatched,
         };
-        metrics.record(self.status, elapsed.as_secs_f64());
+        metrics.record(&self.method, self.status, elapsed.as_secs_f64());
+        let generation = &rt.generation.metrics;
+        generation.requests.inc();
+        if let Some(e) = self.gateway_error() {
+            generation.errors[e as usize].inc();
+        }
         let log = &rt.obs.access_log;
         if log.enabled() {
             let route = proxy.zip(self.route).and_then(|(p, r)| p.routes.get(r));
