@@ -621,21 +621,68 @@ fn unquoted_variables_fill_plain_values_that_read_back_the_same() {
     );
 }
 
+/// The Manager's log lines up to and including the admin request line of `GET path`.
+fn log_through_request(m: &Manager, path: &str) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    loop {
+        lines.extend(m.proc.log_until("admin request"));
+        let last = &lines[lines.len() - 1]["fields"];
+        if last["path"] == path && last["method"] == "GET" {
+            return lines;
+        }
+    }
+}
+
 #[test]
-fn failed_authentications_are_logged_with_the_token_id_never_the_secret() {
-    // An unknown token: no id to name.
+fn failed_authentications_are_logged_once_with_the_token_id_never_the_secret() {
+    // An unknown token: no id to name; a fingerprint of it tells attempts apart.
     let m = Manager::with_env("dev");
     let wrong = "sy_0123456789abcdef_wrong";
-    let (code, _, _) = m.code_as(wrong, &["status", "--env", "dev"], &[]);
-    assert_eq!(code, 1);
-    let line = m.proc.wait_log("authentication failed");
+    for _ in 0..3 {
+        let (code, _, _) = m.code_as(wrong, &["status", "--env", "dev"], &[]);
+        assert_eq!(code, 1);
+    }
+    // A request that passes, after them: its line ends what the refusals logged.
+    let _: serde_json::Value = m.get_200("/v1/envs");
+    let lines = log_through_request(&m, "/v1/envs");
+    let all = serde_json::to_string(&lines).unwrap();
+    assert!(!all.contains(wrong) && !all.contains(&m.admin), "{all}");
+    let refused: Vec<_> = lines
+        .iter()
+        .map(|l| &l["fields"])
+        .filter(|f| f["message"] == "authentication failed")
+        .collect();
+    // Three refused commands, one line: the others are counted in the next one.
+    assert_eq!(refused.len(), 1, "{all}");
+    let line = refused[0];
     assert_eq!(
         (line["reason"].as_str(), line["token"].as_str()),
-        (Some("unknown"), Some("unknown")),
+        (Some("unknown"), Some("-")),
+        "{line}"
+    );
+    let fingerprint = line["fingerprint"].as_str().unwrap();
+    assert!(
+        fingerprint.len() == 12 && fingerprint.bytes().all(|b| b.is_ascii_hexdigit()),
         "{line}"
     );
     assert_eq!(line["peer"], "127.0.0.1", "{line}");
-    assert!(!line.to_string().contains(wrong), "{line}");
+    // Refused requests get no request line of their own (that would bypass the rate limit).
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "admin request" && l["fields"]["status"] == 401),
+        "{all}"
+    );
+    let ok = &lines[lines.len() - 1];
+    assert_eq!(ok["target"], "switchyard::admin", "{ok}");
+    let ok = &ok["fields"];
+    assert_eq!(ok["status"], 200, "{ok}");
+    assert!(ok["actor"].as_str().unwrap().contains("tok_"), "{ok}");
+    assert!(ok["duration_ms"].as_f64().is_some(), "{ok}");
+    assert!(
+        ok["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{ok}"
+    );
 
     // A revoked token is named by its public id. (Another Manager: lines are rate-limited
     // per peer, and this test has one address.)

@@ -154,7 +154,15 @@ impl FromRequestParts<AppState> for Principal {
         let peer = connection.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.addr.ip());
         let certificate = connection.and_then(|c| c.0.worker.clone());
         let now = Instant::now();
+        // Where the request's log line learns who it was (`api/access.rs`).
+        let slot = parts
+            .extensions
+            .get::<crate::api::access::ActorSlot>()
+            .cloned();
         if let Err(retry_after) = state.auth_failures.admit(peer, now) {
+            if let Some(slot) = &slot {
+                slot.refused();
+            }
             state.metrics.auth_failure("throttled");
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -166,6 +174,9 @@ impl FromRequestParts<AppState> for Principal {
         }
         let failure = match verify(parts, state).await {
             Ok(principal) => {
+                if let Some(slot) = &slot {
+                    slot.set(principal.actor());
+                }
                 return Ok(Principal {
                     certificate,
                     certificate_required: state.require_worker_certificates,
@@ -176,11 +187,16 @@ impl FromRequestParts<AppState> for Principal {
             Err(Refused::Token(f)) => f,
         };
         state.metrics.auth_failure(failure.reason.as_str());
+        if let Some(slot) = &slot {
+            slot.refused();
+        }
         let verdict = state.auth_failures.fail(peer, now);
         if let Some(suppressed) = verdict.log {
             tracing::warn!(
+                target: "switchyard::admin",
                 %peer,
-                token = failure.token.as_deref().unwrap_or(failure.reason.as_str()),
+                token = failure.token.as_deref().unwrap_or("-"),
+                fingerprint = failure.fingerprint.as_deref().unwrap_or("-"),
                 reason = failure.reason.as_str(),
                 failures = verdict.failures,
                 suppressed,
@@ -224,6 +240,9 @@ impl FailureReason {
 struct Failure {
     reason: FailureReason,
     token: Option<String>,
+    /// The first 12 hex digits of the presented secret's SHA-256: tells repeated attempts
+    /// with one unknown token apart from many tokens tried, and reveals nothing of it.
+    fingerprint: Option<String>,
     error: ApiError,
 }
 
@@ -239,6 +258,7 @@ async fn verify(parts: &Parts, state: &AppState) -> Result<Principal, Refused> {
         Refused::Token(Failure {
             reason,
             token: token.map(str::to_string),
+            fingerprint: None,
             error,
         })
     };
@@ -279,7 +299,14 @@ async fn verify(parts: &Parts, state: &AppState) -> Result<Principal, Refused> {
             };
             let unknown = || ApiError::unauthorized("unknown or revoked token");
             match found {
-                None => return Err(refuse(FailureReason::Unknown, None, unknown())),
+                None => {
+                    return Err(Refused::Token(Failure {
+                        reason: FailureReason::Unknown,
+                        token: None,
+                        fingerprint: hash.get(..12).map(str::to_string),
+                        error: unknown(),
+                    }));
+                }
                 Some(t) if t.revoked => {
                     return Err(refuse(FailureReason::Revoked, Some(&t.id), unknown()));
                 }

@@ -10,6 +10,7 @@ use switchyard_telemetry::exposition::Format;
 type EnvLabel = [(&'static str, String); 1];
 type StatusLabels = [(&'static str, String); 2];
 type ReasonLabel = [(&'static str, &'static str); 1];
+type ApiLabels = [(&'static str, String); 3];
 
 /// The Manager's metrics registry and the handles that update it.
 pub struct ManagerMetrics {
@@ -25,6 +26,8 @@ pub struct ManagerMetrics {
     /// TLS handshakes with the admin/sync listener that failed or timed out (a Worker or
     /// client that does not trust the Manager's CA shows up here, and in its own log).
     pub tls_handshake_failures: Counter,
+    /// Admin API requests answered, by method, route pattern and status code.
+    api_requests: Family<ApiLabels, Counter>,
 }
 
 fn propagation_buckets() -> Histogram {
@@ -53,6 +56,12 @@ impl ManagerMetrics {
         let auth_failures = Family::<ReasonLabel, Counter>::default();
         let tls_handshake_failures = Counter::default();
         registry.register("commits", "Revisions committed", commits.clone());
+        let api_requests = Family::<ApiLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Admin API requests answered, by method, route (its pattern, or unmatched) and status code",
+            api_requests.clone(),
+        );
         registry.register(
             "tls_handshake_failures",
             "TLS handshakes on the API listener that failed or timed out",
@@ -92,7 +101,19 @@ impl ManagerMetrics {
             completeness,
             connected,
             tls_handshake_failures,
+            api_requests,
         }
+    }
+
+    /// Counts one admin API request.
+    pub fn api_request(&self, method: &str, route: &str, code: u16) {
+        self.api_requests
+            .get_or_create(&[
+                ("method", method.to_string()),
+                ("route", route.to_string()),
+                ("code", code.to_string()),
+            ])
+            .inc();
     }
 
     /// Counts one refused token.

@@ -3,4 +3,5 @@
 //! `switchyard_build_info` metrics, and trace context.
 
 pub mod exposition;
+pub mod labels;
 pub mod process;

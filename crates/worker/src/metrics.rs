@@ -13,6 +13,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use switchyard_config::manifest::PromptFirewallSpec;
 use switchyard_telemetry::exposition::Format;
+use switchyard_telemetry::labels::{method_index, method_name};
 
 use crate::connections::ConnectionMetrics;
 use crate::proxy::error::UpstreamErrorKind;
@@ -29,32 +30,6 @@ fn duration_buckets() -> Histogram {
 fn build_buckets() -> Histogram {
     // 0.1 ms .. ~3 s
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
-}
-
-/// The methods `switchyard_requests_total` names; any other is counted as `other`, so the
-/// label stays bounded whatever clients send.
-const METHODS: [Method; 9] = [
-    Method::GET,
-    Method::HEAD,
-    Method::POST,
-    Method::PUT,
-    Method::DELETE,
-    Method::PATCH,
-    Method::OPTIONS,
-    Method::CONNECT,
-    Method::TRACE,
-];
-
-/// The index of `method` in [`METHODS`], `METHODS.len()` for `other`.
-fn method_index(method: &Method) -> usize {
-    METHODS
-        .iter()
-        .position(|m| m == method)
-        .unwrap_or(METHODS.len())
-}
-
-fn method_label(index: usize) -> &'static str {
-    METHODS.get(index).map_or("other", Method::as_str)
 }
 
 /// The Worker's metrics registry (`/metrics`) and the handles that update it.
@@ -142,7 +117,7 @@ impl ProxyMetrics {
                 .requests
                 .get_or_create(&[
                     ("proxy", self.name.to_string()),
-                    ("method", method_label(key.0).to_string()),
+                    ("method", method_name(key.0).to_string()),
                     ("code", status.to_string()),
                 ])
                 .clone();

@@ -75,6 +75,25 @@ impl Proc {
         }
     }
 
+    /// Waits for the log line whose message is `message` and returns it with every line
+    /// read before it (whole lines: `level`, `target`, `fields`).
+    pub fn log_until(&self, message: &str) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + DEADLINE;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line {message:?} after {lines:?}"));
+            let last = v["fields"]["message"] == message;
+            lines.push(v);
+            if last {
+                return lines;
+            }
+        }
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{sig}"), &self.child.id().to_string()])

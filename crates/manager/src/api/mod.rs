@@ -1,5 +1,6 @@
 //! The admin REST API under `/v1`.
 
+pub(crate) mod access;
 mod apply;
 mod batch;
 mod credentials;
@@ -64,6 +65,10 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::log_requests,
+        ))
         // Outermost: axum's own rejections (and 405s) become JSON errors too.
         .layer(map_response(json_errors))
         .with_state(state)
