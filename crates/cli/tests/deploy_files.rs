@@ -130,6 +130,7 @@ fn command_of(args: &[String]) -> (Vec<String>, Vec<String>) {
         } else if (path.is_empty() && matches!(a.as_str(), "worker" | "manager"))
             || (path.len() == 1 && flags.is_empty() && a == "upgrade")
             || (path.len() == 1 && flags.is_empty() && path[0] == "manager" && a == "token")
+            || (path.len() == 2 && flags.is_empty() && path[1] == "token" && a == "create")
         {
             path.push(a.clone());
         }
@@ -1371,4 +1372,53 @@ fn grafana_dashboard_pending_metrics_exist() {
         "metrics the dashboard queries that neither a Manager nor a Worker exposes:\n  {}",
         missing.join("\n  ")
     );
+}
+
+#[test]
+fn the_deploy_readme_runs_real_flags() {
+    // Every `switchyard worker|manager …` command line in docs/deploy/README.md's shell
+    // blocks (continuation lines joined).
+    let text = read(&deploy().join("README.md"));
+    let mut helps = BTreeMap::new();
+    let mut checked = 0;
+    let mut in_sh = false;
+    let mut cur = String::new();
+    for line in text.lines() {
+        if line.starts_with("```") {
+            in_sh = line == "```sh";
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        let line = line.split(" #").next().unwrap();
+        match line.strip_suffix('\\') {
+            Some(part) => {
+                cur.push_str(part);
+                continue;
+            }
+            None => cur.push_str(line),
+        }
+        let words: Vec<String> = cur.split_whitespace().map(String::from).collect();
+        cur.clear();
+        for (i, w) in words.iter().enumerate() {
+            // The binary, or the image (its ENTRYPOINT is the binary).
+            let runs =
+                w == "switchyard" || w.ends_with("/switchyard") || w.starts_with("switchyard:");
+            if runs
+                && matches!(
+                    words.get(i + 1).map(String::as_str),
+                    Some("worker" | "manager")
+                )
+            {
+                let end = words[i + 1..]
+                    .iter()
+                    .position(|w| matches!(w.as_str(), ">" | "&&" | "|" | "&"))
+                    .map_or(words.len(), |p| i + 1 + p);
+                check_flags("docs/deploy/README.md", &words[i + 1..end], &mut helps);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 3, "only {checked} command lines found");
 }
