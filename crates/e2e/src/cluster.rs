@@ -62,6 +62,15 @@ impl RunningManager {
         Self::start_on(data, "127.0.0.1:0".parse().unwrap()).await
     }
 
+    /// A Manager serving plain HTTP on loopback (`--insecure-http`): for tests that write
+    /// requests byte by byte or scrape it as Prometheus would.
+    pub async fn start_plain(data: &Path) -> RunningManager {
+        Self::start_with(data, "127.0.0.1:0".parse().unwrap(), |o| {
+            o.tls = switchyard_manager::tls::ServeTls::InsecureHttp;
+        })
+        .await
+    }
+
     /// A Manager serving HTTPS with its own CA (the default) on `addr`.
     pub async fn start_on(data: &Path, addr: SocketAddr) -> RunningManager {
         Self::start_with(data, addr, |_| {}).await

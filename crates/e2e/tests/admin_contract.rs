@@ -14,18 +14,12 @@ use serde_json::{Value, json};
 use switchyard_e2e::cluster::{ManagedWorker, RunningManager, api};
 use switchyard_e2e::send::{TestBody, send, send_from};
 use switchyard_e2e::{Answer, DEADLINE, payments_manifest};
-use switchyard_manager::tls::ServeTls;
 
 /// A Manager serving plain HTTP on loopback: these tests write requests byte by byte (the
 /// contract is HTTP's; TLS below it is proven in `control_plane_tls.rs`).
 async fn start() -> (tempfile::TempDir, RunningManager) {
     let data = tempfile::tempdir().unwrap();
-    let m = RunningManager::start_with(
-        &data.path().join("manager"),
-        "127.0.0.1:0".parse().unwrap(),
-        |o| o.tls = ServeTls::InsecureHttp,
-    )
-    .await;
+    let m = RunningManager::start_plain(&data.path().join("manager")).await;
     (data, m)
 }
 

@@ -150,12 +150,7 @@ async fn a_worker_or_client_given_the_wrong_ca_refuses_the_manager_and_says_why(
 async fn plain_http_is_served_only_when_asked_and_never_remotely_without_a_second_flag() {
     let data = tempfile::tempdir().unwrap();
     // Loopback, --insecure-http: plain HTTP; an https:// client is told why it fails.
-    let m = RunningManager::start_with(
-        &data.path().join("plain"),
-        "127.0.0.1:0".parse().unwrap(),
-        |o| o.tls = ServeTls::InsecureHttp,
-    )
-    .await;
+    let m = RunningManager::start_plain(&data.path().join("plain")).await;
     assert!(m.url().starts_with("http://"), "{}", m.url());
     assert!(!data.path().join("plain/ca.pem").exists());
     m.client.envs().await.unwrap();

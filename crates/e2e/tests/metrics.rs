@@ -14,7 +14,6 @@ use switchyard_e2e::cluster::{ManagedWorker, RunningManager};
 use switchyard_e2e::{
     Answer, Conn, DeadPort, Harness, metric_value, payments_manifest, wait_metric,
 };
-use switchyard_manager::tls::ServeTls;
 
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -71,12 +70,7 @@ async fn worker_and_manager_metrics_are_prometheus_text_by_default_and_pass_prom
     let h = Harness::upstreams(&["a"]).await;
     let dead = DeadPort::new();
     let data = tempfile::tempdir().unwrap();
-    let m = RunningManager::start_with(
-        &data.path().join("manager"),
-        "127.0.0.1:0".parse().unwrap(),
-        |o| o.tls = ServeTls::InsecureHttp,
-    )
-    .await;
+    let m = RunningManager::start_plain(&data.path().join("manager")).await;
     let token = m.env_with_worker_token("dev").await;
     let (s, b) = m
         .apply("dev", &[payments_manifest("blue", h.addr(0), "")])
