@@ -14,6 +14,7 @@ mod manager_error;
 mod sd_notify;
 mod signals;
 mod text;
+mod trace_args;
 mod wait;
 
 use std::process::ExitCode;
