@@ -560,3 +560,114 @@ async fn each_request_span_names_the_revision_it_ran_on_across_a_swap() {
     let m = switchyard_e2e::metrics_text(w.admin).await;
     assert!(m.contains("switchyard_trace_spans_dropped_total 0"), "{m}");
 }
+
+/// POSTs `body` as JSON to a plain-HTTP Manager with `headers`; returns the status.
+async fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &serde_json::Value,
+) -> u16 {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::post(path)
+        .header("host", "manager.test")
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(Full::new(Bytes::from(serde_json::to_vec(body).unwrap())))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let _ = resp.into_body().collect().await;
+    status
+}
+
+/// The Manager's write path is traced: `switchyard.apply` continues the admin request's
+/// `traceparent`, with `switchyard.validate`, `switchyard.commit` and `switchyard.publish`
+/// under it. (The only test here that sets the process's global tracer provider.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_apply_is_traced_under_the_callers_traceparent() {
+    use switchyard_e2e::cluster::RunningManager;
+    let (endpoint, collected) = receiver(OtlpProtocol::Grpc).await;
+    let mut config = TraceConfig::to(&endpoint, OtlpProtocol::Grpc, "manager-test");
+    config.delay = Duration::from_millis(20);
+    let queue = switchyard_telemetry::otlp::SpanQueue::start(
+        &config,
+        prometheus_client::metrics::counter::Counter::default(),
+    )
+    .unwrap();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(queue)
+        .with_sampler(config.sdk_sampler())
+        .with_resource(config.resource())
+        .build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+
+    let h = Harness::upstreams(&["a"]).await;
+    let data = tempfile::tempdir().unwrap();
+    let m = RunningManager::start_with(
+        &data.path().join("m"),
+        "127.0.0.1:0".parse().unwrap(),
+        |o| {
+            o.tls = switchyard_manager::tls::ServeTls::InsecureHttp;
+        },
+    )
+    .await;
+    let (s, b) = m
+        .call(
+            http::Method::POST,
+            "/v1/envs",
+            Some(serde_json::json!({ "name": "dev" })),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let trace = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let tp = format!("00-{trace}-{CLIENT_SPAN}-01");
+    let auth = format!("Bearer {}", m.admin_token);
+    let body = serde_json::json!({ "manifests": [payments_manifest("blue", h.addr(0), "")] });
+    let status = post_json(
+        m.addr,
+        "/v1/envs/dev/apply",
+        &[("authorization", &auth), ("traceparent", &tp)],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (apply, steps) = collected
+        .wait("the apply span and its steps", |spans| {
+            let (_, apply) = spans
+                .iter()
+                .find(|(_, s)| s.name == "switchyard.apply" && hex(&s.trace_id) == trace)?;
+            let steps: Vec<String> = spans
+                .iter()
+                .filter(|(_, s)| s.parent_span_id == apply.span_id)
+                .map(|(_, s)| s.name.clone())
+                .collect();
+            (steps.len() >= 3).then(|| (apply.clone(), steps))
+        })
+        .await;
+    assert_eq!(hex(&apply.parent_span_id), CLIENT_SPAN);
+    assert_eq!(attr(&apply, "switchyard.env").as_deref(), Some("dev"));
+    assert_eq!(
+        attr(&apply, "switchyard.operation").as_deref(),
+        Some("apply")
+    );
+    assert!(attr(&apply, "switchyard.revision").is_some());
+    for step in [
+        "switchyard.validate",
+        "switchyard.commit",
+        "switchyard.publish",
+    ] {
+        assert!(
+            steps.iter().any(|s| s == step),
+            "{step} missing from {steps:?}"
+        );
+    }
+    let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+}

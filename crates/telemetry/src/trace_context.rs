@@ -96,6 +96,34 @@ impl TraceParent {
     }
 }
 
+/// The caller's span from `headers` (`traceparent`, with its `tracestate`) as an
+/// OpenTelemetry context to start spans in; the empty context when there is none (or it is
+/// malformed).
+pub fn remote_context(headers: &HeaderMap) -> opentelemetry::Context {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    };
+    let Some(p) = headers
+        .get(TRACEPARENT)
+        .and_then(|v| TraceParent::parse(v.as_bytes()))
+    else {
+        return opentelemetry::Context::new();
+    };
+    let state = headers
+        .get(TRACESTATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<TraceState>().ok())
+        .unwrap_or_default();
+    let sc = SpanContext::new(
+        TraceId::from(p.trace_id),
+        SpanId::from(p.span_id),
+        TraceFlags::new(p.flags),
+        true,
+        state,
+    );
+    opentelemetry::Context::new().with_remote_span_context(sc)
+}
+
 /// One request's place in a trace: its own span, and the caller's when it continues one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestTrace {
