@@ -14,6 +14,7 @@ mod manager_error;
 mod sd_notify;
 mod signals;
 mod text;
+mod trace_args;
 mod wait;
 
 use std::process::ExitCode;
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
     } else {
         "info"
     };
-    init_tracing(&cli.log_format, default_level);
+    init_tracing(cli.log_format, default_level);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Command::Worker(_) = &cli.command {
         // A Worker serves traffic on threads of its own (`--threads`); this runtime runs
@@ -94,7 +95,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn init_tracing(format: &str, default_level: &str) {
+fn init_tracing(format: args::LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -102,7 +103,7 @@ fn init_tracing(format: &str, default_level: &str) {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    if format == "json" {
+    if format == args::LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();

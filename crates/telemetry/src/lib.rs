@@ -4,4 +4,6 @@
 
 pub mod exposition;
 pub mod labels;
+pub mod otlp;
 pub mod process;
+pub mod trace_context;

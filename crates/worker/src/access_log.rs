@@ -112,4 +112,13 @@ pub struct AccessEntry<'a> {
     /// The consumer an authentication policy identified (never the credential).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consumer: Option<&'a str>,
+    /// The request's id (`x-request-id`: the client's when well-formed, generated
+    /// otherwise).
+    pub request_id: Option<&'a str>,
+    /// The request's trace (32 hex digits) and its span on this Worker (16), when tracing
+    /// is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<&'a str>,
 }

@@ -21,6 +21,7 @@ pub mod status;
 mod swap_path;
 pub mod sync;
 mod tls;
+pub mod trace;
 pub mod upstream_tls;
 mod watch;
 
@@ -82,6 +83,8 @@ pub struct WorkerOptions {
     /// How long a generation that is no longer the current one may stay pinned by
     /// long-lived streams before they are closed gracefully (`--max-pinned-age`).
     pub max_pinned_age: Duration,
+    /// Request traces and their OTLP export (off without an endpoint).
+    pub tracing: switchyard_telemetry::otlp::TraceConfig,
 }
 
 /// The default of [`WorkerOptions::max_pinned_age`].
@@ -110,6 +113,7 @@ impl WorkerOptions {
             threads: None,
             threads_from_settings: false,
             max_pinned_age: DEFAULT_MAX_PINNED_AGE,
+            tracing: switchyard_telemetry::otlp::TraceConfig::off("switchyard-worker"),
         }
     }
 }
@@ -120,6 +124,8 @@ pub enum WorkerError {
     Config(#[from] switchyard_config::ConfigErrors),
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
+    #[error("cannot set up tracing: {0}")]
+    Tracing(String),
     #[error(transparent)]
     Start(#[from] sync::StartError),
     #[error("{0}")]
@@ -258,6 +264,9 @@ impl Worker {
         let access_log = AccessLog::open(&options.access_log).map_err(WorkerError::AccessLog)?;
         let mut obs = Observability::new(access_log);
         obs.max_pinned_age = options.max_pinned_age;
+        obs.tracing =
+            trace::Tracing::start(&options.tracing, obs.metrics.trace_spans_dropped.clone())
+                .map_err(WorkerError::Tracing)?;
         Ok(Arc::new(obs))
     }
 

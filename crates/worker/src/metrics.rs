@@ -66,6 +66,8 @@ pub struct Metrics {
     pub streams_closed_for_age: [Counter; 2],
     /// WebSockets being relayed.
     pub websockets_open: Gauge,
+    /// Spans not exported: the export queue was full, or their export failed (#19).
+    pub trace_spans_dropped: Counter,
     per_proxy: Mutex<HashMap<Arc<str>, Arc<ProxyMetrics>>>,
 }
 
@@ -337,11 +339,18 @@ impl Metrics {
             "WebSocket connections being relayed",
             websockets_open.clone(),
         );
+        let trace_spans_dropped = Counter::default();
+        registry.register(
+            "trace_spans_dropped",
+            "Spans not exported: the export queue was full, or their export to the OTLP endpoint failed",
+            trace_spans_dropped.clone(),
+        );
         Metrics {
             registry: root,
             generation_requests,
             generation_errors,
             generation_revisions: Mutex::default(),
+            trace_spans_dropped,
             oldest_pinned_age,
             streams_closed_for_age,
             websockets_open,

@@ -18,6 +18,8 @@ use crate::pool::{HostPool, Pools};
 pub struct Observability {
     pub metrics: Metrics,
     pub access_log: AccessLog,
+    /// Request traces, when tracing is on (an OTLP endpoint is set).
+    pub tracing: Option<crate::trace::Tracing>,
     pub connections: Arc<Connections>,
     /// `--max-pinned-age`: how long a generation that is no longer current may stay
     /// pinned by long-lived streams.
@@ -38,6 +40,7 @@ impl Observability {
         Observability {
             metrics,
             access_log,
+            tracing: None,
             connections,
             max_pinned_age: crate::DEFAULT_MAX_PINNED_AGE,
             generations: Mutex::default(),

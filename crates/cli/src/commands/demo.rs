@@ -56,6 +56,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         threads: None,
         threads_from_settings: false,
         max_pinned_age: switchyard_worker::DEFAULT_MAX_PINNED_AGE,
+        tracing: switchyard_telemetry::otlp::TraceConfig::off("switchyard-worker"),
     };
     let addresses = super::worker::Addresses {
         listen: super::worker::Listen::Flags { listen, tls: None },

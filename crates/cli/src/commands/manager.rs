@@ -19,6 +19,8 @@ use crate::text::rfc3339;
 pub struct ManagerArgs {
     #[command(subcommand)]
     pub action: Option<ManagerAction>,
+    #[command(flatten)]
+    pub trace: crate::trace_args::TraceArgs,
     /// Data directory: the SQLite store (unless --database names another), the key that
     /// seals credentials, the Manager's CA and, after the first start, `admin.token`.
     #[arg(long, default_value = "switchyard-data")]
@@ -204,6 +206,42 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ManagerArgs) -> anyhow::Result<()> {
+    let traces = start_tracing(&args.trace.config("switchyard-manager")?)?;
+    let served = serve_traced(args).await;
+    if let Some(provider) = traces {
+        // What is queued is exported before the process exits (bounded wait).
+        let _ = tokio::task::spawn_blocking(move || {
+            provider.shutdown_with_timeout(std::time::Duration::from_secs(5))
+        })
+        .await;
+    }
+    served
+}
+
+/// The Manager's spans (`switchyard.apply` and its steps) go through the global tracer
+/// provider, set here when an OTLP endpoint is configured.
+fn start_tracing(
+    config: &switchyard_telemetry::otlp::TraceConfig,
+) -> anyhow::Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>> {
+    if !config.enabled() {
+        return Ok(None);
+    }
+    let queue = switchyard_telemetry::otlp::SpanQueue::start(
+        config,
+        prometheus_client::metrics::counter::Counter::default(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(queue)
+        .with_sampler(config.sdk_sampler())
+        .with_resource(config.resource())
+        .build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    tracing::info!(target: "switchyard", endpoint = config.endpoint.as_deref().unwrap_or_default(), protocol = config.protocol.as_str(), "exporting traces");
+    Ok(Some(provider))
+}
+
+async fn serve_traced(args: ManagerArgs) -> anyhow::Result<()> {
     let mut options = ManagerOptions::new(&args.data);
     options.database = args.database.database.clone();
     options.secret_key = crate::conn::secret(

@@ -123,6 +123,7 @@ pub async fn run(o: UpArgs) -> anyhow::Result<ExitCode> {
             threads: None,
             threads_from_settings: false,
             max_pinned_age: switchyard_worker::DEFAULT_MAX_PINNED_AGE,
+            tracing: switchyard_telemetry::otlp::TraceConfig::off("switchyard-worker"),
         })
         .await?;
         let l = TcpListener::bind(listen)

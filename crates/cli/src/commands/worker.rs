@@ -93,6 +93,8 @@ pub struct WorkerArgs {
     /// `maxStreamAge` may close them sooner.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub max_pinned_age: Duration,
+    #[command(flatten)]
+    pub trace: crate::trace_args::TraceArgs,
     /// Do not watch the configuration for changes (SIGHUP still reloads).
     #[arg(long)]
     pub no_watch: bool,
@@ -176,6 +178,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         threads: Some(data_threads(args.threads)),
         threads_from_settings: args.threads.is_none(),
         max_pinned_age: args.max_pinned_age,
+        tracing: args.trace.config("switchyard-worker")?,
     };
     let addresses = Addresses {
         listen: match (args.listen, args.listen_tls) {

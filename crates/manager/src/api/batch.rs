@@ -82,7 +82,63 @@ pub struct Batch<'a> {
 /// write lands between its validation and its commit.
 const MAX_ATTEMPTS: usize = 5;
 
+/// The Manager's spans' tracer (the global provider: a no-op unless `switchyard manager`
+/// was given an OTLP endpoint).
+fn tracer() -> opentelemetry::global::BoxedTracer {
+    opentelemetry::global::tracer("switchyard-manager")
+}
+
+/// A span of the write in progress (a child of `switchyard.apply`), ended when dropped.
+fn step(name: &'static str) -> opentelemetry::global::BoxedSpan {
+    use opentelemetry::trace::Tracer as _;
+    tracer().start_with_context(name, &opentelemetry::Context::current())
+}
+
+/// One write, traced: a `switchyard.apply` span (a child of the admin request's
+/// `traceparent`, if it had one) with `switchyard.validate`, `switchyard.commit` and
+/// `switchyard.publish` under it.
 pub async fn run(
+    state: &AppState,
+    who: &Principal,
+    env: &str,
+    batch: Batch<'_>,
+) -> ApiResult<BatchResponse> {
+    use opentelemetry::KeyValue;
+    use opentelemetry::trace::{
+        FutureExt as _, Span as _, Status, TraceContextExt as _, Tracer as _,
+    };
+    let mut span =
+        tracer().start_with_context("switchyard.apply", &opentelemetry::Context::current());
+    span.set_attribute(KeyValue::new("switchyard.env", env.to_string()));
+    span.set_attribute(KeyValue::new(
+        "switchyard.operation",
+        batch.operation.as_str(),
+    ));
+    span.set_attribute(KeyValue::new("switchyard.dry_run", batch.dry_run));
+    let cx = opentelemetry::Context::current_with_span(span);
+    let result = write(state, who, env, batch).with_context(cx.clone()).await;
+    let span = cx.span();
+    match &result {
+        Ok(r) => {
+            span.set_attribute(KeyValue::new(
+                "switchyard.revision",
+                i64::try_from(r.revision).unwrap_or(i64::MAX),
+            ));
+            span.set_attribute(KeyValue::new("switchyard.changed", r.changed));
+        }
+        Err(e) => {
+            span.set_attribute(KeyValue::new(
+                "http.response.status_code",
+                i64::from(e.status.as_u16()),
+            ));
+            span.set_status(Status::error(e.code.to_string()));
+        }
+    }
+    span.end();
+    result
+}
+
+async fn write(
     state: &AppState,
     who: &Principal,
     env: &str,
@@ -143,6 +199,7 @@ pub async fn run(
         )
         .await?;
         if !plan.changes.is_empty() {
+            let _span = step("switchyard.validate");
             validate(state, env, &stored, &prepared, &batch)?;
         }
         if !batch.dry_run && batch.operation != Operation::Rollout {
@@ -180,6 +237,7 @@ pub async fn run(
         if state.presence.lapsed() {
             let _ = state.presence.refresh(state.fanout.held()).await;
         }
+        let mut commit_span = step("switchyard.commit");
         let result = state
             .store
             .commit(CommitRequest {
@@ -191,6 +249,13 @@ pub async fn run(
                 detail: batch.detail.clone(),
             })
             .await;
+        {
+            use opentelemetry::trace::Span as _;
+            if result.is_err() {
+                commit_span.set_status(opentelemetry::trace::Status::error("commit failed"));
+            }
+            commit_span.end();
+        }
         match result {
             Err(StoreError::Conflict { .. })
                 if batch.expected_revision.is_none() && attempt < MAX_ATTEMPTS =>
@@ -200,7 +265,10 @@ pub async fn run(
             other => break other?,
         }
     };
-    publish(state, who, &outcome, batch.operation);
+    {
+        let _span = step("switchyard.publish");
+        publish(state, who, &outcome, batch.operation);
+    }
     Ok(BatchResponse {
         env: env.to_string(),
         revision: outcome.revision,

@@ -29,6 +29,16 @@ use switchyard_api::ErrorCode;
 /// Largest request body accepted (an apply of many manifests fits comfortably).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
+/// Runs the request in the context of its caller's trace (`traceparent`), if any.
+async fn trace_context(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use opentelemetry::trace::FutureExt as _;
+    let cx = switchyard_telemetry::trace_context::remote_context(req.headers());
+    next.run(req).with_context(cx).await
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/envs", get(envs::list).post(envs::create))
@@ -69,6 +79,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             access::log_requests,
         ))
+        // A request's `traceparent` is the parent of the spans it makes (an apply's).
+        .layer(axum::middleware::from_fn(trace_context))
         // Outermost: axum's own rejections (and 405s) become JSON errors too.
         .layer(map_response(json_errors))
         .with_state(state)

@@ -150,7 +150,22 @@ pub fn send<'a>(
             };
             let fresh_connection = fresh.take().is_some();
             let sending = attempt_once(&out, pool, fresh_connection, uri, headers, body, target, t);
-            let failure = match sending.await {
+            let began = done.records_attempts().then(Instant::now);
+            let result = sending.await;
+            if let Some(started) = began {
+                done.attempts.push(crate::trace::AttemptRecord {
+                    target: t,
+                    started,
+                    ended: Instant::now(),
+                    outcome: match &result {
+                        Ok((resp, _)) => Ok(resp.status().as_u16()),
+                        Err(Failure::TooLarge(_)) => Err("request_too_large"),
+                        Err(Failure::Client(_)) => Err("client_body_error"),
+                        Err(Failure::Upstream(f)) => Err(f.kind.as_str()),
+                    },
+                });
+            }
+            let failure = match result {
                 Ok((resp, lease)) => return Sent::Response(resp, lease),
                 Err(Failure::TooLarge(max)) => {
                     done.in_flight = None;

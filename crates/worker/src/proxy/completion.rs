@@ -16,6 +16,8 @@ use crate::access_log::AccessEntry;
 use crate::connections::ActiveRequest;
 use crate::metrics::{GatewayError, StreamKind};
 use crate::runtime::{Proxy, Runtime};
+use crate::trace::AttemptRecord;
+use switchyard_telemetry::trace_context::{RequestTrace, hex16, hex32};
 
 /// What the end of a request needs, and what it holds until then (its configuration
 /// generation, its target's in-flight slot): carried by the response body so that the end
@@ -43,6 +45,12 @@ pub struct Completion {
     pub consumer: Option<Arc<str>>,
     /// A gRPC request: gateway errors are answered in gRPC form.
     pub grpc: bool,
+    /// The request's id (`x-request-id`), sent upstream and back to the client.
+    pub request_id: http::HeaderValue,
+    /// The request's trace context, when tracing is on.
+    pub trace: Option<RequestTrace>,
+    /// The upstream attempts of a sampled request, for their spans (empty otherwise).
+    pub attempts: Vec<AttemptRecord>,
     /// Keeps the client connection counted as busy until the response ends.
     _active: ActiveRequest,
 }
@@ -112,10 +120,16 @@ impl Completion {
         }
     }
 
+    /// Whether this request's upstream attempts are recorded for its spans (sampled).
+    pub fn records_attempts(&self) -> bool {
+        self.trace.is_some_and(|t| t.sampled)
+    }
+
     /// Status logged for a request whose client went away before any response.
     pub const CLIENT_CLOSED: u16 = 499;
 
     /// Starts tracking a request (counted in `switchyard_requests_in_flight`).
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         runtime: Arc<Runtime>,
         started: Instant,
@@ -124,6 +138,8 @@ impl Completion {
         uri: Uri,
         host: Option<http::HeaderValue>,
         active: ActiveRequest,
+        request_id: http::HeaderValue,
+        trace: Option<RequestTrace>,
     ) -> Completion {
         runtime.obs.metrics.in_flight.inc();
         Completion {
@@ -143,6 +159,9 @@ impl Completion {
             source: None,
             consumer: None,
             grpc: false,
+            request_id,
+            trace,
+            attempts: Vec::new(),
             _active: active,
         }
     }
@@ -173,6 +192,8 @@ impl Drop for Completion {
         }
         let log = &rt.obs.access_log;
         if log.enabled() {
+            let trace_id = self.trace.map(|t| hex32(t.trace_id));
+            let span_id = self.trace.map(|t| hex16(t.span_id));
             let route = proxy.zip(self.route).and_then(|(p, r)| p.routes.get(r));
             log.write(&AccessEntry {
                 time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
@@ -194,7 +215,13 @@ impl Drop for Completion {
                 error: self.error,
                 source: self.source.map(ErrorSource::as_str),
                 consumer: self.consumer.as_deref(),
+                request_id: self.request_id.to_str().ok(),
+                trace_id: trace_id.as_ref().and_then(|t| std::str::from_utf8(t).ok()),
+                span_id: span_id.as_ref().and_then(|s| std::str::from_utf8(s).ok()),
             });
+        }
+        if let Some(tracing) = &rt.obs.tracing {
+            tracing.export(self, elapsed);
         }
     }
 }

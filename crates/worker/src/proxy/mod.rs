@@ -30,6 +30,7 @@ use self::error::{ErrorSource, GatewayError};
 use crate::connections::ActiveRequest;
 use crate::runtime::Proxy;
 use crate::server::ConnCtx;
+use switchyard_telemetry::trace_context::{self, request_id};
 
 /// Handles one request. The configuration generation is loaded once, here, and everything
 /// the request does (route, policies, targets, timeouts, retries) comes from it; the
@@ -42,7 +43,11 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let http1 = req.version() < Version::HTTP_2;
-    let mut resp = proxy(conn, active, req).await;
+    // Kept when the client's is well-formed (no copy), generated otherwise; every response
+    // carries it, the gateway's own answers included.
+    let request_id = request_id(req.headers());
+    let mut resp = proxy(conn, active, req, request_id.clone()).await;
+    resp.headers_mut().insert(X_REQUEST_ID, request_id);
     if http1
         && conn.draining.load(Ordering::Relaxed)
         && resp.status() != StatusCode::SWITCHING_PROTOCOLS
@@ -53,10 +58,17 @@ pub(crate) async fn handle(
     Ok(resp)
 }
 
+/// The request id header.
+const X_REQUEST_ID: header::HeaderName =
+    header::HeaderName::from_static(trace_context::X_REQUEST_ID);
+const TRACEPARENT: header::HeaderName = header::HeaderName::from_static(trace_context::TRACEPARENT);
+const TRACESTATE: header::HeaderName = header::HeaderName::from_static(trace_context::TRACESTATE);
+
 async fn proxy(
     conn: &ConnCtx,
     active: ActiveRequest,
     req: Request<Incoming>,
+    request_id: http::HeaderValue,
 ) -> Response<ResponseBody> {
     let ConnCtx {
         current,
@@ -70,6 +82,7 @@ async fn proxy(
     let remote = *remote;
     let started = Instant::now();
     let runtime = current.load_full();
+    let trace = runtime.obs.tracing.as_ref().map(|t| t.begin(req.headers()));
     let host = req.headers().get(header::HOST).cloned().or_else(|| {
         req.uri()
             .authority()
@@ -83,6 +96,8 @@ async fn proxy(
         req.uri().clone(),
         host,
         active,
+        request_id,
+        trace,
     );
     let rt = done.runtime.clone();
     let gateway = rt.snapshot.gateway();
@@ -131,6 +146,16 @@ async fn proxy(
     let mut headers = parts.headers;
     remove_hop_by_hop(&mut headers);
     forward::set_forwarded(&mut headers, client, *tls, done.host.as_ref());
+    headers.insert(X_REQUEST_ID, done.request_id.clone());
+    // Tracing on: the upstream's parent is this request's span. A trace started here (no
+    // valid `traceparent` came) does not carry the caller's `tracestate` on; a continued
+    // one carries it unchanged. Tracing off: both go through untouched.
+    if let Some(t) = &done.trace {
+        headers.insert(TRACEPARENT, t.traceparent().header_value());
+        if t.parent.is_none() {
+            headers.remove(TRACESTATE);
+        }
+    }
 
     // Timeouts are bounded when compiled; `checked_add` keeps even a bad value from panicking.
     let now = tokio::time::Instant::now();
