@@ -11,7 +11,7 @@ use serde::Serialize;
 use switchyard_api::records::{Millis, now_millis};
 use switchyard_api::sync::{RevisionEvent, UpgradeDirective};
 use switchyard_store::WorkerConnection;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::presence::Presence;
 
@@ -77,6 +77,18 @@ struct EnvState {
     /// The highest revision announced here (published, or found already current when this
     /// Manager first looked): a revision at or below it is not announced again.
     announced: u64,
+    /// Bumped whenever something a viewer of the environment sees changes here: a
+    /// revision announced, a Worker report received, a Worker connecting or going away
+    /// (the dashboard's stream, `ui/stream.rs`).
+    changes: Option<watch::Sender<u64>>,
+}
+
+impl EnvState {
+    fn changed(&mut self) {
+        if let Some(tx) = &self.changes {
+            tx.send_modify(|v| *v += 1);
+        }
+    }
 }
 
 /// The notification fan-out of every environment, shared by the handlers.
@@ -131,6 +143,7 @@ impl Drop for ConnectionGuard {
             if *count == 0 {
                 let session = std::mem::take(&mut w.session);
                 state.workers.remove(id);
+                state.changed();
                 tracing::info!(env = %self.env, worker = %id, "worker disconnected");
                 if let Some(p) = &self.fanout.presence {
                     p.disconnected(self.env.clone(), id.clone(), session);
@@ -222,6 +235,9 @@ impl Fanout {
             }
             id
         });
+        if worker_id.is_some() {
+            state.changed();
+        }
         Ok(Subscription {
             rx: tx.subscribe(),
             directives,
@@ -243,6 +259,24 @@ impl Fanout {
         }
     }
 
+    /// Watches what a viewer of `env` sees change here (see `EnvState::changes`): the value
+    /// only ever grows.
+    pub fn watch_changes(&self, env: &str) -> watch::Receiver<u64> {
+        let mut envs = self.lock();
+        let state = envs.entry(env.to_string()).or_default();
+        state
+            .changes
+            .get_or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// Something a viewer of `env` sees changed here (a Worker report was recorded).
+    pub fn changed(&self, env: &str) {
+        if let Some(state) = self.lock().get_mut(env) {
+            state.changed();
+        }
+    }
+
     /// Notifies every subscriber of `event` (never waits).
     pub fn publish(&self, event: RevisionEvent) {
         let mut envs = self.lock();
@@ -252,6 +286,7 @@ impl Fanout {
             return;
         }
         state.announced = event.revision;
+        state.changed();
         if let Some(tx) = &state.tx {
             // No receivers is fine: nobody is connected.
             let _ = tx.send(event);

@@ -394,6 +394,7 @@ pub async fn report(
             ("status", status.as_str().to_string()),
         ])
         .inc();
+    state.fanout.changed(&env);
     match status {
         ReportStatus::Ack => {
             tracing::info!(env = %env, worker = %worker_id, revision = body.revision, "worker ACK")
