@@ -16,6 +16,7 @@ pub mod retention;
 pub mod rollout;
 pub mod state;
 pub mod tls;
+mod ui;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
