@@ -46,7 +46,11 @@ async fn the_dashboard_is_served_with_a_strict_content_security_policy() {
         assert_eq!(a.header("content-type"), Some(content_type), "{path}");
         assert_eq!(a.header("content-security-policy"), Some(CSP), "{path}");
         assert_eq!(a.header("cache-control"), Some("no-cache"), "{path}");
-        assert_eq!(a.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(
+            a.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
         assert_eq!(a.header("referrer-policy"), Some("no-referrer"), "{path}");
         assert_eq!(a.header("x-frame-options"), Some("DENY"), "{path}");
         assert!(!a.body.is_empty(), "{path}");
@@ -57,15 +61,27 @@ async fn the_dashboard_is_served_with_a_strict_content_security_policy() {
     assert_eq!(missing.header("content-security-policy"), Some(CSP));
 
     let index = String::from_utf8(get_once(m.addr, "/ui/").await.body.to_vec()).unwrap();
-    assert!(!index.contains("http://") && !index.contains("https://"), "{index}");
+    assert!(
+        !index.contains("http://") && !index.contains("https://"),
+        "{index}"
+    );
     assert!(!index.contains("style="), "no inline style: {index}");
     assert!(!index.contains("<style"), "no inline style: {index}");
     for script in index.split("<script").skip(1) {
         let (tag, rest) = script.split_once('>').unwrap();
-        assert!(tag.contains("src=\""), "every script is a file: <script{tag}>");
-        assert!(rest.starts_with("</script>"), "no inline script body: {rest}");
+        assert!(
+            tag.contains("src=\""),
+            "every script is a file: <script{tag}>"
+        );
+        assert!(
+            rest.starts_with("</script>"),
+            "no inline script body: {rest}"
+        );
     }
-    assert!(index.contains(r#"<label for="token">Token</label>"#), "{index}");
+    assert!(
+        index.contains(r#"<label for="token">Token</label>"#),
+        "{index}"
+    );
     // The API keeps answering JSON errors outside /ui.
     let (status, body) = m.call(Method::GET, "/nope", None).await;
     assert_eq!(status, 404, "{body}");
@@ -110,7 +126,9 @@ async fn the_dashboard_in_a_real_browser() {
     let data = tempfile::tempdir().unwrap();
     let m = RunningManager::start_plain(&data.path().join("manager")).await;
     let worker_token = m.env_with_worker_token("dev").await;
-    let (s, b) = m.apply("dev", &[payments_manifest("blue", h.addr(0), "")]).await;
+    let (s, b) = m
+        .apply("dev", &[payments_manifest("blue", h.addr(0), "")])
+        .await;
     assert_eq!(s, 200, "{b}");
     let (s, b) = m
         .call(

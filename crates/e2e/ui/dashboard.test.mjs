@@ -15,6 +15,7 @@
 import assert from 'node:assert/strict';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
+import { sseParser } from '../../manager/ui/live.js';
 
 const env = (name) => {
   const v = process.env[name];
@@ -37,6 +38,19 @@ async function step(name) {
   assert.ok(!done && value.trim() === 'GO', `expected GO after STEP ${name}, got ${value}`);
 }
 const log = (...a) => console.log('#', ...a);
+
+// The dashboard's SSE parser, fed the stream in awkward chunks.
+{
+  const events = [];
+  const feed = sseParser((e) => events.push(e));
+  for (const chunk of [': heartbeat\n\nevent: chan', 'ged\r\ndata: {"env":"dev",', '"version":1}\r\n\r', '\n: heartbeat\n\n',
+    'event: changed\ndata:{"env":"dev","version":2}\n\ndata: a\ndata: b\n\n']) feed(chunk);
+  assert.deepEqual(events, [
+    { event: 'changed', data: '{"env":"dev","version":1}', id: '' },
+    { event: 'changed', data: '{"env":"dev","version":2}', id: '' },
+    { event: 'message', data: 'a\nb', id: '' },
+  ]);
+}
 
 const browser = await chromium.launch({
   executablePath: CHROMIUM,
@@ -141,7 +155,39 @@ async function run() {
   } else {
     assert.ok(process.env.REQUIRE_LIVE !== '1', 'REQUIRE_LIVE=1 but GET /ui/stream answers 404');
     await page.locator('#live[data-state=unavailable]').waitFor();
-    console.log('LIVE-UPDATES: NOT TESTED (GET /ui/stream answers 404 on this Manager; the Refresh button stands in)');
+    console.log('LIVE-UPDATES: NOT TESTED against the Manager (GET /ui/stream answers 404 here; the Refresh button stands in)');
+    // The client side of the stream against a stand-in (Playwright answers /ui/stream
+    // with the contract's events; each answer ends, so the page must reconnect): the
+    // Bearer header is sent, the token is not in the URL, a `changed` event re-fetches
+    // the view, an ended stream is reconnected with backoff.
+    const seen = [];
+    let workersFetches = 0;
+    const counter = (req) => { if (req.url().endsWith('/v1/envs/dev/workers')) workersFetches++; };
+    page.on('request', counter);
+    await page.route('**/ui/stream?*', (route) => {
+      const req = route.request();
+      seen.push({ url: req.url(), auth: req.headers().authorization, at: Date.now() });
+      return route.fulfill({
+        status: 200,
+        headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' },
+        body: `: heartbeat\n\nevent: changed\ndata: {"env":"dev","version":${seen.length}}\n\n`,
+      });
+    });
+    await page.reload();
+    await row('w1').waitFor();
+    const before = workersFetches;
+    const deadline = Date.now() + TIMEOUT;
+    while (seen.length < 3 || workersFetches < before + 2) {
+      assert.ok(Date.now() < deadline, `stand-in stream: ${seen.length} connections, ${workersFetches - before} re-fetches`);
+      await page.waitForTimeout(50);
+    }
+    await page.unroute('**/ui/stream?*');
+    page.off('request', counter);
+    assert.ok(seen.every((s) => s.auth === `Bearer ${VIEWER}` && !s.url.includes(VIEWER) && s.url.endsWith('/ui/stream?env=dev')), JSON.stringify(seen));
+    const gaps = seen.slice(1).map((s, i) => s.at - seen[i].at);
+    assert.ok(gaps[0] >= 400 && gaps[1] >= 1.6 * gaps[0], `reconnects back off: ${gaps}`);
+    log(`stand-in stream: ${seen.length} connections, gaps ${gaps} ms, ${workersFetches - before} re-fetches of the view`);
+    await page.locator('#live[data-state=unavailable]').waitFor();
   }
   // Without the stream the test clicks Refresh until the text shows (never when live).
   const until = async (locator) => {

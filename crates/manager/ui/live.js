@@ -1,7 +1,8 @@
 // Live updates: the Manager's UI stream (GET /ui/stream?env=NAME, Server-Sent Events).
 // EventSource cannot send an Authorization header, so the stream is read with fetch() and
 // a small SSE parser. On `event: changed` the current view re-fetches its JSON (debounced);
-// when the stream ends it reconnects with backoff. No polling.
+// when the stream ends it reconnects with backoff (0.5 s doubling to 15 s; back to 0.5 s once
+// a stream has stayed up 10 s). No polling.
 
 import { authHeaders, enc } from './api.js';
 
@@ -78,7 +79,7 @@ export function follow(env, onChange, onState) {
         }
         if (!res.ok || !res.body) throw new Error(`stream answered ${res.status}`);
         onState('live');
-        delay = 500;
+        const since = Date.now();
         const feed = sseParser((ev) => {
           if (ev.event !== 'changed') return;
           let data = null;
@@ -94,6 +95,9 @@ export function follow(env, onChange, onState) {
           const { value, done } = await reader.read();
           if (done) break;
           feed(value);
+          // A stream that stayed up a while resets the backoff; one that keeps ending at
+          // once does not (no reconnect storm).
+          if (Date.now() - since > 10000) delay = 500;
         }
       } catch {
         // aborted or a network error: reconnect below unless stopped

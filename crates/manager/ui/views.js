@@ -16,7 +16,9 @@ const ms = (x) => (x === null || x === undefined ? '–' : `${x} ms`);
 function acksCell(v) {
   if (!v) return '–';
   const expected = v.expected_workers ? v.expected_workers.length : null;
-  const text = expected === null ? `${v.acks} ACK` : `${v.acks}/${expected} ACK`;
+  let text = `${v.acks}/${expected} ACK`;
+  if (expected === null) text = `${v.acks} ACK`;
+  else if (expected === 0) text = `${v.acks} ACK (no Worker connected at commit)`;
   return v.nacks > 0 ? [text, ' ', h('span', { class: 'badge nack' }, `${v.nacks} NACK`)] : text;
 }
 
@@ -109,7 +111,7 @@ function timeline(record, reports, expected) {
   const pad = 90;
   const chart = svg('svg', {
     class: 'timeline',
-    viewBox: `0 0 ${width + pad + 60} ${rowH * (rows.length + 1)}`,
+    viewBox: `0 0 ${width + pad + 150} ${rowH * (rows.length + 1)}`,
     role: 'img',
     'aria-label': `Each Worker's report after the commit (0 ms to ${max} ms)`,
   });
@@ -124,7 +126,6 @@ function timeline(record, reports, expected) {
   });
   const pending = (expected || []).filter((id) => !reports.some((r) => r.worker_id === id));
   return h('div', {},
-    rows.length ? chart : null,
     table({
       id: 'timeline',
       caption: 'Timeline: each Worker\'s report relative to the commit',
@@ -134,7 +135,7 @@ function timeline(record, reports, expected) {
         cells: [
           r.worker_id,
           status(r),
-          `+${at} ms after commit`,
+          `${at < 0 ? '−' : '+'}${Math.abs(at)} ms after commit`,
           `+${r.received_at - committed} ms`,
           [r.error ? h('span', { class: 'error-text' }, r.error) : null,
             r.caught_up_to ? `caught up through ${rev(r.caught_up_to)}` : null,
@@ -143,6 +144,7 @@ function timeline(record, reports, expected) {
       })).concat(pending.map((id) => ({ dataset: { worker: id, status: 'pending' }, cells: [id, 'pending', '–', '–', 'no report yet'] }))),
       empty: 'No Worker has reported on this revision yet.',
     }),
+    rows.length ? chart : null,
   );
 }
 

@@ -30,13 +30,21 @@ const FILES: &[(&str, &str, &str)] = &[
         "text/html; charset=utf-8",
         include_str!("../../ui/index.html"),
     ),
-    ("app.css", "text/css; charset=utf-8", include_str!("../../ui/app.css")),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../../ui/app.css"),
+    ),
     ("app.js", JS, include_str!("../../ui/app.js")),
     ("api.js", JS, include_str!("../../ui/api.js")),
     ("dom.js", JS, include_str!("../../ui/dom.js")),
     ("views.js", JS, include_str!("../../ui/views.js")),
     ("live.js", JS, include_str!("../../ui/live.js")),
-    ("favicon.svg", "image/svg+xml", include_str!("../../ui/favicon.svg")),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("../../ui/favicon.svg"),
+    ),
 ];
 
 pub fn routes() -> Router<AppState> {
@@ -45,9 +53,9 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/", get(|| async { file("index.html") }))
         .route(
             "/ui/{name}",
-            get(|axum::extract::Path(name): axum::extract::Path<String>| async move {
-                file(&name)
-            }),
+            get(
+                |axum::extract::Path(name): axum::extract::Path<String>| async move { file(&name) },
+            ),
         )
         .layer(axum::middleware::from_fn(security_headers))
 }
@@ -58,9 +66,7 @@ async fn redirect() -> Response {
 
 fn file(name: &str) -> Response {
     match FILES.iter().find(|(n, _, _)| *n == name) {
-        Some((_, content_type, body)) => {
-            ([(CONTENT_TYPE, *content_type)], *body).into_response()
-        }
+        Some((_, content_type, body)) => ([(CONTENT_TYPE, *content_type)], *body).into_response(),
         None => (
             StatusCode::NOT_FOUND,
             [(CONTENT_TYPE, "text/plain; charset=utf-8")],
