@@ -1,0 +1,178 @@
+// Switchyard's dashboard: sign-in, hash routing (#/env/dev, #/env/dev/r/2,
+// #/env/dev/audit?entity=..., #/env/dev/commands), live updates from the UI stream.
+
+import { api, token, ApiError, enc } from './api.js';
+import { fill, h } from './dom.js';
+import { follow } from './live.js';
+import * as views from './views.js';
+
+const $ = (id) => document.getElementById(id);
+let envs = [];
+let current = null; // {key, view}
+let unfollow = null;
+let followed = null;
+let loading = 0;
+
+function showSignIn(message) {
+  token.clear();
+  stopLive();
+  envs = [];
+  current = null;
+  $('nav').hidden = true;
+  $('signout').hidden = true;
+  $('refresh').hidden = true;
+  fill($('live'));
+  fill($('view'));
+  $('signin').hidden = false;
+  $('signin-error').textContent = message || '';
+  document.title = 'Sign in · Switchyard';
+  $('token').focus();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const input = $('token');
+  const value = input.value.trim();
+  input.value = '';
+  if (!value) return;
+  token.set(value);
+  $('signin-error').textContent = '';
+  if (await loadEnvs()) route();
+}
+
+async function loadEnvs() {
+  try {
+    envs = await api('/v1/envs');
+  } catch (e) {
+    handle(e);
+    return false;
+  }
+  $('signin').hidden = true;
+  $('nav').hidden = false;
+  $('signout').hidden = false;
+  const select = $('env');
+  fill(select, envs.map((e) => h('option', { value: e.name }, e.name)));
+  return true;
+}
+
+function handle(e) {
+  if (e instanceof ApiError && e.status === 401) {
+    showSignIn(e.message);
+    return;
+  }
+  fill($('view'), h('div', { class: 'error', role: 'alert' }, e instanceof ApiError ? `${e.status}: ${e.message}` : String(e)));
+}
+
+function parse() {
+  const raw = location.hash.replace(/^#/, '') || '/';
+  const [path, query] = raw.split('?');
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  return { parts, params: new URLSearchParams(query || '') };
+}
+
+function viewFor({ parts, params }) {
+  if (parts[0] !== 'env' || !parts[1]) return null;
+  const env = parts[1];
+  if (parts.length === 2) return { env, view: views.overview(env) };
+  if (parts[2] === 'r' && /^\d+$/.test(parts[3] || '')) return { env, view: views.revision(env, Number(parts[3])) };
+  if (parts[2] === 'audit') return { env, view: views.audit(env, params) };
+  if (parts[2] === 'commands') return { env, view: views.commands(env) };
+  return { env, view: views.message('Not found', 'No such page.') };
+}
+
+async function route() {
+  if (!token.get()) return showSignIn('');
+  if (envs.length === 0 && $('nav').hidden && !(await loadEnvs())) return;
+  const target = viewFor(parse());
+  if (!target) {
+    if (envs.length === 0) {
+      stopLive();
+      $('refresh').hidden = true;
+      current = null;
+      render(views.message('No environment', 'This token may read no environment.'), true);
+      return;
+    }
+    location.replace(`#/env/${enc(envs[0].name)}`);
+    return;
+  }
+  const { env, view } = target;
+  $('env').value = env;
+  $('nav-overview').href = `#/env/${enc(env)}`;
+  $('nav-audit').href = `#/env/${enc(env)}/audit`;
+  $('nav-commands').href = `#/env/${enc(env)}/commands`;
+  const here = location.hash.split('?')[0];
+  for (const a of document.querySelectorAll('#nav a')) {
+    if (a.getAttribute('href') === here) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  current = { key: location.hash, view };
+  startLive(env);
+  await render(view, true);
+}
+
+/** Loads and renders `view`; `focus` moves focus to its heading (navigation, not refresh). */
+async function render(view, focus) {
+  const seq = ++loading;
+  let data;
+  try {
+    data = await view.load();
+  } catch (e) {
+    if (seq === loading) handle(e);
+    return;
+  }
+  if (seq !== loading || (current && current.view !== view && focus === false)) return;
+  const node = view.render(data);
+  fill($('view'), node);
+  document.title = `${view.title} · Switchyard`;
+  document.body.dataset.rendered = String(seq);
+  if (focus) {
+    const h1 = node.querySelector('h1');
+    if (h1) h1.focus({ preventScroll: true });
+  }
+}
+
+function refresh() {
+  if (current) render(current.view, false);
+}
+
+function startLive(env) {
+  if (followed === env && unfollow) return;
+  stopLive();
+  followed = env;
+  const live = $('live');
+  unfollow = follow(env, refresh, (state, detail, status) => {
+    $('refresh').hidden = state === 'live';
+    const text = {
+      connecting: 'Connecting…',
+      live: 'Live',
+      reconnecting: 'Reconnecting…',
+      unavailable: 'Live updates unavailable: use Refresh',
+      unauthorized: `Live updates refused: ${detail || ''}`,
+    }[state];
+    live.dataset.state = state;
+    live.textContent = text || state;
+    if (state === 'unauthorized' && status === 401) showSignIn(detail);
+  });
+}
+
+function stopLive() {
+  if (unfollow) unfollow();
+  unfollow = null;
+  followed = null;
+}
+
+function start() {
+  $('signin-form').addEventListener('submit', signIn);
+  $('signout').addEventListener('click', () => {
+    showSignIn('Signed out.');
+    history.replaceState(null, '', location.pathname);
+  });
+  $('refresh').addEventListener('click', refresh);
+  $('env').addEventListener('change', (e) => {
+    location.hash = `#/env/${enc(e.target.value)}`;
+  });
+  window.addEventListener('hashchange', route);
+  route();
+}
+
+start();
