@@ -155,6 +155,9 @@ async fn the_dashboard_in_a_real_browser() {
         .arg("dashboard.test.mjs")
         .current_dir(&ui)
         .env("MANAGER_URL", m.url())
+        // The Manager serves /ui/stream: live updates are part of what is proven, so the
+        // script's stand-in for a Manager without it (the Refresh button) must not run.
+        .env("REQUIRE_LIVE", "1")
         .env("VIEWER_TOKEN", &viewer)
         .env("OTHER_TOKEN", &other)
         .env("ADMIN_TOKEN", &m.admin_token)
