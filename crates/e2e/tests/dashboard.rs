@@ -87,32 +87,6 @@ async fn the_dashboard_is_served_with_a_strict_content_security_policy() {
     assert_eq!(status, 404, "{body}");
 }
 
-/// The Workers' bad revision: passes nothing the Manager checks today, written straight into
-/// the store (as in tests/propagation.rs), so both the commit and the NACK are real.
-async fn commit_revision_workers_reject(m: &RunningManager, expected: u64) {
-    use switchyard_store::Store;
-    let bad = r#"{"apiVersion":"switchyard.dev/v1","kind":"Proxy","metadata":{"name":"payments"},"spec":{"routes":[{"pathPrefix":"/payments"}],"upstream":{"targets":[{"url":"http://127.0.0.1:1"}],"timeouts":{"connect":"2 s"}}}}"#;
-    m.store
-        .commit(switchyard_store::CommitRequest {
-            env: "dev".into(),
-            actor: "test (direct store write)".into(),
-            operation: switchyard_api::records::Operation::Apply,
-            expected_revision: Some(expected),
-            changes: vec![switchyard_store::Change::Upsert {
-                kind: switchyard_config::Kind::Proxy,
-                name: "payments".into(),
-                digest: switchyard_config::manifest::sha256_hex(bad.as_bytes()),
-                manifest: bad.into(),
-                labels: Default::default(),
-                template: None,
-                template_digest: None,
-            }],
-            detail: None,
-        })
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs chromium and `npm ci` in crates/e2e/ui; run by .ci/run"]
 async fn the_dashboard_in_a_real_browser() {
@@ -179,7 +153,7 @@ async fn the_dashboard_in_a_real_browser() {
         eprintln!("node: {line}");
         match line.as_str() {
             "STEP stop-w2" => workers[1].stop().await,
-            "STEP nack-r3" => commit_revision_workers_reject(&m, 2).await,
+            "STEP nack-r3" => m.commit_rejected_by_workers("dev", 2).await,
             _ => {
                 transcript.push(line);
                 continue;

@@ -229,27 +229,7 @@ async fn a_revision_workers_reject_is_nacked_and_the_old_one_keeps_serving() {
         workers.push(ManagedWorker::start(opts).await.unwrap());
     }
 
-    let bad = r#"{"apiVersion":"switchyard.dev/v1","kind":"Proxy","metadata":{"name":"payments"},"spec":{"routes":[{"pathPrefix":"/payments"}],"upstream":{"targets":[{"url":"http://127.0.0.1:1"}],"timeouts":{"connect":"2 s"}}}}"#;
-    use switchyard_store::Store;
-    m.store
-        .commit(switchyard_store::CommitRequest {
-            env: "dev".into(),
-            actor: "test (direct store write)".into(),
-            operation: switchyard_api::records::Operation::Apply,
-            expected_revision: Some(1),
-            changes: vec![switchyard_store::Change::Upsert {
-                kind: switchyard_config::Kind::Proxy,
-                name: "payments".into(),
-                digest: switchyard_config::manifest::sha256_hex(bad.as_bytes()),
-                manifest: bad.into(),
-                labels: Default::default(),
-                template: None,
-                template_digest: None,
-            }],
-            detail: None,
-        })
-        .await
-        .unwrap();
+    m.commit_rejected_by_workers("dev", 1).await;
 
     // No notification was sent (the store was written directly): the periodic check finds it.
     let deadline = tokio::time::Instant::now() + switchyard_e2e::DEADLINE;
