@@ -555,3 +555,38 @@ mod tests {
         assert!(check_limit(1001).is_err());
     }
 }
+
+/// `GET /v1/envs/{env}/stats`: the environment's traffic over the last hour, from its
+/// Workers' running totals (`StatsBody`), in buckets of `interval_ms`. Kept in the memory
+/// of the Manager the Workers report to (a restarted Manager starts empty).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvStats {
+    pub interval_ms: u64,
+    /// Oldest first.
+    pub points: Vec<StatsPoint>,
+}
+
+/// One bucket of [`EnvStats`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatsPoint {
+    /// The bucket's start (ms since epoch).
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
+    pub at: Millis,
+    /// Requests answered per second, by status class, all Workers together.
+    pub requests_per_second: crate::sync::StatusClasses<f64>,
+    /// Gateway errors per second (502/503/504 answered by the gateway, responses cut).
+    pub gateway_errors_per_second: f64,
+    /// Each Worker's last reported memory in the bucket.
+    pub workers: Vec<WorkerMemory>,
+}
+
+/// A Worker's resident memory at a point of [`EnvStats`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerMemory {
+    pub id: String,
+    pub resident_bytes: u64,
+    pub live_generations: u64,
+}

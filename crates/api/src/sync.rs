@@ -366,3 +366,68 @@ mod digest_key_tests {
         assert!(!tampered.verify(Some(&key)));
     }
 }
+
+/// How often a Worker following a Manager sends its running totals
+/// (`POST /v1/envs/{env}/stats`), for the dashboard's charts.
+pub const STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A Worker's running totals since it started (`POST /v1/envs/{env}/stats`): the Manager
+/// turns consecutive ones into rates. Counters only grow while the process lives; a smaller
+/// value means a new process.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsBody {
+    /// The revision it serves.
+    #[serde(deserialize_with = "crate::integral::revision")]
+    pub revision: u64,
+    /// Requests answered, by status class.
+    pub requests: StatusClasses<u64>,
+    /// Gateway errors among them: 502/503/504 answered by the gateway itself, responses cut
+    /// before their end (`switchyard_generation_errors_total`, all revisions).
+    pub gateway_errors: u64,
+    /// The Worker process's resident memory.
+    pub resident_bytes: u64,
+    /// Configuration generations alive (1: nothing old pinned).
+    pub live_generations: u64,
+}
+
+/// One value per HTTP status class.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusClasses<T> {
+    #[serde(rename = "1xx")]
+    pub informational: T,
+    #[serde(rename = "2xx")]
+    pub success: T,
+    #[serde(rename = "3xx")]
+    pub redirection: T,
+    #[serde(rename = "4xx")]
+    pub client_error: T,
+    #[serde(rename = "5xx")]
+    pub server_error: T,
+}
+
+impl<T: Copy> StatusClasses<T> {
+    /// From the values of 1xx..5xx, in that order.
+    pub fn from_array([a, b, c, d, e]: [T; 5]) -> Self {
+        StatusClasses {
+            informational: a,
+            success: b,
+            redirection: c,
+            client_error: d,
+            server_error: e,
+        }
+    }
+
+    pub fn to_array(self) -> [T; 5] {
+        [
+            self.informational,
+            self.success,
+            self.redirection,
+            self.client_error,
+            self.server_error,
+        ]
+    }
+}

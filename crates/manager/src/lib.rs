@@ -15,6 +15,7 @@ mod reports;
 pub mod retention;
 pub mod rollout;
 pub mod state;
+mod stats;
 pub mod tls;
 mod ui;
 
@@ -164,6 +165,7 @@ impl Manager {
             digest_master: Arc::new(state::DigestMaster(key)),
             rollouts,
             presence,
+            stats: Arc::default(),
         };
         let created_admin_token = bootstrap_admin(&state, &options.data_dir).await?;
         tokio::spawn(commits::follow(state.clone(), state.shutdown.clone()));

@@ -46,6 +46,8 @@ pub struct AppState {
     pub rollouts: crate::rollout::Rollouts,
     /// Writes the Workers' streams held here to the store (`presence.rs`).
     pub presence: Arc<crate::presence::Presence>,
+    /// The Workers' running totals of the last hour, for the dashboard (`stats.rs`).
+    pub stats: Arc<crate::stats::StatsRing>,
 }
 
 /// The key every environment's [`DigestKey`] is derived from (the Manager's secret key):

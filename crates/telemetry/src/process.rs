@@ -71,12 +71,7 @@ fn parse(stat: &str, status: &str, proc_stat: &str) -> Option<Sample> {
     let cpu_ticks = field(14)? + field(15)?;
     let start_ticks = field(22)?;
     let virtual_bytes = field(23)?;
-    let resident_bytes = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|kb| kb * 1024)?;
+    let resident_bytes = vm_rss(status)?;
     let boot_time = proc_stat
         .lines()
         .find_map(|l| l.strip_prefix("btime "))
@@ -89,6 +84,21 @@ fn parse(stat: &str, status: &str, proc_stat: &str) -> Option<Sample> {
         open_fds: None,
         max_fds: None,
     })
+}
+
+/// This process's resident memory, from `/proc/self/status` (`None` off Linux).
+pub fn resident_bytes() -> Option<u64> {
+    vm_rss(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// `VmRSS` of a `/proc/PID/status`, in bytes.
+fn vm_rss(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
 }
 
 /// The soft limit of "Max open files" in `/proc/self/limits`.

@@ -66,6 +66,10 @@ pub struct Metrics {
     pub streams_closed_for_age: [Counter; 2],
     /// WebSockets being relayed.
     pub websockets_open: Gauge,
+    /// Requests by status class and gateway errors, all proxies and revisions together:
+    /// the running totals a Worker sends its Manager for the dashboard (not exported here,
+    /// where `requests` and `generation_errors` say the same by label).
+    pub totals: Totals,
     /// Spans not exported: the export queue was full, or their export failed (#19).
     pub trace_spans_dropped: Counter,
     per_proxy: Mutex<HashMap<Arc<str>, Arc<ProxyMetrics>>>,
@@ -159,6 +163,13 @@ impl GatewayError {
             GatewayError::Reset => "reset",
         }
     }
+}
+
+/// See [`Metrics::totals`].
+#[derive(Default)]
+pub struct Totals {
+    pub by_class: [Counter; 5],
+    pub gateway_errors: Counter,
 }
 
 /// One configuration generation's counters (`switchyard_generation_*{revision}`): requests
@@ -354,6 +365,7 @@ impl Metrics {
             oldest_pinned_age,
             streams_closed_for_age,
             websockets_open,
+            totals: Totals::default(),
             policy_denials,
             prompt_matches,
             target_healthy,

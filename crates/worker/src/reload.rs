@@ -2,6 +2,7 @@
 //! and compile happen here; the request path sees only the finished `Arc<Runtime>`,
 //! published with one atomic pointer store.
 
+use prometheus_client::metrics::counter::Counter;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -153,6 +154,20 @@ impl Reloader {
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.revision_tx.subscribe()
+    }
+
+    /// The running totals sent to the Manager (`POST /v1/envs/{env}/stats`).
+    pub fn stats(&self) -> switchyard_api::sync::StatsBody {
+        let totals = &self.obs.metrics.totals;
+        switchyard_api::sync::StatsBody {
+            revision: self.revision(),
+            requests: switchyard_api::sync::StatusClasses::from_array(
+                totals.by_class.each_ref().map(Counter::get),
+            ),
+            gateway_errors: totals.gateway_errors.get(),
+            resident_bytes: switchyard_telemetry::process::resident_bytes().unwrap_or(0),
+            live_generations: u64::try_from(self.live_generations()).unwrap_or(0),
+        }
     }
 
     pub fn live_generations(&self) -> i64 {

@@ -202,6 +202,11 @@ impl AdminClient {
         self.get(&format!("/v1/envs/{}/workers", encode(env))).await
     }
 
+    /// The environment's traffic over the last hour, from its Workers' totals.
+    pub async fn stats(&self, env: &str) -> Result<crate::admin::EnvStats, ClientError> {
+        self.get(&format!("/v1/envs/{}/stats", encode(env))).await
+    }
+
     /// The audit trail, newest first.
     pub async fn audit(&self, q: &AuditParams) -> Result<Vec<AuditRecord>, ClientError> {
         let mut query = vec![format!("limit={}", q.limit)];

@@ -117,6 +117,14 @@ impl SyncClient {
             .map(|_| ())
     }
 
+    /// Sends the Worker's running totals (`POST /v1/envs/{env}/stats`).
+    pub async fn stats(&self, stats: &crate::sync::StatsBody) -> Result<(), ClientError> {
+        self.transport
+            .call::<serde_json::Value>(Method::POST, &self.path("/stats"), Some(stats))
+            .await
+            .map(|_| ())
+    }
+
     /// Opens the notification stream, resuming after `last_event_id`; returns its body.
     pub async fn events(&self, last_event_id: u64) -> Result<Incoming, ClientError> {
         let path = self.path("/events");

@@ -68,7 +68,10 @@ pub async fn log_requests(State(state): State<AppState>, mut req: Request, next:
         None => "-",
     };
     let peer = peer.as_deref().unwrap_or("-");
-    if matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics") {
+    // Probes, scrapes and Workers' periodic statistics: debug.
+    let periodic = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics")
+        || (route == "/v1/envs/{env}/stats" && method == axum::http::Method::POST);
+    if periodic {
         tracing::debug!(target: "switchyard::admin", method = %method, path, status, actor, duration_ms, peer, "admin request");
     } else {
         tracing::info!(target: "switchyard::admin", method = %method, path, status, actor, duration_ms, peer, "admin request");

@@ -9,6 +9,7 @@ mod openapi;
 mod promote;
 mod rollback;
 mod rollout;
+mod stats;
 pub(crate) mod sync;
 mod tokens;
 mod views;
@@ -61,6 +62,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/envs/{env}/sync", get(sync::pull))
         .route("/v1/envs/{env}/events", get(sync::events))
         .route("/v1/envs/{env}/reports", post(sync::report))
+        .route(
+            "/v1/envs/{env}/stats",
+            get(stats::series).post(stats::report),
+        )
         .route("/v1/audit", get(views::audit))
         .route("/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/v1/tokens/{id}", delete(tokens::revoke))

@@ -10,7 +10,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{apply, credentials, envs, promote, rollback, rollout, sync, tokens, views};
+use super::{apply, credentials, envs, promote, rollback, rollout, stats, sync, tokens, views};
 
 /// Name of the security scheme (`Authorization: Bearer <token>`) in the document; the
 /// `security(("bearer" = []))` below must name it (the attribute takes only a literal).
@@ -75,6 +75,8 @@ pub(super) const ENV_NAME: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
         sync::pull,
         sync::events,
         sync::report,
+        stats::report,
+        stats::series,
         views::audit,
         tokens::list,
         tokens::create,

@@ -187,8 +187,11 @@ impl Drop for Completion {
         metrics.record(&self.method, self.status, elapsed.as_secs_f64());
         let generation = &rt.generation.metrics;
         generation.requests.inc();
+        let totals = &rt.obs.metrics.totals;
+        totals.by_class[usize::from(self.status / 100).clamp(1, 5) - 1].inc();
         if let Some(e) = self.gateway_error() {
             generation.errors[e as usize].inc();
+            totals.gateway_errors.inc();
         }
         let log = &rt.obs.access_log;
         if log.enabled() {

@@ -119,6 +119,8 @@ impl Syncer {
         // A handover a rollout asked for, while it runs: its revision.
         let mut handing_over: Option<u64> = None;
         let mut upgrade_check = tokio::time::interval(UPGRADE_CHECK);
+        let mut stats = tokio::time::interval(self.opts.stats_interval);
+        stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 polled = tokio::time::timeout(self.opts.stream_timeout, body.frame()) => {
@@ -144,9 +146,22 @@ impl Syncer {
                 // The periodic check is a pull since the served revision: it catches missed
                 // notifications, and a Manager whose store or state is not the one served.
                 _ = check.tick() => self.catch_up().await?,
+                _ = stats.tick() => self.send_stats(),
                 _ = crate::server::stopped(stop) => return Ok(()),
             }
         }
+    }
+
+    /// Sends the running totals for the dashboard, off this loop: a slow Manager never
+    /// delays events, and a lost sample is only a gap in a chart.
+    fn send_stats(&self) {
+        let client = self.client.clone();
+        let body = self.reloader.stats();
+        tokio::spawn(async move {
+            if let Err(e) = client.stats(&body).await {
+                tracing::debug!(error = %e, "statistics not sent");
+            }
+        });
     }
 
     /// The bytes of a frame of the stream (`None` for a frame without data); `Err` when

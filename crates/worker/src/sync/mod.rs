@@ -57,6 +57,8 @@ pub struct ManagedOptions {
     pub stream_timeout: Duration,
     /// How long to wait for the Manager at start before falling back to the cache.
     pub start_timeout: Duration,
+    /// How often the Worker sends its running totals for the dashboard's charts.
+    pub stats_interval: Duration,
     /// This Worker process among those under the same id (a handover's successor
     /// connects beside its predecessor): pid and start time, new with each `new`.
     pub instance: String,
@@ -101,6 +103,7 @@ impl ManagedOptions {
             check_interval: Duration::from_secs(5),
             stream_timeout: Duration::from_secs(15),
             start_timeout: Duration::from_secs(5),
+            stats_interval: switchyard_api::sync::STATS_INTERVAL,
             instance: format!(
                 "{}-{}",
                 std::process::id(),
