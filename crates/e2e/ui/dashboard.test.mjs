@@ -213,7 +213,8 @@ async function run() {
   if (statsLive) {
     assert.equal(statsAnswer.status, 200);
     console.log('STATS: live');
-    const deadline = Date.now() + TIMEOUT;
+    // The page polls every interval_ms (10 s buckets): allow a few polls.
+    const deadline = Date.now() + 3 * TIMEOUT;
     for (;;) {
       const points = Number(await page.locator('#chart-requests').getAttribute('data-points', { timeout: 1000 }).catch(() => '0'));
       const memory = await page.locator('#chart-memory').textContent({ timeout: 1000 }).catch(() => '');
