@@ -39,6 +39,7 @@ async fn the_dashboard_is_served_with_a_strict_content_security_policy() {
         ("/ui/app.js", "text/javascript; charset=utf-8"),
         ("/ui/app.css", "text/css; charset=utf-8"),
         ("/ui/views.js", "text/javascript; charset=utf-8"),
+        ("/ui/charts.js", "text/javascript; charset=utf-8"),
         ("/ui/favicon.svg", "image/svg+xml"),
     ] {
         let a = get_once(m.addr, path).await;

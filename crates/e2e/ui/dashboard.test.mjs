@@ -6,7 +6,7 @@
 //   OTHER_TOKEN    a viewer token scoped to `other` only
 //   ADMIN_TOKEN    to apply r2 (the script times apply → visible itself)
 //   MANIFEST_R2    the manifest applied as r2
-//   SCREENSHOT_DIR optional: where overview.png and revision.png are written (1280×800)
+//   SCREENSHOT_DIR optional: where overview.png, charts.png and revision.png are written (1280×800)
 //   REQUIRE_LIVE   1: fail when the Manager has no /ui/stream (otherwise a missing stream is
 //                  reported and the page's Refresh button stands in for it)
 // Steps that need the Rust side print `STEP name` and wait for a `GO` line on stdin.
@@ -200,6 +200,81 @@ async function run() {
       await page.waitForTimeout(100);
     }
   };
+  // --- Charts. (c) propagation per revision, from the revisions the overview fetches: r1
+  // was committed before any Worker connected, so it has a slot and no propagation time.
+  await page.locator('#chart-propagation g[data-label="r1"][data-value="none"]').waitFor({ state: 'attached' });
+  // (a) requests/s, (b) failed requests/s, (d) Worker memory: GET /v1/envs/dev/stats, when
+  // the Manager has it; otherwise a stand-in answered by Playwright exercises the charts.
+  let statsFetches = 0;
+  page.on('request', (req) => { if (req.url().endsWith('/v1/envs/dev/stats')) statsFetches++; });
+  const statsAnswer = await fetch(`${BASE}/v1/envs/dev/stats`, { headers: { Authorization: `Bearer ${VIEWER}` } });
+  const statsLive = statsAnswer.status !== 404;
+  await statsAnswer.text();
+  if (statsLive) {
+    assert.equal(statsAnswer.status, 200);
+    console.log('STATS: live');
+    // The page polls every interval_ms (10 s buckets): allow a few polls.
+    const deadline = Date.now() + 3 * TIMEOUT;
+    for (;;) {
+      const points = Number(await page.locator('#chart-requests').getAttribute('data-points', { timeout: 1000 }).catch(() => '0'));
+      const memory = await page.locator('#chart-memory').textContent({ timeout: 1000 }).catch(() => '');
+      if (points >= 1 && memory.includes('w1') && memory.includes('w2')) break;
+      assert.ok(Date.now() < deadline, `stats charts: ${points} points, memory chart: ${memory}`);
+      await page.waitForTimeout(250);
+    }
+    if (SHOTS) await page.locator('.chart-section').screenshot({ path: `${SHOTS}/charts.png` });
+  } else {
+    console.log('STATS: stand-in (GET /v1/envs/dev/stats answers 404 here: Playwright answers it instead)');
+    await page.locator('#stats-charts[data-stats=unavailable]').filter({ hasText: 'No traffic statistics from this Manager' }).waitFor();
+    assert.equal(await page.locator('#chart-requests').count(), 0);
+    const now = Date.now();
+    const at0 = now - (now % 10000) - 11 * 10000;
+    const points = Array.from({ length: 12 }, (_, i) => ({
+      at: at0 + i * 10000,
+      requests_per_second: { '1xx': 0.0, '2xx': 780 + 40 * Math.sin(i / 2), '3xx': 0.0, '4xx': 3.1 + (i % 3), '5xx': i === 7 ? 2.5 : 0.2 },
+      gateway_errors_per_second: i === 7 ? 2.5 : 0.2,
+      workers: [{ id: 'w1', resident_bytes: 23456789 + i * 150000 }, { id: 'w2', resident_bytes: 21000000 + i * 90000 }],
+    }));
+    const auths = [];
+    await page.route('**/v1/envs/dev/stats', (route) => {
+      auths.push(route.request().headers().authorization);
+      return route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ interval_ms: 1000, points }) });
+    });
+    await page.reload();
+    await page.locator('#chart-requests[data-points="12"]').waitFor();
+    for (const c of ['2xx', '4xx', '5xx']) await page.locator(`#chart-requests polyline[data-series="${c}"]`).waitFor();
+    for (const c of ['1xx', '3xx']) assert.equal(await page.locator(`#chart-requests [data-series="${c}"]`).count(), 0, `${c} is all zero: no line`);
+    await page.locator('#chart-failed[data-points="12"]').waitFor();
+    for (const w of ['w1', 'w2']) await page.locator(`#chart-memory polyline[data-series="${w}"]`).waitFor();
+    assert.match(await page.locator('#chart-memory .legend').textContent(), /w1: 25\.1 MB[\s\S]*w2: 22 MB/);
+    assert.match(await page.locator('#chart-requests svg').getAttribute('aria-label'), /latest: 2xx \d+ req\/s, 4xx 5\.1 req\/s, 5xx 0\.2 req\/s/);
+    assert.match(await page.locator('#chart-requests figcaption').textContent(), /Requests\/s by status class/);
+    // Polled every interval_ms while the overview is shown...
+    let deadline = Date.now() + TIMEOUT;
+    const polled = statsFetches;
+    while (statsFetches < polled + 2) {
+      assert.ok(Date.now() < deadline, `stats polled ${statsFetches - polled} times`);
+      await page.waitForTimeout(100);
+    }
+    assert.ok(auths.every((a) => a === `Bearer ${VIEWER}`), `${auths}`);
+    if (SHOTS) await page.locator('.chart-section').screenshot({ path: `${SHOTS}/charts.png` });
+    // ...and not once the overview is left.
+    await page.evaluate(() => { location.hash = '#/env/dev/commands'; });
+    await page.locator('h1', { hasText: 'Commands' }).waitFor();
+    const left = statsFetches;
+    await page.waitForTimeout(2500);
+    assert.equal(statsFetches, left, 'no stats polling outside the overview');
+    await page.evaluate(() => { location.hash = '#/env/dev'; });
+    await page.locator('#chart-requests').waitFor();
+    // Without the endpoint (the next poll answers 404): the message instead of (a), (b), (d); (c) stays.
+    await page.unroute('**/v1/envs/dev/stats');
+    await page.locator('#stats-charts[data-stats=unavailable]').filter({ hasText: 'No traffic statistics from this Manager' }).waitFor();
+    assert.equal(await page.locator('#chart-requests, #chart-failed, #chart-memory').count(), 0);
+    await page.locator('#chart-propagation g[data-label="r1"]').waitFor({ state: 'attached' });
+    const stopped = statsFetches;
+    await page.waitForTimeout(1500);
+    assert.equal(statsFetches, stopped, 'no polling once the endpoint answers 404');
+  }
   if (SHOTS) await page.screenshot({ path: `${SHOTS}/overview.png` });
 
   // --- Apply r2 (admin token, as the CLI would): r2 and both ACKs appear without reload.
@@ -215,6 +290,10 @@ async function run() {
   const visible = Math.round(performance.now() - t0);
   for (const w of ['w1', 'w2']) await until(row(w).filter({ hasText: 'ACK r2' }));
   await until(page.locator('#revisions tr[data-revision="2"]').filter({ hasText: '2/2 ACK' }));
+  await until(page.locator('#chart-propagation g[data-label="r2"] rect.bar'));
+  assert.match(await page.locator('#chart-propagation g[data-label="r2"]').getAttribute('data-value'), /^\d+$/);
+  assert.match(await page.locator('#chart-propagation svg').getAttribute('aria-label'), /r1 none, r2 \d+ ms/);
+  assert.equal(await page.locator('#chart-propagation g[data-label="r1"]').count(), 1);
   const acked = Math.round(performance.now() - t0);
   assert.equal(await page.locator('#current-revision').textContent(), 'r2');
   assert.equal(await page.evaluate(() => window.notReloaded), true, 'the page was not reloaded');
@@ -252,8 +331,14 @@ async function run() {
   await page.getByRole('button', { name: 'Filter' }).click();
   await page.waitForURL(/audit\?entity=worker$/);
   await page.locator('#audit caption').waitFor();
-  const entities = await page.locator('#audit tbody td:nth-child(4)').allTextContents();
-  assert.ok(entities.length > 0 && entities.every((e) => e.startsWith('worker/')), `${entities}`);
+  // The unfiltered page stays until the filtered answer replaces it.
+  const filteredBy = Date.now() + TIMEOUT;
+  for (;;) {
+    const entities = await page.locator('#audit tbody td:nth-child(4)').allTextContents();
+    if (entities.length > 0 && entities.every((e) => e.startsWith('worker/'))) break;
+    assert.ok(Date.now() < filteredBy, `${entities}`);
+    await page.waitForTimeout(100);
+  }
 
   // --- Commands.
   await page.getByRole('link', { name: 'Commands' }).click();

@@ -12,10 +12,12 @@ let current = null; // {key, view}
 let unfollow = null;
 let followed = null;
 let loading = 0;
+let pollTimer = null;
 
 function showSignIn(message) {
   token.clear();
   stopLive();
+  stopPoll();
   envs = [];
   current = null;
   $('nav').hidden = true;
@@ -87,6 +89,7 @@ async function route() {
   if (!target) {
     if (envs.length === 0) {
       stopLive();
+      stopPoll();
       $('refresh').hidden = true;
       current = null;
       render(views.message('No environment', 'This token may read no environment.'), true);
@@ -105,6 +108,7 @@ async function route() {
     if (a.getAttribute('href') === here) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
+  stopPoll();
   current = { key: location.hash, view };
   startLive(env);
   await render(view, true);
@@ -122,10 +126,13 @@ async function render(view, focus) {
   }
   if (seq !== loading || (current && current.view !== view && focus === false)) return;
   const node = view.render(data);
+  // A refresh keeps focus on the heading when it was there (the old one is replaced).
+  const onHeading = document.activeElement && document.activeElement.tagName === 'H1' && $('view').contains(document.activeElement);
   fill($('view'), node);
   document.title = `${view.title} · Switchyard`;
   document.body.dataset.rendered = String(seq);
-  if (focus) {
+  schedulePoll(view);
+  if (focus || onHeading) {
     const h1 = node.querySelector('h1');
     if (h1) h1.focus({ preventScroll: true });
   }
@@ -133,6 +140,30 @@ async function render(view, focus) {
 
 function refresh() {
   if (current) render(current.view, false);
+}
+
+/** A view with `pollInterval()`/`poll()` (the overview's stats) is polled while shown. */
+function schedulePoll(view) {
+  stopPoll();
+  const delay = view.pollInterval ? view.pollInterval() : null;
+  if (!delay) return;
+  pollTimer = setTimeout(async () => {
+    pollTimer = null;
+    if (!current || current.view !== view) return;
+    try {
+      const node = await view.poll();
+      const old = document.getElementById(node.id);
+      if (current && current.view === view && old) old.replaceWith(node);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) return showSignIn(e.message);
+    }
+    if (current && current.view === view && !pollTimer) schedulePoll(view);
+  }, delay);
+}
+
+function stopPoll() {
+  if (pollTimer) clearTimeout(pollTimer);
+  pollTimer = null;
 }
 
 function startLive(env) {

@@ -1,7 +1,8 @@
 // The views, rendered from the admin API's JSON. Each is {title, load(), render(data)}:
 // load fetches, render builds DOM (h/textContent only).
 
-import { api, enc } from './api.js';
+import { api, enc, ApiError } from './api.js';
+import { lineChart, barChart } from './charts.js';
 import { h, fill, svg, table, rev, when, ago, status, entity } from './dom.js';
 
 const changeText = (c) => {
@@ -46,21 +47,78 @@ function workerRows(workers) {
   });
 }
 
+const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
+const NO_STATS = 'No traffic statistics from this Manager';
+
+/** GET /v1/envs/{env}/stats; `null` when the Manager has no such endpoint (404). */
+async function loadStats(env) {
+  try {
+    return await api(`/v1/envs/${enc(env)}/stats`);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) return null;
+    throw e;
+  }
+}
+
+/** Charts (a) requests/s by status class, (b) failed requests/s, (d) Worker memory. */
+function statsCharts(stats) {
+  if (!stats) {
+    return h('div', { id: 'stats-charts', class: 'charts', dataset: { stats: 'unavailable' } },
+      h('p', { class: 'chart-empty wide' }, NO_STATS));
+  }
+  const points = stats.points || [];
+  const empty = 'No Worker has reported traffic yet.';
+  const rate = (p, c) => (p.requests_per_second && p.requests_per_second[c]) || 0;
+  let classes = CLASSES.filter((c) => points.some((p) => rate(p, c) > 0));
+  if (classes.length === 0) classes = ['2xx'];
+  const requests = classes.map((c) => ({ name: c, cls: `c${c}`, points: points.map((p) => [p.at, rate(p, c)]) }));
+  const failed = [{ name: 'failed', cls: 'cfail', points: points.map((p) => [p.at, p.gateway_errors_per_second || 0]) }];
+  const ids = [...new Set(points.flatMap((p) => (p.workers || []).map((w) => w.id)))].sort();
+  const memory = ids.map((id, i) => ({
+    name: id,
+    cls: `s${i % 6}`,
+    points: points.flatMap((p) => (p.workers || []).filter((w) => w.id === id).map((w) => [p.at, w.resident_bytes / 1e6])),
+  }));
+  return h('div', { id: 'stats-charts', class: 'charts', dataset: { stats: 'available' } },
+    lineChart({ id: 'chart-requests', title: 'Requests/s by status class', unit: 'req/s', series: requests, empty }),
+    lineChart({ id: 'chart-failed', title: 'Failed requests/s (gateway 502/503/504, cut responses)', unit: 'req/s', series: failed, empty }),
+    lineChart({ id: 'chart-memory', title: 'Worker memory (resident)', unit: 'MB', series: memory, empty }));
+}
+
+/** Chart (c): propagation time per revision, oldest left. */
+function propagationChart(revisions, views) {
+  const bars = revisions
+    .map((r, i) => ({ label: rev(r.revision), value: views[i] && typeof views[i].propagation_ms === 'number' ? views[i].propagation_ms : null }))
+    .reverse();
+  return barChart({ id: 'chart-propagation', title: 'Propagation time per revision (commit → last swap)', unit: 'ms', bars, empty: 'No revision yet.' });
+}
+
 export function overview(env) {
+  let interval = null; // the stats' interval_ms; null: no stats endpoint, no polling
   return {
     title: `${env}: overview`,
     async load() {
-      const [info, workers, revisions] = await Promise.all([
+      const [info, workers, revisions, stats] = await Promise.all([
         api(`/v1/envs/${enc(env)}`),
         api(`/v1/envs/${enc(env)}/workers`),
         api(`/v1/envs/${enc(env)}/revisions?limit=10`),
+        loadStats(env),
       ]);
       const views = await Promise.all(
         revisions.map((r) => api(`/v1/envs/${enc(env)}/revisions/${r.revision}`).catch(() => null)),
       );
-      return { info, workers, revisions, views };
+      interval = stats ? stats.interval_ms : null;
+      return { info, workers, revisions, views, stats };
     },
-    render({ info, workers, revisions, views }) {
+    /** Milliseconds until the next poll of the stats, or null: no polling. */
+    pollInterval: () => (interval ? Math.max(1000, interval) : null),
+    /** Re-fetches the stats: the new charts (a), (b), (d), to replace #stats-charts. */
+    async poll() {
+      const stats = await loadStats(env);
+      interval = stats ? stats.interval_ms : null;
+      return statsCharts(stats);
+    },
+    render({ info, workers, revisions, views, stats }) {
       const connected = workers.filter((w) => w.connected).length;
       return h('div', {},
         h('h1', { tabindex: '-1' }, `${env} `, h('span', { id: 'current-revision', class: 'rev' }, rev(info.revision))),
@@ -94,6 +152,9 @@ export function overview(env) {
           }),
           empty: 'No revision yet.',
         }),
+        h('section', { class: 'chart-section', 'aria-labelledby': 'charts-title' },
+          h('h2', { id: 'charts-title' }, 'The last hour'),
+          h('div', { class: 'charts' }, statsCharts(stats), propagationChart(revisions, views))),
       );
     },
   };

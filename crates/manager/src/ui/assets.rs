@@ -40,6 +40,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("dom.js", JS, include_str!("../../ui/dom.js")),
     ("views.js", JS, include_str!("../../ui/views.js")),
     ("live.js", JS, include_str!("../../ui/live.js")),
+    ("charts.js", JS, include_str!("../../ui/charts.js")),
     (
         "favicon.svg",
         "image/svg+xml",
