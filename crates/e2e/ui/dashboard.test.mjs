@@ -224,6 +224,7 @@ async function run() {
     }
     if (SHOTS) await page.locator('.chart-section').screenshot({ path: `${SHOTS}/charts.png` });
   } else {
+    assert.ok(process.env.REQUIRE_LIVE !== '1', 'REQUIRE_LIVE=1 but GET /v1/envs/dev/stats answers 404');
     console.log('STATS: stand-in (GET /v1/envs/dev/stats answers 404 here: Playwright answers it instead)');
     await page.locator('#stats-charts[data-stats=unavailable]').filter({ hasText: 'No traffic statistics from this Manager' }).waitFor();
     assert.equal(await page.locator('#chart-requests').count(), 0);
