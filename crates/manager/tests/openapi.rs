@@ -30,6 +30,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/envs/{env}/sync", &["get"]),
     ("/v1/envs/{env}/events", &["get"]),
     ("/v1/envs/{env}/reports", &["post"]),
+    ("/v1/envs/{env}/stats", &["get", "post"]),
     ("/v1/audit", &["get"]),
     ("/v1/tokens", &["get", "post"]),
     ("/v1/tokens/{id}", &["delete"]),

@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::fanout::Binding;
 use crate::state::AppState;
 
+/// Send a Worker's running totals (requests by class, gateway errors, memory) for the dashboard.
 #[utoipa::path(
     post,
     path = "/v1/envs/{env}/stats",
@@ -64,6 +65,7 @@ pub async fn report(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Show an environment's traffic over the last hour, from its Workers' totals.
 #[utoipa::path(
     get,
     path = "/v1/envs/{env}/stats",
