@@ -85,6 +85,17 @@ pub fn query_revision<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> 
     }
 }
 
+/// A `u64` (a count).
+pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = Integral::deserialize(d)?.0;
+    u64::try_from(v).map_err(|_| {
+        de::Error::invalid_value(
+            Unexpected::Other("an integer out of range"),
+            &"an integer from 0 to 18446744073709551615",
+        )
+    })
+}
+
 /// An optional `i64` (unix milliseconds); `null` is none.
 pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     Option::<Integral>::deserialize(d)?

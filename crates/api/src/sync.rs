@@ -382,14 +382,30 @@ pub struct StatsBody {
     #[serde(deserialize_with = "crate::integral::revision")]
     pub revision: u64,
     /// Requests answered, by status class.
-    pub requests: StatusClasses<u64>,
+    pub requests: StatusClasses<Count>,
     /// Gateway errors among them: 502/503/504 answered by the gateway itself, responses cut
     /// before their end (`switchyard_generation_errors_total`, all revisions).
+    #[serde(deserialize_with = "crate::integral::u64")]
     pub gateway_errors: u64,
     /// The Worker process's resident memory.
+    #[serde(deserialize_with = "crate::integral::u64")]
     pub resident_bytes: u64,
     /// Configuration generations alive (1: nothing old pinned).
+    #[serde(deserialize_with = "crate::integral::u64")]
     pub live_generations: u64,
+}
+
+/// A count in a request body: read as the document declares integers (`5.0` is 5; see
+/// `integral.rs`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Count(pub u64);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::integral::u64(d).map(Count)
+    }
 }
 
 /// One value per HTTP status class.

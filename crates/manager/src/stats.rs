@@ -7,6 +7,8 @@ use std::sync::{Mutex, PoisonError};
 
 use switchyard_api::admin::{EnvStats, StatsPoint, WorkerMemory};
 use switchyard_api::records::Millis;
+#[cfg(test)]
+use switchyard_api::sync::Count;
 use switchyard_api::sync::{StatsBody, StatusClasses};
 
 /// How far back samples are kept.
@@ -93,7 +95,7 @@ impl Delta {
         );
         let mut requests = [0; 5];
         for i in 0..5 {
-            requests[i] = b[i].checked_sub(a[i])?;
+            requests[i] = b[i].0.checked_sub(a[i].0)?;
         }
         let errors = cur
             .totals
@@ -153,12 +155,14 @@ impl Bucket {
 
 #[cfg(test)]
 mod tests {
+    use switchyard_api::sync::Count;
+
     use super::*;
 
     fn totals(ok: u64, errors: u64, rss: u64) -> StatsBody {
         StatsBody {
             revision: 1,
-            requests: StatusClasses::from_array([0, ok, 0, 0, errors]),
+            requests: StatusClasses::from_array([0, ok, 0, 0, errors].map(Count)),
             gateway_errors: errors,
             resident_bytes: rss,
             live_generations: 1,

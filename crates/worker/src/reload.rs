@@ -2,7 +2,6 @@
 //! and compile happen here; the request path sees only the finished `Arc<Runtime>`,
 //! published with one atomic pointer store.
 
-use prometheus_client::metrics::counter::Counter;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -162,7 +161,10 @@ impl Reloader {
         switchyard_api::sync::StatsBody {
             revision: self.revision(),
             requests: switchyard_api::sync::StatusClasses::from_array(
-                totals.by_class.each_ref().map(Counter::get),
+                totals
+                    .by_class
+                    .each_ref()
+                    .map(|c| switchyard_api::sync::Count(c.get())),
             ),
             gateway_errors: totals.gateway_errors.get(),
             resident_bytes: switchyard_telemetry::process::resident_bytes().unwrap_or(0),
