@@ -7,8 +7,6 @@ use std::sync::{Mutex, PoisonError};
 
 use switchyard_api::admin::{EnvStats, StatsPoint, WorkerMemory};
 use switchyard_api::records::Millis;
-#[cfg(test)]
-use switchyard_api::sync::Count;
 use switchyard_api::sync::{StatsBody, StatusClasses};
 
 /// How far back samples are kept.
