@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use switchyard_api::ErrorCode;
 use switchyard_api::admin::EnvStats;
 use switchyard_api::records::now_millis;
-use switchyard_api::sync::{STATS_INTERVAL, StatsBody, WORKER_ID_HEADER};
+use switchyard_api::sync::{STATS_INTERVAL, StatsBody};
 
 use super::openapi::{FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV};
 use crate::auth::Principal;
@@ -42,16 +42,11 @@ pub async fn report(
     headers: HeaderMap,
     Json(body): Json<StatsBody>,
 ) -> ApiResult<StatusCode> {
-    who.require_worker(&env)?;
-    let worker_id = headers
-        .get(WORKER_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|s| !s.is_empty() && s.len() <= 200)
-        .ok_or_else(|| ApiError::bad_request(format!("missing {WORKER_ID_HEADER} header")))?;
-    who.require_worker_name(worker_id)?;
+    let worker_id = super::sync::reporting_worker(&who, &env, &headers)?;
     state.env_info(&env).await?;
-    if state.fanout.binding(&env, worker_id, &who.token_id) != Binding::Bound {
+    // Bound to its token as reports are (`sync::check_bound`), with one answer for both
+    // ways of not being bound.
+    if state.fanout.binding(&env, &worker_id, &who.token_id) != Binding::Bound {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::WorkerMismatch,
@@ -61,7 +56,7 @@ pub async fn report(
             ),
         ));
     }
-    state.stats.record(&env, worker_id, now_millis(), body);
+    state.stats.record(&env, &worker_id, now_millis(), body);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -365,10 +365,7 @@ pub async fn report(
     headers: HeaderMap,
     Json(body): Json<ReportBody>,
 ) -> ApiResult<StatusCode> {
-    who.require_worker(&env)?;
-    let worker_id = header(&headers, WORKER_ID_HEADER)
-        .ok_or_else(|| ApiError::bad_request(format!("missing {WORKER_ID_HEADER} header")))?;
-    who.require_worker_name(&worker_id)?;
+    let worker_id = reporting_worker(&who, &env, &headers)?;
     check_report(&state, &who, &env, &worker_id, &body).await?;
     let status = body.status;
     state
@@ -409,6 +406,43 @@ pub async fn report(
 /// A report is accepted only from the Worker it names, bound to the token it comes with
 /// (that Worker id has an event stream open with this token), about a revision this
 /// environment has, of this Manager's store.
+/// The Worker a report (or its statistics) comes from: a worker token of `env` (or an
+/// admin's), naming a Worker id the token may use in `x-switchyard-worker`.
+pub(super) fn reporting_worker(
+    who: &Principal,
+    env: &str,
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
+    who.require_worker(env)?;
+    let worker_id = header(headers, WORKER_ID_HEADER)
+        .ok_or_else(|| ApiError::bad_request(format!("missing {WORKER_ID_HEADER} header")))?;
+    who.require_worker_name(&worker_id)?;
+    Ok(worker_id)
+}
+
+/// What binds a report to the Worker that sends it: that Worker has an event stream open
+/// on `env` here, opened with this same token.
+fn check_bound(
+    state: &AppState,
+    who: &Principal,
+    env: &str,
+    worker_id: &str,
+) -> Result<(), ApiError> {
+    let mismatch =
+        |message: String| ApiError::new(StatusCode::FORBIDDEN, ErrorCode::WorkerMismatch, message);
+    match state.fanout.binding(env, worker_id, &who.token_id) {
+        Binding::Bound => Ok(()),
+        Binding::NotConnected => Err(mismatch(format!(
+            "worker {worker_id:?} has no event stream open on {env:?} with token {}: a report is accepted from a Worker connected as that id with the same token (GET /v1/envs/{env}/events with {WORKER_ID_HEADER}: {worker_id})",
+            who.token_id
+        ))),
+        Binding::OtherToken => Err(mismatch(format!(
+            "worker {worker_id:?} is connected to {env:?} with another token; token {} may not report for it",
+            who.token_id
+        ))),
+    }
+}
+
 async fn check_report(
     state: &AppState,
     who: &Principal,
@@ -417,23 +451,7 @@ async fn check_report(
     body: &ReportBody,
 ) -> Result<(), ApiError> {
     let info = state.env_info(env).await?;
-    let mismatch =
-        |message: String| ApiError::new(StatusCode::FORBIDDEN, ErrorCode::WorkerMismatch, message);
-    match state.fanout.binding(env, worker_id, &who.token_id) {
-        Binding::Bound => {}
-        Binding::NotConnected => {
-            return Err(mismatch(format!(
-                "worker {worker_id:?} has no event stream open on {env:?} with token {}: a report is accepted from a Worker connected as that id with the same token (GET /v1/envs/{env}/events with {WORKER_ID_HEADER}: {worker_id})",
-                who.token_id
-            )));
-        }
-        Binding::OtherToken => {
-            return Err(mismatch(format!(
-                "worker {worker_id:?} is connected to {env:?} with another token; token {} may not report for it",
-                who.token_id
-            )));
-        }
-    }
+    check_bound(state, who, env, worker_id)?;
     if let Some(theirs) = &body.store_id {
         let ours = state.store.store_id();
         if *theirs != ours {
