@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use switchyard_config::plan::{FieldChange, Hotness};
+use switchyard_config::plan::{ChangeClass, FieldChange, Hotness};
 use switchyard_config::{Kind, kind::UnknownKind};
 
 use crate::records::{AppliedChange, Millis, RevisionRecord, Role, WorkerReport};
@@ -211,7 +211,7 @@ pub struct PlannedChange {
     pub change: AppliedChange,
     /// Whether the change is applied hot, and how.
     pub hot: Hotness,
-    /// Dry runs only: the fields that differ (secret values redacted).
+    /// Dry runs and revision diffs only: the fields that differ (secret values redacted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diff: Vec<FieldChange>,
 }
@@ -324,6 +324,22 @@ pub struct RevisionView {
     pub first_swap_ms: Option<Millis>,
     /// ACK records from expected Workers / expected Workers (0..1).
     pub audit_completeness: Option<f64>,
+}
+
+/// `GET /v1/envs/{env}/revisions/{rev}/diff`: what a revision changed, field by field
+/// (secret values redacted, the same diff as a `plan`), and how it reached the Workers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevisionDiff {
+    pub env: String,
+    pub revision: u64,
+    /// The revision it is compared with (`revision - 1`).
+    pub previous_revision: u64,
+    /// The strictest class of its changes: `restart-required` went through a rollout.
+    pub class: ChangeClass,
+    /// Each entity changed, with the fields that differ. A created (deleted) entity lists
+    /// its top-level fields with only `new` (`old`).
+    pub changes: Vec<PlannedChange>,
 }
 
 /// A Worker known to the environment: connected now, or one that reported.

@@ -26,6 +26,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/envs/{env}/credentials/{name}/value", &["put"]),
     ("/v1/envs/{env}/revisions", &["get"]),
     ("/v1/envs/{env}/revisions/{rev}", &["get"]),
+    ("/v1/envs/{env}/revisions/{rev}/diff", &["get"]),
     ("/v1/envs/{env}/workers", &["get"]),
     ("/v1/envs/{env}/sync", &["get"]),
     ("/v1/envs/{env}/events", &["get"]),

@@ -198,6 +198,19 @@ impl AdminClient {
             .await
     }
 
+    /// What `revision` changed, field by field (secret values redacted).
+    pub async fn revision_diff(
+        &self,
+        env: &str,
+        revision: u64,
+    ) -> Result<crate::admin::RevisionDiff, ClientError> {
+        self.get(&format!(
+            "/v1/envs/{}/revisions/{revision}/diff",
+            encode(env)
+        ))
+        .await
+    }
+
     pub async fn workers(&self, env: &str) -> Result<Vec<WorkerView>, ClientError> {
         self.get(&format!("/v1/envs/{}/workers", encode(env))).await
     }

@@ -772,10 +772,17 @@ fn field_diff(
     } else {
         new_stored.to_string()
     };
-    let mut diff = field_changes(kind, Some(&old_text), Some(&new_text));
+    Ok(or_template_only(field_changes(
+        kind,
+        Some(&old_text),
+        Some(&new_text),
+    )))
+}
+
+/// An update whose manifest is the same here has another text as written (e.g. a literal
+/// became a variable): recorded, so promotions resolve what is written now, and said so.
+pub(super) fn or_template_only(mut diff: Vec<FieldChange>) -> Vec<FieldChange> {
     if diff.is_empty() {
-        // Same manifest here, another text as written (e.g. a literal became a variable):
-        // recorded, so promotions resolve what is written now.
         diff.push(FieldChange {
             path:
                 "(template: the document as written changed; it resolves to the same manifest here)"
@@ -787,5 +794,5 @@ fn field_diff(
             reason: String::new(),
         });
     }
-    Ok(diff)
+    diff
 }

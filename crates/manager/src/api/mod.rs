@@ -4,6 +4,7 @@ pub(crate) mod access;
 mod apply;
 mod batch;
 mod credentials;
+mod diff;
 mod envs;
 mod openapi;
 mod promote;
@@ -58,6 +59,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/envs/{env}/revisions", get(views::revisions))
         .route("/v1/envs/{env}/revisions/{rev}", get(views::revision))
+        .route(
+            "/v1/envs/{env}/revisions/{rev}/diff",
+            get(diff::revision_diff),
+        )
         .route("/v1/envs/{env}/workers", get(views::workers))
         .route("/v1/envs/{env}/sync", get(sync::pull))
         .route("/v1/envs/{env}/events", get(sync::events))

@@ -10,7 +10,9 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{apply, credentials, envs, promote, rollback, rollout, stats, sync, tokens, views};
+use super::{
+    apply, credentials, diff, envs, promote, rollback, rollout, stats, sync, tokens, views,
+};
 
 /// Name of the security scheme (`Authorization: Bearer <token>`) in the document; the
 /// `security(("bearer" = []))` below must name it (the attribute takes only a literal).
@@ -71,6 +73,7 @@ pub(super) const ENV_NAME: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
         views::entities,
         views::revisions,
         views::revision,
+        diff::revision_diff,
         views::workers,
         sync::pull,
         sync::events,

@@ -120,21 +120,7 @@ pub async fn revision(
 ) -> ApiResult<Json<RevisionView>> {
     who.require_read(&env)?;
     state.env_info(&env).await?;
-    let record = match state.store.revision(&env, rev).await {
-        Ok(record) => record.ok_or_else(|| {
-            ApiError::not_found(
-                ErrorCode::UnknownRevision,
-                format!("environment {env:?} has no revision {rev}"),
-            )
-        })?,
-        // The revision existed; its record was pruned: not found, and why.
-        Err(e @ StoreError::Pruned { .. }) => {
-            let mut answer = ApiError::from(e);
-            answer.status = axum::http::StatusCode::NOT_FOUND;
-            return Err(answer);
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let record = revision_record(&state, &env, rev).await?;
     let reports = state.store.reports_for(&env, rev).await?;
     let expected = state.store.expected_workers(&env, rev).await?;
     let acks: Vec<&WorkerReport> = reports
@@ -190,6 +176,35 @@ pub async fn revision(
         first_swap_ms,
         audit_completeness,
     }))
+}
+
+/// Revision `rev` of `env`: a 404 naming why when there is none, or its record was pruned.
+pub(super) async fn revision_record(
+    state: &AppState,
+    env: &str,
+    rev: u64,
+) -> ApiResult<RevisionRecord> {
+    state
+        .store
+        .revision(env, rev)
+        .await
+        .map_err(pruned_is_not_found)?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                ErrorCode::UnknownRevision,
+                format!("environment {env:?} has no revision {rev}"),
+            )
+        })
+}
+
+/// What existed but was pruned is not found, and the answer says why (`history_pruned`).
+pub(super) fn pruned_is_not_found(e: StoreError) -> ApiError {
+    let pruned = matches!(e, StoreError::Pruned { .. });
+    let mut answer = ApiError::from(e);
+    if pruned {
+        answer.status = axum::http::StatusCode::NOT_FOUND;
+    }
+    answer
 }
 
 /// List the Workers of an environment: connected, or known from their reports.
