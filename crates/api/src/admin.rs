@@ -364,6 +364,10 @@ pub struct WorkerView {
     /// Last time the Manager heard from it (ms since epoch).
     #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
     pub last_seen: Option<Millis>,
+    /// Where what it serves came from, as it said in its latest statistics to this Manager
+    /// (every 10 s, kept an hour in memory); absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_from: Option<crate::sync::ServedFrom>,
 }
 
 /// `?limit=`: how many records a list returns.

@@ -175,6 +175,11 @@ pub struct WorkerReport {
     /// When the Worker swapped the revision in (Worker clock).
     #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub applied_at: Millis,
+    /// When the Worker had read the revision from the Manager, before compiling it (Worker
+    /// clock). `None` from Workers that do not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
+    pub pulled_at: Option<Millis>,
     /// When the Manager received the report (Manager clock).
     #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub received_at: Millis,

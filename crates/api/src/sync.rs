@@ -230,6 +230,14 @@ pub struct ReportBody {
     /// When the Worker swapped the revision in (unix millis, Worker clock).
     #[serde(deserialize_with = "crate::integral::i64")]
     pub applied_at: i64,
+    /// When the Worker had read the revision from the Manager, before compiling it (unix
+    /// millis, Worker clock). Absent from older Workers.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::integral::opt_i64"
+    )]
+    pub pulled_at: Option<i64>,
     pub address: Option<String>,
     /// The store the revision belongs to ([`SyncPayload::store_id`]); the Manager refuses
     /// a report about another store's revision (`store_mismatch`).
@@ -393,6 +401,22 @@ pub struct StatsBody {
     /// Configuration generations alive (1: nothing old pinned).
     #[serde(deserialize_with = "crate::integral::u64")]
     pub live_generations: u64,
+    /// Where what it serves came from (absent from older Workers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_from: Option<ServedFrom>,
+}
+
+/// Where the configuration a Worker serves came from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServedFrom {
+    /// What the Manager gave it (the normal case).
+    #[default]
+    Manager,
+    /// Its last-known-good cache: the Manager was unreachable when it started, or it has
+    /// not accepted what the Manager has since.
+    Cache,
 }
 
 /// A count in a request body: read as the document declares integers (`5.0` is 5; see

@@ -242,6 +242,7 @@ async fn subscriber(
                 status: ReportStatus::Ack,
                 error: None,
                 applied_at: now_millis(),
+                pulled_at: None,
                 address: None,
                 store_id: None,
                 detail: None,

@@ -342,6 +342,7 @@ mod tests {
             status,
             error: error.map(str::to_string),
             applied_at: 0,
+            pulled_at: None,
             received_at: 0,
             address: None,
             detail: None,
@@ -360,6 +361,7 @@ mod tests {
             lag: None,
             last_report: None,
             last_seen: None,
+            served_from: None,
         }
     }
 

@@ -366,6 +366,7 @@ fn apply_wait_reports_a_nack_with_its_error() {
         status: ReportStatus::Nack,
         error: Some("proxy orders: upstream http://127.0.0.1:1 refused".into()),
         applied_at: 0,
+        pulled_at: None,
         address: None,
         store_id: None,
         detail: None,

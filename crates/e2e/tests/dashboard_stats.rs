@@ -6,7 +6,7 @@
 
 use http::Method;
 use switchyard_api::admin::EnvStats;
-use switchyard_api::sync::StatsBody;
+use switchyard_api::sync::{ServedFrom, StatsBody};
 use switchyard_api::{AdminClient, SyncClient};
 use switchyard_e2e::cluster::{ManagedWorker, RunningManager, api};
 use switchyard_e2e::{Conn, DeadPort, Harness, payments_manifest};
@@ -40,6 +40,23 @@ async fn workers_totals_become_the_charts_rates() {
     w.wait_for_revision(2).await;
     assert_eq!(conn.get("/payments/x", &[]).await.unwrap().status, 502);
 
+    // The revision's timeline: the Worker read it, then swapped it in, then its ACK
+    // arrived (one host: one clock).
+    let view = m.wait_reports("dev", 2, &["w1"]).await;
+    let ack = &view.reports[0];
+    let pulled = ack
+        .pulled_at
+        .expect("the ACK says when the revision was pulled");
+    assert!(
+        view.record.committed_at <= pulled
+            && pulled <= ack.applied_at
+            && ack.applied_at <= ack.received_at,
+        "commit {} pull {pulled} swap {} ack {}",
+        view.record.committed_at,
+        ack.applied_at,
+        ack.received_at
+    );
+
     let viewer_client = AdminClient::with_tls(&m.url(), &viewer, &m.tls).unwrap();
     let deadline = tokio::time::Instant::now() + switchyard_e2e::DEADLINE;
     let stats: EnvStats = loop {
@@ -64,6 +81,13 @@ async fn workers_totals_become_the_charts_rates() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     assert_eq!(stats.interval_ms, 10_000);
+    // Its statistics say it serves what the Manager gave it.
+    let workers = viewer_client.workers("dev").await.unwrap();
+    assert_eq!(
+        workers[0].served_from,
+        Some(ServedFrom::Manager),
+        "{workers:?}"
+    );
     let last = stats.points.last().unwrap();
     assert_eq!(last.workers.len(), 1, "{stats:?}");
     assert_eq!(last.workers[0].id, "w1");

@@ -357,6 +357,7 @@ async fn reports_are_bound_to_the_worker_and_to_revisions_the_environment_has() 
         status: ReportStatus::Ack,
         error: None,
         applied_at: 0,
+        pulled_at: None,
         address: None,
         store_id: store_id.map(str::to_string),
         detail: None,

@@ -11,6 +11,7 @@ use http::header::{AUTHORIZATION, HeaderName};
 use http::{HeaderValue, Method};
 use serde_json::{Value, json};
 use switchyard_api::Transport;
+use switchyard_api::sync::ServedFrom;
 use switchyard_e2e::cluster::{ManagedWorker, RunningManager, api};
 use switchyard_e2e::{DEADLINE, Harness, payments_manifest};
 
@@ -626,7 +627,10 @@ async fn a_corrupt_cache_is_not_served() {
     let opts = ManagedWorker::options_at(&m, &dead_url, "dev", &token, "w3", &cache);
     let mut w = ManagedWorker::start(opts).await.unwrap();
     assert_eq!(w.handle.revision(), 1);
-    assert_eq!(w.handle.status().sync.unwrap().served_from, "cache");
+    assert_eq!(
+        w.handle.status().sync.unwrap().served_from,
+        ServedFrom::Cache
+    );
     w.stop().await;
 }
 

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use http::Method;
 use switchyard_api::records::ReportStatus;
+use switchyard_api::sync::ServedFrom;
 use switchyard_e2e::cluster::{ManagedWorker, RunningManager};
 use switchyard_e2e::forwarder::Forwarder;
 use switchyard_e2e::{Conn, Harness, eventually, payments_manifest};
@@ -306,7 +307,7 @@ async fn workers_ride_out_a_manager_outage_and_restart_from_cache() {
     w2.stop().await;
     let w2 = ManagedWorker::start(o2).await.unwrap();
     let sync = w2.handle.status().sync.unwrap();
-    assert_eq!(sync.served_from, "cache");
+    assert_eq!(sync.served_from, ServedFrom::Cache);
     assert!(sync.last_error.is_some());
     let a = switchyard_e2e::get_once(w2.addr, "/payments/1").await;
     assert_eq!((a.status, a.header("x-release")), (200, Some("blue")));
@@ -319,7 +320,7 @@ async fn workers_ride_out_a_manager_outage_and_restart_from_cache() {
     w1.wait_for_revision(2).await;
     w2.wait_for_revision(2).await;
     eventually("w2 now follows the Manager", || {
-        w2.handle.status().sync.unwrap().served_from == "manager"
+        w2.handle.status().sync.unwrap().served_from == ServedFrom::Manager
     })
     .await;
     let a = switchyard_e2e::get_once(w2.addr, "/payments/1").await;

@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 
 use switchyard_api::admin::{EnvStats, StatsPoint, WorkerMemory};
 use switchyard_api::records::Millis;
-use switchyard_api::sync::{StatsBody, StatusClasses};
+use switchyard_api::sync::{ServedFrom, StatsBody, StatusClasses};
 
 /// How far back samples are kept.
 pub const WINDOW_MS: Millis = 3_600_000;
@@ -44,6 +44,20 @@ impl StatsRing {
         {
             samples.pop_front();
         }
+    }
+
+    /// Where each Worker of `env` said, in its latest report of the last hour, that what it
+    /// serves came from (Workers that do not say are left out).
+    pub fn served_from(&self, env: &str) -> HashMap<String, ServedFrom> {
+        let envs = self.envs.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out = HashMap::new();
+        for s in envs.get(env).into_iter().flatten() {
+            match s.totals.served_from {
+                Some(from) => out.insert(s.worker.clone(), from),
+                None => out.remove(&s.worker),
+            };
+        }
+        out
     }
 
     /// `env`'s rates in buckets of `interval_ms` over the last hour before `now`.
@@ -153,7 +167,7 @@ impl Bucket {
 
 #[cfg(test)]
 mod tests {
-    use switchyard_api::sync::Count;
+    use switchyard_api::sync::{Count, ServedFrom};
 
     use super::*;
 
@@ -164,7 +178,26 @@ mod tests {
             gateway_errors: errors,
             resident_bytes: rss,
             live_generations: 1,
+            served_from: Some(ServedFrom::Manager),
         }
+    }
+
+    #[test]
+    fn each_workers_latest_report_says_where_it_serves_from() {
+        let ring = StatsRing::default();
+        let cache = StatsBody {
+            served_from: Some(ServedFrom::Cache),
+            ..totals(0, 0, 1)
+        };
+        ring.record("dev", "w1", 1_000, cache.clone());
+        ring.record("dev", "w2", 1_000, cache);
+        ring.record("dev", "w1", 2_000, totals(0, 0, 1));
+        ring.record("dev", "w3", 2_000, StatsBody::default());
+        let from = ring.served_from("dev");
+        assert_eq!(from.get("w1"), Some(&ServedFrom::Manager));
+        assert_eq!(from.get("w2"), Some(&ServedFrom::Cache));
+        assert_eq!(from.get("w3"), None, "an older Worker does not say");
+        assert!(ring.served_from("prod").is_empty());
     }
 
     #[test]

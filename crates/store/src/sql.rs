@@ -149,20 +149,20 @@ pub(crate) const AUDIT_SELECT: &str = "SELECT id, at, actor, env, entity_kind, e
 
 pub(crate) const REPORT_UPSERT: &str = "INSERT INTO worker_reports \
      (env, worker_id, revision, status, error, applied_at, received_at, address, detail, \
-      caught_up_to) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+      caught_up_to, pulled_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
      ON CONFLICT (env, worker_id, revision) DO UPDATE SET \
      status = excluded.status, error = excluded.error, applied_at = excluded.applied_at, \
      received_at = excluded.received_at, address = excluded.address, detail = excluded.detail, \
-     caught_up_to = excluded.caught_up_to";
+     caught_up_to = excluded.caught_up_to, pulled_at = excluded.pulled_at";
 
 pub(crate) const REPORTS_FOR: &str = "SELECT env, worker_id, revision, status, error, \
-     applied_at, received_at, address, detail, caught_up_to FROM worker_reports \
+     applied_at, received_at, address, detail, caught_up_to, pulled_at FROM worker_reports \
      WHERE env = $1 AND revision = $2 ORDER BY worker_id";
 
 /// Per Worker, the report with the highest revision (ties: the latest received).
 pub(crate) const REPORTS_LATEST: &str = "SELECT r.env, r.worker_id, r.revision, r.status, \
-     r.error, r.applied_at, r.received_at, r.address, r.detail, r.caught_up_to \
+     r.error, r.applied_at, r.received_at, r.address, r.detail, r.caught_up_to, r.pulled_at \
      FROM worker_reports r \
      WHERE r.env = $1 AND NOT EXISTS ( \
        SELECT 1 FROM worker_reports o \

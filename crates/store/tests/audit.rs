@@ -262,6 +262,7 @@ on_both_backends! {
                 status: ReportStatus::Ack,
                 error: None,
                 applied_at: 1,
+                pulled_at: None,
                 received_at: 2,
                 address: None,
                 detail: None,

@@ -219,7 +219,7 @@ impl Worker {
             s.manager = managed.manager.clone();
             s.env = managed.env.clone();
             s.worker_id = managed.worker_id.clone();
-            s.served_from = served_from.to_string();
+            s.served_from = served_from;
             s.last_error = manager_error;
         });
         Ok(Worker {

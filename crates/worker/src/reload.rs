@@ -169,6 +169,12 @@ impl Reloader {
             gateway_errors: totals.gateway_errors.get(),
             resident_bytes: switchyard_telemetry::process::resident_bytes().unwrap_or(0),
             live_generations: u64::try_from(self.live_generations()).unwrap_or(0),
+            served_from: self
+                .sync_status
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map(|s| s.served_from),
         }
     }
 

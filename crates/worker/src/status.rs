@@ -1,6 +1,7 @@
 //! The Worker's `/status` document.
 
 use serde::Serialize;
+use switchyard_api::sync::ServedFrom;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
@@ -37,7 +38,7 @@ pub struct SyncStatus {
     pub connected: bool,
     /// `manager` when the served revision came from the Manager, `cache` when it was read
     /// from the last-known-good cache because the Manager was unreachable at start.
-    pub served_from: String,
+    pub served_from: ServedFrom,
     /// Latest revision known to exist on the Manager.
     pub manager_revision: Option<u64>,
     pub last_sync_at: Option<String>,

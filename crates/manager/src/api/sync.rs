@@ -377,6 +377,7 @@ pub async fn report(
             status,
             error: body.error.clone(),
             applied_at: body.applied_at,
+            pulled_at: body.pulled_at,
             received_at: now_millis(),
             address: body.address.clone(),
             detail: body.detail.clone(),

@@ -241,6 +241,7 @@ pub async fn workers(
     ids.sort();
     ids.dedup();
     let now = now_millis();
+    let mut served_from = state.stats.served_from(&env);
     let views = ids
         .into_iter()
         .map(|id| {
@@ -263,6 +264,7 @@ pub async fn workers(
                     last.as_ref().map(|r| r.received_at)
                 },
                 last_report: last,
+                served_from: served_from.remove(&id),
                 id,
             }
         })

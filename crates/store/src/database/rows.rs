@@ -155,6 +155,7 @@ pub(super) fn report(row: &AnyRow) -> Result<WorkerReport, StoreError> {
         status,
         error: get(row, "error")?,
         applied_at: get(row, "applied_at")?,
+        pulled_at: get(row, "pulled_at")?,
         received_at: get(row, "received_at")?,
         address: get(row, "address")?,
         detail: get(row, "detail")?,

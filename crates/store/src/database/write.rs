@@ -580,6 +580,7 @@ async fn record_report_in(conn: &mut AnyConnection, report: WorkerReport) -> Res
         .bind(report.address.as_deref())
         .bind(report.detail.as_deref())
         .bind(caught_up_to)
+        .bind(report.pulled_at)
         .execute(&mut *conn)
         .await
         .map_err(db("record report"))?;

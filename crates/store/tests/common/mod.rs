@@ -69,6 +69,7 @@ pub fn report(
         status,
         error: error.map(str::to_owned),
         applied_at: received_at - 5,
+        pulled_at: None,
         received_at,
         address: Some(format!("{worker}.internal:8080")),
         detail: None,

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use switchyard_api::ErrorCode;
-use switchyard_api::sync::{ReportBody, SyncEntity, SyncPayload, UpgradeDirective};
+use switchyard_api::sync::{ReportBody, ServedFrom, SyncEntity, SyncPayload, UpgradeDirective};
 use switchyard_engine::Change;
 use tokio::sync::watch;
 use tokio::time::error::Elapsed;
@@ -255,6 +255,7 @@ impl Syncer {
     async fn catch_up(&mut self) -> Result<(), String> {
         let serving = self.state.served.revision;
         let payload = self.client.pull(serving).await.map_err(|e| e.to_string())?;
+        self.state.pulled_at = Some(now_millis());
         self.reloader
             .update_sync_status(|s| s.manager_revision = Some(payload.revision));
         match state::step(&self.state.served, &payload, self.state.rejected) {
@@ -301,8 +302,9 @@ impl Syncer {
     }
 
     /// Everything the Manager has, verified.
-    async fn pull_all(&self) -> Result<(SyncPayload, Entities), String> {
+    async fn pull_all(&mut self) -> Result<(SyncPayload, Entities), String> {
         let full = self.client.pull(0).await.map_err(|e| e.to_string())?;
+        self.state.pulled_at = Some(now_millis());
         let merged = merge_all(&full)?;
         Ok((full, merged))
     }
@@ -466,7 +468,7 @@ impl Syncer {
         }
         self.reloader.update_sync_status(|s| {
             s.pending_restart = None;
-            s.served_from = "manager".into();
+            s.served_from = ServedFrom::Manager;
             s.last_sync_at = Some(now_text());
             s.rejected_revision = None;
             s.last_error = None;
@@ -527,7 +529,8 @@ impl Syncer {
 
     /// Queues a report; the oldest are dropped past [`MAX_PENDING_REPORTS`] (a Manager away
     /// that long learns the current state from the latest ones).
-    fn queue(&mut self, r: ReportBody) {
+    fn queue(&mut self, mut r: ReportBody) {
+        r.pulled_at = r.pulled_at.or(self.state.pulled_at);
         self.state.pending.push(r);
         let excess = self.state.pending.len().saturating_sub(MAX_PENDING_REPORTS);
         if excess > 0 {

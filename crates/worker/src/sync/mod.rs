@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use switchyard_api::records::ReportStatus;
+use switchyard_api::records::{Millis, ReportStatus};
 use switchyard_api::sync::ReportBody;
 
 use self::state::Served;
@@ -133,6 +133,8 @@ pub struct SyncState {
     rejected: Option<u64>,
     /// Reports not yet delivered (delivered in order once the Manager answers).
     pending: Vec<ReportBody>,
+    /// When the latest pull was read: the reports about what it brought carry it.
+    pulled_at: Option<Millis>,
 }
 
 /// The sync task: follows the Manager for one Worker, swapping in each revision through
@@ -197,6 +199,7 @@ fn report(
         },
         error,
         applied_at: now_millis(),
+        pulled_at: None,
         address,
         store_id: (!store_id.is_empty()).then(|| store_id.to_string()),
         detail,

@@ -3,6 +3,7 @@
 //! else the last-known-good cache (authenticated, with the store it belongs to, so the
 //! first pull tells whether the Manager's history is still that one).
 
+use switchyard_api::sync::{ReportBody, ServedFrom};
 use switchyard_config::{ConfigErrors, Located, Manifest};
 use switchyard_engine::{EntitySet, Numbering};
 
@@ -17,7 +18,7 @@ impl Syncer {
     pub async fn start<B>(
         opts: ManagedOptions,
         build: B,
-    ) -> Result<(Reloader, SyncState, &'static str, Option<String>), StartError>
+    ) -> Result<(Reloader, SyncState, ServedFrom, Option<String>), StartError>
     where
         B: Fn(&[&Located<Manifest>], &Numbering) -> Result<Reloader, ConfigErrors>,
     {
@@ -29,7 +30,12 @@ impl Syncer {
             match from_manager(&opts, &client, &build, &mut pending).await {
                 Ok((reloader, served)) => {
                     note_store(&reloader, &served);
-                    return Ok((reloader, SyncState::new(served, pending), "manager", None));
+                    return Ok((
+                        reloader,
+                        SyncState::new(served, pending),
+                        ServedFrom::Manager,
+                        None,
+                    ));
                 }
                 Err(e) if opts.fallbacks.is_empty() => errors.push(e),
                 Err(e) => errors.push(format!("{url}: {e}")),
@@ -45,7 +51,7 @@ impl Syncer {
         );
         note_store(&reloader, &served);
         let state = SyncState::new(served, pending);
-        Ok((reloader, state, "cache", Some(manager_error)))
+        Ok((reloader, state, ServedFrom::Cache, Some(manager_error)))
     }
 }
 
@@ -56,11 +62,12 @@ fn note_store(reloader: &Reloader, served: &Served) {
 }
 
 impl SyncState {
-    fn new(served: Served, pending: Vec<switchyard_api::sync::ReportBody>) -> SyncState {
+    fn new(served: Served, pending: Vec<ReportBody>) -> SyncState {
         SyncState {
             served,
             rejected: None,
             pending,
+            pulled_at: None,
         }
     }
 }
@@ -71,7 +78,7 @@ async fn from_manager<B>(
     opts: &ManagedOptions,
     client: &SyncClient,
     build: &B,
-    pending: &mut Vec<switchyard_api::sync::ReportBody>,
+    pending: &mut Vec<ReportBody>,
 ) -> Result<(Reloader, Served), String>
 where
     B: Fn(&[&Located<Manifest>], &Numbering) -> Result<Reloader, ConfigErrors>,
@@ -81,10 +88,14 @@ where
         Ok(Err(e)) => return Err(e.to_string()),
         Err(_) => return Err(format!("no answer within {:?}", opts.start_timeout)),
     };
+    let pulled_at = Some(super::now_millis());
     let entities = state::merge(&Entities::new(), &payload)?;
     let address = opts.address.clone();
     let (store_id, revision) = (payload.store_id.as_str(), payload.revision);
-    let nack = |error: String| report(store_id, revision, Some(error), address.clone(), None);
+    let nack = |error: String| ReportBody {
+        pulled_at,
+        ..report(store_id, revision, Some(error), address.clone(), None)
+    };
     let first = Origin {
         revision,
         store_id: payload.store_id.clone(),
@@ -112,7 +123,10 @@ where
     if let Err(e) = cache::save(&opts.cache_dir, &opts.env, store_id, revision, &list) {
         tracing::warn!(error = %e, "cannot write the last-known-good cache");
     }
-    pending.push(report(store_id, revision, None, address.clone(), None));
+    pending.push(ReportBody {
+        pulled_at,
+        ..report(store_id, revision, None, address.clone(), None)
+    });
     Ok((reloader, served))
 }
 
