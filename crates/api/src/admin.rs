@@ -443,6 +443,15 @@ pub struct AuditParams {
         param(pattern = "^(-?[0-9]{1,18}|[0-9]{1,9}(ms|s|m|h|d|w))$")
     )]
     pub since: Option<String>,
+    /// Only records at or before this instant: as `since`.
+    #[cfg_attr(
+        feature = "openapi",
+        param(pattern = "^(-?[0-9]{1,18}|[0-9]{1,9}(ms|s|m|h|d|w))$")
+    )]
+    pub until: Option<String>,
+    /// Only records with an id below this one: the next (older) page starts before the
+    /// last id of the previous one.
+    pub before: Option<u64>,
     /// How many records to return, newest first (1 to 1000; more is refused with 400).
     #[serde(default = "default_limit")]
     #[cfg_attr(

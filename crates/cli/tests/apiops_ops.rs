@@ -234,12 +234,26 @@ fn audit_filters_by_env_entity_actor_and_age_newest_first() {
     );
     assert!(records(&["--since", "2999-01-01T00:00:00Z"]).is_empty());
     assert_eq!(records(&["--env", "dev", "--limit", "2"]).len(), 2);
+    // A time range's end, and paging: the next page starts below the last id shown.
+    let oldest_at = dev[dev.len() - 1]["at"].as_i64().unwrap();
+    let until = records(&["--env", "dev", "--until", &oldest_at.to_string()]);
+    assert!(
+        !until.is_empty()
+            && until.len() < dev.len()
+            && until.iter().all(|r| r["at"].as_i64().unwrap() <= oldest_at),
+        "{until:?}"
+    );
+    let page = records(&["--env", "dev", "--limit", "2"]);
+    let last_id = page[1]["id"].as_i64().unwrap().to_string();
+    let next = records(&["--env", "dev", "--limit", "2", "--before", &last_id]);
+    assert_eq!(next[..], dev[2..4], "the next page follows the first");
 
     // Text: a table, newest first, times in UTC to the second.
     let text = m.ok(&["audit", "--env", "dev", "--entity", "proxy/a"], &[]);
     let lines: Vec<&str> = text.lines().collect();
     assert!(
-        lines[0].starts_with("TIME")
+        lines[0].starts_with("ID")
+            && lines[0].contains("TIME")
             && lines[0].contains("OPERATION")
             && lines[0].contains("DETAIL"),
         "{text}"
@@ -250,7 +264,7 @@ fn audit_filters_by_env_entity_actor_and_age_newest_first() {
         "{text}"
     );
     assert!(lines[2].contains("- -> v1"), "{text}");
-    let time = lines[1].split_whitespace().next().unwrap();
+    let time = lines[1].split_whitespace().nth(1).unwrap();
     assert!(
         time.len() == 20 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
         "{time}"

@@ -682,6 +682,13 @@ async fn token_scopes_are_checked_and_honoured() {
     assert_eq!(s, 200);
     let (s, b) = api(&m, &viewer, Method::GET, "/v1/envs/prod", None).await;
     assert_error(s, &b, 403, "forbidden");
+    // Its audit trail: its environment's, never every environment's.
+    let (s, b) = api(&m, &viewer, Method::GET, "/v1/audit?env=dev", None).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = api(&m, &viewer, Method::GET, "/v1/audit", None).await;
+    assert_error(s, &b, 403, "forbidden");
+    let (s, b) = api(&m, &viewer, Method::GET, "/v1/audit?env=prod", None).await;
+    assert_error(s, &b, 403, "forbidden");
 }
 
 /// Credentials: sealed in the Manager's store and in the Worker's cache, redacted in every

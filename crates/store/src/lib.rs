@@ -275,6 +275,10 @@ pub struct AuditQuery {
     pub entity_name: Option<String>,
     pub actor: Option<String>,
     pub since: Option<Millis>,
+    /// Only records at or before this instant.
+    pub until: Option<Millis>,
+    /// Only records with a smaller id: the cursor of the next (older) page.
+    pub before: Option<i64>,
     pub limit: u32,
 }
 

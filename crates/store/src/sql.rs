@@ -340,9 +340,16 @@ pub(crate) fn audit_query(q: &crate::AuditQuery) -> (String, Vec<Param>) {
             bind(&mut sql, Param::Text(value.clone()));
         }
     }
-    if let Some(since) = q.since {
-        sql.push_str(" AND at >= ");
-        bind(&mut sql, Param::Int(since));
+    let bounds = [
+        (" AND at >= ", q.since),
+        (" AND at <= ", q.until),
+        (" AND id < ", q.before),
+    ];
+    for (condition, value) in bounds {
+        if let Some(value) = value {
+            sql.push_str(condition);
+            bind(&mut sql, Param::Int(value));
+        }
     }
     let limit = if q.limit == 0 {
         DEFAULT_LIMIT

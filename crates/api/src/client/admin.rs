@@ -228,11 +228,15 @@ impl AdminClient {
             ("entity", &q.entity),
             ("actor", &q.actor),
             ("since", &q.since),
+            ("until", &q.until),
         ];
         for (name, value) in fields {
             if let Some(v) = value {
                 query.push(format!("{name}={}", encode(v)));
             }
+        }
+        if let Some(id) = q.before {
+            query.push(format!("before={id}"));
         }
         self.get(&format!("/v1/audit?{}", query.join("&"))).await
     }

@@ -16,6 +16,8 @@ use crate::text::{one_line, rfc3339, table};
   switchyard audit --env dev --since 1h
   switchyard audit --env prod --entity proxy/payments --limit 10
   switchyard audit --actor 'ci (tok_1a2b3c)' --output json
+  switchyard audit --env dev --since 2024-05-01T12:00:00Z --until 2024-05-01T13:00:00Z
+  switchyard audit --env dev --limit 50 --before 1234   # the next 50, older than id 1234
 
 Times are UTC. Tokens scoped to environments (deployer) must give --env.")]
 pub struct AuditArgs {
@@ -33,6 +35,13 @@ pub struct AuditArgs {
     /// (2024-05-01T12:00:00Z) or unix milliseconds.
     #[arg(long)]
     pub since: Option<String>,
+    /// Only records at or before this time: as --since.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only records with an id below this one: the next page after a listing whose last
+    /// (oldest) record had this id (`--output json` shows ids).
+    #[arg(long, value_name = "ID")]
+    pub before: Option<u64>,
     /// How many records at most (newest first).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
@@ -50,12 +59,18 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
         Some(s) => Some(parse_since(s).with_context(|| format!("--since {s:?}"))?),
         None => None,
     };
+    let until = match &args.until {
+        Some(s) => Some(parse_since(s).with_context(|| format!("--until {s:?}"))?),
+        None => None,
+    };
     let client = args.conn.client()?;
     let query = AuditParams {
         env: args.env,
         entity,
         actor: args.actor,
         since: since.map(|ms| ms.to_string()),
+        until: until.map(|ms| ms.to_string()),
+        before: args.before,
         limit: args.limit,
     };
     // Printed as received with `--output json`.
@@ -73,6 +88,7 @@ fn describe(records: &[AuditRecord]) -> String {
         .iter()
         .map(|r| {
             vec![
+                r.id.to_string(),
                 rfc3339(r.at),
                 r.actor.clone(),
                 r.env.clone().unwrap_or_else(|| "-".into()),
@@ -90,6 +106,7 @@ fn describe(records: &[AuditRecord]) -> String {
         .collect::<Vec<_>>();
     table(
         &[
+            "ID",
             "TIME",
             "ACTOR",
             "ENV",

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use switchyard_api::records::{
-    AuditRecord, ReportStatus, RevisionRecord, WorkerReport, now_millis,
+    AuditRecord, ReportStatus, RevisionRecord, Role, WorkerReport, now_millis,
 };
 use switchyard_store::{AuditQuery, StoreError};
 
@@ -299,10 +299,9 @@ pub async fn audit(
             who.require_read(env)?;
             known_env(&state, env).await?;
         }
-        None if matches!(
-            who.role,
-            switchyard_api::records::Role::Admin | switchyard_api::records::Role::Viewer
-        ) => {}
+        // Every environment's trail: only for tokens that may read every environment (a
+        // viewer scoped to some is not one of them).
+        None if who.role == Role::Admin || (who.role == Role::Viewer && who.envs.is_empty()) => {}
         None => {
             return Err(ApiError::forbidden(
                 "this token may only read the audit trail of its environments: add ?env=NAME",
@@ -319,14 +318,18 @@ pub async fn audit(
             (Some(capitalize(kind)), name)
         }
     };
-    let since = match q.since.as_deref() {
-        None => None,
-        Some(s) => Some(since_millis(s, now_millis()).ok_or_else(|| {
+    let now = now_millis();
+    let instant = |name: &str, value: Option<&str>| match value {
+        None => Ok(None),
+        Some(s) => since_millis(s, now).map(Some).ok_or_else(|| {
             ApiError::bad_request(format!(
-                "invalid since {s:?}: use a duration such as 30m, 1h or 2d, or unix milliseconds"
+                "invalid {name} {s:?}: use a duration back from now such as 30m, 1h or 2d, or \
+                 unix milliseconds"
             ))
-        })?),
+        }),
     };
+    let since = instant("since", q.since.as_deref())?;
+    let until = instant("until", q.until.as_deref())?;
     Ok(Json(
         state
             .store
@@ -336,6 +339,8 @@ pub async fn audit(
                 entity_name,
                 actor: q.actor,
                 since,
+                until,
+                before: q.before.map(|id| i64::try_from(id).unwrap_or(i64::MAX)),
                 limit,
             })
             .await?,
