@@ -41,6 +41,32 @@ pub async fn raw(
     (reply.status.as_u16(), reply.json())
 }
 
+/// Commits, straight into `store` (no Manager check, no notification: Managers see it when
+/// they poll), a revision of `env` after `expected` that Workers refuse (`/payments` with an
+/// invalid duration): the commit and the Workers' NACKs are real.
+pub async fn commit_rejected_by_workers(store: &SqlStore, env: &str, expected: u64) {
+    let bad = r#"{"apiVersion":"switchyard.dev/v1","kind":"Proxy","metadata":{"name":"payments"},"spec":{"routes":[{"pathPrefix":"/payments"}],"upstream":{"targets":[{"url":"http://127.0.0.1:1"}],"timeouts":{"connect":"2 s"}}}}"#;
+    store
+        .commit(switchyard_store::CommitRequest {
+            env: env.into(),
+            actor: "test (direct store write)".into(),
+            operation: switchyard_api::records::Operation::Apply,
+            expected_revision: Some(expected),
+            changes: vec![switchyard_store::Change::Upsert {
+                kind: switchyard_config::Kind::Proxy,
+                name: "payments".into(),
+                digest: switchyard_config::manifest::sha256_hex(bad.as_bytes()),
+                manifest: bad.into(),
+                labels: Default::default(),
+                template: None,
+                template_digest: None,
+            }],
+            detail: None,
+        })
+        .await
+        .unwrap();
+}
+
 /// A Manager serving from a data dir; can be stopped and started again on the same port.
 pub struct RunningManager {
     pub addr: SocketAddr,
@@ -71,30 +97,9 @@ impl RunningManager {
         .await
     }
 
-    /// Commits, straight into the store (no Manager check, no notification), a revision
-    /// of `env` after `expected` that Workers refuse (`/payments` with an invalid duration):
-    /// the commit and the Workers' NACKs are real.
+    /// [`commit_rejected_by_workers`] into this Manager's store.
     pub async fn commit_rejected_by_workers(&self, env: &str, expected: u64) {
-        let bad = r#"{"apiVersion":"switchyard.dev/v1","kind":"Proxy","metadata":{"name":"payments"},"spec":{"routes":[{"pathPrefix":"/payments"}],"upstream":{"targets":[{"url":"http://127.0.0.1:1"}],"timeouts":{"connect":"2 s"}}}}"#;
-        self.store
-            .commit(switchyard_store::CommitRequest {
-                env: env.into(),
-                actor: "test (direct store write)".into(),
-                operation: switchyard_api::records::Operation::Apply,
-                expected_revision: Some(expected),
-                changes: vec![switchyard_store::Change::Upsert {
-                    kind: switchyard_config::Kind::Proxy,
-                    name: "payments".into(),
-                    digest: switchyard_config::manifest::sha256_hex(bad.as_bytes()),
-                    manifest: bad.into(),
-                    labels: Default::default(),
-                    template: None,
-                    template_digest: None,
-                }],
-                detail: None,
-            })
-            .await
-            .unwrap();
+        commit_rejected_by_workers(&self.store, env, expected).await;
     }
 
     /// A Manager serving HTTPS with its own CA (the default) on `addr`.

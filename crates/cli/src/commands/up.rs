@@ -40,6 +40,10 @@ pub struct UpArgs {
     pub admin_listen: SocketAddr,
     #[arg(long, default_value_t = 2)]
     pub workers: u16,
+    /// Start no sample upstreams (on 127.0.0.1:18081 and :18082): `--config` points at
+    /// upstreams of your own.
+    #[arg(long)]
+    pub no_sample_upstreams: bool,
 }
 
 const UPSTREAMS: [(&str, &str); 2] = [
@@ -48,13 +52,18 @@ const UPSTREAMS: [(&str, &str); 2] = [
 ];
 const ENV: &str = "dev";
 
+/// The `i`th Worker's address: the next ports after `addr`'s, or port 0 for each (any free
+/// port) when `addr`'s is 0.
 fn nth(addr: SocketAddr, i: u16) -> SocketAddr {
-    SocketAddr::new(addr.ip(), addr.port() + i)
+    match addr.port() {
+        0 => addr,
+        port => SocketAddr::new(addr.ip(), port.saturating_add(i)),
+    }
 }
 
 pub async fn run(o: UpArgs) -> anyhow::Result<ExitCode> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    for (addr, id) in UPSTREAMS {
+    for (addr, id) in UPSTREAMS.iter().filter(|_| !o.no_sample_upstreams) {
         let addr: SocketAddr = addr.parse()?;
         SampleUpstream::start(addr, id, stop_rx.clone())
             .await
@@ -103,9 +112,17 @@ pub async fn run(o: UpArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(target: "switchyard::up", "{}", batch::describe(&applied, false));
 
     let mut workers = Vec::new();
+    let mut traffic = Vec::new();
     for i in 0..o.workers {
-        let listen = nth(o.listen, i);
-        let admin = nth(o.admin_listen, i);
+        let (listen, admin) = (nth(o.listen, i), nth(o.admin_listen, i));
+        let l = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let a = TcpListener::bind(admin)
+            .await
+            .with_context(|| format!("cannot listen on {admin}"))?;
+        let listen = l.local_addr()?;
+        traffic.push(listen);
         let mut m = ManagedOptions::new(
             &manager_url,
             ENV,
@@ -126,19 +143,22 @@ pub async fn run(o: UpArgs) -> anyhow::Result<ExitCode> {
             tracing: switchyard_telemetry::otlp::TraceConfig::off("switchyard-worker"),
         })
         .await?;
-        let l = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        let a = TcpListener::bind(admin)
-            .await
-            .with_context(|| format!("cannot listen on {admin}"))?;
         let mut stop = stop_rx.clone();
         workers.push(tokio::spawn(worker.run(l, Some(a), async move {
             let _ = stop.wait_for(|s| *s).await;
         })));
     }
 
-    let first = o.listen;
+    let first = traffic.first().copied().unwrap_or(o.listen);
+    let last = traffic.last().copied().unwrap_or(o.listen);
+    let workers_text: Vec<String> = traffic.iter().map(ToString::to_string).collect();
+    tracing::info!(
+        target: "switchyard::up",
+        manager = %manager_url,
+        env = ENV,
+        workers = %workers_text.join(","),
+        "switchyard is up"
+    );
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     eprintln!(
         "\nSwitchyard is up: Manager {manager_url} (HTTPS, its CA {ca}), env {ENV}, {n} Workers on {first} .. {last}\n\
@@ -152,7 +172,6 @@ pub async fn run(o: UpArgs) -> anyhow::Result<ExitCode> {
          switchyard apply --env {ENV} {cfg}\n\
          Ctrl-C stops everything.\n",
         n = o.workers,
-        last = nth(o.listen, o.workers.saturating_sub(1)),
         token = abs(&admin_token_path).display(),
         ca = abs(&ca_path).display(),
         cfg = o.config.display(),
