@@ -85,6 +85,10 @@ fn status_shows_an_acked_worker_its_lag_and_the_revisions_propagation() {
         let s = m.json(&["status", "--env", "dev"]);
         s["workers"][0]["revision"] == 1 && s["revisions"][0]["propagation_ms"].is_i64()
     });
+    // Its statistics (sent when it connects, then every 10 s) say where it serves from.
+    wait_until("w1 says it serves what the Manager gave it", || {
+        m.json(&["status", "--env", "dev"])["workers"][0]["served_from"] == "manager"
+    });
 
     let s = m.json(&["status", "--env", "dev", "--revisions", "5"]);
     assert_eq!(s["env"], "dev");

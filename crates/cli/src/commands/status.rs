@@ -8,6 +8,7 @@ use serde::Serialize;
 use switchyard_api::AdminClient;
 use switchyard_api::admin::RolloutStatus;
 use switchyard_api::records::{AppliedChange, Operation, ReportStatus, WorkerReport};
+use switchyard_api::sync::ServedFrom;
 use switchyard_config::Kind;
 
 use crate::conn::ConnArgs;
@@ -107,6 +108,9 @@ pub struct WorkerStatus {
     last_report: Option<LastReport>,
     last_seen: Option<i64>,
     last_seen_ago_ms: Option<i64>,
+    /// `manager` or `cache`, as the Worker last said in its statistics (absent: unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    served_from: Option<ServedFrom>,
 }
 
 #[derive(Serialize)]
@@ -143,6 +147,7 @@ async fn fetch(client: &AdminClient, env: &str, revisions: u32) -> anyhow::Resul
         .into_iter()
         .map(|w| WorkerStatus {
             last_seen_ago_ms: w.last_seen.map(|t| (now - t).max(0)),
+            served_from: w.served_from,
             id: w.id,
             address: w.address,
             version: w.version,
@@ -224,7 +229,12 @@ fn describe(s: &Status) -> String {
                         .and_then(|v| v.split(';').next())
                         .unwrap_or("-")
                         .to_string(),
-                    w.revision.map_or_else(|| "-".into(), |r| r.to_string()),
+                    match (w.revision, w.served_from) {
+                        (None, _) => "-".into(),
+                        // Not what the Manager gave it: its last-known-good cache.
+                        (Some(r), Some(ServedFrom::Cache)) => format!("{r} (from cache)"),
+                        (Some(r), _) => r.to_string(),
+                    },
                     w.lag.map_or_else(|| "-".into(), |l| l.to_string()),
                     w.last_report.as_ref().map_or_else(
                         || "-".into(),
