@@ -218,6 +218,13 @@ async fn a_worker_behind_the_retained_history_gets_the_full_state() {
         "{message}"
     );
     assert_eq!(c.revision("dev", 3).await.unwrap().record.revision, 3);
+    // A revision's diff needs the state before it: r3's is pruned, r4's is there.
+    let (status, code_, message) = code(&c.revision_diff("dev", 3).await.unwrap_err());
+    assert_eq!((status, code_), (404, ErrorCode::HistoryPruned));
+    assert!(message.contains("revision 2"), "{message}");
+    let diff = c.revision_diff("dev", 4).await.unwrap();
+    assert_eq!(diff.previous_revision, 3);
+    assert!(!diff.changes.is_empty());
     let back = |to| RollbackRequest {
         to_revision: to,
         expected_revision: None,
