@@ -337,8 +337,9 @@ fn seed() -> u64 {
     std::collections::hash_map::RandomState::new().hash_one(std::thread::current().id())
 }
 
-/// `wyrand`: one multiply per 64 bits.
-fn random_u64() -> u64 {
+/// `wyrand`: one multiply per 64 bits. Per thread, seeded from the operating system: not for
+/// secrets.
+pub fn random_u64() -> u64 {
     RNG.with(|s| {
         let x = s.get().wrapping_add(0xa076_1d64_78bd_642f);
         s.set(x);

@@ -4,6 +4,7 @@
 
 pub mod access_log;
 mod admin;
+pub mod canary;
 mod connections;
 mod cores;
 pub mod handover;
@@ -437,6 +438,30 @@ impl WorkerHandle {
     /// Configuration generations alive: the current one plus any still held by requests.
     pub fn live_generations(&self) -> i64 {
         self.reloader.live_generations()
+    }
+
+    /// Serves the configuration at `path` (a manifest file or directory: the whole
+    /// configuration) as a canary beside the current generation, to the requests `split`
+    /// picks (issue #21's first slice: the Manager does not drive it yet). Blocking.
+    pub fn start_canary(
+        &self,
+        path: &std::path::Path,
+        split: canary::Split,
+    ) -> Result<u64, canary::CanaryError> {
+        let manifests = switchyard_config::load_path(path).map_err(canary::CanaryError::Invalid)?;
+        let refs: Vec<_> = manifests.iter().collect();
+        self.reloader
+            .start_canary(&refs, &switchyard_engine::Numbering::default(), split)
+    }
+
+    /// The canary becomes the generation served; returns its revision.
+    pub fn promote_canary(&self) -> Result<u64, canary::CanaryError> {
+        self.reloader.promote_canary()
+    }
+
+    /// The canary is dropped; returns the revision served.
+    pub fn abort_canary(&self) -> Result<u64, canary::CanaryError> {
+        self.reloader.abort_canary()
     }
 
     pub fn status(&self) -> StatusReport {

@@ -14,6 +14,7 @@ use switchyard_engine::runtime::{ProcessSettings, TargetHealth};
 use switchyard_engine::{Change, ChangeKind, Compiled, Compiler, Numbering};
 use tokio::sync::watch;
 
+use crate::canary::{Canary, CanaryError, Split};
 use crate::listeners::Listeners;
 use crate::pool::Pools;
 use crate::runtime::{Observability, ProxyExt, Runtime};
@@ -315,6 +316,106 @@ impl Reloader {
         self.compile_and_swap(true, change, numbering)
     }
 
+    /// Compiles `manifests` (the whole configuration) against the stable generation — the
+    /// one served, without any canary it has — and serves it beside it as a canary: the
+    /// share of requests `split` picks run on it, the others on the stable one. Refused
+    /// (nothing changes) when it is invalid, is what is served, or changes what a process
+    /// serves for every request. A canary live already is replaced. Blocking.
+    pub fn start_canary(
+        &self,
+        manifests: &[&Located<Manifest>],
+        numbering: &Numbering,
+        split: Split,
+    ) -> Result<u64, CanaryError> {
+        let _serial = self
+            .reload_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let stable = self.current.load_full();
+        let compiled = self
+            .compiler
+            .compile(Some(&stable.snapshot), Change::Set(manifests), numbering)
+            .map_err(CanaryError::Invalid)?;
+        if compiled.changes.is_empty() && compiled.snapshot.revision == stable.snapshot.revision {
+            return Err(CanaryError::Unchanged(stable.snapshot.revision));
+        }
+        let (a, b) = (&stable.snapshot, &compiled.snapshot);
+        let whole_process = [
+            (
+                !a.process().same_process(b.process()),
+                "the process settings",
+            ),
+            (a.listeners() != b.listeners(), "the listeners"),
+            (a.gateway() != b.gateway(), "the gateway settings"),
+            (
+                !a.certificates()
+                    .map(|c| &c.digest)
+                    .eq(b.certificates().map(|c| &c.digest)),
+                "the certificates",
+            ),
+        ];
+        if let Some((_, what)) = whole_process.iter().find(|(changed, _)| *changed) {
+            return Err(CanaryError::NotPerRequest((*what).to_string()));
+        }
+        let revision = compiled.snapshot.revision;
+        let share_ppm = split.share_ppm();
+        let canary = Runtime::new(compiled.snapshot, &compiled.changes, &self.obs, &self.pools);
+        let old = self.current.swap(Arc::new(stable.with_canary(Some(Canary {
+            runtime: Arc::new(canary),
+            split,
+        }))));
+        // A canary replaced: its generation is an old one now.
+        if let Some(c) = &old.canary {
+            self.obs.swapped(&c.runtime);
+        }
+        tracing::info!(
+            stable = stable.snapshot.revision,
+            canary = revision,
+            share_ppm,
+            "canary started"
+        );
+        Ok(revision)
+    }
+
+    /// The canary becomes the one generation served (every new request runs on it); the
+    /// stable one finishes the requests it has. Returns the revision now served.
+    pub fn promote_canary(&self) -> Result<u64, CanaryError> {
+        self.end_canary(true)
+    }
+
+    /// The canary is dropped (requests on it finish on it); every new request runs on the
+    /// stable generation. Returns the revision served.
+    pub fn abort_canary(&self) -> Result<u64, CanaryError> {
+        self.end_canary(false)
+    }
+
+    fn end_canary(&self, promote: bool) -> Result<u64, CanaryError> {
+        let _serial = self
+            .reload_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.current.load_full();
+        let canary = current.canary.as_ref().ok_or(CanaryError::NoCanary)?;
+        let (next, superseded) = if promote {
+            (canary.runtime.clone(), current.clone())
+        } else {
+            (Arc::new(current.with_canary(None)), canary.runtime.clone())
+        };
+        let revision = next.snapshot.revision;
+        self.current.store(next);
+        self.obs.swapped(&superseded);
+        if promote {
+            self.obs.metrics.swaps.inc();
+            self.obs
+                .metrics
+                .revision
+                .set(i64::try_from(revision).unwrap_or(i64::MAX));
+            self.revision_tx.send_replace(revision);
+        }
+        tracing::info!(revision, promoted = promote, "canary ended");
+        Ok(revision)
+    }
+
     /// Compiles the whole set `manifests` from nothing — no proxy of the current generation
     /// reused, whatever its digest and version — and swaps the result in. For a Worker
     /// whose served state did not verify against its Manager's: what is served cannot be
@@ -445,6 +546,10 @@ impl Reloader {
                 // generation keep it until they finish; new ones get this one.
                 let old = self.current.swap(Arc::new(runtime));
                 self.obs.swapped(&old);
+                // A canary live beside it ends with it.
+                if let Some(c) = &old.canary {
+                    self.obs.swapped(&c.runtime);
+                }
                 drop(old);
                 if let Some(p) = prepared {
                     p.commit();

@@ -2,6 +2,7 @@
 //! what the Worker attaches to each proxy (metric handles, the upstream connection pool).
 //! One `Arc<Runtime>` is loaded per request and held until its response body ends.
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use switchyard_engine::{ChangeKind, ProxyChange, Snapshot};
 
 use crate::access_log::AccessLog;
+use crate::canary::Canary;
 use crate::connections::Connections;
 use crate::metrics::{GenerationMetrics, Metrics, ProxyMetrics};
 use crate::pool::{HostPool, Pools};
@@ -132,7 +134,12 @@ pub struct Runtime {
     pools: Arc<Pools>,
     /// Whether (and since when) this generation is an old one.
     pub generation: Arc<Generation>,
-    _generation: GenerationToken,
+    /// Counts the generation live while any of its `Runtime`s is (shared by the copy that
+    /// carries a canary, which is the same generation).
+    _generation: Arc<GenerationToken>,
+    /// A canary generation compiled against this one, and the share of requests it gets
+    /// (`canary.rs`).
+    pub canary: Option<Canary>,
 }
 
 /// What the Worker attaches to each proxy version (as its `Attachment`): built once, when
@@ -165,7 +172,8 @@ impl Runtime {
         let runtime = Runtime {
             generation,
             unmatched: obs.metrics.proxy(&Arc::from("_unmatched")),
-            _generation: GenerationToken::new(&obs.metrics.live_generations),
+            _generation: Arc::new(GenerationToken::new(&obs.metrics.live_generations)),
+            canary: None,
             obs: obs.clone(),
             pools: pools.clone(),
             snapshot,
@@ -176,6 +184,30 @@ impl Runtime {
             }
         }
         runtime
+    }
+
+    /// This generation with `canary` beside it (or none): the same generation — snapshot,
+    /// metrics and live count shared — for the reloader to publish in its place.
+    pub fn with_canary(&self, canary: Option<Canary>) -> Runtime {
+        Runtime {
+            snapshot: self.snapshot.clone(),
+            unmatched: self.unmatched.clone(),
+            obs: self.obs.clone(),
+            pools: self.pools.clone(),
+            generation: self.generation.clone(),
+            _generation: self._generation.clone(),
+            canary,
+        }
+    }
+
+    /// The generation a request with `headers` from `client` runs on: the canary's when
+    /// there is one and the split picks it, else this one. Decided once, when the request
+    /// is accepted.
+    pub fn assign(self: Arc<Self>, headers: &http::HeaderMap, client: IpAddr) -> Arc<Runtime> {
+        match &self.canary {
+            Some(c) if c.split.picks_canary(headers, client) => c.runtime.clone(),
+            _ => self,
+        }
     }
 
     /// The Worker's part of `proxy`. Attached when the proxy's version was compiled, so

@@ -81,7 +81,9 @@ async fn proxy(
     } = conn;
     let remote = *remote;
     let started = Instant::now();
-    let runtime = current.load_full();
+    // The one load of the current generation; a canary beside it is chosen or not here,
+    // once: the request runs wholly on the generation it is given.
+    let runtime = current.load_full().assign(req.headers(), remote.ip());
     let trace = runtime.obs.tracing.as_ref().map(|t| t.begin(req.headers()));
     let host = req.headers().get(header::HOST).cloned().or_else(|| {
         req.uri()
