@@ -29,10 +29,17 @@ pub struct StatsRing {
 }
 
 impl StatsRing {
-    /// Keeps `worker`'s totals received at `at`.
-    pub fn record(&self, env: &str, worker: &str, at: Millis, totals: StatsBody) {
+    /// Keeps `worker`'s totals received at `at`. True when they say something the
+    /// environment's views show that its previous ones did not: where it serves from.
+    pub fn record(&self, env: &str, worker: &str, at: Millis, totals: StatsBody) -> bool {
         let mut envs = self.envs.lock().unwrap_or_else(PoisonError::into_inner);
         let samples = envs.entry(env.to_string()).or_default();
+        let before = samples
+            .iter()
+            .rev()
+            .find(|s| s.worker == worker)
+            .and_then(|s| s.totals.served_from);
+        let news = totals.served_from != before;
         samples.push_back(Sample {
             at,
             worker: worker.to_string(),
@@ -44,6 +51,7 @@ impl StatsRing {
         {
             samples.pop_front();
         }
+        news
     }
 
     /// Where each Worker of `env` said, in its latest report of the last hour, that what it
@@ -189,10 +197,17 @@ mod tests {
             served_from: Some(ServedFrom::Cache),
             ..totals(0, 0, 1)
         };
-        ring.record("dev", "w1", 1_000, cache.clone());
-        ring.record("dev", "w2", 1_000, cache);
-        ring.record("dev", "w1", 2_000, totals(0, 0, 1));
-        ring.record("dev", "w3", 2_000, StatsBody::default());
+        assert!(ring.record("dev", "w1", 1_000, cache.clone()), "news");
+        assert!(ring.record("dev", "w2", 1_000, cache.clone()));
+        assert!(
+            !ring.record("dev", "w2", 1_500, cache),
+            "the same as before"
+        );
+        assert!(
+            ring.record("dev", "w1", 2_000, totals(0, 0, 1)),
+            "from the Manager now"
+        );
+        assert!(!ring.record("dev", "w3", 2_000, StatsBody::default()));
         let from = ring.served_from("dev");
         assert_eq!(from.get("w1"), Some(&ServedFrom::Manager));
         assert_eq!(from.get("w2"), Some(&ServedFrom::Cache));

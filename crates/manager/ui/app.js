@@ -1,5 +1,5 @@
 // Switchyard's dashboard: sign-in, hash routing (#/env/dev, #/env/dev/r/2,
-// #/env/dev/audit?entity=..., #/env/dev/commands), live updates from the UI stream.
+// #/env/dev/audit?entity=...&before=ID, #/env/dev/commands), live updates from the UI stream.
 
 import { api, token, ApiError, enc } from './api.js';
 import { fill, h } from './dom.js';
@@ -77,7 +77,7 @@ function viewFor({ parts, params }) {
   const env = parts[1];
   if (parts.length === 2) return { env, view: views.overview(env) };
   if (parts[2] === 'r' && /^\d+$/.test(parts[3] || '')) return { env, view: views.revision(env, Number(parts[3])) };
-  if (parts[2] === 'audit') return { env, view: views.audit(env, params) };
+  if (parts[2] === 'audit') return { env, view: views.audit(env, params, envs) };
   if (parts[2] === 'commands') return { env, view: views.commands(env) };
   return { env, view: views.message('Not found', 'No such page.') };
 }
@@ -125,7 +125,17 @@ async function render(view, focus) {
     return;
   }
   if (seq !== loading || (current && current.view !== view && focus === false)) return;
+  // A view with `update(data)` (the audit trail: its filter form) refreshes in place, so
+  // what is being typed into it is not lost.
+  if (!focus && view.update && view.shown && $('view').contains(view.shown)) {
+    view.update(data);
+    document.body.dataset.rendered = String(seq);
+    return;
+  }
   const node = view.render(data);
+  view.shown = node;
+  // Which route the page shows (the hash it was rendered for).
+  $('view').dataset.route = current && current.view === view ? current.key : '';
   // A refresh keeps focus on the heading when it was there (the old one is replaced).
   const onHeading = document.activeElement && document.activeElement.tagName === 'H1' && $('view').contains(document.activeElement);
   fill($('view'), node);
@@ -142,7 +152,8 @@ function refresh() {
   if (current) render(current.view, false);
 }
 
-/** A view with `pollInterval()`/`poll()` (the overview's stats) is polled while shown. */
+/** A view with `pollInterval()`/`poll()` (the overview's stats and Workers) is polled while
+ * shown; `poll()` gives the nodes that replace the elements of the same ids. */
 function schedulePoll(view) {
   stopPoll();
   const delay = view.pollInterval ? view.pollInterval() : null;
@@ -151,14 +162,25 @@ function schedulePoll(view) {
     pollTimer = null;
     if (!current || current.view !== view) return;
     try {
-      const node = await view.poll();
-      const old = document.getElementById(node.id);
-      if (current && current.view === view && old) old.replaceWith(node);
+      const nodes = [].concat(await view.poll());
+      if (current && current.view === view) nodes.forEach(swapIn);
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) return showSignIn(e.message);
     }
     if (current && current.view === view && !pollTimer) schedulePoll(view);
   }, delay);
+}
+
+/** Replaces the element of `node`'s id with `node`, unless it is the same; a table scrolled
+ * sideways (a phone) stays scrolled. */
+function swapIn(node) {
+  const old = document.getElementById(node.id);
+  if (!old || old.isEqualNode(node)) return;
+  const scrolled = [...old.querySelectorAll('.table-wrap')].map((el) => el.scrollLeft);
+  old.replaceWith(node);
+  node.querySelectorAll('.table-wrap').forEach((el, i) => {
+    if (scrolled[i]) el.scrollLeft = scrolled[i];
+  });
 }
 
 function stopPoll() {

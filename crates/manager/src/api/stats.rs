@@ -56,7 +56,10 @@ pub async fn report(
             ),
         ));
     }
-    state.stats.record(&env, &worker_id, now_millis(), body);
+    if state.stats.record(&env, &worker_id, now_millis(), body) {
+        // Where it serves from changed: viewers of the environment look again.
+        state.fanout.changed(&env);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
