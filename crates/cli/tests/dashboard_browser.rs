@@ -23,7 +23,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Proc, run, upstream, wait_until};
+use common::{Proc, run, spawn_up, upstream, wait_until};
 
 fn manifest(release: &str, target: std::net::SocketAddr) -> String {
     switchyard_e2e::payments_manifest(release, target, "")
@@ -46,23 +46,7 @@ fn the_dashboard_in_a_real_browser_against_switchyard_up() {
     std::fs::create_dir_all(&config).unwrap();
     std::fs::write(config.join("payments.yaml"), manifest("blue", blue)).unwrap();
 
-    let up = Proc::spawn(&[
-        "up",
-        "--data",
-        data.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--manager-listen",
-        "127.0.0.1:0",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--workers",
-        "1",
-        "--no-sample-upstreams",
-    ]);
-    let fields = up.wait_log("switchyard is up");
+    let (up, fields) = spawn_up(&data, &config, &["--workers", "1"]);
     let url = fields["manager"].as_str().unwrap().to_string();
     let ca = data.join("ca.pem");
     let admin_file = data.join("admin.token");

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Proc, get, upstream};
+use common::{get, spawn_up, upstream};
 
 #[test]
 fn up_serves_its_config_on_every_worker_on_ports_it_picks() {
@@ -20,21 +20,7 @@ fn up_serves_its_config_on_every_worker_on_ports_it_picks() {
         switchyard_e2e::payments_manifest("blue", blue, ""),
     )
     .unwrap();
-    let up = Proc::spawn(&[
-        "up",
-        "--data",
-        data.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--manager-listen",
-        "127.0.0.1:0",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--no-sample-upstreams",
-    ]);
-    let fields = up.wait_log("switchyard is up");
+    let (_up, fields) = spawn_up(&data, &config, &[]);
     assert_eq!(fields["env"], "dev");
     let manager = fields["manager"].as_str().unwrap();
     assert!(

@@ -405,12 +405,7 @@ impl Reloader {
         self.current.store(next);
         self.obs.swapped(&superseded);
         if promote {
-            self.obs.metrics.swaps.inc();
-            self.obs
-                .metrics
-                .revision
-                .set(i64::try_from(revision).unwrap_or(i64::MAX));
-            self.revision_tx.send_replace(revision);
+            self.announce(revision);
         }
         tracing::info!(revision, promoted = promote, "canary ended");
         Ok(revision)
@@ -554,12 +549,7 @@ impl Reloader {
                 if let Some(p) = prepared {
                     p.commit();
                 }
-                self.obs.metrics.swaps.inc();
-                self.obs
-                    .metrics
-                    .revision
-                    .set(i64::try_from(revision).unwrap_or(i64::MAX));
-                self.revision_tx.send_replace(revision);
+                self.announce(revision);
                 tracing::info!(
                     revision,
                     rebuilt = compiled.rebuilt,
@@ -579,6 +569,16 @@ impl Reloader {
         };
         drop(prev);
         self.finish(outcome, changes, started)
+    }
+
+    /// `revision` is the one served now: counted, shown, and told to subscribers.
+    fn announce(&self, revision: u64) {
+        self.obs.metrics.swaps.inc();
+        self.obs
+            .metrics
+            .revision
+            .set(i64::try_from(revision).unwrap_or(i64::MAX));
+        self.revision_tx.send_replace(revision);
     }
 
     /// A generation that is not served: counted and logged.

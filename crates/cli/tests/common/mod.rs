@@ -149,6 +149,30 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     (code == 0, out, err)
 }
 
+/// `switchyard up` over `data` with the manifests of `config`, on ports it picks and without
+/// its sample upstreams, plus `extra` flags; returns the process and the fields of its
+/// "switchyard is up" line (`manager`, `env`, `workers`).
+pub fn spawn_up(data: &Path, config: &Path, extra: &[&str]) -> (Proc, serde_json::Value) {
+    let mut args = vec![
+        "up",
+        "--data",
+        data.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--manager-listen",
+        "127.0.0.1:0",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--no-sample-upstreams",
+    ];
+    args.extend_from_slice(extra);
+    let up = Proc::spawn(&args);
+    let fields = up.wait_log("switchyard is up");
+    (up, fields)
+}
+
 /// A sample upstream process answering with `id`, and its address.
 pub fn upstream(id: &str) -> (Proc, SocketAddr) {
     let p = Proc::spawn(&["upstream", "--listen", "127.0.0.1:0", "--id", id]);
