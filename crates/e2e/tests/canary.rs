@@ -135,3 +135,67 @@ async fn a_canary_serves_its_share_of_requests_each_wholly_and_ends_cleanly() {
     assert_eq!(green_share(&workers[0], 50, &[]).await, 0);
     assert_eq!(green_share(&workers[1], 50, &[]).await, 50);
 }
+
+/// What a canary is judged by: each generation's own numbers. A canary whose upstream
+/// answers 500 has every one of its requests counted as an upstream 5xx on its revision,
+/// none on the stable one; every request's duration is counted on the revision it ran on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_generation_has_its_own_numbers() {
+    let h = Harness::upstreams(&["blue"]).await;
+    let failing = switchyard_e2e::upstream::serve_fn(|_| {
+        http::Response::builder()
+            .status(500)
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"boom",
+            )))
+            .unwrap()
+    })
+    .await;
+    let stable = ConfigDir::new();
+    stable.write("payments.yaml", &payments_manifest("blue", h.addr(0), ""));
+    let canary = ConfigDir::new();
+    canary.write("payments.yaml", &payments_manifest("green", failing, ""));
+    let w = RunningWorker::start(stable.path()).await;
+    let r1 = w.handle.revision();
+    start(&w, &canary, Split::new(500_000, SplitKey::Random)).unwrap();
+    let mut conn = Conn::open(w.addr).await.unwrap();
+    let (mut ok, mut failed) = (0.0, 0.0);
+    for i in 0..400 {
+        let a = conn.get(&format!("/payments/{i}"), &[]).await.unwrap();
+        match (a.status, a.header("x-release")) {
+            (200, Some("blue")) => ok += 1.0,
+            (500, Some("green")) => failed += 1.0,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(ok > 100.0 && failed > 100.0, "{ok} / {failed}");
+    let text = String::from_utf8_lossy(&get_once(w.admin, "/metrics").await.body).to_string();
+    let value = |series: &str, r: u64| {
+        metric_value(&text, &format!("{series}{{revision=\"{r}\"}}")).unwrap_or(0.0)
+    };
+    let (r2, requests) = (r1 + 1, "switchyard_generation_requests_total");
+    assert_eq!(value(requests, r1), ok, "{text}");
+    assert_eq!(value(requests, r2), failed);
+    assert_eq!(
+        value("switchyard_generation_upstream_5xx_total", r2),
+        failed
+    );
+    assert_eq!(value("switchyard_generation_upstream_5xx_total", r1), 0.0);
+    assert_eq!(value("switchyard_generation_policy_denials_total", r2), 0.0);
+    for (r, n) in [(r1, ok), (r2, failed)] {
+        assert_eq!(
+            value("switchyard_generation_request_duration_seconds_count", r),
+            n,
+            "{text}"
+        );
+    }
+    for kind in ["502", "503", "504", "reset"] {
+        let series =
+            format!("switchyard_generation_errors_total{{revision=\"{r2}\",kind=\"{kind}\"}}");
+        assert_eq!(
+            metric_value(&text, &series),
+            Some(0.0),
+            "an upstream's own 500 is not a gateway error: {series}"
+        );
+    }
+}

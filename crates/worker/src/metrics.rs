@@ -47,6 +47,9 @@ pub struct Metrics {
     pub swap_allocated_bytes: Histogram,
     generation_requests: Family<Labels1, Counter>,
     generation_errors: Family<Labels2, Counter>,
+    generation_upstream_5xx: Family<Labels1, Counter>,
+    generation_policy_denials: Family<Labels1, Counter>,
+    generation_durations: Family<Labels1, Histogram, fn() -> Histogram>,
     /// The revisions whose series `generation_*` export, oldest first (at most
     /// [`GENERATION_SERIES`]).
     generation_revisions: Mutex<VecDeque<u64>>,
@@ -172,12 +175,30 @@ pub struct Totals {
     pub gateway_errors: Counter,
 }
 
-/// One configuration generation's counters (`switchyard_generation_*{revision}`): requests
-/// run on it and the gateway errors among them, so errors can be lined up with swaps.
-#[derive(Default)]
+/// One configuration generation's numbers (`switchyard_generation_*{revision}`): requests
+/// run on it, the gateway errors among them, the upstreams' own 5xx, the policy denials
+/// (counted apart: a policy that denies more is not failing) and their durations — so errors
+/// can be lined up with swaps, and a canary compared with the stable generation beside it.
 pub struct GenerationMetrics {
     pub requests: Counter,
     pub errors: [Counter; 4],
+    /// Responses with a 5xx status the upstream answered (not the gateway).
+    pub upstream_5xx: Counter,
+    pub policy_denials: Counter,
+    pub duration: Histogram,
+}
+
+impl Default for GenerationMetrics {
+    /// Numbers of a generation whose series are not exported.
+    fn default() -> Self {
+        GenerationMetrics {
+            requests: Counter::default(),
+            errors: Default::default(),
+            upstream_5xx: Counter::default(),
+            policy_denials: Counter::default(),
+            duration: duration_buckets(),
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -327,6 +348,25 @@ impl Metrics {
             "Gateway errors among them, by revision and kind: 502, 503, 504 answered by the gateway itself, reset (a response cut before its end)",
             generation_errors.clone(),
         );
+        let generation_upstream_5xx = Family::<Labels1, Counter>::default();
+        registry.register(
+            "generation_upstream_5xx",
+            "Responses with a 5xx status answered by the upstream (not the gateway), by revision",
+            generation_upstream_5xx.clone(),
+        );
+        let generation_policy_denials = Family::<Labels1, Counter>::default();
+        registry.register(
+            "generation_policy_denials",
+            "Requests a policy answered (denied) on each revision, counted apart from errors",
+            generation_policy_denials.clone(),
+        );
+        let generation_durations =
+            Family::<Labels1, Histogram, fn() -> Histogram>::new_with_constructor(duration_buckets);
+        registry.register(
+            "generation_request_duration_seconds",
+            "Time from a request's arrival to its response's end, by the revision it ran on",
+            generation_durations.clone(),
+        );
         let oldest_pinned_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(
             "pinned_generation_oldest_age_seconds",
@@ -360,6 +400,9 @@ impl Metrics {
             registry: root,
             generation_requests,
             generation_errors,
+            generation_upstream_5xx,
+            generation_policy_denials,
+            generation_durations,
             generation_revisions: Mutex::default(),
             trace_spans_dropped,
             oldest_pinned_age,
@@ -465,10 +508,20 @@ impl Metrics {
     /// the newest [`GENERATION_SERIES`] are dropped from the export.
     pub fn generation(&self, revision: u64) -> GenerationMetrics {
         let label = revision.to_string();
+        let by_revision = [("revision", label.clone())];
         let metrics = GenerationMetrics {
-            requests: self
-                .generation_requests
-                .get_or_create(&[("revision", label.clone())])
+            requests: self.generation_requests.get_or_create(&by_revision).clone(),
+            upstream_5xx: self
+                .generation_upstream_5xx
+                .get_or_create(&by_revision)
+                .clone(),
+            policy_denials: self
+                .generation_policy_denials
+                .get_or_create(&by_revision)
+                .clone(),
+            duration: self
+                .generation_durations
+                .get_or_create(&by_revision)
                 .clone(),
             errors: GatewayError::ALL.map(|k| {
                 self.generation_errors
@@ -489,8 +542,11 @@ impl Metrics {
         while recent.len() > GENERATION_SERIES {
             let Some(old) = recent.pop_front() else { break };
             let old = old.to_string();
-            self.generation_requests
-                .remove(&[("revision", old.clone())]);
+            let by_revision = [("revision", old.clone())];
+            self.generation_requests.remove(&by_revision);
+            self.generation_upstream_5xx.remove(&by_revision);
+            self.generation_policy_denials.remove(&by_revision);
+            self.generation_durations.remove(&by_revision);
             for k in GatewayError::ALL {
                 self.generation_errors
                     .remove(&[("revision", old.clone()), ("kind", k.as_str().to_string())]);

@@ -187,11 +187,22 @@ impl Drop for Completion {
         metrics.record(&self.method, self.status, elapsed.as_secs_f64());
         let generation = &rt.generation.metrics;
         generation.requests.inc();
+        generation.duration.observe(elapsed.as_secs_f64());
         let totals = &rt.obs.metrics.totals;
         totals.by_class[usize::from(self.status / 100).clamp(1, 5) - 1].inc();
-        if let Some(e) = self.gateway_error() {
-            generation.errors[e as usize].inc();
-            totals.gateway_errors.inc();
+        match (self.gateway_error(), self.source) {
+            (Some(e), _) => {
+                generation.errors[e as usize].inc();
+                totals.gateway_errors.inc();
+            }
+            (None, Some(ErrorSource::Policy)) => {
+                generation.policy_denials.inc();
+            }
+            // The upstream's own answer, passed through.
+            (None, None | Some(ErrorSource::Upstream)) if self.status >= 500 => {
+                generation.upstream_5xx.inc();
+            }
+            _ => {}
         }
         let log = &rt.obs.access_log;
         if log.enabled() {
