@@ -254,7 +254,7 @@ async fn openapi_document_is_public_and_lists_every_route() {
     );
     assert_eq!(
         param_names(get("/v1/audit"), "query"),
-        ["env", "entity", "actor", "since", "limit"]
+        ["env", "entity", "actor", "since", "until", "before", "limit"]
             .into_iter()
             .map(String::from)
             .collect()
