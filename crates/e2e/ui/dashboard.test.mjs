@@ -488,6 +488,11 @@ async function run() {
   await filter({ Entity: 'proxy/payments' }, /audit\?entity=proxy%2Fpayments$/);
   const payments = await auditShows((rows) => rows.length >= 3 && rows.every((r) => r.entity === 'proxy/payments'), 'entity=proxy/payments');
   assert.deepEqual(payments.map((r) => r.id), payments.map((r) => r.id).sort((a, b) => b - a), 'newest first');
+  // By actor: another actor's records only (none here), then every actor again.
+  await filter({ Actor: 'nobody (tok_0000000000)' }, /&actor=nobody/);
+  await page.locator('#audit td.empty', { hasText: 'No audit record matches' }).waitFor();
+  await filter({ Actor: '' }, /audit\?entity=proxy%2Fpayments$/);
+  await auditShows((rows) => rows.length === payments.length, 'every actor again');
   // By time: a range that ends before the test began shows nothing; from a minute
   // ago to a minute ahead shows the records again.
   const local = (ms) => {
