@@ -3,6 +3,7 @@
 //! `switchyard_build_info` metrics, and trace context.
 
 pub mod exposition;
+pub mod histogram;
 pub mod labels;
 pub mod otlp;
 pub mod process;

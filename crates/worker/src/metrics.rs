@@ -13,6 +13,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use switchyard_config::manifest::PromptFirewallSpec;
 use switchyard_telemetry::exposition::Format;
+use switchyard_telemetry::histogram::AtomicHistogram;
 use switchyard_telemetry::labels::{method_index, method_name};
 
 use crate::connections::ConnectionMetrics;
@@ -22,9 +23,10 @@ type Labels1 = [(&'static str, String); 1];
 type Labels2 = [(&'static str, String); 2];
 type Labels3 = [(&'static str, String); 3];
 
-fn duration_buckets() -> Histogram {
+/// Request durations: observed on the request path, so lock-free (`AtomicHistogram`).
+fn duration_buckets() -> AtomicHistogram {
     // 0.5 ms .. ~16 s
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+    AtomicHistogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
 fn build_buckets() -> Histogram {
@@ -36,7 +38,7 @@ fn build_buckets() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     requests: Family<Labels3, Counter>,
-    durations: Family<Labels1, Histogram, fn() -> Histogram>,
+    durations: Family<Labels1, AtomicHistogram, fn() -> AtomicHistogram>,
     upstream_errors: Family<Labels2, Counter>,
     pub revision: Gauge,
     pub swaps: Counter,
@@ -49,7 +51,7 @@ pub struct Metrics {
     generation_errors: Family<Labels2, Counter>,
     generation_upstream_5xx: Family<Labels1, Counter>,
     generation_policy_denials: Family<Labels1, Counter>,
-    generation_durations: Family<Labels1, Histogram, fn() -> Histogram>,
+    generation_durations: Family<Labels1, AtomicHistogram, fn() -> AtomicHistogram>,
     /// The revisions whose series `generation_*` export, oldest first (at most
     /// [`GENERATION_SERIES`]).
     generation_revisions: Mutex<VecDeque<u64>>,
@@ -108,7 +110,7 @@ pub struct ProxyMetrics {
     /// hash.
     by_code: RwLock<HashMap<(usize, u16), Counter, foldhash::fast::FixedState>>,
     requests: Family<Labels3, Counter>,
-    pub duration: Histogram,
+    pub duration: AtomicHistogram,
     pub upstream_errors: [Counter; UpstreamErrorKind::COUNT],
 }
 
@@ -185,7 +187,7 @@ pub struct GenerationMetrics {
     /// Responses with a 5xx status the upstream answered (not the gateway).
     pub upstream_5xx: Counter,
     pub policy_denials: Counter,
-    pub duration: Histogram,
+    pub duration: AtomicHistogram,
 }
 
 impl Default for GenerationMetrics {
@@ -214,7 +216,9 @@ impl Metrics {
         let registry = root.sub_registry_with_prefix("switchyard");
         let requests = Family::<Labels3, Counter>::default();
         let durations =
-            Family::<Labels1, Histogram, fn() -> Histogram>::new_with_constructor(duration_buckets);
+            Family::<Labels1, AtomicHistogram, fn() -> AtomicHistogram>::new_with_constructor(
+                duration_buckets,
+            );
         let upstream_errors = Family::<Labels2, Counter>::default();
         let revision = Gauge::default();
         let swaps = Counter::default();
@@ -361,7 +365,9 @@ impl Metrics {
             generation_policy_denials.clone(),
         );
         let generation_durations =
-            Family::<Labels1, Histogram, fn() -> Histogram>::new_with_constructor(duration_buckets);
+            Family::<Labels1, AtomicHistogram, fn() -> AtomicHistogram>::new_with_constructor(
+                duration_buckets,
+            );
         registry.register(
             "generation_request_duration_seconds",
             "Time from a request's arrival to its response's end, by the revision it ran on",
