@@ -254,10 +254,12 @@ async fn openapi_document_is_public_and_lists_every_route() {
     );
     assert_eq!(
         param_names(get("/v1/audit"), "query"),
-        ["env", "entity", "actor", "since", "until", "before", "limit"]
-            .into_iter()
-            .map(String::from)
-            .collect()
+        [
+            "env", "entity", "actor", "since", "until", "before", "limit"
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect()
     );
 
     // The event stream, and the Worker headers it and the reports read.
