@@ -450,7 +450,11 @@ pub struct AuditParams {
     )]
     pub until: Option<String>,
     /// Only records with an id below this one: the next (older) page starts before the
-    /// last id of the previous one.
+    /// last id of the previous one (0 to 2^63-1; more is refused with 400).
+    #[cfg_attr(
+        feature = "openapi",
+        param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)
+    )]
     pub before: Option<u64>,
     /// How many records to return, newest first (1 to 1000; more is refused with 400).
     #[serde(default = "default_limit")]

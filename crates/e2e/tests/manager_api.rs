@@ -689,6 +689,29 @@ async fn token_scopes_are_checked_and_honoured() {
     assert_error(s, &b, 403, "forbidden");
     let (s, b) = api(&m, &viewer, Method::GET, "/v1/audit?env=prod", None).await;
     assert_error(s, &b, 403, "forbidden");
+    // The paging cursor is an audit id: at most 2^63-1, as the OpenAPI document says.
+    let (s, b) = api(
+        &m,
+        &viewer,
+        Method::GET,
+        "/v1/audit?env=dev&before=9223372036854775807",
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = api(
+        &m,
+        &viewer,
+        Method::GET,
+        "/v1/audit?env=dev&before=9223372036854775808",
+        None,
+    )
+    .await;
+    assert_error(s, &b, 400, "bad_request");
+    assert!(
+        b["message"].as_str().unwrap().contains("out of range"),
+        "{b}"
+    );
 }
 
 /// Credentials: sealed in the Manager's store and in the Worker's cache, redacted in every

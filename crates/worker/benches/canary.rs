@@ -12,15 +12,24 @@ use switchyard_worker::canary::{Split, SplitKey};
 
 fn choice(c: &mut Criterion) {
     let mut headers = HeaderMap::new();
-    headers.insert("x-user-id", "user-4f1c2a9e-7d3b".parse().expect("a header value"));
-    headers.insert("accept", "application/json".parse().expect("a header value"));
+    headers.insert(
+        "x-user-id",
+        "user-4f1c2a9e-7d3b".parse().expect("a header value"),
+    );
+    headers.insert(
+        "accept",
+        "application/json".parse().expect("a header value"),
+    );
     headers.insert("user-agent", "curl/8.5.0".parse().expect("a header value"));
     let client = IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3));
     let splits = [
         ("random", Split::new(50_000, SplitKey::Random)),
         (
             "header",
-            Split::new(50_000, SplitKey::Header(HeaderName::from_static("x-user-id"))),
+            Split::new(
+                50_000,
+                SplitKey::Header(HeaderName::from_static("x-user-id")),
+            ),
         ),
         ("client-ip", Split::new(50_000, SplitKey::ClientIp)),
     ];

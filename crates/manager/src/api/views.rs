@@ -328,6 +328,18 @@ pub async fn audit(
             ))
         }),
     };
+    // Audit ids are positive 63-bit integers.
+    let before = q
+        .before
+        .map(|id| {
+            i64::try_from(id).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "before {id} is out of range: an audit record id is at most {}",
+                    i64::MAX
+                ))
+            })
+        })
+        .transpose()?;
     let since = instant("since", q.since.as_deref())?;
     let until = instant("until", q.until.as_deref())?;
     Ok(Json(
@@ -340,7 +352,7 @@ pub async fn audit(
                 actor: q.actor,
                 since,
                 until,
-                before: q.before.map(|id| i64::try_from(id).unwrap_or(i64::MAX)),
+                before,
                 limit,
             })
             .await?,
