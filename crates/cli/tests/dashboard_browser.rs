@@ -23,7 +23,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Proc, run, spawn_up, upstream, wait_until};
+use common::{Proc, run, spawn_up, upstream, wait_until, worker_args};
 
 fn manifest(release: &str, target: std::net::SocketAddr) -> String {
     switchyard_e2e::payments_manifest(release, target, "")
@@ -81,27 +81,10 @@ fn the_dashboard_in_a_real_browser_against_switchyard_up() {
 
     // The second Worker, a process of its own.
     let cache = dir.path().join("cache-w2");
-    let mut w2 = Some(Proc::spawn(&[
-        "worker",
-        "--manager",
-        &url,
-        "--manager-ca",
-        ca.to_str().unwrap(),
-        "--env",
-        "dev",
-        "--token",
-        worker_token.trim(),
-        "--worker-id",
-        "w2",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--access-log",
-        "off",
-    ]));
+    let mut args = worker_args(&url, &ca, "dev", worker_token.trim(), Some("w2"), &cache);
+    args.extend(["--listen", "127.0.0.1:0"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut w2 = Some(Proc::spawn(&args));
     w2.as_ref().unwrap().wait_log("worker listening");
     let api = switchyard_api::AdminClient::with_tls(
         &url,

@@ -562,28 +562,41 @@ impl Manager {
         let cache = self
             .dir()
             .join(format!("cache-{}", id.unwrap_or("default")));
-        let mut args = vec![
-            "worker",
-            "--manager",
-            &self.url,
-            "--manager-ca",
-            &self.ca,
-            "--env",
-            env,
-            "--token",
-            token,
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--access-log",
-            "off",
-        ];
-        if let Some(id) = id {
-            args.extend(["--worker-id", id]);
-        }
-        args.into_iter().map(String::from).collect()
+        worker_args(&self.url, Path::new(&self.ca), env, token, id, &cache)
     }
+}
+
+/// The arguments of a Worker following `env` on the Manager at `url` (trusting `ca`), as
+/// `id` (default: the Worker's own), without a traffic listener.
+pub fn worker_args(
+    url: &str,
+    ca: &Path,
+    env: &str,
+    token: &str,
+    id: Option<&str>,
+    cache: &Path,
+) -> Vec<String> {
+    let mut args = vec![
+        "worker",
+        "--manager",
+        url,
+        "--manager-ca",
+        ca.to_str().unwrap(),
+        "--env",
+        env,
+        "--token",
+        token,
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--access-log",
+        "off",
+    ];
+    if let Some(id) = id {
+        args.extend(["--worker-id", id]);
+    }
+    args.into_iter().map(String::from).collect()
 }
 
 /// One HTTP/1.1 exchange on an open connection: (status, head lowercased, body). The body

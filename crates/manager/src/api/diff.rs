@@ -44,18 +44,16 @@ pub async fn revision_diff(
     state.env_info(&env).await?;
     let record = revision_record(&state, &env, rev).await?;
     let previous = rev.saturating_sub(1);
-    let read = |at: u64| {
-        let state = state.clone();
-        let env = env.clone();
-        async move {
-            state
-                .store
-                .entities(&env, Some(at))
-                .await
-                .map_err(pruned_is_not_found)
-        }
-    };
-    let (before, after) = (read(previous).await?, read(rev).await?);
+    let before = state
+        .store
+        .entities(&env, Some(previous))
+        .await
+        .map_err(pruned_is_not_found)?;
+    let after = state
+        .store
+        .entities(&env, Some(rev))
+        .await
+        .map_err(pruned_is_not_found)?;
     let find = |list: &'_ [EntityRecord], c: &switchyard_api::records::AppliedChange| {
         list.iter()
             .find(|e| e.kind == c.kind && e.name == c.name)
