@@ -65,6 +65,12 @@ pub struct ApplyRequest {
     /// Entities to delete in the same revision (skipped when they do not exist).
     #[serde(default)]
     pub delete: Vec<EntityKey>,
+    /// Commit the revision as a canary: served to a share of requests beside the current
+    /// revision, judged by its own numbers, promoted or rolled back by the Manager. Only
+    /// for changes every request can be pinned to (not listeners, certificates, gateway or
+    /// process settings); refused while another canary runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<crate::canary::CanarySpec>,
 }
 
 /// `POST /v1/envs/{env}/rollout`: commit a change Workers take only when they start (or

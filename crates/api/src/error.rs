@@ -48,6 +48,14 @@ pub enum ErrorCode {
     RestartRequired,
     /// A rollout of the environment is running: it finishes (or fails) first.
     RolloutInProgress,
+    /// A canary of the environment is running: it is promoted or aborted first (the
+    /// message names it and the commands).
+    CanaryRunning,
+    /// The environment has no canary, or none running.
+    NoCanary,
+    /// A change that cannot be a canary: it is not chosen per request (listeners,
+    /// certificates, gateway or process settings), or needs a restart.
+    NotCanaryable,
     /// Revision 0 is no revision to roll back to.
     InvalidRevision,
     /// `credential set|rotate` on a credential that is not `type: secret`.
@@ -82,7 +90,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code the Manager answers with (all but [`ErrorCode::Other`]).
-    pub const KNOWN: [ErrorCode; 35] = [
+    pub const KNOWN: [ErrorCode; 38] = [
         ErrorCode::Unauthorized,
         ErrorCode::TokenExpired,
         ErrorCode::Forbidden,
@@ -105,6 +113,9 @@ impl ErrorCode {
         ErrorCode::InvalidConfig,
         ErrorCode::RestartRequired,
         ErrorCode::RolloutInProgress,
+        ErrorCode::CanaryRunning,
+        ErrorCode::NoCanary,
+        ErrorCode::NotCanaryable,
         ErrorCode::InvalidRevision,
         ErrorCode::NotASecret,
         ErrorCode::SameValue,
@@ -144,6 +155,9 @@ impl ErrorCode {
             ErrorCode::InvalidConfig => "invalid_config",
             ErrorCode::RestartRequired => "restart_required",
             ErrorCode::RolloutInProgress => "rollout_in_progress",
+            ErrorCode::CanaryRunning => "canary_running",
+            ErrorCode::NoCanary => "no_canary",
+            ErrorCode::NotCanaryable => "not_canaryable",
             ErrorCode::InvalidRevision => "invalid_revision",
             ErrorCode::NotASecret => "not_a_secret",
             ErrorCode::SameValue => "same_value",

@@ -85,6 +85,11 @@ pub fn query_revision<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> 
     }
 }
 
+/// An optional revision in a query string (`?at=12`).
+pub fn opt_query_revision<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    query_revision(d).map(Some)
+}
+
 /// A `u64` (a count).
 pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let v = Integral::deserialize(d)?.0;

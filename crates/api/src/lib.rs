@@ -5,6 +5,7 @@
 //! [`SyncClient`] for Workers, both over one [`Transport`]).
 
 pub mod admin;
+pub mod canary;
 pub mod client;
 pub mod error;
 pub mod integral;

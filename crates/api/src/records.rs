@@ -48,10 +48,13 @@ pub enum Operation {
     PruneHistory,
     /// Audit records older than the Manager's `--audit-retention` were deleted.
     PruneAudit,
+    /// A canary revision's life: started (with its commit), a step that held, promoted,
+    /// rolled back (with the numbers), aborted.
+    Canary,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 15] = [
+    pub const ALL: [Operation; 16] = [
         Operation::Apply,
         Operation::Delete,
         Operation::Promote,
@@ -67,6 +70,7 @@ impl Operation {
         Operation::Rollout,
         Operation::PruneHistory,
         Operation::PruneAudit,
+        Operation::Canary,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +90,7 @@ impl Operation {
             Operation::Rollout => "rollout",
             Operation::PruneHistory => "prune-history",
             Operation::PruneAudit => "prune-audit",
+            Operation::Canary => "canary",
         }
     }
 

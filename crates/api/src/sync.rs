@@ -110,6 +110,10 @@ pub struct SyncPayload {
     /// it. Absent from a Manager that predates keyed digests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest_key: Option<String>,
+    /// Set while `revision` is a running canary: serve it beside the stable revision, to
+    /// the share of requests the directive says, not to every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<crate::canary::CanaryDirective>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -266,6 +270,10 @@ pub struct PullQuery {
     /// The revision the Worker has; 0 (or one ahead of the Manager) pulls everything.
     #[serde(default, deserialize_with = "crate::integral::query_revision")]
     pub since: u64,
+    /// The whole state at this earlier revision instead of the current one (a canary's
+    /// stable revision, for a Worker that does not serve it yet); `since` is then ignored.
+    #[serde(default, deserialize_with = "crate::integral::opt_query_revision")]
+    pub at: Option<u64>,
 }
 
 #[cfg(test)]
@@ -404,6 +412,11 @@ pub struct StatsBody {
     /// Where what it serves came from (absent from older Workers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_from: Option<ServedFrom>,
+    /// Each live generation's totals while a canary is live beside the stable one (empty
+    /// otherwise, and from older Workers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 2))]
+    pub generations: Vec<crate::canary::GenerationCounters>,
 }
 
 /// Where the configuration a Worker serves came from.

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
+    canary,
     apply, audit, bench, certificate, credential, demo, dump, env, manager, promote, rollback,
     rollout, status, token, up, upstream, validate, worker,
 };
@@ -53,6 +54,11 @@ pub enum Command {
     /// `apply`), or a new binary: commit it, then hand each Worker over to a successor
     /// process, one at a time, without refusing a connection. `rollout status` shows it.
     Rollout(rollout::RolloutArgs),
+    /// A canary revision (`apply --canary`): where it stands, or finish it by hand.
+    Canary {
+        #[command(subcommand)]
+        action: canary::CanaryAction,
+    },
     /// Copy proxies as deployed in one environment into another (stage -> prod), resolved
     /// with the target's variables, as one audited revision.
     Promote(promote::PromoteArgs),

@@ -22,6 +22,7 @@ use std::process::ExitCode;
 use args::{Cli, Command};
 use clap::Parser;
 use commands::{
+    canary,
     apply, audit, bench, certificate, credential, demo, dump, env, manager, plan, promote,
     rollback, rollout, status, token, up, upstream, validate, worker,
 };
@@ -81,6 +82,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(args).await,
         Command::Rollout(args) => rollout::run(args).await,
         Command::Promote(args) => promote::run(args).await,
+        Command::Canary { action } => canary::run(action).await,
         Command::Status(args) => status::run(args).await,
         Command::Audit(args) => audit::run(args).await,
         Command::Dump(args) => dump::run(args).await,

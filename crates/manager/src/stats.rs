@@ -187,6 +187,7 @@ mod tests {
             resident_bytes: rss,
             live_generations: 1,
             served_from: Some(ServedFrom::Manager),
+            generations: Vec::new(),
         }
     }
 

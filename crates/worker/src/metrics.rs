@@ -190,6 +190,22 @@ pub struct GenerationMetrics {
     pub duration: AtomicHistogram,
 }
 
+impl GenerationMetrics {
+    /// The totals sent to the Manager for judging a canary: errors are the gateway's own
+    /// and the upstreams' 5xx; denials apart.
+    pub fn counters(&self, revision: u64) -> switchyard_api::canary::GenerationCounters {
+        let (_, _, buckets) = self.duration.snapshot();
+        let gateway: u64 = self.errors.iter().map(Counter::get).sum();
+        switchyard_api::canary::GenerationCounters {
+            revision,
+            requests: self.requests.get(),
+            errors: gateway + self.upstream_5xx.get(),
+            denials: self.policy_denials.get(),
+            duration_buckets: buckets.into_iter().map(|(_, c)| c).collect(),
+        }
+    }
+}
+
 impl Default for GenerationMetrics {
     /// Numbers of a generation whose series are not exported.
     fn default() -> Self {

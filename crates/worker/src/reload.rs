@@ -176,7 +176,21 @@ impl Reloader {
                 .unwrap_or_else(PoisonError::into_inner)
                 .as_ref()
                 .map(|s| s.served_from),
+            generations: self.generation_counters(),
         }
+    }
+
+    /// Each live generation's totals while a canary is live (the stable one first); none
+    /// otherwise: the Manager judges a canary by them.
+    fn generation_counters(&self) -> Vec<switchyard_api::canary::GenerationCounters> {
+        let current = self.current.load_full();
+        let Some(canary) = &current.canary else {
+            return Vec::new();
+        };
+        [&*current, &*canary.runtime]
+            .into_iter()
+            .map(|runtime| runtime.generation.metrics.counters(runtime.snapshot.revision))
+            .collect()
     }
 
     pub fn live_generations(&self) -> i64 {

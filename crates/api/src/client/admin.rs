@@ -11,6 +11,7 @@ use crate::admin::{
     RevisionView, RollbackRequest, RolloutRequest, RolloutStatus, WorkerView,
 };
 use crate::records::{AuditRecord, EnvInfo, RevisionRecord, TokenRecord};
+use crate::canary::CanaryStatus;
 
 /// The admin API of one Manager, as one token sees it.
 #[derive(Debug, Clone)]
@@ -144,6 +145,23 @@ impl AdminClient {
     /// every Manager of a database; `None`: none was run).
     pub async fn rollout_status(&self, env: &str) -> Result<Option<RolloutStatus>, ClientError> {
         self.get(&format!("/v1/envs/{}/rollout", encode(env))).await
+    }
+
+    /// The environment's latest canary (`None`: it never had one).
+    pub async fn canary(&self, env: &str) -> Result<Option<CanaryStatus>, ClientError> {
+        self.get(&format!("/v1/envs/{}/canary", encode(env))).await
+    }
+
+    /// Promotes the running canary to every request now, whatever its step.
+    pub async fn canary_promote(&self, env: &str) -> Result<CanaryStatus, ClientError> {
+        self.post(&format!("/v1/envs/{}/canary/promote", encode(env)), &())
+            .await
+    }
+
+    /// Aborts the running canary: a revision with the stable content is committed.
+    pub async fn canary_abort(&self, env: &str) -> Result<CanaryStatus, ClientError> {
+        self.post(&format!("/v1/envs/{}/canary/abort", encode(env)), &())
+            .await
     }
 
     pub async fn promote(

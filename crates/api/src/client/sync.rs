@@ -110,6 +110,17 @@ impl SyncClient {
             .await
     }
 
+    /// The whole state at revision `at` (a canary's stable revision).
+    pub async fn pull_at(&self, at: u64) -> Result<SyncPayload, ClientError> {
+        self.transport
+            .call(
+                Method::GET,
+                &self.path(&format!("/sync?since=0&at={at}")),
+                None::<&()>,
+            )
+            .await
+    }
+
     pub async fn report(&self, report: &ReportBody) -> Result<(), ClientError> {
         self.transport
             .call::<serde_json::Value>(Method::POST, &self.path("/reports"), Some(report))

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use switchyard_api::AdminClient;
 use switchyard_api::admin::{ApplyRequest, BatchResponse, EntityKey, EntityView};
+use switchyard_api::canary::CanarySpec;
 use switchyard_config::Kind;
 use switchyard_config::error::Reason;
 use switchyard_config::for_env::{ForEnv, load_paths};
@@ -41,11 +42,108 @@ pub struct ApplyArgs {
     /// Refuse (409) unless the environment is still at this revision (the one a plan showed).
     #[arg(long)]
     pub expected_revision: Option<u64>,
+    #[command(flatten)]
+    pub canary: CanaryArgs,
     /// `--wait` / `--timeout` (apply only).
     #[command(flatten)]
     pub wait: wait::WaitArgs,
     #[command(flatten)]
     pub conn: ConnArgs,
+}
+
+/// `--canary` and its settings: the revision is committed as a canary, served to a share of
+/// requests on every Worker, judged against the stable revision by the Manager, and
+/// promoted (or rolled back) by itself.
+#[derive(clap::Args, Default)]
+pub struct CanaryArgs {
+    /// Commit as a canary at this share of requests, e.g. `5%` (one step, held for
+    /// --step-for, then promoted to 100% if it held).
+    #[arg(long, value_name = "PERCENT")]
+    pub canary: Option<String>,
+    /// How requests are assigned: `random` (default), `header:NAME` (sticky per header
+    /// value, the same on every Worker) or `client-ip`.
+    #[arg(long, value_name = "KEY")]
+    pub canary_key: Option<String>,
+    /// The shares it goes through, e.g. `1%,5%,25%` (each held for --step-for; the last
+    /// one that holds promotes it). Starts at --canary when both are given.
+    #[arg(long, value_name = "PERCENTS")]
+    pub steps: Option<String>,
+    /// How long each step is held before it counts as held (default 10m).
+    #[arg(long, value_name = "DURATION")]
+    pub step_for: Option<String>,
+    /// Roll back when the canary's error rate (gateway errors, upstream 5xx) exceeds the
+    /// stable revision's by more than this (default 1%).
+    #[arg(long, value_name = "PERCENT")]
+    pub max_error_rate: Option<String>,
+    /// Roll back when the canary's p99 latency exceeds the stable revision's by more than
+    /// this (default 20%).
+    #[arg(long, value_name = "PERCENT")]
+    pub max_p99_increase: Option<String>,
+}
+
+impl CanaryArgs {
+    /// The canary asked for (`None`: a plain apply); an error naming the flag otherwise.
+    pub fn spec(&self) -> anyhow::Result<Option<CanarySpec>> {
+        use switchyard_api::canary::{CanaryKey, parse_percent};
+        let settings = [
+            ("--canary-key", self.canary_key.is_some()),
+            ("--step-for", self.step_for.is_some()),
+            ("--max-error-rate", self.max_error_rate.is_some()),
+            ("--max-p99-increase", self.max_p99_increase.is_some()),
+        ];
+        if self.canary.is_none() && self.steps.is_none() {
+            if let Some((flag, _)) = settings.iter().find(|(_, given)| *given) {
+                bail!("{flag} applies to a canary: add --canary PERCENT (or --steps)");
+            }
+            return Ok(None);
+        }
+        let pct = |flag: &str, text: &str| {
+            parse_percent(text).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+        };
+        let first = self.canary.as_deref().map(|t| pct("--canary", t)).transpose()?;
+        let steps_ppm = match &self.steps {
+            Some(list) => {
+                let steps = list
+                    .split(',')
+                    .map(|t| pct("--steps", t.trim()))
+                    .collect::<anyhow::Result<Vec<u32>>>()?;
+                if let Some(first) = first
+                    && steps.first() != Some(&first)
+                {
+                    bail!(
+                        "--canary {} but --steps starts at {}: give the first step once, or make them agree",
+                        self.canary.as_deref().unwrap_or_default(),
+                        list.split(',').next().unwrap_or_default()
+                    );
+                }
+                steps
+            }
+            None => first.into_iter().collect(),
+        };
+        let mut spec = CanarySpec {
+            steps_ppm,
+            ..CanarySpec::at(0)
+        };
+        if let Some(key) = &self.canary_key {
+            spec.key = key
+                .parse::<CanaryKey>()
+                .map_err(|e| anyhow::anyhow!("--canary-key: {e}"))?;
+        }
+        if let Some(d) = &self.step_for {
+            let d = switchyard_config::duration::parse_duration(d)
+                .map_err(|e| anyhow::anyhow!("--step-for: {e}"))?;
+            spec.step_secs = d.as_secs().max(u64::from(d.subsec_nanos() > 0));
+        }
+        if let Some(t) = &self.max_error_rate {
+            spec.max_error_rate_ppm = pct("--max-error-rate", t)?;
+        }
+        if let Some(t) = &self.max_p99_increase {
+            spec.max_p99_increase_ppm = pct("--max-p99-increase", t)?;
+        }
+        spec.validate()
+            .map_err(|e| anyhow::anyhow!("{}", e.replace("canary.steps_ppm", "--steps").replace("canary.step_secs", "--step-for")))?;
+        Ok(Some(spec))
+    }
 }
 
 impl ApplyArgs {
@@ -60,6 +158,7 @@ impl ApplyArgs {
             },
             expected_revision: self.expected_revision,
             dry_run: dry_run || self.dry_run,
+            canary: None,
         }
     }
 }
@@ -73,11 +172,23 @@ pub struct Input<'a> {
     pub prune_selector: Option<&'a str>,
     pub expected_revision: Option<u64>,
     pub dry_run: bool,
+    /// Commit it as this canary.
+    pub canary: Option<CanarySpec>,
 }
 
 pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let canary = args.canary.spec()?;
     let client = args.conn.client()?;
-    let result = send(&client, &args.input(false)).await?;
+    let input = Input {
+        canary: canary.clone(),
+        ..args.input(false)
+    };
+    let result = send(&client, &input).await?;
+    if let Some(spec) = canary.as_ref().filter(|_| result.changed && !result.dry_run)
+        && args.conn.output != Output::Json
+    {
+        eprintln!("{}", crate::commands::canary::started(&args.env, result.revision, spec));
+    }
     let revision = (result.changed && !result.dry_run).then_some(result.revision);
     if args.conn.output == Output::Json {
         let report = wait::print_json(&client, &args.env, revision, &args.wait, &result).await?;
@@ -133,6 +244,7 @@ pub async fn send(client: &AdminClient, input: &Input<'_>) -> anyhow::Result<Bat
         expected_revision,
         dry_run: input.dry_run,
         delete,
+        canary: input.canary.clone(),
     };
     client.apply(input.env, &request).await.explain()
 }

@@ -97,6 +97,7 @@ pub async fn run(action: CertificateAction) -> anyhow::Result<ExitCode> {
         expected_revision: None,
         dry_run: args.dry_run,
         delete: Vec::new(),
+        canary: None,
     };
     let result = client.apply(&args.env, &request).await.explain()?;
     batch::print(&result, args.conn.output);

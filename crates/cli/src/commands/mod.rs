@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod audit;
 pub mod bench;
+pub mod canary;
 pub mod certificate;
 pub mod credential;
 pub mod demo;

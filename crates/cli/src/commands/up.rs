@@ -106,6 +106,7 @@ pub async fn run(o: UpArgs) -> anyhow::Result<ExitCode> {
             prune_selector: None,
             expected_revision: None,
             dry_run: false,
+            canary: None,
         },
     )
     .await?;

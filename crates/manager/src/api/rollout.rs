@@ -92,6 +92,7 @@ pub async fn start(
             expected_revision: req.expected_revision,
             dry_run: false,
             delete: req.delete,
+            canary: None,
         };
         Some(commit_manifests(&state, &who, &env, &apply, Operation::Rollout).await?)
     };

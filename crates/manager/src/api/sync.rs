@@ -183,6 +183,7 @@ async fn build_pull(
         state_digest: digest,
         digest_key: Some(state.digest_key(env).to_hex()),
         store_id: state.store.store_id(),
+        canary: None,
     };
     serde_json::to_vec(&payload).map(Bytes::from).map_err(|e| {
         ApiError::new(

@@ -486,6 +486,7 @@ mod tests {
             store_id: "st_1".into(),
             digest_key: None,
             state_digest,
+            canary: None,
         };
         let want = digest_of(&entities(std::slice::from_ref(&a)));
         let merged = merge(&Entities::new(), &full(vec![a.clone()], want.clone())).unwrap();
@@ -531,6 +532,7 @@ mod tests {
             store_id: store_id.into(),
             digest_key: None,
             state_digest: state_digest.into(),
+            canary: None,
         }
     }
 
