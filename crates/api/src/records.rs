@@ -210,6 +210,9 @@ pub mod audit_subject {
     pub const WORKER: &str = "Worker";
     /// The store itself (its identity renewed, its old audit records pruned).
     pub const STORE: &str = "Store";
+    /// An environment's canary revision (started, a step, promoted, rolled back, aborted);
+    /// the record's entity name is the environment.
+    pub const CANARY: &str = "Canary";
 }
 
 /// One audit record: who changed what, when, from which version to which.

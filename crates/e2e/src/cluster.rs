@@ -62,6 +62,7 @@ pub async fn commit_rejected_by_workers(store: &SqlStore, env: &str, expected: u
                 template_digest: None,
             }],
             detail: None,
+            canary: Default::default(),
         })
         .await
         .unwrap();

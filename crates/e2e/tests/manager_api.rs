@@ -943,6 +943,7 @@ async fn a_secret_stored_with_a_plain_digest_keeps_it_until_it_changes() {
                 template_digest: None,
             }],
             detail: None,
+            canary: Default::default(),
         })
         .await
         .unwrap();

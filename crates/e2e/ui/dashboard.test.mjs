@@ -15,6 +15,10 @@
 //                  written (1280×800; revision.png is the whole page)
 //   REQUIRE_LIVE   1: fail when the Manager has no /ui/stream (otherwise a missing stream is
 //                  reported and the page's Refresh button stands in for it)
+//   CANARY_FILE    optional: a manifest file; with it (and SWITCHYARD_BIN) canaryStep runs:
+//                  `switchyard apply --env dev CANARY_FILE --canary 50% --step-for 1h`, the
+//                  overview's canary section running at 50% (canary.png), then `switchyard
+//                  canary abort --env dev` and the section saying aborted
 // Steps that need the Rust side print `STEP name` and wait for a `GO` line on stdin.
 // Exits non-zero on failure.
 
@@ -75,21 +79,29 @@ async function applyR2() {
   try {
     const file = join(dir, 'payments.yaml');
     await writeFile(file, MANIFEST_R2, { mode: 0o600 });
-    const childEnv = { ...process.env, SWITCHYARD_MANAGER: BASE, SWITCHYARD_TOKEN: ADMIN };
-    delete childEnv.SWITCHYARD_TOKEN_FILE;
-    const out = [];
-    const code = await new Promise((resolve, reject) => {
-      const child = spawn(CLI, ['apply', '--env', 'dev', file], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-      child.stdout.on('data', (d) => out.push(d));
-      child.stderr.on('data', (d) => out.push(d));
-      child.on('error', reject);
-      child.on('exit', (c, signal) => resolve(c === null ? signal : c));
-    });
-    assert.equal(code, 0, `switchyard apply: ${redact(Buffer.concat(out).toString())}`);
+    await switchyard(['apply', '--env', 'dev', file]);
     return 'switchyard apply (CLI)';
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Runs `switchyard ARGS…` (SWITCHYARD_BIN) against the Manager with the admin token;
+ * resolves with its output (tokens redacted) once it exited 0, fails otherwise. */
+async function switchyard(args) {
+  const childEnv = { ...process.env, SWITCHYARD_MANAGER: BASE, SWITCHYARD_TOKEN: ADMIN };
+  delete childEnv.SWITCHYARD_TOKEN_FILE;
+  const out = [];
+  const code = await new Promise((resolve, reject) => {
+    const child = spawn(CLI, args, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.on('data', (d) => out.push(d));
+    child.stderr.on('data', (d) => out.push(d));
+    child.on('error', reject);
+    child.on('exit', (c, signal) => resolve(c === null ? signal : c));
+  });
+  const text = redact(Buffer.concat(out).toString());
+  assert.equal(code, 0, `switchyard ${args.filter((a) => !a.includes('/')).join(' ')}: ${text}`);
+  return text;
 }
 
 // The dashboard's SSE parser, fed the stream in awkward chunks.
@@ -549,6 +561,9 @@ async function run() {
     assert.ok(reached.includes(id), `${id} is reachable by keyboard: ${reached}`);
   }
 
+  // --- The canary section (only with CANARY_FILE: see canaryStep below).
+  if (process.env.CANARY_FILE) await canaryStep(page, { file: process.env.CANARY_FILE, until });
+
   // --- Phone width: no horizontal scrolling of the page (tables scroll in their box), on
   // the overview, a revision with its diff and timeline, and the audit trail.
   await page.setViewportSize({ width: 375, height: 812 });
@@ -600,4 +615,55 @@ async function run() {
   console.log(`METRIC signed-in-overview-bytes ${withData} (a fresh load signed in: the assets again plus the overview's JSON)`);
   console.log(`METRIC apply-to-r2-visible-ms ${visible}${live ? '' : ' (via Refresh clicks: the stream is missing)'}`);
   console.log(`METRIC apply-to-both-acks-visible-ms ${acked}`);
+}
+
+// ---------------------------------------------------------------------------------------
+// The canary section of the overview. Run by run() only when CANARY_FILE is set (the
+// Manager then has GET /v1/envs/{env}/canary and `switchyard canary abort`).
+
+/** Starts a canary of dev at 50% with the CLI, waits until the overview's canary section
+ * shows it running at 50% (its hooks: data-canary-state, data-canary-share-ppm,
+ * data-canary-revision; rows data-side=canary/stable), screenshots it (canary.png), checks
+ * a phone's width, aborts it with the CLI and waits until the section says aborted.
+ * `until(locator)` is run()'s wait (Refresh clicks when the Manager has no stream). */
+async function canaryStep(page, { file, until }) {
+  assert.ok(CLI, 'CANARY_FILE is set but SWITCHYARD_BIN is not: the canary is started and aborted with the CLI');
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.evaluate(() => { location.hash = '#/env/dev'; });
+  await page.locator('#workers').waitFor();
+  const before = Number((await page.locator('#current-revision').textContent()).replace(/^r/, ''));
+  const started = await switchyard(['apply', '--env', 'dev', file, '--canary', '50%', '--step-for', '1h']);
+  log('canary started:', started.trim());
+
+  // Running at 50%: the commit is announced on the stream, the section then polls itself.
+  const section = page.locator('#canary');
+  await until(page.locator('#canary[data-canary-state="running"][data-canary-share-ppm="500000"]'));
+  const revision = Number(await section.getAttribute('data-canary-revision'));
+  assert.ok(revision > before, `the canary r${revision} is newer than r${before}`);
+  const headline = (await section.locator('.canary-headline').textContent()).replace(/\s+/g, ' ');
+  assert.match(headline, new RegExp(`canary r${revision} beside r\\d+ · step 1 of 1 · 50 % of requests`), headline);
+  assert.equal(await section.locator(`a#canary-rev[href="#/env/dev/r/${revision}"]`).count(), 1);
+  assert.equal(await section.locator('svg.share-bar rect.canary-part').getAttribute('width'), '50');
+  await section.locator('.canary-left').filter({ hasText: /^in (59 min|1 h)/ }).waitFor();
+  for (const side of ['canary', 'stable']) {
+    const cells = await section.locator(`#canary-numbers tr[data-side="${side}"] td`).count();
+    assert.equal(cells, 6, `the ${side} row: requests, errors, error rate, denials, p99, Workers`);
+  }
+  log('canary section:', headline, '|', (await section.locator('#canary-numbers tbody').textContent()).replace(/\s+/g, ' ').trim());
+  if (SHOTS) await section.screenshot({ path: `${SHOTS}/canary.png` });
+
+  // A phone: the section (its numbers table scrolls in its box) does not widen the page.
+  await page.setViewportSize({ width: 375, height: 812 });
+  await section.waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 1, `the overview with a running canary overflows a phone by ${overflow}px`);
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  // Aborted: the section becomes one line, the same canary revision.
+  log('canary aborted:', (await switchyard(['canary', 'abort', '--env', 'dev'])).trim());
+  await until(page.locator(`#canary[data-canary-state="aborted"][data-canary-revision="${revision}"]`));
+  const ended = (await section.locator('.canary-ended').textContent()).replace(/\s+/g, ' ');
+  assert.match(ended, new RegExp(`canary r${revision} \\(beside r\\d+\\) aborted`), ended);
+  assert.equal(await section.locator('#canary-numbers').count(), 0);
+  log('canary ended:', ended);
 }

@@ -35,6 +35,18 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The Manager acting on its own (a canary's judge): recorded as `name (id)`.
+    pub fn system(name: &str, id: &str) -> Principal {
+        Principal {
+            token_id: id.to_string(),
+            name: name.to_string(),
+            role: Role::Admin,
+            envs: Vec::new(),
+            certificate: None,
+            certificate_required: false,
+        }
+    }
+
     /// The actor recorded in audit records.
     pub fn actor(&self) -> String {
         format!("{} ({})", self.name, self.token_id)

@@ -85,6 +85,19 @@ impl From<StoreError> for ApiError {
                      given by --history-revisions / --history-age)"
                 ),
             ),
+            StoreError::CanaryRunning { env, revision } => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::CanaryRunning,
+                format!(
+                    "{e}: one canary per environment at a time, and nothing else is committed \
+                     while it runs; finish it first with `switchyard canary promote --env {env}` \
+                     or `switchyard canary abort --env {env}` (`switchyard canary status --env \
+                     {env}` shows where canary r{revision} stands)"
+                ),
+            ),
+            StoreError::NoCanary { .. } => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::NoCanary, e.to_string())
+            }
             StoreError::EnvExists(_) => ApiError::new(
                 StatusCode::CONFLICT,
                 ErrorCode::EnvironmentExists,

@@ -293,6 +293,19 @@ impl Fanout {
         }
     }
 
+    /// Re-announces `revision` of `env` (already announced) to its streams: something
+    /// about it other than its content changed (a canary's share or state), and Workers
+    /// pull again to learn what. Never waits.
+    pub fn nudge(&self, env: &str, revision: u64) {
+        if let Some(tx) = self.lock().get(env).and_then(|s| s.tx.as_ref()) {
+            let _ = tx.send(RevisionEvent {
+                env: env.to_string(),
+                revision,
+                changes: Vec::new(),
+            });
+        }
+    }
+
     /// Sends `directive` to the streams of `env`; the one of the process it names acts on
     /// it. `false` when no stream of the environment is open.
     pub fn direct(&self, env: &str, directive: UpgradeDirective) -> bool {

@@ -4,6 +4,7 @@
 
 mod api;
 pub mod auth;
+mod canary;
 mod commits;
 pub mod error;
 pub mod fanout;
@@ -166,10 +167,12 @@ impl Manager {
             rollouts,
             presence,
             stats: Arc::default(),
+            canaries: Arc::default(),
         };
         let created_admin_token = bootstrap_admin(&state, &options.data_dir).await?;
         tokio::spawn(commits::follow(state.clone(), state.shutdown.clone()));
         tokio::spawn(presence::keep_fresh(state.clone(), state.shutdown.clone()));
+        tokio::spawn(canary::follow(state.clone(), state.shutdown.clone()));
         if !options.retention.keeps_everything() {
             tokio::spawn(retention::run(
                 state.clone(),

@@ -75,6 +75,13 @@ pub async fn prune(state: &AppState, retention: &Retention) {
             }
         };
         for env in envs {
+            // A running canary's stable revision is pulled by Workers that do not serve it
+            // yet (and returned to on a rollback): nothing is pruned until it ends.
+            if let Ok(Some(c)) = state.store.canary(&env.name).await
+                && c.state == switchyard_api::canary::CanaryState::Running
+            {
+                continue;
+            }
             match state
                 .store
                 .prune_history(&env.name, &retention.history, ACTOR)

@@ -48,6 +48,8 @@ pub struct AppState {
     pub presence: Arc<crate::presence::Presence>,
     /// The Workers' running totals of the last hour, for the dashboard (`stats.rs`).
     pub stats: Arc<crate::stats::StatsRing>,
+    /// Running canaries' step windows, from the Workers' per-generation totals.
+    pub canaries: Arc<crate::canary::Canaries>,
 }
 
 /// The key every environment's [`DigestKey`] is derived from (the Manager's secret key):

@@ -152,8 +152,9 @@ function refresh() {
   if (current) render(current.view, false);
 }
 
-/** A view with `pollInterval()`/`poll()` (the overview's stats and Workers) is polled while
- * shown; `poll()` gives the nodes that replace the elements of the same ids. */
+/** A view with `pollInterval()`/`poll()` (the overview: its stats, and its canary while one
+ * runs) is polled while shown; `poll()` gives the nodes that replace the elements of the
+ * same ids. */
 function schedulePoll(view) {
   stopPoll();
   const delay = view.pollInterval ? view.pollInterval() : null;
@@ -172,15 +173,20 @@ function schedulePoll(view) {
 }
 
 /** Replaces the element of `node`'s id with `node`, unless it is the same; a table scrolled
- * sideways (a phone) stays scrolled. */
+ * sideways (a phone) stays scrolled, and focus on an element with an id (the canary's
+ * revision links) stays on its replacement. */
 function swapIn(node) {
   const old = document.getElementById(node.id);
   if (!old || old.isEqualNode(node)) return;
   const scrolled = [...old.querySelectorAll('.table-wrap')].map((el) => el.scrollLeft);
+  const active = document.activeElement;
+  const focused = active && active.id && old.contains(active) ? active.id : null;
   old.replaceWith(node);
   node.querySelectorAll('.table-wrap').forEach((el, i) => {
     if (scrolled[i]) el.scrollLeft = scrolled[i];
   });
+  const again = focused && document.getElementById(focused);
+  if (again) again.focus({ preventScroll: true });
 }
 
 function stopPoll() {

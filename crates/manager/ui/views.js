@@ -2,7 +2,7 @@
 // load fetches, render builds DOM (h/textContent only).
 
 import { api, enc, ApiError, token } from './api.js';
-import { lineChart, barChart } from './charts.js';
+import { lineChart, barChart, num } from './charts.js';
 import { h, fill, svg, table, rev, when, ago, status, entity } from './dom.js';
 
 const changeText = (c) => {
@@ -113,37 +113,197 @@ function propagationChart(revisions, views) {
   return barChart({ id: 'chart-propagation', title: 'Propagation time per revision (commit → last swap)', unit: 'ms', bars, empty: 'No revision yet.' });
 }
 
+/** GET /v1/envs/{env}/canary: the latest canary, `null` when the environment never had one
+ * or the Manager has no such endpoint (404). */
+async function loadCanary(env) {
+  try {
+    return await api(`/v1/envs/${enc(env)}/canary`);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) return null;
+    throw e;
+  }
+}
+
+/** While a canary runs, the overview polls it this often (the stream says nothing of a step
+ * moving on or of its numbers). */
+const CANARY_POLL_MS = 2000;
+
+/** Parts per million as a percentage: 50000 → "5 %", 125000 → "12.5 %". */
+const ppmPct = (ppm) => (ppm === null || ppm === undefined ? '–' : `${ppm / 10000} %`);
+
+const CANARY_STATE = { running: 'running', promoted: 'promoted', 'rolled-back': 'rolled back', aborted: 'aborted' };
+
+function canaryKey(key) {
+  if (!key || key.by === 'random') return 'random (a draw per request)';
+  if (key.by === 'header') return ['header ', h('code', {}, key.name), ' (sticky per value)'];
+  if (key.by === 'client-ip') return 'client IP (sticky per client)';
+  return key.by;
+}
+
+/** 272000 → "4 min 32 s". */
+function duration(msValue) {
+  const s = Math.max(0, Math.ceil(msValue / 1000));
+  const hours = Math.floor(s / 3600);
+  const mins = Math.floor((s % 3600) / 60);
+  const secs = s % 60;
+  if (hours) return mins ? `${hours} h ${mins} min` : `${hours} h`;
+  if (mins) return secs ? `${mins} min ${secs} s` : `${mins} min`;
+  return `${secs} s`;
+}
+
+/** A revision's page link; `id` keeps keyboard focus on it across a poll. */
+const revLink = (env, n, id) => h('a', { href: `#/env/${enc(env)}/r/${n}`, id }, rev(n));
+
+/** The share as a bar: the canary's part of 100 % filled, the stable's the rest, a tick at
+ * each step's share. The numbers are text beside it (and in its aria-label). */
+function shareBar(c) {
+  const share = Math.min(100, Math.max(0, c.share_ppm / 10000));
+  const label = `canary ${rev(c.revision)} ${ppmPct(c.share_ppm)} of requests, stable ${rev(c.stable_revision)} ${ppmPct(1000000 - c.share_ppm)}`;
+  const bar = svg('svg', { class: 'share-bar', viewBox: '0 0 100 10', preserveAspectRatio: 'none', role: 'img', 'aria-label': label });
+  bar.append(
+    svg('rect', { x: 0, y: 0, width: 100, height: 10, class: 'stable-part' }),
+    svg('rect', { x: 0, y: 0, width: share, height: 10, class: 'canary-part' }),
+  );
+  for (const step of (c.spec && c.spec.steps_ppm) || []) {
+    const x = step / 10000;
+    bar.append(svg('line', { x1: x, y1: 0, x2: x, y2: 10, class: 'step-tick' }));
+  }
+  return h('div', { class: 'share' }, bar,
+    h('p', { class: 'share-legend' },
+      h('span', {}, h('span', { class: 'key canary-part', 'aria-hidden': 'true' }), `canary ${ppmPct(c.share_ppm)}`),
+      h('span', {}, h('span', { class: 'key stable-part', 'aria-hidden': 'true' }), `stable ${ppmPct(1000000 - c.share_ppm)}`)));
+}
+
+/** The step's numbers, canary beside stable (either may be missing: "–"). */
+function canaryNumbers(c) {
+  const p99 = (n) => (n && typeof n.p99_seconds === 'number' ? `${num(n.p99_seconds * 1000)} ms` : '–');
+  const val = (n, k) => (n && n[k] !== null && n[k] !== undefined ? String(n[k]) : '–');
+  const side = (name, n, revision) => ({
+    dataset: { side: name },
+    cells: [
+      `${name} ${rev(n ? n.revision : revision)}`,
+      val(n, 'requests'),
+      val(n, 'errors'),
+      n ? ppmPct(n.error_rate_ppm) : '–',
+      val(n, 'denials'),
+      p99(n),
+      val(n, 'workers'),
+    ],
+  });
+  return table({
+    id: 'canary-numbers',
+    caption: 'This step so far',
+    columns: ['Generation', 'Requests', 'Errors', 'Error rate', 'Denials', 'p99', 'Workers'],
+    rows: [side('canary', c.canary, c.revision), side('stable', c.stable, c.stable_revision)],
+  });
+}
+
+/** The overview's Canary section (`#canary`), in `#canary-wrap` (empty when the environment
+ * never had a canary): running, the revisions, step, share, key, time left, the numbers and
+ * the Manager's verdict; ended, one line. */
+function canaryBlock(env, c) {
+  const wrap = h('div', { id: 'canary-wrap' });
+  if (!c) return wrap;
+  const running = c.state === 'running';
+  const stateText = CANARY_STATE[c.state] || c.state;
+  const badge = h('span', { class: `badge canary-${c.state}` }, stateText);
+  // The hooks (tests, scripts): data-canary-state, -share-ppm, -revision.
+  const section = (...children) => h('section', {
+    id: 'canary',
+    class: `canary ${running ? 'running' : 'ended'}`,
+    'aria-labelledby': 'canary-title',
+    dataset: { canaryState: c.state, canarySharePpm: String(c.share_ppm), canaryRevision: String(c.revision) },
+  }, h('h2', { id: 'canary-title' }, 'Canary ', badge), children);
+  const spec = c.spec || {};
+  const steps = spec.steps_ppm || [];
+  if (!running) {
+    return fill(wrap, section(h('p', { class: 'canary-ended' },
+      'canary ', revLink(env, c.revision, 'canary-rev'), ' (beside ', revLink(env, c.stable_revision, 'canary-stable-rev'), ') ',
+      h('strong', {}, stateText),
+      c.ended_at ? [' ', when(c.ended_at), ` (${ago(c.ended_at)})`] : null,
+      c.reason ? [': ', c.reason] : null,
+      c.rollback_revision !== null && c.rollback_revision !== undefined
+        ? ['; the stable content was committed as ', revLink(env, c.rollback_revision, 'canary-rollback-rev')]
+        : null,
+      '.')));
+  }
+  const left = typeof c.step_ends_at === 'number' ? c.step_ends_at - Date.now() : null;
+  return fill(wrap, section(
+    h('p', { class: 'canary-headline' },
+      h('strong', {}, 'canary ', revLink(env, c.revision, 'canary-rev'), ' beside ', revLink(env, c.stable_revision, 'canary-stable-rev')),
+      ` · step ${c.step + 1} of ${steps.length} · `,
+      h('strong', { class: 'canary-share' }, ppmPct(c.share_ppm)), ' of requests'),
+    shareBar(c),
+    h('dl', { class: 'facts canary-facts' },
+      h('dt', {}, 'Steps'), h('dd', {}, steps.concat([1000000]).map(ppmPct).join(' → '), `, each held ${duration((spec.step_secs || 0) * 1000)}`),
+      h('dt', {}, 'Key'), h('dd', {}, canaryKey(spec.key)),
+      h('dt', {}, 'Step ends'), h('dd', { class: 'canary-left' },
+        left === null ? '–' : left > 0 ? [`in ${duration(left)} `, '(', when(c.step_ends_at), ')'] : ['now (', when(c.step_ends_at), ')']),
+      h('dt', {}, 'Rolled back when'), h('dd', {},
+        `its error rate exceeds the stable's by more than ${ppmPct(spec.max_error_rate_ppm)}, or its p99 the stable's by more than ${ppmPct(spec.max_p99_increase_ppm)}`),
+      h('dt', {}, 'Started'), h('dd', {}, when(c.started_at), ` by ${c.actor}`)),
+    canaryNumbers(c),
+    c.verdict ? h('p', { class: 'canary-verdict' }, h('strong', {}, 'Verdict: '), c.verdict) : null));
+}
+
 export function overview(env) {
   let interval = null; // the stats' interval_ms; null: no stats endpoint, no polling
+  let statsAt = 0; // when the stats were last fetched
+  let running = false; // a canary runs: polled every CANARY_POLL_MS
+  const statsEvery = () => (interval ? Math.max(1000, interval) : null);
   return {
     title: `${env}: overview`,
     async load() {
-      const [info, workers, revisions, stats] = await Promise.all([
+      const [info, workers, revisions, stats, canary] = await Promise.all([
         api(`/v1/envs/${enc(env)}`),
         api(`/v1/envs/${enc(env)}/workers`),
         api(`/v1/envs/${enc(env)}/revisions?limit=10`),
         loadStats(env),
+        loadCanary(env),
       ]);
       const views = await Promise.all(
         revisions.map((r) => api(`/v1/envs/${enc(env)}/revisions/${r.revision}`).catch(() => null)),
       );
       interval = stats ? stats.interval_ms : null;
-      return { info, workers, revisions, views, stats };
+      statsAt = Date.now();
+      running = !!canary && canary.state === 'running';
+      return { info, workers, revisions, views, stats, canary };
     },
-    /** Milliseconds until the next poll of the stats, or null: no polling. */
-    pollInterval: () => (interval ? Math.max(1000, interval) : null),
-    /** Re-fetches the stats: the node replacing #stats-charts. (A Worker's `served_from`
-     * comes with its statistics; the Manager announces a change of it on the stream.) */
+    /** Milliseconds until the next poll (the stats' interval; 2 s while a canary runs), or
+     * null: no polling. */
+    pollInterval: () => {
+      const delays = [statsEvery(), running ? CANARY_POLL_MS : null].filter((d) => d !== null);
+      return delays.length ? Math.min(...delays) : null;
+    },
+    /** Re-fetches the stats when their interval is up and the canary while it runs: the
+     * nodes replacing #stats-charts and #canary-wrap. (A Worker's `served_from` comes with
+     * its statistics; the Manager announces a change of it on the stream.) */
     async poll() {
-      const stats = await loadStats(env);
-      interval = stats ? stats.interval_ms : null;
-      return [statsCharts(stats)];
+      const every = statsEvery();
+      // Within half a canary poll of due counts as due (timers fire a little late).
+      const statsDue = every !== null && Date.now() - statsAt >= every - CANARY_POLL_MS / 2;
+      const [stats, canary] = await Promise.all([
+        statsDue ? loadStats(env) : null,
+        running ? loadCanary(env) : null,
+      ]);
+      const nodes = [];
+      if (statsDue) {
+        interval = stats ? stats.interval_ms : null;
+        statsAt = Date.now();
+        nodes.push(statsCharts(stats));
+      }
+      if (running) {
+        running = !!canary && canary.state === 'running';
+        nodes.push(canaryBlock(env, canary));
+      }
+      return nodes;
     },
-    render({ info, workers, revisions, views, stats }) {
+    render({ info, workers, revisions, views, stats, canary }) {
       const connected = workers.filter((w) => w.connected).length;
       return h('div', {},
         h('h1', { tabindex: '-1' }, `${env} `, h('span', { id: 'current-revision', class: 'rev' }, rev(info.revision))),
         h('p', { class: 'summary' }, `${connected} of ${workers.length} Workers connected · current revision ${rev(info.revision)}`),
+        canaryBlock(env, canary),
         workersTable(workers),
         table({
           id: 'revisions',

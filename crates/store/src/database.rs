@@ -11,6 +11,7 @@
 //! Reads run concurrently on the pool and see a consistent snapshot (PostgreSQL:
 //! `REPEATABLE READ`).
 
+pub mod canary;
 mod identity;
 mod presence;
 mod rows;
@@ -672,6 +673,32 @@ impl Store for SqlStore {
 
     async fn save_rollout(&self, env: &str, status: &str) -> Result<()> {
         presence::save_rollout(self, env, status).await
+    }
+
+    async fn canary(&self, env: &str) -> Result<Option<crate::CanaryRecord>> {
+        canary::latest(self, env).await
+    }
+
+    async fn canary_step(
+        &self,
+        env: &str,
+        revision: u64,
+        from: u32,
+        to: u32,
+        actor: &str,
+        detail: &str,
+    ) -> Result<bool> {
+        canary::step(self, (env, revision), from, to, actor, detail).await
+    }
+
+    async fn promote_canary(
+        &self,
+        env: &str,
+        revision: u64,
+        actor: &str,
+        detail: &str,
+    ) -> Result<bool> {
+        canary::promote(self, (env, revision), actor, detail).await
     }
 
     async fn rollout(&self, env: &str) -> Result<Option<(String, Millis)>> {

@@ -14,6 +14,7 @@ use switchyard_api::records::{
     AppliedChange, AuditRecord, EnvInfo, Millis, Operation, ReportStatus, RevisionRecord, Role,
     TokenRecord, WorkerReport, now_millis,
 };
+use switchyard_api::canary::{CanarySpec, CanaryState};
 use switchyard_config::Kind;
 
 pub mod database;
@@ -21,6 +22,7 @@ mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use database::canary::describe_spec;
 pub use database::{Backend, SqlStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,12 @@ pub enum StoreError {
     },
     #[error("environment {0:?} already exists")]
     EnvExists(String),
+    /// A plain commit while canary `revision` runs: it is promoted or aborted first.
+    #[error("canary revision {revision} of environment {env:?} is running")]
+    CanaryRunning { env: String, revision: u64 },
+    /// A commit that ends a canary when that canary is not running (any more).
+    #[error("environment {env:?} has no running canary revision {revision}")]
+    NoCanary { env: String, revision: u64 },
     /// The audit record could not be written: the change was refused.
     #[error("audit record could not be written, change refused: {0}")]
     AuditFailed(String),
@@ -120,6 +128,44 @@ pub struct CommitRequest {
     pub changes: Vec<Change>,
     /// Free text kept in the audit records (e.g. "promoted from stage r12").
     pub detail: Option<String>,
+    /// What the commit does to the environment's canary.
+    pub canary: CanaryCommit,
+}
+
+/// What a commit does to the environment's canary, decided in its transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CanaryCommit {
+    /// A plain commit: refused ([`StoreError::CanaryRunning`]) while a canary runs.
+    #[default]
+    None,
+    /// The new revision is a canary of the one before it.
+    Start(CanarySpec),
+    /// The new revision returns to the stable content and ends running canary `revision`
+    /// (rolled back or aborted) — [`StoreError::NoCanary`] when it is not running.
+    End {
+        revision: u64,
+        state: CanaryState,
+        reason: String,
+    },
+}
+
+/// A canary as stored: one row per canary, written with its revision's commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryRecord {
+    pub env: String,
+    pub revision: u64,
+    pub stable_revision: u64,
+    pub spec: CanarySpec,
+    /// 0-based index into `spec.steps_ppm`.
+    pub step: u32,
+    pub state: CanaryState,
+    pub actor: String,
+    pub started_at: Millis,
+    pub step_started_at: Millis,
+    pub ended_at: Option<Millis>,
+    pub reason: Option<String>,
+    /// The revision that returned to the stable content (rolled back, aborted).
+    pub rollback_revision: Option<u64>,
 }
 
 /// The result of a commit. When `changes` is empty nothing was written and `revision`
@@ -371,6 +417,30 @@ pub trait Store: Send + Sync + 'static {
     /// not none, how many of them have ACKed it; the write that completes the set records
     /// the revision as completed (once, whichever Manager writes it).
     async fn record_reports(&self, reports: Vec<WorkerReport>) -> Result<Vec<RevisionProgress>>;
+
+    /// The environment's latest canary (`None`: it never had one).
+    async fn canary(&self, env: &str) -> Result<Option<CanaryRecord>>;
+    /// Moves running canary `revision` from step `from` to `to` and audits it (`detail`:
+    /// the numbers the step held with), in one transaction. `false`, nothing written, when
+    /// it is no longer at that step or running (another Manager moved it first).
+    async fn canary_step(
+        &self,
+        env: &str,
+        revision: u64,
+        from: u32,
+        to: u32,
+        actor: &str,
+        detail: &str,
+    ) -> Result<bool>;
+    /// Ends running canary `revision` as promoted (no new revision: it is already the
+    /// latest) and audits it, in one transaction; `false` when it is not running.
+    async fn promote_canary(
+        &self,
+        env: &str,
+        revision: u64,
+        actor: &str,
+        detail: &str,
+    ) -> Result<bool>;
 
     /// Keeps `status` (JSON) as `env`'s latest rollout, replacing the one before.
     async fn save_rollout(&self, env: &str, status: &str) -> Result<()>;

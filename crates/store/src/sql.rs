@@ -273,8 +273,34 @@ pub(crate) const ROLLOUT_UPSERT: &str = "INSERT INTO rollouts (env, status, upda
 
 pub(crate) const ROLLOUT_GET: &str = "SELECT status, updated_at FROM rollouts WHERE env = $1";
 
+// ---- canaries ----
+
+pub(crate) const CANARY_INSERT: &str = "INSERT INTO canaries (env, revision, stable_revision, \
+     spec, step, state, actor, started_at, step_started_at) \
+     VALUES ($1, $2, $3, $4, 0, 'running', $5, $6, $6)";
+
+pub(crate) const CANARY_LATEST: &str = "SELECT env, revision, stable_revision, spec, step, \
+     state, actor, started_at, step_started_at, ended_at, reason, rollback_revision \
+     FROM canaries WHERE env = $1 ORDER BY revision DESC LIMIT 1";
+
+pub(crate) const CANARY_RUNNING: &str =
+    "SELECT revision FROM canaries WHERE env = $1 AND state = 'running'";
+
+/// Moves a running canary from step $3 to $4 (no row: it is no longer there).
+pub(crate) const CANARY_STEP: &str = "UPDATE canaries SET step = $4, step_started_at = $5 \
+     WHERE env = $1 AND revision = $2 AND step = $3 AND state = 'running'";
+
+/// Ends a running canary.
+pub(crate) const CANARY_END: &str = "UPDATE canaries SET state = $3, ended_at = $4, \
+     reason = $5, rollback_revision = $6 \
+     WHERE env = $1 AND revision = $2 AND state = 'running'";
+
 /// Every row that refers to the environment, children first, then the environment itself.
-pub(crate) const ENV_DELETE: [(&str, &str); 8] = [
+pub(crate) const ENV_DELETE: [(&str, &str); 9] = [
+    (
+        "DELETE FROM canaries WHERE env = $1",
+        "delete environment: canaries",
+    ),
     (
         "DELETE FROM rollouts WHERE env = $1",
         "delete environment: rollout",

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use switchyard_api::records::Operation;
 use switchyard_config::for_env::{EnvSource, resolve_template, resolve_texts};
-use switchyard_store::EntityRecord;
+use switchyard_store::{CanaryCommit, EntityRecord};
 
 use super::batch::{self, Batch, Prepared, Upsert, invalid};
 use super::openapi::{
@@ -90,6 +90,10 @@ pub async fn commit_manifests(
             refuse_empty: true,
             invalid_message: None,
             field_diffs: true,
+            canary: match &req.canary {
+                Some(spec) => CanaryCommit::Start(spec.clone()),
+                None => CanaryCommit::None,
+            },
         },
     )
     .await

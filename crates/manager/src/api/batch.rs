@@ -16,7 +16,9 @@ use switchyard_config::plan::{ChangeClass, FieldChange, Hotness, field_changes};
 use switchyard_config::{Kind, Located, Manifest};
 use switchyard_engine::entity_set::Stored;
 use switchyard_engine::{EntitySet, Numbering, classify};
-use switchyard_store::{Change, CommitOutcome, CommitRequest, EntityRecord, StoreError};
+use switchyard_store::{
+    CanaryCommit, Change, CommitOutcome, CommitRequest, EntityRecord, StoreError,
+};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -76,6 +78,10 @@ pub struct Batch<'a> {
     /// Dry runs list the fields that change (a rollback restores whole stored versions and
     /// lists none).
     pub field_diffs: bool,
+    /// What the commit does to the environment's canary: starts one (only for changes
+    /// every request can be pinned to), ends one (a rollback or abort), or neither (then
+    /// refused while one runs).
+    pub canary: CanaryCommit,
 }
 
 /// How often a batch that did not pin a revision is re-validated and retried when another
@@ -205,6 +211,9 @@ async fn write(
         if !batch.dry_run && batch.operation != Operation::Rollout {
             refuse_restart_required(env, &plan.changes)?;
         }
+        if matches!(batch.canary, CanaryCommit::Start(_)) {
+            refuse_not_canaryable(&plan.changes)?;
+        }
         if batch.dry_run {
             return Ok(BatchResponse {
                 env: env.to_string(),
@@ -247,6 +256,7 @@ async fn write(
                 expected_revision: Some(base),
                 changes,
                 detail: batch.detail.clone(),
+                canary: batch.canary.clone(),
             })
             .await;
         {
@@ -563,6 +573,46 @@ fn validate(
 /// `apply` (or promote, rollback…) of a change that Workers only take when they start:
 /// refused before anything is written, naming each such field, why, and the command that
 /// applies it.
+/// A canary is served per request beside the stable revision: a change that is not chosen
+/// per request (a listener, a certificate — picked per connection at the handshake —,
+/// process settings) or that moves connections or needs a restart cannot be one.
+fn refuse_not_canaryable(changes: &[PlannedChange]) -> ApiResult<()> {
+    let details: Vec<String> = changes
+        .iter()
+        .filter_map(|c| {
+            let entity = format!("{}/{}", c.change.kind.lower(), c.change.name);
+            let why = match c.change.kind {
+                Kind::Listener => "listeners are bound per process, not chosen per request",
+                Kind::Certificate => {
+                    "certificates are chosen per connection, at the TLS handshake, before any \
+                     request is assigned to a revision"
+                }
+                Kind::WorkerSettings => "process settings are taken when a Worker starts",
+                Kind::Proxy | Kind::Credential | Kind::Environment
+                    if c.hot.class != ChangeClass::Hot =>
+                {
+                    return Some(format!("{entity}: {} ({})", c.hot.class.as_str(), c.hot.how));
+                }
+                Kind::Proxy | Kind::Credential | Kind::Environment => return None,
+            };
+            Some(format!("{entity}: {why}"))
+        })
+        .collect();
+    if details.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError {
+        details,
+        ..ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::NotCanaryable,
+            "this change cannot be a canary: only hot changes every request can be pinned to \
+             (proxies, credentials, variables) can; apply it without --canary (or with \
+             `switchyard rollout` when it needs a restart)",
+        )
+    })
+}
+
 fn refuse_restart_required(env: &str, changes: &[PlannedChange]) -> ApiResult<()> {
     let mut details = Vec::new();
     for c in changes

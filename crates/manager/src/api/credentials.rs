@@ -97,6 +97,7 @@ pub async fn set_value(
             refuse_empty: true,
             invalid_message: None,
             field_diffs: true,
+            canary: Default::default(),
             operation: if req.rotate {
                 Operation::RotateCredential
             } else {

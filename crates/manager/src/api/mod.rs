@@ -3,12 +3,13 @@
 pub(crate) mod access;
 mod apply;
 mod batch;
+mod canary;
 mod credentials;
 mod diff;
 mod envs;
 mod openapi;
 mod promote;
-mod rollback;
+pub(crate) mod rollback;
 mod rollout;
 mod stats;
 pub(crate) mod sync;
@@ -47,6 +48,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/envs/{env}", get(envs::get_one).delete(envs::delete))
         .route("/v1/envs/{env}/apply", post(apply::apply))
         .route("/v1/envs/{env}/promote", post(promote::promote))
+        .route("/v1/envs/{env}/canary", get(canary::status))
+        .route("/v1/envs/{env}/canary/promote", post(canary::promote))
+        .route("/v1/envs/{env}/canary/abort", post(canary::abort))
         .route("/v1/envs/{env}/rollback", post(rollback::rollback))
         .route(
             "/v1/envs/{env}/rollout",

@@ -11,7 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    apply, credentials, diff, envs, promote, rollback, rollout, stats, sync, tokens, views,
+    apply, canary, credentials, diff, envs, promote, rollback, rollout, stats, sync, tokens, views,
 };
 
 /// Name of the security scheme (`Authorization: Bearer <token>`) in the document; the
@@ -67,6 +67,9 @@ pub(super) const ENV_NAME: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
         apply::apply,
         rollout::start,
         rollout::status,
+        canary::status,
+        canary::promote,
+        canary::abort,
         promote::promote,
         credentials::set_value,
         rollback::rollback,

@@ -92,6 +92,7 @@ pub async fn promote(
             refuse_empty: true,
             invalid_message: None,
             field_diffs: true,
+            canary: Default::default(),
         },
     )
     .await?;

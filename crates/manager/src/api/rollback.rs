@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use switchyard_api::admin::BatchResponse;
 use switchyard_api::records::Operation;
 use switchyard_config::Kind;
-use switchyard_store::{EntityRecord, StoreError};
+use switchyard_store::{CanaryCommit, EntityRecord, StoreError};
 
 use super::batch::{self, Batch, Prepared, Upsert};
 use super::openapi::{
@@ -88,24 +88,17 @@ pub async fn rollback(
         }
         .into());
     }
-    // History never changes: revision `to`'s content is read once.
-    let target = state.store.entities(&env, Some(to)).await?;
-    let prepare = |stored: &[EntityRecord]| Ok(diff(stored, &target));
-    let response = batch::run(
+    let response = restore(
         &state,
         &who,
         &env,
-        Batch {
-            prepare: &prepare,
+        Restore {
+            to,
             expected_revision: req.expected_revision,
             dry_run: req.dry_run,
             operation: Operation::Rollback,
-            detail: Some(format!("rollback to revision {to}")),
-            refuse_empty: false,
-            invalid_message: Some(format!(
-                "{env:?} at revision {to} does not compile any more; it cannot be rolled back to"
-            )),
-            field_diffs: false,
+            detail: format!("rollback to revision {to}"),
+            canary: Default::default(),
         },
     )
     .await?;
@@ -113,6 +106,49 @@ pub async fn rollback(
         tracing::info!(env = %env, revision = response.revision, to_revision = to, "rolled back");
     }
     Ok(Json(response))
+}
+
+/// A return to an earlier revision's content: a rollback, or a canary rolled back or
+/// aborted (which ends it in the same commit).
+pub struct Restore {
+    pub to: u64,
+    pub expected_revision: Option<u64>,
+    pub dry_run: bool,
+    pub operation: Operation,
+    pub detail: String,
+    pub canary: CanaryCommit,
+}
+
+/// Commits revision `r.to`'s content as a new revision, through the one write path.
+pub async fn restore(
+    state: &AppState,
+    who: &Principal,
+    env: &str,
+    r: Restore,
+) -> ApiResult<BatchResponse> {
+    // History never changes: revision `to`'s content is read once.
+    let target = state.store.entities(env, Some(r.to)).await?;
+    let prepare = |stored: &[EntityRecord]| Ok(diff(stored, &target));
+    batch::run(
+        state,
+        who,
+        env,
+        Batch {
+            prepare: &prepare,
+            expected_revision: r.expected_revision,
+            dry_run: r.dry_run,
+            operation: r.operation,
+            detail: Some(r.detail),
+            refuse_empty: false,
+            invalid_message: Some(format!(
+                "{env:?} at revision {} does not compile any more; it cannot be rolled back to",
+                r.to
+            )),
+            field_diffs: false,
+            canary: r.canary,
+        },
+    )
+    .await
 }
 
 /// What turns `stored` (the live entities now) into `target` (the live entities of the

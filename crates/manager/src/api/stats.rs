@@ -56,6 +56,7 @@ pub async fn report(
             ),
         ));
     }
+    state.canaries.record(&env, &worker_id, &body.generations);
     if state.stats.record(&env, &worker_id, now_millis(), body) {
         // Where it serves from changed: viewers of the environment look again.
         state.fanout.changed(&env);

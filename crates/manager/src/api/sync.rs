@@ -66,11 +66,32 @@ pub async fn pull(
             Ok(info) => info,
             // The database is down: answer from what this Manager built last (the revision
             // it announced), so Workers that connect or fail over meanwhile still get it.
-            Err(e) if e.code == ErrorCode::StoreUnavailable => {
-                break answer_without_store(&state, &env, q.since).ok_or(e)?;
+            // (Not a pull of an earlier revision: only the current one is kept here.)
+            Err(e) if e.code == ErrorCode::StoreUnavailable && q.at.is_none() => {
+                let body = answer_without_store(&state, &env, q.since).ok_or(e)?;
+                break with_canary(&state, &env, body).await?;
             }
             Err(e) => return Err(e),
         };
+        // The whole state at an earlier revision, when asked for one (a canary's stable
+        // revision, for a Worker that does not serve it yet).
+        if let Some(at) = q.at {
+            if at > info.revision || at < info.history_from {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::UnknownRevision,
+                    format!(
+                        "{env:?} has no revision {at} to pull (it is at revision {}, its \
+                         history starts at {})",
+                        info.revision, info.history_from
+                    ),
+                ));
+            }
+            break state
+                .pulls
+                .get_or_build(&env, 0, at, || build_pull(&state, &env, 0, at))
+                .await?;
+        }
         // Everything when asked for, when the Worker is ahead of this store, or when its
         // revision is older than the retained history: what changed since then can no
         // longer be told (deletions may be gone), the whole state can — no error, no gap.
@@ -86,7 +107,7 @@ pub async fn pull(
             // Pruned between reading `info` and building the answer: read it again (the
             // Worker's revision is then older than the history, and it gets everything).
             Err(e) if e.code == ErrorCode::HistoryPruned && attempt < MAX_PULL_ATTEMPTS => {}
-            other => break other?,
+            other => break with_canary(&state, &env, other?).await?,
         }
     };
     Ok((
@@ -94,6 +115,30 @@ pub async fn pull(
         body,
     )
         .into_response())
+}
+
+/// The pull answer `body`, with the canary directive when its revision is a running
+/// canary: a Worker must serve it beside the stable revision, never to every request.
+async fn with_canary(state: &AppState, env: &str, body: Bytes) -> ApiResult<Bytes> {
+    let Some(directive) = crate::canary::current_directive(state, env).await? else {
+        return Ok(body);
+    };
+    let mut payload: SyncPayload = serde_json::from_slice(&body).map_err(encode_error)?;
+    if payload.revision != directive.revision {
+        return Ok(body);
+    }
+    payload.canary = Some(directive);
+    serde_json::to_vec(&payload)
+        .map(Bytes::from)
+        .map_err(encode_error)
+}
+
+fn encode_error(e: serde_json::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Internal,
+        format!("cannot encode the pull answer: {e}"),
+    )
 }
 
 /// A pull answered while the database is down, from the newest answer built here: the
@@ -185,13 +230,9 @@ async fn build_pull(
         store_id: state.store.store_id(),
         canary: None,
     };
-    serde_json::to_vec(&payload).map(Bytes::from).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::Internal,
-            format!("cannot encode the pull answer: {e}"),
-        )
-    })
+    serde_json::to_vec(&payload)
+        .map(Bytes::from)
+        .map_err(encode_error)
 }
 
 /// Stream revision notifications (Server-Sent Events).

@@ -18,22 +18,22 @@ use crate::{
 };
 
 /// One audit record about to be written.
-struct AuditEntry<'a> {
-    at: i64,
-    actor: &'a str,
-    env: Option<&'a str>,
-    entity_kind: &'a str,
-    entity_name: &'a str,
-    old_version: Option<u64>,
-    new_version: Option<u64>,
-    digest: Option<&'a str>,
-    operation: Operation,
-    revision: Option<u64>,
-    detail: Option<&'a str>,
+pub(super) struct AuditEntry<'a> {
+    pub(super) at: i64,
+    pub(super) actor: &'a str,
+    pub(super) env: Option<&'a str>,
+    pub(super) entity_kind: &'a str,
+    pub(super) entity_name: &'a str,
+    pub(super) old_version: Option<u64>,
+    pub(super) new_version: Option<u64>,
+    pub(super) digest: Option<&'a str>,
+    pub(super) operation: Operation,
+    pub(super) revision: Option<u64>,
+    pub(super) detail: Option<&'a str>,
 }
 
 /// Writes one audit record; any failure is [`StoreError::AuditFailed`].
-async fn insert_audit(conn: &mut AnyConnection, e: AuditEntry<'_>) -> Result<()> {
+pub(super) async fn insert_audit(conn: &mut AnyConnection, e: AuditEntry<'_>) -> Result<()> {
     let version = |v: Option<u64>| v.map(|v| stored(v, "version")).transpose();
     sqlx::query(sql::AUDIT_INSERT)
         .bind(e.at)
@@ -258,6 +258,7 @@ async fn commit_in(conn: &mut AnyConnection, req: CommitRequest) -> Result<Commi
             actual: previous,
         });
     }
+    super::canary::check(conn, &req.env, &req.canary).await?;
 
     let mut planned = Vec::new();
     for change in &req.changes {
@@ -345,6 +346,7 @@ async fn commit_in(conn: &mut AnyConnection, req: CommitRequest) -> Result<Commi
             "commit: environment revision changed during the transaction".into(),
         ));
     }
+    super::canary::record(conn, &req.env, &req.actor, previous, revision, &req.canary).await?;
     // PostgreSQL: the other Managers on the database hear of it when (and only if) this
     // transaction commits.
     if super::Backend::of(conn) == super::Backend::Postgres {

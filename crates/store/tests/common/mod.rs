@@ -92,6 +92,7 @@ pub fn request(env: &str, changes: Vec<Change>) -> CommitRequest {
         expected_revision: None,
         changes,
         detail: None,
+        canary: Default::default(),
     }
 }
 
