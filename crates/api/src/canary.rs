@@ -32,6 +32,11 @@ pub const MIN_JUDGED_REQUESTS: u64 = 20;
 /// Fewer requests than this on either side compare no p99.
 pub const MIN_P99_REQUESTS: u64 = 100;
 
+/// A canary's p99 is a breach only when it is also this much slower than the stable's
+/// (seconds): below it, a relative increase is noise (a loaded host, a cold connection
+/// pool), not a regression.
+pub const P99_NOISE_FLOOR_SECONDS: f64 = 0.005;
+
 /// The upper bounds (seconds) of the request-duration buckets Workers report per
 /// generation ([`GenerationCounters::duration_buckets`]): 0.5 ms doubling to ~16 s, then
 /// +Inf. The Workers' `switchyard_generation_request_duration_seconds` histogram's.
@@ -153,7 +158,9 @@ impl CanarySpec {
             ));
         }
         if self.steps_ppm.windows(2).any(|w| w[0] >= w[1]) {
-            errors.push("canary.steps_ppm: each step's share must be larger than the one before".into());
+            errors.push(
+                "canary.steps_ppm: each step's share must be larger than the one before".into(),
+            );
         }
         if !(1..=86_400).contains(&self.step_secs) {
             errors.push("canary.step_secs: 1 s to 24 h".into());
@@ -192,7 +199,13 @@ pub fn parse_percent(text: &str) -> Result<u32, String> {
     let bad = || format!("{text:?} is not a percentage like 5% or 0.5%");
     let number = text.trim().strip_suffix('%').ok_or_else(bad)?;
     let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() || frac.len() > 4 || !whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+    if whole.is_empty()
+        || frac.len() > 4
+        || !whole
+            .bytes()
+            .chain(frac.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
         return Err(bad());
     }
     let whole: u32 = whole.parse().map_err(|_| bad())?;

@@ -4,9 +4,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    canary,
-    apply, audit, bench, certificate, credential, demo, dump, env, manager, promote, rollback,
-    rollout, status, token, up, upstream, validate, worker,
+    apply, audit, bench, canary, certificate, credential, demo, dump, env, manager, promote,
+    rollback, rollout, status, token, up, upstream, validate, worker,
 };
 
 #[derive(Parser)]

@@ -22,8 +22,7 @@ use std::process::ExitCode;
 use args::{Cli, Command};
 use clap::Parser;
 use commands::{
-    canary,
-    apply, audit, bench, certificate, credential, demo, dump, env, manager, plan, promote,
+    apply, audit, bench, canary, certificate, credential, demo, dump, env, manager, plan, promote,
     rollback, rollout, status, token, up, upstream, validate, worker,
 };
 

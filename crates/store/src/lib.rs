@@ -10,11 +10,11 @@ use std::num::NonZeroU64;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use switchyard_api::canary::{CanarySpec, CanaryState};
 use switchyard_api::records::{
     AppliedChange, AuditRecord, EnvInfo, Millis, Operation, ReportStatus, RevisionRecord, Role,
     TokenRecord, WorkerReport, now_millis,
 };
-use switchyard_api::canary::{CanarySpec, CanaryState};
 use switchyard_config::Kind;
 
 pub mod database;

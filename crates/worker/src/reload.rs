@@ -189,7 +189,12 @@ impl Reloader {
         };
         [&*current, &*canary.runtime]
             .into_iter()
-            .map(|runtime| runtime.generation.metrics.counters(runtime.snapshot.revision))
+            .map(|runtime| {
+                runtime
+                    .generation
+                    .metrics
+                    .counters(runtime.snapshot.revision)
+            })
             .collect()
     }
 
@@ -389,6 +394,23 @@ impl Reloader {
             "canary started"
         );
         Ok(revision)
+    }
+
+    /// The live canary's share (and key) becomes `split`; `NoCanary` when there is none.
+    pub fn set_canary_split(&self, split: Split) -> Result<(), CanaryError> {
+        let _serial = self
+            .reload_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.current.load_full();
+        let canary = current.canary.as_ref().ok_or(CanaryError::NoCanary)?;
+        let share_ppm = split.share_ppm();
+        let runtime = canary.runtime.clone();
+        self.current.store(Arc::new(
+            current.with_canary(Some(Canary { runtime, split })),
+        ));
+        tracing::info!(share_ppm, "canary share changed");
+        Ok(())
     }
 
     /// The canary becomes the one generation served (every new request runs on it); the

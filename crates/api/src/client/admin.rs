@@ -10,8 +10,8 @@ use crate::admin::{
     CredentialValueRequest, CredentialValueResponse, DeletedEnv, EntityView, PromoteRequest,
     RevisionView, RollbackRequest, RolloutRequest, RolloutStatus, WorkerView,
 };
-use crate::records::{AuditRecord, EnvInfo, RevisionRecord, TokenRecord};
 use crate::canary::CanaryStatus;
+use crate::records::{AuditRecord, EnvInfo, RevisionRecord, TokenRecord};
 
 /// The admin API of one Manager, as one token sees it.
 #[derive(Debug, Clone)]

@@ -100,7 +100,11 @@ impl CanaryArgs {
         let pct = |flag: &str, text: &str| {
             parse_percent(text).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
         };
-        let first = self.canary.as_deref().map(|t| pct("--canary", t)).transpose()?;
+        let first = self
+            .canary
+            .as_deref()
+            .map(|t| pct("--canary", t))
+            .transpose()?;
         let steps_ppm = match &self.steps {
             Some(list) => {
                 let steps = list
@@ -140,8 +144,13 @@ impl CanaryArgs {
         if let Some(t) = &self.max_p99_increase {
             spec.max_p99_increase_ppm = pct("--max-p99-increase", t)?;
         }
-        spec.validate()
-            .map_err(|e| anyhow::anyhow!("{}", e.replace("canary.steps_ppm", "--steps").replace("canary.step_secs", "--step-for")))?;
+        spec.validate().map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                e.replace("canary.steps_ppm", "--steps")
+                    .replace("canary.step_secs", "--step-for")
+            )
+        })?;
         Ok(Some(spec))
     }
 }
@@ -184,10 +193,15 @@ pub async fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         ..args.input(false)
     };
     let result = send(&client, &input).await?;
-    if let Some(spec) = canary.as_ref().filter(|_| result.changed && !result.dry_run)
+    if let Some(spec) = canary
+        .as_ref()
+        .filter(|_| result.changed && !result.dry_run)
         && args.conn.output != Output::Json
     {
-        eprintln!("{}", crate::commands::canary::started(&args.env, result.revision, spec));
+        eprintln!(
+            "{}",
+            crate::commands::canary::started(&args.env, result.revision, spec)
+        );
     }
     let revision = (result.changed && !result.dry_run).then_some(result.revision);
     if args.conn.output == Output::Json {

@@ -591,7 +591,11 @@ fn refuse_not_canaryable(changes: &[PlannedChange]) -> ApiResult<()> {
                 Kind::Proxy | Kind::Credential | Kind::Environment
                     if c.hot.class != ChangeClass::Hot =>
                 {
-                    return Some(format!("{entity}: {} ({})", c.hot.class.as_str(), c.hot.how));
+                    return Some(format!(
+                        "{entity}: {} ({})",
+                        c.hot.class.as_str(),
+                        c.hot.how
+                    ));
                 }
                 Kind::Proxy | Kind::Credential | Kind::Environment => return None,
             };

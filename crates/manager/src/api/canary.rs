@@ -147,6 +147,8 @@ fn not_running(env: &str) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::CONFLICT,
         ErrorCode::NoCanary,
-        format!("{env:?} has no running canary (`switchyard canary status --env {env}` shows the latest)"),
+        format!(
+            "{env:?} has no running canary (`switchyard canary status --env {env}` shows the latest)"
+        ),
     )
 }

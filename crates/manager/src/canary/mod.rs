@@ -148,9 +148,7 @@ pub async fn current_directive(state: &AppState, env: &str) -> ApiResult<Option<
             state.canaries.set_directive(env, d.clone());
             Ok(d)
         }
-        Err(switchyard_store::StoreError::Unavailable(_)) => {
-            Ok(state.canaries.last_directive(env))
-        }
+        Err(switchyard_store::StoreError::Unavailable(_)) => Ok(state.canaries.last_directive(env)),
         Err(e) => Err(e.into()),
     }
 }
@@ -161,10 +159,11 @@ pub fn status(state: &AppState, c: &CanaryRecord) -> CanaryStatus {
     let step_ms = i64::try_from(c.spec.step_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let (numbers, verdict) = if running {
         let (canary, stable) = state.canaries.window(c);
-        let verdict = match window::judge(&c.spec, &canary, &stable, now_millis() - c.step_started_at) {
-            Verdict::Breach(why) => format!("breach: {why}"),
-            Verdict::Held(why) | Verdict::Wait(why) => why,
-        };
+        let verdict =
+            match window::judge(&c.spec, &canary, &stable, now_millis() - c.step_started_at) {
+                Verdict::Breach(why) => format!("breach: {why}"),
+                Verdict::Held(why) | Verdict::Wait(why) => why,
+            };
         (Some((canary, stable)), Some(verdict))
     } else {
         (None, None)
@@ -226,9 +225,19 @@ async fn judge_env(state: &AppState, env: &str) -> ApiResult<()> {
     match window::judge(&c.spec, &canary, &stable, now_millis() - c.step_started_at) {
         Verdict::Wait(_) => Ok(()),
         Verdict::Breach(why) => {
-            let reason = format!("rolled back by the Manager at {}: {why}", percent(share(&c)));
+            let reason = format!(
+                "rolled back by the Manager at {}: {why}",
+                percent(share(&c))
+            );
             tracing::warn!(env, canary = c.revision, reason = %reason, "canary breached its limits");
-            end(state, &judge_principal(), &c, CanaryState::RolledBack, reason).await?;
+            end(
+                state,
+                &judge_principal(),
+                &c,
+                CanaryState::RolledBack,
+                reason,
+            )
+            .await?;
             Ok(())
         }
         Verdict::Held(why) => {
@@ -263,7 +272,12 @@ async fn judge_env(state: &AppState, env: &str) -> ApiResult<()> {
                     .await?
             };
             if moved {
-                tracing::info!(env, canary = c.revision, promoted = last, "canary step held");
+                tracing::info!(
+                    env,
+                    canary = c.revision,
+                    promoted = last,
+                    "canary step held"
+                );
                 nudge(state, env, c.revision);
             }
             Ok(())

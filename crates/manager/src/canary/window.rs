@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use switchyard_api::canary::{
-    CanarySpec, GenerationCounters, MIN_JUDGED_REQUESTS, MIN_P99_REQUESTS, PPM, WindowNumbers,
-    duration_bounds, percent,
+    CanarySpec, GenerationCounters, MIN_JUDGED_REQUESTS, MIN_P99_REQUESTS, P99_NOISE_FLOOR_SECONDS,
+    PPM, WindowNumbers, duration_bounds, percent,
 };
 
 /// One Worker's totals for one generation at the step's start, and the latest.
@@ -137,6 +137,7 @@ pub fn judge(
         && stable.requests >= MIN_P99_REQUESTS
         && let (Some(c), Some(s)) = (canary.p99_seconds, stable.p99_seconds)
         && c > s * (1.0 + f64::from(spec.max_p99_increase_ppm) / f64::from(PPM))
+        && c - s > P99_NOISE_FLOOR_SECONDS
     {
         return Verdict::Breach(format!(
             "p99 {:.1} ms on r{} over {} requests, over the stable r{}'s {:.1} ms + {} allowed",
@@ -230,8 +231,14 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let fine = window(7, 40, 0, 2);
-        assert!(matches!(judge(&spec(), &fine, &good, 1_000), Verdict::Wait(_)));
-        assert!(matches!(judge(&spec(), &fine, &good, 60_000), Verdict::Held(_)));
+        assert!(matches!(
+            judge(&spec(), &fine, &good, 1_000),
+            Verdict::Wait(_)
+        ));
+        assert!(matches!(
+            judge(&spec(), &fine, &good, 60_000),
+            Verdict::Held(_)
+        ));
         // Too little canary traffic judges nothing, even once the time is up.
         let few = window(7, 5, 5, 2);
         match judge(&spec(), &few, &good, 60_000) {
@@ -243,11 +250,32 @@ mod tests {
     #[test]
     fn errors_are_compared_with_the_stables_and_latency_by_p99() {
         // The upstream fails 5% for both: the canary is not to blame.
-        let both = judge(&spec(), &window(7, 1000, 50, 2), &window(6, 4000, 200, 2), 60_000);
+        let both = judge(
+            &spec(),
+            &window(7, 1000, 50, 2),
+            &window(6, 4000, 200, 2),
+            60_000,
+        );
         assert!(matches!(both, Verdict::Held(_)), "{both:?}");
-        // Canary four buckets slower (8x).
-        let slow = judge(&spec(), &window(7, 1000, 0, 6), &window(6, 4000, 0, 2), 1_000);
-        assert!(matches!(slow, Verdict::Breach(ref w) if w.contains("p99")), "{slow:?}");
+        // Canary 8x slower: 16-32 ms against 2-4 ms.
+        let slow = judge(
+            &spec(),
+            &window(7, 1000, 0, 6),
+            &window(6, 4000, 0, 3),
+            1_000,
+        );
+        assert!(
+            matches!(slow, Verdict::Breach(ref w) if w.contains("p99")),
+            "{slow:?}"
+        );
+        // Twice as slow but under the noise floor (1-2 ms against 0.5-1 ms): not a breach.
+        let noise = judge(
+            &spec(),
+            &window(7, 1000, 0, 2),
+            &window(6, 4000, 0, 1),
+            1_000,
+        );
+        assert!(matches!(noise, Verdict::Wait(_)), "{noise:?}");
     }
 
     #[test]

@@ -24,6 +24,9 @@ use crate::status::Resync;
 /// How often a handover a rollout asked for is checked on.
 const UPGRADE_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// How often a Worker with a live canary sends its numbers.
+const CANARY_STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// At most this many revisions are ACKed when a Worker catches up over a gap.
 const MAX_ACKS_PER_CATCH_UP: u64 = 256;
 /// At most this many reports wait for the Manager; older ones are dropped.
@@ -119,7 +122,10 @@ impl Syncer {
         // A handover a rollout asked for, while it runs: its revision.
         let mut handing_over: Option<u64> = None;
         let mut upgrade_check = tokio::time::interval(UPGRADE_CHECK);
-        let mut stats = tokio::time::interval(self.opts.stats_interval);
+        // While a canary is live its numbers go every CANARY_STATS_INTERVAL (the Manager
+        // judges it on them), else every `stats_interval`.
+        let mut stats = tokio::time::interval(self.opts.stats_interval.min(CANARY_STATS_INTERVAL));
+        let mut last_stats: Option<tokio::time::Instant> = None;
         stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -146,7 +152,13 @@ impl Syncer {
                 // The periodic check is a pull since the served revision: it catches missed
                 // notifications, and a Manager whose store or state is not the one served.
                 _ = check.tick() => self.catch_up().await?,
-                _ = stats.tick() => self.send_stats(),
+                _ = stats.tick() => {
+                    let due = last_stats.is_none_or(|at| at.elapsed() >= self.opts.stats_interval);
+                    if due || self.state.canary.is_some() {
+                        last_stats = Some(tokio::time::Instant::now());
+                        self.send_stats();
+                    }
+                }
                 _ = crate::server::stopped(stop) => return Ok(()),
             }
         }
@@ -258,6 +270,24 @@ impl Syncer {
         self.state.pulled_at = Some(now_millis());
         self.reloader
             .update_sync_status(|s| s.manager_revision = Some(payload.revision));
+        if let Some(d) = payload
+            .canary
+            .clone()
+            .filter(|d| d.revision == payload.revision)
+        {
+            self.follow_canary(payload, d).await?;
+            self.flush_reports().await;
+            return Ok(());
+        }
+        // The canary's revision, without a directive: promoted.
+        if let Some(c) = &self.state.canary
+            && c.served.revision == payload.revision
+            && c.served.store_id == payload.store_id
+        {
+            self.promote_canary();
+            self.flush_reports().await;
+            return Ok(());
+        }
         match state::step(&self.state.served, &payload, self.state.rejected) {
             Step::UpToDate => {}
             Step::Apply => match state::merge(&self.state.served.entities, &payload) {
@@ -312,7 +342,7 @@ impl Syncer {
     /// Parses, compiles and swaps `payload` (`entities`: the state it leads to, verified),
     /// then checks that what is served is the Manager's state before ACKing it. A state
     /// that does not verify is NACKed and rebuilt from a full pull, from nothing.
-    async fn apply(
+    pub(super) async fn apply(
         &mut self,
         payload: SyncPayload,
         entities: Entities,
@@ -440,7 +470,10 @@ impl Syncer {
     /// the one served before.
     fn applied(&mut self, pulled: Pulled, resync: Option<String>) {
         let applied_at = now_millis();
-        let previous = self.state.served.revision;
+        // A canary live beside the stable revision ended with the swap; it was ACKed
+        // already, so the ACKs start after it.
+        let canary = self.state.canary.take().map(|c| c.served.revision);
+        let previous = self.state.served.revision.max(canary.unwrap_or(0));
         let revision = pulled.revision;
         let store_id = pulled.store_id.clone();
         if store_id != self.state.served.store_id {
@@ -500,7 +533,13 @@ impl Syncer {
 
     /// `revision` does not compile here (or does not verify): it is not retried until the
     /// Manager moves on, and it is NACKed.
-    fn rejected(&mut self, store_id: &str, revision: u64, error: String, resync: Option<String>) {
+    pub(super) fn rejected(
+        &mut self,
+        store_id: &str,
+        revision: u64,
+        error: String,
+        resync: Option<String>,
+    ) {
         tracing::error!(
             revision,
             "revision rejected; still serving {}:\n{error}",
@@ -520,7 +559,7 @@ impl Syncer {
 
     /// The traffic address reported: `--listen`'s, or the environment's listeners bound
     /// now.
-    fn address(&self) -> Option<String> {
+    pub(super) fn address(&self) -> Option<String> {
         self.opts
             .address
             .clone()
@@ -529,7 +568,7 @@ impl Syncer {
 
     /// Queues a report; the oldest are dropped past [`MAX_PENDING_REPORTS`] (a Manager away
     /// that long learns the current state from the latest ones).
-    fn queue(&mut self, mut r: ReportBody) {
+    pub(super) fn queue(&mut self, mut r: ReportBody) {
         r.pulled_at = r.pulled_at.or(self.state.pulled_at);
         self.state.pending.push(r);
         let excess = self.state.pending.len().saturating_sub(MAX_PENDING_REPORTS);

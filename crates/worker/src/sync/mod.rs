@@ -12,6 +12,7 @@
 
 mod backoff;
 pub mod cache;
+mod canary;
 mod follow;
 pub mod sse;
 mod start;
@@ -135,6 +136,15 @@ pub struct SyncState {
     pending: Vec<ReportBody>,
     /// When the latest pull was read: the reports about what it brought carry it.
     pulled_at: Option<Millis>,
+    /// A canary revision served beside `served` (the stable one), and how.
+    canary: Option<CanaryServed>,
+}
+
+/// A canary revision this Worker serves beside the stable one: its state (as `served` is
+/// the stable one's: promoted, it becomes `served`) and the directive it follows.
+pub struct CanaryServed {
+    served: Served,
+    directive: switchyard_api::canary::CanaryDirective,
 }
 
 /// The sync task: follows the Manager for one Worker, swapping in each revision through

@@ -68,6 +68,7 @@ impl SyncState {
             rejected: None,
             pending,
             pulled_at: None,
+            canary: None,
         }
     }
 }
@@ -83,7 +84,16 @@ async fn from_manager<B>(
 where
     B: Fn(&[&Located<Manifest>], &Numbering) -> Result<Reloader, ConfigErrors>,
 {
-    let payload = match tokio::time::timeout(opts.start_timeout, client.pull(0)).await {
+    let pull = async {
+        let head = client.pull(0).await?;
+        // The current revision is a canary: the first generation is its stable revision,
+        // and the sync task adds the canary beside it once it runs.
+        match &head.canary {
+            Some(d) if d.revision == head.revision => client.pull_at(d.stable_revision).await,
+            _ => Ok(head),
+        }
+    };
+    let payload = match tokio::time::timeout(opts.start_timeout, pull).await {
         Ok(Ok(payload)) => payload,
         Ok(Err(e)) => return Err(e.to_string()),
         Err(_) => return Err(format!("no answer within {:?}", opts.start_timeout)),
