@@ -45,6 +45,9 @@ fn the_dashboard_in_a_real_browser_against_switchyard_up() {
     let config = dir.path().join("config");
     std::fs::create_dir_all(&config).unwrap();
     std::fs::write(config.join("payments.yaml"), manifest("blue", blue)).unwrap();
+    // The canary the script starts and aborts (r3, then r4): another response header.
+    let canary_file = dir.path().join("canary.yaml");
+    std::fs::write(&canary_file, manifest("green-canary", green)).unwrap();
 
     let (up, fields) = spawn_up(&data, &config, &["--workers", "1"]);
     let url = fields["manager"].as_str().unwrap().to_string();
@@ -116,6 +119,7 @@ fn the_dashboard_in_a_real_browser_against_switchyard_up() {
             std::fs::read_to_string(&admin_file).unwrap().trim(),
         )
         .env("MANIFEST_R2", manifest("green", green))
+        .env("CANARY_FILE", &canary_file)
         .env("SWITCHYARD_BIN", env!("CARGO_BIN_EXE_switchyard"))
         .env("SWITCHYARD_CA", &ca)
         .env("WORKER_A", "up-worker-1")

@@ -454,6 +454,10 @@ async function run() {
   // --- One Worker stops: marked disconnected.
   await page.getByRole('link', { name: /dev overview/ }).click();
   await page.waitForURL(/#\/env\/dev$/);
+  // --- The canary section (only with CANARY_FILE: see canaryStep below): r3 the canary,
+  // r4 the stable content again (aborted).
+  if (process.env.CANARY_FILE) await canaryStep(page, { file: process.env.CANARY_FILE, until });
+  const nack = process.env.CANARY_FILE ? 5 : 3;
   await step('stop-w2');
   await until(row(B).filter({ hasText: 'disconnected' }));
   assert.equal(await row(B).getAttribute('data-connected'), 'false');
@@ -461,9 +465,9 @@ async function run() {
 
   // --- A NACK (a revision the Worker rejects): the NACK and its error.
   await step('nack-r3');
-  await until(row(A).filter({ hasText: 'NACK r3' }).filter({ hasText: 'invalid duration' }));
-  assert.match(await row(A).textContent(), /ACK r2/, 'a NACK keeps it on r2');
-  await page.locator('#revisions tr[data-revision="3"] a').click();
+  await until(row(A).filter({ hasText: `NACK r${nack}` }).filter({ hasText: 'invalid duration' }));
+  assert.match(await row(A).textContent(), new RegExp(`ACK r${nack - 1}`), 'a NACK keeps it where it was');
+  await page.locator(`#revisions tr[data-revision="${nack}"] a`).click();
   await page.locator(`#timeline tr[data-worker="${A}"][data-status=nack]`).filter({ hasText: 'invalid duration' }).waitFor();
 
   // --- Audit with filters.
@@ -561,8 +565,6 @@ async function run() {
     assert.ok(reached.includes(id), `${id} is reachable by keyboard: ${reached}`);
   }
 
-  // --- The canary section (only with CANARY_FILE: see canaryStep below).
-  if (process.env.CANARY_FILE) await canaryStep(page, { file: process.env.CANARY_FILE, until });
 
   // --- Phone width: no horizontal scrolling of the page (tables scroll in their box), on
   // the overview, a revision with its diff and timeline, and the audit trail.
