@@ -2,6 +2,7 @@
 //! hot-deployment contract is about — dropped requests during swaps, propagation time,
 //! Worker memory, audit completeness — and the proxy's speed.
 
+pub mod canary;
 pub mod fanout;
 pub mod fault;
 mod http;
@@ -13,6 +14,7 @@ pub mod scale;
 pub mod stats;
 pub mod swap;
 
+pub use canary::{CanaryOptions, CanaryReport, run as canary};
 pub use fanout::{FanoutOptions, FanoutReport, run as fanout};
 pub use proxy::{ProxyOptions, ProxyReport, run as proxy};
 pub use report::SwapReport;

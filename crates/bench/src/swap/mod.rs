@@ -8,7 +8,7 @@
 
 mod analyse;
 mod changes;
-mod cluster;
+pub(crate) mod cluster;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

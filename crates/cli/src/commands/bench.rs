@@ -82,6 +82,27 @@ pub enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Canary revisions: a bad change (a proxy pointed at a refusing upstream) applied as a
+    /// canary until the Manager rolls it back, against the same change applied without
+    /// one, held as long and rolled back — the requests that failed each way; and the
+    /// Workers' CPU per request with one generation and with a 50% canary beside it.
+    Canary {
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Each CPU round's length.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// CPU rounds (each: one generation, then a canary live).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// The bad canary's share, e.g. `5%`.
+        #[arg(long, default_value = "5%")]
+        share: String,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// A Manager process and simulated Workers (real streams, pulls and ACKs, no
     /// proxying): propagation versus subscriber count (1, 10, 100, … up to N), Manager CPU
     /// and bytes sent per change.
@@ -267,6 +288,29 @@ pub async fn run(which: BenchCommand) -> anyhow::Result<ExitCode> {
                 binary: binary()?,
                 insecure_http,
                 control_plane: control_plane.options(),
+            })
+            .await?;
+            crate::text::out(&report.to_text());
+            write_json(json.as_deref(), &report)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Canary {
+            workers,
+            connections,
+            duration,
+            rounds,
+            share,
+            json,
+        } => {
+            let share_ppm = switchyard_api::canary::parse_percent(&share)
+                .map_err(|e| anyhow::anyhow!("--share: {e}"))?;
+            let report = switchyard_bench::canary(switchyard_bench::CanaryOptions {
+                workers,
+                connections,
+                duration,
+                rounds,
+                share_ppm,
+                binary: binary()?,
             })
             .await?;
             crate::text::out(&report.to_text());
