@@ -124,7 +124,9 @@ fn proxy(release: u32, target: SocketAddr) -> String {
 
 pub async fn run(o: CanaryOptions) -> Result<CanaryReport, BenchError> {
     if o.workers == 0 || o.connections == 0 || o.rounds == 0 {
-        return Err(setup("--workers, --connections and --rounds must be at least 1"));
+        return Err(setup(
+            "--workers, --connections and --rounds must be at least 1",
+        ));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let up = SampleUpstream::start(([127, 0, 0, 1], 0).into(), "a", stop_rx)
@@ -211,8 +213,7 @@ async fn drive(
     let applied_at = load.now();
     let bad = cluster.apply(&[proxy(release + 1, dead)]).await?;
     let hold = Duration::from_secs_f64((with_canary.exposed_ms as f64 / 1000.0).max(0.0));
-    tokio::time::sleep(hold.saturating_sub(Duration::from_secs_f64(load.now() - applied_at)))
-        .await;
+    tokio::time::sleep(hold.saturating_sub(Duration::from_secs_f64(load.now() - applied_at))).await;
     let rolled = cluster
         .client
         .rollback(

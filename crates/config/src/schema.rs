@@ -563,6 +563,7 @@ spec:
     paths: {mergeSlashes: false, encodedSlashes: keep}
     timeouts: {idle: 30s, send: 20s, requestBodyIdle: 10s, upstreamBodyIdle: 40s}
     connections: {max: 1000}
+    revisionHeader: x-switchyard-revision
 ---
 apiVersion: switchyard.dev/v1
 kind: Certificate

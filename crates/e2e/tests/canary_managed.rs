@@ -33,7 +33,13 @@ impl Cluster {
         let manager = RunningManager::start(data.path()).await;
         let token = manager.env_with_worker_token("prod").await;
         let (s, b) = manager
-            .apply("prod", &[payments_manifest("blue", harness.addr(0), "")])
+            .apply(
+                "prod",
+                &[
+                    payments_manifest("blue", harness.addr(0), ""),
+                    prod_environment("x-switchyard-revision"),
+                ],
+            )
             .await;
         assert_eq!(s, 200, "{b}");
         let mut dirs = vec![data];
@@ -101,19 +107,35 @@ impl Cluster {
     }
 }
 
+/// `prod`'s Environment document: responses name their revision in `header`.
+fn prod_environment(header: &str) -> String {
+    format!(
+        "apiVersion: switchyard.dev/v1\nkind: Environment\nmetadata: {{ name: prod }}\nspec:\n  gateway:\n    revisionHeader: {header}\n"
+    )
+}
+
 /// `n` requests on one keep-alive connection to `w`, each with `headers`: how many ran
-/// on `green`, after checking each ran wholly on one revision.
+/// on `green`, after checking each ran wholly on one revision — its release header, its
+/// upstream and the revision it names agree.
 async fn green_of(w: &ManagedWorker, n: usize, headers: &[(&str, &str)]) -> usize {
     let mut conn = Conn::open(w.addr).await.unwrap();
     let mut green = 0;
+    let mut revisions = std::collections::BTreeMap::new();
     for i in 0..n {
         let a = conn.get(&format!("/payments/{i}"), headers).await.unwrap();
         assert_eq!(a.status, 200, "{:?}", a.body);
+        let revision = a.header("x-switchyard-revision").unwrap().to_string();
         match (a.header("x-release"), a.header("x-upstream-id")) {
             (Some("blue"), Some("blue")) => {}
             (Some("green"), Some("green")) => green += 1,
             other => panic!("a request half on each revision: {other:?}"),
         }
+        let release = a.header("x-release").unwrap().to_string();
+        let seen = revisions.entry(release.clone()).or_insert(revision.clone());
+        assert_eq!(*seen, revision, "{release} answered by two revisions");
+    }
+    if let (Some(b), Some(g)) = (revisions.get("blue"), revisions.get("green")) {
+        assert_ne!(b, g, "both releases named one revision");
     }
     green
 }
@@ -237,6 +259,47 @@ async fn a_canary_serves_its_share_on_every_worker_sticky_by_key_and_blocks_plai
         assert_eq!(green_of(w, 50, &[]).await, 0);
         assert_eq!(w.handle.live_generations(), 1);
     }
+
+    // What cannot be a canary is refused, nothing written: here gateway settings, which
+    // apply to every request of a Worker whichever revision it runs on.
+    let before = c.manager.client.env("prod").await.unwrap().revision;
+    let e = c
+        .manager
+        .client
+        .apply(
+            "prod",
+            &ApplyRequest {
+                manifests: vec![prod_environment("x-revision")],
+                canary: Some(spec(&[200_000], 3600)),
+                ..ApplyRequest::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    let ClientError::Api(failure) = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(failure.body.code, ErrorCode::NotCanaryable, "{e}");
+    assert!(
+        failure
+            .body
+            .details
+            .iter()
+            .any(|d| d.contains("environment/prod: spec.gateway")),
+        "{:?}",
+        failure.body.details
+    );
+    assert_eq!(c.manager.client.env("prod").await.unwrap().revision, before);
+    assert!(
+        c.manager
+            .client
+            .canary("prod")
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            == CanaryState::Aborted
+    );
 
     // Sticky by a header: each user lands on the same revision on both Workers, always.
     let sticky = CanarySpec {

@@ -295,6 +295,13 @@ pub const TABLE: &[Rule] = &[
                  stays under is WorkerSettings' maxConnections",
         paths: &["spec.gateway.connections", "spec.gateway.connections.max"],
     },
+    Rule {
+        kind: Kind::Environment,
+        class: Hot,
+        reason: "swapped atomically: responses to requests accepted after the swap carry \
+                 the new header (or none), those in flight finish as they started",
+        paths: &["spec.gateway.revisionHeader"],
+    },
     // ---- Certificate ----
     Rule {
         kind: Kind::Certificate,

@@ -89,6 +89,10 @@ pub struct Status {
     /// one ended), each Worker's step.
     #[serde(skip_serializing_if = "Option::is_none")]
     rollout: Option<RolloutStatus>,
+    /// The environment's latest canary, if any (running: its share and numbers; ended:
+    /// how and why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    canary: Option<switchyard_api::canary::CanaryStatus>,
 }
 
 #[derive(Serialize)]
@@ -196,12 +200,15 @@ async fn fetch(client: &AdminClient, env: &str, revisions: u32) -> anyhow::Resul
     }
     // An older Manager, without rollouts, answers 404: nothing to show.
     let rollout = client.rollout_status(env).await.ok().flatten();
+    // Likewise for canaries.
+    let canary = client.canary(env).await.ok().flatten();
     Ok(Status {
         env: env.to_string(),
         revision: info.revision,
         workers,
         revisions: out,
         rollout,
+        canary,
     })
 }
 
@@ -315,6 +322,10 @@ fn describe(s: &Status) -> String {
     if let Some(r) = &s.rollout {
         out.push('\n');
         out.push_str(&crate::commands::rollout::describe(r));
+    }
+    if let Some(c) = &s.canary {
+        out.push_str("\n\n");
+        out.push_str(&crate::commands::canary::describe(c));
     }
     out.trim_end().to_string()
 }

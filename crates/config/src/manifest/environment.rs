@@ -48,6 +48,11 @@ pub struct GatewaySpec {
     pub timeouts: Option<TrafficTimeoutsSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<ConnectionsSpec>,
+    /// A response header carrying the revision each request ran on (e.g.
+    /// `x-switchyard-revision`), on every response, the gateway's own included; absent
+    /// (default): none. Shows which side of a canary answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_header: Option<String>,
 }
 
 /// `spec.gateway.connections`: how many client connections one Worker keeps open.

@@ -388,3 +388,25 @@ fn a_full_set_reuses_a_proxy_only_when_its_digest_is_equal() {
     );
     assert!(Arc::ptr_eq(r.proxy("c").unwrap(), s.proxy("c").unwrap()));
 }
+
+#[test]
+fn a_revision_header_must_be_one_a_response_can_carry() {
+    let env = |header: &str| {
+        format!(
+            "apiVersion: switchyard.dev/v1\nkind: Environment\nmetadata: {{ name: dev }}\nspec:\n  gateway:\n    revisionHeader: {header}\n"
+        )
+    };
+    let c = compile_text(&env("x-switchyard-revision")).unwrap();
+    assert_eq!(
+        c.snapshot
+            .gateway()
+            .revision_header
+            .as_ref()
+            .map(|h| h.as_str()),
+        Some("x-switchyard-revision")
+    );
+    for bad in ["content-length", "\"bad header\""] {
+        let e = compile_text(&env(bad)).unwrap_err().to_string();
+        assert!(e.contains("spec.gateway.revisionHeader"), "{bad}: {e}");
+    }
+}

@@ -18,6 +18,8 @@ pub struct Gateway {
     /// `connections.max`: the most client connections a Worker keeps open (it also stays
     /// under what its file descriptors allow). `None`: only that.
     pub max_connections: Option<u32>,
+    /// `revisionHeader`: the response header naming the revision a request ran on.
+    pub revision_header: Option<http::HeaderName>,
 }
 
 /// How request paths are normalised before routing and forwarding.
@@ -63,6 +65,7 @@ impl Default for Gateway {
                 upstream_body_idle: DEFAULT_TRAFFIC_TIMEOUT,
             },
             max_connections: None,
+            revision_header: None,
         }
     }
 }
@@ -157,12 +160,46 @@ pub(crate) fn compile(
             out.max_connections = Some(max);
         }
     }
+    if let Some(name) = &spec.revision_header {
+        match http::HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) if !RESERVED.contains(&h.as_str()) => out.revision_header = Some(h),
+            Ok(_) | Err(_) => errors.push(
+                ConfigError::new(
+                    &m.source,
+                    Position::from_location(&m.source, env.metadata.name.referenced),
+                    format!(
+                        "{name:?} is not a header a response can carry the revision in: \
+                         use a valid name, not one HTTP gives a meaning (e.g. \
+                         x-switchyard-revision)"
+                    ),
+                )
+                .entity(Kind::Environment, m.value.name())
+                .field("spec.gateway.revisionHeader"),
+            ),
+        }
+    }
     if errors.is_empty() {
         Ok(out)
     } else {
         Err(errors)
     }
 }
+
+/// Headers a revision header may not replace: framing, connection management, caching.
+const RESERVED: [&str; 12] = [
+    "connection",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "keep-alive",
+    "upgrade",
+    "trailer",
+    "te",
+    "date",
+    "server",
+    "location",
+    "x-request-id",
+];
 
 fn humanize(d: Duration) -> String {
     switchyard_config::duration::HumanDuration(d).to_string()

@@ -212,7 +212,7 @@ async fn write(
             refuse_restart_required(env, &plan.changes)?;
         }
         if matches!(batch.canary, CanaryCommit::Start(_)) {
-            refuse_not_canaryable(&plan.changes)?;
+            refuse_not_canaryable(&plan.changes, &stored, &changes)?;
         }
         if batch.dry_run {
             return Ok(BatchResponse {
@@ -576,8 +576,12 @@ fn validate(
 /// A canary is served per request beside the stable revision: a change that is not chosen
 /// per request (a listener, a certificate — picked per connection at the handshake —,
 /// process settings) or that moves connections or needs a restart cannot be one.
-fn refuse_not_canaryable(changes: &[PlannedChange]) -> ApiResult<()> {
-    let details: Vec<String> = changes
+fn refuse_not_canaryable(
+    changes: &[PlannedChange],
+    stored: &[EntityRecord],
+    written: &[Change],
+) -> ApiResult<()> {
+    let mut details: Vec<String> = changes
         .iter()
         .filter_map(|c| {
             let entity = format!("{}/{}", c.change.kind.lower(), c.change.name);
@@ -602,6 +606,37 @@ fn refuse_not_canaryable(changes: &[PlannedChange]) -> ApiResult<()> {
             Some(format!("{entity}: {why}"))
         })
         .collect();
+    // Gateway settings (an Environment document's `spec.gateway`) apply to every request
+    // and connection of a Worker, whichever revision it runs on.
+    let gateway = |manifest: &str| {
+        serde_json::from_str::<serde_json::Value>(manifest)
+            .ok()
+            .and_then(|v| v.pointer("/spec/gateway").cloned())
+    };
+    for c in written {
+        let (kind, name, new) = match c {
+            Change::Upsert {
+                kind,
+                name,
+                manifest,
+                ..
+            } => (*kind, name, gateway(manifest)),
+            Change::Delete { kind, name } => (*kind, name, None),
+        };
+        if kind != Kind::Environment {
+            continue;
+        }
+        let old = stored
+            .iter()
+            .find(|e| e.kind == kind && e.name == *name && !e.deleted)
+            .and_then(|e| gateway(&e.manifest));
+        if old != new {
+            details.push(format!(
+                "environment/{name}: spec.gateway applies to every request and connection \
+                 of a Worker, whichever revision it runs on"
+            ));
+        }
+    }
     if details.is_empty() {
         return Ok(());
     }

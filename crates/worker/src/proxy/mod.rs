@@ -46,8 +46,24 @@ pub(crate) async fn handle(
     // Kept when the client's is well-formed (no copy), generated otherwise; every response
     // carries it, the gateway's own answers included.
     let request_id = request_id(req.headers());
-    let mut resp = proxy(conn, active, req, request_id.clone()).await;
+    // The one load of the current generation; a canary beside it is chosen or not here,
+    // once: the request runs wholly on the generation it is given.
+    let runtime = conn
+        .current
+        .load_full()
+        .assign(req.headers(), conn.remote.ip());
+    // `spec.gateway.revisionHeader`: which revision answered (the canary's or the stable's).
+    let revision = runtime
+        .snapshot
+        .gateway()
+        .revision_header
+        .clone()
+        .map(|name| (name, http::HeaderValue::from(runtime.snapshot.revision)));
+    let mut resp = proxy(conn, runtime, active, req, request_id.clone()).await;
     resp.headers_mut().insert(X_REQUEST_ID, request_id);
+    if let Some((name, value)) = revision {
+        resp.headers_mut().insert(name, value);
+    }
     if http1
         && conn.draining.load(Ordering::Relaxed)
         && resp.status() != StatusCode::SWITCHING_PROTOCOLS
@@ -66,12 +82,12 @@ const TRACESTATE: header::HeaderName = header::HeaderName::from_static(trace_con
 
 async fn proxy(
     conn: &ConnCtx,
+    runtime: std::sync::Arc<crate::runtime::Runtime>,
     active: ActiveRequest,
     req: Request<Incoming>,
     request_id: http::HeaderValue,
 ) -> Response<ResponseBody> {
     let ConnCtx {
-        current,
         remote,
         client,
         lane,
@@ -81,9 +97,6 @@ async fn proxy(
     } = conn;
     let remote = *remote;
     let started = Instant::now();
-    // The one load of the current generation; a canary beside it is chosen or not here,
-    // once: the request runs wholly on the generation it is given.
-    let runtime = current.load_full().assign(req.headers(), remote.ip());
     let trace = runtime.obs.tracing.as_ref().map(|t| t.begin(req.headers()));
     let host = req.headers().get(header::HOST).cloned().or_else(|| {
         req.uri()
