@@ -217,6 +217,17 @@ pub fn parse_percent(text: &str) -> Result<u32, String> {
     Ok(ppm)
 }
 
+/// `POST /v1/envs/{env}/canary/promote` and `…/abort`: finishing a canary by hand.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryAction {
+    /// Why, in words: kept in the audit record and the canary's `reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 1000))]
+    pub reason: Option<String>,
+}
+
 /// Where a canary is.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

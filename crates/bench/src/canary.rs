@@ -169,7 +169,10 @@ async fn drive(
         let canary = apply_canary(cluster, proxy(release, good), spec).await?;
         wait_acked(cluster, canary).await?;
         two.push(cpu_per_request(o, cluster).await?);
-        let aborted = cluster.client.canary_abort(&cluster.env).await?;
+        let aborted = cluster
+            .client
+            .canary_abort(&cluster.env, &Default::default())
+            .await?;
         let back = aborted
             .rollback_revision
             .ok_or_else(|| setup("the aborted canary has no rollback revision"))?;

@@ -251,8 +251,19 @@ async fn a_canary_serves_its_share_on_every_worker_sticky_by_key_and_blocks_plai
     );
 
     // Aborted: the stable content comes back as r3, on every request, one generation.
-    let aborted = c.manager.client.canary_abort("prod").await.unwrap();
+    let why = switchyard_api::canary::CanaryAction {
+        reason: Some("seen enough".into()),
+    };
+    let aborted = c.manager.client.canary_abort("prod", &why).await.unwrap();
     assert_eq!(aborted.state, CanaryState::Aborted);
+    assert!(
+        aborted
+            .reason
+            .as_deref()
+            .unwrap()
+            .ends_with(": seen enough"),
+        "{aborted:?}"
+    );
     assert_eq!(aborted.rollback_revision, Some(3));
     for w in &c.workers {
         w.wait_for_revision(3).await;
@@ -329,7 +340,12 @@ async fn a_canary_serves_its_share_on_every_worker_sticky_by_key_and_blocks_plai
     );
 
     // Promoted by hand: every request on r4, one generation.
-    let promoted = c.manager.client.canary_promote("prod").await.unwrap();
+    let promoted = c
+        .manager
+        .client
+        .canary_promote("prod", &Default::default())
+        .await
+        .unwrap();
     assert_eq!(promoted.state, CanaryState::Promoted);
     for w in &c.workers {
         let deadline = tokio::time::Instant::now() + DEADLINE;

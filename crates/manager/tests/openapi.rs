@@ -253,7 +253,7 @@ async fn openapi_document_is_public_and_lists_every_route() {
     );
     assert_eq!(
         param_names(get("/v1/envs/{env}/sync"), "query"),
-        BTreeSet::from(["since".to_string()])
+        BTreeSet::from(["since".to_string(), "at".to_string()])
     );
     assert_eq!(
         param_names(get("/v1/audit"), "query"),

@@ -10,7 +10,7 @@ use crate::admin::{
     CredentialValueRequest, CredentialValueResponse, DeletedEnv, EntityView, PromoteRequest,
     RevisionView, RollbackRequest, RolloutRequest, RolloutStatus, WorkerView,
 };
-use crate::canary::CanaryStatus;
+use crate::canary::{CanaryAction, CanaryStatus};
 use crate::records::{AuditRecord, EnvInfo, RevisionRecord, TokenRecord};
 
 /// The admin API of one Manager, as one token sees it.
@@ -153,14 +153,22 @@ impl AdminClient {
     }
 
     /// Promotes the running canary to every request now, whatever its step.
-    pub async fn canary_promote(&self, env: &str) -> Result<CanaryStatus, ClientError> {
-        self.post(&format!("/v1/envs/{}/canary/promote", encode(env)), &())
+    pub async fn canary_promote(
+        &self,
+        env: &str,
+        action: &CanaryAction,
+    ) -> Result<CanaryStatus, ClientError> {
+        self.post(&format!("/v1/envs/{}/canary/promote", encode(env)), action)
             .await
     }
 
     /// Aborts the running canary: a revision with the stable content is committed.
-    pub async fn canary_abort(&self, env: &str) -> Result<CanaryStatus, ClientError> {
-        self.post(&format!("/v1/envs/{}/canary/abort", encode(env)), &())
+    pub async fn canary_abort(
+        &self,
+        env: &str,
+        action: &CanaryAction,
+    ) -> Result<CanaryStatus, ClientError> {
+        self.post(&format!("/v1/envs/{}/canary/abort", encode(env)), action)
             .await
     }
 

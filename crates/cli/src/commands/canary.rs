@@ -16,10 +16,19 @@ pub enum CanaryAction {
     /// stable revision over the step, and what the Manager waits for (or why it ended).
     Status(CanaryEnvArgs),
     /// Promote the running canary to every request now, whatever its step.
-    Promote(CanaryEnvArgs),
+    Promote(CanaryFinishArgs),
     /// Abort the running canary: a new revision with the stable revision's content is
     /// committed (requests on the canary finish on it).
-    Abort(CanaryEnvArgs),
+    Abort(CanaryFinishArgs),
+}
+
+#[derive(clap::Args)]
+pub struct CanaryFinishArgs {
+    #[command(flatten)]
+    pub target: CanaryEnvArgs,
+    /// Why, kept in the audit record.
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -38,14 +47,26 @@ pub async fn run(action: CanaryAction) -> anyhow::Result<ExitCode> {
             (args, status)
         }
         CanaryAction::Promote(args) => {
-            let client = args.conn.client()?;
-            let status = client.canary_promote(&args.env).await.explain()?;
-            (args, Some(status))
+            let client = args.target.conn.client()?;
+            let action = switchyard_api::canary::CanaryAction {
+                reason: args.reason,
+            };
+            let status = client
+                .canary_promote(&args.target.env, &action)
+                .await
+                .explain()?;
+            (args.target, Some(status))
         }
         CanaryAction::Abort(args) => {
-            let client = args.conn.client()?;
-            let status = client.canary_abort(&args.env).await.explain()?;
-            (args, Some(status))
+            let client = args.target.conn.client()?;
+            let action = switchyard_api::canary::CanaryAction {
+                reason: args.reason,
+            };
+            let status = client
+                .canary_abort(&args.target.env, &action)
+                .await
+                .explain()?;
+            (args.target, Some(status))
         }
     };
     if args.conn.output == Output::Json {

@@ -3,11 +3,13 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use switchyard_api::canary::{CanaryState, CanaryStatus};
+use switchyard_api::canary::{CanaryAction, CanaryState, CanaryStatus};
 use switchyard_api::error::ErrorBody;
 use switchyard_store::CanaryRecord;
 
-use super::openapi::{AUDIT_FAILED, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV};
+use super::openapi::{
+    AUDIT_FAILED, BAD_REQUEST_BODY, FORBIDDEN, SERVER_ERROR, UNAUTHORIZED, UNKNOWN_ENV,
+};
 use crate::auth::Principal;
 use crate::canary;
 use crate::error::{ApiError, ApiResult};
@@ -54,10 +56,12 @@ pub async fn status(
     operation_id = "canaryPromote",
     tag = "entities",
     params(("env" = String, Path, description = "Environment name")),
+    request_body = CanaryAction,
     responses(
         (status = 200, description = "Promoted", body = CanaryStatus),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 400, description = BAD_REQUEST_BODY, body = ErrorBody),
         (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
         (status = 409, description = "No canary is running (`no_canary`)", body = ErrorBody),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
@@ -68,14 +72,16 @@ pub async fn promote(
     State(state): State<AppState>,
     who: Principal,
     Path(env): Path<String>,
+    Json(action): Json<CanaryAction>,
 ) -> ApiResult<Json<CanaryStatus>> {
     who.require_write(&env)?;
     let c = running(&state, &env).await?;
     let detail = format!(
-        "promoted by {} at step {}/{}",
+        "promoted by {} at step {}/{}{}",
         who.actor(),
         c.step + 1,
-        c.spec.steps_ppm.len()
+        c.spec.steps_ppm.len(),
+        because(&action)?
     );
     if !state
         .store
@@ -99,10 +105,12 @@ pub async fn promote(
     operation_id = "canaryAbort",
     tag = "entities",
     params(("env" = String, Path, description = "Environment name")),
+    request_body = CanaryAction,
     responses(
         (status = 200, description = "Aborted; `rollback_revision` is the revision committed", body = CanaryStatus),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 400, description = BAD_REQUEST_BODY, body = ErrorBody),
         (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
         (status = 409, description = "No canary is running (`no_canary`)", body = ErrorBody),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
@@ -113,17 +121,32 @@ pub async fn abort(
     State(state): State<AppState>,
     who: Principal,
     Path(env): Path<String>,
+    Json(action): Json<CanaryAction>,
 ) -> ApiResult<Json<CanaryStatus>> {
     who.require_write(&env)?;
     let c = running(&state, &env).await?;
     let reason = format!(
-        "aborted by {} at step {}/{}",
+        "aborted by {} at step {}/{}{}",
         who.actor(),
         c.step + 1,
-        c.spec.steps_ppm.len()
+        c.spec.steps_ppm.len(),
+        because(&action)?
     );
     canary::end(&state, &who, &c, CanaryState::Aborted, reason).await?;
     latest(&state, &env).await
+}
+
+/// `: REASON` when the operator gave one (one line, at most 1000 characters).
+fn because(action: &CanaryAction) -> ApiResult<String> {
+    match action.reason.as_deref().map(str::trim) {
+        None | Some("") => Ok(String::new()),
+        Some(r) if r.chars().count() > 1000 || r.chars().any(char::is_control) => {
+            Err(ApiError::bad_request(
+                "reason: at most 1000 characters, on one line, without control characters",
+            ))
+        }
+        Some(r) => Ok(format!(": {r}")),
+    }
 }
 
 async fn running(state: &AppState, env: &str) -> ApiResult<CanaryRecord> {

@@ -43,7 +43,7 @@ use switchyard_api::sync::PullQuery;
         (status = 400, description = BAD_QUERY, body = ErrorBody),
         (status = 401, description = UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = "Not a worker token of this environment, nor an admin token (`forbidden`)", body = ErrorBody),
-        (status = 404, description = UNKNOWN_ENV, body = ErrorBody),
+        (status = 404, description = "No such environment (`unknown_environment`), or `at` names a revision it does not have or no longer retains (`unknown_revision`)", body = ErrorBody),
         (status = 500, description = SERVER_ERROR, body = ErrorBody),
     )
 )]
