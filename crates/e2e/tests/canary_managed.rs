@@ -96,6 +96,36 @@ impl Cluster {
         }
     }
 
+    /// Waits until every Worker serves `revision` to every request, one generation live.
+    async fn wait_promoted(&self, revision: u64) {
+        for w in &self.workers {
+            let deadline = tokio::time::Instant::now() + DEADLINE;
+            while w.handle.revision() != revision || w.handle.live_generations() != 1 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{} not promoted",
+                    w.id
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    /// The details of `prod`'s canary audit records, newest first.
+    async fn canary_audit(&self) -> Vec<String> {
+        let params = AuditParams {
+            env: Some("prod".into()),
+            limit: 1000,
+            ..AuditParams::default()
+        };
+        let audit = self.manager.client.audit(&params).await.unwrap();
+        audit
+            .into_iter()
+            .filter(|a| a.operation == Operation::Canary)
+            .filter_map(|a| a.detail)
+            .collect()
+    }
+
     /// Waits until every Worker serves `revision` as its canary (ACKed it).
     async fn wait_canary_served(&self, revision: u64) {
         self.manager
@@ -347,16 +377,8 @@ async fn a_canary_serves_its_share_on_every_worker_sticky_by_key_and_blocks_plai
         .await
         .unwrap();
     assert_eq!(promoted.state, CanaryState::Promoted);
+    c.wait_promoted(r4).await;
     for w in &c.workers {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        while w.handle.revision() != r4 || w.handle.live_generations() != 1 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{} not promoted",
-                w.id
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
         assert_eq!(green_of(w, 50, &[]).await, 50);
     }
 }
@@ -400,21 +422,7 @@ async fn a_failing_canary_is_rolled_back_by_the_manager_and_only_its_share_faile
         "{before_failed} of {before_n} requests failed with a 25% canary"
     );
     // The audit trail says so, with the numbers.
-    let audit = c
-        .manager
-        .client
-        .audit(&AuditParams {
-            env: Some("prod".into()),
-            limit: 1000,
-            ..AuditParams::default()
-        })
-        .await
-        .unwrap();
-    let details: Vec<&str> = audit
-        .iter()
-        .filter(|a| a.operation == Operation::Canary)
-        .filter_map(|a| a.detail.as_deref())
-        .collect();
+    let details = c.canary_audit().await;
     assert!(
         details
             .iter()
@@ -442,38 +450,14 @@ async fn a_healthy_canary_goes_through_three_steps_to_every_request() {
         .await;
     assert_eq!(done.state, CanaryState::Promoted, "{done:?}");
     assert_eq!(done.step, 2);
-    for w in &c.workers {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        while w.handle.revision() != r2 || w.handle.live_generations() != 1 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{} not promoted",
-                w.id
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
+    c.wait_promoted(r2).await;
     let (n, failed, green) = load.finish().await;
     assert_eq!(failed, 0, "{failed} of {n} requests failed");
     assert!(green > 0 && green < n, "{green} of {n} on the canary");
     for w in &c.workers {
         assert_eq!(green_of(w, 50, &[]).await, 50);
     }
-    let audit = c
-        .manager
-        .client
-        .audit(&AuditParams {
-            env: Some("prod".into()),
-            limit: 1000,
-            ..AuditParams::default()
-        })
-        .await
-        .unwrap();
-    let details: Vec<&str> = audit
-        .iter()
-        .filter(|a| a.operation == Operation::Canary)
-        .filter_map(|a| a.detail.as_deref())
-        .collect();
+    let details = c.canary_audit().await;
     for want in ["step 1/3 held", "step 2/3 held", "promoted"] {
         assert!(
             details.iter().any(|d| d.contains(want)),

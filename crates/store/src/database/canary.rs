@@ -183,26 +183,13 @@ pub(super) async fn step(
     detail: &str,
 ) -> Result<bool> {
     let (env, revision) = key;
-    let (_guard, mut tx) = store.begin_write().await?;
-    let result = async {
-        let at = now_millis();
-        let moved = sqlx::query(sql::CANARY_STEP)
-            .bind(env)
-            .bind(param(revision))
-            .bind(i64::from(from))
-            .bind(i64::from(to))
-            .bind(at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("move the canary to its next step"))?;
-        if moved.rows_affected() != 1 {
-            return Ok(false);
-        }
-        audit(&mut tx, env, actor, revision, detail, at).await?;
-        Ok(true)
-    }
-    .await;
-    finish(tx, result, |moved| *moved, "canary step: commit").await
+    let q = sqlx::query(sql::CANARY_STEP)
+        .bind(env)
+        .bind(param(revision))
+        .bind(i64::from(from))
+        .bind(i64::from(to))
+        .bind(now_millis());
+    audited_update(store, key, q, (actor, detail.to_string())).await
 }
 
 pub(super) async fn promote(
@@ -212,26 +199,36 @@ pub(super) async fn promote(
     detail: &str,
 ) -> Result<bool> {
     let (env, revision) = key;
+    let q = sqlx::query(sql::CANARY_END)
+        .bind(env)
+        .bind(param(revision))
+        .bind(CanaryState::Promoted.as_str())
+        .bind(now_millis())
+        .bind(detail)
+        .bind(None::<i64>);
+    let text = format!("canary r{revision} promoted to every request: {detail}");
+    audited_update(store, key, q, (actor, text)).await
+}
+
+/// Runs `q`, an update of canary `key` conditional on where it stands, and — when it
+/// updated the row — its audit record (`actor`, `detail`), in one transaction. `false`,
+/// nothing written, when the canary was no longer where the update expected it.
+async fn audited_update<'q>(
+    store: &SqlStore,
+    key: (&str, u64),
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    (actor, detail): (&str, String),
+) -> Result<bool> {
+    let (env, revision) = key;
     let (_guard, mut tx) = store.begin_write().await?;
     let result = async {
-        let at = now_millis();
-        let ended = sqlx::query(sql::CANARY_END)
-            .bind(env)
-            .bind(param(revision))
-            .bind(CanaryState::Promoted.as_str())
-            .bind(at)
-            .bind(detail)
-            .bind(None::<i64>)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("promote the canary"))?;
-        if ended.rows_affected() != 1 {
+        let updated = q.execute(&mut *tx).await.map_err(db("update the canary"))?;
+        if updated.rows_affected() != 1 {
             return Ok(false);
         }
-        let text = format!("canary r{revision} promoted to every request: {detail}");
-        audit(&mut tx, env, actor, revision, &text, at).await?;
+        audit(&mut tx, env, actor, revision, &detail, now_millis()).await?;
         Ok(true)
     }
     .await;
-    finish(tx, result, |done| *done, "promote the canary: commit").await
+    finish(tx, result, |done| *done, "update the canary: commit").await
 }
