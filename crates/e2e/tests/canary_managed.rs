@@ -24,6 +24,7 @@ struct Cluster {
     workers: Vec<ManagedWorker>,
     _dirs: Vec<tempfile::TempDir>,
     harness: Harness,
+    token: String,
 }
 
 impl Cluster {
@@ -58,6 +59,7 @@ impl Cluster {
             workers,
             _dirs: dirs,
             harness,
+            token,
         }
     }
 
@@ -249,6 +251,17 @@ async fn a_canary_serves_its_share_on_every_worker_sticky_by_key_and_blocks_plai
             c.status().await
         );
     }
+
+    // A Worker that starts while the canary runs serves the stable revision with the
+    // canary beside it, not the canary to every request.
+    let cache = tempfile::tempdir().unwrap();
+    let opts = ManagedWorker::options(&c.manager, "prod", &c.token, "w3", cache.path());
+    let mut w3 = ManagedWorker::start(opts).await.unwrap();
+    c.manager.wait_reports("prod", r2, &["w3"]).await;
+    assert_eq!((w3.handle.revision(), w3.handle.live_generations()), (1, 2));
+    let g = green_of(&w3, 1_000, &[]).await;
+    assert!((120..=280).contains(&g), "w3: {g} of 1000 on the canary");
+    w3.stop().await;
 
     // One canary at a time, and nothing else is committed while it runs.
     let e = c
