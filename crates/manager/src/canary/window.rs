@@ -149,13 +149,15 @@ pub fn judge(
             percent(spec.max_p99_increase_ppm)
         ));
     }
-    let summary = format!(
-        "canary {} errors over {} requests, stable {} over {}",
-        canary.error_rate_ppm.map_or("-".into(), percent),
-        canary.requests,
-        stable.error_rate_ppm.map_or("-".into(), percent),
-        stable.requests
-    );
+    let side = |name: &str, n: &WindowNumbers| match n.error_rate_ppm {
+        Some(rate) => format!(
+            "{name} {} errors over {} requests",
+            percent(rate),
+            n.requests
+        ),
+        None => format!("{name} no requests yet"),
+    };
+    let summary = format!("{}, {}", side("canary", canary), side("stable", stable));
     if elapsed_ms < step_ms {
         return Verdict::Wait(format!(
             "holding: {} s of {} s, {summary}",
