@@ -221,8 +221,25 @@ async fn judge_env(state: &AppState, env: &str) -> ApiResult<()> {
     if c.state != CanaryState::Running {
         return Ok(());
     }
+    // A Worker that cannot serve the canary (it NACKed it) serves the stable revision to
+    // every request: the canary cannot be judged there, and would not be promoted there.
+    let refused = state
+        .store
+        .reports_for(env, c.revision)
+        .await?
+        .into_iter()
+        .find(|r| r.status == switchyard_api::records::ReportStatus::Nack);
     let (canary, stable) = state.canaries.window(&c);
-    match window::judge(&c.spec, &canary, &stable, now_millis() - c.step_started_at) {
+    let verdict = match refused {
+        Some(r) => Verdict::Breach(format!(
+            "Worker {} refused the canary r{}: {}",
+            r.worker_id,
+            c.revision,
+            r.error.unwrap_or_default()
+        )),
+        None => window::judge(&c.spec, &canary, &stable, now_millis() - c.step_started_at),
+    };
+    match verdict {
         Verdict::Wait(_) => Ok(()),
         Verdict::Breach(why) => {
             let reason = format!(
