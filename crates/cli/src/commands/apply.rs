@@ -389,6 +389,64 @@ fn prune_list(
 mod tests {
     use super::*;
 
+    fn canary(args: &[(&str, &str)]) -> anyhow::Result<Option<CanarySpec>> {
+        let mut a = CanaryArgs::default();
+        for (flag, value) in args {
+            let v = Some((*value).to_string());
+            match *flag {
+                "canary" => a.canary = v,
+                "canary-key" => a.canary_key = v,
+                "steps" => a.steps = v,
+                "step-for" => a.step_for = v,
+                "max-error-rate" => a.max_error_rate = v,
+                "max-p99-increase" => a.max_p99_increase = v,
+                other => panic!("{other}"),
+            }
+        }
+        a.spec()
+    }
+
+    #[test]
+    fn canary_flags_become_a_spec_and_bad_ones_are_named() {
+        assert_eq!(canary(&[]).unwrap(), None);
+        let one = canary(&[("canary", "5%")]).unwrap().unwrap();
+        assert_eq!(one, CanarySpec::at(50_000));
+        let steps = canary(&[
+            ("canary", "1%"),
+            ("steps", "1%, 5%,25%"),
+            ("step-for", "5m"),
+            ("canary-key", "header:X-User-Id"),
+            ("max-error-rate", "0.5%"),
+            ("max-p99-increase", "50%"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(steps.steps_ppm, [10_000, 50_000, 250_000]);
+        assert_eq!(steps.step_secs, 300);
+        assert_eq!(steps.max_error_rate_ppm, 5_000);
+        assert_eq!(steps.max_p99_increase_ppm, 500_000);
+        let bad = |args: &[(&str, &str)], want: &str| {
+            let e = canary(args).unwrap_err().to_string();
+            assert!(e.contains(want), "{args:?}: {e}");
+        };
+        bad(
+            &[("canary-key", "client-ip")],
+            "--canary-key applies to a canary",
+        );
+        bad(
+            &[("canary", "5%"), ("steps", "1%,5%")],
+            "--steps starts at 1%",
+        );
+        bad(&[("canary", "five")], "--canary:");
+        bad(&[("steps", "5%,1%")], "larger than the one before");
+        bad(&[("canary", "100%")], "below 100%");
+        bad(&[("canary", "5%"), ("step-for", "0s")], "--step-for");
+        bad(
+            &[("canary", "5%"), ("canary-key", "cookie")],
+            "--canary-key",
+        );
+    }
+
     #[test]
     fn unexpanded_globs_are_expanded_and_empty_ones_named() {
         let dir = tempfile::tempdir().unwrap();
