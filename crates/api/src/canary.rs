@@ -131,6 +131,10 @@ pub struct CanarySpec {
     /// generation's by more than this fraction, in parts per million (200 000: +20%).
     #[cfg_attr(feature = "openapi", schema(maximum = 100000000))]
     pub max_p99_increase_ppm: u32,
+    /// Count policy denials as errors (default: counted apart — a firewall rule that
+    /// denies more is not failing, unless this says it is).
+    #[serde(default)]
+    pub denials_are_errors: bool,
 }
 
 impl CanarySpec {
@@ -142,6 +146,7 @@ impl CanarySpec {
             step_secs: DEFAULT_STEP_SECS,
             max_error_rate_ppm: DEFAULT_MAX_ERROR_RATE_PPM,
             max_p99_increase_ppm: DEFAULT_MAX_P99_INCREASE_PPM,
+            denials_are_errors: false,
         }
     }
 

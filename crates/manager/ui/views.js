@@ -240,7 +240,7 @@ function canaryBlock(env, c) {
       h('dt', {}, 'Step ends'), h('dd', { class: 'canary-left' },
         left === null ? '–' : left > 0 ? [`in ${duration(left)} `, '(', when(c.step_ends_at), ')'] : ['now (', when(c.step_ends_at), ')']),
       h('dt', {}, 'Rolled back when'), h('dd', {},
-        `its error rate exceeds the stable's by more than ${ppmPct(spec.max_error_rate_ppm)}, or its p99 the stable's by more than ${ppmPct(spec.max_p99_increase_ppm)} (and 5 ms)`),
+        `its error rate${spec.denials_are_errors ? ' (denials counted as errors)' : ''} exceeds the stable's by more than ${ppmPct(spec.max_error_rate_ppm)}, or its p99 the stable's by more than ${ppmPct(spec.max_p99_increase_ppm)} (and 5 ms)`),
       h('dt', {}, 'Started'), h('dd', {}, when(c.started_at), ` by ${c.actor}`)),
     canaryNumbers(c),
     c.verdict ? h('p', { class: 'canary-verdict' }, h('strong', {}, 'Verdict: '), c.verdict) : null));

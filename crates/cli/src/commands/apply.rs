@@ -79,6 +79,10 @@ pub struct CanaryArgs {
     /// this (default 20%).
     #[arg(long, value_name = "PERCENT")]
     pub max_p99_increase: Option<String>,
+    /// Count the canary's policy denials as errors (by default they are counted apart: a
+    /// rule that denies more is not failing).
+    #[arg(long)]
+    pub denials_are_errors: bool,
 }
 
 impl CanaryArgs {
@@ -90,6 +94,7 @@ impl CanaryArgs {
             ("--step-for", self.step_for.is_some()),
             ("--max-error-rate", self.max_error_rate.is_some()),
             ("--max-p99-increase", self.max_p99_increase.is_some()),
+            ("--denials-are-errors", self.denials_are_errors),
         ];
         if self.canary.is_none() && self.steps.is_none() {
             if let Some((flag, _)) = settings.iter().find(|(_, given)| *given) {
@@ -144,6 +149,7 @@ impl CanaryArgs {
         if let Some(t) = &self.max_p99_increase {
             spec.max_p99_increase_ppm = pct("--max-p99-increase", t)?;
         }
+        spec.denials_are_errors = self.denials_are_errors;
         spec.validate().map_err(|e| {
             anyhow::anyhow!(
                 "{}",

@@ -113,18 +113,32 @@ pub fn judge(
     elapsed_ms: i64,
 ) -> Verdict {
     let step_ms = i64::try_from(spec.step_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    // What counts as failing: errors, and policy denials too when the spec says so.
+    let failing = |n: &WindowNumbers| {
+        n.errors
+            + if spec.denials_are_errors {
+                n.denials
+            } else {
+                0
+            }
+    };
+    let what = if spec.denials_are_errors {
+        "error and denial rate"
+    } else {
+        "error rate"
+    };
     let stable_rate = if stable.requests >= MIN_JUDGED_REQUESTS {
-        stable.error_rate_ppm.unwrap_or(0)
+        rate_ppm(failing(stable), stable.requests).unwrap_or(0)
     } else {
         0
     };
     if canary.requests >= MIN_JUDGED_REQUESTS {
-        let rate = canary.error_rate_ppm.unwrap_or(0);
+        let rate = rate_ppm(failing(canary), canary.requests).unwrap_or(0);
         if u64::from(rate) > u64::from(stable_rate) + u64::from(spec.max_error_rate_ppm) {
             return Verdict::Breach(format!(
-                "error rate {} ({} of {} requests) on r{}, over the stable r{}'s {} + {} allowed",
+                "{what} {} ({} of {} requests) on r{}, over the stable r{}'s {} + {} allowed",
                 percent(rate),
-                canary.errors,
+                failing(canary),
                 canary.requests,
                 canary.revision,
                 stable.revision,
@@ -278,6 +292,23 @@ mod tests {
             1_000,
         );
         assert!(matches!(noise, Verdict::Wait(_)), "{noise:?}");
+        // Denials are not errors, unless the spec says they are.
+        let mut denying = window(7, 1000, 0, 2);
+        denying.denials = 300;
+        let stable = window(6, 4000, 0, 2);
+        assert!(matches!(
+            judge(&spec(), &denying, &stable, 1_000),
+            Verdict::Wait(_)
+        ));
+        let strict = CanarySpec {
+            denials_are_errors: true,
+            ..spec()
+        };
+        let v = judge(&strict, &denying, &stable, 1_000);
+        assert!(
+            matches!(v, Verdict::Breach(ref w) if w.contains("denial rate 30%")),
+            "{v:?}"
+        );
     }
 
     #[test]

@@ -105,11 +105,16 @@ pub(super) async fn record(
 pub fn describe_spec(spec: &CanarySpec) -> String {
     let steps: Vec<String> = spec.steps_ppm.iter().map(|s| percent(*s)).collect();
     format!(
-        "{} → 100%, by {}, {} s a step, rolled back past +{} errors or +{} p99",
+        "{} → 100%, by {}, {} s a step, rolled back past +{} {} or +{} p99",
         steps.join(" → "),
         spec.key,
         spec.step_secs,
         percent(spec.max_error_rate_ppm),
+        if spec.denials_are_errors {
+            "errors and denials"
+        } else {
+            "errors"
+        },
         percent(spec.max_p99_increase_ppm)
     )
 }
