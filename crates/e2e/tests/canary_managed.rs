@@ -443,6 +443,20 @@ async fn a_failing_canary_is_rolled_back_by_the_manager_and_only_its_share_faile
         "{details:?}"
     );
     assert!(details.iter().any(|d| d.contains("started")), "{details:?}");
+    // The Manager counts it, for alerting.
+    let metrics = c
+        .manager
+        .client
+        .raw(http::Method::GET, "/metrics", None)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    assert!(
+        text.contains(
+            "switchyard_manager_canary_endings_total{env=\"prod\",outcome=\"rolled-back\"} 1"
+        ),
+        "{text}"
+    );
     for w in &c.workers {
         assert_eq!(w.handle.live_generations(), 1);
     }

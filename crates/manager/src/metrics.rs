@@ -28,6 +28,11 @@ pub struct ManagerMetrics {
     pub tls_handshake_failures: Counter,
     /// Admin API requests answered, by method, route pattern and status code.
     api_requests: Family<ApiLabels, Counter>,
+    /// The running canary's share of requests, in parts per million (0: none runs), as
+    /// this Manager's judge last saw it.
+    pub canary_share_ppm: Family<EnvLabel, Gauge>,
+    /// Canaries this Manager ended, by outcome (`promoted`, `rolled-back`, `aborted`).
+    pub canary_endings: Family<StatusLabels, Counter>,
 }
 
 fn propagation_buckets() -> Histogram {
@@ -92,6 +97,18 @@ impl ManagerMetrics {
             "Workers on the notification stream",
             connected.clone(),
         );
+        let canary_share_ppm = Family::<EnvLabel, Gauge>::default();
+        registry.register(
+            "canary_share_ppm",
+            "The running canary's share of requests in parts per million (0: none runs)",
+            canary_share_ppm.clone(),
+        );
+        let canary_endings = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "canary_endings",
+            "Canaries this Manager ended, by outcome (promoted, rolled-back, aborted)",
+            canary_endings.clone(),
+        );
         ManagerMetrics {
             registry: root,
             commits,
@@ -102,7 +119,22 @@ impl ManagerMetrics {
             connected,
             tls_handshake_failures,
             api_requests,
+            canary_share_ppm,
+            canary_endings,
         }
+    }
+
+    /// Counts a canary of `env` this Manager ended, and its share back to 0.
+    pub fn canary_ended(&self, env: &str, outcome: switchyard_api::canary::CanaryState) {
+        self.canary_endings
+            .get_or_create(&[
+                ("env", env.to_string()),
+                ("outcome", outcome.as_str().to_string()),
+            ])
+            .inc();
+        self.canary_share_ppm
+            .get_or_create(&[("env", env.to_string())])
+            .set(0);
     }
 
     /// Counts one admin API request.

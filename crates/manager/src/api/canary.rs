@@ -90,6 +90,7 @@ pub async fn promote(
     {
         return Err(not_running(&env));
     }
+    state.metrics.canary_ended(&env, CanaryState::Promoted);
     canary::nudge(&state, &env, c.revision);
     latest(&state, &env).await
 }

@@ -40,6 +40,8 @@ struct EnvWindow {
     /// The canary's directive as last read from the store (answers pulls while the
     /// database is down: a Worker must not take a canary revision for a plain one).
     directive: Option<CanaryDirective>,
+    /// Where the judge last saw the latest canary (revision, step, state).
+    seen: Option<(u64, u32, CanaryState)>,
 }
 
 /// The canary windows of every environment, in this Manager's memory.
@@ -106,6 +108,17 @@ impl Canaries {
             window::numbers(c.revision, &w.workers),
             window::numbers(c.stable_revision, &w.workers),
         )
+    }
+
+    /// Whether `c` moved since the judge last looked (another Manager moved its step or
+    /// ended it); the first look is not a move.
+    fn moved(&self, c: &CanaryRecord) -> bool {
+        let mut envs = self.lock();
+        let w = envs.entry(c.env.clone()).or_default();
+        let now = Some((c.revision, c.step, c.state));
+        let moved = w.seen.is_some() && w.seen != now;
+        w.seen = now;
+        moved
     }
 
     fn set_directive(&self, env: &str, d: Option<CanaryDirective>) {
@@ -215,9 +228,20 @@ fn judge_principal() -> Principal {
 }
 
 async fn judge_env(state: &AppState, env: &str) -> ApiResult<()> {
+    let share_gauge = state
+        .metrics
+        .canary_share_ppm
+        .get_or_create(&[("env", env.to_string())])
+        .clone();
     let Some(c) = state.store.canary(env).await? else {
         return Ok(());
     };
+    share_gauge.set(i64::from(share(&c)));
+    // Moved elsewhere (another Manager on the database): the Workers here look again now,
+    // rather than at their next periodic check.
+    if state.canaries.moved(&c) {
+        nudge(state, env, c.revision);
+    }
     if c.state != CanaryState::Running {
         return Ok(());
     }
@@ -346,6 +370,7 @@ pub async fn end(
             ),
         ));
     }
+    state.metrics.canary_ended(&c.env, how);
     state.fanout.changed(&c.env);
     Ok(())
 }
