@@ -81,6 +81,14 @@ impl Cluster {
         r.revision
     }
 
+    /// The Manager's refusal of `req` (the apply must fail with an API error).
+    async fn refused(&self, req: ApplyRequest) -> switchyard_api::ErrorBody {
+        match self.manager.client.apply("prod", &req).await {
+            Err(ClientError::Api(failure)) => failure.body,
+            other => panic!("{other:?}"),
+        }
+    }
+
     async fn status(&self) -> CanaryStatus {
         self.manager.client.canary("prod").await.unwrap().unwrap()
     }
@@ -264,33 +272,22 @@ async fn a_canary_serves_its_share_on_every_worker_sticky_by_key_and_blocks_plai
     w3.stop().await;
 
     // One canary at a time, and nothing else is committed while it runs.
-    let e = c
-        .manager
-        .client
-        .apply(
-            "prod",
-            &ApplyRequest {
-                manifests: vec![payments_manifest("blue", c.harness.addr(0), "")],
-                ..ApplyRequest::default()
-            },
-        )
-        .await
-        .unwrap_err();
-    let ClientError::Api(failure) = &e else {
-        panic!("{e}")
-    };
-    assert_eq!(failure.body.code, ErrorCode::CanaryRunning, "{e}");
+    let refused = c
+        .refused(ApplyRequest {
+            manifests: vec![payments_manifest("blue", c.harness.addr(0), "")],
+            ..ApplyRequest::default()
+        })
+        .await;
+    assert_eq!(refused.code, ErrorCode::CanaryRunning, "{refused:?}");
     assert!(
-        failure
-            .body
+        refused
             .message
             .contains("switchyard canary promote --env prod")
-            && failure
-                .body
+            && refused
                 .message
                 .contains("switchyard canary abort --env prod"),
         "{}",
-        failure.body.message
+        refused.message
     );
 
     // Aborted: the stable content comes back as r3, on every request, one generation.
@@ -317,31 +314,21 @@ async fn a_canary_serves_its_share_on_every_worker_sticky_by_key_and_blocks_plai
     // What cannot be a canary is refused, nothing written: here gateway settings, which
     // apply to every request of a Worker whichever revision it runs on.
     let before = c.manager.client.env("prod").await.unwrap().revision;
-    let e = c
-        .manager
-        .client
-        .apply(
-            "prod",
-            &ApplyRequest {
-                manifests: vec![prod_environment("x-revision")],
-                canary: Some(spec(&[200_000], 3600)),
-                ..ApplyRequest::default()
-            },
-        )
-        .await
-        .unwrap_err();
-    let ClientError::Api(failure) = &e else {
-        panic!("{e}")
-    };
-    assert_eq!(failure.body.code, ErrorCode::NotCanaryable, "{e}");
+    let refused = c
+        .refused(ApplyRequest {
+            manifests: vec![prod_environment("x-revision")],
+            canary: Some(spec(&[200_000], 3600)),
+            ..ApplyRequest::default()
+        })
+        .await;
+    assert_eq!(refused.code, ErrorCode::NotCanaryable, "{refused:?}");
     assert!(
-        failure
-            .body
+        refused
             .details
             .iter()
             .any(|d| d.contains("environment/prod: spec.gateway")),
         "{:?}",
-        failure.body.details
+        refused.details
     );
     assert_eq!(c.manager.client.env("prod").await.unwrap().revision, before);
     assert!(
